@@ -1,0 +1,248 @@
+//! What a key is allowed to do, as validated values: its label, tool scope, caps,
+//! source-CIDR allowlist and expiry. Each type validates on construction, so the
+//! handlers and the store never see an invalid policy.
+
+use crate::error::Rejection;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use time::OffsetDateTime;
+
+pub const MIN_CAP_CENTS: i64 = 1;
+pub const MAX_CAP_CENTS: i64 = 100_000_000;
+pub const DEFAULT_DAILY_CAP_CENTS: i64 = 1_000;
+pub const MAX_LABEL_CHARS: usize = 100;
+
+/// A key's human-readable name: 1 to 100 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyLabel(String);
+
+impl KeyLabel {
+    pub fn parse(text: &str) -> Result<Self, Rejection> {
+        let trimmed = text.trim();
+        let chars = trimmed.chars().count();
+        if chars == 0 || chars > MAX_LABEL_CHARS {
+            return Err(Rejection::invalid(format!("label must be 1 to {MAX_LABEL_CHARS} characters")));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(Rejection::invalid("label must not contain control characters"));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Clamps a cap to the supported range, as the seed says ("values are clamped").
+pub fn clamp_cap_cents(cents: i64) -> i64 {
+    cents.clamp(MIN_CAP_CENTS, MAX_CAP_CENTS)
+}
+
+/// Which tools a key may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolScope {
+    Restricted,
+    AllSupportedTools,
+}
+
+impl ToolScope {
+    pub fn parse(text: &str) -> Result<Self, Rejection> {
+        match text {
+            "restricted" => Ok(Self::Restricted),
+            "all_supported_tools" => Ok(Self::AllSupportedTools),
+            other => Err(Rejection::invalid(format!(
+                "tool_scope must be 'restricted' or 'all_supported_tools', not '{}'",
+                truncate_for_message(other)
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Restricted => "restricted",
+            Self::AllSupportedTools => "all_supported_tools",
+        }
+    }
+}
+
+/// A key's tool scope with its allowlist of canonical tool ids, consistent by construction:
+/// `restricted` has at least one tool, `all_supported_tools` has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolGrant {
+    scope: ToolScope,
+    tools: Vec<String>,
+}
+
+impl ToolGrant {
+    /// `scope` defaults to `restricted` when tools are given, `all_supported_tools` otherwise.
+    /// `tools` must already be canonical ids (the catalog resolves aliases).
+    pub fn new(scope: Option<ToolScope>, tools: Option<Vec<String>>) -> Result<Self, Rejection> {
+        let mut tools = tools.unwrap_or_default();
+        let mut seen = std::collections::HashSet::new();
+        tools.retain(|t| seen.insert(t.clone()));
+        let scope = scope.unwrap_or(if tools.is_empty() { ToolScope::AllSupportedTools } else { ToolScope::Restricted });
+        match scope {
+            ToolScope::Restricted if tools.is_empty() => {
+                Err(Rejection::invalid("tool_scope 'restricted' needs at least one tool in allowed_tools"))
+            }
+            ToolScope::AllSupportedTools if !tools.is_empty() => {
+                Err(Rejection::invalid("tool_scope 'all_supported_tools' cannot be combined with a non-empty allowed_tools"))
+            }
+            _ => Ok(Self { scope, tools }),
+        }
+    }
+
+    pub fn scope(&self) -> ToolScope {
+        self.scope
+    }
+
+    pub fn tools(&self) -> &[String] {
+        &self.tools
+    }
+
+    pub fn permits(&self, canonical_tool: &str) -> bool {
+        match self.scope {
+            ToolScope::AllSupportedTools => true,
+            ToolScope::Restricted => self.tools.iter().any(|t| t == canonical_tool),
+        }
+    }
+}
+
+/// Source networks a key may be used from. Empty means "anywhere".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CidrAllowlist(Vec<IpNet>);
+
+impl CidrAllowlist {
+    /// Fails closed: one malformed entry rejects the whole list. A bare address is read
+    /// as a single-host network (`/32` or `/128`).
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, Rejection> {
+        entries
+            .iter()
+            .map(|entry| {
+                let text = entry.as_ref().trim();
+                text.parse::<IpNet>()
+                    .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+                    .map(|net| net.trunc())
+                    .map_err(|_| Rejection::invalid(format!("allowed_cidrs: '{}' is not a CIDR", truncate_for_message(text))))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.0.is_empty() || self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    pub fn to_strings(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
+    }
+}
+
+/// An IPv4 client seen through an IPv6 socket (`::ffff:a.b.c.d`) is matched as IPv4.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// Parses an `expires_at`: RFC 3339 with an explicit offset, strictly in the future.
+pub fn parse_expires_at(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, Rejection> {
+    let at = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(|_| {
+        Rejection::invalid("expires_at must be an RFC 3339 timestamp with a timezone, e.g. 2030-01-01T00:00:00Z")
+    })?;
+    if at <= now {
+        return Err(Rejection::invalid("expires_at must be in the future"));
+    }
+    Ok(at)
+}
+
+/// Keeps echoed user input short in error messages.
+pub fn truncate_for_message(text: &str) -> String {
+    const MAX: usize = 64;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn labels() {
+        assert_eq!(KeyLabel::parse("  my-app ").unwrap().as_str(), "my-app");
+        assert!(KeyLabel::parse("").is_err());
+        assert!(KeyLabel::parse("   ").is_err());
+        assert!(KeyLabel::parse(&"x".repeat(101)).is_err());
+        assert!(KeyLabel::parse(&"é".repeat(100)).is_ok());
+        assert!(KeyLabel::parse("a\nb").is_err());
+    }
+
+    #[test]
+    fn scope_defaults_and_conflicts() {
+        let all = ToolGrant::new(None, None).unwrap();
+        assert_eq!(all.scope(), ToolScope::AllSupportedTools);
+        assert!(all.permits("anything"));
+        let some = ToolGrant::new(None, Some(vec!["echo".into(), "echo".into()])).unwrap();
+        assert_eq!(some.scope(), ToolScope::Restricted);
+        assert_eq!(some.tools(), ["echo"]);
+        assert!(some.permits("echo") && !some.permits("sleep"));
+        assert!(ToolGrant::new(Some(ToolScope::Restricted), None).is_err());
+        assert!(ToolGrant::new(Some(ToolScope::Restricted), Some(vec![])).is_err());
+        assert!(ToolGrant::new(Some(ToolScope::AllSupportedTools), Some(vec!["echo".into()])).is_err());
+        assert!(ToolGrant::new(Some(ToolScope::AllSupportedTools), Some(vec![])).is_ok());
+        assert!(ToolScope::parse("everything").is_err());
+    }
+
+    #[test]
+    fn cidrs_match_and_fail_closed() {
+        let list = CidrAllowlist::parse(&["10.0.0.0/8", "2001:db8::/32", "192.168.1.7"]).unwrap();
+        assert!(list.allows("10.1.2.3".parse().unwrap()));
+        assert!(list.allows("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(list.allows("2001:db8::1".parse().unwrap()));
+        assert!(list.allows("192.168.1.7".parse().unwrap()));
+        assert!(!list.allows("192.168.1.8".parse().unwrap()));
+        assert!(!list.allows("11.0.0.1".parse().unwrap()));
+        assert!(CidrAllowlist::parse(&["10.0.0.0/8", "10.0.0.0/33"]).is_err());
+        assert!(CidrAllowlist::parse(&["not-a-cidr"]).is_err());
+        assert!(CidrAllowlist::parse::<&str>(&[]).unwrap().allows("1.2.3.4".parse().unwrap()));
+        assert_eq!(CidrAllowlist::parse(&["10.1.2.3/8"]).unwrap().to_strings(), ["10.0.0.0/8"]);
+    }
+
+    #[test]
+    fn expiry_needs_offset_and_future() {
+        let now = datetime!(2026-01-01 00:00 UTC);
+        assert!(parse_expires_at("2030-01-01T00:00:00Z", now).is_ok());
+        assert!(parse_expires_at("2030-01-01T00:00:00+02:00", now).is_ok());
+        assert!(parse_expires_at("2030-01-01T00:00:00", now).is_err());
+        assert!(parse_expires_at("2020-01-01T00:00:00Z", now).is_err());
+        assert!(parse_expires_at("tomorrow", now).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn clamp_stays_in_range(cents in any::<i64>()) {
+            let c = clamp_cap_cents(cents);
+            prop_assert!((MIN_CAP_CENTS..=MAX_CAP_CENTS).contains(&c));
+            if (MIN_CAP_CENTS..=MAX_CAP_CENTS).contains(&cents) { prop_assert_eq!(c, cents); }
+        }
+
+        #[test]
+        fn ipv4_cidr_matches_prefix(a in any::<u32>(), b in any::<u32>(), len in 0u8..=32) {
+            let net = ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(a), len).unwrap().trunc();
+            let list = CidrAllowlist::parse(&[net.to_string()]).unwrap();
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            let expected = (a & mask) == (b & mask);
+            prop_assert_eq!(list.allows(IpAddr::V4(b.into())), expected);
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Storage for Visa Keys: one `Store` trait that every backend implements with the same
+//! semantics, the records it speaks in (`model`), and the backends themselves.
+//!
+//! * `sqlite` — the embedded default: WAL, `synchronous=FULL`, one writer thread that
+//!   group-commits many requests' transactions per fsync, and a pool of readers that never
+//!   queue behind it.
+//!
+//! Every mutation that moves money writes its ledger entry in the same transaction as the
+//! counters it changes.
+
+pub mod model;
+pub mod sqlite;
+
+pub use model::*;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use visa_core::pagination::{Page, PageRequest};
+use visa_core::secret::SecretHash;
+
+/// Why a store call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule refused the write (e.g. a duplicate login).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The thing to change does not exist (or belongs to someone else).
+    #[error("not found")]
+    NotFound,
+    /// The request is well-formed but the stored state forbids it.
+    #[error("{0}")]
+    Refused(String),
+    /// The database is busy, locked or unreachable; retrying may succeed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or a corrupt database.
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything the server persists. Account-scoped calls take the caller's account id and
+/// answer `NotFound` for another account's objects, so a handler cannot leak them.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Accounts and sessions.
+    async fn create_account(&self, new: NewAccount) -> StoreResult<Account>;
+    async fn account_by_login(&self, login: &str) -> StoreResult<Option<Account>>;
+    async fn set_account_approved(&self, login: &str, approved: bool) -> StoreResult<Account>;
+    async fn credit_account(&self, login: &str, amount: visa_core::money::Micros) -> StoreResult<Account>;
+    async fn create_session(&self, new: NewSession) -> StoreResult<()>;
+    async fn session_account(&self, token_hash: SecretHash, now: Timestamp) -> StoreResult<Option<Account>>;
+
+    // Keys.
+    async fn create_key(&self, new: NewKey) -> StoreResult<KeyRecord>;
+    async fn get_key(&self, account_id: i64, key_id: i64) -> StoreResult<Option<KeyRecord>>;
+    async fn list_keys(&self, account_id: i64, page: PageRequest) -> StoreResult<Page<KeyRecord>>;
+    async fn update_key(&self, account_id: i64, key_id: i64, patch: KeyPatch) -> StoreResult<KeyRecord>;
+    async fn revoke_key(&self, account_id: i64, key_id: i64, now: Timestamp) -> StoreResult<KeyRecord>;
+    async fn rotate_key(&self, account_id: i64, key_id: i64, rotation: Rotation) -> StoreResult<KeyRecord>;
+    /// The key and account behind a secret hash, for authentication.
+    async fn key_by_secret(&self, hash: SecretHash) -> StoreResult<Option<AuthRecord>>;
+    /// Records when and from where keys were last used (coalesced by the caller).
+    async fn record_key_use(&self, uses: Vec<KeyUse>) -> StoreResult<()>;
+}

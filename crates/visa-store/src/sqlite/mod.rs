@@ -1,0 +1,96 @@
+//! The embedded SQLite backend: a `Store` over one database file in WAL mode with
+//! `synchronous=FULL`. Writes go through the group-committing `writer`; reads run on a
+//! small pool of read-only connections on the blocking thread pool, so they never queue
+//! behind the writer.
+
+mod queries;
+mod schema;
+mod writer;
+
+use crate::StoreError;
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use writer::Writer;
+
+/// How long a connection waits on a lock held by another process before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<ReaderPool>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path).map_err(map_sqlite_error)?;
+        configure(&conn).map_err(map_sqlite_error)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(map_sqlite_error)?;
+        schema::migrate(&mut conn).map_err(map_sqlite_error)?;
+        Ok(Self { writer: Writer::start(conn), readers: Arc::new(ReaderPool { path: path.to_owned(), idle: Mutex::default() }) })
+    }
+
+    async fn write<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.writer.write(work).await
+    }
+
+    async fn read<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || readers.with_connection(work))
+            .await
+            .map_err(|_| StoreError::Internal("a read task failed".into()))?
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// Read-only connections, reused across requests.
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    fn with_connection<R>(&self, work: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => self.open_reader()?,
+        };
+        let result = work(&conn);
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+        result
+    }
+
+    fn open_reader(&self) -> Result<Connection, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(map_sqlite_error)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(map_sqlite_error)?;
+        Ok(conn)
+    }
+}
+
+/// Busy and locked databases are retryable outages; everything else is a failure.
+pub(crate) fn map_sqlite_error(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(DatabaseBusy | DatabaseLocked | CannotOpen | DiskFull | SystemIoFailure) => StoreError::Unavailable(e.to_string()),
+        Some(ConstraintViolation) => StoreError::Conflict(e.to_string()),
+        _ => StoreError::Internal(e.to_string()),
+    }
+}

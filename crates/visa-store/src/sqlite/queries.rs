@@ -1,0 +1,418 @@
+//! The `Store` trait over SQLite: each method is one read on the pool or one job for the
+//! group-committing writer. Rows are turned back into validated domain values here.
+
+use super::{map_sqlite_error, SqliteStore};
+use crate::model::*;
+use crate::{Store, StoreError, StoreResult};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use visa_core::key::Environment;
+use visa_core::money::Micros;
+use visa_core::pagination::{Cursor, Page, PageRequest};
+use visa_core::policy::{CidrAllowlist, KeyLabel, ToolGrant, ToolScope};
+use visa_core::secret::SecretHash;
+
+fn to_db(t: Timestamp) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000) as i64
+}
+
+fn from_db(micros: i64) -> Timestamp {
+    Timestamp::from_unix_timestamp_nanos(i128::from(micros) * 1_000).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn corrupt(what: &str) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
+}
+
+const ACCOUNT_COLUMNS: &str = "id, login, approved, balance_micros, held_micros, created_at, password_hash";
+
+fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: row.get(0)?,
+        login: row.get(1)?,
+        approved: row.get(2)?,
+        balance: Micros(row.get(3)?),
+        held: Micros(row.get(4)?),
+        created_at: from_db(row.get(5)?),
+        password_hash: row.get(6)?,
+    })
+}
+
+fn account_where(conn: &Connection, clause: &str, value: impl rusqlite::ToSql) -> StoreResult<Option<Account>> {
+    conn.query_row(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE {clause}"), [value], account_from_row)
+        .optional()
+        .map_err(map_sqlite_error)
+}
+
+const KEY_COLUMNS: &str = "k.id, k.account_id, a.login, k.environment, k.label, k.tool_scope, k.allowed_tools, \
+    k.allowed_cidrs, k.daily_cap_cents, k.total_cap_cents, k.expires_at, k.read_only, k.created_at, k.revoked_at, \
+    k.last_used_at, k.last_used_ip, k.spent_day_number, k.spent_day_micros, k.spent_total_micros";
+
+fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
+    let environment = Environment::parse(&row.get::<_, String>(3)?).ok_or_else(|| corrupt("environment"))?;
+    let label = KeyLabel::parse(&row.get::<_, String>(4)?).map_err(|_| corrupt("label"))?;
+    let scope = ToolScope::parse(&row.get::<_, String>(5)?).map_err(|_| corrupt("tool_scope"))?;
+    let tools: Vec<String> = serde_json::from_str(&row.get::<_, String>(6)?).map_err(|_| corrupt("allowed_tools"))?;
+    let cidrs: Vec<String> = serde_json::from_str(&row.get::<_, String>(7)?).map_err(|_| corrupt("allowed_cidrs"))?;
+    Ok(KeyRecord {
+        id: row.get(0)?,
+        account_id: row.get(1)?,
+        owner: row.get(2)?,
+        environment,
+        policy: KeyPolicy {
+            label,
+            grant: ToolGrant::new(Some(scope), Some(tools)).map_err(|_| corrupt("tool grant"))?,
+            allowed_cidrs: CidrAllowlist::parse(&cidrs).map_err(|_| corrupt("allowed_cidrs"))?,
+            daily_cap_cents: row.get(8)?,
+            total_cap_cents: row.get(9)?,
+            expires_at: row.get::<_, Option<i64>>(10)?.map(from_db),
+            read_only: row.get(11)?,
+        },
+        created_at: from_db(row.get(12)?),
+        revoked_at: row.get::<_, Option<i64>>(13)?.map(from_db),
+        last_used_at: row.get::<_, Option<i64>>(14)?.map(from_db),
+        last_used_ip: row.get::<_, Option<String>>(15)?.and_then(|ip| ip.parse().ok()),
+        spent_day_number: row.get(16)?,
+        spent_day: Micros(row.get(17)?),
+        spent_total: Micros(row.get(18)?),
+        secrets: Vec::new(),
+    })
+}
+
+fn secret_from_row(row: &Row<'_>) -> rusqlite::Result<SecretRecord> {
+    Ok(SecretRecord {
+        id: row.get(0)?,
+        key_prefix: row.get(1)?,
+        created_at: from_db(row.get(2)?),
+        expires_at: row.get::<_, Option<i64>>(3)?.map(from_db),
+        revoked_at: row.get::<_, Option<i64>>(4)?.map(from_db),
+        last_used_at: row.get::<_, Option<i64>>(5)?.map(from_db),
+        last_used_ip: row.get::<_, Option<String>>(6)?.and_then(|ip| ip.parse().ok()),
+    })
+}
+
+fn with_secrets(conn: &Connection, mut key: KeyRecord) -> rusqlite::Result<KeyRecord> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, key_prefix, created_at, expires_at, revoked_at, last_used_at, last_used_ip \
+         FROM key_secrets WHERE key_id = ?1 ORDER BY id DESC",
+    )?;
+    key.secrets = stmt.query_map([key.id], secret_from_row)?.collect::<rusqlite::Result<_>>()?;
+    Ok(key)
+}
+
+/// One of the account's keys, with its secrets; `None` for another account's key.
+fn load_key(conn: &Connection, account_id: i64, key_id: i64) -> StoreResult<Option<KeyRecord>> {
+    let sql = format!("SELECT {KEY_COLUMNS} FROM keys k JOIN accounts a ON a.id = k.account_id WHERE k.id = ?1 AND k.account_id = ?2");
+    let key = conn.query_row(&sql, params![key_id, account_id], key_from_row).optional().map_err(map_sqlite_error)?;
+    key.map(|k| with_secrets(conn, k)).transpose().map_err(map_sqlite_error)
+}
+
+fn require_key(conn: &Connection, account_id: i64, key_id: i64) -> StoreResult<KeyRecord> {
+    load_key(conn, account_id, key_id)?.ok_or(StoreError::NotFound)
+}
+
+fn insert_secret(conn: &Connection, key_id: i64, secret: &NewSecret, now: Timestamp) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO key_secrets (key_id, hash, key_prefix, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![key_id, &secret.hash.0[..], secret.key_prefix, to_db(now)],
+    )
+    .map_err(map_sqlite_error)?;
+    Ok(())
+}
+
+fn policy_params(policy: &KeyPolicy) -> (String, String, Option<i64>) {
+    let tools = serde_json::to_string(policy.grant.tools()).expect("strings serialize");
+    let cidrs = serde_json::to_string(&policy.allowed_cidrs.to_strings()).expect("strings serialize");
+    (tools, cidrs, policy.expires_at.map(to_db))
+}
+
+fn write_policy(conn: &Connection, key_id: i64, policy: &KeyPolicy) -> StoreResult<()> {
+    let (tools, cidrs, expires_at) = policy_params(policy);
+    conn.execute(
+        "UPDATE keys SET label = ?2, tool_scope = ?3, allowed_tools = ?4, allowed_cidrs = ?5, daily_cap_cents = ?6, \
+         total_cap_cents = ?7, expires_at = ?8, read_only = ?9 WHERE id = ?1",
+        params![
+            key_id,
+            policy.label.as_str(),
+            policy.grant.scope().as_str(),
+            tools,
+            cidrs,
+            policy.daily_cap_cents,
+            policy.total_cap_cents,
+            expires_at,
+            policy.read_only
+        ],
+    )
+    .map_err(map_sqlite_error)?;
+    Ok(())
+}
+
+fn apply_patch(policy: &mut KeyPolicy, patch: KeyPatch) {
+    if let Some(label) = patch.label {
+        policy.label = label;
+    }
+    if let Some(grant) = patch.grant {
+        policy.grant = grant;
+    }
+    if let Some(cidrs) = patch.allowed_cidrs {
+        policy.allowed_cidrs = cidrs;
+    }
+    if let Some(cap) = patch.daily_cap_cents {
+        policy.daily_cap_cents = cap;
+    }
+    if let Some(cap) = patch.total_cap_cents {
+        policy.total_cap_cents = cap;
+    }
+    if let Some(at) = patch.expires_at {
+        policy.expires_at = at;
+    }
+    if let Some(read_only) = patch.read_only {
+        policy.read_only = read_only;
+    }
+}
+
+fn add_ledger_entry(conn: &Connection, account_id: i64, kind: &str, amount: Micros, now: Timestamp) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO ledger (account_id, kind, amount_micros, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![account_id, kind, amount.0, to_db(now)],
+    )
+    .map_err(map_sqlite_error)?;
+    Ok(())
+}
+
+fn credit(conn: &Connection, account_id: i64, amount: Micros, now: Timestamp) -> StoreResult<()> {
+    if amount.0 <= 0 {
+        return Ok(());
+    }
+    add_ledger_entry(conn, account_id, "credit", amount, now)?;
+    conn.execute("UPDATE accounts SET balance_micros = balance_micros + ?2 WHERE id = ?1", params![account_id, amount.0])
+        .map_err(map_sqlite_error)?;
+    Ok(())
+}
+
+fn require_account(conn: &Connection, login: &str) -> StoreResult<Account> {
+    account_where(conn, "login = ?1", login)?.ok_or(StoreError::NotFound)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_account(&self, new: NewAccount) -> StoreResult<Account> {
+        self.write(move |conn| {
+            if account_where(conn, "login = ?1", &new.login)?.is_some() {
+                return Err(StoreError::Conflict(format!("an account named '{}' already exists", new.login)));
+            }
+            conn.execute(
+                "INSERT INTO accounts (login, password_hash, approved, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![new.login, new.password_hash, new.approved, to_db(new.now)],
+            )
+            .map_err(map_sqlite_error)?;
+            let id = conn.last_insert_rowid();
+            credit(conn, id, new.credit, new.now)?;
+            account_where(conn, "id = ?1", id)?.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn account_by_login(&self, login: &str) -> StoreResult<Option<Account>> {
+        let login = login.to_owned();
+        self.read(move |conn| account_where(conn, "login = ?1", login)).await
+    }
+
+    async fn set_account_approved(&self, login: &str, approved: bool) -> StoreResult<Account> {
+        let login = login.to_owned();
+        self.write(move |conn| {
+            let account = require_account(conn, &login)?;
+            conn.execute("UPDATE accounts SET approved = ?2 WHERE id = ?1", params![account.id, approved])
+                .map_err(map_sqlite_error)?;
+            Ok(Account { approved, ..account })
+        })
+        .await
+    }
+
+    async fn credit_account(&self, login: &str, amount: Micros) -> StoreResult<Account> {
+        let login = login.to_owned();
+        self.write(move |conn| {
+            let account = require_account(conn, &login)?;
+            credit(conn, account.id, amount, Timestamp::now_utc())?;
+            require_account(conn, &login)
+        })
+        .await
+    }
+
+    async fn create_session(&self, new: NewSession) -> StoreResult<()> {
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO sessions (account_id, token_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![new.account_id, &new.token_hash.0[..], to_db(new.created_at), to_db(new.expires_at)],
+            )
+            .map_err(map_sqlite_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session_account(&self, token_hash: SecretHash, now: Timestamp) -> StoreResult<Option<Account>> {
+        self.read(move |conn| {
+            let columns = ACCOUNT_COLUMNS.split(", ").map(|c| format!("a.{c}")).collect::<Vec<_>>().join(", ");
+            conn.query_row(
+                &format!("SELECT {columns} FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.token_hash = ?1 AND s.expires_at > ?2"),
+                params![&token_hash.0[..], to_db(now)],
+                account_from_row,
+            )
+            .optional()
+            .map_err(map_sqlite_error)
+        })
+        .await
+    }
+
+    async fn create_key(&self, new: NewKey) -> StoreResult<KeyRecord> {
+        self.write(move |conn| {
+            let (tools, cidrs, expires_at) = policy_params(&new.policy);
+            let p = &new.policy;
+            conn.execute(
+                "INSERT INTO keys (account_id, environment, label, tool_scope, allowed_tools, allowed_cidrs, daily_cap_cents, \
+                 total_cap_cents, expires_at, read_only, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    new.account_id,
+                    new.environment.as_str(),
+                    p.label.as_str(),
+                    p.grant.scope().as_str(),
+                    tools,
+                    cidrs,
+                    p.daily_cap_cents,
+                    p.total_cap_cents,
+                    expires_at,
+                    p.read_only,
+                    to_db(new.now)
+                ],
+            )
+            .map_err(map_sqlite_error)?;
+            let key_id = conn.last_insert_rowid();
+            insert_secret(conn, key_id, &new.secret, new.now)?;
+            require_key(conn, new.account_id, key_id)
+        })
+        .await
+    }
+
+    async fn get_key(&self, account_id: i64, key_id: i64) -> StoreResult<Option<KeyRecord>> {
+        self.read(move |conn| load_key(conn, account_id, key_id)).await
+    }
+
+    async fn list_keys(&self, account_id: i64, page: PageRequest) -> StoreResult<Page<KeyRecord>> {
+        self.read(move |conn| {
+            let (filter, order, cursor) = match page.cursor {
+                Cursor::Start => ("AND k.id < ?2", "DESC", i64::MAX),
+                Cursor::StartingAfter(id) => ("AND k.id < ?2", "DESC", id),
+                Cursor::EndingBefore(id) => ("AND k.id > ?2", "ASC", id),
+            };
+            let sql = format!(
+                "SELECT {KEY_COLUMNS} FROM keys k JOIN accounts a ON a.id = k.account_id \
+                 WHERE k.account_id = ?1 {filter} ORDER BY k.id {order} LIMIT ?3"
+            );
+            let mut stmt = conn.prepare_cached(&sql).map_err(map_sqlite_error)?;
+            let rows = stmt
+                .query_map(params![account_id, cursor, page.fetch_limit()], key_from_row)
+                .and_then(|rows| rows.map(|k| k.and_then(|k| with_secrets(conn, k))).collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(map_sqlite_error)?;
+            Ok(Page::cut(&page, rows, |k| k.id))
+        })
+        .await
+    }
+
+    async fn update_key(&self, account_id: i64, key_id: i64, patch: KeyPatch) -> StoreResult<KeyRecord> {
+        self.write(move |conn| {
+            let mut key = require_key(conn, account_id, key_id)?;
+            apply_patch(&mut key.policy, patch);
+            write_policy(conn, key_id, &key.policy)?;
+            require_key(conn, account_id, key_id)
+        })
+        .await
+    }
+
+    async fn revoke_key(&self, account_id: i64, key_id: i64, now: Timestamp) -> StoreResult<KeyRecord> {
+        self.write(move |conn| {
+            require_key(conn, account_id, key_id)?;
+            let at = to_db(now);
+            conn.execute("UPDATE keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1", params![key_id, at])
+                .map_err(map_sqlite_error)?;
+            conn.execute(
+                "UPDATE key_secrets SET revoked_at = COALESCE(revoked_at, ?2) WHERE key_id = ?1",
+                params![key_id, at],
+            )
+            .map_err(map_sqlite_error)?;
+            require_key(conn, account_id, key_id)
+        })
+        .await
+    }
+
+    async fn rotate_key(&self, account_id: i64, key_id: i64, rotation: Rotation) -> StoreResult<KeyRecord> {
+        self.write(move |conn| {
+            let key = require_key(conn, account_id, key_id)?;
+            if key.revoked_at.is_some() {
+                return Err(StoreError::Refused("a revoked key cannot be rotated; create a new key".into()));
+            }
+            let now = to_db(rotation.now);
+            let end = to_db(rotation.old_secrets_end);
+            if end <= now {
+                conn.execute(
+                    "UPDATE key_secrets SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
+                    params![key_id, now],
+                )
+            } else {
+                // A secret already ending sooner (an earlier grace) keeps its earlier end.
+                conn.execute(
+                    "UPDATE key_secrets SET expires_at = MIN(COALESCE(expires_at, ?2), ?2) WHERE key_id = ?1 AND revoked_at IS NULL",
+                    params![key_id, end],
+                )
+            }
+            .map_err(map_sqlite_error)?;
+            insert_secret(conn, key_id, &rotation.secret, rotation.now)?;
+            require_key(conn, account_id, key_id)
+        })
+        .await
+    }
+
+    async fn key_by_secret(&self, hash: SecretHash) -> StoreResult<Option<AuthRecord>> {
+        self.read(move |conn| {
+            let found = conn
+                .query_row(
+                    "SELECT s.id, s.hash, s.key_id, k.account_id, a.approved FROM key_secrets s \
+                     JOIN keys k ON k.id = s.key_id JOIN accounts a ON a.id = k.account_id WHERE s.hash = ?1",
+                    [&hash.0[..]],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, bool>(4)?)),
+                )
+                .optional()
+                .map_err(map_sqlite_error)?;
+            let Some((secret_id, stored, key_id, account_id, account_approved)) = found else {
+                return Ok(None);
+            };
+            let secret_hash = SecretHash(stored.try_into().map_err(|_| StoreError::Internal("bad secret hash".into()))?);
+            let key = require_key(conn, account_id, key_id)?;
+            Ok(Some(AuthRecord { key, secret_id, secret_hash, account_approved }))
+        })
+        .await
+    }
+
+    async fn record_key_use(&self, uses: Vec<KeyUse>) -> StoreResult<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        self.write(move |conn| {
+            for u in &uses {
+                let (at, ip) = (to_db(u.at), u.ip.to_string());
+                conn.execute(
+                    "UPDATE keys SET last_used_at = ?2, last_used_ip = ?3 WHERE id = ?1 AND COALESCE(last_used_at, 0) <= ?2",
+                    params![u.key_id, at, ip],
+                )
+                .map_err(map_sqlite_error)?;
+                conn.execute(
+                    "UPDATE key_secrets SET last_used_at = ?2, last_used_ip = ?3 WHERE id = ?1 AND COALESCE(last_used_at, 0) <= ?2",
+                    params![u.secret_id, at, ip],
+                )
+                .map_err(map_sqlite_error)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
