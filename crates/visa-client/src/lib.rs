@@ -1,14 +1,145 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! A small typed client for the Visa Keys HTTP API, used by `visa-cli` and by tests.
+//!
+//! Every error answer is parsed into [`ApiError`] (the server's `error_code`, message and
+//! retry hints). [`Client::execute`] retries retryable failures with the same
+//! `Idempotency-Key`, so a retry can never charge twice.
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A refused or failed call.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with its error envelope.
+    #[error("{0}")]
+    Api(ApiError),
+    /// The server could not be reached or answered something that is not the API.
+    #[error("{0}")]
+    Transport(String),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+    pub retry_after: Option<u64>,
+    pub body: Value,
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
     }
+}
+
+/// A successful answer: status, headers that matter, and the JSON body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub replayed: bool,
+    pub body: Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base_url: String,
+    token: Option<String>,
+}
+
+/// How often and how long `execute` retries a retryable failure.
+const EXECUTE_ATTEMPTS: u32 = 4;
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+impl Client {
+    pub fn new(base_url: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(180))
+            .build()
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(Self { http, base_url: base_url.trim_end_matches('/').to_owned(), token })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Sends one request with the bearer token (if any) and a JSON body (if any).
+    pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Answer, ClientError> {
+        self.send_with(method, path, body, &[]).await
+    }
+
+    pub async fn send_with(&self, method: Method, path: &str, body: Option<&Value>, headers: &[(&str, String)]) -> Result<Answer, ClientError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base_url));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| {
+            ClientError::Transport(format!("cannot reach {}: {}", self.base_url, without_url(&e)))
+        })?;
+        let status = response.status();
+        let replayed = response.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
+        let retry_after_header = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let text = response.text().await.map_err(|e| ClientError::Transport(without_url(&e)))?;
+        let body: Value = serde_json::from_str(&text)
+            .map_err(|_| ClientError::Transport(format!("the server answered HTTP {status} with a body that is not JSON")))?;
+        if status.is_success() {
+            return Ok(Answer { status: status.as_u16(), replayed, body });
+        }
+        Err(ClientError::Api(parse_error(status, body, retry_after_header)))
+    }
+
+    /// Executes a tool, retrying retryable failures with the same Idempotency-Key.
+    pub async fn execute(&self, tool: &str, input: &Value, idempotency_key: Option<Uuid>) -> Result<Answer, ClientError> {
+        let key = idempotency_key.unwrap_or_else(Uuid::new_v4).to_string();
+        let path = format!("/v1/api/tools/{tool}/execute");
+        let body = serde_json::json!({ "input": input });
+        let mut attempt = 1;
+        loop {
+            let result = self.send_with(Method::POST, &path, Some(&body), &[("Idempotency-Key", key.clone())]).await;
+            match result {
+                Err(ClientError::Api(e)) if e.retryable && attempt < EXECUTE_ATTEMPTS => {
+                    let wait = e.retry_after.map(Duration::from_secs).unwrap_or(Duration::from_millis(200 << attempt));
+                    tokio::time::sleep(wait.min(MAX_BACKOFF)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+fn parse_error(status: StatusCode, body: Value, retry_after_header: Option<u64>) -> ApiError {
+    let text = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_owned);
+    ApiError {
+        status: status.as_u16(),
+        code: text("error_code").unwrap_or_else(|| format!("HTTP_{}", status.as_u16())),
+        message: text("error").unwrap_or_else(|| status.to_string()),
+        retryable: body.get("retryable").and_then(Value::as_bool).unwrap_or(false),
+        retry_after: body.get("retry_after").and_then(Value::as_u64).or(retry_after_header),
+        body,
+    }
+}
+
+/// reqwest errors print the URL; keep the message short and free of query strings.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut e = e.to_string();
+    if let Some(i) = e.find(" for url") {
+        e.truncate(i);
+    }
+    e
 }

@@ -246,3 +246,45 @@ mod tests {
         }
     }
 }
+
+/// An account's login: 1 to 39 characters of `a-z`, `0-9`, `-` and `_`, starting with a
+/// letter or digit (GitHub-like, so it is safe in URLs and logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login(String);
+
+impl Login {
+    pub fn parse(text: &str) -> Result<Self, Rejection> {
+        let ok = (1..=39).contains(&text.len())
+            && text.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(Rejection::invalid(
+                "login must be 1 to 39 characters of a-z, 0-9, '-' or '_', starting with a letter or digit",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod login_tests {
+    use super::Login;
+
+    #[test]
+    fn logins() {
+        assert!(Login::parse("octocat").is_ok());
+        assert!(Login::parse("a-b_c9").is_ok());
+        for bad in ["", "-x", "Octocat", "a b", "a/b", &"x".repeat(40)] {
+            assert!(Login::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,14 +1,196 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The Visa Keys server: configuration, startup and shutdown around the axum router in
+//! `routes`. `visa-cli serve` is a thin wrapper over [`Server::start`]; tests start the
+//! same server in-process on port 0.
+//!
+//! Layout: `routes` (one module per resource) → `auth` (who is calling) → `tools` (running
+//! a tool) → `visa_store::Store` (persistence). `error` maps every failure to the one
+//! envelope; `catalog` loads the tool catalog; `state` is what handlers share.
+
+pub mod auth;
+pub mod catalog;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod state;
+pub mod tools;
+pub mod usage;
+
+use crate::auth::key_cache::KeyCache;
+use crate::catalog::Catalog;
+use crate::state::{AppState, SharedState};
+use axum::extract::DefaultBodyLimit;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use visa_core::key::{random_token, Environment, DEFAULT_BRAND};
+use visa_core::secret::SecretHasher;
+use visa_store::{SqliteStore, Store};
+
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const OPERATOR_TOKEN_FILE: &str = "operator-token";
+pub const DATABASE_FILE: &str = "visa.db";
+const LAST_USED_FLUSH: Duration = Duration::from_secs(1);
+
+/// Everything `visa-cli serve` can set.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub environment: Environment,
+    pub catalog: Catalog,
+    pub brand: String,
+    /// From `VISA_OPERATOR_TOKEN`; generated into `<data-dir>/operator-token` when unset.
+    pub operator_token: Option<String>,
+    /// From `VISA_KEY_PEPPER`: secrets are then stored as HMAC-SHA256 instead of SHA-256.
+    pub pepper: Option<Vec<u8>>,
+    pub session_ttl: Duration,
+    /// How long a cached key may go unchecked against the store.
+    pub key_cache_ttl: Duration,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+impl ServeConfig {
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            data_dir,
+            environment: Environment::Production,
+            catalog: Catalog::default_catalog(),
+            brand: DEFAULT_BRAND.to_owned(),
+            operator_token: None,
+            pepper: None,
+            session_ttl: Duration::from_secs(30 * 24 * 3600),
+            key_cache_ttl: Duration::from_secs(1),
+        }
     }
+}
+
+/// A running server: its address, and a way to stop it gracefully.
+pub struct Server {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Opens the data dir and database, binds, and starts serving in the background.
+    pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+        let operator_token = match &config.operator_token {
+            Some(token) if !token.trim().is_empty() => token.trim().to_owned(),
+            _ => load_or_create_operator_token(&config.data_dir)?,
+        };
+        let db_path = config.data_dir.join(DATABASE_FILE);
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db_path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", db_path.display()))?);
+        let hasher = SecretHasher::new(config.pepper.clone());
+        let state: SharedState = Arc::new(AppState {
+            store,
+            catalog: config.catalog.clone(),
+            environment: config.environment,
+            brand: config.brand.clone(),
+            operator_token: hasher.hash(&operator_token),
+            hasher,
+            keys: KeyCache::new(config.key_cache_ttl),
+            last_used: Default::default(),
+            session_ttl: time::Duration::try_from(config.session_ttl).unwrap_or(time::Duration::days(30)),
+        });
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let (shutdown, stopped) = watch::channel(false);
+        let task = tokio::spawn(serve(listener, state, stopped));
+        tracing::info!(%addr, environment = %config.environment, data_dir = %config.data_dir.display(), "visa keys server listening");
+        Ok(Server { addr, shutdown, task })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, drains in-flight requests, flushes last-used times.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await??;
+        Ok(())
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        self.shutdown().await
+    }
+}
+
+pub fn app(state: SharedState) -> axum::Router {
+    routes::router(state).layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+async fn serve(listener: TcpListener, state: SharedState, mut stopped: watch::Receiver<bool>) -> std::io::Result<()> {
+    let flusher = tokio::spawn(flush_last_used(state.clone(), stopped.clone()));
+    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, service)
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await;
+    let _ = flusher.await;
+    state.last_used.flush(state.store.as_ref()).await;
+    result
+}
+
+async fn flush_last_used(state: SharedState, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(LAST_USED_FLUSH);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        state.last_used.flush(state.store.as_ref()).await;
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Reads `<data-dir>/operator-token`, or writes a new one there with mode 0600.
+fn load_or_create_operator_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join(OPERATOR_TOKEN_FILE);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        if !existing.trim().is_empty() {
+            tracing::info!(path = %path.display(), "operator token read from file");
+            return Ok(existing.trim().to_owned());
+        }
+    }
+    let token = random_token("visa_operator");
+    write_private_file(&path, &token)?;
+    tracing::info!(path = %path.display(), "operator token generated (mode 0600)");
+    Ok(token)
+}
+
+fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
 }

@@ -1,0 +1,175 @@
+//! The command line, declared with clap. Amounts are in dollars here (`--daily-cap 5` is
+//! $5.00); the API speaks cents.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "visa-cli", version, about = "Visa Keys: scoped API keys that spend a prepaid balance on paid tools")]
+pub struct Cli {
+    /// Print the server's raw JSON response instead of a readable view.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (SQLite in --data-dir by default).
+    Serve(ServeArgs),
+    /// Sign in and store the session token in the user's config dir.
+    Login(LoginArgs),
+    /// Create, list, inspect, update, rotate and revoke tool keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// List the tool catalog with prices.
+    Tools,
+    /// Operator commands (need the operator token).
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "VISA_LISTEN")]
+    pub listen: SocketAddr,
+    /// Where the SQLite database and the generated operator token live.
+    #[arg(long, default_value = "./visa-data", env = "VISA_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// `production` (live keys, real charges) or `preview` (test keys, sandboxed and free).
+    #[arg(long, default_value = "production", env = "VISA_ENVIRONMENT")]
+    pub environment: String,
+    /// A TOML tool catalog (see docs/tools.md); the built-in catalog when omitted.
+    #[arg(long, env = "VISA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Key brand, the first part of every key (`<brand>_live_...`).
+    #[arg(long, default_value = "VisaKey", env = "VISA_KEY_BRAND")]
+    pub brand: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The account's login.
+    pub login: String,
+    /// Read the password from standard input instead of prompting.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; prints the raw key once.
+    Create(CreateKeyArgs),
+    /// List keys, newest first.
+    List(ListKeysArgs),
+    /// Show one key.
+    Get { id: i64 },
+    /// Change a key's label, tools, caps, CIDRs, expiry or read-only flag.
+    Update(UpdateKeyArgs),
+    /// Mint a new secret for a key; prints it once.
+    Rotate {
+        id: i64,
+        /// How long the old secret keeps working, e.g. 30s, 10m, 2h, 1d (default: it stops now).
+        #[arg(long)]
+        grace: Option<String>,
+    },
+    /// Revoke a key: it stops working at once.
+    Revoke { id: i64 },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateKeyArgs {
+    pub label: String,
+    /// Comma-separated tool ids or aliases; omit for all supported tools.
+    #[arg(long, value_delimiter = ',')]
+    pub tools: Option<Vec<String>>,
+    /// Daily cap in dollars (default $10).
+    #[arg(long)]
+    pub daily_cap: Option<String>,
+    /// Cumulative cap in dollars (default: none).
+    #[arg(long)]
+    pub total_cap: Option<String>,
+    /// Allowed source network (repeatable).
+    #[arg(long = "cidr")]
+    pub cidrs: Vec<String>,
+    /// Expiry, RFC 3339 with a timezone.
+    #[arg(long)]
+    pub expires: Option<String>,
+    /// The key may read but never execute.
+    #[arg(long)]
+    pub read_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListKeysArgs {
+    #[arg(long)]
+    pub limit: Option<u32>,
+    #[arg(long)]
+    pub starting_after: Option<i64>,
+    #[arg(long)]
+    pub ending_before: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateKeyArgs {
+    pub id: i64,
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Comma-separated tool ids or aliases (the scope becomes restricted).
+    #[arg(long, value_delimiter = ',')]
+    pub tools: Option<Vec<String>>,
+    /// Allow every supported tool.
+    #[arg(long, conflicts_with = "tools")]
+    pub all_tools: bool,
+    #[arg(long)]
+    pub daily_cap: Option<String>,
+    /// Cumulative cap in dollars, or `none` to remove it.
+    #[arg(long)]
+    pub total_cap: Option<String>,
+    /// Replace the allowed networks (repeatable).
+    #[arg(long = "cidr")]
+    pub cidrs: Vec<String>,
+    /// Allow every source network again.
+    #[arg(long, conflicts_with = "cidrs")]
+    pub any_cidr: bool,
+    /// RFC 3339 expiry, or `never`.
+    #[arg(long)]
+    pub expires: Option<String>,
+    #[arg(long)]
+    pub read_only: Option<bool>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Manage accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Create an account; prints its first session token.
+    Create {
+        login: String,
+        /// Approve the account so its keys can execute tools.
+        #[arg(long)]
+        approve: bool,
+        /// Opening credit in dollars.
+        #[arg(long)]
+        credit: Option<String>,
+        /// Read a password (for `visa-cli login`) from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Approve (or with --revoke, unapprove) an account.
+    Approve {
+        login: String,
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// Add prepaid credit, in dollars.
+    Credit { login: String, amount: String },
+}

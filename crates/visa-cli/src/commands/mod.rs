@@ -1,0 +1,49 @@
+//! One module per command group; `dispatch` routes a parsed command line to it.
+
+mod keys;
+mod login;
+mod operator;
+mod serve;
+mod tools;
+
+use crate::cli::{Cli, Command};
+use crate::output::print_json;
+use visa_client::Answer;
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let json = cli.json;
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Login(args) => login::run(args, json).await,
+        Command::Keys(command) => keys::run(command, json).await,
+        Command::Tools => tools::run(json).await,
+        Command::Operator(command) => operator::run(command, json).await,
+    }
+}
+
+/// Prints the raw body with `--json`, else the readable view.
+fn show(answer: &Answer, json: bool, readable: impl FnOnce(&serde_json::Value)) {
+    if json {
+        print_json(&answer.body);
+    } else {
+        readable(&answer.body);
+    }
+}
+
+/// Dollars typed by a person → cents, with a message naming the flag.
+fn cents(flag: &str, dollars: &str) -> anyhow::Result<i64> {
+    visa_core::money::parse_dollars_to_cents(dollars).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+}
+
+/// Reads one line (a password) from standard input, or prompts on the terminal.
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    let password = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        rpassword::prompt_password("Password: ")?
+    };
+    anyhow::ensure!(!password.is_empty(), "the password is empty");
+    Ok(password)
+}

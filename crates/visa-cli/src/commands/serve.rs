@@ -1,0 +1,28 @@
+//! `visa-cli serve`: configure logging, load the catalog, start the server library and run
+//! it until SIGTERM or Ctrl-C.
+
+use crate::cli::ServeArgs;
+use anyhow::{anyhow, Context};
+use visa_core::key::Environment;
+use visa_server::catalog::Catalog;
+use visa_server::{Server, ServeConfig};
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging();
+    let mut config = ServeConfig::new(args.listen, args.data_dir);
+    config.environment = Environment::parse(&args.environment)
+        .ok_or_else(|| anyhow!("--environment must be 'production' or 'preview', not '{}'", args.environment))?;
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        config.catalog = Catalog::from_toml(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    }
+    config.brand = args.brand;
+    config.operator_token = std::env::var("VISA_OPERATOR_TOKEN").ok().filter(|t| !t.is_empty());
+    config.pepper = std::env::var("VISA_KEY_PEPPER").ok().filter(|p| !p.is_empty()).map(String::into_bytes);
+    Server::start(config).await?.run_until_signal().await
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VISA_LOG").unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,81 @@
+//! Where a client command finds the server and its credentials:
+//! `VISA_API_URL` (default `http://127.0.0.1:8080`), `VISA_SESSION_TOKEN` (else the token
+//! `visa-cli login` stored under the user's config dir, mode 0600) and, for operator
+//! commands, `VISA_OPERATOR_TOKEN` (else `<VISA_DATA_DIR or ./visa-data>/operator-token`).
+
+use anyhow::{anyhow, Context};
+use std::path::{Path, PathBuf};
+use visa_client::Client;
+
+pub const DEFAULT_API_URL: &str = "http://127.0.0.1:8080";
+
+pub fn api_url() -> String {
+    std::env::var("VISA_API_URL").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| DEFAULT_API_URL.to_owned())
+}
+
+/// `$VISA_CONFIG_DIR`, else `<user config dir>/visa-cli`.
+fn config_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("VISA_CONFIG_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    dirs::config_dir().map(|d| d.join("visa-cli")).ok_or_else(|| anyhow!("no config directory; set VISA_CONFIG_DIR"))
+}
+
+fn session_file() -> anyhow::Result<PathBuf> {
+    Ok(config_dir()?.join("session"))
+}
+
+pub fn store_session_token(token: &str) -> anyhow::Result<PathBuf> {
+    let path = session_file()?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    write_private(&path, token)?;
+    Ok(path)
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+fn session_token() -> anyhow::Result<String> {
+    if let Some(token) = std::env::var("VISA_SESSION_TOKEN").ok().filter(|t| !t.is_empty()) {
+        return Ok(token);
+    }
+    let path = session_file()?;
+    std::fs::read_to_string(&path)
+        .map(|t| t.trim().to_owned())
+        .map_err(|_| anyhow!("not signed in: run `visa-cli login LOGIN` or set VISA_SESSION_TOKEN"))
+}
+
+fn operator_token() -> anyhow::Result<String> {
+    if let Some(token) = std::env::var("VISA_OPERATOR_TOKEN").ok().filter(|t| !t.is_empty()) {
+        return Ok(token);
+    }
+    let dir = std::env::var_os("VISA_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("./visa-data"));
+    let path = dir.join("operator-token");
+    std::fs::read_to_string(&path)
+        .map(|t| t.trim().to_owned())
+        .map_err(|_| anyhow!("no operator token: set VISA_OPERATOR_TOKEN or VISA_DATA_DIR (looked in {})", path.display()))
+}
+
+pub fn session_client() -> anyhow::Result<Client> {
+    Ok(Client::new(&api_url(), Some(session_token()?))?)
+}
+
+pub fn operator_client() -> anyhow::Result<Client> {
+    Ok(Client::new(&api_url(), Some(operator_token()?))?)
+}
+
+pub fn anonymous_client() -> anyhow::Result<Client> {
+    Ok(Client::new(&api_url(), None)?)
+}

@@ -1,0 +1,71 @@
+//! Who is calling. Three credentials reach the API (DESIGN.md, "Principals and credentials"):
+//! the operator token, a session token, and a tool key. Each has an extractor or function
+//! here that answers with the seed's 401/403 codes in the documented order.
+
+pub mod key_cache;
+pub mod password;
+pub mod tool_key;
+
+use crate::error::ApiError;
+use crate::state::SharedState;
+use axum::extract::FromRequestParts;
+use axum::http::{header, request::Parts, HeaderMap};
+use visa_core::ErrorCode;
+use visa_store::Account;
+
+/// Prefix of session tokens; tells them apart from keys in logs and scanners.
+pub const SESSION_TOKEN_PREFIX: &str = "visa_session";
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+fn require_bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    bearer_token(headers).ok_or_else(|| ApiError::new(ErrorCode::AuthRequired, "send 'Authorization: Bearer <token>'"))
+}
+
+fn invalid_credential() -> ApiError {
+    ApiError::new(ErrorCode::AuthInvalid, "the credential is not recognized")
+}
+
+/// The operator: may create accounts, approve them and credit balances.
+pub struct Operator;
+
+impl FromRequestParts<SharedState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let token = require_bearer(&parts.headers)?;
+        let presented = state.hasher.hash(token);
+        if presented.matches(&state.operator_token) {
+            Ok(Operator)
+        } else {
+            Err(invalid_credential())
+        }
+    }
+}
+
+/// A signed-in account (session token).
+pub struct Session {
+    pub account: Account,
+}
+
+impl FromRequestParts<SharedState> for Session {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let token = require_bearer(&parts.headers)?;
+        if !token.starts_with(SESSION_TOKEN_PREFIX) {
+            return Err(invalid_credential());
+        }
+        let account = state
+            .store
+            .session_account(state.hasher.hash(token), state.now())
+            .await?
+            .ok_or_else(invalid_credential)?;
+        Ok(Session { account })
+    }
+}

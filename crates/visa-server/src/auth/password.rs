@@ -1,0 +1,48 @@
+//! Account passwords: argon2id PHC strings, hashed and verified on the blocking pool so a
+//! sign-in never stalls the async workers.
+
+use crate::error::ApiError;
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+
+pub const MIN_PASSWORD_CHARS: usize = 8;
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// A PHC string of a fixed password, verified when the login does not exist, so that a
+/// missing account and a wrong password take the same time.
+static DECOY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| hash_blocking("decoy-password"));
+
+fn hash_blocking(password: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 with default parameters hashes any password")
+        .to_string()
+}
+
+pub fn validate(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::invalid(format!("password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_BYTES} characters")));
+    }
+    Ok(())
+}
+
+pub async fn hash(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || hash_blocking(&password))
+        .await
+        .map_err(|_| ApiError(visa_core::Rejection::internal()))
+}
+
+/// Verifies `password` against `stored`, or against a decoy when there is no stored hash.
+pub async fn verify(password: String, stored: Option<String>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let (phc, real) = match &stored {
+            Some(phc) => (phc.as_str(), true),
+            None => (DECOY.as_str(), false),
+        };
+        let ok = PasswordHash::new(phc).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok());
+        ok && real
+    })
+    .await
+    .unwrap_or(false)
+}

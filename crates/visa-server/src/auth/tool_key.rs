@@ -1,0 +1,74 @@
+//! Authenticating a tool key on the data plane, in the seed's order:
+//! missing → AUTH_REQUIRED; malformed or bad checksum → AUTH_INVALID (no database read);
+//! other environment → KEY_ENVIRONMENT_MISMATCH (no database read); unknown, revoked or
+//! rotated-out secret → AUTH_INVALID; expired → KEY_EXPIRED; source IP outside the
+//! allowlist → KEY_SOURCE_IP_DENIED. Tool checks follow in the execute handler.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::http::HeaderMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use visa_core::key::{KeyKind, RawKey};
+use visa_core::ErrorCode;
+use visa_store::AuthRecord;
+
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// The raw key from `X-Api-Key`, or else from `Authorization: Bearer`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(API_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .or_else(|| super::bearer_token(headers))
+}
+
+fn invalid_key() -> ApiError {
+    ApiError::new(ErrorCode::AuthInvalid, "the API key is not recognized")
+}
+
+/// Authenticates the request's tool key and checks its expiry and source IP.
+pub async fn authenticate(state: &AppState, headers: &HeaderMap, client_ip: IpAddr) -> Result<Arc<AuthRecord>, ApiError> {
+    let text = presented_key(headers)
+        .ok_or_else(|| ApiError::new(ErrorCode::AuthRequired, "send the key in the X-Api-Key header"))?;
+    let raw = RawKey::parse(&state.brand, text).map_err(|_| invalid_key())?;
+    if raw.mode().environment != state.environment {
+        return Err(ApiError::new(
+            ErrorCode::KeyEnvironmentMismatch,
+            format!("this is a {} key; this server serves {}", raw.mode().environment, state.environment),
+        ));
+    }
+    if raw.mode().kind == KeyKind::Admin {
+        return Err(ApiError::new(ErrorCode::Forbidden, "admin keys manage the account; they cannot execute tools"));
+    }
+    let record = lookup(state, &raw).await?;
+    let now = state.now();
+    let live = record.key.revoked_at.is_none() && record.secret().is_some_and(|s| s.is_live(now));
+    if !live {
+        return Err(invalid_key());
+    }
+    if record.key.policy.expires_at.is_some_and(|at| at <= now) {
+        return Err(ApiError::new(ErrorCode::KeyExpired, "the key has expired"));
+    }
+    if !record.key.policy.allowed_cidrs.allows(client_ip) {
+        return Err(ApiError::new(ErrorCode::KeySourceIpDenied, format!("requests from {client_ip} are not allowed for this key")));
+    }
+    state.last_used.record(record.key.id, record.secret_id, now, client_ip);
+    Ok(record)
+}
+
+async fn lookup(state: &AppState, raw: &RawKey) -> Result<Arc<AuthRecord>, ApiError> {
+    let hash = state.hasher.hash(raw.expose());
+    if let Some(record) = state.keys.get(&hash) {
+        return Ok(record);
+    }
+    let record = state.store.key_by_secret(hash).await?.ok_or_else(invalid_key)?;
+    if !record.secret_hash.matches(&hash) {
+        return Err(invalid_key());
+    }
+    let record = Arc::new(record);
+    state.keys.insert(hash, record.clone());
+    Ok(record)
+}

@@ -1,0 +1,195 @@
+//! The tool catalog: which paid tools exist, what they cost, how long they may run and
+//! which adapter runs them. Loaded from TOML (`--config FILE`, or the built-in default) and
+//! validated at start, so a bad catalog stops the server with a message naming the tool
+//! and the field instead of failing a paying request later.
+
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+use visa_core::money::Micros;
+
+pub const DEFAULT_CATALOG: &str = include_str!("default_catalog.toml");
+const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    #[serde(default)]
+    tools: Vec<ToolSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolSpec {
+    id: String,
+    #[serde(default)]
+    aliases: Vec<String>,
+    #[serde(default)]
+    description: String,
+    price_micros: i64,
+    max_price_micros: Option<i64>,
+    timeout_ms: Option<u64>,
+    sandbox: Option<toml::Value>,
+    adapter: AdapterSpec,
+}
+
+/// How a tool is run.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AdapterSpec {
+    Builtin { name: Builtin },
+    OpenaiChat { base_url: String, model: String, api_key_env: String },
+    FalQueue { base_url: String, app: String, api_key_env: String },
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Builtin {
+    Echo,
+    Sleep,
+    Fail,
+}
+
+impl AdapterSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Builtin { .. } => "builtin",
+            Self::OpenaiChat { .. } => "openai_chat",
+            Self::FalQueue { .. } => "fal_queue",
+        }
+    }
+
+    /// The environment variable holding the provider secret, if the adapter needs one.
+    pub fn secret_env(&self) -> Option<&str> {
+        match self {
+            Self::Builtin { .. } => None,
+            Self::OpenaiChat { api_key_env, .. } | Self::FalQueue { api_key_env, .. } => Some(api_key_env),
+        }
+    }
+}
+
+/// A validated catalog entry.
+#[derive(Debug, Clone)]
+pub struct Tool {
+    pub id: String,
+    pub aliases: Vec<String>,
+    pub description: String,
+    /// What one call costs.
+    pub price: Micros,
+    /// The most one call can cost: the hold placed before it runs.
+    pub max_price: Micros,
+    pub timeout: Duration,
+    /// The deterministic answer given in the preview environment.
+    pub sandbox: Option<Value>,
+    pub adapter: AdapterSpec,
+}
+
+impl Tool {
+    /// Whether the provider secret the adapter needs is present in the environment.
+    pub fn is_ready(&self) -> bool {
+        self.adapter.secret_env().is_none_or(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty()))
+    }
+}
+
+/// All tools, addressable by id or alias.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    tools: Vec<Tool>,
+    by_name: HashMap<String, usize>,
+}
+
+impl Catalog {
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let file: CatalogFile = toml::from_str(text).map_err(|e| format!("tool catalog: {e}"))?;
+        let mut catalog = Catalog { tools: Vec::new(), by_name: HashMap::new() };
+        for spec in file.tools {
+            let tool = validate(spec)?;
+            let index = catalog.tools.len();
+            for name in std::iter::once(&tool.id).chain(&tool.aliases) {
+                if catalog.by_name.insert(name.clone(), index).is_some() {
+                    return Err(format!("tool catalog: tool '{}': the id or alias '{name}' is used twice", tool.id));
+                }
+            }
+            catalog.tools.push(tool);
+        }
+        Ok(catalog)
+    }
+
+    pub fn default_catalog() -> Self {
+        Self::from_toml(DEFAULT_CATALOG).expect("the built-in catalog is valid")
+    }
+
+    /// Finds a tool by canonical id or alias.
+    pub fn resolve(&self, name: &str) -> Option<&Tool> {
+        self.by_name.get(name).map(|&i| &self.tools[i])
+    }
+
+    pub fn tools(&self) -> &[Tool] {
+        &self.tools
+    }
+}
+
+fn validate(spec: ToolSpec) -> Result<Tool, String> {
+    let id = spec.id;
+    let fail = |field: &str, why: &str| format!("tool catalog: tool '{id}': {field} {why}");
+    let name_ok = |n: &str| !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !name_ok(&id) {
+        return Err(fail("id", "must be 1-64 characters of letters, digits, '-', '_' or '.'"));
+    }
+    if let Some(bad) = spec.aliases.iter().find(|a| !name_ok(a)) {
+        return Err(fail("aliases", &format!("has an invalid alias '{bad}'")));
+    }
+    if spec.price_micros < 0 {
+        return Err(fail("price_micros", "must not be negative"));
+    }
+    let max_price = spec.max_price_micros.unwrap_or(spec.price_micros);
+    if max_price < spec.price_micros {
+        return Err(fail("max_price_micros", "must not be below price_micros (it is the hold)"));
+    }
+    let timeout_ms = spec.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+    if !(1..=600_000).contains(&timeout_ms) {
+        return Err(fail("timeout_ms", "must be 1 to 600000"));
+    }
+    let sandbox = spec
+        .sandbox
+        .map(|v| serde_json::to_value(v).map_err(|e| fail("sandbox", &e.to_string())))
+        .transpose()?;
+    Ok(Tool {
+        id: id.clone(),
+        aliases: spec.aliases,
+        description: spec.description,
+        price: Micros(spec.price_micros),
+        max_price: Micros(max_price),
+        timeout: Duration::from_millis(timeout_ms),
+        sandbox,
+        adapter: spec.adapter,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_catalog_resolves_ids_and_aliases() {
+        let c = Catalog::default_catalog();
+        assert_eq!(c.resolve("builtin-echo").unwrap().id, "echo");
+        assert_eq!(c.resolve("gpt-4o-mini").unwrap().id, "or-gpt-4o-mini");
+        assert!(c.resolve("nope").is_none());
+        assert_eq!(c.resolve("echo").unwrap().price, Micros(10_000));
+    }
+
+    #[test]
+    fn bad_catalogs_name_the_tool_and_field() {
+        let tool = |extra: &str| format!("[[tools]]\nid = \"t\"\nprice_micros = 5\n{extra}\nadapter = {{ type = \"builtin\", name = \"echo\" }}\n");
+        let err = Catalog::from_toml(&tool("max_price_micros = 1")).unwrap_err();
+        assert!(err.contains("'t'") && err.contains("max_price_micros"), "{err}");
+        let twice = format!("{}{}", tool(""), tool(""));
+        assert!(Catalog::from_toml(&twice).unwrap_err().contains("used twice"));
+        let unknown = "[[tools]]\nid = \"t\"\nprice_micros = 5\nadapter = { type = \"magic\" }\n";
+        assert!(Catalog::from_toml(unknown).is_err());
+        let no_price = "[[tools]]\nid = \"t\"\nadapter = { type = \"builtin\", name = \"echo\" }\n";
+        assert!(Catalog::from_toml(no_price).unwrap_err().contains("price_micros"));
+    }
+}

@@ -1,0 +1,97 @@
+//! One place that turns every failure into the API's error envelope:
+//! `{ success: false, error, error_code, retryable, retry_after? }`, the code's HTTP status,
+//! and a `Retry-After` header whenever `retry_after` is set.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use visa_core::{ErrorCode, Rejection};
+use visa_store::StoreError;
+
+/// The error type of every handler.
+#[derive(Debug)]
+pub struct ApiError(pub Rejection);
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self(Rejection::new(code, message))
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self(Rejection::invalid(message))
+    }
+
+    /// The envelope as a JSON value (also what an idempotent replay stores).
+    pub fn body(&self) -> Value {
+        let r = &self.0;
+        let mut body = json!({
+            "success": false,
+            "error": r.message,
+            "error_code": r.code.as_str(),
+            "retryable": r.retryable,
+        });
+        if let Some(seconds) = r.retry_after {
+            body["retry_after"] = json!(seconds);
+        }
+        if let Some(details) = &r.details {
+            for (name, value) in details {
+                body[name] = value.clone();
+            }
+        }
+        body
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        Self(r)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(self.body())).into_response();
+        if let Some(seconds) = self.0.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(message) => Self::invalid(message),
+            StoreError::NotFound => Self::new(ErrorCode::NotFound, "not found"),
+            StoreError::Refused(message) => Self::invalid(message),
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "store unavailable");
+                Self::new(ErrorCode::IdempotencyUnavailable, "the store is temporarily unavailable; retry shortly")
+                    .with_retry_after(1)
+            }
+            StoreError::Internal(detail) => {
+                tracing::error!(%detail, "store failure");
+                Self(Rejection::internal())
+            }
+        }
+    }
+}
+
+impl ApiError {
+    pub fn with_retry_after(self, seconds: u64) -> Self {
+        Self(self.0.retry_after(seconds))
+    }
+}
+
+/// Unknown routes.
+pub async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route")
+}
+
+/// Known routes called with the wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "this route does not accept that method")
+}

@@ -1,0 +1,121 @@
+//! Request extractors whose every failure is the API's error envelope: `JsonBody` (strict
+//! JSON with `deny_unknown_fields` types, naming the offending field), `OptionalJsonBody`
+//! (an empty body means the defaults) and `ClientIp` (the TCP peer).
+
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts, StatusCode};
+use serde::de::DeserializeOwned;
+use std::net::{IpAddr, SocketAddr};
+use visa_core::ErrorCode;
+
+/// A JSON request body.
+pub struct JsonBody<T>(pub T);
+
+/// A body read but not yet parsed, for handlers that must authenticate before they judge
+/// the body (so a bad key is a 401 even when the body is malformed too).
+pub struct RawJsonBody {
+    is_json: bool,
+    bytes: Bytes,
+}
+
+impl RawJsonBody {
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        parse_json(self.is_json, &self.bytes)
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for RawJsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let (is_json, bytes) = read_body(req, state).await?;
+        Ok(RawJsonBody { is_json, bytes })
+    }
+}
+
+/// A JSON request body that may be absent; an empty body deserializes as `T::default()`.
+pub struct OptionalJsonBody<T>(pub T);
+
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Bytes), ApiError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+        });
+    let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than 1 MiB")
+        } else {
+            ApiError::invalid("the request body could not be read")
+        }
+    })?;
+    Ok((is_json, bytes))
+}
+
+fn parse_json<T: DeserializeOwned>(is_json: bool, bytes: &[u8]) -> Result<T, ApiError> {
+    if !is_json {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "send the body as JSON with 'Content-Type: application/json'",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_data() {
+            ApiError::invalid(format!("invalid request body: {e}"))
+        } else {
+            ApiError::invalid("the request body is not valid JSON")
+        }
+    })
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let (is_json, bytes) = read_body(req, state).await?;
+        parse_json(is_json, &bytes).map(JsonBody)
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let (is_json, bytes) = read_body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        parse_json(is_json, &bytes).map(OptionalJsonBody)
+    }
+}
+
+/// The caller's IP address as seen on the TCP connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| ClientIp(addr.ip()))
+            .ok_or_else(|| ApiError(visa_core::Rejection::internal()))
+    }
+}
+
+/// Deserializes a field that may be absent (`None`), `null` (`Some(None)`) or a value.
+pub fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde::Deserialize::deserialize(de).map(Some)
+}

@@ -1,0 +1,380 @@
+//! The key lifecycle of the seed: create, list, get, update, revoke and rotate tool keys,
+//! for a signed-in account. Another account's key id answers 404 KEY_NOT_FOUND, never 403.
+
+use crate::auth::Session;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{double_option, JsonBody, OptionalJsonBody};
+use crate::routes::{rfc3339, ListQuery};
+use crate::state::SharedState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use visa_core::key::{KeyMode, RawKey};
+use visa_core::policy::{clamp_cap_cents, parse_expires_at, CidrAllowlist, KeyLabel, ToolGrant, ToolScope, DEFAULT_DAILY_CAP_CENTS};
+use visa_core::ErrorCode;
+use visa_store::{KeyPatch, KeyPolicy, KeyRecord, NewKey, NewSecret, Rotation, SecretRecord, StoreError};
+
+pub const MAX_GRACE_SECONDS: u32 = 604_800;
+
+/// A key as the API shows it: never the raw key or its hash.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyView {
+    pub id: i64,
+    pub label: String,
+    pub owner: String,
+    /// The newest secret's prefix, e.g. `VisaKey_live_Ab12Cd...`.
+    pub key_prefix: String,
+    /// `production` or `preview`.
+    pub environment: String,
+    /// `restricted` or `all_supported_tools`.
+    pub tool_scope: String,
+    pub allowed_tools: Vec<String>,
+    pub allowed_cidrs: Vec<String>,
+    pub daily_cap_cents: i64,
+    pub total_cap_cents: Option<i64>,
+    pub expires_at: Option<String>,
+    pub read_only: bool,
+    /// `active`, `revoked` or `expired`.
+    pub status: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub last_used_ip: Option<String>,
+    pub spent_today_cents: i64,
+    pub spent_total_cents: i64,
+    /// The key's secrets, newest first: two during a rotation's grace period.
+    pub secrets: Vec<SecretView>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SecretView {
+    pub id: i64,
+    pub key_prefix: String,
+    /// `active`, `expiring` (in a rotation grace) or `revoked`.
+    pub status: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub last_used_ip: Option<String>,
+}
+
+impl SecretView {
+    fn new(secret: &SecretRecord, now: time::OffsetDateTime) -> Self {
+        let status = if !secret.is_live(now) {
+            "revoked"
+        } else if secret.expires_at.is_some() {
+            "expiring"
+        } else {
+            "active"
+        };
+        Self {
+            id: secret.id,
+            key_prefix: secret.key_prefix.clone(),
+            status: status.into(),
+            created_at: rfc3339(secret.created_at),
+            expires_at: secret.expires_at.map(rfc3339),
+            revoked_at: secret.revoked_at.or(secret.expires_at.filter(|at| *at <= now)).map(rfc3339),
+            last_used_at: secret.last_used_at.map(rfc3339),
+            last_used_ip: secret.last_used_ip.map(|ip| ip.to_string()),
+        }
+    }
+}
+
+impl KeyView {
+    pub fn new(key: &KeyRecord, now: time::OffsetDateTime) -> Self {
+        let p = &key.policy;
+        let status = if key.revoked_at.is_some() {
+            "revoked"
+        } else if p.expires_at.is_some_and(|at| at <= now) {
+            "expired"
+        } else {
+            "active"
+        };
+        let today = crate::routes::utc_day_number(now);
+        Self {
+            id: key.id,
+            label: p.label.as_str().to_owned(),
+            owner: key.owner.clone(),
+            key_prefix: key.key_prefix().to_owned(),
+            environment: key.environment.as_str().to_owned(),
+            tool_scope: p.grant.scope().as_str().to_owned(),
+            allowed_tools: p.grant.tools().to_vec(),
+            allowed_cidrs: p.allowed_cidrs.to_strings(),
+            daily_cap_cents: p.daily_cap_cents,
+            total_cap_cents: p.total_cap_cents,
+            expires_at: p.expires_at.map(rfc3339),
+            read_only: p.read_only,
+            status: status.into(),
+            created_at: rfc3339(key.created_at),
+            revoked_at: key.revoked_at.map(rfc3339),
+            last_used_at: key.last_used_at.map(rfc3339),
+            last_used_ip: key.last_used_ip.map(|ip| ip.to_string()),
+            spent_today_cents: key.spent_on(today).cents_ceil(),
+            spent_total_cents: key.spent_total.cents_ceil(),
+            secrets: key.secrets.iter().map(|s| SecretView::new(s, now)).collect(),
+        }
+    }
+}
+
+/// `{ success: true, ...key }`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyResponse {
+    pub success: bool,
+    #[serde(flatten)]
+    pub key: KeyView,
+}
+
+/// Create and rotate: the key plus its raw secret, shown this once.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyWithSecretResponse {
+    pub success: bool,
+    /// The raw key. It is not stored and cannot be shown again.
+    #[serde(rename = "key")]
+    pub raw_key: String,
+    #[serde(flatten)]
+    pub key: KeyView,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyListResponse {
+    pub success: bool,
+    /// Always `list`.
+    pub object: String,
+    pub keys: Vec<KeyView>,
+    pub limit: u32,
+    pub has_more: bool,
+    pub next_cursor: Option<i64>,
+    pub previous_cursor: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RevokeResponse {
+    pub success: bool,
+    pub revoked: i64,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    pub label: String,
+    /// Tool ids or aliases; resolved to canonical ids.
+    pub allowed_tools: Option<Vec<String>>,
+    /// `restricted` or `all_supported_tools`.
+    pub tool_scope: Option<String>,
+    /// Default 1000; clamped to [1, 100000000].
+    pub daily_cap_cents: Option<i64>,
+    /// Clamped to [1, 100000000]; null or omitted: no cumulative cap.
+    pub total_cap_cents: Option<i64>,
+    pub allowed_cidrs: Option<Vec<String>>,
+    /// RFC 3339 with a timezone, in the future.
+    pub expires_at: Option<String>,
+    pub read_only: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKeyRequest {
+    pub label: Option<String>,
+    pub allowed_tools: Option<Vec<String>>,
+    pub tool_scope: Option<String>,
+    pub daily_cap_cents: Option<i64>,
+    /// null clears the cumulative cap.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub total_cap_cents: Option<Option<i64>>,
+    pub allowed_cidrs: Option<Vec<String>>,
+    /// null removes the expiry.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub expires_at: Option<Option<String>>,
+    pub read_only: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKeyRequest {
+    /// 0 (default) ends the old secret at once; up to 604800 keeps it working that long.
+    pub grace_period_seconds: Option<u32>,
+}
+
+fn key_not_found() -> ApiError {
+    ApiError::new(ErrorCode::KeyNotFound, "no such key")
+}
+
+/// A path id that is not a positive integer cannot name a key of ours.
+fn key_id(text: &str) -> ApiResult<i64> {
+    text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(key_not_found)
+}
+
+fn not_found_as_key(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => key_not_found(),
+        other => other.into(),
+    }
+}
+
+fn resolve_tools(state: &SharedState, names: Option<Vec<String>>) -> ApiResult<Option<Vec<String>>> {
+    names
+        .map(|names| {
+            names
+                .iter()
+                .map(|name| {
+                    state.catalog.resolve(name).map(|t| t.id.clone()).ok_or_else(|| {
+                        ApiError::invalid(format!(
+                            "allowed_tools: unknown tool '{}'",
+                            visa_core::policy::truncate_for_message(name)
+                        ))
+                    })
+                })
+                .collect()
+        })
+        .transpose()
+}
+
+fn parse_scope(text: Option<String>) -> ApiResult<Option<ToolScope>> {
+    Ok(text.map(|t| ToolScope::parse(&t)).transpose()?)
+}
+
+fn parse_cidrs(cidrs: Option<Vec<String>>) -> ApiResult<Option<CidrAllowlist>> {
+    Ok(cidrs.map(|c| CidrAllowlist::parse(&c)).transpose()?)
+}
+
+#[utoipa::path(post, path = "/v1/api/keys", tag = "keys", request_body = CreateKeyRequest,
+    responses((status = 201, body = KeyWithSecretResponse), (status = 400, body = crate::routes::ErrorBody)),
+    security(("session" = [])))]
+pub async fn create(
+    State(state): State<SharedState>,
+    session: Session,
+    JsonBody(req): JsonBody<CreateKeyRequest>,
+) -> ApiResult<(StatusCode, Json<KeyWithSecretResponse>)> {
+    let now = state.now();
+    let policy = KeyPolicy {
+        label: KeyLabel::parse(&req.label)?,
+        grant: ToolGrant::new(parse_scope(req.tool_scope)?, resolve_tools(&state, req.allowed_tools)?)?,
+        allowed_cidrs: parse_cidrs(req.allowed_cidrs)?.unwrap_or_default(),
+        daily_cap_cents: clamp_cap_cents(req.daily_cap_cents.unwrap_or(DEFAULT_DAILY_CAP_CENTS)),
+        total_cap_cents: req.total_cap_cents.map(clamp_cap_cents),
+        expires_at: req.expires_at.map(|at| parse_expires_at(&at, now)).transpose()?,
+        read_only: req.read_only.unwrap_or(false),
+    };
+    let (raw, secret) = mint_secret(&state);
+    let new = NewKey { account_id: session.account.id, environment: state.environment, policy, secret, now };
+    let key = state.store.create_key(new).await?;
+    tracing::info!(key_id = key.id, account = %key.owner, "key created");
+    let body = KeyWithSecretResponse { success: true, raw_key: raw.expose().to_owned(), key: KeyView::new(&key, now) };
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+fn mint_secret(state: &SharedState) -> (RawKey, NewSecret) {
+    let raw = RawKey::generate(&state.brand, KeyMode::tool(state.environment));
+    let secret = NewSecret { hash: state.hasher.hash(raw.expose()), key_prefix: raw.prefix() };
+    (raw, secret)
+}
+
+#[utoipa::path(get, path = "/v1/api/keys", tag = "keys", params(ListQuery),
+    responses((status = 200, body = KeyListResponse), (status = 400, body = crate::routes::ErrorBody)),
+    security(("session" = [])))]
+pub async fn list(State(state): State<SharedState>, session: Session, query: ListQuery) -> ApiResult<Json<KeyListResponse>> {
+    let page = state.store.list_keys(session.account.id, query.page()?).await?;
+    let now = state.now();
+    Ok(Json(KeyListResponse {
+        success: true,
+        object: "list".into(),
+        keys: page.items.iter().map(|k| KeyView::new(k, now)).collect(),
+        limit: page.limit,
+        has_more: page.has_more,
+        next_cursor: page.next_cursor,
+        previous_cursor: page.previous_cursor,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/api/keys/{id}", tag = "keys", params(("id" = i64, Path)),
+    responses((status = 200, body = KeyResponse), (status = 404, body = crate::routes::ErrorBody)),
+    security(("session" = [])))]
+pub async fn get(State(state): State<SharedState>, session: Session, Path(id): Path<String>) -> ApiResult<Json<KeyResponse>> {
+    let key = state.store.get_key(session.account.id, key_id(&id)?).await?.ok_or_else(key_not_found)?;
+    Ok(Json(KeyResponse { success: true, key: KeyView::new(&key, state.now()) }))
+}
+
+#[utoipa::path(patch, path = "/v1/api/keys/{id}", tag = "keys", params(("id" = i64, Path)), request_body = UpdateKeyRequest,
+    responses((status = 200, body = KeyResponse), (status = 400, body = crate::routes::ErrorBody), (status = 404, body = crate::routes::ErrorBody)),
+    security(("session" = [])))]
+pub async fn update(
+    State(state): State<SharedState>,
+    session: Session,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<UpdateKeyRequest>,
+) -> ApiResult<Json<KeyResponse>> {
+    let id = key_id(&id)?;
+    let account_id = session.account.id;
+    let current = state.store.get_key(account_id, id).await?.ok_or_else(key_not_found)?;
+    let now = state.now();
+    let patch = KeyPatch {
+        label: req.label.as_deref().map(KeyLabel::parse).transpose()?,
+        grant: updated_grant(&state, &current, req.tool_scope, req.allowed_tools)?,
+        allowed_cidrs: parse_cidrs(req.allowed_cidrs)?,
+        daily_cap_cents: req.daily_cap_cents.map(clamp_cap_cents),
+        total_cap_cents: req.total_cap_cents.map(|cap| cap.map(clamp_cap_cents)),
+        expires_at: req.expires_at.map(|at| at.map(|at| parse_expires_at(&at, now)).transpose()).transpose()?,
+        read_only: req.read_only,
+    };
+    let key = state.store.update_key(account_id, id, patch).await.map_err(not_found_as_key)?;
+    state.keys.invalidate_key(id);
+    tracing::info!(key_id = id, "key updated");
+    Ok(Json(KeyResponse { success: true, key: KeyView::new(&key, now) }))
+}
+
+/// Scope and tools change together: a new scope alone keeps the current tools when it is
+/// `restricted` and drops them for `all_supported_tools`; new tools alone imply the scope.
+fn updated_grant(
+    state: &SharedState,
+    current: &KeyRecord,
+    scope: Option<String>,
+    tools: Option<Vec<String>>,
+) -> ApiResult<Option<ToolGrant>> {
+    let scope = parse_scope(scope)?;
+    let tools = resolve_tools(state, tools)?;
+    let grant = match (scope, tools) {
+        (None, None) => return Ok(None),
+        (Some(ToolScope::Restricted), None) => ToolGrant::new(scope, Some(current.policy.grant.tools().to_vec())),
+        (scope, tools) => ToolGrant::new(scope, tools),
+    };
+    Ok(Some(grant?))
+}
+
+#[utoipa::path(delete, path = "/v1/api/keys/{id}", tag = "keys", params(("id" = i64, Path)),
+    responses((status = 200, body = RevokeResponse), (status = 404, body = crate::routes::ErrorBody)),
+    security(("session" = [])))]
+pub async fn revoke(State(state): State<SharedState>, session: Session, Path(id): Path<String>) -> ApiResult<Json<RevokeResponse>> {
+    let id = key_id(&id)?;
+    state.store.revoke_key(session.account.id, id, state.now()).await.map_err(not_found_as_key)?;
+    state.keys.invalidate_key(id);
+    tracing::info!(key_id = id, "key revoked");
+    Ok(Json(RevokeResponse { success: true, revoked: id }))
+}
+
+#[utoipa::path(post, path = "/v1/api/keys/{id}/rotate", tag = "keys", params(("id" = i64, Path)), request_body = RotateKeyRequest,
+    responses((status = 200, body = KeyWithSecretResponse), (status = 400, body = crate::routes::ErrorBody), (status = 404, body = crate::routes::ErrorBody)),
+    security(("session" = [])))]
+pub async fn rotate(
+    State(state): State<SharedState>,
+    session: Session,
+    Path(id): Path<String>,
+    OptionalJsonBody(req): OptionalJsonBody<RotateKeyRequest>,
+) -> ApiResult<Json<KeyWithSecretResponse>> {
+    let id = key_id(&id)?;
+    let grace = req.grace_period_seconds.unwrap_or(0);
+    if grace > MAX_GRACE_SECONDS {
+        return Err(ApiError::invalid(format!("grace_period_seconds must be 0 to {MAX_GRACE_SECONDS}")));
+    }
+    let now = state.now();
+    let (raw, secret) = mint_secret(&state);
+    let rotation = Rotation { secret, now, old_secrets_end: now + time::Duration::seconds(i64::from(grace)) };
+    let key = state.store.rotate_key(session.account.id, id, rotation).await.map_err(not_found_as_key)?;
+    state.keys.invalidate_key(id);
+    tracing::info!(key_id = id, grace_seconds = grace, "key rotated");
+    Ok(Json(KeyWithSecretResponse { success: true, raw_key: raw.expose().to_owned(), key: KeyView::new(&key, now) }))
+}

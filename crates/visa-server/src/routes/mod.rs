@@ -1,0 +1,91 @@
+//! The HTTP API: one module per resource, assembled into one router here. Unknown routes
+//! and wrong methods answer with the error envelope like everything else.
+
+pub mod execute;
+pub mod health;
+pub mod keys;
+pub mod openapi;
+pub mod operator;
+pub mod sessions;
+pub mod tools;
+
+use crate::error::{self, ApiError, ApiResult};
+use crate::state::SharedState;
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
+use axum::routing::{get, patch, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use visa_core::pagination::PageRequest;
+
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/openapi.json", get(openapi::document))
+        .route("/v1/operator/accounts", post(operator::create_account))
+        .route("/v1/operator/accounts/{login}", patch(operator::update_account))
+        .route("/v1/operator/accounts/{login}/credits", post(operator::credit_account))
+        .route("/v1/api/sessions", post(sessions::sign_in))
+        .route("/v1/api/keys", post(keys::create).get(keys::list))
+        .route("/v1/api/keys/{id}", get(keys::get).patch(keys::update).delete(keys::revoke))
+        .route("/v1/api/keys/{id}/rotate", post(keys::rotate))
+        .route("/v1/api/tools", get(tools::list))
+        .route("/v1/api/tools/{tool}/execute", post(execute::execute))
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .fallback(error::not_found)
+        .with_state(state)
+}
+
+/// The error envelope, for the OpenAPI document.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Always false.
+    pub success: bool,
+    pub error: String,
+    pub error_code: String,
+    pub retryable: bool,
+    /// Seconds to wait before retrying; also sent as `Retry-After`.
+    pub retry_after: Option<u64>,
+}
+
+/// Cursor pagination query (`limit`, `starting_after`, `ending_before`).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// 1 to 100, default 25.
+    limit: Option<String>,
+    /// An id: return items older than it (a page's `next_cursor`).
+    starting_after: Option<String>,
+    /// An id: return items newer than it (a page's `previous_cursor`).
+    ending_before: Option<String>,
+}
+
+impl ListQuery {
+    pub fn page(&self) -> ApiResult<PageRequest> {
+        Ok(PageRequest::parse(self.limit.as_deref(), self.starting_after.as_deref(), self.ending_before.as_deref())?)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Query::<ListQuery>::try_from_uri(&parts.uri)
+            .map(|Query(q)| q)
+            .map_err(|e| ApiError::invalid(format!("invalid query string: {}", e.body_text())))
+    }
+}
+
+/// Timestamps on the wire: RFC 3339 in UTC.
+pub fn rfc3339(at: OffsetDateTime) -> String {
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Days since 1970-01-01 in UTC: the day a daily cap counts.
+pub fn utc_day_number(at: OffsetDateTime) -> i64 {
+    at.unix_timestamp().div_euclid(86_400)
+}

@@ -1,0 +1,163 @@
+//! The operator's routes (`/v1/operator/...`, operator token): create accounts, approve
+//! them, and credit their prepaid balance. A credit is a ledger entry, never a bare number.
+
+use crate::auth::{password, Operator};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::JsonBody;
+use crate::routes::{rfc3339, sessions::open_session};
+use crate::state::SharedState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use visa_core::money::Micros;
+use visa_core::policy::Login;
+use visa_core::ErrorCode;
+use visa_store::{Account, NewAccount, StoreError};
+
+/// The most one credit may add: $10M, far from any overflow.
+const MAX_CREDIT_CENTS: i64 = 1_000_000_000;
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccountView {
+    pub id: i64,
+    pub login: String,
+    pub approved: bool,
+    pub balance_cents: i64,
+    /// Exact balance in micros, as a decimal string.
+    pub balance_micros: String,
+    pub created_at: String,
+}
+
+impl From<&Account> for AccountView {
+    fn from(a: &Account) -> Self {
+        Self {
+            id: a.id,
+            login: a.login.clone(),
+            approved: a.approved,
+            balance_cents: a.balance.cents_floor(),
+            balance_micros: a.balance.to_string(),
+            created_at: rfc3339(a.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccountRequest {
+    pub login: String,
+    /// Default false: keys of an unapproved account cannot execute tools.
+    pub approved: Option<bool>,
+    /// Opening credit in cents, default 0.
+    pub credit_cents: Option<i64>,
+    /// Optional; without one the account signs in only with the session token returned here.
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreateAccountResponse {
+    pub success: bool,
+    pub account: AccountView,
+    pub session_token: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccountResponse {
+    pub success: bool,
+    pub account: AccountView,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAccountRequest {
+    pub approved: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreditRequest {
+    /// Positive whole cents.
+    pub amount_cents: i64,
+}
+
+fn credit_micros(cents: i64, field: &str) -> ApiResult<Micros> {
+    if !(0..=MAX_CREDIT_CENTS).contains(&cents) {
+        return Err(ApiError::invalid(format!("{field} must be 0 to {MAX_CREDIT_CENTS}")));
+    }
+    Micros::from_cents(cents).ok_or_else(|| ApiError::invalid(format!("{field} is too large")))
+}
+
+fn account_not_found(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::new(ErrorCode::AccountNotFound, "no such account"),
+        other => other.into(),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/operator/accounts", tag = "operator", request_body = CreateAccountRequest,
+    responses((status = 201, body = CreateAccountResponse), (status = 409, body = crate::routes::ErrorBody)),
+    security(("operator" = [])))]
+pub async fn create_account(
+    State(state): State<SharedState>,
+    _: Operator,
+    JsonBody(req): JsonBody<CreateAccountRequest>,
+) -> ApiResult<(StatusCode, Json<CreateAccountResponse>)> {
+    let login = Login::parse(&req.login)?;
+    let credit = credit_micros(req.credit_cents.unwrap_or(0), "credit_cents")?;
+    let password_hash = match req.password {
+        Some(p) => {
+            password::validate(&p)?;
+            Some(password::hash(p).await?)
+        }
+        None => None,
+    };
+    let new = NewAccount {
+        login: login.into_string(),
+        password_hash,
+        approved: req.approved.unwrap_or(false),
+        credit,
+        now: state.now(),
+    };
+    let account = state.store.create_account(new).await.map_err(|e| match e {
+        StoreError::Conflict(message) => ApiError::new(ErrorCode::AccountExists, message),
+        other => other.into(),
+    })?;
+    let (session_token, _) = open_session(&state, &account).await?;
+    tracing::info!(account = %account.login, approved = account.approved, "account created");
+    let body = CreateAccountResponse { success: true, account: AccountView::from(&account), session_token };
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+#[utoipa::path(patch, path = "/v1/operator/accounts/{login}", tag = "operator", params(("login" = String, Path)),
+    request_body = UpdateAccountRequest, responses((status = 200, body = AccountResponse), (status = 404, body = crate::routes::ErrorBody)),
+    security(("operator" = [])))]
+pub async fn update_account(
+    State(state): State<SharedState>,
+    _: Operator,
+    Path(login): Path<String>,
+    JsonBody(req): JsonBody<UpdateAccountRequest>,
+) -> ApiResult<Json<AccountResponse>> {
+    let account = state.store.set_account_approved(&login, req.approved).await.map_err(account_not_found)?;
+    state.keys.invalidate_account(account.id);
+    tracing::info!(account = %account.login, approved = account.approved, "account approval changed");
+    Ok(Json(AccountResponse { success: true, account: AccountView::from(&account) }))
+}
+
+#[utoipa::path(post, path = "/v1/operator/accounts/{login}/credits", tag = "operator", params(("login" = String, Path)),
+    request_body = CreditRequest, responses((status = 200, body = AccountResponse), (status = 404, body = crate::routes::ErrorBody)),
+    security(("operator" = [])))]
+pub async fn credit_account(
+    State(state): State<SharedState>,
+    _: Operator,
+    Path(login): Path<String>,
+    JsonBody(req): JsonBody<CreditRequest>,
+) -> ApiResult<Json<AccountResponse>> {
+    if req.amount_cents <= 0 {
+        return Err(ApiError::invalid("amount_cents must be positive"));
+    }
+    let amount = credit_micros(req.amount_cents, "amount_cents")?;
+    let account = state.store.credit_account(&login, amount).await.map_err(account_not_found)?;
+    tracing::info!(account = %account.login, amount_cents = req.amount_cents, "account credited");
+    Ok(Json(AccountResponse { success: true, account: AccountView::from(&account) }))
+}

@@ -1,0 +1,54 @@
+//! The tool catalog: `GET /v1/api/tools` lists every tool with its price and whether it is
+//! ready (its provider secret is set). The catalog holds no secrets, so it is public.
+
+use crate::state::SharedState;
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ToolView {
+    pub id: String,
+    pub aliases: Vec<String>,
+    pub description: String,
+    /// `builtin`, `openai_chat`, `fal_queue`, ...
+    pub adapter: String,
+    /// Price of one call, in micros (decimal string).
+    pub price_micros: String,
+    /// Price of one call in cents, rounded up.
+    pub price_cents: i64,
+    /// The most one call can cost (the hold), in micros.
+    pub max_price_micros: String,
+    pub timeout_ms: u64,
+    /// False while the provider secret the adapter needs is not set on the server.
+    pub ready: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ToolListResponse {
+    pub success: bool,
+    pub object: String,
+    pub tools: Vec<ToolView>,
+}
+
+#[utoipa::path(get, path = "/v1/api/tools", tag = "tools", responses((status = 200, body = ToolListResponse)))]
+pub async fn list(State(state): State<SharedState>) -> Json<ToolListResponse> {
+    let tools = state
+        .catalog
+        .tools()
+        .iter()
+        .map(|t| ToolView {
+            id: t.id.clone(),
+            aliases: t.aliases.clone(),
+            description: t.description.clone(),
+            adapter: t.adapter.kind().to_owned(),
+            price_micros: t.price.to_string(),
+            price_cents: t.price.cents_ceil(),
+            max_price_micros: t.max_price.to_string(),
+            timeout_ms: t.timeout.as_millis() as u64,
+            ready: t.is_ready(),
+        })
+        .collect();
+    Json(ToolListResponse { success: true, object: "list".into(), tools })
+}
