@@ -174,23 +174,46 @@ pub struct CreateKeyRequest {
     pub read_only: Option<bool>,
 }
 
+/// Every field is optional; an absent field is left as it is. `null` clears the nullable
+/// fields (`total_cap_cents`, `expires_at`) and is refused for the others.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyRequest {
-    pub label: Option<String>,
-    pub allowed_tools: Option<Vec<String>>,
-    pub tool_scope: Option<String>,
-    pub daily_cap_cents: Option<i64>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub label: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_tools: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub tool_scope: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub daily_cap_cents: Option<Option<i64>>,
     /// null clears the cumulative cap.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<i64>)]
     pub total_cap_cents: Option<Option<i64>>,
-    pub allowed_cidrs: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_cidrs: Option<Option<Vec<String>>>,
     /// null removes the expiry.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub expires_at: Option<Option<String>>,
-    pub read_only: Option<bool>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<bool>)]
+    pub read_only: Option<Option<bool>>,
+}
+
+/// A field that may be absent but not null.
+fn not_null<T>(field: &str, value: Option<Option<T>>) -> ApiResult<Option<T>> {
+    match value {
+        Some(None) => Err(ApiError::invalid(format!("{field} cannot be null"))),
+        Some(Some(v)) => Ok(Some(v)),
+        None => Ok(None),
+    }
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -313,13 +336,13 @@ pub async fn update(
     let current = state.store.get_key(account_id, id).await?.ok_or_else(key_not_found)?;
     let now = state.now();
     let patch = KeyPatch {
-        label: req.label.as_deref().map(KeyLabel::parse).transpose()?,
-        grant: updated_grant(&state, &current, req.tool_scope, req.allowed_tools)?,
-        allowed_cidrs: parse_cidrs(req.allowed_cidrs)?,
-        daily_cap_cents: req.daily_cap_cents.map(clamp_cap_cents),
+        label: not_null("label", req.label)?.as_deref().map(KeyLabel::parse).transpose()?,
+        grant: updated_grant(&state, &current, not_null("tool_scope", req.tool_scope)?, not_null("allowed_tools", req.allowed_tools)?)?,
+        allowed_cidrs: parse_cidrs(not_null("allowed_cidrs", req.allowed_cidrs)?)?,
+        daily_cap_cents: not_null("daily_cap_cents", req.daily_cap_cents)?.map(clamp_cap_cents),
         total_cap_cents: req.total_cap_cents.map(|cap| cap.map(clamp_cap_cents)),
         expires_at: req.expires_at.map(|at| at.map(|at| parse_expires_at(&at, now)).transpose()).transpose()?,
-        read_only: req.read_only,
+        read_only: not_null("read_only", req.read_only)?,
     };
     let key = state.store.update_key(account_id, id, patch).await.map_err(not_found_as_key)?;
     state.keys.invalidate_key(id);

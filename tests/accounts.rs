@@ -1,0 +1,107 @@
+//! Operator bootstrap and sign-in, over HTTP.
+
+use reqwest::Method;
+use serde_json::json;
+use visa_e2e::{TestApp, OPERATOR_TOKEN};
+
+#[tokio::test]
+async fn healthz_answers_ok() {
+    let app = TestApp::spawn().await;
+    let reply = app.call(Method::GET, "/healthz", None, None, &[]).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, json!({ "ok": true }));
+}
+
+#[tokio::test]
+async fn operator_creates_an_account_with_credit_and_a_session() {
+    let app = TestApp::spawn().await;
+    let body = json!({ "login": "octocat", "approved": true, "credit_cents": 10000, "password": "correct horse" });
+    let reply = app.post("/v1/operator/accounts", OPERATOR_TOKEN, body).await;
+    let body = reply.assert_ok(201);
+    assert_eq!(body["account"]["login"], "octocat");
+    assert_eq!(body["account"]["approved"], true);
+    assert_eq!(body["account"]["balance_cents"], 10000);
+    assert_eq!(body["account"]["balance_micros"], "100000000");
+    let session = body["session_token"].as_str().unwrap();
+    // The session works on the control plane.
+    app.get("/v1/api/keys", session).await.assert_ok(200);
+}
+
+#[tokio::test]
+async fn account_defaults_duplicates_and_validation() {
+    let app = TestApp::spawn().await;
+    let reply = app.post("/v1/operator/accounts", OPERATOR_TOKEN, json!({ "login": "newbie" })).await;
+    let body = reply.assert_ok(201);
+    assert_eq!(body["account"]["approved"], false);
+    assert_eq!(body["account"]["balance_cents"], 0);
+
+    app.post("/v1/operator/accounts", OPERATOR_TOKEN, json!({ "login": "newbie" })).await.assert_error(409, "ACCOUNT_EXISTS");
+    app.post("/v1/operator/accounts", OPERATOR_TOKEN, json!({ "login": "Bad Login" })).await.assert_error(400, "INVALID_REQUEST");
+    app.post("/v1/operator/accounts", OPERATOR_TOKEN, json!({ "login": "neg", "credit_cents": -1 })).await.assert_error(400, "INVALID_REQUEST");
+    app.post("/v1/operator/accounts", OPERATOR_TOKEN, json!({ "login": "pw", "password": "short" })).await.assert_error(400, "INVALID_REQUEST");
+}
+
+#[tokio::test]
+async fn operator_routes_need_the_operator_token() {
+    let app = TestApp::spawn().await;
+    let session = app.account("octocat", true, 0).await;
+    let body = json!({ "login": "mallory" });
+    app.call(Method::POST, "/v1/operator/accounts", None, Some(body.clone()), &[]).await.assert_error(401, "AUTH_REQUIRED");
+    app.post("/v1/operator/accounts", "wrong-token", body.clone()).await.assert_error(401, "AUTH_INVALID");
+    // A session token is not the operator token.
+    app.post("/v1/operator/accounts", &session, body).await.assert_error(401, "AUTH_INVALID");
+}
+
+#[tokio::test]
+async fn approve_and_credit() {
+    let app = TestApp::spawn().await;
+    app.account("octocat", false, 0).await;
+    let reply = app.patch("/v1/operator/accounts/octocat", OPERATOR_TOKEN, json!({ "approved": true })).await;
+    assert_eq!(reply.assert_ok(200)["account"]["approved"], true);
+    let reply = app.post("/v1/operator/accounts/octocat/credits", OPERATOR_TOKEN, json!({ "amount_cents": 250 })).await;
+    assert_eq!(reply.assert_ok(200)["account"]["balance_cents"], 250);
+    let reply = app.post("/v1/operator/accounts/octocat/credits", OPERATOR_TOKEN, json!({ "amount_cents": 250 })).await;
+    assert_eq!(reply.assert_ok(200)["account"]["balance_micros"], "5000000");
+    app.post("/v1/operator/accounts/octocat/credits", OPERATOR_TOKEN, json!({ "amount_cents": 0 })).await.assert_error(400, "INVALID_REQUEST");
+    app.post("/v1/operator/accounts/ghost/credits", OPERATOR_TOKEN, json!({ "amount_cents": 1 })).await.assert_error(404, "ACCOUNT_NOT_FOUND");
+    app.patch("/v1/operator/accounts/ghost", OPERATOR_TOKEN, json!({ "approved": true })).await.assert_error(404, "ACCOUNT_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn sign_in_with_password() {
+    let app = TestApp::spawn().await;
+    let body = json!({ "login": "octocat", "password": "correct horse" });
+    app.post("/v1/operator/accounts", OPERATOR_TOKEN, body).await.assert_ok(201);
+
+    let good = json!({ "login": "octocat", "password": "correct horse" });
+    let reply = app.call(Method::POST, "/v1/api/sessions", None, Some(good), &[]).await;
+    let token = reply.assert_ok(201)["session_token"].as_str().unwrap().to_owned();
+    app.get("/v1/api/keys", &token).await.assert_ok(200);
+
+    let wrong = json!({ "login": "octocat", "password": "wrong horse" });
+    app.call(Method::POST, "/v1/api/sessions", None, Some(wrong), &[]).await.assert_error(401, "AUTH_INVALID");
+    let ghost = json!({ "login": "ghost", "password": "whatever1" });
+    app.call(Method::POST, "/v1/api/sessions", None, Some(ghost), &[]).await.assert_error(401, "AUTH_INVALID");
+}
+
+#[tokio::test]
+async fn control_plane_needs_a_session() {
+    let app = TestApp::spawn().await;
+    app.call(Method::GET, "/v1/api/keys", None, None, &[]).await.assert_error(401, "AUTH_REQUIRED");
+    app.get("/v1/api/keys", "visa_session_forged").await.assert_error(401, "AUTH_INVALID");
+    app.get("/v1/api/keys", OPERATOR_TOKEN).await.assert_error(401, "AUTH_INVALID");
+}
+
+#[tokio::test]
+async fn generated_operator_token_is_private() {
+    let app = TestApp::spawn_with(|c| c.operator_token = None).await;
+    let path = app.data_dir.path().join("operator-token");
+    let token = std::fs::read_to_string(&path).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let reply = app.post("/v1/operator/accounts", token.trim(), json!({ "login": "octocat" })).await;
+    reply.assert_ok(201);
+}

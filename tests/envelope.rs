@@ -1,0 +1,97 @@
+//! Every rejection anywhere is the error envelope with the right status, and the OpenAPI
+//! document covers every route.
+
+use reqwest::Method;
+use serde_json::json;
+use visa_e2e::{TestApp, OPERATOR_TOKEN};
+
+#[tokio::test]
+async fn unknown_routes_and_methods() {
+    let app = TestApp::spawn().await;
+    app.call(Method::GET, "/nope", None, None, &[]).await.assert_error(404, "NOT_FOUND");
+    app.call(Method::GET, "/v1/api/nope", None, None, &[]).await.assert_error(404, "NOT_FOUND");
+    app.call(Method::PUT, "/v1/api/keys", None, None, &[]).await.assert_error(405, "METHOD_NOT_ALLOWED");
+    app.call(Method::GET, "/v1/api/tools/echo/execute", None, None, &[]).await.assert_error(405, "METHOD_NOT_ALLOWED");
+}
+
+#[tokio::test]
+async fn malformed_bodies() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::new();
+    let url = app.url("/v1/operator/accounts");
+    let send = |body: Vec<u8>, content_type: &'static str| {
+        client.post(&url).bearer_auth(OPERATOR_TOKEN).header("content-type", content_type).body(body).send()
+    };
+    let cases: Vec<(Vec<u8>, &str, u16, &str)> = vec![
+        (b"{not json".to_vec(), "application/json", 400, "INVALID_REQUEST"),
+        (b"{\"login\":\"a\"}".to_vec(), "text/plain", 415, "UNSUPPORTED_MEDIA_TYPE"),
+        (b"{\"login\":\"a\",\"extra\":1}".to_vec(), "application/json", 400, "INVALID_REQUEST"),
+        (b"[]".to_vec(), "application/json", 400, "INVALID_REQUEST"),
+        (vec![b' '; 1024 * 1024 + 10], "application/json", 413, "PAYLOAD_TOO_LARGE"),
+    ];
+    for (body, content_type, status, code) in cases {
+        let response = send(body, content_type).await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{code}");
+        let envelope: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(envelope["success"], false);
+        assert_eq!(envelope["error_code"], code);
+        assert_eq!(envelope["retryable"], false);
+    }
+}
+
+#[tokio::test]
+async fn errors_never_echo_a_secret() {
+    let app = TestApp::spawn().await;
+    let (_, _, key) = app.funded_key("octocat").await;
+    let mut tampered = key.clone();
+    tampered.pop();
+    tampered.push('!');
+    let reply = app.execute(&tampered, "echo", json!({})).await;
+    assert!(!reply.body.to_string().contains(&tampered[..20]));
+    let reply = app.post("/v1/operator/accounts", "not-the-operator-token-secret", json!({ "login": "x" })).await;
+    assert!(!reply.body.to_string().contains("not-the-operator"));
+}
+
+#[tokio::test]
+async fn openapi_covers_every_route() {
+    let app = TestApp::spawn().await;
+    let doc = app.call(Method::GET, "/openapi.json", None, None, &[]).await;
+    assert_eq!(doc.status, 200);
+    assert!(doc.body["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = &doc.body["paths"];
+    let expected = [
+        ("/healthz", "get"),
+        ("/openapi.json", "get"),
+        ("/v1/operator/accounts", "post"),
+        ("/v1/operator/accounts/{login}", "patch"),
+        ("/v1/operator/accounts/{login}/credits", "post"),
+        ("/v1/api/sessions", "post"),
+        ("/v1/api/keys", "post"),
+        ("/v1/api/keys", "get"),
+        ("/v1/api/keys/{id}", "get"),
+        ("/v1/api/keys/{id}", "patch"),
+        ("/v1/api/keys/{id}", "delete"),
+        ("/v1/api/keys/{id}/rotate", "post"),
+        ("/v1/api/tools", "get"),
+        ("/v1/api/tools/{tool}/execute", "post"),
+    ];
+    for (path, method) in expected {
+        assert!(paths[path][method].is_object(), "{method} {path} missing from the OpenAPI document");
+    }
+    let schemas = &doc.body["components"]["schemas"];
+    for schema in ["KeyView", "CreateKeyRequest", "ExecuteRequest", "ExecutionResponse", "ErrorBody"] {
+        assert!(schemas[schema].is_object(), "schema {schema} missing");
+    }
+}
+
+#[tokio::test]
+async fn tool_catalog_lists_prices_and_readiness() {
+    let app = TestApp::spawn().await;
+    let reply = app.call(Method::GET, "/v1/api/tools", None, None, &[]).await;
+    let tools = reply.assert_ok(200)["tools"].as_array().unwrap().clone();
+    let echo = tools.iter().find(|t| t["id"] == "echo").unwrap();
+    assert_eq!(echo["price_micros"], "10000");
+    assert_eq!(echo["price_cents"], 1);
+    assert_eq!(echo["ready"], true);
+    assert!(tools.iter().any(|t| t["id"] == "or-gpt-4o-mini"));
+}

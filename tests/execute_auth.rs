@@ -1,0 +1,207 @@
+//! Key authentication and authorization on `POST /v1/api/tools/:tool/execute`: every
+//! error code of the seed's order, revocation and rotation taking effect at once, and the
+//! success envelope of the builtin tools.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use visa_e2e::{rfc3339_in, TestApp, OPERATOR_TOKEN};
+
+#[tokio::test]
+async fn echo_answers_with_the_tool_execution_envelope() {
+    let app = TestApp::spawn().await;
+    let (_, _, key) = app.funded_key("octocat").await;
+    let reply = app.execute(&key, "builtin-echo", json!({ "hello": "world" })).await;
+    let body = reply.assert_ok(200);
+    assert_eq!(body["object"], "tool_execution");
+    assert_eq!(body["tool"], "echo", "aliases answer with the canonical id");
+    assert_eq!(body["result"], json!({ "hello": "world" }));
+    assert!(body["usage"]["charged_micros"].is_string());
+    assert!(body["usage"]["charged_cents"].is_i64());
+    assert!(body["execution_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(body.get("receipt").is_some());
+}
+
+#[tokio::test]
+async fn missing_and_malformed_keys() {
+    let app = TestApp::spawn().await;
+    let (_, _, key) = app.funded_key("octocat").await;
+    let idem = uuid::Uuid::new_v4().to_string();
+    let body = Some(json!({ "input": {} }));
+    let no_key = app.call(Method::POST, "/v1/api/tools/echo/execute", None, body, &[("Idempotency-Key", &idem)]).await;
+    no_key.assert_error(401, "AUTH_REQUIRED");
+
+    // One character changed: the checksum fails.
+    let mut tampered = key.clone().into_bytes();
+    let i = tampered.len() - 10;
+    tampered[i] = if tampered[i] == b'a' { b'b' } else { b'a' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    app.execute(&tampered, "echo", json!({})).await.assert_error(401, "AUTH_INVALID");
+    app.execute("VisaKey_live_garbage", "echo", json!({})).await.assert_error(401, "AUTH_INVALID");
+    app.execute("sk-something-else", "echo", json!({})).await.assert_error(401, "AUTH_INVALID");
+
+    // Also accepted as a bearer token.
+    let reply = app
+        .call(Method::POST, "/v1/api/tools/echo/execute", Some(&key), Some(json!({ "input": {} })), &[("Idempotency-Key", &idem)])
+        .await;
+    reply.assert_ok(200);
+}
+
+#[tokio::test]
+async fn a_well_formed_but_unknown_key_is_invalid() {
+    let app = TestApp::spawn().await;
+    let other = TestApp::spawn().await;
+    let (_, _, foreign) = other.funded_key("octocat").await;
+    app.execute(&foreign, "echo", json!({})).await.assert_error(401, "AUTH_INVALID");
+}
+
+#[tokio::test]
+async fn environment_mismatch_both_ways() {
+    let production = TestApp::spawn().await;
+    let preview = TestApp::spawn_preview().await;
+    let (_, _, live) = production.funded_key("octocat").await;
+    let (_, _, test) = preview.funded_key("octocat").await;
+    assert!(live.starts_with("VisaKey_live_") && test.starts_with("VisaKey_test_"));
+    production.execute(&test, "echo", json!({})).await.assert_error(401, "KEY_ENVIRONMENT_MISMATCH");
+    preview.execute(&live, "echo", json!({})).await.assert_error(401, "KEY_ENVIRONMENT_MISMATCH");
+    preview.execute(&test, "echo", json!({ "a": 1 })).await.assert_ok(200);
+}
+
+#[tokio::test]
+async fn expired_keys_are_refused() {
+    let app = TestApp::spawn().await;
+    let session = app.account("octocat", true, 100).await;
+    let (id, key) = app.key(&session, json!({ "label": "short", "expires_at": rfc3339_in(1) })).await;
+    app.execute(&key, "echo", json!({})).await.assert_ok(200);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    app.execute(&key, "echo", json!({})).await.assert_error(403, "KEY_EXPIRED");
+    assert_eq!(app.get(&format!("/v1/api/keys/{id}"), &session).await.body["status"], "expired");
+}
+
+#[tokio::test]
+async fn source_ip_allowlist() {
+    let app = TestApp::spawn().await;
+    let session = app.account("octocat", true, 100).await;
+    let (_, outside) = app.key(&session, json!({ "label": "office", "allowed_cidrs": ["10.0.0.0/8"] })).await;
+    app.execute(&outside, "echo", json!({})).await.assert_error(403, "KEY_SOURCE_IP_DENIED");
+    let (_, inside) = app.key(&session, json!({ "label": "local", "allowed_cidrs": ["127.0.0.0/8"] })).await;
+    app.execute(&inside, "echo", json!({})).await.assert_ok(200);
+}
+
+#[tokio::test]
+async fn tool_checks_in_order() {
+    let app = TestApp::spawn().await;
+    let session = app.account("octocat", true, 100).await;
+    let (_, key) = app.key(&session, json!({ "label": "echo-only", "allowed_tools": ["echo"] })).await;
+    app.execute(&key, "no-such-tool", json!({})).await.assert_error(404, "TOOL_NOT_FOUND");
+    app.execute(&key, "sleep", json!({})).await.assert_error(403, "TOOL_NOT_PERMITTED");
+    app.execute(&key, "echo", json!({})).await.assert_ok(200);
+
+    let (_, read_only) = app.key(&session, json!({ "label": "reader", "read_only": true })).await;
+    app.execute(&read_only, "echo", json!({})).await.assert_error(403, "FORBIDDEN");
+}
+
+#[tokio::test]
+async fn unapproved_accounts_cannot_execute_until_approved() {
+    let app = TestApp::spawn().await;
+    let session = app.account("pending", false, 100).await;
+    let (_, key) = app.key(&session, json!({ "label": "k" })).await;
+    app.execute(&key, "echo", json!({})).await.assert_error(403, "ACCOUNT_NOT_APPROVED");
+    app.patch("/v1/operator/accounts/pending", OPERATOR_TOKEN, json!({ "approved": true })).await.assert_ok(200);
+    app.execute(&key, "echo", json!({})).await.assert_ok(200);
+    app.patch("/v1/operator/accounts/pending", OPERATOR_TOKEN, json!({ "approved": false })).await.assert_ok(200);
+    app.execute(&key, "echo", json!({})).await.assert_error(403, "ACCOUNT_NOT_APPROVED");
+}
+
+#[tokio::test]
+async fn revocation_and_updates_take_effect_immediately() {
+    let app = TestApp::spawn().await;
+    let (session, id, key) = app.funded_key("octocat").await;
+    app.execute(&key, "echo", json!({})).await.assert_ok(200); // now cached
+    app.patch(&format!("/v1/api/keys/{id}"), &session, json!({ "allowed_tools": ["sleep"] })).await.assert_ok(200);
+    app.execute(&key, "echo", json!({})).await.assert_error(403, "TOOL_NOT_PERMITTED");
+    app.call(Method::DELETE, &format!("/v1/api/keys/{id}"), Some(&session), None, &[]).await.assert_ok(200);
+    app.execute(&key, "sleep", json!({ "ms": 1 })).await.assert_error(401, "AUTH_INVALID");
+}
+
+#[tokio::test]
+async fn rotation_without_grace_kills_the_old_secret_at_once() {
+    let app = TestApp::spawn().await;
+    let (session, id, old) = app.funded_key("octocat").await;
+    app.execute(&old, "echo", json!({})).await.assert_ok(200);
+    let rotated = app.post(&format!("/v1/api/keys/{id}/rotate"), &session, json!({})).await;
+    let new = rotated.body["key"].as_str().unwrap().to_owned();
+    app.execute(&old, "echo", json!({})).await.assert_error(401, "AUTH_INVALID");
+    app.execute(&new, "echo", json!({})).await.assert_ok(200);
+}
+
+#[tokio::test]
+async fn rotation_with_grace_keeps_both_secrets_until_it_ends() {
+    let app = TestApp::spawn().await;
+    let (session, id, old) = app.funded_key("octocat").await;
+    let rotated = app.post(&format!("/v1/api/keys/{id}/rotate"), &session, json!({ "grace_period_seconds": 1 })).await;
+    let new = rotated.body["key"].as_str().unwrap().to_owned();
+    app.execute(&old, "echo", json!({})).await.assert_ok(200);
+    app.execute(&new, "echo", json!({})).await.assert_ok(200);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    app.execute(&old, "echo", json!({})).await.assert_error(401, "AUTH_INVALID");
+    app.execute(&new, "echo", json!({})).await.assert_ok(200);
+}
+
+#[tokio::test]
+async fn idempotency_key_and_body_are_validated() {
+    let app = TestApp::spawn().await;
+    let (_, _, key) = app.funded_key("octocat").await;
+    let body = json!({ "input": {} });
+    for bad in ["", "not-a-uuid", "6ba7b810-9dad-11d1-80b4-00c04fd430c8" /* v1 */] {
+        app.execute_with(&key, "echo", body.clone(), bad).await.assert_error(400, "INVALID_REQUEST");
+    }
+    let upper = uuid::Uuid::new_v4().to_string().to_uppercase();
+    app.execute_with(&key, "echo", body, &upper).await.assert_ok(200);
+    let missing = app.call(Method::POST, "/v1/api/tools/echo/execute", None, Some(json!({ "input": {} })), &[("X-Api-Key", &key)]).await;
+    missing.assert_error(400, "INVALID_REQUEST");
+
+    let idem = uuid::Uuid::new_v4().to_string();
+    for field in ["max_cents", "dry_run", "stream", "messages"] {
+        let reply = app.execute_with(&key, "echo", json!({ "input": {}, field: 1 }), &idem).await;
+        let body = reply.assert_error(400, "INVALID_REQUEST");
+        assert!(body["error"].as_str().unwrap().contains(field), "names {field}: {body}");
+    }
+    let reply = app.execute_with(&key, "echo", json!({}), &idem).await;
+    assert!(reply.assert_error(400, "INVALID_REQUEST")["error"].as_str().unwrap().contains("input"));
+    app.execute_with(&key, "echo", json!({ "input": [1] }), &idem).await.assert_error(400, "INVALID_REQUEST");
+}
+
+#[tokio::test]
+async fn builtin_sleep_and_fail() {
+    let app = TestApp::spawn().await;
+    let (_, _, key) = app.funded_key("octocat").await;
+    let reply = app.execute(&key, "sleep", json!({ "ms": 20 })).await;
+    assert_eq!(reply.assert_ok(200)["result"], json!({ "slept_ms": 20 }));
+    app.execute(&key, "sleep", json!({ "ms": 10001 })).await.assert_error(400, "INVALID_REQUEST");
+    let failed = app.execute(&key, "fail", json!({ "status": 503 })).await;
+    assert_eq!(failed.assert_error(502, "UPSTREAM_ERROR")["retryable"], true);
+    let failed = app.execute(&key, "fail", json!({ "status": 400 })).await;
+    assert_eq!(failed.assert_error(502, "UPSTREAM_ERROR")["retryable"], false);
+}
+
+#[tokio::test]
+async fn provider_tools_without_their_secret_are_unavailable() {
+    let app = TestApp::spawn().await;
+    let (_, _, key) = app.funded_key("octocat").await;
+    let reply = app.execute(&key, "fal-flux-pro", json!({ "prompt": "a cat" })).await;
+    let body = reply.assert_error(503, "TOOL_UNAVAILABLE");
+    assert!(body["error"].as_str().unwrap().contains("FAL_KEY"), "{body}");
+}
+
+#[tokio::test]
+async fn last_used_is_recorded_without_a_write_per_request() {
+    let app = TestApp::spawn().await;
+    let (session, id, key) = app.funded_key("octocat").await;
+    assert_eq!(app.get(&format!("/v1/api/keys/{id}"), &session).await.body["last_used_at"], Value::Null);
+    app.execute(&key, "echo", json!({})).await.assert_ok(200);
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let fetched = app.get(&format!("/v1/api/keys/{id}"), &session).await;
+    assert!(fetched.body["last_used_at"].is_string(), "{}", fetched.body);
+    assert_eq!(fetched.body["last_used_ip"], "127.0.0.1");
+    assert_eq!(fetched.body["secrets"][0]["last_used_ip"], "127.0.0.1");
+}

@@ -1,0 +1,151 @@
+//! The end-to-end test harness: `TestApp::spawn()` starts the real server library on a
+//! random loopback port with its own temporary data dir (a real SQLite file), and speaks
+//! HTTP to it with reqwest. Helpers create accounts and keys through the public API only.
+
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use tempfile::TempDir;
+use visa_core::key::Environment;
+use visa_server::{ServeConfig, Server};
+
+pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789";
+
+/// One answer: status, headers and JSON body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts the error envelope with this status and code; returns the body.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.body["success"], json!(false), "body: {}", self.body);
+        assert_eq!(self.body["error_code"], json!(code), "body: {}", self.body);
+        assert!(self.body["error"].as_str().is_some_and(|m| !m.is_empty()), "body: {}", self.body);
+        assert!(self.body["retryable"].is_boolean(), "body: {}", self.body);
+        &self.body
+    }
+
+    #[track_caller]
+    pub fn assert_ok(&self, status: u16) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.body["success"], json!(true), "body: {}", self.body);
+        &self.body
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub data_dir: TempDir,
+    pub environment: Environment,
+    server: Option<Server>,
+    http: reqwest::Client,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_preview() -> Self {
+        Self::spawn_with(|c| c.environment = Environment::Preview).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut ServeConfig)) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), data_dir.path().to_owned());
+        config.operator_token = Some(OPERATOR_TOKEN.to_owned());
+        adjust(&mut config);
+        let environment = config.environment;
+        let server = Server::start(config).await.expect("server starts");
+        Self { addr: server.local_addr(), data_dir, environment, server: Some(server), http: reqwest::Client::new() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops the server gracefully (drains requests, flushes last-used times).
+    pub async fn shutdown(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("clean shutdown");
+        }
+    }
+
+    /// Any request, with an optional bearer token, JSON body and extra headers.
+    pub async fn call(&self, method: Method, path: &str, bearer: Option<&str>, body: Option<Value>, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("request reaches the server");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+        Reply { status, headers, body }
+    }
+
+    pub async fn get(&self, path: &str, bearer: &str) -> Reply {
+        self.call(Method::GET, path, Some(bearer), None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, bearer: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(bearer), Some(body), &[]).await
+    }
+
+    pub async fn patch(&self, path: &str, bearer: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, Some(bearer), Some(body), &[]).await
+    }
+
+    /// Creates an account as the operator; returns its session token.
+    pub async fn account(&self, login: &str, approved: bool, credit_cents: i64) -> String {
+        let body = json!({ "login": login, "approved": approved, "credit_cents": credit_cents });
+        let reply = self.post("/v1/operator/accounts", OPERATOR_TOKEN, body).await;
+        reply.assert_ok(201)["session_token"].as_str().expect("session token").to_owned()
+    }
+
+    /// Creates a key with the given fields; returns (id, raw key).
+    pub async fn key(&self, session: &str, fields: Value) -> (i64, String) {
+        let reply = self.post("/v1/api/keys", session, fields).await;
+        let body = reply.assert_ok(201);
+        (body["id"].as_i64().expect("id"), body["key"].as_str().expect("raw key").to_owned())
+    }
+
+    /// An approved, funded account with one all-tools key: (session, key id, raw key).
+    pub async fn funded_key(&self, login: &str) -> (String, i64, String) {
+        let session = self.account(login, true, 10_000).await;
+        let (id, raw) = self.key(&session, json!({ "label": "test" })).await;
+        (session, id, raw)
+    }
+
+    /// `POST /v1/api/tools/{tool}/execute` with `X-Api-Key` and a fresh Idempotency-Key.
+    pub async fn execute(&self, key: &str, tool: &str, input: Value) -> Reply {
+        let idempotency = uuid::Uuid::new_v4().to_string();
+        self.execute_with(key, tool, json!({ "input": input }), &idempotency).await
+    }
+
+    pub async fn execute_with(&self, key: &str, tool: &str, body: Value, idempotency_key: &str) -> Reply {
+        let path = format!("/v1/api/tools/{tool}/execute");
+        self.call(Method::POST, &path, None, Some(body), &[("X-Api-Key", key), ("Idempotency-Key", idempotency_key)]).await
+    }
+}
+
+/// An RFC 3339 timestamp `seconds` from now.
+pub fn rfc3339_in(seconds: i64) -> String {
+    (time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}

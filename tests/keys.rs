@@ -1,0 +1,274 @@
+//! The seed's key lifecycle over HTTP: create, list (cursor walk), get, update, revoke,
+//! rotate, and isolation between accounts.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use visa_e2e::{rfc3339_in, TestApp};
+
+const KEY_FIELDS: [&str; 20] = [
+    "id", "label", "owner", "key_prefix", "environment", "tool_scope", "allowed_tools", "allowed_cidrs",
+    "daily_cap_cents", "total_cap_cents", "expires_at", "read_only", "status", "created_at", "revoked_at",
+    "last_used_at", "last_used_ip", "spent_today_cents", "spent_total_cents", "secrets",
+];
+
+fn assert_key_object(key: &Value) {
+    for field in KEY_FIELDS {
+        assert!(key.get(field).is_some(), "missing {field} in {key}");
+    }
+    let text = key.to_string();
+    assert!(!text.contains("hash"), "no hash in {text}");
+}
+
+#[tokio::test]
+async fn create_returns_the_seed_shape_and_the_raw_key_once() {
+    let app = TestApp::spawn().await;
+    let session = app.account("octocat", true, 0).await;
+    let body = json!({
+        "label": "my-demo-app",
+        "allowed_tools": ["builtin-echo", "or-gpt-4o-mini"],
+        "daily_cap_cents": 500,
+        "total_cap_cents": 20000,
+        "tool_scope": "restricted"
+    });
+    let reply = app.post("/v1/api/keys", &session, body).await;
+    let key = reply.assert_ok(201).clone();
+    assert_key_object(&key);
+    let raw = key["key"].as_str().unwrap();
+    assert!(raw.starts_with("VisaKey_live_"), "{raw}");
+    assert!(key["key_prefix"].as_str().unwrap().ends_with("..."));
+    assert!(raw.starts_with(key["key_prefix"].as_str().unwrap().trim_end_matches("...")));
+    assert_eq!(key["label"], "my-demo-app");
+    assert_eq!(key["owner"], "octocat");
+    assert_eq!(key["allowed_tools"], json!(["echo", "or-gpt-4o-mini"]), "aliases resolve to canonical ids");
+    assert_eq!(key["tool_scope"], "restricted");
+    assert_eq!(key["daily_cap_cents"], 500);
+    assert_eq!(key["total_cap_cents"], 20000);
+    assert_eq!(key["environment"], "production");
+    assert_eq!(key["status"], "active");
+    assert_eq!(key["read_only"], false);
+    assert_eq!(key["spent_today_cents"], 0);
+
+    // The raw key never comes back.
+    let id = key["id"].as_i64().unwrap();
+    let fetched = app.get(&format!("/v1/api/keys/{id}"), &session).await;
+    let fetched = fetched.assert_ok(200);
+    assert_key_object(fetched);
+    assert!(fetched.get("key").is_none());
+    assert!(!fetched.to_string().contains(raw));
+    let listed = app.get("/v1/api/keys", &session).await;
+    assert!(!listed.body.to_string().contains(raw));
+}
+
+#[tokio::test]
+async fn defaults_and_clamping() {
+    let app = TestApp::spawn().await;
+    let session = app.account("octocat", true, 0).await;
+    let reply = app.post("/v1/api/keys", &session, json!({ "label": "defaults" })).await;
+    let key = reply.assert_ok(201);
+    assert_eq!(key["daily_cap_cents"], 1000);
+    assert_eq!(key["total_cap_cents"], Value::Null);
+    assert_eq!(key["tool_scope"], "all_supported_tools");
+    assert_eq!(key["allowed_tools"], json!([]));
+    assert_eq!(key["allowed_cidrs"], json!([]));
+    assert_eq!(key["expires_at"], Value::Null);
+
+    let reply = app.post("/v1/api/keys", &session, json!({ "label": "big", "daily_cap_cents": 1_000_000_000_000i64, "total_cap_cents": -5 })).await;
+    let key = reply.assert_ok(201);
+    assert_eq!(key["daily_cap_cents"], 100_000_000);
+    assert_eq!(key["total_cap_cents"], 1);
+    let reply = app.post("/v1/api/keys", &session, json!({ "label": "zero", "daily_cap_cents": 0, "total_cap_cents": null })).await;
+    let key = reply.assert_ok(201);
+    assert_eq!(key["daily_cap_cents"], 1);
+    assert_eq!(key["total_cap_cents"], Value::Null);
+}
+
+#[tokio::test]
+async fn create_validation_fails_closed() {
+    let app = TestApp::spawn().await;
+    let session = app.account("octocat", true, 0).await;
+    let bad = [
+        json!({}),
+        json!({ "label": "" }),
+        json!({ "label": "x".repeat(101) }),
+        json!({ "label": "a", "allowed_tools": ["no-such-tool"] }),
+        json!({ "label": "a", "tool_scope": "restricted" }),
+        json!({ "label": "a", "tool_scope": "restricted", "allowed_tools": [] }),
+        json!({ "label": "a", "tool_scope": "all_supported_tools", "allowed_tools": ["echo"] }),
+        json!({ "label": "a", "tool_scope": "everything" }),
+        json!({ "label": "a", "allowed_cidrs": ["10.0.0.0/8", "10.0.0.0/99"] }),
+        json!({ "label": "a", "allowed_cidrs": ["not-a-cidr"] }),
+        json!({ "label": "a", "expires_at": "2999-01-01T00:00:00" }),
+        json!({ "label": "a", "expires_at": "2001-01-01T00:00:00Z" }),
+        json!({ "label": "a", "read_only": "yes" }),
+        json!({ "label": "a", "daily_cap_cents": 1.5 }),
+        json!({ "label": "a", "surprise": true }),
+    ];
+    for body in bad {
+        app.post("/v1/api/keys", &session, body.clone()).await.assert_error(400, "INVALID_REQUEST");
+    }
+    let listed = app.get("/v1/api/keys", &session).await;
+    assert_eq!(listed.body["keys"], json!([]), "no rejected create left a key behind");
+
+    let ok = json!({ "label": "a", "allowed_cidrs": ["10.0.0.0/8", "2001:db8::/32", "192.168.1.7"], "expires_at": rfc3339_in(3600), "read_only": true });
+    let key = app.post("/v1/api/keys", &session, ok).await;
+    let key = key.assert_ok(201);
+    assert_eq!(key["allowed_cidrs"], json!(["10.0.0.0/8", "2001:db8::/32", "192.168.1.7/32"]));
+    assert_eq!(key["read_only"], true);
+}
+
+#[tokio::test]
+async fn list_walks_every_key_once_in_both_directions() {
+    let app = TestApp::spawn().await;
+    let session = app.account("octocat", true, 0).await;
+    let mut ids = vec![];
+    for i in 0..12 {
+        ids.push(app.key(&session, json!({ "label": format!("k{i}") })).await.0);
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase");
+
+    let mut pages: Vec<Value> = vec![];
+    let mut path = "/v1/api/keys?limit=5".to_owned();
+    loop {
+        let page = app.get(&path, &session).await.assert_ok(200).clone();
+        assert_eq!(page["object"], "list");
+        assert_eq!(page["limit"], 5);
+        let next = page["next_cursor"].as_i64();
+        assert_eq!(page["has_more"], json!(next.is_some()));
+        pages.push(page);
+        match next {
+            Some(cursor) => path = format!("/v1/api/keys?limit=5&starting_after={cursor}"),
+            None => break,
+        }
+    }
+    let seen: Vec<i64> = pages.iter().flat_map(|p| p["keys"].as_array().unwrap().iter().map(|k| k["id"].as_i64().unwrap())).collect();
+    let mut expected = ids.clone();
+    expected.reverse();
+    assert_eq!(seen, expected, "newest first, each once");
+    assert_eq!(pages.len(), 3);
+    assert_eq!(pages[0]["previous_cursor"], Value::Null);
+
+    // Back from the last page with its previous_cursor gives the middle page again.
+    let previous = pages[2]["previous_cursor"].as_i64().unwrap();
+    let back = app.get(&format!("/v1/api/keys?limit=5&ending_before={previous}"), &session).await;
+    assert_eq!(back.assert_ok(200)["keys"], pages[1]["keys"]);
+
+    for bad in ["limit=0", "limit=101", "limit=ten", "starting_after=1&ending_before=2", "starting_after=abc"] {
+        app.get(&format!("/v1/api/keys?{bad}"), &session).await.assert_error(400, "INVALID_REQUEST");
+    }
+    let default_page = app.get("/v1/api/keys", &session).await;
+    assert_eq!(default_page.body["limit"], 25);
+}
+
+#[tokio::test]
+async fn another_accounts_keys_are_invisible() {
+    let app = TestApp::spawn().await;
+    let alice = app.account("alice", true, 0).await;
+    let bob = app.account("bob", true, 0).await;
+    let (id, _) = app.key(&alice, json!({ "label": "alice-key" })).await;
+
+    let path = format!("/v1/api/keys/{id}");
+    app.get(&path, &bob).await.assert_error(404, "KEY_NOT_FOUND");
+    app.patch(&path, &bob, json!({ "label": "pwned" })).await.assert_error(404, "KEY_NOT_FOUND");
+    app.call(Method::DELETE, &path, Some(&bob), None, &[]).await.assert_error(404, "KEY_NOT_FOUND");
+    app.post(&format!("{path}/rotate"), &bob, json!({})).await.assert_error(404, "KEY_NOT_FOUND");
+    assert_eq!(app.get("/v1/api/keys", &bob).await.body["keys"], json!([]));
+    app.get("/v1/api/keys/999999", &alice).await.assert_error(404, "KEY_NOT_FOUND");
+    app.get("/v1/api/keys/abc", &alice).await.assert_error(404, "KEY_NOT_FOUND");
+    // Alice's key is untouched.
+    assert_eq!(app.get(&path, &alice).await.body["label"], "alice-key");
+}
+
+#[tokio::test]
+async fn update_changes_only_what_is_sent() {
+    let app = TestApp::spawn().await;
+    let session = app.account("octocat", true, 0).await;
+    let (id, _) = app.key(&session, json!({ "label": "app", "allowed_tools": ["echo"], "total_cap_cents": 500, "expires_at": rfc3339_in(3600) })).await;
+    let path = format!("/v1/api/keys/{id}");
+
+    let reply = app.patch(&path, &session, json!({ "label": "renamed", "daily_cap_cents": 250, "allowed_cidrs": ["10.0.0.0/8"] })).await;
+    let key = reply.assert_ok(200);
+    assert_key_object(key);
+    assert_eq!(key["label"], "renamed");
+    assert_eq!(key["daily_cap_cents"], 250);
+    assert_eq!(key["allowed_tools"], json!(["echo"]));
+    assert_eq!(key["total_cap_cents"], 500);
+    assert_eq!(key["allowed_cidrs"], json!(["10.0.0.0/8"]));
+
+    let key = app.patch(&path, &session, json!({ "total_cap_cents": null, "expires_at": null, "allowed_tools": ["sleep", "fail"] })).await;
+    let key = key.assert_ok(200);
+    assert_eq!(key["total_cap_cents"], Value::Null);
+    assert_eq!(key["expires_at"], Value::Null);
+    assert_eq!(key["allowed_tools"], json!(["sleep", "fail"]));
+    assert_eq!(key["tool_scope"], "restricted");
+
+    let key = app.patch(&path, &session, json!({ "tool_scope": "all_supported_tools" })).await;
+    assert_eq!(key.assert_ok(200)["allowed_tools"], json!([]));
+
+    for bad in [
+        json!({ "label": "" }),
+        json!({ "tool_scope": "restricted" }),
+        json!({ "allowed_tools": ["nope"] }),
+        json!({ "allowed_cidrs": ["x"] }),
+        json!({ "expires_at": "2001-01-01T00:00:00Z" }),
+        json!({ "daily_cap_cents": null }),
+        json!({ "key": "VisaKey_live_x" }),
+    ] {
+        app.patch(&path, &session, bad).await.assert_error(400, "INVALID_REQUEST");
+    }
+    assert_eq!(app.get(&path, &session).await.body["label"], "renamed", "failed updates change nothing");
+}
+
+#[tokio::test]
+async fn revoke_is_idempotent() {
+    let app = TestApp::spawn().await;
+    let session = app.account("octocat", true, 0).await;
+    let (id, _) = app.key(&session, json!({ "label": "app" })).await;
+    let path = format!("/v1/api/keys/{id}");
+    for _ in 0..2 {
+        let reply = app.call(Method::DELETE, &path, Some(&session), None, &[]).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, json!({ "success": true, "revoked": id }));
+    }
+    let key = app.get(&path, &session).await;
+    assert_eq!(key.body["status"], "revoked");
+    assert!(key.body["revoked_at"].is_string());
+    app.post(&format!("{path}/rotate"), &session, json!({})).await.assert_error(400, "INVALID_REQUEST");
+}
+
+#[tokio::test]
+async fn rotate_mints_a_new_secret_on_the_same_key() {
+    let app = TestApp::spawn().await;
+    let session = app.account("octocat", true, 0).await;
+    let (id, old) = app.key(&session, json!({ "label": "app" })).await;
+    let path = format!("/v1/api/keys/{id}/rotate");
+
+    // An empty body means grace 0.
+    let reply = app.call(Method::POST, &path, Some(&session), None, &[]).await;
+    let rotated = reply.assert_ok(200).clone();
+    assert_key_object(&rotated);
+    assert_eq!(rotated["id"], id);
+    let new = rotated["key"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert_eq!(rotated["secrets"].as_array().unwrap().len(), 2);
+    assert_eq!(rotated["secrets"][0]["status"], "active");
+    assert_eq!(rotated["secrets"][1]["status"], "revoked");
+
+    app.post(&path, &session, json!({ "grace_period_seconds": 604801 })).await.assert_error(400, "INVALID_REQUEST");
+    app.post(&path, &session, json!({ "grace_period_seconds": -1 })).await.assert_error(400, "INVALID_REQUEST");
+    let graced = app.post(&path, &session, json!({ "grace_period_seconds": 600 })).await;
+    let graced = graced.assert_ok(200);
+    assert_eq!(graced["secrets"][0]["status"], "active");
+    assert_eq!(graced["secrets"][1]["status"], "expiring");
+    assert!(graced["secrets"][1]["expires_at"].is_string());
+}
+
+#[tokio::test]
+async fn update_refuses_null_for_required_fields() {
+    let app = TestApp::spawn().await;
+    let session = app.account("octocat", true, 0).await;
+    let (id, _) = app.key(&session, json!({ "label": "app" })).await;
+    for field in ["label", "tool_scope", "allowed_tools", "allowed_cidrs", "read_only", "daily_cap_cents"] {
+        let reply = app.patch(&format!("/v1/api/keys/{id}"), &session, json!({ field: null })).await;
+        assert!(reply.assert_error(400, "INVALID_REQUEST")["error"].as_str().unwrap().contains(field));
+    }
+}
