@@ -2,7 +2,7 @@
 
 use reqwest::Method;
 use serde_json::json;
-use visa_e2e::{TestApp, OPERATOR_TOKEN};
+use visa_e2e::{OPERATOR_TOKEN, TestApp};
 
 #[tokio::test]
 async fn healthz_answers_ok() {
@@ -35,10 +35,18 @@ async fn account_defaults_duplicates_and_validation() {
     assert_eq!(body["account"]["approved"], false);
     assert_eq!(body["account"]["balance_cents"], 0);
 
-    app.post("/v1/operator/accounts", OPERATOR_TOKEN, json!({ "login": "newbie" })).await.assert_error(409, "ACCOUNT_EXISTS");
-    app.post("/v1/operator/accounts", OPERATOR_TOKEN, json!({ "login": "Bad Login" })).await.assert_error(400, "INVALID_REQUEST");
-    app.post("/v1/operator/accounts", OPERATOR_TOKEN, json!({ "login": "neg", "credit_cents": -1 })).await.assert_error(400, "INVALID_REQUEST");
-    app.post("/v1/operator/accounts", OPERATOR_TOKEN, json!({ "login": "pw", "password": "short" })).await.assert_error(400, "INVALID_REQUEST");
+    app.post("/v1/operator/accounts", OPERATOR_TOKEN, json!({ "login": "newbie" }))
+        .await
+        .assert_error(409, "ACCOUNT_EXISTS");
+    app.post("/v1/operator/accounts", OPERATOR_TOKEN, json!({ "login": "Bad Login" }))
+        .await
+        .assert_error(400, "INVALID_REQUEST");
+    app.post("/v1/operator/accounts", OPERATOR_TOKEN, json!({ "login": "neg", "credit_cents": -1 }))
+        .await
+        .assert_error(400, "INVALID_REQUEST");
+    app.post("/v1/operator/accounts", OPERATOR_TOKEN, json!({ "login": "pw", "password": "short" }))
+        .await
+        .assert_error(400, "INVALID_REQUEST");
 }
 
 #[tokio::test]
@@ -46,7 +54,9 @@ async fn operator_routes_need_the_operator_token() {
     let app = TestApp::spawn().await;
     let session = app.account("octocat", true, 0).await;
     let body = json!({ "login": "mallory" });
-    app.call(Method::POST, "/v1/operator/accounts", None, Some(body.clone()), &[]).await.assert_error(401, "AUTH_REQUIRED");
+    app.call(Method::POST, "/v1/operator/accounts", None, Some(body.clone()), &[])
+        .await
+        .assert_error(401, "AUTH_REQUIRED");
     app.post("/v1/operator/accounts", "wrong-token", body.clone()).await.assert_error(401, "AUTH_INVALID");
     // A session token is not the operator token.
     app.post("/v1/operator/accounts", &session, body).await.assert_error(401, "AUTH_INVALID");
@@ -62,9 +72,15 @@ async fn approve_and_credit() {
     assert_eq!(reply.assert_ok(200)["account"]["balance_cents"], 250);
     let reply = app.post("/v1/operator/accounts/octocat/credits", OPERATOR_TOKEN, json!({ "amount_cents": 250 })).await;
     assert_eq!(reply.assert_ok(200)["account"]["balance_micros"], "5000000");
-    app.post("/v1/operator/accounts/octocat/credits", OPERATOR_TOKEN, json!({ "amount_cents": 0 })).await.assert_error(400, "INVALID_REQUEST");
-    app.post("/v1/operator/accounts/ghost/credits", OPERATOR_TOKEN, json!({ "amount_cents": 1 })).await.assert_error(404, "ACCOUNT_NOT_FOUND");
-    app.patch("/v1/operator/accounts/ghost", OPERATOR_TOKEN, json!({ "approved": true })).await.assert_error(404, "ACCOUNT_NOT_FOUND");
+    app.post("/v1/operator/accounts/octocat/credits", OPERATOR_TOKEN, json!({ "amount_cents": 0 }))
+        .await
+        .assert_error(400, "INVALID_REQUEST");
+    app.post("/v1/operator/accounts/ghost/credits", OPERATOR_TOKEN, json!({ "amount_cents": 1 }))
+        .await
+        .assert_error(404, "ACCOUNT_NOT_FOUND");
+    app.patch("/v1/operator/accounts/ghost", OPERATOR_TOKEN, json!({ "approved": true }))
+        .await
+        .assert_error(404, "ACCOUNT_NOT_FOUND");
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 use reqwest::Method;
 use serde_json::json;
-use visa_e2e::{TestApp, OPERATOR_TOKEN};
+use visa_e2e::{OPERATOR_TOKEN, TestApp};
 
 #[tokio::test]
 async fn unknown_routes_and_methods() {

@@ -3,8 +3,8 @@
 //! success envelope of the builtin tools.
 
 use reqwest::Method;
-use serde_json::{json, Value};
-use visa_e2e::{rfc3339_in, TestApp, OPERATOR_TOKEN};
+use serde_json::{Value, json};
+use visa_e2e::{OPERATOR_TOKEN, TestApp, rfc3339_in};
 
 #[tokio::test]
 async fn echo_answers_with_the_tool_execution_envelope() {
@@ -41,7 +41,13 @@ async fn missing_and_malformed_keys() {
 
     // Also accepted as a bearer token.
     let reply = app
-        .call(Method::POST, "/v1/api/tools/echo/execute", Some(&key), Some(json!({ "input": {} })), &[("Idempotency-Key", &idem)])
+        .call(
+            Method::POST,
+            "/v1/api/tools/echo/execute",
+            Some(&key),
+            Some(json!({ "input": {} })),
+            &[("Idempotency-Key", &idem)],
+        )
         .await;
     reply.assert_ok(200);
 }
@@ -157,7 +163,9 @@ async fn idempotency_key_and_body_are_validated() {
     }
     let upper = uuid::Uuid::new_v4().to_string().to_uppercase();
     app.execute_with(&key, "echo", body, &upper).await.assert_ok(200);
-    let missing = app.call(Method::POST, "/v1/api/tools/echo/execute", None, Some(json!({ "input": {} })), &[("X-Api-Key", &key)]).await;
+    let missing = app
+        .call(Method::POST, "/v1/api/tools/echo/execute", None, Some(json!({ "input": {} })), &[("X-Api-Key", &key)])
+        .await;
     missing.assert_error(400, "INVALID_REQUEST");
 
     let idem = uuid::Uuid::new_v4().to_string();

@@ -4,7 +4,7 @@
 
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::net::SocketAddr;
 use tempfile::TempDir;
 use visa_core::key::Environment;
@@ -79,7 +79,14 @@ impl TestApp {
     }
 
     /// Any request, with an optional bearer token, JSON body and extra headers.
-    pub async fn call(&self, method: Method, path: &str, bearer: Option<&str>, body: Option<Value>, headers: &[(&str, &str)]) -> Reply {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut request = self.http.request(method, self.url(path));
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
@@ -139,7 +146,8 @@ impl TestApp {
 
     pub async fn execute_with(&self, key: &str, tool: &str, body: Value, idempotency_key: &str) -> Reply {
         let path = format!("/v1/api/tools/{tool}/execute");
-        self.call(Method::POST, &path, None, Some(body), &[("X-Api-Key", key), ("Idempotency-Key", idempotency_key)]).await
+        self.call(Method::POST, &path, None, Some(body), &[("X-Api-Key", key), ("Idempotency-Key", idempotency_key)])
+            .await
     }
 }
 

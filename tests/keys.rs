@@ -2,13 +2,30 @@
 //! rotate, and isolation between accounts.
 
 use reqwest::Method;
-use serde_json::{json, Value};
-use visa_e2e::{rfc3339_in, TestApp};
+use serde_json::{Value, json};
+use visa_e2e::{TestApp, rfc3339_in};
 
 const KEY_FIELDS: [&str; 20] = [
-    "id", "label", "owner", "key_prefix", "environment", "tool_scope", "allowed_tools", "allowed_cidrs",
-    "daily_cap_cents", "total_cap_cents", "expires_at", "read_only", "status", "created_at", "revoked_at",
-    "last_used_at", "last_used_ip", "spent_today_cents", "spent_total_cents", "secrets",
+    "id",
+    "label",
+    "owner",
+    "key_prefix",
+    "environment",
+    "tool_scope",
+    "allowed_tools",
+    "allowed_cidrs",
+    "daily_cap_cents",
+    "total_cap_cents",
+    "expires_at",
+    "read_only",
+    "status",
+    "created_at",
+    "revoked_at",
+    "last_used_at",
+    "last_used_ip",
+    "spent_today_cents",
+    "spent_total_cents",
+    "secrets",
 ];
 
 fn assert_key_object(key: &Value) {
@@ -72,11 +89,19 @@ async fn defaults_and_clamping() {
     assert_eq!(key["allowed_cidrs"], json!([]));
     assert_eq!(key["expires_at"], Value::Null);
 
-    let reply = app.post("/v1/api/keys", &session, json!({ "label": "big", "daily_cap_cents": 1_000_000_000_000i64, "total_cap_cents": -5 })).await;
+    let reply = app
+        .post(
+            "/v1/api/keys",
+            &session,
+            json!({ "label": "big", "daily_cap_cents": 1_000_000_000_000i64, "total_cap_cents": -5 }),
+        )
+        .await;
     let key = reply.assert_ok(201);
     assert_eq!(key["daily_cap_cents"], 100_000_000);
     assert_eq!(key["total_cap_cents"], 1);
-    let reply = app.post("/v1/api/keys", &session, json!({ "label": "zero", "daily_cap_cents": 0, "total_cap_cents": null })).await;
+    let reply = app
+        .post("/v1/api/keys", &session, json!({ "label": "zero", "daily_cap_cents": 0, "total_cap_cents": null }))
+        .await;
     let key = reply.assert_ok(201);
     assert_eq!(key["daily_cap_cents"], 1);
     assert_eq!(key["total_cap_cents"], Value::Null);
@@ -140,7 +165,8 @@ async fn list_walks_every_key_once_in_both_directions() {
             None => break,
         }
     }
-    let seen: Vec<i64> = pages.iter().flat_map(|p| p["keys"].as_array().unwrap().iter().map(|k| k["id"].as_i64().unwrap())).collect();
+    let seen: Vec<i64> =
+        pages.iter().flat_map(|p| p["keys"].as_array().unwrap().iter().map(|k| k["id"].as_i64().unwrap())).collect();
     let mut expected = ids.clone();
     expected.reverse();
     assert_eq!(seen, expected, "newest first, each once");
@@ -185,7 +211,9 @@ async fn update_changes_only_what_is_sent() {
     let (id, _) = app.key(&session, json!({ "label": "app", "allowed_tools": ["echo"], "total_cap_cents": 500, "expires_at": rfc3339_in(3600) })).await;
     let path = format!("/v1/api/keys/{id}");
 
-    let reply = app.patch(&path, &session, json!({ "label": "renamed", "daily_cap_cents": 250, "allowed_cidrs": ["10.0.0.0/8"] })).await;
+    let reply = app
+        .patch(&path, &session, json!({ "label": "renamed", "daily_cap_cents": 250, "allowed_cidrs": ["10.0.0.0/8"] }))
+        .await;
     let key = reply.assert_ok(200);
     assert_key_object(key);
     assert_eq!(key["label"], "renamed");
@@ -194,7 +222,13 @@ async fn update_changes_only_what_is_sent() {
     assert_eq!(key["total_cap_cents"], 500);
     assert_eq!(key["allowed_cidrs"], json!(["10.0.0.0/8"]));
 
-    let key = app.patch(&path, &session, json!({ "total_cap_cents": null, "expires_at": null, "allowed_tools": ["sleep", "fail"] })).await;
+    let key = app
+        .patch(
+            &path,
+            &session,
+            json!({ "total_cap_cents": null, "expires_at": null, "allowed_tools": ["sleep", "fail"] }),
+        )
+        .await;
     let key = key.assert_ok(200);
     assert_eq!(key["total_cap_cents"], Value::Null);
     assert_eq!(key["expires_at"], Value::Null);

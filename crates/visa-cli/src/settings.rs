@@ -3,7 +3,7 @@
 //! `visa-cli login` stored under the user's config dir, mode 0600) and, for operator
 //! commands, `VISA_OPERATOR_TOKEN` (else `<VISA_DATA_DIR or ./visa-data>/operator-token`).
 
-use anyhow::{anyhow, Context};
+use anyhow::{Context, anyhow};
 use std::path::{Path, PathBuf};
 use visa_client::Client;
 
@@ -63,9 +63,9 @@ fn operator_token() -> anyhow::Result<String> {
     }
     let dir = std::env::var_os("VISA_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("./visa-data"));
     let path = dir.join("operator-token");
-    std::fs::read_to_string(&path)
-        .map(|t| t.trim().to_owned())
-        .map_err(|_| anyhow!("no operator token: set VISA_OPERATOR_TOKEN or VISA_DATA_DIR (looked in {})", path.display()))
+    std::fs::read_to_string(&path).map(|t| t.trim().to_owned()).map_err(|_| {
+        anyhow!("no operator token: set VISA_OPERATOR_TOKEN or VISA_DATA_DIR (looked in {})", path.display())
+    })
 }
 
 pub fn session_client() -> anyhow::Result<Client> {

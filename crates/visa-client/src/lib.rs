@@ -14,7 +14,7 @@ use uuid::Uuid;
 pub enum ClientError {
     /// The server answered with its error envelope.
     #[error("{0}")]
-    Api(ApiError),
+    Api(Box<ApiError>),
     /// The server could not be reached or answered something that is not the API.
     #[error("{0}")]
     Transport(String),
@@ -73,7 +73,13 @@ impl Client {
         self.send_with(method, path, body, &[]).await
     }
 
-    pub async fn send_with(&self, method: Method, path: &str, body: Option<&Value>, headers: &[(&str, String)]) -> Result<Answer, ClientError> {
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, String)],
+    ) -> Result<Answer, ClientError> {
         let mut request = self.http.request(method, format!("{}{path}", self.base_url));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
@@ -84,9 +90,10 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| {
-            ClientError::Transport(format!("cannot reach {}: {}", self.base_url, without_url(&e)))
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(format!("cannot reach {}: {}", self.base_url, without_url(&e))))?;
         let status = response.status();
         let replayed = response.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
         let retry_after_header = response
@@ -95,16 +102,22 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
         let text = response.text().await.map_err(|e| ClientError::Transport(without_url(&e)))?;
-        let body: Value = serde_json::from_str(&text)
-            .map_err(|_| ClientError::Transport(format!("the server answered HTTP {status} with a body that is not JSON")))?;
+        let body: Value = serde_json::from_str(&text).map_err(|_| {
+            ClientError::Transport(format!("the server answered HTTP {status} with a body that is not JSON"))
+        })?;
         if status.is_success() {
             return Ok(Answer { status: status.as_u16(), replayed, body });
         }
-        Err(ClientError::Api(parse_error(status, body, retry_after_header)))
+        Err(ClientError::Api(Box::new(parse_error(status, body, retry_after_header))))
     }
 
     /// Executes a tool, retrying retryable failures with the same Idempotency-Key.
-    pub async fn execute(&self, tool: &str, input: &Value, idempotency_key: Option<Uuid>) -> Result<Answer, ClientError> {
+    pub async fn execute(
+        &self,
+        tool: &str,
+        input: &Value,
+        idempotency_key: Option<Uuid>,
+    ) -> Result<Answer, ClientError> {
         let key = idempotency_key.unwrap_or_else(Uuid::new_v4).to_string();
         let path = format!("/v1/api/tools/{tool}/execute");
         let body = serde_json::json!({ "input": input });

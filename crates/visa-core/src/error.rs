@@ -157,13 +157,7 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            retryable: code.default_retryable(),
-            retry_after: None,
-            details: None,
-        }
+        Self { code, message: message.into(), retryable: code.default_retryable(), retry_after: None, details: None }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -185,9 +179,7 @@ impl Rejection {
     }
 
     pub fn with_detail(mut self, name: &str, value: serde_json::Value) -> Self {
-        self.details
-            .get_or_insert_with(Default::default)
-            .insert(name.to_owned(), value);
+        self.details.get_or_insert_with(Default::default).insert(name.to_owned(), value);
         self
     }
 }

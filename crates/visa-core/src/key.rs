@@ -133,10 +133,7 @@ impl RawKey {
 
     /// Checks prefix, length, alphabet and checksum. No I/O.
     pub fn parse(brand: &str, text: &str) -> Result<Self, KeyFormatError> {
-        let rest = text
-            .strip_prefix(brand)
-            .and_then(|r| r.strip_prefix('_'))
-            .ok_or(KeyFormatError::UnknownPrefix)?;
+        let rest = text.strip_prefix(brand).and_then(|r| r.strip_prefix('_')).ok_or(KeyFormatError::UnknownPrefix)?;
         let mode = KeyMode::ALL
             .into_iter()
             .find(|m| rest.strip_prefix(m.as_str()).is_some_and(|r| r.starts_with('_')))

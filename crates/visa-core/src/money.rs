@@ -66,7 +66,11 @@ pub fn parse_dollars_to_cents(text: &str) -> Result<i64, DollarsError> {
     }
     let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
     let digits_only = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-    if (whole.is_empty() && frac.is_empty()) || !digits_only(whole) || !digits_only(frac) || (s.contains('.') && frac.is_empty()) {
+    if (whole.is_empty() && frac.is_empty())
+        || !digits_only(whole)
+        || !digits_only(frac)
+        || (s.contains('.') && frac.is_empty())
+    {
         return Err(DollarsError::NotANumber(text.to_owned()));
     }
     if frac.len() > 2 {

@@ -29,7 +29,11 @@ pub struct PageRequest {
 impl PageRequest {
     /// Validates the raw query values: limit 1..=100 (default 25), cursors positive
     /// integers, never both.
-    pub fn parse(limit: Option<&str>, starting_after: Option<&str>, ending_before: Option<&str>) -> Result<Self, Rejection> {
+    pub fn parse(
+        limit: Option<&str>,
+        starting_after: Option<&str>,
+        ending_before: Option<&str>,
+    ) -> Result<Self, Rejection> {
         let limit = match limit {
             None => DEFAULT_LIMIT,
             Some(text) => text
@@ -45,7 +49,9 @@ impl PageRequest {
                 .ok_or_else(|| Rejection::invalid(format!("{name} must be a positive integer id")))
         };
         let cursor = match (starting_after, ending_before) {
-            (Some(_), Some(_)) => return Err(Rejection::invalid("send either starting_after or ending_before, not both")),
+            (Some(_), Some(_)) => {
+                return Err(Rejection::invalid("send either starting_after or ending_before, not both"));
+            }
             (Some(s), None) => Cursor::StartingAfter(id("starting_after", s)?),
             (None, Some(e)) => Cursor::EndingBefore(id("ending_before", e)?),
             (None, None) => Cursor::Start,

@@ -84,14 +84,15 @@ impl ToolGrant {
         let mut tools = tools.unwrap_or_default();
         let mut seen = std::collections::HashSet::new();
         tools.retain(|t| seen.insert(t.clone()));
-        let scope = scope.unwrap_or(if tools.is_empty() { ToolScope::AllSupportedTools } else { ToolScope::Restricted });
+        let scope =
+            scope.unwrap_or(if tools.is_empty() { ToolScope::AllSupportedTools } else { ToolScope::Restricted });
         match scope {
             ToolScope::Restricted if tools.is_empty() => {
                 Err(Rejection::invalid("tool_scope 'restricted' needs at least one tool in allowed_tools"))
             }
-            ToolScope::AllSupportedTools if !tools.is_empty() => {
-                Err(Rejection::invalid("tool_scope 'all_supported_tools' cannot be combined with a non-empty allowed_tools"))
-            }
+            ToolScope::AllSupportedTools if !tools.is_empty() => Err(Rejection::invalid(
+                "tool_scope 'all_supported_tools' cannot be combined with a non-empty allowed_tools",
+            )),
             _ => Ok(Self { scope, tools }),
         }
     }
@@ -127,7 +128,9 @@ impl CidrAllowlist {
                 text.parse::<IpNet>()
                     .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
                     .map(|net| net.trunc())
-                    .map_err(|_| Rejection::invalid(format!("allowed_cidrs: '{}' is not a CIDR", truncate_for_message(text))))
+                    .map_err(|_| {
+                        Rejection::invalid(format!("allowed_cidrs: '{}' is not a CIDR", truncate_for_message(text)))
+                    })
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Self)

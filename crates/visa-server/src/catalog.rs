@@ -133,7 +133,8 @@ impl Catalog {
 fn validate(spec: ToolSpec) -> Result<Tool, String> {
     let id = spec.id;
     let fail = |field: &str, why: &str| format!("tool catalog: tool '{id}': {field} {why}");
-    let name_ok = |n: &str| !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    let name_ok =
+        |n: &str| !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
     if !name_ok(&id) {
         return Err(fail("id", "must be 1-64 characters of letters, digits, '-', '_' or '.'"));
     }
@@ -151,10 +152,8 @@ fn validate(spec: ToolSpec) -> Result<Tool, String> {
     if !(1..=600_000).contains(&timeout_ms) {
         return Err(fail("timeout_ms", "must be 1 to 600000"));
     }
-    let sandbox = spec
-        .sandbox
-        .map(|v| serde_json::to_value(v).map_err(|e| fail("sandbox", &e.to_string())))
-        .transpose()?;
+    let sandbox =
+        spec.sandbox.map(|v| serde_json::to_value(v).map_err(|e| fail("sandbox", &e.to_string()))).transpose()?;
     Ok(Tool {
         id: id.clone(),
         aliases: spec.aliases,
@@ -182,7 +181,11 @@ mod tests {
 
     #[test]
     fn bad_catalogs_name_the_tool_and_field() {
-        let tool = |extra: &str| format!("[[tools]]\nid = \"t\"\nprice_micros = 5\n{extra}\nadapter = {{ type = \"builtin\", name = \"echo\" }}\n");
+        let tool = |extra: &str| {
+            format!(
+                "[[tools]]\nid = \"t\"\nprice_micros = 5\n{extra}\nadapter = {{ type = \"builtin\", name = \"echo\" }}\n"
+            )
+        };
         let err = Catalog::from_toml(&tool("max_price_micros = 1")).unwrap_err();
         assert!(err.contains("'t'") && err.contains("max_price_micros"), "{err}");
         let twice = format!("{}{}", tool(""), tool(""));

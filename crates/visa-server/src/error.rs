@@ -2,9 +2,9 @@
 //! `{ success: false, error, error_code, retryable, retry_after? }`, the code's HTTP status,
 //! and a `Retry-After` header whenever `retry_after` is set.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use visa_core::{ErrorCode, Rejection};
 use visa_store::StoreError;
 

@@ -5,7 +5,7 @@
 use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
-use axum::http::{header, request::Parts, StatusCode};
+use axum::http::{StatusCode, header, request::Parts};
 use serde::de::DeserializeOwned;
 use std::net::{IpAddr, SocketAddr};
 use visa_core::ErrorCode;

@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use visa_core::key::{random_token, Environment, DEFAULT_BRAND};
+use visa_core::key::{DEFAULT_BRAND, Environment, random_token};
 use visa_core::secret::SecretHasher;
 use visa_store::{SqliteStore, Store};
 
@@ -85,7 +85,9 @@ impl Server {
             _ => load_or_create_operator_token(&config.data_dir)?,
         };
         let db_path = config.data_dir.join(DATABASE_FILE);
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db_path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", db_path.display()))?);
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&db_path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", db_path.display()))?,
+        );
         let hasher = SecretHasher::new(config.pepper.clone());
         let state: SharedState = Arc::new(AppState {
             store,
@@ -158,7 +160,8 @@ async fn flush_last_used(state: SharedState, mut stopped: watch::Receiver<bool>)
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
         tokio::select! {
             _ = term.recv() => {},
             _ = tokio::signal::ctrl_c() => {},
@@ -171,11 +174,9 @@ async fn wait_for_signal() {
 /// Reads `<data-dir>/operator-token`, or writes a new one there with mode 0600.
 fn load_or_create_operator_token(data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join(OPERATOR_TOKEN_FILE);
-    if let Ok(existing) = std::fs::read_to_string(&path) {
-        if !existing.trim().is_empty() {
-            tracing::info!(path = %path.display(), "operator token read from file");
-            return Ok(existing.trim().to_owned());
-        }
+    if let Some(existing) = std::fs::read_to_string(&path).ok().filter(|t| !t.trim().is_empty()) {
+        tracing::info!(path = %path.display(), "operator token read from file");
+        return Ok(existing.trim().to_owned());
     }
     let token = random_token("visa_operator");
     write_private_file(&path, &token)?;

@@ -5,7 +5,7 @@ use crate::output::{dollars, field, print_table};
 use crate::settings;
 use anyhow::{anyhow, bail};
 use reqwest::Method;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 const STORE_REMINDER: &str = "Store this key now (e.g. in your secret manager): it will not be shown again.";
 
@@ -97,7 +97,9 @@ fn update_body(args: UpdateKeyArgs) -> anyhow::Result<Value> {
         body.insert("read_only".into(), json!(read_only));
     }
     if body.is_empty() {
-        bail!("nothing to update: pass at least one of --label, --tools, --all-tools, --daily-cap, --total-cap, --cidr, --any-cidr, --expires, --read-only");
+        bail!(
+            "nothing to update: pass at least one of --label, --tools, --all-tools, --daily-cap, --total-cap, --cidr, --any-cidr, --expires, --read-only"
+        );
     }
     Ok(Value::Object(body))
 }
@@ -137,7 +139,13 @@ pub fn parse_duration_seconds(text: &str) -> anyhow::Result<u64> {
 fn print_created(body: &Value) {
     println!("{}", field(body, "key"));
     eprintln!("{STORE_REMINDER}");
-    println!("id {}  label {}  prefix {}  environment {}", field(body, "id"), field(body, "label"), field(body, "key_prefix"), field(body, "environment"));
+    println!(
+        "id {}  label {}  prefix {}  environment {}",
+        field(body, "id"),
+        field(body, "label"),
+        field(body, "key_prefix"),
+        field(body, "environment")
+    );
 }
 
 fn print_key(key: &Value) {
@@ -186,7 +194,10 @@ fn print_list(body: &Value) {
             ]
         })
         .collect();
-    print_table(&["LABEL", "ID", "PREFIX", "STATUS", "DAILY CAP", "TOTAL CAP", "SPENT TODAY/TOTAL", "LAST USED"], &rows);
+    print_table(
+        &["LABEL", "ID", "PREFIX", "STATUS", "DAILY CAP", "TOTAL CAP", "SPENT TODAY/TOTAL", "LAST USED"],
+        &rows,
+    );
     if let Some(next) = body["next_cursor"].as_i64() {
         println!("more: visa-cli keys list --starting-after {next}");
     }

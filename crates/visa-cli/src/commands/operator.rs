@@ -4,7 +4,7 @@ use crate::cli::{AccountsCommand, OperatorCommand};
 use crate::output::{dollars, field};
 use crate::settings;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 pub async fn run(command: OperatorCommand, json: bool) -> anyhow::Result<()> {
     let OperatorCommand::Accounts(command) = command;

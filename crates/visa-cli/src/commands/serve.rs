@@ -2,10 +2,10 @@
 //! it until SIGTERM or Ctrl-C.
 
 use crate::cli::ServeArgs;
-use anyhow::{anyhow, Context};
+use anyhow::{Context, anyhow};
 use visa_core::key::Environment;
 use visa_server::catalog::Catalog;
-use visa_server::{Server, ServeConfig};
+use visa_server::{ServeConfig, Server};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging();
@@ -24,5 +24,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VISA_LOG").unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }

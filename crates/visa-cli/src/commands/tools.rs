@@ -4,7 +4,7 @@ use crate::output::{field, print_table};
 use crate::settings;
 use reqwest::Method;
 use serde_json::Value;
-use visa_core::money::{format_cents_as_dollars, Micros};
+use visa_core::money::{Micros, format_cents_as_dollars};
 
 pub async fn run(json: bool) -> anyhow::Result<()> {
     let answer = settings::anonymous_client()?.send(Method::GET, "/v1/api/tools", None).await?;

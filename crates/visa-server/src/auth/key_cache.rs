@@ -24,10 +24,7 @@ impl KeyCache {
 
     pub fn get(&self, hash: &SecretHash) -> Option<Arc<AuthRecord>> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        entries
-            .get(hash)
-            .filter(|(_, loaded)| loaded.elapsed() < self.ttl)
-            .map(|(record, _)| record.clone())
+        entries.get(hash).filter(|(_, loaded)| loaded.elapsed() < self.ttl).map(|(record, _)| record.clone())
     }
 
     pub fn insert(&self, hash: SecretHash, record: Arc<AuthRecord>) {

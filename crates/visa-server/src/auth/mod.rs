@@ -9,7 +9,7 @@ pub mod tool_key;
 use crate::error::ApiError;
 use crate::state::SharedState;
 use axum::extract::FromRequestParts;
-use axum::http::{header, request::Parts, HeaderMap};
+use axum::http::{HeaderMap, header, request::Parts};
 use visa_core::ErrorCode;
 use visa_store::Account;
 
@@ -40,11 +40,7 @@ impl FromRequestParts<SharedState> for Operator {
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
         let token = require_bearer(&parts.headers)?;
         let presented = state.hasher.hash(token);
-        if presented.matches(&state.operator_token) {
-            Ok(Operator)
-        } else {
-            Err(invalid_credential())
-        }
+        if presented.matches(&state.operator_token) { Ok(Operator) } else { Err(invalid_credential()) }
     }
 }
 
@@ -61,11 +57,8 @@ impl FromRequestParts<SharedState> for Session {
         if !token.starts_with(SESSION_TOKEN_PREFIX) {
             return Err(invalid_credential());
         }
-        let account = state
-            .store
-            .session_account(state.hasher.hash(token), state.now())
-            .await?
-            .ok_or_else(invalid_credential)?;
+        let account =
+            state.store.session_account(state.hasher.hash(token), state.now()).await?.ok_or_else(invalid_credential)?;
         Ok(Session { account })
     }
 }

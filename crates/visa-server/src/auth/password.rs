@@ -2,8 +2,8 @@
 //! sign-in never stalls the async workers.
 
 use crate::error::ApiError;
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -22,7 +22,9 @@ fn hash_blocking(password: &str) -> String {
 
 pub fn validate(password: &str) -> Result<(), ApiError> {
     if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::invalid(format!("password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_BYTES} characters")));
+        return Err(ApiError::invalid(format!(
+            "password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_BYTES} characters"
+        )));
     }
     Ok(())
 }
@@ -40,7 +42,8 @@ pub async fn verify(password: String, stored: Option<String>) -> bool {
             Some(phc) => (phc.as_str(), true),
             None => (DECOY.as_str(), false),
         };
-        let ok = PasswordHash::new(phc).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok());
+        let ok = PasswordHash::new(phc)
+            .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok());
         ok && real
     })
     .await

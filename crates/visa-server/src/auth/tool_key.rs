@@ -9,8 +9,8 @@ use crate::state::AppState;
 use axum::http::HeaderMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use visa_core::key::{KeyKind, RawKey};
 use visa_core::ErrorCode;
+use visa_core::key::{KeyKind, RawKey};
 use visa_store::AuthRecord;
 
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -30,7 +30,11 @@ fn invalid_key() -> ApiError {
 }
 
 /// Authenticates the request's tool key and checks its expiry and source IP.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap, client_ip: IpAddr) -> Result<Arc<AuthRecord>, ApiError> {
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    client_ip: IpAddr,
+) -> Result<Arc<AuthRecord>, ApiError> {
     let text = presented_key(headers)
         .ok_or_else(|| ApiError::new(ErrorCode::AuthRequired, "send the key in the X-Api-Key header"))?;
     let raw = RawKey::parse(&state.brand, text).map_err(|_| invalid_key())?;
@@ -53,7 +57,10 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap, client_ip: IpAd
         return Err(ApiError::new(ErrorCode::KeyExpired, "the key has expired"));
     }
     if !record.key.policy.allowed_cidrs.allows(client_ip) {
-        return Err(ApiError::new(ErrorCode::KeySourceIpDenied, format!("requests from {client_ip} are not allowed for this key")));
+        return Err(ApiError::new(
+            ErrorCode::KeySourceIpDenied,
+            format!("requests from {client_ip} are not allowed for this key"),
+        ));
     }
     state.last_used.record(record.key.id, record.secret_id, now, client_ip);
     Ok(record)

@@ -1,8 +1,10 @@
 //! `POST /v1/api/tools/:tool/execute`, the data plane. The steps, in order:
-//! 1. authenticate the key (`auth::tool_key`), 2. authorize the tool (exists, allowed,
-//! account approved, key not read-only), 3. validate the `Idempotency-Key` and the body,
-//! 4. check the input and the tool's readiness, 5. run the tool, 6. answer with the
-//! seed's `tool_execution` envelope.
+//!
+//! 1. authenticate the key (`auth::tool_key`);
+//! 2. authorize the tool (exists, allowed, account approved, key not read-only);
+//! 3. validate the `Idempotency-Key` and the body;
+//! 4. check the input and the tool's readiness;
+//! 5. run the tool and answer with the seed's `tool_execution` envelope.
 
 use crate::auth::tool_key;
 use crate::catalog::Tool;
@@ -10,17 +12,17 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ClientIp, RawJsonBody};
 use crate::state::SharedState;
 use crate::tools;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
+use visa_core::ErrorCode;
 use visa_core::key::Environment;
 use visa_core::money::Micros;
 use visa_core::policy::truncate_for_message;
-use visa_core::ErrorCode;
 use visa_store::AuthRecord;
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";

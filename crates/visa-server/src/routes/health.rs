@@ -1,7 +1,7 @@
 //! Liveness: `GET /healthz` answers once the server accepts requests.
 
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "`{\"ok\":true}`")))]
 pub async fn healthz() -> Json<Value> {

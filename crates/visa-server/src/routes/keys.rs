@@ -3,17 +3,19 @@
 
 use crate::auth::Session;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{double_option, JsonBody, OptionalJsonBody};
-use crate::routes::{rfc3339, ListQuery};
+use crate::extract::{JsonBody, OptionalJsonBody, double_option};
+use crate::routes::{ListQuery, rfc3339};
 use crate::state::SharedState;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use visa_core::key::{KeyMode, RawKey};
-use visa_core::policy::{clamp_cap_cents, parse_expires_at, CidrAllowlist, KeyLabel, ToolGrant, ToolScope, DEFAULT_DAILY_CAP_CENTS};
 use visa_core::ErrorCode;
+use visa_core::key::{KeyMode, RawKey};
+use visa_core::policy::{
+    CidrAllowlist, DEFAULT_DAILY_CAP_CENTS, KeyLabel, ToolGrant, ToolScope, clamp_cap_cents, parse_expires_at,
+};
 use visa_store::{KeyPatch, KeyPolicy, KeyRecord, NewKey, NewSecret, Rotation, SecretRecord, StoreError};
 
 pub const MAX_GRACE_SECONDS: u32 = 604_800;
@@ -300,7 +302,11 @@ fn mint_secret(state: &SharedState) -> (RawKey, NewSecret) {
 #[utoipa::path(get, path = "/v1/api/keys", tag = "keys", params(ListQuery),
     responses((status = 200, body = KeyListResponse), (status = 400, body = crate::routes::ErrorBody)),
     security(("session" = [])))]
-pub async fn list(State(state): State<SharedState>, session: Session, query: ListQuery) -> ApiResult<Json<KeyListResponse>> {
+pub async fn list(
+    State(state): State<SharedState>,
+    session: Session,
+    query: ListQuery,
+) -> ApiResult<Json<KeyListResponse>> {
     let page = state.store.list_keys(session.account.id, query.page()?).await?;
     let now = state.now();
     Ok(Json(KeyListResponse {
@@ -317,7 +323,11 @@ pub async fn list(State(state): State<SharedState>, session: Session, query: Lis
 #[utoipa::path(get, path = "/v1/api/keys/{id}", tag = "keys", params(("id" = i64, Path)),
     responses((status = 200, body = KeyResponse), (status = 404, body = crate::routes::ErrorBody)),
     security(("session" = [])))]
-pub async fn get(State(state): State<SharedState>, session: Session, Path(id): Path<String>) -> ApiResult<Json<KeyResponse>> {
+pub async fn get(
+    State(state): State<SharedState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> ApiResult<Json<KeyResponse>> {
     let key = state.store.get_key(session.account.id, key_id(&id)?).await?.ok_or_else(key_not_found)?;
     Ok(Json(KeyResponse { success: true, key: KeyView::new(&key, state.now()) }))
 }
@@ -337,7 +347,12 @@ pub async fn update(
     let now = state.now();
     let patch = KeyPatch {
         label: not_null("label", req.label)?.as_deref().map(KeyLabel::parse).transpose()?,
-        grant: updated_grant(&state, &current, not_null("tool_scope", req.tool_scope)?, not_null("allowed_tools", req.allowed_tools)?)?,
+        grant: updated_grant(
+            &state,
+            &current,
+            not_null("tool_scope", req.tool_scope)?,
+            not_null("allowed_tools", req.allowed_tools)?,
+        )?,
         allowed_cidrs: parse_cidrs(not_null("allowed_cidrs", req.allowed_cidrs)?)?,
         daily_cap_cents: not_null("daily_cap_cents", req.daily_cap_cents)?.map(clamp_cap_cents),
         total_cap_cents: req.total_cap_cents.map(|cap| cap.map(clamp_cap_cents)),
@@ -371,7 +386,11 @@ fn updated_grant(
 #[utoipa::path(delete, path = "/v1/api/keys/{id}", tag = "keys", params(("id" = i64, Path)),
     responses((status = 200, body = RevokeResponse), (status = 404, body = crate::routes::ErrorBody)),
     security(("session" = [])))]
-pub async fn revoke(State(state): State<SharedState>, session: Session, Path(id): Path<String>) -> ApiResult<Json<RevokeResponse>> {
+pub async fn revoke(
+    State(state): State<SharedState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RevokeResponse>> {
     let id = key_id(&id)?;
     state.store.revoke_key(session.account.id, id, state.now()).await.map_err(not_found_as_key)?;
     state.keys.invalidate_key(id);

@@ -11,10 +11,10 @@ pub mod tools;
 
 use crate::error::{self, ApiError, ApiResult};
 use crate::state::SharedState;
+use axum::Router;
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::routing::{get, patch, post};
-use axum::Router;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -80,9 +80,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
 
 /// Timestamps on the wire: RFC 3339 in UTC.
 pub fn rfc3339(at: OffsetDateTime) -> String {
-    at.to_offset(time::UtcOffset::UTC)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    at.to_offset(time::UtcOffset::UTC).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// Days since 1970-01-01 in UTC: the day a daily cap counts.

@@ -1,19 +1,19 @@
 //! The operator's routes (`/v1/operator/...`, operator token): create accounts, approve
 //! them, and credit their prepaid balance. A credit is a ledger entry, never a bare number.
 
-use crate::auth::{password, Operator};
+use crate::auth::{Operator, password};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 use crate::routes::{rfc3339, sessions::open_session};
 use crate::state::SharedState;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use visa_core::ErrorCode;
 use visa_core::money::Micros;
 use visa_core::policy::Login;
-use visa_core::ErrorCode;
 use visa_store::{Account, NewAccount, StoreError};
 
 /// The most one credit may add: $10M, far from any overflow.

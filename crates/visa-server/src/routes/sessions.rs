@@ -1,17 +1,17 @@
 //! Signing in: `POST /v1/api/sessions` trades a login and password for a session token.
 
-use crate::auth::{password, SESSION_TOKEN_PREFIX};
+use crate::auth::{SESSION_TOKEN_PREFIX, password};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 use crate::routes::rfc3339;
 use crate::state::{AppState, SharedState};
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use visa_core::key::random_token;
 use visa_core::ErrorCode;
+use visa_core::key::random_token;
 use visa_store::{Account, NewSession};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -41,7 +41,10 @@ pub async fn open_session(state: &AppState, account: &Account) -> ApiResult<(Str
 
 #[utoipa::path(post, path = "/v1/api/sessions", tag = "sessions", request_body = SignInRequest,
     responses((status = 201, body = SessionResponse), (status = 401, body = crate::routes::ErrorBody)))]
-pub async fn sign_in(State(state): State<SharedState>, JsonBody(req): JsonBody<SignInRequest>) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
+pub async fn sign_in(
+    State(state): State<SharedState>,
+    JsonBody(req): JsonBody<SignInRequest>,
+) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
     let account = state.store.account_by_login(&req.login).await?;
     let stored = account.as_ref().and_then(|a| a.password_hash.clone());
     if !password::verify(req.password, stored).await {

@@ -2,8 +2,8 @@
 //! ready (its provider secret is set). The catalog holds no secrets, so it is public.
 
 use crate::state::SharedState;
-use axum::extract::State;
 use axum::Json;
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

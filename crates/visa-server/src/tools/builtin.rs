@@ -4,7 +4,7 @@
 use super::UpstreamFailure;
 use crate::catalog::Builtin;
 use crate::error::ApiError;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::time::Duration;
 
 pub const MAX_SLEEP_MS: u64 = 10_000;

@@ -7,8 +7,8 @@ mod builtin;
 use crate::catalog::{AdapterSpec, Tool};
 use crate::error::ApiError;
 use serde_json::Value;
-use visa_core::money::Micros;
 use visa_core::ErrorCode;
+use visa_core::money::Micros;
 
 /// What a successful call produced and what it costs (never above the tool's hold).
 #[derive(Debug, Clone, PartialEq)]
@@ -63,14 +63,14 @@ pub fn check_runnable(tool: &Tool, input: &Value, sandbox: bool) -> Result<(), A
 
 /// Runs the tool under its timeout. `sandbox` answers from the catalog sample when there is one.
 pub async fn run(tool: &Tool, input: &Value, sandbox: bool) -> Result<ToolOutput, UpstreamFailure> {
-    if sandbox {
-        if let Some(sample) = &tool.sandbox {
-            return Ok(ToolOutput { result: sample.clone(), cost: tool.price });
-        }
+    if let (true, Some(sample)) = (sandbox, &tool.sandbox) {
+        return Ok(ToolOutput { result: sample.clone(), cost: tool.price });
     }
     let call = async {
         match &tool.adapter {
-            AdapterSpec::Builtin { name } => builtin::run(*name, input).await.map(|result| ToolOutput { result, cost: tool.price }),
+            AdapterSpec::Builtin { name } => {
+                builtin::run(*name, input).await.map(|result| ToolOutput { result, cost: tool.price })
+            }
             other => Err(UpstreamFailure {
                 message: format!("the {} adapter is not available in this build", other.kind()),
                 retryable: false,

@@ -29,7 +29,10 @@ impl SqliteStore {
         configure(&conn).map_err(map_sqlite_error)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(map_sqlite_error)?;
         schema::migrate(&mut conn).map_err(map_sqlite_error)?;
-        Ok(Self { writer: Writer::start(conn), readers: Arc::new(ReaderPool { path: path.to_owned(), idle: Mutex::default() }) })
+        Ok(Self {
+            writer: Writer::start(conn),
+            readers: Arc::new(ReaderPool { path: path.to_owned(), idle: Mutex::default() }),
+        })
     }
 
     async fn write<R, F>(&self, work: F) -> Result<R, StoreError>
@@ -89,7 +92,9 @@ impl ReaderPool {
 pub(crate) fn map_sqlite_error(e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::*;
     match e.sqlite_error_code() {
-        Some(DatabaseBusy | DatabaseLocked | CannotOpen | DiskFull | SystemIoFailure) => StoreError::Unavailable(e.to_string()),
+        Some(DatabaseBusy | DatabaseLocked | CannotOpen | DiskFull | SystemIoFailure) => {
+            StoreError::Unavailable(e.to_string())
+        }
         Some(ConstraintViolation) => StoreError::Conflict(e.to_string()),
         _ => StoreError::Internal(e.to_string()),
     }

@@ -1,11 +1,11 @@
 //! The `Store` trait over SQLite: each method is one read on the pool or one job for the
 //! group-committing writer. Rows are turned back into validated domain values here.
 
-use super::{map_sqlite_error, SqliteStore};
+use super::{SqliteStore, map_sqlite_error};
 use crate::model::*;
 use crate::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use visa_core::key::Environment;
 use visa_core::money::Micros;
 use visa_core::pagination::{Cursor, Page, PageRequest};
@@ -102,7 +102,9 @@ fn with_secrets(conn: &Connection, mut key: KeyRecord) -> rusqlite::Result<KeyRe
 
 /// One of the account's keys, with its secrets; `None` for another account's key.
 fn load_key(conn: &Connection, account_id: i64, key_id: i64) -> StoreResult<Option<KeyRecord>> {
-    let sql = format!("SELECT {KEY_COLUMNS} FROM keys k JOIN accounts a ON a.id = k.account_id WHERE k.id = ?1 AND k.account_id = ?2");
+    let sql = format!(
+        "SELECT {KEY_COLUMNS} FROM keys k JOIN accounts a ON a.id = k.account_id WHERE k.id = ?1 AND k.account_id = ?2"
+    );
     let key = conn.query_row(&sql, params![key_id, account_id], key_from_row).optional().map_err(map_sqlite_error)?;
     key.map(|k| with_secrets(conn, k)).transpose().map_err(map_sqlite_error)
 }
@@ -185,8 +187,11 @@ fn credit(conn: &Connection, account_id: i64, amount: Micros, now: Timestamp) ->
         return Ok(());
     }
     add_ledger_entry(conn, account_id, "credit", amount, now)?;
-    conn.execute("UPDATE accounts SET balance_micros = balance_micros + ?2 WHERE id = ?1", params![account_id, amount.0])
-        .map_err(map_sqlite_error)?;
+    conn.execute(
+        "UPDATE accounts SET balance_micros = balance_micros + ?2 WHERE id = ?1",
+        params![account_id, amount.0],
+    )
+    .map_err(map_sqlite_error)?;
     Ok(())
 }
 
@@ -312,7 +317,9 @@ impl Store for SqliteStore {
             let mut stmt = conn.prepare_cached(&sql).map_err(map_sqlite_error)?;
             let rows = stmt
                 .query_map(params![account_id, cursor, page.fetch_limit()], key_from_row)
-                .and_then(|rows| rows.map(|k| k.and_then(|k| with_secrets(conn, k))).collect::<rusqlite::Result<Vec<_>>>())
+                .and_then(|rows| {
+                    rows.map(|k| k.and_then(|k| with_secrets(conn, k))).collect::<rusqlite::Result<Vec<_>>>()
+                })
                 .map_err(map_sqlite_error)?;
             Ok(Page::cut(&page, rows, |k| k.id))
         })
@@ -379,14 +386,23 @@ impl Store for SqliteStore {
                     "SELECT s.id, s.hash, s.key_id, k.account_id, a.approved FROM key_secrets s \
                      JOIN keys k ON k.id = s.key_id JOIN accounts a ON a.id = k.account_id WHERE s.hash = ?1",
                     [&hash.0[..]],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, bool>(4)?)),
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, Vec<u8>>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, bool>(4)?,
+                        ))
+                    },
                 )
                 .optional()
                 .map_err(map_sqlite_error)?;
             let Some((secret_id, stored, key_id, account_id, account_approved)) = found else {
                 return Ok(None);
             };
-            let secret_hash = SecretHash(stored.try_into().map_err(|_| StoreError::Internal("bad secret hash".into()))?);
+            let secret_hash =
+                SecretHash(stored.try_into().map_err(|_| StoreError::Internal("bad secret hash".into()))?);
             let key = require_key(conn, account_id, key_id)?;
             Ok(Some(AuthRecord { key, secret_id, secret_hash, account_approved }))
         })

@@ -1,0 +1,311 @@
+//! The real `visa-cli` binary: `serve` as a subprocess on a random port, and the client
+//! commands as subprocesses against it, exactly as a user runs them.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_visa-cli");
+const OPERATOR_TOKEN: &str = "cli-test-operator-token";
+
+/// A `visa-cli serve` process; killed on drop unless stopped.
+struct ServerProcess {
+    child: Child,
+    url: String,
+    dirs: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    fn start(extra: &[&str], operator_token: Option<&str>) -> Self {
+        let dirs = tempfile::tempdir().unwrap();
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dirs.path().join("data"))
+            .args(extra)
+            .env_remove("VISA_OPERATOR_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(token) = operator_token {
+            command.env("VISA_OPERATOR_TOKEN", token);
+        }
+        let mut child = command.spawn().expect("spawn visa-cli serve");
+        let addr = wait_for_listen_line(&mut child);
+        Self { child, url: format!("http://{addr}"), dirs }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dirs.path().join("data")
+    }
+
+    /// Runs a client command against this server with its own config dir.
+    fn cli(&self, args: &[&str], stdin: Option<&str>, session: Option<&str>) -> Output {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .env("VISA_API_URL", &self.url)
+            .env("VISA_CONFIG_DIR", self.dirs.path().join("config"))
+            .env("VISA_OPERATOR_TOKEN", OPERATOR_TOKEN)
+            .env_remove("VISA_SESSION_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(token) = session {
+            command.env("VISA_SESSION_TOKEN", token);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    fn sigterm(&mut self) -> std::process::ExitStatus {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads the server log until it says where it listens; keeps draining it afterwards.
+fn wait_for_listen_line(child: &mut Child) -> String {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent && line.contains("listening") {
+                let addr =
+                    line.split("addr=").nth(1).and_then(|rest| rest.split_whitespace().next()).map(str::to_owned);
+                let _ = tx.send(addr);
+                sent = true;
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30)).ok().flatten().expect("server logs its listen address")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_success(output: &Output) -> String {
+    assert!(output.status.success(), "stdout: {}\nstderr: {}", stdout(output), stderr(output));
+    stdout(output)
+}
+
+/// Fails non-zero with exactly one `error: ...` line on stderr and no panic.
+#[track_caller]
+fn assert_one_line_error(output: &Output, needle: &str) {
+    assert!(!output.status.success(), "expected failure; stdout: {}", stdout(output));
+    let err = stderr(output);
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+    assert!(err.starts_with("error: "), "{err:?}");
+    assert!(err.contains(needle), "{needle:?} not in {err:?}");
+    assert!(!err.contains("panicked"), "{err:?}");
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_str(&assert_success(output)).expect("--json prints JSON")
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn post_json(client: &reqwest::blocking::Client, url: String, bearer: &str, body: Value) -> Value {
+    client.post(url).bearer_auth(bearer).json(&body).send().unwrap().json().unwrap()
+}
+
+#[test]
+fn serve_creates_its_data_dir_and_stops_cleanly_on_sigterm() {
+    let mut server = ServerProcess::start(&[], None);
+    let data = server.data_dir();
+    assert!(data.join("visa.db").is_file());
+    let token_file = data.join("operator-token");
+    #[cfg(unix)]
+    assert_eq!(mode(&token_file), 0o600);
+
+    let health: Value = reqwest::blocking::get(format!("{}/healthz", server.url)).unwrap().json().unwrap();
+    assert_eq!(health, serde_json::json!({ "ok": true }));
+
+    // A request in flight when SIGTERM arrives still completes.
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let client = reqwest::blocking::Client::new();
+    let url = server.url.clone();
+    let account = post_json(
+        &client,
+        format!("{url}/v1/operator/accounts"),
+        token.trim(),
+        serde_json::json!({ "login": "drain", "approved": true, "credit_cents": 100 }),
+    );
+    let session = account["session_token"].as_str().unwrap();
+    let key = post_json(&client, format!("{url}/v1/api/keys"), session, serde_json::json!({ "label": "drain" }));
+    let raw = key["key"].as_str().unwrap().to_owned();
+    let request = std::thread::spawn(move || {
+        client
+            .post(format!("{url}/v1/api/tools/sleep/execute"))
+            .header("X-Api-Key", raw)
+            .header("Idempotency-Key", "3f1c7a52-9a0b-4c3e-8d7e-2b6f0a9c1d4e")
+            .json(&serde_json::json!({ "input": { "ms": 1000 } }))
+            .send()
+            .map(|r| r.status().as_u16())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let status = server.sigterm();
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(request.join().unwrap().unwrap(), 200, "the in-flight request was drained");
+}
+
+#[test]
+fn newcomer_flow_through_the_cli() {
+    let server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
+    let created = server.cli(
+        &["operator", "accounts", "create", "octocat", "--approve", "--credit", "100", "--password-stdin"],
+        Some("correct horse\n"),
+        None,
+    );
+    let out = assert_success(&created);
+    assert!(out.contains("octocat") && out.contains("$100.00"), "{out}");
+
+    let login = server.cli(&["login", "octocat", "--password-stdin"], Some("correct horse\n"), None);
+    assert_success(&login);
+    let session_file = server.dirs.path().join("config/session");
+    #[cfg(unix)]
+    assert_eq!(mode(&session_file), 0o600);
+
+    // The stored session is used from here on.
+    let key = json(&server.cli(
+        &[
+            "keys",
+            "create",
+            "my-demo-app",
+            "--tools",
+            "echo,or-gpt-4o-mini",
+            "--daily-cap",
+            "5",
+            "--total-cap",
+            "200",
+            "--json",
+        ],
+        None,
+        None,
+    ));
+    assert_eq!(key["daily_cap_cents"], 500);
+    assert_eq!(key["total_cap_cents"], 20000);
+    assert_eq!(key["allowed_tools"], serde_json::json!(["echo", "or-gpt-4o-mini"]));
+    let id = key["id"].as_i64().unwrap().to_string();
+
+    let readable = server.cli(&["keys", "create", "second", "--daily-cap", "0.5"], None, None);
+    let out = assert_success(&readable);
+    assert!(out.lines().next().unwrap().starts_with("VisaKey_live_"), "raw key first: {out}");
+    assert!(stderr(&readable).contains("will not be shown again"));
+
+    let list = assert_success(&server.cli(&["keys", "list"], None, None));
+    assert!(
+        list.contains("LABEL") && list.contains("my-demo-app") && list.contains("second") && list.contains("$0.50"),
+        "{list}"
+    );
+
+    let got = assert_success(&server.cli(&["keys", "get", &id], None, None));
+    assert!(got.contains("my-demo-app") && got.contains("$5.00"), "{got}");
+
+    let updated =
+        json(&server.cli(&["keys", "update", &id, "--daily-cap", "0.5", "--label", "renamed", "--json"], None, None));
+    assert_eq!(updated["daily_cap_cents"], 50);
+    assert_eq!(updated["label"], "renamed");
+
+    let rotated = assert_success(&server.cli(&["keys", "rotate", &id, "--grace", "10m"], None, None));
+    assert!(rotated.starts_with("VisaKey_live_"), "{rotated}");
+    let rotated = json(&server.cli(&["keys", "get", &id, "--json"], None, None));
+    assert_eq!(rotated["secrets"][1]["status"], "expiring");
+
+    let revoked = assert_success(&server.cli(&["keys", "revoke", &id], None, None));
+    assert!(revoked.contains(&format!("Revoked key {id}")), "{revoked}");
+    let again = json(&server.cli(&["keys", "revoke", &id, "--json"], None, None));
+    assert_eq!(again, serde_json::json!({ "success": true, "revoked": id.parse::<i64>().unwrap() }));
+
+    let tools = assert_success(&server.cli(&["tools"], None, None));
+    assert!(tools.contains("echo") && tools.contains("$0.01"), "{tools}");
+}
+
+#[test]
+fn cli_errors_are_one_line_and_non_zero() {
+    let server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
+    let created = json(&server.cli(&["operator", "accounts", "create", "octocat", "--json"], None, None));
+    let session = created["session_token"].as_str().unwrap();
+
+    assert_one_line_error(&server.cli(&["keys", "get", "9999"], None, Some(session)), "KEY_NOT_FOUND");
+    assert_one_line_error(
+        &server.cli(&["keys", "create", "x", "--daily-cap", "1.234"], None, Some(session)),
+        "more than 2 decimals",
+    );
+    assert_one_line_error(&server.cli(&["keys", "create", "x", "--daily-cap=-1"], None, Some(session)), "negative");
+    assert_one_line_error(
+        &server.cli(&["keys", "create", "x", "--total-cap", "lots"], None, Some(session)),
+        "not an amount",
+    );
+    assert_one_line_error(
+        &server.cli(&["keys", "create", "x", "--tools", "nope"], None, Some(session)),
+        "INVALID_REQUEST",
+    );
+    assert_one_line_error(
+        &server.cli(&["keys", "create", "x", "--cidr", "300.1.1.1/8"], None, Some(session)),
+        "INVALID_REQUEST",
+    );
+    assert_one_line_error(&server.cli(&["keys", "rotate", "1", "--grace", "soon"], None, Some(session)), "--grace");
+    assert_one_line_error(&server.cli(&["keys", "list"], None, Some("visa_session_forged")), "AUTH_INVALID");
+    assert_one_line_error(&server.cli(&["operator", "accounts", "create", "octocat"], None, None), "ACCOUNT_EXISTS");
+    assert_one_line_error(
+        &server.cli(&["login", "octocat", "--password-stdin"], Some("wrong password\n"), None),
+        "AUTH_INVALID",
+    );
+    // No session stored and none in the environment.
+    assert_one_line_error(&server.cli(&["keys", "list"], None, None), "not signed in");
+
+    // An unreachable server.
+    let output = Command::new(BIN)
+        .args(["keys", "list"])
+        .env("VISA_API_URL", "http://127.0.0.1:9")
+        .env("VISA_SESSION_TOKEN", "x")
+        .output()
+        .unwrap();
+    assert_one_line_error(&output, "cannot reach");
+}
+
+#[test]
+fn a_bad_catalog_stops_the_server_naming_tool_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tools.toml");
+    std::fs::write(&config, "[[tools]]\nid = \"pricey\"\nprice_micros = 100\nmax_price_micros = 5\nadapter = { type = \"builtin\", name = \"echo\" }\n").unwrap();
+    let output = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_one_line_error(&output, "max_price_micros");
+    assert!(stderr(&output).contains("pricey"));
+
+    let output = Command::new(BIN).args(["serve", "--environment", "staging"]).output().unwrap();
+    assert_one_line_error(&output, "--environment");
+}
