@@ -6,6 +6,7 @@
 //! cannot reach the store.
 
 pub mod error;
+pub mod fingerprint;
 pub mod key;
 pub mod money;
 pub mod pagination;

@@ -291,3 +291,15 @@ mod login_tests {
         }
     }
 }
+
+pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 100;
+pub const MAX_RATE_LIMIT_PER_SECOND: u32 = 100_000;
+
+/// A key's request rate (and burst): 1 to 100000 per second. Unlike caps, an out-of-range
+/// rate is refused, since clamping 0 to 1 would silently throttle a key.
+pub fn parse_rate_limit(per_second: i64) -> Result<u32, Rejection> {
+    u32::try_from(per_second)
+        .ok()
+        .filter(|r| (1..=MAX_RATE_LIMIT_PER_SECOND).contains(r))
+        .ok_or_else(|| Rejection::invalid(format!("rate_limit_per_second must be 1 to {MAX_RATE_LIMIT_PER_SECOND}")))
+}

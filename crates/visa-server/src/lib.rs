@@ -10,6 +10,7 @@ pub mod auth;
 pub mod catalog;
 pub mod error;
 pub mod extract;
+pub mod ratelimit;
 pub mod routes;
 pub mod state;
 pub mod tools;
@@ -50,6 +51,8 @@ pub struct ServeConfig {
     pub session_ttl: Duration,
     /// How long a cached key may go unchecked against the store.
     pub key_cache_ttl: Duration,
+    /// How long an Idempotency-Key is remembered (24 h by default).
+    pub idempotency_ttl: Duration,
 }
 
 impl ServeConfig {
@@ -64,6 +67,7 @@ impl ServeConfig {
             pepper: None,
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             key_cache_ttl: Duration::from_secs(1),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -88,6 +92,14 @@ impl Server {
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&db_path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", db_path.display()))?,
         );
+        let interrupted =
+            store.mark_interrupted_executions().await.map_err(|e| anyhow::anyhow!("cannot recover executions: {e}"))?;
+        if interrupted > 0 {
+            tracing::warn!(
+                count = interrupted,
+                "executions interrupted by a crash are now reconcile_required; see `visa-cli executions list --operator --state reconcile_required`"
+            );
+        }
         let hasher = SecretHasher::new(config.pepper.clone());
         let state: SharedState = Arc::new(AppState {
             store,
@@ -98,7 +110,9 @@ impl Server {
             hasher,
             keys: KeyCache::new(config.key_cache_ttl),
             last_used: Default::default(),
+            rate_limits: Default::default(),
             session_ttl: time::Duration::try_from(config.session_ttl).unwrap_or(time::Duration::days(30)),
+            idempotency_ttl: time::Duration::try_from(config.idempotency_ttl).unwrap_or(time::Duration::days(1)),
         });
         let listener = TcpListener::bind(config.listen)
             .await

@@ -3,6 +3,7 @@
 
 use crate::auth::key_cache::KeyCache;
 use crate::catalog::Catalog;
+use crate::ratelimit::RateLimiter;
 use crate::usage::LastUsed;
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -21,7 +22,10 @@ pub struct AppState {
     pub operator_token: SecretHash,
     pub keys: KeyCache,
     pub last_used: LastUsed,
+    pub rate_limits: RateLimiter,
     pub session_ttl: time::Duration,
+    /// How long an Idempotency-Key is remembered.
+    pub idempotency_ttl: time::Duration,
 }
 
 impl AppState {

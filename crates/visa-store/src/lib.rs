@@ -63,4 +63,25 @@ pub trait Store: Send + Sync + 'static {
     async fn key_by_secret(&self, hash: SecretHash) -> StoreResult<Option<AuthRecord>>;
     /// Records when and from where keys were last used (coalesced by the caller).
     async fn record_key_use(&self, uses: Vec<KeyUse>) -> StoreResult<()>;
+
+    // The money path.
+    async fn account_by_id(&self, account_id: i64) -> StoreResult<Option<Account>>;
+    /// In one transaction: look up the Idempotency-Key; if new, check the key's daily and
+    /// total caps and the account's available balance, place the hold and record the key.
+    async fn begin_execution(&self, start: ExecutionStart) -> StoreResult<BeginOutcome>;
+    /// In one transaction: capture or void the hold and store the answer.
+    async fn finish_execution(&self, execution_id: i64, finish: Finish, now: Timestamp)
+    -> StoreResult<ExecutionRecord>;
+    async fn get_execution(&self, filter: ExecutionFilter, public_id: &str) -> StoreResult<Option<ExecutionRecord>>;
+    async fn list_executions(&self, filter: ExecutionFilter, page: PageRequest) -> StoreResult<Page<ExecutionRecord>>;
+    /// At start: every execution still `running` lost its outcome in a crash.
+    async fn mark_interrupted_executions(&self) -> StoreResult<u64>;
+    async fn reconcile_execution(
+        &self,
+        public_id: &str,
+        decision: Reconcile,
+        now: Timestamp,
+    ) -> StoreResult<ExecutionRecord>;
+    /// Recomputes balances, holds and spend counters from the ledger; lists every mismatch.
+    async fn verify_ledger(&self) -> StoreResult<Vec<String>>;
 }

@@ -70,6 +70,8 @@ pub struct KeyPolicy {
     pub total_cap_cents: Option<i64>,
     pub expires_at: Option<Timestamp>,
     pub read_only: bool,
+    /// Token-bucket rate and burst, requests per second.
+    pub rate_limit_per_second: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -86,7 +88,9 @@ pub struct KeyRecord {
     /// UTC day number (days since 1970-01-01) that `spent_day` counts.
     pub spent_day_number: i64,
     pub spent_day: Micros,
+    pub held_day: Micros,
     pub spent_total: Micros,
+    pub held_total: Micros,
     /// Newest first.
     pub secrets: Vec<SecretRecord>,
 }
@@ -129,6 +133,7 @@ pub struct KeyPatch {
     pub total_cap_cents: Option<Option<i64>>,
     pub expires_at: Option<Option<Timestamp>>,
     pub read_only: Option<bool>,
+    pub rate_limit_per_second: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -160,4 +165,135 @@ pub struct KeyUse {
     pub secret_id: i64,
     pub at: Timestamp,
     pub ip: IpAddr,
+}
+
+/// Where an execution is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutionState {
+    /// Hold placed, tool running.
+    Running,
+    /// Captured (possibly zero), response stored.
+    Succeeded,
+    /// Failed for good (e.g. the provider refused the input); hold voided, answer stored.
+    Failed,
+    /// The server stopped between hold and outcome; an operator must capture or void.
+    ReconcileRequired,
+    /// Failed in a way worth retrying; hold voided, Idempotency-Key freed.
+    Voided,
+}
+
+impl ExecutionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::ReconcileRequired => "reconcile_required",
+            Self::Voided => "voided",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Running, Self::Succeeded, Self::Failed, Self::ReconcileRequired, Self::Voided]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionRecord {
+    pub id: i64,
+    pub public_id: String,
+    pub account_id: i64,
+    pub key_id: i64,
+    pub tool: String,
+    pub state: ExecutionState,
+    /// Preview: caps counted, balance untouched, nothing charged to the account.
+    pub sandbox: bool,
+    pub hold: Micros,
+    /// What the account paid (zero in sandbox).
+    pub charged: Micros,
+    pub receipt_id: Option<String>,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    /// UTC day of the hold: the daily-cap bucket it counts in.
+    pub day_number: i64,
+}
+
+/// Everything needed to record an Idempotency-Key and place a hold, atomically.
+#[derive(Debug, Clone)]
+pub struct ExecutionStart {
+    pub public_id: String,
+    pub account_id: i64,
+    pub key_id: i64,
+    pub secret_id: i64,
+    pub idempotency_key: String,
+    pub request_hash: [u8; 32],
+    pub tool: String,
+    pub hold: Micros,
+    pub sandbox: bool,
+    pub now: Timestamp,
+    /// UTC day number of `now`: the daily cap's bucket.
+    pub day_number: i64,
+    pub idempotency_expires_at: Timestamp,
+}
+
+/// Why a hold was refused. Nothing was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldRefusal {
+    DailyCap,
+    TotalCap,
+    Balance,
+    KeyRevoked,
+}
+
+/// What `begin_execution` decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BeginOutcome {
+    /// New: the Idempotency-Key is recorded and the hold placed; run the tool.
+    Started(ExecutionRecord),
+    /// Done before: send this stored response again.
+    Replay {
+        status: u16,
+        body: Vec<u8>,
+    },
+    /// The same Idempotency-Key with a different request.
+    Mismatch,
+    /// The original request is still running.
+    InFlight,
+    /// The original's outcome was lost in a crash; an operator must reconcile it.
+    ReconcileRequired(ExecutionRecord),
+    Refused(HoldRefusal),
+}
+
+/// How a running execution ends.
+#[derive(Debug, Clone)]
+pub enum Finish {
+    /// Capture `cost` (clamped to the hold), release the rest, keep the response for replay.
+    Capture { cost: Micros, receipt_id: String, status: u16, body: Vec<u8> },
+    /// Void the hold and free the Idempotency-Key for a retry.
+    VoidRetryable,
+    /// Void the hold and keep this answer for replays of the same request.
+    VoidFinal { status: u16, body: Vec<u8> },
+}
+
+/// An operator's decision on a `reconcile_required` execution.
+#[derive(Debug, Clone)]
+pub enum Reconcile {
+    /// Charge this much (at most the hold), with this receipt id and the answer replays get.
+    Capture {
+        cost: Micros,
+        receipt_id: String,
+        status: u16,
+        body: Vec<u8>,
+    },
+    Void,
+}
+
+/// Filters for execution lists.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExecutionFilter {
+    pub account_id: Option<i64>,
+    pub key_id: Option<i64>,
+    pub state: Option<ExecutionState>,
 }

@@ -62,3 +62,41 @@ impl FromRequestParts<SharedState> for Session {
         Ok(Session { account })
     }
 }
+
+/// Whoever may read an account's balance and executions: a signed-in session, or one of its
+/// tool keys (read-only keys included). A key sees only its own executions.
+pub enum Reader {
+    Session(Account),
+    Key(std::sync::Arc<visa_store::AuthRecord>),
+}
+
+impl Reader {
+    pub fn account_id(&self) -> i64 {
+        match self {
+            Reader::Session(account) => account.id,
+            Reader::Key(record) => record.key.account_id,
+        }
+    }
+
+    /// The key whose view this is limited to, if the caller is a key.
+    pub fn key_id(&self) -> Option<i64> {
+        match self {
+            Reader::Session(_) => None,
+            Reader::Key(record) => Some(record.key.id),
+        }
+    }
+}
+
+impl FromRequestParts<SharedState> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let is_key = parts.headers.contains_key(tool_key::API_KEY_HEADER)
+            || bearer_token(&parts.headers).is_some_and(|t| t.starts_with(&format!("{}_", state.brand)));
+        if !is_key {
+            return Session::from_request_parts(parts, state).await.map(|s| Reader::Session(s.account));
+        }
+        let crate::extract::ClientIp(ip) = crate::extract::ClientIp::from_request_parts(parts, state).await?;
+        tool_key::authenticate(state, &parts.headers, ip).await.map(Reader::Key)
+    }
+}

@@ -1,31 +1,44 @@
-//! `POST /v1/api/tools/:tool/execute`, the data plane. The steps, in order:
+//! `POST /v1/api/tools/:tool/execute`, the data plane and the money path. In order:
 //!
-//! 1. authenticate the key (`auth::tool_key`);
-//! 2. authorize the tool (exists, allowed, account approved, key not read-only);
-//! 3. validate the `Idempotency-Key` and the body;
-//! 4. check the input and the tool's readiness;
-//! 5. run the tool and answer with the seed's `tool_execution` envelope.
+//! 1. authenticate the key (`auth::tool_key`) and authorize the tool (exists, allowed,
+//!    account approved, key not read-only);
+//! 2. validate the `Idempotency-Key` (UUID v4) and the body (exactly `{"input": {...}}`),
+//!    and check the input before any money moves;
+//! 3. take a token from the key's rate limiter;
+//! 4. in one durable transaction, record the Idempotency-Key and hold the tool's maximum
+//!    price against the daily cap, the total cap and the balance, or answer from the
+//!    record (replay, in flight, mismatch, reconcile required);
+//! 5. run the tool, then in one durable transaction capture the actual price (never above
+//!    the hold) and store the answer, or void the hold on failure.
+//!
+//! Steps 4 and 5 run in a task of their own, so a client that hangs up cannot leave a hold
+//! without an outcome.
 
 use crate::auth::tool_key;
 use crate::catalog::Tool;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ClientIp, RawJsonBody};
+use crate::routes::{rfc3339, utc_day_number};
 use crate::state::SharedState;
-use crate::tools;
-use axum::Json;
+use crate::tools::{self, ToolOutput, UpstreamFailure};
+use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
+use std::sync::Arc;
 use utoipa::ToSchema;
 use uuid::Uuid;
 use visa_core::ErrorCode;
+use visa_core::fingerprint::request_fingerprint;
 use visa_core::key::Environment;
 use visa_core::money::Micros;
 use visa_core::policy::truncate_for_message;
-use visa_store::AuthRecord;
+use visa_store::{AuthRecord, BeginOutcome, ExecutionRecord, ExecutionStart, Finish, HoldRefusal};
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
 /// The body: exactly `{ "input": {...} }`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -71,9 +84,11 @@ pub struct ExecutionResponse {
 #[utoipa::path(post, path = "/v1/api/tools/{tool}/execute", tag = "tools", request_body = ExecuteRequest,
     params(("tool" = String, Path, description = "Tool id or alias"),
            ("Idempotency-Key" = String, Header, description = "UUID v4, reused on retries of one logical call")),
-    responses((status = 200, body = ExecutionResponse), (status = 400, body = crate::routes::ErrorBody),
-              (status = 401, body = crate::routes::ErrorBody), (status = 403, body = crate::routes::ErrorBody),
-              (status = 404, body = crate::routes::ErrorBody), (status = 502, body = crate::routes::ErrorBody)),
+    responses((status = 200, body = ExecutionResponse, description = "Executed (or replayed: header Idempotent-Replayed: true)"),
+              (status = 400, body = crate::routes::ErrorBody), (status = 401, body = crate::routes::ErrorBody),
+              (status = 403, body = crate::routes::ErrorBody), (status = 404, body = crate::routes::ErrorBody),
+              (status = 409, body = crate::routes::ErrorBody), (status = 429, body = crate::routes::ErrorBody),
+              (status = 502, body = crate::routes::ErrorBody), (status = 503, body = crate::routes::ErrorBody)),
     security(("api_key" = [])))]
 pub async fn execute(
     State(state): State<SharedState>,
@@ -81,24 +96,199 @@ pub async fn execute(
     ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     body: RawJsonBody,
-) -> ApiResult<Json<ExecutionResponse>> {
+) -> ApiResult<Response> {
     let key = tool_key::authenticate(&state, &headers, client_ip).await?;
-    let tool = authorize(&state, &key, &tool_name)?;
-    let _idempotency_key = idempotency_key(&headers)?;
-    let input = parse_input(&body)?;
+    let tool = authorize(&state, &key, &tool_name)?.clone();
+    let idempotency_key = idempotency_key(&headers)?;
+    let request: Value = body.parse()?;
+    let input = parse_input(&request)?;
     let sandbox = state.environment == Environment::Preview;
-    tools::check_runnable(tool, &input, sandbox)?;
-    let output = tools::run(tool, &input, sandbox).await.map_err(tools::UpstreamFailure::into_api_error)?;
-    let charged = if sandbox { Micros::ZERO } else { output.cost.min(Micros::ZERO) };
-    Ok(Json(ExecutionResponse {
+    tools::check_runnable(&tool, &input, sandbox)?;
+    if let Err(seconds) =
+        state.rate_limits.take(key.key.id, key.key.policy.rate_limit_per_second, std::time::Instant::now())
+    {
+        return Err(
+            ApiError::new(ErrorCode::RateLimited, "the key's request rate limit is reached").with_retry_after(seconds)
+        );
+    }
+    let now = state.now();
+    let start = ExecutionStart {
+        public_id: Uuid::new_v4().to_string(),
+        account_id: key.key.account_id,
+        key_id: key.key.id,
+        secret_id: key.secret_id,
+        idempotency_key: idempotency_key.to_string(),
+        request_hash: request_fingerprint("POST", &tool.id, &request),
+        tool: tool.id.clone(),
+        hold: tool.max_price,
+        sandbox,
+        now,
+        day_number: utc_day_number(now),
+        idempotency_expires_at: now + state.idempotency_ttl,
+    };
+    // Detached: once the hold may be placed, the outcome must be recorded whatever the client does.
+    tokio::spawn(hold_run_settle(state, tool, input, start))
+        .await
+        .map_err(|_| ApiError(visa_core::Rejection::internal()))?
+}
+
+async fn hold_run_settle(state: SharedState, tool: Tool, input: Value, start: ExecutionStart) -> ApiResult<Response> {
+    let day_number = start.day_number;
+    let execution = match state.store.begin_execution(start).await? {
+        BeginOutcome::Started(execution) => execution,
+        BeginOutcome::Replay { status, body } => return Ok(replay(status, body)),
+        BeginOutcome::Mismatch => {
+            return Err(ApiError::new(
+                ErrorCode::IdempotentReplay,
+                "this Idempotency-Key was used with a different request; use a new key for a new operation",
+            ));
+        }
+        BeginOutcome::InFlight => {
+            return Err(ApiError::new(
+                ErrorCode::IdempotencyInFlight,
+                "the original request is still running; retry it shortly",
+            )
+            .with_retry_after(1));
+        }
+        BeginOutcome::ReconcileRequired(execution) => return Err(reconcile_required(&execution)),
+        BeginOutcome::Refused(refusal) => return Err(refused(refusal, &state, day_number)),
+    };
+    let outcome = tools::run(&tool, &input, execution.sandbox).await;
+    settle(&state, &tool, &execution, outcome).await
+}
+
+/// Records the outcome of a run; the answer is sent only once it is durable.
+async fn settle(
+    state: &Arc<crate::state::AppState>,
+    tool: &Tool,
+    execution: &ExecutionRecord,
+    outcome: Result<ToolOutput, UpstreamFailure>,
+) -> ApiResult<Response> {
+    let now = state.now();
+    let (finish, answer) = match outcome {
+        Ok(output) => {
+            let cost = output.cost.min(execution.hold);
+            let charged = if execution.sandbox { Micros::ZERO } else { cost };
+            let body = success_body(tool, execution, output.result, charged, now);
+            let receipt_id = receipt_id_of(&body);
+            (Finish::Capture { cost, receipt_id, status: 200, body: body.clone() }, (StatusCode::OK, body))
+        }
+        Err(failure) if failure.retryable => {
+            let error = failure.into_api_error();
+            let body = serde_json::to_vec(&error.body()).unwrap_or_default();
+            (Finish::VoidRetryable, (error_status(&error), body))
+        }
+        Err(failure) => {
+            let error = failure.into_api_error();
+            let body = serde_json::to_vec(&error.body()).unwrap_or_default();
+            let status = error_status(&error);
+            (Finish::VoidFinal { status: status.as_u16(), body: body.clone() }, (status, body))
+        }
+    };
+    if let Err(e) = state.store.finish_execution(execution.id, finish, now).await {
+        tracing::error!(execution = %execution.public_id, error = %e, "could not record an execution's outcome");
+        return Err(reconcile_required(execution));
+    }
+    Ok(json_response(answer.0, answer.1))
+}
+
+fn success_body(
+    tool: &Tool,
+    execution: &ExecutionRecord,
+    result: Value,
+    charged: Micros,
+    now: time::OffsetDateTime,
+) -> Vec<u8> {
+    let receipt = (charged > Micros::ZERO).then(|| Receipt {
+        id: format!("rcpt_{}", Uuid::new_v4().simple()),
+        execution_id: execution.public_id.clone(),
+        charged_micros: charged.to_string(),
+        created_at: rfc3339(now),
+    });
+    let response = ExecutionResponse {
         success: true,
         object: "tool_execution".into(),
         tool: tool.id.clone(),
-        result: output.result,
+        result,
         usage: Usage { charged_cents: charged.cents_ceil(), charged_micros: charged.to_string() },
-        receipt: None,
-        execution_id: Uuid::new_v4().to_string(),
-    }))
+        receipt,
+        execution_id: execution.public_id.clone(),
+    };
+    serde_json::to_vec(&response).unwrap_or_default()
+}
+
+fn receipt_id_of(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["receipt"]["id"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn error_status(error: &ApiError) -> StatusCode {
+    StatusCode::from_u16(error.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// A JSON answer from bytes; an error body's `retry_after` is also sent as `Retry-After`.
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let retry_after = if status.is_success() {
+        None
+    } else {
+        serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["retry_after"].as_u64())
+    };
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// A stored answer, byte for byte, marked as a replay.
+fn replay(status: u16, body: Vec<u8>) -> Response {
+    let mut response = json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body);
+    response.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    response
+}
+
+fn reconcile_required(execution: &ExecutionRecord) -> ApiError {
+    let receipt = json!({
+        "id": execution.receipt_id,
+        "execution_id": execution.public_id,
+        "charged_micros": execution.charged.to_string(),
+        "held_micros": execution.hold.to_string(),
+        "created_at": rfc3339(execution.created_at),
+    });
+    let mut error = ApiError::new(
+        ErrorCode::IdempotencyUnavailable,
+        "the outcome of this request was lost; an operator must reconcile it before it can be retried",
+    );
+    error.0.retryable = false;
+    ApiError(error.0.with_detail("support_id", json!(execution.public_id)).with_detail("receipt", receipt))
+}
+
+fn refused(refusal: HoldRefusal, state: &crate::state::AppState, day_number: i64) -> ApiError {
+    match refusal {
+        HoldRefusal::DailyCap => {
+            let midnight = (day_number + 1) * 86_400;
+            let seconds = (midnight - state.now().unix_timestamp()).max(1) as u64;
+            ApiError::new(ErrorCode::RateLimited, "the key's daily cap is reached; it resets at 00:00 UTC")
+                .with_retry_after(seconds)
+        }
+        HoldRefusal::TotalCap => {
+            not_retryable(ApiError::new(ErrorCode::RateLimited, "the key's total cap is reached; raise it to continue"))
+        }
+        HoldRefusal::Balance => not_retryable(ApiError::new(
+            ErrorCode::RateLimited,
+            "the account's available balance does not cover this call; add credit to continue",
+        )),
+        HoldRefusal::KeyRevoked => ApiError::new(ErrorCode::AuthInvalid, "the API key is not recognized"),
+    }
+}
+
+fn not_retryable(mut error: ApiError) -> ApiError {
+    error.0.retryable = false;
+    error
 }
 
 /// The tool checks after authentication, in the seed's order.
@@ -131,10 +321,12 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Uuid> {
         .ok_or_else(|| ApiError::invalid("Idempotency-Key must be a UUID v4"))
 }
 
-fn parse_input(body: &RawJsonBody) -> ApiResult<Value> {
-    let request: ExecuteRequest = body.parse()?;
-    if !request.input.is_object() {
+/// Checks the body is exactly `{"input": {...}}` and returns the input.
+fn parse_input(request: &Value) -> ApiResult<Value> {
+    let parsed: ExecuteRequest =
+        serde_json::from_value(request.clone()).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
+    if !parsed.input.is_object() {
         return Err(ApiError::invalid("input must be a JSON object; send {} for tools without parameters"));
     }
-    Ok(request.input)
+    Ok(parsed.input)
 }

@@ -14,7 +14,8 @@ use utoipa::ToSchema;
 use visa_core::ErrorCode;
 use visa_core::key::{KeyMode, RawKey};
 use visa_core::policy::{
-    CidrAllowlist, DEFAULT_DAILY_CAP_CENTS, KeyLabel, ToolGrant, ToolScope, clamp_cap_cents, parse_expires_at,
+    CidrAllowlist, DEFAULT_DAILY_CAP_CENTS, DEFAULT_RATE_LIMIT_PER_SECOND, KeyLabel, ToolGrant, ToolScope,
+    clamp_cap_cents, parse_expires_at, parse_rate_limit,
 };
 use visa_store::{KeyPatch, KeyPolicy, KeyRecord, NewKey, NewSecret, Rotation, SecretRecord, StoreError};
 
@@ -38,6 +39,8 @@ pub struct KeyView {
     pub total_cap_cents: Option<i64>,
     pub expires_at: Option<String>,
     pub read_only: bool,
+    /// Requests per second (and burst) this key may send.
+    pub rate_limit_per_second: u32,
     /// `active`, `revoked` or `expired`.
     pub status: String,
     pub created_at: String,
@@ -109,6 +112,7 @@ impl KeyView {
             total_cap_cents: p.total_cap_cents,
             expires_at: p.expires_at.map(rfc3339),
             read_only: p.read_only,
+            rate_limit_per_second: p.rate_limit_per_second,
             status: status.into(),
             created_at: rfc3339(key.created_at),
             revoked_at: key.revoked_at.map(rfc3339),
@@ -174,6 +178,8 @@ pub struct CreateKeyRequest {
     /// RFC 3339 with a timezone, in the future.
     pub expires_at: Option<String>,
     pub read_only: Option<bool>,
+    /// Token-bucket rate and burst, 1 to 100000 requests per second (default 100).
+    pub rate_limit_per_second: Option<i64>,
 }
 
 /// Every field is optional; an absent field is left as it is. `null` clears the nullable
@@ -207,6 +213,9 @@ pub struct UpdateKeyRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<bool>)]
     pub read_only: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub rate_limit_per_second: Option<Option<i64>>,
 }
 
 /// A field that may be absent but not null.
@@ -284,6 +293,11 @@ pub async fn create(
         total_cap_cents: req.total_cap_cents.map(clamp_cap_cents),
         expires_at: req.expires_at.map(|at| parse_expires_at(&at, now)).transpose()?,
         read_only: req.read_only.unwrap_or(false),
+        rate_limit_per_second: req
+            .rate_limit_per_second
+            .map(parse_rate_limit)
+            .transpose()?
+            .unwrap_or(DEFAULT_RATE_LIMIT_PER_SECOND),
     };
     let (raw, secret) = mint_secret(&state);
     let new = NewKey { account_id: session.account.id, environment: state.environment, policy, secret, now };
@@ -358,6 +372,9 @@ pub async fn update(
         total_cap_cents: req.total_cap_cents.map(|cap| cap.map(clamp_cap_cents)),
         expires_at: req.expires_at.map(|at| at.map(|at| parse_expires_at(&at, now)).transpose()).transpose()?,
         read_only: not_null("read_only", req.read_only)?,
+        rate_limit_per_second: not_null("rate_limit_per_second", req.rate_limit_per_second)?
+            .map(parse_rate_limit)
+            .transpose()?,
     };
     let key = state.store.update_key(account_id, id, patch).await.map_err(not_found_as_key)?;
     state.keys.invalidate_key(id);

@@ -1,7 +1,9 @@
 //! The HTTP API: one module per resource, assembled into one router here. Unknown routes
 //! and wrong methods answer with the error envelope like everything else.
 
+pub mod balance;
 pub mod execute;
+pub mod executions;
 pub mod health;
 pub mod keys;
 pub mod openapi;
@@ -33,6 +35,11 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/api/keys/{id}/rotate", post(keys::rotate))
         .route("/v1/api/tools", get(tools::list))
         .route("/v1/api/tools/{tool}/execute", post(execute::execute))
+        .route("/v1/api/balance", get(balance::balance))
+        .route("/v1/api/executions", get(executions::list))
+        .route("/v1/api/executions/{id}", get(executions::get))
+        .route("/v1/operator/executions", get(executions::operator_list))
+        .route("/v1/operator/executions/{id}/reconcile", post(executions::reconcile))
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::not_found)
         .with_state(state)

@@ -23,6 +23,11 @@ use utoipa::{Modify, OpenApi};
         super::keys::rotate,
         super::tools::list,
         super::execute::execute,
+        super::balance::balance,
+        super::executions::list,
+        super::executions::get,
+        super::executions::operator_list,
+        super::executions::reconcile,
     ),
     components(schemas(super::ErrorBody)),
     modifiers(&SecuritySchemes)

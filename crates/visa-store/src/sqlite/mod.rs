@@ -3,6 +3,7 @@
 //! small pool of read-only connections on the blocking thread pool, so they never queue
 //! behind the writer.
 
+mod money;
 mod queries;
 mod schema;
 mod writer;
@@ -14,8 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use writer::Writer;
 
-/// How long a connection waits on a lock held by another process before giving up.
+/// How long a reader waits on a lock held by another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the writer waits for the write lock before it answers "unavailable" (a paid
+/// request should fail fast and retry rather than hang).
+const WRITE_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct SqliteStore {
     writer: Writer,
@@ -29,6 +33,7 @@ impl SqliteStore {
         configure(&conn).map_err(map_sqlite_error)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(map_sqlite_error)?;
         schema::migrate(&mut conn).map_err(map_sqlite_error)?;
+        conn.busy_timeout(WRITE_BUSY_TIMEOUT).map_err(map_sqlite_error)?;
         Ok(Self {
             writer: Writer::start(conn),
             readers: Arc::new(ReaderPool { path: path.to_owned(), idle: Mutex::default() }),

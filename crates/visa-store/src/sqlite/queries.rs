@@ -1,7 +1,7 @@
 //! The `Store` trait over SQLite: each method is one read on the pool or one job for the
 //! group-committing writer. Rows are turned back into validated domain values here.
 
-use super::{SqliteStore, map_sqlite_error};
+use super::{SqliteStore, map_sqlite_error, money};
 use crate::model::*;
 use crate::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -12,11 +12,11 @@ use visa_core::pagination::{Cursor, Page, PageRequest};
 use visa_core::policy::{CidrAllowlist, KeyLabel, ToolGrant, ToolScope};
 use visa_core::secret::SecretHash;
 
-fn to_db(t: Timestamp) -> i64 {
+pub(crate) fn to_db(t: Timestamp) -> i64 {
     (t.unix_timestamp_nanos() / 1_000) as i64
 }
 
-fn from_db(micros: i64) -> Timestamp {
+pub(crate) fn from_db(micros: i64) -> Timestamp {
     Timestamp::from_unix_timestamp_nanos(i128::from(micros) * 1_000).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
@@ -38,7 +38,11 @@ fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
     })
 }
 
-fn account_where(conn: &Connection, clause: &str, value: impl rusqlite::ToSql) -> StoreResult<Option<Account>> {
+pub(crate) fn account_where(
+    conn: &Connection,
+    clause: &str,
+    value: impl rusqlite::ToSql,
+) -> StoreResult<Option<Account>> {
     conn.query_row(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE {clause}"), [value], account_from_row)
         .optional()
         .map_err(map_sqlite_error)
@@ -46,7 +50,8 @@ fn account_where(conn: &Connection, clause: &str, value: impl rusqlite::ToSql) -
 
 const KEY_COLUMNS: &str = "k.id, k.account_id, a.login, k.environment, k.label, k.tool_scope, k.allowed_tools, \
     k.allowed_cidrs, k.daily_cap_cents, k.total_cap_cents, k.expires_at, k.read_only, k.created_at, k.revoked_at, \
-    k.last_used_at, k.last_used_ip, k.spent_day_number, k.spent_day_micros, k.spent_total_micros";
+    k.last_used_at, k.last_used_ip, k.spent_day_number, k.spent_day_micros, k.spent_total_micros, k.rate_limit_per_second, \
+    k.held_day_micros, k.held_total_micros";
 
 fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
     let environment = Environment::parse(&row.get::<_, String>(3)?).ok_or_else(|| corrupt("environment"))?;
@@ -67,6 +72,7 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
             total_cap_cents: row.get(9)?,
             expires_at: row.get::<_, Option<i64>>(10)?.map(from_db),
             read_only: row.get(11)?,
+            rate_limit_per_second: row.get(19)?,
         },
         created_at: from_db(row.get(12)?),
         revoked_at: row.get::<_, Option<i64>>(13)?.map(from_db),
@@ -74,7 +80,9 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
         last_used_ip: row.get::<_, Option<String>>(15)?.and_then(|ip| ip.parse().ok()),
         spent_day_number: row.get(16)?,
         spent_day: Micros(row.get(17)?),
+        held_day: Micros(row.get(20)?),
         spent_total: Micros(row.get(18)?),
+        held_total: Micros(row.get(21)?),
         secrets: Vec::new(),
     })
 }
@@ -109,7 +117,7 @@ fn load_key(conn: &Connection, account_id: i64, key_id: i64) -> StoreResult<Opti
     key.map(|k| with_secrets(conn, k)).transpose().map_err(map_sqlite_error)
 }
 
-fn require_key(conn: &Connection, account_id: i64, key_id: i64) -> StoreResult<KeyRecord> {
+pub(crate) fn require_key(conn: &Connection, account_id: i64, key_id: i64) -> StoreResult<KeyRecord> {
     load_key(conn, account_id, key_id)?.ok_or(StoreError::NotFound)
 }
 
@@ -132,7 +140,7 @@ fn write_policy(conn: &Connection, key_id: i64, policy: &KeyPolicy) -> StoreResu
     let (tools, cidrs, expires_at) = policy_params(policy);
     conn.execute(
         "UPDATE keys SET label = ?2, tool_scope = ?3, allowed_tools = ?4, allowed_cidrs = ?5, daily_cap_cents = ?6, \
-         total_cap_cents = ?7, expires_at = ?8, read_only = ?9 WHERE id = ?1",
+         total_cap_cents = ?7, expires_at = ?8, read_only = ?9, rate_limit_per_second = ?10 WHERE id = ?1",
         params![
             key_id,
             policy.label.as_str(),
@@ -142,7 +150,8 @@ fn write_policy(conn: &Connection, key_id: i64, policy: &KeyPolicy) -> StoreResu
             policy.daily_cap_cents,
             policy.total_cap_cents,
             expires_at,
-            policy.read_only
+            policy.read_only,
+            policy.rate_limit_per_second
         ],
     )
     .map_err(map_sqlite_error)?;
@@ -170,6 +179,9 @@ fn apply_patch(policy: &mut KeyPolicy, patch: KeyPatch) {
     }
     if let Some(read_only) = patch.read_only {
         policy.read_only = read_only;
+    }
+    if let Some(rate) = patch.rate_limit_per_second {
+        policy.rate_limit_per_second = rate;
     }
 }
 
@@ -276,7 +288,8 @@ impl Store for SqliteStore {
             let p = &new.policy;
             conn.execute(
                 "INSERT INTO keys (account_id, environment, label, tool_scope, allowed_tools, allowed_cidrs, daily_cap_cents, \
-                 total_cap_cents, expires_at, read_only, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 total_cap_cents, expires_at, read_only, created_at, rate_limit_per_second) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     new.account_id,
                     new.environment.as_str(),
@@ -288,7 +301,8 @@ impl Store for SqliteStore {
                     p.total_cap_cents,
                     expires_at,
                     p.read_only,
-                    to_db(new.now)
+                    to_db(new.now),
+                    p.rate_limit_per_second
                 ],
             )
             .map_err(map_sqlite_error)?;
@@ -430,5 +444,49 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn account_by_id(&self, account_id: i64) -> StoreResult<Option<Account>> {
+        self.read(move |conn| account_where(conn, "id = ?1", account_id)).await
+    }
+
+    async fn begin_execution(&self, start: ExecutionStart) -> StoreResult<BeginOutcome> {
+        self.write(move |conn| money::begin(conn, &start)).await
+    }
+
+    async fn finish_execution(
+        &self,
+        execution_id: i64,
+        finish: Finish,
+        now: Timestamp,
+    ) -> StoreResult<ExecutionRecord> {
+        self.write(move |conn| money::finish(conn, execution_id, finish, now)).await
+    }
+
+    async fn get_execution(&self, filter: ExecutionFilter, public_id: &str) -> StoreResult<Option<ExecutionRecord>> {
+        let public_id = public_id.to_owned();
+        self.read(move |conn| money::get(conn, &filter, &public_id)).await
+    }
+
+    async fn list_executions(&self, filter: ExecutionFilter, page: PageRequest) -> StoreResult<Page<ExecutionRecord>> {
+        self.read(move |conn| money::list(conn, &filter, page)).await
+    }
+
+    async fn mark_interrupted_executions(&self) -> StoreResult<u64> {
+        self.write(money::mark_interrupted).await
+    }
+
+    async fn reconcile_execution(
+        &self,
+        public_id: &str,
+        decision: Reconcile,
+        now: Timestamp,
+    ) -> StoreResult<ExecutionRecord> {
+        let public_id = public_id.to_owned();
+        self.write(move |conn| money::reconcile(conn, &public_id, decision, now)).await
+    }
+
+    async fn verify_ledger(&self) -> StoreResult<Vec<String>> {
+        self.read(money::verify).await
     }
 }

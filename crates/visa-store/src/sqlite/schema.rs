@@ -39,9 +39,14 @@ CREATE TABLE keys (
     revoked_at          INTEGER,
     last_used_at        INTEGER,
     last_used_ip        TEXT,
+    rate_limit_per_second INTEGER NOT NULL DEFAULT 100,
+    -- Spend counters, in step with the ledger: captured and currently held micros, for the
+    -- UTC day `spent_day_number` and in total. Caps are checked against spent + held.
     spent_day_number    INTEGER NOT NULL DEFAULT 0,
-    spent_day_micros    INTEGER NOT NULL DEFAULT 0,
-    spent_total_micros  INTEGER NOT NULL DEFAULT 0
+    spent_day_micros    INTEGER NOT NULL DEFAULT 0 CHECK (spent_day_micros >= 0),
+    held_day_micros     INTEGER NOT NULL DEFAULT 0 CHECK (held_day_micros >= 0),
+    spent_total_micros  INTEGER NOT NULL DEFAULT 0 CHECK (spent_total_micros >= 0),
+    held_total_micros   INTEGER NOT NULL DEFAULT 0 CHECK (held_total_micros >= 0)
 );
 CREATE INDEX keys_by_account ON keys(account_id, id);
 
@@ -58,7 +63,43 @@ CREATE TABLE key_secrets (
 );
 CREATE INDEX key_secrets_by_key ON key_secrets(key_id, id);
 
+-- One paid call: its hold, its outcome, and the response stored for idempotent replay.
+CREATE TABLE executions (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    public_id        TEXT NOT NULL UNIQUE,
+    account_id       INTEGER NOT NULL REFERENCES accounts(id),
+    key_id           INTEGER NOT NULL REFERENCES keys(id),
+    secret_id        INTEGER NOT NULL,
+    idempotency_key  TEXT NOT NULL,
+    request_hash     BLOB NOT NULL,
+    tool             TEXT NOT NULL,
+    state            TEXT NOT NULL CHECK (state IN ('running', 'succeeded', 'failed', 'reconcile_required', 'voided')),
+    sandbox          INTEGER NOT NULL,
+    day_number       INTEGER NOT NULL,
+    hold_micros      INTEGER NOT NULL CHECK (hold_micros >= 0),
+    charged_micros   INTEGER NOT NULL DEFAULT 0 CHECK (charged_micros >= 0 AND charged_micros <= hold_micros),
+    receipt_id       TEXT,
+    response_status  INTEGER,
+    response_body    BLOB,
+    created_at       INTEGER NOT NULL,
+    finished_at      INTEGER
+);
+CREATE INDEX executions_by_account ON executions(account_id, id);
+CREATE INDEX executions_by_key ON executions(key_id, id);
+CREATE INDEX executions_by_state ON executions(state, id);
+
+-- Idempotency-Key → execution, scoped to the key, kept for a retention period. A retryable
+-- failure deletes its record so the same Idempotency-Key can be retried.
+CREATE TABLE idempotency_records (
+    key_id           INTEGER NOT NULL,
+    idempotency_key  TEXT NOT NULL,
+    execution_id     INTEGER NOT NULL REFERENCES executions(id),
+    expires_at       INTEGER NOT NULL,
+    PRIMARY KEY (key_id, idempotency_key)
+) WITHOUT ROWID;
+
 -- Append-only: every money movement, in the same transaction as the counters it changes.
+-- Sandbox (preview) entries move key spend counters only, never an account balance.
 CREATE TABLE ledger (
     id             INTEGER PRIMARY KEY AUTOINCREMENT,
     account_id     INTEGER NOT NULL REFERENCES accounts(id),
@@ -66,8 +107,10 @@ CREATE TABLE ledger (
     execution_id   INTEGER,
     kind           TEXT NOT NULL CHECK (kind IN ('credit', 'hold', 'capture', 'release', 'void')),
     amount_micros  INTEGER NOT NULL CHECK (amount_micros >= 0),
+    sandbox        INTEGER NOT NULL DEFAULT 0,
     created_at     INTEGER NOT NULL
 );
+CREATE INDEX ledger_by_execution ON ledger(execution_id);
 CREATE INDEX ledger_by_account ON ledger(account_id, id);
 CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN SELECT RAISE(ABORT, 'ledger is append-only'); END;
 CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger BEGIN SELECT RAISE(ABORT, 'ledger is append-only'); END;

@@ -1,0 +1,224 @@
+//! Executions: `GET /v1/api/executions[/:id]` for an account (a key sees only its own),
+//! and the operator's `GET /v1/operator/executions` and
+//! `POST /v1/operator/executions/:id/reconcile` for calls whose outcome a crash lost.
+
+use crate::auth::{Operator, Reader};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::JsonBody;
+use crate::routes::{ListQuery, rfc3339};
+use crate::state::SharedState;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use visa_core::ErrorCode;
+use visa_core::money::{MICROS_PER_CENT, Micros};
+use visa_store::{ExecutionFilter, ExecutionRecord, ExecutionState, Reconcile, StoreError};
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionView {
+    /// The `execution_id` of the execute answer.
+    pub id: String,
+    /// Increasing number: the cursor for `starting_after` / `ending_before`.
+    pub seq: i64,
+    pub object: String,
+    pub tool: String,
+    pub key_id: i64,
+    /// `running`, `succeeded`, `failed`, `reconcile_required` or `voided`.
+    pub state: String,
+    /// True in the preview environment: caps counted, nothing charged.
+    pub sandbox: bool,
+    pub held_micros: String,
+    pub charged_micros: String,
+    pub charged_cents: i64,
+    pub receipt: Option<super::execute::Receipt>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+impl From<&ExecutionRecord> for ExecutionView {
+    fn from(e: &ExecutionRecord) -> Self {
+        let receipt = e.receipt_id.as_ref().map(|id| super::execute::Receipt {
+            id: id.clone(),
+            execution_id: e.public_id.clone(),
+            charged_micros: e.charged.to_string(),
+            created_at: rfc3339(e.finished_at.unwrap_or(e.created_at)),
+        });
+        Self {
+            id: e.public_id.clone(),
+            seq: e.id,
+            object: "execution".into(),
+            tool: e.tool.clone(),
+            key_id: e.key_id,
+            state: e.state.as_str().into(),
+            sandbox: e.sandbox,
+            held_micros: e.hold.to_string(),
+            charged_micros: e.charged.to_string(),
+            charged_cents: e.charged.cents_ceil(),
+            receipt,
+            created_at: rfc3339(e.created_at),
+            finished_at: e.finished_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionListResponse {
+    pub success: bool,
+    pub object: String,
+    pub executions: Vec<ExecutionView>,
+    pub limit: u32,
+    pub has_more: bool,
+    pub next_cursor: Option<i64>,
+    pub previous_cursor: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionResponse {
+    pub success: bool,
+    #[serde(flatten)]
+    pub execution: ExecutionView,
+}
+
+/// `?state=` filter of execution lists.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StateQuery {
+    /// Only executions in this state.
+    state: Option<String>,
+}
+
+impl StateQuery {
+    fn parse(&self) -> ApiResult<Option<ExecutionState>> {
+        self.state
+            .as_deref()
+            .map(|s| {
+                ExecutionState::parse(s).ok_or_else(|| {
+                    ApiError::invalid("state must be running, succeeded, failed, reconcile_required or voided")
+                })
+            })
+            .transpose()
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::ExecutionNotFound, "no such execution")
+}
+
+async fn list_page(
+    state: &SharedState,
+    filter: ExecutionFilter,
+    query: ListQuery,
+) -> ApiResult<Json<ExecutionListResponse>> {
+    let page = state.store.list_executions(filter, query.page()?).await?;
+    Ok(Json(ExecutionListResponse {
+        success: true,
+        object: "list".into(),
+        executions: page.items.iter().map(ExecutionView::from).collect(),
+        limit: page.limit,
+        has_more: page.has_more,
+        next_cursor: page.next_cursor,
+        previous_cursor: page.previous_cursor,
+    }))
+}
+
+fn state_query(
+    query: Result<Query<StateQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Option<ExecutionState>> {
+    let Query(query) = query.map_err(|e| ApiError::invalid(format!("invalid query string: {}", e.body_text())))?;
+    query.parse()
+}
+
+#[utoipa::path(get, path = "/v1/api/executions", tag = "executions", params(ListQuery, StateQuery),
+    responses((status = 200, body = ExecutionListResponse), (status = 400, body = crate::routes::ErrorBody)),
+    security(("session" = []), ("api_key" = [])))]
+pub async fn list(
+    State(state): State<SharedState>,
+    reader: Reader,
+    page: ListQuery,
+    filter: Result<Query<StateQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<ExecutionListResponse>> {
+    let filter =
+        ExecutionFilter { account_id: Some(reader.account_id()), key_id: reader.key_id(), state: state_query(filter)? };
+    list_page(&state, filter, page).await
+}
+
+#[utoipa::path(get, path = "/v1/api/executions/{id}", tag = "executions", params(("id" = String, Path)),
+    responses((status = 200, body = ExecutionResponse), (status = 404, body = crate::routes::ErrorBody)),
+    security(("session" = []), ("api_key" = [])))]
+pub async fn get(
+    State(state): State<SharedState>,
+    reader: Reader,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ExecutionResponse>> {
+    let filter = ExecutionFilter { account_id: Some(reader.account_id()), key_id: reader.key_id(), state: None };
+    let execution = state.store.get_execution(filter, &id).await?.ok_or_else(not_found)?;
+    Ok(Json(ExecutionResponse { success: true, execution: ExecutionView::from(&execution) }))
+}
+
+#[utoipa::path(get, path = "/v1/operator/executions", tag = "operator", params(ListQuery, StateQuery),
+    responses((status = 200, body = ExecutionListResponse)), security(("operator" = [])))]
+pub async fn operator_list(
+    State(state): State<SharedState>,
+    _: Operator,
+    page: ListQuery,
+    filter: Result<Query<StateQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<ExecutionListResponse>> {
+    let filter = ExecutionFilter { state: state_query(filter)?, ..Default::default() };
+    list_page(&state, filter, page).await
+}
+
+/// Exactly one of `capture_cents` (at most the hold) or `void: true`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileRequest {
+    pub capture_cents: Option<i64>,
+    pub void: Option<bool>,
+}
+
+#[utoipa::path(post, path = "/v1/operator/executions/{id}/reconcile", tag = "operator", params(("id" = String, Path)),
+    request_body = ReconcileRequest,
+    responses((status = 200, body = ExecutionResponse), (status = 400, body = crate::routes::ErrorBody), (status = 404, body = crate::routes::ErrorBody)),
+    security(("operator" = [])))]
+pub async fn reconcile(
+    State(state): State<SharedState>,
+    _: Operator,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<ReconcileRequest>,
+) -> ApiResult<Json<ExecutionResponse>> {
+    let now = state.now();
+    let decision = match (req.capture_cents, req.void) {
+        (Some(cents), None | Some(false)) if cents >= 0 => {
+            let cost = Micros::from_cents(cents).ok_or_else(|| ApiError::invalid("capture_cents is too large"))?;
+            reconciled_capture(&id, cost, now)
+        }
+        (None, Some(true)) => Reconcile::Void,
+        _ => return Err(ApiError::invalid("send either capture_cents (0 or more) or void: true")),
+    };
+    let execution = state.store.reconcile_execution(&id, decision, now).await.map_err(|e| match e {
+        StoreError::NotFound => not_found(),
+        other => other.into(),
+    })?;
+    tracing::info!(execution = %execution.public_id, state = execution.state.as_str(), charged = %execution.charged, "execution reconciled");
+    Ok(Json(ExecutionResponse { success: true, execution: ExecutionView::from(&execution) }))
+}
+
+/// A capture decided by the operator. The tool's result was lost, so retries of the
+/// original request get this answer: what was charged, and that the result is gone.
+fn reconciled_capture(public_id: &str, cost: Micros, now: time::OffsetDateTime) -> Reconcile {
+    let receipt_id = format!("rcpt_{}", Uuid::new_v4().simple());
+    let receipt = (cost > Micros::ZERO).then(|| {
+        json!({ "id": receipt_id, "execution_id": public_id, "charged_micros": cost.to_string(), "created_at": rfc3339(now) })
+    });
+    let body = json!({
+        "success": false,
+        "error": format!("this call was reconciled by the operator and charged {} cents; its result was lost", cost.0 / MICROS_PER_CENT),
+        "error_code": ErrorCode::IdempotencyUnavailable.as_str(),
+        "retryable": false,
+        "support_id": public_id,
+        "receipt": receipt,
+    });
+    Reconcile::Capture { cost, receipt_id, status: 503, body: serde_json::to_vec(&body).unwrap_or_default() }
+}
