@@ -151,6 +151,22 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Recomputes every balance, hold and spend counter from the ledger (the same check as
+    /// `visa-cli ledger verify`); returns the mismatches.
+    pub async fn verify_ledger(&self) -> Vec<String> {
+        let store = visa_store::SqliteStore::open(&self.data_dir.path().join(visa_server::DATABASE_FILE))
+            .expect("open the database");
+        visa_store::Store::verify_ledger(&store).await.expect("verify the ledger")
+    }
+
+    /// The account's balance in micros, read over HTTP.
+    pub async fn balance_micros(&self, session: &str) -> i64 {
+        let reply = self.get("/v1/api/balance", session).await;
+        reply.assert_ok(200)["balance_micros"].as_str().unwrap().parse().unwrap()
+    }
+}
+
 /// An RFC 3339 timestamp `seconds` from now.
 pub fn rfc3339_in(seconds: i64) -> String {
     (time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds))

@@ -1,0 +1,174 @@
+//! Exactly-once charging through the Idempotency-Key, over HTTP and under real concurrency.
+
+use futures::future::join_all;
+use serde_json::json;
+use std::time::Duration;
+use uuid::Uuid;
+use visa_e2e::TestApp;
+
+const CENT: i64 = 10_000;
+
+#[tokio::test]
+async fn a_completed_request_is_replayed_byte_for_byte_and_charged_once() {
+    let app = TestApp::spawn().await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    let idem = Uuid::new_v4().to_string();
+    let body = json!({ "input": { "text": "hello" } });
+    let client = reqwest::Client::new();
+    let send = || {
+        client
+            .post(app.url("/v1/api/tools/echo/execute"))
+            .header("X-Api-Key", &key)
+            .header("Idempotency-Key", &idem)
+            .json(&body)
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first_bytes = first.bytes().await.unwrap();
+    for _ in 0..3 {
+        let again = send().await.unwrap();
+        assert_eq!(again.status(), 200);
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        assert_eq!(again.bytes().await.unwrap(), first_bytes);
+    }
+    // Same input with keys in another order is the same request.
+    let reordered = app.execute_with(&key, "builtin-echo", json!({ "input": { "text": "hello" } }), &idem).await;
+    assert_eq!(reordered.headers["idempotent-replayed"], "true");
+    assert_eq!(app.balance_micros(&session).await, before - CENT);
+}
+
+#[tokio::test]
+async fn a_different_request_with_the_same_key_is_refused() {
+    let app = TestApp::spawn().await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let idem = Uuid::new_v4().to_string();
+    app.execute_with(&key, "echo", json!({ "input": { "n": 1 } }), &idem).await.assert_ok(200);
+    let before = app.balance_micros(&session).await;
+    let other_body = app.execute_with(&key, "echo", json!({ "input": { "n": 2 } }), &idem).await;
+    assert_eq!(other_body.assert_error(409, "IDEMPOTENT_REPLAY")["retryable"], false);
+    let other_tool = app.execute_with(&key, "sleep", json!({ "input": { "n": 1 } }), &idem).await;
+    other_tool.assert_error(409, "IDEMPOTENT_REPLAY");
+    assert_eq!(app.balance_micros(&session).await, before);
+}
+
+#[tokio::test]
+async fn keys_have_their_own_idempotency_scope() {
+    let app = TestApp::spawn().await;
+    let (session, _, key_a) = app.funded_key("octocat").await;
+    let (_, key_b) = app.key(&session, json!({ "label": "b" })).await;
+    let before = app.balance_micros(&session).await;
+    let idem = Uuid::new_v4().to_string();
+    let a = app.execute_with(&key_a, "echo", json!({ "input": {} }), &idem).await;
+    let b = app.execute_with(&key_b, "echo", json!({ "input": {} }), &idem).await;
+    assert_ne!(a.assert_ok(200)["execution_id"], b.assert_ok(200)["execution_id"]);
+    assert_eq!(app.balance_micros(&session).await, before - 2 * CENT);
+}
+
+#[tokio::test]
+async fn a_running_request_answers_in_flight() {
+    let app = TestApp::spawn().await;
+    let (_, _, key) = app.funded_key("octocat").await;
+    let idem = Uuid::new_v4().to_string();
+    let body = json!({ "input": { "ms": 800 } });
+    let slow = app.execute_with(&key, "sleep", body.clone(), &idem);
+    let probe = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.execute_with(&key, "sleep", body.clone(), &idem).await
+    };
+    let (slow, probe) = tokio::join!(slow, probe);
+    slow.assert_ok(200);
+    let err = probe.assert_error(409, "IDEMPOTENCY_IN_FLIGHT");
+    assert_eq!(err["retryable"], true);
+    assert_eq!(err["retry_after"], 1);
+    assert_eq!(probe.headers["retry-after"], "1");
+    // Once done, the same request is a replay.
+    let after = app.execute_with(&key, "sleep", body, &idem).await;
+    assert_eq!(after.headers["idempotent-replayed"], "true");
+}
+
+#[tokio::test]
+async fn racing_duplicates_charge_exactly_once() {
+    let app = TestApp::spawn().await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    let idem = Uuid::new_v4().to_string();
+    let body = json!({ "input": { "ms": 50 } });
+    let replies = join_all((0..40).map(|_| app.execute_with(&key, "sleep", body.clone(), &idem))).await;
+    let fresh = replies.iter().filter(|r| r.status == 200 && !r.headers.contains_key("idempotent-replayed")).count();
+    let replayed = replies.iter().filter(|r| r.headers.contains_key("idempotent-replayed")).count();
+    let in_flight = replies.iter().filter(|r| r.body["error_code"] == "IDEMPOTENCY_IN_FLIGHT").count();
+    assert_eq!(fresh, 1);
+    assert_eq!(fresh + replayed + in_flight, 40);
+    assert_eq!(app.balance_micros(&session).await, before - CENT);
+    let executions = app.get("/v1/api/executions", &session).await;
+    assert_eq!(executions.body["executions"].as_array().unwrap().len(), 1);
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_retryable_failure_frees_the_key_and_a_final_one_is_replayed() {
+    let app = TestApp::spawn().await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    let idem = Uuid::new_v4().to_string();
+    let body = json!({ "input": { "status": 503 } });
+    for _ in 0..2 {
+        let reply = app.execute_with(&key, "fail", body.clone(), &idem).await;
+        reply.assert_error(502, "UPSTREAM_ERROR");
+        assert!(!reply.headers.contains_key("idempotent-replayed"), "a retry runs again");
+    }
+    let idem = Uuid::new_v4().to_string();
+    let body = json!({ "input": { "status": 422 } });
+    let first = app.execute_with(&key, "fail", body.clone(), &idem).await;
+    first.assert_error(502, "UPSTREAM_ERROR");
+    let second = app.execute_with(&key, "fail", body, &idem).await;
+    assert_eq!(second.headers["idempotent-replayed"], "true");
+    assert_eq!(second.body, first.body);
+    assert_eq!(app.balance_micros(&session).await, before);
+}
+
+#[tokio::test]
+async fn records_expire_after_the_retention_period() {
+    let app = TestApp::spawn_with(|c| c.idempotency_ttl = Duration::from_secs(1)).await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let idem = Uuid::new_v4().to_string();
+    app.execute_with(&key, "echo", json!({ "input": { "n": 1 } }), &idem).await.assert_ok(200);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let reused = app.execute_with(&key, "echo", json!({ "input": { "n": 2 } }), &idem).await;
+    assert!(!reused.assert_ok(200).is_null());
+    assert!(!reused.headers.contains_key("idempotent-replayed"));
+    assert_eq!(app.get("/v1/api/executions", &session).await.body["executions"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_locked_store_answers_unavailable_and_loses_nothing() {
+    let app = TestApp::spawn().await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    let db = app.data_dir.path().join(visa_server::DATABASE_FILE);
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let locker = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        locked_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+        conn.execute_batch("ROLLBACK").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    let idem = Uuid::new_v4().to_string();
+    let body = json!({ "input": { "n": 1 } });
+    let reply = app.execute_with(&key, "echo", body.clone(), &idem).await;
+    let err = reply.assert_error(503, "IDEMPOTENCY_UNAVAILABLE");
+    assert_eq!(err["retryable"], true);
+    assert!(reply.headers.contains_key("retry-after"));
+    release_tx.send(()).unwrap();
+    locker.join().unwrap();
+    // The retry with the same Idempotency-Key goes through, charged once.
+    app.execute_with(&key, "echo", body, &idem).await.assert_ok(200);
+    assert_eq!(app.balance_micros(&session).await, before - CENT);
+    assert!(app.verify_ledger().await.is_empty());
+}

@@ -1,0 +1,208 @@
+//! The money path over HTTP: charges, caps, balance and rate limits, under real concurrency,
+//! with the ledger verified after each scenario.
+
+use futures::future::join_all;
+use serde_json::{Value, json};
+use visa_e2e::{OPERATOR_TOKEN, TestApp};
+
+const CENT: i64 = 10_000;
+
+async fn spent_today(app: &TestApp, session: &str, id: i64) -> i64 {
+    app.get(&format!("/v1/api/keys/{id}"), session).await.body["spent_today_cents"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn a_paid_call_charges_its_price_with_a_receipt() {
+    let app = TestApp::spawn().await;
+    let (session, id, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    let reply = app.execute(&key, "echo", json!({ "n": 1 })).await;
+    let body = reply.assert_ok(200);
+    assert_eq!(body["usage"], json!({ "charged_cents": 1, "charged_micros": "10000" }));
+    let receipt = &body["receipt"];
+    assert_eq!(receipt["execution_id"], body["execution_id"]);
+    assert_eq!(receipt["charged_micros"], "10000");
+    assert!(receipt["id"].as_str().unwrap().starts_with("rcpt_"));
+    assert!(receipt["created_at"].is_string());
+    assert_eq!(app.balance_micros(&session).await, before - CENT);
+    assert_eq!(spent_today(&app, &session, id).await, 1);
+
+    let balance = app.get("/v1/api/balance", &key).await;
+    let balance = balance.assert_ok(200);
+    assert_eq!(balance["held_micros"], "0");
+    assert_eq!(balance["available_micros"], balance["balance_micros"]);
+    assert_eq!(balance["balance_cents"], 9_999);
+
+    let execution_id = body["execution_id"].as_str().unwrap();
+    let execution = app.get(&format!("/v1/api/executions/{execution_id}"), &session).await;
+    let execution = execution.assert_ok(200);
+    assert_eq!(execution["state"], "succeeded");
+    assert_eq!(execution["charged_micros"], "10000");
+    assert_eq!(execution["receipt"]["id"], receipt["id"]);
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+#[tokio::test]
+async fn sixty_racing_calls_against_a_ten_cent_daily_cap() {
+    let app = TestApp::spawn().await;
+    let session = app.account("octocat", true, 10_000).await;
+    let (id, key) = app.key(&session, json!({ "label": "capped", "daily_cap_cents": 10 })).await;
+    let before = app.balance_micros(&session).await;
+
+    let replies = join_all((0..60).map(|i| app.execute(&key, "echo", json!({ "i": i })))).await;
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    let limited: Vec<_> = replies.iter().filter(|r| r.status == 429).collect();
+    assert_eq!((ok, limited.len()), (10, 50));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let to_midnight = 86_400 - now.rem_euclid(86_400);
+    for reply in limited {
+        let body = reply.assert_error(429, "RATE_LIMITED");
+        assert_eq!(body["retryable"], true);
+        let retry_after = body["retry_after"].as_i64().unwrap();
+        assert!((retry_after - to_midnight).abs() <= 5, "{retry_after} vs {to_midnight}");
+        assert_eq!(reply.headers["retry-after"].to_str().unwrap(), retry_after.to_string());
+    }
+    assert_eq!(spent_today(&app, &session, id).await, 10);
+    assert_eq!(app.balance_micros(&session).await, before - 10 * CENT);
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+#[tokio::test]
+async fn total_cap_is_not_retryable() {
+    let app = TestApp::spawn().await;
+    let session = app.account("octocat", true, 10_000).await;
+    let (id, key) = app.key(&session, json!({ "label": "lifetime", "total_cap_cents": 3 })).await;
+    let replies = join_all((0..12).map(|i| app.execute(&key, "echo", json!({ "i": i })))).await;
+    assert_eq!(replies.iter().filter(|r| r.status == 200).count(), 3);
+    for reply in replies.iter().filter(|r| r.status != 200) {
+        let body = reply.assert_error(429, "RATE_LIMITED");
+        assert_eq!(body["retryable"], false);
+        assert!(body.get("retry_after").is_none());
+    }
+    assert_eq!(app.get(&format!("/v1/api/keys/{id}"), &session).await.body["spent_total_cents"], 3);
+    // Raising the cap lets the key spend again.
+    app.patch(&format!("/v1/api/keys/{id}"), &session, json!({ "total_cap_cents": 4 })).await.assert_ok(200);
+    app.execute(&key, "echo", json!({})).await.assert_ok(200);
+    app.execute(&key, "echo", json!({})).await.assert_error(429, "RATE_LIMITED");
+}
+
+#[tokio::test]
+async fn the_balance_never_goes_below_zero() {
+    let app = TestApp::spawn().await;
+    let session = app.account("octocat", true, 5).await;
+    let (_, key) = app.key(&session, json!({ "label": "k" })).await;
+    let (_, other) = app.key(&session, json!({ "label": "k2" })).await;
+    let replies =
+        join_all((0..30).map(|i| app.execute(if i % 2 == 0 { &key } else { &other }, "echo", json!({ "i": i })))).await;
+    assert_eq!(replies.iter().filter(|r| r.status == 200).count(), 5);
+    for reply in replies.iter().filter(|r| r.status != 200) {
+        assert_eq!(reply.assert_error(429, "RATE_LIMITED")["retryable"], false);
+    }
+    assert_eq!(app.balance_micros(&session).await, 0);
+    // Credit makes it spendable again.
+    app.post("/v1/operator/accounts/octocat/credits", OPERATOR_TOKEN, json!({ "amount_cents": 1 }))
+        .await
+        .assert_ok(200);
+    app.execute(&key, "echo", json!({})).await.assert_ok(200);
+    assert_eq!(app.balance_micros(&session).await, 0);
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+#[tokio::test]
+async fn upstream_failures_charge_nothing() {
+    let app = TestApp::spawn().await;
+    let (session, id, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    for status in [500, 503, 429, 400, 404] {
+        let reply = app.execute(&key, "fail", json!({ "status": status })).await;
+        let body = reply.assert_error(502, "UPSTREAM_ERROR");
+        assert_eq!(body["retryable"], json!(status >= 500 || status == 429));
+    }
+    assert_eq!(app.balance_micros(&session).await, before);
+    assert_eq!(spent_today(&app, &session, id).await, 0);
+    let balance = app.get("/v1/api/balance", &session).await;
+    assert_eq!(balance.body["held_micros"], "0");
+    let failed = app.get("/v1/api/executions?state=failed", &session).await;
+    assert_eq!(failed.body["executions"].as_array().unwrap().len(), 2);
+    let voided = app.get("/v1/api/executions?state=voided", &session).await;
+    assert_eq!(voided.body["executions"].as_array().unwrap().len(), 3);
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+#[tokio::test]
+async fn per_key_rate_limit() {
+    let app = TestApp::spawn().await;
+    let session = app.account("octocat", true, 1_000).await;
+    let (id, key) = app.key(&session, json!({ "label": "slow", "rate_limit_per_second": 2 })).await;
+    assert_eq!(app.get(&format!("/v1/api/keys/{id}"), &session).await.body["rate_limit_per_second"], 2);
+    let replies = join_all((0..5).map(|i| app.execute(&key, "echo", json!({ "i": i })))).await;
+    assert_eq!(replies.iter().filter(|r| r.status == 200).count(), 2);
+    for reply in replies.iter().filter(|r| r.status != 200) {
+        let body = reply.assert_error(429, "RATE_LIMITED");
+        assert_eq!(body["retryable"], true);
+        assert_eq!(body["retry_after"], 1);
+        assert!(reply.headers.contains_key("retry-after"));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.execute(&key, "echo", json!({})).await.assert_ok(200);
+    for bad in [0, -1, 100_001] {
+        let reply = app.post("/v1/api/keys", &session, json!({ "label": "x", "rate_limit_per_second": bad })).await;
+        reply.assert_error(400, "INVALID_REQUEST");
+    }
+}
+
+#[tokio::test]
+async fn preview_is_free_deterministic_and_still_capped() {
+    let app = TestApp::spawn_preview().await;
+    let session = app.account("tester", true, 0).await;
+    let (id, key) = app.key(&session, json!({ "label": "preview", "daily_cap_cents": 7 })).await;
+    assert!(key.starts_with("VisaKey_test_"));
+    let first = app.execute(&key, "or-gpt-4o-mini", json!({ "messages": [{ "role": "user", "content": "hi" }] })).await;
+    let second =
+        app.execute(&key, "or-gpt-4o-mini", json!({ "messages": [{ "role": "user", "content": "hi" }] })).await;
+    let first = first.assert_ok(200).clone();
+    assert_eq!(first["usage"], json!({ "charged_cents": 0, "charged_micros": "0" }));
+    assert_eq!(first["receipt"], Value::Null);
+    assert_eq!(first["result"], second.body["result"], "deterministic sandbox sample");
+    assert_eq!(first["result"]["choices"][0]["message"]["content"], "Hello from the sandbox.");
+    // The catalog price counts against the caps: or-gpt-4o-mini holds 5 cents and costs 1.
+    assert_eq!(spent_today(&app, &session, id).await, 2);
+    app.execute(&key, "or-gpt-4o-mini", json!({})).await.assert_ok(200);
+    app.execute(&key, "or-gpt-4o-mini", json!({})).await.assert_error(429, "RATE_LIMITED");
+    assert_eq!(app.balance_micros(&session).await, 0);
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+#[tokio::test]
+async fn executions_are_listed_per_account_and_per_key() {
+    let app = TestApp::spawn().await;
+    let (session, _, key_a) = app.funded_key("octocat").await;
+    let (_, key_b) = app.key(&session, json!({ "label": "b" })).await;
+    for _ in 0..3 {
+        app.execute(&key_a, "echo", json!({})).await.assert_ok(200);
+    }
+    app.execute(&key_b, "echo", json!({})).await.assert_ok(200);
+    let all = app.get("/v1/api/executions", &session).await;
+    assert_eq!(all.assert_ok(200)["executions"].as_array().unwrap().len(), 4);
+    let mine = app.get("/v1/api/executions", &key_b).await;
+    let mine = mine.assert_ok(200)["executions"].as_array().unwrap().clone();
+    assert_eq!(mine.len(), 1);
+    let page = app.get("/v1/api/executions?limit=2", &session).await;
+    let cursor = page.body["next_cursor"].as_i64().unwrap();
+    let next = app.get(&format!("/v1/api/executions?limit=2&starting_after={cursor}"), &session).await;
+    assert_eq!(next.body["executions"].as_array().unwrap().len(), 2);
+    assert_eq!(next.body["has_more"], false);
+    // A key cannot read another key's execution; another account cannot either.
+    let foreign = all.body["executions"].as_array().unwrap().iter().find(|e| e["id"] != mine[0]["id"]).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.get(&format!("/v1/api/executions/{foreign}"), &key_b).await.assert_error(404, "EXECUTION_NOT_FOUND");
+    let other = app.account("mallory", true, 0).await;
+    app.get(&format!("/v1/api/executions/{foreign}"), &other).await.assert_error(404, "EXECUTION_NOT_FOUND");
+    app.get("/v1/api/executions?state=bogus", &session).await.assert_error(400, "INVALID_REQUEST");
+    // A read-only key reads but does not execute.
+    let (_, reader) = app.key(&session, json!({ "label": "ro", "read_only": true })).await;
+    app.get("/v1/api/balance", &reader).await.assert_ok(200);
+    app.get("/v1/api/executions", &reader).await.assert_ok(200);
+}
