@@ -26,6 +26,14 @@ pub enum Command {
     Keys(KeysCommand),
     /// List the tool catalog with prices.
     Tools,
+    /// Show the account's balance (session, or a key in VISA_API_KEY).
+    Balance,
+    /// List, show and (as the operator) reconcile paid executions.
+    #[command(subcommand)]
+    Executions(ExecutionsCommand),
+    /// Check the ledger of a data dir.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
     /// Operator commands (need the operator token).
     #[command(subcommand)]
     Operator(OperatorCommand),
@@ -172,4 +180,42 @@ pub enum AccountsCommand {
     },
     /// Add prepaid credit, in dollars.
     Credit { login: String, amount: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExecutionsCommand {
+    /// List executions, newest first.
+    List {
+        /// Only this state: running, succeeded, failed, reconcile_required, voided.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        starting_after: Option<i64>,
+        /// Every account's executions, with the operator token.
+        #[arg(long)]
+        operator: bool,
+    },
+    /// Show one execution.
+    Get { id: String },
+    /// Settle an execution whose outcome a crash lost (operator token).
+    Reconcile {
+        id: String,
+        /// Charge this many dollars (at most the hold).
+        #[arg(long, conflicts_with = "void", required_unless_present = "void")]
+        capture: Option<String>,
+        /// Charge nothing and free the Idempotency-Key.
+        #[arg(long)]
+        void: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Recompute balances, holds and spend counters from the ledger; exit 1 on any mismatch.
+    Verify {
+        #[arg(long, default_value = "./visa-data", env = "VISA_DATA_DIR")]
+        data_dir: PathBuf,
+    },
 }

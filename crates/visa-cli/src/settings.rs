@@ -68,6 +68,14 @@ fn operator_token() -> anyhow::Result<String> {
     })
 }
 
+/// A client that reads with a tool key from `VISA_API_KEY` when set, else with the session.
+pub fn reader_client() -> anyhow::Result<Client> {
+    match std::env::var("VISA_API_KEY").ok().filter(|k| !k.is_empty()) {
+        Some(key) => Ok(Client::new(&api_url(), Some(key))?),
+        None => session_client(),
+    }
+}
+
 pub fn session_client() -> anyhow::Result<Client> {
     Ok(Client::new(&api_url(), Some(session_token()?))?)
 }

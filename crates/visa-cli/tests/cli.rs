@@ -1,139 +1,12 @@
 //! The real `visa-cli` binary: `serve` as a subprocess on a random port, and the client
 //! commands as subprocesses against it, exactly as a user runs them.
 
+mod common;
+
+use common::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-const BIN: &str = env!("CARGO_BIN_EXE_visa-cli");
-const OPERATOR_TOKEN: &str = "cli-test-operator-token";
-
-/// A `visa-cli serve` process; killed on drop unless stopped.
-struct ServerProcess {
-    child: Child,
-    url: String,
-    dirs: tempfile::TempDir,
-}
-
-impl ServerProcess {
-    fn start(extra: &[&str], operator_token: Option<&str>) -> Self {
-        let dirs = tempfile::tempdir().unwrap();
-        let mut command = Command::new(BIN);
-        command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dirs.path().join("data"))
-            .args(extra)
-            .env_remove("VISA_OPERATOR_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(token) = operator_token {
-            command.env("VISA_OPERATOR_TOKEN", token);
-        }
-        let mut child = command.spawn().expect("spawn visa-cli serve");
-        let addr = wait_for_listen_line(&mut child);
-        Self { child, url: format!("http://{addr}"), dirs }
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dirs.path().join("data")
-    }
-
-    /// Runs a client command against this server with its own config dir.
-    fn cli(&self, args: &[&str], stdin: Option<&str>, session: Option<&str>) -> Output {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .env("VISA_API_URL", &self.url)
-            .env("VISA_CONFIG_DIR", self.dirs.path().join("config"))
-            .env("VISA_OPERATOR_TOKEN", OPERATOR_TOKEN)
-            .env_remove("VISA_SESSION_TOKEN")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(token) = session {
-            command.env("VISA_SESSION_TOKEN", token);
-        }
-        let mut child = command.spawn().unwrap();
-        let mut input = child.stdin.take().unwrap();
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).unwrap();
-        }
-        drop(input);
-        child.wait_with_output().unwrap()
-    }
-
-    fn sigterm(&mut self) -> std::process::ExitStatus {
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Reads the server log until it says where it listens; keeps draining it afterwards.
-fn wait_for_listen_line(child: &mut Child) -> String {
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && line.contains("listening") {
-                let addr =
-                    line.split("addr=").nth(1).and_then(|rest| rest.split_whitespace().next()).map(str::to_owned);
-                let _ = tx.send(addr);
-                sent = true;
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(30)).ok().flatten().expect("server logs its listen address")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-#[track_caller]
-fn assert_success(output: &Output) -> String {
-    assert!(output.status.success(), "stdout: {}\nstderr: {}", stdout(output), stderr(output));
-    stdout(output)
-}
-
-/// Fails non-zero with exactly one `error: ...` line on stderr and no panic.
-#[track_caller]
-fn assert_one_line_error(output: &Output, needle: &str) {
-    assert!(!output.status.success(), "expected failure; stdout: {}", stdout(output));
-    let err = stderr(output);
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
-    assert!(err.starts_with("error: "), "{err:?}");
-    assert!(err.contains(needle), "{needle:?} not in {err:?}");
-    assert!(!err.contains("panicked"), "{err:?}");
-}
-
-fn json(output: &Output) -> Value {
-    serde_json::from_str(&assert_success(output)).expect("--json prints JSON")
-}
-
-#[cfg(unix)]
-fn mode(path: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
-
-fn post_json(client: &reqwest::blocking::Client, url: String, bearer: &str, body: Value) -> Value {
-    client.post(url).bearer_auth(bearer).json(&body).send().unwrap().json().unwrap()
-}
 
 #[test]
 fn serve_creates_its_data_dir_and_stops_cleanly_on_sigterm() {
@@ -242,6 +115,25 @@ fn newcomer_flow_through_the_cli() {
     assert!(revoked.contains(&format!("Revoked key {id}")), "{revoked}");
     let again = json(&server.cli(&["keys", "revoke", &id, "--json"], None, None));
     assert_eq!(again, serde_json::json!({ "success": true, "revoked": id.parse::<i64>().unwrap() }));
+
+    // Spend a cent with the second key, then read balance and executions.
+    let second_key = out.lines().next().unwrap().to_owned();
+    let response = reqwest::blocking::Client::new()
+        .post(format!("{}/v1/api/tools/echo/execute", server.url))
+        .header("X-Api-Key", &second_key)
+        .header("Idempotency-Key", "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d")
+        .json(&serde_json::json!({ "input": { "hi": 1 } }))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let balance = assert_success(&server.cli(&["balance"], None, None));
+    assert!(balance.contains("balance $99.99"), "{balance}");
+    let executions = assert_success(&server.cli(&["executions", "list"], None, None));
+    assert!(executions.contains("succeeded") && executions.contains("echo"), "{executions}");
+    let data_dir = server.data_dir();
+    let verified =
+        assert_success(&server.cli(&["ledger", "verify", "--data-dir", data_dir.to_str().unwrap()], None, None));
+    assert!(verified.contains("ledger ok"));
 
     let tools = assert_success(&server.cli(&["tools"], None, None));
     assert!(tools.contains("echo") && tools.contains("$0.01"), "{tools}");

@@ -1,6 +1,8 @@
 //! One module per command group; `dispatch` routes a parsed command line to it.
 
+mod billing;
 mod keys;
+mod ledger;
 mod login;
 mod operator;
 mod serve;
@@ -18,6 +20,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => keys::run(command, json).await,
         Command::Tools => tools::run(json).await,
         Command::Operator(command) => operator::run(command, json).await,
+        Command::Balance => billing::balance(json).await,
+        Command::Executions(command) => billing::executions(command, json).await,
+        Command::Ledger(command) => ledger::run(command).await,
     }
 }
 

@@ -1,0 +1,108 @@
+//! `visa-cli balance` and `visa-cli executions list|get|reconcile`.
+
+use crate::cli::ExecutionsCommand;
+use crate::output::{field, print_table};
+use crate::settings;
+use reqwest::Method;
+use serde_json::{Value, json};
+use visa_core::money::{Micros, format_cents_as_dollars};
+
+/// A decimal-string micros field as dollars, rounded up to the cent.
+fn micros_as_dollars(value: &Value, name: &str) -> String {
+    value[name]
+        .as_str()
+        .and_then(|m| m.parse().ok())
+        .map(|m| format_cents_as_dollars(Micros(m).cents_ceil()))
+        .unwrap_or_else(|| "-".into())
+}
+
+pub async fn balance(json: bool) -> anyhow::Result<()> {
+    let answer = settings::reader_client()?.send(Method::GET, "/v1/api/balance", None).await?;
+    super::show(&answer, json, |body| {
+        println!(
+            "balance {}  available {}  held {}",
+            micros_as_dollars(body, "balance_micros"),
+            micros_as_dollars(body, "available_micros"),
+            micros_as_dollars(body, "held_micros")
+        );
+    });
+    Ok(())
+}
+
+pub async fn executions(command: ExecutionsCommand, json: bool) -> anyhow::Result<()> {
+    match command {
+        ExecutionsCommand::List { state, limit, starting_after, operator } => {
+            let mut query = vec![];
+            if let Some(state) = state {
+                query.push(format!("state={state}"));
+            }
+            if let Some(limit) = limit {
+                query.push(format!("limit={limit}"));
+            }
+            if let Some(cursor) = starting_after {
+                query.push(format!("starting_after={cursor}"));
+            }
+            let (client, base) = if operator {
+                (settings::operator_client()?, "/v1/operator/executions")
+            } else {
+                (settings::reader_client()?, "/v1/api/executions")
+            };
+            let path = if query.is_empty() { base.to_owned() } else { format!("{base}?{}", query.join("&")) };
+            let answer = client.send(Method::GET, &path, None).await?;
+            super::show(&answer, json, print_list);
+        }
+        ExecutionsCommand::Get { id } => {
+            let answer =
+                settings::reader_client()?.send(Method::GET, &format!("/v1/api/executions/{id}"), None).await?;
+            super::show(&answer, json, print_one);
+        }
+        ExecutionsCommand::Reconcile { id, capture, void } => {
+            let body = match capture {
+                Some(dollars) => json!({ "capture_cents": super::cents("--capture", &dollars)? }),
+                None => json!({ "void": void }),
+            };
+            let path = format!("/v1/operator/executions/{id}/reconcile");
+            let answer = settings::operator_client()?.send(Method::POST, &path, Some(&body)).await?;
+            super::show(&answer, json, print_one);
+        }
+    }
+    Ok(())
+}
+
+fn print_list(body: &Value) {
+    let rows: Vec<Vec<String>> = body["executions"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            vec![
+                field(e, "id"),
+                field(e, "seq"),
+                field(e, "tool"),
+                field(e, "key_id"),
+                field(e, "state"),
+                micros_as_dollars(e, "charged_micros"),
+                field(e, "created_at"),
+            ]
+        })
+        .collect();
+    print_table(&["ID", "SEQ", "TOOL", "KEY", "STATE", "CHARGED", "CREATED"], &rows);
+    if let Some(next) = body["next_cursor"].as_i64() {
+        println!("more: --starting-after {next}");
+    }
+}
+
+fn print_one(e: &Value) {
+    println!(
+        "execution {} ({}): {} on key {}, held {}, charged {}, created {}, finished {}",
+        field(e, "id"),
+        field(e, "tool"),
+        field(e, "state"),
+        field(e, "key_id"),
+        micros_as_dollars(e, "held_micros"),
+        micros_as_dollars(e, "charged_micros"),
+        field(e, "created_at"),
+        field(e, "finished_at")
+    );
+}

@@ -1,0 +1,24 @@
+//! `visa-cli ledger verify --data-dir DIR`: opens the database directly (safe while the
+//! server runs: SQLite WAL readers do not block it) and recomputes every counter.
+
+use crate::cli::LedgerCommand;
+use anyhow::{anyhow, bail};
+use visa_store::{SqliteStore, Store};
+
+pub async fn run(command: LedgerCommand) -> anyhow::Result<()> {
+    let LedgerCommand::Verify { data_dir } = command;
+    let path = data_dir.join(visa_server::DATABASE_FILE);
+    if !path.is_file() {
+        bail!("no database at {}", path.display());
+    }
+    let store = SqliteStore::open(&path).map_err(|e| anyhow!("cannot open {}: {e}", path.display()))?;
+    let problems = store.verify_ledger().await.map_err(|e| anyhow!("cannot read the ledger: {e}"))?;
+    if problems.is_empty() {
+        println!("ledger ok: balances, holds and spend counters match the ledger");
+        return Ok(());
+    }
+    for problem in &problems {
+        println!("{problem}");
+    }
+    bail!("the ledger does not match the counters: {} problem(s)", problems.len())
+}

@@ -1,0 +1,159 @@
+//! Helpers shared by the binary's tests: `ServerProcess` runs the real `visa-cli serve` on
+//! a random port (log line parsed for the address); `cli` runs client commands against it.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_visa-cli");
+pub const OPERATOR_TOKEN: &str = "cli-test-operator-token";
+
+/// A `visa-cli serve` process; killed on drop unless stopped.
+pub struct ServerProcess {
+    pub child: Child,
+    pub url: String,
+    pub dirs: Arc<tempfile::TempDir>,
+    log: Arc<Mutex<String>>,
+}
+
+impl ServerProcess {
+    pub fn start(extra: &[&str], operator_token: Option<&str>) -> Self {
+        Self::start_in(Arc::new(tempfile::tempdir().unwrap()), extra, operator_token)
+    }
+
+    /// Starts on the data dir of `dirs` (e.g. again after a crash).
+    pub fn start_in(dirs: Arc<tempfile::TempDir>, extra: &[&str], operator_token: Option<&str>) -> Self {
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dirs.path().join("data"))
+            .args(extra)
+            .env_remove("VISA_OPERATOR_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(token) = operator_token {
+            command.env("VISA_OPERATOR_TOKEN", token);
+        }
+        let mut child = command.spawn().expect("spawn visa-cli serve");
+        let log = Arc::new(Mutex::new(String::new()));
+        let addr = wait_for_listen_line(&mut child, log.clone());
+        Self { child, url: format!("http://{addr}"), dirs, log }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dirs.path().join("data")
+    }
+
+    /// Runs a client command against this server with its own config dir.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>, session: Option<&str>) -> Output {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .env("VISA_API_URL", &self.url)
+            .env("VISA_CONFIG_DIR", self.dirs.path().join("config"))
+            .env("VISA_OPERATOR_TOKEN", OPERATOR_TOKEN)
+            .env_remove("VISA_SESSION_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(token) = session {
+            command.env("VISA_SESSION_TOKEN", token);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    pub fn sigterm(&mut self) -> std::process::ExitStatus {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+}
+
+impl ServerProcess {
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// `kill -9`: no shutdown, no flush, no goodbye.
+    pub fn kill_9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads the server log until it says where it listens; keeps draining it afterwards.
+fn wait_for_listen_line(child: &mut Child, log: Arc<Mutex<String>>) -> String {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            log.lock().unwrap().push_str(&line);
+            log.lock().unwrap().push('\n');
+            if !sent && line.contains("listening") {
+                let addr =
+                    line.split("addr=").nth(1).and_then(|rest| rest.split_whitespace().next()).map(str::to_owned);
+                let _ = tx.send(addr);
+                sent = true;
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30)).ok().flatten().expect("server logs its listen address")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[track_caller]
+pub fn assert_success(output: &Output) -> String {
+    assert!(output.status.success(), "stdout: {}\nstderr: {}", stdout(output), stderr(output));
+    stdout(output)
+}
+
+/// Fails non-zero with exactly one `error: ...` line on stderr and no panic.
+#[track_caller]
+pub fn assert_one_line_error(output: &Output, needle: &str) {
+    assert!(!output.status.success(), "expected failure; stdout: {}", stdout(output));
+    let err = stderr(output);
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+    assert!(err.starts_with("error: "), "{err:?}");
+    assert!(err.contains(needle), "{needle:?} not in {err:?}");
+    assert!(!err.contains("panicked"), "{err:?}");
+}
+
+pub fn json(output: &Output) -> Value {
+    serde_json::from_str(&assert_success(output)).expect("--json prints JSON")
+}
+
+#[cfg(unix)]
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+pub fn post_json(client: &reqwest::blocking::Client, url: String, bearer: &str, body: Value) -> Value {
+    client.post(url).bearer_auth(bearer).json(&body).send().unwrap().json().unwrap()
+}

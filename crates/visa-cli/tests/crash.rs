@@ -1,0 +1,184 @@
+//! `kill -9` at any instant: the real binary is killed mid-load, restarted on the same data
+//! dir, and then the ledger must verify, every acknowledged charge must be on disk, and a
+//! call whose outcome was lost must be `reconcile_required` until the operator settles it.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+const PRICE_MICROS: i64 = 10_000;
+
+struct Tenant {
+    session: String,
+    key: String,
+}
+
+fn tenant(server: &ServerProcess, login: &str, credit_cents: i64) -> Tenant {
+    let client = reqwest::blocking::Client::new();
+    let account = post_json(
+        &client,
+        format!("{}/v1/operator/accounts", server.url),
+        OPERATOR_TOKEN,
+        json!({ "login": login, "approved": true, "credit_cents": credit_cents }),
+    );
+    let session = account["session_token"].as_str().unwrap().to_owned();
+    let key = post_json(
+        &client,
+        format!("{}/v1/api/keys", server.url),
+        &session,
+        json!({ "label": "load", "daily_cap_cents": 100000 }),
+    );
+    Tenant { session, key: key["key"].as_str().unwrap().to_owned() }
+}
+
+fn execute(url: &str, key: &str, tool: &str, idem: &str, input: Value) -> reqwest::Result<(u16, Value)> {
+    let response = reqwest::blocking::Client::new()
+        .post(format!("{url}/v1/api/tools/{tool}/execute"))
+        .header("X-Api-Key", key)
+        .header("Idempotency-Key", idem)
+        .json(&json!({ "input": input }))
+        .send()?;
+    let status = response.status().as_u16();
+    Ok((status, response.json()?))
+}
+
+fn get(url: &str, path: &str, bearer: &str) -> Value {
+    reqwest::blocking::Client::new().get(format!("{url}{path}")).bearer_auth(bearer).send().unwrap().json().unwrap()
+}
+
+fn balance_micros(server: &ServerProcess, session: &str) -> i64 {
+    get(&server.url, "/v1/api/balance", session)["balance_micros"].as_str().unwrap().parse().unwrap()
+}
+
+fn ledger_verifies(server: &ServerProcess) {
+    let data_dir = server.data_dir();
+    let output = server.cli(&["ledger", "verify", "--data-dir", data_dir.to_str().unwrap()], None, None);
+    let out = assert_success(&output);
+    assert!(out.contains("ledger ok"), "{out}");
+}
+
+#[test]
+fn a_call_lost_in_a_crash_is_reconciled_by_the_operator() {
+    let mut server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
+    let t = tenant(&server, "octocat", 1_000);
+    let before = balance_micros(&server, &t.session);
+    let idem = "0b7c1f6e-3d2a-4b5c-9e8f-7a6b5c4d3e2f";
+    let url = server.url.clone();
+    let key = t.key.clone();
+    let lost = std::thread::spawn(move || execute(&url, &key, "sleep", idem, json!({ "ms": 5000 })));
+    std::thread::sleep(Duration::from_millis(500));
+    server.kill_9();
+    assert!(lost.join().unwrap().is_err(), "the client saw the connection die");
+
+    let server = ServerProcess::start_in(server.dirs.clone(), &[], Some(OPERATOR_TOKEN));
+    assert!(server.log().contains("reconcile_required"), "{}", server.log());
+    ledger_verifies(&server);
+
+    // The same request now answers reconcile-required, not retryable, with support details.
+    let (status, body) = execute(&server.url, &t.key, "sleep", idem, json!({ "ms": 5000 })).unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error_code"], "IDEMPOTENCY_UNAVAILABLE");
+    assert_eq!(body["retryable"], false);
+    let support_id = body["support_id"].as_str().unwrap().to_owned();
+    assert_eq!(body["receipt"]["execution_id"], support_id.as_str());
+    assert_eq!(body["receipt"]["held_micros"], "10000");
+    // The hold is still reserved while the operator decides.
+    let balance = get(&server.url, "/v1/api/balance", &t.session);
+    assert_eq!(balance["held_micros"], "10000");
+
+    let listed =
+        json(&server.cli(&["executions", "list", "--operator", "--state", "reconcile_required", "--json"], None, None));
+    let ids: Vec<&str> = listed["executions"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [support_id.as_str()]);
+
+    let voided = json(&server.cli(&["executions", "reconcile", &support_id, "--void", "--json"], None, None));
+    assert_eq!(voided["state"], "voided");
+    assert_one_line_error(
+        &server.cli(&["executions", "reconcile", &support_id, "--void"], None, None),
+        "INVALID_REQUEST",
+    );
+    ledger_verifies(&server);
+
+    // Voided: the Idempotency-Key is free again, and the retry runs and is charged once.
+    let (status, body) = execute(&server.url, &t.key, "sleep", idem, json!({ "ms": 10 })).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(balance_micros(&server, &t.session), before - PRICE_MICROS);
+    ledger_verifies(&server);
+}
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_charge() {
+    let mut server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
+    let t = tenant(&server, "loaded", 100_000);
+    let before = balance_micros(&server, &t.session);
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, key, acknowledged, stop) =
+                (server.url.clone(), t.key.clone(), acknowledged.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let idem = uuid::Uuid::new_v4().to_string();
+                    match execute(&url, &key, "echo", &idem, json!({ "n": 1 })) {
+                        Ok((200, _)) => {
+                            acknowledged.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(_) => {}
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    server.kill_9();
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let acknowledged = acknowledged.load(Ordering::SeqCst) as i64;
+    assert!(acknowledged > 0, "the load produced charges before the kill");
+
+    let mut server = ServerProcess::start_in(server.dirs.clone(), &[], Some(OPERATOR_TOKEN));
+    ledger_verifies(&server);
+    let succeeded = count_executions(&server, &t.session, "succeeded");
+    let interrupted = get(&server.url, "/v1/operator/executions?state=reconcile_required&limit=100", OPERATOR_TOKEN);
+    let interrupted: Vec<String> =
+        interrupted["executions"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+    assert!(succeeded >= acknowledged, "every 200 is on disk: {succeeded} succeeded, {acknowledged} acknowledged");
+    assert_eq!(
+        balance_micros(&server, &t.session),
+        before - succeeded * PRICE_MICROS,
+        "captured sum = balance decrease"
+    );
+
+    // The operator settles whatever was cut mid-flight; the books still balance.
+    for (i, id) in interrupted.iter().enumerate() {
+        let decision: &[&str] = if i % 2 == 0 { &["--capture", "0.01"] } else { &["--void"] };
+        let mut args = vec!["executions", "reconcile", id.as_str()];
+        args.extend_from_slice(decision);
+        assert_success(&server.cli(&args, None, None));
+    }
+    ledger_verifies(&server);
+    let captured = interrupted.len().div_ceil(2) as i64;
+    assert_eq!(balance_micros(&server, &t.session), before - (succeeded + captured) * PRICE_MICROS);
+    assert!(server.sigterm().success());
+}
+
+fn count_executions(server: &ServerProcess, session: &str, state: &str) -> i64 {
+    let mut count = 0;
+    let mut path = format!("/v1/api/executions?limit=100&state={state}");
+    loop {
+        let page = get(&server.url, &path, session);
+        count += page["executions"].as_array().unwrap().len() as i64;
+        match page["next_cursor"].as_i64() {
+            Some(cursor) => path = format!("/v1/api/executions?limit=100&state={state}&starting_after={cursor}"),
+            None => return count,
+        }
+    }
+}
