@@ -1,0 +1,268 @@
+//! Property test of the money path on a real SQLite store: random interleavings of credits,
+//! holds, captures (including over-hold costs), voids, crashes with reconciliation, and UTC
+//! day changes never break the invariants: the ledger explains every counter, no key passes
+//! its caps, no balance goes negative, captured sum = balance decrease, and every hold ends
+//! captured or voided.
+
+use proptest::prelude::*;
+use std::collections::HashMap;
+use time::OffsetDateTime;
+use visa_core::key::Environment;
+use visa_core::money::{MICROS_PER_CENT, Micros};
+use visa_core::policy::{CidrAllowlist, KeyLabel, ToolGrant};
+use visa_core::secret::SecretHash;
+use visa_store::*;
+
+const DAILY_CAP_CENTS: i64 = 10;
+const TOTAL_CAP_CENTS: i64 = 25;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Credit { account: usize, cents: i64 },
+    Begin { key: usize, hold_cents: i64, sandbox: bool, reuse_idempotency: bool },
+    Capture { pick: usize, cost_micros: i64 },
+    Void { pick: usize, retryable: bool },
+    Crash,
+    Reconcile { pick: usize, capture_micros: Option<i64> },
+    NextDay,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0..2usize, 0..20i64).prop_map(|(account, cents)| Op::Credit { account, cents }),
+        (0..3usize, 1..6i64, prop::bool::weighted(0.2), prop::bool::weighted(0.2)).prop_map(
+            |(key, hold_cents, sandbox, reuse_idempotency)| Op::Begin { key, hold_cents, sandbox, reuse_idempotency }
+        ),
+        (any::<usize>(), 0..70_000i64).prop_map(|(pick, cost_micros)| Op::Capture { pick, cost_micros }),
+        (any::<usize>(), any::<bool>()).prop_map(|(pick, retryable)| Op::Void { pick, retryable }),
+        Just(Op::Crash),
+        (any::<usize>(), prop::option::of(0..60_000i64))
+            .prop_map(|(pick, capture_micros)| Op::Reconcile { pick, capture_micros }),
+        Just(Op::NextDay),
+    ]
+}
+
+struct World {
+    store: SqliteStore,
+    _dir: tempfile::TempDir,
+    accounts: Vec<i64>,
+    /// (key id, account index)
+    keys: Vec<(i64, usize)>,
+    credits: HashMap<usize, i64>,
+    captured: HashMap<usize, i64>,
+    running: Vec<(ExecutionRecord, usize)>,
+    interrupted: Vec<(ExecutionRecord, usize)>,
+    day: i64,
+    last_idempotency: Option<(usize, String)>,
+    counter: u64,
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("props.db")).unwrap();
+    let mut accounts = vec![];
+    for login in ["alice", "bob"] {
+        let new =
+            NewAccount { login: login.into(), password_hash: None, approved: true, credit: Micros::ZERO, now: now() };
+        accounts.push(store.create_account(new).await.unwrap().id);
+    }
+    let mut keys = vec![];
+    for (i, account) in [0usize, 0, 1].into_iter().enumerate() {
+        let policy = KeyPolicy {
+            label: KeyLabel::parse("prop").unwrap(),
+            grant: ToolGrant::new(None, None).unwrap(),
+            allowed_cidrs: CidrAllowlist::default(),
+            daily_cap_cents: DAILY_CAP_CENTS,
+            total_cap_cents: (i != 1).then_some(TOTAL_CAP_CENTS),
+            expires_at: None,
+            read_only: false,
+            rate_limit_per_second: 100,
+        };
+        let secret = NewSecret { hash: SecretHash([i as u8; 32]), key_prefix: "VisaKey_live_x...".into() };
+        let new =
+            NewKey { account_id: accounts[account], environment: Environment::Production, policy, secret, now: now() };
+        keys.push((store.create_key(new).await.unwrap().id, account));
+    }
+    World {
+        store,
+        _dir: dir,
+        accounts,
+        keys,
+        credits: HashMap::new(),
+        captured: HashMap::new(),
+        running: vec![],
+        interrupted: vec![],
+        day: 20_000,
+        last_idempotency: None,
+        counter: 0,
+    }
+}
+
+impl World {
+    async fn apply(&mut self, op: Op) {
+        match op {
+            Op::Credit { account, cents } => {
+                let login = ["alice", "bob"][account];
+                self.store.credit_account(login, Micros(cents * MICROS_PER_CENT)).await.unwrap();
+                *self.credits.entry(account).or_default() += cents * MICROS_PER_CENT;
+            }
+            Op::Begin { key, hold_cents, sandbox, reuse_idempotency } => {
+                self.begin(key, hold_cents, sandbox, reuse_idempotency).await
+            }
+            Op::Capture { pick, cost_micros } => {
+                if self.running.is_empty() {
+                    return;
+                }
+                let (execution, account) = self.running.remove(pick % self.running.len());
+                let finish = Finish::Capture {
+                    cost: Micros(cost_micros),
+                    receipt_id: "r".into(),
+                    status: 200,
+                    body: b"{}".to_vec(),
+                };
+                let done = self.store.finish_execution(execution.id, finish, now()).await.unwrap();
+                assert!(done.charged <= execution.hold, "never above the hold");
+                if !execution.sandbox {
+                    assert_eq!(done.charged, Micros(cost_micros.min(execution.hold.0)));
+                    *self.captured.entry(account).or_default() += done.charged.0;
+                }
+            }
+            Op::Void { pick, retryable } => {
+                if self.running.is_empty() {
+                    return;
+                }
+                let (execution, _) = self.running.remove(pick % self.running.len());
+                let finish = if retryable {
+                    Finish::VoidRetryable
+                } else {
+                    Finish::VoidFinal { status: 502, body: b"{}".to_vec() }
+                };
+                let done = self.store.finish_execution(execution.id, finish, now()).await.unwrap();
+                assert_eq!(done.charged, Micros::ZERO);
+            }
+            Op::Crash => {
+                let marked = self.store.mark_interrupted_executions().await.unwrap();
+                assert_eq!(marked as usize, self.running.len());
+                self.interrupted.append(&mut self.running);
+            }
+            Op::Reconcile { pick, capture_micros } => {
+                if self.interrupted.is_empty() {
+                    return;
+                }
+                let (execution, account) = self.interrupted.remove(pick % self.interrupted.len());
+                let cost = capture_micros.map(|c| c.min(execution.hold.0));
+                let decision = match cost {
+                    Some(cost) => Reconcile::Capture {
+                        cost: Micros(cost),
+                        receipt_id: "r".into(),
+                        status: 503,
+                        body: b"{}".to_vec(),
+                    },
+                    None => Reconcile::Void,
+                };
+                let done = self.store.reconcile_execution(&execution.public_id, decision, now()).await.unwrap();
+                if !execution.sandbox {
+                    assert_eq!(done.charged, Micros(cost.unwrap_or(0)));
+                    *self.captured.entry(account).or_default() += done.charged.0;
+                }
+            }
+            Op::NextDay => self.day += 1,
+        }
+    }
+
+    async fn begin(&mut self, key: usize, hold_cents: i64, sandbox: bool, reuse_idempotency: bool) {
+        let (key_id, account) = self.keys[key];
+        self.counter += 1;
+        let idempotency_key = match (&self.last_idempotency, reuse_idempotency) {
+            (Some((k, idem)), true) if *k == key => idem.clone(),
+            _ => format!("idem-{}", self.counter),
+        };
+        let start = ExecutionStart {
+            public_id: format!("exec-{}", self.counter),
+            account_id: self.accounts[account],
+            key_id,
+            secret_id: 1,
+            idempotency_key: idempotency_key.clone(),
+            request_hash: [7; 32],
+            tool: "echo".into(),
+            hold: Micros(hold_cents * MICROS_PER_CENT),
+            sandbox,
+            now: now(),
+            day_number: self.day,
+            idempotency_expires_at: now() + time::Duration::hours(24),
+        };
+        match self.store.begin_execution(start).await.unwrap() {
+            BeginOutcome::Started(execution) => {
+                assert_eq!(execution.hold, Micros(hold_cents * MICROS_PER_CENT));
+                self.running.push((execution, account));
+                self.last_idempotency = Some((key, idempotency_key));
+            }
+            BeginOutcome::Refused(_)
+            | BeginOutcome::InFlight
+            | BeginOutcome::Replay { .. }
+            | BeginOutcome::ReconcileRequired(_) => {}
+            BeginOutcome::Mismatch => panic!("same hash cannot mismatch"),
+        }
+    }
+
+    async fn check_invariants(&self) {
+        let problems = self.store.verify_ledger().await.unwrap();
+        assert!(problems.is_empty(), "{problems:#?}");
+        for (index, &id) in self.accounts.iter().enumerate() {
+            let account = self.store.account_by_id(id).await.unwrap().unwrap();
+            assert!(account.balance.0 >= 0 && account.held.0 <= account.balance.0);
+            let expected =
+                self.credits.get(&index).copied().unwrap_or(0) - self.captured.get(&index).copied().unwrap_or(0);
+            assert_eq!(account.balance.0, expected, "captured sum = balance decrease");
+        }
+        for &(key_id, account) in &self.keys {
+            let key = self.store.get_key(self.accounts[account], key_id).await.unwrap().unwrap();
+            assert!(
+                key.spent_on(self.day).0 + if key.spent_day_number == self.day { key.held_day.0 } else { 0 }
+                    <= DAILY_CAP_CENTS * MICROS_PER_CENT
+            );
+            if let Some(cap) = key.policy.total_cap_cents {
+                assert!(key.spent_total.0 + key.held_total.0 <= cap * MICROS_PER_CENT);
+            }
+        }
+    }
+
+    /// Ends every open hold (crash, then void or capture each) and checks none is left.
+    async fn settle_everything(&mut self) {
+        self.apply(Op::Crash).await;
+        while !self.interrupted.is_empty() {
+            let capture = (self.interrupted.len() % 2 == 0).then_some(1);
+            self.apply(Op::Reconcile { pick: 0, capture_micros: capture }).await;
+        }
+        for &id in &self.accounts {
+            assert_eq!(self.store.account_by_id(id).await.unwrap().unwrap().held, Micros::ZERO, "every hold ended");
+        }
+        for &(key_id, account) in &self.keys {
+            let key = self.store.get_key(self.accounts[account], key_id).await.unwrap().unwrap();
+            assert_eq!(key.held_total, Micros::ZERO);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn money_invariants_hold_under_any_interleaving(ops in prop::collection::vec(op(), 1..40)) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let mut world = world().await;
+            world.apply(Op::Credit { account: 0, cents: 15 }).await;
+            for op in ops {
+                world.apply(op).await;
+                world.check_invariants().await;
+            }
+            world.settle_everything().await;
+            world.check_invariants().await;
+        });
+    }
+}
