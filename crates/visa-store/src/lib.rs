@@ -69,9 +69,14 @@ pub trait Store: Send + Sync + 'static {
     /// In one transaction: look up the Idempotency-Key; if new, check the key's daily and
     /// total caps and the account's available balance, place the hold and record the key.
     async fn begin_execution(&self, start: ExecutionStart) -> StoreResult<BeginOutcome>;
-    /// In one transaction: capture or void the hold and store the answer.
-    async fn finish_execution(&self, execution_id: i64, finish: Finish, now: Timestamp)
-    -> StoreResult<ExecutionRecord>;
+    /// In one transaction: capture or void the hold of a `running` execution (as
+    /// `begin_execution` returned it) and store the answer; refused once it has ended.
+    async fn finish_execution(
+        &self,
+        execution: &ExecutionRecord,
+        finish: Finish,
+        now: Timestamp,
+    ) -> StoreResult<ExecutionRecord>;
     async fn get_execution(&self, filter: ExecutionFilter, public_id: &str) -> StoreResult<Option<ExecutionRecord>>;
     async fn list_executions(&self, filter: ExecutionFilter, page: PageRequest) -> StoreResult<Page<ExecutionRecord>>;
     /// At start: every execution still `running` lost its outcome in a crash.

@@ -124,7 +124,7 @@ impl World {
                     status: 200,
                     body: b"{}".to_vec(),
                 };
-                let done = self.store.finish_execution(execution.id, finish, now()).await.unwrap();
+                let done = self.store.finish_execution(&execution, finish, now()).await.unwrap();
                 assert!(done.charged <= execution.hold, "never above the hold");
                 if !execution.sandbox {
                     assert_eq!(done.charged, Micros(cost_micros.min(execution.hold.0)));
@@ -141,7 +141,7 @@ impl World {
                 } else {
                     Finish::VoidFinal { status: 502, body: b"{}".to_vec() }
                 };
-                let done = self.store.finish_execution(execution.id, finish, now()).await.unwrap();
+                let done = self.store.finish_execution(&execution, finish, now()).await.unwrap();
                 assert_eq!(done.charged, Micros::ZERO);
             }
             Op::Crash => {

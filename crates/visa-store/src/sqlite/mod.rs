@@ -3,6 +3,7 @@
 //! small pool of read-only connections on the blocking thread pool, so they never queue
 //! behind the writer.
 
+mod checkpointer;
 mod money;
 mod queries;
 mod schema;
@@ -34,8 +35,15 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(map_sqlite_error)?;
         schema::migrate(&mut conn).map_err(map_sqlite_error)?;
         conn.busy_timeout(WRITE_BUSY_TIMEOUT).map_err(map_sqlite_error)?;
+        // Checkpoints run beside the writer (see `checkpointer`), not inside its commits.
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(map_sqlite_error)?;
+        // The writer's commits append to the WAL; its durability thread fsyncs the WAL before
+        // any answer leaves (see `writer`), so a reply still means "on disk".
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(map_sqlite_error)?;
+        checkpointer::start(path.to_owned());
+        let wal_path = PathBuf::from(format!("{}-wal", path.display()));
         Ok(Self {
-            writer: Writer::start(conn),
+            writer: Writer::start(conn, wal_path, path.to_owned()),
             readers: Arc::new(ReaderPool { path: path.to_owned(), idle: Mutex::default() }),
         })
     }
@@ -43,7 +51,7 @@ impl SqliteStore {
     async fn write<R, F>(&self, work: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+        F: Fn(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
         self.writer.write(work).await
     }
@@ -64,6 +72,9 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Per-job savepoints journal into memory, not into a temporary file.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -65_536)?;
     Ok(())
 }
 

@@ -248,6 +248,8 @@ fn settle(conn: &Connection, e: &ExecutionRecord, charged: Micros, voided: bool,
     }
 }
 
+/// Moves `e` from the state it is in to `state`, with its charge and stored answer. Fails
+/// (changing nothing) when the stored state is not `e.state`: an execution ends once.
 fn record_outcome(
     conn: &Connection,
     e: &ExecutionRecord,
@@ -256,24 +258,34 @@ fn record_outcome(
     receipt_id: Option<&str>,
     answer: Option<(u16, &[u8])>,
     now: Timestamp,
-) -> StoreResult<()> {
-    let charged_to_account = if e.sandbox { 0 } else { charged.0.clamp(0, e.hold.0) };
-    let receipt_id = receipt_id.filter(|_| charged_to_account > 0);
-    sql(
+) -> StoreResult<ExecutionRecord> {
+    let charged_to_account = if e.sandbox { Micros::ZERO } else { Micros(charged.0.clamp(0, e.hold.0)) };
+    let receipt_id = receipt_id.filter(|_| charged_to_account > Micros::ZERO);
+    let changed = sql(
         conn,
         "UPDATE executions SET state = ?2, charged_micros = ?3, receipt_id = ?4, response_status = ?5, \
-         response_body = ?6, finished_at = ?7 WHERE id = ?1",
+         response_body = ?6, finished_at = ?7 WHERE id = ?1 AND state = ?8",
         params![
             e.id,
             state.as_str(),
-            charged_to_account,
+            charged_to_account.0,
             receipt_id,
             answer.map(|a| a.0),
             answer.map(|a| a.1),
-            to_db(now)
+            to_db(now),
+            e.state.as_str()
         ],
     )?;
-    Ok(())
+    if changed != 1 {
+        return Err(StoreError::Refused(format!("execution {} is no longer {}", e.public_id, e.state.as_str())));
+    }
+    Ok(ExecutionRecord {
+        state,
+        charged: charged_to_account,
+        receipt_id: receipt_id.map(str::to_owned),
+        finished_at: Some(now),
+        ..e.clone()
+    })
 }
 
 fn free_idempotency_key(conn: &Connection, execution_id: i64) -> StoreResult<()> {
@@ -294,31 +306,52 @@ fn require_state(e: &ExecutionRecord, expected: ExecutionState) -> StoreResult<(
     }
 }
 
-pub(crate) fn finish(conn: &Connection, id: i64, finish: Finish, now: Timestamp) -> StoreResult<ExecutionRecord> {
-    let e = execution_by_id(conn, id)?;
-    require_state(&e, ExecutionState::Running)?;
+/// Ends a running execution. `e` is the record `begin` returned; the guarded update checks
+/// that it is still running.
+pub(crate) fn finish(
+    conn: &Connection,
+    e: &ExecutionRecord,
+    finish: &Finish,
+    now: Timestamp,
+) -> StoreResult<ExecutionRecord> {
+    let e = ExecutionRecord { state: ExecutionState::Running, ..e.clone() };
+    conclude(conn, &e, finish, now)
+}
+
+/// Records the outcome first (it refuses an execution that already ended), then moves the money.
+fn conclude(conn: &Connection, e: &ExecutionRecord, finish: &Finish, now: Timestamp) -> StoreResult<ExecutionRecord> {
     match finish {
         Finish::Capture { cost, receipt_id, status, body } => {
-            settle(conn, &e, cost, false, now)?;
-            record_outcome(conn, &e, ExecutionState::Succeeded, cost, Some(&receipt_id), Some((status, &body)), now)?;
+            let done = record_outcome(
+                conn,
+                e,
+                ExecutionState::Succeeded,
+                *cost,
+                Some(receipt_id),
+                Some((*status, body)),
+                now,
+            )?;
+            settle(conn, e, *cost, false, now)?;
+            Ok(done)
         }
         Finish::VoidRetryable => {
-            settle(conn, &e, Micros::ZERO, true, now)?;
-            record_outcome(conn, &e, ExecutionState::Voided, Micros::ZERO, None, None, now)?;
+            let done = record_outcome(conn, e, ExecutionState::Voided, Micros::ZERO, None, None, now)?;
+            settle(conn, e, Micros::ZERO, true, now)?;
             free_idempotency_key(conn, e.id)?;
+            Ok(done)
         }
         Finish::VoidFinal { status, body } => {
-            settle(conn, &e, Micros::ZERO, true, now)?;
-            record_outcome(conn, &e, ExecutionState::Failed, Micros::ZERO, None, Some((status, &body)), now)?;
+            let done = record_outcome(conn, e, ExecutionState::Failed, Micros::ZERO, None, Some((*status, body)), now)?;
+            settle(conn, e, Micros::ZERO, true, now)?;
+            Ok(done)
         }
     }
-    execution_by_id(conn, id)
 }
 
 pub(crate) fn reconcile(
     conn: &Connection,
     public_id: &str,
-    decision: Reconcile,
+    decision: &Reconcile,
     now: Timestamp,
 ) -> StoreResult<ExecutionRecord> {
     let id: i64 = conn
@@ -328,21 +361,16 @@ pub(crate) fn reconcile(
         .ok_or(StoreError::NotFound)?;
     let e = execution_by_id(conn, id)?;
     require_state(&e, ExecutionState::ReconcileRequired)?;
-    match decision {
+    let finish = match decision {
+        Reconcile::Capture { cost, .. } if *cost > e.hold => {
+            return Err(StoreError::Refused(format!("cannot capture more than the hold of {} micros", e.hold)));
+        }
         Reconcile::Capture { cost, receipt_id, status, body } => {
-            if cost > e.hold {
-                return Err(StoreError::Refused(format!("cannot capture more than the hold of {} micros", e.hold)));
-            }
-            settle(conn, &e, cost, false, now)?;
-            record_outcome(conn, &e, ExecutionState::Succeeded, cost, Some(&receipt_id), Some((status, &body)), now)?;
+            Finish::Capture { cost: *cost, receipt_id: receipt_id.clone(), status: *status, body: body.clone() }
         }
-        Reconcile::Void => {
-            settle(conn, &e, Micros::ZERO, true, now)?;
-            record_outcome(conn, &e, ExecutionState::Voided, Micros::ZERO, None, None, now)?;
-            free_idempotency_key(conn, e.id)?;
-        }
-    }
-    execution_by_id(conn, id)
+        Reconcile::Void => Finish::VoidRetryable,
+    };
+    conclude(conn, &e, &finish, now)
 }
 
 pub(crate) fn mark_interrupted(conn: &Connection) -> StoreResult<u64> {

@@ -158,14 +158,14 @@ fn write_policy(conn: &Connection, key_id: i64, policy: &KeyPolicy) -> StoreResu
     Ok(())
 }
 
-fn apply_patch(policy: &mut KeyPolicy, patch: KeyPatch) {
-    if let Some(label) = patch.label {
+fn apply_patch(policy: &mut KeyPolicy, patch: &KeyPatch) {
+    if let Some(label) = patch.label.clone() {
         policy.label = label;
     }
-    if let Some(grant) = patch.grant {
+    if let Some(grant) = patch.grant.clone() {
         policy.grant = grant;
     }
-    if let Some(cidrs) = patch.allowed_cidrs {
+    if let Some(cidrs) = patch.allowed_cidrs.clone() {
         policy.allowed_cidrs = cidrs;
     }
     if let Some(cap) = patch.daily_cap_cents {
@@ -343,7 +343,7 @@ impl Store for SqliteStore {
     async fn update_key(&self, account_id: i64, key_id: i64, patch: KeyPatch) -> StoreResult<KeyRecord> {
         self.write(move |conn| {
             let mut key = require_key(conn, account_id, key_id)?;
-            apply_patch(&mut key.policy, patch);
+            apply_patch(&mut key.policy, &patch);
             write_policy(conn, key_id, &key.policy)?;
             require_key(conn, account_id, key_id)
         })
@@ -456,11 +456,12 @@ impl Store for SqliteStore {
 
     async fn finish_execution(
         &self,
-        execution_id: i64,
+        execution: &ExecutionRecord,
         finish: Finish,
         now: Timestamp,
     ) -> StoreResult<ExecutionRecord> {
-        self.write(move |conn| money::finish(conn, execution_id, finish, now)).await
+        let execution = execution.clone();
+        self.write(move |conn| money::finish(conn, &execution, &finish, now)).await
     }
 
     async fn get_execution(&self, filter: ExecutionFilter, public_id: &str) -> StoreResult<Option<ExecutionRecord>> {
@@ -483,7 +484,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<ExecutionRecord> {
         let public_id = public_id.to_owned();
-        self.write(move |conn| money::reconcile(conn, &public_id, decision, now)).await
+        self.write(move |conn| money::reconcile(conn, &public_id, &decision, now)).await
     }
 
     async fn verify_ledger(&self) -> StoreResult<Vec<String>> {

@@ -86,7 +86,8 @@ CREATE TABLE executions (
 );
 CREATE INDEX executions_by_account ON executions(account_id, id);
 CREATE INDEX executions_by_key ON executions(key_id, id);
-CREATE INDEX executions_by_state ON executions(state, id);
+-- Only open executions are looked up by state (crash recovery, the operator's reconcile list).
+CREATE INDEX executions_open ON executions(state, id) WHERE state IN ('running', 'reconcile_required');
 
 -- Idempotency-Key → execution, scoped to the key, kept for a retention period. A retryable
 -- failure deletes its record so the same Idempotency-Key can be retried.
