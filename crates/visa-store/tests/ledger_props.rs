@@ -235,7 +235,7 @@ impl World {
     async fn settle_everything(&mut self) {
         self.apply(Op::Crash).await;
         while !self.interrupted.is_empty() {
-            let capture = (self.interrupted.len() % 2 == 0).then_some(1);
+            let capture = self.interrupted.len().is_multiple_of(2).then_some(1);
             self.apply(Op::Reconcile { pick: 0, capture_micros: capture }).await;
         }
         for &id in &self.accounts {
