@@ -266,3 +266,22 @@ proptest! {
         });
     }
 }
+
+#[tokio::test]
+async fn verify_catches_a_counter_that_drifted_from_the_ledger() {
+    let mut world = world().await;
+    world.apply(Op::Credit { account: 0, cents: 10 }).await;
+    world.apply(Op::Begin { key: 0, hold_cents: 2, sandbox: false, reuse_idempotency: false }).await;
+    world.apply(Op::Capture { pick: 0, cost_micros: 15_000 }).await;
+    assert!(world.store.verify_ledger().await.unwrap().is_empty());
+    let tamper = rusqlite::Connection::open(world._dir.path().join("props.db")).unwrap();
+    for (sql, expected) in [
+        ("UPDATE accounts SET balance_micros = balance_micros + 1 WHERE login = 'alice'", "account balance"),
+        ("UPDATE keys SET spent_total_micros = spent_total_micros + 1", "key spent_total"),
+        ("UPDATE executions SET charged_micros = charged_micros - 1", "execution charge"),
+    ] {
+        tamper.execute(sql, []).unwrap();
+        let problems = world.store.verify_ledger().await.unwrap();
+        assert!(problems.iter().any(|p| p.starts_with(expected)), "{sql}: {problems:?}");
+    }
+}

@@ -100,8 +100,7 @@ pub async fn execute(
     let key = tool_key::authenticate(&state, &headers, client_ip).await?;
     let tool = authorize(&state, &key, &tool_name)?.clone();
     let idempotency_key = idempotency_key(&headers)?;
-    let request: Value = body.parse()?;
-    let input = parse_input(&request)?;
+    let input = parse_input(&body)?;
     let sandbox = state.environment == Environment::Preview;
     tools::check_runnable(&tool, &input, sandbox)?;
     if let Err(seconds) =
@@ -119,7 +118,7 @@ pub async fn execute(
         key_id: key.key.id,
         secret_id: key.secret_id,
         idempotency_key: idempotency_key.to_string(),
-        request_hash: request_fingerprint("POST", &tool.id, &request),
+        request_hash: request_fingerprint("POST", &tool.id, &input),
         tool: tool.id.clone(),
         hold: tool.max_price,
         sandbox,
@@ -170,8 +169,8 @@ async fn settle(
         Ok(output) => {
             let cost = output.cost.min(execution.hold);
             let charged = if execution.sandbox { Micros::ZERO } else { cost };
-            let body = success_body(tool, execution, output.result, charged, now);
-            let receipt_id = receipt_id_of(&body);
+            let receipt_id = format!("rcpt_{}", Uuid::new_v4().simple());
+            let body = success_body(tool, execution, output.result, charged, &receipt_id, now);
             (Finish::Capture { cost, receipt_id, status: 200, body: body.clone() }, (StatusCode::OK, body))
         }
         Err(failure) if failure.retryable => {
@@ -198,10 +197,11 @@ fn success_body(
     execution: &ExecutionRecord,
     result: Value,
     charged: Micros,
+    receipt_id: &str,
     now: time::OffsetDateTime,
 ) -> Vec<u8> {
     let receipt = (charged > Micros::ZERO).then(|| Receipt {
-        id: format!("rcpt_{}", Uuid::new_v4().simple()),
+        id: receipt_id.to_owned(),
         execution_id: execution.public_id.clone(),
         charged_micros: charged.to_string(),
         created_at: rfc3339(now),
@@ -216,13 +216,6 @@ fn success_body(
         execution_id: execution.public_id.clone(),
     };
     serde_json::to_vec(&response).unwrap_or_default()
-}
-
-fn receipt_id_of(body: &[u8]) -> String {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v["receipt"]["id"].as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 fn error_status(error: &ApiError) -> StatusCode {
@@ -323,9 +316,8 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Uuid> {
 }
 
 /// Checks the body is exactly `{"input": {...}}` and returns the input.
-fn parse_input(request: &Value) -> ApiResult<Value> {
-    let parsed: ExecuteRequest =
-        serde_json::from_value(request.clone()).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
+fn parse_input(body: &RawJsonBody) -> ApiResult<Value> {
+    let parsed: ExecuteRequest = body.parse()?;
     if !parsed.input.is_object() {
         return Err(ApiError::invalid("input must be a JSON object; send {} for tools without parameters"));
     }

@@ -10,6 +10,7 @@ use super::queries::{from_db, to_db};
 use crate::model::*;
 use crate::{StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::collections::HashMap;
 use visa_core::money::{MICROS_PER_CENT, Micros};
 use visa_core::pagination::{Cursor, Page, PageRequest};
 
@@ -158,24 +159,17 @@ fn cap_refusal(key: &KeyCounters, day_number: i64, hold: i64) -> Option<HoldRefu
     }
 }
 
-fn available_balance(conn: &Connection, account_id: i64) -> StoreResult<i64> {
-    conn.prepare_cached("SELECT balance_micros - held_micros FROM accounts WHERE id = ?1")
-        .and_then(|mut stmt| stmt.query_row([account_id], |r| r.get(0)))
-        .map_err(map_sqlite_error)
-}
-
 pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<BeginOutcome> {
     if let Some(outcome) = existing_outcome(conn, start)? {
         return Ok(outcome);
     }
-    let key = key_counters(conn, start.key_id)?;
-    if let Some(refusal) = cap_refusal(&key, start.day_number, start.hold.0) {
+    if let Some(refusal) = hold_on_key(conn, start)? {
         return Ok(BeginOutcome::Refused(refusal));
     }
-    if !start.sandbox && available_balance(conn, start.account_id)? < start.hold.0 {
+    if !start.sandbox && !hold_on_account(conn, start)? {
+        release_key_hold(conn, start.key_id, start.hold)?;
         return Ok(BeginOutcome::Refused(HoldRefusal::Balance));
     }
-    let now = to_db(start.now);
     sql(
         conn,
         "INSERT INTO executions (public_id, account_id, key_id, secret_id, idempotency_key, request_hash, tool, state, \
@@ -191,33 +185,74 @@ pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<Be
             start.sandbox,
             start.day_number,
             start.hold.0,
-            now
+            to_db(start.now)
         ],
     )?;
-    let execution_id = conn.last_insert_rowid();
+    let execution = ExecutionRecord {
+        id: conn.last_insert_rowid(),
+        public_id: start.public_id.clone(),
+        account_id: start.account_id,
+        key_id: start.key_id,
+        tool: start.tool.clone(),
+        state: ExecutionState::Running,
+        sandbox: start.sandbox,
+        hold: start.hold,
+        charged: Micros::ZERO,
+        receipt_id: None,
+        created_at: start.now,
+        finished_at: None,
+        day_number: start.day_number,
+    };
     sql(
         conn,
         "INSERT INTO idempotency_records (key_id, idempotency_key, execution_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        params![start.key_id, start.idempotency_key, execution_id, to_db(start.idempotency_expires_at)],
+        params![start.key_id, start.idempotency_key, execution.id, to_db(start.idempotency_expires_at)],
     )?;
-    // A new UTC day starts the daily counters from zero.
-    let (spent_day, held_day) = if key.day_number == start.day_number { (key.spent_day, key.held_day) } else { (0, 0) };
-    sql(
-        conn,
-        "UPDATE keys SET spent_day_number = ?2, spent_day_micros = ?3, held_day_micros = ?4, \
-         held_total_micros = held_total_micros + ?5 WHERE id = ?1",
-        params![start.key_id, start.day_number, spent_day, held_day + start.hold.0, start.hold.0],
-    )?;
-    if !start.sandbox {
-        sql(
-            conn,
-            "UPDATE accounts SET held_micros = held_micros + ?2 WHERE id = ?1",
-            params![start.account_id, start.hold.0],
-        )?;
-    }
-    let execution = execution_by_id(conn, execution_id)?;
     ledger(conn, &execution, "hold", start.hold, start.now)?;
     Ok(BeginOutcome::Started(execution))
+}
+
+/// Places the hold on the key's counters if it fits under both caps, in one guarded update
+/// (a new UTC day starts the daily counters from zero). When it does not fit, says why.
+fn hold_on_key(conn: &Connection, start: &ExecutionStart) -> StoreResult<Option<HoldRefusal>> {
+    let placed = sql(
+        conn,
+        "UPDATE keys SET \
+           spent_day_micros = CASE WHEN spent_day_number = ?2 THEN spent_day_micros ELSE 0 END, \
+           held_day_micros = CASE WHEN spent_day_number = ?2 THEN held_day_micros ELSE 0 END + ?3, \
+           spent_day_number = ?2, \
+           held_total_micros = held_total_micros + ?3 \
+         WHERE id = ?1 AND revoked_at IS NULL \
+           AND CASE WHEN spent_day_number = ?2 THEN spent_day_micros + held_day_micros ELSE 0 END + ?3 \
+               <= daily_cap_cents * 10000 \
+           AND (total_cap_cents IS NULL OR spent_total_micros + held_total_micros + ?3 <= total_cap_cents * 10000)",
+        params![start.key_id, start.day_number, start.hold.0],
+    )?;
+    if placed == 1 {
+        return Ok(None);
+    }
+    let key = key_counters(conn, start.key_id)?;
+    Ok(Some(cap_refusal(&key, start.day_number, start.hold.0).unwrap_or(HoldRefusal::KeyRevoked)))
+}
+
+/// Undoes `hold_on_key` when the account cannot cover the call.
+fn release_key_hold(conn: &Connection, key_id: i64, hold: Micros) -> StoreResult<()> {
+    sql(
+        conn,
+        "UPDATE keys SET held_day_micros = held_day_micros - ?2, held_total_micros = held_total_micros - ?2 WHERE id = ?1",
+        params![key_id, hold.0],
+    )
+    .map(drop)
+}
+
+/// Places the hold on the account if its available balance covers it.
+fn hold_on_account(conn: &Connection, start: &ExecutionStart) -> StoreResult<bool> {
+    let placed = sql(
+        conn,
+        "UPDATE accounts SET held_micros = held_micros + ?2 WHERE id = ?1 AND balance_micros - held_micros >= ?2",
+        params![start.account_id, start.hold.0],
+    )?;
+    Ok(placed == 1)
 }
 
 /// Ends a hold: `charged` is captured (zero for a void) and the rest released or voided.
@@ -433,110 +468,131 @@ pub(crate) fn list(
     Ok(Page::cut(&page, rows, |e| e.id))
 }
 
-/// Recomputes every counter from the ledger and checks each execution's entries.
+/// Ledger totals of one owner (account, key, key-day or execution), by entry kind.
+#[derive(Default, Clone, Copy)]
+struct Totals {
+    credit: i64,
+    hold: i64,
+    capture: i64,
+    release: i64,
+    void: i64,
+    holds: i64,
+}
+
+impl Totals {
+    fn add(&mut self, kind: &str, amount: i64, count: i64) {
+        match kind {
+            "credit" => self.credit += amount,
+            "hold" => {
+                self.hold += amount;
+                self.holds += count;
+            }
+            "capture" => self.capture += amount,
+            "release" => self.release += amount,
+            _ => self.void += amount,
+        }
+    }
+
+    /// What is still held: holds not yet ended by a capture, release or void.
+    fn open(&self) -> i64 {
+        self.hold - self.capture - self.release - self.void
+    }
+}
+
+/// Sums ledger entries grouped by `owner` (an SQL expression over `l` and `e`).
+fn totals<K: std::hash::Hash + Eq>(
+    conn: &Connection,
+    owner: &str,
+    filter: &str,
+    key: impl Fn(&Row<'_>) -> rusqlite::Result<K>,
+) -> StoreResult<HashMap<K, Totals>> {
+    let sql = format!(
+        "SELECT {owner}, l.kind, SUM(l.amount_micros), COUNT(*) FROM ledger l \
+         LEFT JOIN executions e ON e.id = l.execution_id WHERE {filter} GROUP BY {owner}, l.kind"
+    );
+    let mut stmt = conn.prepare(&sql).map_err(map_sqlite_error)?;
+    let mut rows = stmt.query([]).map_err(map_sqlite_error)?;
+    let mut map: HashMap<K, Totals> = HashMap::new();
+    let width = owner.split(',').count();
+    while let Some(row) = rows.next().map_err(map_sqlite_error)? {
+        let kind: String = row.get(width).map_err(map_sqlite_error)?;
+        let (amount, count): (i64, i64) =
+            (row.get(width + 1).map_err(map_sqlite_error)?, row.get(width + 2).map_err(map_sqlite_error)?);
+        map.entry(key(row).map_err(map_sqlite_error)?).or_default().add(&kind, amount, count);
+    }
+    Ok(map)
+}
+
+/// Runs `sql` and hands each row to `check`.
+fn each_row(conn: &Connection, sql: &str, mut check: impl FnMut(&Row<'_>) -> rusqlite::Result<()>) -> StoreResult<()> {
+    let mut stmt = conn.prepare(sql).map_err(map_sqlite_error)?;
+    let mut rows = stmt.query([]).map_err(map_sqlite_error)?;
+    while let Some(row) = rows.next().map_err(map_sqlite_error)? {
+        check(row).map_err(map_sqlite_error)?;
+    }
+    Ok(())
+}
+
+/// Recomputes every counter from the ledger and checks each execution's entries: account
+/// balances and holds (real money only), key spend and holds in total and on the key's
+/// current UTC day (sandbox included, since preview counts against caps), caps, and that
+/// every execution has exactly one hold that is open while running and ended exactly once
+/// after.
 pub(crate) fn verify(conn: &Connection) -> StoreResult<Vec<String>> {
     let mut problems = vec![];
-    let mut check = |what: String, sql: &str| -> StoreResult<()> {
-        let mut stmt = conn.prepare(sql).map_err(map_sqlite_error)?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(map_sqlite_error)?;
-        for (id, stored, derived) in rows {
+    let mut mismatch = |what: &str, id: i64, stored: i64, derived: i64| {
+        if stored != derived {
             problems.push(format!("{what} {id}: stored {stored}, ledger says {derived}"));
         }
+    };
+    let accounts = totals(conn, "l.account_id", "l.sandbox = 0", |r| r.get::<_, i64>(0))?;
+    each_row(conn, "SELECT id, balance_micros, held_micros FROM accounts", |r| {
+        let (id, balance, held): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let t = accounts.get(&id).copied().unwrap_or_default();
+        mismatch("account balance", id, balance, t.credit - t.capture);
+        mismatch("account held", id, held, t.open());
+        mismatch("account balance below zero", id, balance.min(0), 0);
         Ok(())
-    };
-    // Sums of ledger entries per account and per key, by kind, real money and sandbox apart.
-    let sum = |owner: &str, kinds: &str, sandbox: &str| {
-        format!(
-            "COALESCE((SELECT SUM(l.amount_micros) FROM ledger l WHERE l.{owner} AND l.kind IN ({kinds}) {sandbox}), 0)"
-        )
-    };
-    let real = "AND l.sandbox = 0";
-    let account_balance =
-        format!("{} - {}", sum("account_id = a.id", "'credit'", real), sum("account_id = a.id", "'capture'", real));
-    let account_held = format!(
-        "{} - {}",
-        sum("account_id = a.id", "'hold'", real),
-        sum("account_id = a.id", "'capture','release','void'", real)
-    );
-    check(
-        "account balance".into(),
-        &format!("SELECT id, balance_micros, {account_balance} AS d FROM accounts a WHERE balance_micros <> d"),
+    })?;
+    let keys = totals(conn, "l.key_id", "l.key_id IS NOT NULL", |r| r.get::<_, i64>(0))?;
+    let days = totals(conn, "l.key_id, e.day_number", "l.key_id IS NOT NULL", |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    each_row(
+        conn,
+        "SELECT id, spent_total_micros, held_total_micros, spent_day_number, spent_day_micros, held_day_micros, \
+         daily_cap_cents, total_cap_cents FROM keys",
+        |r| {
+            let id: i64 = r.get(0)?;
+            let (spent, held, day, spent_day, held_day): (i64, i64, i64, i64, i64) =
+                (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
+            let (daily_cap, total_cap): (i64, Option<i64>) = (r.get(6)?, r.get(7)?);
+            let t = keys.get(&id).copied().unwrap_or_default();
+            mismatch("key spent_total", id, spent, t.capture);
+            mismatch("key held_total", id, held, t.open());
+            let d = days.get(&(id, day)).copied().unwrap_or_default();
+            mismatch("key spent_day", id, spent_day, d.capture);
+            mismatch("key held_day", id, held_day, d.open());
+            let over_daily = (spent_day + held_day - daily_cap * MICROS_PER_CENT).max(0);
+            mismatch("key micros over its daily cap", id, over_daily, 0);
+            let over_total = total_cap.map_or(0, |cap| (spent + held - cap * MICROS_PER_CENT).max(0));
+            mismatch("key micros over its total cap", id, over_total, 0);
+            Ok(())
+        },
     )?;
-    check(
-        "account held".into(),
-        &format!("SELECT id, held_micros, {account_held} AS d FROM accounts a WHERE held_micros <> d"),
-    )?;
-    check("negative balance".into(), "SELECT id, balance_micros, 0 FROM accounts WHERE balance_micros < 0")?;
-    let key_spent = sum("key_id = k.id", "'capture'", "");
-    let key_held =
-        format!("{} - {}", sum("key_id = k.id", "'hold'", ""), sum("key_id = k.id", "'capture','release','void'", ""));
-    check(
-        "key spent_total".into(),
-        &format!("SELECT id, spent_total_micros, {key_spent} AS d FROM keys k WHERE spent_total_micros <> d"),
-    )?;
-    check(
-        "key held_total".into(),
-        &format!("SELECT id, held_total_micros, {key_held} AS d FROM keys k WHERE held_total_micros <> d"),
-    )?;
-    let on_day = "AND l.execution_id IN (SELECT id FROM executions WHERE day_number = k.spent_day_number)";
-    let day_spent = sum("key_id = k.id", "'capture'", on_day);
-    let day_held = format!(
-        "{} - {}",
-        sum("key_id = k.id", "'hold'", on_day),
-        sum("key_id = k.id", "'capture','release','void'", on_day)
-    );
-    check(
-        "key spent_day".into(),
-        &format!("SELECT id, spent_day_micros, {day_spent} AS d FROM keys k WHERE spent_day_micros <> d"),
-    )?;
-    check(
-        "key held_day".into(),
-        &format!("SELECT id, held_day_micros, {day_held} AS d FROM keys k WHERE held_day_micros <> d"),
-    )?;
-    check(
-        "key over its daily cap".into(),
-        "SELECT id, spent_day_micros + held_day_micros, daily_cap_cents * 10000 FROM keys WHERE spent_day_micros + held_day_micros > daily_cap_cents * 10000",
-    )?;
-    check(
-        "key over its total cap".into(),
-        "SELECT id, spent_total_micros + held_total_micros, total_cap_cents * 10000 FROM keys \
-         WHERE total_cap_cents IS NOT NULL AND spent_total_micros + held_total_micros > total_cap_cents * 10000",
-    )?;
-    // Each execution: exactly one hold; open ones nothing else; settled ones end it exactly.
-    let entries = |kinds: &str| sum("execution_id = e.id", kinds, "");
-    let count =
-        |kind: &str| format!("(SELECT COUNT(*) FROM ledger l WHERE l.execution_id = e.id AND l.kind = '{kind}')");
-    check(
-        "execution holds (count)".into(),
-        &format!("SELECT id, {} AS n, 1 FROM executions e WHERE n <> 1", count("hold")),
-    )?;
-    check(
-        "execution hold amount".into(),
-        &format!("SELECT id, hold_micros, {} AS d FROM executions e WHERE hold_micros <> d", entries("'hold'")),
-    )?;
-    check(
-        "open execution settled".into(),
-        &format!(
-            "SELECT id, {} AS d, 0 FROM executions e WHERE state IN ('running', 'reconcile_required') AND d <> 0",
-            entries("'capture','release','void'")
-        ),
-    )?;
-    check(
-        "settled execution does not end its hold".into(),
-        &format!(
-            "SELECT id, hold_micros, {} AS d FROM executions e WHERE state IN ('succeeded', 'failed', 'voided') AND hold_micros <> d",
-            entries("'capture','release','void'")
-        ),
-    )?;
-    check(
-        "execution charge".into(),
-        &format!(
-            "SELECT id, charged_micros, {} AS d FROM executions e WHERE sandbox = 0 AND charged_micros <> d",
-            entries("'capture'")
-        ),
-    )?;
+    let executions = totals(conn, "l.execution_id", "l.execution_id IS NOT NULL", |r| r.get::<_, i64>(0))?;
+    each_row(conn, "SELECT id, state, sandbox, hold_micros, charged_micros FROM executions", |r| {
+        let (id, state, sandbox): (i64, String, bool) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let (hold, charged): (i64, i64) = (r.get(3)?, r.get(4)?);
+        let t = executions.get(&id).copied().unwrap_or_default();
+        mismatch("execution hold entries", id, t.holds, 1);
+        mismatch("execution hold amount", id, hold, t.hold);
+        let open = matches!(state.as_str(), "running" | "reconcile_required");
+        mismatch("execution still held", id, t.open(), if open { hold } else { 0 });
+        if !sandbox {
+            mismatch("execution charge", id, charged, t.capture);
+        }
+        Ok(())
+    })?;
     Ok(problems)
 }

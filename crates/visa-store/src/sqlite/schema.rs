@@ -64,8 +64,10 @@ CREATE TABLE key_secrets (
 CREATE INDEX key_secrets_by_key ON key_secrets(key_id, id);
 
 -- One paid call: its hold, its outcome, and the response stored for idempotent replay.
+-- Rows are never deleted, so plain rowids increase like AUTOINCREMENT ones without its
+-- extra write to sqlite_sequence on every insert (this table and the ledger are the hot path).
 CREATE TABLE executions (
-    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               INTEGER PRIMARY KEY,
     public_id        TEXT NOT NULL UNIQUE,
     account_id       INTEGER NOT NULL REFERENCES accounts(id),
     key_id           INTEGER NOT NULL REFERENCES keys(id),
@@ -102,7 +104,7 @@ CREATE TABLE idempotency_records (
 -- Append-only: every money movement, in the same transaction as the counters it changes.
 -- Sandbox (preview) entries move key spend counters only, never an account balance.
 CREATE TABLE ledger (
-    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id             INTEGER PRIMARY KEY,
     account_id     INTEGER NOT NULL REFERENCES accounts(id),
     key_id         INTEGER,
     execution_id   INTEGER,
@@ -111,8 +113,7 @@ CREATE TABLE ledger (
     sandbox        INTEGER NOT NULL DEFAULT 0,
     created_at     INTEGER NOT NULL
 );
-CREATE INDEX ledger_by_execution ON ledger(execution_id);
-CREATE INDEX ledger_by_account ON ledger(account_id, id);
+
 CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN SELECT RAISE(ABORT, 'ledger is append-only'); END;
 CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger BEGIN SELECT RAISE(ABORT, 'ledger is append-only'); END;
 "#];
