@@ -56,6 +56,9 @@ pub struct ServeArgs {
     /// Key brand, the first part of every key (`<brand>_live_...`).
     #[arg(long, default_value = "VisaKey", env = "VISA_KEY_BRAND")]
     pub brand: String,
+    /// How long an Idempotency-Key is remembered, e.g. 24h, 7d.
+    #[arg(long, default_value = "24h", env = "VISA_IDEMPOTENCY_TTL", value_parser = parse_duration_seconds)]
+    pub idempotency_ttl: u64,
 }
 
 #[derive(Debug, Args)]
@@ -81,8 +84,8 @@ pub enum KeysCommand {
     Rotate {
         id: i64,
         /// How long the old secret keeps working, e.g. 30s, 10m, 2h, 1d (default: it stops now).
-        #[arg(long)]
-        grace: Option<String>,
+        #[arg(long, value_parser = parse_duration_seconds)]
+        grace: Option<u64>,
     },
     /// Revoke a key: it stops working at once.
     Revoke { id: i64 },
@@ -218,4 +221,35 @@ pub enum LedgerCommand {
         #[arg(long, default_value = "./visa-data", env = "VISA_DATA_DIR")]
         data_dir: PathBuf,
     },
+}
+
+/// `30s`, `10m`, `2h`, `1d`, or plain seconds.
+pub fn parse_duration_seconds(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let multiplier = match unit {
+        "" | "s" => Some(1),
+        "m" => Some(60),
+        "h" => Some(3600),
+        "d" => Some(86_400),
+        _ => None,
+    };
+    multiplier
+        .and_then(|m| number.parse::<u64>().ok()?.checked_mul(m))
+        .ok_or_else(|| format!("'{text}' is not a duration like 30s, 10m, 2h or 1d"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_seconds;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_seconds("10m"), Ok(600));
+        assert_eq!(parse_duration_seconds("45"), Ok(45));
+        assert_eq!(parse_duration_seconds("1d"), Ok(86_400));
+        assert!(parse_duration_seconds("10x").is_err());
+        assert!(parse_duration_seconds("m").is_err());
+        assert!(parse_duration_seconds("99999999999999999999d").is_err());
+    }
 }

@@ -3,9 +3,29 @@
 //! and a non-zero exit code.
 
 use clap::Parser;
+use clap::error::ErrorKind;
 
 fn main() -> std::process::ExitCode {
-    let cli = visa_cli::Cli::parse();
+    let cli = match visa_cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            // clap explains with usage and hints over several lines; keep the first.
+            let rendered = e.to_string();
+            let first = rendered.lines().next().unwrap_or_default().trim_start_matches("error: ");
+            eprintln!("error: {first} (see --help)");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

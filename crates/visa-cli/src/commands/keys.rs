@@ -3,7 +3,7 @@
 use crate::cli::{CreateKeyArgs, KeysCommand, ListKeysArgs, UpdateKeyArgs};
 use crate::output::{dollars, field, print_table};
 use crate::settings;
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
@@ -32,8 +32,7 @@ pub async fn run(command: KeysCommand, json: bool) -> anyhow::Result<()> {
             super::show(&answer, json, print_key);
         }
         KeysCommand::Rotate { id, grace } => {
-            let seconds = grace.as_deref().map(parse_duration_seconds).transpose()?.unwrap_or(0);
-            let body = json!({ "grace_period_seconds": seconds });
+            let body = json!({ "grace_period_seconds": grace.unwrap_or(0) });
             let answer = client.send(Method::POST, &format!("/v1/api/keys/{id}/rotate"), Some(&body)).await?;
             super::show(&answer, json, print_created);
         }
@@ -118,24 +117,6 @@ fn list_path(args: &ListKeysArgs) -> String {
     if query.is_empty() { "/v1/api/keys".into() } else { format!("/v1/api/keys?{}", query.join("&")) }
 }
 
-/// `30s`, `10m`, `2h`, `1d`, or plain seconds.
-pub fn parse_duration_seconds(text: &str) -> anyhow::Result<u64> {
-    let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let multiplier = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => bail!("--grace: '{text}' is not a duration like 30s, 10m, 2h or 1d"),
-    };
-    number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(multiplier))
-        .ok_or_else(|| anyhow!("--grace: '{text}' is not a duration like 30s, 10m, 2h or 1d"))
-}
-
 fn print_created(body: &Value) {
     println!("{}", field(body, "key"));
     eprintln!("{STORE_REMINDER}");
@@ -200,19 +181,5 @@ fn print_list(body: &Value) {
     );
     if let Some(next) = body["next_cursor"].as_i64() {
         println!("more: visa-cli keys list --starting-after {next}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_duration_seconds;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration_seconds("10m").unwrap(), 600);
-        assert_eq!(parse_duration_seconds("45").unwrap(), 45);
-        assert_eq!(parse_duration_seconds("1d").unwrap(), 86_400);
-        assert!(parse_duration_seconds("10x").is_err());
-        assert!(parse_duration_seconds("m").is_err());
     }
 }

@@ -17,6 +17,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.catalog = Catalog::from_toml(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     }
     config.brand = args.brand;
+    config.idempotency_ttl = std::time::Duration::from_secs(args.idempotency_ttl);
     config.operator_token = std::env::var("VISA_OPERATOR_TOKEN").ok().filter(|t| !t.is_empty());
     config.pepper = std::env::var("VISA_KEY_PEPPER").ok().filter(|p| !p.is_empty()).map(String::into_bytes);
     Server::start(config).await?.run_until_signal().await

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use writer::Writer;
 
-const PAGE_SIZE: u32 = 1024;
+const PAGE_SIZE: u32 = 4096;
 /// How long a reader waits on a lock held by another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the writer waits for the write lock before it answers "unavailable" (a paid

@@ -66,8 +66,9 @@ fn ledger(conn: &Connection, e: &ExecutionRecord, kind: &str, amount: Micros, no
 fn existing_outcome(conn: &Connection, start: &ExecutionStart) -> StoreResult<Option<BeginOutcome>> {
     let found = conn
         .prepare_cached(
-            "SELECT r.execution_id, r.expires_at, e.request_hash, e.state, e.response_status, e.response_body \
+            "SELECT r.execution_id, r.expires_at, e.request_hash, e.state, x.status, x.body \
              FROM idempotency_records r JOIN executions e ON e.id = r.execution_id \
+             LEFT JOIN execution_responses x ON x.execution_id = e.id \
              WHERE r.key_id = ?1 AND r.idempotency_key = ?2",
         )
         .and_then(|mut stmt| {
@@ -298,21 +299,19 @@ fn record_outcome(
     let receipt_id = receipt_id.filter(|_| charged_to_account > Micros::ZERO);
     let changed = sql(
         conn,
-        "UPDATE executions SET state = ?2, charged_micros = ?3, receipt_id = ?4, response_status = ?5, \
-         response_body = ?6, finished_at = ?7 WHERE id = ?1 AND state = ?8",
-        params![
-            e.id,
-            state.as_str(),
-            charged_to_account.0,
-            receipt_id,
-            answer.map(|a| a.0),
-            answer.map(|a| a.1),
-            to_db(now),
-            e.state.as_str()
-        ],
+        "UPDATE executions SET state = ?2, charged_micros = ?3, receipt_id = ?4, finished_at = ?5 \
+         WHERE id = ?1 AND state = ?6",
+        params![e.id, state.as_str(), charged_to_account.0, receipt_id, to_db(now), e.state.as_str()],
     )?;
     if changed != 1 {
         return Err(StoreError::Refused(format!("execution {} is no longer {}", e.public_id, e.state.as_str())));
+    }
+    if let Some((status, body)) = answer {
+        sql(
+            conn,
+            "INSERT INTO execution_responses (execution_id, status, body) VALUES (?1, ?2, ?3)",
+            params![e.id, status, body],
+        )?;
     }
     Ok(ExecutionRecord {
         state,

@@ -81,15 +81,21 @@ CREATE TABLE executions (
     hold_micros      INTEGER NOT NULL CHECK (hold_micros >= 0),
     charged_micros   INTEGER NOT NULL DEFAULT 0 CHECK (charged_micros >= 0 AND charged_micros <= hold_micros),
     receipt_id       TEXT,
-    response_status  INTEGER,
-    response_body    BLOB,
     created_at       INTEGER NOT NULL,
     finished_at      INTEGER
 );
+
+-- The exact answer of a finished execution, replayed byte for byte. A table of its own, so
+-- storing it appends a row instead of growing the execution's row in place.
+CREATE TABLE execution_responses (
+    execution_id  INTEGER PRIMARY KEY REFERENCES executions(id),
+    status        INTEGER NOT NULL,
+    body          BLOB NOT NULL
+);
 CREATE INDEX executions_by_account ON executions(account_id, id);
 CREATE INDEX executions_by_key ON executions(key_id, id);
--- Only open executions are looked up by state (crash recovery, the operator's reconcile list).
-CREATE INDEX executions_open ON executions(state, id) WHERE state IN ('running', 'reconcile_required');
+-- No index on state: it would cost two writes per paid call, and only crash recovery (once,
+-- at start) and the operator's rare reconcile list look executions up by state.
 
 -- Idempotency-Key → execution, scoped to the key, kept for a retention period. A retryable
 -- failure deletes its record so the same Idempotency-Key can be retried.
