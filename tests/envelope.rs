@@ -74,6 +74,11 @@ async fn openapi_covers_every_route() {
         ("/v1/api/keys/{id}/rotate", "post"),
         ("/v1/api/tools", "get"),
         ("/v1/api/tools/{tool}/execute", "post"),
+        ("/v1/api/balance", "get"),
+        ("/v1/api/executions", "get"),
+        ("/v1/api/executions/{id}", "get"),
+        ("/v1/operator/executions", "get"),
+        ("/v1/operator/executions/{id}/reconcile", "post"),
     ];
     for (path, method) in expected {
         assert!(paths[path][method].is_object(), "{method} {path} missing from the OpenAPI document");

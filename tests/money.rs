@@ -206,3 +206,22 @@ async fn executions_are_listed_per_account_and_per_key() {
     app.get("/v1/api/balance", &reader).await.assert_ok(200);
     app.get("/v1/api/executions", &reader).await.assert_ok(200);
 }
+
+#[tokio::test]
+async fn a_tool_that_times_out_is_voided_and_retryable() {
+    let catalog = visa_server::catalog::Catalog::from_toml(
+        "[[tools]]\nid = \"slow\"\nprice_micros = 10000\ntimeout_ms = 100\nadapter = { type = \"builtin\", name = \"sleep\" }\n",
+    )
+    .unwrap();
+    let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
+    let (session, id, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    let reply = app.execute(&key, "slow", json!({ "ms": 1000 })).await;
+    let body = reply.assert_error(502, "UPSTREAM_ERROR");
+    assert_eq!(body["retryable"], true);
+    assert!(body["error"].as_str().unwrap().contains("100 ms"), "{body}");
+    app.execute(&key, "slow", json!({ "ms": 10 })).await.assert_ok(200);
+    assert_eq!(app.balance_micros(&session).await, before - CENT);
+    assert_eq!(spent_today(&app, &session, id).await, 1);
+    assert!(app.verify_ledger().await.is_empty());
+}

@@ -137,6 +137,22 @@ fn newcomer_flow_through_the_cli() {
 
     let tools = assert_success(&server.cli(&["tools"], None, None));
     assert!(tools.contains("echo") && tools.contains("$0.01"), "{tools}");
+
+    // No secret reached the server's log or its data dir: raw keys, session tokens, the
+    // operator token and the password are all absent from every file.
+    let session = std::fs::read_to_string(&session_file).unwrap();
+    let secrets = [second_key.as_str(), session.trim(), OPERATOR_TOKEN, "correct horse"];
+    let log = server.log();
+    assert!(log.contains("key created"), "the log is being captured: {log}");
+    for secret in secrets {
+        assert!(!log.contains(secret), "a secret is in the server log");
+        for entry in std::fs::read_dir(&data_dir).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found || path.ends_with("operator-token"), "a secret is stored in {}", path.display());
+        }
+    }
 }
 
 #[test]

@@ -168,6 +168,15 @@ fn kill_9_under_load_loses_no_acknowledged_charge() {
     let captured = interrupted.len().div_ceil(2) as i64;
     assert_eq!(balance_micros(&server, &t.session), before - (succeeded + captured) * PRICE_MICROS);
     assert!(server.sigterm().success());
+
+    // The audit is not a rubber stamp: a balance changed behind the ledger's back fails it.
+    let db = server.data_dir().join("visa.db");
+    let tamper = rusqlite::Connection::open(db).unwrap();
+    tamper.execute("UPDATE accounts SET balance_micros = balance_micros + 10000 WHERE login = 'loaded'", []).unwrap();
+    let data_dir = server.data_dir();
+    let output = server.cli(&["ledger", "verify", "--data-dir", data_dir.to_str().unwrap()], None, None);
+    assert!(!output.status.success());
+    assert!(stdout(&output).contains("account balance"), "{}", stdout(&output));
 }
 
 fn count_executions(server: &ServerProcess, session: &str, state: &str) -> i64 {
