@@ -227,7 +227,8 @@ pub struct ExecutionStart {
     pub account_id: i64,
     pub key_id: i64,
     pub secret_id: i64,
-    pub idempotency_key: String,
+    /// The Idempotency-Key's 16 bytes (a UUID), compact in the index it is looked up by.
+    pub idempotency_key: [u8; 16],
     pub request_hash: [u8; 32],
     pub tool: String,
     pub hold: Micros,

@@ -53,7 +53,7 @@ struct World {
     running: Vec<(ExecutionRecord, usize)>,
     interrupted: Vec<(ExecutionRecord, usize)>,
     day: i64,
-    last_idempotency: Option<(usize, String)>,
+    last_idempotency: Option<(usize, [u8; 16])>,
     counter: u64,
 }
 
@@ -178,15 +178,15 @@ impl World {
         let (key_id, account) = self.keys[key];
         self.counter += 1;
         let idempotency_key = match (&self.last_idempotency, reuse_idempotency) {
-            (Some((k, idem)), true) if *k == key => idem.clone(),
-            _ => format!("idem-{}", self.counter),
+            (Some((k, idem)), true) if *k == key => *idem,
+            _ => u128::from(self.counter).to_be_bytes(),
         };
         let start = ExecutionStart {
             public_id: format!("exec-{}", self.counter),
             account_id: self.accounts[account],
             key_id,
             secret_id: 1,
-            idempotency_key: idempotency_key.clone(),
+            idempotency_key,
             request_hash: [7; 32],
             tool: "echo".into(),
             hold: Micros(hold_cents * MICROS_PER_CENT),
@@ -277,7 +277,8 @@ async fn verify_catches_a_counter_that_drifted_from_the_ledger() {
     let tamper = rusqlite::Connection::open(world._dir.path().join("props.db")).unwrap();
     for (sql, expected) in [
         ("UPDATE accounts SET balance_micros = balance_micros + 1 WHERE login = 'alice'", "account balance"),
-        ("UPDATE keys SET spent_total_micros = spent_total_micros + 1", "key spent_total"),
+        ("UPDATE key_spend SET spent_total_micros = spent_total_micros + 1", "key spent_total"),
+        ("UPDATE keys SET daily_cap_cents = daily_cap_cents + 1", "key spend caps out of step"),
         ("UPDATE executions SET charged_micros = charged_micros - 1", "execution charge"),
     ] {
         tamper.execute(sql, []).unwrap();

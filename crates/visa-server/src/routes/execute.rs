@@ -117,7 +117,7 @@ pub async fn execute(
         account_id: key.key.account_id,
         key_id: key.key.id,
         secret_id: key.secret_id,
-        idempotency_key: idempotency_key.to_string(),
+        idempotency_key: *idempotency_key.as_bytes(),
         request_hash: request_fingerprint("POST", &tool.id, &input),
         tool: tool.id.clone(),
         hold: tool.max_price,

@@ -72,7 +72,7 @@ fn existing_outcome(conn: &Connection, start: &ExecutionStart) -> StoreResult<Op
              WHERE r.key_id = ?1 AND r.idempotency_key = ?2",
         )
         .and_then(|mut stmt| {
-            stmt.query_row(params![start.key_id, start.idempotency_key], |r| {
+            stmt.query_row(params![start.key_id, &start.idempotency_key[..]], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
@@ -92,7 +92,7 @@ fn existing_outcome(conn: &Connection, start: &ExecutionStart) -> StoreResult<Op
         sql(
             conn,
             "DELETE FROM idempotency_records WHERE key_id = ?1 AND idempotency_key = ?2",
-            params![start.key_id, start.idempotency_key],
+            params![start.key_id, &start.idempotency_key[..]],
         )?;
         return Ok(None);
     }
@@ -124,7 +124,7 @@ struct KeyCounters {
 fn key_counters(conn: &Connection, key_id: i64) -> StoreResult<KeyCounters> {
     conn.prepare_cached(
         "SELECT daily_cap_cents, total_cap_cents, revoked_at IS NOT NULL, spent_day_number, spent_day_micros, \
-         held_day_micros, spent_total_micros, held_total_micros FROM keys WHERE id = ?1",
+         held_day_micros, spent_total_micros, held_total_micros FROM key_spend WHERE key_id = ?1",
     )
     .and_then(|mut stmt| {
         stmt.query_row([key_id], |r| {
@@ -180,7 +180,7 @@ pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<Be
             start.account_id,
             start.key_id,
             start.secret_id,
-            start.idempotency_key,
+            &start.idempotency_key[..],
             &start.request_hash[..],
             start.tool,
             start.sandbox,
@@ -207,7 +207,7 @@ pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<Be
     sql(
         conn,
         "INSERT INTO idempotency_records (key_id, idempotency_key, execution_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        params![start.key_id, start.idempotency_key, execution.id, to_db(start.idempotency_expires_at)],
+        params![start.key_id, &start.idempotency_key[..], execution.id, to_db(start.idempotency_expires_at)],
     )?;
     ledger(conn, &execution, "hold", start.hold, start.now)?;
     Ok(BeginOutcome::Started(execution))
@@ -218,12 +218,12 @@ pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<Be
 fn hold_on_key(conn: &Connection, start: &ExecutionStart) -> StoreResult<Option<HoldRefusal>> {
     let placed = sql(
         conn,
-        "UPDATE keys SET \
+        "UPDATE key_spend SET \
            spent_day_micros = CASE WHEN spent_day_number = ?2 THEN spent_day_micros ELSE 0 END, \
            held_day_micros = CASE WHEN spent_day_number = ?2 THEN held_day_micros ELSE 0 END + ?3, \
            spent_day_number = ?2, \
            held_total_micros = held_total_micros + ?3 \
-         WHERE id = ?1 AND revoked_at IS NULL \
+         WHERE key_id = ?1 AND revoked_at IS NULL \
            AND CASE WHEN spent_day_number = ?2 THEN spent_day_micros + held_day_micros ELSE 0 END + ?3 \
                <= daily_cap_cents * 10000 \
            AND (total_cap_cents IS NULL OR spent_total_micros + held_total_micros + ?3 <= total_cap_cents * 10000)",
@@ -240,7 +240,8 @@ fn hold_on_key(conn: &Connection, start: &ExecutionStart) -> StoreResult<Option<
 fn release_key_hold(conn: &Connection, key_id: i64, hold: Micros) -> StoreResult<()> {
     sql(
         conn,
-        "UPDATE keys SET held_day_micros = held_day_micros - ?2, held_total_micros = held_total_micros - ?2 WHERE id = ?1",
+        "UPDATE key_spend SET held_day_micros = held_day_micros - ?2, held_total_micros = held_total_micros - ?2 \
+         WHERE key_id = ?1",
         params![key_id, hold.0],
     )
     .map(drop)
@@ -263,10 +264,10 @@ fn settle(conn: &Connection, e: &ExecutionRecord, charged: Micros, voided: bool,
     // The daily counters only move if the key is still on the execution's day.
     sql(
         conn,
-        "UPDATE keys SET held_total_micros = held_total_micros - ?2, spent_total_micros = spent_total_micros + ?3, \
+        "UPDATE key_spend SET held_total_micros = held_total_micros - ?2, spent_total_micros = spent_total_micros + ?3, \
          held_day_micros = CASE WHEN spent_day_number = ?4 THEN held_day_micros - ?2 ELSE held_day_micros END, \
          spent_day_micros = CASE WHEN spent_day_number = ?4 THEN spent_day_micros + ?3 ELSE spent_day_micros END \
-         WHERE id = ?1",
+         WHERE key_id = ?1",
         params![e.key_id, hold, charged, e.day_number],
     )?;
     if !e.sandbox {
@@ -559,13 +560,16 @@ pub(crate) fn verify(conn: &Connection) -> StoreResult<Vec<String>> {
     })?;
     each_row(
         conn,
-        "SELECT id, spent_total_micros, held_total_micros, spent_day_number, spent_day_micros, held_day_micros, \
-         daily_cap_cents, total_cap_cents FROM keys",
+        "SELECT s.key_id, s.spent_total_micros, s.held_total_micros, s.spent_day_number, s.spent_day_micros, \
+         s.held_day_micros, k.daily_cap_cents, k.total_cap_cents, \
+         s.daily_cap_cents IS k.daily_cap_cents AND s.total_cap_cents IS k.total_cap_cents AND s.revoked_at IS k.revoked_at \
+         FROM key_spend s JOIN keys k ON k.id = s.key_id",
         |r| {
             let id: i64 = r.get(0)?;
             let (spent, held, day, spent_day, held_day): (i64, i64, i64, i64, i64) =
                 (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
-            let (daily_cap, total_cap): (i64, Option<i64>) = (r.get(6)?, r.get(7)?);
+            let (daily_cap, total_cap, in_step): (i64, Option<i64>, bool) = (r.get(6)?, r.get(7)?, r.get(8)?);
+            mismatch("key spend caps out of step with the key", id, i64::from(!in_step), 0);
             let t = keys.get(&id).copied().unwrap_or_default();
             mismatch("key spent_total", id, spent, t.capture);
             mismatch("key held_total", id, held, t.open());

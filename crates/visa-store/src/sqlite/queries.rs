@@ -50,8 +50,11 @@ pub(crate) fn account_where(
 
 const KEY_COLUMNS: &str = "k.id, k.account_id, a.login, k.environment, k.label, k.tool_scope, k.allowed_tools, \
     k.allowed_cidrs, k.daily_cap_cents, k.total_cap_cents, k.expires_at, k.read_only, k.created_at, k.revoked_at, \
-    k.last_used_at, k.last_used_ip, k.spent_day_number, k.spent_day_micros, k.spent_total_micros, k.rate_limit_per_second, \
-    k.held_day_micros, k.held_total_micros";
+    k.last_used_at, k.last_used_ip, s.spent_day_number, s.spent_day_micros, s.spent_total_micros, k.rate_limit_per_second, \
+    s.held_day_micros, s.held_total_micros";
+
+/// The tables `KEY_COLUMNS` reads from.
+const KEY_TABLES: &str = "keys k JOIN key_spend s ON s.key_id = k.id JOIN accounts a ON a.id = k.account_id";
 
 fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
     let environment = Environment::parse(&row.get::<_, String>(3)?).ok_or_else(|| corrupt("environment"))?;
@@ -110,9 +113,7 @@ fn with_secrets(conn: &Connection, mut key: KeyRecord) -> rusqlite::Result<KeyRe
 
 /// One of the account's keys, with its secrets; `None` for another account's key.
 fn load_key(conn: &Connection, account_id: i64, key_id: i64) -> StoreResult<Option<KeyRecord>> {
-    let sql = format!(
-        "SELECT {KEY_COLUMNS} FROM keys k JOIN accounts a ON a.id = k.account_id WHERE k.id = ?1 AND k.account_id = ?2"
-    );
+    let sql = format!("SELECT {KEY_COLUMNS} FROM {KEY_TABLES} WHERE k.id = ?1 AND k.account_id = ?2");
     let key = conn.query_row(&sql, params![key_id, account_id], key_from_row).optional().map_err(map_sqlite_error)?;
     key.map(|k| with_secrets(conn, k)).transpose().map_err(map_sqlite_error)
 }
@@ -153,6 +154,11 @@ fn write_policy(conn: &Connection, key_id: i64, policy: &KeyPolicy) -> StoreResu
             policy.read_only,
             policy.rate_limit_per_second
         ],
+    )
+    .map_err(map_sqlite_error)?;
+    conn.execute(
+        "UPDATE key_spend SET daily_cap_cents = ?2, total_cap_cents = ?3 WHERE key_id = ?1",
+        params![key_id, policy.daily_cap_cents, policy.total_cap_cents],
     )
     .map_err(map_sqlite_error)?;
     Ok(())
@@ -307,6 +313,11 @@ impl Store for SqliteStore {
             )
             .map_err(map_sqlite_error)?;
             let key_id = conn.last_insert_rowid();
+            conn.execute(
+                "INSERT INTO key_spend (key_id, daily_cap_cents, total_cap_cents) VALUES (?1, ?2, ?3)",
+                params![key_id, p.daily_cap_cents, p.total_cap_cents],
+            )
+            .map_err(map_sqlite_error)?;
             insert_secret(conn, key_id, &new.secret, new.now)?;
             require_key(conn, new.account_id, key_id)
         })
@@ -325,7 +336,7 @@ impl Store for SqliteStore {
                 Cursor::EndingBefore(id) => ("AND k.id > ?2", "ASC", id),
             };
             let sql = format!(
-                "SELECT {KEY_COLUMNS} FROM keys k JOIN accounts a ON a.id = k.account_id \
+                "SELECT {KEY_COLUMNS} FROM {KEY_TABLES} \
                  WHERE k.account_id = ?1 {filter} ORDER BY k.id {order} LIMIT ?3"
             );
             let mut stmt = conn.prepare_cached(&sql).map_err(map_sqlite_error)?;
@@ -354,6 +365,11 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             require_key(conn, account_id, key_id)?;
             let at = to_db(now);
+            conn.execute(
+                "UPDATE key_spend SET revoked_at = COALESCE(revoked_at, ?2) WHERE key_id = ?1",
+                params![key_id, at],
+            )
+            .map_err(map_sqlite_error)?;
             conn.execute("UPDATE keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1", params![key_id, at])
                 .map_err(map_sqlite_error)?;
             conn.execute(

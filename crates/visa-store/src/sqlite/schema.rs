@@ -39,9 +39,18 @@ CREATE TABLE keys (
     revoked_at          INTEGER,
     last_used_at        INTEGER,
     last_used_ip        TEXT,
-    rate_limit_per_second INTEGER NOT NULL DEFAULT 100,
-    -- Spend counters, in step with the ledger: captured and currently held micros, for the
-    -- UTC day `spent_day_number` and in total. Caps are checked against spent + held.
+    rate_limit_per_second INTEGER NOT NULL DEFAULT 100
+);
+
+-- A key's spend counters, in step with the ledger: captured and currently held micros for the
+-- UTC day `spent_day_number` and in total, with a copy of the caps and revocation they are
+-- checked against (kept in the same transaction as every change to the key). A narrow table
+-- of its own, because every paid call updates it twice.
+CREATE TABLE key_spend (
+    key_id              INTEGER PRIMARY KEY REFERENCES keys(id),
+    daily_cap_cents     INTEGER NOT NULL,
+    total_cap_cents     INTEGER,
+    revoked_at          INTEGER,
     spent_day_number    INTEGER NOT NULL DEFAULT 0,
     spent_day_micros    INTEGER NOT NULL DEFAULT 0 CHECK (spent_day_micros >= 0),
     held_day_micros     INTEGER NOT NULL DEFAULT 0 CHECK (held_day_micros >= 0),
@@ -72,7 +81,7 @@ CREATE TABLE executions (
     account_id       INTEGER NOT NULL REFERENCES accounts(id),
     key_id           INTEGER NOT NULL REFERENCES keys(id),
     secret_id        INTEGER NOT NULL,
-    idempotency_key  TEXT NOT NULL,
+    idempotency_key  BLOB NOT NULL,
     request_hash     BLOB NOT NULL,
     tool             TEXT NOT NULL,
     state            TEXT NOT NULL CHECK (state IN ('running', 'succeeded', 'failed', 'reconcile_required', 'voided')),
@@ -101,7 +110,7 @@ CREATE INDEX executions_by_key ON executions(key_id, id);
 -- failure deletes its record so the same Idempotency-Key can be retried.
 CREATE TABLE idempotency_records (
     key_id           INTEGER NOT NULL,
-    idempotency_key  TEXT NOT NULL,
+    idempotency_key  BLOB NOT NULL,
     execution_id     INTEGER NOT NULL REFERENCES executions(id),
     expires_at       INTEGER NOT NULL,
     PRIMARY KEY (key_id, idempotency_key)
