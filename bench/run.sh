@@ -22,8 +22,10 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; r
 trap cleanup EXIT
 
 wait_for_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listens on $1" >&2; exit 1; }
-# run_wrk URL LABEL [KEYS_FILE]
+# run_wrk URL LABEL [KEYS_FILE]; flushes dirty pages first so one run's writeback does not
+# land in the next run's measurement.
 run_wrk() {
+  sync
   VISA_BENCH_KEYS="${3:-}" wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s -s bench/execute.lua "$1" \
     | grep RESULT | sed "s/^RESULT/$2/"
 }
