@@ -4,7 +4,7 @@
 //! commands, `VISA_OPERATOR_TOKEN` (else `<VISA_DATA_DIR or ./visa-data>/operator-token`).
 
 use anyhow::{Context, anyhow};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use visa_client::Client;
 
 pub const DEFAULT_API_URL: &str = "http://127.0.0.1:8080";
@@ -30,21 +30,8 @@ pub fn store_session_token(token: &str) -> anyhow::Result<PathBuf> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    write_private(&path, token)?;
+    visa_server::write_private_file(&path, token)?;
     Ok(path)
-}
-
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
-    #[cfg(unix)]
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    file.write_all(contents.as_bytes())?;
-    Ok(())
 }
 
 fn session_token() -> anyhow::Result<String> {

@@ -80,6 +80,14 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Maps a store error, reporting "not found" as `code` (e.g. KEY_NOT_FOUND) with `message`.
+pub fn not_found_as(code: ErrorCode, message: &'static str) -> impl Fn(StoreError) -> ApiError {
+    move |e| match e {
+        StoreError::NotFound => ApiError::new(code, message),
+        other => other.into(),
+    }
+}
+
 impl ApiError {
     pub fn with_retry_after(self, seconds: u64) -> Self {
         Self(self.0.retry_after(seconds))

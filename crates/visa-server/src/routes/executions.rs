@@ -3,7 +3,7 @@
 //! `POST /v1/operator/executions/:id/reconcile` for calls whose outcome a crash lost.
 
 use crate::auth::{Operator, Reader};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, not_found_as};
 use crate::extract::JsonBody;
 use crate::routes::{ListQuery, rfc3339};
 use crate::state::SharedState;
@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use visa_core::ErrorCode;
 use visa_core::money::{MICROS_PER_CENT, Micros};
-use visa_store::{ExecutionFilter, ExecutionRecord, ExecutionState, Reconcile, StoreError};
+use visa_store::{ExecutionFilter, ExecutionRecord, ExecutionState, Reconcile};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ExecutionView {
@@ -103,8 +103,10 @@ impl StateQuery {
     }
 }
 
+const EXECUTION_NOT_FOUND: &str = "no such execution";
+
 fn not_found() -> ApiError {
-    ApiError::new(ErrorCode::ExecutionNotFound, "no such execution")
+    ApiError::new(ErrorCode::ExecutionNotFound, EXECUTION_NOT_FOUND)
 }
 
 async fn list_page(
@@ -197,10 +199,11 @@ pub async fn reconcile(
         (None, Some(true)) => Reconcile::Void,
         _ => return Err(ApiError::invalid("send either capture_cents (0 or more) or void: true")),
     };
-    let execution = state.store.reconcile_execution(&id, decision, now).await.map_err(|e| match e {
-        StoreError::NotFound => not_found(),
-        other => other.into(),
-    })?;
+    let execution = state
+        .store
+        .reconcile_execution(&id, decision, now)
+        .await
+        .map_err(not_found_as(ErrorCode::ExecutionNotFound, EXECUTION_NOT_FOUND))?;
     tracing::info!(execution = %execution.public_id, state = execution.state.as_str(), charged = %execution.charged, "execution reconciled");
     Ok(Json(ExecutionResponse { success: true, execution: ExecutionView::from(&execution) }))
 }

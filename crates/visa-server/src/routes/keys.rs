@@ -2,7 +2,7 @@
 //! for a signed-in account. Another account's key id answers 404 KEY_NOT_FOUND, never 403.
 
 use crate::auth::Session;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, not_found_as};
 use crate::extract::{JsonBody, OptionalJsonBody, double_option};
 use crate::routes::{ListQuery, rfc3339};
 use crate::state::SharedState;
@@ -17,7 +17,7 @@ use visa_core::policy::{
     CidrAllowlist, DEFAULT_DAILY_CAP_CENTS, DEFAULT_RATE_LIMIT_PER_SECOND, KeyLabel, ToolGrant, ToolScope,
     clamp_cap_cents, parse_expires_at, parse_rate_limit,
 };
-use visa_store::{KeyPatch, KeyPolicy, KeyRecord, NewKey, NewSecret, Rotation, SecretRecord, StoreError};
+use visa_store::{KeyPatch, KeyPolicy, KeyRecord, NewKey, NewSecret, Rotation, SecretRecord};
 
 pub const MAX_GRACE_SECONDS: u32 = 604_800;
 
@@ -234,20 +234,15 @@ pub struct RotateKeyRequest {
     pub grace_period_seconds: Option<u32>,
 }
 
+const KEY_NOT_FOUND: &str = "no such key";
+
 fn key_not_found() -> ApiError {
-    ApiError::new(ErrorCode::KeyNotFound, "no such key")
+    ApiError::new(ErrorCode::KeyNotFound, KEY_NOT_FOUND)
 }
 
 /// A path id that is not a positive integer cannot name a key of ours.
 fn key_id(text: &str) -> ApiResult<i64> {
     text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(key_not_found)
-}
-
-fn not_found_as_key(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound => key_not_found(),
-        other => other.into(),
-    }
 }
 
 fn resolve_tools(state: &SharedState, names: Option<Vec<String>>) -> ApiResult<Option<Vec<String>>> {
@@ -376,7 +371,11 @@ pub async fn update(
             .map(parse_rate_limit)
             .transpose()?,
     };
-    let key = state.store.update_key(account_id, id, patch).await.map_err(not_found_as_key)?;
+    let key = state
+        .store
+        .update_key(account_id, id, patch)
+        .await
+        .map_err(not_found_as(ErrorCode::KeyNotFound, KEY_NOT_FOUND))?;
     state.keys.invalidate_key(id);
     tracing::info!(key_id = id, "key updated");
     Ok(Json(KeyResponse { success: true, key: KeyView::new(&key, now) }))
@@ -409,7 +408,11 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> ApiResult<Json<RevokeResponse>> {
     let id = key_id(&id)?;
-    state.store.revoke_key(session.account.id, id, state.now()).await.map_err(not_found_as_key)?;
+    state
+        .store
+        .revoke_key(session.account.id, id, state.now())
+        .await
+        .map_err(not_found_as(ErrorCode::KeyNotFound, KEY_NOT_FOUND))?;
     state.keys.invalidate_key(id);
     tracing::info!(key_id = id, "key revoked");
     Ok(Json(RevokeResponse { success: true, revoked: id }))
@@ -432,7 +435,11 @@ pub async fn rotate(
     let now = state.now();
     let (raw, secret) = mint_secret(&state);
     let rotation = Rotation { secret, now, old_secrets_end: now + time::Duration::seconds(i64::from(grace)) };
-    let key = state.store.rotate_key(session.account.id, id, rotation).await.map_err(not_found_as_key)?;
+    let key = state
+        .store
+        .rotate_key(session.account.id, id, rotation)
+        .await
+        .map_err(not_found_as(ErrorCode::KeyNotFound, KEY_NOT_FOUND))?;
     state.keys.invalidate_key(id);
     tracing::info!(key_id = id, grace_seconds = grace, "key rotated");
     Ok(Json(KeyWithSecretResponse { success: true, raw_key: raw.expose().to_owned(), key: KeyView::new(&key, now) }))

@@ -2,7 +2,7 @@
 //! them, and credit their prepaid balance. A credit is a ledger entry, never a bare number.
 
 use crate::auth::{Operator, password};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, not_found_as};
 use crate::extract::JsonBody;
 use crate::routes::{rfc3339, sessions::open_session};
 use crate::state::SharedState;
@@ -88,11 +88,8 @@ fn credit_micros(cents: i64, field: &str) -> ApiResult<Micros> {
     Micros::from_cents(cents).ok_or_else(|| ApiError::invalid(format!("{field} is too large")))
 }
 
-fn account_not_found(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound => ApiError::new(ErrorCode::AccountNotFound, "no such account"),
-        other => other.into(),
-    }
+fn account_not_found() -> impl Fn(StoreError) -> ApiError {
+    not_found_as(ErrorCode::AccountNotFound, "no such account")
 }
 
 #[utoipa::path(post, path = "/v1/operator/accounts", tag = "operator", request_body = CreateAccountRequest,
@@ -138,7 +135,7 @@ pub async fn update_account(
     Path(login): Path<String>,
     JsonBody(req): JsonBody<UpdateAccountRequest>,
 ) -> ApiResult<Json<AccountResponse>> {
-    let account = state.store.set_account_approved(&login, req.approved).await.map_err(account_not_found)?;
+    let account = state.store.set_account_approved(&login, req.approved).await.map_err(account_not_found())?;
     state.keys.invalidate_account(account.id);
     tracing::info!(account = %account.login, approved = account.approved, "account approval changed");
     Ok(Json(AccountResponse { success: true, account: AccountView::from(&account) }))
@@ -157,7 +154,7 @@ pub async fn credit_account(
         return Err(ApiError::invalid("amount_cents must be positive"));
     }
     let amount = credit_micros(req.amount_cents, "amount_cents")?;
-    let account = state.store.credit_account(&login, amount).await.map_err(account_not_found)?;
+    let account = state.store.credit_account(&login, amount).await.map_err(account_not_found())?;
     tracing::info!(account = %account.login, amount_cents = req.amount_cents, "account credited");
     Ok(Json(AccountResponse { success: true, account: AccountView::from(&account) }))
 }
