@@ -112,6 +112,9 @@ pub struct CreateKeyArgs {
     /// The key may read but never execute.
     #[arg(long)]
     pub read_only: bool,
+    /// Requests per second (and burst) the key may send (default 100).
+    #[arg(long)]
+    pub rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +154,9 @@ pub struct UpdateKeyArgs {
     pub expires: Option<String>,
     #[arg(long)]
     pub read_only: Option<bool>,
+    /// Requests per second (and burst) the key may send.
+    #[arg(long)]
+    pub rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -65,6 +65,9 @@ fn create_body(args: CreateKeyArgs) -> anyhow::Result<Value> {
     if args.read_only {
         body.insert("read_only".into(), json!(true));
     }
+    if let Some(rate) = args.rate_limit {
+        body.insert("rate_limit_per_second".into(), json!(rate));
+    }
     Ok(Value::Object(body))
 }
 
@@ -95,9 +98,12 @@ fn update_body(args: UpdateKeyArgs) -> anyhow::Result<Value> {
     if let Some(read_only) = args.read_only {
         body.insert("read_only".into(), json!(read_only));
     }
+    if let Some(rate) = args.rate_limit {
+        body.insert("rate_limit_per_second".into(), json!(rate));
+    }
     if body.is_empty() {
         bail!(
-            "nothing to update: pass at least one of --label, --tools, --all-tools, --daily-cap, --total-cap, --cidr, --any-cidr, --expires, --read-only"
+            "nothing to update: pass at least one of --label, --tools, --all-tools, --daily-cap, --total-cap, --cidr, --any-cidr, --expires, --read-only, --rate-limit"
         );
     }
     Ok(Value::Object(body))
@@ -144,6 +150,7 @@ fn print_key(key: &Value) {
         ("spent today", dollars(key, "spent_today_cents")),
         ("spent total", dollars(key, "spent_total_cents")),
         ("read only", field(key, "read_only")),
+        ("rate limit", format!("{}/s", field(key, "rate_limit_per_second"))),
         ("expires", field(key, "expires_at")),
         ("created", field(key, "created_at")),
         ("last used", format!("{} from {}", field(key, "last_used_at"), field(key, "last_used_ip"))),
