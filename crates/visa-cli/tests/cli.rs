@@ -101,9 +101,13 @@ fn newcomer_flow_through_the_cli() {
     let got = assert_success(&server.cli(&["keys", "get", &id], None, None));
     assert!(got.contains("my-demo-app") && got.contains("$5.00"), "{got}");
 
-    let updated =
-        json(&server.cli(&["keys", "update", &id, "--daily-cap", "0.5", "--label", "renamed", "--json"], None, None));
+    let updated = json(&server.cli(
+        &["keys", "update", &id, "--daily-cap", "0.5", "--label", "renamed", "--rate-limit", "7", "--json"],
+        None,
+        None,
+    ));
     assert_eq!(updated["daily_cap_cents"], 50);
+    assert_eq!(updated["rate_limit_per_second"], 7);
     assert_eq!(updated["label"], "renamed");
 
     let rotated = assert_success(&server.cli(&["keys", "rotate", &id, "--grace", "10m"], None, None));
