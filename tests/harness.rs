@@ -173,3 +173,103 @@ pub fn rfc3339_in(seconds: i64) -> String {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap()
 }
+
+/// A small OpenAI-compatible provider (and a plain JSON endpoint) on a random loopback port,
+/// for the adapters' tests. It counts calls, remembers the last request, and answers as told.
+pub mod mock_provider {
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::post;
+    use serde_json::{Value, json};
+    use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    pub struct Behaviour {
+        /// HTTP status to answer with; 0 means 200.
+        pub status: AtomicU16,
+        pub prompt_tokens: AtomicU64,
+        pub completion_tokens: AtomicU64,
+        pub delay_ms: AtomicU64,
+        pub calls: AtomicUsize,
+        pub last_body: Mutex<Value>,
+        pub last_authorization: Mutex<Option<String>>,
+    }
+
+    pub struct MockProvider {
+        pub base_url: String,
+        pub behaviour: Arc<Behaviour>,
+    }
+
+    impl MockProvider {
+        pub async fn start() -> Self {
+            let behaviour = Arc::new(Behaviour::default());
+            behaviour.prompt_tokens.store(1000, Ordering::SeqCst);
+            behaviour.completion_tokens.store(500, Ordering::SeqCst);
+            let app = axum::Router::new()
+                .route("/v1/chat/completions", post(chat))
+                .route("/v1/echo", post(echo))
+                .with_state(behaviour.clone());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            Self { base_url: format!("http://{addr}/v1"), behaviour }
+        }
+
+        pub fn calls(&self) -> usize {
+            self.behaviour.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    async fn record(b: &Behaviour, headers: &HeaderMap, body: &Value) -> Option<Response> {
+        b.calls.fetch_add(1, Ordering::SeqCst);
+        *b.last_body.lock().unwrap() = body.clone();
+        let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        *b.last_authorization.lock().unwrap() = auth.clone();
+        let delay = b.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
+        let status = b.status.load(Ordering::SeqCst);
+        (status != 0 && status != 200).then(|| {
+            // A careless provider that echoes the credential it was sent.
+            let message = format!("mock failure; you sent {}", auth.unwrap_or_default());
+            let mut response =
+                (StatusCode::from_u16(status).unwrap(), axum::Json(json!({ "error": { "message": message } })))
+                    .into_response();
+            response.headers_mut().insert("retry-after", "7".parse().unwrap());
+            response
+        })
+    }
+
+    async fn chat(
+        State(b): State<Arc<Behaviour>>,
+        headers: HeaderMap,
+        axum::Json(body): axum::Json<Value>,
+    ) -> Response {
+        if let Some(failure) = record(&b, &headers, &body).await {
+            return failure;
+        }
+        let (prompt, completion) = (b.prompt_tokens.load(Ordering::SeqCst), b.completion_tokens.load(Ordering::SeqCst));
+        axum::Json(json!({
+            "id": "chatcmpl-mock",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [{ "index": 0, "finish_reason": "stop", "message": { "role": "assistant", "content": "hi from the mock" } }],
+            "usage": { "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion }
+        }))
+        .into_response()
+    }
+
+    async fn echo(
+        State(b): State<Arc<Behaviour>>,
+        headers: HeaderMap,
+        axum::Json(body): axum::Json<Value>,
+    ) -> Response {
+        if let Some(failure) = record(&b, &headers, &body).await {
+            return failure;
+        }
+        axum::Json(json!({ "echoed": body })).into_response()
+    }
+}

@@ -29,6 +29,9 @@ struct ToolSpec {
     description: String,
     price_micros: i64,
     max_price_micros: Option<i64>,
+    /// Token metering (openai_chat only): micros per million input / output tokens.
+    input_micros_per_mtok: Option<i64>,
+    output_micros_per_mtok: Option<i64>,
     timeout_ms: Option<u64>,
     sandbox: Option<toml::Value>,
     adapter: AdapterSpec,
@@ -38,9 +41,28 @@ struct ToolSpec {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AdapterSpec {
-    Builtin { name: Builtin },
-    OpenaiChat { base_url: String, model: String, api_key_env: String },
-    FalQueue { base_url: String, app: String, api_key_env: String },
+    Builtin {
+        name: Builtin,
+    },
+    OpenaiChat {
+        base_url: String,
+        model: String,
+        api_key_env: String,
+    },
+    FalQueue {
+        base_url: String,
+        app: String,
+        api_key_env: String,
+    },
+    /// POSTs the input as JSON to `url`; the JSON answer is the result.
+    Http {
+        url: String,
+        /// Fixed, non-secret headers.
+        #[serde(default)]
+        headers: std::collections::BTreeMap<String, String>,
+        /// Sent as `Authorization: Bearer <value of this variable>` when set.
+        api_key_env: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -57,6 +79,7 @@ impl AdapterSpec {
             Self::Builtin { .. } => "builtin",
             Self::OpenaiChat { .. } => "openai_chat",
             Self::FalQueue { .. } => "fal_queue",
+            Self::Http { .. } => "http",
         }
     }
 
@@ -65,6 +88,7 @@ impl AdapterSpec {
         match self {
             Self::Builtin { .. } => None,
             Self::OpenaiChat { api_key_env, .. } | Self::FalQueue { api_key_env, .. } => Some(api_key_env),
+            Self::Http { api_key_env, .. } => api_key_env.as_deref(),
         }
     }
 }
@@ -75,8 +99,10 @@ pub struct Tool {
     pub id: String,
     pub aliases: Vec<String>,
     pub description: String,
-    /// What one call costs.
+    /// What one call costs; for token-metered tools, the minimum charge.
     pub price: Micros,
+    /// Per-token prices, when the tool is metered by the provider's reported usage.
+    pub tokens: Option<TokenPrice>,
     /// The most one call can cost: the hold placed before it runs.
     pub max_price: Micros,
     pub timeout: Duration,
@@ -89,6 +115,23 @@ impl Tool {
     /// Whether the provider secret the adapter needs is present in the environment.
     pub fn is_ready(&self) -> bool {
         self.adapter.secret_env().is_none_or(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty()))
+    }
+}
+
+/// Micros per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenPrice {
+    pub input_micros_per_mtok: i64,
+    pub output_micros_per_mtok: i64,
+}
+
+impl TokenPrice {
+    /// The price of a call, rounded up to the micro.
+    pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> Micros {
+        let per_million = i128::from(input_tokens) * i128::from(self.input_micros_per_mtok)
+            + i128::from(output_tokens) * i128::from(self.output_micros_per_mtok);
+        let micros = (per_million + 999_999) / 1_000_000;
+        Micros(i64::try_from(micros).unwrap_or(i64::MAX))
     }
 }
 
@@ -148,6 +191,19 @@ fn validate(spec: ToolSpec) -> Result<Tool, String> {
     if max_price < spec.price_micros {
         return Err(fail("max_price_micros", "must not be below price_micros (it is the hold)"));
     }
+    let tokens = match (spec.input_micros_per_mtok, spec.output_micros_per_mtok, &spec.adapter) {
+        (None, None, _) => None,
+        (Some(i), Some(o), AdapterSpec::OpenaiChat { .. }) if i >= 0 && o >= 0 => {
+            Some(TokenPrice { input_micros_per_mtok: i, output_micros_per_mtok: o })
+        }
+        (Some(_), Some(_), AdapterSpec::OpenaiChat { .. }) => {
+            return Err(fail("input_micros_per_mtok/output_micros_per_mtok", "must not be negative"));
+        }
+        (_, _, AdapterSpec::OpenaiChat { .. }) => {
+            return Err(fail("input_micros_per_mtok/output_micros_per_mtok", "must be set together"));
+        }
+        _ => return Err(fail("input_micros_per_mtok", "is only for openai_chat tools")),
+    };
     let timeout_ms = spec.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
     if !(1..=600_000).contains(&timeout_ms) {
         return Err(fail("timeout_ms", "must be 1 to 600000"));
@@ -159,6 +215,7 @@ fn validate(spec: ToolSpec) -> Result<Tool, String> {
         aliases: spec.aliases,
         description: spec.description,
         price: Micros(spec.price_micros),
+        tokens,
         max_price: Micros(max_price),
         timeout: Duration::from_millis(timeout_ms),
         sandbox,

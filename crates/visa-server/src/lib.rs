@@ -111,6 +111,10 @@ impl Server {
             keys: KeyCache::new(config.key_cache_ttl),
             last_used: Default::default(),
             rate_limits: Default::default(),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()
+                .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?,
             session_ttl: time::Duration::try_from(config.session_ttl).unwrap_or(time::Duration::days(30)),
             idempotency_ttl: time::Duration::try_from(config.idempotency_ttl).unwrap_or(time::Duration::days(1)),
         });

@@ -23,6 +23,8 @@ pub struct AppState {
     pub keys: KeyCache,
     pub last_used: LastUsed,
     pub rate_limits: RateLimiter,
+    /// One pooled HTTP client for every provider call.
+    pub http: reqwest::Client,
     pub session_ttl: time::Duration,
     /// How long an Idempotency-Key is remembered.
     pub idempotency_ttl: time::Duration,

@@ -120,7 +120,7 @@ pub async fn execute(
         idempotency_key: *idempotency_key.as_bytes(),
         request_hash: request_fingerprint("POST", &tool.id, &input),
         tool: tool.id.clone(),
-        hold: tool.max_price,
+        hold: tools::hold_for(&tool, &input),
         sandbox,
         now,
         day_number: utc_day_number(now),
@@ -153,7 +153,7 @@ async fn hold_run_settle(state: SharedState, tool: Tool, input: Value, start: Ex
         BeginOutcome::ReconcileRequired(execution) => return Err(reconcile_required(&execution)),
         BeginOutcome::Refused(refusal) => return Err(refused(refusal, &state, day_number)),
     };
-    let outcome = tools::run(&tool, &input, execution.sandbox).await;
+    let outcome = tools::run(&state.http, &tool, &input, execution.hold, execution.sandbox).await;
     settle(&state, &tool, &execution, outcome).await
 }
 

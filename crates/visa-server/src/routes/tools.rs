@@ -20,6 +20,10 @@ pub struct ToolView {
     pub price_cents: i64,
     /// The most one call can cost (the hold), in micros.
     pub max_price_micros: String,
+    /// For token-metered tools: micros per million input and output tokens (then
+    /// `price_micros` is the minimum charge).
+    pub input_micros_per_mtok: Option<i64>,
+    pub output_micros_per_mtok: Option<i64>,
     pub timeout_ms: u64,
     /// False while the provider secret the adapter needs is not set on the server.
     pub ready: bool,
@@ -46,6 +50,8 @@ pub async fn list(State(state): State<SharedState>) -> Json<ToolListResponse> {
             price_micros: t.price.to_string(),
             price_cents: t.price.cents_ceil(),
             max_price_micros: t.max_price.to_string(),
+            input_micros_per_mtok: t.tokens.map(|p| p.input_micros_per_mtok),
+            output_micros_per_mtok: t.tokens.map(|p| p.output_micros_per_mtok),
             timeout_ms: t.timeout.as_millis() as u64,
             ready: t.is_ready(),
         })

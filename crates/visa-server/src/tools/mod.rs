@@ -1,8 +1,9 @@
-//! Running a tool: input checks that happen before any money is held, then the adapter
-//! call under the tool's timeout. In the preview environment a tool answers from its
-//! catalog sandbox sample instead of calling a provider.
+//! Running a tool: input checks that happen before any money is held, the hold a call needs,
+//! then the adapter call under the tool's timeout. In the preview environment a tool answers
+//! from its catalog sandbox sample instead of calling a provider.
 
 mod builtin;
+mod provider;
 
 use crate::catalog::{AdapterSpec, Tool};
 use crate::error::ApiError;
@@ -10,7 +11,7 @@ use serde_json::Value;
 use visa_core::ErrorCode;
 use visa_core::money::Micros;
 
-/// What a successful call produced and what it costs (never above the tool's hold).
+/// What a successful call produced and what it costs (clamped to the hold when settled).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolOutput {
     pub result: Value,
@@ -20,15 +21,22 @@ pub struct ToolOutput {
 /// How an upstream failed. Nothing is charged for a failure.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamFailure {
+    /// `UPSTREAM_ERROR`, or `INVALID_REQUEST` when a provider refused the caller's input.
+    pub code: ErrorCode,
     pub message: String,
     pub retryable: bool,
     pub retry_after: Option<u64>,
 }
 
 impl UpstreamFailure {
-    /// A provider answering with HTTP `status`: 429 and 5xx may pass on retry, other 4xx not.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self { code: ErrorCode::UpstreamError, message: message.into(), retryable: true, retry_after: None }
+    }
+
+    /// An upstream answering with HTTP `status`: 429 and 5xx may pass on retry, other 4xx not.
     pub fn from_status(status: u16, detail: &str) -> Self {
         Self {
+            code: ErrorCode::UpstreamError,
             message: format!("the upstream tool failed with HTTP {status}: {detail}"),
             retryable: status == 429 || status >= 500,
             retry_after: None,
@@ -36,11 +44,15 @@ impl UpstreamFailure {
     }
 
     pub fn into_api_error(self) -> ApiError {
-        let mut e = ApiError::new(ErrorCode::UpstreamError, self.message);
+        let mut e = ApiError::new(self.code, self.message);
         e.0.retryable = self.retryable;
         e.0.retry_after = self.retry_after;
         e
     }
+}
+
+fn unavailable(tool: &Tool, why: String) -> ApiError {
+    ApiError::new(ErrorCode::ToolUnavailable, format!("tool '{}' {why}", tool.id))
 }
 
 /// Checks the input and the tool's readiness before anything is held or recorded.
@@ -48,41 +60,64 @@ pub fn check_runnable(tool: &Tool, input: &Value, sandbox: bool) -> Result<(), A
     match &tool.adapter {
         AdapterSpec::Builtin { name } => builtin::validate(*name, input),
         _ if sandbox => Ok(()),
-        adapter => match adapter.secret_env() {
-            Some(var) if !tool.is_ready() => Err(ApiError::new(
-                ErrorCode::ToolUnavailable,
-                format!("tool '{}' is not configured: the server has no {var} set", tool.id),
-            )),
-            _ => Err(ApiError::new(
-                ErrorCode::ToolUnavailable,
-                format!("tool '{}': the {} adapter is not available in this build", tool.id, adapter.kind()),
-            )),
-        },
+        adapter => {
+            if let Some(var) = adapter.secret_env().filter(|_| !tool.is_ready()) {
+                return Err(unavailable(tool, format!("is not configured: the server has no {var} set")));
+            }
+            match adapter {
+                AdapterSpec::FalQueue { .. } => {
+                    Err(unavailable(tool, "uses the fal_queue adapter, not available in this build".into()))
+                }
+                AdapterSpec::OpenaiChat { .. } if !input["messages"].is_array() => {
+                    Err(ApiError::invalid("input.messages must be an array of chat messages"))
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+/// The hold a call needs: the most it can cost. Token-metered chat tools hold what the
+/// prompt and `max_tokens` could cost; every other tool holds its `max_price`.
+pub fn hold_for(tool: &Tool, input: &Value) -> Micros {
+    match tool.adapter {
+        AdapterSpec::OpenaiChat { .. } => provider::chat_hold(tool, input),
+        _ => tool.max_price,
     }
 }
 
 /// Runs the tool under its timeout. `sandbox` answers from the catalog sample when there is one.
-pub async fn run(tool: &Tool, input: &Value, sandbox: bool) -> Result<ToolOutput, UpstreamFailure> {
+pub async fn run(
+    client: &reqwest::Client,
+    tool: &Tool,
+    input: &Value,
+    hold: Micros,
+    sandbox: bool,
+) -> Result<ToolOutput, UpstreamFailure> {
     if let (true, Some(sample)) = (sandbox, &tool.sandbox) {
-        return Ok(ToolOutput { result: sample.clone(), cost: tool.price });
+        return Ok(ToolOutput { result: sample.clone(), cost: tool.price.min(hold) });
     }
+    let flat = |result: Value| ToolOutput { result, cost: tool.price };
+    let api_key = provider::secret(tool.adapter.secret_env());
     let call = async {
         match &tool.adapter {
-            AdapterSpec::Builtin { name } => {
-                builtin::run(*name, input).await.map(|result| ToolOutput { result, cost: tool.price })
+            AdapterSpec::Builtin { name } => builtin::run(*name, input).await.map(flat),
+            AdapterSpec::OpenaiChat { base_url, model, .. } => {
+                let key = api_key.as_deref().unwrap_or_default();
+                provider::run_chat(client, tool, base_url, model, key, input, hold).await
             }
-            other => Err(UpstreamFailure {
-                message: format!("the {} adapter is not available in this build", other.kind()),
+            AdapterSpec::Http { url, headers, .. } => {
+                provider::post_json(client, url, headers, api_key.as_deref(), input).await.map(flat)
+            }
+            AdapterSpec::FalQueue { .. } => Err(UpstreamFailure {
+                code: ErrorCode::ToolUnavailable,
+                message: "the fal_queue adapter is not available in this build".into(),
                 retryable: false,
                 retry_after: None,
             }),
         }
     };
     tokio::time::timeout(tool.timeout, call).await.unwrap_or_else(|_| {
-        Err(UpstreamFailure {
-            message: format!("the tool did not answer within {} ms", tool.timeout.as_millis()),
-            retryable: true,
-            retry_after: None,
-        })
+        Err(UpstreamFailure::retryable(format!("the tool did not answer within {} ms", tool.timeout.as_millis())))
     })
 }

@@ -1,0 +1,133 @@
+//! Adapters that call a provider over HTTP: `http` (a priced JSON POST) and `openai_chat`
+//! (any OpenAI-compatible `/chat/completions`, metered by the `usage` it reports).
+//!
+//! Provider answers are mapped honestly: 429, 5xx, timeouts and connection errors are
+//! retryable 502s (with the provider's `Retry-After`), other 4xx are the caller's fault (400,
+//! with the provider's message, any provider secret scrubbed from it). The provider secret comes
+//! from the environment variable the catalog names, never from the request.
+
+use super::{ToolOutput, UpstreamFailure};
+use crate::catalog::Tool;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use visa_core::ErrorCode;
+use visa_core::money::Micros;
+
+/// The most of a provider's error message we pass on.
+const MAX_PROVIDER_MESSAGE: usize = 300;
+
+/// The secret in `var`, if set and non-empty.
+pub fn secret(var: Option<&str>) -> Option<String> {
+    var.and_then(|v| std::env::var(v).ok()).filter(|v| !v.is_empty())
+}
+
+/// POSTs `body` and returns the JSON answer of a 2xx, or the failure it maps to.
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &BTreeMap<String, String>,
+    bearer: Option<&str>,
+    body: &Value,
+) -> Result<Value, UpstreamFailure> {
+    let mut request = client.post(url).json(body);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.map_err(|e| {
+        let what = if e.is_timeout() { "timed out" } else { "could not be reached" };
+        UpstreamFailure::retryable(format!("the provider {what}"))
+    })?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let text = response.text().await.map_err(|_| UpstreamFailure::retryable("the provider's answer was cut off"))?;
+    if (200..300).contains(&status) {
+        return serde_json::from_str(&text)
+            .map_err(|_| UpstreamFailure::retryable("the provider answered with something that is not JSON"));
+    }
+    let message = scrub(&provider_message(&text), bearer);
+    if status == 429 || status >= 500 {
+        let mut failure = UpstreamFailure::retryable(format!("the provider failed with HTTP {status}: {message}"));
+        failure.retry_after = retry_after;
+        Err(failure)
+    } else {
+        Err(UpstreamFailure {
+            code: ErrorCode::InvalidRequest,
+            message: format!("the provider refused the input (HTTP {status}): {message}"),
+            retryable: false,
+            retry_after: None,
+        })
+    }
+}
+
+/// `error.message`, `error` or `message` of a JSON error body, else the start of the text.
+fn provider_message(text: &str) -> String {
+    let parsed: Option<Value> = serde_json::from_str(text).ok();
+    let from_json = parsed.as_ref().and_then(|v| {
+        v["error"]["message"]
+            .as_str()
+            .or_else(|| v["error"].as_str())
+            .or_else(|| v["message"].as_str())
+            .map(str::to_owned)
+    });
+    let message = from_json.unwrap_or_else(|| text.to_owned());
+    visa_core::policy::truncate_for_message(&message.chars().take(MAX_PROVIDER_MESSAGE).collect::<String>())
+}
+
+fn scrub(message: &str, secret: Option<&str>) -> String {
+    match secret.filter(|s| s.len() >= 8) {
+        Some(secret) => message.replace(secret, "[redacted]"),
+        None => message.to_owned(),
+    }
+}
+
+/// The chat request sent upstream: the caller's input with the catalog's model, never streamed.
+pub fn chat_body(input: &Value, model: &str) -> Value {
+    let mut body = input.clone();
+    body["model"] = Value::String(model.to_owned());
+    body["stream"] = Value::Bool(false);
+    body
+}
+
+/// What a chat call costs: the reported token usage at the tool's prices, at least the tool's
+/// minimum charge. Without a reported usage the call is charged its hold (the most it could
+/// have cost), since the provider has billed us something we cannot measure.
+pub fn chat_cost(tool: &Tool, answer: &Value, hold: Micros) -> Micros {
+    let usage = &answer["usage"];
+    match (tool.tokens, usage["prompt_tokens"].as_u64(), usage["completion_tokens"].as_u64()) {
+        (Some(price), Some(input), Some(output)) => price.cost(input, output).max(tool.price),
+        _ => hold,
+    }
+}
+
+/// The hold of a chat call: the prompt (counted as one token per byte, an upper bound for
+/// the tokenizers in use) plus `max_tokens` of output at the tool's prices; the tool's
+/// `max_price` when the caller sets no `max_tokens`. Never above `max_price`.
+pub fn chat_hold(tool: &Tool, input: &Value) -> Micros {
+    let (Some(price), Some(max_tokens)) = (tool.tokens, input["max_tokens"].as_u64()) else {
+        return tool.max_price;
+    };
+    let prompt_bytes = serde_json::to_vec(&input["messages"]).map(|b| b.len() as u64).unwrap_or(u64::MAX);
+    price.cost(prompt_bytes, max_tokens).max(tool.price).min(tool.max_price)
+}
+
+pub async fn run_chat(
+    client: &reqwest::Client,
+    tool: &Tool,
+    base_url: &str,
+    model: &str,
+    api_key: &str,
+    input: &Value,
+    hold: Micros,
+) -> Result<ToolOutput, UpstreamFailure> {
+    let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
+    let answer = post_json(client, &url, &BTreeMap::new(), Some(api_key), &chat_body(input, model)).await?;
+    let cost = chat_cost(tool, &answer, hold);
+    Ok(ToolOutput { result: answer, cost })
+}

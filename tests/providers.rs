@@ -1,0 +1,198 @@
+//! The provider adapters against local mock providers: metered charges to the micro, holds
+//! refused before anything is sent, failures and timeouts voided, preview never calling out.
+
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+use visa_e2e::TestApp;
+use visa_e2e::mock_provider::MockProvider;
+use visa_server::catalog::Catalog;
+
+/// A catalog with a metered chat tool and a flat http tool pointing at `mock`, reading the
+/// provider key from a variable of this test's own.
+fn catalog(mock: &MockProvider, key_var: &str, timeout_ms: u64) -> Catalog {
+    Catalog::from_toml(&format!(
+        r#"
+[[tools]]
+id = "chat"
+price_micros = 100
+input_micros_per_mtok = 150000
+output_micros_per_mtok = 600000
+max_price_micros = 1000000
+timeout_ms = {timeout_ms}
+sandbox = {{ choices = [{{ message = {{ content = "sandboxed" }} }}] }}
+adapter = {{ type = "openai_chat", base_url = "{base}", model = "mock-model", api_key_env = "{key_var}" }}
+
+[[tools]]
+id = "priced-http"
+price_micros = 25000
+timeout_ms = {timeout_ms}
+adapter = {{ type = "http", url = "{base}/echo", api_key_env = "{key_var}", headers = {{ "x-team" = "visa" }} }}
+"#,
+        base = mock.base_url
+    ))
+    .unwrap()
+}
+
+/// Sets this test's provider key. Each test uses its own variable name, so tests running in
+/// parallel never write the same variable.
+fn provider_key(var: &str, value: &str) {
+    // SAFETY: the variable is unique to the calling test and set before any thread reads it.
+    unsafe { std::env::set_var(var, value) };
+}
+
+async fn app_with(mock: &MockProvider, key_var: &str, timeout_ms: u64, preview: bool) -> TestApp {
+    let catalog = catalog(mock, key_var, timeout_ms);
+    TestApp::spawn_with(|c| {
+        c.catalog = catalog;
+        if preview {
+            c.environment = visa_core::key::Environment::Preview;
+        }
+    })
+    .await
+}
+
+fn chat_input(max_tokens: Option<u64>) -> Value {
+    let mut input =
+        json!({ "messages": [{ "role": "user", "content": "Say hello." }], "model": "caller-model", "stream": true });
+    if let Some(n) = max_tokens {
+        input["max_tokens"] = json!(n);
+    }
+    input
+}
+
+#[tokio::test]
+async fn chat_is_metered_by_reported_usage_to_the_micro() {
+    let mock = MockProvider::start().await;
+    provider_key("VISA_TEST_KEY_METERED", "sk-test-metered-0123456789");
+    let app = app_with(&mock, "VISA_TEST_KEY_METERED", 5000, false).await;
+    let (session, id, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+
+    let reply = app.execute(&key, "chat", chat_input(Some(800))).await;
+    let body = reply.assert_ok(200);
+    // 1000 input tokens at $0.15/M + 500 output tokens at $0.60/M = 150 + 300 micros.
+    assert_eq!(body["usage"], json!({ "charged_cents": 1, "charged_micros": "450" }));
+    assert_eq!(body["result"]["choices"][0]["message"]["content"], "hi from the mock");
+    assert_eq!(app.balance_micros(&session).await, before - 450);
+    let sent = mock.behaviour.last_body.lock().unwrap().clone();
+    assert_eq!(sent["model"], "mock-model", "the catalog sets the model");
+    assert_eq!(sent["stream"], false, "never streamed");
+    assert_eq!(mock.behaviour.last_authorization.lock().unwrap().as_deref(), Some("Bearer sk-test-metered-0123456789"));
+
+    // Tiny usage still pays the minimum.
+    mock.behaviour.prompt_tokens.store(1, Ordering::SeqCst);
+    mock.behaviour.completion_tokens.store(1, Ordering::SeqCst);
+    let reply = app.execute(&key, "chat", chat_input(Some(10))).await;
+    assert_eq!(reply.assert_ok(200)["usage"]["charged_micros"], "100");
+    let key_view = app.get(&format!("/v1/api/keys/{id}"), &session).await;
+    assert_eq!(key_view.body["spent_total_cents"], 1, "550 micros round up to 1 cent");
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_call_that_could_pass_the_cap_is_refused_before_it_is_sent() {
+    let mock = MockProvider::start().await;
+    provider_key("VISA_TEST_KEY_HOLD", "sk-test-hold-0123456789");
+    let app = app_with(&mock, "VISA_TEST_KEY_HOLD", 5000, false).await;
+    let session = app.account("octocat", true, 10_000).await;
+    let (_, key) = app.key(&session, json!({ "label": "small", "daily_cap_cents": 1 })).await;
+    // 100000 output tokens could cost $0.06: more than the 1-cent cap.
+    let reply = app.execute(&key, "chat", chat_input(Some(100_000))).await;
+    reply.assert_error(429, "RATE_LIMITED");
+    // Without max_tokens the hold is the tool's max_price ($1): refused too.
+    app.execute(&key, "chat", chat_input(None)).await.assert_error(429, "RATE_LIMITED");
+    assert_eq!(mock.calls(), 0, "nothing was sent to the provider");
+    // A small max_tokens fits and is sent.
+    app.execute(&key, "chat", chat_input(Some(100))).await.assert_ok(200);
+    assert_eq!(mock.calls(), 1);
+}
+
+#[tokio::test]
+async fn provider_failures_are_mapped_and_charge_nothing() {
+    let mock = MockProvider::start().await;
+    let secret = "sk-test-failures-0123456789";
+    provider_key("VISA_TEST_KEY_FAIL", secret);
+    let app = app_with(&mock, "VISA_TEST_KEY_FAIL", 5000, false).await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+
+    mock.behaviour.status.store(503, Ordering::SeqCst);
+    let reply = app.execute(&key, "chat", chat_input(Some(10))).await;
+    let body = reply.assert_error(502, "UPSTREAM_ERROR");
+    assert_eq!(body["retryable"], true);
+    assert_eq!(body["retry_after"], 7, "the provider's Retry-After is passed on");
+    assert_eq!(reply.headers["retry-after"], "7");
+
+    mock.behaviour.status.store(400, Ordering::SeqCst);
+    let reply = app.execute(&key, "chat", chat_input(Some(10))).await;
+    let body = reply.assert_error(400, "INVALID_REQUEST");
+    assert_eq!(body["retryable"], false);
+    let message = body["error"].as_str().unwrap();
+    assert!(message.contains("mock failure"), "{message}");
+    assert!(!message.contains(secret) && message.contains("[redacted]"), "the provider key is scrubbed: {message}");
+
+    assert_eq!(app.balance_micros(&session).await, before);
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_provider_timeout_voids_the_hold() {
+    let mock = MockProvider::start().await;
+    provider_key("VISA_TEST_KEY_TIMEOUT", "sk-test-timeout-0123456789");
+    let app = app_with(&mock, "VISA_TEST_KEY_TIMEOUT", 200, false).await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    mock.behaviour.delay_ms.store(1000, Ordering::SeqCst);
+    let reply = app.execute(&key, "chat", chat_input(Some(10))).await;
+    assert_eq!(reply.assert_error(502, "UPSTREAM_ERROR")["retryable"], true);
+    assert_eq!(app.balance_micros(&session).await, before);
+    assert_eq!(app.get("/v1/api/balance", &session).await.body["held_micros"], "0");
+}
+
+#[tokio::test]
+async fn the_http_adapter_posts_the_input_at_a_flat_price() {
+    let mock = MockProvider::start().await;
+    provider_key("VISA_TEST_KEY_HTTP", "sk-test-http-0123456789");
+    let app = app_with(&mock, "VISA_TEST_KEY_HTTP", 5000, false).await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    let reply = app.execute(&key, "priced-http", json!({ "q": "weather" })).await;
+    let body = reply.assert_ok(200);
+    assert_eq!(body["result"], json!({ "echoed": { "q": "weather" } }));
+    assert_eq!(body["usage"]["charged_micros"], "25000");
+    assert_eq!(app.balance_micros(&session).await, before - 25_000);
+    assert_eq!(mock.behaviour.last_authorization.lock().unwrap().as_deref(), Some("Bearer sk-test-http-0123456789"));
+}
+
+#[tokio::test]
+async fn preview_answers_from_the_sandbox_without_calling_the_provider() {
+    let mock = MockProvider::start().await;
+    provider_key("VISA_TEST_KEY_PREVIEW", "sk-test-preview-0123456789");
+    let app = app_with(&mock, "VISA_TEST_KEY_PREVIEW", 5000, true).await;
+    let (_, _, key) = app.funded_key("tester").await;
+    let reply = app.execute(&key, "chat", chat_input(Some(10))).await;
+    let body = reply.assert_ok(200);
+    assert_eq!(body["result"]["choices"][0]["message"]["content"], "sandboxed");
+    assert_eq!(body["usage"]["charged_micros"], "0");
+    assert_eq!(mock.calls(), 0);
+}
+
+#[tokio::test]
+async fn an_unconfigured_provider_is_unavailable_and_bad_chat_input_is_refused() {
+    let mock = MockProvider::start().await;
+    let app = app_with(&mock, "VISA_TEST_KEY_NEVER_SET", 5000, false).await;
+    let (_, _, key) = app.funded_key("octocat").await;
+    let reply = app.execute(&key, "chat", chat_input(Some(10))).await;
+    assert!(reply.assert_error(503, "TOOL_UNAVAILABLE")["error"].as_str().unwrap().contains("VISA_TEST_KEY_NEVER_SET"));
+    let tools = app.call(reqwest::Method::GET, "/v1/api/tools", None, None, &[]).await;
+    let chat = tools.body["tools"].as_array().unwrap().iter().find(|t| t["id"] == "chat").unwrap().clone();
+    assert_eq!(chat["ready"], false);
+    assert_eq!(chat["input_micros_per_mtok"], 150000);
+    assert_eq!(mock.calls(), 0);
+
+    provider_key("VISA_TEST_KEY_INPUT", "sk-test-input-0123456789");
+    let app = app_with(&mock, "VISA_TEST_KEY_INPUT", 5000, false).await;
+    let (_, _, key) = app.funded_key("octocat").await;
+    app.execute(&key, "chat", json!({ "prompt": "no messages" })).await.assert_error(400, "INVALID_REQUEST");
+    assert_eq!(mock.calls(), 0);
+}
