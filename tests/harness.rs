@@ -195,6 +195,11 @@ pub mod mock_provider {
         pub calls: AtomicUsize,
         pub last_body: Mutex<Value>,
         pub last_authorization: Mutex<Option<String>>,
+        /// fal-style queue: submissions, how long a request takes, whether it fails.
+        pub fal_submits: AtomicUsize,
+        pub fal_complete_after_ms: AtomicU64,
+        pub fal_fail: std::sync::atomic::AtomicBool,
+        fal_submitted_at: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     }
 
     pub struct MockProvider {
@@ -210,6 +215,9 @@ pub mod mock_provider {
             let app = axum::Router::new()
                 .route("/v1/chat/completions", post(chat))
                 .route("/v1/echo", post(echo))
+                .route("/v1/fal/test-app", post(fal_submit))
+                .route("/v1/fal/test-app/requests/{id}/status", axum::routing::get(fal_status))
+                .route("/v1/fal/test-app/requests/{id}", axum::routing::get(fal_result))
                 .with_state(behaviour.clone());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
@@ -260,6 +268,41 @@ pub mod mock_provider {
             "usage": { "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion }
         }))
         .into_response()
+    }
+
+    async fn fal_submit(
+        State(b): State<Arc<Behaviour>>,
+        headers: HeaderMap,
+        axum::Json(body): axum::Json<Value>,
+    ) -> Response {
+        if let Some(failure) = record(&b, &headers, &body).await {
+            return failure;
+        }
+        let id = format!("req-{}", b.fal_submits.fetch_add(1, Ordering::SeqCst) + 1);
+        b.fal_submitted_at.lock().unwrap().insert(id.clone(), std::time::Instant::now());
+        axum::Json(json!({ "request_id": id })).into_response()
+    }
+
+    async fn fal_status(
+        State(b): State<Arc<Behaviour>>,
+        axum::extract::Path(id): axum::extract::Path<String>,
+    ) -> Response {
+        let Some(at) = b.fal_submitted_at.lock().unwrap().get(&id).copied() else {
+            return (StatusCode::NOT_FOUND, axum::Json(json!({ "detail": "no such request" }))).into_response();
+        };
+        let status = if b.fal_fail.load(Ordering::SeqCst) {
+            "FAILED"
+        } else if at.elapsed().as_millis() as u64 >= b.fal_complete_after_ms.load(Ordering::SeqCst) {
+            "COMPLETED"
+        } else {
+            "IN_PROGRESS"
+        };
+        axum::Json(json!({ "status": status })).into_response()
+    }
+
+    async fn fal_result(axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+        let images = json!([{ "url": "https://img.invalid/1.png" }, { "url": "https://img.invalid/2.png" }]);
+        axum::Json(json!({ "request_id": id, "images": images })).into_response()
     }
 
     async fn echo(

@@ -196,3 +196,82 @@ async fn an_unconfigured_provider_is_unavailable_and_bad_chat_input_is_refused()
     app.execute(&key, "chat", json!({ "prompt": "no messages" })).await.assert_error(400, "INVALID_REQUEST");
     assert_eq!(mock.calls(), 0);
 }
+
+fn fal_app_catalog(mock: &MockProvider, key_var: &str, timeout_ms: u64) -> Catalog {
+    Catalog::from_toml(&format!(
+        r#"
+[[tools]]
+id = "images"
+price_micros = 20000
+max_price_micros = 100000
+timeout_ms = {timeout_ms}
+adapter = {{ type = "fal_queue", base_url = "{base}/fal", app = "test-app", api_key_env = "{key_var}", per_output_image = true, poll_interval_ms = 20 }}
+"#,
+        base = mock.base_url
+    ))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn fal_queue_polls_to_completion_and_charges_per_image() {
+    let mock = MockProvider::start().await;
+    provider_key("VISA_TEST_KEY_FAL", "fal-test-0123456789");
+    mock.behaviour.fal_complete_after_ms.store(100, Ordering::SeqCst);
+    let catalog = fal_app_catalog(&mock, "VISA_TEST_KEY_FAL", 5000);
+    let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    let reply = app.execute(&key, "images", json!({ "prompt": "a cat" })).await;
+    let body = reply.assert_ok(200);
+    assert_eq!(body["result"]["images"].as_array().unwrap().len(), 2);
+    assert_eq!(body["usage"]["charged_micros"], "40000", "two images at 2 cents");
+    assert_eq!(app.balance_micros(&session).await, before - 40_000);
+    assert_eq!(mock.behaviour.fal_submits.load(Ordering::SeqCst), 1);
+    assert_eq!(mock.behaviour.last_authorization.lock().unwrap().as_deref(), Some("Key fal-test-0123456789"));
+}
+
+#[tokio::test]
+async fn a_retry_after_a_timeout_resumes_the_same_provider_request() {
+    let mock = MockProvider::start().await;
+    provider_key("VISA_TEST_KEY_FAL_RESUME", "fal-test-resume-0123456789");
+    mock.behaviour.fal_complete_after_ms.store(700, Ordering::SeqCst);
+    let catalog = fal_app_catalog(&mock, "VISA_TEST_KEY_FAL_RESUME", 300);
+    let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    let idem = uuid::Uuid::new_v4().to_string();
+    let body = json!({ "input": { "prompt": "a slow cat" } });
+
+    let first = app.execute_with(&key, "images", body.clone(), &idem).await;
+    assert_eq!(first.assert_error(502, "UPSTREAM_ERROR")["retryable"], true);
+    assert_eq!(app.balance_micros(&session).await, before, "the timeout voided the hold");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let retry = app.execute_with(&key, "images", body, &idem).await;
+    retry.assert_ok(200);
+    assert_eq!(mock.behaviour.fal_submits.load(Ordering::SeqCst), 1, "resumed, not submitted twice");
+    assert_eq!(app.balance_micros(&session).await, before - 40_000, "charged once");
+
+    // A new Idempotency-Key is a new request: submitted again.
+    mock.behaviour.fal_complete_after_ms.store(0, Ordering::SeqCst);
+    app.execute(&key, "images", json!({ "prompt": "a slow cat" })).await.assert_ok(200);
+    assert_eq!(mock.behaviour.fal_submits.load(Ordering::SeqCst), 2);
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_generation_is_voided_and_a_retry_submits_again() {
+    let mock = MockProvider::start().await;
+    provider_key("VISA_TEST_KEY_FAL_FAIL", "fal-test-fail-0123456789");
+    mock.behaviour.fal_fail.store(true, Ordering::SeqCst);
+    let catalog = fal_app_catalog(&mock, "VISA_TEST_KEY_FAL_FAIL", 5000);
+    let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    let idem = uuid::Uuid::new_v4().to_string();
+    let body = json!({ "input": { "prompt": "a cursed cat" } });
+    app.execute_with(&key, "images", body.clone(), &idem).await.assert_error(502, "UPSTREAM_ERROR");
+    mock.behaviour.fal_fail.store(false, Ordering::SeqCst);
+    app.execute_with(&key, "images", body, &idem).await.assert_ok(200);
+    assert_eq!(mock.behaviour.fal_submits.load(Ordering::SeqCst), 2);
+    assert_eq!(app.balance_micros(&session).await, before - 40_000);
+}

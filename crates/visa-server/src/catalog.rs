@@ -37,6 +37,10 @@ struct ToolSpec {
     adapter: AdapterSpec,
 }
 
+fn default_poll_interval_ms() -> u64 {
+    500
+}
+
 /// How a tool is run.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -53,6 +57,12 @@ pub enum AdapterSpec {
         base_url: String,
         app: String,
         api_key_env: String,
+        /// Charge `price_micros` per image in the result's `images` (at least one).
+        #[serde(default)]
+        per_output_image: bool,
+        /// How often the request's status is polled.
+        #[serde(default = "default_poll_interval_ms")]
+        poll_interval_ms: u64,
     },
     /// POSTs the input as JSON to `url`; the JSON answer is the result.
     Http {

@@ -87,6 +87,14 @@ pub trait Store: Send + Sync + 'static {
         decision: Reconcile,
         now: Timestamp,
     ) -> StoreResult<ExecutionRecord>;
+    /// Remembers the provider's request id for an execution of a queue-style tool, under its
+    /// key, Idempotency-Key and request fingerprint.
+    async fn remember_provider_request(&self, execution_id: i64, provider_ref: &str) -> StoreResult<()>;
+    /// The provider request an earlier attempt of the same request (same key, Idempotency-Key
+    /// and fingerprint) submitted and did not finish, to resume instead of submitting again.
+    async fn provider_request_to_resume(&self, execution_id: i64) -> StoreResult<Option<String>>;
+    /// Forgets it once the request finished for good.
+    async fn forget_provider_request(&self, execution_id: i64) -> StoreResult<()>;
     /// Recomputes balances, holds and spend counters from the ledger; lists every mismatch.
     async fn verify_ledger(&self) -> StoreResult<Vec<String>>;
 }

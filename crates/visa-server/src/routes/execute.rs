@@ -153,7 +153,8 @@ async fn hold_run_settle(state: SharedState, tool: Tool, input: Value, start: Ex
         BeginOutcome::ReconcileRequired(execution) => return Err(reconcile_required(&execution)),
         BeginOutcome::Refused(refusal) => return Err(refused(refusal, &state, day_number)),
     };
-    let outcome = tools::run(&state.http, &tool, &input, execution.hold, execution.sandbox).await;
+    let context = tools::RunContext { http: &state.http, store: state.store.as_ref(), execution: &execution };
+    let outcome = tools::run(&context, &tool, &input).await;
     settle(&state, &tool, &execution, outcome).await
 }
 

@@ -3,6 +3,7 @@
 //! from its catalog sandbox sample instead of calling a provider.
 
 mod builtin;
+mod fal;
 mod provider;
 
 use crate::catalog::{AdapterSpec, Tool};
@@ -65,9 +66,6 @@ pub fn check_runnable(tool: &Tool, input: &Value, sandbox: bool) -> Result<(), A
                 return Err(unavailable(tool, format!("is not configured: the server has no {var} set")));
             }
             match adapter {
-                AdapterSpec::FalQueue { .. } => {
-                    Err(unavailable(tool, "uses the fal_queue adapter, not available in this build".into()))
-                }
                 AdapterSpec::OpenaiChat { .. } if !input["messages"].is_array() => {
                     Err(ApiError::invalid("input.messages must be an array of chat messages"))
                 }
@@ -86,15 +84,17 @@ pub fn hold_for(tool: &Tool, input: &Value) -> Micros {
     }
 }
 
-/// Runs the tool under its timeout. `sandbox` answers from the catalog sample when there is one.
-pub async fn run(
-    client: &reqwest::Client,
-    tool: &Tool,
-    input: &Value,
-    hold: Micros,
-    sandbox: bool,
-) -> Result<ToolOutput, UpstreamFailure> {
-    if let (true, Some(sample)) = (sandbox, &tool.sandbox) {
+/// What a run may use besides the tool and its input.
+pub struct RunContext<'a> {
+    pub http: &'a reqwest::Client,
+    pub store: &'a dyn visa_store::Store,
+    pub execution: &'a visa_store::ExecutionRecord,
+}
+
+/// Runs the tool under its timeout. In sandbox it answers from the catalog sample when there is one.
+pub async fn run(ctx: &RunContext<'_>, tool: &Tool, input: &Value) -> Result<ToolOutput, UpstreamFailure> {
+    let (client, hold) = (ctx.http, ctx.execution.hold);
+    if let (true, Some(sample)) = (ctx.execution.sandbox, &tool.sandbox) {
         return Ok(ToolOutput { result: sample.clone(), cost: tool.price.min(hold) });
     }
     let flat = |result: Value| ToolOutput { result, cost: tool.price };
@@ -109,12 +109,18 @@ pub async fn run(
             AdapterSpec::Http { url, headers, .. } => {
                 provider::post_json(client, url, headers, api_key.as_deref(), input).await.map(flat)
             }
-            AdapterSpec::FalQueue { .. } => Err(UpstreamFailure {
-                code: ErrorCode::ToolUnavailable,
-                message: "the fal_queue adapter is not available in this build".into(),
-                retryable: false,
-                retry_after: None,
-            }),
+            AdapterSpec::FalQueue { base_url, app, api_key_env, per_output_image, poll_interval_ms } => {
+                let queue = fal::FalQueue {
+                    http: client,
+                    store: ctx.store,
+                    base_url,
+                    app,
+                    api_key_env,
+                    per_output_image: *per_output_image,
+                    poll_interval: std::time::Duration::from_millis(*poll_interval_ms),
+                };
+                queue.run(tool, ctx.execution, input).await
+            }
         }
     };
     tokio::time::timeout(tool.timeout, call).await.unwrap_or_else(|_| {

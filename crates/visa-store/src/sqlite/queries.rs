@@ -503,6 +503,48 @@ impl Store for SqliteStore {
         self.write(move |conn| money::reconcile(conn, &public_id, &decision, now)).await
     }
 
+    async fn remember_provider_request(&self, execution_id: i64, provider_ref: &str) -> StoreResult<()> {
+        let provider_ref = provider_ref.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO provider_requests (key_id, idempotency_key, request_hash, provider_ref) \
+                 SELECT key_id, idempotency_key, request_hash, ?2 FROM executions WHERE id = ?1",
+                params![execution_id, provider_ref],
+            )
+            .map_err(map_sqlite_error)
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn provider_request_to_resume(&self, execution_id: i64) -> StoreResult<Option<String>> {
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT p.provider_ref FROM executions e JOIN provider_requests p \
+                 ON p.key_id = e.key_id AND p.idempotency_key = e.idempotency_key AND p.request_hash = e.request_hash \
+                 WHERE e.id = ?1",
+                [execution_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(map_sqlite_error)
+        })
+        .await
+    }
+
+    async fn forget_provider_request(&self, execution_id: i64) -> StoreResult<()> {
+        self.write(move |conn| {
+            conn.execute(
+                "DELETE FROM provider_requests WHERE (key_id, idempotency_key) = \
+                 (SELECT key_id, idempotency_key FROM executions WHERE id = ?1)",
+                [execution_id],
+            )
+            .map_err(map_sqlite_error)
+            .map(drop)
+        })
+        .await
+    }
+
     async fn verify_ledger(&self) -> StoreResult<Vec<String>> {
         self.read(money::verify).await
     }

@@ -116,6 +116,16 @@ CREATE TABLE idempotency_records (
     PRIMARY KEY (key_id, idempotency_key)
 ) WITHOUT ROWID;
 
+-- Provider-side requests of queue-style tools (fal), by Idempotency-Key, so that a retry after
+-- a timeout resumes the request already submitted instead of paying for a second one.
+CREATE TABLE provider_requests (
+    key_id           INTEGER NOT NULL,
+    idempotency_key  BLOB NOT NULL,
+    request_hash     BLOB NOT NULL,
+    provider_ref     TEXT NOT NULL,
+    PRIMARY KEY (key_id, idempotency_key)
+) WITHOUT ROWID;
+
 -- Append-only: every money movement, in the same transaction as the counters it changes.
 -- Sandbox (preview) entries move key spend counters only, never an account balance.
 CREATE TABLE ledger (

@@ -1,0 +1,96 @@
+//! The `fal_queue` adapter: submit to a fal-style queue (`POST {base_url}/{app}` →
+//! `request_id`), poll `.../requests/{id}/status` until `COMPLETED` (or a failure), then fetch
+//! `.../requests/{id}`. The request id is stored (durably) as soon as the provider gives it, so a
+//! retry with the same Idempotency-Key after a timeout resumes polling that request instead of
+//! paying for a second one.
+
+use super::provider::secret;
+use super::{ToolOutput, UpstreamFailure};
+use crate::catalog::Tool;
+use reqwest::header::AUTHORIZATION;
+use serde_json::Value;
+use std::time::Duration;
+use visa_core::money::Micros;
+use visa_store::{ExecutionRecord, Store};
+
+pub struct FalQueue<'a> {
+    pub http: &'a reqwest::Client,
+    pub store: &'a dyn Store,
+    pub base_url: &'a str,
+    pub app: &'a str,
+    pub api_key_env: &'a str,
+    pub per_output_image: bool,
+    pub poll_interval: Duration,
+}
+
+impl FalQueue<'_> {
+    fn url(&self, tail: &str) -> String {
+        format!("{}/{}{tail}", self.base_url.trim_end_matches('/'), self.app.trim_matches('/'))
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, UpstreamFailure> {
+        let key = secret(Some(self.api_key_env)).unwrap_or_default();
+        let response = request
+            .header(AUTHORIZATION, format!("Key {key}"))
+            .send()
+            .await
+            .map_err(|_| UpstreamFailure::retryable("the provider could not be reached"))?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        match status {
+            200..=299 => Ok(body),
+            429 | 500.. => Err(UpstreamFailure::retryable(format!("the provider failed with HTTP {status}"))),
+            _ => Err(UpstreamFailure {
+                code: visa_core::ErrorCode::InvalidRequest,
+                message: format!("the provider refused the input (HTTP {status})"),
+                retryable: false,
+                retry_after: None,
+            }),
+        }
+    }
+
+    /// The provider request to follow: the one an earlier attempt left, or a new submission.
+    async fn request_id(&self, execution: &ExecutionRecord, input: &Value) -> Result<String, UpstreamFailure> {
+        let store_down = |_| UpstreamFailure::retryable("the store is unavailable");
+        if let Some(existing) = self.store.provider_request_to_resume(execution.id).await.map_err(store_down)? {
+            return Ok(existing);
+        }
+        let submitted = self.send(self.http.post(self.url("")).json(input)).await?;
+        let id = submitted["request_id"]
+            .as_str()
+            .ok_or_else(|| UpstreamFailure::retryable("the provider's answer had no request_id"))?
+            .to_owned();
+        self.store.remember_provider_request(execution.id, &id).await.map_err(store_down)?;
+        Ok(id)
+    }
+
+    pub async fn run(
+        &self,
+        tool: &Tool,
+        execution: &ExecutionRecord,
+        input: &Value,
+    ) -> Result<ToolOutput, UpstreamFailure> {
+        let id = self.request_id(execution, input).await?;
+        loop {
+            let status = self.send(self.http.get(self.url(&format!("/requests/{id}/status")))).await?;
+            match status["status"].as_str() {
+                Some("COMPLETED") => break,
+                Some("IN_QUEUE" | "IN_PROGRESS") => tokio::time::sleep(self.poll_interval).await,
+                other => {
+                    // A failed generation is over: a retry must submit again, not resume it.
+                    let _ = self.store.forget_provider_request(execution.id).await;
+                    return Err(UpstreamFailure::retryable(format!(
+                        "the provider's request ended as {}",
+                        other.unwrap_or("an unknown status")
+                    )));
+                }
+            }
+        }
+        let result = self.send(self.http.get(self.url(&format!("/requests/{id}")))).await?;
+        let _ = self.store.forget_provider_request(execution.id).await;
+        let images = result["images"].as_array().map_or(0, Vec::len).max(1) as i64;
+        let units = if self.per_output_image { images } else { 1 };
+        let cost = tool.price.0.checked_mul(units).map(Micros).unwrap_or(tool.max_price);
+        Ok(ToolOutput { result, cost })
+    }
+}
