@@ -129,6 +129,7 @@ async fn provider_failures_are_mapped_and_charge_nothing() {
     assert_eq!(body["retryable"], false);
     let message = body["error"].as_str().unwrap();
     assert!(message.contains("mock failure"), "{message}");
+    assert!(!message.contains(&secret[..8]), "no fragment of the key: {message}");
     assert!(!message.contains(secret) && message.contains("[redacted]"), "the provider key is scrubbed: {message}");
 
     assert_eq!(app.balance_micros(&session).await, before);

@@ -27,7 +27,18 @@ impl ServerProcess {
 
     /// Starts on the data dir of `dirs` (e.g. again after a crash).
     pub fn start_in(dirs: Arc<tempfile::TempDir>, extra: &[&str], operator_token: Option<&str>) -> Self {
+        Self::start_with_env(dirs, extra, operator_token, &[])
+    }
+
+    /// Starts with extra environment variables (e.g. a provider key).
+    pub fn start_with_env(
+        dirs: Arc<tempfile::TempDir>,
+        extra: &[&str],
+        operator_token: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut command = Command::new(BIN);
+        command.envs(env.iter().copied());
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dirs.path().join("data"))

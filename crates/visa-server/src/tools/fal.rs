@@ -37,16 +37,12 @@ impl FalQueue<'_> {
             .map_err(|_| UpstreamFailure::retryable("the provider could not be reached"))?;
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        match status {
-            200..=299 => Ok(body),
-            429 | 500.. => Err(UpstreamFailure::retryable(format!("the provider failed with HTTP {status}"))),
-            _ => Err(UpstreamFailure {
-                code: visa_core::ErrorCode::InvalidRequest,
-                message: format!("the provider refused the input (HTTP {status})"),
-                retryable: false,
-                retry_after: None,
-            }),
+        if (200..300).contains(&status) {
+            return Ok(body);
         }
+        let message = body["detail"].as_str().or_else(|| body["error"].as_str()).unwrap_or("no details");
+        let message = visa_core::policy::truncate_for_message(message);
+        Err(super::provider::classify(status, &super::provider::scrub(&message, Some(&key)), None))
     }
 
     /// The provider request to follow: the one an earlier attempt left, or a new submission.

@@ -51,23 +51,30 @@ pub async fn post_json(
         return serde_json::from_str(&text)
             .map_err(|_| UpstreamFailure::retryable("the provider answered with something that is not JSON"));
     }
-    let message = scrub(&provider_message(&text), bearer);
-    if status == 429 || status >= 500 {
-        let mut failure = UpstreamFailure::retryable(format!("the provider failed with HTTP {status}: {message}"));
-        failure.retry_after = retry_after;
-        Err(failure)
-    } else {
-        Err(UpstreamFailure {
-            code: ErrorCode::InvalidRequest,
-            message: format!("the provider refused the input (HTTP {status}): {message}"),
-            retryable: false,
-            retry_after: None,
-        })
-    }
+    Err(classify(status, &provider_message(&text, bearer), retry_after))
 }
 
-/// `error.message`, `error` or `message` of a JSON error body, else the start of the text.
-fn provider_message(text: &str) -> String {
+/// What a provider's non-2xx answer means for the caller.
+pub fn classify(status: u16, message: &str, retry_after: Option<u64>) -> UpstreamFailure {
+    let (code, retryable, text) = match status {
+        // Not the caller's fault: the server's own provider credentials were refused.
+        401 | 403 => (
+            ErrorCode::ToolUnavailable,
+            false,
+            format!("the provider refused this server's credentials (HTTP {status}); the operator must fix them"),
+        ),
+        429 | 500.. => (ErrorCode::UpstreamError, true, format!("the provider failed with HTTP {status}: {message}")),
+        _ => (ErrorCode::InvalidRequest, false, format!("the provider refused the input (HTTP {status}): {message}")),
+    };
+    if code == ErrorCode::ToolUnavailable {
+        tracing::warn!(status, "a provider refused the server's credentials");
+    }
+    UpstreamFailure { code, message: text, retryable, retry_after: retry_after.filter(|_| retryable) }
+}
+
+/// `error.message`, `error` or `message` of a JSON error body, else the text; with the
+/// provider secret scrubbed out *before* it is shortened (so no fragment of it survives).
+fn provider_message(text: &str, secret: Option<&str>) -> String {
     let parsed: Option<Value> = serde_json::from_str(text).ok();
     let from_json = parsed.as_ref().and_then(|v| {
         v["error"]["message"]
@@ -76,15 +83,27 @@ fn provider_message(text: &str) -> String {
             .or_else(|| v["message"].as_str())
             .map(str::to_owned)
     });
-    let message = from_json.unwrap_or_else(|| text.to_owned());
+    let message = scrub(&from_json.unwrap_or_else(|| text.to_owned()), secret);
     visa_core::policy::truncate_for_message(&message.chars().take(MAX_PROVIDER_MESSAGE).collect::<String>())
 }
 
-fn scrub(message: &str, secret: Option<&str>) -> String {
-    match secret.filter(|s| s.len() >= 8) {
-        Some(secret) => message.replace(secret, "[redacted]"),
-        None => message.to_owned(),
+/// Replaces every run of at least `PROBE` characters of `secret` (from its start) with
+/// `[redacted]`, so a provider that echoes all or a cut-off part of the key leaks nothing.
+pub fn scrub(message: &str, secret: Option<&str>) -> String {
+    const PROBE: usize = 8;
+    let Some(secret) = secret.filter(|s| s.len() >= PROBE && s.is_ascii()) else {
+        return message.to_owned();
+    };
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(&secret[..PROBE]) {
+        let matched = rest[at..].bytes().zip(secret.bytes()).take_while(|(a, b)| a == b).count();
+        out.push_str(&rest[..at]);
+        out.push_str("[redacted]");
+        rest = &rest[at + matched..];
     }
+    out.push_str(rest);
+    out
 }
 
 /// The chat request sent upstream: the caller's input with the catalog's model, never streamed.
@@ -130,4 +149,19 @@ pub async fn run_chat(
     let answer = post_json(client, &url, &BTreeMap::new(), Some(api_key), &chat_body(input, model)).await?;
     let cost = chat_cost(tool, &answer, hold);
     Ok(ToolOutput { result: answer, cost })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrub;
+
+    #[test]
+    fn scrubs_whole_and_cut_off_secrets() {
+        let secret = Some("sk-abcdefghijklmnop");
+        assert_eq!(scrub("you sent Bearer sk-abcdefghijklmnop!", secret), "you sent Bearer [redacted]!");
+        assert_eq!(scrub("key sk-abcdefgh... is bad", secret), "key [redacted]... is bad");
+        assert_eq!(scrub("sk-abcdefghijklmnop and sk-abcdefghijklmnop", secret), "[redacted] and [redacted]");
+        assert_eq!(scrub("nothing here", secret), "nothing here");
+        assert_eq!(scrub("short sk-abc", secret), "short sk-abc");
+    }
 }
