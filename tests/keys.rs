@@ -306,3 +306,30 @@ async fn update_refuses_null_for_required_fields() {
         assert!(reply.assert_error(400, "INVALID_REQUEST")["error"].as_str().unwrap().contains(field));
     }
 }
+
+#[tokio::test]
+async fn leaked_keys_are_revoked_by_their_raw_value() {
+    let app = TestApp::spawn().await;
+    let (alice, alice_id, alice_key) = app.funded_key("alice").await;
+    let (bob, bob_id, bob_key) = app.funded_key("bob").await;
+    // Bob's session can revoke only Bob's keys; Alice's key counts as unmatched, untouched.
+    let reply = app.post("/v1/api/keys/revoke-leaked", &bob, json!({ "keys": [bob_key, alice_key, "garbage"] })).await;
+    let body = reply.assert_ok(200);
+    assert_eq!(body["revoked"], json!([bob_id]));
+    assert_eq!(body["unmatched"], 2);
+    assert!(!body.to_string().contains(&bob_key[..20]), "keys are never echoed");
+    app.execute(&bob_key, "echo", json!({})).await.assert_error(401, "AUTH_INVALID");
+    app.execute(&alice_key, "echo", json!({})).await.assert_ok(200);
+    // The operator (e.g. a secret-scanning integration) can revoke any account's key.
+    let reply = app.post("/v1/api/keys/revoke-leaked", visa_e2e::OPERATOR_TOKEN, json!({ "keys": [alice_key] })).await;
+    assert_eq!(reply.assert_ok(200)["revoked"], json!([alice_id]));
+    app.execute(&alice_key, "echo", json!({})).await.assert_error(401, "AUTH_INVALID");
+    assert_eq!(app.get(&format!("/v1/api/keys/{alice_id}"), &alice).await.body["status"], "revoked");
+    // Again: nothing more to revoke, still a success.
+    let again = app.post("/v1/api/keys/revoke-leaked", visa_e2e::OPERATOR_TOKEN, json!({ "keys": [alice_key] })).await;
+    assert_eq!(again.assert_ok(200)["revoked"], json!([]));
+    app.post("/v1/api/keys/revoke-leaked", &alice, json!({ "keys": [] })).await.assert_error(400, "INVALID_REQUEST");
+    app.call(Method::POST, "/v1/api/keys/revoke-leaked", None, Some(json!({ "keys": ["x"] })), &[])
+        .await
+        .assert_error(401, "AUTH_REQUIRED");
+}

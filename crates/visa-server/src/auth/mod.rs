@@ -100,3 +100,22 @@ impl FromRequestParts<SharedState> for Reader {
         tool_key::authenticate(state, &parts.headers, ip).await.map(Reader::Key)
     }
 }
+
+/// The operator or a signed-in account: for actions either may take, such as revoking leaked
+/// keys (the operator for any account, a session for its own).
+pub enum OperatorOrSession {
+    Operator,
+    Session(Account),
+}
+
+impl FromRequestParts<SharedState> for OperatorOrSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let token = require_bearer(&parts.headers)?;
+        if state.hasher.hash(token).matches(&state.operator_token) {
+            return Ok(OperatorOrSession::Operator);
+        }
+        Session::from_request_parts(parts, state).await.map(|s| OperatorOrSession::Session(s.account))
+    }
+}

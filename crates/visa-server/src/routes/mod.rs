@@ -6,6 +6,7 @@ pub mod execute;
 pub mod executions;
 pub mod health;
 pub mod keys;
+pub mod leaks;
 pub mod openapi;
 pub mod operator;
 pub mod sessions;
@@ -33,6 +34,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/api/keys", post(keys::create).get(keys::list))
         .route("/v1/api/keys/{id}", get(keys::get).patch(keys::update).delete(keys::revoke))
         .route("/v1/api/keys/{id}/rotate", post(keys::rotate))
+        .route("/v1/api/keys/revoke-leaked", post(leaks::revoke_leaked))
         .route("/v1/api/tools", get(tools::list))
         .route("/v1/api/tools/{tool}/execute", post(execute::execute))
         .route("/v1/api/balance", get(balance::balance))

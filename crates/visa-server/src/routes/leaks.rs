@@ -1,0 +1,70 @@
+//! `POST /v1/api/keys/revoke-leaked`: a secret-scanning service (or a person) posts raw keys
+//! found in public, and every key they belong to is revoked at once. With the operator token
+//! any account's keys are revoked; with a session, only that account's. The answer counts what
+//! was revoked and never echoes a key, nor says whether an unrevoked key exists elsewhere.
+
+use crate::auth::OperatorOrSession;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::JsonBody;
+use crate::state::SharedState;
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use visa_core::key::RawKey;
+
+const MAX_KEYS: usize = 100;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeLeakedRequest {
+    /// Raw keys as found (1 to 100).
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RevokeLeakedResponse {
+    pub success: bool,
+    /// Ids of the keys revoked by this call (already revoked keys are not listed again).
+    pub revoked: Vec<i64>,
+    /// How many of the posted strings matched no key this caller may revoke.
+    pub unmatched: usize,
+}
+
+#[utoipa::path(post, path = "/v1/api/keys/revoke-leaked", tag = "keys", request_body = RevokeLeakedRequest,
+    responses((status = 200, body = RevokeLeakedResponse), (status = 400, body = crate::routes::ErrorBody)),
+    security(("operator" = []), ("session" = [])))]
+pub async fn revoke_leaked(
+    State(state): State<SharedState>,
+    caller: OperatorOrSession,
+    JsonBody(req): JsonBody<RevokeLeakedRequest>,
+) -> ApiResult<Json<RevokeLeakedResponse>> {
+    if req.keys.is_empty() || req.keys.len() > MAX_KEYS {
+        return Err(ApiError::invalid(format!("keys must hold 1 to {MAX_KEYS} raw keys")));
+    }
+    let now = state.now();
+    let mut revoked = vec![];
+    let mut unmatched = 0;
+    for text in &req.keys {
+        let Ok(raw) = RawKey::parse(&state.brand, text.trim()) else {
+            unmatched += 1;
+            continue;
+        };
+        let found = state.store.key_by_secret(state.hasher.hash(raw.expose())).await?;
+        let allowed = found.filter(|r| match &caller {
+            OperatorOrSession::Operator => true,
+            OperatorOrSession::Session(account) => r.key.account_id == account.id,
+        });
+        let Some(record) = allowed else {
+            unmatched += 1;
+            continue;
+        };
+        if record.key.revoked_at.is_none() {
+            state.store.revoke_key(record.key.account_id, record.key.id, now).await?;
+            revoked.push(record.key.id);
+        }
+        state.keys.invalidate_key(record.key.id);
+        tracing::warn!(key_id = record.key.id, prefix = %raw.prefix(), "leaked key revoked");
+    }
+    Ok(Json(RevokeLeakedResponse { success: true, revoked, unmatched }))
+}
