@@ -56,6 +56,13 @@ pub struct ServeArgs {
     /// Key brand, the first part of every key (`<brand>_live_...`).
     #[arg(long, default_value = "VisaKey", env = "VISA_KEY_BRAND")]
     pub brand: String,
+    /// A reverse proxy whose X-Forwarded-For / X-Forwarded-Proto are believed (repeatable).
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Networks that may use plain HTTP (repeatable; default loopback). Everyone else needs
+    /// HTTPS, directly or through a trusted proxy.
+    #[arg(long = "local-network", value_name = "CIDR")]
+    pub local_networks: Vec<ipnet::IpNet>,
     /// How long an Idempotency-Key is remembered, e.g. 24h, 7d.
     #[arg(long, default_value = "24h", env = "VISA_IDEMPOTENCY_TTL", value_parser = parse_duration_seconds)]
     pub idempotency_ttl: u64,

@@ -95,7 +95,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     }
 }
 
-/// The caller's IP address as seen on the TCP connection.
+/// The caller's IP address: the TCP peer, or the client behind a trusted proxy.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 
@@ -103,6 +103,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        // Resolved by `trust::resolve_client` (trusted proxies), else the TCP peer.
+        if let Some(resolved) = parts.extensions.get::<ClientIp>() {
+            return Ok(*resolved);
+        }
         parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()

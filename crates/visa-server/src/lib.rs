@@ -14,6 +14,7 @@ pub mod ratelimit;
 pub mod routes;
 pub mod state;
 pub mod tools;
+pub mod trust;
 pub mod usage;
 
 use crate::auth::key_cache::KeyCache;
@@ -53,6 +54,8 @@ pub struct ServeConfig {
     pub key_cache_ttl: Duration,
     /// How long an Idempotency-Key is remembered (24 h by default).
     pub idempotency_ttl: Duration,
+    /// Trusted proxies and the networks allowed to use plain HTTP.
+    pub trust: trust::TrustPolicy,
 }
 
 impl ServeConfig {
@@ -68,6 +71,7 @@ impl ServeConfig {
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             key_cache_ttl: Duration::from_secs(1),
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            trust: trust::TrustPolicy::default(),
         }
     }
 }
@@ -111,6 +115,7 @@ impl Server {
             keys: KeyCache::new(config.key_cache_ttl),
             last_used: Default::default(),
             rate_limits: Default::default(),
+            trust: config.trust.clone(),
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(256)
                 .build()
@@ -148,7 +153,9 @@ impl Server {
 }
 
 pub fn app(state: SharedState) -> axum::Router {
-    routes::router(state).layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+    routes::router(state.clone())
+        .layer(axum::middleware::from_fn_with_state(state, trust::resolve_client))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
 async fn serve(listener: TcpListener, state: SharedState, mut stopped: watch::Receiver<bool>) -> std::io::Result<()> {

@@ -23,6 +23,7 @@ pub struct AppState {
     pub keys: KeyCache,
     pub last_used: LastUsed,
     pub rate_limits: RateLimiter,
+    pub trust: crate::trust::TrustPolicy,
     /// One pooled HTTP client for every provider call.
     pub http: reqwest::Client,
     pub session_ttl: time::Duration,

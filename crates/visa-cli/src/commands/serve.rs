@@ -17,6 +17,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.catalog = Catalog::from_toml(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     }
     config.brand = args.brand;
+    config.trust.trusted_proxies = args.trusted_proxies;
+    if !args.local_networks.is_empty() {
+        config.trust.local_networks = args.local_networks;
+    }
     config.idempotency_ttl = std::time::Duration::from_secs(args.idempotency_ttl);
     config.operator_token = std::env::var("VISA_OPERATOR_TOKEN").ok().filter(|t| !t.is_empty());
     config.pepper = std::env::var("VISA_KEY_PEPPER").ok().filter(|p| !p.is_empty()).map(String::into_bytes);
