@@ -71,6 +71,11 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Re-reads the TLS certificate files, as SIGHUP does.
+    pub async fn reload_tls(&self) {
+        self.server.as_ref().expect("running").reload_tls().await.expect("reload");
+    }
+
     /// Stops the server gracefully (drains requests, flushes last-used times).
     pub async fn shutdown(mut self) {
         if let Some(server) = self.server.take() {

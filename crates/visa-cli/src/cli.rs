@@ -56,6 +56,12 @@ pub struct ServeArgs {
     /// Key brand, the first part of every key (`<brand>_live_...`).
     #[arg(long, default_value = "VisaKey", env = "VISA_KEY_BRAND")]
     pub brand: String,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); SIGHUP reloads both files.
+    #[arg(long, requires = "tls_key", env = "VISA_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert", env = "VISA_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// A reverse proxy whose X-Forwarded-For / X-Forwarded-Proto are believed (repeatable).
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     pub trusted_proxies: Vec<ipnet::IpNet>,

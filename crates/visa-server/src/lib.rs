@@ -13,6 +13,7 @@ pub mod extract;
 pub mod ratelimit;
 pub mod routes;
 pub mod state;
+pub mod tls;
 pub mod tools;
 pub mod trust;
 pub mod usage;
@@ -56,6 +57,8 @@ pub struct ServeConfig {
     pub idempotency_ttl: Duration,
     /// Trusted proxies and the networks allowed to use plain HTTP.
     pub trust: trust::TrustPolicy,
+    /// Serve HTTPS with these PEM files.
+    pub tls: Option<tls::TlsFiles>,
 }
 
 impl ServeConfig {
@@ -72,6 +75,7 @@ impl ServeConfig {
             key_cache_ttl: Duration::from_secs(1),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             trust: trust::TrustPolicy::default(),
+            tls: None,
         }
     }
 }
@@ -81,6 +85,13 @@ pub struct Server {
     addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
+    tls: Option<Arc<tls::Tls>>,
+}
+
+/// A bound listener: plain HTTP, or HTTPS with its live rustls configuration.
+enum Listener {
+    Plain(TcpListener),
+    Tls(std::net::TcpListener, axum_server::tls_rustls::RustlsConfig),
 }
 
 impl Server {
@@ -115,7 +126,7 @@ impl Server {
             keys: KeyCache::new(config.key_cache_ttl),
             last_used: Default::default(),
             rate_limits: Default::default(),
-            trust: config.trust.clone(),
+            trust: trust::TrustPolicy { tls: config.tls.is_some(), ..config.trust.clone() },
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(256)
                 .build()
@@ -123,14 +134,37 @@ impl Server {
             session_ttl: time::Duration::try_from(config.session_ttl).unwrap_or(time::Duration::days(30)),
             idempotency_ttl: time::Duration::try_from(config.idempotency_ttl).unwrap_or(time::Duration::days(1)),
         });
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-        let addr = listener.local_addr()?;
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(tls::Tls::load(files.clone()).await?)),
+            None => None,
+        };
+        let cannot_listen = |e: std::io::Error| anyhow::anyhow!("cannot listen on {}: {e}", config.listen);
+        let (listener, addr) = match &tls {
+            Some(tls) => {
+                let listener = std::net::TcpListener::bind(config.listen).map_err(cannot_listen)?;
+                listener.set_nonblocking(true)?;
+                let addr = listener.local_addr()?;
+                (Listener::Tls(listener, tls.config()), addr)
+            }
+            None => {
+                let listener = TcpListener::bind(config.listen).await.map_err(cannot_listen)?;
+                let addr = listener.local_addr()?;
+                (Listener::Plain(listener), addr)
+            }
+        };
         let (shutdown, stopped) = watch::channel(false);
         let task = tokio::spawn(serve(listener, state, stopped));
-        tracing::info!(%addr, environment = %config.environment, data_dir = %config.data_dir.display(), "visa keys server listening");
-        Ok(Server { addr, shutdown, task })
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(%addr, scheme, environment = %config.environment, data_dir = %config.data_dir.display(), "visa keys server listening");
+        Ok(Server { addr, shutdown, task, tls })
+    }
+
+    /// Re-reads the TLS certificate and key (what SIGHUP does). A no-op without TLS.
+    pub async fn reload_tls(&self) -> anyhow::Result<()> {
+        match &self.tls {
+            Some(tls) => tls.reload().await,
+            None => Ok(()),
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -146,7 +180,12 @@ impl Server {
 
     /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
     pub async fn run_until_signal(self) -> anyhow::Result<()> {
-        wait_for_signal().await;
+        while wait_for_signal().await == Signal::Reload {
+            match self.reload_tls().await {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: keeping the current certificate"),
+            }
+        }
         tracing::info!("shutting down: draining in-flight requests");
         self.shutdown().await
     }
@@ -158,14 +197,24 @@ pub fn app(state: SharedState) -> axum::Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-async fn serve(listener: TcpListener, state: SharedState, mut stopped: watch::Receiver<bool>) -> std::io::Result<()> {
+async fn serve(listener: Listener, state: SharedState, stopped: watch::Receiver<bool>) -> std::io::Result<()> {
     let flusher = tokio::spawn(flush_last_used(state.clone(), stopped.clone()));
     let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, service)
-        .with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        })
-        .await;
+    let stop = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let result = match listener {
+        Listener::Plain(listener) => axum::serve(listener, service).with_graceful_shutdown(stop(stopped)).await,
+        Listener::Tls(listener, config) => {
+            let handle = axum_server::Handle::new();
+            let draining = handle.clone();
+            tokio::spawn(async move {
+                stop(stopped).await;
+                draining.graceful_shutdown(None);
+            });
+            axum_server::from_tcp_rustls(listener, config)?.handle(handle).serve(service).await
+        }
+    };
     let _ = flusher.await;
     state.last_used.flush(state.store.as_ref()).await;
     result
@@ -182,18 +231,29 @@ async fn flush_last_used(state: SharedState, mut stopped: watch::Receiver<bool>)
     }
 }
 
-async fn wait_for_signal() {
+#[derive(PartialEq, Eq)]
+enum Signal {
+    Stop,
+    Reload,
+}
+
+async fn wait_for_signal() -> Signal {
     #[cfg(unix)]
     {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+        let mut hup = signal(SignalKind::hangup()).expect("install SIGHUP handler");
         tokio::select! {
-            _ = term.recv() => {},
-            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => Signal::Stop,
+            _ = tokio::signal::ctrl_c() => Signal::Stop,
+            _ = hup.recv() => Signal::Reload,
         }
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        Signal::Stop
+    }
 }
 
 /// Reads `<data-dir>/operator-token`, or writes a new one there with mode 0600.

@@ -18,6 +18,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.brand = args.brand;
     config.trust.trusted_proxies = args.trusted_proxies;
+    config.tls = args.tls_cert.zip(args.tls_key).map(|(cert, key)| visa_server::tls::TlsFiles { cert, key });
     if !args.local_networks.is_empty() {
         config.trust.local_networks = args.local_networks;
     }
