@@ -154,6 +154,27 @@ async fn rotation_with_grace_keeps_both_secrets_until_it_ends() {
 }
 
 #[tokio::test]
+async fn a_grace_can_be_ended_early_by_revoking_the_old_secret() {
+    let app = TestApp::spawn().await;
+    let (session, id, old) = app.funded_key("octocat").await;
+    let rotated =
+        app.post(&format!("/v1/api/keys/{id}/rotate"), &session, json!({ "grace_period_seconds": 3600 })).await;
+    let new = rotated.body["key"].as_str().unwrap().to_owned();
+    let (new_secret, old_secret) =
+        (rotated.body["secrets"][0]["id"].as_i64().unwrap(), rotated.body["secrets"][1]["id"].as_i64().unwrap());
+    app.execute(&old, "echo", json!({})).await.assert_ok(200);
+    let path = |secret: i64| format!("/v1/api/keys/{id}/secrets/{secret}/revoke");
+    app.post(&path(new_secret), &session, json!({})).await.assert_error(400, "INVALID_REQUEST");
+    let reply = app.post(&path(old_secret), &session, json!({})).await;
+    assert_eq!(reply.assert_ok(200)["secrets"][1]["status"], "revoked");
+    app.execute(&old, "echo", json!({})).await.assert_error(401, "AUTH_INVALID");
+    app.execute(&new, "echo", json!({})).await.assert_ok(200);
+    app.post(&path(999_999), &session, json!({})).await.assert_error(404, "KEY_NOT_FOUND");
+    let other = app.account("mallory", true, 0).await;
+    app.post(&path(old_secret), &other, json!({})).await.assert_error(404, "KEY_NOT_FOUND");
+}
+
+#[tokio::test]
 async fn idempotency_key_and_body_are_validated() {
     let app = TestApp::spawn().await;
     let (_, _, key) = app.funded_key("octocat").await;

@@ -58,6 +58,15 @@ pub trait Store: Send + Sync + 'static {
     async fn list_keys(&self, account_id: i64, page: PageRequest) -> StoreResult<Page<KeyRecord>>;
     async fn update_key(&self, account_id: i64, key_id: i64, patch: KeyPatch) -> StoreResult<KeyRecord>;
     async fn revoke_key(&self, account_id: i64, key_id: i64, now: Timestamp) -> StoreResult<KeyRecord>;
+    /// Ends one secret of a key at once (e.g. the old one during a rotation's grace). The
+    /// key's newest secret cannot be revoked this way: that is rotating or revoking the key.
+    async fn revoke_secret(
+        &self,
+        account_id: i64,
+        key_id: i64,
+        secret_id: i64,
+        now: Timestamp,
+    ) -> StoreResult<KeyRecord>;
     async fn rotate_key(&self, account_id: i64, key_id: i64, rotation: Rotation) -> StoreResult<KeyRecord>;
     /// The key and account behind a secret hash, for authentication.
     async fn key_by_secret(&self, hash: SecretHash) -> StoreResult<Option<AuthRecord>>;

@@ -418,6 +418,28 @@ pub async fn revoke(
     Ok(Json(RevokeResponse { success: true, revoked: id }))
 }
 
+#[utoipa::path(post, path = "/v1/api/keys/{id}/secrets/{secret_id}/revoke", tag = "keys",
+    params(("id" = i64, Path), ("secret_id" = i64, Path)),
+    responses((status = 200, body = KeyResponse), (status = 400, body = crate::routes::ErrorBody), (status = 404, body = crate::routes::ErrorBody)),
+    security(("session" = [])))]
+pub async fn revoke_secret(
+    State(state): State<SharedState>,
+    session: Session,
+    Path((id, secret_id)): Path<(String, String)>,
+) -> ApiResult<Json<KeyResponse>> {
+    let id = key_id(&id)?;
+    let secret_id = key_id(&secret_id)?;
+    let now = state.now();
+    let key = state
+        .store
+        .revoke_secret(session.account.id, id, secret_id, now)
+        .await
+        .map_err(not_found_as(ErrorCode::KeyNotFound, KEY_NOT_FOUND))?;
+    state.keys.invalidate_key(id);
+    tracing::info!(key_id = id, secret_id, "key secret revoked");
+    Ok(Json(KeyResponse { success: true, key: KeyView::new(&key, now) }))
+}
+
 #[utoipa::path(post, path = "/v1/api/keys/{id}/rotate", tag = "keys", params(("id" = i64, Path)), request_body = RotateKeyRequest,
     responses((status = 200, body = KeyWithSecretResponse), (status = 400, body = crate::routes::ErrorBody), (status = 404, body = crate::routes::ErrorBody)),
     security(("session" = [])))]

@@ -35,6 +35,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/api/keys/{id}", get(keys::get).patch(keys::update).delete(keys::revoke))
         .route("/v1/api/keys/{id}/rotate", post(keys::rotate))
         .route("/v1/api/keys/revoke-leaked", post(leaks::revoke_leaked))
+        .route("/v1/api/keys/{id}/secrets/{secret_id}/revoke", post(keys::revoke_secret))
         .route("/v1/api/tools", get(tools::list))
         .route("/v1/api/tools/{tool}/execute", post(execute::execute))
         .route("/v1/api/balance", get(balance::balance))

@@ -21,6 +21,7 @@ use utoipa::{Modify, OpenApi};
         super::keys::update,
         super::keys::revoke,
         super::keys::rotate,
+        super::keys::revoke_secret,
         super::leaks::revoke_leaked,
         super::tools::list,
         super::execute::execute,

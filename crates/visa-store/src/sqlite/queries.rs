@@ -382,6 +382,33 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn revoke_secret(
+        &self,
+        account_id: i64,
+        key_id: i64,
+        secret_id: i64,
+        now: Timestamp,
+    ) -> StoreResult<KeyRecord> {
+        self.write(move |conn| {
+            let key = require_key(conn, account_id, key_id)?;
+            if !key.secrets.iter().any(|s| s.id == secret_id) {
+                return Err(StoreError::NotFound);
+            }
+            if key.secrets.first().is_some_and(|newest| newest.id == secret_id) {
+                return Err(StoreError::Refused(
+                    "this is the key's current secret: rotate the key, or revoke the key, instead".into(),
+                ));
+            }
+            conn.execute(
+                "UPDATE key_secrets SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+                params![secret_id, to_db(now)],
+            )
+            .map_err(map_sqlite_error)?;
+            require_key(conn, account_id, key_id)
+        })
+        .await
+    }
+
     async fn rotate_key(&self, account_id: i64, key_id: i64, rotation: Rotation) -> StoreResult<KeyRecord> {
         self.write(move |conn| {
             let key = require_key(conn, account_id, key_id)?;
