@@ -77,6 +77,7 @@ async fn openapi_covers_every_route() {
         ("/v1/api/balance", "get"),
         ("/v1/api/keys/revoke-leaked", "post"),
         ("/v1/api/keys/{id}/secrets/{secret_id}/revoke", "post"),
+        ("/v1/api/keys/{id}/usage", "get"),
         ("/v1/api/executions", "get"),
         ("/v1/api/executions/{id}", "get"),
         ("/v1/operator/executions", "get"),

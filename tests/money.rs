@@ -225,3 +225,48 @@ async fn a_tool_that_times_out_is_voided_and_retryable() {
     assert_eq!(spent_today(&app, &session, id).await, 1);
     assert!(app.verify_ledger().await.is_empty());
 }
+
+#[tokio::test]
+async fn usage_is_reported_per_secret_during_a_grace_rotation() {
+    let app = TestApp::spawn().await;
+    let (session, id, old) = app.funded_key("octocat").await;
+    for _ in 0..3 {
+        app.execute(&old, "echo", json!({})).await.assert_ok(200);
+    }
+    let rotated =
+        app.post(&format!("/v1/api/keys/{id}/rotate"), &session, json!({ "grace_period_seconds": 3600 })).await;
+    let new = rotated.body["key"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        app.execute(&old, "echo", json!({})).await.assert_ok(200);
+    }
+    for _ in 0..4 {
+        app.execute(&new, "echo", json!({})).await.assert_ok(200);
+    }
+    app.execute(&new, "fail", json!({ "status": 503 })).await.assert_error(502, "UPSTREAM_ERROR");
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await; // one flush
+    let reply = app.get(&format!("/v1/api/keys/{id}/usage?granularity=hour"), &session).await;
+    let body = reply.assert_ok(200);
+    assert_eq!(body["granularity"], "hour");
+    let secrets = body["secrets"].as_array().unwrap();
+    assert_eq!(secrets.len(), 2);
+    let (newest, oldest) = (&secrets[0]["totals"], &secrets[1]["totals"]);
+    assert_eq!(newest["requests"], 5);
+    assert_eq!(newest["successes"], 4);
+    assert_eq!(newest["errors"], json!({ "UPSTREAM_ERROR": 1 }));
+    assert_eq!(newest["charged_micros"], "40000");
+    assert_eq!(oldest["requests"], 5);
+    assert_eq!(oldest["successes"], 5);
+    assert_eq!(oldest["charged_micros"], "50000");
+    assert_eq!(
+        secrets[1]["buckets"].as_array().unwrap().iter().map(|b| b["requests"].as_u64().unwrap()).sum::<u64>(),
+        5
+    );
+
+    let minute = app.get(&format!("/v1/api/keys/{id}/usage"), &session).await;
+    assert_eq!(minute.assert_ok(200)["granularity"], "minute");
+    app.get(&format!("/v1/api/keys/{id}/usage?granularity=week"), &session).await.assert_error(400, "INVALID_REQUEST");
+    let backwards = format!("/v1/api/keys/{id}/usage?since=2030-01-02T00:00:00Z&until=2030-01-01T00:00:00Z");
+    app.get(&backwards, &session).await.assert_error(400, "INVALID_REQUEST");
+    let other = app.account("mallory", true, 0).await;
+    app.get(&format!("/v1/api/keys/{id}/usage"), &other).await.assert_error(404, "KEY_NOT_FOUND");
+}

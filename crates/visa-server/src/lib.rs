@@ -125,6 +125,7 @@ impl Server {
             hasher,
             keys: KeyCache::new(config.key_cache_ttl),
             last_used: Default::default(),
+            request_counts: Default::default(),
             rate_limits: Default::default(),
             trust: trust::TrustPolicy { tls: config.tls.is_some(), ..config.trust.clone() },
             http: reqwest::Client::builder()
@@ -216,7 +217,7 @@ async fn serve(listener: Listener, state: SharedState, stopped: watch::Receiver<
         }
     };
     let _ = flusher.await;
-    state.last_used.flush(state.store.as_ref()).await;
+    flush_usage(&state).await;
     result
 }
 
@@ -227,8 +228,13 @@ async fn flush_last_used(state: SharedState, mut stopped: watch::Receiver<bool>)
             _ = tick.tick() => {}
             _ = stopped.changed() => return,
         }
-        state.last_used.flush(state.store.as_ref()).await;
+        flush_usage(&state).await;
     }
+}
+
+async fn flush_usage(state: &SharedState) {
+    state.last_used.flush(state.store.as_ref()).await;
+    state.request_counts.flush(state.store.as_ref()).await;
 }
 
 #[derive(PartialEq, Eq)]

@@ -22,6 +22,7 @@ pub struct AppState {
     pub operator_token: SecretHash,
     pub keys: KeyCache,
     pub last_used: LastUsed,
+    pub request_counts: crate::usage::RequestCounts,
     pub rate_limits: RateLimiter,
     pub trust: crate::trust::TrustPolicy,
     /// One pooled HTTP client for every provider call.

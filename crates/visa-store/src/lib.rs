@@ -73,6 +73,12 @@ pub trait Store: Send + Sync + 'static {
     /// Records when and from where keys were last used (coalesced by the caller).
     async fn record_key_use(&self, uses: Vec<KeyUse>) -> StoreResult<()>;
 
+    /// Adds request counts (coalesced by the caller) to the per-minute usage table.
+    async fn record_usage(&self, counts: Vec<UsageCount>) -> StoreResult<()>;
+    /// Usage of a key's secrets in `[since_minute, until_minute)`, one row per secret and minute
+    /// with requests or charges, charges included.
+    async fn key_usage(&self, key_id: i64, since_minute: i64, until_minute: i64) -> StoreResult<Vec<UsageCount>>;
+
     // The money path.
     async fn account_by_id(&self, account_id: i64) -> StoreResult<Option<Account>>;
     /// In one transaction: look up the Idempotency-Key; if new, check the key's daily and

@@ -298,3 +298,17 @@ pub struct ExecutionFilter {
     pub key_id: Option<i64>,
     pub state: Option<ExecutionState>,
 }
+
+/// Requests of one key secret in one UTC minute (minutes since the Unix epoch).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UsageCount {
+    pub key_id: i64,
+    pub secret_id: i64,
+    pub minute: i64,
+    pub requests: u64,
+    pub successes: u64,
+    /// error_code -> count.
+    pub errors: std::collections::BTreeMap<String, u64>,
+    /// What the account was charged for executions started in that minute (from `executions`).
+    pub charged: Micros,
+}

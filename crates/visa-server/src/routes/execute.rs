@@ -98,7 +98,28 @@ pub async fn execute(
     body: RawJsonBody,
 ) -> ApiResult<Response> {
     let key = tool_key::authenticate(&state, &headers, client_ip).await?;
-    let tool = authorize(&state, &key, &tool_name)?.clone();
+    let answer = execute_with_key(state.clone(), &key, tool_name, headers, body).await;
+    state.request_counts.record(key.key.id, key.secret_id, state.now(), error_code_of(&answer).as_deref());
+    answer
+}
+
+/// The `error_code` of an answer, if it is an error (stored replays of errors included).
+fn error_code_of(answer: &ApiResult<Response>) -> Option<String> {
+    match answer {
+        Err(error) => Some(error.0.code.as_str().to_owned()),
+        Ok(response) if response.status().is_success() => None,
+        Ok(response) => Some(format!("HTTP_{}", response.status().as_u16())),
+    }
+}
+
+async fn execute_with_key(
+    state: SharedState,
+    key: &AuthRecord,
+    tool_name: String,
+    headers: HeaderMap,
+    body: RawJsonBody,
+) -> ApiResult<Response> {
+    let tool = authorize(&state, key, &tool_name)?.clone();
     let idempotency_key = idempotency_key(&headers)?;
     let input = parse_input(&body)?;
     let sandbox = state.environment == Environment::Preview;
@@ -166,31 +187,30 @@ async fn settle(
     outcome: Result<ToolOutput, UpstreamFailure>,
 ) -> ApiResult<Response> {
     let now = state.now();
+    // The answer: the success bytes, or the error (whose envelope is also what replays get).
     let (finish, answer) = match outcome {
         Ok(output) => {
             let cost = output.cost.min(execution.hold);
             let charged = if execution.sandbox { Micros::ZERO } else { cost };
             let receipt_id = format!("rcpt_{}", Uuid::new_v4().simple());
             let body = success_body(tool, execution, output.result, charged, &receipt_id, now);
-            (Finish::Capture { cost, receipt_id, status: 200, body: body.clone() }, (StatusCode::OK, body))
+            (
+                Finish::Capture { cost, receipt_id, status: 200, body: body.clone() },
+                Ok(json_response(StatusCode::OK, body)),
+            )
         }
-        Err(failure) if failure.retryable => {
-            let error = failure.into_api_error();
-            let body = serde_json::to_vec(&error.body()).unwrap_or_default();
-            (Finish::VoidRetryable, (error_status(&error), body))
-        }
+        Err(failure) if failure.retryable => (Finish::VoidRetryable, Err(failure.into_api_error())),
         Err(failure) => {
             let error = failure.into_api_error();
             let body = serde_json::to_vec(&error.body()).unwrap_or_default();
-            let status = error_status(&error);
-            (Finish::VoidFinal { status: status.as_u16(), body: body.clone() }, (status, body))
+            (Finish::VoidFinal { status: error_status(&error).as_u16(), body }, Err(error))
         }
     };
     if let Err(e) = state.store.finish_execution(execution, finish, now).await {
         tracing::error!(execution = %execution.public_id, error = %e, "could not record an execution's outcome");
         return Err(reconcile_required(execution));
     }
-    Ok(json_response(answer.0, answer.1))
+    answer
 }
 
 fn success_body(

@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod operator;
 pub mod sessions;
 pub mod tools;
+pub mod usage;
 
 use crate::error::{self, ApiError, ApiResult};
 use crate::state::SharedState;
@@ -34,6 +35,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/api/keys", post(keys::create).get(keys::list))
         .route("/v1/api/keys/{id}", get(keys::get).patch(keys::update).delete(keys::revoke))
         .route("/v1/api/keys/{id}/rotate", post(keys::rotate))
+        .route("/v1/api/keys/{id}/usage", get(usage::usage))
         .route("/v1/api/keys/revoke-leaked", post(leaks::revoke_leaked))
         .route("/v1/api/keys/{id}/secrets/{secret_id}/revoke", post(keys::revoke_secret))
         .route("/v1/api/tools", get(tools::list))

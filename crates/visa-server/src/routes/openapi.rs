@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         super::keys::revoke,
         super::keys::rotate,
         super::keys::revoke_secret,
+        super::usage::usage,
         super::leaks::revoke_leaked,
         super::tools::list,
         super::execute::execute,

@@ -126,6 +126,19 @@ CREATE TABLE provider_requests (
     PRIMARY KEY (key_id, idempotency_key)
 ) WITHOUT ROWID;
 
+-- Request counts per key secret and UTC minute, flushed from memory about once a second.
+-- `errors` is a JSON object: error_code -> count. Charges come from `executions`.
+CREATE TABLE usage_minutes (
+    secret_id  INTEGER NOT NULL,
+    minute     INTEGER NOT NULL,
+    key_id     INTEGER NOT NULL,
+    requests   INTEGER NOT NULL,
+    successes  INTEGER NOT NULL,
+    errors     TEXT NOT NULL,
+    PRIMARY KEY (secret_id, minute)
+) WITHOUT ROWID;
+CREATE INDEX usage_by_key ON usage_minutes(key_id, minute);
+
 -- Append-only: every money movement, in the same transaction as the counters it changes.
 -- Sandbox (preview) entries move key spend counters only, never an account balance.
 CREATE TABLE ledger (

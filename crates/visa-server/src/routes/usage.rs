@@ -1,0 +1,147 @@
+//! `GET /v1/api/keys/:id/usage?since=&until=&granularity=minute|hour|day`: requests,
+//! successes, errors by code and charged micros per time bucket, per secret — so during a
+//! rotation's grace the team sees the old secret's traffic reach zero before revoking it.
+
+use crate::auth::Session;
+use crate::error::{ApiError, ApiResult};
+use crate::routes::rfc3339;
+use crate::state::SharedState;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, ToSchema};
+use visa_core::ErrorCode;
+use visa_core::money::Micros;
+
+const MAX_RANGE_DAYS: i64 = 31;
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageQuery {
+    /// RFC 3339; default 24 hours before `until`.
+    since: Option<String>,
+    /// RFC 3339; default now.
+    until: Option<String>,
+    /// `minute` (default), `hour` or `day`.
+    granularity: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct UsageCounts {
+    pub requests: u64,
+    pub successes: u64,
+    /// error_code -> count (`HTTP_<status>` for replayed stored failures).
+    pub errors: BTreeMap<String, u64>,
+    pub charged_micros: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UsageBucket {
+    /// Start of the bucket (UTC).
+    pub start: String,
+    #[serde(flatten)]
+    pub counts: UsageCounts,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SecretUsage {
+    pub secret_id: i64,
+    pub key_prefix: String,
+    /// Buckets with any traffic, oldest first.
+    pub buckets: Vec<UsageBucket>,
+    pub totals: UsageCounts,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UsageResponse {
+    pub success: bool,
+    pub key_id: i64,
+    pub granularity: String,
+    pub since: String,
+    pub until: String,
+    pub secrets: Vec<SecretUsage>,
+}
+
+fn parse_time(field: &str, text: Option<&str>, default: OffsetDateTime) -> ApiResult<OffsetDateTime> {
+    text.map(|t| OffsetDateTime::parse(t, &Rfc3339).map_err(|_| ApiError::invalid(format!("{field} must be RFC 3339"))))
+        .transpose()
+        .map(|t| t.unwrap_or(default))
+}
+
+/// Adds `more` into `into`; charged amounts are carried as micros until the end.
+fn add(into: &mut (UsageCounts, Micros), more: &visa_store::UsageCount) {
+    into.0.requests += more.requests;
+    into.0.successes += more.successes;
+    for (code, n) in &more.errors {
+        *into.0.errors.entry(code.clone()).or_default() += n;
+    }
+    into.1 = into.1.checked_add(more.charged).unwrap_or(into.1);
+}
+
+fn finish((mut counts, charged): (UsageCounts, Micros)) -> UsageCounts {
+    counts.charged_micros = charged.to_string();
+    counts
+}
+
+#[utoipa::path(get, path = "/v1/api/keys/{id}/usage", tag = "keys", params(("id" = i64, Path), UsageQuery),
+    responses((status = 200, body = UsageResponse), (status = 400, body = crate::routes::ErrorBody), (status = 404, body = crate::routes::ErrorBody)),
+    security(("session" = [])))]
+pub async fn usage(
+    State(state): State<SharedState>,
+    session: Session,
+    Path(id): Path<String>,
+    query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<UsageResponse>> {
+    let Query(query) = query.map_err(|e| ApiError::invalid(format!("invalid query string: {}", e.body_text())))?;
+    let not_found = || ApiError::new(ErrorCode::KeyNotFound, "no such key");
+    let id = id.parse::<i64>().map_err(|_| not_found())?;
+    let key = state.store.get_key(session.account.id, id).await?.ok_or_else(not_found)?;
+    let bucket_minutes: i64 = match query.granularity.as_deref().unwrap_or("minute") {
+        "minute" => 1,
+        "hour" => 60,
+        "day" => 1440,
+        _ => return Err(ApiError::invalid("granularity must be minute, hour or day")),
+    };
+    let until = parse_time("until", query.until.as_deref(), state.now())?;
+    let since = parse_time("since", query.since.as_deref(), until - time::Duration::days(1))?;
+    if since >= until || until - since > time::Duration::days(MAX_RANGE_DAYS) {
+        return Err(ApiError::invalid(format!("since must be before until, at most {MAX_RANGE_DAYS} days apart")));
+    }
+    let (first, last) = (since.unix_timestamp().div_euclid(60), until.unix_timestamp().div_euclid(60) + 1);
+    let rows = state.store.key_usage(key.id, first, last).await?;
+    let secrets = key
+        .secrets
+        .iter()
+        .map(|secret| {
+            let mut buckets: BTreeMap<i64, (UsageCounts, Micros)> = BTreeMap::new();
+            let mut totals = (UsageCounts::default(), Micros::ZERO);
+            for row in rows.iter().filter(|r| r.secret_id == secret.id) {
+                let start = row.minute - row.minute.rem_euclid(bucket_minutes);
+                add(buckets.entry(start).or_insert_with(|| (UsageCounts::default(), Micros::ZERO)), row);
+                add(&mut totals, row);
+            }
+            let buckets = buckets
+                .into_iter()
+                .map(|(minute, counts)| UsageBucket {
+                    start: rfc3339(
+                        OffsetDateTime::from_unix_timestamp(minute * 60).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                    ),
+                    counts: finish(counts),
+                })
+                .collect();
+            SecretUsage { secret_id: secret.id, key_prefix: secret.key_prefix.clone(), buckets, totals: finish(totals) }
+        })
+        .collect();
+    let granularity = query.granularity.unwrap_or_else(|| "minute".into());
+    Ok(Json(UsageResponse {
+        success: true,
+        key_id: key.id,
+        granularity,
+        since: rfc3339(since),
+        until: rfc3339(until),
+        secrets,
+    }))
+}
