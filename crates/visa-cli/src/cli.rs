@@ -102,6 +102,13 @@ pub enum KeysCommand {
     },
     /// Revoke a key: it stops working at once.
     Revoke { id: i64 },
+    /// Traffic per secret over the last 24 hours: a sparkline of requests and the totals.
+    Usage {
+        id: i64,
+        /// Bucket size: minute, hour (default) or day.
+        #[arg(long, default_value = "hour")]
+        granularity: String,
+    },
 }
 
 #[derive(Debug, Args)]

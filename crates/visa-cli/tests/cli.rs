@@ -130,6 +130,10 @@ fn newcomer_flow_through_the_cli() {
         .send()
         .unwrap();
     assert_eq!(response.status(), 200);
+    std::thread::sleep(Duration::from_millis(1300)); // usage counts are flushed once a second
+    let second_id = (id.parse::<i64>().unwrap() + 1).to_string();
+    let usage = assert_success(&server.cli(&["keys", "usage", &second_id], None, None));
+    assert!(usage.contains("1 requests, 1 ok") && usage.contains('█') && usage.contains("$0.01"), "{usage}");
     let balance = assert_success(&server.cli(&["balance"], None, None));
     assert!(balance.contains("balance $99.99"), "{balance}");
     let executions = assert_success(&server.cli(&["executions", "list"], None, None));

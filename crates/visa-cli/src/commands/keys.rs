@@ -36,6 +36,11 @@ pub async fn run(command: KeysCommand, json: bool) -> anyhow::Result<()> {
             let answer = client.send(Method::POST, &format!("/v1/api/keys/{id}/rotate"), Some(&body)).await?;
             super::show(&answer, json, print_created);
         }
+        KeysCommand::Usage { id, granularity } => {
+            let path = format!("/v1/api/keys/{id}/usage?granularity={granularity}");
+            let answer = client.send(Method::GET, &path, None).await?;
+            super::show(&answer, json, print_usage);
+        }
         KeysCommand::Revoke { id } => {
             let answer = client.send(Method::DELETE, &format!("/v1/api/keys/{id}"), None).await?;
             super::show(&answer, json, |body| println!("Revoked key {}.", field(body, "revoked")));
@@ -188,5 +193,76 @@ fn print_list(body: &Value) {
     );
     if let Some(next) = body["next_cursor"].as_i64() {
         println!("more: visa-cli keys list --starting-after {next}");
+    }
+}
+
+/// One line per secret: its prefix, a sparkline of requests per bucket over the whole range
+/// (blank = no traffic), and the totals.
+fn print_usage(body: &Value) {
+    let minutes = match body["granularity"].as_str() {
+        Some("minute") => 1,
+        Some("day") => 1440,
+        _ => 60,
+    };
+    let parse = |field: &str| {
+        body[field]
+            .as_str()
+            .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+    };
+    let (Some(since), Some(until)) = (parse("since"), parse("until")) else {
+        return println!("no usage");
+    };
+    let bucket_of = |at: time::OffsetDateTime| at.unix_timestamp().div_euclid(60 * minutes);
+    let (first, last) = (bucket_of(since), bucket_of(until));
+    println!(
+        "usage of key {} from {} to {} (one mark per {}):",
+        field(body, "key_id"),
+        field(body, "since"),
+        field(body, "until"),
+        field(body, "granularity")
+    );
+    for secret in body["secrets"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let mut counts = vec![0u64; (last - first + 1).max(1) as usize];
+        for bucket in secret["buckets"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let start = bucket["start"]
+                .as_str()
+                .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok());
+            if let Some(index) = start.map(|s| bucket_of(s) - first).filter(|i| (0..counts.len() as i64).contains(i)) {
+                counts[index as usize] += bucket["requests"].as_u64().unwrap_or(0);
+            }
+        }
+        let totals = &secret["totals"];
+        println!(
+            "  {:<24} |{}| {} requests, {} ok, errors {}, charged {}",
+            field(secret, "key_prefix"),
+            sparkline(&counts),
+            field(totals, "requests"),
+            field(totals, "successes"),
+            totals["errors"],
+            totals["charged_micros"]
+                .as_str()
+                .and_then(|m| m.parse().ok())
+                .map(|m| visa_core::money::format_cents_as_dollars(visa_core::money::Micros(m).cents_ceil()))
+                .unwrap_or_default()
+        );
+    }
+}
+
+/// Eight levels of bar, scaled to the largest count; zero is blank.
+fn sparkline(counts: &[u64]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let max = counts.iter().copied().max().unwrap_or(0).max(1);
+    counts.iter().map(|&c| if c == 0 { ' ' } else { BARS[((c * 8 - 1) / max).min(7) as usize] }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sparkline;
+
+    #[test]
+    fn sparkline_scales_to_the_peak() {
+        assert_eq!(sparkline(&[0, 1, 4, 8]), " ▁▄█");
+        assert_eq!(sparkline(&[]), "");
+        assert_eq!(sparkline(&[3, 3]), "██");
     }
 }
