@@ -333,3 +333,51 @@ async fn leaked_keys_are_revoked_by_their_raw_value() {
         .await
         .assert_error(401, "AUTH_REQUIRED");
 }
+
+#[tokio::test]
+async fn admin_keys_automate_the_control_plane_but_never_execute() {
+    let app = TestApp::spawn().await;
+    let session = app.account("octocat", true, 1_000).await;
+    let reply = app.post("/v1/api/admin-keys", &session, json!({ "label": "ci-pipeline" })).await;
+    let created = reply.assert_ok(201).clone();
+    let admin = created["key"].as_str().unwrap().to_owned();
+    assert!(admin.starts_with("VisaKey_admin_live_"), "{admin}");
+    let admin_id = created["id"].as_i64().unwrap();
+
+    // Wherever a session works, the admin key works: create and rotate a tool key, read balance.
+    let (key_id, tool_key) = app.key(&admin, json!({ "label": "made-by-ci" })).await;
+    let rotated = app.post(&format!("/v1/api/keys/{key_id}/rotate"), &admin, json!({})).await;
+    let tool_key_rotated = rotated.assert_ok(200)["key"].as_str().unwrap().to_owned();
+    assert_ne!(tool_key, tool_key_rotated);
+    app.get("/v1/api/balance", &admin).await.assert_ok(200);
+    app.get("/v1/api/executions", &admin).await.assert_ok(200);
+
+    // It never executes tools, and cannot mint more admin keys.
+    app.execute(&admin, "echo", json!({})).await.assert_error(403, "FORBIDDEN");
+    app.post("/v1/api/admin-keys", &admin, json!({ "label": "more" })).await.assert_error(403, "FORBIDDEN");
+
+    // Listed without the secret; revoked, it stops working at once.
+    let list = app.get("/v1/api/admin-keys", &session).await;
+    assert_eq!(list.assert_ok(200)["admin_keys"][0]["id"], admin_id);
+    assert!(!list.body.to_string().contains(&admin));
+    app.call(Method::DELETE, &format!("/v1/api/admin-keys/{admin_id}"), Some(&session), None, &[]).await.assert_ok(200);
+    app.get("/v1/api/keys", &admin).await.assert_error(401, "AUTH_INVALID");
+    // A tool key is not a session credential.
+    app.get("/v1/api/keys", &tool_key_rotated).await.assert_error(401, "AUTH_INVALID");
+    let other = app.account("mallory", true, 0).await;
+    app.call(Method::DELETE, &format!("/v1/api/admin-keys/{admin_id}"), Some(&other), None, &[])
+        .await
+        .assert_error(404, "KEY_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn an_admin_key_of_the_other_environment_is_refused() {
+    let production = TestApp::spawn().await;
+    let preview = TestApp::spawn_preview().await;
+    let session = preview.account("octocat", true, 0).await;
+    let created = preview.post("/v1/api/admin-keys", &session, json!({ "label": "ci" })).await;
+    let admin = created.body["key"].as_str().unwrap().to_owned();
+    assert!(admin.starts_with("VisaKey_admin_test_"));
+    production.get("/v1/api/keys", &admin).await.assert_error(401, "KEY_ENVIRONMENT_MISMATCH");
+    preview.get("/v1/api/keys", &admin).await.assert_ok(200);
+}

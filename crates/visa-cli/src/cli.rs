@@ -24,6 +24,9 @@ pub enum Command {
     /// Create, list, inspect, update, rotate and revoke tool keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Admin keys: account credentials for automation (never execute tools).
+    #[command(subcommand, name = "admin-keys")]
+    AdminKeys(AdminKeysCommand),
     /// List the tool catalog with prices.
     Tools,
     /// Show the account's balance (session, or a key in VISA_API_KEY).
@@ -177,6 +180,16 @@ pub struct UpdateKeyArgs {
     /// Requests per second (and burst) the key may send.
     #[arg(long)]
     pub rate_limit: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminKeysCommand {
+    /// Create an admin key; prints it once.
+    Create { label: String },
+    /// List admin keys.
+    List,
+    /// Revoke an admin key.
+    Revoke { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]

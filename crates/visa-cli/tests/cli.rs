@@ -143,6 +143,16 @@ fn newcomer_flow_through_the_cli() {
         assert_success(&server.cli(&["ledger", "verify", "--data-dir", data_dir.to_str().unwrap()], None, None));
     assert!(verified.contains("ledger ok"));
 
+    let admin = assert_success(&server.cli(&["admin-keys", "create", "ci"], None, None));
+    let admin = admin.lines().next().unwrap().to_owned();
+    assert!(admin.starts_with("VisaKey_admin_live_"), "{admin}");
+    // The admin key drives the CLI like a session.
+    let listed = server.cli(&["keys", "list", "--json"], None, Some(&admin));
+    assert_eq!(json(&listed)["keys"].as_array().unwrap().len(), 2);
+    assert!(assert_success(&server.cli(&["admin-keys", "list"], None, None)).contains("ci"));
+    assert_success(&server.cli(&["admin-keys", "revoke", "1"], None, None));
+    assert_one_line_error(&server.cli(&["keys", "list"], None, Some(&admin)), "AUTH_INVALID");
+
     let tools = assert_success(&server.cli(&["tools"], None, None));
     assert!(tools.contains("echo") && tools.contains("$0.01"), "{tools}");
 

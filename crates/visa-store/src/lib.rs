@@ -73,6 +73,20 @@ pub trait Store: Send + Sync + 'static {
     /// Records when and from where keys were last used (coalesced by the caller).
     async fn record_key_use(&self, uses: Vec<KeyUse>) -> StoreResult<()>;
 
+    // Admin keys.
+    async fn create_admin_key(
+        &self,
+        account_id: i64,
+        label: visa_core::policy::KeyLabel,
+        environment: visa_core::key::Environment,
+        secret: NewSecret,
+        now: Timestamp,
+    ) -> StoreResult<AdminKeyRecord>;
+    async fn list_admin_keys(&self, account_id: i64) -> StoreResult<Vec<AdminKeyRecord>>;
+    async fn revoke_admin_key(&self, account_id: i64, id: i64, now: Timestamp) -> StoreResult<AdminKeyRecord>;
+    /// The admin key (live or revoked) behind a secret hash, with its stored hash.
+    async fn admin_key_by_secret(&self, hash: SecretHash) -> StoreResult<Option<(AdminKeyRecord, SecretHash)>>;
+
     /// Adds request counts (coalesced by the caller) to the per-minute usage table.
     async fn record_usage(&self, counts: Vec<UsageCount>) -> StoreResult<()>;
     /// Usage of a key's secrets in `[since_minute, until_minute)`, one row per secret and minute

@@ -312,3 +312,14 @@ pub struct UsageCount {
     /// What the account was charged for executions started in that minute (from `executions`).
     pub charged: Micros,
 }
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminKeyRecord {
+    pub id: i64,
+    pub account_id: i64,
+    pub label: KeyLabel,
+    pub environment: Environment,
+    pub key_prefix: String,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}

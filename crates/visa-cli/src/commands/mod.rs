@@ -1,5 +1,6 @@
 //! One module per command group; `dispatch` routes a parsed command line to it.
 
+mod admin_keys;
 mod billing;
 mod keys;
 mod ledger;
@@ -18,6 +19,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args).await,
         Command::Login(args) => login::run(args, json).await,
         Command::Keys(command) => keys::run(command, json).await,
+        Command::AdminKeys(command) => admin_keys::run(command, json).await,
         Command::Tools => tools::run(json).await,
         Command::Operator(command) => operator::run(command, json).await,
         Command::Balance => billing::balance(json).await,

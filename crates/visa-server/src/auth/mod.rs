@@ -11,6 +11,7 @@ use crate::state::SharedState;
 use axum::extract::FromRequestParts;
 use axum::http::{HeaderMap, header, request::Parts};
 use visa_core::ErrorCode;
+use visa_core::key::{KeyKind, RawKey};
 use visa_store::Account;
 
 /// Prefix of session tokens; tells them apart from keys in logs and scanners.
@@ -44,9 +45,12 @@ impl FromRequestParts<SharedState> for Operator {
     }
 }
 
-/// A signed-in account (session token).
+/// A signed-in account: a session token, or an admin key (`VisaKey_admin_live_...`), which
+/// is accepted wherever a session is, for automation.
 pub struct Session {
     pub account: Account,
+    /// Set when the caller is an admin key rather than a person's session.
+    pub admin_key_id: Option<i64>,
 }
 
 impl FromRequestParts<SharedState> for Session {
@@ -54,13 +58,37 @@ impl FromRequestParts<SharedState> for Session {
 
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
         let token = require_bearer(&parts.headers)?;
+        if let Ok(raw) = RawKey::parse(&state.brand, token) {
+            return admin_key_session(state, &raw).await;
+        }
         if !token.starts_with(SESSION_TOKEN_PREFIX) {
             return Err(invalid_credential());
         }
         let account =
             state.store.session_account(state.hasher.hash(token), state.now()).await?.ok_or_else(invalid_credential)?;
-        Ok(Session { account })
+        Ok(Session { account, admin_key_id: None })
     }
+}
+
+/// An admin key as a session: same environment, known, not revoked. A tool key is not a
+/// session credential.
+async fn admin_key_session(state: &SharedState, raw: &RawKey) -> Result<Session, ApiError> {
+    if raw.mode().kind != KeyKind::Admin {
+        return Err(invalid_credential());
+    }
+    if raw.mode().environment != state.environment {
+        return Err(ApiError::new(
+            ErrorCode::KeyEnvironmentMismatch,
+            format!("this is a {} admin key; this server serves {}", raw.mode().environment, state.environment),
+        ));
+    }
+    let hash = state.hasher.hash(raw.expose());
+    let (key, stored) = state.store.admin_key_by_secret(hash).await?.ok_or_else(invalid_credential)?;
+    if !stored.matches(&hash) || key.revoked_at.is_some() {
+        return Err(invalid_credential());
+    }
+    let account = state.store.account_by_id(key.account_id).await?.ok_or_else(invalid_credential)?;
+    Ok(Session { account, admin_key_id: Some(key.id) })
 }
 
 /// Whoever may read an account's balance and executions: a signed-in session, or one of its
@@ -91,8 +119,10 @@ impl FromRequestParts<SharedState> for Reader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let admin_prefix = format!("{}_admin_", state.brand);
         let is_key = parts.headers.contains_key(tool_key::API_KEY_HEADER)
-            || bearer_token(&parts.headers).is_some_and(|t| t.starts_with(&format!("{}_", state.brand)));
+            || bearer_token(&parts.headers)
+                .is_some_and(|t| t.starts_with(&format!("{}_", state.brand)) && !t.starts_with(&admin_prefix));
         if !is_key {
             return Session::from_request_parts(parts, state).await.map(|s| Reader::Session(s.account));
         }

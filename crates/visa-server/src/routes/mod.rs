@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource, assembled into one router here. Unknown routes
 //! and wrong methods answer with the error envelope like everything else.
 
+pub mod admin_keys;
 pub mod balance;
 pub mod execute;
 pub mod executions;
@@ -38,6 +39,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/api/keys/{id}/usage", get(usage::usage))
         .route("/v1/api/keys/revoke-leaked", post(leaks::revoke_leaked))
         .route("/v1/api/keys/{id}/secrets/{secret_id}/revoke", post(keys::revoke_secret))
+        .route("/v1/api/admin-keys", post(admin_keys::create).get(admin_keys::list))
+        .route("/v1/api/admin-keys/{id}", axum::routing::delete(admin_keys::revoke))
         .route("/v1/api/tools", get(tools::list))
         .route("/v1/api/tools/{tool}/execute", post(execute::execute))
         .route("/v1/api/balance", get(balance::balance))

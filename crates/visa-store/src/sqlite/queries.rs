@@ -48,6 +48,34 @@ pub(crate) fn account_where(
         .map_err(map_sqlite_error)
 }
 
+const ADMIN_KEY_COLUMNS: &str = "id, account_id, label, environment, key_prefix, created_at, revoked_at, hash";
+
+fn admin_key_from_row(row: &Row<'_>) -> rusqlite::Result<(AdminKeyRecord, SecretHash)> {
+    let hash: Vec<u8> = row.get(7)?;
+    Ok((
+        AdminKeyRecord {
+            id: row.get(0)?,
+            account_id: row.get(1)?,
+            label: KeyLabel::parse(&row.get::<_, String>(2)?).map_err(|_| corrupt("label"))?,
+            environment: Environment::parse(&row.get::<_, String>(3)?).ok_or_else(|| corrupt("environment"))?,
+            key_prefix: row.get(4)?,
+            created_at: from_db(row.get(5)?),
+            revoked_at: row.get::<_, Option<i64>>(6)?.map(from_db),
+        },
+        SecretHash(hash.try_into().map_err(|_| corrupt("hash"))?),
+    ))
+}
+
+fn admin_key_where(
+    conn: &Connection,
+    clause: &str,
+    value: impl rusqlite::ToSql,
+) -> StoreResult<Option<(AdminKeyRecord, SecretHash)>> {
+    conn.query_row(&format!("SELECT {ADMIN_KEY_COLUMNS} FROM admin_keys WHERE {clause}"), [value], admin_key_from_row)
+        .optional()
+        .map_err(map_sqlite_error)
+}
+
 const KEY_COLUMNS: &str = "k.id, k.account_id, a.login, k.environment, k.label, k.tool_scope, k.allowed_tools, \
     k.allowed_cidrs, k.daily_cap_cents, k.total_cap_cents, k.expires_at, k.read_only, k.created_at, k.revoked_at, \
     k.last_used_at, k.last_used_ip, s.spent_day_number, s.spent_day_micros, s.spent_total_micros, k.rate_limit_per_second, \
@@ -487,6 +515,57 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn create_admin_key(
+        &self,
+        account_id: i64,
+        label: KeyLabel,
+        environment: Environment,
+        secret: NewSecret,
+        now: Timestamp,
+    ) -> StoreResult<AdminKeyRecord> {
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO admin_keys (account_id, label, environment, hash, key_prefix, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![account_id, label.as_str(), environment.as_str(), &secret.hash.0[..], secret.key_prefix, to_db(now)],
+            )
+            .map_err(map_sqlite_error)?;
+            admin_key_where(conn, "id = ?1", conn.last_insert_rowid())?.map(|(k, _)| k).ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn list_admin_keys(&self, account_id: i64) -> StoreResult<Vec<AdminKeyRecord>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare(&format!("SELECT {ADMIN_KEY_COLUMNS} FROM admin_keys WHERE account_id = ?1 ORDER BY id DESC"))
+                .map_err(map_sqlite_error)?;
+            let rows: Vec<(AdminKeyRecord, SecretHash)> =
+                stmt.query_map([account_id], admin_key_from_row).and_then(|r| r.collect()).map_err(map_sqlite_error)?;
+            Ok(rows.into_iter().map(|(k, _)| k).collect())
+        })
+        .await
+    }
+
+    async fn revoke_admin_key(&self, account_id: i64, id: i64, now: Timestamp) -> StoreResult<AdminKeyRecord> {
+        self.write(move |conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE admin_keys SET revoked_at = COALESCE(revoked_at, ?3) WHERE id = ?1 AND account_id = ?2",
+                    params![id, account_id, to_db(now)],
+                )
+                .map_err(map_sqlite_error)?;
+            if changed == 0 {
+                return Err(StoreError::NotFound);
+            }
+            admin_key_where(conn, "id = ?1", id)?.map(|(k, _)| k).ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn admin_key_by_secret(&self, hash: SecretHash) -> StoreResult<Option<(AdminKeyRecord, SecretHash)>> {
+        self.read(move |conn| admin_key_where(conn, "hash = ?1", hash.0.to_vec())).await
     }
 
     async fn record_usage(&self, counts: Vec<UsageCount>) -> StoreResult<()> {

@@ -116,6 +116,20 @@ CREATE TABLE idempotency_records (
     PRIMARY KEY (key_id, idempotency_key)
 ) WITHOUT ROWID;
 
+-- Admin keys: account credentials for automation (usable wherever a session is, never to
+-- execute tools). Only the hash of the secret is stored.
+CREATE TABLE admin_keys (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id   INTEGER NOT NULL REFERENCES accounts(id),
+    label        TEXT NOT NULL,
+    environment  TEXT NOT NULL,
+    hash         BLOB NOT NULL UNIQUE,
+    key_prefix   TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    revoked_at   INTEGER
+);
+CREATE INDEX admin_keys_by_account ON admin_keys(account_id, id);
+
 -- Provider-side requests of queue-style tools (fal), by Idempotency-Key, so that a retry after
 -- a timeout resumes the request already submitted instead of paying for a second one.
 CREATE TABLE provider_requests (
