@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks the openai_chat adapter path: a fast Rust mock provider called directly, and the
 # same chat request as a paid execution through `visa-cli serve` (production, durable ledger)
-# in front of that mock, in the same run, at 32 connections.
+# in front of that mock, in the same run.
 # Usage: bench/chat.sh [seconds per run, default 15] [connections, default 32]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,20 +10,8 @@ CONNECTIONS=${2:-32}
 KEYS=${VISA_BENCH_KEY_COUNT:-32}
 MOCK_PORT=18092
 VISA_PORT=18093
-
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+source bench/lib.sh
 cargo build --release -q -p visa-cli -p visa-bench-mock-provider
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-wait_for_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listens on $1" >&2; exit 1; }
-run_wrk() {
-  sync
-  VISA_BENCH_KEYS="${3:-}" wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s -s bench/chat.lua "$1" \
-    | grep RESULT | sed "s/^RESULT/$2/"
-}
 
 target/release/visa-bench-mock-provider "127.0.0.1:$MOCK_PORT" 2>/dev/null & pids+=($!)
 cat > "$work/tools.toml" <<TOML
@@ -36,26 +24,18 @@ max_price_micros = 50000
 timeout_ms = 10000
 adapter = { type = "openai_chat", base_url = "http://127.0.0.1:$MOCK_PORT/v1", model = "bench-model", api_key_env = "VISA_BENCH_PROVIDER_KEY" }
 TOML
-export VISA_OPERATOR_TOKEN=bench-operator-token VISA_BENCH_PROVIDER_KEY=sk-bench-provider-key
+export VISA_OPERATOR_TOKEN=bench-operator-token VISA_BENCH_PROVIDER_KEY=bench-provider-key
 VISA_LOG=warn target/release/visa-cli serve --listen "127.0.0.1:$VISA_PORT" --data-dir "$work/data" --config "$work/tools.toml" & pids+=($!)
 wait_for_port "$MOCK_PORT"
 wait_for_port "$VISA_PORT"
-
 api="http://127.0.0.1:$VISA_PORT"
-session=$(curl -fsS "$api/v1/operator/accounts" -H "Authorization: Bearer $VISA_OPERATOR_TOKEN" -H 'Content-Type: application/json' \
-  -d '{"login":"bench","approved":true,"credit_cents":1000000000}' | sed -E 's/.*"session_token":"([^"]+)".*/\1/')
-for _ in $(seq "$KEYS"); do
-  curl -fsS "$api/v1/api/keys" -H "Authorization: Bearer $session" -H 'Content-Type: application/json' \
-    -d '{"label":"bench","allowed_tools":["bench-chat"],"daily_cap_cents":100000000,"rate_limit_per_second":100000}' \
-    | sed -E 's/.*"key":"([^"]+)".*/\1\n/' >> "$work/keys"
-done
+create_keys "$api" "$KEYS" bench-chat
 
 echo "machine: $(nproc) cores; ${DURATION}s per run, $CONNECTIONS connections, $KEYS keys"
-direct=$(run_wrk "http://127.0.0.1:$MOCK_PORT" "mock_direct")
+direct=$(run_wrk bench/chat.lua "http://127.0.0.1:$MOCK_PORT" mock_direct)
 echo "$direct"
-paid=$(run_wrk "$api" "paid_chat" "$work/keys")
+paid=$(run_wrk bench/chat.lua "$api" paid_chat "$work/keys")
 echo "$paid"
 echo "ledger after the run: $(target/release/visa-cli ledger verify --data-dir "$work/data")"
-field() { echo "$1" | sed -E "s/.*$2=([0-9.]+).*/\1/"; }
 awk -v d="$(field "$direct" req_per_s)" -v p="$(field "$paid" req_per_s)" -v dp="$(field "$direct" p99_ms)" -v pp="$(field "$paid" p99_ms)" \
   'BEGIN { printf "paid/direct = %.1f%% (target >= 25%%); p99 over the mock = %.1f ms (target <= 20 ms)\n", 100*p/d, pp-dp }'

@@ -1,0 +1,33 @@
+-- Shared by the wrk scripts: a UUID v4 generator, per-thread seeding, the keys file
+-- ($VISA_BENCH_KEYS, one key per line) and the RESULT line that the bench scripts parse.
+
+keys = {}
+
+function uuid4()
+  local function hex(n) return string.format("%0" .. n .. "x", math.random(0, 16 ^ n - 1)) end
+  return hex(8) .. "-" .. hex(4) .. "-4" .. hex(3) .. "-" ..
+    string.format("%x", math.random(8, 11)) .. hex(3) .. "-" .. hex(6) .. hex(6)
+end
+
+local thread_counter = 0
+function setup(thread)
+  thread_counter = thread_counter + 1
+  thread:set("thread_id", thread_counter)
+end
+
+function init(args)
+  math.randomseed(os.time() * 1000 + (thread_id or 0))
+  local path = os.getenv("VISA_BENCH_KEYS")
+  if path and #path > 0 then
+    for line in io.lines(path) do
+      if #line > 0 then keys[#keys + 1] = line end
+    end
+  end
+end
+
+function done(summary, latency, requests)
+  local seconds = summary.duration / 1e6
+  local errors = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+  io.write(string.format("RESULT req_per_s=%.0f p50_ms=%.2f p99_ms=%.2f requests=%d non_2xx_or_errors=%d\n",
+    summary.requests / seconds, latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.requests, errors))
+end

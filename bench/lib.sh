@@ -1,0 +1,34 @@
+# Shared by the bench scripts (sourced from the repository root): process cleanup, waiting for
+# a port, running wrk with a Lua script, and creating a funded account with N capped keys.
+
+pids=()
+work=$(mktemp -d)
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+
+wait_for_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listens on $1" >&2; exit 1; }
+
+# run_wrk SCRIPT URL LABEL [KEYS_FILE]; flushes dirty pages first so one run's writeback does
+# not land in the next run's measurement.
+run_wrk() {
+  sync
+  VISA_BENCH_KEYS="${4:-}" wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s -s "$1" "$2" \
+    | grep RESULT | sed "s/^RESULT/$3/"
+}
+
+# create_keys API COUNT TOOL: an approved account with $10M and COUNT keys for TOOL (caps and
+# rate limits high enough to measure the money path, not the limiter), one per line in $work/keys.
+create_keys() {
+  local session
+  session=$(curl -fsS "$1/v1/operator/accounts" -H "Authorization: Bearer $VISA_OPERATOR_TOKEN" -H 'Content-Type: application/json' \
+    -d '{"login":"bench","approved":true,"credit_cents":1000000000}' | sed -E 's/.*"session_token":"([^"]+)".*/\1/')
+  for _ in $(seq "$2"); do
+    curl -fsS "$1/v1/api/keys" -H "Authorization: Bearer $session" -H 'Content-Type: application/json' \
+      -d "{\"label\":\"bench\",\"allowed_tools\":[\"$3\"],\"daily_cap_cents\":100000000,\"rate_limit_per_second\":100000}" \
+      | sed -E 's/.*"key":"([^"]+)".*/\1\n/' >> "$work/keys"
+  done
+}
+
+field() { echo "$1" | sed -E "s/.*$2=([0-9.]+).*/\1/"; }
