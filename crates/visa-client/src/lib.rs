@@ -64,10 +64,6 @@ impl Client {
         Ok(Self { http, base_url: base_url.trim_end_matches('/').to_owned(), token })
     }
 
-    pub fn base_url(&self) -> &str {
-        &self.base_url
-    }
-
     /// Sends one request with the bearer token (if any) and a JSON body (if any).
     pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Answer, ClientError> {
         self.send_with(method, path, body, &[]).await

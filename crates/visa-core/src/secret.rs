@@ -52,12 +52,6 @@ impl SecretHasher {
     }
 }
 
-/// Constant-time comparison of two secrets of possibly different lengths.
-pub fn secrets_equal(a: &str, b: &str) -> bool {
-    let (ha, hb) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    ha.ct_eq(&hb).into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,7 +62,6 @@ mod tests {
         let peppered = SecretHasher::new(Some(b"pepper".to_vec())).hash("k");
         assert!(!plain.matches(&peppered));
         assert!(plain.matches(&SecretHasher::default().hash("k")));
-        assert!(secrets_equal("abc", "abc") && !secrets_equal("abc", "abcd"));
         assert_eq!(format!("{plain:?}"), "SecretHash(..)");
     }
 }
