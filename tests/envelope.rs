@@ -62,6 +62,7 @@ async fn openapi_covers_every_route() {
     let expected = [
         ("/healthz", "get"),
         ("/openapi.json", "get"),
+        ("/metrics", "get"),
         ("/v1/operator/accounts", "post"),
         ("/v1/operator/accounts/{login}", "patch"),
         ("/v1/operator/accounts/{login}/credits", "post"),

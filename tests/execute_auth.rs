@@ -222,6 +222,31 @@ async fn provider_tools_without_their_secret_are_unavailable() {
     assert!(body["error"].as_str().unwrap().contains("FAL_KEY"), "{body}");
 }
 
+/// The store's commit counter, from the operator's metrics.
+async fn commits(app: &TestApp) -> u64 {
+    let response = reqwest::Client::new().get(app.url("/metrics")).bearer_auth(OPERATOR_TOKEN).send().await.unwrap();
+    let text = response.text().await.unwrap();
+    let line = text.lines().find(|l| l.starts_with("visa_store_commits_total ")).expect("the counter");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn fifty_authenticated_requests_cost_at_most_two_writes_of_last_used() {
+    let app = TestApp::spawn().await;
+    let (session, id, key) = app.funded_key("octocat").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await; // let earlier writes settle
+    let before = commits(&app).await;
+    for _ in 0..50 {
+        app.get("/v1/api/balance", &key).await.assert_ok(200);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await; // one flush
+    let writes = commits(&app).await - before;
+    assert!((1..=2).contains(&writes), "50 requests caused {writes} commits");
+    let fetched = app.get(&format!("/v1/api/keys/{id}"), &session).await;
+    assert!(fetched.body["last_used_at"].is_string());
+    app.call(Method::GET, "/metrics", Some(&session), None, &[]).await.assert_error(401, "AUTH_INVALID");
+}
+
 #[tokio::test]
 async fn last_used_is_recorded_without_a_write_per_request() {
     let app = TestApp::spawn().await;

@@ -124,6 +124,8 @@ pub trait Store: Send + Sync + 'static {
     async fn provider_request_to_resume(&self, execution_id: i64) -> StoreResult<Option<String>>;
     /// Forgets it once the request finished for good.
     async fn forget_provider_request(&self, execution_id: i64) -> StoreResult<()>;
+    /// How many write transactions the store has committed since it opened (a metric).
+    fn commits(&self) -> u64;
     /// Recomputes balances, holds and spend counters from the ledger; lists every mismatch.
     async fn verify_ledger(&self) -> StoreResult<Vec<String>>;
 }

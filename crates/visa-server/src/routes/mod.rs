@@ -8,6 +8,7 @@ pub mod executions;
 pub mod health;
 pub mod keys;
 pub mod leaks;
+pub mod metrics;
 pub mod openapi;
 pub mod operator;
 pub mod sessions;
@@ -29,6 +30,7 @@ pub fn router(state: SharedState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/openapi.json", get(openapi::document))
+        .route("/metrics", get(metrics::metrics))
         .route("/v1/operator/accounts", post(operator::create_account))
         .route("/v1/operator/accounts/{login}", patch(operator::update_account))
         .route("/v1/operator/accounts/{login}/credits", post(operator::credit_account))

@@ -11,6 +11,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         super::health::healthz,
         document,
+        super::metrics::metrics,
         super::operator::create_account,
         super::operator::update_account,
         super::operator::credit_account,

@@ -740,6 +740,10 @@ impl Store for SqliteStore {
         .await
     }
 
+    fn commits(&self) -> u64 {
+        self.writer.commits()
+    }
+
     async fn verify_ledger(&self) -> StoreResult<Vec<String>> {
         self.read(money::verify).await
     }

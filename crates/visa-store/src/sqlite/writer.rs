@@ -15,6 +15,8 @@ use super::map_sqlite_error;
 use crate::{StoreError, StoreResult};
 use rusqlite::Connection;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// How many queued jobs one transaction may take.
@@ -64,6 +66,7 @@ type Batch = Vec<Box<dyn Job>>;
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Box<dyn Job>>,
+    commits: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -72,15 +75,22 @@ impl Writer {
     pub fn start(conn: Connection, wal_path: PathBuf, db_path: PathBuf) -> Self {
         let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
         let (committed, to_sync) = std::sync::mpsc::channel();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counter = commits.clone();
         std::thread::Builder::new()
             .name("visa-sqlite-writer".into())
-            .spawn(move || run_writer(conn, jobs, committed))
+            .spawn(move || run_writer(conn, jobs, committed, &counter))
             .expect("spawn the SQLite writer thread");
         std::thread::Builder::new()
             .name("visa-sqlite-fsync".into())
             .spawn(move || run_durability(to_sync, wal_path, db_path))
             .expect("spawn the SQLite durability thread");
-        Self { queue }
+        Self { queue, commits }
+    }
+
+    /// How many transactions the writer has committed since start.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// Runs `work` in the next group transaction and answers once it is durable.
@@ -96,7 +106,12 @@ impl Writer {
     }
 }
 
-fn run_writer(conn: Connection, mut jobs: mpsc::Receiver<Box<dyn Job>>, committed: std::sync::mpsc::Sender<Batch>) {
+fn run_writer(
+    conn: Connection,
+    mut jobs: mpsc::Receiver<Box<dyn Job>>,
+    committed: std::sync::mpsc::Sender<Batch>,
+    commits: &AtomicU64,
+) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch: Batch = Vec::with_capacity(MAX_BATCH);
         batch.push(first);
@@ -108,6 +123,7 @@ fn run_writer(conn: Connection, mut jobs: mpsc::Receiver<Box<dyn Job>>, committe
         }
         match run_batch(&conn, &mut batch) {
             Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
                 if let Err(unsent) = committed.send(batch) {
                     finish_all(unsent.0, Err(StoreError::Unavailable("the durability thread has stopped".into())));
                 }
