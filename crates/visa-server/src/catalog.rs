@@ -148,7 +148,8 @@ impl TokenPrice {
 /// All tools, addressable by id or alias.
 #[derive(Debug, Clone)]
 pub struct Catalog {
-    tools: Vec<Tool>,
+    /// Shared, so a paid call holds its tool for the whole run without copying it.
+    tools: Vec<std::sync::Arc<Tool>>,
     by_name: HashMap<String, usize>,
 }
 
@@ -164,7 +165,7 @@ impl Catalog {
                     return Err(format!("tool catalog: tool '{}': the id or alias '{name}' is used twice", tool.id));
                 }
             }
-            catalog.tools.push(tool);
+            catalog.tools.push(std::sync::Arc::new(tool));
         }
         Ok(catalog)
     }
@@ -174,11 +175,11 @@ impl Catalog {
     }
 
     /// Finds a tool by canonical id or alias.
-    pub fn resolve(&self, name: &str) -> Option<&Tool> {
+    pub fn resolve(&self, name: &str) -> Option<&std::sync::Arc<Tool>> {
         self.by_name.get(name).map(|&i| &self.tools[i])
     }
 
-    pub fn tools(&self) -> &[Tool] {
+    pub fn tools(&self) -> &[std::sync::Arc<Tool>] {
         &self.tools
     }
 }

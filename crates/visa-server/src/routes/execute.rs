@@ -153,7 +153,12 @@ async fn execute_with_key(
         .map_err(|_| ApiError(visa_core::Rejection::internal()))?
 }
 
-async fn hold_run_settle(state: SharedState, tool: Tool, input: Value, start: ExecutionStart) -> ApiResult<Response> {
+async fn hold_run_settle(
+    state: SharedState,
+    tool: Arc<Tool>,
+    input: Value,
+    start: ExecutionStart,
+) -> ApiResult<Response> {
     let day_number = start.day_number;
     let execution = match state.store.begin_execution(start).await? {
         BeginOutcome::Started(execution) => execution,
@@ -307,7 +312,7 @@ fn not_retryable(mut error: ApiError) -> ApiError {
 }
 
 /// The tool checks after authentication, in the seed's order.
-fn authorize<'a>(state: &'a SharedState, key: &AuthRecord, tool_name: &str) -> ApiResult<&'a Tool> {
+fn authorize<'a>(state: &'a SharedState, key: &AuthRecord, tool_name: &str) -> ApiResult<&'a Arc<Tool>> {
     let tool = state.catalog.resolve(tool_name).ok_or_else(|| {
         ApiError::new(ErrorCode::ToolNotFound, format!("no tool '{}'", truncate_for_message(tool_name)))
     })?;
