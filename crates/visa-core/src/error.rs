@@ -21,9 +21,12 @@ pub enum ErrorCode {
     KeyNotFound,
     AccountNotFound,
     ExecutionNotFound,
+    MemberNotFound,
     NotFound,
     MethodNotAllowed,
     AccountExists,
+    MemberExists,
+    LastOwner,
     IdempotentReplay,
     IdempotencyInFlight,
     PayloadTooLarge,
@@ -36,7 +39,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 29] = [
         Self::InvalidRequest,
         Self::AuthRequired,
         Self::AuthInvalid,
@@ -51,9 +54,12 @@ impl ErrorCode {
         Self::KeyNotFound,
         Self::AccountNotFound,
         Self::ExecutionNotFound,
+        Self::MemberNotFound,
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::AccountExists,
+        Self::MemberExists,
+        Self::LastOwner,
         Self::IdempotentReplay,
         Self::IdempotencyInFlight,
         Self::PayloadTooLarge,
@@ -82,9 +88,12 @@ impl ErrorCode {
             Self::KeyNotFound => "KEY_NOT_FOUND",
             Self::AccountNotFound => "ACCOUNT_NOT_FOUND",
             Self::ExecutionNotFound => "EXECUTION_NOT_FOUND",
+            Self::MemberNotFound => "MEMBER_NOT_FOUND",
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::AccountExists => "ACCOUNT_EXISTS",
+            Self::MemberExists => "MEMBER_EXISTS",
+            Self::LastOwner => "LAST_OWNER",
             Self::IdempotentReplay => "IDEMPOTENT_REPLAY",
             Self::IdempotencyInFlight => "IDEMPOTENCY_IN_FLIGHT",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
@@ -112,9 +121,14 @@ impl ErrorCode {
             | Self::KeyNotFound
             | Self::AccountNotFound
             | Self::ExecutionNotFound
+            | Self::MemberNotFound
             | Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
-            Self::AccountExists | Self::IdempotentReplay | Self::IdempotencyInFlight => 409,
+            Self::AccountExists
+            | Self::MemberExists
+            | Self::LastOwner
+            | Self::IdempotentReplay
+            | Self::IdempotencyInFlight => 409,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::RateLimited => 429,

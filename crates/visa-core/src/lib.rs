@@ -11,6 +11,7 @@ pub mod key;
 pub mod money;
 pub mod pagination;
 pub mod policy;
+pub mod role;
 pub mod secret;
 
 pub use error::{ErrorCode, Rejection};

@@ -64,6 +64,16 @@ impl PageRequest {
         self.limit + 1
     }
 
+    /// How a SQL store walks ids for this page: the comparison against the cursor id, the
+    /// order to fetch in, and the cursor id itself (`i64::MAX` for the first page).
+    pub fn id_bounds(&self) -> (&'static str, &'static str, i64) {
+        match self.cursor {
+            Cursor::Start => ("<", "DESC", i64::MAX),
+            Cursor::StartingAfter(id) => ("<", "DESC", id),
+            Cursor::EndingBefore(id) => (">", "ASC", id),
+        }
+    }
+
     /// Whether the store must fetch in ascending id order (walking back toward newer items).
     pub fn fetches_ascending(&self) -> bool {
         matches!(self.cursor, Cursor::EndingBefore(_))

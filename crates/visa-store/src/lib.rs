@@ -44,20 +44,73 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// answer `NotFound` for another account's objects, so a handler cannot leak them.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    // Accounts and sessions.
-    async fn create_account(&self, new: NewAccount) -> StoreResult<Account>;
+    // Accounts, members and sessions. Every mutation here and below that takes an
+    // `AuditContext` writes its audit entry in the same transaction as the change.
+    /// Creates the account and its first member, the owner, with the account's login.
+    async fn create_account(&self, new: NewAccount, audit: AuditContext) -> StoreResult<(Account, Member)>;
     async fn account_by_login(&self, login: &str) -> StoreResult<Option<Account>>;
-    async fn set_account_approved(&self, login: &str, approved: bool) -> StoreResult<Account>;
-    async fn credit_account(&self, login: &str, amount: visa_core::money::Micros) -> StoreResult<Account>;
+    async fn set_account_approved(&self, login: &str, approved: bool, audit: AuditContext) -> StoreResult<Account>;
+    async fn credit_account(
+        &self,
+        login: &str,
+        amount: visa_core::money::Micros,
+        audit: AuditContext,
+    ) -> StoreResult<Account>;
     async fn create_session(&self, new: NewSession) -> StoreResult<()>;
-    async fn session_account(&self, token_hash: SecretHash, now: Timestamp) -> StoreResult<Option<Account>>;
+    /// The account and member behind a live session token.
+    async fn session_principal(&self, token_hash: SecretHash, now: Timestamp)
+    -> StoreResult<Option<(Account, Member)>>;
+    async fn member_by_login(&self, login: &str) -> StoreResult<Option<Member>>;
+    /// The member with this pending invitation, if any (expired or not).
+    async fn member_by_invite(&self, invite_hash: SecretHash) -> StoreResult<Option<Member>>;
+    async fn list_members(&self, account_id: i64) -> StoreResult<Vec<Member>>;
+    /// Adds a member with a pending invitation; `Conflict` when the login is taken.
+    async fn invite_member(&self, account_id: i64, new: NewMember, audit: AuditContext) -> StoreResult<Member>;
+    /// Sets the invited member's password and ends the invitation; `NotFound` when the
+    /// invitation is unknown or expired.
+    async fn accept_invite(
+        &self,
+        invite_hash: SecretHash,
+        password_hash: String,
+        audit: AuditContext,
+    ) -> StoreResult<Member>;
+    /// `Refused` when it would leave the account without an owner.
+    async fn change_member_role(
+        &self,
+        account_id: i64,
+        member_id: i64,
+        role: visa_core::role::Role,
+        audit: AuditContext,
+    ) -> StoreResult<Member>;
+    /// Removes the member and ends its sessions; `Refused` for the last owner.
+    async fn remove_member(&self, account_id: i64, member_id: i64, audit: AuditContext) -> StoreResult<Member>;
+    /// A page of the account's audit log, newest first.
+    async fn list_audit(
+        &self,
+        account_id: i64,
+        filter: AuditFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<AuditEntry>>;
 
     // Keys.
-    async fn create_key(&self, new: NewKey) -> StoreResult<KeyRecord>;
+    async fn create_key(&self, new: NewKey, audit: AuditContext) -> StoreResult<KeyRecord>;
     async fn get_key(&self, account_id: i64, key_id: i64) -> StoreResult<Option<KeyRecord>>;
     async fn list_keys(&self, account_id: i64, page: PageRequest) -> StoreResult<Page<KeyRecord>>;
-    async fn update_key(&self, account_id: i64, key_id: i64, patch: KeyPatch) -> StoreResult<KeyRecord>;
-    async fn revoke_key(&self, account_id: i64, key_id: i64, now: Timestamp) -> StoreResult<KeyRecord>;
+    async fn update_key(
+        &self,
+        account_id: i64,
+        key_id: i64,
+        patch: KeyPatch,
+        audit: AuditContext,
+    ) -> StoreResult<KeyRecord>;
+    /// Revokes the key and all its secrets; revoking a revoked key changes (and audits) nothing.
+    async fn revoke_key(
+        &self,
+        account_id: i64,
+        key_id: i64,
+        cause: RevokeCause,
+        audit: AuditContext,
+    ) -> StoreResult<KeyRecord>;
     /// Ends one secret of a key at once (e.g. the old one during a rotation's grace). The
     /// key's newest secret cannot be revoked this way: that is rotating or revoking the key.
     async fn revoke_secret(
@@ -65,9 +118,15 @@ pub trait Store: Send + Sync + 'static {
         account_id: i64,
         key_id: i64,
         secret_id: i64,
-        now: Timestamp,
+        audit: AuditContext,
     ) -> StoreResult<KeyRecord>;
-    async fn rotate_key(&self, account_id: i64, key_id: i64, rotation: Rotation) -> StoreResult<KeyRecord>;
+    async fn rotate_key(
+        &self,
+        account_id: i64,
+        key_id: i64,
+        rotation: Rotation,
+        audit: AuditContext,
+    ) -> StoreResult<KeyRecord>;
     /// The key and account behind a secret hash, for authentication.
     async fn key_by_secret(&self, hash: SecretHash) -> StoreResult<Option<AuthRecord>>;
     /// Records when and from where keys were last used (coalesced by the caller).
@@ -80,10 +139,10 @@ pub trait Store: Send + Sync + 'static {
         label: visa_core::policy::KeyLabel,
         environment: visa_core::key::Environment,
         secret: NewSecret,
-        now: Timestamp,
+        audit: AuditContext,
     ) -> StoreResult<AdminKeyRecord>;
     async fn list_admin_keys(&self, account_id: i64) -> StoreResult<Vec<AdminKeyRecord>>;
-    async fn revoke_admin_key(&self, account_id: i64, id: i64, now: Timestamp) -> StoreResult<AdminKeyRecord>;
+    async fn revoke_admin_key(&self, account_id: i64, id: i64, audit: AuditContext) -> StoreResult<AdminKeyRecord>;
     /// The admin key (live or revoked) behind a secret hash, with its stored hash.
     async fn admin_key_by_secret(&self, hash: SecretHash) -> StoreResult<Option<(AdminKeyRecord, SecretHash)>>;
 
@@ -114,7 +173,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         public_id: &str,
         decision: Reconcile,
-        now: Timestamp,
+        audit: AuditContext,
     ) -> StoreResult<ExecutionRecord>;
     /// Remembers the provider's request id for an execution of a queue-style tool, under its
     /// key, Idempotency-Key and request fingerprint.

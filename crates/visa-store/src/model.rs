@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use visa_core::key::Environment;
 use visa_core::money::Micros;
 use visa_core::policy::{CidrAllowlist, KeyLabel, ToolGrant};
+use visa_core::role::Role;
 use visa_core::secret::SecretHash;
 
 pub type Timestamp = OffsetDateTime;
@@ -20,22 +21,96 @@ pub struct Account {
     /// Money reserved by holds of running executions.
     pub held: Micros,
     pub created_at: Timestamp,
-    /// argon2id PHC string, when the account can sign in with a password.
-    pub password_hash: Option<String>,
 }
 
+/// A new account and its first member, the owner, who has the account's login.
 #[derive(Debug, Clone)]
 pub struct NewAccount {
     pub login: String,
+    /// The owner's password (argon2id PHC string); without one the owner signs in only with
+    /// the session token minted at creation.
     pub password_hash: Option<String>,
     pub approved: bool,
     pub credit: Micros,
+}
+
+/// A person in an account. Logins are unique across the server: a login signs in to one account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub id: i64,
+    pub account_id: i64,
+    pub login: String,
+    pub role: Role,
+    pub created_at: Timestamp,
+    /// argon2id PHC string, once the member has a password.
+    pub password_hash: Option<String>,
+    /// Set while an invitation is pending: the member has not accepted it yet.
+    pub invite_expires_at: Option<Timestamp>,
+}
+
+/// An invitation: the member exists at once (with its role) and signs in after accepting.
+#[derive(Debug, Clone)]
+pub struct NewMember {
+    pub login: String,
+    pub role: Role,
+    /// Hash of the one-time invitation token.
+    pub invite_hash: SecretHash,
+    pub invite_expires_at: Timestamp,
+}
+
+/// Who made a change: what the audit log records as the actor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Actor {
+    Operator,
+    Member { id: i64, login: String },
+    AdminKey { id: i64, label: String },
+}
+
+/// Who is changing something, from where, and when: every control-plane mutation of the
+/// store takes one and writes its audit entry in the same transaction as the change.
+#[derive(Debug, Clone)]
+pub struct AuditContext {
+    pub actor: Actor,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
     pub now: Timestamp,
+}
+
+/// One audit log entry. `changes` maps each changed field to `{"before": .., "after": ..}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub account_id: i64,
+    pub actor: Actor,
+    /// e.g. `key.updated`, `member.role_changed`.
+    pub action: String,
+    /// e.g. `key:12`, `member:3`.
+    pub target: String,
+    pub changes: serde_json::Value,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// Filters of the audit log; each one set must match.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub since: Option<Timestamp>,
+}
+
+/// Why a key is being revoked: by request, or because its raw value was found in public.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeCause {
+    Requested,
+    Leaked,
 }
 
 #[derive(Debug, Clone)]
 pub struct NewSession {
     pub account_id: i64,
+    pub member_id: i64,
     pub token_hash: SecretHash,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
@@ -119,7 +194,6 @@ pub struct NewKey {
     pub environment: Environment,
     pub policy: KeyPolicy,
     pub secret: NewSecret,
-    pub now: Timestamp,
 }
 
 /// Fields to change on a key; `None` leaves a field as it is. The nested options of
@@ -139,8 +213,7 @@ pub struct KeyPatch {
 #[derive(Debug, Clone)]
 pub struct Rotation {
     pub secret: NewSecret,
-    pub now: Timestamp,
-    /// When the current secrets stop working; `now` ends them at once.
+    /// When the current secrets stop working; the rotation's time ends them at once.
     pub old_secrets_end: Timestamp,
 }
 

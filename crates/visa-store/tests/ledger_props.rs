@@ -57,6 +57,11 @@ struct World {
     counter: u64,
 }
 
+/// The operator as the actor of setup changes, as the server records them.
+fn operator() -> AuditContext {
+    AuditContext { actor: Actor::Operator, ip: None, user_agent: None, now: now() }
+}
+
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
@@ -66,9 +71,8 @@ async fn world() -> World {
     let store = SqliteStore::open(&dir.path().join("props.db")).unwrap();
     let mut accounts = vec![];
     for login in ["alice", "bob"] {
-        let new =
-            NewAccount { login: login.into(), password_hash: None, approved: true, credit: Micros::ZERO, now: now() };
-        accounts.push(store.create_account(new).await.unwrap().id);
+        let new = NewAccount { login: login.into(), password_hash: None, approved: true, credit: Micros::ZERO };
+        accounts.push(store.create_account(new, operator()).await.unwrap().0.id);
     }
     let mut keys = vec![];
     for (i, account) in [0usize, 0, 1].into_iter().enumerate() {
@@ -83,9 +87,8 @@ async fn world() -> World {
             rate_limit_per_second: 100,
         };
         let secret = NewSecret { hash: SecretHash([i as u8; 32]), key_prefix: "VisaKey_live_x...".into() };
-        let new =
-            NewKey { account_id: accounts[account], environment: Environment::Production, policy, secret, now: now() };
-        keys.push((store.create_key(new).await.unwrap().id, account));
+        let new = NewKey { account_id: accounts[account], environment: Environment::Production, policy, secret };
+        keys.push((store.create_key(new, operator()).await.unwrap().id, account));
     }
     World {
         store,
@@ -107,7 +110,7 @@ impl World {
         match op {
             Op::Credit { account, cents } => {
                 let login = ["alice", "bob"][account];
-                self.store.credit_account(login, Micros(cents * MICROS_PER_CENT)).await.unwrap();
+                self.store.credit_account(login, Micros(cents * MICROS_PER_CENT), operator()).await.unwrap();
                 *self.credits.entry(account).or_default() += cents * MICROS_PER_CENT;
             }
             Op::Begin { key, hold_cents, sandbox, reuse_idempotency } => {
@@ -164,7 +167,7 @@ impl World {
                     },
                     None => Reconcile::Void,
                 };
-                let done = self.store.reconcile_execution(&execution.public_id, decision, now()).await.unwrap();
+                let done = self.store.reconcile_execution(&execution.public_id, decision, operator()).await.unwrap();
                 if !execution.sandbox {
                     assert_eq!(done.charged, Micros(cost.unwrap_or(0)));
                     *self.captured.entry(account).or_default() += done.charged.0;

@@ -1,18 +1,23 @@
 //! Who is calling. Three credentials reach the API (DESIGN.md, "Principals and credentials"):
 //! the operator token, a session token, and a tool key. Each has an extractor or function
-//! here that answers with the seed's 401/403 codes in the documented order.
+//! here that answers with the seed's 401/403 codes in the documented order. A session (or an
+//! admin key) carries its member's role; handlers ask `session.require(permission)` before
+//! acting, and pass `session.audit(..)` to the store so the change is audited with its actor.
 
 pub mod key_cache;
 pub mod password;
 pub mod tool_key;
 
 use crate::error::ApiError;
-use crate::state::SharedState;
+use crate::extract::ClientIp;
+use crate::state::{AppState, SharedState};
 use axum::extract::FromRequestParts;
 use axum::http::{HeaderMap, header, request::Parts};
+use std::net::IpAddr;
 use visa_core::ErrorCode;
 use visa_core::key::{KeyKind, RawKey};
-use visa_store::Account;
+use visa_core::role::{Permission, Role};
+use visa_store::{Account, Actor, AuditContext};
 
 /// Prefix of session tokens; tells them apart from keys in logs and scanners.
 pub const SESSION_TOKEN_PREFIX: &str = "visa_session";
@@ -32,8 +37,47 @@ fn invalid_credential() -> ApiError {
     ApiError::new(ErrorCode::AuthInvalid, "the credential is not recognized")
 }
 
+/// Where a request came from: what the audit log records next to the actor.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub ip: IpAddr,
+    pub user_agent: Option<String>,
+}
+
+/// Longest user agent the audit log keeps.
+const MAX_USER_AGENT: usize = 256;
+
+impl FromRequestParts<SharedState> for Origin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await?;
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
+        Ok(Origin { ip, user_agent })
+    }
+}
+
+impl Origin {
+    /// The audit context of a change `actor` makes from here, now.
+    pub fn audit(&self, actor: Actor, now: time::OffsetDateTime) -> AuditContext {
+        AuditContext { actor, ip: Some(self.ip), user_agent: self.user_agent.clone(), now }
+    }
+}
+
 /// The operator: may create accounts, approve them and credit balances.
-pub struct Operator;
+pub struct Operator {
+    pub origin: Origin,
+}
+
+impl Operator {
+    pub fn audit(&self, state: &AppState) -> AuditContext {
+        self.origin.audit(Actor::Operator, state.now())
+    }
+}
 
 impl FromRequestParts<SharedState> for Operator {
     type Rejection = ApiError;
@@ -41,16 +85,52 @@ impl FromRequestParts<SharedState> for Operator {
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
         let token = require_bearer(&parts.headers)?;
         let presented = state.hasher.hash(token);
-        if presented.matches(&state.operator_token) { Ok(Operator) } else { Err(invalid_credential()) }
+        if !presented.matches(&state.operator_token) {
+            return Err(invalid_credential());
+        }
+        Ok(Operator { origin: Origin::from_request_parts(parts, state).await? })
     }
 }
 
-/// A signed-in account: a session token, or an admin key (`VisaKey_admin_live_...`), which
-/// is accepted wherever a session is, for automation.
+/// A signed-in account: a member's session token, or an admin key (`VisaKey_admin_live_...`),
+/// which is accepted wherever a session is, for automation, and acts with the admin role.
 pub struct Session {
     pub account: Account,
-    /// Set when the caller is an admin key rather than a person's session.
-    pub admin_key_id: Option<i64>,
+    pub role: Role,
+    /// The member, or the admin key, acting.
+    pub actor: Actor,
+    pub origin: Origin,
+}
+
+impl Session {
+    /// 403 FORBIDDEN unless the caller's role grants `permission`.
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.role.allows(permission) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("the {} role may not {}", self.role, permission_description(permission)),
+        ))
+    }
+
+    pub fn is_admin_key(&self) -> bool {
+        matches!(self.actor, Actor::AdminKey { .. })
+    }
+
+    /// The audit context of a change this caller makes now.
+    pub fn audit(&self, state: &AppState) -> AuditContext {
+        self.origin.audit(self.actor.clone(), state.now())
+    }
+}
+
+fn permission_description(permission: Permission) -> &'static str {
+    match permission {
+        Permission::Read => "read this account",
+        Permission::ManageKeys => "manage keys (developer or above)",
+        Permission::ManageMembers => "manage members or admin keys (admin or above)",
+        Permission::Own => "do this (owners only)",
+    }
 }
 
 impl FromRequestParts<SharedState> for Session {
@@ -58,21 +138,26 @@ impl FromRequestParts<SharedState> for Session {
 
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
         let token = require_bearer(&parts.headers)?;
-        if let Ok(raw) = RawKey::parse(&state.brand, token) {
-            return admin_key_session(state, &raw).await;
-        }
-        if !token.starts_with(SESSION_TOKEN_PREFIX) {
+        let (account, role, actor) = if let Ok(raw) = RawKey::parse(&state.brand, token) {
+            admin_key_principal(state, &raw).await?
+        } else if token.starts_with(SESSION_TOKEN_PREFIX) {
+            let (account, member) = state
+                .store
+                .session_principal(state.hasher.hash(token), state.now())
+                .await?
+                .ok_or_else(invalid_credential)?;
+            (account, member.role, Actor::Member { id: member.id, login: member.login })
+        } else {
             return Err(invalid_credential());
-        }
-        let account =
-            state.store.session_account(state.hasher.hash(token), state.now()).await?.ok_or_else(invalid_credential)?;
-        Ok(Session { account, admin_key_id: None })
+        };
+        let origin = Origin::from_request_parts(parts, state).await?;
+        Ok(Session { account, role, actor, origin })
     }
 }
 
-/// An admin key as a session: same environment, known, not revoked. A tool key is not a
-/// session credential.
-async fn admin_key_session(state: &SharedState, raw: &RawKey) -> Result<Session, ApiError> {
+/// An admin key as a principal: same environment, known, not revoked; it acts as an admin.
+/// A tool key is not a session credential.
+async fn admin_key_principal(state: &SharedState, raw: &RawKey) -> Result<(Account, Role, Actor), ApiError> {
     if raw.mode().kind != KeyKind::Admin {
         return Err(invalid_credential());
     }
@@ -88,7 +173,7 @@ async fn admin_key_session(state: &SharedState, raw: &RawKey) -> Result<Session,
         return Err(invalid_credential());
     }
     let account = state.store.account_by_id(key.account_id).await?.ok_or_else(invalid_credential)?;
-    Ok(Session { account, admin_key_id: Some(key.id) })
+    Ok((account, Role::Admin, Actor::AdminKey { id: key.id, label: key.label.as_str().to_owned() }))
 }
 
 /// Whoever may read an account's balance and executions: a signed-in session, or one of its
@@ -124,9 +209,11 @@ impl FromRequestParts<SharedState> for Reader {
             || bearer_token(&parts.headers)
                 .is_some_and(|t| t.starts_with(&format!("{}_", state.brand)) && !t.starts_with(&admin_prefix));
         if !is_key {
-            return Session::from_request_parts(parts, state).await.map(|s| Reader::Session(s.account));
+            let session = Session::from_request_parts(parts, state).await?;
+            session.require(Permission::Read)?;
+            return Ok(Reader::Session(session.account));
         }
-        let crate::extract::ClientIp(ip) = crate::extract::ClientIp::from_request_parts(parts, state).await?;
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await?;
         tool_key::authenticate(state, &parts.headers, ip).await.map(Reader::Key)
     }
 }
@@ -134,18 +221,17 @@ impl FromRequestParts<SharedState> for Reader {
 /// The operator or a signed-in account: for actions either may take, such as revoking leaked
 /// keys (the operator for any account, a session for its own).
 pub enum OperatorOrSession {
-    Operator,
-    Session(Account),
+    Operator(Operator),
+    Session(Session),
 }
 
 impl FromRequestParts<SharedState> for OperatorOrSession {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
-        let token = require_bearer(&parts.headers)?;
-        if state.hasher.hash(token).matches(&state.operator_token) {
-            return Ok(OperatorOrSession::Operator);
+        match Operator::from_request_parts(parts, state).await {
+            Ok(operator) => Ok(OperatorOrSession::Operator(operator)),
+            Err(_) => Session::from_request_parts(parts, state).await.map(OperatorOrSession::Session),
         }
-        Session::from_request_parts(parts, state).await.map(|s| OperatorOrSession::Session(s.account))
     }
 }

@@ -1,7 +1,8 @@
 //! Admin keys (`/v1/api/admin-keys`): account credentials for automation, e.g. a CI pipeline
 //! that rotates its own tool keys. An admin key is accepted wherever a session is, never
 //! executes tools, and cannot mint further admin keys (only a person's session can), so a
-//! leaked one cannot multiply itself. The raw key is shown once.
+//! leaked one cannot multiply itself. Minting and revoking them takes the admin role or above;
+//! an admin key itself acts as an admin. The raw key is shown once.
 
 use crate::auth::Session;
 use crate::error::{ApiError, ApiResult, not_found_as};
@@ -16,6 +17,7 @@ use utoipa::ToSchema;
 use visa_core::ErrorCode;
 use visa_core::key::{KeyKind, KeyMode, RawKey};
 use visa_core::policy::KeyLabel;
+use visa_core::role::Permission;
 use visa_store::{AdminKeyRecord, NewSecret};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -79,13 +81,15 @@ pub async fn create(
     session: Session,
     JsonBody(req): JsonBody<CreateAdminKeyRequest>,
 ) -> ApiResult<(StatusCode, Json<AdminKeyCreated>)> {
-    if session.admin_key_id.is_some() {
+    session.require(Permission::ManageMembers)?;
+    if session.is_admin_key() {
         return Err(ApiError::new(ErrorCode::Forbidden, "admin keys cannot mint admin keys; sign in to create one"));
     }
     let label = KeyLabel::parse(&req.label)?;
     let raw = RawKey::generate(&state.brand, KeyMode { kind: KeyKind::Admin, environment: state.environment });
     let secret = NewSecret { hash: state.hasher.hash(raw.expose()), key_prefix: raw.prefix() };
-    let key = state.store.create_admin_key(session.account.id, label, state.environment, secret, state.now()).await?;
+    let audit = session.audit(&state);
+    let key = state.store.create_admin_key(session.account.id, label, state.environment, secret, audit).await?;
     tracing::info!(admin_key_id = key.id, account = %session.account.login, "admin key created");
     let body = AdminKeyCreated { success: true, key: raw.expose().to_owned(), admin_key: AdminKeyView::from(&key) };
     Ok((StatusCode::CREATED, Json(body)))
@@ -94,6 +98,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/api/admin-keys", tag = "admin-keys", responses((status = 200, body = AdminKeyList)),
     security(("session" = [])))]
 pub async fn list(State(state): State<SharedState>, session: Session) -> ApiResult<Json<AdminKeyList>> {
+    session.require(Permission::Read)?;
     let keys = state.store.list_admin_keys(session.account.id).await?;
     Ok(Json(AdminKeyList {
         success: true,
@@ -109,11 +114,12 @@ pub async fn revoke(
     session: Session,
     Path(id): Path<String>,
 ) -> ApiResult<Json<AdminKeyRevoked>> {
+    session.require(Permission::ManageMembers)?;
     const NOT_FOUND: &str = "no such admin key";
     let id = id.parse::<i64>().map_err(|_| ApiError::new(ErrorCode::KeyNotFound, NOT_FOUND))?;
     state
         .store
-        .revoke_admin_key(session.account.id, id, state.now())
+        .revoke_admin_key(session.account.id, id, session.audit(&state))
         .await
         .map_err(not_found_as(ErrorCode::KeyNotFound, NOT_FOUND))?;
     tracing::info!(admin_key_id = id, "admin key revoked");

@@ -186,7 +186,7 @@ pub struct ReconcileRequest {
     security(("operator" = [])))]
 pub async fn reconcile(
     State(state): State<SharedState>,
-    _: Operator,
+    operator: Operator,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<ReconcileRequest>,
 ) -> ApiResult<Json<ExecutionResponse>> {
@@ -201,7 +201,7 @@ pub async fn reconcile(
     };
     let execution = state
         .store
-        .reconcile_execution(&id, decision, now)
+        .reconcile_execution(&id, decision, operator.audit(&state))
         .await
         .map_err(not_found_as(ErrorCode::ExecutionNotFound, EXECUTION_NOT_FOUND))?;
     tracing::info!(execution = %execution.public_id, state = execution.state.as_str(), charged = %execution.charged, "execution reconciled");

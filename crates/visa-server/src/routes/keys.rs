@@ -17,7 +17,8 @@ use visa_core::policy::{
     CidrAllowlist, DEFAULT_DAILY_CAP_CENTS, DEFAULT_RATE_LIMIT_PER_SECOND, KeyLabel, ToolGrant, ToolScope,
     clamp_cap_cents, parse_expires_at, parse_rate_limit,
 };
-use visa_store::{KeyPatch, KeyPolicy, KeyRecord, NewKey, NewSecret, Rotation, SecretRecord};
+use visa_core::role::Permission;
+use visa_store::{KeyPatch, KeyPolicy, KeyRecord, NewKey, NewSecret, RevokeCause, Rotation, SecretRecord};
 
 pub const MAX_GRACE_SECONDS: u32 = 604_800;
 
@@ -279,6 +280,7 @@ pub async fn create(
     session: Session,
     JsonBody(req): JsonBody<CreateKeyRequest>,
 ) -> ApiResult<(StatusCode, Json<KeyWithSecretResponse>)> {
+    session.require(Permission::ManageKeys)?;
     let now = state.now();
     let policy = KeyPolicy {
         label: KeyLabel::parse(&req.label)?,
@@ -295,8 +297,8 @@ pub async fn create(
             .unwrap_or(DEFAULT_RATE_LIMIT_PER_SECOND),
     };
     let (raw, secret) = mint_secret(&state);
-    let new = NewKey { account_id: session.account.id, environment: state.environment, policy, secret, now };
-    let key = state.store.create_key(new).await?;
+    let new = NewKey { account_id: session.account.id, environment: state.environment, policy, secret };
+    let key = state.store.create_key(new, session.audit(&state)).await?;
     tracing::info!(key_id = key.id, account = %key.owner, "key created");
     let body = KeyWithSecretResponse { success: true, raw_key: raw.expose().to_owned(), key: KeyView::new(&key, now) };
     Ok((StatusCode::CREATED, Json(body)))
@@ -316,6 +318,7 @@ pub async fn list(
     session: Session,
     query: ListQuery,
 ) -> ApiResult<Json<KeyListResponse>> {
+    session.require(Permission::Read)?;
     let page = state.store.list_keys(session.account.id, query.page()?).await?;
     let now = state.now();
     Ok(Json(KeyListResponse {
@@ -337,6 +340,7 @@ pub async fn get(
     session: Session,
     Path(id): Path<String>,
 ) -> ApiResult<Json<KeyResponse>> {
+    session.require(Permission::Read)?;
     let key = state.store.get_key(session.account.id, key_id(&id)?).await?.ok_or_else(key_not_found)?;
     Ok(Json(KeyResponse { success: true, key: KeyView::new(&key, state.now()) }))
 }
@@ -350,6 +354,7 @@ pub async fn update(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<UpdateKeyRequest>,
 ) -> ApiResult<Json<KeyResponse>> {
+    session.require(Permission::ManageKeys)?;
     let id = key_id(&id)?;
     let account_id = session.account.id;
     let current = state.store.get_key(account_id, id).await?.ok_or_else(key_not_found)?;
@@ -373,7 +378,7 @@ pub async fn update(
     };
     let key = state
         .store
-        .update_key(account_id, id, patch)
+        .update_key(account_id, id, patch, session.audit(&state))
         .await
         .map_err(not_found_as(ErrorCode::KeyNotFound, KEY_NOT_FOUND))?;
     state.keys.invalidate_key(id);
@@ -407,10 +412,11 @@ pub async fn revoke(
     session: Session,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RevokeResponse>> {
+    session.require(Permission::ManageKeys)?;
     let id = key_id(&id)?;
     state
         .store
-        .revoke_key(session.account.id, id, state.now())
+        .revoke_key(session.account.id, id, RevokeCause::Requested, session.audit(&state))
         .await
         .map_err(not_found_as(ErrorCode::KeyNotFound, KEY_NOT_FOUND))?;
     state.keys.invalidate_key(id);
@@ -427,12 +433,13 @@ pub async fn revoke_secret(
     session: Session,
     Path((id, secret_id)): Path<(String, String)>,
 ) -> ApiResult<Json<KeyResponse>> {
+    session.require(Permission::ManageKeys)?;
     let id = key_id(&id)?;
     let secret_id = key_id(&secret_id)?;
     let now = state.now();
     let key = state
         .store
-        .revoke_secret(session.account.id, id, secret_id, now)
+        .revoke_secret(session.account.id, id, secret_id, session.audit(&state))
         .await
         .map_err(not_found_as(ErrorCode::KeyNotFound, KEY_NOT_FOUND))?;
     state.keys.invalidate_key(id);
@@ -449,17 +456,19 @@ pub async fn rotate(
     Path(id): Path<String>,
     OptionalJsonBody(req): OptionalJsonBody<RotateKeyRequest>,
 ) -> ApiResult<Json<KeyWithSecretResponse>> {
+    session.require(Permission::ManageKeys)?;
     let id = key_id(&id)?;
     let grace = req.grace_period_seconds.unwrap_or(0);
     if grace > MAX_GRACE_SECONDS {
         return Err(ApiError::invalid(format!("grace_period_seconds must be 0 to {MAX_GRACE_SECONDS}")));
     }
-    let now = state.now();
+    let audit = session.audit(&state);
+    let now = audit.now;
     let (raw, secret) = mint_secret(&state);
-    let rotation = Rotation { secret, now, old_secrets_end: now + time::Duration::seconds(i64::from(grace)) };
+    let rotation = Rotation { secret, old_secrets_end: now + time::Duration::seconds(i64::from(grace)) };
     let key = state
         .store
-        .rotate_key(session.account.id, id, rotation)
+        .rotate_key(session.account.id, id, rotation, audit)
         .await
         .map_err(not_found_as(ErrorCode::KeyNotFound, KEY_NOT_FOUND))?;
     state.keys.invalidate_key(id);

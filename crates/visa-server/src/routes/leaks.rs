@@ -1,6 +1,7 @@
 //! `POST /v1/api/keys/revoke-leaked`: a secret-scanning service (or a person) posts raw keys
 //! found in public, and every key they belong to is revoked at once. With the operator token
-//! any account's keys are revoked; with a session, only that account's. The answer counts what
+//! any account's keys are revoked; with an owner's session, only that account's. Each
+//! revocation is audited as `key.revoked_leaked`. The answer counts what
 //! was revoked and never echoes a key, nor says whether an unrevoked key exists elsewhere.
 
 use crate::auth::OperatorOrSession;
@@ -12,6 +13,8 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use visa_core::key::RawKey;
+use visa_core::role::Permission;
+use visa_store::RevokeCause;
 
 const MAX_KEYS: usize = 100;
 
@@ -39,10 +42,16 @@ pub async fn revoke_leaked(
     caller: OperatorOrSession,
     JsonBody(req): JsonBody<RevokeLeakedRequest>,
 ) -> ApiResult<Json<RevokeLeakedResponse>> {
+    let audit = match &caller {
+        OperatorOrSession::Operator(operator) => operator.audit(&state),
+        OperatorOrSession::Session(session) => {
+            session.require(Permission::Own)?;
+            session.audit(&state)
+        }
+    };
     if req.keys.is_empty() || req.keys.len() > MAX_KEYS {
         return Err(ApiError::invalid(format!("keys must hold 1 to {MAX_KEYS} raw keys")));
     }
-    let now = state.now();
     let mut revoked = vec![];
     let mut unmatched = 0;
     for text in &req.keys {
@@ -52,15 +61,16 @@ pub async fn revoke_leaked(
         };
         let found = state.store.key_by_secret(state.hasher.hash(raw.expose())).await?;
         let allowed = found.filter(|r| match &caller {
-            OperatorOrSession::Operator => true,
-            OperatorOrSession::Session(account) => r.key.account_id == account.id,
+            OperatorOrSession::Operator(_) => true,
+            OperatorOrSession::Session(session) => r.key.account_id == session.account.id,
         });
         let Some(record) = allowed else {
             unmatched += 1;
             continue;
         };
         if record.key.revoked_at.is_none() {
-            state.store.revoke_key(record.key.account_id, record.key.id, now).await?;
+            let (account_id, key_id) = (record.key.account_id, record.key.id);
+            state.store.revoke_key(account_id, key_id, RevokeCause::Leaked, audit.clone()).await?;
             revoked.push(record.key.id);
         }
         state.keys.invalidate_key(record.key.id);

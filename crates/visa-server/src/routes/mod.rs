@@ -2,12 +2,14 @@
 //! and wrong methods answer with the error envelope like everything else.
 
 pub mod admin_keys;
+pub mod audit;
 pub mod balance;
 pub mod execute;
 pub mod executions;
 pub mod health;
 pub mod keys;
 pub mod leaks;
+pub mod members;
 pub mod metrics;
 pub mod openapi;
 pub mod operator;
@@ -43,6 +45,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/api/keys/{id}/secrets/{secret_id}/revoke", post(keys::revoke_secret))
         .route("/v1/api/admin-keys", post(admin_keys::create).get(admin_keys::list))
         .route("/v1/api/admin-keys/{id}", axum::routing::delete(admin_keys::revoke))
+        .route("/v1/api/members", get(members::list).post(members::invite))
+        .route("/v1/api/members/accept", post(members::accept))
+        .route("/v1/api/members/{id}", patch(members::change_role).delete(members::remove))
+        .route("/v1/api/audit", get(audit::list))
         .route("/v1/api/tools", get(tools::list))
         .route("/v1/api/tools/{tool}/execute", post(execute::execute))
         .route("/v1/api/balance", get(balance::balance))
@@ -98,6 +104,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
 /// Timestamps on the wire: RFC 3339 in UTC.
 pub fn rfc3339(at: OffsetDateTime) -> String {
     at.to_offset(time::UtcOffset::UTC).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// An optional RFC 3339 query value; a bad one is a 400 naming `field`.
+pub fn parse_rfc3339(field: &str, text: Option<&str>) -> ApiResult<Option<OffsetDateTime>> {
+    text.map(|t| {
+        OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| ApiError::invalid(format!("{field} must be RFC 3339, e.g. 2026-01-31T00:00:00Z")))
+    })
+    .transpose()
 }
 
 /// Days since 1970-01-01 in UTC: the day a daily cap counts.

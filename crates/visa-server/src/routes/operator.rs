@@ -97,7 +97,7 @@ fn account_not_found() -> impl Fn(StoreError) -> ApiError {
     security(("operator" = [])))]
 pub async fn create_account(
     State(state): State<SharedState>,
-    _: Operator,
+    operator: Operator,
     JsonBody(req): JsonBody<CreateAccountRequest>,
 ) -> ApiResult<(StatusCode, Json<CreateAccountResponse>)> {
     let login = Login::parse(&req.login)?;
@@ -109,18 +109,12 @@ pub async fn create_account(
         }
         None => None,
     };
-    let new = NewAccount {
-        login: login.into_string(),
-        password_hash,
-        approved: req.approved.unwrap_or(false),
-        credit,
-        now: state.now(),
-    };
-    let account = state.store.create_account(new).await.map_err(|e| match e {
+    let new = NewAccount { login: login.into_string(), password_hash, approved: req.approved.unwrap_or(false), credit };
+    let (account, owner) = state.store.create_account(new, operator.audit(&state)).await.map_err(|e| match e {
         StoreError::Conflict(message) => ApiError::new(ErrorCode::AccountExists, message),
         other => other.into(),
     })?;
-    let (session_token, _) = open_session(&state, &account).await?;
+    let (session_token, _) = open_session(&state, &owner).await?;
     tracing::info!(account = %account.login, approved = account.approved, "account created");
     let body = CreateAccountResponse { success: true, account: AccountView::from(&account), session_token };
     Ok((StatusCode::CREATED, Json(body)))
@@ -131,11 +125,12 @@ pub async fn create_account(
     security(("operator" = [])))]
 pub async fn update_account(
     State(state): State<SharedState>,
-    _: Operator,
+    operator: Operator,
     Path(login): Path<String>,
     JsonBody(req): JsonBody<UpdateAccountRequest>,
 ) -> ApiResult<Json<AccountResponse>> {
-    let account = state.store.set_account_approved(&login, req.approved).await.map_err(account_not_found())?;
+    let audit = operator.audit(&state);
+    let account = state.store.set_account_approved(&login, req.approved, audit).await.map_err(account_not_found())?;
     state.keys.invalidate_account(account.id);
     tracing::info!(account = %account.login, approved = account.approved, "account approval changed");
     Ok(Json(AccountResponse { success: true, account: AccountView::from(&account) }))
@@ -146,7 +141,7 @@ pub async fn update_account(
     security(("operator" = [])))]
 pub async fn credit_account(
     State(state): State<SharedState>,
-    _: Operator,
+    operator: Operator,
     Path(login): Path<String>,
     JsonBody(req): JsonBody<CreditRequest>,
 ) -> ApiResult<Json<AccountResponse>> {
@@ -154,7 +149,8 @@ pub async fn credit_account(
         return Err(ApiError::invalid("amount_cents must be positive"));
     }
     let amount = credit_micros(req.amount_cents, "amount_cents")?;
-    let account = state.store.credit_account(&login, amount).await.map_err(account_not_found())?;
+    let account =
+        state.store.credit_account(&login, amount, operator.audit(&state)).await.map_err(account_not_found())?;
     tracing::info!(account = %account.login, amount_cents = req.amount_cents, "account credited");
     Ok(Json(AccountResponse { success: true, account: AccountView::from(&account) }))
 }

@@ -1,4 +1,5 @@
-//! Signing in: `POST /v1/api/sessions` trades a login and password for a session token.
+//! Signing in: `POST /v1/api/sessions` trades a member's login and password for a session
+//! token. The session acts with that member's role, read afresh on every request.
 
 use crate::auth::{SESSION_TOKEN_PREFIX, password};
 use crate::error::{ApiError, ApiResult};
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use visa_core::ErrorCode;
 use visa_core::key::random_token;
-use visa_store::{Account, NewSession};
+use visa_store::{Member, NewSession};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -29,12 +30,18 @@ pub struct SessionResponse {
     pub expires_at: String,
 }
 
-/// Mints and stores a session for `account`; returns the raw token and its expiry.
-pub async fn open_session(state: &AppState, account: &Account) -> ApiResult<(String, String)> {
+/// Mints and stores a session for `member`; returns the raw token and its expiry.
+pub async fn open_session(state: &AppState, member: &Member) -> ApiResult<(String, String)> {
     let token = random_token(SESSION_TOKEN_PREFIX);
     let now = state.now();
     let expires_at = now + state.session_ttl;
-    let new = NewSession { account_id: account.id, token_hash: state.hasher.hash(&token), created_at: now, expires_at };
+    let new = NewSession {
+        account_id: member.account_id,
+        member_id: member.id,
+        token_hash: state.hasher.hash(&token),
+        created_at: now,
+        expires_at,
+    };
     state.store.create_session(new).await?;
     Ok((token, rfc3339(expires_at)))
 }
@@ -45,13 +52,16 @@ pub async fn sign_in(
     State(state): State<SharedState>,
     JsonBody(req): JsonBody<SignInRequest>,
 ) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
-    let account = state.store.account_by_login(&req.login).await?;
-    let stored = account.as_ref().and_then(|a| a.password_hash.clone());
+    let wrong = || ApiError::new(ErrorCode::AuthInvalid, "wrong login or password");
+    let member = state.store.member_by_login(&req.login).await?;
+    // Verified even for an unknown login (against a dummy hash), so timing does not tell
+    // which logins exist.
+    let stored = member.as_ref().and_then(|m| m.password_hash.clone());
     if !password::verify(req.password, stored).await {
-        return Err(ApiError::new(ErrorCode::AuthInvalid, "wrong login or password"));
+        return Err(wrong());
     }
-    let account = account.ok_or_else(|| ApiError::new(ErrorCode::AuthInvalid, "wrong login or password"))?;
-    let (session_token, expires_at) = open_session(&state, &account).await?;
-    tracing::info!(account = %account.login, "session opened");
+    let member = member.ok_or_else(wrong)?;
+    let (session_token, expires_at) = open_session(&state, &member).await?;
+    tracing::info!(member = %member.login, "session opened");
     Ok((StatusCode::CREATED, Json(SessionResponse { success: true, session_token, expires_at })))
 }

@@ -11,10 +11,10 @@ use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 use visa_core::ErrorCode;
 use visa_core::money::Micros;
+use visa_core::role::Permission;
 
 const MAX_RANGE_DAYS: i64 = 31;
 
@@ -66,9 +66,7 @@ pub struct UsageResponse {
 }
 
 fn parse_time(field: &str, text: Option<&str>, default: OffsetDateTime) -> ApiResult<OffsetDateTime> {
-    text.map(|t| OffsetDateTime::parse(t, &Rfc3339).map_err(|_| ApiError::invalid(format!("{field} must be RFC 3339"))))
-        .transpose()
-        .map(|t| t.unwrap_or(default))
+    Ok(crate::routes::parse_rfc3339(field, text)?.unwrap_or(default))
 }
 
 /// Adds `more` into `into`; charged amounts are carried as micros until the end.
@@ -95,6 +93,7 @@ pub async fn usage(
     Path(id): Path<String>,
     query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<UsageResponse>> {
+    session.require(Permission::Read)?;
     let Query(query) = query.map_err(|e| ApiError::invalid(format!("invalid query string: {}", e.body_text())))?;
     let not_found = || ApiError::new(ErrorCode::KeyNotFound, "no such key");
     let id = id.parse::<i64>().map_err(|_| not_found())?;

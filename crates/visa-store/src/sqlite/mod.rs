@@ -3,7 +3,9 @@
 //! small pool of read-only connections on the blocking thread pool, so they never queue
 //! behind the writer.
 
+mod audit;
 mod checkpointer;
+mod members;
 mod money;
 mod queries;
 mod schema;

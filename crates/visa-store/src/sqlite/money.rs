@@ -5,6 +5,7 @@
 //! These functions run inside the writer's group transaction (or a reader for lists and the
 //! audit); they never commit themselves.
 
+use super::audit::{self, execution_snapshot};
 use super::map_sqlite_error;
 use super::queries::{from_db, to_db};
 use crate::model::*;
@@ -12,7 +13,7 @@ use crate::{StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::HashMap;
 use visa_core::money::{MICROS_PER_CENT, Micros};
-use visa_core::pagination::{Cursor, Page, PageRequest};
+use visa_core::pagination::{Page, PageRequest};
 
 const EXECUTION_COLUMNS: &str = "id, public_id, account_id, key_id, tool, state, sandbox, hold_micros, charged_micros, \
     receipt_id, created_at, finished_at, day_number";
@@ -387,7 +388,7 @@ pub(crate) fn reconcile(
     conn: &Connection,
     public_id: &str,
     decision: &Reconcile,
-    now: Timestamp,
+    ctx: &AuditContext,
 ) -> StoreResult<ExecutionRecord> {
     let id: i64 = conn
         .query_row("SELECT id FROM executions WHERE public_id = ?1", [public_id], |r| r.get(0))
@@ -405,7 +406,11 @@ pub(crate) fn reconcile(
         }
         Reconcile::Void => Finish::VoidRetryable,
     };
-    conclude(conn, &e, &finish, now)
+    let after = conclude(conn, &e, &finish, ctx.now)?;
+    let (before_fields, after_fields) = (execution_snapshot(&e), execution_snapshot(&after));
+    let target = format!("execution:{}", e.public_id);
+    audit::record(conn, e.account_id, ctx, "execution.reconciled", &target, before_fields, after_fields)?;
+    Ok(after)
 }
 
 pub(crate) fn mark_interrupted(conn: &Connection) -> StoreResult<u64> {
@@ -448,11 +453,7 @@ pub(crate) fn list(
     page: PageRequest,
 ) -> StoreResult<Page<ExecutionRecord>> {
     let (clauses, mut values) = filter_sql(filter);
-    let (op, order, cursor) = match page.cursor {
-        Cursor::Start => ("<", "DESC", i64::MAX),
-        Cursor::StartingAfter(id) => ("<", "DESC", id),
-        Cursor::EndingBefore(id) => (">", "ASC", id),
-    };
+    let (op, order, cursor) = page.id_bounds();
     values.push(rusqlite::types::Value::Integer(cursor));
     let cursor_param = values.len();
     values.push(rusqlite::types::Value::Integer(i64::from(page.fetch_limit())));

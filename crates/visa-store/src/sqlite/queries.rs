@@ -1,15 +1,18 @@
 //! The `Store` trait over SQLite: each method is one read on the pool or one job for the
 //! group-committing writer. Rows are turned back into validated domain values here.
 
-use super::{SqliteStore, map_sqlite_error, money};
+use super::audit::{self, account_snapshot, admin_key_snapshot, key_snapshot};
+use super::{SqliteStore, map_sqlite_error, members, money};
 use crate::model::*;
 use crate::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::Value;
 use visa_core::key::Environment;
 use visa_core::money::Micros;
-use visa_core::pagination::{Cursor, Page, PageRequest};
+use visa_core::pagination::{Page, PageRequest};
 use visa_core::policy::{CidrAllowlist, KeyLabel, ToolGrant, ToolScope};
+use visa_core::role::Role;
 use visa_core::secret::SecretHash;
 
 pub(crate) fn to_db(t: Timestamp) -> i64 {
@@ -24,7 +27,7 @@ fn corrupt(what: &str) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
 }
 
-const ACCOUNT_COLUMNS: &str = "id, login, approved, balance_micros, held_micros, created_at, password_hash";
+const ACCOUNT_COLUMNS: &str = "id, login, approved, balance_micros, held_micros, created_at";
 
 fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
     Ok(Account {
@@ -34,7 +37,6 @@ fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
         balance: Micros(row.get(3)?),
         held: Micros(row.get(4)?),
         created_at: from_db(row.get(5)?),
-        password_hash: row.get(6)?,
     })
 }
 
@@ -241,25 +243,69 @@ fn credit(conn: &Connection, account_id: i64, amount: Micros, now: Timestamp) ->
     Ok(())
 }
 
+/// Reloads a key after a change and audits the difference from `before`.
+fn audited_key_change(
+    conn: &Connection,
+    ctx: &AuditContext,
+    action: &str,
+    before: &KeyRecord,
+) -> StoreResult<KeyRecord> {
+    let after = require_key(conn, before.account_id, before.id)?;
+    audit::record(
+        conn,
+        after.account_id,
+        ctx,
+        action,
+        &key_target(after.id),
+        key_snapshot(before),
+        key_snapshot(&after),
+    )?;
+    Ok(after)
+}
+
+fn key_target(id: i64) -> String {
+    format!("key:{id}")
+}
+
+fn admin_key_target(id: i64) -> String {
+    format!("admin_key:{id}")
+}
+
+fn account_target(id: i64) -> String {
+    format!("account:{id}")
+}
+
 fn require_account(conn: &Connection, login: &str) -> StoreResult<Account> {
     account_where(conn, "login = ?1", login)?.ok_or(StoreError::NotFound)
 }
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create_account(&self, new: NewAccount) -> StoreResult<Account> {
+    async fn create_account(&self, new: NewAccount, ctx: AuditContext) -> StoreResult<(Account, Member)> {
         self.write(move |conn| {
             if account_where(conn, "login = ?1", &new.login)?.is_some() {
                 return Err(StoreError::Conflict(format!("an account named '{}' already exists", new.login)));
             }
             conn.execute(
-                "INSERT INTO accounts (login, password_hash, approved, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![new.login, new.password_hash, new.approved, to_db(new.now)],
+                "INSERT INTO accounts (login, approved, created_at) VALUES (?1, ?2, ?3)",
+                params![new.login, new.approved, to_db(ctx.now)],
             )
             .map_err(map_sqlite_error)?;
             let id = conn.last_insert_rowid();
-            credit(conn, id, new.credit, new.now)?;
-            account_where(conn, "id = ?1", id)?.ok_or(StoreError::NotFound)
+            let owner =
+                members::insert(conn, id, &new.login, Role::Owner, new.password_hash.as_deref(), None, ctx.now)?;
+            credit(conn, id, new.credit, ctx.now)?;
+            let account = account_where(conn, "id = ?1", id)?.ok_or(StoreError::NotFound)?;
+            audit::record(
+                conn,
+                id,
+                &ctx,
+                "account.created",
+                &account_target(id),
+                Value::Null,
+                account_snapshot(&account),
+            )?;
+            Ok((account, owner))
         })
         .await
     }
@@ -269,23 +315,29 @@ impl Store for SqliteStore {
         self.read(move |conn| account_where(conn, "login = ?1", login)).await
     }
 
-    async fn set_account_approved(&self, login: &str, approved: bool) -> StoreResult<Account> {
+    async fn set_account_approved(&self, login: &str, approved: bool, ctx: AuditContext) -> StoreResult<Account> {
         let login = login.to_owned();
         self.write(move |conn| {
-            let account = require_account(conn, &login)?;
-            conn.execute("UPDATE accounts SET approved = ?2 WHERE id = ?1", params![account.id, approved])
+            let before = require_account(conn, &login)?;
+            conn.execute("UPDATE accounts SET approved = ?2 WHERE id = ?1", params![before.id, approved])
                 .map_err(map_sqlite_error)?;
-            Ok(Account { approved, ..account })
+            let after = Account { approved, ..before.clone() };
+            let (old, new) = (account_snapshot(&before), account_snapshot(&after));
+            audit::record(conn, after.id, &ctx, "account.approval_changed", &account_target(after.id), old, new)?;
+            Ok(after)
         })
         .await
     }
 
-    async fn credit_account(&self, login: &str, amount: Micros) -> StoreResult<Account> {
+    async fn credit_account(&self, login: &str, amount: Micros, ctx: AuditContext) -> StoreResult<Account> {
         let login = login.to_owned();
         self.write(move |conn| {
-            let account = require_account(conn, &login)?;
-            credit(conn, account.id, amount, Timestamp::now_utc())?;
-            require_account(conn, &login)
+            let before = require_account(conn, &login)?;
+            credit(conn, before.id, amount, ctx.now)?;
+            let after = require_account(conn, &login)?;
+            let (old, new) = (account_snapshot(&before), account_snapshot(&after));
+            audit::record(conn, after.id, &ctx, "account.credited", &account_target(after.id), old, new)?;
+            Ok(after)
         })
         .await
     }
@@ -293,8 +345,14 @@ impl Store for SqliteStore {
     async fn create_session(&self, new: NewSession) -> StoreResult<()> {
         self.write(move |conn| {
             conn.execute(
-                "INSERT INTO sessions (account_id, token_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                params![new.account_id, &new.token_hash.0[..], to_db(new.created_at), to_db(new.expires_at)],
+                "INSERT INTO sessions (account_id, member_id, token_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    new.account_id,
+                    new.member_id,
+                    &new.token_hash.0[..],
+                    to_db(new.created_at),
+                    to_db(new.expires_at)
+                ],
             )
             .map_err(map_sqlite_error)?;
             Ok(())
@@ -302,21 +360,70 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn session_account(&self, token_hash: SecretHash, now: Timestamp) -> StoreResult<Option<Account>> {
+    async fn session_principal(
+        &self,
+        token_hash: SecretHash,
+        now: Timestamp,
+    ) -> StoreResult<Option<(Account, Member)>> {
         self.read(move |conn| {
-            let columns = ACCOUNT_COLUMNS.split(", ").map(|c| format!("a.{c}")).collect::<Vec<_>>().join(", ");
-            conn.query_row(
-                &format!("SELECT {columns} FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.token_hash = ?1 AND s.expires_at > ?2"),
-                params![&token_hash.0[..], to_db(now)],
-                account_from_row,
-            )
-            .optional()
-            .map_err(map_sqlite_error)
+            let Some(member) = members::session_member(conn, &token_hash, now)? else {
+                return Ok(None);
+            };
+            Ok(account_where(conn, "id = ?1", member.account_id)?.map(|account| (account, member)))
         })
         .await
     }
 
-    async fn create_key(&self, new: NewKey) -> StoreResult<KeyRecord> {
+    async fn member_by_login(&self, login: &str) -> StoreResult<Option<Member>> {
+        let login = login.to_owned();
+        self.read(move |conn| members::member_where(conn, "login = ?1", login)).await
+    }
+
+    async fn member_by_invite(&self, invite_hash: SecretHash) -> StoreResult<Option<Member>> {
+        self.read(move |conn| members::member_where(conn, "invite_hash = ?1", invite_hash.0.to_vec())).await
+    }
+
+    async fn list_members(&self, account_id: i64) -> StoreResult<Vec<Member>> {
+        self.read(move |conn| members::list(conn, account_id)).await
+    }
+
+    async fn invite_member(&self, account_id: i64, new: NewMember, ctx: AuditContext) -> StoreResult<Member> {
+        self.write(move |conn| members::invite(conn, account_id, &new, &ctx)).await
+    }
+
+    async fn accept_invite(
+        &self,
+        invite_hash: SecretHash,
+        password_hash: String,
+        ctx: AuditContext,
+    ) -> StoreResult<Member> {
+        self.write(move |conn| members::accept_invite(conn, &invite_hash, &password_hash, &ctx)).await
+    }
+
+    async fn change_member_role(
+        &self,
+        account_id: i64,
+        member_id: i64,
+        role: Role,
+        ctx: AuditContext,
+    ) -> StoreResult<Member> {
+        self.write(move |conn| members::change_role(conn, account_id, member_id, role, &ctx)).await
+    }
+
+    async fn remove_member(&self, account_id: i64, member_id: i64, ctx: AuditContext) -> StoreResult<Member> {
+        self.write(move |conn| members::remove(conn, account_id, member_id, &ctx)).await
+    }
+
+    async fn list_audit(
+        &self,
+        account_id: i64,
+        filter: AuditFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<AuditEntry>> {
+        self.read(move |conn| audit::list(conn, account_id, &filter, page)).await
+    }
+
+    async fn create_key(&self, new: NewKey, ctx: AuditContext) -> StoreResult<KeyRecord> {
         self.write(move |conn| {
             let (tools, cidrs, expires_at) = policy_params(&new.policy);
             let p = &new.policy;
@@ -335,7 +442,7 @@ impl Store for SqliteStore {
                     p.total_cap_cents,
                     expires_at,
                     p.read_only,
-                    to_db(new.now),
+                    to_db(ctx.now),
                     p.rate_limit_per_second
                 ],
             )
@@ -346,8 +453,10 @@ impl Store for SqliteStore {
                 params![key_id, p.daily_cap_cents, p.total_cap_cents],
             )
             .map_err(map_sqlite_error)?;
-            insert_secret(conn, key_id, &new.secret, new.now)?;
-            require_key(conn, new.account_id, key_id)
+            insert_secret(conn, key_id, &new.secret, ctx.now)?;
+            let key = require_key(conn, new.account_id, key_id)?;
+            audit::record(conn, key.account_id, &ctx, "key.created", &key_target(key_id), Value::Null, key_snapshot(&key))?;
+            Ok(key)
         })
         .await
     }
@@ -358,14 +467,10 @@ impl Store for SqliteStore {
 
     async fn list_keys(&self, account_id: i64, page: PageRequest) -> StoreResult<Page<KeyRecord>> {
         self.read(move |conn| {
-            let (filter, order, cursor) = match page.cursor {
-                Cursor::Start => ("AND k.id < ?2", "DESC", i64::MAX),
-                Cursor::StartingAfter(id) => ("AND k.id < ?2", "DESC", id),
-                Cursor::EndingBefore(id) => ("AND k.id > ?2", "ASC", id),
-            };
+            let (op, order, cursor) = page.id_bounds();
             let sql = format!(
                 "SELECT {KEY_COLUMNS} FROM {KEY_TABLES} \
-                 WHERE k.account_id = ?1 {filter} ORDER BY k.id {order} LIMIT ?3"
+                 WHERE k.account_id = ?1 AND k.id {op} ?2 ORDER BY k.id {order} LIMIT ?3"
             );
             let mut stmt = conn.prepare_cached(&sql).map_err(map_sqlite_error)?;
             let rows = stmt
@@ -379,20 +484,33 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn update_key(&self, account_id: i64, key_id: i64, patch: KeyPatch) -> StoreResult<KeyRecord> {
+    async fn update_key(
+        &self,
+        account_id: i64,
+        key_id: i64,
+        patch: KeyPatch,
+        ctx: AuditContext,
+    ) -> StoreResult<KeyRecord> {
         self.write(move |conn| {
-            let mut key = require_key(conn, account_id, key_id)?;
-            apply_patch(&mut key.policy, &patch);
-            write_policy(conn, key_id, &key.policy)?;
-            require_key(conn, account_id, key_id)
+            let before = require_key(conn, account_id, key_id)?;
+            let mut policy = before.policy.clone();
+            apply_patch(&mut policy, &patch);
+            write_policy(conn, key_id, &policy)?;
+            audited_key_change(conn, &ctx, "key.updated", &before)
         })
         .await
     }
 
-    async fn revoke_key(&self, account_id: i64, key_id: i64, now: Timestamp) -> StoreResult<KeyRecord> {
+    async fn revoke_key(
+        &self,
+        account_id: i64,
+        key_id: i64,
+        cause: RevokeCause,
+        ctx: AuditContext,
+    ) -> StoreResult<KeyRecord> {
         self.write(move |conn| {
-            require_key(conn, account_id, key_id)?;
-            let at = to_db(now);
+            let before = require_key(conn, account_id, key_id)?;
+            let at = to_db(ctx.now);
             conn.execute(
                 "UPDATE key_spend SET revoked_at = COALESCE(revoked_at, ?2) WHERE key_id = ?1",
                 params![key_id, at],
@@ -405,7 +523,11 @@ impl Store for SqliteStore {
                 params![key_id, at],
             )
             .map_err(map_sqlite_error)?;
-            require_key(conn, account_id, key_id)
+            let action = match cause {
+                RevokeCause::Requested => "key.revoked",
+                RevokeCause::Leaked => "key.revoked_leaked",
+            };
+            audited_key_change(conn, &ctx, action, &before)
         })
         .await
     }
@@ -415,7 +537,7 @@ impl Store for SqliteStore {
         account_id: i64,
         key_id: i64,
         secret_id: i64,
-        now: Timestamp,
+        ctx: AuditContext,
     ) -> StoreResult<KeyRecord> {
         self.write(move |conn| {
             let key = require_key(conn, account_id, key_id)?;
@@ -429,21 +551,27 @@ impl Store for SqliteStore {
             }
             conn.execute(
                 "UPDATE key_secrets SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
-                params![secret_id, to_db(now)],
+                params![secret_id, to_db(ctx.now)],
             )
             .map_err(map_sqlite_error)?;
-            require_key(conn, account_id, key_id)
+            audited_key_change(conn, &ctx, "key.secret_revoked", &key)
         })
         .await
     }
 
-    async fn rotate_key(&self, account_id: i64, key_id: i64, rotation: Rotation) -> StoreResult<KeyRecord> {
+    async fn rotate_key(
+        &self,
+        account_id: i64,
+        key_id: i64,
+        rotation: Rotation,
+        ctx: AuditContext,
+    ) -> StoreResult<KeyRecord> {
         self.write(move |conn| {
             let key = require_key(conn, account_id, key_id)?;
             if key.revoked_at.is_some() {
                 return Err(StoreError::Refused("a revoked key cannot be rotated; create a new key".into()));
             }
-            let now = to_db(rotation.now);
+            let now = to_db(ctx.now);
             let end = to_db(rotation.old_secrets_end);
             if end <= now {
                 conn.execute(
@@ -458,8 +586,8 @@ impl Store for SqliteStore {
                 )
             }
             .map_err(map_sqlite_error)?;
-            insert_secret(conn, key_id, &rotation.secret, rotation.now)?;
-            require_key(conn, account_id, key_id)
+            insert_secret(conn, key_id, &rotation.secret, ctx.now)?;
+            audited_key_change(conn, &ctx, "key.rotated", &key)
         })
         .await
     }
@@ -523,15 +651,19 @@ impl Store for SqliteStore {
         label: KeyLabel,
         environment: Environment,
         secret: NewSecret,
-        now: Timestamp,
+        ctx: AuditContext,
     ) -> StoreResult<AdminKeyRecord> {
         self.write(move |conn| {
             conn.execute(
                 "INSERT INTO admin_keys (account_id, label, environment, hash, key_prefix, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![account_id, label.as_str(), environment.as_str(), &secret.hash.0[..], secret.key_prefix, to_db(now)],
+                params![account_id, label.as_str(), environment.as_str(), &secret.hash.0[..], secret.key_prefix, to_db(ctx.now)],
             )
             .map_err(map_sqlite_error)?;
-            admin_key_where(conn, "id = ?1", conn.last_insert_rowid())?.map(|(k, _)| k).ok_or(StoreError::NotFound)
+            let key =
+                admin_key_where(conn, "id = ?1", conn.last_insert_rowid())?.map(|(k, _)| k).ok_or(StoreError::NotFound)?;
+            let target = admin_key_target(key.id);
+            audit::record(conn, account_id, &ctx, "admin_key.created", &target, Value::Null, admin_key_snapshot(&key))?;
+            Ok(key)
         })
         .await
     }
@@ -548,18 +680,20 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn revoke_admin_key(&self, account_id: i64, id: i64, now: Timestamp) -> StoreResult<AdminKeyRecord> {
+    async fn revoke_admin_key(&self, account_id: i64, id: i64, ctx: AuditContext) -> StoreResult<AdminKeyRecord> {
         self.write(move |conn| {
-            let changed = conn
-                .execute(
-                    "UPDATE admin_keys SET revoked_at = COALESCE(revoked_at, ?3) WHERE id = ?1 AND account_id = ?2",
-                    params![id, account_id, to_db(now)],
-                )
-                .map_err(map_sqlite_error)?;
-            if changed == 0 {
-                return Err(StoreError::NotFound);
-            }
-            admin_key_where(conn, "id = ?1", id)?.map(|(k, _)| k).ok_or(StoreError::NotFound)
+            let (before, _) = admin_key_where(conn, "id = ?1", id)?
+                .filter(|(k, _)| k.account_id == account_id)
+                .ok_or(StoreError::NotFound)?;
+            conn.execute(
+                "UPDATE admin_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+                params![id, to_db(ctx.now)],
+            )
+            .map_err(map_sqlite_error)?;
+            let (after, _) = admin_key_where(conn, "id = ?1", id)?.ok_or(StoreError::NotFound)?;
+            let (old, new) = (admin_key_snapshot(&before), admin_key_snapshot(&after));
+            audit::record(conn, account_id, &ctx, "admin_key.revoked", &admin_key_target(id), old, new)?;
+            Ok(after)
         })
         .await
     }
@@ -692,10 +826,10 @@ impl Store for SqliteStore {
         &self,
         public_id: &str,
         decision: Reconcile,
-        now: Timestamp,
+        ctx: AuditContext,
     ) -> StoreResult<ExecutionRecord> {
         let public_id = public_id.to_owned();
-        self.write(move |conn| money::reconcile(conn, &public_id, &decision, now)).await
+        self.write(move |conn| money::reconcile(conn, &public_id, &decision, &ctx)).await
     }
 
     async fn remember_provider_request(&self, execution_id: i64, provider_ref: &str) -> StoreResult<()> {

@@ -1,0 +1,232 @@
+//! Members of an account (`/v1/api/members`): list, invite by login with a role, change a
+//! role, remove. Viewers and developers may list; admins manage members; only an owner may
+//! grant the owner role or change or remove an owner; the last owner cannot be demoted or
+//! removed (enforced by the store in the change's transaction).
+//!
+//! An invitation creates the member at once and returns a one-time invitation token; the
+//! invitee sets a password with it (`POST /v1/api/members/accept`) and is signed in.
+
+use crate::auth::{Origin, Session, password};
+use crate::error::{ApiError, ApiResult, not_found_as};
+use crate::extract::JsonBody;
+use crate::routes::{rfc3339, sessions::SessionResponse, sessions::open_session};
+use crate::state::SharedState;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use visa_core::ErrorCode;
+use visa_core::key::random_token;
+use visa_core::policy::Login;
+use visa_core::role::{Permission, Role};
+use visa_store::{Actor, Member, NewMember, StoreError};
+
+/// Prefix of invitation tokens, so scanners and logs can tell them apart.
+pub const INVITE_TOKEN_PREFIX: &str = "visa_invite";
+/// How long an invitation can be accepted.
+const INVITE_TTL: time::Duration = time::Duration::days(7);
+const MEMBER_NOT_FOUND: &str = "no such member";
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MemberView {
+    pub id: i64,
+    pub login: String,
+    /// `owner`, `admin`, `developer` or `viewer`.
+    pub role: String,
+    /// `active`, or `invited` until the invitation is accepted.
+    pub status: String,
+    pub created_at: String,
+    pub invite_expires_at: Option<String>,
+}
+
+impl From<&Member> for MemberView {
+    fn from(m: &Member) -> Self {
+        Self {
+            id: m.id,
+            login: m.login.clone(),
+            role: m.role.as_str().to_owned(),
+            status: if m.invite_expires_at.is_some() { "invited" } else { "active" }.to_owned(),
+            created_at: rfc3339(m.created_at),
+            invite_expires_at: m.invite_expires_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MemberList {
+    pub success: bool,
+    pub object: String,
+    pub members: Vec<MemberView>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MemberResponse {
+    pub success: bool,
+    pub member: MemberView,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InviteResponse {
+    pub success: bool,
+    pub member: MemberView,
+    /// Give this to the invitee; it is shown once and works until `invite_expires_at`.
+    pub invite_token: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RemovedResponse {
+    pub success: bool,
+    pub removed: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InviteRequest {
+    pub login: String,
+    pub role: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRoleRequest {
+    pub role: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptInviteRequest {
+    pub invite_token: String,
+    pub password: String,
+}
+
+fn member_id(text: &str) -> ApiResult<i64> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::new(ErrorCode::MemberNotFound, MEMBER_NOT_FOUND))
+}
+
+/// Store refusals of member changes: unknown member, taken login, last owner.
+fn member_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict(message) => ApiError::new(ErrorCode::MemberExists, message),
+        StoreError::Refused(message) => ApiError::new(ErrorCode::LastOwner, message),
+        other => not_found_as(ErrorCode::MemberNotFound, MEMBER_NOT_FOUND)(other),
+    }
+}
+
+/// Owners alone may touch the owner role: granting it, or changing or removing an owner.
+fn require_for_roles(session: &Session, roles: &[Role]) -> ApiResult<()> {
+    session.require(Permission::ManageMembers)?;
+    if roles.contains(&Role::Owner) {
+        session.require(Permission::Own)?;
+    }
+    Ok(())
+}
+
+async fn current_member(state: &SharedState, session: &Session, id: i64) -> ApiResult<Member> {
+    let members = state.store.list_members(session.account.id).await?;
+    members.into_iter().find(|m| m.id == id).ok_or_else(|| ApiError::new(ErrorCode::MemberNotFound, MEMBER_NOT_FOUND))
+}
+
+#[utoipa::path(get, path = "/v1/api/members", tag = "members", responses((status = 200, body = MemberList)),
+    security(("session" = [])))]
+pub async fn list(State(state): State<SharedState>, session: Session) -> ApiResult<Json<MemberList>> {
+    session.require(Permission::Read)?;
+    let members = state.store.list_members(session.account.id).await?;
+    Ok(Json(MemberList {
+        success: true,
+        object: "list".into(),
+        members: members.iter().map(MemberView::from).collect(),
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/api/members", tag = "members", request_body = InviteRequest,
+    responses((status = 201, body = InviteResponse), (status = 403, body = crate::routes::ErrorBody), (status = 409, body = crate::routes::ErrorBody)),
+    security(("session" = [])))]
+pub async fn invite(
+    State(state): State<SharedState>,
+    session: Session,
+    JsonBody(req): JsonBody<InviteRequest>,
+) -> ApiResult<(StatusCode, Json<InviteResponse>)> {
+    session.require(Permission::ManageMembers)?;
+    let login = Login::parse(&req.login)?;
+    let role = Role::parse(&req.role)?;
+    require_for_roles(&session, &[role])?;
+    let token = random_token(INVITE_TOKEN_PREFIX);
+    let audit = session.audit(&state);
+    let new = NewMember {
+        login: login.into_string(),
+        role,
+        invite_hash: state.hasher.hash(&token),
+        invite_expires_at: audit.now + INVITE_TTL,
+    };
+    let member = state.store.invite_member(session.account.id, new, audit).await.map_err(member_error)?;
+    tracing::info!(member_id = member.id, role = %member.role, "member invited");
+    let body = InviteResponse { success: true, member: MemberView::from(&member), invite_token: token };
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+#[utoipa::path(patch, path = "/v1/api/members/{id}", tag = "members", params(("id" = i64, Path)),
+    request_body = ChangeRoleRequest,
+    responses((status = 200, body = MemberResponse), (status = 403, body = crate::routes::ErrorBody), (status = 409, body = crate::routes::ErrorBody)),
+    security(("session" = [])))]
+pub async fn change_role(
+    State(state): State<SharedState>,
+    session: Session,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<ChangeRoleRequest>,
+) -> ApiResult<Json<MemberResponse>> {
+    session.require(Permission::ManageMembers)?;
+    let id = member_id(&id)?;
+    let role = Role::parse(&req.role)?;
+    let current = current_member(&state, &session, id).await?;
+    require_for_roles(&session, &[current.role, role])?;
+    let member = state
+        .store
+        .change_member_role(session.account.id, id, role, session.audit(&state))
+        .await
+        .map_err(member_error)?;
+    tracing::info!(member_id = id, role = %member.role, "member role changed");
+    Ok(Json(MemberResponse { success: true, member: MemberView::from(&member) }))
+}
+
+#[utoipa::path(delete, path = "/v1/api/members/{id}", tag = "members", params(("id" = i64, Path)),
+    responses((status = 200, body = RemovedResponse), (status = 403, body = crate::routes::ErrorBody), (status = 409, body = crate::routes::ErrorBody)),
+    security(("session" = [])))]
+pub async fn remove(
+    State(state): State<SharedState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RemovedResponse>> {
+    session.require(Permission::ManageMembers)?;
+    let id = member_id(&id)?;
+    let current = current_member(&state, &session, id).await?;
+    require_for_roles(&session, &[current.role])?;
+    state.store.remove_member(session.account.id, id, session.audit(&state)).await.map_err(member_error)?;
+    tracing::info!(member_id = id, "member removed");
+    Ok(Json(RemovedResponse { success: true, removed: id }))
+}
+
+#[utoipa::path(post, path = "/v1/api/members/accept", tag = "members", request_body = AcceptInviteRequest,
+    responses((status = 201, body = SessionResponse), (status = 401, body = crate::routes::ErrorBody)))]
+pub async fn accept(
+    State(state): State<SharedState>,
+    origin: Origin,
+    JsonBody(req): JsonBody<AcceptInviteRequest>,
+) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
+    let unknown = || ApiError::new(ErrorCode::AuthInvalid, "the invitation is unknown, used or expired");
+    password::validate(&req.password)?;
+    let invite_hash = state.hasher.hash(req.invite_token.trim());
+    let invited = state.store.member_by_invite(invite_hash).await?.ok_or_else(unknown)?;
+    let password_hash = password::hash(req.password).await?;
+    let audit = origin.audit(Actor::Member { id: invited.id, login: invited.login.clone() }, state.now());
+    let member = state.store.accept_invite(invite_hash, password_hash, audit).await.map_err(|e| match e {
+        StoreError::NotFound => unknown(),
+        other => other.into(),
+    })?;
+    let (session_token, expires_at) = open_session(&state, &member).await?;
+    tracing::info!(member_id = member.id, "invitation accepted");
+    Ok((StatusCode::CREATED, Json(SessionResponse { success: true, session_token, expires_at })))
+}
