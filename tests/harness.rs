@@ -122,6 +122,28 @@ impl TestApp {
         self.call(Method::PATCH, path, Some(bearer), Some(body), &[]).await
     }
 
+    pub async fn delete(&self, path: &str, bearer: &str) -> Reply {
+        self.call(Method::DELETE, path, Some(bearer), None, &[]).await
+    }
+
+    /// Invites `login` with `role` into the session's account and accepts the invitation;
+    /// returns (member id, the new member's session token).
+    pub async fn member(&self, session: &str, login: &str, role: &str) -> (i64, String) {
+        let invited = self.post("/v1/api/members", session, json!({ "login": login, "role": role })).await;
+        let invited = invited.assert_ok(201);
+        let id = invited["member"]["id"].as_i64().expect("member id");
+        let token = invited["invite_token"].as_str().expect("invite token");
+        let body = json!({ "invite_token": token, "password": format!("{login}-password-1") });
+        let accepted = self.call(Method::POST, "/v1/api/members/accept", None, Some(body), &[]).await;
+        (id, accepted.assert_ok(201)["session_token"].as_str().expect("session token").to_owned())
+    }
+
+    /// The account's audit entries (newest first) for a query string such as `?action=key.created`.
+    pub async fn audit(&self, session: &str, query: &str) -> Vec<Value> {
+        let reply = self.get(&format!("/v1/api/audit{query}"), session).await;
+        reply.assert_ok(200)["entries"].as_array().expect("entries").clone()
+    }
+
     /// Creates an account as the operator; returns its session token.
     pub async fn account(&self, login: &str, approved: bool, credit_cents: i64) -> String {
         let body = json!({ "login": login, "approved": approved, "credit_cents": credit_cents });

@@ -102,6 +102,13 @@ fn a_call_lost_in_a_crash_is_reconciled_by_the_operator() {
         "INVALID_REQUEST",
     );
     ledger_verifies(&server);
+    // The decision is in the account's audit log, once (the refused repeat left no entry).
+    let audit = get(&server.url, "/v1/api/audit?action=execution.reconciled", &t.session);
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{audit}");
+    assert_eq!(entries[0]["target"], format!("execution:{support_id}"));
+    assert_eq!(entries[0]["actor"]["type"], "operator");
+    assert_eq!(entries[0]["changes"]["state"], json!({ "before": "reconcile_required", "after": "voided" }));
 
     // Voided: the Idempotency-Key is free again, and the retry runs and is charged once.
     let (status, body) = execute(&server.url, &t.key, "sleep", idem, json!({ "ms": 10 })).unwrap();

@@ -227,3 +227,35 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database of the first release keeps signing in: each account's login becomes its
+    /// owner (with the account's password) and open sessions belong to that owner.
+    #[test]
+    fn upgrading_from_the_first_schema_keeps_accounts_and_sessions() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO accounts (login, password_hash, approved, created_at) VALUES ('acme', 'phc', 1, 7);
+             INSERT INTO sessions (account_id, token_hash, created_at, expires_at) VALUES (1, x'01', 7, 9);",
+        )
+        .unwrap();
+
+        migrate(&mut conn).unwrap();
+
+        let owner: (String, String, Option<String>) = conn
+            .query_row("SELECT login, role, password_hash FROM members WHERE account_id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(owner, ("acme".into(), "owner".into(), Some("phc".into())));
+        let session_member: i64 = conn.query_row("SELECT member_id FROM sessions", [], |r| r.get(0)).unwrap();
+        assert_eq!(session_member, 1);
+        let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+    }
+}
