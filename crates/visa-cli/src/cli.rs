@@ -27,6 +27,11 @@ pub enum Command {
     /// Admin keys: account credentials for automation (never execute tools).
     #[command(subcommand, name = "admin-keys")]
     AdminKeys(AdminKeysCommand),
+    /// Members of the account and their roles (owner, admin, developer, viewer).
+    #[command(subcommand)]
+    Members(MembersCommand),
+    /// The account's audit log: who changed what, from where.
+    Audit(AuditArgs),
     /// List the tool catalog with prices.
     Tools,
     /// Show the account's balance (session, or a key in VISA_API_KEY).
@@ -190,6 +195,56 @@ pub enum AdminKeysCommand {
     List,
     /// Revoke an admin key.
     Revoke { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MembersCommand {
+    /// List members with their roles.
+    List,
+    /// Invite a login with a role; prints the one-time invitation token to hand over.
+    Add {
+        login: String,
+        /// owner, admin, developer or viewer.
+        #[arg(long)]
+        role: String,
+    },
+    /// Change a member's role.
+    Role {
+        /// The member id (see `members list`).
+        id: i64,
+        /// owner, admin, developer or viewer.
+        role: String,
+    },
+    /// Remove a member; its sessions end at once.
+    Remove { id: i64 },
+    /// Accept an invitation: set a password and sign in (the session is stored like `login`).
+    Accept {
+        /// The invitation token (or set VISA_INVITE_TOKEN, which keeps it out of shell history).
+        #[arg(env = "VISA_INVITE_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Read the new password from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this action, e.g. key.revoked or member.role_changed.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only this target, e.g. key:12 or member:3.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Only entries at or after this RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// How many of the newest entries to show first (1 to 100).
+    #[arg(long, default_value_t = 25)]
+    pub limit: u32,
+    /// Keep running and print new entries as they are written (polls every second).
+    #[arg(long)]
+    pub follow: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -159,18 +159,7 @@ fn newcomer_flow_through_the_cli() {
     // No secret reached the server's log or its data dir: raw keys, session tokens, the
     // operator token and the password are all absent from every file.
     let session = std::fs::read_to_string(&session_file).unwrap();
-    let secrets = [second_key.as_str(), session.trim(), OPERATOR_TOKEN, "correct horse"];
-    let log = server.log();
-    assert!(log.contains("key created"), "the log is being captured: {log}");
-    for secret in secrets {
-        assert!(!log.contains(secret), "a secret is in the server log");
-        for entry in std::fs::read_dir(&data_dir).unwrap() {
-            let path = entry.unwrap().path();
-            let bytes = std::fs::read(&path).unwrap();
-            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
-            assert!(!found || path.ends_with("operator-token"), "a secret is stored in {}", path.display());
-        }
-    }
+    assert_no_secret_kept(&server, &[second_key.as_str(), session.trim(), OPERATOR_TOKEN, "correct horse"]);
 }
 
 #[test]
@@ -234,4 +223,72 @@ fn a_bad_catalog_stops_the_server_naming_tool_and_field() {
 
     let output = Command::new(BIN).args(["serve", "--environment", "staging"]).output().unwrap();
     assert_one_line_error(&output, "--environment");
+}
+
+#[test]
+fn members_and_the_audit_log_through_the_cli() {
+    use std::io::{BufRead, BufReader};
+    let server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
+    let created = server.cli(
+        &["operator", "accounts", "create", "acme", "--approve", "--password-stdin"],
+        Some("owner password\n"),
+        None,
+    );
+    assert_success(&created);
+    assert_success(&server.cli(&["login", "acme", "--password-stdin"], Some("owner password\n"), None));
+
+    // `audit --follow` prints what happens from now on, one line per entry.
+    let mut follow = server.cli_command(&["audit", "--follow", "--json"], None).spawn().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let next_action = |wanted: &str| loop {
+        let line = lines.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("no {wanted} entry"));
+        let entry: Value = serde_json::from_str(&line).unwrap();
+        if entry["action"] == wanted {
+            return entry;
+        }
+    };
+    assert_eq!(next_action("account.created")["actor"]["type"], "operator");
+
+    let invited = server.cli(&["members", "add", "vic", "--role", "viewer"], None, None);
+    let token = assert_success(&invited).trim().to_owned();
+    assert!(token.starts_with("visa_invite_"), "{token}");
+    assert!(stderr(&invited).contains("members accept"), "{}", stderr(&invited));
+    let invited_entry = next_action("member.invited");
+    assert_eq!(invited_entry["actor"]["name"], "acme");
+    assert_eq!(invited_entry["changes"]["role"]["after"], "viewer");
+    assert!(invited_entry["user_agent"].as_str().unwrap().starts_with("visa-cli/"), "{invited_entry}");
+
+    let members = assert_success(&server.cli(&["members", "list"], None, None));
+    assert!(members.contains("ROLE") && members.contains("vic") && members.contains("invited"), "{members}");
+    let vic_id = json(&server.cli(&["members", "list", "--json"], None, None))["members"][1]["id"].to_string();
+    let promoted = assert_success(&server.cli(&["members", "role", &vic_id, "developer"], None, None));
+    assert!(promoted.contains("vic is now developer"), "{promoted}");
+    assert_eq!(next_action("member.role_changed")["changes"]["role"]["before"], "viewer");
+
+    // The invitee accepts (token from the environment, password on stdin) and is signed in.
+    let mut accept = server.cli_command(&["members", "accept", "--password-stdin"], None);
+    accept.env("VISA_INVITE_TOKEN", &token);
+    let mut child = accept.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"vic password 1\n").unwrap();
+    assert_success(&child.wait_with_output().unwrap());
+    next_action("member.joined");
+    assert_one_line_error(&server.cli(&["members", "remove", &vic_id], None, None), "FORBIDDEN");
+    assert_success(&server.cli(&["keys", "create", "vics-key"], None, None));
+    assert_eq!(next_action("key.created")["actor"]["name"], "vic");
+
+    let table = assert_success(&server.cli(&["audit", "--action", "member.role_changed"], None, None));
+    assert!(table.contains("ACTION") && table.contains("role: \"viewer\" → \"developer\""), "{table}");
+    assert!(!table.contains("member.invited"), "{table}");
+    assert_one_line_error(&server.cli(&["audit", "--since", "last tuesday"], None, None), "INVALID_REQUEST");
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+
+    let vics_session = std::fs::read_to_string(server.dirs.path().join("config/session")).unwrap();
+    assert_no_secret_kept(&server, &[token.as_str(), "owner password", "vic password 1", vics_session.trim()]);
 }

@@ -58,6 +58,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 impl Client {
     pub fn new(base_url: &str, token: Option<String>) -> Result<Self, ClientError> {
         let http = reqwest::Client::builder()
+            // Named in the audit log's user agent column.
+            .user_agent(concat!("visa-cli/", env!("CARGO_PKG_VERSION")))
             .timeout(Duration::from_secs(180))
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;

@@ -1,10 +1,12 @@
 //! One module per command group; `dispatch` routes a parsed command line to it.
 
 mod admin_keys;
+mod audit;
 mod billing;
 mod keys;
 mod ledger;
 mod login;
+mod members;
 mod operator;
 mod serve;
 mod tools;
@@ -20,6 +22,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Login(args) => login::run(args, json).await,
         Command::Keys(command) => keys::run(command, json).await,
         Command::AdminKeys(command) => admin_keys::run(command, json).await,
+        Command::Members(command) => members::run(command, json).await,
+        Command::Audit(args) => audit::run(args, json).await,
         Command::Tools => tools::run(json).await,
         Command::Operator(command) => operator::run(command, json).await,
         Command::Balance => billing::balance(json).await,

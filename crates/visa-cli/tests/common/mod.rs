@@ -61,6 +61,17 @@ impl ServerProcess {
 
     /// Runs a client command against this server with its own config dir.
     pub fn cli(&self, args: &[&str], stdin: Option<&str>, session: Option<&str>) -> Output {
+        let mut child = self.cli_command(args, session).spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    /// A client command against this server with its own config dir, all streams piped.
+    pub fn cli_command(&self, args: &[&str], session: Option<&str>) -> Command {
         let mut command = Command::new(BIN);
         command
             .args(args)
@@ -74,13 +85,7 @@ impl ServerProcess {
         if let Some(token) = session {
             command.env("VISA_SESSION_TOKEN", token);
         }
-        let mut child = command.spawn().unwrap();
-        let mut input = child.stdin.take().unwrap();
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).unwrap();
-        }
-        drop(input);
-        child.wait_with_output().unwrap()
+        command
     }
 
     pub fn sigterm(&mut self) -> std::process::ExitStatus {
@@ -128,6 +133,22 @@ fn wait_for_listen_line(child: &mut Child, log: Arc<Mutex<String>>) -> String {
         }
     });
     rx.recv_timeout(Duration::from_secs(30)).ok().flatten().expect("server logs its listen address")
+}
+
+/// No secret reached the server's log or any file of its data dir (the operator token's own
+/// file aside).
+pub fn assert_no_secret_kept(server: &ServerProcess, secrets: &[&str]) {
+    let log = server.log();
+    assert!(log.contains("created"), "the log is being captured: {log}");
+    for secret in secrets {
+        assert!(!log.contains(secret), "a secret is in the server log");
+        for entry in std::fs::read_dir(server.data_dir()).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found || path.ends_with("operator-token"), "a secret is stored in {}", path.display());
+        }
+    }
 }
 
 pub fn stdout(output: &Output) -> String {
