@@ -108,6 +108,7 @@ impl Session {
         if self.role.allows(permission) {
             return Ok(());
         }
+        tracing::warn!(actor = ?self.actor, role = %self.role, ?permission, ip = %self.origin.ip, "permission denied");
         Err(ApiError::new(
             ErrorCode::Forbidden,
             format!("the {} role may not {}", self.role, permission_description(permission)),
