@@ -138,6 +138,22 @@ impl TestApp {
         (id, accepted.assert_ok(201)["session_token"].as_str().expect("session token").to_owned())
     }
 
+    /// Every page of a list, walking forward with `starting_after` from `path`, whose query
+    /// string must already start (e.g. `/v1/api/keys?limit=5`).
+    pub async fn walk_pages(&self, path: &str, bearer: &str) -> Vec<Value> {
+        let mut pages = vec![];
+        let mut next_path = path.to_owned();
+        loop {
+            let page = self.get(&next_path, bearer).await.assert_ok(200).clone();
+            let next = page["next_cursor"].as_i64().filter(|_| page["has_more"] == json!(true));
+            pages.push(page);
+            match next {
+                Some(cursor) => next_path = format!("{path}&starting_after={cursor}"),
+                None => return pages,
+            }
+        }
+    }
+
     /// The account's audit entries (newest first) for a query string such as `?action=key.created`.
     pub async fn audit(&self, session: &str, query: &str) -> Vec<Value> {
         let reply = self.get(&format!("/v1/api/audit{query}"), session).await;

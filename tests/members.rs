@@ -153,17 +153,8 @@ impl Account {
     }
 
     async fn audit_count(&self, app: &TestApp) -> usize {
-        let mut count = 0;
-        let mut query = "?limit=100".to_owned();
-        loop {
-            let reply = app.get(&format!("/v1/api/audit{query}"), &self.owner).await;
-            let body = reply.assert_ok(200);
-            count += body["entries"].as_array().unwrap().len();
-            match body["next_cursor"].as_i64().filter(|_| body["has_more"] == json!(true)) {
-                Some(cursor) => query = format!("?limit=100&starting_after={cursor}"),
-                None => return count,
-            }
-        }
+        let pages = app.walk_pages("/v1/api/audit?limit=100", &self.owner).await;
+        pages.iter().map(|p| p["entries"].as_array().unwrap().len()).sum()
     }
 }
 

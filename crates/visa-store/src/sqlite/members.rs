@@ -3,7 +3,7 @@
 
 use super::audit::{self, member_snapshot};
 use super::map_sqlite_error;
-use super::queries::{from_db, to_db};
+use super::queries::{from_db, select_one, to_db};
 use crate::model::*;
 use crate::{StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -32,9 +32,7 @@ pub(crate) fn member_where(
     clause: &str,
     value: impl rusqlite::ToSql,
 ) -> StoreResult<Option<Member>> {
-    conn.query_row(&format!("SELECT {MEMBER_COLUMNS} FROM members WHERE {clause}"), [value], member_from_row)
-        .optional()
-        .map_err(map_sqlite_error)
+    select_one(conn, &format!("SELECT {MEMBER_COLUMNS} FROM members"), clause, value, member_from_row)
 }
 
 fn require_member(conn: &Connection, account_id: i64, member_id: i64) -> StoreResult<Member> {

@@ -40,14 +40,23 @@ fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
     })
 }
 
+/// The one row of `select` (a `SELECT ... FROM ...` without a WHERE) matching `clause`.
+pub(crate) fn select_one<T>(
+    conn: &Connection,
+    select: &str,
+    clause: &str,
+    value: impl rusqlite::ToSql,
+    from_row: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> StoreResult<Option<T>> {
+    conn.query_row(&format!("{select} WHERE {clause}"), [value], from_row).optional().map_err(map_sqlite_error)
+}
+
 pub(crate) fn account_where(
     conn: &Connection,
     clause: &str,
     value: impl rusqlite::ToSql,
 ) -> StoreResult<Option<Account>> {
-    conn.query_row(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE {clause}"), [value], account_from_row)
-        .optional()
-        .map_err(map_sqlite_error)
+    select_one(conn, &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts"), clause, value, account_from_row)
 }
 
 const ADMIN_KEY_COLUMNS: &str = "id, account_id, label, environment, key_prefix, created_at, revoked_at, hash";
@@ -73,9 +82,7 @@ fn admin_key_where(
     clause: &str,
     value: impl rusqlite::ToSql,
 ) -> StoreResult<Option<(AdminKeyRecord, SecretHash)>> {
-    conn.query_row(&format!("SELECT {ADMIN_KEY_COLUMNS} FROM admin_keys WHERE {clause}"), [value], admin_key_from_row)
-        .optional()
-        .map_err(map_sqlite_error)
+    select_one(conn, &format!("SELECT {ADMIN_KEY_COLUMNS} FROM admin_keys"), clause, value, admin_key_from_row)
 }
 
 const KEY_COLUMNS: &str = "k.id, k.account_id, a.login, k.environment, k.label, k.tool_scope, k.allowed_tools, \
