@@ -40,6 +40,19 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Resolves once a write that was answered at commit is on disk (or could not get there).
+pub struct Durability(tokio::sync::oneshot::Receiver<StoreResult<()>>);
+
+impl Durability {
+    pub(crate) fn new(signal: tokio::sync::oneshot::Receiver<StoreResult<()>>) -> Self {
+        Self(signal)
+    }
+
+    pub async fn wait(self) -> StoreResult<()> {
+        self.0.await.unwrap_or_else(|_| Err(StoreError::Unavailable("the durability signal was dropped".into())))
+    }
+}
+
 /// Everything the server persists. Account-scoped calls take the caller's account id and
 /// answer `NotFound` for another account's objects, so a handler cannot leak them.
 #[async_trait]
@@ -156,7 +169,13 @@ pub trait Store: Send + Sync + 'static {
     async fn account_by_id(&self, account_id: i64) -> StoreResult<Option<Account>>;
     /// In one transaction: look up the Idempotency-Key; if new, check the key's daily and
     /// total caps and the account's available balance, place the hold and record the key.
-    async fn begin_execution(&self, start: ExecutionStart) -> StoreResult<BeginOutcome>;
+    ///
+    /// Answers as soon as the transaction commits (every later transaction sees the hold);
+    /// the `Durability` resolves once it is on disk. A `Started` execution may run at once:
+    /// its `finish_execution`, which is durable before it answers, makes the hold durable
+    /// too. Every other outcome must wait for durability before it is acted on (a replay
+    /// may be reading an answer that is not on disk yet).
+    async fn begin_execution(&self, start: ExecutionStart) -> StoreResult<(BeginOutcome, Durability)>;
     /// In one transaction: capture or void the hold of a `running` execution (as
     /// `begin_execution` returned it) and store the answer; refused once it has ended.
     async fn finish_execution(

@@ -198,7 +198,9 @@ impl World {
             day_number: self.day,
             idempotency_expires_at: now() + time::Duration::hours(24),
         };
-        match self.store.begin_execution(start).await.unwrap() {
+        let (outcome, durable) = self.store.begin_execution(start).await.unwrap();
+        durable.wait().await.unwrap();
+        match outcome {
             BeginOutcome::Started(execution) => {
                 assert_eq!(execution.hold, Micros(hold_cents * MICROS_PER_CENT));
                 self.running.push((execution, account));

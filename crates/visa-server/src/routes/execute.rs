@@ -5,9 +5,10 @@
 //! 2. validate the `Idempotency-Key` (UUID v4) and the body (exactly `{"input": {...}}`),
 //!    and check the input before any money moves;
 //! 3. take a token from the key's rate limiter;
-//! 4. in one durable transaction, record the Idempotency-Key and hold the tool's maximum
-//!    price against the daily cap, the total cap and the balance, or answer from the
-//!    record (replay, in flight, mismatch, reconcile required);
+//! 4. in one transaction, record the Idempotency-Key and hold the tool's maximum price
+//!    against the daily cap, the total cap and the balance, or answer from the record
+//!    (replay, in flight, mismatch, reconcile required) once that is durable; a new hold
+//!    lets the tool start at commit, and becomes durable with step 5 (docs/money.md);
 //! 5. run the tool, then in one durable transaction capture the actual price (never above
 //!    the hold) and store the answer, or void the hold on failure.
 //!
@@ -160,28 +161,39 @@ async fn hold_run_settle(
     start: ExecutionStart,
 ) -> ApiResult<Response> {
     let day_number = start.day_number;
-    let execution = match state.store.begin_execution(start).await? {
+    let (begun, hold_durable) = state.store.begin_execution(start).await?;
+    let execution = match begun {
+        // The tool starts while the hold's fsync is still in flight: the capture (or void)
+        // is durable before the answer leaves, and its fsync covers the hold (docs/money.md).
         BeginOutcome::Started(execution) => execution,
-        BeginOutcome::Replay { status, body } => return Ok(replay(status, body)),
-        BeginOutcome::Mismatch => {
-            return Err(ApiError::new(
-                ErrorCode::IdempotentReplay,
-                "this Idempotency-Key was used with a different request; use a new key for a new operation",
-            ));
+        // Anything else is answered from state that must be on disk first.
+        other => {
+            hold_durable.wait().await?;
+            return not_started(other, &state, day_number);
         }
-        BeginOutcome::InFlight => {
-            return Err(ApiError::new(
-                ErrorCode::IdempotencyInFlight,
-                "the original request is still running; retry it shortly",
-            )
-            .with_retry_after(1));
-        }
-        BeginOutcome::ReconcileRequired(execution) => return Err(reconcile_required(&execution)),
-        BeginOutcome::Refused(refusal) => return Err(refused(refusal, &state, day_number)),
     };
     let context = tools::RunContext { http: &state.http, store: state.store.as_ref(), execution: &execution };
     let outcome = tools::run(&context, &tool, &input).await;
-    settle(&state, &tool, &execution, outcome).await
+    settle(&state, &tool, &execution, outcome, hold_durable).await
+}
+
+/// The answer to an Idempotency-Key that did not start a new execution, or to a refused hold.
+fn not_started(outcome: BeginOutcome, state: &crate::state::AppState, day_number: i64) -> ApiResult<Response> {
+    match outcome {
+        BeginOutcome::Started(_) => Err(ApiError(visa_core::Rejection::internal())),
+        BeginOutcome::Replay { status, body } => Ok(replay(status, body)),
+        BeginOutcome::Mismatch => Err(ApiError::new(
+            ErrorCode::IdempotentReplay,
+            "this Idempotency-Key was used with a different request; use a new key for a new operation",
+        )),
+        BeginOutcome::InFlight => Err(ApiError::new(
+            ErrorCode::IdempotencyInFlight,
+            "the original request is still running; retry it shortly",
+        )
+        .with_retry_after(1)),
+        BeginOutcome::ReconcileRequired(execution) => Err(reconcile_required(&execution)),
+        BeginOutcome::Refused(refusal) => Err(refused(refusal, state, day_number)),
+    }
 }
 
 /// Records the outcome of a run; the answer is sent only once it is durable.
@@ -190,6 +202,7 @@ async fn settle(
     tool: &Tool,
     execution: &ExecutionRecord,
     outcome: Result<ToolOutput, UpstreamFailure>,
+    hold_durable: visa_store::Durability,
 ) -> ApiResult<Response> {
     let now = state.now();
     // The answer: the success bytes, or the error (whose envelope is also what replays get).
@@ -211,7 +224,10 @@ async fn settle(
             (Finish::VoidFinal { status: error_status(&error).as_u16(), body }, Err(error))
         }
     };
-    if let Err(e) = state.store.finish_execution(execution, finish, now).await {
+    let finished = state.store.finish_execution(execution, finish, now).await;
+    // Resolved long before (the hold's fsync ran first); a failed one taints what followed.
+    let hold = hold_durable.wait().await;
+    if let Err(e) = finished.map(drop).and(hold) {
         tracing::error!(execution = %execution.public_id, error = %e, "could not record an execution's outcome");
         return Err(reconcile_required(execution));
     }

@@ -4,7 +4,7 @@
 use super::audit::{self, account_snapshot, admin_key_snapshot, key_snapshot};
 use super::{SqliteStore, map_sqlite_error, members, money};
 use crate::model::*;
-use crate::{Store, StoreError, StoreResult};
+use crate::{Durability, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
@@ -802,8 +802,8 @@ impl Store for SqliteStore {
         self.read(move |conn| account_where(conn, "id = ?1", account_id)).await
     }
 
-    async fn begin_execution(&self, start: ExecutionStart) -> StoreResult<BeginOutcome> {
-        self.write(move |conn| money::begin(conn, &start)).await
+    async fn begin_execution(&self, start: ExecutionStart) -> StoreResult<(BeginOutcome, Durability)> {
+        self.writer.write_committed(move |conn| money::begin(conn, &start)).await
     }
 
     async fn finish_execution(

@@ -10,9 +10,14 @@
 //! next batch at once; that thread fsyncs the WAL, which covers every batch committed before
 //! the fsync began, and only then delivers those batches' answers. So a caller never acts
 //! on a write that is not on disk, and the writer never sits idle waiting for the disk.
+//!
+//! One exception, asked for explicitly (`write_committed`): the answer is delivered as soon
+//! as the transaction commits, with a `Durability` that resolves after the fsync. The money
+//! path uses it for the hold, which a later durable write (the capture) always covers; see
+//! docs/money.md.
 
 use super::map_sqlite_error;
-use crate::{StoreError, StoreResult};
+use crate::{Durability, StoreError, StoreResult};
 use rusqlite::Connection;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,14 +31,30 @@ const QUEUE_DEPTH: usize = 8192;
 trait Job: Send {
     /// Runs against the open transaction (again, if asked); returns whether it succeeded.
     fn run(&mut self, conn: &Connection) -> bool;
-    /// Delivers the answer once the transaction's fate is known.
-    fn finish(self: Box<Self>, commit: StoreResult<()>);
+    /// The transaction committed: visible to every later transaction, not yet on disk.
+    fn committed(&mut self);
+    /// Delivers the answer (or the durability) once the transaction's fate is known.
+    fn finish(self: Box<Self>, durable: StoreResult<()>);
 }
 
 struct TypedJob<R, F> {
     work: F,
     outcome: Option<StoreResult<R>>,
-    reply: oneshot::Sender<StoreResult<R>>,
+    reply: Option<oneshot::Sender<StoreResult<R>>>,
+    /// Set for `write_committed`: the answer leaves at commit, this at fsync.
+    durable: Option<oneshot::Sender<StoreResult<()>>>,
+}
+
+impl<R, F> TypedJob<R, F> {
+    fn answer(&mut self, commit: StoreResult<()>) {
+        let answer = match commit {
+            Ok(()) => self.outcome.take().unwrap_or_else(|| Err(StoreError::Internal("job did not run".into()))),
+            Err(e) => Err(e),
+        };
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(answer);
+        }
+    }
 }
 
 impl<R, F> Job for TypedJob<R, F>
@@ -51,12 +72,17 @@ where
         keep
     }
 
-    fn finish(self: Box<Self>, commit: StoreResult<()>) {
-        let answer = match commit {
-            Ok(()) => self.outcome.unwrap_or_else(|| Err(StoreError::Internal("job did not run".into()))),
-            Err(e) => Err(e),
-        };
-        let _ = self.reply.send(answer);
+    fn committed(&mut self) {
+        if self.durable.is_some() {
+            self.answer(Ok(()));
+        }
+    }
+
+    fn finish(mut self: Box<Self>, durable: StoreResult<()>) {
+        if let Some(signal) = self.durable.take() {
+            let _ = signal.send(durable.clone());
+        }
+        self.answer(durable);
     }
 }
 
@@ -99,8 +125,29 @@ impl Writer {
         R: Send + 'static,
         F: Fn(&Connection) -> StoreResult<R> + Send + 'static,
     {
+        self.submit(work, None).await
+    }
+
+    /// Runs `work` in the next group transaction and answers as soon as it commits; the
+    /// `Durability` resolves once it is on disk. Only for writes that a later durable write
+    /// covers before anyone outside relies on them.
+    pub async fn write_committed<R, F>(&self, work: F) -> StoreResult<(R, Durability)>
+    where
+        R: Send + 'static,
+        F: Fn(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let (signal, durable) = oneshot::channel();
+        let answer = self.submit(work, Some(signal)).await?;
+        Ok((answer, Durability::new(durable)))
+    }
+
+    async fn submit<R, F>(&self, work: F, durable: Option<oneshot::Sender<StoreResult<()>>>) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: Fn(&Connection) -> StoreResult<R> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
-        let job = Box::new(TypedJob { work, outcome: None, reply });
+        let job = Box::new(TypedJob { work, outcome: None, reply: Some(reply), durable });
         self.queue.send(job).await.map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
         answer.await.map_err(|_| StoreError::Unavailable("the writer dropped the job".into()))?
     }
@@ -124,6 +171,7 @@ fn run_writer(
         match run_batch(&conn, &mut batch) {
             Ok(()) => {
                 commits.fetch_add(1, Ordering::Relaxed);
+                batch.iter_mut().for_each(|job| job.committed());
                 if let Err(unsent) = committed.send(batch) {
                     finish_all(unsent.0, Err(StoreError::Unavailable("the durability thread has stopped".into())));
                 }
@@ -141,14 +189,20 @@ fn finish_all(batch: Batch, result: StoreResult<()>) {
 
 /// Takes every batch committed so far, makes the WAL durable once for all of them, answers.
 fn run_durability(to_sync: std::sync::mpsc::Receiver<Batch>, wal_path: PathBuf, db_path: PathBuf) {
+    // The WAL stays the same file while the writer's connection is open (SQLite deletes it
+    // only when the last connection closes), so one handle serves every fsync.
+    let mut wal: Option<std::fs::File> = None;
     while let Ok(first) = to_sync.recv() {
         let mut batches = vec![first];
         batches.extend(to_sync.try_iter());
-        let synced = sync_file(&wal_path).or_else(|e| match e.kind() {
+        if wal.is_none() {
+            wal = std::fs::File::open(&wal_path).ok();
+        }
+        let synced = match &wal {
+            Some(file) => file.sync_data(),
             // No WAL yet means nothing was written to one; the database file holds it all.
-            std::io::ErrorKind::NotFound => sync_file(&db_path),
-            _ => Err(e),
-        });
+            None => std::fs::File::open(&db_path).and_then(|db| db.sync_data()),
+        };
         let result = synced.map_err(|e| {
             tracing::error!(error = %e, "fsync of the SQLite WAL failed");
             StoreError::Unavailable(format!("fsync failed: {e}"))
@@ -157,11 +211,6 @@ fn run_durability(to_sync: std::sync::mpsc::Receiver<Batch>, wal_path: PathBuf, 
             finish_all(batch, result.clone());
         }
     }
-}
-
-/// fsync is per file, not per descriptor: syncing our own handle flushes SQLite's writes.
-fn sync_file(path: &std::path::Path) -> std::io::Result<()> {
-    std::fs::File::open(path)?.sync_data()
 }
 
 fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> StoreResult<()> {
@@ -234,6 +283,23 @@ mod tests {
             .unwrap();
         let expected: Vec<i64> = (0..200).filter(|n| n % 7 != 0).collect();
         assert_eq!(rows, expected);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_committed_write_is_visible_at_once_and_durable_later() {
+        let (writer, _dir) = writer();
+        let insert = |conn: &Connection| conn.execute("INSERT INTO t (n) VALUES (7)", []).map_err(map_sqlite_error);
+        let (inserted, durable) = writer.write_committed(insert).await.unwrap();
+        assert_eq!(inserted, 1);
+        // The next transaction sees the row before the first one's fsync is awaited.
+        let count = |conn: &Connection| {
+            conn.query_row("SELECT COUNT(*) FROM t WHERE n = 7", [], |r| r.get::<_, i64>(0)).map_err(map_sqlite_error)
+        };
+        assert_eq!(writer.write(count).await.unwrap(), 1);
+        durable.wait().await.unwrap();
+        // A failed job answers its error at once and reports no durability to rely on.
+        let refused = writer.write_committed(|_: &Connection| Err::<(), _>(StoreError::Refused("no".into()))).await;
+        assert!(matches!(refused, Err(StoreError::Refused(_))), "a refused job must answer its error");
     }
 
     async fn futures_results<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
