@@ -86,6 +86,12 @@ async fn openapi_covers_every_route() {
         ("/v1/api/executions/{id}", "get"),
         ("/v1/operator/executions", "get"),
         ("/v1/operator/executions/{id}/reconcile", "post"),
+        ("/v1/api/members", "get"),
+        ("/v1/api/members", "post"),
+        ("/v1/api/members/{id}", "patch"),
+        ("/v1/api/members/{id}", "delete"),
+        ("/v1/api/members/accept", "post"),
+        ("/v1/api/audit", "get"),
     ];
     for (path, method) in expected {
         assert!(paths[path][method].is_object(), "{method} {path} missing from the OpenAPI document");
@@ -106,4 +112,21 @@ async fn tool_catalog_lists_prices_and_readiness() {
     assert_eq!(echo["price_cents"], 1);
     assert_eq!(echo["ready"], true);
     assert!(tools.iter().any(|t| t["id"] == "or-gpt-4o-mini"));
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(|c| c.header_read_timeout = std::time::Duration::from_millis(300)).await;
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"POST /v1/api/keys HTTP/1.1\r\nHost: visa\r\nX-Dribble: a").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buffer = [0u8; 512];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), slow.read(&mut buffer)).await;
+    let closed_after = started.elapsed();
+    // Closed by the server (EOF, or a 408 it sends first), not by our 5 s guard.
+    assert!(read.is_ok(), "the connection was still open after 5 s");
+    assert!(closed_after >= std::time::Duration::from_millis(250), "closed too early: {closed_after:?}");
+    // A well-behaved client on another connection is unaffected.
+    app.get("/healthz", "").await;
 }

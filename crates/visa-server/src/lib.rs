@@ -26,7 +26,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use visa_core::key::{DEFAULT_BRAND, Environment, random_token};
@@ -59,6 +58,8 @@ pub struct ServeConfig {
     pub trust: trust::TrustPolicy,
     /// Serve HTTPS with these PEM files.
     pub tls: Option<tls::TlsFiles>,
+    /// A connection that has not sent a whole request head by then is closed (slow-loris).
+    pub header_read_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -76,6 +77,7 @@ impl ServeConfig {
             idempotency_ttl: Duration::from_secs(24 * 3600),
             trust: trust::TrustPolicy::default(),
             tls: None,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -88,10 +90,11 @@ pub struct Server {
     tls: Option<Arc<tls::Tls>>,
 }
 
-/// A bound listener: plain HTTP, or HTTPS with its live rustls configuration.
-enum Listener {
-    Plain(TcpListener),
-    Tls(std::net::TcpListener, axum_server::tls_rustls::RustlsConfig),
+/// A bound listener, with its live rustls configuration when it serves HTTPS.
+struct Listener {
+    socket: std::net::TcpListener,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    header_read_timeout: Duration,
 }
 
 impl Server {
@@ -140,19 +143,11 @@ impl Server {
             None => None,
         };
         let cannot_listen = |e: std::io::Error| anyhow::anyhow!("cannot listen on {}: {e}", config.listen);
-        let (listener, addr) = match &tls {
-            Some(tls) => {
-                let listener = std::net::TcpListener::bind(config.listen).map_err(cannot_listen)?;
-                listener.set_nonblocking(true)?;
-                let addr = listener.local_addr()?;
-                (Listener::Tls(listener, tls.config()), addr)
-            }
-            None => {
-                let listener = TcpListener::bind(config.listen).await.map_err(cannot_listen)?;
-                let addr = listener.local_addr()?;
-                (Listener::Plain(listener), addr)
-            }
-        };
+        let socket = std::net::TcpListener::bind(config.listen).map_err(cannot_listen)?;
+        socket.set_nonblocking(true)?;
+        let addr = socket.local_addr()?;
+        let listener =
+            Listener { socket, tls: tls.as_ref().map(|t| t.config()), header_read_timeout: config.header_read_timeout };
         let (shutdown, stopped) = watch::channel(false);
         let task = tokio::spawn(serve(listener, state, stopped));
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -204,21 +199,36 @@ async fn serve(listener: Listener, state: SharedState, stopped: watch::Receiver<
     let stop = |mut stopped: watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
-    let result = match listener {
-        Listener::Plain(listener) => axum::serve(listener, service).with_graceful_shutdown(stop(stopped)).await,
-        Listener::Tls(listener, config) => {
-            let handle = axum_server::Handle::new();
-            let draining = handle.clone();
-            tokio::spawn(async move {
-                stop(stopped).await;
-                draining.graceful_shutdown(None);
-            });
-            axum_server::from_tcp_rustls(listener, config)?.handle(handle).serve(service).await
+    let handle = axum_server::Handle::new();
+    let draining = handle.clone();
+    tokio::spawn(async move {
+        stop(stopped).await;
+        draining.graceful_shutdown(None);
+    });
+    let result = match listener.tls {
+        Some(config) => {
+            let mut server = axum_server::from_tcp_rustls(listener.socket, config)?.handle(handle);
+            limit_header_reads(server.http_builder(), listener.header_read_timeout);
+            server.serve(service).await
+        }
+        None => {
+            let mut server = axum_server::from_tcp(listener.socket)?.handle(handle);
+            limit_header_reads(server.http_builder(), listener.header_read_timeout);
+            server.serve(service).await
         }
     };
     let _ = flusher.await;
     flush_usage(&state).await;
     result
+}
+
+/// hyper enforces its header read timeout only with a timer installed; axum's own `serve`
+/// installs none, so a client could hold a connection open forever by dribbling a request head.
+fn limit_header_reads(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    timeout: Duration,
+) {
+    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(timeout);
 }
 
 async fn flush_last_used(state: SharedState, mut stopped: watch::Receiver<bool>) {
