@@ -202,9 +202,16 @@ async fn executions_are_listed_per_account_and_per_key() {
     app.get(&format!("/v1/api/executions/{foreign}"), &other).await.assert_error(404, "EXECUTION_NOT_FOUND");
     app.get("/v1/api/executions?state=bogus", &session).await.assert_error(400, "INVALID_REQUEST");
     // A read-only key reads but does not execute.
-    let (_, reader) = app.key(&session, json!({ "label": "ro", "read_only": true })).await;
+    let (reader_id, reader) = app.key(&session, json!({ "label": "ro", "read_only": true })).await;
     app.get("/v1/api/balance", &reader).await.assert_ok(200);
     app.get("/v1/api/executions", &reader).await.assert_ok(200);
+    let usage = app.get(&format!("/v1/api/keys/{reader_id}/usage"), &reader).await;
+    assert_eq!(usage.assert_ok(200)["key_id"], reader_id);
+    // Its own usage only: another key of the same account is not found.
+    let (other_key, _) = app.key(&session, json!({ "label": "other" })).await;
+    app.get(&format!("/v1/api/keys/{other_key}/usage"), &reader).await.assert_error(404, "KEY_NOT_FOUND");
+    // Keys are not control-plane credentials.
+    app.get("/v1/api/keys", &reader).await.assert_error(401, "AUTH_INVALID");
 }
 
 #[tokio::test]

@@ -110,7 +110,8 @@ pub enum KeysCommand {
     },
     /// Revoke a key: it stops working at once.
     Revoke { id: i64 },
-    /// Traffic per secret over the last 24 hours: a sparkline of requests and the totals.
+    /// Traffic per secret over the last 24 hours: a sparkline of requests and the totals
+    /// (with a session, or with the key itself in VISA_API_KEY).
     Usage {
         id: i64,
         /// Bucket size: minute, hour (default) or day.

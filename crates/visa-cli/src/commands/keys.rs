@@ -10,7 +10,11 @@ use serde_json::{Map, Value, json};
 const STORE_REMINDER: &str = "Store this key now (e.g. in your secret manager): it will not be shown again.";
 
 pub async fn run(command: KeysCommand, json: bool) -> anyhow::Result<()> {
-    let client = settings::session_client()?;
+    // Usage is also readable with the key itself (VISA_API_KEY); the rest needs a session.
+    let client = match command {
+        KeysCommand::Usage { .. } => settings::reader_client()?,
+        _ => settings::session_client()?,
+    };
     match command {
         KeysCommand::Create(args) => {
             let body = create_body(args)?;

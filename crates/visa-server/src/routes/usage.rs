@@ -2,7 +2,7 @@
 //! successes, errors by code and charged micros per time bucket, per secret — so during a
 //! rotation's grace the team sees the old secret's traffic reach zero before revoking it.
 
-use crate::auth::Session;
+use crate::auth::Reader;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::rfc3339;
 use crate::state::SharedState;
@@ -14,7 +14,6 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use visa_core::ErrorCode;
 use visa_core::money::Micros;
-use visa_core::role::Permission;
 
 const MAX_RANGE_DAYS: i64 = 31;
 
@@ -86,18 +85,18 @@ fn finish((mut counts, charged): (UsageCounts, Micros)) -> UsageCounts {
 
 #[utoipa::path(get, path = "/v1/api/keys/{id}/usage", tag = "keys", params(("id" = i64, Path), UsageQuery),
     responses((status = 200, body = UsageResponse), (status = 400, body = crate::routes::ErrorBody), (status = 404, body = crate::routes::ErrorBody)),
-    security(("session" = [])))]
+    security(("session" = []), ("api_key" = [])))]
 pub async fn usage(
     State(state): State<SharedState>,
-    session: Session,
+    reader: Reader,
     Path(id): Path<String>,
     query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<UsageResponse>> {
-    session.require(Permission::Read)?;
     let Query(query) = query.map_err(|e| ApiError::invalid(format!("invalid query string: {}", e.body_text())))?;
     let not_found = || ApiError::new(ErrorCode::KeyNotFound, "no such key");
-    let id = id.parse::<i64>().map_err(|_| not_found())?;
-    let key = state.store.get_key(session.account.id, id).await?.ok_or_else(not_found)?;
+    // A key reads its own usage only; any other id is "not found", like another account's.
+    let id = id.parse::<i64>().ok().filter(|id| reader.key_id().is_none_or(|own| own == *id)).ok_or_else(not_found)?;
+    let key = state.store.get_key(reader.account_id(), id).await?.ok_or_else(not_found)?;
     let bucket_minutes: i64 = match query.granularity.as_deref().unwrap_or("minute") {
         "minute" => 1,
         "hour" => 60,
