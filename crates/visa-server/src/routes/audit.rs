@@ -66,13 +66,9 @@ impl From<&AuditEntry> for AuditEntryView {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuditList {
-    pub success: bool,
-    pub object: String,
+    #[serde(flatten)]
+    pub page: crate::routes::ListPage,
     pub entries: Vec<AuditEntryView>,
-    pub limit: u32,
-    pub has_more: bool,
-    pub next_cursor: Option<i64>,
-    pub previous_cursor: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -104,12 +100,7 @@ pub async fn list(
     };
     let page = state.store.list_audit(session.account.id, filter, page.page()?).await?;
     Ok(Json(AuditList {
-        success: true,
-        object: "list".into(),
+        page: crate::routes::ListPage::of(&page),
         entries: page.items.iter().map(AuditEntryView::from).collect(),
-        limit: page.limit,
-        has_more: page.has_more,
-        next_cursor: page.next_cursor,
-        previous_cursor: page.previous_cursor,
     }))
 }

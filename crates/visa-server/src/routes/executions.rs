@@ -66,13 +66,9 @@ impl From<&ExecutionRecord> for ExecutionView {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ExecutionListResponse {
-    pub success: bool,
-    pub object: String,
+    #[serde(flatten)]
+    pub page: super::ListPage,
     pub executions: Vec<ExecutionView>,
-    pub limit: u32,
-    pub has_more: bool,
-    pub next_cursor: Option<i64>,
-    pub previous_cursor: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -116,13 +112,8 @@ async fn list_page(
 ) -> ApiResult<Json<ExecutionListResponse>> {
     let page = state.store.list_executions(filter, query.page()?).await?;
     Ok(Json(ExecutionListResponse {
-        success: true,
-        object: "list".into(),
+        page: super::ListPage::of(&page),
         executions: page.items.iter().map(ExecutionView::from).collect(),
-        limit: page.limit,
-        has_more: page.has_more,
-        next_cursor: page.next_cursor,
-        previous_cursor: page.previous_cursor,
     }))
 }
 

@@ -147,14 +147,9 @@ pub struct KeyWithSecretResponse {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct KeyListResponse {
-    pub success: bool,
-    /// Always `list`.
-    pub object: String,
+    #[serde(flatten)]
+    pub page: crate::routes::ListPage,
     pub keys: Vec<KeyView>,
-    pub limit: u32,
-    pub has_more: bool,
-    pub next_cursor: Option<i64>,
-    pub previous_cursor: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -322,13 +317,8 @@ pub async fn list(
     let page = state.store.list_keys(session.account.id, query.page()?).await?;
     let now = state.now();
     Ok(Json(KeyListResponse {
-        success: true,
-        object: "list".into(),
+        page: crate::routes::ListPage::of(&page),
         keys: page.items.iter().map(|k| KeyView::new(k, now)).collect(),
-        limit: page.limit,
-        has_more: page.has_more,
-        next_cursor: page.next_cursor,
-        previous_cursor: page.previous_cursor,
     }))
 }
 

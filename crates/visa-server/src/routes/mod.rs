@@ -73,6 +73,34 @@ pub struct ErrorBody {
     pub retry_after: Option<u64>,
 }
 
+/// What every list answer carries besides its items:
+/// `{success, object: "list", <items>, limit, has_more, next_cursor, previous_cursor}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ListPage {
+    pub success: bool,
+    /// Always `list`.
+    pub object: String,
+    pub limit: u32,
+    pub has_more: bool,
+    /// Pass as `starting_after` for the next (older) page.
+    pub next_cursor: Option<i64>,
+    /// Pass as `ending_before` for the previous (newer) page.
+    pub previous_cursor: Option<i64>,
+}
+
+impl ListPage {
+    pub fn of<T>(page: &visa_core::pagination::Page<T>) -> Self {
+        Self {
+            success: true,
+            object: "list".into(),
+            limit: page.limit,
+            has_more: page.has_more,
+            next_cursor: page.next_cursor,
+            previous_cursor: page.previous_cursor,
+        }
+    }
+}
+
 /// Cursor pagination query (`limit`, `starting_after`, `ending_before`).
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
