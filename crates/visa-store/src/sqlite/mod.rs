@@ -1,9 +1,10 @@
-//! The embedded SQLite backend: a `Store` over one database file in WAL mode, every answered
-//! write on disk. Writes go through the group-committing `writer`; reads run on a
+//! The embedded SQLite backend: a `Store` over one database file in WAL mode with
+//! `synchronous=FULL`. Writes go through the group-committing `writer`; reads run on a
 //! small pool of read-only connections on the blocking thread pool, so they never queue
 //! behind the writer.
 
 mod audit;
+mod checkpointer;
 mod members;
 mod money;
 mod queries;
@@ -18,10 +19,6 @@ use std::time::Duration;
 use writer::Writer;
 
 const PAGE_SIZE: u32 = 4096;
-/// WAL frames after which the writer checkpoints between two batches (32 MiB of 4 KiB pages).
-const WAL_RESTART_FRAMES: u32 = 8192;
-/// A WAL that grew past this in a burst is truncated back to it when it restarts.
-const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 /// How long a reader waits on a lock held by another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the writer waits for the write lock before it answers "unavailable" (a paid
@@ -44,16 +41,12 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(map_sqlite_error)?;
         schema::migrate(&mut conn).map_err(map_sqlite_error)?;
         conn.busy_timeout(WRITE_BUSY_TIMEOUT).map_err(map_sqlite_error)?;
-        // The writer checkpoints itself, between two batches, once the WAL holds this many
-        // frames. Only a checkpoint that finishes lets the next transaction restart the WAL from
-        // its beginning, and under sustained load only the writer's own can finish: a PASSIVE
-        // checkpoint on another thread (the earlier design) never caught up, and the WAL grew
-        // by ~80 MB/s in the benchmark while every append paid for fresh zeroed pages.
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_RESTART_FRAMES).map_err(map_sqlite_error)?;
-        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT).map_err(map_sqlite_error)?;
+        // Checkpoints run beside the writer (see `checkpointer`), not inside its commits.
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(map_sqlite_error)?;
         // The writer's commits append to the WAL; its durability thread fsyncs the WAL before
         // any answer leaves (see `writer`), so a reply still means "on disk".
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(map_sqlite_error)?;
+        checkpointer::start(path.to_owned());
         let wal_path = PathBuf::from(format!("{}-wal", path.display()));
         Ok(Self {
             writer: Writer::start(conn, wal_path, path.to_owned()),
