@@ -1,9 +1,8 @@
 //! Storage for Visa Keys: one `Store` trait that every backend implements with the same
 //! semantics, the records it speaks in (`model`), and the backends themselves.
 //!
-//! * `sqlite` — the embedded default: WAL, `synchronous=FULL`, one writer thread that
-//!   group-commits many requests' transactions per fsync, and a pool of readers that never
-//!   queue behind it.
+//! * `sqlite` — the embedded default: WAL, one writer thread that group-commits many
+//!   requests' transactions per fsync, and a pool of readers that never queue behind it.
 //!
 //! Every mutation that moves money writes its ledger entry in the same transaction as the
 //! counters it changes.

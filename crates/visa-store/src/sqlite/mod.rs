@@ -1,5 +1,5 @@
-//! The embedded SQLite backend: a `Store` over one database file in WAL mode with
-//! `synchronous=FULL`. Writes go through the group-committing `writer`; reads run on a
+//! The embedded SQLite backend: a `Store` over one database file in WAL mode, every answered
+//! write on disk. Writes go through the group-committing `writer`; reads run on a
 //! small pool of read-only connections on the blocking thread pool, so they never queue
 //! behind the writer.
 
