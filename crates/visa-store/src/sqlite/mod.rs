@@ -19,6 +19,7 @@ use std::time::Duration;
 use writer::Writer;
 
 const PAGE_SIZE: u32 = 4096;
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 /// How long a reader waits on a lock held by another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the writer waits for the write lock before it answers "unavailable" (a paid
@@ -43,6 +44,8 @@ impl SqliteStore {
         conn.busy_timeout(WRITE_BUSY_TIMEOUT).map_err(map_sqlite_error)?;
         // Checkpoints run beside the writer (see `checkpointer`), not inside its commits.
         conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(map_sqlite_error)?;
+        // When the log restarts, a WAL that grew during a burst is truncated back to this.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT).map_err(map_sqlite_error)?;
         // The writer's commits append to the WAL; its durability thread fsyncs the WAL before
         // any answer leaves (see `writer`), so a reply still means "on disk".
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(map_sqlite_error)?;
