@@ -19,7 +19,7 @@ use std::time::Duration;
 use writer::Writer;
 
 const PAGE_SIZE: u32 = 4096;
-const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+const WAL_SIZE_LIMIT: i64 = 256 * 1024 * 1024;
 /// How long a reader waits on a lock held by another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the writer waits for the write lock before it answers "unavailable" (a paid
@@ -49,10 +49,11 @@ impl SqliteStore {
         // The writer's commits append to the WAL; its durability thread fsyncs the WAL before
         // any answer leaves (see `writer`), so a reply still means "on disk".
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(map_sqlite_error)?;
-        checkpointer::start(path.to_owned());
+        let gate = checkpointer::CommitGate::default();
+        checkpointer::start(path.to_owned(), gate.clone(), checkpointer::Policy::default());
         let wal_path = PathBuf::from(format!("{}-wal", path.display()));
         Ok(Self {
-            writer: Writer::start(conn, wal_path, path.to_owned()),
+            writer: Writer::start(conn, wal_path, path.to_owned(), gate),
             readers: Arc::new(ReaderPool { path: path.to_owned(), idle: Mutex::default() }),
         })
     }

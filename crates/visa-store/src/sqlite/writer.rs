@@ -16,6 +16,7 @@
 //! path uses it for the hold, which a later durable write (the capture) always covers; see
 //! docs/money.md.
 
+use super::checkpointer::CommitGate;
 use super::map_sqlite_error;
 use crate::{Durability, StoreError, StoreResult};
 use rusqlite::Connection;
@@ -98,14 +99,14 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer on `conn` (in WAL mode, `synchronous=NORMAL`) and the durability
     /// thread that fsyncs `wal_path` before any answer leaves.
-    pub fn start(conn: Connection, wal_path: PathBuf, db_path: PathBuf) -> Self {
+    pub fn start(conn: Connection, wal_path: PathBuf, db_path: PathBuf, gate: CommitGate) -> Self {
         let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
         let (committed, to_sync) = std::sync::mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
         let counter = commits.clone();
         std::thread::Builder::new()
             .name("visa-sqlite-writer".into())
-            .spawn(move || run_writer(conn, jobs, committed, &counter))
+            .spawn(move || run_writer(conn, jobs, committed, &counter, &gate))
             .expect("spawn the SQLite writer thread");
         std::thread::Builder::new()
             .name("visa-sqlite-fsync".into())
@@ -158,6 +159,7 @@ fn run_writer(
     mut jobs: mpsc::Receiver<Box<dyn Job>>,
     committed: std::sync::mpsc::Sender<Batch>,
     commits: &AtomicU64,
+    gate: &CommitGate,
 ) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch: Batch = Vec::with_capacity(MAX_BATCH);
@@ -168,7 +170,12 @@ fn run_writer(
                 Err(_) => break,
             }
         }
-        match run_batch(&conn, &mut batch) {
+        // A finishing checkpoint holds the gate for a moment (see `checkpointer`).
+        let ran = {
+            let _gate = gate.lock().unwrap_or_else(|e| e.into_inner());
+            run_batch(&conn, &mut batch)
+        };
+        match ran {
             Ok(()) => {
                 commits.fetch_add(1, Ordering::Relaxed);
                 batch.iter_mut().for_each(|job| job.committed());
@@ -252,7 +259,7 @@ mod tests {
         conn.pragma_update(None, "journal_mode", "WAL").unwrap();
         conn.execute_batch("CREATE TABLE t (n INTEGER NOT NULL)").unwrap();
         let wal = PathBuf::from(format!("{}-wal", path.display()));
-        (Writer::start(conn, wal, path), dir)
+        (Writer::start(conn, wal, path, CommitGate::default()), dir)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
