@@ -23,13 +23,6 @@ pub struct Policy {
     pub restart_frames: i64,
 }
 
-impl Default for Policy {
-    /// Every 200 ms; a finishing pass from 256 MiB of 4 KiB frames on.
-    fn default() -> Self {
-        Self { interval: Duration::from_millis(200), restart_frames: 65_536 }
-    }
-}
-
 /// A tail short enough to copy while the writer waits (2 MiB).
 const SHORT_TAIL_FRAMES: i64 = 512;
 const MAX_CATCH_UP_PASSES: usize = 4;

@@ -19,7 +19,10 @@ use std::time::Duration;
 use writer::Writer;
 
 const PAGE_SIZE: u32 = 4096;
-const WAL_SIZE_LIMIT: i64 = 256 * 1024 * 1024;
+/// The WAL's bound: past it the checkpointer forces a pass that finishes (so the log restarts),
+/// and a restart truncates the file back to it.
+const WAL_BOUND_BYTES: i64 = 256 * 1024 * 1024;
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 /// How long a reader waits on a lock held by another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the writer waits for the write lock before it answers "unavailable" (a paid
@@ -45,12 +48,16 @@ impl SqliteStore {
         // Checkpoints run beside the writer (see `checkpointer`), not inside its commits.
         conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(map_sqlite_error)?;
         // When the log restarts, a WAL that grew during a burst is truncated back to this.
-        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT).map_err(map_sqlite_error)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_BOUND_BYTES).map_err(map_sqlite_error)?;
         // The writer's commits append to the WAL; its durability thread fsyncs the WAL before
         // any answer leaves (see `writer`), so a reply still means "on disk".
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(map_sqlite_error)?;
         let gate = checkpointer::CommitGate::default();
-        checkpointer::start(path.to_owned(), gate.clone(), checkpointer::Policy::default());
+        let policy = checkpointer::Policy {
+            interval: CHECKPOINT_INTERVAL,
+            restart_frames: WAL_BOUND_BYTES / i64::from(PAGE_SIZE),
+        };
+        checkpointer::start(path.to_owned(), gate.clone(), policy);
         let wal_path = PathBuf::from(format!("{}-wal", path.display()));
         Ok(Self {
             writer: Writer::start(conn, wal_path, path.to_owned(), gate),
