@@ -24,7 +24,7 @@ pub async fn run(args: AuditArgs, json: bool) -> anyhow::Result<()> {
     print_entries(&entries(&first.body), json, true);
     loop {
         tokio::time::sleep(POLL_EVERY).await;
-        newest = print_newer(&client, &args, newest, json).await?.or(newest);
+        newest = print_newer(&client, &args, newest, json).await?;
     }
 }
 
