@@ -117,8 +117,8 @@ fn member_error(e: StoreError) -> ApiError {
 }
 
 /// Owners alone may touch the owner role: granting it, or changing or removing an owner.
-fn require_for_roles(session: &Session, roles: &[Role]) -> ApiResult<()> {
-    session.require(Permission::ManageMembers)?;
+/// (Every caller has already checked `ManageMembers`, before looking at the request.)
+fn require_owner_for(session: &Session, roles: &[Role]) -> ApiResult<()> {
     if roles.contains(&Role::Owner) {
         session.require(Permission::Own)?;
     }
@@ -153,7 +153,7 @@ pub async fn invite(
     session.require(Permission::ManageMembers)?;
     let login = Login::parse(&req.login)?;
     let role = Role::parse(&req.role)?;
-    require_for_roles(&session, &[role])?;
+    require_owner_for(&session, &[role])?;
     let token = random_token(INVITE_TOKEN_PREFIX);
     let audit = session.audit(&state);
     let new = NewMember {
@@ -182,7 +182,7 @@ pub async fn change_role(
     let id = member_id(&id)?;
     let role = Role::parse(&req.role)?;
     let current = current_member(&state, &session, id).await?;
-    require_for_roles(&session, &[current.role, role])?;
+    require_owner_for(&session, &[current.role, role])?;
     let member = state
         .store
         .change_member_role(session.account.id, id, role, session.audit(&state))
@@ -203,7 +203,7 @@ pub async fn remove(
     session.require(Permission::ManageMembers)?;
     let id = member_id(&id)?;
     let current = current_member(&state, &session, id).await?;
-    require_for_roles(&session, &[current.role])?;
+    require_owner_for(&session, &[current.role])?;
     state.store.remove_member(session.account.id, id, session.audit(&state)).await.map_err(member_error)?;
     tracing::info!(member_id = id, "member removed");
     Ok(Json(RemovedResponse { success: true, removed: id }))
