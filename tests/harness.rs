@@ -290,6 +290,10 @@ pub mod mock_provider {
                 (StatusCode::from_u16(status).unwrap(), axum::Json(json!({ "error": { "message": message } })))
                     .into_response();
             response.headers_mut().insert("retry-after", "7".parse().unwrap());
+            if (300..400).contains(&status) {
+                // A moved provider: following this would count a second call.
+                response.headers_mut().insert("location", "/v1/echo".parse().unwrap());
+            }
             response
         })
     }

@@ -132,6 +132,14 @@ async fn provider_failures_are_mapped_and_charge_nothing() {
     assert!(!message.contains(&secret[..8]), "no fragment of the key: {message}");
     assert!(!message.contains(secret) && message.contains("[redacted]"), "the provider key is scrubbed: {message}");
 
+    // A redirect is not followed: the provider key goes to the catalog's URL only.
+    mock.behaviour.status.store(307, Ordering::SeqCst);
+    let calls = mock.calls();
+    let reply = app.execute(&key, "chat", chat_input(Some(10))).await;
+    let body = reply.assert_error(503, "TOOL_UNAVAILABLE");
+    assert_eq!(body["retryable"], false);
+    assert_eq!(mock.calls(), calls + 1, "the redirect target was not called");
+
     assert_eq!(app.balance_micros(&session).await, before);
     assert!(app.verify_ledger().await.is_empty());
 }

@@ -119,6 +119,9 @@ pub struct Tool {
     /// The deterministic answer given in the preview environment.
     pub sandbox: Option<Value>,
     pub adapter: AdapterSpec,
+    /// The URL each call POSTs to (`openai_chat`: `{base_url}/chat/completions`; `http`: its
+    /// `url`), parsed once at start rather than on every paid call.
+    pub endpoint: Option<reqwest::Url>,
 }
 
 impl Tool {
@@ -221,6 +224,7 @@ fn validate(spec: ToolSpec) -> Result<Tool, String> {
     }
     let sandbox =
         spec.sandbox.map(|v| serde_json::to_value(v).map_err(|e| fail("sandbox", &e.to_string()))).transpose()?;
+    let endpoint = endpoint(&spec.adapter).map_err(|field| fail(field, "must be an http:// or https:// URL"))?;
     Ok(Tool {
         id: id.clone(),
         aliases: spec.aliases,
@@ -231,7 +235,26 @@ fn validate(spec: ToolSpec) -> Result<Tool, String> {
         timeout: Duration::from_millis(timeout_ms),
         sandbox,
         adapter: spec.adapter,
+        endpoint,
     })
+}
+
+/// The adapter's provider URL, checked; on a bad one, the field at fault.
+fn endpoint(adapter: &AdapterSpec) -> Result<Option<reqwest::Url>, &'static str> {
+    let parse = |text: &str, field| {
+        reqwest::Url::parse(text).ok().filter(|url| matches!(url.scheme(), "http" | "https")).ok_or(field)
+    };
+    match adapter {
+        AdapterSpec::Builtin { .. } => Ok(None),
+        AdapterSpec::OpenaiChat { base_url, .. } => {
+            let base = base_url.trim_end_matches('/');
+            parse(base, "adapter.base_url")?;
+            parse(&format!("{base}/chat/completions"), "adapter.base_url").map(Some)
+        }
+        // Its URLs name the provider's request, so they are built per call.
+        AdapterSpec::FalQueue { base_url, .. } => parse(base_url, "adapter.base_url").map(|_| None),
+        AdapterSpec::Http { url, .. } => parse(url, "adapter.url").map(Some),
+    }
 }
 
 #[cfg(test)]
@@ -256,6 +279,19 @@ mod tests {
         };
         let err = Catalog::from_toml(&tool("max_price_micros = 1")).unwrap_err();
         assert!(err.contains("'t'") && err.contains("max_price_micros"), "{err}");
+        let chat = |base_url: &str| {
+            format!(
+                "[[tools]]\nid = \"c\"\nprice_micros = 5\nadapter = {{ type = \"openai_chat\", base_url = \"{base_url}\", \
+                 model = \"m\", api_key_env = \"K\" }}\n"
+            )
+        };
+        for bad in ["openrouter.ai/api/v1", "ftp://openrouter.ai/api/v1", "https://"] {
+            let err = Catalog::from_toml(&chat(bad)).unwrap_err();
+            assert!(err.contains("'c'") && err.contains("adapter.base_url"), "{bad}: {err}");
+        }
+        let good = Catalog::from_toml(&chat("https://openrouter.ai/api/v1/")).unwrap();
+        let endpoint = good.resolve("c").unwrap().endpoint.as_ref().map(|u| u.as_str().to_owned());
+        assert_eq!(endpoint.as_deref(), Some("https://openrouter.ai/api/v1/chat/completions"));
         let twice = format!("{}{}", tool(""), tool(""));
         assert!(Catalog::from_toml(&twice).unwrap_err().contains("used twice"));
         let unknown = "[[tools]]\nid = \"t\"\nprice_micros = 5\nadapter = { type = \"magic\" }\n";

@@ -100,16 +100,20 @@ pub async fn run(ctx: &RunContext<'_>, tool: &Tool, input: &Value) -> Result<Too
     let flat = |result: Value| ToolOutput { result, cost: tool.price };
     let api_key = provider::secret(tool.adapter.secret_env());
     let call = async {
-        match &tool.adapter {
-            AdapterSpec::Builtin { name } => builtin::run(*name, input).await.map(flat),
-            AdapterSpec::OpenaiChat { base_url, model, .. } => {
+        match (&tool.adapter, &tool.endpoint) {
+            (AdapterSpec::Builtin { name }, _) => builtin::run(*name, input).await.map(flat),
+            (AdapterSpec::OpenaiChat { model, .. }, Some(endpoint)) => {
                 let key = api_key.as_deref().unwrap_or_default();
-                provider::run_chat(client, tool, base_url, model, key, input, hold).await
+                provider::run_chat(client, tool, endpoint, model, key, input, hold).await
             }
-            AdapterSpec::Http { url, headers, .. } => {
-                provider::post_json(client, url, headers, api_key.as_deref(), input).await.map(flat)
+            (AdapterSpec::Http { headers, .. }, Some(endpoint)) => {
+                provider::post_json(client, endpoint, headers, api_key.as_deref(), input).await.map(flat)
             }
-            AdapterSpec::FalQueue { base_url, app, api_key_env, per_output_image, poll_interval_ms } => {
+            // The catalog gives every chat and http tool its endpoint; a tool built otherwise has none.
+            (AdapterSpec::OpenaiChat { .. } | AdapterSpec::Http { .. }, None) => {
+                Err(UpstreamFailure::retryable("the tool has no provider URL"))
+            }
+            (AdapterSpec::FalQueue { base_url, app, api_key_env, per_output_image, poll_interval_ms }, _) => {
                 let queue = fal::FalQueue {
                     http: client,
                     store: ctx.store,

@@ -24,12 +24,12 @@ pub fn secret(var: Option<&str>) -> Option<String> {
 /// POSTs `body` and returns the JSON answer of a 2xx, or the failure it maps to.
 pub async fn post_json(
     client: &reqwest::Client,
-    url: &str,
+    url: &reqwest::Url,
     headers: &BTreeMap<String, String>,
     bearer: Option<&str>,
     body: &Value,
 ) -> Result<Value, UpstreamFailure> {
-    let mut request = client.post(url).json(body);
+    let mut request = client.post(url.clone()).json(body);
     for (name, value) in headers {
         request = request.header(name, value);
     }
@@ -63,11 +63,18 @@ pub fn classify(status: u16, message: &str, retry_after: Option<u64>) -> Upstrea
             false,
             format!("the provider refused this server's credentials (HTTP {status}); the operator must fix them"),
         ),
+        // Redirects are not followed (the provider key must not travel to another URL): the
+        // catalog's URL is stale, which only the operator can fix.
+        300..=399 => (
+            ErrorCode::ToolUnavailable,
+            false,
+            format!("the provider redirected the call (HTTP {status}); the operator must update the tool's URL"),
+        ),
         429 | 500.. => (ErrorCode::UpstreamError, true, format!("the provider failed with HTTP {status}: {message}")),
         _ => (ErrorCode::InvalidRequest, false, format!("the provider refused the input (HTTP {status}): {message}")),
     };
     if code == ErrorCode::ToolUnavailable {
-        tracing::warn!(status, "a provider refused the server's credentials");
+        tracing::warn!(status, "a provider refused the call for a reason only the operator can fix");
     }
     UpstreamFailure { code, message: text, retryable, retry_after: retry_after.filter(|_| retryable) }
 }
@@ -139,14 +146,13 @@ pub fn chat_hold(tool: &Tool, input: &Value) -> Micros {
 pub async fn run_chat(
     client: &reqwest::Client,
     tool: &Tool,
-    base_url: &str,
+    endpoint: &reqwest::Url,
     model: &str,
     api_key: &str,
     input: &Value,
     hold: Micros,
 ) -> Result<ToolOutput, UpstreamFailure> {
-    let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
-    let answer = post_json(client, &url, &BTreeMap::new(), Some(api_key), &chat_body(input, model)).await?;
+    let answer = post_json(client, endpoint, &BTreeMap::new(), Some(api_key), &chat_body(input, model)).await?;
     let cost = chat_cost(tool, &answer, hold);
     Ok(ToolOutput { result: answer, cost })
 }
