@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks the openai_chat adapter path: a fast Rust mock provider called directly, and the
 # same chat request as a paid execution through `visa-cli serve` (production, durable ledger)
-# in front of that mock, in the same run.
+# in front of that mock, in the same run; and, as a reference, the same request through a bare
+# proxy on the server's HTTP stack (bench/reference-proxy: no auth, no hold, no database), which
+# shows how much of the gap is the two HTTP hops and how much is the money path.
 # Usage: bench/chat.sh [seconds per run, default 15] [connections, default 32]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,10 +12,12 @@ CONNECTIONS=${2:-32}
 KEYS=${VISA_BENCH_KEY_COUNT:-32}
 MOCK_PORT=18092
 VISA_PORT=18093
+PROXY_PORT=18094
 source bench/lib.sh
-cargo build --release -q -p visa-cli -p visa-bench-mock-provider
+cargo build --release -q -p visa-cli -p visa-bench-mock-provider -p visa-bench-reference-proxy
 
 target/release/visa-bench-mock-provider "127.0.0.1:$MOCK_PORT" 2>/dev/null & pids+=($!)
+target/release/visa-bench-reference-proxy "127.0.0.1:$PROXY_PORT" "http://127.0.0.1:$MOCK_PORT/v1" 2>/dev/null & pids+=($!)
 cat > "$work/tools.toml" <<TOML
 [[tools]]
 id = "bench-chat"
@@ -28,14 +32,18 @@ export VISA_OPERATOR_TOKEN=bench-operator-token VISA_BENCH_PROVIDER_KEY=bench-pr
 VISA_LOG=warn target/release/visa-cli serve --listen "127.0.0.1:$VISA_PORT" --data-dir "$work/data" --config "$work/tools.toml" & pids+=($!)
 wait_for_port "$MOCK_PORT"
 wait_for_port "$VISA_PORT"
+wait_for_port "$PROXY_PORT"
 api="http://127.0.0.1:$VISA_PORT"
 create_keys "$api" "$KEYS" bench-chat
 
 echo "machine: $(nproc) cores; ${DURATION}s per run, $CONNECTIONS connections, $KEYS keys"
 direct=$(run_wrk bench/chat.lua "http://127.0.0.1:$MOCK_PORT" mock_direct)
 echo "$direct"
+reference=$(run_wrk bench/chat.lua "http://127.0.0.1:$PROXY_PORT" reference_proxy "$work/keys")
+echo "$reference"
 paid=$(run_wrk bench/chat.lua "$api" paid_chat "$work/keys")
 echo "$paid"
 echo "ledger after the run: $(target/release/visa-cli ledger verify --data-dir "$work/data")"
-awk -v d="$(field "$direct" req_per_s)" -v p="$(field "$paid" req_per_s)" -v dp="$(field "$direct" p99_ms)" -v pp="$(field "$paid" p99_ms)" \
-  'BEGIN { printf "paid/direct = %.1f%% (target >= 25%%); p99 over the mock = %.1f ms (target <= 20 ms)\n", 100*p/d, pp-dp }'
+awk -v d="$(field "$direct" req_per_s)" -v p="$(field "$paid" req_per_s)" -v r="$(field "$reference" req_per_s)" \
+  -v dp="$(field "$direct" p99_ms)" -v pp="$(field "$paid" p99_ms)" \
+  'BEGIN { printf "paid/direct = %.1f%% (target >= 25%%); p99 over the mock = %.1f ms (target <= 20 ms); reference proxy/direct = %.1f%%\n", 100*p/d, pp-dp, 100*r/d }'
