@@ -1,7 +1,7 @@
 //! The reference of the chat benchmark: what the server's HTTP stack alone costs. It takes the
 //! same paid-execution request as `visa-cli serve` (`{"input": <chat request>}`), forwards the
 //! input to the mock provider with the same client (reqwest, pooled, no redirects) and
-//! allocator, and wraps the answer — with no authentication, no hold, no ledger, no database.
+//! wraps the answer — with no authentication, no hold, no ledger, no database.
 //! `bench/chat.sh` measures it in the same run, so the gap between it and Visa Keys is the
 //! price of the money path, and the gap between it and the mock is the price of the two hops.
 
@@ -10,9 +10,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use serde_json::{Value, json};
-
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Clone)]
 struct Upstream {

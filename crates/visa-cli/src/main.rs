@@ -5,11 +5,6 @@
 use clap::Parser;
 use clap::error::ErrorKind;
 
-// The server allocates per request (headers, JSON bodies, the upstream call); mimalloc's
-// thread-local free lists cost a fraction of glibc malloc's there (measured: bench/README.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     let cli = match visa_cli::Cli::try_parse() {
         Ok(cli) => cli,
