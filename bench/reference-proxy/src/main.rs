@@ -21,11 +21,9 @@ async fn execute(State(up): State<Upstream>, Json(mut body): Json<Value>) -> Res
     let mut input = body["input"].take();
     input["model"] = json!("bench-model");
     input["stream"] = json!(false);
-    let answer = up.client.post(up.endpoint.clone()).bearer_auth("bench-provider-key").json(&input).send().await;
-    let result: Value = match answer {
-        Ok(response) => response.json().await.map_err(|_| StatusCode::BAD_GATEWAY)?,
-        Err(_) => return Err(StatusCode::BAD_GATEWAY),
-    };
+    let request = up.client.post(up.endpoint.clone()).bearer_auth("bench-provider-key").json(&input);
+    let response = request.send().await.map_err(|_| StatusCode::BAD_GATEWAY)?;
+    let result: Value = response.json().await.map_err(|_| StatusCode::BAD_GATEWAY)?;
     Ok(Json(json!({ "success": true, "object": "tool_execution", "tool": "bench-chat", "result": result })))
 }
 
