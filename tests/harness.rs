@@ -242,6 +242,8 @@ pub mod mock_provider {
         pub fal_submits: AtomicUsize,
         pub fal_complete_after_ms: AtomicU64,
         pub fal_fail: std::sync::atomic::AtomicBool,
+        /// Bytes of padding added to each chat answer (a provider answering far too much).
+        pub pad_bytes: AtomicUsize,
         fal_submitted_at: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     }
 
@@ -309,6 +311,7 @@ pub mod mock_provider {
         let (prompt, completion) = (b.prompt_tokens.load(Ordering::SeqCst), b.completion_tokens.load(Ordering::SeqCst));
         axum::Json(json!({
             "id": "chatcmpl-mock",
+            "padding": "x".repeat(b.pad_bytes.load(Ordering::SeqCst)),
             "object": "chat.completion",
             "model": body["model"],
             "choices": [{ "index": 0, "finish_reason": "stop", "message": { "role": "assistant", "content": "hi from the mock" } }],

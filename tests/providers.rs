@@ -145,6 +145,24 @@ async fn provider_failures_are_mapped_and_charge_nothing() {
 }
 
 #[tokio::test]
+async fn an_answer_too_large_to_read_is_a_failure_that_charges_nothing() {
+    let mock = MockProvider::start().await;
+    provider_key("VISA_TEST_KEY_LARGE", "sk-test-large-0123456789");
+    let app = app_with(&mock, "VISA_TEST_KEY_LARGE", 10_000, false).await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    mock.behaviour.pad_bytes.store(visa_server::tools::upstream::MAX_ANSWER_BYTES, Ordering::SeqCst);
+    let reply = app.execute(&key, "chat", chat_input(Some(10))).await;
+    let body = reply.assert_error(502, "UPSTREAM_ERROR");
+    assert_eq!(body["retryable"], false, "the same provider would answer the same way");
+    assert_eq!(app.balance_micros(&session).await, before);
+    // Just under the bound is read and charged as usual.
+    mock.behaviour.pad_bytes.store(1024 * 1024, Ordering::SeqCst);
+    app.execute(&key, "chat", chat_input(Some(10))).await.assert_ok(200);
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+#[tokio::test]
 async fn a_provider_timeout_voids_the_hold() {
     let mock = MockProvider::start().await;
     provider_key("VISA_TEST_KEY_TIMEOUT", "sk-test-timeout-0123456789");
@@ -280,7 +298,12 @@ async fn a_failed_generation_is_voided_and_a_retry_submits_again() {
     let body = json!({ "input": { "prompt": "a cursed cat" } });
     app.execute_with(&key, "images", body.clone(), &idem).await.assert_error(502, "UPSTREAM_ERROR");
     mock.behaviour.fal_fail.store(false, Ordering::SeqCst);
+    // A queue that refuses the submission with a Retry-After passes it on.
+    mock.behaviour.status.store(503, Ordering::SeqCst);
+    let refused = app.execute_with(&key, "images", body.clone(), &idem).await;
+    assert_eq!(refused.assert_error(502, "UPSTREAM_ERROR")["retry_after"], 7);
+    mock.behaviour.status.store(0, Ordering::SeqCst);
     app.execute_with(&key, "images", body, &idem).await.assert_ok(200);
-    assert_eq!(mock.behaviour.fal_submits.load(Ordering::SeqCst), 2);
+    assert_eq!(mock.behaviour.fal_submits.load(Ordering::SeqCst), 2, "the refused submission made no request");
     assert_eq!(app.balance_micros(&session).await, before - 40_000);
 }

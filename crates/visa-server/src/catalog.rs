@@ -3,6 +3,8 @@
 //! validated at start, so a bad catalog stops the server with a message naming the tool
 //! and the field instead of failing a paying request later.
 
+use crate::tools::upstream;
+use axum::http::{HeaderName, HeaderValue, Uri, header};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -121,13 +123,40 @@ pub struct Tool {
     pub adapter: AdapterSpec,
     /// The URL each call POSTs to (`openai_chat`: `{base_url}/chat/completions`; `http`: its
     /// `url`), parsed once at start rather than on every paid call.
-    pub endpoint: Option<reqwest::Url>,
+    pub endpoint: Option<Uri>,
+    /// The provider secret, read once from the variable the adapter names when the catalog
+    /// loads (a process's environment cannot change from outside it).
+    pub secret: Option<ProviderSecret>,
+    /// Sent with every provider request: the `http` adapter's fixed headers and the
+    /// `Authorization` the adapter builds from the secret (marked sensitive).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Tool {
-    /// Whether the provider secret the adapter needs is present in the environment.
+    /// Whether the provider secret the adapter needs is set.
     pub fn is_ready(&self) -> bool {
-        self.adapter.secret_env().is_none_or(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty()))
+        self.adapter.secret_env().is_none() || self.secret.is_some()
+    }
+}
+
+/// A provider secret from the environment. Never printed: `Debug` shows `[redacted]`.
+#[derive(Clone)]
+pub struct ProviderSecret(String);
+
+impl ProviderSecret {
+    /// The value of `var`, if it is set to something that can be sent in a header.
+    fn from_env(var: &str) -> Option<Self> {
+        std::env::var(var).ok().filter(|v| !v.is_empty() && HeaderValue::from_str(v).is_ok()).map(Self)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ProviderSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
     }
 }
 
@@ -225,6 +254,8 @@ fn validate(spec: ToolSpec) -> Result<Tool, String> {
     let sandbox =
         spec.sandbox.map(|v| serde_json::to_value(v).map_err(|e| fail("sandbox", &e.to_string()))).transpose()?;
     let endpoint = endpoint(&spec.adapter).map_err(|field| fail(field, "must be an http:// or https:// URL"))?;
+    let secret = spec.adapter.secret_env().and_then(ProviderSecret::from_env);
+    let headers = headers(&spec.adapter, secret.as_ref()).map_err(|why| fail("adapter.headers", &why))?;
     Ok(Tool {
         id: id.clone(),
         aliases: spec.aliases,
@@ -236,14 +267,35 @@ fn validate(spec: ToolSpec) -> Result<Tool, String> {
         sandbox,
         adapter: spec.adapter,
         endpoint,
+        secret,
+        headers,
     })
 }
 
-/// The adapter's provider URL, checked; on a bad one, the field at fault.
-fn endpoint(adapter: &AdapterSpec) -> Result<Option<reqwest::Url>, &'static str> {
-    let parse = |text: &str, field| {
-        reqwest::Url::parse(text).ok().filter(|url| matches!(url.scheme(), "http" | "https")).ok_or(field)
+/// The headers every request of the tool carries; on a bad fixed header, why.
+fn headers(adapter: &AdapterSpec, secret: Option<&ProviderSecret>) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    let (fixed, scheme) = match adapter {
+        AdapterSpec::Builtin { .. } => return Ok(vec![]),
+        AdapterSpec::OpenaiChat { .. } => (None, "Bearer"),
+        AdapterSpec::FalQueue { .. } => (None, "Key"),
+        AdapterSpec::Http { headers, .. } => (Some(headers), "Bearer"),
     };
+    let mut out = vec![];
+    for (name, value) in fixed.into_iter().flatten() {
+        let name = HeaderName::try_from(name.as_str()).map_err(|_| format!("has an invalid header name '{name}'"))?;
+        let value = HeaderValue::try_from(value.as_str()).map_err(|_| format!("has an invalid value for '{name}'"))?;
+        out.push((name, value));
+    }
+    if let Some(mut value) = secret.and_then(|s| HeaderValue::try_from(format!("{scheme} {}", s.expose())).ok()) {
+        value.set_sensitive(true);
+        out.push((header::AUTHORIZATION, value));
+    }
+    Ok(out)
+}
+
+/// The adapter's provider URL, checked; on a bad one, the field at fault.
+fn endpoint(adapter: &AdapterSpec) -> Result<Option<Uri>, &'static str> {
+    let parse = |text: &str, field| upstream::parse_url(text).ok_or(field);
     match adapter {
         AdapterSpec::Builtin { .. } => Ok(None),
         AdapterSpec::OpenaiChat { base_url, .. } => {
@@ -290,7 +342,7 @@ mod tests {
             assert!(err.contains("'c'") && err.contains("adapter.base_url"), "{bad}: {err}");
         }
         let good = Catalog::from_toml(&chat("https://openrouter.ai/api/v1/")).unwrap();
-        let endpoint = good.resolve("c").unwrap().endpoint.as_ref().map(|u| u.as_str().to_owned());
+        let endpoint = good.resolve("c").unwrap().endpoint.as_ref().map(|u| u.to_string());
         assert_eq!(endpoint.as_deref(), Some("https://openrouter.ai/api/v1/chat/completions"));
         let twice = format!("{}{}", tool(""), tool(""));
         assert!(Catalog::from_toml(&twice).unwrap_err().contains("used twice"));
@@ -298,5 +350,37 @@ mod tests {
         assert!(Catalog::from_toml(unknown).is_err());
         let no_price = "[[tools]]\nid = \"t\"\nadapter = { type = \"builtin\", name = \"echo\" }\n";
         assert!(Catalog::from_toml(no_price).unwrap_err().contains("price_micros"));
+        let http = |header: &str| {
+            format!(
+                "[[tools]]\nid = \"h\"\nprice_micros = 5\nadapter = {{ type = \"http\", url = \"http://127.0.0.1:9/x\", \
+                 headers = {{ {header} }} }}\n"
+            )
+        };
+        for bad in ["\"bad name\" = \"v\"", "\"x-ok\" = \"line\\nbreak\""] {
+            let err = Catalog::from_toml(&http(bad)).unwrap_err();
+            assert!(err.contains("'h'") && err.contains("adapter.headers"), "{bad}: {err}");
+        }
+        assert_eq!(Catalog::from_toml(&http("\"x-team\" = \"visa\"")).unwrap().resolve("h").unwrap().headers.len(), 1);
+    }
+
+    #[test]
+    fn the_provider_secret_is_read_at_load_sent_as_a_sensitive_header_and_never_printed() {
+        let (var, secret) = ("VISA_CATALOG_UNIT_TEST_KEY", "sk-unit-0123456789abcdef");
+        // SAFETY: this variable is read by this test only.
+        unsafe { std::env::set_var(var, secret) };
+        let text = format!(
+            "[[tools]]\nid = \"f\"\nprice_micros = 5\nadapter = {{ type = \"fal_queue\", base_url = \"http://127.0.0.1:9\", \
+             app = \"a\", api_key_env = \"{var}\" }}\n"
+        );
+        let catalog = Catalog::from_toml(&text).unwrap();
+        // SAFETY: as above.
+        unsafe { std::env::remove_var(var) };
+        let tool = catalog.resolve("f").unwrap();
+        assert!(tool.is_ready(), "read once at load, so still ready after the variable is gone");
+        let (name, value) = &tool.headers[0];
+        assert_eq!((name.as_str(), value.to_str().unwrap()), ("authorization", format!("Key {secret}").as_str()));
+        assert!(value.is_sensitive());
+        let printed = format!("{tool:?}");
+        assert!(!printed.contains(&secret[..8]), "{printed}");
     }
 }

@@ -131,12 +131,8 @@ impl Server {
             request_counts: Default::default(),
             rate_limits: Default::default(),
             trust: trust::TrustPolicy { tls: config.tls.is_some(), ..config.trust.clone() },
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(256)
-                // A provider key is sent to the catalog's URL and nowhere else.
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?,
+            upstream: tools::upstream::Upstream::new()
+                .map_err(|e| anyhow::anyhow!("cannot build the provider HTTP client: {e}"))?,
             session_ttl: time::Duration::try_from(config.session_ttl).unwrap_or(time::Duration::days(30)),
             idempotency_ttl: time::Duration::try_from(config.idempotency_ttl).unwrap_or(time::Duration::days(1)),
         });

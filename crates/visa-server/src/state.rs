@@ -26,7 +26,7 @@ pub struct AppState {
     pub rate_limits: RateLimiter,
     pub trust: crate::trust::TrustPolicy,
     /// One pooled HTTP client for every provider call.
-    pub http: reqwest::Client,
+    pub upstream: crate::tools::upstream::Upstream,
     pub session_ttl: time::Duration,
     /// How long an Idempotency-Key is remembered.
     pub idempotency_ttl: time::Duration,

@@ -172,7 +172,7 @@ async fn hold_run_settle(
             return not_started(other, &state, day_number);
         }
     };
-    let context = tools::RunContext { http: &state.http, store: state.store.as_ref(), execution: &execution };
+    let context = tools::RunContext { upstream: &state.upstream, store: state.store.as_ref(), execution: &execution };
     let outcome = tools::run(&context, &tool, &input).await;
     settle(&state, &tool, &execution, outcome, hold_durable).await
 }

@@ -4,45 +4,45 @@
 //! retry with the same Idempotency-Key after a timeout resumes polling that request instead of
 //! paying for a second one.
 
-use super::provider::secret;
+use super::upstream::Upstream;
 use super::{ToolOutput, UpstreamFailure};
-use crate::catalog::Tool;
-use reqwest::header::AUTHORIZATION;
+use crate::catalog::{ProviderSecret, Tool};
+use axum::http::{Method, Uri};
 use serde_json::Value;
 use std::time::Duration;
 use visa_core::money::Micros;
 use visa_store::{ExecutionRecord, Store};
 
 pub struct FalQueue<'a> {
-    pub http: &'a reqwest::Client,
+    pub upstream: &'a Upstream,
+    /// The tool being run: its headers carry the `Authorization: Key …` the queue expects.
+    pub tool: &'a Tool,
     pub store: &'a dyn Store,
     pub base_url: &'a str,
     pub app: &'a str,
-    pub api_key_env: &'a str,
     pub per_output_image: bool,
     pub poll_interval: Duration,
 }
 
 impl FalQueue<'_> {
-    fn url(&self, tail: &str) -> String {
-        format!("{}/{}{tail}", self.base_url.trim_end_matches('/'), self.app.trim_matches('/'))
+    /// `{base_url}/{app}{tail}`; `tail` may carry the provider's request id, so it is checked.
+    fn url(&self, tail: &str) -> Result<Uri, UpstreamFailure> {
+        let url = format!("{}/{}{tail}", self.base_url.trim_end_matches('/'), self.app.trim_matches('/'));
+        url.parse().map_err(|_| UpstreamFailure::retryable("the provider's request id does not fit in a URL"))
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, UpstreamFailure> {
-        let key = secret(Some(self.api_key_env)).unwrap_or_default();
-        let response = request
-            .header(AUTHORIZATION, format!("Key {key}"))
-            .send()
-            .await
-            .map_err(|_| UpstreamFailure::retryable("the provider could not be reached"))?;
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if (200..300).contains(&status) {
+    async fn send(&self, method: Method, tail: &str, json: Option<&Value>) -> Result<Value, UpstreamFailure> {
+        let json = json.map(serde_json::to_vec).transpose().map_err(|_| UpstreamFailure::retryable("bad input"))?;
+        let headers = self.tool.headers.iter().map(|(n, v)| (n, v));
+        let answer = self.upstream.send(method, &self.url(tail)?, headers, json).await?;
+        let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+        if (200..300).contains(&answer.status) {
             return Ok(body);
         }
         let message = body["detail"].as_str().or_else(|| body["error"].as_str()).unwrap_or("no details");
         let message = visa_core::policy::truncate_for_message(message);
-        Err(super::provider::classify(status, &super::provider::scrub(&message, Some(&key)), None))
+        let secret = self.tool.secret.as_ref().map(ProviderSecret::expose);
+        Err(super::provider::classify(answer.status, &super::provider::scrub(&message, secret), answer.retry_after))
     }
 
     /// The provider request to follow: the one an earlier attempt left, or a new submission.
@@ -51,7 +51,7 @@ impl FalQueue<'_> {
         if let Some(existing) = self.store.provider_request_to_resume(execution.id).await.map_err(store_down)? {
             return Ok(existing);
         }
-        let submitted = self.send(self.http.post(self.url("")).json(input)).await?;
+        let submitted = self.send(Method::POST, "", Some(input)).await?;
         let id = submitted["request_id"]
             .as_str()
             .ok_or_else(|| UpstreamFailure::retryable("the provider's answer had no request_id"))?
@@ -68,7 +68,7 @@ impl FalQueue<'_> {
     ) -> Result<ToolOutput, UpstreamFailure> {
         let id = self.request_id(execution, input).await?;
         loop {
-            let status = self.send(self.http.get(self.url(&format!("/requests/{id}/status")))).await?;
+            let status = self.send(Method::GET, &format!("/requests/{id}/status"), None).await?;
             match status["status"].as_str() {
                 Some("COMPLETED") => break,
                 Some("IN_QUEUE" | "IN_PROGRESS") => tokio::time::sleep(self.poll_interval).await,
@@ -82,7 +82,7 @@ impl FalQueue<'_> {
                 }
             }
         }
-        let result = self.send(self.http.get(self.url(&format!("/requests/{id}")))).await?;
+        let result = self.send(Method::GET, &format!("/requests/{id}"), None).await?;
         let _ = self.store.forget_provider_request(execution.id).await;
         let images = result["images"].as_array().map_or(0, Vec::len).max(1) as i64;
         let units = if self.per_output_image { images } else { 1 };

@@ -5,6 +5,7 @@
 mod builtin;
 mod fal;
 mod provider;
+pub mod upstream;
 
 use crate::catalog::{AdapterSpec, Tool};
 use crate::error::ApiError;
@@ -63,7 +64,7 @@ pub fn check_runnable(tool: &Tool, input: &Value, sandbox: bool) -> Result<(), A
         _ if sandbox => Ok(()),
         adapter => {
             if let Some(var) = adapter.secret_env().filter(|_| !tool.is_ready()) {
-                return Err(unavailable(tool, format!("is not configured: the server has no {var} set")));
+                return Err(unavailable(tool, format!("is not configured: the server has no usable {var} set")));
             }
             match adapter {
                 AdapterSpec::OpenaiChat { .. } if !input["messages"].is_array() => {
@@ -86,40 +87,38 @@ pub fn hold_for(tool: &Tool, input: &Value) -> Micros {
 
 /// What a run may use besides the tool and its input.
 pub struct RunContext<'a> {
-    pub http: &'a reqwest::Client,
+    pub upstream: &'a upstream::Upstream,
     pub store: &'a dyn visa_store::Store,
     pub execution: &'a visa_store::ExecutionRecord,
 }
 
 /// Runs the tool under its timeout. In sandbox it answers from the catalog sample when there is one.
 pub async fn run(ctx: &RunContext<'_>, tool: &Tool, input: &Value) -> Result<ToolOutput, UpstreamFailure> {
-    let (client, hold) = (ctx.http, ctx.execution.hold);
+    let (upstream, hold) = (ctx.upstream, ctx.execution.hold);
     if let (true, Some(sample)) = (ctx.execution.sandbox, &tool.sandbox) {
         return Ok(ToolOutput { result: sample.clone(), cost: tool.price.min(hold) });
     }
     let flat = |result: Value| ToolOutput { result, cost: tool.price };
-    let api_key = provider::secret(tool.adapter.secret_env());
     let call = async {
         match (&tool.adapter, &tool.endpoint) {
             (AdapterSpec::Builtin { name }, _) => builtin::run(*name, input).await.map(flat),
             (AdapterSpec::OpenaiChat { model, .. }, Some(endpoint)) => {
-                let key = api_key.as_deref().unwrap_or_default();
-                provider::run_chat(client, tool, endpoint, model, key, input, hold).await
+                provider::run_chat(upstream, tool, endpoint, model, input, hold).await
             }
-            (AdapterSpec::Http { headers, .. }, Some(endpoint)) => {
-                provider::post_json(client, endpoint, headers, api_key.as_deref(), input).await.map(flat)
+            (AdapterSpec::Http { .. }, Some(endpoint)) => {
+                provider::post_json(upstream, tool, endpoint, input).await.map(flat)
             }
             // The catalog gives every chat and http tool its endpoint; a tool built otherwise has none.
             (AdapterSpec::OpenaiChat { .. } | AdapterSpec::Http { .. }, None) => {
                 Err(UpstreamFailure::retryable("the tool has no provider URL"))
             }
-            (AdapterSpec::FalQueue { base_url, app, api_key_env, per_output_image, poll_interval_ms }, _) => {
+            (AdapterSpec::FalQueue { base_url, app, per_output_image, poll_interval_ms, .. }, _) => {
                 let queue = fal::FalQueue {
-                    http: client,
+                    upstream,
+                    tool,
                     store: ctx.store,
                     base_url,
                     app,
-                    api_key_env,
                     per_output_image: *per_output_image,
                     poll_interval: std::time::Duration::from_millis(*poll_interval_ms),
                 };

@@ -4,54 +4,30 @@
 //! Provider answers are mapped honestly: 429, 5xx, timeouts and connection errors are
 //! retryable 502s (with the provider's `Retry-After`), other 4xx are the caller's fault (400,
 //! with the provider's message, any provider secret scrubbed from it). The provider secret comes
-//! from the environment variable the catalog names, never from the request.
+//! from the environment variable the catalog names (read once, at load), never from the request.
 
+use super::upstream::Upstream;
 use super::{ToolOutput, UpstreamFailure};
-use crate::catalog::Tool;
+use crate::catalog::{ProviderSecret, Tool};
+use axum::http::{Method, Uri};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use visa_core::ErrorCode;
 use visa_core::money::Micros;
 
 /// The most of a provider's error message we pass on.
 const MAX_PROVIDER_MESSAGE: usize = 300;
 
-/// The secret in `var`, if set and non-empty.
-pub fn secret(var: Option<&str>) -> Option<String> {
-    var.and_then(|v| std::env::var(v).ok()).filter(|v| !v.is_empty())
-}
-
-/// POSTs `body` and returns the JSON answer of a 2xx, or the failure it maps to.
-pub async fn post_json(
-    client: &reqwest::Client,
-    url: &reqwest::Url,
-    headers: &BTreeMap<String, String>,
-    bearer: Option<&str>,
-    body: &Value,
-) -> Result<Value, UpstreamFailure> {
-    let mut request = client.post(url.clone()).json(body);
-    for (name, value) in headers {
-        request = request.header(name, value);
-    }
-    if let Some(token) = bearer {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.map_err(|e| {
-        let what = if e.is_timeout() { "timed out" } else { "could not be reached" };
-        UpstreamFailure::retryable(format!("the provider {what}"))
-    })?;
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let text = response.text().await.map_err(|_| UpstreamFailure::retryable("the provider's answer was cut off"))?;
-    if (200..300).contains(&status) {
-        return serde_json::from_str(&text)
+/// POSTs `body` with the tool's headers and returns the JSON answer of a 2xx, or the failure
+/// it maps to.
+pub async fn post_json(upstream: &Upstream, tool: &Tool, url: &Uri, body: &Value) -> Result<Value, UpstreamFailure> {
+    let json = serde_json::to_vec(body).map_err(|_| UpstreamFailure::retryable("the input could not be encoded"))?;
+    let answer = upstream.send(Method::POST, url, tool.headers.iter().map(|(n, v)| (n, v)), Some(json)).await?;
+    if (200..300).contains(&answer.status) {
+        return serde_json::from_slice(&answer.body)
             .map_err(|_| UpstreamFailure::retryable("the provider answered with something that is not JSON"));
     }
-    Err(classify(status, &provider_message(&text, bearer), retry_after))
+    let secret = tool.secret.as_ref().map(ProviderSecret::expose);
+    Err(classify(answer.status, &provider_message(&String::from_utf8_lossy(&answer.body), secret), answer.retry_after))
 }
 
 /// What a provider's non-2xx answer means for the caller.
@@ -144,15 +120,14 @@ pub fn chat_hold(tool: &Tool, input: &Value) -> Micros {
 }
 
 pub async fn run_chat(
-    client: &reqwest::Client,
+    upstream: &Upstream,
     tool: &Tool,
-    endpoint: &reqwest::Url,
+    endpoint: &Uri,
     model: &str,
-    api_key: &str,
     input: &Value,
     hold: Micros,
 ) -> Result<ToolOutput, UpstreamFailure> {
-    let answer = post_json(client, endpoint, &BTreeMap::new(), Some(api_key), &chat_body(input, model)).await?;
+    let answer = post_json(upstream, tool, endpoint, &chat_body(input, model)).await?;
     let cost = chat_cost(tool, &answer, hold);
     Ok(ToolOutput { result: answer, cost })
 }
