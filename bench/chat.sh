@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Benchmarks the openai_chat adapter path: a fast Rust mock provider called directly, and the
 # same chat request as a paid execution through `visa-cli serve` (production, durable ledger)
-# in front of that mock, in the same run; and, as a reference, the same request through a bare
-# proxy on the server's HTTP stack (bench/reference-proxy: no auth, no hold, no database), which
-# shows how much of the gap is the two HTTP hops and how much is the money path.
+# in front of that mock, in the same run; and, as references, the same request through a bare
+# proxy on the server's HTTP stack (bench/reference-proxy: no auth, no hold, no database) and
+# through the same proxy doing the least durable work a paid call could (a held and a captured
+# row in SQLite, group-committed, the capture fsynced before the answer): the gaps show what the
+# two HTTP hops, two durable steps, and the rest of the money path each cost.
 # Usage: bench/chat.sh [seconds per run, default 15] [connections, default 32]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,11 +15,13 @@ KEYS=${VISA_BENCH_KEY_COUNT:-32}
 MOCK_PORT=18092
 VISA_PORT=18093
 PROXY_PORT=18094
+FLOOR_PORT=18095
 source bench/lib.sh
 cargo build --release -q -p visa-cli -p visa-bench-mock-provider -p visa-bench-reference-proxy
 
 target/release/visa-bench-mock-provider "127.0.0.1:$MOCK_PORT" 2>/dev/null & pids+=($!)
 target/release/visa-bench-reference-proxy "127.0.0.1:$PROXY_PORT" "http://127.0.0.1:$MOCK_PORT/v1" 2>/dev/null & pids+=($!)
+target/release/visa-bench-reference-proxy "127.0.0.1:$FLOOR_PORT" "http://127.0.0.1:$MOCK_PORT/v1" "$work/floor.db" 2>/dev/null & pids+=($!)
 cat > "$work/tools.toml" <<TOML
 [[tools]]
 id = "bench-chat"
@@ -33,6 +37,7 @@ VISA_LOG=warn target/release/visa-cli serve --listen "127.0.0.1:$VISA_PORT" --da
 wait_for_port "$MOCK_PORT"
 wait_for_port "$VISA_PORT"
 wait_for_port "$PROXY_PORT"
+wait_for_port "$FLOOR_PORT"
 api="http://127.0.0.1:$VISA_PORT"
 create_keys "$api" "$KEYS" bench-chat
 
@@ -41,9 +46,11 @@ direct=$(run_wrk bench/chat.lua "http://127.0.0.1:$MOCK_PORT" mock_direct)
 echo "$direct"
 reference=$(run_wrk bench/chat.lua "http://127.0.0.1:$PROXY_PORT" reference_proxy "$work/keys")
 echo "$reference"
+floor=$(run_wrk bench/chat.lua "http://127.0.0.1:$FLOOR_PORT" durable_floor "$work/keys")
+echo "$floor"
 paid=$(run_wrk bench/chat.lua "$api" paid_chat "$work/keys")
 echo "$paid"
 echo "ledger after the run: $(target/release/visa-cli ledger verify --data-dir "$work/data")"
 awk -v d="$(field "$direct" req_per_s)" -v p="$(field "$paid" req_per_s)" -v r="$(field "$reference" req_per_s)" \
-  -v dp="$(field "$direct" p99_ms)" -v pp="$(field "$paid" p99_ms)" \
-  'BEGIN { printf "paid/direct = %.1f%% (target >= 25%%); p99 over the mock = %.1f ms (target <= 20 ms); reference proxy/direct = %.1f%%\n", 100*p/d, pp-dp, 100*r/d }'
+  -v f="$(field "$floor" req_per_s)" -v dp="$(field "$direct" p99_ms)" -v pp="$(field "$paid" p99_ms)" \
+  'BEGIN { printf "paid/direct = %.1f%% (target >= 25%%); p99 over the mock = %.1f ms (target <= 20 ms); reference proxy/direct = %.1f%%; durable floor/direct = %.1f%%\n", 100*p/d, pp-dp, 100*r/d, 100*f/d }'

@@ -1,46 +1,73 @@
-//! The reference of the chat benchmark: what the server's HTTP stack alone costs. It takes the
-//! same paid-execution request as `visa-cli serve` (`{"input": <chat request>}`), forwards the
-//! input to the mock provider with the same client (reqwest, pooled, no redirects) and
-//! wraps the answer — with no authentication, no hold, no ledger, no database.
-//! `bench/chat.sh` measures it in the same run, so the gap between it and Visa Keys is the
-//! price of the money path, and the gap between it and the mock is the price of the two hops.
+//! The references of the chat benchmark: what the server's HTTP stack costs, alone and with
+//! the least durable work a paid call could do. It takes the same paid-execution request as
+//! `visa-cli serve` (`{"input": <chat request>}`), forwards the input to the mock provider
+//! with the server's own provider client (`visa_server::tools::upstream`) and wraps the
+//! answer — with no authentication, no caps, no idempotency, no ledger.
+//!
+//! With a third argument (a database path) it also does the floor of any money path: two
+//! durable steps per call in SQLite through one group-committing writer — a guarded balance
+//! hold committed before the provider call, a capture with the stored answer committed and
+//! fsynced before the reply (`durable_floor`). `bench/chat.sh` measures both in the same run
+//! as Visa Keys, so the gaps show what the hops, the durable steps and the rest of our money
+//! path each cost.
+
+mod durable_floor;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::routing::post;
+use durable_floor::{Ledger, Step};
 use serde_json::{Value, json};
+use std::sync::Arc;
+use visa_server::tools::upstream::Upstream;
 
-#[derive(Clone)]
-struct Upstream {
-    client: reqwest::Client,
-    endpoint: reqwest::Url,
+struct Provider {
+    upstream: Upstream,
+    endpoint: Uri,
+    headers: [(HeaderName, HeaderValue); 1],
+    ledger: Option<Ledger>,
 }
 
-async fn execute(State(up): State<Upstream>, Json(mut body): Json<Value>) -> Result<Json<Value>, StatusCode> {
+impl Provider {
+    async fn step(&self, step: Step) -> Result<(), StatusCode> {
+        match &self.ledger {
+            Some(ledger) => ledger.run(step).await.map_err(|_| StatusCode::SERVICE_UNAVAILABLE),
+            None => Ok(()),
+        }
+    }
+}
+
+async fn execute(
+    State(provider): State<Arc<Provider>>,
+    Json(mut body): Json<Value>,
+) -> Result<Json<Value>, StatusCode> {
     let mut input = body["input"].take();
     input["model"] = json!("bench-model");
     input["stream"] = json!(false);
-    let request = up.client.post(up.endpoint.clone()).bearer_auth("bench-provider-key").json(&input);
-    let response = request.send().await.map_err(|_| StatusCode::BAD_GATEWAY)?;
-    let result: Value = response.json().await.map_err(|_| StatusCode::BAD_GATEWAY)?;
-    Ok(Json(json!({ "success": true, "object": "tool_execution", "tool": "bench-chat", "result": result })))
+    let json = serde_json::to_vec(&input).map_err(|_| StatusCode::BAD_REQUEST)?;
+    provider.step(Step::Hold).await?;
+    let headers = provider.headers.iter().map(|(n, v)| (n, v));
+    let answer = provider.upstream.send(Method::POST, &provider.endpoint, headers, Some(json)).await;
+    let answer = answer.ok().filter(|a| a.status == 200).ok_or(StatusCode::BAD_GATEWAY)?;
+    let result: Value = serde_json::from_slice(&answer.body).map_err(|_| StatusCode::BAD_GATEWAY)?;
+    let reply = json!({ "success": true, "object": "tool_execution", "tool": "bench-chat", "result": result });
+    provider.step(Step::Capture(reply.to_string().into_bytes())).await?;
+    Ok(Json(reply))
 }
 
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:18094".into());
-    let provider = args.next().unwrap_or_else(|| "http://127.0.0.1:18092/v1".into());
-    let upstream = Upstream {
-        client: reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("HTTP client"),
-        endpoint: format!("{provider}/chat/completions").parse().expect("provider URL"),
+    let base = args.next().unwrap_or_else(|| "http://127.0.0.1:18092/v1".into());
+    let provider = Provider {
+        upstream: Upstream::new().expect("HTTP client"),
+        endpoint: format!("{base}/chat/completions").parse().expect("provider URL"),
+        headers: [(header::AUTHORIZATION, HeaderValue::from_static("Bearer bench-provider-key"))],
+        ledger: args.next().map(|path| Ledger::open(path.as_ref()).expect("open the floor's SQLite database")),
     };
-    let app = axum::Router::new().route("/v1/api/tools/{tool}/execute", post(execute)).with_state(upstream);
+    let app = axum::Router::new().route("/v1/api/tools/{tool}/execute", post(execute)).with_state(Arc::new(provider));
     let listener = tokio::net::TcpListener::bind(&addr).await.expect("bind");
     eprintln!("reference proxy listening on {addr}");
     axum::serve(listener, app).await.expect("serve");
