@@ -51,6 +51,26 @@ async fn app_with(mock: &MockProvider, key_var: &str, timeout_ms: u64, preview: 
     .await
 }
 
+/// A mock provider, an app whose `chat` and `priced-http` tools call it with `secret` (in the
+/// test's own variable `var`), a funded account's session and key, and its balance before.
+struct Funded {
+    mock: MockProvider,
+    app: TestApp,
+    session: String,
+    key_id: i64,
+    key: String,
+    before: i64,
+}
+
+async fn funded(var: &str, secret: &str, timeout_ms: u64) -> Funded {
+    let mock = MockProvider::start().await;
+    provider_key(var, secret);
+    let app = app_with(&mock, var, timeout_ms, false).await;
+    let (session, key_id, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    Funded { mock, app, session, key_id, key, before }
+}
+
 fn chat_input(max_tokens: Option<u64>) -> Value {
     let mut input =
         json!({ "messages": [{ "role": "user", "content": "Say hello." }], "model": "caller-model", "stream": true });
@@ -62,11 +82,8 @@ fn chat_input(max_tokens: Option<u64>) -> Value {
 
 #[tokio::test]
 async fn chat_is_metered_by_reported_usage_to_the_micro() {
-    let mock = MockProvider::start().await;
-    provider_key("VISA_TEST_KEY_METERED", "sk-test-metered-0123456789");
-    let app = app_with(&mock, "VISA_TEST_KEY_METERED", 5000, false).await;
-    let (session, id, key) = app.funded_key("octocat").await;
-    let before = app.balance_micros(&session).await;
+    let Funded { mock, app, session, key_id: id, key, before } =
+        funded("VISA_TEST_KEY_METERED", "sk-test-metered-0123456789", 5000).await;
 
     let reply = app.execute(&key, "chat", chat_input(Some(800))).await;
     let body = reply.assert_ok(200);
@@ -109,12 +126,8 @@ async fn a_call_that_could_pass_the_cap_is_refused_before_it_is_sent() {
 
 #[tokio::test]
 async fn provider_failures_are_mapped_and_charge_nothing() {
-    let mock = MockProvider::start().await;
     let secret = "sk-test-failures-0123456789";
-    provider_key("VISA_TEST_KEY_FAIL", secret);
-    let app = app_with(&mock, "VISA_TEST_KEY_FAIL", 5000, false).await;
-    let (session, _, key) = app.funded_key("octocat").await;
-    let before = app.balance_micros(&session).await;
+    let Funded { mock, app, session, key, before, .. } = funded("VISA_TEST_KEY_FAIL", secret, 5000).await;
 
     mock.behaviour.status.store(503, Ordering::SeqCst);
     let reply = app.execute(&key, "chat", chat_input(Some(10))).await;
@@ -146,11 +159,8 @@ async fn provider_failures_are_mapped_and_charge_nothing() {
 
 #[tokio::test]
 async fn an_answer_too_large_to_read_is_a_failure_that_charges_nothing() {
-    let mock = MockProvider::start().await;
-    provider_key("VISA_TEST_KEY_LARGE", "sk-test-large-0123456789");
-    let app = app_with(&mock, "VISA_TEST_KEY_LARGE", 10_000, false).await;
-    let (session, _, key) = app.funded_key("octocat").await;
-    let before = app.balance_micros(&session).await;
+    let Funded { mock, app, session, key, before, .. } =
+        funded("VISA_TEST_KEY_LARGE", "sk-test-large-0123456789", 10_000).await;
     mock.behaviour.pad_bytes.store(visa_server::tools::upstream::MAX_ANSWER_BYTES, Ordering::SeqCst);
     let reply = app.execute(&key, "chat", chat_input(Some(10))).await;
     let body = reply.assert_error(502, "UPSTREAM_ERROR");
@@ -164,11 +174,8 @@ async fn an_answer_too_large_to_read_is_a_failure_that_charges_nothing() {
 
 #[tokio::test]
 async fn a_provider_timeout_voids_the_hold() {
-    let mock = MockProvider::start().await;
-    provider_key("VISA_TEST_KEY_TIMEOUT", "sk-test-timeout-0123456789");
-    let app = app_with(&mock, "VISA_TEST_KEY_TIMEOUT", 200, false).await;
-    let (session, _, key) = app.funded_key("octocat").await;
-    let before = app.balance_micros(&session).await;
+    let Funded { mock, app, session, key, before, .. } =
+        funded("VISA_TEST_KEY_TIMEOUT", "sk-test-timeout-0123456789", 200).await;
     mock.behaviour.delay_ms.store(1000, Ordering::SeqCst);
     let reply = app.execute(&key, "chat", chat_input(Some(10))).await;
     assert_eq!(reply.assert_error(502, "UPSTREAM_ERROR")["retryable"], true);
@@ -178,11 +185,8 @@ async fn a_provider_timeout_voids_the_hold() {
 
 #[tokio::test]
 async fn the_http_adapter_posts_the_input_at_a_flat_price() {
-    let mock = MockProvider::start().await;
-    provider_key("VISA_TEST_KEY_HTTP", "sk-test-http-0123456789");
-    let app = app_with(&mock, "VISA_TEST_KEY_HTTP", 5000, false).await;
-    let (session, _, key) = app.funded_key("octocat").await;
-    let before = app.balance_micros(&session).await;
+    let Funded { mock, app, session, key, before, .. } =
+        funded("VISA_TEST_KEY_HTTP", "sk-test-http-0123456789", 5000).await;
     let reply = app.execute(&key, "priced-http", json!({ "q": "weather" })).await;
     let body = reply.assert_ok(200);
     assert_eq!(body["result"], json!({ "echoed": { "q": "weather" } }));
