@@ -69,11 +69,12 @@ impl Upstream {
         headers: impl IntoIterator<Item = (&'h HeaderName, &'h HeaderValue)>,
         json: Option<Vec<u8>>,
     ) -> Result<Answer, UpstreamFailure> {
-        let mut request = Request::new(Full::new(json.as_ref().map_or_else(Bytes::new, |b| Bytes::copy_from_slice(b))));
+        let is_json = json.is_some();
+        let mut request = Request::new(Full::new(json.map(Bytes::from).unwrap_or_default()));
         *request.method_mut() = method;
         *request.uri_mut() = url.clone();
         let sent = request.headers_mut();
-        if json.is_some() {
+        if is_json {
             sent.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         for (name, value) in headers {
