@@ -303,8 +303,12 @@ fn endpoint(adapter: &AdapterSpec) -> Result<Option<Uri>, &'static str> {
             parse(base, "adapter.base_url")?;
             parse(&format!("{base}/chat/completions"), "adapter.base_url").map(Some)
         }
-        // Its URLs name the provider's request, so they are built per call.
-        AdapterSpec::FalQueue { base_url, .. } => parse(base_url, "adapter.base_url").map(|_| None),
+        // Its URLs name the provider's request, so they are built per call; the submit URL is
+        // checked here, so a bad one stops the server instead of failing paid calls.
+        AdapterSpec::FalQueue { base_url, app, .. } => {
+            parse(base_url, "adapter.base_url")?;
+            parse(&format!("{}/{}", base_url.trim_end_matches('/'), app.trim_matches('/')), "adapter.app").map(|_| None)
+        }
         AdapterSpec::Http { url, .. } => parse(url, "adapter.url").map(Some),
     }
 }
@@ -356,6 +360,10 @@ mod tests {
                  headers = {{ {header} }} }}\n"
             )
         };
+        let fal = "[[tools]]\nid = \"f\"\nprice_micros = 5\nadapter = { type = \"fal_queue\", base_url = \"https://queue.fal.run\", \
+                   app = \"fal-ai/flux pro\", api_key_env = \"K\" }\n";
+        let err = Catalog::from_toml(fal).unwrap_err();
+        assert!(err.contains("'f'") && err.contains("adapter.app"), "{err}");
         for bad in ["\"bad name\" = \"v\"", "\"x-ok\" = \"line\\nbreak\""] {
             let err = Catalog::from_toml(&http(bad)).unwrap_err();
             assert!(err.contains("'h'") && err.contains("adapter.headers"), "{bad}: {err}");

@@ -25,14 +25,18 @@ pub struct FalQueue<'a> {
 }
 
 impl FalQueue<'_> {
-    /// `{base_url}/{app}{tail}`; `tail` may carry the provider's request id, so it is checked.
+    /// `{base_url}/{app}{tail}`; the catalog checked `{base_url}/{app}`, but `tail` may carry
+    /// the provider's request id.
     fn url(&self, tail: &str) -> Result<Uri, UpstreamFailure> {
         let url = format!("{}/{}{tail}", self.base_url.trim_end_matches('/'), self.app.trim_matches('/'));
         url.parse().map_err(|_| UpstreamFailure::retryable("the provider's request id does not fit in a URL"))
     }
 
     async fn send(&self, method: Method, tail: &str, json: Option<&Value>) -> Result<Value, UpstreamFailure> {
-        let json = json.map(serde_json::to_vec).transpose().map_err(|_| UpstreamFailure::retryable("bad input"))?;
+        let json = json
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|_| UpstreamFailure::retryable("the input could not be encoded"))?;
         let headers = self.tool.headers.iter().map(|(n, v)| (n, v));
         let answer = self.upstream.send(method, &self.url(tail)?, headers, json).await?;
         let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
