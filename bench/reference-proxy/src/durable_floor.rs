@@ -23,7 +23,6 @@ struct Job {
     done: oneshot::Sender<Done>,
 }
 
-#[derive(Clone)]
 pub struct Ledger {
     queue: mpsc::UnboundedSender<Job>,
 }

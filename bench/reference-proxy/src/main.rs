@@ -16,6 +16,7 @@ mod durable_floor;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::IntoResponse;
 use axum::routing::post;
 use durable_floor::{Ledger, Step};
 use serde_json::{Value, json};
@@ -38,22 +39,26 @@ impl Provider {
     }
 }
 
+/// Answers with the reply's bytes, encoded once: the floor stores the same bytes it sends,
+/// as `visa-cli serve` does for replays.
 async fn execute(
     State(provider): State<Arc<Provider>>,
     Json(mut body): Json<Value>,
-) -> Result<Json<Value>, StatusCode> {
+) -> Result<impl IntoResponse, StatusCode> {
     let mut input = body["input"].take();
     input["model"] = json!("bench-model");
     input["stream"] = json!(false);
-    let json = serde_json::to_vec(&input).map_err(|_| StatusCode::BAD_REQUEST)?;
     provider.step(Step::Hold).await?;
-    let headers = provider.headers.iter().map(|(n, v)| (n, v));
-    let answer = provider.upstream.send(Method::POST, &provider.endpoint, headers, Some(json)).await;
+    let answer = provider.upstream.send(Method::POST, &provider.endpoint, &provider.headers, Some(&input)).await;
     let answer = answer.ok().filter(|a| a.status == 200).ok_or(StatusCode::BAD_GATEWAY)?;
     let result: Value = serde_json::from_slice(&answer.body).map_err(|_| StatusCode::BAD_GATEWAY)?;
     let reply = json!({ "success": true, "object": "tool_execution", "tool": "bench-chat", "result": result });
-    provider.step(Step::Capture(reply.to_string().into_bytes())).await?;
-    Ok(Json(reply))
+    let bytes = serde_json::to_vec(&reply).map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    // Copied only when the floor stores it, so the plain reference does no extra work.
+    if provider.ledger.is_some() {
+        provider.step(Step::Capture(bytes.clone())).await?;
+    }
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes))
 }
 
 #[tokio::main]

@@ -33,12 +33,7 @@ impl FalQueue<'_> {
     }
 
     async fn send(&self, method: Method, tail: &str, json: Option<&Value>) -> Result<Value, UpstreamFailure> {
-        let json = json
-            .map(serde_json::to_vec)
-            .transpose()
-            .map_err(|_| UpstreamFailure::retryable("the input could not be encoded"))?;
-        let headers = self.tool.headers.iter().map(|(n, v)| (n, v));
-        let answer = self.upstream.send(method, &self.url(tail)?, headers, json).await?;
+        let answer = self.upstream.send(method, &self.url(tail)?, &self.tool.headers, json).await?;
         let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
         if (200..300).contains(&answer.status) {
             return Ok(body);

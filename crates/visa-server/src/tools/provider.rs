@@ -20,8 +20,7 @@ const MAX_PROVIDER_MESSAGE: usize = 300;
 /// POSTs `body` with the tool's headers and returns the JSON answer of a 2xx, or the failure
 /// it maps to.
 pub async fn post_json(upstream: &Upstream, tool: &Tool, url: &Uri, body: &Value) -> Result<Value, UpstreamFailure> {
-    let json = serde_json::to_vec(body).map_err(|_| UpstreamFailure::retryable("the input could not be encoded"))?;
-    let answer = upstream.send(Method::POST, url, tool.headers.iter().map(|(n, v)| (n, v)), Some(json)).await?;
+    let answer = upstream.send(Method::POST, url, &tool.headers, Some(body)).await?;
     if (200..300).contains(&answer.status) {
         return serde_json::from_slice(&answer.body)
             .map_err(|_| UpstreamFailure::retryable("the provider answered with something that is not JSON"));

@@ -20,6 +20,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
 use std::sync::Arc;
 use visa_core::ErrorCode;
 
@@ -61,16 +62,20 @@ impl Upstream {
         Ok(Self { client })
     }
 
-    /// Sends one request (a JSON body when `json` is given) and reads the whole answer.
-    pub async fn send<'h>(
+    /// Sends one request (with `json` as its body, if given) and reads the whole answer.
+    pub async fn send(
         &self,
         method: Method,
         url: &Uri,
-        headers: impl IntoIterator<Item = (&'h HeaderName, &'h HeaderValue)>,
-        json: Option<Vec<u8>>,
+        headers: &[(HeaderName, HeaderValue)],
+        json: Option<&Value>,
     ) -> Result<Answer, UpstreamFailure> {
-        let is_json = json.is_some();
-        let mut request = Request::new(Full::new(json.map(Bytes::from).unwrap_or_default()));
+        let body = json
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|_| UpstreamFailure::retryable("the input could not be encoded"))?;
+        let is_json = body.is_some();
+        let mut request = Request::new(Full::new(body.map(Bytes::from).unwrap_or_default()));
         *request.method_mut() = method;
         *request.uri_mut() = url.clone();
         let sent = request.headers_mut();
