@@ -209,8 +209,11 @@ async fn builtin_sleep_and_fail() {
     app.execute(&key, "sleep", json!({ "ms": 10001 })).await.assert_error(400, "INVALID_REQUEST");
     let failed = app.execute(&key, "fail", json!({ "status": 503 })).await;
     assert_eq!(failed.assert_error(502, "UPSTREAM_ERROR")["retryable"], true);
+    // The builtin maps a status by the same rule as a real provider: a 4xx is the caller's.
     let failed = app.execute(&key, "fail", json!({ "status": 400 })).await;
-    assert_eq!(failed.assert_error(502, "UPSTREAM_ERROR")["retryable"], false);
+    assert_eq!(failed.assert_error(400, "INVALID_REQUEST")["retryable"], false);
+    let failed = app.execute(&key, "fail", json!({ "status": 401 })).await;
+    assert_eq!(failed.assert_error(503, "TOOL_UNAVAILABLE")["retryable"], false);
 }
 
 #[tokio::test]

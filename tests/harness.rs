@@ -44,6 +44,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub data_dir: TempDir,
     pub environment: Environment,
+    /// The server's clock: a manual one, so a test can move time (`clock.advance`).
+    pub clock: visa_server::clock::Clock,
     server: Option<Server>,
     http: reqwest::Client,
 }
@@ -61,10 +63,18 @@ impl TestApp {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), data_dir.path().to_owned());
         config.operator_token = Some(OPERATOR_TOKEN.to_owned());
+        config.clock = visa_server::clock::Clock::manual();
         adjust(&mut config);
-        let environment = config.environment;
+        let (environment, clock) = (config.environment, config.clock.clone());
         let server = Server::start(config).await.expect("server starts");
-        Self { addr: server.local_addr(), data_dir, environment, server: Some(server), http: reqwest::Client::new() }
+        Self {
+            addr: server.local_addr(),
+            data_dir,
+            environment,
+            clock,
+            server: Some(server),
+            http: reqwest::Client::new(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

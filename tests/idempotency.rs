@@ -123,7 +123,7 @@ async fn a_retryable_failure_frees_the_key_and_a_final_one_is_replayed() {
     let idem = Uuid::new_v4().to_string();
     let body = json!({ "input": { "status": 422 } });
     let first = app.execute_with(&key, "fail", body.clone(), &idem).await;
-    first.assert_error(502, "UPSTREAM_ERROR");
+    first.assert_error(400, "INVALID_REQUEST");
     let second = app.execute_with(&key, "fail", body, &idem).await;
     assert_eq!(second.headers["idempotent-replayed"], "true");
     assert_eq!(second.body, first.body);
@@ -132,11 +132,11 @@ async fn a_retryable_failure_frees_the_key_and_a_final_one_is_replayed() {
 
 #[tokio::test]
 async fn records_expire_after_the_retention_period() {
-    let app = TestApp::spawn_with(|c| c.idempotency_ttl = Duration::from_secs(1)).await;
+    let app = TestApp::spawn_with(|c| c.idempotency_ttl = Duration::from_secs(3600)).await;
     let (session, _, key) = app.funded_key("octocat").await;
     let idem = Uuid::new_v4().to_string();
     app.execute_with(&key, "echo", json!({ "input": { "n": 1 } }), &idem).await.assert_ok(200);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.clock.advance(time::Duration::minutes(61));
     let reused = app.execute_with(&key, "echo", json!({ "input": { "n": 2 } }), &idem).await;
     assert!(!reused.assert_ok(200).is_null());
     assert!(!reused.headers.contains_key("idempotent-replayed"));
@@ -171,4 +171,40 @@ async fn a_locked_store_answers_unavailable_and_loses_nothing() {
     app.execute_with(&key, "echo", body, &idem).await.assert_ok(200);
     assert_eq!(app.balance_micros(&session).await, before - CENT);
     assert!(app.verify_ledger().await.is_empty());
+}
+
+/// Expiry never frees the key of a call that is still running: a retry after the retention
+/// (the clock moved two hours while the first call sleeps) is in flight, not a second charge.
+#[tokio::test]
+async fn expiry_never_frees_the_key_of_a_running_call() {
+    let app = TestApp::spawn_with(|c| c.idempotency_ttl = Duration::from_secs(3600)).await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    let idem = Uuid::new_v4().to_string();
+    let body = json!({ "input": { "ms": 1500 } });
+    let first = app.execute_with(&key, "sleep", body.clone(), &idem);
+    let retry = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        app.clock.advance(time::Duration::hours(2));
+        app.execute_with(&key, "sleep", body.clone(), &idem).await
+    };
+    let (first, retry) = tokio::join!(first, retry);
+    first.assert_ok(200);
+    retry.assert_error(409, "IDEMPOTENCY_IN_FLIGHT");
+    assert_eq!(app.balance_micros(&session).await, before - CENT, "charged once");
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+/// A retention shorter than the longest tool timeout (or zero) is refused at start: a record
+/// must outlive every call it guards.
+#[tokio::test]
+async fn a_retention_shorter_than_a_tool_timeout_is_refused_at_start() {
+    for ttl in [Duration::from_secs(2), Duration::ZERO] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = visa_server::ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
+        config.idempotency_ttl = ttl;
+        let error = visa_server::Server::start(config).await.err().expect("refused").to_string();
+        assert!(error.contains("retention"), "{error}");
+        assert!(!dir.path().join(visa_server::DATABASE_FILE).exists(), "nothing was created");
+    }
 }

@@ -115,8 +115,13 @@ async fn upstream_failures_charge_nothing() {
     let before = app.balance_micros(&session).await;
     for status in [500, 503, 429, 400, 404] {
         let reply = app.execute(&key, "fail", json!({ "status": status })).await;
-        let body = reply.assert_error(502, "UPSTREAM_ERROR");
-        assert_eq!(body["retryable"], json!(status >= 500 || status == 429));
+        let retryable = status >= 500 || status == 429;
+        let body = if retryable {
+            reply.assert_error(502, "UPSTREAM_ERROR")
+        } else {
+            reply.assert_error(400, "INVALID_REQUEST")
+        };
+        assert_eq!(body["retryable"], json!(retryable));
     }
     assert_eq!(app.balance_micros(&session).await, before);
     assert_eq!(spent_today(&app, &session, id).await, 0);

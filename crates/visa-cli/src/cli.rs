@@ -300,9 +300,12 @@ pub enum ExecutionsCommand {
     /// Settle an execution whose outcome a crash lost (operator token).
     Reconcile {
         id: String,
-        /// Charge this many dollars (at most the hold).
-        #[arg(long, conflicts_with = "void", required_unless_present = "void")]
+        /// Charge this many dollars (whole cents, at most the hold).
+        #[arg(long, conflicts_with_all = ["void", "capture_micros"], required_unless_present_any = ["void", "capture_micros"])]
         capture: Option<String>,
+        /// Charge exactly this many micros (1 cent = 10000), e.g. a sub-cent hold as it was.
+        #[arg(long, conflicts_with = "void")]
+        capture_micros: Option<u64>,
         /// Charge nothing and free the Idempotency-Key.
         #[arg(long)]
         void: bool,

@@ -34,6 +34,10 @@ struct ToolSpec {
     /// Token metering (openai_chat only): micros per million input / output tokens.
     input_micros_per_mtok: Option<i64>,
     output_micros_per_mtok: Option<i64>,
+    /// openai_chat only: tokens one image input may cost (images are refused without it).
+    image_input_tokens: Option<u64>,
+    /// openai_chat only: the output limit per choice sent when the caller sets none.
+    max_output_tokens: Option<u64>,
     timeout_ms: Option<u64>,
     sandbox: Option<toml::Value>,
     adapter: AdapterSpec,
@@ -42,6 +46,13 @@ struct ToolSpec {
 fn default_poll_interval_ms() -> u64 {
     500
 }
+
+fn default_count_field() -> String {
+    "num_images".into()
+}
+
+/// The output limit per choice a chat call gets when neither the caller nor the catalog sets one.
+const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 16_384;
 
 /// How a tool is run.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -62,6 +73,11 @@ pub enum AdapterSpec {
         /// Charge `price_micros` per image in the result's `images` (at least one).
         #[serde(default)]
         per_output_image: bool,
+        /// With `per_output_image`: the input field that asks for a number of images (default
+        /// `num_images`, 1 when absent); a number the tool's `max_price_micros` cannot pay for
+        /// is refused before anything is submitted.
+        #[serde(default = "default_count_field")]
+        count_field: String,
         /// How often the request's status is polled.
         #[serde(default = "default_poll_interval_ms")]
         poll_interval_ms: u64,
@@ -115,6 +131,10 @@ pub struct Tool {
     pub price: Micros,
     /// Per-token prices, when the tool is metered by the provider's reported usage.
     pub tokens: Option<TokenPrice>,
+    /// Tokens one image input may cost (chat tools); `None`: images are refused.
+    pub image_input_tokens: Option<u64>,
+    /// The output limit per choice sent when the caller sets none (chat tools).
+    pub max_output_tokens: u64,
     /// The most one call can cost: the hold placed before it runs.
     pub max_price: Micros,
     pub timeout: Duration,
@@ -174,6 +194,18 @@ impl TokenPrice {
             + i128::from(output_tokens) * i128::from(self.output_micros_per_mtok);
         let micros = (per_million + 999_999) / 1_000_000;
         Micros(i64::try_from(micros).unwrap_or(i64::MAX))
+    }
+
+    /// The most output tokens per choice, for `choices` choices after `input_tokens` of
+    /// prompt, that keep `cost` within `max`: 0 when the prompt alone does not fit.
+    pub fn affordable_output(&self, input_tokens: u64, choices: u64, max: Micros) -> u64 {
+        let budget = i128::from(max.0) * 1_000_000 - i128::from(input_tokens) * i128::from(self.input_micros_per_mtok);
+        let per_token = i128::from(choices.max(1)) * i128::from(self.output_micros_per_mtok);
+        match (budget, per_token) {
+            (b, _) if b < 0 => 0,
+            (_, 0) => u64::MAX,
+            (b, p) => u64::try_from(b / p).unwrap_or(u64::MAX),
+        }
     }
 }
 
@@ -247,6 +279,19 @@ fn validate(spec: ToolSpec) -> Result<Tool, String> {
         }
         _ => return Err(fail("input_micros_per_mtok", "is only for openai_chat tools")),
     };
+    let is_chat = matches!(spec.adapter, AdapterSpec::OpenaiChat { .. });
+    if !is_chat && (spec.image_input_tokens.is_some() || spec.max_output_tokens.is_some()) {
+        return Err(fail("image_input_tokens/max_output_tokens", "are only for openai_chat tools"));
+    }
+    let max_output_tokens = spec.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS);
+    if max_output_tokens == 0 {
+        return Err(fail("max_output_tokens", "must be at least 1"));
+    }
+    if let AdapterSpec::FalQueue { per_output_image: true, count_field, .. } = &spec.adapter {
+        if spec.price_micros == 0 || count_field.is_empty() {
+            return Err(fail("price_micros/count_field", "must be set (a positive price per image and a field name)"));
+        }
+    }
     let timeout_ms = spec.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
     if !(1..=600_000).contains(&timeout_ms) {
         return Err(fail("timeout_ms", "must be 1 to 600000"));
@@ -262,6 +307,8 @@ fn validate(spec: ToolSpec) -> Result<Tool, String> {
         description: spec.description,
         price: Micros(spec.price_micros),
         tokens,
+        image_input_tokens: spec.image_input_tokens,
+        max_output_tokens,
         max_price: Micros(max_price),
         timeout: Duration::from_millis(timeout_ms),
         sandbox,

@@ -8,8 +8,11 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod clock;
 pub mod error;
+pub mod execution;
 pub mod extract;
+pub mod metrics;
 pub mod ratelimit;
 pub mod routes;
 pub mod state;
@@ -18,7 +21,6 @@ pub mod tools;
 pub mod trust;
 pub mod usage;
 
-use crate::auth::key_cache::KeyCache;
 use crate::catalog::Catalog;
 use crate::state::{AppState, SharedState};
 use axum::extract::DefaultBodyLimit;
@@ -29,7 +31,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use visa_core::key::{DEFAULT_BRAND, Environment, random_token};
-use visa_core::secret::SecretHasher;
 use visa_store::{SqliteStore, Store};
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -60,6 +61,8 @@ pub struct ServeConfig {
     pub tls: Option<tls::TlsFiles>,
     /// A connection that has not sent a whole request head by then is closed (slow-loris).
     pub header_read_timeout: Duration,
+    /// The wall clock (tests move a manual one).
+    pub clock: clock::Clock,
 }
 
 impl ServeConfig {
@@ -78,7 +81,28 @@ impl ServeConfig {
             trust: trust::TrustPolicy::default(),
             tls: None,
             header_read_timeout: Duration::from_secs(10),
+            clock: clock::Clock::system(),
         }
+    }
+}
+
+impl ServeConfig {
+    /// Refuses a configuration that would break a guarantee, before anything is opened: an
+    /// Idempotency-Key retention shorter than the longest tool timeout (a record must outlive
+    /// every call it guards, or a retry of a running call would run it twice).
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.idempotency_ttl.is_zero() {
+            anyhow::bail!("the Idempotency-Key retention must be more than zero");
+        }
+        if let Some(tool) = self.catalog.tools().iter().max_by_key(|t| t.timeout).filter(|t| self.idempotency_ttl < t.timeout) {
+            anyhow::bail!(
+                "the Idempotency-Key retention ({} s) must be at least the longest tool timeout ({} s, tool '{}')",
+                self.idempotency_ttl.as_secs_f64(),
+                tool.timeout.as_secs_f64(),
+                tool.id
+            );
+        }
+        Ok(())
     }
 }
 
@@ -100,6 +124,7 @@ struct Listener {
 impl Server {
     /// Opens the data dir and database, binds, and starts serving in the background.
     pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
+        config.check()?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display()))?;
         let operator_token = match &config.operator_token {
@@ -110,6 +135,7 @@ impl Server {
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&db_path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", db_path.display()))?,
         );
+        let state: SharedState = Arc::new(AppState::build(&config, store.clone(), &operator_token)?);
         let interrupted =
             store.mark_interrupted_executions().await.map_err(|e| anyhow::anyhow!("cannot recover executions: {e}"))?;
         if interrupted > 0 {
@@ -118,24 +144,6 @@ impl Server {
                 "executions interrupted by a crash are now reconcile_required; see `visa-cli executions list --operator --state reconcile_required`"
             );
         }
-        let hasher = SecretHasher::new(config.pepper.clone());
-        let state: SharedState = Arc::new(AppState {
-            store,
-            catalog: config.catalog.clone(),
-            environment: config.environment,
-            brand: config.brand.clone(),
-            operator_token: hasher.hash(&operator_token),
-            hasher,
-            keys: KeyCache::new(config.key_cache_ttl),
-            last_used: Default::default(),
-            request_counts: Default::default(),
-            rate_limits: Default::default(),
-            trust: trust::TrustPolicy { tls: config.tls.is_some(), ..config.trust.clone() },
-            upstream: tools::upstream::Upstream::new()
-                .map_err(|e| anyhow::anyhow!("cannot build the provider HTTP client: {e}"))?,
-            session_ttl: time::Duration::try_from(config.session_ttl).unwrap_or(time::Duration::days(30)),
-            idempotency_ttl: time::Duration::try_from(config.idempotency_ttl).unwrap_or(time::Duration::days(1)),
-        });
         let tls = match &config.tls {
             Some(files) => Some(Arc::new(tls::Tls::load(files.clone()).await?)),
             None => None,

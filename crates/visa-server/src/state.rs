@@ -1,7 +1,9 @@
 //! What every handler shares: the store, the catalog, the environment this server serves,
 //! the secret hasher, the operator token's hash, the key cache and the last-used recorder.
 
+use crate::ServeConfig;
 use crate::auth::key_cache::KeyCache;
+use crate::clock::Clock;
 use crate::catalog::Catalog;
 use crate::ratelimit::RateLimiter;
 use crate::usage::LastUsed;
@@ -30,11 +32,38 @@ pub struct AppState {
     pub session_ttl: time::Duration,
     /// How long an Idempotency-Key is remembered.
     pub idempotency_ttl: time::Duration,
+    pub clock: Clock,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
+    /// What every handler shares, for a server on `store` configured by `config` (which
+    /// [`ServeConfig::check`] has accepted).
+    pub fn build(config: &ServeConfig, store: Arc<dyn Store>, operator_token: &str) -> anyhow::Result<AppState> {
+        let hasher = SecretHasher::new(config.pepper.clone());
+        Ok(AppState {
+            store,
+            catalog: config.catalog.clone(),
+            environment: config.environment,
+            brand: config.brand.clone(),
+            operator_token: hasher.hash(operator_token),
+            hasher,
+            keys: KeyCache::new(config.key_cache_ttl),
+            last_used: Default::default(),
+            request_counts: Default::default(),
+            rate_limits: Default::default(),
+            trust: crate::trust::TrustPolicy { tls: config.tls.is_some(), ..config.trust.clone() },
+            upstream: crate::tools::upstream::Upstream::new()
+                .map_err(|e| anyhow::anyhow!("cannot build the provider HTTP client: {e}"))?,
+            session_ttl: time::Duration::try_from(config.session_ttl).unwrap_or(time::Duration::days(30)),
+            idempotency_ttl: time::Duration::try_from(config.idempotency_ttl).unwrap_or(time::Duration::days(1)),
+            clock: config.clock.clone(),
+            metrics: Default::default(),
+        })
+    }
+
     /// The clock every decision uses (one place to read it).
     pub fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
+        self.clock.now()
     }
 }

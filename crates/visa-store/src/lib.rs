@@ -8,6 +8,7 @@
 //! counters it changes.
 
 pub mod model;
+pub mod rules;
 pub mod sqlite;
 
 pub use model::*;

@@ -160,8 +160,9 @@ pub struct KeyRecord {
     pub revoked_at: Option<Timestamp>,
     pub last_used_at: Option<Timestamp>,
     pub last_used_ip: Option<IpAddr>,
-    /// UTC day number (days since 1970-01-01) that `spent_day` counts.
-    pub spent_day_number: i64,
+    /// The newest UTC day (days since 1970-01-01) a hold of this key counted on, and its
+    /// captured and held micros. A key's day never moves backwards (`rules::hold_day`).
+    pub latest_day: i64,
     pub spent_day: Micros,
     pub held_day: Micros,
     pub spent_total: Micros,
@@ -171,9 +172,10 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
-    /// Spend on the given UTC day (zero once the day has turned).
+    /// Spend on the day a hold placed on `day_number` would count on (zero once the day has
+    /// turned; the key's latest day if the clock is behind it).
     pub fn spent_on(&self, day_number: i64) -> Micros {
-        if self.spent_day_number == day_number { self.spent_day } else { Micros::ZERO }
+        if self.latest_day >= day_number { self.spent_day } else { Micros::ZERO }
     }
 
     /// The prefix of the newest secret, which is what the owner currently deploys.
@@ -229,6 +231,19 @@ pub struct AuthRecord {
 impl AuthRecord {
     pub fn secret(&self) -> Option<&SecretRecord> {
         self.key.secrets.iter().find(|s| s.id == self.secret_id)
+    }
+
+    /// What `rules` decides a call on, as this record says it at `now`.
+    pub fn gate(&self, now: Timestamp) -> crate::rules::KeyGate<'_> {
+        crate::rules::KeyGate {
+            key_revoked: self.key.revoked_at.is_some(),
+            secret_live: self.secret().is_some_and(|s| s.is_live(now)),
+            expires_at: self.key.policy.expires_at,
+            allowed_cidrs: &self.key.policy.allowed_cidrs,
+            grant: &self.key.policy.grant,
+            account_approved: self.account_approved,
+            read_only: self.key.policy.read_only,
+        }
     }
 }
 
@@ -293,13 +308,23 @@ pub struct ExecutionRecord {
     pub day_number: i64,
 }
 
+impl ExecutionRecord {
+    /// Still holding money: running, or waiting for an operator's decision.
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, ExecutionState::Running | ExecutionState::ReconcileRequired)
+    }
+}
+
 /// Everything needed to record an Idempotency-Key and place a hold, atomically.
 #[derive(Debug, Clone)]
 pub struct ExecutionStart {
     pub public_id: String,
     pub account_id: i64,
     pub key_id: i64,
+    /// The secret the call was authenticated with: the hold re-checks it is still live.
     pub secret_id: i64,
+    /// The caller's address: the hold re-checks the key's CIDR allowlist.
+    pub client_ip: std::net::IpAddr,
     /// The Idempotency-Key's 16 bytes (a UUID), compact in the index it is looked up by.
     pub idempotency_key: [u8; 16],
     pub request_hash: [u8; 32],
@@ -307,7 +332,7 @@ pub struct ExecutionStart {
     pub hold: Micros,
     pub sandbox: bool,
     pub now: Timestamp,
-    /// UTC day number of `now`: the daily cap's bucket.
+    /// UTC day number of `now`; the hold counts on this day or the key's latest, if later.
     pub day_number: i64,
     pub idempotency_expires_at: Timestamp,
 }
@@ -318,7 +343,8 @@ pub enum HoldRefusal {
     DailyCap,
     TotalCap,
     Balance,
-    KeyRevoked,
+    /// The key, its secret or its account changed after the request was authenticated.
+    Denied(crate::rules::Denial),
 }
 
 /// What `begin_execution` decided.
@@ -343,8 +369,9 @@ pub enum BeginOutcome {
 /// How a running execution ends.
 #[derive(Debug, Clone)]
 pub enum Finish {
-    /// Capture `cost` (clamped to the hold), release the rest, keep the response for replay.
-    Capture { cost: Micros, receipt_id: String, status: u16, body: Vec<u8> },
+    /// Capture what the provider reported (clamped to the hold by `rules::settle`, any excess
+    /// recorded as an overage), release the rest, keep the response for replay.
+    Capture { reported: Micros, receipt_id: String, status: u16, body: Vec<u8> },
     /// Void the hold and free the Idempotency-Key for a retry.
     VoidRetryable,
     /// Void the hold and keep this answer for replays of the same request.
@@ -354,13 +381,16 @@ pub enum Finish {
 /// An operator's decision on a `reconcile_required` execution.
 #[derive(Debug, Clone)]
 pub enum Reconcile {
-    /// Charge this much (at most the hold), with this receipt id and the answer replays get.
+    /// Charge this much (at most the hold), with this receipt id and the answer replays get
+    /// until `retain_until` (a full retention from the decision).
     Capture {
         cost: Micros,
         receipt_id: String,
         status: u16,
         body: Vec<u8>,
+        retain_until: Timestamp,
     },
+    /// Charge nothing and free the Idempotency-Key.
     Void,
 }
 

@@ -46,8 +46,8 @@ struct World {
     store: SqliteStore,
     _dir: tempfile::TempDir,
     accounts: Vec<i64>,
-    /// (key id, account index)
-    keys: Vec<(i64, usize)>,
+    /// (key id, account index, secret id)
+    keys: Vec<(i64, usize, i64)>,
     credits: HashMap<usize, i64>,
     captured: HashMap<usize, i64>,
     running: Vec<(ExecutionRecord, usize)>,
@@ -88,7 +88,8 @@ async fn world() -> World {
         };
         let secret = NewSecret { hash: SecretHash([i as u8; 32]), key_prefix: "VisaKey_live_x...".into() };
         let new = NewKey { account_id: accounts[account], environment: Environment::Production, policy, secret };
-        keys.push((store.create_key(new, operator()).await.unwrap().id, account));
+        let key = store.create_key(new, operator()).await.unwrap();
+        keys.push((key.id, account, key.secrets[0].id));
     }
     World {
         store,
@@ -122,7 +123,7 @@ impl World {
                 }
                 let (execution, account) = self.running.remove(pick % self.running.len());
                 let finish = Finish::Capture {
-                    cost: Micros(cost_micros),
+                    reported: Micros(cost_micros),
                     receipt_id: "r".into(),
                     status: 200,
                     body: b"{}".to_vec(),
@@ -164,6 +165,7 @@ impl World {
                         receipt_id: "r".into(),
                         status: 503,
                         body: b"{}".to_vec(),
+                        retain_until: now() + time::Duration::hours(24),
                     },
                     None => Reconcile::Void,
                 };
@@ -178,7 +180,7 @@ impl World {
     }
 
     async fn begin(&mut self, key: usize, hold_cents: i64, sandbox: bool, reuse_idempotency: bool) {
-        let (key_id, account) = self.keys[key];
+        let (key_id, account, secret_id) = self.keys[key];
         self.counter += 1;
         let idempotency_key = match (&self.last_idempotency, reuse_idempotency) {
             (Some((k, idem)), true) if *k == key => *idem,
@@ -188,7 +190,8 @@ impl World {
             public_id: format!("exec-{}", self.counter),
             account_id: self.accounts[account],
             key_id,
-            secret_id: 1,
+            secret_id,
+            client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
             idempotency_key,
             request_hash: [7; 32],
             tool: "echo".into(),
@@ -224,12 +227,10 @@ impl World {
                 self.credits.get(&index).copied().unwrap_or(0) - self.captured.get(&index).copied().unwrap_or(0);
             assert_eq!(account.balance.0, expected, "captured sum = balance decrease");
         }
-        for &(key_id, account) in &self.keys {
+        for &(key_id, account, _) in &self.keys {
             let key = self.store.get_key(self.accounts[account], key_id).await.unwrap().unwrap();
-            assert!(
-                key.spent_on(self.day).0 + if key.spent_day_number == self.day { key.held_day.0 } else { 0 }
-                    <= DAILY_CAP_CENTS * MICROS_PER_CENT
-            );
+            let today = if key.latest_day >= self.day { key.spent_day.0 + key.held_day.0 } else { 0 };
+            assert!(today <= DAILY_CAP_CENTS * MICROS_PER_CENT);
             if let Some(cap) = key.policy.total_cap_cents {
                 assert!(key.spent_total.0 + key.held_total.0 <= cap * MICROS_PER_CENT);
             }
@@ -246,7 +247,7 @@ impl World {
         for &id in &self.accounts {
             assert_eq!(self.store.account_by_id(id).await.unwrap().unwrap().held, Micros::ZERO, "every hold ended");
         }
-        for &(key_id, account) in &self.keys {
+        for &(key_id, account, _) in &self.keys {
             let key = self.store.get_key(self.accounts[account], key_id).await.unwrap().unwrap();
             assert_eq!(key.held_total, Micros::ZERO);
         }
@@ -283,7 +284,7 @@ async fn verify_catches_a_counter_that_drifted_from_the_ledger() {
     for (sql, expected) in [
         ("UPDATE accounts SET balance_micros = balance_micros + 1 WHERE login = 'alice'", "account balance"),
         ("UPDATE key_spend SET spent_total_micros = spent_total_micros + 1", "key spent_total"),
-        ("UPDATE keys SET daily_cap_cents = daily_cap_cents + 1", "key spend caps out of step"),
+        ("UPDATE key_days SET held_micros = held_micros + 1", "key held on day"),
         ("UPDATE executions SET charged_micros = charged_micros - 1", "execution charge"),
     ] {
         tamper.execute(sql, []).unwrap();

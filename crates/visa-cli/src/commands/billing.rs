@@ -56,10 +56,11 @@ pub async fn executions(command: ExecutionsCommand, json: bool) -> anyhow::Resul
                 settings::reader_client()?.send(Method::GET, &format!("/v1/api/executions/{id}"), None).await?;
             super::show(&answer, json, print_one);
         }
-        ExecutionsCommand::Reconcile { id, capture, void } => {
-            let body = match capture {
-                Some(dollars) => json!({ "capture_cents": super::cents("--capture", &dollars)? }),
-                None => json!({ "void": void }),
+        ExecutionsCommand::Reconcile { id, capture, capture_micros, void } => {
+            let body = match (capture, capture_micros) {
+                (Some(dollars), _) => json!({ "capture_cents": super::cents("--capture", &dollars)? }),
+                (None, Some(micros)) => json!({ "capture_micros": micros }),
+                (None, None) => json!({ "void": void }),
             };
             let path = format!("/v1/operator/executions/{id}/reconcile");
             let answer = settings::operator_client()?.send(Method::POST, &path, Some(&body)).await?;

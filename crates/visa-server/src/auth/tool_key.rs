@@ -12,6 +12,7 @@ use std::sync::Arc;
 use visa_core::ErrorCode;
 use visa_core::key::{KeyKind, RawKey};
 use visa_store::AuthRecord;
+use visa_store::rules::Denial;
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 
@@ -49,21 +50,27 @@ pub async fn authenticate(
     }
     let record = lookup(state, &raw).await?;
     let now = state.now();
-    let live = record.key.revoked_at.is_none() && record.secret().is_some_and(|s| s.is_live(now));
-    if !live {
-        return Err(invalid_key());
-    }
-    if record.key.policy.expires_at.is_some_and(|at| at <= now) {
-        return Err(ApiError::new(ErrorCode::KeyExpired, "the key has expired"));
-    }
-    if !record.key.policy.allowed_cidrs.allows(client_ip) {
-        return Err(ApiError::new(
-            ErrorCode::KeySourceIpDenied,
-            format!("requests from {client_ip} are not allowed for this key"),
-        ));
-    }
+    record.gate(now).check_identity(now, client_ip).map_err(|d| denied(d, "", client_ip))?;
     state.last_used.record(record.key.id, record.secret_id, now, client_ip);
     Ok(record)
+}
+
+/// The answer to a key that may not make a call: the same whether authentication found it
+/// or the hold's transaction did (a change landed in between).
+pub fn denied(denial: Denial, tool: &str, client_ip: IpAddr) -> ApiError {
+    match denial {
+        Denial::KeyRevoked => invalid_key(),
+        Denial::KeyExpired => ApiError::new(ErrorCode::KeyExpired, "the key has expired"),
+        Denial::SourceIpDenied => ApiError::new(
+            ErrorCode::KeySourceIpDenied,
+            format!("requests from {client_ip} are not allowed for this key"),
+        ),
+        Denial::ToolNotPermitted => ApiError::new(ErrorCode::ToolNotPermitted, format!("this key may not run '{tool}'")),
+        Denial::AccountNotApproved => {
+            ApiError::new(ErrorCode::AccountNotApproved, "the key's account is not approved yet")
+        }
+        Denial::ReadOnly => ApiError::new(ErrorCode::Forbidden, "this key is read-only; it cannot execute tools"),
+    }
 }
 
 async fn lookup(state: &AppState, raw: &RawKey) -> Result<Arc<AuthRecord>, ApiError> {
@@ -71,11 +78,13 @@ async fn lookup(state: &AppState, raw: &RawKey) -> Result<Arc<AuthRecord>, ApiEr
     if let Some(record) = state.keys.get(&hash) {
         return Ok(record);
     }
+    // Taken before the read: an invalidation that lands while it runs wins over its result.
+    let generation = state.keys.generation();
     let record = state.store.key_by_secret(hash).await?.ok_or_else(invalid_key)?;
     if !record.secret_hash.matches(&hash) {
         return Err(invalid_key());
     }
     let record = Arc::new(record);
-    state.keys.insert(hash, record.clone());
+    state.keys.insert(hash, record.clone(), generation);
     Ok(record)
 }

@@ -14,7 +14,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use visa_core::ErrorCode;
-use visa_core::money::{MICROS_PER_CENT, Micros};
+use visa_core::money::Micros;
 use visa_store::{ExecutionFilter, ExecutionRecord, ExecutionState, Reconcile};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -163,10 +163,12 @@ pub async fn operator_list(
     list_page(&state, filter, page).await
 }
 
-/// Exactly one of `capture_cents` (at most the hold) or `void: true`.
+/// Exactly one of `capture_micros` or `capture_cents` (at most the hold), or `void: true`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReconcileRequest {
+    /// Charge this many micros (exact, so a sub-cent hold can be captured as it was).
+    pub capture_micros: Option<i64>,
     pub capture_cents: Option<i64>,
     pub void: Option<bool>,
 }
@@ -182,13 +184,15 @@ pub async fn reconcile(
     JsonBody(req): JsonBody<ReconcileRequest>,
 ) -> ApiResult<Json<ExecutionResponse>> {
     let now = state.now();
-    let decision = match (req.capture_cents, req.void) {
-        (Some(cents), None | Some(false)) if cents >= 0 => {
+    let retain_until = now + state.idempotency_ttl;
+    let decision = match (req.capture_micros, req.capture_cents, req.void) {
+        (Some(micros), None, None | Some(false)) if micros >= 0 => reconciled_capture(&id, Micros(micros), now, retain_until),
+        (None, Some(cents), None | Some(false)) if cents >= 0 => {
             let cost = Micros::from_cents(cents).ok_or_else(|| ApiError::invalid("capture_cents is too large"))?;
-            reconciled_capture(&id, cost, now)
+            reconciled_capture(&id, cost, now, retain_until)
         }
-        (None, Some(true)) => Reconcile::Void,
-        _ => return Err(ApiError::invalid("send either capture_cents (0 or more) or void: true")),
+        (None, None, Some(true)) => Reconcile::Void,
+        _ => return Err(ApiError::invalid("send exactly one of capture_micros or capture_cents (0 or more), or void: true")),
     };
     let execution = state
         .store
@@ -201,18 +205,24 @@ pub async fn reconcile(
 
 /// A capture decided by the operator. The tool's result was lost, so retries of the
 /// original request get this answer: what was charged, and that the result is gone.
-fn reconciled_capture(public_id: &str, cost: Micros, now: time::OffsetDateTime) -> Reconcile {
+fn reconciled_capture(
+    public_id: &str,
+    cost: Micros,
+    now: time::OffsetDateTime,
+    retain_until: time::OffsetDateTime,
+) -> Reconcile {
     let receipt_id = format!("rcpt_{}", Uuid::new_v4().simple());
     let receipt = (cost > Micros::ZERO).then(|| {
         json!({ "id": receipt_id, "execution_id": public_id, "charged_micros": cost.to_string(), "created_at": rfc3339(now) })
     });
     let body = json!({
         "success": false,
-        "error": format!("this call was reconciled by the operator and charged {} cents; its result was lost", cost.0 / MICROS_PER_CENT),
+        "error": format!("this call was reconciled by the operator and charged {cost} micros; its result was lost"),
         "error_code": ErrorCode::IdempotencyUnavailable.as_str(),
         "retryable": false,
         "support_id": public_id,
         "receipt": receipt,
     });
-    Reconcile::Capture { cost, receipt_id, status: 503, body: serde_json::to_vec(&body).unwrap_or_default() }
+    let body = serde_json::to_vec(&body).unwrap_or_default();
+    Reconcile::Capture { cost, receipt_id, status: 503, body, retain_until }
 }

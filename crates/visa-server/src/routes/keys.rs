@@ -99,7 +99,7 @@ impl KeyView {
         } else {
             "active"
         };
-        let today = crate::routes::utc_day_number(now);
+        let today = visa_store::rules::utc_day_number(now);
         Self {
             id: key.id,
             label: p.label.as_str().to_owned(),

@@ -13,8 +13,9 @@ pub async fn metrics(State(state): State<SharedState>, _: Operator) -> impl Into
     let body = format!(
         "# HELP visa_store_commits_total Write transactions committed (each may hold many requests' changes).\n\
          # TYPE visa_store_commits_total counter\n\
-         visa_store_commits_total {}\n",
-        state.store.commits()
+         visa_store_commits_total {}\n{}",
+        state.store.commits(),
+        state.metrics.render()
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

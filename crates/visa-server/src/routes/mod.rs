@@ -142,8 +142,3 @@ pub fn parse_rfc3339(field: &str, text: Option<&str>) -> ApiResult<Option<Offset
     })
     .transpose()
 }
-
-/// Days since 1970-01-01 in UTC: the day a daily cap counts.
-pub fn utc_day_number(at: OffsetDateTime) -> i64 {
-    at.unix_timestamp().div_euclid(86_400)
-}

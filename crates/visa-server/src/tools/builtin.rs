@@ -1,5 +1,6 @@
 //! The builtin tools, which need no provider: `echo` returns its input, `sleep` waits
-//! `{ "ms": N }` (N <= 10000), `fail` answers like an upstream failing with `{ "status": N }`.
+//! `{ "ms": N }` (N <= 10000), `fail` answers like a provider failing with `{ "status": N }` (mapped by the
+//! same rule as a real provider's answer).
 
 use super::UpstreamFailure;
 use crate::catalog::Builtin;
@@ -46,7 +47,7 @@ pub async fn run(tool: Builtin, input: &Value) -> Result<Value, UpstreamFailure>
         }
         Builtin::Fail => {
             let status = fail_status(input).unwrap_or(500);
-            Err(UpstreamFailure::from_status(status, "simulated failure"))
+            Err(super::provider::classify(status, "simulated failure", None))
         }
     }
 }

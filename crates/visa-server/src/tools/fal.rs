@@ -5,8 +5,9 @@
 //! paying for a second one.
 
 use super::upstream::Upstream;
-use super::{ToolOutput, UpstreamFailure};
-use crate::catalog::{ProviderSecret, Tool};
+use super::{Plan, ToolOutput, UpstreamFailure};
+use crate::catalog::Tool;
+use crate::error::ApiError;
 use axum::http::{Method, Uri};
 use serde_json::Value;
 use std::time::Duration;
@@ -34,14 +35,7 @@ impl FalQueue<'_> {
 
     async fn send(&self, method: Method, tail: &str, json: Option<&Value>) -> Result<Value, UpstreamFailure> {
         let answer = self.upstream.send(method, &self.url(tail)?, &self.tool.headers, json).await?;
-        let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
-        if (200..300).contains(&answer.status) {
-            return Ok(body);
-        }
-        let message = body["detail"].as_str().or_else(|| body["error"].as_str()).unwrap_or("no details");
-        let message = visa_core::policy::truncate_for_message(message);
-        let secret = self.tool.secret.as_ref().map(ProviderSecret::expose);
-        Err(super::provider::classify(answer.status, &super::provider::scrub(&message, secret), answer.retry_after))
+        super::provider::interpret(self.tool, &answer)
     }
 
     /// The provider request to follow: the one an earlier attempt left, or a new submission.
@@ -53,19 +47,32 @@ impl FalQueue<'_> {
         let submitted = self.send(Method::POST, "", Some(input)).await?;
         let id = submitted["request_id"]
             .as_str()
-            .ok_or_else(|| UpstreamFailure::retryable("the provider's answer had no request_id"))?
+            .ok_or_else(|| UpstreamFailure::unreadable("the provider's answer to the submission had no request_id"))?
             .to_owned();
         self.store.remember_provider_request(execution.id, &id).await.map_err(store_down)?;
         Ok(id)
     }
 
+    /// Submits (or resumes) and polls until `deadline`. The submission runs to its end under
+    /// its own bound (the tool's timeout) even past the deadline, so a provider that accepted
+    /// it always has its request id stored: a retry resumes it instead of paying again.
     pub async fn run(
         &self,
-        tool: &Tool,
         execution: &ExecutionRecord,
         input: &Value,
+        deadline: tokio::time::Instant,
     ) -> Result<ToolOutput, UpstreamFailure> {
-        let id = self.request_id(execution, input).await?;
+        let timed_out = || {
+            UpstreamFailure::retryable(format!("the tool did not answer within {} ms", self.tool.timeout.as_millis()))
+        };
+        let id = tokio::time::timeout(self.tool.timeout, self.request_id(execution, input))
+            .await
+            .unwrap_or_else(|_| Err(timed_out()))?;
+        tokio::time::timeout_at(deadline, self.follow(execution, &id)).await.unwrap_or_else(|_| Err(timed_out()))
+    }
+
+    /// Polls the provider request to its end and reads its result.
+    async fn follow(&self, execution: &ExecutionRecord, id: &str) -> Result<ToolOutput, UpstreamFailure> {
         loop {
             let status = self.send(Method::GET, &format!("/requests/{id}/status"), None).await?;
             match status["status"].as_str() {
@@ -83,9 +90,39 @@ impl FalQueue<'_> {
         }
         let result = self.send(Method::GET, &format!("/requests/{id}"), None).await?;
         let _ = self.store.forget_provider_request(execution.id).await;
-        let images = result["images"].as_array().map_or(0, Vec::len).max(1) as i64;
-        let units = if self.per_output_image { images } else { 1 };
-        let cost = tool.price.0.checked_mul(units).map(Micros).unwrap_or(tool.max_price);
+        let units = match (self.per_output_image, result["images"].as_array()) {
+            (false, _) => 1,
+            (true, Some(images)) => images.len().max(1) as i64,
+            (true, None) => {
+                return Err(UpstreamFailure::unreadable(
+                    "the provider's result has no images; nothing was charged, and this Idempotency-Key will not run \
+                     again (use a new one to retry)",
+                ));
+            }
+        };
+        let cost = self.tool.price.0.checked_mul(units).map(Micros).unwrap_or(Micros(i64::MAX));
         Ok(ToolOutput { result, cost })
     }
+}
+
+/// The request and hold of a tool priced per output image: the count the caller asks for in
+/// `count_field` (1 when absent, then sent explicitly so the provider cannot default to more),
+/// refused when the tool's max price cannot pay for it.
+pub fn plan_per_image(tool: &Tool, count_field: &str, mut input: Value) -> Result<Plan, ApiError> {
+    let most = tool.max_price.0 / tool.price.0.max(1);
+    let count = match input.get(count_field) {
+        None | Some(Value::Null) => 1,
+        Some(v) => v
+            .as_u64()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| ApiError::invalid(format!("input.{count_field} must be a positive integer")))?,
+    };
+    if count > most as u64 {
+        return Err(ApiError::invalid(format!(
+            "input.{count_field} may be at most {most}: the tool's max price of {} micros pays for {most} at {} each",
+            tool.max_price, tool.price
+        )));
+    }
+    input[count_field] = count.into();
+    Ok(Plan { hold: Micros(tool.price.0 * count as i64), request: input })
 }

@@ -35,16 +35,6 @@ impl UpstreamFailure {
         Self { code: ErrorCode::UpstreamError, message: message.into(), retryable: true, retry_after: None }
     }
 
-    /// An upstream answering with HTTP `status`: 429 and 5xx may pass on retry, other 4xx not.
-    pub fn from_status(status: u16, detail: &str) -> Self {
-        Self {
-            code: ErrorCode::UpstreamError,
-            message: format!("the upstream tool failed with HTTP {status}: {detail}"),
-            retryable: status == 429 || status >= 500,
-            retry_after: None,
-        }
-    }
-
     pub fn into_api_error(self) -> ApiError {
         let mut e = ApiError::new(self.code, self.message);
         e.0.retryable = self.retryable;
@@ -53,60 +43,76 @@ impl UpstreamFailure {
     }
 }
 
+impl UpstreamFailure {
+    /// A provider answered 2xx with something that is not a result we can read. It may have
+    /// billed us, so the call is not retried under the same Idempotency-Key (that would bill
+    /// it again); nothing is charged to the caller (docs/money.md, "Provider failures").
+    pub fn unreadable(message: impl Into<String>) -> Self {
+        Self { code: ErrorCode::UpstreamError, message: message.into(), retryable: false, retry_after: None }
+    }
+}
+
 fn unavailable(tool: &Tool, why: String) -> ApiError {
     ApiError::new(ErrorCode::ToolUnavailable, format!("tool '{}' {why}", tool.id))
 }
 
-/// Checks the input and the tool's readiness before anything is held or recorded.
-pub fn check_runnable(tool: &Tool, input: &Value, sandbox: bool) -> Result<(), ApiError> {
+/// What a call will send to its tool, and the hold that bounds what it can cost. Decided
+/// before anything is held, so a refusal here costs nothing.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub hold: Micros,
+    /// The adapter's request: the caller's input, bounded to what the hold pays for.
+    pub request: Value,
+}
+
+/// Checks the input and the tool's readiness, and bounds the request by the hold: chat
+/// requests get an output limit the hold covers, queue tools a count the hold covers; what
+/// cannot be bounded is refused.
+pub fn plan(tool: &Tool, input: Value, sandbox: bool) -> Result<Plan, ApiError> {
+    let flat = |request| Ok(Plan { hold: tool.max_price, request });
+    if let AdapterSpec::Builtin { name } = &tool.adapter {
+        builtin::validate(*name, &input)?;
+        return flat(input);
+    }
+    if let Some(var) = tool.adapter.secret_env().filter(|_| !sandbox && !tool.is_ready()) {
+        return Err(unavailable(tool, format!("is not configured: the server has no usable {var} set")));
+    }
     match &tool.adapter {
-        AdapterSpec::Builtin { name } => builtin::validate(*name, input),
-        _ if sandbox => Ok(()),
-        adapter => {
-            if let Some(var) = adapter.secret_env().filter(|_| !tool.is_ready()) {
-                return Err(unavailable(tool, format!("is not configured: the server has no usable {var} set")));
-            }
-            match adapter {
-                AdapterSpec::OpenaiChat { .. } if !input["messages"].is_array() => {
-                    Err(ApiError::invalid("input.messages must be an array of chat messages"))
-                }
-                _ => Ok(()),
-            }
-        }
+        AdapterSpec::OpenaiChat { model, .. } => provider::chat_plan(tool, model, input),
+        AdapterSpec::FalQueue { per_output_image: true, count_field, .. } => fal::plan_per_image(tool, count_field, input),
+        _ => flat(input),
     }
 }
 
-/// The hold a call needs: the most it can cost. Token-metered chat tools hold what the
-/// prompt and `max_tokens` could cost; every other tool holds its `max_price`.
-pub fn hold_for(tool: &Tool, input: &Value) -> Micros {
-    match tool.adapter {
-        AdapterSpec::OpenaiChat { .. } => provider::chat_hold(tool, input),
-        _ => tool.max_price,
-    }
-}
-
-/// What a run may use besides the tool and its input.
+/// What a run may use besides the tool and its request.
 pub struct RunContext<'a> {
     pub upstream: &'a upstream::Upstream,
     pub store: &'a dyn visa_store::Store,
     pub execution: &'a visa_store::ExecutionRecord,
 }
 
-/// Runs the tool under its timeout. In sandbox it answers from the catalog sample when there is one.
-pub async fn run(ctx: &RunContext<'_>, tool: &Tool, input: &Value) -> Result<ToolOutput, UpstreamFailure> {
-    let (upstream, hold) = (ctx.upstream, ctx.execution.hold);
-    if let (true, Some(sample)) = (ctx.execution.sandbox, &tool.sandbox) {
-        return Ok(ToolOutput { result: sample.clone(), cost: tool.price.min(hold) });
-    }
+/// Runs the tool under its timeout. In preview (sandbox) no provider is ever contacted: the
+/// answer is the catalog's sample, or one generated from the adapter's shape; builtins run.
+pub async fn run(ctx: &RunContext<'_>, tool: &Tool, request: &Value) -> Result<ToolOutput, UpstreamFailure> {
+    let upstream = ctx.upstream;
     let flat = |result: Value| ToolOutput { result, cost: tool.price };
+    if ctx.execution.sandbox {
+        match (&tool.sandbox, &tool.adapter) {
+            (Some(sample), _) => return Ok(flat(sample.clone())),
+            (None, AdapterSpec::Builtin { .. }) => {}
+            (None, _) => return Ok(flat(generated_sample(tool))),
+        }
+    }
+    let timed_out =
+        || UpstreamFailure::retryable(format!("the tool did not answer within {} ms", tool.timeout.as_millis()));
     let call = async {
         match (&tool.adapter, &tool.endpoint) {
-            (AdapterSpec::Builtin { name }, _) => builtin::run(*name, input).await.map(flat),
-            (AdapterSpec::OpenaiChat { model, .. }, Some(endpoint)) => {
-                provider::run_chat(upstream, tool, endpoint, model, input, hold).await
+            (AdapterSpec::Builtin { name }, _) => builtin::run(*name, request).await.map(flat),
+            (AdapterSpec::OpenaiChat { .. }, Some(endpoint)) => {
+                provider::run_chat(upstream, tool, endpoint, request, ctx.execution.hold).await
             }
             (AdapterSpec::Http { .. }, Some(endpoint)) => {
-                provider::post_json(upstream, tool, endpoint, input).await.map(flat)
+                provider::post_json(upstream, tool, endpoint, request).await.map(flat)
             }
             // The catalog gives every chat and http tool its endpoint; a tool built otherwise has none.
             (AdapterSpec::OpenaiChat { .. } | AdapterSpec::Http { .. }, None) => {
@@ -122,11 +128,31 @@ pub async fn run(ctx: &RunContext<'_>, tool: &Tool, input: &Value) -> Result<Too
                     per_output_image: *per_output_image,
                     poll_interval: std::time::Duration::from_millis(*poll_interval_ms),
                 };
-                queue.run(tool, ctx.execution, input).await
+                // The queue applies the deadline itself: a submission is never cut off
+                // between the provider accepting it and its id being stored.
+                return queue.run(ctx.execution, request, tokio::time::Instant::now() + tool.timeout).await;
             }
         }
     };
-    tokio::time::timeout(tool.timeout, call).await.unwrap_or_else(|_| {
-        Err(UpstreamFailure::retryable(format!("the tool did not answer within {} ms", tool.timeout.as_millis())))
-    })
+    tokio::time::timeout(tool.timeout, call).await.unwrap_or_else(|_| Err(timed_out()))
+}
+
+/// A deterministic preview answer for a tool whose catalog entry has no `sandbox` sample, in
+/// the shape its adapter's real answers have.
+fn generated_sample(tool: &Tool) -> Value {
+    let note = "a sandbox answer from the Visa Keys preview environment; no provider was called";
+    match &tool.adapter {
+        AdapterSpec::OpenaiChat { model, .. } => serde_json::json!({
+            "id": format!("chatcmpl-sandbox-{}", tool.id),
+            "object": "chat.completion",
+            "model": model,
+            "choices": [{ "index": 0, "finish_reason": "stop", "message": { "role": "assistant", "content": note } }],
+            "usage": { "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0 },
+        }),
+        AdapterSpec::FalQueue { .. } => serde_json::json!({
+            "images": [{ "url": "https://example.invalid/sandbox.png", "width": 1024, "height": 1024, "content_type": "image/png" }],
+            "sandbox": note,
+        }),
+        _ => serde_json::json!({ "sandbox": note, "tool": tool.id }),
+    }
 }

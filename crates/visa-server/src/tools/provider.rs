@@ -1,32 +1,60 @@
 //! Adapters that call a provider over HTTP: `http` (a priced JSON POST) and `openai_chat`
 //! (any OpenAI-compatible `/chat/completions`, metered by the `usage` it reports).
 //!
-//! Provider answers are mapped honestly: 429, 5xx, timeouts and connection errors are
-//! retryable 502s (with the provider's `Retry-After`), other 4xx are the caller's fault (400,
-//! with the provider's message, any provider secret scrubbed from it). The provider secret comes
+//! Provider answers are mapped by one rule (`interpret`, docs/money.md): 429, 5xx, timeouts and
+//! connection errors are retryable 502s (with the provider's `Retry-After`), other 4xx are the
+//! caller's fault (400, with the provider's message, any provider secret scrubbed from it), and
+//! a 2xx that is not a readable result is a final 502 with nothing charged. The provider secret comes
 //! from the environment variable the catalog names (read once, at load), never from the request.
 
-use super::upstream::Upstream;
-use super::{ToolOutput, UpstreamFailure};
+use super::upstream::{Answer, Upstream};
+use super::{Plan, ToolOutput, UpstreamFailure};
+use crate::error::ApiError;
 use crate::catalog::{ProviderSecret, Tool};
 use axum::http::{Method, Uri};
 use serde_json::Value;
 use visa_core::ErrorCode;
 use visa_core::money::Micros;
+use visa_core::policy::truncate_for_message;
 
 /// The most of a provider's error message we pass on.
 const MAX_PROVIDER_MESSAGE: usize = 300;
 
-/// POSTs `body` with the tool's headers and returns the JSON answer of a 2xx, or the failure
-/// it maps to.
+/// POSTs `body` with the tool's headers and returns the result, or the failure it maps to.
 pub async fn post_json(upstream: &Upstream, tool: &Tool, url: &Uri, body: &Value) -> Result<Value, UpstreamFailure> {
     let answer = upstream.send(Method::POST, url, &tool.headers, Some(body)).await?;
-    if (200..300).contains(&answer.status) {
-        return serde_json::from_slice(&answer.body)
-            .map_err(|_| UpstreamFailure::retryable("the provider answered with something that is not JSON"));
-    }
+    interpret(tool, &answer)
+}
+
+/// The one rule for what a provider's answer is (docs/money.md, "Provider failures"):
+/// - a 2xx whose body is a JSON object without an `error` member is a result: billable;
+/// - a 2xx carrying an `error` object is a failure, mapped like the HTTP status in its
+///   `code` (a 5xx when it names none): the provider says it did no work;
+/// - a 2xx we cannot read (not JSON, not an object) may have been billed to us: a final
+///   failure, nothing charged, not retried under the same Idempotency-Key;
+/// - any other status maps by `classify`.
+pub fn interpret(tool: &Tool, answer: &Answer) -> Result<Value, UpstreamFailure> {
     let secret = tool.secret.as_ref().map(ProviderSecret::expose);
-    Err(classify(answer.status, &provider_message(&String::from_utf8_lossy(&answer.body), secret), answer.retry_after))
+    let text = || String::from_utf8_lossy(&answer.body);
+    if !(200..300).contains(&answer.status) {
+        return Err(classify(answer.status, &provider_message(&text(), secret), answer.retry_after));
+    }
+    match serde_json::from_slice::<Value>(&answer.body) {
+        Ok(Value::Object(body)) if body.get("error").is_some_and(|e| !e.is_null()) => {
+            let status = body["error"]["code"]
+                .as_u64()
+                .and_then(|c| u16::try_from(c).ok())
+                .filter(|c| (400..=599).contains(c))
+                .unwrap_or(502);
+            Err(classify(status, &provider_message(&text(), secret), answer.retry_after))
+        }
+        Ok(body @ Value::Object(_)) => Ok(body),
+        _ => Err(UpstreamFailure::unreadable(format!(
+            "the provider answered HTTP {} with something that is not a JSON result; nothing was charged, and \
+             this Idempotency-Key will not run again (use a new one to retry)",
+            answer.status
+        ))),
+    }
 }
 
 /// What a provider's non-2xx answer means for the caller.
@@ -54,7 +82,7 @@ pub fn classify(status: u16, message: &str, retry_after: Option<u64>) -> Upstrea
     UpstreamFailure { code, message: text, retryable, retry_after: retry_after.filter(|_| retryable) }
 }
 
-/// `error.message`, `error` or `message` of a JSON error body, else the text; with the
+/// `error.message`, `error`, `message` or `detail` of a JSON error body, else the text; with the
 /// provider secret scrubbed out *before* it is shortened (so no fragment of it survives).
 fn provider_message(text: &str, secret: Option<&str>) -> String {
     let parsed: Option<Value> = serde_json::from_str(text).ok();
@@ -63,6 +91,7 @@ fn provider_message(text: &str, secret: Option<&str>) -> String {
             .as_str()
             .or_else(|| v["error"].as_str())
             .or_else(|| v["message"].as_str())
+            .or_else(|| v["detail"].as_str())
             .map(str::to_owned)
     });
     let message = scrub(&from_json.unwrap_or_else(|| text.to_owned()), secret);
@@ -88,45 +117,179 @@ pub fn scrub(message: &str, secret: Option<&str>) -> String {
     out
 }
 
-/// The chat request sent upstream: the caller's input with the catalog's model, never streamed.
-pub fn chat_body(input: &Value, model: &str) -> Value {
-    let mut body = input.clone();
-    body["model"] = Value::String(model.to_owned());
-    body["stream"] = Value::Bool(false);
-    body
-}
+/// Top-level chat fields passed to the provider. Each costs nothing beyond the tokens the plan
+/// counts (the whole request's bytes, images, and the output limit it sets); anything else
+/// (`prediction`, `audio`, `web_search_options`, `service_tier`, OpenRouter's `models` or
+/// `plugins`, …) could make the provider bill more than the hold, so it is refused.
+pub const CHAT_FIELDS: &[&str] = &[
+    "messages",
+    "model",
+    "max_tokens",
+    "max_completion_tokens",
+    "n",
+    "temperature",
+    "top_p",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "user",
+    "seed",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "functions",
+    "function_call",
+    "response_format",
+    "stream",
+    "stream_options",
+    "metadata",
+    "reasoning_effort",
+    "verbosity",
+];
+/// Room for the fields the plan writes into the request after measuring it.
+const PLANNED_FIELDS_BYTES: u64 = 96;
+/// The most choices one call may ask for.
+const MAX_CHOICES: u64 = 128;
 
-/// What a chat call costs: the reported token usage at the tool's prices, at least the tool's
-/// minimum charge. Without a reported usage the call is charged its hold (the most it could
-/// have cost), since the provider has billed us something we cannot measure.
-pub fn chat_cost(tool: &Tool, answer: &Value, hold: Micros) -> Micros {
-    let usage = &answer["usage"];
-    match (tool.tokens, usage["prompt_tokens"].as_u64(), usage["completion_tokens"].as_u64()) {
-        (Some(price), Some(input), Some(output)) => price.cost(input, output).max(tool.price),
-        _ => hold,
+fn positive_integer(body: &serde_json::Map<String, Value>, field: &str, max: u64) -> Result<Option<u64>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=max).contains(n))
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid(format!("input.{field} must be an integer from 1 to {max}"))),
     }
 }
 
-/// The hold of a chat call: the prompt (counted as one token per byte, an upper bound for
-/// the tokenizers in use) plus `max_tokens` of output at the tool's prices; the tool's
-/// `max_price` when the caller sets no `max_tokens`. Never above `max_price`.
-pub fn chat_hold(tool: &Tool, input: &Value) -> Micros {
-    let (Some(price), Some(max_tokens)) = (tool.tokens, input["max_tokens"].as_u64()) else {
-        return tool.max_price;
+/// Image parts in the messages; any other non-text part is refused (its cost is unknown).
+fn count_images(messages: &[Value]) -> Result<u64, ApiError> {
+    let mut images = 0;
+    for (i, message) in messages.iter().enumerate() {
+        for (j, part) in message["content"].as_array().into_iter().flatten().enumerate() {
+            match part["type"].as_str() {
+                Some("text" | "refusal") => {}
+                Some("image_url") => images += 1,
+                other => {
+                    return Err(ApiError::invalid(format!(
+                        "input.messages[{i}].content[{j}]: parts of type '{}' are not supported (their cost cannot be bounded)",
+                        truncate_for_message(other.unwrap_or("none"))
+                    )));
+                }
+            }
+        }
+    }
+    Ok(images)
+}
+
+/// The chat request sent upstream and its hold. The caller's input is sent as given, with
+/// the catalog's model, never streamed, and with an output limit per choice (`max_tokens`, or
+/// `max_completion_tokens` when the caller uses it or asks for reasoning) that the hold pays
+/// for. The hold counts every byte of the request as a token (an upper bound for the
+/// tokenizers in use), each image at the catalog's `image_input_tokens`, and `n` choices of
+/// the output limit. A limit the tool's `max_price` cannot cover is refused, not cut.
+pub fn chat_plan(tool: &Tool, model: &str, input: Value) -> Result<Plan, ApiError> {
+    let Value::Object(mut body) = input else {
+        return Err(ApiError::invalid("input must be a JSON object"));
     };
-    let prompt_bytes = serde_json::to_vec(&input["messages"]).map(|b| b.len() as u64).unwrap_or(u64::MAX);
-    price.cost(prompt_bytes, max_tokens).max(tool.price).min(tool.max_price)
+    if let Some(field) = body.keys().find(|k| !CHAT_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::invalid(format!(
+            "input.{} is not supported: its cost cannot be bounded by the hold (docs/tools.md lists the fields)",
+            truncate_for_message(field)
+        )));
+    }
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::invalid("input.messages must be an array of chat messages"))?;
+    let images = count_images(messages)?;
+    let choices = positive_integer(&body, "n", MAX_CHOICES)?.unwrap_or(1);
+    let asked = [positive_integer(&body, "max_tokens", u64::MAX)?, positive_integer(&body, "max_completion_tokens", u64::MAX)?]
+        .into_iter()
+        .flatten()
+        .min();
+    let limit_field = if body.contains_key("max_completion_tokens") || body.contains_key("reasoning_effort") {
+        "max_completion_tokens"
+    } else {
+        "max_tokens"
+    };
+    body.insert("model".into(), Value::String(model.to_owned()));
+    body.insert("stream".into(), Value::Bool(false));
+    body.remove("stream_options");
+    body.remove("max_tokens");
+    body.remove("max_completion_tokens");
+    let Some(price) = tool.tokens else {
+        // A flat-priced chat tool: its price is the contract, whatever the provider counts.
+        if let Some(limit) = asked {
+            body.insert(limit_field.into(), limit.into());
+        }
+        return Ok(Plan { hold: tool.max_price, request: Value::Object(body) });
+    };
+    let image_tokens = match (images, tool.image_input_tokens) {
+        (0, _) => 0,
+        (n, Some(each)) => n.saturating_mul(each),
+        (_, None) => {
+            return Err(ApiError::invalid(format!(
+                "tool '{}' does not take images (its catalog entry sets no image_input_tokens)",
+                tool.id
+            )));
+        }
+    };
+    let request_bytes = serde_json::to_vec(&body).map(|b| b.len() as u64).unwrap_or(u64::MAX);
+    let prompt_tokens = request_bytes.saturating_add(PLANNED_FIELDS_BYTES).saturating_add(image_tokens);
+    let affordable = price.affordable_output(prompt_tokens, choices, tool.max_price);
+    let limit = match asked {
+        _ if affordable == 0 => {
+            return Err(ApiError::invalid(format!(
+                "the request is too large for tool '{}': its prompt alone could cost more than the tool's max price of {} micros",
+                tool.id, tool.max_price
+            )));
+        }
+        Some(limit) if limit > affordable => {
+            return Err(ApiError::invalid(format!(
+                "input.{limit_field}: at most {affordable} output tokens per choice fit tool '{}''s max price of {} micros \
+                 for this prompt and n = {choices}",
+                tool.id, tool.max_price
+            )));
+        }
+        Some(limit) => limit,
+        None => affordable.min(tool.max_output_tokens),
+    };
+    body.insert(limit_field.into(), limit.into());
+    let hold = price.cost(prompt_tokens, limit.saturating_mul(choices)).max(tool.price);
+    Ok(Plan { hold, request: Value::Object(body) })
+}
+
+/// What a chat call costs: the reported token usage at the tool's prices, at least the tool's
+/// minimum charge; a flat-priced tool costs its price. A metered answer without usage costs
+/// its hold (the most it could have cost), since the provider billed us something we cannot
+/// measure.
+pub fn chat_cost(tool: &Tool, answer: &Value, hold: Micros) -> Micros {
+    let usage = &answer["usage"];
+    match (tool.tokens, usage["prompt_tokens"].as_u64(), usage["completion_tokens"].as_u64()) {
+        (None, _, _) => tool.price,
+        (Some(price), Some(input), Some(output)) => price.cost(input, output).max(tool.price),
+        _ => hold,
+    }
 }
 
 pub async fn run_chat(
     upstream: &Upstream,
     tool: &Tool,
     endpoint: &Uri,
-    model: &str,
-    input: &Value,
+    request: &Value,
     hold: Micros,
 ) -> Result<ToolOutput, UpstreamFailure> {
-    let answer = post_json(upstream, tool, endpoint, &chat_body(input, model)).await?;
+    let answer = post_json(upstream, tool, endpoint, request).await?;
+    if !answer["choices"].is_array() {
+        return Err(UpstreamFailure::unreadable(
+            "the provider's chat answer has no choices; nothing was charged, and this Idempotency-Key will not run \
+             again (use a new one to retry)",
+        ));
+    }
     let cost = chat_cost(tool, &answer, hold);
     Ok(ToolOutput { result: answer, cost })
 }

@@ -12,7 +12,9 @@ use crate::model::*;
 use crate::{StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::HashMap;
-use visa_core::money::{MICROS_PER_CENT, Micros};
+use crate::rules::{self, KeyGate};
+use visa_core::money::Micros;
+use visa_core::policy::{CidrAllowlist, ToolGrant, ToolScope};
 use visa_core::pagination::{Page, PageRequest};
 
 const EXECUTION_COLUMNS: &str = "id, public_id, account_id, key_id, tool, state, sandbox, hold_micros, charged_micros, \
@@ -63,7 +65,9 @@ fn ledger(conn: &Connection, e: &ExecutionRecord, kind: &str, amount: Micros, no
     Ok(())
 }
 
-/// What an existing Idempotency-Key record says about a new request.
+/// What an existing Idempotency-Key record says about a new request. A record past its
+/// retention is forgotten, unless its execution is still open (running or awaiting an
+/// operator): expiry never frees the key of a call that may yet be charged.
 fn existing_outcome(conn: &Connection, start: &ExecutionStart) -> StoreResult<Option<BeginOutcome>> {
     let found = conn
         .prepare_cached(
@@ -89,7 +93,10 @@ fn existing_outcome(conn: &Connection, start: &ExecutionStart) -> StoreResult<Op
     let Some((execution_id, expires_at, hash, state, status, body)) = found else {
         return Ok(None);
     };
-    if expires_at <= to_db(start.now) {
+    let state = ExecutionState::parse(&state)
+        .ok_or_else(|| StoreError::Internal(format!("execution {execution_id} has an unknown state")))?;
+    let open = matches!(state, ExecutionState::Running | ExecutionState::ReconcileRequired);
+    if expires_at <= to_db(start.now) && !open {
         sql(
             conn,
             "DELETE FROM idempotency_records WHERE key_id = ?1 AND idempotency_key = ?2",
@@ -100,78 +107,138 @@ fn existing_outcome(conn: &Connection, start: &ExecutionStart) -> StoreResult<Op
     if hash != start.request_hash {
         return Ok(Some(BeginOutcome::Mismatch));
     }
-    let outcome = match (ExecutionState::parse(&state), status, body) {
-        (Some(ExecutionState::Running), _, _) => BeginOutcome::InFlight,
-        (Some(ExecutionState::ReconcileRequired), _, _) => {
-            BeginOutcome::ReconcileRequired(execution_by_id(conn, execution_id)?)
-        }
-        (Some(_), Some(status), Some(body)) => BeginOutcome::Replay { status, body },
+    let outcome = match (state, status, body) {
+        (ExecutionState::Running, _, _) => BeginOutcome::InFlight,
+        (ExecutionState::ReconcileRequired, _, _) => BeginOutcome::ReconcileRequired(execution_by_id(conn, execution_id)?),
+        (_, Some(status), Some(body)) => BeginOutcome::Replay { status, body },
         _ => return Err(StoreError::Internal(format!("execution {execution_id} has no stored response"))),
     };
     Ok(Some(outcome))
 }
 
-struct KeyCounters {
+/// Whether the Idempotency-Key still names a provider request (a queue submission an earlier
+/// attempt left to resume) made for a different request: reusing the key for other input
+/// must not replace it.
+fn resumable_request_differs(conn: &Connection, start: &ExecutionStart) -> StoreResult<bool> {
+    let hash: Option<Vec<u8>> = conn
+        .prepare_cached(
+            "SELECT request_hash FROM provider_requests WHERE key_id = ?1 AND idempotency_key = ?2 AND expires_at > ?3",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row(params![start.key_id, &start.idempotency_key[..], to_db(start.now)], |r| r.get(0))
+                .optional()
+        })
+        .map_err(map_sqlite_error)?;
+    Ok(hash.is_some_and(|h| h != start.request_hash))
+}
+
+/// Everything the hold is decided on, read in its transaction.
+struct HoldState {
+    key_revoked: bool,
+    secret_live: bool,
+    expires_at: Option<Timestamp>,
+    read_only: bool,
+    grant: ToolGrant,
+    allowed_cidrs: CidrAllowlist,
+    account_approved: bool,
     daily_cap_cents: i64,
     total_cap_cents: Option<i64>,
-    revoked: bool,
-    day_number: i64,
-    spent_day: i64,
-    held_day: i64,
+    available: i64,
+    latest_day: i64,
     spent_total: i64,
     held_total: i64,
 }
 
-fn key_counters(conn: &Connection, key_id: i64) -> StoreResult<KeyCounters> {
-    conn.prepare_cached(
-        "SELECT daily_cap_cents, total_cap_cents, revoked_at IS NOT NULL, spent_day_number, spent_day_micros, \
-         held_day_micros, spent_total_micros, held_total_micros FROM key_spend WHERE key_id = ?1",
-    )
-    .and_then(|mut stmt| {
-        stmt.query_row([key_id], |r| {
-            Ok(KeyCounters {
-                daily_cap_cents: r.get(0)?,
-                total_cap_cents: r.get(1)?,
-                revoked: r.get(2)?,
-                day_number: r.get(3)?,
-                spent_day: r.get(4)?,
-                held_day: r.get(5)?,
-                spent_total: r.get(6)?,
-                held_total: r.get(7)?,
+fn hold_state(conn: &Connection, start: &ExecutionStart) -> StoreResult<HoldState> {
+    let corrupt = |what: &str| StoreError::Internal(format!("key {} has a corrupt {what}", start.key_id));
+    let row = conn
+        .prepare_cached(
+            "SELECT k.revoked_at IS NOT NULL, \
+               s.id IS NOT NULL AND s.revoked_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > ?3), \
+               k.expires_at, k.read_only, k.tool_scope, k.allowed_tools, k.allowed_cidrs, a.approved, \
+               k.daily_cap_cents, k.total_cap_cents, a.balance_micros - a.held_micros, \
+               ks.latest_day, ks.spent_total_micros, ks.held_total_micros \
+             FROM keys k JOIN key_spend ks ON ks.key_id = k.id JOIN accounts a ON a.id = k.account_id \
+             LEFT JOIN key_secrets s ON s.id = ?2 AND s.key_id = k.id \
+             WHERE k.id = ?1",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row(params![start.key_id, start.secret_id, to_db(start.now)], |r| {
+                Ok((
+                    (r.get::<_, bool>(0)?, r.get::<_, bool>(1)?, r.get::<_, Option<i64>>(2)?, r.get::<_, bool>(3)?),
+                    (r.get::<_, String>(4)?, r.get::<_, String>(5)?, r.get::<_, String>(6)?, r.get::<_, bool>(7)?),
+                    (r.get::<_, i64>(8)?, r.get::<_, Option<i64>>(9)?, r.get::<_, i64>(10)?),
+                    (r.get::<_, i64>(11)?, r.get::<_, i64>(12)?, r.get::<_, i64>(13)?),
+                ))
             })
+            .optional()
         })
+        .map_err(map_sqlite_error)?
+        .ok_or(StoreError::NotFound)?;
+    let ((key_revoked, secret_live, expires_at, read_only), (scope, tools, cidrs, account_approved), caps, totals) = row;
+    let tools: Vec<String> = serde_json::from_str(&tools).map_err(|_| corrupt("allowed_tools"))?;
+    let cidrs: Vec<String> = serde_json::from_str(&cidrs).map_err(|_| corrupt("allowed_cidrs"))?;
+    let scope = ToolScope::parse(&scope).map_err(|_| corrupt("tool_scope"))?;
+    Ok(HoldState {
+        key_revoked,
+        secret_live,
+        expires_at: expires_at.map(from_db),
+        read_only,
+        grant: ToolGrant::new(Some(scope), Some(tools)).map_err(|_| corrupt("tool grant"))?,
+        allowed_cidrs: CidrAllowlist::parse(&cidrs).map_err(|_| corrupt("allowed_cidrs"))?,
+        account_approved,
+        daily_cap_cents: caps.0,
+        total_cap_cents: caps.1,
+        available: caps.2,
+        latest_day: totals.0,
+        spent_total: totals.1,
+        held_total: totals.2,
     })
-    .optional()
-    .map_err(map_sqlite_error)?
-    .ok_or(StoreError::NotFound)
 }
 
-/// Would a hold of `hold` fit under the key's caps (on `day_number`)? Pure arithmetic.
-fn cap_refusal(key: &KeyCounters, day_number: i64, hold: i64) -> Option<HoldRefusal> {
-    let (spent_day, held_day) = if key.day_number == day_number { (key.spent_day, key.held_day) } else { (0, 0) };
-    let over = |used: i64, cap_cents: i64| used.saturating_add(hold) > cap_cents.saturating_mul(MICROS_PER_CENT);
-    if key.revoked {
-        Some(HoldRefusal::KeyRevoked)
-    } else if over(spent_day + held_day, key.daily_cap_cents) {
-        Some(HoldRefusal::DailyCap)
-    } else if key.total_cap_cents.is_some_and(|cap| over(key.spent_total + key.held_total, cap)) {
-        Some(HoldRefusal::TotalCap)
-    } else {
-        None
-    }
+/// The key's captured and held micros on one UTC day.
+fn day_counters(conn: &Connection, key_id: i64, day: i64) -> StoreResult<(i64, i64)> {
+    conn.prepare_cached("SELECT spent_micros, held_micros FROM key_days WHERE key_id = ?1 AND day_number = ?2")
+        .and_then(|mut stmt| stmt.query_row(params![key_id, day], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .map_err(map_sqlite_error)
+        .map(Option::unwrap_or_default)
 }
 
 pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<BeginOutcome> {
     if let Some(outcome) = existing_outcome(conn, start)? {
         return Ok(outcome);
     }
-    if let Some(refusal) = hold_on_key(conn, start)? {
+    if resumable_request_differs(conn, start)? {
+        return Ok(BeginOutcome::Mismatch);
+    }
+    let held = hold_state(conn, start)?;
+    let gate = KeyGate {
+        key_revoked: held.key_revoked,
+        secret_live: held.secret_live,
+        expires_at: held.expires_at,
+        allowed_cidrs: &held.allowed_cidrs,
+        grant: &held.grant,
+        account_approved: held.account_approved,
+        read_only: held.read_only,
+    };
+    if let Err(denial) = gate.admit(start.now, start.client_ip, &start.tool) {
+        return Ok(BeginOutcome::Refused(HoldRefusal::Denied(denial)));
+    }
+    let day = rules::hold_day(start.day_number, held.latest_day);
+    let (spent_day, held_day) = day_counters(conn, start.key_id, day)?;
+    let caps = rules::CapState {
+        daily_cap_cents: held.daily_cap_cents,
+        total_cap_cents: held.total_cap_cents,
+        spent_day: Micros(spent_day),
+        held_day: Micros(held_day),
+        spent_total: Micros(held.spent_total),
+        held_total: Micros(held.held_total),
+        available: (!start.sandbox).then_some(Micros(held.available)),
+    };
+    if let Some(refusal) = rules::cap_refusal(&caps, start.hold) {
         return Ok(BeginOutcome::Refused(refusal));
     }
-    if !start.sandbox && !hold_on_account(conn, start)? {
-        release_key_hold(conn, start.key_id, start.hold)?;
-        return Ok(BeginOutcome::Refused(HoldRefusal::Balance));
-    }
+    place_hold(conn, start, day)?;
     sql(
         conn,
         "INSERT INTO executions (public_id, account_id, key_id, secret_id, idempotency_key, request_hash, tool, state, \
@@ -185,7 +252,7 @@ pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<Be
             &start.request_hash[..],
             start.tool,
             start.sandbox,
-            start.day_number,
+            day,
             start.hold.0,
             to_db(start.now)
         ],
@@ -203,7 +270,7 @@ pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<Be
         receipt_id: None,
         created_at: start.now,
         finished_at: None,
-        day_number: start.day_number,
+        day_number: day,
     };
     sql(
         conn,
@@ -214,76 +281,63 @@ pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<Be
     Ok(BeginOutcome::Started(execution))
 }
 
-/// Places the hold on the key's counters if it fits under both caps, in one guarded update
-/// (a new UTC day starts the daily counters from zero). When it does not fit, says why.
-fn hold_on_key(conn: &Connection, start: &ExecutionStart) -> StoreResult<Option<HoldRefusal>> {
-    let placed = sql(
+/// Writes a hold that `rules` admitted: the key's total and `day` counters, the account's
+/// held money (production only).
+fn place_hold(conn: &Connection, start: &ExecutionStart, day: i64) -> StoreResult<()> {
+    sql(
         conn,
-        "UPDATE key_spend SET \
-           spent_day_micros = CASE WHEN spent_day_number = ?2 THEN spent_day_micros ELSE 0 END, \
-           held_day_micros = CASE WHEN spent_day_number = ?2 THEN held_day_micros ELSE 0 END + ?3, \
-           spent_day_number = ?2, \
-           held_total_micros = held_total_micros + ?3 \
-         WHERE key_id = ?1 AND revoked_at IS NULL \
-           AND CASE WHEN spent_day_number = ?2 THEN spent_day_micros + held_day_micros ELSE 0 END + ?3 \
-               <= daily_cap_cents * 10000 \
-           AND (total_cap_cents IS NULL OR spent_total_micros + held_total_micros + ?3 <= total_cap_cents * 10000)",
-        params![start.key_id, start.day_number, start.hold.0],
+        "UPDATE key_spend SET latest_day = ?2, held_total_micros = held_total_micros + ?3 WHERE key_id = ?1",
+        params![start.key_id, day, start.hold.0],
     )?;
-    if placed == 1 {
-        return Ok(None);
+    sql(
+        conn,
+        "INSERT INTO key_days (key_id, day_number, held_micros) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (key_id, day_number) DO UPDATE SET held_micros = held_micros + excluded.held_micros",
+        params![start.key_id, day, start.hold.0],
+    )?;
+    if !start.sandbox {
+        sql(
+            conn,
+            "UPDATE accounts SET held_micros = held_micros + ?2 WHERE id = ?1",
+            params![start.account_id, start.hold.0],
+        )?;
     }
-    let key = key_counters(conn, start.key_id)?;
-    Ok(Some(cap_refusal(&key, start.day_number, start.hold.0).unwrap_or(HoldRefusal::KeyRevoked)))
+    Ok(())
 }
 
-/// Undoes `hold_on_key` when the account cannot cover the call.
-fn release_key_hold(conn: &Connection, key_id: i64, hold: Micros) -> StoreResult<()> {
-    sql(
-        conn,
-        "UPDATE key_spend SET held_day_micros = held_day_micros - ?2, held_total_micros = held_total_micros - ?2 \
-         WHERE key_id = ?1",
-        params![key_id, hold.0],
-    )
-    .map(drop)
-}
-
-/// Places the hold on the account if its available balance covers it.
-fn hold_on_account(conn: &Connection, start: &ExecutionStart) -> StoreResult<bool> {
-    let placed = sql(
-        conn,
-        "UPDATE accounts SET held_micros = held_micros + ?2 WHERE id = ?1 AND balance_micros - held_micros >= ?2",
-        params![start.account_id, start.hold.0],
-    )?;
-    Ok(placed == 1)
-}
-
-/// Ends a hold: `charged` is captured (zero for a void) and the rest released or voided.
-fn settle(conn: &Connection, e: &ExecutionRecord, charged: Micros, voided: bool, now: Timestamp) -> StoreResult<()> {
+/// Ends a hold: what `rules::settle` makes of `reported` is captured (nothing for a void),
+/// the rest released or voided, on the day the hold counted on; an overage is recorded.
+fn settle(conn: &Connection, e: &ExecutionRecord, reported: Micros, voided: bool, now: Timestamp) -> StoreResult<()> {
     let hold = e.hold.0;
-    let charged = charged.0.clamp(0, hold);
-    // The daily counters only move if the key is still on the execution's day.
+    let rules::Settlement { charged, overage } = rules::settle(e.hold, if voided { Micros::ZERO } else { reported });
     sql(
         conn,
-        "UPDATE key_spend SET held_total_micros = held_total_micros - ?2, spent_total_micros = spent_total_micros + ?3, \
-         held_day_micros = CASE WHEN spent_day_number = ?4 THEN held_day_micros - ?2 ELSE held_day_micros END, \
-         spent_day_micros = CASE WHEN spent_day_number = ?4 THEN spent_day_micros + ?3 ELSE spent_day_micros END \
+        "UPDATE key_spend SET held_total_micros = held_total_micros - ?2, spent_total_micros = spent_total_micros + ?3 \
          WHERE key_id = ?1",
-        params![e.key_id, hold, charged, e.day_number],
+        params![e.key_id, hold, charged.0],
+    )?;
+    sql(
+        conn,
+        "UPDATE key_days SET held_micros = held_micros - ?3, spent_micros = spent_micros + ?4 \
+         WHERE key_id = ?1 AND day_number = ?2",
+        params![e.key_id, e.day_number, hold, charged.0],
     )?;
     if !e.sandbox {
         sql(
             conn,
             "UPDATE accounts SET held_micros = held_micros - ?2, balance_micros = balance_micros - ?3 WHERE id = ?1",
-            params![e.account_id, hold, charged],
+            params![e.account_id, hold, charged.0],
         )?;
     }
     if voided {
-        ledger(conn, e, "void", e.hold, now)
-    } else {
-        ledger(conn, e, "capture", Micros(charged), now)?;
-        ledger(conn, e, "release", Micros(hold - charged), now)
+        return ledger(conn, e, "void", e.hold, now);
     }
+    ledger(conn, e, "capture", charged, now)?;
+    ledger(conn, e, "release", Micros(hold - charged.0), now)?;
+    if overage > Micros::ZERO {
+        tracing::warn!(execution = %e.public_id, hold = hold, overage = overage.0, "a provider reported more than the hold; the excess is the platform's loss");
+    }
+    ledger(conn, e, "overage", overage, now)
 }
 
 /// Moves `e` from the state it is in to `state`, with its charge and stored answer. Fails
@@ -292,12 +346,12 @@ fn record_outcome(
     conn: &Connection,
     e: &ExecutionRecord,
     state: ExecutionState,
-    charged: Micros,
+    reported: Micros,
     receipt_id: Option<&str>,
     answer: Option<(u16, &[u8])>,
     now: Timestamp,
 ) -> StoreResult<ExecutionRecord> {
-    let charged_to_account = if e.sandbox { Micros::ZERO } else { Micros(charged.0.clamp(0, e.hold.0)) };
+    let charged_to_account = if e.sandbox { Micros::ZERO } else { rules::settle(e.hold, reported).charged };
     let receipt_id = receipt_id.filter(|_| charged_to_account > Micros::ZERO);
     let changed = sql(
         conn,
@@ -357,17 +411,17 @@ pub(crate) fn finish(
 /// Records the outcome first (it refuses an execution that already ended), then moves the money.
 fn conclude(conn: &Connection, e: &ExecutionRecord, finish: &Finish, now: Timestamp) -> StoreResult<ExecutionRecord> {
     match finish {
-        Finish::Capture { cost, receipt_id, status, body } => {
+        Finish::Capture { reported, receipt_id, status, body } => {
             let done = record_outcome(
                 conn,
                 e,
                 ExecutionState::Succeeded,
-                *cost,
+                *reported,
                 Some(receipt_id),
                 Some((*status, body)),
                 now,
             )?;
-            settle(conn, e, *cost, false, now)?;
+            settle(conn, e, *reported, false, now)?;
             Ok(done)
         }
         Finish::VoidRetryable => {
@@ -401,12 +455,27 @@ pub(crate) fn reconcile(
         Reconcile::Capture { cost, .. } if *cost > e.hold => {
             return Err(StoreError::Refused(format!("cannot capture more than the hold of {} micros", e.hold)));
         }
-        Reconcile::Capture { cost, receipt_id, status, body } => {
-            Finish::Capture { cost: *cost, receipt_id: receipt_id.clone(), status: *status, body: body.clone() }
+        Reconcile::Capture { cost, receipt_id, status, body, .. } => {
+            Finish::Capture { reported: *cost, receipt_id: receipt_id.clone(), status: *status, body: body.clone() }
         }
         Reconcile::Void => Finish::VoidRetryable,
     };
     let after = conclude(conn, &e, &finish, ctx.now)?;
+    // The operator decided: the Idempotency-Key answers that decision for a whole retention
+    // from now (a capture), and the provider request it started is never resumed.
+    if let Reconcile::Capture { retain_until, .. } = decision {
+        sql(
+            conn,
+            "UPDATE idempotency_records SET expires_at = MAX(expires_at, ?2) WHERE execution_id = ?1",
+            params![e.id, to_db(*retain_until)],
+        )?;
+    }
+    sql(
+        conn,
+        "DELETE FROM provider_requests WHERE (key_id, idempotency_key) = \
+         (SELECT key_id, idempotency_key FROM executions WHERE id = ?1)",
+        [e.id],
+    )?;
     let (before_fields, after_fields) = (execution_snapshot(&e), execution_snapshot(&after));
     let target = format!("execution:{}", e.public_id);
     audit::record(conn, e.account_id, ctx, "execution.reconciled", &target, before_fields, after_fields)?;
@@ -490,7 +559,9 @@ impl Totals {
             }
             "capture" => self.capture += amount,
             "release" => self.release += amount,
-            _ => self.void += amount,
+            "void" => self.void += amount,
+            // An overage is the platform's loss beside a capture: it moves no counter.
+            _ => {}
         }
     }
 
@@ -535,10 +606,13 @@ fn each_row(conn: &Connection, sql: &str, mut check: impl FnMut(&Row<'_>) -> rus
 }
 
 /// Recomputes every counter from the ledger and checks each execution's entries: account
-/// balances and holds (real money only), key spend and holds in total and on the key's
-/// current UTC day (sandbox included, since preview counts against caps), caps, and that
-/// every execution has exactly one hold that is open while running and ended exactly once
-/// after.
+/// balances and holds (real money only), key spend and holds in total and per UTC day
+/// (sandbox included, since preview counts against caps), and that every execution has
+/// exactly one hold that is open while running and ended exactly once after.
+///
+/// Caps are not checked against today's counters: lowering a cap below what a key already
+/// spent is ordinary use, not corruption. That every hold fitted the caps in force when it
+/// was placed is the hold's own guarded rule (`rules::cap_refusal`), proven by the tests.
 pub(crate) fn verify(conn: &Connection) -> StoreResult<Vec<String>> {
     let mut problems = vec![];
     let mut mismatch = |what: &str, id: i64, stored: i64, derived: i64| {
@@ -556,34 +630,28 @@ pub(crate) fn verify(conn: &Connection) -> StoreResult<Vec<String>> {
         Ok(())
     })?;
     let keys = totals(conn, "l.key_id", "l.key_id IS NOT NULL", |r| r.get::<_, i64>(0))?;
-    let days = totals(conn, "l.key_id, e.day_number", "l.key_id IS NOT NULL", |r| {
+    each_row(conn, "SELECT key_id, spent_total_micros, held_total_micros FROM key_spend", |r| {
+        let (id, spent, held): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let t = keys.get(&id).copied().unwrap_or_default();
+        mismatch("key spent_total", id, spent, t.capture);
+        mismatch("key held_total", id, held, t.open());
+        Ok(())
+    })?;
+    let mut days = totals(conn, "l.key_id, e.day_number", "l.key_id IS NOT NULL AND l.execution_id IS NOT NULL", |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
     })?;
-    each_row(
-        conn,
-        "SELECT s.key_id, s.spent_total_micros, s.held_total_micros, s.spent_day_number, s.spent_day_micros, \
-         s.held_day_micros, k.daily_cap_cents, k.total_cap_cents, \
-         s.daily_cap_cents IS k.daily_cap_cents AND s.total_cap_cents IS k.total_cap_cents AND s.revoked_at IS k.revoked_at \
-         FROM key_spend s JOIN keys k ON k.id = s.key_id",
-        |r| {
-            let id: i64 = r.get(0)?;
-            let (spent, held, day, spent_day, held_day): (i64, i64, i64, i64, i64) =
-                (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
-            let (daily_cap, total_cap, in_step): (i64, Option<i64>, bool) = (r.get(6)?, r.get(7)?, r.get(8)?);
-            mismatch("key spend caps out of step with the key", id, i64::from(!in_step), 0);
-            let t = keys.get(&id).copied().unwrap_or_default();
-            mismatch("key spent_total", id, spent, t.capture);
-            mismatch("key held_total", id, held, t.open());
-            let d = days.get(&(id, day)).copied().unwrap_or_default();
-            mismatch("key spent_day", id, spent_day, d.capture);
-            mismatch("key held_day", id, held_day, d.open());
-            let over_daily = (spent_day + held_day - daily_cap * MICROS_PER_CENT).max(0);
-            mismatch("key micros over its daily cap", id, over_daily, 0);
-            let over_total = total_cap.map_or(0, |cap| (spent + held - cap * MICROS_PER_CENT).max(0));
-            mismatch("key micros over its total cap", id, over_total, 0);
-            Ok(())
-        },
-    )?;
+    each_row(conn, "SELECT key_id, day_number, spent_micros, held_micros FROM key_days", |r| {
+        let (id, day, spent, held): (i64, i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+        let t = days.remove(&(id, day)).unwrap_or_default();
+        mismatch(&format!("key spent on day {day}, key"), id, spent, t.capture);
+        mismatch(&format!("key held on day {day}, key"), id, held, t.open());
+        Ok(())
+    })?;
+    // A day the ledger moved money on must have its counters.
+    for ((id, day), t) in days {
+        mismatch(&format!("key spent on day {day} (no counters), key"), id, 0, t.capture);
+        mismatch(&format!("key held on day {day} (no counters), key"), id, 0, t.open());
+    }
     let executions = totals(conn, "l.execution_id", "l.execution_id IS NOT NULL", |r| r.get::<_, i64>(0))?;
     each_row(conn, "SELECT id, state, sandbox, hold_micros, charged_micros FROM executions", |r| {
         let (id, state, sandbox): (i64, String, bool) = (r.get(0)?, r.get(1)?, r.get(2)?);

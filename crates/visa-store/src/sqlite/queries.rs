@@ -87,11 +87,12 @@ fn admin_key_where(
 
 const KEY_COLUMNS: &str = "k.id, k.account_id, a.login, k.environment, k.label, k.tool_scope, k.allowed_tools, \
     k.allowed_cidrs, k.daily_cap_cents, k.total_cap_cents, k.expires_at, k.read_only, k.created_at, k.revoked_at, \
-    k.last_used_at, k.last_used_ip, s.spent_day_number, s.spent_day_micros, s.spent_total_micros, k.rate_limit_per_second, \
-    s.held_day_micros, s.held_total_micros";
+    k.last_used_at, k.last_used_ip, s.latest_day, COALESCE(d.spent_micros, 0), s.spent_total_micros, k.rate_limit_per_second, \
+    COALESCE(d.held_micros, 0), s.held_total_micros";
 
 /// The tables `KEY_COLUMNS` reads from.
-const KEY_TABLES: &str = "keys k JOIN key_spend s ON s.key_id = k.id JOIN accounts a ON a.id = k.account_id";
+const KEY_TABLES: &str = "keys k JOIN key_spend s ON s.key_id = k.id JOIN accounts a ON a.id = k.account_id \
+    LEFT JOIN key_days d ON d.key_id = k.id AND d.day_number = s.latest_day";
 
 fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
     let environment = Environment::parse(&row.get::<_, String>(3)?).ok_or_else(|| corrupt("environment"))?;
@@ -118,7 +119,7 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
         revoked_at: row.get::<_, Option<i64>>(13)?.map(from_db),
         last_used_at: row.get::<_, Option<i64>>(14)?.map(from_db),
         last_used_ip: row.get::<_, Option<String>>(15)?.and_then(|ip| ip.parse().ok()),
-        spent_day_number: row.get(16)?,
+        latest_day: row.get(16)?,
         spent_day: Micros(row.get(17)?),
         held_day: Micros(row.get(20)?),
         spent_total: Micros(row.get(18)?),
@@ -191,11 +192,6 @@ fn write_policy(conn: &Connection, key_id: i64, policy: &KeyPolicy) -> StoreResu
             policy.read_only,
             policy.rate_limit_per_second
         ],
-    )
-    .map_err(map_sqlite_error)?;
-    conn.execute(
-        "UPDATE key_spend SET daily_cap_cents = ?2, total_cap_cents = ?3 WHERE key_id = ?1",
-        params![key_id, policy.daily_cap_cents, policy.total_cap_cents],
     )
     .map_err(map_sqlite_error)?;
     Ok(())
@@ -455,11 +451,7 @@ impl Store for SqliteStore {
             )
             .map_err(map_sqlite_error)?;
             let key_id = conn.last_insert_rowid();
-            conn.execute(
-                "INSERT INTO key_spend (key_id, daily_cap_cents, total_cap_cents) VALUES (?1, ?2, ?3)",
-                params![key_id, p.daily_cap_cents, p.total_cap_cents],
-            )
-            .map_err(map_sqlite_error)?;
+            conn.execute("INSERT INTO key_spend (key_id) VALUES (?1)", [key_id]).map_err(map_sqlite_error)?;
             insert_secret(conn, key_id, &new.secret, ctx.now)?;
             let key = require_key(conn, new.account_id, key_id)?;
             audit::record(conn, key.account_id, &ctx, "key.created", &key_target(key_id), Value::Null, key_snapshot(&key))?;
@@ -518,11 +510,6 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let before = require_key(conn, account_id, key_id)?;
             let at = to_db(ctx.now);
-            conn.execute(
-                "UPDATE key_spend SET revoked_at = COALESCE(revoked_at, ?2) WHERE key_id = ?1",
-                params![key_id, at],
-            )
-            .map_err(map_sqlite_error)?;
             conn.execute("UPDATE keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1", params![key_id, at])
                 .map_err(map_sqlite_error)?;
             conn.execute(
@@ -842,13 +829,23 @@ impl Store for SqliteStore {
     async fn remember_provider_request(&self, execution_id: i64, provider_ref: &str) -> StoreResult<()> {
         let provider_ref = provider_ref.to_owned();
         self.write(move |conn| {
-            conn.execute(
-                "INSERT OR REPLACE INTO provider_requests (key_id, idempotency_key, request_hash, provider_ref) \
-                 SELECT key_id, idempotency_key, request_hash, ?2 FROM executions WHERE id = ?1",
-                params![execution_id, provider_ref],
-            )
-            .map_err(map_sqlite_error)
-            .map(drop)
+            // Kept as long as the Idempotency-Key that made it. An expired one of the same key
+            // may be replaced; a live one never is (`begin` refuses other input for its key).
+            let changed = conn
+                .execute(
+                    "INSERT INTO provider_requests (key_id, idempotency_key, request_hash, provider_ref, expires_at) \
+                     SELECT e.key_id, e.idempotency_key, e.request_hash, ?2, r.expires_at \
+                     FROM executions e JOIN idempotency_records r ON r.execution_id = e.id WHERE e.id = ?1 \
+                     ON CONFLICT (key_id, idempotency_key) DO UPDATE SET request_hash = excluded.request_hash, \
+                       provider_ref = excluded.provider_ref, expires_at = excluded.expires_at \
+                     WHERE provider_requests.expires_at <= (SELECT created_at FROM executions WHERE id = ?1)",
+                    params![execution_id, provider_ref],
+                )
+                .map_err(map_sqlite_error)?;
+            match changed {
+                1 => Ok(()),
+                _ => Err(StoreError::Conflict("the Idempotency-Key already names another provider request".into())),
+            }
         })
         .await
     }
@@ -858,7 +855,7 @@ impl Store for SqliteStore {
             conn.query_row(
                 "SELECT p.provider_ref FROM executions e JOIN provider_requests p \
                  ON p.key_id = e.key_id AND p.idempotency_key = e.idempotency_key AND p.request_hash = e.request_hash \
-                 WHERE e.id = ?1",
+                 WHERE e.id = ?1 AND p.expires_at > e.created_at",
                 [execution_id],
                 |r| r.get(0),
             )

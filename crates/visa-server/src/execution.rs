@@ -1,0 +1,325 @@
+//! The money path of one paid call, in one place: from an authenticated key and a parsed
+//! request to its recorded outcome. `routes::execute` calls it over HTTP; the money-path
+//! simulation (`tests/simulation.rs`) drives the same steps one at a time, against any store.
+//!
+//! 1. [`authorize`]: the tool exists and this key may run it (the seed's order of checks);
+//! 2. [`prepare`]: the tool's plan (the request sent upstream and the hold that bounds it,
+//!    `tools::plan`), the key's rate limit, and the hold's description;
+//! 3. [`begin`]: one store transaction records the Idempotency-Key and places the hold, after
+//!    re-checking the key, its secret, its account and its caps (`visa_store::rules`), or
+//!    answers from the existing record once that answer is durable;
+//! 4. [`Running::run`]: the tool, under its timeout (never a provider in preview);
+//! 5. [`Running::settle`]: one durable transaction captures what the provider reported
+//!    (clamped to the hold by `rules::settle`, any excess recorded as an overage) and stores
+//!    the answer, or voids the hold; retried on a transient store failure; the answer leaves
+//!    only once it is on disk.
+
+use crate::auth::tool_key::denied;
+use crate::catalog::Tool;
+use crate::error::{ApiError, ApiResult};
+use crate::routes::execute::{ExecutionResponse, Receipt, Usage};
+use crate::routes::rfc3339;
+use crate::state::AppState;
+use crate::tools::{self, Plan, ToolOutput, UpstreamFailure};
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+use visa_core::ErrorCode;
+use visa_core::fingerprint::request_fingerprint;
+use visa_core::key::Environment;
+use visa_core::money::Micros;
+use visa_core::policy::truncate_for_message;
+use visa_store::rules::{self, utc_day_number};
+use visa_store::{
+    AuthRecord, BeginOutcome, Durability, ExecutionRecord, ExecutionStart, Finish, HoldRefusal, StoreError,
+};
+
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+/// Waits between attempts to record an outcome when the store is briefly unavailable.
+const SETTLE_BACKOFF: [Duration; 5] = [
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+    Duration::from_millis(800),
+];
+
+/// The tool checks after authentication, in the seed's order: exists, permitted, account
+/// approved, key not read-only.
+pub fn authorize<'a>(state: &'a AppState, key: &AuthRecord, tool_name: &str, client_ip: IpAddr) -> ApiResult<&'a Arc<Tool>> {
+    let tool = state.catalog.resolve(tool_name).ok_or_else(|| {
+        ApiError::new(ErrorCode::ToolNotFound, format!("no tool '{}'", truncate_for_message(tool_name)))
+    })?;
+    key.gate(state.now()).check_tool(&tool.id).map_err(|d| denied(d, &tool.id, client_ip))?;
+    Ok(tool)
+}
+
+/// A call ready to hold money: what it will send and what it holds.
+pub struct PaidCall {
+    pub tool: Arc<Tool>,
+    pub request: Value,
+    pub start: ExecutionStart,
+}
+
+/// Plans the call and takes a token from the key's rate limiter. Nothing is recorded yet, so
+/// a refusal here costs nothing.
+pub fn prepare(
+    state: &AppState,
+    key: &AuthRecord,
+    tool: Arc<Tool>,
+    input: Value,
+    idempotency_key: Uuid,
+    client_ip: IpAddr,
+) -> ApiResult<PaidCall> {
+    let sandbox = state.environment == Environment::Preview;
+    let request_hash = request_fingerprint("POST", &tool.id, &input);
+    let Plan { hold, request } = tools::plan(&tool, input, sandbox)?;
+    if let Err(seconds) =
+        state.rate_limits.take(key.key.id, key.key.policy.rate_limit_per_second, std::time::Instant::now())
+    {
+        return Err(
+            ApiError::new(ErrorCode::RateLimited, "the key's request rate limit is reached").with_retry_after(seconds)
+        );
+    }
+    let now = state.now();
+    let start = ExecutionStart {
+        // Time-ordered, so the unique index grows at its right edge instead of at random pages.
+        public_id: Uuid::now_v7().to_string(),
+        account_id: key.key.account_id,
+        key_id: key.key.id,
+        secret_id: key.secret_id,
+        client_ip,
+        idempotency_key: *idempotency_key.as_bytes(),
+        request_hash,
+        tool: tool.id.clone(),
+        hold,
+        sandbox,
+        now,
+        day_number: utc_day_number(now),
+        idempotency_expires_at: now + state.idempotency_ttl,
+    };
+    Ok(PaidCall { tool, request, start })
+}
+
+/// What [`begin`] decided.
+pub enum Begun {
+    /// The hold is placed: run the tool, then settle.
+    Started(Running),
+    /// Nothing new runs: this is the answer (a replay, in flight, a refusal, …).
+    Answered(ApiResult<Response>),
+}
+
+/// A call whose hold is placed and whose outcome must be recorded.
+pub struct Running {
+    pub tool: Arc<Tool>,
+    pub request: Value,
+    pub execution: ExecutionRecord,
+    /// The hold's fsync: the tool may start before it (docs/money.md), the answer may not.
+    hold_durable: Durability,
+}
+
+/// Records the Idempotency-Key and places the hold, or answers from what is recorded.
+pub async fn begin(state: &AppState, call: PaidCall) -> Begun {
+    let PaidCall { tool, request, start } = call;
+    let (day, key_id, client_ip) = (start.day_number, start.key_id, start.client_ip);
+    let (outcome, durable) = match state.store.begin_execution(start).await {
+        Ok(begun) => begun,
+        Err(e) => return Begun::Answered(Err(e.into())),
+    };
+    match outcome {
+        BeginOutcome::Started(execution) => Begun::Started(Running { tool, request, execution, hold_durable: durable }),
+        other => {
+            // Anything else is answered from state that must be on disk first.
+            if let Err(e) = durable.wait().await {
+                return Begun::Answered(Err(e.into()));
+            }
+            if let BeginOutcome::Refused(HoldRefusal::Denied(_)) = other {
+                // The key changed after it was cached: the next request reads it afresh.
+                state.keys.invalidate_key(key_id);
+            }
+            Begun::Answered(not_started(other, state, day, &tool.id, client_ip))
+        }
+    }
+}
+
+/// The whole path: begin, run, settle.
+pub async fn execute(state: &AppState, call: PaidCall) -> ApiResult<Response> {
+    match begin(state, call).await {
+        Begun::Answered(answer) => answer,
+        Begun::Started(running) => {
+            let outcome = running.run(state).await;
+            running.settle(state, outcome).await
+        }
+    }
+}
+
+impl Running {
+    /// Runs the tool (the hold's fsync may still be in flight: see docs/money.md).
+    pub async fn run(&self, state: &AppState) -> Result<ToolOutput, UpstreamFailure> {
+        let context =
+            tools::RunContext { upstream: &state.upstream, store: state.store.as_ref(), execution: &self.execution };
+        tools::run(&context, &self.tool, &self.request).await
+    }
+
+    /// Records the outcome; the answer is sent only once it is durable. A success captures
+    /// what the tool reported, clamped to the hold; a retryable failure voids the hold and
+    /// frees the Idempotency-Key; a final failure voids it and keeps the answer for replays.
+    pub async fn settle(self, state: &AppState, outcome: Result<ToolOutput, UpstreamFailure>) -> ApiResult<Response> {
+        let Running { tool, execution, hold_durable, .. } = self;
+        let now = state.now();
+        let mut overage = Micros::ZERO;
+        let (finish, answer) = match outcome {
+            Ok(output) => {
+                let settlement = rules::settle(execution.hold, output.cost);
+                overage = settlement.overage;
+                let charged = if execution.sandbox { Micros::ZERO } else { settlement.charged };
+                let receipt_id = format!("rcpt_{}", Uuid::new_v4().simple());
+                let body = success_body(&tool, &execution, output.result, charged, &receipt_id, now);
+                (
+                    Finish::Capture { reported: output.cost, receipt_id, status: 200, body: body.clone() },
+                    Ok(json_response(StatusCode::OK, body)),
+                )
+            }
+            Err(failure) if failure.retryable => (Finish::VoidRetryable, Err(failure.into_api_error())),
+            Err(failure) => {
+                let error = failure.into_api_error();
+                let body = serde_json::to_vec(&error.body()).unwrap_or_default();
+                (Finish::VoidFinal { status: error_status(&error).as_u16(), body }, Err(error))
+            }
+        };
+        let mut finished = state.store.finish_execution(&execution, finish.clone(), now).await;
+        for wait in SETTLE_BACKOFF {
+            if !matches!(finished, Err(StoreError::Unavailable(_))) {
+                break;
+            }
+            tokio::time::sleep(wait).await;
+            finished = state.store.finish_execution(&execution, finish.clone(), now).await;
+        }
+        // Resolved long before (the hold's fsync ran first); a failed one taints what followed.
+        let hold = hold_durable.wait().await;
+        if let Err(e) = finished.map(drop).and(hold) {
+            tracing::error!(execution = %execution.public_id, error = %e, "could not record an execution's outcome");
+            return Err(reconcile_required(&execution));
+        }
+        if overage > Micros::ZERO {
+            state.metrics.record_overage(overage);
+        }
+        answer
+    }
+}
+
+/// The answer to an Idempotency-Key that did not start a new execution, or to a refused hold.
+fn not_started(outcome: BeginOutcome, state: &AppState, day_number: i64, tool: &str, client_ip: IpAddr) -> ApiResult<Response> {
+    match outcome {
+        BeginOutcome::Started(_) => Err(ApiError(visa_core::Rejection::internal())),
+        BeginOutcome::Replay { status, body } => Ok(replay(status, body)),
+        BeginOutcome::Mismatch => Err(ApiError::new(
+            ErrorCode::IdempotentReplay,
+            "this Idempotency-Key was used with a different request; use a new key for a new operation",
+        )),
+        BeginOutcome::InFlight => Err(ApiError::new(
+            ErrorCode::IdempotencyInFlight,
+            "the original request is still running; retry it shortly",
+        )
+        .with_retry_after(1)),
+        BeginOutcome::ReconcileRequired(execution) => Err(reconcile_required(&execution)),
+        BeginOutcome::Refused(refusal) => Err(refused(refusal, state, day_number, tool, client_ip)),
+    }
+}
+
+fn success_body(
+    tool: &Tool,
+    execution: &ExecutionRecord,
+    result: Value,
+    charged: Micros,
+    receipt_id: &str,
+    now: time::OffsetDateTime,
+) -> Vec<u8> {
+    let receipt = (charged > Micros::ZERO).then(|| Receipt {
+        id: receipt_id.to_owned(),
+        execution_id: execution.public_id.clone(),
+        charged_micros: charged.to_string(),
+        created_at: rfc3339(now),
+    });
+    let response = ExecutionResponse {
+        success: true,
+        object: "tool_execution".into(),
+        tool: tool.id.clone(),
+        result,
+        usage: Usage { charged_cents: charged.cents_ceil(), charged_micros: charged.to_string() },
+        receipt,
+        execution_id: execution.public_id.clone(),
+    };
+    serde_json::to_vec(&response).unwrap_or_default()
+}
+
+fn error_status(error: &ApiError) -> StatusCode {
+    StatusCode::from_u16(error.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// A JSON answer from bytes; an error body's `retry_after` is also sent as `Retry-After`.
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let retry_after = if status.is_success() {
+        None
+    } else {
+        serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["retry_after"].as_u64())
+    };
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// A stored answer, byte for byte, marked as a replay.
+fn replay(status: u16, body: Vec<u8>) -> Response {
+    let mut response = json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body);
+    response.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    response
+}
+
+fn reconcile_required(execution: &ExecutionRecord) -> ApiError {
+    let receipt = json!({
+        "id": execution.receipt_id,
+        "execution_id": execution.public_id,
+        "charged_micros": execution.charged.to_string(),
+        "held_micros": execution.hold.to_string(),
+        "created_at": rfc3339(execution.created_at),
+    });
+    let mut error = ApiError::new(
+        ErrorCode::IdempotencyUnavailable,
+        "the outcome of this request was lost; an operator must reconcile it before it can be retried",
+    );
+    error.0.retryable = false;
+    ApiError(error.0.with_detail("support_id", json!(execution.public_id)).with_detail("receipt", receipt))
+}
+
+fn refused(refusal: HoldRefusal, state: &AppState, day_number: i64, tool: &str, client_ip: IpAddr) -> ApiError {
+    let not_retryable = |mut error: ApiError| {
+        error.0.retryable = false;
+        error
+    };
+    match refusal {
+        HoldRefusal::DailyCap => {
+            let midnight = (day_number + 1) * 86_400;
+            let seconds = (midnight - state.now().unix_timestamp()).max(1) as u64;
+            ApiError::new(ErrorCode::RateLimited, "the key's daily cap is reached; it resets at 00:00 UTC")
+                .with_retry_after(seconds)
+        }
+        HoldRefusal::TotalCap => {
+            not_retryable(ApiError::new(ErrorCode::RateLimited, "the key's total cap is reached; raise it to continue"))
+        }
+        HoldRefusal::Balance => not_retryable(ApiError::new(
+            ErrorCode::RateLimited,
+            "the account's available balance does not cover this call; add credit to continue",
+        )),
+        HoldRefusal::Denied(denial) => denied(denial, tool, client_ip),
+    }
+}

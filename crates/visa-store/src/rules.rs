@@ -1,0 +1,188 @@
+//! The money path's rules, written once for every backend and for the server: whether a key
+//! may start a paid call (the checks authentication makes, made again inside the hold's
+//! transaction so that a change landing in between wins), the UTC day a hold counts on
+//! (never earlier than a day the key already counted on), whether a hold fits under the caps
+//! and the balance, and how a provider's reported cost becomes a charge.
+//!
+//! A backend reads the state these functions need in its transaction, asks them, and writes
+//! what they decide; it decides nothing itself.
+
+use crate::model::{HoldRefusal, Timestamp};
+use std::net::IpAddr;
+use visa_core::money::{MICROS_PER_CENT, Micros};
+use visa_core::policy::{CidrAllowlist, ToolGrant};
+
+/// Why a key may not start a call, in the order the checks are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// The key is revoked, or the secret presented is revoked or past its rotation grace.
+    KeyRevoked,
+    KeyExpired,
+    SourceIpDenied,
+    ToolNotPermitted,
+    AccountNotApproved,
+    ReadOnly,
+}
+
+/// What decides whether a key may start a call, read at one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyGate<'a> {
+    pub key_revoked: bool,
+    /// The presented secret is neither revoked nor past its rotation grace.
+    pub secret_live: bool,
+    pub expires_at: Option<Timestamp>,
+    pub allowed_cidrs: &'a CidrAllowlist,
+    pub grant: &'a ToolGrant,
+    pub account_approved: bool,
+    pub read_only: bool,
+}
+
+impl KeyGate<'_> {
+    /// The checks that come before the tool is looked up: the secret, the expiry, the source IP.
+    pub fn check_identity(&self, now: Timestamp, client_ip: IpAddr) -> Result<(), Denial> {
+        if self.key_revoked || !self.secret_live {
+            Err(Denial::KeyRevoked)
+        } else if self.expires_at.is_some_and(|at| at <= now) {
+            Err(Denial::KeyExpired)
+        } else if !self.allowed_cidrs.allows(client_ip) {
+            Err(Denial::SourceIpDenied)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The checks on a known tool (by canonical id): the grant, the account, read-only.
+    pub fn check_tool(&self, canonical_tool: &str) -> Result<(), Denial> {
+        if !self.grant.permits(canonical_tool) {
+            Err(Denial::ToolNotPermitted)
+        } else if !self.account_approved {
+            Err(Denial::AccountNotApproved)
+        } else if self.read_only {
+            Err(Denial::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Every check, as the hold makes them.
+    pub fn admit(&self, now: Timestamp, client_ip: IpAddr, canonical_tool: &str) -> Result<(), Denial> {
+        self.check_identity(now, client_ip)?;
+        self.check_tool(canonical_tool)
+    }
+}
+
+/// Days since 1970-01-01 in UTC.
+pub fn utc_day_number(at: Timestamp) -> i64 {
+    at.unix_timestamp().div_euclid(86_400)
+}
+
+/// The UTC day a hold counts on: the caller's day, or the newest day the key already counted
+/// on if that is later (a clock stepped back, or two holds around midnight reaching the store
+/// out of order). So a key's day never moves backwards and an earlier day's counters are
+/// never reopened.
+pub fn hold_day(requested_day: i64, latest_day: i64) -> i64 {
+    requested_day.max(latest_day)
+}
+
+/// The counters a hold is checked against, as the hold's transaction read them.
+#[derive(Debug, Clone, Copy)]
+pub struct CapState {
+    pub daily_cap_cents: i64,
+    pub total_cap_cents: Option<i64>,
+    /// Captured and held on the hold's day.
+    pub spent_day: Micros,
+    pub held_day: Micros,
+    pub spent_total: Micros,
+    pub held_total: Micros,
+    /// The account's balance less its holds; `None` when no account money moves (preview).
+    pub available: Option<Micros>,
+}
+
+/// Why a hold of `hold` does not fit, if it does not: the daily cap, then the total cap, then
+/// the balance.
+pub fn cap_refusal(state: &CapState, hold: Micros) -> Option<HoldRefusal> {
+    let over = |used: Micros, cap_cents: i64| {
+        used.0.saturating_add(hold.0) > cap_cents.saturating_mul(MICROS_PER_CENT)
+    };
+    if over(Micros(state.spent_day.0 + state.held_day.0), state.daily_cap_cents) {
+        Some(HoldRefusal::DailyCap)
+    } else if state.total_cap_cents.is_some_and(|cap| over(Micros(state.spent_total.0 + state.held_total.0), cap)) {
+        Some(HoldRefusal::TotalCap)
+    } else if state.available.is_some_and(|available| available < hold) {
+        Some(HoldRefusal::Balance)
+    } else {
+        None
+    }
+}
+
+/// How a provider's reported cost settles a hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settlement {
+    /// Captured from the hold: the reported cost, never above the hold, never negative.
+    pub charged: Micros,
+    /// What the provider reported beyond the hold: the platform's loss, recorded as its own
+    /// ledger entry and never charged to anyone.
+    pub overage: Micros,
+}
+
+/// The charge clamp: the one place a reported cost becomes a charge.
+pub fn settle(hold: Micros, reported: Micros) -> Settlement {
+    let reported = Micros(reported.0.max(0));
+    let charged = Micros(reported.0.min(hold.0.max(0)));
+    Settlement { charged, overage: Micros(reported.0 - charged.0) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn state(daily: i64, total: Option<i64>, used_day: i64, used_total: i64, available: Option<i64>) -> CapState {
+        CapState {
+            daily_cap_cents: daily,
+            total_cap_cents: total,
+            spent_day: Micros(used_day),
+            held_day: Micros(0),
+            spent_total: Micros(used_total),
+            held_total: Micros(0),
+            available: available.map(Micros),
+        }
+    }
+
+    #[test]
+    fn refusals_come_in_order_daily_total_balance() {
+        let hold = Micros(10_000);
+        assert_eq!(cap_refusal(&state(1, Some(1), 1, 1, Some(0)), hold), Some(HoldRefusal::DailyCap));
+        assert_eq!(cap_refusal(&state(2, Some(1), 1, 1, Some(0)), hold), Some(HoldRefusal::TotalCap));
+        assert_eq!(cap_refusal(&state(2, None, 0, 0, Some(9_999)), hold), Some(HoldRefusal::Balance));
+        assert_eq!(cap_refusal(&state(1, Some(1), 0, 0, None), hold), None, "exactly the cap fits");
+    }
+
+    #[test]
+    fn a_day_never_goes_backwards() {
+        assert_eq!(hold_day(20_000, 20_001), 20_001);
+        assert_eq!(hold_day(20_002, 20_001), 20_002);
+    }
+
+    proptest! {
+        #[test]
+        fn a_settlement_splits_the_report_exactly(hold in 0i64..1_000_000_000, reported in -10i64..2_000_000_000) {
+            let s = settle(Micros(hold), Micros(reported));
+            prop_assert!(s.charged.0 >= 0 && s.charged.0 <= hold);
+            prop_assert!(s.overage.0 >= 0);
+            prop_assert_eq!(s.charged.0 + s.overage.0, reported.max(0));
+        }
+
+        #[test]
+        fn a_hold_fits_exactly_when_every_limit_holds(
+            daily in 1i64..1000, total in proptest::option::of(1i64..1000), used_day in 0i64..10_000_000,
+            used_total in 0i64..10_000_000, available in proptest::option::of(0i64..10_000_000), hold in 0i64..10_000_000,
+        ) {
+            let s = state(daily, total, used_day, used_total.max(used_day), available);
+            let fits = used_day + hold <= daily * MICROS_PER_CENT
+                && total.is_none_or(|t| used_total.max(used_day) + hold <= t * MICROS_PER_CENT)
+                && available.is_none_or(|a| a >= hold);
+            prop_assert_eq!(cap_refusal(&s, Micros(hold)).is_none(), fits);
+        }
+    }
+}
