@@ -254,7 +254,14 @@ pub mod mock_provider {
         pub fal_fail: std::sync::atomic::AtomicBool,
         /// Bytes of padding added to each chat answer (a provider answering far too much).
         pub pad_bytes: AtomicUsize,
-        fal_submitted_at: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+        /// Chat usage like a real provider's: one prompt token per request byte, and every
+        /// choice using its whole output limit (`n` × `max_tokens`/`max_completion_tokens`).
+        pub realistic_usage: std::sync::atomic::AtomicBool,
+        /// Answer chat calls and fal results with this status and raw body instead.
+        pub raw_answer: Mutex<Option<(u16, String)>>,
+        /// Images a fal result has beyond the `num_images` asked for (a provider over-delivering).
+        pub fal_extra_images: AtomicUsize,
+        fal_submitted: Mutex<std::collections::HashMap<String, (std::time::Instant, Value)>>,
     }
 
     pub struct MockProvider {
@@ -310,6 +317,13 @@ pub mod mock_provider {
         })
     }
 
+    fn raw(b: &Behaviour) -> Option<Response> {
+        let (status, body) = b.raw_answer.lock().unwrap().clone()?;
+        let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
+        response.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        Some(response)
+    }
+
     async fn chat(
         State(b): State<Arc<Behaviour>>,
         headers: HeaderMap,
@@ -318,7 +332,16 @@ pub mod mock_provider {
         if let Some(failure) = record(&b, &headers, &body).await {
             return failure;
         }
-        let (prompt, completion) = (b.prompt_tokens.load(Ordering::SeqCst), b.completion_tokens.load(Ordering::SeqCst));
+        if let Some(raw) = raw(&b) {
+            return raw;
+        }
+        let (mut prompt, mut completion) =
+            (b.prompt_tokens.load(Ordering::SeqCst), b.completion_tokens.load(Ordering::SeqCst));
+        if b.realistic_usage.load(Ordering::SeqCst) {
+            prompt = serde_json::to_vec(&body).unwrap().len() as u64;
+            let limit = body["max_completion_tokens"].as_u64().or(body["max_tokens"].as_u64()).unwrap_or(100_000);
+            completion = body["n"].as_u64().unwrap_or(1) * limit;
+        }
         axum::Json(json!({
             "id": "chatcmpl-mock",
             "padding": "x".repeat(b.pad_bytes.load(Ordering::SeqCst)),
@@ -339,7 +362,7 @@ pub mod mock_provider {
             return failure;
         }
         let id = format!("req-{}", b.fal_submits.fetch_add(1, Ordering::SeqCst) + 1);
-        b.fal_submitted_at.lock().unwrap().insert(id.clone(), std::time::Instant::now());
+        b.fal_submitted.lock().unwrap().insert(id.clone(), (std::time::Instant::now(), body));
         axum::Json(json!({ "request_id": id })).into_response()
     }
 
@@ -347,7 +370,7 @@ pub mod mock_provider {
         State(b): State<Arc<Behaviour>>,
         axum::extract::Path(id): axum::extract::Path<String>,
     ) -> Response {
-        let Some(at) = b.fal_submitted_at.lock().unwrap().get(&id).copied() else {
+        let Some(at) = b.fal_submitted.lock().unwrap().get(&id).map(|(at, _)| *at) else {
             return (StatusCode::NOT_FOUND, axum::Json(json!({ "detail": "no such request" }))).into_response();
         };
         let status = if b.fal_fail.load(Ordering::SeqCst) {
@@ -360,8 +383,18 @@ pub mod mock_provider {
         axum::Json(json!({ "status": status })).into_response()
     }
 
-    async fn fal_result(axum::extract::Path(id): axum::extract::Path<String>) -> Response {
-        let images = json!([{ "url": "https://img.invalid/1.png" }, { "url": "https://img.invalid/2.png" }]);
+    /// As many images as the submission asked for (`num_images`, 1 by default), plus any extra.
+    async fn fal_result(
+        State(b): State<Arc<Behaviour>>,
+        axum::extract::Path(id): axum::extract::Path<String>,
+    ) -> Response {
+        if let Some(raw) = raw(&b) {
+            return raw;
+        }
+        let asked = b.fal_submitted.lock().unwrap().get(&id).and_then(|(_, input)| input["num_images"].as_u64());
+        let count = asked.unwrap_or(1) as usize + b.fal_extra_images.load(Ordering::SeqCst);
+        let images: Vec<Value> =
+            (1..=count).map(|i| json!({ "url": format!("https://img.invalid/{i}.png") })).collect();
         axum::Json(json!({ "request_id": id, "images": images })).into_response()
     }
 

@@ -170,10 +170,16 @@ async fn preview_is_free_deterministic_and_still_capped() {
     assert_eq!(first["receipt"], Value::Null);
     assert_eq!(first["result"], second.body["result"], "deterministic sandbox sample");
     assert_eq!(first["result"]["choices"][0]["message"]["content"], "Hello from the sandbox.");
-    // The catalog price counts against the caps: or-gpt-4o-mini holds 5 cents and costs 1.
+    // The catalog price counts against the caps: or-gpt-4o-mini costs 1 cent a call, and a
+    // 7-cent cap allows 7 calls.
     assert_eq!(spent_today(&app, &session, id).await, 2);
-    app.execute(&key, "or-gpt-4o-mini", json!({})).await.assert_ok(200);
-    app.execute(&key, "or-gpt-4o-mini", json!({})).await.assert_error(429, "RATE_LIMITED");
+    let hi = json!({ "messages": [{ "role": "user", "content": "hi" }] });
+    for _ in 0..5 {
+        app.execute(&key, "or-gpt-4o-mini", hi.clone()).await.assert_ok(200);
+    }
+    app.execute(&key, "or-gpt-4o-mini", hi).await.assert_error(429, "RATE_LIMITED");
+    // Preview checks input like production does.
+    app.execute(&key, "or-gpt-4o-mini", json!({})).await.assert_error(400, "INVALID_REQUEST");
     assert_eq!(app.balance_micros(&session).await, 0);
     assert!(app.verify_ledger().await.is_empty());
 }

@@ -18,6 +18,7 @@ price_micros = 100
 input_micros_per_mtok = 150000
 output_micros_per_mtok = 600000
 max_price_micros = 1000000
+max_output_tokens = 32768
 timeout_ms = {timeout_ms}
 sandbox = {{ choices = [{{ message = {{ content = "sandboxed" }} }}] }}
 adapter = {{ type = "openai_chat", base_url = "{base}", model = "mock-model", api_key_env = "{key_var}" }}
@@ -116,12 +117,14 @@ async fn a_call_that_could_pass_the_cap_is_refused_before_it_is_sent() {
     // 100000 output tokens could cost $0.06: more than the 1-cent cap.
     let reply = app.execute(&key, "chat", chat_input(Some(100_000))).await;
     reply.assert_error(429, "RATE_LIMITED");
-    // Without max_tokens the hold is the tool's max_price ($1): refused too.
+    // Without max_tokens the hold pays for the tool's output limit (32768 tokens, ~2 cents),
+    // which the server sends as max_tokens: refused too.
     app.execute(&key, "chat", chat_input(None)).await.assert_error(429, "RATE_LIMITED");
     assert_eq!(mock.calls(), 0, "nothing was sent to the provider");
     // A small max_tokens fits and is sent.
     app.execute(&key, "chat", chat_input(Some(100))).await.assert_ok(200);
     assert_eq!(mock.calls(), 1);
+    assert_eq!(mock.behaviour.last_body.lock().unwrap()["max_tokens"], 100);
 }
 
 #[tokio::test]
@@ -252,7 +255,7 @@ async fn fal_queue_polls_to_completion_and_charges_per_image() {
     let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
     let (session, _, key) = app.funded_key("octocat").await;
     let before = app.balance_micros(&session).await;
-    let reply = app.execute(&key, "images", json!({ "prompt": "a cat" })).await;
+    let reply = app.execute(&key, "images", json!({ "prompt": "a cat", "num_images": 2 })).await;
     let body = reply.assert_ok(200);
     assert_eq!(body["result"]["images"].as_array().unwrap().len(), 2);
     assert_eq!(body["usage"]["charged_micros"], "40000", "two images at 2 cents");
@@ -271,7 +274,7 @@ async fn a_retry_after_a_timeout_resumes_the_same_provider_request() {
     let (session, _, key) = app.funded_key("octocat").await;
     let before = app.balance_micros(&session).await;
     let idem = uuid::Uuid::new_v4().to_string();
-    let body = json!({ "input": { "prompt": "a slow cat" } });
+    let body = json!({ "input": { "prompt": "a slow cat", "num_images": 2 } });
 
     let first = app.execute_with(&key, "images", body.clone(), &idem).await;
     assert_eq!(first.assert_error(502, "UPSTREAM_ERROR")["retryable"], true);
@@ -284,7 +287,7 @@ async fn a_retry_after_a_timeout_resumes_the_same_provider_request() {
 
     // A new Idempotency-Key is a new request: submitted again.
     mock.behaviour.fal_complete_after_ms.store(0, Ordering::SeqCst);
-    app.execute(&key, "images", json!({ "prompt": "a slow cat" })).await.assert_ok(200);
+    app.execute(&key, "images", json!({ "prompt": "a slow cat", "num_images": 2 })).await.assert_ok(200);
     assert_eq!(mock.behaviour.fal_submits.load(Ordering::SeqCst), 2);
     assert!(app.verify_ledger().await.is_empty());
 }
@@ -299,7 +302,7 @@ async fn a_failed_generation_is_voided_and_a_retry_submits_again() {
     let (session, _, key) = app.funded_key("octocat").await;
     let before = app.balance_micros(&session).await;
     let idem = uuid::Uuid::new_v4().to_string();
-    let body = json!({ "input": { "prompt": "a cursed cat" } });
+    let body = json!({ "input": { "prompt": "a cursed cat", "num_images": 2 } });
     app.execute_with(&key, "images", body.clone(), &idem).await.assert_error(502, "UPSTREAM_ERROR");
     mock.behaviour.fal_fail.store(false, Ordering::SeqCst);
     // A queue that refuses the submission with a Retry-After passes it on.

@@ -51,7 +51,12 @@ const SETTLE_BACKOFF: [Duration; 5] = [
 
 /// The tool checks after authentication, in the seed's order: exists, permitted, account
 /// approved, key not read-only.
-pub fn authorize<'a>(state: &'a AppState, key: &AuthRecord, tool_name: &str, client_ip: IpAddr) -> ApiResult<&'a Arc<Tool>> {
+pub fn authorize<'a>(
+    state: &'a AppState,
+    key: &AuthRecord,
+    tool_name: &str,
+    client_ip: IpAddr,
+) -> ApiResult<&'a Arc<Tool>> {
     let tool = state.catalog.resolve(tool_name).ok_or_else(|| {
         ApiError::new(ErrorCode::ToolNotFound, format!("no tool '{}'", truncate_for_message(tool_name)))
     })?;
@@ -214,7 +219,13 @@ impl Running {
 }
 
 /// The answer to an Idempotency-Key that did not start a new execution, or to a refused hold.
-fn not_started(outcome: BeginOutcome, state: &AppState, day_number: i64, tool: &str, client_ip: IpAddr) -> ApiResult<Response> {
+fn not_started(
+    outcome: BeginOutcome,
+    state: &AppState,
+    day_number: i64,
+    tool: &str,
+    client_ip: IpAddr,
+) -> ApiResult<Response> {
     match outcome {
         BeginOutcome::Started(_) => Err(ApiError(visa_core::Rejection::internal())),
         BeginOutcome::Replay { status, body } => Ok(replay(status, body)),

@@ -94,7 +94,9 @@ impl ServeConfig {
         if self.idempotency_ttl.is_zero() {
             anyhow::bail!("the Idempotency-Key retention must be more than zero");
         }
-        if let Some(tool) = self.catalog.tools().iter().max_by_key(|t| t.timeout).filter(|t| self.idempotency_ttl < t.timeout) {
+        if let Some(tool) =
+            self.catalog.tools().iter().max_by_key(|t| t.timeout).filter(|t| self.idempotency_ttl < t.timeout)
+        {
             anyhow::bail!(
                 "the Idempotency-Key retention ({} s) must be at least the longest tool timeout ({} s, tool '{}')",
                 self.idempotency_ttl.as_secs_f64(),

@@ -3,8 +3,8 @@
 
 use crate::ServeConfig;
 use crate::auth::key_cache::KeyCache;
-use crate::clock::Clock;
 use crate::catalog::Catalog;
+use crate::clock::Clock;
 use crate::ratelimit::RateLimiter;
 use crate::usage::LastUsed;
 use std::sync::Arc;

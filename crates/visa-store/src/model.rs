@@ -383,13 +383,7 @@ pub enum Finish {
 pub enum Reconcile {
     /// Charge this much (at most the hold), with this receipt id and the answer replays get
     /// until `retain_until` (a full retention from the decision).
-    Capture {
-        cost: Micros,
-        receipt_id: String,
-        status: u16,
-        body: Vec<u8>,
-        retain_until: Timestamp,
-    },
+    Capture { cost: Micros, receipt_id: String, status: u16, body: Vec<u8>, retain_until: Timestamp },
     /// Charge nothing and free the Idempotency-Key.
     Void,
 }

@@ -101,9 +101,7 @@ pub struct CapState {
 /// Why a hold of `hold` does not fit, if it does not: the daily cap, then the total cap, then
 /// the balance.
 pub fn cap_refusal(state: &CapState, hold: Micros) -> Option<HoldRefusal> {
-    let over = |used: Micros, cap_cents: i64| {
-        used.0.saturating_add(hold.0) > cap_cents.saturating_mul(MICROS_PER_CENT)
-    };
+    let over = |used: Micros, cap_cents: i64| used.0.saturating_add(hold.0) > cap_cents.saturating_mul(MICROS_PER_CENT);
     if over(Micros(state.spent_day.0 + state.held_day.0), state.daily_cap_cents) {
         Some(HoldRefusal::DailyCap)
     } else if state.total_cap_cents.is_some_and(|cap| over(Micros(state.spent_total.0 + state.held_total.0), cap)) {

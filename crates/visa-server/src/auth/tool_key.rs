@@ -65,7 +65,9 @@ pub fn denied(denial: Denial, tool: &str, client_ip: IpAddr) -> ApiError {
             ErrorCode::KeySourceIpDenied,
             format!("requests from {client_ip} are not allowed for this key"),
         ),
-        Denial::ToolNotPermitted => ApiError::new(ErrorCode::ToolNotPermitted, format!("this key may not run '{tool}'")),
+        Denial::ToolNotPermitted => {
+            ApiError::new(ErrorCode::ToolNotPermitted, format!("this key may not run '{tool}'"))
+        }
         Denial::AccountNotApproved => {
             ApiError::new(ErrorCode::AccountNotApproved, "the key's account is not approved yet")
         }

@@ -186,13 +186,19 @@ pub async fn reconcile(
     let now = state.now();
     let retain_until = now + state.idempotency_ttl;
     let decision = match (req.capture_micros, req.capture_cents, req.void) {
-        (Some(micros), None, None | Some(false)) if micros >= 0 => reconciled_capture(&id, Micros(micros), now, retain_until),
+        (Some(micros), None, None | Some(false)) if micros >= 0 => {
+            reconciled_capture(&id, Micros(micros), now, retain_until)
+        }
         (None, Some(cents), None | Some(false)) if cents >= 0 => {
             let cost = Micros::from_cents(cents).ok_or_else(|| ApiError::invalid("capture_cents is too large"))?;
             reconciled_capture(&id, cost, now, retain_until)
         }
         (None, None, Some(true)) => Reconcile::Void,
-        _ => return Err(ApiError::invalid("send exactly one of capture_micros or capture_cents (0 or more), or void: true")),
+        _ => {
+            return Err(ApiError::invalid(
+                "send exactly one of capture_micros or capture_cents (0 or more), or void: true",
+            ));
+        }
     };
     let execution = state
         .store

@@ -79,7 +79,9 @@ pub fn plan(tool: &Tool, input: Value, sandbox: bool) -> Result<Plan, ApiError> 
     }
     match &tool.adapter {
         AdapterSpec::OpenaiChat { model, .. } => provider::chat_plan(tool, model, input),
-        AdapterSpec::FalQueue { per_output_image: true, count_field, .. } => fal::plan_per_image(tool, count_field, input),
+        AdapterSpec::FalQueue { per_output_image: true, count_field, .. } => {
+            fal::plan_per_image(tool, count_field, input)
+        }
         _ => flat(input),
     }
 }

@@ -9,8 +9,8 @@
 
 use super::upstream::{Answer, Upstream};
 use super::{Plan, ToolOutput, UpstreamFailure};
-use crate::error::ApiError;
 use crate::catalog::{ProviderSecret, Tool};
+use crate::error::ApiError;
 use axum::http::{Method, Uri};
 use serde_json::Value;
 use visa_core::ErrorCode;
@@ -207,10 +207,11 @@ pub fn chat_plan(tool: &Tool, model: &str, input: Value) -> Result<Plan, ApiErro
         .ok_or_else(|| ApiError::invalid("input.messages must be an array of chat messages"))?;
     let images = count_images(messages)?;
     let choices = positive_integer(&body, "n", MAX_CHOICES)?.unwrap_or(1);
-    let asked = [positive_integer(&body, "max_tokens", u64::MAX)?, positive_integer(&body, "max_completion_tokens", u64::MAX)?]
-        .into_iter()
-        .flatten()
-        .min();
+    let asked =
+        [positive_integer(&body, "max_tokens", u64::MAX)?, positive_integer(&body, "max_completion_tokens", u64::MAX)?]
+            .into_iter()
+            .flatten()
+            .min();
     let limit_field = if body.contains_key("max_completion_tokens") || body.contains_key("reasoning_effort") {
         "max_completion_tokens"
     } else {

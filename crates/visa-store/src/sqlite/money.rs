@@ -9,13 +9,13 @@ use super::audit::{self, execution_snapshot};
 use super::map_sqlite_error;
 use super::queries::{from_db, to_db};
 use crate::model::*;
+use crate::rules::{self, KeyGate};
 use crate::{StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::HashMap;
-use crate::rules::{self, KeyGate};
 use visa_core::money::Micros;
-use visa_core::policy::{CidrAllowlist, ToolGrant, ToolScope};
 use visa_core::pagination::{Page, PageRequest};
+use visa_core::policy::{CidrAllowlist, ToolGrant, ToolScope};
 
 const EXECUTION_COLUMNS: &str = "id, public_id, account_id, key_id, tool, state, sandbox, hold_micros, charged_micros, \
     receipt_id, created_at, finished_at, day_number";
@@ -109,7 +109,9 @@ fn existing_outcome(conn: &Connection, start: &ExecutionStart) -> StoreResult<Op
     }
     let outcome = match (state, status, body) {
         (ExecutionState::Running, _, _) => BeginOutcome::InFlight,
-        (ExecutionState::ReconcileRequired, _, _) => BeginOutcome::ReconcileRequired(execution_by_id(conn, execution_id)?),
+        (ExecutionState::ReconcileRequired, _, _) => {
+            BeginOutcome::ReconcileRequired(execution_by_id(conn, execution_id)?)
+        }
         (_, Some(status), Some(body)) => BeginOutcome::Replay { status, body },
         _ => return Err(StoreError::Internal(format!("execution {execution_id} has no stored response"))),
     };
@@ -125,8 +127,7 @@ fn resumable_request_differs(conn: &Connection, start: &ExecutionStart) -> Store
             "SELECT request_hash FROM provider_requests WHERE key_id = ?1 AND idempotency_key = ?2 AND expires_at > ?3",
         )
         .and_then(|mut stmt| {
-            stmt.query_row(params![start.key_id, &start.idempotency_key[..], to_db(start.now)], |r| r.get(0))
-                .optional()
+            stmt.query_row(params![start.key_id, &start.idempotency_key[..], to_db(start.now)], |r| r.get(0)).optional()
         })
         .map_err(map_sqlite_error)?;
     Ok(hash.is_some_and(|h| h != start.request_hash))
@@ -175,7 +176,8 @@ fn hold_state(conn: &Connection, start: &ExecutionStart) -> StoreResult<HoldStat
         })
         .map_err(map_sqlite_error)?
         .ok_or(StoreError::NotFound)?;
-    let ((key_revoked, secret_live, expires_at, read_only), (scope, tools, cidrs, account_approved), caps, totals) = row;
+    let ((key_revoked, secret_live, expires_at, read_only), (scope, tools, cidrs, account_approved), caps, totals) =
+        row;
     let tools: Vec<String> = serde_json::from_str(&tools).map_err(|_| corrupt("allowed_tools"))?;
     let cidrs: Vec<String> = serde_json::from_str(&cidrs).map_err(|_| corrupt("allowed_cidrs"))?;
     let scope = ToolScope::parse(&scope).map_err(|_| corrupt("tool_scope"))?;
@@ -637,9 +639,10 @@ pub(crate) fn verify(conn: &Connection) -> StoreResult<Vec<String>> {
         mismatch("key held_total", id, held, t.open());
         Ok(())
     })?;
-    let mut days = totals(conn, "l.key_id, e.day_number", "l.key_id IS NOT NULL AND l.execution_id IS NOT NULL", |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-    })?;
+    let mut days =
+        totals(conn, "l.key_id, e.day_number", "l.key_id IS NOT NULL AND l.execution_id IS NOT NULL", |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })?;
     each_row(conn, "SELECT key_id, day_number, spent_micros, held_micros FROM key_days", |r| {
         let (id, day, spent, held): (i64, i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
         let t = days.remove(&(id, day)).unwrap_or_default();
