@@ -287,10 +287,10 @@ fn validate(spec: ToolSpec) -> Result<Tool, String> {
     if max_output_tokens == 0 {
         return Err(fail("max_output_tokens", "must be at least 1"));
     }
-    if let AdapterSpec::FalQueue { per_output_image: true, count_field, .. } = &spec.adapter {
-        if spec.price_micros == 0 || count_field.is_empty() {
-            return Err(fail("price_micros/count_field", "must be set (a positive price per image and a field name)"));
-        }
+    if let AdapterSpec::FalQueue { per_output_image: true, count_field, .. } = &spec.adapter
+        && (spec.price_micros == 0 || count_field.is_empty())
+    {
+        return Err(fail("price_micros/count_field", "must be set (a positive price per image and a field name)"));
     }
     let timeout_ms = spec.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
     if !(1..=600_000).contains(&timeout_ms) {
