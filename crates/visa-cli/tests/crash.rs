@@ -198,3 +198,81 @@ fn count_executions(server: &ServerProcess, session: &str, state: &str) -> i64 {
         }
     }
 }
+
+/// Two fal calls lost in a `kill -9`, reconciled by the operator as captured (in micros): a
+/// retry answers the operator's decision for a whole retention and never resumes the old
+/// provider request; after the retention a retry is a new call that submits afresh. The
+/// generations the operator was paid for are never charged again.
+#[test]
+fn a_reconciled_queue_call_is_never_resumed() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mock = runtime.block_on(visa_e2e::mock_provider::MockProvider::start());
+    mock.behaviour.fal_complete_after_ms.store(60_000, Ordering::SeqCst);
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
+    let catalog = dirs.path().join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        format!(
+            "[[tools]]\nid = \"images\"\nprice_micros = 20000\nmax_price_micros = 80000\ntimeout_ms = 3000\n\
+             adapter = {{ type = \"fal_queue\", base_url = \"{}/fal\", app = \"test-app\", api_key_env = \"VISA_TEST_FAL_CRASH\", \
+             per_output_image = true, poll_interval_ms = 20 }}\n",
+            mock.base_url
+        ),
+    )
+    .unwrap();
+    let flags = ["--config", catalog.to_str().unwrap(), "--idempotency-ttl", "4s"];
+    let env = [("VISA_TEST_FAL_CRASH", "fal-test-crash-0123456789")];
+    let mut server = ServerProcess::start_with_env(dirs.clone(), &flags, Some(OPERATOR_TOKEN), &env);
+    let t = tenant(&server, "painter", 1_000);
+    let before = balance_micros(&server, &t.session);
+    let idems: [&'static str; 2] = ["5a0c7a52-7b65-4d0e-9d4c-1f1e2d3c4b5a", "6b1d8b63-8c76-4e1f-8e5d-2a2f3e4d5c6b"];
+    let input = json!({ "prompt": "a cat", "num_images": 2 });
+    let lost: Vec<_> = idems
+        .into_iter()
+        .map(|idem| {
+            let (url, key, input) = (server.url.clone(), t.key.clone(), input.clone());
+            std::thread::spawn(move || execute(&url, &key, "images", idem, input))
+        })
+        .collect();
+    while mock.behaviour.fal_submits.load(Ordering::SeqCst) < 2 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    server.kill_9();
+    lost.into_iter().for_each(|call| assert!(call.join().unwrap().is_err(), "the client saw the connection die"));
+
+    let server = ServerProcess::start_with_env(dirs.clone(), &flags, Some(OPERATOR_TOKEN), &env);
+    let listed = get(&server.url, "/v1/operator/executions?state=reconcile_required", OPERATOR_TOKEN);
+    let ids: Vec<String> =
+        listed["executions"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids.len(), 2, "{listed}");
+    let client = reqwest::blocking::Client::new();
+    for id in &ids {
+        let url = format!("{}/v1/operator/executions/{id}/reconcile", server.url);
+        let done = post_json(&client, url, OPERATOR_TOKEN, json!({ "capture_micros": 40_000 }));
+        assert_eq!(done["charged_micros"], "40000", "{done}");
+    }
+    assert_eq!(balance_micros(&server, &t.session), before - 80_000);
+
+    // Within the retention: the operator's decision, and no provider contact.
+    mock.behaviour.fal_complete_after_ms.store(0, Ordering::SeqCst);
+    for idem in idems {
+        let (status, body) = execute(&server.url, &t.key, "images", idem, input.clone()).unwrap();
+        assert_eq!((status, body["error_code"].as_str()), (503, Some("IDEMPOTENCY_UNAVAILABLE")), "{body}");
+        assert!(body["error"].as_str().unwrap().contains("reconciled"), "{body}");
+    }
+    assert_eq!(mock.behaviour.fal_submits.load(Ordering::SeqCst), 2);
+
+    // After the retention: new calls, new submissions, never the old requests resumed.
+    std::thread::sleep(Duration::from_millis(4_500));
+    for idem in idems {
+        let (status, body) = execute(&server.url, &t.key, "images", idem, input.clone()).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let request = body["result"]["request_id"].as_str().unwrap();
+        assert!(!["req-1", "req-2"].contains(&request), "resumed a reconciled request: {request}");
+    }
+    assert_eq!(mock.behaviour.fal_submits.load(Ordering::SeqCst), 4);
+    assert_eq!(balance_micros(&server, &t.session), before - 160_000, "two reconciled, two new generations");
+    ledger_verifies(&server);
+    drop(runtime);
+}
