@@ -6,16 +6,27 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use time::OffsetDateTime;
 
-/// The system clock plus an offset that only a manual clock changes. Cloning shares it.
+/// Where the time comes from. Cloning a clock shares it.
 #[derive(Clone, Default)]
-pub struct Clock {
-    /// Microseconds added to the system time; `None` for the plain system clock.
-    offset: Option<Arc<AtomicI64>>,
+enum Source {
+    #[default]
+    System,
+    /// The system time plus an offset in microseconds.
+    Offset(Arc<AtomicI64>),
+    /// A fixed instant (microseconds since the Unix epoch) that moves only when told.
+    Frozen(Arc<AtomicI64>),
 }
+
+#[derive(Clone, Default)]
+pub struct Clock(Source);
 
 impl std::fmt::Debug for Clock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.offset.is_some() { "Clock(manual)" } else { "Clock(system)" })
+        f.write_str(match self.0 {
+            Source::System => "Clock(system)",
+            Source::Offset(_) => "Clock(offset)",
+            Source::Frozen(_) => "Clock(frozen)",
+        })
     }
 }
 
@@ -26,22 +37,36 @@ impl Clock {
 
     /// A clock that runs with the system's but can be moved with [`Clock::advance`].
     pub fn manual() -> Self {
-        Self { offset: Some(Arc::default()) }
+        Self(Source::Offset(Arc::default()))
+    }
+
+    /// A clock stopped at `at` that moves only with [`Clock::advance`] (for replayable runs).
+    pub fn frozen(at: OffsetDateTime) -> Self {
+        let micros = i64::try_from(at.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX);
+        Self(Source::Frozen(Arc::new(AtomicI64::new(micros))))
     }
 
     pub fn now(&self) -> OffsetDateTime {
-        let now = OffsetDateTime::now_utc();
-        match &self.offset {
-            Some(offset) => now + time::Duration::microseconds(offset.load(Ordering::SeqCst)),
-            None => now,
+        match &self.0 {
+            Source::System => OffsetDateTime::now_utc(),
+            Source::Offset(offset) => {
+                OffsetDateTime::now_utc() + time::Duration::microseconds(offset.load(Ordering::SeqCst))
+            }
+            Source::Frozen(at) => {
+                let nanos = i128::from(at.load(Ordering::SeqCst)) * 1000;
+                OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+            }
         }
     }
 
-    /// Moves a manual clock by `by` (negative: backwards). A system clock ignores it.
+    /// Moves a manual or frozen clock by `by` (negative: backwards). A system clock ignores it.
     pub fn advance(&self, by: time::Duration) {
-        if let Some(offset) = &self.offset {
-            let micros = i64::try_from(by.whole_microseconds()).unwrap_or(i64::MAX);
-            offset.fetch_add(micros, Ordering::SeqCst);
+        let micros = i64::try_from(by.whole_microseconds()).unwrap_or(i64::MAX);
+        match &self.0 {
+            Source::System => {}
+            Source::Offset(value) | Source::Frozen(value) => {
+                value.fetch_add(micros, Ordering::SeqCst);
+            }
         }
     }
 }

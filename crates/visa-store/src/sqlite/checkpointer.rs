@@ -30,15 +30,16 @@ const MAX_CATCH_UP_PASSES: usize = 4;
 /// Held by the writer while it runs a batch, and by the checkpointer for a finishing pass.
 pub type CommitGate = Arc<Mutex<()>>;
 
-/// Starts the checkpoint thread for the database at `path`. It stops when the database can
-/// no longer be opened (e.g. the data dir was removed), and otherwise lives with the process.
+/// Starts the checkpoint thread for the database at `path`. It stops with the store (once the
+/// writer, which holds the other handle of `gate`, has stopped), or when the database can no
+/// longer be opened (e.g. the data dir was removed).
 pub fn start(path: PathBuf, gate: CommitGate, policy: Policy) {
     let spawned = std::thread::Builder::new().name("visa-sqlite-checkpoint".into()).spawn(move || {
         let Ok(conn) = Connection::open(&path) else { return };
         let _ = conn.pragma_update(None, "synchronous", "FULL");
         loop {
             std::thread::sleep(policy.interval);
-            if !path.exists() {
+            if !path.exists() || Arc::strong_count(&gate) == 1 {
                 return;
             }
             let Some(mut pass) = passive_checkpoint(&conn) else { continue };

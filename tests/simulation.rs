@@ -1,0 +1,1084 @@
+//! A deterministic, model-based simulation of the money path (in the spirit of TigerBeetle's
+//! VOPR). A seeded run drives the real execution flow (`visa_server::execution`: authorize,
+//! plan, hold, run, settle) over the store contract (`visa_store::Store`, whichever backend
+//! `store_for` opens) and a scripted local provider, one step at a time, through random
+//! sequences of calls, retries with the same and other Idempotency-Keys, provider successes,
+//! failures, timeouts, garbage, errors inside a 200 and bills past the hold, clock moves
+//! forward and back across midnights and retentions, cap changes, credits, rotations,
+//! revocations, approvals, key changes landing between authentication and the hold,
+//! restarts (a crash between any two durable steps) and reconciles.
+//!
+//! After every step the store is compared with a small reference model: every account's
+//! balance and holds, every key's counters (in total and on its latest day), no hold placed
+//! past a cap or the balance and none refused that fitted, each Idempotency-Key started at
+//! most once while its record lives, every answer as the model predicts, charge ≤ hold, and a
+//! preview server never contacting the provider; the ledger is verified every few steps, and
+//! at the end every hold must have ended.
+//!
+//! `VISA_SIM_SEEDS` (default 48) seeds of `VISA_SIM_STEPS` (default 200) steps run in CI; a
+//! failure prints its seed, replayable with `VISA_SIM_SEED=<seed>` (add `VISA_SIM_TRACE=1` to
+//! print every step). `bench/sim.sh` soaks more.
+
+use axum::http::HeaderMap;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use time::OffsetDateTime;
+use visa_core::key::{Environment, KeyMode, RawKey};
+use visa_core::money::{MICROS_PER_CENT, Micros};
+use visa_core::policy::{CidrAllowlist, KeyLabel, ToolGrant, ToolScope};
+use visa_e2e::mock_provider::MockProvider;
+use visa_server::catalog::Catalog;
+use visa_server::clock::Clock;
+use visa_server::execution::{self, Begun, Running};
+use visa_server::state::AppState;
+use visa_server::tools::{ToolOutput, UpstreamFailure};
+use visa_server::{ServeConfig, auth::tool_key};
+use visa_store::*;
+
+const TTL_MINUTES: i64 = 60;
+const CLIENT: [u8; 4] = [127, 0, 0, 1];
+
+/// The store under test. The SQLite backend; a second backend adds its arm here.
+fn store_for(dir: &std::path::Path) -> Arc<dyn Store> {
+    match std::env::var("VISA_TEST_DATABASE").as_deref() {
+        Ok("sqlite") | Err(_) => Arc::new(SqliteStore::open(&dir.join("sim.db")).expect("open the store")),
+        Ok(other) => panic!("VISA_TEST_DATABASE={other}: no such backend in this build"),
+    }
+}
+
+fn catalog(mock: &MockProvider) -> Catalog {
+    Catalog::from_toml(&format!(
+        r#"
+[[tools]]
+id = "echo"
+price_micros = 10000
+timeout_ms = 1000
+adapter = {{ type = "builtin", name = "echo" }}
+
+[[tools]]
+id = "chat"
+price_micros = 100
+input_micros_per_mtok = 150000
+output_micros_per_mtok = 600000
+max_price_micros = 200000
+max_output_tokens = 1000
+timeout_ms = 150
+adapter = {{ type = "openai_chat", base_url = "{base}", model = "m", api_key_env = "VISA_SIM_PROVIDER_KEY" }}
+
+[[tools]]
+id = "images"
+price_micros = 20000
+max_price_micros = 60000
+timeout_ms = 150
+adapter = {{ type = "fal_queue", base_url = "{base}/fal", app = "test-app", api_key_env = "VISA_SIM_PROVIDER_KEY", per_output_image = true, poll_interval_ms = 5 }}
+"#,
+        base = mock.base_url
+    ))
+    .unwrap()
+}
+
+fn audit(now: OffsetDateTime) -> AuditContext {
+    AuditContext { actor: Actor::Operator, ip: None, user_agent: None, now }
+}
+
+// ---------------------------------------------------------------------------------------
+// The reference model.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExecState {
+    Running,
+    Succeeded,
+    Failed,
+    Reconcile,
+    Voided,
+}
+
+#[derive(Debug, Clone)]
+struct ExecModel {
+    public_id: String,
+    key: usize,
+    hold: i64,
+    day: i64,
+    sandbox: bool,
+    state: ExecState,
+}
+
+#[derive(Debug, Clone)]
+struct IdemRecord {
+    request: u64,
+    exec: usize,
+    expires_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone)]
+struct SecretModel {
+    raw: String,
+    /// A rotation's grace end (a clock stepped back before it revives the secret).
+    ends_at: Option<OffsetDateTime>,
+    /// Ended at once by a rotation: for good, whatever the clock does.
+    revoked: bool,
+}
+
+#[derive(Debug, Clone)]
+struct KeyModel {
+    id: i64,
+    account: usize,
+    secrets: Vec<SecretModel>,
+    revoked: bool,
+    expires_at: Option<OffsetDateTime>,
+    read_only: bool,
+    echo_only: bool,
+    daily_cap_cents: i64,
+    total_cap_cents: Option<i64>,
+    latest_day: i64,
+    days: HashMap<i64, (i64, i64)>,
+    spent_total: i64,
+    held_total: i64,
+    /// Ordered, so that a seed picks the same record on every run.
+    idem: std::collections::BTreeMap<u128, IdemRecord>,
+}
+
+#[derive(Debug, Clone)]
+struct AccountModel {
+    id: i64,
+    login: String,
+    approved: bool,
+    balance: i64,
+    held: i64,
+}
+
+/// What the model predicts a `begin` answers.
+#[derive(Debug, PartialEq, Eq)]
+enum Expect {
+    Started,
+    Status(u16, &'static str),
+    Replay,
+}
+
+/// One request variant per (tool, number): the same number is the same request.
+fn input(tool: &str, variant: u64) -> Value {
+    match tool {
+        "chat" => {
+            let mut body = json!({ "messages": [{ "role": "user", "content": format!("question {variant}") }] });
+            match variant % 4 {
+                0 => {}
+                1 => body["max_tokens"] = json!(10),
+                2 => body["max_tokens"] = json!(400),
+                _ => {
+                    body["max_tokens"] = json!(50);
+                    body["n"] = json!(3);
+                }
+            }
+            body
+        }
+        "images" => json!({ "prompt": format!("picture {variant}"), "num_images": variant % 3 + 1 }),
+        _ => json!({ "n": variant }),
+    }
+}
+
+/// How the scripted provider answers the next run.
+#[derive(Debug, Clone, Copy)]
+enum Provider {
+    Honest,
+    /// Bills far past the hold.
+    Overbills,
+    Status(u16),
+    Garbage,
+    ErrorIn200(u16),
+    Hangs,
+    /// fal only: the generation fails.
+    Fails,
+}
+
+fn pick_provider(rng: &mut StdRng) -> Provider {
+    match rng.gen_range(0..20) {
+        0..=9 => Provider::Honest,
+        10 => Provider::Overbills,
+        11 => Provider::Status(500),
+        12 => Provider::Status(429),
+        13 => Provider::Status(400),
+        14 => Provider::Garbage,
+        15 => Provider::ErrorIn200(503),
+        16 => Provider::ErrorIn200(400),
+        17 => Provider::Hangs,
+        18 => Provider::Fails,
+        _ => Provider::Honest,
+    }
+}
+
+/// A call that began: its model index and the run's outcome once it ran.
+struct Pending {
+    exec: usize,
+    running: Running,
+    provider: Provider,
+    outcome: Option<Result<ToolOutput, UpstreamFailure>>,
+    tool: String,
+    /// What the provider received when it ran (its bill follows from it).
+    sent: Value,
+}
+
+struct Sim {
+    seed: u64,
+    step: usize,
+    rng: StdRng,
+    dir: tempfile::TempDir,
+    mock: MockProvider,
+    config: ServeConfig,
+    state: Option<Arc<AppState>>,
+    clock: Clock,
+    preview: bool,
+    accounts: Vec<AccountModel>,
+    keys: Vec<KeyModel>,
+    execs: Vec<ExecModel>,
+    pending: Vec<Pending>,
+    provider_calls_at_start: usize,
+    stats: HashMap<&'static str, usize>,
+}
+
+impl Sim {
+    fn state(&self) -> &AppState {
+        self.state.as_ref().expect("running")
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    fn fail(&self, what: impl std::fmt::Display) -> ! {
+        panic!(
+            "simulation seed {} failed at step {}: {what}\nreplay: VISA_SIM_SEED={} cargo test --test simulation",
+            self.seed, self.step, self.seed
+        )
+    }
+
+    fn count(&mut self, what: &'static str) {
+        *self.stats.entry(what).or_default() += 1;
+    }
+
+    async fn new(seed: u64) -> Sim {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mock = MockProvider::start().await;
+        mock.behaviour.fal_complete_after_ms.store(0, Ordering::SeqCst);
+        let dir = tempfile::tempdir().unwrap();
+        // Noon on a fixed day, so that day boundaries fall where the seed puts them.
+        let clock = Clock::frozen(time::macros::datetime!(2026-06-01 12:00 UTC));
+        let preview = rng.gen_bool(0.15);
+        let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
+        // SAFETY: only this test binary reads the variable, and every seed sets the same value.
+        unsafe { std::env::set_var("VISA_SIM_PROVIDER_KEY", "sk-sim-0123456789abcdef") };
+        config.catalog = catalog(&mock);
+        config.clock = clock.clone();
+        config.idempotency_ttl = std::time::Duration::from_secs(TTL_MINUTES as u64 * 60);
+        config.key_cache_ttl = std::time::Duration::from_secs(3600);
+        if preview {
+            config.environment = Environment::Preview;
+        }
+        let mut sim = Sim {
+            seed,
+            step: 0,
+            rng,
+            dir,
+            mock,
+            config,
+            state: None,
+            clock,
+            preview,
+            accounts: vec![],
+            keys: vec![],
+            execs: vec![],
+            pending: vec![],
+            provider_calls_at_start: 0,
+            stats: HashMap::new(),
+        };
+        sim.open().await;
+        sim.provider_calls_at_start = sim.provider_calls();
+        for (n, credit) in [(0, 30_000i64), (1, 200_000)] {
+            let login = format!("sim{n}");
+            let new = NewAccount { login: login.clone(), password_hash: None, approved: true, credit: Micros(credit) };
+            let (account, _) = sim.state().store.create_account(new, audit(sim.now())).await.unwrap();
+            sim.accounts.push(AccountModel { id: account.id, login, approved: true, balance: credit, held: 0 });
+        }
+        for (account, daily, total) in [(0, 5, Some(12)), (0, 100, None), (1, 3, Some(8))] {
+            sim.create_key(account, daily, total).await;
+        }
+        sim
+    }
+
+    fn provider_calls(&self) -> usize {
+        self.mock.calls() + self.mock.behaviour.fal_submits.load(Ordering::SeqCst)
+    }
+
+    async fn open(&mut self) {
+        let store = store_for(self.dir.path());
+        let state = AppState::build(&self.config, store, "sim-operator-token").unwrap();
+        self.state = Some(Arc::new(state));
+    }
+
+    fn mode(&self) -> KeyMode {
+        KeyMode::tool(if self.preview { Environment::Preview } else { Environment::Production })
+    }
+
+    fn new_secret(&self) -> (String, NewSecret) {
+        let raw = RawKey::generate(&self.config.brand, self.mode());
+        let secret = NewSecret { hash: self.state().hasher.hash(raw.expose()), key_prefix: raw.prefix() };
+        (raw.expose().to_owned(), secret)
+    }
+
+    async fn create_key(&mut self, account: usize, daily: i64, total: Option<i64>) {
+        let (raw, secret) = self.new_secret();
+        let policy = KeyPolicy {
+            label: KeyLabel::parse("sim").unwrap(),
+            grant: ToolGrant::new(None, None).unwrap(),
+            allowed_cidrs: CidrAllowlist::default(),
+            daily_cap_cents: daily,
+            total_cap_cents: total,
+            expires_at: None,
+            read_only: false,
+            rate_limit_per_second: 1_000_000,
+        };
+        let environment = if self.preview { Environment::Preview } else { Environment::Production };
+        let new = NewKey { account_id: self.accounts[account].id, environment, policy, secret };
+        let key = self.state().store.create_key(new, audit(self.now())).await.unwrap();
+        self.keys.push(KeyModel {
+            id: key.id,
+            account,
+            secrets: vec![SecretModel { raw, ends_at: None, revoked: false }],
+            revoked: false,
+            expires_at: None,
+            read_only: false,
+            echo_only: false,
+            daily_cap_cents: daily,
+            total_cap_cents: total,
+            latest_day: 0,
+            days: HashMap::new(),
+            spent_total: 0,
+            held_total: 0,
+            idem: Default::default(),
+        });
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Steps.
+
+    async fn step_once(&mut self) {
+        let roll = self.rng.gen_range(0..100);
+        if std::env::var_os("VISA_SIM_TRACE").is_some() {
+            eprintln!("step {} roll {roll} at {}", self.step, self.now());
+        }
+        match roll {
+            0..=34 => self.begin_call(false).await,
+            35..=39 => self.begin_call(true).await,
+            40..=54 => self.run_pending().await,
+            55..=66 => self.settle_pending().await,
+            67..=70 => self.move_clock().await,
+            71..=74 => self.change_caps().await,
+            75..=76 => self.credit().await,
+            77..=78 => self.rotate().await,
+            79 => self.revoke().await,
+            80..=81 => self.toggle_policy().await,
+            82 => self.toggle_approval().await,
+            89..=91 => self.approve_all().await,
+            83..=86 => self.reconcile().await,
+            87..=88 => self.restart().await,
+            _ => self.begin_call(false).await,
+        }
+    }
+
+    /// Which secret a caller presents: usually the newest, sometimes an older one.
+    fn pick_secret(&mut self, key: usize) -> String {
+        let secrets = &self.keys[key].secrets;
+        let index = if secrets.len() > 1 && self.rng.gen_bool(0.3) {
+            self.rng.gen_range(0..secrets.len())
+        } else {
+            secrets.len() - 1
+        };
+        self.keys[key].secrets[index].raw.clone()
+    }
+
+    /// The Idempotency-Key and request of a call: new, or one used before (same or other request).
+    fn pick_request(&mut self, key: usize, tool: &str) -> (u128, u64) {
+        let used: Vec<(u128, u64)> = self.keys[key].idem.iter().map(|(k, r)| (*k, r.request)).collect();
+        if !used.is_empty() && self.rng.gen_bool(0.35) {
+            let (idem, request) = used[self.rng.gen_range(0..used.len())];
+            // Other input under the same key: only for tools without resumable provider requests.
+            let other = tool != "images" && self.rng.gen_bool(0.25);
+            return (idem, if other { request + 1 } else { request });
+        }
+        (new_idempotency_key(&mut self.rng), self.rng.gen_range(0..12))
+    }
+
+    fn request_hash(tool: &str, variant: u64) -> u64 {
+        // The model's identity of a request: its tool and variant.
+        (if tool == "images" {
+            1 << 40
+        } else if tool == "chat" {
+            1 << 41
+        } else {
+            0
+        }) + variant
+    }
+
+    async fn begin_call(&mut self, stale: bool) {
+        // Mostly keys that still work; sometimes a revoked one.
+        let live: Vec<usize> = (0..self.keys.len()).filter(|&k| !self.keys[k].revoked).collect();
+        let key = if live.is_empty() || self.rng.gen_bool(0.1) {
+            self.rng.gen_range(0..self.keys.len())
+        } else {
+            live[self.rng.gen_range(0..live.len())]
+        };
+        let tool = ["echo", "chat", "images"][self.rng.gen_range(0..3)];
+        let raw = self.pick_secret(key);
+        let (mut idem, variant) = self.pick_request(key, tool);
+        // A reused Idempotency-Key keeps its tool: a request is a tool and an input.
+        if self.keys[key].idem.get(&idem).is_some_and(|r| r.request >> 40 != Self::request_hash(tool, 0) >> 40) {
+            idem = new_idempotency_key(&mut self.rng);
+        }
+        let variant = variant & 0xff;
+        let request = Self::request_hash(tool, variant);
+        if std::env::var_os("VISA_SIM_TRACE").is_some() {
+            let secret = self.keys[key].secrets.iter().position(|s| s.raw == raw);
+            eprintln!(
+                "  call key {key} {tool} secret {secret:?} of {:?} stale {stale}",
+                self.keys[key].secrets.iter().map(|s| s.ends_at).collect::<Vec<_>>()
+            );
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", raw.parse().unwrap());
+        let ip = IpAddr::from(CLIENT);
+        let state = self.state.clone().unwrap();
+        // Authentication and authorization see the key as it is now.
+        let at_auth = self.expect_auth(key, &raw, tool);
+        let authorized = match tool_key::authenticate(&state, &headers, ip).await {
+            Ok(record) => execution::authorize(&state, &record, tool, ip).map(|t| (record.clone(), t.clone())),
+            Err(e) => Err(e),
+        };
+        let prepared = authorized.and_then(|(record, tool_def)| {
+            execution::prepare(&state, &record, tool_def, input(tool, variant), uuid::Uuid::from_u128(idem), ip)
+        });
+        if let Some(expected) = at_auth {
+            let got = match prepared {
+                Ok(_) => self.fail(format!("key {key} {tool}: authenticated, the model expected {expected:?}")),
+                Err(e) => Answer { status: e.0.code.status(), code: e.0.code.as_str(), replayed: false },
+            };
+            return self.compare(expected, got);
+        }
+        let call = prepared.unwrap_or_else(|e| self.fail(format!("key {key} {tool}: refused before the hold: {e:?}")));
+        if stale {
+            // A change lands between authentication and the hold: the hold must see it.
+            self.count("changes between authentication and hold");
+            match self.rng.gen_range(0..5) {
+                0 => self.revoke_key(key).await,
+                1 => self.rotate_key(key, time::Duration::ZERO).await,
+                2 => self.set_policy(key, |k| k.read_only = !k.read_only).await,
+                3 => {
+                    let account = self.keys[key].account;
+                    self.set_approval(account, !self.accounts[account].approved).await
+                }
+                _ => self.set_caps(key, 1, Some(1)).await,
+            }
+        }
+        let hold = call.start.hold.0;
+        let prepared_at = call.start.now;
+        let expected = self.expect_store(key, &raw, tool, idem, request, hold);
+        match (expected, execution::begin(&state, call).await) {
+            (Expect::Started, Begun::Started(running)) => {
+                self.count("holds placed");
+                self.started(key, idem, request, hold, prepared_at, running, tool);
+            }
+            (expected, Begun::Started(running)) => self.fail(format!(
+                "key {key} {tool} idem {idem:x}: the model expected {expected:?}, the store started {}",
+                running.execution.public_id
+            )),
+            (expected, Begun::Answered(answer)) => {
+                let got = answer_of(answer);
+                self.compare(expected, got)
+            }
+        }
+    }
+
+    fn compare(&mut self, expected: Expect, got: Answer) {
+        match &expected {
+            Expect::Status(status, code) if got.status == *status && got.code == *code => self.count(code),
+            Expect::Replay if got.replayed => self.count("replays"),
+            _ => self.fail(format!("the model expected {expected:?}, the server answered {got:?}")),
+        }
+    }
+
+    /// The refusal authentication and authorization must give, in the seed's order.
+    fn expect_auth(&self, key: usize, raw: &str, tool: &str) -> Option<Expect> {
+        let now = self.now();
+        let k = &self.keys[key];
+        let secret_live =
+            k.secrets.iter().find(|s| s.raw == raw).is_some_and(|s| !s.revoked && s.ends_at.is_none_or(|at| at > now));
+        if k.revoked || !secret_live {
+            Some(Expect::Status(401, "AUTH_INVALID"))
+        } else if k.expires_at.is_some_and(|at| at <= now) {
+            Some(Expect::Status(403, "KEY_EXPIRED"))
+        } else if k.echo_only && tool != "echo" {
+            Some(Expect::Status(403, "TOOL_NOT_PERMITTED"))
+        } else if !self.accounts[k.account].approved {
+            Some(Expect::Status(403, "ACCOUNT_NOT_APPROVED"))
+        } else if k.read_only {
+            Some(Expect::Status(403, "FORBIDDEN"))
+        } else {
+            None
+        }
+    }
+
+    /// What the hold's transaction must decide: the Idempotency-Key's record first, then the
+    /// key as it is now (a change since authentication wins), then the caps and the balance.
+    fn expect_store(&self, key: usize, raw: &str, tool: &str, idem: u128, request: u64, hold: i64) -> Expect {
+        let now = self.now();
+        let k = &self.keys[key];
+        if let Some(record) = k.idem.get(&idem) {
+            let exec = &self.execs[record.exec];
+            let open = matches!(exec.state, ExecState::Running | ExecState::Reconcile);
+            if open || record.expires_at > now {
+                return match exec.state {
+                    _ if record.request != request => Expect::Status(409, "IDEMPOTENT_REPLAY"),
+                    ExecState::Running => Expect::Status(409, "IDEMPOTENCY_IN_FLIGHT"),
+                    ExecState::Reconcile => Expect::Status(503, "IDEMPOTENCY_UNAVAILABLE"),
+                    _ => Expect::Replay,
+                };
+            }
+        }
+        if let Some(denied) = self.expect_auth(key, raw, tool) {
+            return denied;
+        }
+        let day = rules::hold_day(rules::utc_day_number(now), k.latest_day);
+        let (spent_day, held_day) = k.days.get(&day).copied().unwrap_or_default();
+        let account = &self.accounts[k.account];
+        let over_daily = spent_day + held_day + hold > k.daily_cap_cents * MICROS_PER_CENT;
+        let over_total =
+            k.total_cap_cents.is_some_and(|cap| k.spent_total + k.held_total + hold > cap * MICROS_PER_CENT);
+        let over_balance = !self.preview && account.balance - account.held < hold;
+        if over_daily || over_total || over_balance { Expect::Status(429, "RATE_LIMITED") } else { Expect::Started }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn started(
+        &mut self,
+        key: usize,
+        idem: u128,
+        request: u64,
+        hold: i64,
+        at: OffsetDateTime,
+        running: Running,
+        tool: &str,
+    ) {
+        let day = rules::hold_day(rules::utc_day_number(at), self.keys[key].latest_day);
+        if running.execution.day_number != day || running.execution.hold.0 != hold {
+            self.fail(format!(
+                "hold on day {} of {}, the model says day {day} of {hold}",
+                running.execution.day_number, running.execution.hold
+            ));
+        }
+        let k = &mut self.keys[key];
+        k.latest_day = day;
+        k.days.entry(day).or_default().1 += hold;
+        k.held_total += hold;
+        if !self.preview {
+            self.accounts[k.account].held += hold;
+        }
+        let exec = self.execs.len();
+        self.execs.push(ExecModel {
+            public_id: running.execution.public_id.clone(),
+            key,
+            hold,
+            day,
+            sandbox: self.preview,
+            state: ExecState::Running,
+        });
+        let expires_at = at + time::Duration::minutes(TTL_MINUTES);
+        self.keys[key].idem.insert(idem, IdemRecord { request, exec, expires_at });
+        let tool = tool.to_owned();
+        self.pending.push(Pending {
+            exec,
+            running,
+            provider: Provider::Honest,
+            outcome: None,
+            tool,
+            sent: Value::Null,
+        });
+    }
+
+    /// Sets up the scripted provider for the next call.
+    fn script(&self, provider: Provider) {
+        let b = &self.mock.behaviour;
+        b.status.store(0, Ordering::SeqCst);
+        *b.raw_answer.lock().unwrap() = None;
+        b.realistic_usage.store(true, Ordering::SeqCst);
+        b.delay_ms.store(0, Ordering::SeqCst);
+        b.fal_fail.store(false, Ordering::SeqCst);
+        b.fal_extra_images.store(0, Ordering::SeqCst);
+        match provider {
+            Provider::Honest => {}
+            Provider::Overbills => {
+                b.realistic_usage.store(false, Ordering::SeqCst);
+                b.prompt_tokens.store(5_000_000, Ordering::SeqCst);
+                b.fal_extra_images.store(3, Ordering::SeqCst);
+            }
+            Provider::Status(status) => b.status.store(status, Ordering::SeqCst),
+            Provider::Garbage => *b.raw_answer.lock().unwrap() = Some((200, "<html>not json</html>".into())),
+            Provider::ErrorIn200(code) => {
+                *b.raw_answer.lock().unwrap() = Some((200, format!(r#"{{"error":{{"code":{code},"message":"x"}}}}"#)))
+            }
+            Provider::Hangs => b.delay_ms.store(400, Ordering::SeqCst),
+            Provider::Fails => b.fal_fail.store(true, Ordering::SeqCst),
+        }
+    }
+
+    async fn run_pending(&mut self) {
+        let Some(index) = self.pick_pending(false) else { return self.begin_call(false).await };
+        let provider = pick_provider(&mut self.rng);
+        self.run_one(index, provider).await;
+        self.count("provider calls");
+    }
+
+    async fn run_one(&mut self, index: usize, provider: Provider) {
+        // Only a queue generation can fail; a chat call then answers normally.
+        let provider = match (self.pending[index].tool.as_str(), provider) {
+            ("images", p) | (_, p @ (Provider::Honest | Provider::Overbills)) => p,
+            (_, Provider::Fails) => Provider::Honest,
+            (_, p) => p,
+        };
+        self.script(provider);
+        *self.mock.behaviour.last_body.lock().unwrap() = Value::Null;
+        let state = self.state.clone().unwrap();
+        let outcome = self.pending[index].running.run(&state).await;
+        let pending = &mut self.pending[index];
+        pending.provider = provider;
+        pending.outcome = Some(outcome);
+        pending.sent = self.mock.behaviour.last_body.lock().unwrap().clone();
+    }
+
+    fn pick_pending(&mut self, ran: bool) -> Option<usize> {
+        let candidates: Vec<usize> =
+            (0..self.pending.len()).filter(|&i| self.pending[i].outcome.is_some() == ran).collect();
+        (!candidates.is_empty()).then(|| candidates[self.rng.gen_range(0..candidates.len())])
+    }
+
+    /// What a run should settle as: `Ok(reported cost)`, or the failure's (status, retryable).
+    fn expected_outcome(&self, p: &Pending) -> Result<i64, (u16, bool)> {
+        let (exec, sent) = (&self.execs[p.exec], &p.sent);
+        match (p.tool.as_str(), p.provider) {
+            ("echo", _) => Ok(10_000),
+            ("chat", _) if exec.sandbox => Ok(100),
+            ("images", _) if exec.sandbox => Ok(20_000),
+            ("chat", Provider::Honest) => {
+                let prompt = serde_json::to_vec(sent).unwrap().len() as i64;
+                let limit = sent["max_completion_tokens"].as_i64().or(sent["max_tokens"].as_i64()).unwrap();
+                let completion = sent["n"].as_i64().unwrap_or(1) * limit;
+                Ok(((prompt * 150_000 + completion * 600_000 + 999_999) / 1_000_000).max(100))
+            }
+            ("chat", Provider::Overbills) => Ok(i64::MAX),
+            ("images", Provider::Honest) => Ok(20_000 * sent["num_images"].as_i64().unwrap()),
+            ("images", Provider::Overbills) => Ok(i64::MAX),
+            (_, Provider::Status(400) | Provider::ErrorIn200(400)) => Err((400, false)),
+            (_, Provider::Garbage) => Err((502, false)),
+            _ => Err((502, true)),
+        }
+    }
+
+    async fn settle_pending(&mut self) {
+        let Some(index) = self.pick_pending(true) else { return self.run_pending().await };
+        let expected = self.expected_outcome(&self.pending[index]);
+        let Pending { exec, running, outcome, provider, .. } = self.pending.swap_remove(index);
+        let state = self.state.clone().unwrap();
+        let answer = running.settle(&state, outcome.expect("ran")).await;
+        let (status, body) = match answer {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+                (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+            }
+            Err(e) => (e.0.code.status(), e.body()),
+        };
+        let hold = self.execs[exec].hold;
+        match expected {
+            Ok(reported) => {
+                if status != 200 {
+                    self.fail(format!("{provider:?}: expected a success, got {status} {body}"));
+                }
+                let charged: i64 = body["usage"]["charged_micros"].as_str().unwrap().parse().unwrap();
+                let to_key = reported.min(hold);
+                let to_account = if self.execs[exec].sandbox { 0 } else { to_key };
+                if charged != to_account {
+                    self.fail(format!("{provider:?}: charged {charged}, the model says {to_account} (hold {hold})"));
+                }
+                if matches!(provider, Provider::Honest) && reported > hold && !self.execs[exec].sandbox {
+                    self.fail(format!("an honest provider billed {reported} past the hold of {hold}"));
+                }
+                if reported > hold {
+                    self.count("overages (provider billed past the hold)");
+                }
+                self.end(exec, to_key, ExecState::Succeeded);
+                self.count("captures");
+            }
+            Err((want, retryable)) => {
+                if status != want || body["retryable"] != json!(retryable) {
+                    self.fail(format!("{provider:?}: expected {want} retryable={retryable}, got {status} {body}"));
+                }
+                self.end(exec, 0, if retryable { ExecState::Voided } else { ExecState::Failed });
+                self.count("voids");
+            }
+        }
+    }
+
+    /// Moves the model's money for an execution that ended (captured `charged`, or voided).
+    fn end(&mut self, exec: usize, charged: i64, state: ExecState) {
+        let e = self.execs[exec].clone();
+        let k = &mut self.keys[e.key];
+        let day = k.days.entry(e.day).or_default();
+        day.0 += charged;
+        day.1 -= e.hold;
+        k.spent_total += charged;
+        k.held_total -= e.hold;
+        if !e.sandbox {
+            let account = &mut self.accounts[k.account];
+            account.held -= e.hold;
+            account.balance -= charged;
+        }
+        self.execs[exec].state = state;
+        if state == ExecState::Voided {
+            // A retryable failure (or a voided reconcile) frees the Idempotency-Key.
+            k.idem.retain(|_, r| r.exec != exec);
+        }
+    }
+
+    async fn move_clock(&mut self) {
+        let minutes = [5, 50, 61, 180, 24 * 60, -10, -24 * 60][self.rng.gen_range(0..7)];
+        self.clock.advance(time::Duration::minutes(minutes));
+        self.count("clock moves");
+    }
+
+    async fn set_caps(&mut self, key: usize, daily: i64, total: Option<i64>) {
+        let k = &self.keys[key];
+        let patch = KeyPatch { daily_cap_cents: Some(daily), total_cap_cents: Some(total), ..Default::default() };
+        let account = self.accounts[k.account].id;
+        self.state().store.update_key(account, k.id, patch, audit(self.now())).await.unwrap();
+        self.state().keys.invalidate_key(k.id);
+        let k = &mut self.keys[key];
+        (k.daily_cap_cents, k.total_cap_cents) = (daily, total);
+    }
+
+    async fn change_caps(&mut self) {
+        let key = self.rng.gen_range(0..self.keys.len());
+        let daily = [1, 3, 10, 100][self.rng.gen_range(0..4)];
+        let total = [None, Some(5), Some(20)][self.rng.gen_range(0..3)];
+        self.set_caps(key, daily, total).await;
+        self.count("cap changes");
+    }
+
+    async fn credit(&mut self) {
+        let account = self.rng.gen_range(0..self.accounts.len());
+        let micros = self.rng.gen_range(1..20) * MICROS_PER_CENT;
+        let login = self.accounts[account].login.clone();
+        self.state().store.credit_account(&login, Micros(micros), audit(self.now())).await.unwrap();
+        self.accounts[account].balance += micros;
+        self.count("credits");
+    }
+
+    async fn rotate_key(&mut self, key: usize, grace: time::Duration) {
+        if self.keys[key].revoked {
+            return;
+        }
+        let (raw, secret) = self.new_secret();
+        let now = self.now();
+        let end = now + grace;
+        let (account, id) = (self.accounts[self.keys[key].account].id, self.keys[key].id);
+        let rotation = Rotation { secret, old_secrets_end: end };
+        self.state().store.rotate_key(account, id, rotation, audit(now)).await.unwrap();
+        self.state().keys.invalidate_key(id);
+        for old in self.keys[key].secrets.iter_mut().filter(|s| !s.revoked) {
+            if grace.is_zero() {
+                old.revoked = true;
+            } else {
+                old.ends_at = Some(old.ends_at.map_or(end, |at| at.min(end)));
+            }
+        }
+        self.keys[key].secrets.push(SecretModel { raw, ends_at: None, revoked: false });
+    }
+
+    async fn rotate(&mut self) {
+        let key = self.rng.gen_range(0..self.keys.len());
+        let grace = if self.rng.gen_bool(0.5) { time::Duration::ZERO } else { time::Duration::minutes(30) };
+        self.rotate_key(key, grace).await;
+        self.count("rotations");
+    }
+
+    async fn revoke_key(&mut self, key: usize) {
+        let (account, id) = (self.accounts[self.keys[key].account].id, self.keys[key].id);
+        self.state().store.revoke_key(account, id, RevokeCause::Requested, audit(self.now())).await.unwrap();
+        self.state().keys.invalidate_key(id);
+        self.keys[key].revoked = true;
+    }
+
+    async fn revoke(&mut self) {
+        // Keep one key of each account usable most of the time: revoke rarely, then replace.
+        let key = self.rng.gen_range(0..self.keys.len());
+        self.revoke_key(key).await;
+        let account = self.keys[key].account;
+        self.create_key(account, 10, Some(30)).await;
+        self.count("revocations");
+    }
+
+    async fn set_policy(&mut self, key: usize, change: impl FnOnce(&mut KeyModel)) {
+        change(&mut self.keys[key]);
+        let k = &self.keys[key];
+        let grant = if k.echo_only {
+            ToolGrant::new(Some(ToolScope::Restricted), Some(vec!["echo".into()])).unwrap()
+        } else {
+            ToolGrant::new(Some(ToolScope::AllSupportedTools), Some(vec![])).unwrap()
+        };
+        let patch = KeyPatch {
+            grant: Some(grant),
+            read_only: Some(k.read_only),
+            expires_at: Some(k.expires_at),
+            ..Default::default()
+        };
+        let (account, id) = (self.accounts[k.account].id, k.id);
+        self.state().store.update_key(account, id, patch, audit(self.now())).await.unwrap();
+        self.state().keys.invalidate_key(id);
+    }
+
+    async fn toggle_policy(&mut self) {
+        let key = self.rng.gen_range(0..self.keys.len());
+        let soon = self.now() + time::Duration::minutes(20);
+        match self.rng.gen_range(0..3) {
+            0 => self.set_policy(key, |k| k.read_only = !k.read_only).await,
+            1 => self.set_policy(key, |k| k.echo_only = !k.echo_only).await,
+            _ => self.set_policy(key, |k| k.expires_at = if k.expires_at.is_some() { None } else { Some(soon) }).await,
+        }
+        self.count("policy changes");
+    }
+
+    /// An operator fixing things: every account approved, every key writable and unexpired.
+    async fn approve_all(&mut self) {
+        for account in 0..self.accounts.len() {
+            if !self.accounts[account].approved {
+                self.set_approval(account, true).await;
+            }
+        }
+        let key = self.rng.gen_range(0..self.keys.len());
+        self.set_policy(key, |k| (k.read_only, k.echo_only, k.expires_at) = (false, false, None)).await;
+    }
+
+    async fn set_approval(&mut self, account: usize, approved: bool) {
+        let login = self.accounts[account].login.clone();
+        let changed = self.state().store.set_account_approved(&login, approved, audit(self.now())).await.unwrap();
+        self.state().keys.invalidate_account(changed.id);
+        self.accounts[account].approved = approved;
+    }
+
+    async fn toggle_approval(&mut self) {
+        // Unapproved accounts are approved again soon: most of a run is spent calling.
+        let account = self.rng.gen_range(0..self.accounts.len());
+        let approved = !self.accounts[account].approved || self.rng.gen_bool(0.5);
+        self.set_approval(account, approved).await;
+        self.count("approval changes");
+    }
+
+    async fn reconcile(&mut self) {
+        let waiting: Vec<usize> =
+            (0..self.execs.len()).filter(|&i| self.execs[i].state == ExecState::Reconcile).collect();
+        if waiting.is_empty() {
+            return self.begin_call(false).await;
+        }
+        let exec = waiting[self.rng.gen_range(0..waiting.len())];
+        let capture = self.rng.gen_bool(0.5).then(|| self.rng.gen_range(0..=self.execs[exec].hold));
+        self.reconcile_one(exec, capture).await;
+    }
+
+    async fn reconcile_one(&mut self, exec: usize, capture: Option<i64>) {
+        let now = self.now();
+        let decision = match capture {
+            Some(cost) => Reconcile::Capture {
+                cost: Micros(cost),
+                receipt_id: "rcpt_sim".into(),
+                status: 503,
+                body: b"{\"success\":false}".to_vec(),
+                retain_until: now + time::Duration::minutes(TTL_MINUTES),
+            },
+            None => Reconcile::Void,
+        };
+        let public_id = self.execs[exec].public_id.clone();
+        let done = self.state().store.reconcile_execution(&public_id, decision, audit(now)).await.unwrap();
+        let expected = if self.execs[exec].sandbox { 0 } else { capture.unwrap_or(0) };
+        if done.charged.0 != expected {
+            self.fail(format!("reconciled {public_id}: charged {}, the model says {expected}", done.charged));
+        }
+        match capture {
+            Some(cost) => {
+                self.end(exec, cost, ExecState::Succeeded);
+                let key = self.execs[exec].key;
+                if let Some(record) = self.keys[key].idem.values_mut().find(|r| r.exec == exec) {
+                    record.expires_at = record.expires_at.max(now + time::Duration::minutes(TTL_MINUTES));
+                }
+            }
+            None => self.end(exec, 0, ExecState::Voided),
+        }
+        self.count("reconciles");
+    }
+
+    /// A crash between any two durable steps: everything in flight is lost, the store reopens.
+    async fn restart(&mut self) {
+        self.pending.clear();
+        self.state = None;
+        self.open().await;
+        let marked = self.state().store.mark_interrupted_executions().await.unwrap();
+        let running: Vec<usize> =
+            (0..self.execs.len()).filter(|&i| self.execs[i].state == ExecState::Running).collect();
+        if marked as usize != running.len() {
+            self.fail(format!("restart marked {marked} executions, the model has {} running", running.len()));
+        }
+        running.into_iter().for_each(|i| self.execs[i].state = ExecState::Reconcile);
+        self.count("restarts");
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Invariants.
+
+    async fn check(&mut self) {
+        let store = self.state().store.clone();
+        for a in &self.accounts {
+            let stored = store.account_by_id(a.id).await.unwrap().unwrap();
+            if (stored.balance.0, stored.held.0) != (a.balance, a.held) {
+                self.fail(format!(
+                    "account {}: store balance/held {}/{}, model {}/{}",
+                    a.login, stored.balance, stored.held, a.balance, a.held
+                ));
+            }
+            if stored.balance.0 < 0 || stored.held > stored.balance {
+                self.fail(format!("account {}: balance {} held {}", a.login, stored.balance, stored.held));
+            }
+        }
+        for (index, k) in self.keys.iter().enumerate() {
+            let stored = store.get_key(self.accounts[k.account].id, k.id).await.unwrap().unwrap();
+            let day = k.days.get(&k.latest_day).copied().unwrap_or_default();
+            let got =
+                (stored.spent_total.0, stored.held_total.0, stored.latest_day, stored.spent_day.0, stored.held_day.0);
+            let want = (k.spent_total, k.held_total, k.latest_day, day.0, day.1);
+            if got != want {
+                self.fail(format!(
+                    "key {index}: store (spent, held, day, spent_day, held_day) {got:?}, model {want:?}"
+                ));
+            }
+        }
+        if self.preview && self.provider_calls() != self.provider_calls_at_start {
+            self.fail("a preview server contacted the provider");
+        }
+        if self.step.is_multiple_of(8) {
+            self.verify().await;
+        }
+    }
+
+    async fn verify(&self) {
+        let problems = self.state().store.verify_ledger().await.unwrap();
+        if !problems.is_empty() {
+            self.fail(format!("ledger verify: {problems:#?}"));
+        }
+    }
+
+    /// Ends every call: runs and settles what is in flight, then a crash and a reconcile of
+    /// whatever it left; no hold may remain.
+    async fn drain(&mut self) {
+        while let Some(index) = self.pick_pending(false) {
+            self.run_one(index, Provider::Honest).await;
+        }
+        while !self.pending.is_empty() {
+            self.settle_pending().await;
+        }
+        self.restart().await;
+        let waiting: Vec<usize> =
+            (0..self.execs.len()).filter(|&i| self.execs[i].state == ExecState::Reconcile).collect();
+        for exec in waiting {
+            self.reconcile_one(exec, None).await;
+        }
+        self.check().await;
+        self.verify().await;
+        for a in &self.accounts {
+            if a.held != 0 {
+                self.fail(format!("account {} still holds {}", a.login, a.held));
+            }
+        }
+        for k in &self.keys {
+            if k.held_total != 0 || k.days.values().any(|d| d.1 != 0) {
+                self.fail(format!("key {} still holds {}", k.id, k.held_total));
+            }
+        }
+    }
+}
+
+/// An answer that was not a new start, reduced to what the model predicts.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    code: &'static str,
+    replayed: bool,
+}
+
+fn answer_of(answer: visa_server::error::ApiResult<axum::response::Response>) -> Answer {
+    match answer {
+        Err(e) => Answer { status: e.0.code.status(), code: e.0.code.as_str(), replayed: false },
+        Ok(response) => {
+            let replayed = response.headers().contains_key(execution::REPLAYED_HEADER);
+            Answer { status: response.status().as_u16(), code: "", replayed }
+        }
+    }
+}
+
+/// A random UUID v4, as a client would send.
+fn new_idempotency_key(rng: &mut StdRng) -> u128 {
+    uuid::Builder::from_random_bytes(rng.r#gen()).into_uuid().as_u128()
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+async fn run_seed(seed: u64, steps: usize) -> HashMap<&'static str, usize> {
+    let mut sim = Sim::new(seed).await;
+    for step in 1..=steps {
+        sim.step = step;
+        sim.step_once().await;
+        sim.check().await;
+    }
+    sim.step = steps + 1;
+    sim.drain().await;
+    sim.stats
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_money_path_holds_under_random_histories() {
+    let steps = env_number("VISA_SIM_STEPS", 200) as usize;
+    let seeds: Vec<u64> = match std::env::var("VISA_SIM_SEED") {
+        Ok(seed) => vec![seed.parse().expect("VISA_SIM_SEED is a number")],
+        Err(_) => {
+            let first = env_number("VISA_SIM_FIRST_SEED", 1);
+            (first..first + env_number("VISA_SIM_SEEDS", 48)).collect()
+        }
+    };
+    let mut totals: HashMap<&'static str, usize> = HashMap::new();
+    for &seed in &seeds {
+        for (what, n) in run_seed(seed, steps).await {
+            *totals.entry(what).or_default() += n;
+        }
+    }
+    let mut lines: Vec<String> = totals.iter().map(|(what, n)| format!("{what}: {n}")).collect();
+    lines.sort();
+    println!("simulation: {} seeds x {steps} steps; {}", seeds.len(), lines.join(", "));
+    // The run must have exercised what it claims to.
+    for needed in ["holds placed", "captures", "voids", "restarts", "reconciles", "clock moves", "RATE_LIMITED"] {
+        assert!(
+            totals.get(needed).copied().unwrap_or(0) > 0 || seeds.len() < 4,
+            "no {needed} in {} seeds",
+            seeds.len()
+        );
+    }
+}
