@@ -320,3 +320,32 @@ async fn provider_failures_follow_one_rule() {
     assert_eq!(app.balance_micros(&session).await, before - 3000);
     assert!(app.verify_ledger().await.is_empty());
 }
+
+/// A settle that meets a store locked for longer than one write waits (3 s here, past the
+/// writer's 2 s lock timeout) is retried with backoff: the call answers 200, charged once,
+/// instead of being left for an operator to reconcile.
+#[tokio::test]
+async fn a_settle_that_meets_a_locked_store_is_retried() {
+    let app = TestApp::spawn().await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    let db = app.data_dir.path().join(visa_server::DATABASE_FILE);
+    let call = app.execute(&key, "sleep", json!({ "ms": 300 }));
+    let lock = async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::task::spawn_blocking(move || {
+            let conn = rusqlite::Connection::open(db).unwrap();
+            conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(3_000));
+            conn.execute_batch("ROLLBACK").unwrap();
+        })
+        .await
+        .unwrap();
+    };
+    let (reply, ()) = tokio::join!(call, lock);
+    assert_eq!(reply.assert_ok(200)["usage"]["charged_micros"], "10000");
+    assert_eq!(app.balance_micros(&session).await, before - 10_000);
+    let held = app.get("/v1/api/balance", &session).await;
+    assert_eq!(held.body["held_micros"], "0");
+    assert!(app.verify_ledger().await.is_empty());
+}

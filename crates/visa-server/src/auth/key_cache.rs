@@ -65,3 +65,55 @@ impl KeyCache {
         entries.retain(|_, (record, _)| record.key.account_id != account_id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use visa_store::{KeyPolicy, KeyRecord};
+
+    fn record(key_id: i64) -> Arc<AuthRecord> {
+        let policy = KeyPolicy {
+            label: visa_core::policy::KeyLabel::parse("k").unwrap(),
+            grant: visa_core::policy::ToolGrant::new(None, None).unwrap(),
+            allowed_cidrs: Default::default(),
+            daily_cap_cents: 1,
+            total_cap_cents: None,
+            expires_at: None,
+            read_only: false,
+            rate_limit_per_second: 1,
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let key = KeyRecord {
+            id: key_id,
+            account_id: 1,
+            owner: "o".into(),
+            environment: visa_core::key::Environment::Production,
+            policy,
+            created_at: now,
+            revoked_at: None,
+            last_used_at: None,
+            last_used_ip: None,
+            latest_day: 0,
+            spent_day: Default::default(),
+            held_day: Default::default(),
+            spent_total: Default::default(),
+            held_total: Default::default(),
+            secrets: vec![],
+        };
+        Arc::new(AuthRecord { key, secret_id: 1, secret_hash: SecretHash([7; 32]), account_approved: true })
+    }
+
+    /// A miss reads the store, an invalidation lands, then the miss inserts what it read: the
+    /// stale record must not be cached.
+    #[test]
+    fn an_invalidation_during_a_miss_wins_over_its_insert() {
+        let cache = KeyCache::new(Duration::from_secs(60));
+        let hash = SecretHash([7; 32]);
+        let before_read = cache.generation();
+        cache.invalidate_key(1);
+        cache.insert(hash, record(1), before_read);
+        assert!(cache.get(&hash).is_none(), "the stale read was dropped");
+        cache.insert(hash, record(1), cache.generation());
+        assert!(cache.get(&hash).is_some(), "a read after the invalidation is cached");
+    }
+}

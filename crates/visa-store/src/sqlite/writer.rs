@@ -11,6 +11,11 @@
 //! the fsync began, and only then delivers those batches' answers. So a caller never acts
 //! on a write that is not on disk, and the writer never sits idle waiting for the disk.
 //!
+//! A failed fsync stops the writer for good (fail-stop, as PostgreSQL does since 2018): after
+//! one, the kernel may have dropped the dirty pages it could not write, so a later fsync could
+//! "succeed" over lost data. Every later write is refused as unavailable until the server is
+//! restarted (which reopens the database and reads what really is on disk).
+//!
 //! One exception, asked for explicitly (`write_committed`): the answer is delivered as soon
 //! as the transaction commits, with a `Durability` that resolves after the fsync. The money
 //! path uses it for the hold, which a later durable write (the capture) always covers; see
@@ -22,7 +27,7 @@ use crate::{Durability, StoreError, StoreResult};
 use rusqlite::Connection;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// How many queued jobs one transaction may take.
@@ -94,7 +99,11 @@ type Batch = Vec<Box<dyn Job>>;
 pub struct Writer {
     queue: mpsc::Sender<Box<dyn Job>>,
     commits: Arc<AtomicU64>,
+    /// Set by the first failed fsync; never cleared.
+    stopped: Arc<AtomicBool>,
 }
+
+const STOPPED: &str = "writes stopped after a failed fsync; check the disk, then restart the server";
 
 impl Writer {
     /// Starts the writer on `conn` (in WAL mode, `synchronous=NORMAL`) and the durability
@@ -103,16 +112,17 @@ impl Writer {
         let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
         let (committed, to_sync) = std::sync::mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
-        let counter = commits.clone();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (counter, writer_stopped, sync_stopped) = (commits.clone(), stopped.clone(), stopped.clone());
         std::thread::Builder::new()
             .name("visa-sqlite-writer".into())
-            .spawn(move || run_writer(conn, jobs, committed, &counter, &gate))
+            .spawn(move || run_writer(conn, jobs, committed, &counter, &gate, &writer_stopped))
             .expect("spawn the SQLite writer thread");
         std::thread::Builder::new()
             .name("visa-sqlite-fsync".into())
-            .spawn(move || run_durability(to_sync, wal_path, db_path))
+            .spawn(move || run_durability(to_sync, wal_path, db_path, &sync_stopped))
             .expect("spawn the SQLite durability thread");
-        Self { queue, commits }
+        Self { queue, commits, stopped }
     }
 
     /// How many transactions the writer has committed since start.
@@ -147,6 +157,9 @@ impl Writer {
         R: Send + 'static,
         F: Fn(&Connection) -> StoreResult<R> + Send + 'static,
     {
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(STOPPED.into()));
+        }
         let (reply, answer) = oneshot::channel();
         let job = Box::new(TypedJob { work, outcome: None, reply: Some(reply), durable });
         self.queue.send(job).await.map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
@@ -160,6 +173,7 @@ fn run_writer(
     committed: std::sync::mpsc::Sender<Batch>,
     commits: &AtomicU64,
     gate: &CommitGate,
+    stopped: &AtomicBool,
 ) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch: Batch = Vec::with_capacity(MAX_BATCH);
@@ -169,6 +183,10 @@ fn run_writer(
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
+        }
+        if stopped.load(Ordering::SeqCst) {
+            finish_all(batch, Err(StoreError::Unavailable(STOPPED.into())));
+            continue;
         }
         // A finishing checkpoint holds the gate for a moment (see `checkpointer`).
         let ran = {
@@ -195,7 +213,12 @@ fn finish_all(batch: Batch, result: StoreResult<()>) {
 }
 
 /// Takes every batch committed so far, makes the WAL durable once for all of them, answers.
-fn run_durability(to_sync: std::sync::mpsc::Receiver<Batch>, wal_path: PathBuf, db_path: PathBuf) {
+fn run_durability(
+    to_sync: std::sync::mpsc::Receiver<Batch>,
+    wal_path: PathBuf,
+    db_path: PathBuf,
+    stopped: &AtomicBool,
+) {
     // The WAL stays the same file while the writer's connection is open (SQLite deletes it
     // only when the last connection closes), so one handle serves every fsync.
     let mut wal: Option<std::fs::File> = None;
@@ -211,7 +234,8 @@ fn run_durability(to_sync: std::sync::mpsc::Receiver<Batch>, wal_path: PathBuf, 
             None => std::fs::File::open(&db_path).and_then(|db| db.sync_data()),
         };
         let result = synced.map_err(|e| {
-            tracing::error!(error = %e, "fsync of the SQLite WAL failed");
+            stopped.store(true, Ordering::SeqCst);
+            tracing::error!(error = %e, "fsync of the SQLite WAL failed; no more writes are accepted until restart");
             StoreError::Unavailable(format!("fsync failed: {e}"))
         });
         for batch in batches {
@@ -307,6 +331,30 @@ mod tests {
         // A failed job answers its error at once and reports no durability to rely on.
         let refused = writer.write_committed(|_: &Connection| Err::<(), _>(StoreError::Refused("no".into()))).await;
         assert!(matches!(refused, Err(StoreError::Refused(_))), "a refused job must answer its error");
+    }
+
+    /// After a failed fsync nothing more is written: the failed batch answers unavailable,
+    /// and every later job is refused without running.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_fsync_stops_every_later_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("w.db")).unwrap();
+        conn.execute_batch("CREATE TABLE t (n INTEGER NOT NULL)").unwrap();
+        // Neither file exists, so the fsync fails.
+        let gone = dir.path().join("gone/x");
+        let writer = Writer::start(conn, gone.clone(), gone, CommitGate::default());
+        let insert = |conn: &Connection| conn.execute("INSERT INTO t (n) VALUES (1)", []).map_err(map_sqlite_error);
+        assert!(matches!(writer.write(insert).await, Err(StoreError::Unavailable(m)) if m.contains("fsync failed")));
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        let later = writer
+            .write(move |_: &Connection| {
+                flag.store(true, Ordering::SeqCst);
+                Ok(())
+            })
+            .await;
+        assert!(matches!(&later, Err(StoreError::Unavailable(m)) if m.contains("restart")), "{later:?}");
+        assert!(!ran.load(Ordering::SeqCst), "a job after the failure never runs");
     }
 
     async fn futures_results<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
