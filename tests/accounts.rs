@@ -121,3 +121,26 @@ async fn generated_operator_token_is_private() {
     let reply = app.post("/v1/operator/accounts", token.trim(), json!({ "login": "octocat" })).await;
     reply.assert_ok(201);
 }
+
+/// A credit retried under its Idempotency-Key (its answer was lost) credits once and answers
+/// the first credit again; the key reused for another amount is refused.
+#[tokio::test]
+async fn an_operator_credit_under_an_idempotency_key_credits_once() {
+    let app = TestApp::spawn().await;
+    let session = app.account("octocat", true, 0).await;
+    async fn credit_with(app: &TestApp, cents: i64, key: &str) -> visa_e2e::Reply {
+        let (path, body) = ("/v1/operator/accounts/octocat/credits", json!({ "amount_cents": cents }));
+        app.call(reqwest::Method::POST, path, Some(OPERATOR_TOKEN), Some(body), &[("Idempotency-Key", key)]).await
+    }
+    let credit = |cents, key| credit_with(&app, cents, key);
+    let first = credit(250, "credit-2026-12-01-octocat").await;
+    let again = credit(250, "credit-2026-12-01-octocat").await;
+    assert_eq!(first.assert_ok(200)["account"], again.assert_ok(200)["account"], "the first answer again");
+    assert_eq!(app.balance_micros(&session).await, 2_500_000, "credited once");
+    credit(999, "credit-2026-12-01-octocat").await.assert_error(409, "IDEMPOTENT_REPLAY");
+    credit(1, "bad key with spaces").await.assert_error(400, "INVALID_REQUEST");
+    credit(100, "credit-2").await.assert_ok(200);
+    assert_eq!(app.balance_micros(&session).await, 3_500_000);
+    let audit = app.audit(&session, "?action=account.credited").await;
+    assert_eq!(audit.len(), 2, "one audit entry per credit that ran");
+}

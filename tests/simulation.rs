@@ -779,7 +779,7 @@ impl Sim {
         let account = self.rng.gen_range(0..self.accounts.len());
         let micros = self.rng.gen_range(1..20) * MICROS_PER_CENT;
         let login = self.accounts[account].login.clone();
-        self.state().store.credit_account(&login, Micros(micros), audit(self.now())).await.unwrap();
+        self.state().store.credit_account(&login, Micros(micros), audit(self.now()), None).await.unwrap();
         self.accounts[account].balance += micros;
         self.count("credits");
     }
@@ -908,7 +908,7 @@ impl Sim {
             None => Reconcile::Void,
         };
         let public_id = self.execs[exec].public_id.clone();
-        let done = self.state().store.reconcile_execution(&public_id, decision, audit(now)).await.unwrap();
+        let done = self.state().store.reconcile_execution(&public_id, decision, audit(now), None).await.unwrap();
         let expected = if self.execs[exec].sandbox { 0 } else { capture.unwrap_or(0) };
         if done.charged.0 != expected {
             self.fail(format!("reconciled {public_id}: charged {}, the model says {expected}", done.charged));

@@ -247,11 +247,19 @@ fn a_reconciled_queue_call_is_never_resumed() {
         listed["executions"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids.len(), 2, "{listed}");
     let client = reqwest::blocking::Client::new();
-    for id in &ids {
+    let reconcile = |id: &str| {
         let url = format!("{}/v1/operator/executions/{id}/reconcile", server.url);
-        let done = post_json(&client, url, OPERATOR_TOKEN, json!({ "capture_micros": 40_000 }));
-        assert_eq!(done["charged_micros"], "40000", "{done}");
+        let sent = client.post(url).bearer_auth(OPERATOR_TOKEN).header("Idempotency-Key", format!("settle-{id}"));
+        let response = sent.json(&json!({ "capture_micros": 40_000 })).send().unwrap();
+        (response.status().as_u16(), response.json::<Value>().unwrap())
+    };
+    for id in &ids {
+        let (status, done) = reconcile(id);
+        assert_eq!((status, done["charged_micros"].as_str()), (200, Some("40000")), "{done}");
     }
+    // A retry of a reconcile whose answer was lost answers the decision again, once.
+    let (status, again) = reconcile(&ids[0]);
+    assert_eq!((status, again["state"].as_str()), (200, Some("succeeded")), "{again}");
     assert_eq!(balance_micros(&server, &t.session), before - 80_000);
 
     // Within the retention: the operator's decision, and no provider contact.

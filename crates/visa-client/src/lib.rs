@@ -116,12 +116,23 @@ impl Client {
         input: &Value,
         idempotency_key: Option<Uuid>,
     ) -> Result<Answer, ClientError> {
-        let key = idempotency_key.unwrap_or_else(Uuid::new_v4).to_string();
-        let path = format!("/v1/api/tools/{tool}/execute");
         let body = serde_json::json!({ "input": input });
+        self.send_once(&format!("/v1/api/tools/{tool}/execute"), &body, idempotency_key).await
+    }
+
+    /// POSTs a request that must take effect once (an execution, an operator's credit or
+    /// reconcile) under an Idempotency-Key (a fresh one unless given), reused by every retry
+    /// of a retryable failure.
+    pub async fn send_once(
+        &self,
+        path: &str,
+        body: &Value,
+        idempotency_key: Option<Uuid>,
+    ) -> Result<Answer, ClientError> {
+        let key = idempotency_key.unwrap_or_else(Uuid::new_v4).to_string();
         let mut attempt = 1;
         loop {
-            let result = self.send_with(Method::POST, &path, Some(&body), &[("Idempotency-Key", key.clone())]).await;
+            let result = self.send_with(Method::POST, path, Some(body), &[("Idempotency-Key", key.clone())]).await;
             match result {
                 Err(ClientError::Api(e)) if e.retryable && attempt < EXECUTE_ATTEMPTS => {
                     let wait = e.retry_after.map(Duration::from_secs).unwrap_or(Duration::from_millis(200 << attempt));

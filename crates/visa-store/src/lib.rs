@@ -63,11 +63,14 @@ pub trait Store: Send + Sync + 'static {
     async fn create_account(&self, new: NewAccount, audit: AuditContext) -> StoreResult<(Account, Member)>;
     async fn account_by_login(&self, login: &str) -> StoreResult<Option<Account>>;
     async fn set_account_approved(&self, login: &str, approved: bool, audit: AuditContext) -> StoreResult<Account>;
+    /// Adds `amount` to the balance. Under an `OperatorRequest` a retry is answered with the
+    /// first credit's account, and credits nothing more.
     async fn credit_account(
         &self,
         login: &str,
         amount: visa_core::money::Micros,
         audit: AuditContext,
+        request: Option<OperatorRequest>,
     ) -> StoreResult<Account>;
     async fn create_session(&self, new: NewSession) -> StoreResult<()>;
     /// The account and member behind a live session token.
@@ -188,11 +191,14 @@ pub trait Store: Send + Sync + 'static {
     async fn list_executions(&self, filter: ExecutionFilter, page: PageRequest) -> StoreResult<Page<ExecutionRecord>>;
     /// At start: every execution still `running` lost its outcome in a crash.
     async fn mark_interrupted_executions(&self) -> StoreResult<u64>;
+    /// Captures or voids a `reconcile_required` execution. Under an `OperatorRequest` a retry
+    /// is answered with the reconciled execution instead of a refusal.
     async fn reconcile_execution(
         &self,
         public_id: &str,
         decision: Reconcile,
         audit: AuditContext,
+        request: Option<OperatorRequest>,
     ) -> StoreResult<ExecutionRecord>;
     /// Remembers the provider's request id for an execution of a queue-style tool, under its
     /// key, Idempotency-Key and request fingerprint.

@@ -378,6 +378,15 @@ pub enum Finish {
     VoidFinal { status: u16, body: Vec<u8> },
 }
 
+/// An operator's request under its Idempotency-Key: a retry of the same request answers the
+/// first outcome and changes nothing; the same key with another request is a `Conflict`.
+#[derive(Debug, Clone)]
+pub struct OperatorRequest {
+    pub idempotency_key: String,
+    /// What the request was (e.g. `request_fingerprint` of its route and body).
+    pub fingerprint: [u8; 32],
+}
+
 /// An operator's decision on a `reconcile_required` execution.
 #[derive(Debug, Clone)]
 pub enum Reconcile {

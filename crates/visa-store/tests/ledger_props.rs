@@ -111,7 +111,7 @@ impl World {
         match op {
             Op::Credit { account, cents } => {
                 let login = ["alice", "bob"][account];
-                self.store.credit_account(login, Micros(cents * MICROS_PER_CENT), operator()).await.unwrap();
+                self.store.credit_account(login, Micros(cents * MICROS_PER_CENT), operator(), None).await.unwrap();
                 *self.credits.entry(account).or_default() += cents * MICROS_PER_CENT;
             }
             Op::Begin { key, hold_cents, sandbox, reuse_idempotency } => {
@@ -169,7 +169,8 @@ impl World {
                     },
                     None => Reconcile::Void,
                 };
-                let done = self.store.reconcile_execution(&execution.public_id, decision, operator()).await.unwrap();
+                let done =
+                    self.store.reconcile_execution(&execution.public_id, decision, operator(), None).await.unwrap();
                 if !execution.sandbox {
                     assert_eq!(done.charged, Micros(cost.unwrap_or(0)));
                     *self.captured.entry(account).or_default() += done.charged.0;

@@ -63,7 +63,7 @@ pub async fn executions(command: ExecutionsCommand, json: bool) -> anyhow::Resul
                 (None, None) => json!({ "void": void }),
             };
             let path = format!("/v1/operator/executions/{id}/reconcile");
-            let answer = settings::operator_client()?.send(Method::POST, &path, Some(&body)).await?;
+            let answer = settings::operator_client()?.send_once(&path, &body, None).await?;
             super::show(&answer, json, print_one);
         }
     }

@@ -26,7 +26,7 @@ pub async fn run(command: OperatorCommand, json: bool) -> anyhow::Result<()> {
         }
         AccountsCommand::Credit { login, amount } => {
             let body = json!({ "amount_cents": super::cents("amount", &amount)? });
-            client.send(Method::POST, &format!("/v1/operator/accounts/{login}/credits"), Some(&body)).await?
+            client.send_once(&format!("/v1/operator/accounts/{login}/credits"), &body, None).await?
         }
     };
     super::show(&answer, json, print_account);

@@ -5,10 +5,12 @@
 use crate::auth::{Operator, Reader};
 use crate::error::{ApiError, ApiResult, not_found_as};
 use crate::extract::JsonBody;
+use crate::routes::operator::{operator_request, operator_request_error};
 use crate::routes::{ListQuery, rfc3339};
 use crate::state::SharedState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -181,9 +183,12 @@ pub async fn reconcile(
     State(state): State<SharedState>,
     operator: Operator,
     Path(id): Path<String>,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<ReconcileRequest>,
 ) -> ApiResult<Json<ExecutionResponse>> {
     let now = state.now();
+    let fields = json!({ "capture_micros": req.capture_micros, "capture_cents": req.capture_cents, "void": req.void });
+    let request = operator_request(&headers, &format!("reconcile:{id}"), &fields)?;
     let retain_until = now + state.idempotency_ttl;
     let decision = match (req.capture_micros, req.capture_cents, req.void) {
         (Some(micros), None, None | Some(false)) if micros >= 0 => {
@@ -202,9 +207,9 @@ pub async fn reconcile(
     };
     let execution = state
         .store
-        .reconcile_execution(&id, decision, operator.audit(&state))
+        .reconcile_execution(&id, decision, operator.audit(&state), request)
         .await
-        .map_err(not_found_as(ErrorCode::ExecutionNotFound, EXECUTION_NOT_FOUND))?;
+        .map_err(operator_request_error(not_found_as(ErrorCode::ExecutionNotFound, EXECUTION_NOT_FOUND)))?;
     tracing::info!(execution = %execution.public_id, state = execution.state.as_str(), charged = %execution.charged, "execution reconciled");
     Ok(Json(ExecutionResponse { success: true, execution: ExecutionView::from(&execution) }))
 }

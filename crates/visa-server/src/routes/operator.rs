@@ -4,17 +4,19 @@
 use crate::auth::{Operator, password};
 use crate::error::{ApiError, ApiResult, not_found_as};
 use crate::extract::JsonBody;
+use crate::routes::execute::IDEMPOTENCY_KEY_HEADER;
 use crate::routes::{rfc3339, sessions::open_session};
 use crate::state::SharedState;
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use visa_core::ErrorCode;
+use visa_core::fingerprint::request_fingerprint;
 use visa_core::money::Micros;
 use visa_core::policy::Login;
-use visa_store::{Account, NewAccount, StoreError};
+use visa_store::{Account, NewAccount, OperatorRequest, StoreError};
 
 /// The most one credit may add: $10M, far from any overflow.
 const MAX_CREDIT_CENTS: i64 = 1_000_000_000;
@@ -92,6 +94,34 @@ fn account_not_found() -> impl Fn(StoreError) -> ApiError {
     not_found_as(ErrorCode::AccountNotFound, "no such account")
 }
 
+/// The operator's optional `Idempotency-Key` (1 to 255 printable ASCII characters), with the
+/// fingerprint of the request it guards: a retry of a credit or a reconcile whose answer was
+/// lost answers the first outcome instead of acting twice.
+pub fn operator_request(
+    headers: &HeaderMap,
+    what: &str,
+    body: &serde_json::Value,
+) -> ApiResult<Option<OperatorRequest>> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) else { return Ok(None) };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| ApiError::invalid("Idempotency-Key must be 1 to 255 printable ASCII characters"))?;
+    let fingerprint = request_fingerprint("POST", what, body);
+    Ok(Some(OperatorRequest { idempotency_key: key.to_owned(), fingerprint }))
+}
+
+/// A store error of an operator request under an Idempotency-Key: a key reused for another
+/// request is 409 IDEMPOTENT_REPLAY.
+pub fn operator_request_error(not_found: impl Fn(StoreError) -> ApiError) -> impl Fn(StoreError) -> ApiError {
+    move |e| match e {
+        StoreError::Conflict(message) => ApiError::new(ErrorCode::IdempotentReplay, message),
+        other => not_found(other),
+    }
+}
+
 #[utoipa::path(post, path = "/v1/operator/accounts", tag = "operator", request_body = CreateAccountRequest,
     responses((status = 201, body = CreateAccountResponse), (status = 409, body = crate::routes::ErrorBody)),
     security(("operator" = [])))]
@@ -143,14 +173,23 @@ pub async fn credit_account(
     State(state): State<SharedState>,
     operator: Operator,
     Path(login): Path<String>,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<CreditRequest>,
 ) -> ApiResult<Json<AccountResponse>> {
     if req.amount_cents <= 0 {
         return Err(ApiError::invalid("amount_cents must be positive"));
     }
     let amount = credit_micros(req.amount_cents, "amount_cents")?;
-    let account =
-        state.store.credit_account(&login, amount, operator.audit(&state)).await.map_err(account_not_found())?;
+    let request = operator_request(
+        &headers,
+        &format!("credit:{login}"),
+        &serde_json::json!({ "amount_cents": req.amount_cents }),
+    )?;
+    let account = state
+        .store
+        .credit_account(&login, amount, operator.audit(&state), request)
+        .await
+        .map_err(operator_request_error(account_not_found()))?;
     tracing::info!(account = %account.login, amount_cents = req.amount_cents, "account credited");
     Ok(Json(AccountResponse { success: true, account: AccountView::from(&account) }))
 }

@@ -7,6 +7,7 @@ mod audit;
 mod checkpointer;
 mod members;
 mod money;
+mod operator_requests;
 mod queries;
 mod schema;
 mod writer;

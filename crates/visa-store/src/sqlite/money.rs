@@ -440,18 +440,21 @@ fn conclude(conn: &Connection, e: &ExecutionRecord, finish: &Finish, now: Timest
     }
 }
 
+pub(crate) fn execution_by_public_id(conn: &Connection, public_id: &str) -> StoreResult<ExecutionRecord> {
+    conn.prepare_cached(&format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE public_id = ?1"))
+        .and_then(|mut stmt| stmt.query_row([public_id], execution_from_row))
+        .optional()
+        .map_err(map_sqlite_error)?
+        .ok_or(StoreError::NotFound)
+}
+
 pub(crate) fn reconcile(
     conn: &Connection,
     public_id: &str,
     decision: &Reconcile,
     ctx: &AuditContext,
 ) -> StoreResult<ExecutionRecord> {
-    let id: i64 = conn
-        .query_row("SELECT id FROM executions WHERE public_id = ?1", [public_id], |r| r.get(0))
-        .optional()
-        .map_err(map_sqlite_error)?
-        .ok_or(StoreError::NotFound)?;
-    let e = execution_by_id(conn, id)?;
+    let e = execution_by_public_id(conn, public_id)?;
     require_state(&e, ExecutionState::ReconcileRequired)?;
     let finish = match decision {
         Reconcile::Capture { cost, .. } if *cost > e.hold => {

@@ -2,7 +2,7 @@
 //! group-committing writer. Rows are turned back into validated domain values here.
 
 use super::audit::{self, account_snapshot, admin_key_snapshot, key_snapshot};
-use super::{SqliteStore, map_sqlite_error, members, money};
+use super::{SqliteStore, map_sqlite_error, members, money, operator_requests};
 use crate::model::*;
 use crate::{Durability, Store, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -332,12 +332,24 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn credit_account(&self, login: &str, amount: Micros, ctx: AuditContext) -> StoreResult<Account> {
+    async fn credit_account(
+        &self,
+        login: &str,
+        amount: Micros,
+        ctx: AuditContext,
+        request: Option<OperatorRequest>,
+    ) -> StoreResult<Account> {
         let login = login.to_owned();
         self.write(move |conn| {
+            if let Some(first) = operator_requests::replay(conn, request.as_ref())? {
+                let mut account = require_account(conn, &login)?;
+                (account.balance, account.held) = (Micros(first.balance_after), Micros(first.held_after));
+                return Ok(account);
+            }
             let before = require_account(conn, &login)?;
             credit(conn, before.id, amount, ctx.now)?;
             let after = require_account(conn, &login)?;
+            operator_requests::remember(conn, request.as_ref(), &login, Some(&after), ctx.now)?;
             let (old, new) = (account_snapshot(&before), account_snapshot(&after));
             audit::record(conn, after.id, &ctx, "account.credited", &account_target(after.id), old, new)?;
             Ok(after)
@@ -821,9 +833,18 @@ impl Store for SqliteStore {
         public_id: &str,
         decision: Reconcile,
         ctx: AuditContext,
+        request: Option<OperatorRequest>,
     ) -> StoreResult<ExecutionRecord> {
         let public_id = public_id.to_owned();
-        self.write(move |conn| money::reconcile(conn, &public_id, &decision, &ctx)).await
+        self.write(move |conn| {
+            if operator_requests::replay(conn, request.as_ref())?.is_some() {
+                return money::execution_by_public_id(conn, &public_id);
+            }
+            let done = money::reconcile(conn, &public_id, &decision, &ctx)?;
+            operator_requests::remember(conn, request.as_ref(), &public_id, None, ctx.now)?;
+            Ok(done)
+        })
+        .await
     }
 
     async fn remember_provider_request(&self, execution_id: i64, provider_ref: &str) -> StoreResult<()> {

@@ -268,6 +268,16 @@ ALTER TABLE ledger_v3 RENAME TO ledger;
 CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN SELECT RAISE(ABORT, 'ledger is append-only'); END;
 CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger BEGIN SELECT RAISE(ABORT, 'ledger is append-only'); END;
 
+-- The operator's Idempotency-Keys (credits, reconciles), written with the change they guard.
+CREATE TABLE operator_requests (
+    idempotency_key  TEXT PRIMARY KEY,
+    fingerprint      BLOB NOT NULL,
+    target           TEXT NOT NULL,
+    balance_after    INTEGER NOT NULL,
+    held_after       INTEGER NOT NULL,
+    created_at       INTEGER NOT NULL
+) WITHOUT ROWID;
+
 -- A provider request lives as long as the Idempotency-Key that made it (older rows: expired).
 ALTER TABLE provider_requests ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
 "#,
