@@ -261,6 +261,8 @@ pub mod mock_provider {
         pub raw_answer: Mutex<Option<(u16, String)>>,
         /// Images a fal result has beyond the `num_images` asked for (a provider over-delivering).
         pub fal_extra_images: AtomicUsize,
+        /// How long a fal submission takes to be answered, after the provider accepted it.
+        pub fal_submit_delay_ms: AtomicU64,
         fal_submitted: Mutex<std::collections::HashMap<String, (std::time::Instant, Value)>>,
     }
 
@@ -363,6 +365,10 @@ pub mod mock_provider {
         }
         let id = format!("req-{}", b.fal_submits.fetch_add(1, Ordering::SeqCst) + 1);
         b.fal_submitted.lock().unwrap().insert(id.clone(), (std::time::Instant::now(), body));
+        let delay = b.fal_submit_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
         axum::Json(json!({ "request_id": id })).into_response()
     }
 

@@ -212,6 +212,36 @@ async fn a_resumable_provider_request_is_never_replaced_by_other_input() {
     assert!(app.verify_ledger().await.is_empty());
 }
 
+/// A submission the provider accepts but answers only after the call's timeout: its request id
+/// is still stored, a retry meeting it in progress is told to retry shortly, and the retry after
+/// it resumes it; the provider is paid once.
+#[tokio::test]
+async fn a_submission_answered_after_the_timeout_is_resumed_not_paid_twice() {
+    let mock = MockProvider::start().await;
+    let var = "VISA_TEST_KEY_MP_SLOW_SUBMIT";
+    // SAFETY: unique to this test.
+    unsafe { std::env::set_var(var, "sk-test-money-path-slow-0123") };
+    let catalog = Catalog::from_toml(&catalog_text_with_timeout(&mock, var, 300)).unwrap();
+    let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
+    let session = app.account("octocat", true, 10_000).await;
+    let before = app.balance_micros(&session).await;
+    let (_, key) = app.key(&session, json!({ "label": "slow" })).await;
+    mock.behaviour.fal_submit_delay_ms.store(700, Ordering::SeqCst);
+    let idem = uuid::Uuid::new_v4().to_string();
+    let body = json!({ "input": { "prompt": "a slow queue" } });
+    let first = app.execute_with(&key, "images", body.clone(), &idem).await;
+    assert_eq!(first.assert_error(502, "UPSTREAM_ERROR")["retryable"], true, "timed out");
+    let meanwhile = app.execute_with(&key, "images", body.clone(), &idem).await;
+    let message = meanwhile.assert_error(502, "UPSTREAM_ERROR")["error"].as_str().unwrap().to_owned();
+    assert!(message.contains("still being accepted"), "{message}");
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    mock.behaviour.fal_submit_delay_ms.store(0, Ordering::SeqCst);
+    app.execute_with(&key, "images", body, &idem).await.assert_ok(200);
+    assert_eq!(mock.behaviour.fal_submits.load(Ordering::SeqCst), 1, "submitted once, resumed after");
+    assert_eq!(app.balance_micros(&session).await, before - 20_000, "charged once");
+    assert!(app.verify_ledger().await.is_empty());
+}
+
 fn catalog_text_with_timeout(mock: &MockProvider, var: &str, timeout_ms: u64) -> String {
     format!(
         r#"

@@ -651,6 +651,11 @@ impl Sim {
         *self.mock.behaviour.last_body.lock().unwrap() = Value::Null;
         let state = self.state.clone().unwrap();
         let outcome = self.pending[index].running.run(&state).await;
+        if matches!(provider, Provider::Hangs) && self.pending[index].tool == "images" {
+            // The submission the call gave up on still runs to its end and stores its request
+            // id (a retry resumes it); wait for that, so the next step sees a settled store.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
         let pending = &mut self.pending[index];
         pending.provider = provider;
         pending.outcome = Some(outcome);

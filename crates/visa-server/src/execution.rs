@@ -166,8 +166,7 @@ pub async fn execute(state: &AppState, call: PaidCall) -> ApiResult<Response> {
 impl Running {
     /// Runs the tool (the hold's fsync may still be in flight: see docs/money.md).
     pub async fn run(&self, state: &AppState) -> Result<ToolOutput, UpstreamFailure> {
-        let context =
-            tools::RunContext { upstream: &state.upstream, store: state.store.as_ref(), execution: &self.execution };
+        let context = tools::RunContext { upstream: &state.upstream, store: &state.store, execution: &self.execution };
         tools::run(&context, &self.tool, &self.request).await
     }
 

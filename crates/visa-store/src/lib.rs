@@ -200,12 +200,16 @@ pub trait Store: Send + Sync + 'static {
         audit: AuditContext,
         request: Option<OperatorRequest>,
     ) -> StoreResult<ExecutionRecord>;
-    /// Remembers the provider's request id for an execution of a queue-style tool, under its
-    /// key, Idempotency-Key and request fingerprint.
+    /// Records, before a queue-style tool submits, that a submission is under way under the
+    /// execution's key, Idempotency-Key and request fingerprint, so that a retry meeting it
+    /// waits for it instead of submitting (and paying) again. `Conflict` when the key already
+    /// names a live provider request.
+    async fn start_provider_request(&self, execution_id: i64) -> StoreResult<()>;
+    /// Completes the record with the provider's request id.
     async fn remember_provider_request(&self, execution_id: i64, provider_ref: &str) -> StoreResult<()>;
     /// The provider request an earlier attempt of the same request (same key, Idempotency-Key
-    /// and fingerprint) submitted and did not finish, to resume instead of submitting again.
-    async fn provider_request_to_resume(&self, execution_id: i64) -> StoreResult<Option<String>>;
+    /// and fingerprint) started and did not finish, to resume instead of submitting again.
+    async fn provider_request_to_resume(&self, execution_id: i64) -> StoreResult<Option<ProviderRequest>>;
     /// Forgets it once the request finished for good.
     async fn forget_provider_request(&self, execution_id: i64) -> StoreResult<()>;
     /// How many write transactions the store has committed since it opened (a metric).

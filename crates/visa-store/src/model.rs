@@ -378,6 +378,15 @@ pub enum Finish {
     VoidFinal { status: u16, body: Vec<u8> },
 }
 
+/// A queue-style tool's request at its provider, as an earlier attempt left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderRequest {
+    /// The submission was sent and its answer (the request id) has not come back yet.
+    Submitting,
+    /// The provider's request id.
+    Submitted(String),
+}
+
 /// An operator's request under its Idempotency-Key: a retry of the same request answers the
 /// first outcome and changes nothing; the same key with another request is a `Conflict`.
 #[derive(Debug, Clone)]

@@ -1,8 +1,8 @@
 //! The `fal_queue` adapter: submit to a fal-style queue (`POST {base_url}/{app}` →
 //! `request_id`), poll `.../requests/{id}/status` until `COMPLETED` (or a failure), then fetch
-//! `.../requests/{id}`. The request id is stored (durably) as soon as the provider gives it, so a
-//! retry with the same Idempotency-Key after a timeout resumes polling that request instead of
-//! paying for a second one.
+//! `.../requests/{id}`. A submission is recorded before it is sent and its request id stored
+//! (durably) as soon as the provider gives it, even after the call timed out, so a retry with
+//! the same Idempotency-Key resumes polling that request instead of paying for a second one.
 
 use super::upstream::Upstream;
 use super::{Plan, ToolOutput, UpstreamFailure};
@@ -10,15 +10,20 @@ use crate::catalog::Tool;
 use crate::error::ApiError;
 use axum::http::{Method, Uri};
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 use visa_core::money::Micros;
-use visa_store::{ExecutionRecord, Store};
+use visa_store::{ExecutionRecord, ProviderRequest, Store};
+
+/// The most a submission may take once sent, however short the tool's timeout: it runs to its
+/// end in the background so that its request id is stored (see `FalQueue::run`).
+const SUBMIT_BOUND: Duration = Duration::from_secs(600);
 
 pub struct FalQueue<'a> {
     pub upstream: &'a Upstream,
     /// The tool being run: its headers carry the `Authorization: Key …` the queue expects.
-    pub tool: &'a Tool,
-    pub store: &'a dyn Store,
+    pub tool: &'a Arc<Tool>,
+    pub store: &'a Arc<dyn Store>,
     pub base_url: &'a str,
     pub app: &'a str,
     pub per_output_image: bool,
@@ -39,36 +44,58 @@ impl FalQueue<'_> {
     }
 
     /// The provider request to follow: the one an earlier attempt left, or a new submission.
-    async fn request_id(&self, execution: &ExecutionRecord, input: &Value) -> Result<String, UpstreamFailure> {
+    ///
+    /// A submission is recorded as under way before it is sent and runs in a task of its own,
+    /// to its end (within `SUBMIT_BOUND`) even if this call's deadline passes first: the
+    /// provider may accept it at any moment, and its request id must then be stored so that a
+    /// retry resumes it. A retry that meets a submission still under way is answered
+    /// "retry shortly" instead of submitting (and paying for) a second one.
+    async fn request_id(
+        &self,
+        execution: &ExecutionRecord,
+        input: &Value,
+        deadline: tokio::time::Instant,
+    ) -> Result<String, UpstreamFailure> {
         let store_down = |_| UpstreamFailure::retryable("the store is unavailable");
-        if let Some(existing) = self.store.provider_request_to_resume(execution.id).await.map_err(store_down)? {
-            return Ok(existing);
+        match self.store.provider_request_to_resume(execution.id).await.map_err(store_down)? {
+            Some(ProviderRequest::Submitted(existing)) => return Ok(existing),
+            Some(ProviderRequest::Submitting) => {
+                return Err(UpstreamFailure::retryable(
+                    "an earlier attempt's submission of this request is still being accepted by the provider; retry shortly",
+                ));
+            }
+            None => {}
         }
-        let submitted = self.send(Method::POST, "", Some(input)).await?;
-        let id = submitted["request_id"]
-            .as_str()
-            .ok_or_else(|| UpstreamFailure::unreadable("the provider's answer to the submission had no request_id"))?
-            .to_owned();
-        self.store.remember_provider_request(execution.id, &id).await.map_err(store_down)?;
-        Ok(id)
+        self.store.start_provider_request(execution.id).await.map_err(store_down)?;
+        let submission = Submission {
+            upstream: self.upstream.clone(),
+            tool: self.tool.clone(),
+            store: self.store.clone(),
+            url: self.url("")?,
+            input: input.clone(),
+            execution_id: execution.id,
+        };
+        let task = tokio::spawn(submission.run());
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(submitted)) => submitted,
+            Ok(Err(_)) => Err(UpstreamFailure::retryable("the submission failed")),
+            Err(_) => Err(self.timed_out()),
+        }
     }
 
-    /// Submits (or resumes) and polls until `deadline`. The submission runs to its end under
-    /// its own bound (the tool's timeout) even past the deadline, so a provider that accepted
-    /// it always has its request id stored: a retry resumes it instead of paying again.
+    fn timed_out(&self) -> UpstreamFailure {
+        UpstreamFailure::retryable(format!("the tool did not answer within {} ms", self.tool.timeout.as_millis()))
+    }
+
+    /// Submits (or resumes) and polls until `deadline`.
     pub async fn run(
         &self,
         execution: &ExecutionRecord,
         input: &Value,
         deadline: tokio::time::Instant,
     ) -> Result<ToolOutput, UpstreamFailure> {
-        let timed_out = || {
-            UpstreamFailure::retryable(format!("the tool did not answer within {} ms", self.tool.timeout.as_millis()))
-        };
-        let id = tokio::time::timeout(self.tool.timeout, self.request_id(execution, input))
-            .await
-            .unwrap_or_else(|_| Err(timed_out()))?;
-        tokio::time::timeout_at(deadline, self.follow(execution, &id)).await.unwrap_or_else(|_| Err(timed_out()))
+        let id = self.request_id(execution, input, deadline).await?;
+        tokio::time::timeout_at(deadline, self.follow(execution, &id)).await.unwrap_or_else(|_| Err(self.timed_out()))
     }
 
     /// Polls the provider request to its end and reads its result.
@@ -102,6 +129,46 @@ impl FalQueue<'_> {
         };
         let cost = self.tool.price.0.checked_mul(units).map(Micros).unwrap_or(Micros(i64::MAX));
         Ok(ToolOutput { result, cost })
+    }
+}
+
+/// A submission in flight, owning what it needs to finish after the call that sent it.
+struct Submission {
+    upstream: Upstream,
+    tool: Arc<Tool>,
+    store: Arc<dyn Store>,
+    url: Uri,
+    input: Value,
+    execution_id: i64,
+}
+
+impl Submission {
+    /// Sends it and stores the provider's request id; on failure, forgets that it was under way
+    /// (nothing was accepted, so a retry submits again).
+    async fn run(self) -> Result<String, UpstreamFailure> {
+        let sent = tokio::time::timeout(
+            SUBMIT_BOUND,
+            self.upstream.send(Method::POST, &self.url, &self.tool.headers, Some(&self.input)),
+        );
+        let accepted = match sent.await {
+            Ok(answer) => answer.and_then(|answer| super::provider::interpret(&self.tool, &answer)).and_then(|body| {
+                body["request_id"].as_str().map(str::to_owned).ok_or_else(|| {
+                    UpstreamFailure::unreadable("the provider's answer to the submission had no request_id")
+                })
+            }),
+            Err(_) => Err(UpstreamFailure::retryable("the provider did not accept the submission in time")),
+        };
+        match &accepted {
+            Ok(id) => {
+                if let Err(e) = self.store.remember_provider_request(self.execution_id, id).await {
+                    tracing::error!(error = %e, "a provider request id could not be stored; a retry may submit again");
+                }
+            }
+            Err(_) => {
+                let _ = self.store.forget_provider_request(self.execution_id).await;
+            }
+        }
+        accepted
     }
 }
 

@@ -89,13 +89,17 @@ pub fn plan(tool: &Tool, input: Value, sandbox: bool) -> Result<Plan, ApiError> 
 /// What a run may use besides the tool and its request.
 pub struct RunContext<'a> {
     pub upstream: &'a upstream::Upstream,
-    pub store: &'a dyn visa_store::Store,
+    pub store: &'a std::sync::Arc<dyn visa_store::Store>,
     pub execution: &'a visa_store::ExecutionRecord,
 }
 
 /// Runs the tool under its timeout. In preview (sandbox) no provider is ever contacted: the
 /// answer is the catalog's sample, or one generated from the adapter's shape; builtins run.
-pub async fn run(ctx: &RunContext<'_>, tool: &Tool, request: &Value) -> Result<ToolOutput, UpstreamFailure> {
+pub async fn run(
+    ctx: &RunContext<'_>,
+    tool: &std::sync::Arc<Tool>,
+    request: &Value,
+) -> Result<ToolOutput, UpstreamFailure> {
     let upstream = ctx.upstream;
     let flat = |result: Value| ToolOutput { result, cost: tool.price };
     if ctx.execution.sandbox {

@@ -847,20 +847,20 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn remember_provider_request(&self, execution_id: i64, provider_ref: &str) -> StoreResult<()> {
-        let provider_ref = provider_ref.to_owned();
+    async fn start_provider_request(&self, execution_id: i64) -> StoreResult<()> {
         self.write(move |conn| {
             // Kept as long as the Idempotency-Key that made it. An expired one of the same key
             // may be replaced; a live one never is (`begin` refuses other input for its key).
+            // An empty `provider_ref` marks a submission under way.
             let changed = conn
                 .execute(
                     "INSERT INTO provider_requests (key_id, idempotency_key, request_hash, provider_ref, expires_at) \
-                     SELECT e.key_id, e.idempotency_key, e.request_hash, ?2, r.expires_at \
+                     SELECT e.key_id, e.idempotency_key, e.request_hash, '', r.expires_at \
                      FROM executions e JOIN idempotency_records r ON r.execution_id = e.id WHERE e.id = ?1 \
                      ON CONFLICT (key_id, idempotency_key) DO UPDATE SET request_hash = excluded.request_hash, \
                        provider_ref = excluded.provider_ref, expires_at = excluded.expires_at \
                      WHERE provider_requests.expires_at <= (SELECT created_at FROM executions WHERE id = ?1)",
-                    params![execution_id, provider_ref],
+                    [execution_id],
                 )
                 .map_err(map_sqlite_error)?;
             match changed {
@@ -871,17 +871,33 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn provider_request_to_resume(&self, execution_id: i64) -> StoreResult<Option<String>> {
-        self.read(move |conn| {
-            conn.query_row(
-                "SELECT p.provider_ref FROM executions e JOIN provider_requests p \
-                 ON p.key_id = e.key_id AND p.idempotency_key = e.idempotency_key AND p.request_hash = e.request_hash \
-                 WHERE e.id = ?1 AND p.expires_at > e.created_at",
-                [execution_id],
-                |r| r.get(0),
+    async fn remember_provider_request(&self, execution_id: i64, provider_ref: &str) -> StoreResult<()> {
+        let provider_ref = provider_ref.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE provider_requests SET provider_ref = ?2 WHERE provider_ref = '' AND (key_id, idempotency_key) = \
+                 (SELECT key_id, idempotency_key FROM executions WHERE id = ?1)",
+                params![execution_id, provider_ref],
             )
-            .optional()
             .map_err(map_sqlite_error)
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn provider_request_to_resume(&self, execution_id: i64) -> StoreResult<Option<ProviderRequest>> {
+        self.read(move |conn| {
+            let found: Option<String> = conn
+                .query_row(
+                    "SELECT p.provider_ref FROM executions e JOIN provider_requests p \
+                     ON p.key_id = e.key_id AND p.idempotency_key = e.idempotency_key AND p.request_hash = e.request_hash \
+                     WHERE e.id = ?1 AND p.expires_at > e.created_at",
+                    [execution_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(map_sqlite_error)?;
+            Ok(found.map(|r| if r.is_empty() { ProviderRequest::Submitting } else { ProviderRequest::Submitted(r) }))
         })
         .await
     }
