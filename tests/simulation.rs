@@ -485,6 +485,15 @@ impl Sim {
         let hold = call.start.hold.0;
         let prepared_at = call.start.now;
         let expected = self.expect_store(key, &raw, tool, idem, request, hold);
+        // A record past its retention whose execution ended is purged by this begin, whatever
+        // it answers: a clock stepped back later does not revive it.
+        let now = self.now();
+        let purged = |r: &IdemRecord, execs: &[ExecModel]| {
+            r.expires_at <= now && !matches!(execs[r.exec].state, ExecState::Running | ExecState::Reconcile)
+        };
+        if self.keys[key].idem.get(&idem).is_some_and(|r| purged(r, &self.execs)) {
+            self.keys[key].idem.remove(&idem);
+        }
         match (expected, execution::begin(&state, call).await) {
             (Expect::Started, Begun::Started(running)) => {
                 self.count("holds placed");
