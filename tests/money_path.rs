@@ -10,9 +10,8 @@ use visa_e2e::{OPERATOR_TOKEN, TestApp};
 use visa_server::catalog::Catalog;
 
 /// $0.15 / $0.60 per million tokens, at most $1 a call; a flat-priced chat tool; a fal tool at
-/// 2 cents an image holding for at most 4.
-fn catalog(mock: &MockProvider, var: &str, with_samples: bool) -> Catalog {
-    let sample = if with_samples { "sandbox = { choices = [] }" } else { "" };
+/// 2 cents an image holding for at most 4, timing out after `fal_timeout_ms`. No sandbox samples.
+fn catalog(mock: &MockProvider, var: &str, fal_timeout_ms: u64) -> Catalog {
     Catalog::from_toml(&format!(
         r#"
 [[tools]]
@@ -22,7 +21,6 @@ input_micros_per_mtok = 150000
 output_micros_per_mtok = 600000
 max_price_micros = 1000000
 timeout_ms = 5000
-{sample}
 adapter = {{ type = "openai_chat", base_url = "{base}", model = "mock-model", api_key_env = "{var}" }}
 
 [[tools]]
@@ -36,7 +34,7 @@ adapter = {{ type = "openai_chat", base_url = "{base}", model = "mock-model", ap
 id = "images"
 price_micros = 20000
 max_price_micros = 80000
-timeout_ms = 5000
+timeout_ms = {fal_timeout_ms}
 adapter = {{ type = "fal_queue", base_url = "{base}/fal", app = "test-app", api_key_env = "{var}", per_output_image = true, poll_interval_ms = 10 }}
 "#,
         base = mock.base_url
@@ -53,10 +51,14 @@ struct Setup {
 }
 
 async fn setup(var: &str, preview: bool) -> Setup {
+    setup_with(var, preview, 5000).await
+}
+
+async fn setup_with(var: &str, preview: bool, fal_timeout_ms: u64) -> Setup {
     let mock = MockProvider::start().await;
     // SAFETY: the variable is unique to the calling test and set before any thread reads it.
     unsafe { std::env::set_var(var, "sk-test-money-path-0123456789") };
-    let catalog = catalog(&mock, var, false);
+    let catalog = catalog(&mock, var, fal_timeout_ms);
     let app = TestApp::spawn_with(|c| {
         c.catalog = catalog;
         if preview {
@@ -192,14 +194,7 @@ async fn a_queue_tool_never_delivers_more_than_its_hold_pays_for() {
 /// earlier attempt left to resume: it is a mismatch, and the original still resumes.
 #[tokio::test]
 async fn a_resumable_provider_request_is_never_replaced_by_other_input() {
-    let mock = MockProvider::start().await;
-    let var = "VISA_TEST_KEY_MP_RESUME";
-    // SAFETY: unique to this test.
-    unsafe { std::env::set_var(var, "sk-test-money-path-resume-0123") };
-    let catalog = Catalog::from_toml(&catalog_text_with_timeout(&mock, var, 300)).unwrap();
-    let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
-    let session = app.account("octocat", true, 10_000).await;
-    let (_, key) = app.key(&session, json!({ "label": "resume" })).await;
+    let Setup { mock, app, key, .. } = setup_with("VISA_TEST_KEY_MP_RESUME", false, 300).await;
     mock.behaviour.fal_complete_after_ms.store(600, Ordering::SeqCst);
     let idem = uuid::Uuid::new_v4().to_string();
     let original = json!({ "input": { "prompt": "a slow cat" } });
@@ -217,15 +212,7 @@ async fn a_resumable_provider_request_is_never_replaced_by_other_input() {
 /// it resumes it; the provider is paid once.
 #[tokio::test]
 async fn a_submission_answered_after_the_timeout_is_resumed_not_paid_twice() {
-    let mock = MockProvider::start().await;
-    let var = "VISA_TEST_KEY_MP_SLOW_SUBMIT";
-    // SAFETY: unique to this test.
-    unsafe { std::env::set_var(var, "sk-test-money-path-slow-0123") };
-    let catalog = Catalog::from_toml(&catalog_text_with_timeout(&mock, var, 300)).unwrap();
-    let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
-    let session = app.account("octocat", true, 10_000).await;
-    let before = app.balance_micros(&session).await;
-    let (_, key) = app.key(&session, json!({ "label": "slow" })).await;
+    let Setup { mock, app, session, key, before } = setup_with("VISA_TEST_KEY_MP_SLOW_SUBMIT", false, 300).await;
     mock.behaviour.fal_submit_delay_ms.store(700, Ordering::SeqCst);
     let idem = uuid::Uuid::new_v4().to_string();
     let body = json!({ "input": { "prompt": "a slow queue" } });
@@ -240,20 +227,6 @@ async fn a_submission_answered_after_the_timeout_is_resumed_not_paid_twice() {
     assert_eq!(mock.behaviour.fal_submits.load(Ordering::SeqCst), 1, "submitted once, resumed after");
     assert_eq!(app.balance_micros(&session).await, before - 20_000, "charged once");
     assert!(app.verify_ledger().await.is_empty());
-}
-
-fn catalog_text_with_timeout(mock: &MockProvider, var: &str, timeout_ms: u64) -> String {
-    format!(
-        r#"
-[[tools]]
-id = "images"
-price_micros = 20000
-max_price_micros = 80000
-timeout_ms = {timeout_ms}
-adapter = {{ type = "fal_queue", base_url = "{base}/fal", app = "test-app", api_key_env = "{var}", per_output_image = true, poll_interval_ms = 10 }}
-"#,
-        base = mock.base_url
-    )
 }
 
 /// A clock stepped back across midnight must not reopen an earlier day (whose counters would
