@@ -148,6 +148,9 @@ struct HoldState {
     latest_day: i64,
     spent_total: i64,
     held_total: i64,
+    /// Captured and held on the day the hold would count on (`rules::hold_day`).
+    spent_day: i64,
+    held_day: i64,
 }
 
 fn hold_state(conn: &Connection, start: &ExecutionStart) -> StoreResult<HoldState> {
@@ -158,25 +161,28 @@ fn hold_state(conn: &Connection, start: &ExecutionStart) -> StoreResult<HoldStat
                s.id IS NOT NULL AND s.revoked_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > ?3), \
                k.expires_at, k.read_only, k.tool_scope, k.allowed_tools, k.allowed_cidrs, a.approved, \
                k.daily_cap_cents, k.total_cap_cents, a.balance_micros - a.held_micros, \
-               ks.latest_day, ks.spent_total_micros, ks.held_total_micros \
+               ks.latest_day, ks.spent_total_micros, ks.held_total_micros, \
+               COALESCE(d.spent_micros, 0), COALESCE(d.held_micros, 0) \
              FROM keys k JOIN key_spend ks ON ks.key_id = k.id JOIN accounts a ON a.id = k.account_id \
              LEFT JOIN key_secrets s ON s.id = ?2 AND s.key_id = k.id \
+             LEFT JOIN key_days d ON d.key_id = k.id AND d.day_number = MAX(ks.latest_day, ?4) \
              WHERE k.id = ?1",
         )
         .and_then(|mut stmt| {
-            stmt.query_row(params![start.key_id, start.secret_id, to_db(start.now)], |r| {
+            stmt.query_row(params![start.key_id, start.secret_id, to_db(start.now), start.day_number], |r| {
                 Ok((
                     (r.get::<_, bool>(0)?, r.get::<_, bool>(1)?, r.get::<_, Option<i64>>(2)?, r.get::<_, bool>(3)?),
                     (r.get::<_, String>(4)?, r.get::<_, String>(5)?, r.get::<_, String>(6)?, r.get::<_, bool>(7)?),
                     (r.get::<_, i64>(8)?, r.get::<_, Option<i64>>(9)?, r.get::<_, i64>(10)?),
                     (r.get::<_, i64>(11)?, r.get::<_, i64>(12)?, r.get::<_, i64>(13)?),
+                    (r.get::<_, i64>(14)?, r.get::<_, i64>(15)?),
                 ))
             })
             .optional()
         })
         .map_err(map_sqlite_error)?
         .ok_or(StoreError::NotFound)?;
-    let ((key_revoked, secret_live, expires_at, read_only), (scope, tools, cidrs, account_approved), caps, totals) =
+    let ((key_revoked, secret_live, expires_at, read_only), (scope, tools, cidrs, account_approved), caps, totals, day) =
         row;
     let tools: Vec<String> = serde_json::from_str(&tools).map_err(|_| corrupt("allowed_tools"))?;
     let cidrs: Vec<String> = serde_json::from_str(&cidrs).map_err(|_| corrupt("allowed_cidrs"))?;
@@ -195,15 +201,9 @@ fn hold_state(conn: &Connection, start: &ExecutionStart) -> StoreResult<HoldStat
         latest_day: totals.0,
         spent_total: totals.1,
         held_total: totals.2,
+        spent_day: day.0,
+        held_day: day.1,
     })
-}
-
-/// The key's captured and held micros on one UTC day.
-fn day_counters(conn: &Connection, key_id: i64, day: i64) -> StoreResult<(i64, i64)> {
-    conn.prepare_cached("SELECT spent_micros, held_micros FROM key_days WHERE key_id = ?1 AND day_number = ?2")
-        .and_then(|mut stmt| stmt.query_row(params![key_id, day], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-        .map_err(map_sqlite_error)
-        .map(Option::unwrap_or_default)
 }
 
 pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<BeginOutcome> {
@@ -226,13 +226,13 @@ pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<Be
     if let Err(denial) = gate.admit(start.now, start.client_ip, &start.tool) {
         return Ok(BeginOutcome::Refused(HoldRefusal::Denied(denial)));
     }
+    // The SELECT read that day's counters by the same rule (`MAX(latest_day, day)`).
     let day = rules::hold_day(start.day_number, held.latest_day);
-    let (spent_day, held_day) = day_counters(conn, start.key_id, day)?;
     let caps = rules::CapState {
         daily_cap_cents: held.daily_cap_cents,
         total_cap_cents: held.total_cap_cents,
-        spent_day: Micros(spent_day),
-        held_day: Micros(held_day),
+        spent_day: Micros(held.spent_day),
+        held_day: Micros(held.held_day),
         spent_total: Micros(held.spent_total),
         held_total: Micros(held.held_total),
         available: (!start.sandbox).then_some(Micros(held.available)),
