@@ -35,20 +35,18 @@ impl UpstreamFailure {
         Self { code: ErrorCode::UpstreamError, message: message.into(), retryable: true, retry_after: None }
     }
 
-    pub fn into_api_error(self) -> ApiError {
-        let mut e = ApiError::new(self.code, self.message);
-        e.0.retryable = self.retryable;
-        e.0.retry_after = self.retry_after;
-        e
-    }
-}
-
-impl UpstreamFailure {
     /// A provider answered 2xx with something that is not a result we can read. It may have
     /// billed us, so the call is not retried under the same Idempotency-Key (that would bill
     /// it again); nothing is charged to the caller (docs/money.md, "Provider failures").
     pub fn unreadable(message: impl Into<String>) -> Self {
         Self { code: ErrorCode::UpstreamError, message: message.into(), retryable: false, retry_after: None }
+    }
+
+    pub fn into_api_error(self) -> ApiError {
+        let mut e = ApiError::new(self.code, self.message);
+        e.0.retryable = self.retryable;
+        e.0.retry_after = self.retry_after;
+        e
     }
 }
 
