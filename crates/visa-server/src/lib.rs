@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod clock;
+pub mod data_dir;
 pub mod error;
 pub mod execution;
 pub mod extract;
@@ -114,6 +115,8 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
     tls: Option<Arc<tls::Tls>>,
+    /// Released when the server is dropped (or its process dies).
+    _lock: data_dir::DataDirLock,
 }
 
 /// A bound listener, with its live rustls configuration when it serves HTTPS.
@@ -124,11 +127,21 @@ struct Listener {
 }
 
 impl Server {
-    /// Opens the data dir and database, binds, and starts serving in the background.
+    /// Binds, takes the data dir's lock, opens the database, recovers, and starts serving in
+    /// the background. Each step runs only once the ones before it succeeded, and the ones
+    /// that change something come last: a failed bind leaves no dir, token or database behind,
+    /// and a second server on a locked data dir changes nothing (`data_dir`).
     pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         config.check()?;
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(tls::Tls::load(files.clone()).await?)),
+            None => None,
+        };
+        let cannot_listen = |e: std::io::Error| anyhow::anyhow!("cannot listen on {}: {e}", config.listen);
+        let socket = std::net::TcpListener::bind(config.listen).map_err(cannot_listen)?;
+        socket.set_nonblocking(true)?;
+        let addr = socket.local_addr()?;
+        let lock = data_dir::DataDirLock::acquire(&config.data_dir)?;
         let operator_token = match &config.operator_token {
             Some(token) if !token.trim().is_empty() => token.trim().to_owned(),
             _ => load_or_create_operator_token(&config.data_dir)?,
@@ -146,21 +159,13 @@ impl Server {
                 "executions interrupted by a crash are now reconcile_required; see `visa-cli executions list --operator --state reconcile_required`"
             );
         }
-        let tls = match &config.tls {
-            Some(files) => Some(Arc::new(tls::Tls::load(files.clone()).await?)),
-            None => None,
-        };
-        let cannot_listen = |e: std::io::Error| anyhow::anyhow!("cannot listen on {}: {e}", config.listen);
-        let socket = std::net::TcpListener::bind(config.listen).map_err(cannot_listen)?;
-        socket.set_nonblocking(true)?;
-        let addr = socket.local_addr()?;
         let listener =
             Listener { socket, tls: tls.as_ref().map(|t| t.config()), header_read_timeout: config.header_read_timeout };
         let (shutdown, stopped) = watch::channel(false);
         let task = tokio::spawn(serve(listener, state, stopped));
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, scheme, environment = %config.environment, data_dir = %config.data_dir.display(), "visa keys server listening");
-        Ok(Server { addr, shutdown, task, tls })
+        Ok(Server { addr, shutdown, task, tls, _lock: lock })
     }
 
     /// Re-reads the TLS certificate and key (what SIGHUP does). A no-op without TLS.

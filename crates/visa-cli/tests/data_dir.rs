@@ -1,0 +1,100 @@
+//! One server per data dir: a second `visa-cli serve` on a data dir in use exits at once with
+//! one line naming the dir and the holder's pid, having changed nothing (in particular, the
+//! first server's calls in flight finish normally, never swept into `reconcile_required`); a
+//! server whose port is taken leaves no data dir, token or database behind.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Runs `visa-cli serve` expecting it to exit with an error within 10 s; returns its stderr.
+fn serve_fails(data_dir: &std::path::Path, listen: &str) -> String {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", listen, "--data-dir"])
+        .arg(data_dir)
+        .env("VISA_OPERATOR_TOKEN", OPERATOR_TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the second server started instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(!output.status.success(), "the second server must exit with an error");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn execute(url: &str, key: &str, idem: &str, ms: u64) -> (u16, Value) {
+    let response = reqwest::blocking::Client::new()
+        .post(format!("{url}/v1/api/tools/sleep/execute"))
+        .header("X-Api-Key", key)
+        .header("Idempotency-Key", idem)
+        .json(&json!({ "input": { "ms": ms } }))
+        .send()
+        .unwrap();
+    (response.status().as_u16(), response.json().unwrap())
+}
+
+#[test]
+fn a_second_server_on_a_data_dir_in_use_is_refused_and_changes_nothing() {
+    let server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
+    let client = reqwest::blocking::Client::new();
+    let account = post_json(
+        &client,
+        format!("{}/v1/operator/accounts", server.url),
+        OPERATOR_TOKEN,
+        json!({ "login": "busy", "approved": true, "credit_cents": 1000 }),
+    );
+    let session = account["session_token"].as_str().unwrap().to_owned();
+    let key = post_json(&client, format!("{}/v1/api/keys", server.url), &session, json!({ "label": "k" }));
+    let key = key["key"].as_str().unwrap().to_owned();
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let (url, key) = (server.url.clone(), key.clone());
+            std::thread::spawn(move || execute(&url, &key, &uuid::Uuid::new_v4().to_string(), 1500))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Another port, the same data dir: refused by the lock, naming the holder.
+    let error = serve_fails(&server.data_dir(), "127.0.0.1:0");
+    let pid = server.child.id().to_string();
+    assert!(error.contains(&server.data_dir().display().to_string()) && error.contains(&pid), "{error}");
+    assert_eq!(error.trim().lines().count(), 1, "one line: {error}");
+    // The same port too: refused (the port is taken), still nothing changed.
+    let port = server.url.rsplit(':').next().unwrap().to_owned();
+    let error = serve_fails(&server.data_dir(), &format!("127.0.0.1:{port}"));
+    assert!(error.contains("cannot listen"), "{error}");
+
+    for call in calls {
+        let (status, body) = call.join().unwrap();
+        assert_eq!(status, 200, "the first server's call finished normally: {body}");
+    }
+    let waiting = reqwest::blocking::Client::new()
+        .get(format!("{}/v1/operator/executions?state=reconcile_required", server.url))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap();
+    assert_eq!(waiting["executions"], json!([]), "no call was swept into reconcile_required");
+}
+
+#[test]
+fn a_server_that_cannot_bind_leaves_nothing_behind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dirs = tempfile::tempdir().unwrap();
+    let data_dir = dirs.path().join("never-created");
+    let error = serve_fails(&data_dir, &taken.local_addr().unwrap().to_string());
+    assert!(error.contains("cannot listen"), "{error}");
+    assert!(!data_dir.exists(), "no data dir, token or database was created");
+}

@@ -1,0 +1,49 @@
+//! One server per data dir: `serve` holds an exclusive OS lock on `<data-dir>/lock` for its
+//! whole life (the kernel releases it when the process dies, `kill -9` included). A second
+//! server on the same dir is refused before it opens the database, so it can never sweep the
+//! first one's in-flight calls into `reconcile_required`.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+
+pub const LOCK_FILE: &str = "lock";
+
+/// Held while the server runs; dropping it releases the lock.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: File,
+}
+
+impl DataDirLock {
+    /// Creates the data dir if needed and takes its lock, writing this process's id into the
+    /// lock file; refuses, naming the holder's pid, when another process holds it.
+    pub fn acquire(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", dir.display()))?;
+        let path = dir.join(LOCK_FILE);
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let pid = if holder.is_empty() { "unknown".to_owned() } else { holder.to_owned() };
+                anyhow::bail!(
+                    "data dir {} is in use by another visa-cli serve (pid {pid}); stop it, or use another --data-dir",
+                    dir.display()
+                );
+            }
+            Err(TryLockError::Error(e)) => anyhow::bail!("cannot lock {}: {e}", path.display()),
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        writeln!(file, "{}", std::process::id())?;
+        file.sync_all()?;
+        Ok(Self { _file: file })
+    }
+}
