@@ -98,3 +98,49 @@ fn a_server_that_cannot_bind_leaves_nothing_behind() {
     assert!(error.contains("cannot listen"), "{error}");
     assert!(!data_dir.exists(), "no data dir, token or database was created");
 }
+
+/// `ledger verify` while the server is under load reads one consistent snapshot: it never
+/// reports a mismatch that is only a change it saw half of, and it writes nothing.
+#[test]
+fn ledger_verify_during_load_never_cries_wolf() {
+    let server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
+    let client = reqwest::blocking::Client::new();
+    let account = post_json(
+        &client,
+        format!("{}/v1/operator/accounts", server.url),
+        OPERATOR_TOKEN,
+        json!({ "login": "loaded", "approved": true, "credit_cents": 1_000_000 }),
+    );
+    let session = account["session_token"].as_str().unwrap().to_owned();
+    let key = post_json(
+        &client,
+        format!("{}/v1/api/keys", server.url),
+        &session,
+        json!({ "label": "k", "daily_cap_cents": 1_000_000, "rate_limit_per_second": 100_000 }),
+    );
+    let key = key["key"].as_str().unwrap().to_owned();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..6)
+        .map(|_| {
+            let (url, key, stop) = (server.url.clone(), key.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut done = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (status, _) = execute(&url, &key, &uuid::Uuid::new_v4().to_string(), 0);
+                    assert_eq!(status, 200);
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let data_dir = server.data_dir();
+    for _ in 0..15 {
+        let output = server.cli(&["ledger", "verify", "--data-dir", data_dir.to_str().unwrap()], None, None);
+        let out = assert_success(&output);
+        assert!(out.contains("ledger ok"), "{out}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let calls: usize = load.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(calls > 50, "the verifies ran under load ({calls} calls)");
+}

@@ -1,9 +1,10 @@
-//! `visa-cli ledger verify --data-dir DIR`: opens the database directly (safe while the
-//! server runs: SQLite WAL readers do not block it) and recomputes every counter.
+//! `visa-cli ledger verify --data-dir DIR`: opens the database read-only in one read
+//! transaction (safe while the server runs: a WAL reader neither blocks it nor sees half of a
+//! change) and recomputes every counter.
 
 use crate::cli::LedgerCommand;
 use anyhow::{anyhow, bail};
-use visa_store::{SqliteStore, Store};
+use visa_store::SqliteStore;
 
 pub async fn run(command: LedgerCommand) -> anyhow::Result<()> {
     let LedgerCommand::Verify { data_dir } = command;
@@ -11,8 +12,7 @@ pub async fn run(command: LedgerCommand) -> anyhow::Result<()> {
     if !path.is_file() {
         bail!("no database at {}", path.display());
     }
-    let store = SqliteStore::open(&path).map_err(|e| anyhow!("cannot open {}: {e}", path.display()))?;
-    let problems = store.verify_ledger().await.map_err(|e| anyhow!("cannot read the ledger: {e}"))?;
+    let problems = SqliteStore::verify_offline(&path).map_err(|e| anyhow!("cannot read the ledger: {e}"))?;
     if problems.is_empty() {
         println!("ledger ok: balances, holds and spend counters match the ledger");
         return Ok(());

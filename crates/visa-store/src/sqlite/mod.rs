@@ -66,6 +66,16 @@ impl SqliteStore {
         })
     }
 
+    /// `ledger verify` without a server: a read-only connection and one read transaction (a
+    /// consistent snapshot), with no writer, migrations or checkpoints, so it is safe while a
+    /// server runs on the same database and never sees half of a concurrent change.
+    pub fn verify_offline(path: &Path) -> Result<Vec<String>, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(map_sqlite_error)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(map_sqlite_error)?;
+        in_snapshot(&conn, money::verify)
+    }
+
     async fn write<R, F>(&self, work: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
@@ -93,6 +103,17 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // Per-job savepoints journal into memory, not into a temporary file.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
+}
+
+/// Runs `work` in one read transaction: every statement sees the same snapshot.
+pub(crate) fn in_snapshot<R>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    conn.execute_batch("BEGIN").map_err(map_sqlite_error)?;
+    let result = work(conn);
+    let _ = conn.execute_batch("COMMIT");
+    result
 }
 
 /// Read-only connections, reused across requests.

@@ -920,6 +920,6 @@ impl Store for SqliteStore {
     }
 
     async fn verify_ledger(&self) -> StoreResult<Vec<String>> {
-        self.read(money::verify).await
+        self.read(|conn| super::in_snapshot(conn, money::verify)).await
     }
 }
