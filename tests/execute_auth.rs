@@ -262,3 +262,49 @@ async fn last_used_is_recorded_without_a_write_per_request() {
     assert_eq!(fetched.body["last_used_ip"], "127.0.0.1");
     assert_eq!(fetched.body["secrets"][0]["last_used_ip"], "127.0.0.1");
 }
+
+/// Headers that decide who pays or what is charged once must be sent once: two
+/// Idempotency-Keys, two X-Api-Keys, or an X-Api-Key with a different Authorization key are
+/// refused before anything is charged (a proxy reading the other one would disagree with us).
+/// The RFC 8941 string form of an Idempotency-Key is the same key as the bare one.
+#[tokio::test]
+async fn ambiguous_credentials_and_keys_are_refused() {
+    let app = TestApp::spawn().await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let (_, other) = app.key(&session, json!({ "label": "other" })).await;
+    let before = app.balance_micros(&session).await;
+    let send = |headers: Vec<(&'static str, String)>| {
+        let mut request =
+            reqwest::Client::new().post(app.url("/v1/api/tools/echo/execute")).json(&json!({ "input": { "n": 1 } }));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let idem = || uuid::Uuid::new_v4().to_string();
+    let cases = [
+        vec![("X-Api-Key", key.clone()), ("Idempotency-Key", idem()), ("Idempotency-Key", idem())],
+        vec![("X-Api-Key", key.clone()), ("X-Api-Key", other.clone()), ("Idempotency-Key", idem())],
+        vec![("X-Api-Key", key.clone()), ("Authorization", format!("Bearer {other}")), ("Idempotency-Key", idem())],
+    ];
+    for headers in cases {
+        let (status, body) = send(headers).await;
+        assert_eq!((status, body["error_code"].as_str()), (400, Some("INVALID_REQUEST")), "{body}");
+    }
+    assert_eq!(app.balance_micros(&session).await, before, "nothing was charged");
+    // The same key in both headers is not ambiguous.
+    let same =
+        vec![("X-Api-Key", key.clone()), ("Authorization", format!("Bearer {key}")), ("Idempotency-Key", idem())];
+    assert_eq!(send(same).await.0, 200);
+    // `"<uuid>"` (RFC 8941) and `<uuid>` are one Idempotency-Key: the second is a replay.
+    let uuid = idem();
+    let quoted = vec![("X-Api-Key", key.clone()), ("Idempotency-Key", format!("\"{uuid}\""))];
+    let (status, first) = send(quoted).await;
+    assert_eq!(status, 200, "{first}");
+    let bare = app.execute_with(&key, "echo", json!({ "input": { "n": 1 } }), &uuid).await;
+    assert_eq!(bare.headers["idempotent-replayed"], "true");
+    assert_eq!(bare.body, first);
+}

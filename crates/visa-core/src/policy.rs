@@ -13,7 +13,8 @@ pub const MAX_CAP_CENTS: i64 = 100_000_000;
 pub const DEFAULT_DAILY_CAP_CENTS: i64 = 1_000;
 pub const MAX_LABEL_CHARS: usize = 100;
 
-/// A key's human-readable name: 1 to 100 characters, no control characters.
+/// A key's human-readable name: 1 to 100 characters, no control characters and no format
+/// characters that spoof how it displays (bidi overrides and isolates, zero-width characters).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct KeyLabel(String);
@@ -25,8 +26,10 @@ impl KeyLabel {
         if chars == 0 || chars > MAX_LABEL_CHARS {
             return Err(Rejection::invalid(format!("label must be 1 to {MAX_LABEL_CHARS} characters")));
         }
-        if trimmed.chars().any(char::is_control) {
-            return Err(Rejection::invalid("label must not contain control characters"));
+        if trimmed.chars().any(|c| c.is_control() || is_display_spoofing(c)) {
+            return Err(Rejection::invalid(
+                "label must not contain control or invisible formatting characters (e.g. bidi overrides, zero-width spaces)",
+            ));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -34,6 +37,12 @@ impl KeyLabel {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Unicode format characters that change how text around them displays without showing
+/// themselves: bidi embeddings, overrides and isolates, zero-width spaces and joiners, marks.
+fn is_display_spoofing(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{061C}')
 }
 
 /// Clamps a cap to the supported range, as the seed says ("values are clamped").
@@ -113,7 +122,9 @@ impl ToolGrant {
     }
 }
 
-/// Source networks a key may be used from. Empty means "anywhere".
+/// Source networks a key may be used from. Empty means "anywhere". An IPv4 client is matched
+/// both as itself and as its IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), so `::/0` (every
+/// IPv6 address, the mapped ones included) admits IPv4 clients too, as `0.0.0.0/0` does.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CidrAllowlist(Vec<IpNet>);
 
@@ -138,7 +149,11 @@ impl CidrAllowlist {
 
     pub fn allows(&self, ip: IpAddr) -> bool {
         let ip = canonical_ip(ip);
-        self.0.is_empty() || self.0.iter().any(|net| net.contains(&ip))
+        let mapped = match ip {
+            IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
+            IpAddr::V6(_) => None,
+        };
+        self.0.is_empty() || self.0.iter().any(|net| net.contains(&ip) || mapped.is_some_and(|m| net.contains(&m)))
     }
 
     pub fn to_strings(&self) -> Vec<String> {
@@ -188,6 +203,10 @@ mod tests {
         assert!(KeyLabel::parse(&"x".repeat(101)).is_err());
         assert!(KeyLabel::parse(&"é".repeat(100)).is_ok());
         assert!(KeyLabel::parse("a\nb").is_err());
+        // Format characters that spoof display: a right-to-left override, zero-width-only.
+        assert!(KeyLabel::parse("prod\u{202E}gnp.exe").is_err());
+        assert!(KeyLabel::parse("\u{200B}\u{200B}").is_err());
+        assert!(KeyLabel::parse("clé de production").is_ok());
     }
 
     #[test]
@@ -218,6 +237,13 @@ mod tests {
         assert!(CidrAllowlist::parse(&["10.0.0.0/8", "10.0.0.0/33"]).is_err());
         assert!(CidrAllowlist::parse(&["not-a-cidr"]).is_err());
         assert!(CidrAllowlist::parse::<&str>(&[]).unwrap().allows("1.2.3.4".parse().unwrap()));
+        // `::/0` is every IPv6 address, the IPv4-mapped ones included: IPv4 clients too.
+        let any_v6 = CidrAllowlist::parse(&["::/0"]).unwrap();
+        assert!(any_v6.allows("203.0.113.7".parse().unwrap()) && any_v6.allows("2001:db8::7".parse().unwrap()));
+        let mapped = CidrAllowlist::parse(&["::ffff:10.0.0.0/104"]).unwrap();
+        assert!(mapped.allows("10.9.9.9".parse().unwrap()) && !mapped.allows("11.0.0.1".parse().unwrap()));
+        let v6_only = CidrAllowlist::parse(&["2001:db8::/32"]).unwrap();
+        assert!(!v6_only.allows("203.0.113.7".parse().unwrap()));
         assert_eq!(CidrAllowlist::parse(&["10.1.2.3/8"]).unwrap().to_strings(), ["10.0.0.0/8"]);
     }
 

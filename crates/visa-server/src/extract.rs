@@ -1,6 +1,9 @@
 //! Request extractors whose every failure is the API's error envelope: `JsonBody` (strict
 //! JSON with `deny_unknown_fields` types, naming the offending field), `OptionalJsonBody`
-//! (an empty body means the defaults) and `ClientIp` (the TCP peer).
+//! (an empty body means the defaults) and `ClientIp` (the TCP peer); and the header readers
+//! that refuse ambiguity (`single_header`, `idempotency_key_header`): a header that decides
+//! who pays or what is charged once must be sent once, so that no proxy in front of us can
+//! read a different one than we do.
 
 use crate::error::ApiError;
 use axum::body::Bytes;
@@ -9,6 +12,23 @@ use axum::http::{StatusCode, header, request::Parts};
 use serde::de::DeserializeOwned;
 use std::net::{IpAddr, SocketAddr};
 use visa_core::ErrorCode;
+
+/// The one value of header `name`, if sent; two or more lines of it are 400 INVALID_REQUEST.
+pub fn single_header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(ApiError::invalid(format!("send the {name} header once")));
+    }
+    first.to_str().map(|v| Some(v.trim())).map_err(|_| ApiError::invalid(format!("the {name} header is not text")))
+}
+
+/// The `Idempotency-Key`, once, as a bare token or as an RFC 8941 string (`"…"`, as the IETF
+/// Idempotency-Key draft writes it): both forms name the same key.
+pub fn idempotency_key_header(headers: &axum::http::HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = single_header(headers, "idempotency-key")? else { return Ok(None) };
+    Ok(Some(value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value)))
+}
 
 /// A JSON request body.
 pub struct JsonBody<T>(pub T);

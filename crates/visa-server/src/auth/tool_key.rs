@@ -5,6 +5,7 @@
 //! allowlist → KEY_SOURCE_IP_DENIED. Tool checks follow in the execute handler.
 
 use crate::error::ApiError;
+use crate::extract::single_header;
 use crate::state::AppState;
 use axum::http::HeaderMap;
 use std::net::IpAddr;
@@ -16,14 +17,19 @@ use visa_store::rules::Denial;
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 
-/// The raw key from `X-Api-Key`, or else from `Authorization: Bearer`.
-fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(API_KEY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .or_else(|| super::bearer_token(headers))
+/// The raw key from `X-Api-Key`, or else from `Authorization: Bearer`. Each header once, and
+/// when both are sent they must name the same key: otherwise a proxy that reads the other one
+/// would bill a different key than we do (400).
+fn presented_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let api_key = single_header(headers, API_KEY_HEADER)?.filter(|k| !k.is_empty());
+    single_header(headers, "authorization")?;
+    match (api_key, super::bearer_token(headers)) {
+        (Some(a), Some(b)) if a != b => {
+            Err(ApiError::invalid("X-Api-Key and Authorization name different keys; send the key once"))
+        }
+        (Some(key), _) | (None, Some(key)) => Ok(Some(key)),
+        (None, None) => Ok(None),
+    }
 }
 
 fn invalid_key() -> ApiError {
@@ -36,7 +42,7 @@ pub async fn authenticate(
     headers: &HeaderMap,
     client_ip: IpAddr,
 ) -> Result<Arc<AuthRecord>, ApiError> {
-    let text = presented_key(headers)
+    let text = presented_key(headers)?
         .ok_or_else(|| ApiError::new(ErrorCode::AuthRequired, "send the key in the X-Api-Key header"))?;
     let raw = RawKey::parse(&state.brand, text).map_err(|_| invalid_key())?;
     if raw.mode().environment != state.environment {

@@ -6,7 +6,7 @@
 use crate::auth::tool_key;
 use crate::error::{ApiError, ApiResult};
 use crate::execution;
-use crate::extract::{ClientIp, RawJsonBody};
+use crate::extract::{ClientIp, RawJsonBody, idempotency_key_header};
 use crate::state::SharedState;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -17,8 +17,6 @@ use std::net::IpAddr;
 use utoipa::ToSchema;
 use uuid::Uuid;
 use visa_store::AuthRecord;
-
-pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 /// The body: exactly `{ "input": {...} }`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -112,12 +110,9 @@ async fn execute_with_key(
 
 /// The `Idempotency-Key` header: a UUID version 4, any case.
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Uuid> {
-    let text = headers
-        .get(IDEMPOTENCY_KEY_HEADER)
-        .ok_or_else(|| ApiError::invalid("send an Idempotency-Key header (a UUID v4) with every execution"))?
-        .to_str()
-        .map_err(|_| ApiError::invalid("Idempotency-Key must be a UUID v4"))?;
-    Uuid::try_parse(text.trim())
+    let text = idempotency_key_header(headers)?
+        .ok_or_else(|| ApiError::invalid("send an Idempotency-Key header (a UUID v4) with every execution"))?;
+    Uuid::try_parse(text)
         .ok()
         .filter(|u| u.get_version_num() == 4)
         .ok_or_else(|| ApiError::invalid("Idempotency-Key must be a UUID v4"))

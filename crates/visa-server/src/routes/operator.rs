@@ -4,7 +4,7 @@
 use crate::auth::{Operator, password};
 use crate::error::{ApiError, ApiResult, not_found_as};
 use crate::extract::JsonBody;
-use crate::routes::execute::IDEMPOTENCY_KEY_HEADER;
+use crate::extract::idempotency_key_header;
 use crate::routes::{rfc3339, sessions::open_session};
 use crate::state::SharedState;
 use axum::Json;
@@ -102,11 +102,8 @@ pub fn operator_request(
     what: &str,
     body: &serde_json::Value,
 ) -> ApiResult<Option<OperatorRequest>> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) else { return Ok(None) };
-    let key = value
-        .to_str()
-        .ok()
-        .map(str::trim)
+    let Some(value) = idempotency_key_header(headers)? else { return Ok(None) };
+    let key = Some(value)
         .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
         .ok_or_else(|| ApiError::invalid("Idempotency-Key must be 1 to 255 printable ASCII characters"))?;
     let fingerprint = request_fingerprint("POST", what, body);
