@@ -161,15 +161,22 @@ async fn a_locked_store_answers_unavailable_and_loses_nothing() {
     locked_rx.recv().unwrap();
     let idem = Uuid::new_v4().to_string();
     let body = json!({ "input": { "n": 1 } });
-    let reply = app.execute_with(&key, "echo", body.clone(), &idem).await;
+    // The execute path says IDEMPOTENCY_UNAVAILABLE, as the seed reserves it; a control-plane
+    // route says SERVICE_UNAVAILABLE. Both retryable, both having changed nothing.
+    let label = json!({ "label": "during the outage" });
+    let (reply, control) =
+        tokio::join!(app.execute_with(&key, "echo", body.clone(), &idem), app.post("/v1/api/keys", &session, label));
     let err = reply.assert_error(503, "IDEMPOTENCY_UNAVAILABLE");
     assert_eq!(err["retryable"], true);
     assert!(reply.headers.contains_key("retry-after"));
+    assert_eq!(control.assert_error(503, "SERVICE_UNAVAILABLE")["retryable"], true);
     release_tx.send(()).unwrap();
     locker.join().unwrap();
     // The retry with the same Idempotency-Key goes through, charged once.
     app.execute_with(&key, "echo", body, &idem).await.assert_ok(200);
     assert_eq!(app.balance_micros(&session).await, before - CENT);
+    let keys = app.get("/v1/api/keys", &session).await;
+    assert_eq!(keys.body["keys"].as_array().unwrap().len(), 1, "the refused key was not created");
     assert!(app.verify_ledger().await.is_empty());
 }
 

@@ -27,6 +27,8 @@ pub enum ErrorCode {
     AccountExists,
     MemberExists,
     LastOwner,
+    /// A uniqueness rule refused the change (a more specific code is used where one exists).
+    Conflict,
     IdempotentReplay,
     IdempotencyInFlight,
     PayloadTooLarge,
@@ -35,11 +37,14 @@ pub enum ErrorCode {
     UpstreamError,
     ToolUnavailable,
     IdempotencyUnavailable,
+    /// The store is unreachable or busy on a control-plane route (the execute path answers
+    /// IDEMPOTENCY_UNAVAILABLE, as the seed reserves it).
+    ServiceUnavailable,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 31] = [
         Self::InvalidRequest,
         Self::AuthRequired,
         Self::AuthInvalid,
@@ -60,6 +65,7 @@ impl ErrorCode {
         Self::AccountExists,
         Self::MemberExists,
         Self::LastOwner,
+        Self::Conflict,
         Self::IdempotentReplay,
         Self::IdempotencyInFlight,
         Self::PayloadTooLarge,
@@ -68,6 +74,7 @@ impl ErrorCode {
         Self::UpstreamError,
         Self::ToolUnavailable,
         Self::IdempotencyUnavailable,
+        Self::ServiceUnavailable,
         Self::Internal,
     ];
 
@@ -94,6 +101,7 @@ impl ErrorCode {
             Self::AccountExists => "ACCOUNT_EXISTS",
             Self::MemberExists => "MEMBER_EXISTS",
             Self::LastOwner => "LAST_OWNER",
+            Self::Conflict => "CONFLICT",
             Self::IdempotentReplay => "IDEMPOTENT_REPLAY",
             Self::IdempotencyInFlight => "IDEMPOTENCY_IN_FLIGHT",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
@@ -102,6 +110,7 @@ impl ErrorCode {
             Self::UpstreamError => "UPSTREAM_ERROR",
             Self::ToolUnavailable => "TOOL_UNAVAILABLE",
             Self::IdempotencyUnavailable => "IDEMPOTENCY_UNAVAILABLE",
+            Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             Self::Internal => "INTERNAL",
         }
     }
@@ -127,6 +136,7 @@ impl ErrorCode {
             Self::AccountExists
             | Self::MemberExists
             | Self::LastOwner
+            | Self::Conflict
             | Self::IdempotentReplay
             | Self::IdempotencyInFlight => 409,
             Self::PayloadTooLarge => 413,
@@ -134,7 +144,7 @@ impl ErrorCode {
             Self::RateLimited => 429,
             Self::Internal => 500,
             Self::UpstreamError => 502,
-            Self::ToolUnavailable | Self::IdempotencyUnavailable => 503,
+            Self::ToolUnavailable | Self::IdempotencyUnavailable | Self::ServiceUnavailable => 503,
         }
     }
 
@@ -147,6 +157,7 @@ impl ErrorCode {
                 | Self::RateLimited
                 | Self::UpstreamError
                 | Self::IdempotencyUnavailable
+                | Self::ServiceUnavailable
                 | Self::Internal
         )
     }

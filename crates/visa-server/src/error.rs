@@ -64,12 +64,12 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict(message) => Self::invalid(message),
+            StoreError::Conflict(message) => Self::new(ErrorCode::Conflict, message),
             StoreError::NotFound => Self::new(ErrorCode::NotFound, "not found"),
             StoreError::Refused(message) => Self::invalid(message),
             StoreError::Unavailable(detail) => {
                 tracing::warn!(%detail, "store unavailable");
-                Self::new(ErrorCode::IdempotencyUnavailable, "the store is temporarily unavailable; retry shortly")
+                Self::new(ErrorCode::ServiceUnavailable, "the store is temporarily unavailable; retry shortly")
                     .with_retry_after(1)
             }
             StoreError::Internal(detail) => {
@@ -91,6 +91,12 @@ pub fn not_found_as(code: ErrorCode, message: &'static str) -> impl Fn(StoreErro
 impl ApiError {
     pub fn with_retry_after(self, seconds: u64) -> Self {
         Self(self.0.retry_after(seconds))
+    }
+
+    /// The same refusal under another code (its message and retry hints kept).
+    pub fn with_code(mut self, code: ErrorCode) -> Self {
+        self.0.code = code;
+        self
     }
 }
 

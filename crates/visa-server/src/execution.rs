@@ -49,6 +49,20 @@ const SETTLE_BACKOFF: [Duration; 5] = [
     Duration::from_millis(800),
 ];
 
+/// On the execute path a store outage is the seed's 503 IDEMPOTENCY_UNAVAILABLE, retryable
+/// (nothing was recorded, or what was is durable and answers the retry); elsewhere it is 503
+/// SERVICE_UNAVAILABLE.
+pub fn execute_path_error(error: ApiError) -> ApiError {
+    match error.0.code {
+        ErrorCode::ServiceUnavailable => error.with_code(ErrorCode::IdempotencyUnavailable),
+        _ => error,
+    }
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    execute_path_error(e.into())
+}
+
 /// The tool checks after authentication, in the seed's order: exists, permitted, account
 /// approved, key not read-only.
 pub fn authorize<'a>(
@@ -134,14 +148,14 @@ pub async fn begin(state: &AppState, call: PaidCall) -> Begun {
     let (day, key_id, client_ip) = (start.day_number, start.key_id, start.client_ip);
     let (outcome, durable) = match state.store.begin_execution(start).await {
         Ok(begun) => begun,
-        Err(e) => return Begun::Answered(Err(e.into())),
+        Err(e) => return Begun::Answered(Err(store_error(e))),
     };
     match outcome {
         BeginOutcome::Started(execution) => Begun::Started(Running { tool, request, execution, hold_durable: durable }),
         other => {
             // Anything else is answered from state that must be on disk first.
             if let Err(e) = durable.wait().await {
-                return Begun::Answered(Err(e.into()));
+                return Begun::Answered(Err(store_error(e)));
             }
             if let BeginOutcome::Refused(HoldRefusal::Denied(_)) = other {
                 // The key changed after it was cached: the next request reads it afresh.
