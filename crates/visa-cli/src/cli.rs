@@ -77,6 +77,10 @@ pub struct ServeArgs {
     /// HTTPS, directly or through a trusted proxy.
     #[arg(long = "local-network", value_name = "CIDR")]
     pub local_networks: Vec<ipnet::IpNet>,
+    /// The most connections open at once; beyond it new connections are closed at once.
+    /// Default: the open-file limit (raised to its hard limit at start) less 256.
+    #[arg(long, env = "VISA_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// How long an Idempotency-Key is remembered, e.g. 24h, 7d.
     #[arg(long, default_value = "24h", env = "VISA_IDEMPOTENCY_TTL", value_parser = parse_duration_seconds)]
     pub idempotency_ttl: u64,

@@ -24,6 +24,8 @@ pub enum ErrorCode {
     MemberNotFound,
     NotFound,
     MethodNotAllowed,
+    /// The request body did not arrive within the body timeout.
+    RequestTimeout,
     AccountExists,
     MemberExists,
     LastOwner,
@@ -44,7 +46,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 32] = [
         Self::InvalidRequest,
         Self::AuthRequired,
         Self::AuthInvalid,
@@ -62,6 +64,7 @@ impl ErrorCode {
         Self::MemberNotFound,
         Self::NotFound,
         Self::MethodNotAllowed,
+        Self::RequestTimeout,
         Self::AccountExists,
         Self::MemberExists,
         Self::LastOwner,
@@ -98,6 +101,7 @@ impl ErrorCode {
             Self::MemberNotFound => "MEMBER_NOT_FOUND",
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::RequestTimeout => "REQUEST_TIMEOUT",
             Self::AccountExists => "ACCOUNT_EXISTS",
             Self::MemberExists => "MEMBER_EXISTS",
             Self::LastOwner => "LAST_OWNER",
@@ -133,6 +137,7 @@ impl ErrorCode {
             | Self::MemberNotFound
             | Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
+            Self::RequestTimeout => 408,
             Self::AccountExists
             | Self::MemberExists
             | Self::LastOwner
@@ -154,6 +159,7 @@ impl ErrorCode {
         matches!(
             self,
             Self::IdempotencyInFlight
+                | Self::RequestTimeout
                 | Self::RateLimited
                 | Self::UpstreamError
                 | Self::IdempotencyUnavailable

@@ -6,6 +6,7 @@
 //! read a different one than we do.
 
 use crate::error::ApiError;
+use crate::state::SharedState;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::{StatusCode, header, request::Parts};
@@ -46,10 +47,10 @@ impl RawJsonBody {
     }
 }
 
-impl<S: Send + Sync> FromRequest<S> for RawJsonBody {
+impl FromRequest<SharedState> for RawJsonBody {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &SharedState) -> Result<Self, ApiError> {
         let (is_json, bytes) = read_body(req, state).await?;
         Ok(RawJsonBody { is_json, bytes })
     }
@@ -58,7 +59,10 @@ impl<S: Send + Sync> FromRequest<S> for RawJsonBody {
 /// A JSON request body that may be absent; an empty body deserializes as `T::default()`.
 pub struct OptionalJsonBody<T>(pub T);
 
-async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Bytes), ApiError> {
+/// Reads the whole body, within the size limit and within the server's body timeout counted
+/// from the moment the handler asks for it (a client dribbling a body cannot hold the request,
+/// or its connection, for longer).
+async fn read_body(req: Request, state: &SharedState) -> Result<(bool, Bytes), ApiError> {
     let is_json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -68,7 +72,14 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Byt
             let mime = mime.trim().to_ascii_lowercase();
             mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
         });
-    let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+    let timeout = state.body_read_timeout;
+    let read = tokio::time::timeout(timeout, Bytes::from_request(req, state)).await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::RequestTimeout,
+            format!("the request body did not arrive within {} s", timeout.as_secs_f64()),
+        )
+    })?;
+    let bytes = read.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than 1 MiB")
         } else {
@@ -94,19 +105,19 @@ fn parse_json<T: DeserializeOwned>(is_json: bool, bytes: &[u8]) -> Result<T, Api
     })
 }
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<T: DeserializeOwned> FromRequest<SharedState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &SharedState) -> Result<Self, ApiError> {
         let (is_json, bytes) = read_body(req, state).await?;
         parse_json(is_json, &bytes).map(JsonBody)
     }
 }
 
-impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
+impl<T: DeserializeOwned + Default> FromRequest<SharedState> for OptionalJsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &SharedState) -> Result<Self, ApiError> {
         let (is_json, bytes) = read_body(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));

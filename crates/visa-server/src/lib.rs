@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod clock;
+pub mod connections;
 pub mod data_dir;
 pub mod error;
 pub mod execution;
@@ -64,6 +65,10 @@ pub struct ServeConfig {
     pub header_read_timeout: Duration,
     /// The wall clock (tests move a manual one).
     pub clock: clock::Clock,
+    /// The most connections open at once; `None`: derived from the open-file limit.
+    pub max_connections: Option<usize>,
+    /// How long a request body may take to arrive.
+    pub body_read_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -83,6 +88,8 @@ impl ServeConfig {
             tls: None,
             header_read_timeout: Duration::from_secs(10),
             clock: clock::Clock::system(),
+            max_connections: None,
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -124,6 +131,7 @@ struct Listener {
     socket: std::net::TcpListener,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     header_read_timeout: Duration,
+    max_connections: usize,
 }
 
 impl Server {
@@ -159,8 +167,16 @@ impl Server {
                 "executions interrupted by a crash are now reconcile_required; see `visa-cli executions list --operator --state reconcile_required`"
             );
         }
-        let listener =
-            Listener { socket, tls: tls.as_ref().map(|t| t.config()), header_read_timeout: config.header_read_timeout };
+        let open_files = connections::raise_open_file_limit();
+        let max_connections =
+            config.max_connections.unwrap_or_else(|| connections::default_max_connections(open_files));
+        tracing::info!(max_connections, open_files, "connection cap");
+        let listener = Listener {
+            socket,
+            tls: tls.as_ref().map(|t| t.config()),
+            header_read_timeout: config.header_read_timeout,
+            max_connections,
+        };
         let (shutdown, stopped) = watch::channel(false);
         let task = tokio::spawn(serve(listener, state, stopped));
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -218,14 +234,20 @@ async fn serve(listener: Listener, state: SharedState, stopped: watch::Receiver<
         stop(stopped).await;
         draining.graceful_shutdown(None);
     });
+    let guard = connections::Guard::new(
+        axum_server::accept::DefaultAcceptor,
+        listener.max_connections,
+        listener.header_read_timeout,
+    );
     let result = match listener.tls {
         Some(config) => {
-            let mut server = axum_server::from_tcp_rustls(listener.socket, config)?.handle(handle);
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(guard);
+            let mut server = axum_server::from_tcp(listener.socket)?.acceptor(acceptor).handle(handle);
             limit_header_reads(server.http_builder(), listener.header_read_timeout);
             server.serve(service).await
         }
         None => {
-            let mut server = axum_server::from_tcp(listener.socket)?.handle(handle);
+            let mut server = axum_server::from_tcp(listener.socket)?.acceptor(guard).handle(handle);
             limit_header_reads(server.http_builder(), listener.header_read_timeout);
             server.serve(service).await
         }

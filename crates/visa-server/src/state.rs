@@ -34,6 +34,8 @@ pub struct AppState {
     pub idempotency_ttl: time::Duration,
     pub clock: Clock,
     pub metrics: crate::metrics::Metrics,
+    /// How long a request body may take to arrive.
+    pub body_read_timeout: std::time::Duration,
 }
 
 impl AppState {
@@ -59,6 +61,7 @@ impl AppState {
             idempotency_ttl: time::Duration::try_from(config.idempotency_ttl).unwrap_or(time::Duration::days(1)),
             clock: config.clock.clone(),
             metrics: Default::default(),
+            body_read_timeout: config.body_read_timeout,
         })
     }
 
