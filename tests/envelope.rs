@@ -130,3 +130,21 @@ async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
     // A well-behaved client on another connection is unaffected.
     app.get("/healthz", "").await;
 }
+
+/// A body far over the limit gets its 413 envelope, not a connection reset: the server reads
+/// and drops the rest (up to 64 MiB) before answering.
+#[tokio::test]
+async fn a_body_far_over_the_limit_is_answered_413() {
+    let app = TestApp::spawn().await;
+    let body = vec![b' '; 4 * 1024 * 1024];
+    let response = reqwest::Client::new()
+        .post(app.url("/v1/api/sessions"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("an answer, not a reset");
+    assert_eq!(response.status().as_u16(), 413);
+    let envelope: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(envelope["error_code"], "PAYLOAD_TOO_LARGE");
+}

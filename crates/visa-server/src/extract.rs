@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::state::SharedState;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
-use axum::http::{StatusCode, header, request::Parts};
+use axum::http::{header, request::Parts};
 use serde::de::DeserializeOwned;
 use std::net::{IpAddr, SocketAddr};
 use visa_core::ErrorCode;
@@ -73,21 +73,40 @@ async fn read_body(req: Request, state: &SharedState) -> Result<(bool, Bytes), A
             mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
         });
     let timeout = state.body_read_timeout;
-    let read = tokio::time::timeout(timeout, Bytes::from_request(req, state)).await.map_err(|_| {
+    let bytes = tokio::time::timeout(timeout, collect_within_limit(req.into_body())).await.map_err(|_| {
         ApiError::new(
             ErrorCode::RequestTimeout,
             format!("the request body did not arrive within {} s", timeout.as_secs_f64()),
         )
-    })?;
-    let bytes = read.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than 1 MiB")
-        } else {
-            ApiError::invalid("the request body could not be read")
-        }
-    })?;
+    })??;
     Ok((is_json, bytes))
 }
+
+/// The body, up to `MAX_BODY_BYTES`. A larger one is read on and discarded up to
+/// `DRAIN_BYTES` before the 413 is answered: closing a connection with unread data makes the
+/// kernel reset it, and the client would see the reset instead of the answer.
+async fn collect_within_limit(body: axum::body::Body) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let too_large = || ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than 1 MiB");
+    let mut body = body;
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ApiError::invalid("the request body could not be read"))?;
+        let Some(data) = frame.data_ref() else { continue };
+        seen += data.len();
+        if seen > DRAIN_BYTES {
+            return Err(too_large());
+        }
+        if seen <= crate::MAX_BODY_BYTES {
+            kept.extend_from_slice(data);
+        }
+    }
+    if seen > crate::MAX_BODY_BYTES { Err(too_large()) } else { Ok(Bytes::from(kept)) }
+}
+
+/// How much of an oversized body is read (and dropped) so that its 413 reaches the client.
+const DRAIN_BYTES: usize = 64 * 1024 * 1024;
 
 fn parse_json<T: DeserializeOwned>(is_json: bool, bytes: &[u8]) -> Result<T, ApiError> {
     if !is_json {

@@ -25,7 +25,6 @@ pub mod usage;
 
 use crate::catalog::Catalog;
 use crate::state::{AppState, SharedState};
-use axum::extract::DefaultBodyLimit;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -217,9 +216,7 @@ impl Server {
 }
 
 pub fn app(state: SharedState) -> axum::Router {
-    routes::router(state.clone())
-        .layer(axum::middleware::from_fn_with_state(state, trust::resolve_client))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+    routes::router(state.clone()).layer(axum::middleware::from_fn_with_state(state, trust::resolve_client))
 }
 
 async fn serve(listener: Listener, state: SharedState, stopped: watch::Receiver<bool>) -> std::io::Result<()> {
