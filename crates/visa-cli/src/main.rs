@@ -1,31 +1,13 @@
 //! `visa-cli`: the server (`visa-cli serve`) and the client commands of Visa Keys in one
-//! binary. Everything lives in the library; this only reports errors as one line on stderr
-//! and a non-zero exit code.
+//! binary. Everything lives in the library; this only reports errors on stderr with a
+//! non-zero exit code: a command's failure as one line, a command line clap cannot parse as
+//! clap explains it (the missing argument, "a similar subcommand exists", possible values).
 
 use clap::Parser;
-use clap::error::ErrorKind;
 
 fn main() -> std::process::ExitCode {
-    let cli = match visa_cli::Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e)
-            if matches!(
-                e.kind(),
-                ErrorKind::DisplayHelp
-                    | ErrorKind::DisplayVersion
-                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            ) =>
-        {
-            e.exit()
-        }
-        Err(e) => {
-            // clap explains with usage and hints over several lines; keep the first.
-            let rendered = e.to_string();
-            let first = rendered.lines().next().unwrap_or_default().trim_start_matches("error: ");
-            eprintln!("error: {first} (see --help)");
-            return std::process::ExitCode::from(2);
-        }
-    };
+    // Help and version go to stdout with exit 0; parse errors, whole, to stderr with exit 2.
+    let cli = visa_cli::Cli::try_parse().unwrap_or_else(|e| e.exit());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -186,7 +186,14 @@ fn cli_errors_are_one_line_and_non_zero() {
         &server.cli(&["keys", "create", "x", "--cidr", "300.1.1.1/8"], None, Some(session)),
         "INVALID_REQUEST",
     );
-    assert_one_line_error(&server.cli(&["keys", "rotate", "1", "--grace", "soon"], None, Some(session)), "--grace");
+    // A command line clap cannot parse is explained whole: the value, the argument, a hint.
+    let unparsed = server.cli(&["keys", "rotate", "1", "--grace", "soon"], None, Some(session));
+    assert_eq!(unparsed.status.code(), Some(2));
+    let explained = stderr(&unparsed);
+    assert!(explained.contains("--grace <GRACE>") && explained.contains("not a duration"), "{explained}");
+    let typo = server.cli(&["keys", "creat", "x"], None, Some(session));
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(stderr(&typo).contains("'create'"), "suggests the subcommand: {}", stderr(&typo));
     assert_one_line_error(&server.cli(&["keys", "list"], None, Some("visa_session_forged")), "AUTH_INVALID");
     assert_one_line_error(&server.cli(&["operator", "accounts", "create", "octocat"], None, None), "ACCOUNT_EXISTS");
     assert_one_line_error(
@@ -204,6 +211,7 @@ fn cli_errors_are_one_line_and_non_zero() {
         .output()
         .unwrap();
     assert_one_line_error(&output, "cannot reach");
+    assert!(stderr(&output).contains("visa-cli serve"), "says how to start one: {}", stderr(&output));
 }
 
 #[test]

@@ -88,10 +88,13 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport(format!("cannot reach {}: {}", self.base_url, without_url(&e))))?;
+        let response = request.send().await.map_err(|e| {
+            ClientError::Transport(format!(
+                "cannot reach {}: {} (is a server running there? start one with `visa-cli serve`, or set VISA_API_URL)",
+                self.base_url,
+                without_url(&e)
+            ))
+        })?;
         let status = response.status();
         let replayed = response.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
         let retry_after_header = response
