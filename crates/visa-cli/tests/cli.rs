@@ -200,6 +200,8 @@ fn cli_errors_are_one_line_and_non_zero() {
         &server.cli(&["login", "octocat", "--password-stdin"], Some("wrong password\n"), None),
         "AUTH_INVALID",
     );
+    // --json is refused where it would do nothing.
+    assert_one_line_error(&server.cli(&["serve", "--json"], None, None), "--json does not apply to serve");
     // No session stored and none in the environment.
     assert_one_line_error(&server.cli(&["keys", "list"], None, None), "not signed in");
 

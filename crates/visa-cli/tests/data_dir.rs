@@ -140,6 +140,9 @@ fn ledger_verify_during_load_never_cries_wolf() {
         let out = assert_success(&output);
         assert!(out.contains("ledger ok"), "{out}");
     }
+    let as_json =
+        json(&server.cli(&["ledger", "verify", "--data-dir", data_dir.to_str().unwrap(), "--json"], None, None));
+    assert_eq!(as_json, json!({ "ok": true, "problems": [] }), "--json prints JSON");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let calls: usize = load.into_iter().map(|t| t.join().unwrap()).sum();
     assert!(calls > 50, "the verifies ran under load ({calls} calls)");

@@ -13,7 +13,11 @@ pub async fn run(command: AdminKeysCommand, json: bool) -> anyhow::Result<()> {
             let answer = client.send(Method::POST, "/v1/api/admin-keys", Some(&json!({ "label": label }))).await?;
             super::show(&answer, json, |body| {
                 println!("{}", field(body, "key"));
-                eprintln!("Store this admin key now: it will not be shown again. It can do anything a session can.");
+                eprintln!(
+                    "Store this admin key now: it will not be shown again. It manages the account like a session \
+                     (keys, members, billing, audit) but cannot execute tools or mint admin keys. Use it as \
+                     `Authorization: Bearer <key>`, or with visa-cli as VISA_SESSION_TOKEN=<key>."
+                );
             });
         }
         AdminKeysCommand::List => {

@@ -6,19 +6,24 @@ use crate::cli::LedgerCommand;
 use anyhow::{anyhow, bail};
 use visa_store::SqliteStore;
 
-pub async fn run(command: LedgerCommand) -> anyhow::Result<()> {
+pub async fn run(command: LedgerCommand, json: bool) -> anyhow::Result<()> {
     let LedgerCommand::Verify { data_dir } = command;
     let path = data_dir.join(visa_server::DATABASE_FILE);
     if !path.is_file() {
         bail!("no database at {}", path.display());
     }
     let problems = SqliteStore::verify_offline(&path).map_err(|e| anyhow!("cannot read the ledger: {e}"))?;
-    if problems.is_empty() {
+    if json {
+        super::print_json(&serde_json::json!({ "ok": problems.is_empty(), "problems": problems }));
+    } else if problems.is_empty() {
         println!("ledger ok: balances, holds and spend counters match the ledger");
-        return Ok(());
+    } else {
+        for problem in &problems {
+            println!("{problem}");
+        }
     }
-    for problem in &problems {
-        println!("{problem}");
+    if problems.is_empty() {
+        return Ok(());
     }
     bail!("the ledger does not match the counters: {} problem(s)", problems.len())
 }

@@ -18,6 +18,9 @@ use visa_client::Answer;
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let json = cli.json;
     match cli.command {
+        Command::Serve(_) if json => {
+            anyhow::bail!("--json does not apply to serve: its log goes to stderr (VISA_LOG sets the level)")
+        }
         Command::Serve(args) => serve::run(args).await,
         Command::Login(args) => login::run(args, json).await,
         Command::Keys(command) => keys::run(command, json).await,
@@ -28,7 +31,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Operator(command) => operator::run(command, json).await,
         Command::Balance => billing::balance(json).await,
         Command::Executions(command) => billing::executions(command, json).await,
-        Command::Ledger(command) => ledger::run(command).await,
+        Command::Ledger(command) => ledger::run(command, json).await,
     }
 }
 
