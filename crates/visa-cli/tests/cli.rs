@@ -200,6 +200,11 @@ fn cli_errors_are_one_line_and_non_zero() {
         &server.cli(&["login", "octocat", "--password-stdin"], Some("wrong password\n"), None),
         "AUTH_INVALID",
     );
+    // Caps the server clamped, or a daily cap above the total cap, are said, not silent.
+    let clamped = server.cli(&["keys", "create", "clamped", "--daily-cap", "0"], None, Some(session));
+    assert!(clamped.status.success() && stderr(&clamped).contains("daily cap is $0.01"), "{}", stderr(&clamped));
+    let above = server.cli(&["keys", "create", "above", "--daily-cap", "5", "--total-cap", "1"], None, Some(session));
+    assert!(above.status.success() && stderr(&above).contains("above the total cap"), "{}", stderr(&above));
     // --json is refused where it would do nothing.
     assert_one_line_error(&server.cli(&["serve", "--json"], None, None), "--json does not apply to serve");
     // No session stored and none in the environment.

@@ -6,6 +6,7 @@ use crate::settings;
 use anyhow::bail;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
+use visa_core::money::format_cents_as_dollars;
 
 const STORE_REMINDER: &str = "Store this key now (e.g. in your secret manager): it will not be shown again.";
 
@@ -19,6 +20,7 @@ pub async fn run(command: KeysCommand, json: bool) -> anyhow::Result<()> {
         KeysCommand::Create(args) => {
             let body = create_body(args)?;
             let answer = client.send(Method::POST, "/v1/api/keys", Some(&body)).await?;
+            warn_about_caps(&body, &answer.body);
             super::show(&answer, json, print_created);
         }
         KeysCommand::List(args) => {
@@ -33,6 +35,7 @@ pub async fn run(command: KeysCommand, json: bool) -> anyhow::Result<()> {
             let id = args.id;
             let body = update_body(args)?;
             let answer = client.send(Method::PATCH, &format!("/v1/api/keys/{id}"), Some(&body)).await?;
+            warn_about_caps(&body, &answer.body);
             super::show(&answer, json, print_key);
         }
         KeysCommand::Rotate { id, grace } => {
@@ -51,6 +54,31 @@ pub async fn run(command: KeysCommand, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Says on stderr when the server stored a cap other than the one asked for (caps are clamped
+/// to $0.01–$1,000,000), and when the daily cap is above the total cap (the total binds first).
+fn warn_about_caps(asked: &Value, stored: &Value) {
+    for (field, name) in [("daily_cap_cents", "daily cap"), ("total_cap_cents", "total cap")] {
+        if let (Some(wanted), Some(got)) = (asked[field].as_i64(), stored[field].as_i64())
+            && wanted != got
+        {
+            eprintln!(
+                "note: the {name} is {} (asked {}): caps are clamped to $0.01-$1,000,000",
+                format_cents_as_dollars(got),
+                format_cents_as_dollars(wanted)
+            );
+        }
+    }
+    if let (Some(daily), Some(total)) = (stored["daily_cap_cents"].as_i64(), stored["total_cap_cents"].as_i64())
+        && daily > total
+    {
+        eprintln!(
+            "note: the daily cap ({}) is above the total cap ({}): the total cap is reached first",
+            format_cents_as_dollars(daily),
+            format_cents_as_dollars(total)
+        );
+    }
 }
 
 fn create_body(args: CreateKeyArgs) -> anyhow::Result<Value> {
