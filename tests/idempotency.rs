@@ -215,3 +215,39 @@ async fn a_retention_shorter_than_a_tool_timeout_is_refused_at_start() {
         assert!(!dir.path().join(visa_server::DATABASE_FILE).exists(), "nothing was created");
     }
 }
+
+/// Retention deletes an Idempotency-Key record past its window with the answer it replayed
+/// (the execution and its ledger entries stay), and never the record of a running call.
+#[tokio::test]
+async fn retention_sweeps_expired_records_but_never_a_running_one() {
+    let app = TestApp::spawn_with(|c| {
+        c.idempotency_ttl = Duration::from_secs(3600);
+        c.sweep_interval = Duration::from_millis(50);
+    })
+    .await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    let done = Uuid::new_v4().to_string();
+    app.execute_with(&key, "echo", json!({ "input": { "n": 1 } }), &done).await.assert_ok(200);
+    let running = Uuid::new_v4().to_string();
+    let slow = app.execute_with(&key, "sleep", json!({ "input": { "ms": 1200 } }), &running);
+    let sweep = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.clock.advance(time::Duration::hours(2));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let counts = |table: &str| -> i64 {
+            let conn = rusqlite::Connection::open(app.data_dir.path().join(visa_server::DATABASE_FILE)).unwrap();
+            conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+        };
+        // The finished call's record and stored answer are gone; the running one's record stays.
+        assert_eq!(counts("idempotency_records"), 1, "only the running call's record is kept");
+        assert_eq!(counts("execution_responses"), 0);
+        assert_eq!(counts("executions"), 2, "executions are kept");
+        app.execute_with(&key, "sleep", json!({ "input": { "ms": 1200 } }), &running).await
+    };
+    let (slow, retry) = tokio::join!(slow, sweep);
+    slow.assert_ok(200);
+    retry.assert_error(409, "IDEMPOTENCY_IN_FLIGHT");
+    assert_eq!(app.balance_micros(&session).await, before - 2 * CENT);
+    assert!(app.verify_ledger().await.is_empty());
+}

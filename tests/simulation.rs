@@ -6,7 +6,7 @@
 //! failures, timeouts, garbage, errors inside a 200 and bills past the hold, clock moves
 //! forward and back across midnights and retentions, cap changes, credits, rotations,
 //! revocations, approvals, key changes landing between authentication and the hold,
-//! restarts (a crash between any two durable steps) and reconciles.
+//! restarts (a crash between any two durable steps), reconciles and retention sweeps.
 //!
 //! After every step the store is compared with a small reference model: every account's
 //! balance and holds, every key's counters (in total and on its latest day), no hold placed
@@ -383,6 +383,7 @@ impl Sim {
             80..=81 => self.toggle_policy().await,
             82 => self.toggle_approval().await,
             89..=91 => self.approve_all().await,
+            92..=93 => self.sweep().await,
             83..=86 => self.reconcile().await,
             87..=88 => self.restart().await,
             _ => self.begin_call(false).await,
@@ -938,6 +939,21 @@ impl Sim {
             None => self.end(exec, 0, ExecState::Voided),
         }
         self.count("reconciles");
+    }
+
+    /// Retention runs: every record past its window whose execution ended goes (with its
+    /// stored answer); a later call with its key runs anew.
+    async fn sweep(&mut self) {
+        let now = self.now();
+        let retention = time::Duration::minutes(TTL_MINUTES);
+        while self.state().store.sweep_expired(now, retention, 50).await.unwrap() >= 50 {}
+        let execs = &self.execs;
+        for k in &mut self.keys {
+            k.idem.retain(|_, r| {
+                r.expires_at > now || matches!(execs[r.exec].state, ExecState::Running | ExecState::Reconcile)
+            });
+        }
+        self.count("retention sweeps");
     }
 
     /// A crash between any two durable steps: everything in flight is lost, the store reopens.

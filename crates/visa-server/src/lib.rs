@@ -68,6 +68,8 @@ pub struct ServeConfig {
     pub max_connections: Option<usize>,
     /// How long a request body may take to arrive.
     pub body_read_timeout: Duration,
+    /// How often retention sweeps what it no longer keeps (`Store::sweep_expired`).
+    pub sweep_interval: Duration,
 }
 
 impl ServeConfig {
@@ -89,6 +91,7 @@ impl ServeConfig {
             clock: clock::Clock::system(),
             max_connections: None,
             body_read_timeout: Duration::from_secs(30),
+            sweep_interval: Duration::from_secs(60),
         }
     }
 }
@@ -177,6 +180,7 @@ impl Server {
             max_connections,
         };
         let (shutdown, stopped) = watch::channel(false);
+        tokio::spawn(sweep_retention(state.clone(), config.sweep_interval, stopped.clone()));
         let task = tokio::spawn(serve(listener, state, stopped));
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, scheme, environment = %config.environment, data_dir = %config.data_dir.display(), "visa keys server listening");
@@ -271,6 +275,31 @@ async fn flush_last_used(state: SharedState, mut stopped: watch::Receiver<bool>)
             _ = stopped.changed() => return,
         }
         flush_usage(&state).await;
+    }
+}
+
+/// Rows one retention transaction may delete, so the writer is never held for long.
+const SWEEP_BATCH: u32 = 2_000;
+
+/// Retention: every `interval`, deletes in bounded batches what the Idempotency-Key window no
+/// longer keeps (docs/money.md, "Retention"), until nothing more is due.
+async fn sweep_retention(state: SharedState, interval: Duration, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        loop {
+            match state.store.sweep_expired(state.now(), state.idempotency_ttl, SWEEP_BATCH).await {
+                Ok(swept) if swept >= u64::from(SWEEP_BATCH) => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention sweep failed; retrying at the next tick");
+                    break;
+                }
+            }
+        }
     }
 }
 

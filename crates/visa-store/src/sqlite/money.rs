@@ -97,11 +97,7 @@ fn existing_outcome(conn: &Connection, start: &ExecutionStart) -> StoreResult<Op
         .ok_or_else(|| StoreError::Internal(format!("execution {execution_id} has an unknown state")))?;
     let open = matches!(state, ExecutionState::Running | ExecutionState::ReconcileRequired);
     if expires_at <= to_db(start.now) && !open {
-        sql(
-            conn,
-            "DELETE FROM idempotency_records WHERE key_id = ?1 AND idempotency_key = ?2",
-            params![start.key_id, &start.idempotency_key[..]],
-        )?;
+        forget_record(conn, start.key_id, &start.idempotency_key, execution_id)?;
         return Ok(None);
     }
     if hash != start.request_hash {
@@ -381,7 +377,12 @@ fn record_outcome(
 }
 
 fn free_idempotency_key(conn: &Connection, execution_id: i64) -> StoreResult<()> {
-    sql(conn, "DELETE FROM idempotency_records WHERE execution_id = ?1", [execution_id])?;
+    sql(
+        conn,
+        "DELETE FROM idempotency_records WHERE (key_id, idempotency_key) = \
+         (SELECT key_id, idempotency_key FROM executions WHERE id = ?1) AND execution_id = ?1",
+        [execution_id],
+    )?;
     Ok(())
 }
 
@@ -471,7 +472,8 @@ pub(crate) fn reconcile(
     if let Reconcile::Capture { retain_until, .. } = decision {
         sql(
             conn,
-            "UPDATE idempotency_records SET expires_at = MAX(expires_at, ?2) WHERE execution_id = ?1",
+            "UPDATE idempotency_records SET expires_at = MAX(expires_at, ?2) WHERE (key_id, idempotency_key) = \
+             (SELECT key_id, idempotency_key FROM executions WHERE id = ?1) AND execution_id = ?1",
             params![e.id, to_db(*retain_until)],
         )?;
     }
@@ -485,6 +487,56 @@ pub(crate) fn reconcile(
     let target = format!("execution:{}", e.public_id);
     audit::record(conn, e.account_id, ctx, "execution.reconciled", &target, before_fields, after_fields)?;
     Ok(after)
+}
+
+/// Forgets an Idempotency-Key record past its retention, with the stored answer it replayed
+/// (nothing else reads it; the execution and its ledger entries stay).
+fn forget_record(conn: &Connection, key_id: i64, idempotency_key: &[u8], execution_id: i64) -> StoreResult<()> {
+    sql(
+        conn,
+        "DELETE FROM idempotency_records WHERE key_id = ?1 AND idempotency_key = ?2",
+        params![key_id, idempotency_key],
+    )?;
+    sql(conn, "DELETE FROM execution_responses WHERE execution_id = ?1", [execution_id]).map(drop)
+}
+
+/// Retention (`Store::sweep_expired`), one bounded batch so the writer is never held for long:
+/// Idempotency-Key records past their retention whose execution ended, with their stored
+/// answers; provider requests past theirs; operator requests older than `operators_before`.
+pub(crate) fn sweep_expired(
+    conn: &Connection,
+    now: Timestamp,
+    operators_before: Timestamp,
+    limit: u32,
+) -> StoreResult<u64> {
+    let now = to_db(now);
+    let mut expired = conn
+        .prepare_cached(
+            "SELECT r.key_id, r.idempotency_key, r.execution_id FROM idempotency_records r \
+             JOIN executions e ON e.id = r.execution_id \
+             WHERE r.expires_at <= ?1 AND e.state NOT IN ('running', 'reconcile_required') LIMIT ?2",
+        )
+        .map_err(map_sqlite_error)?;
+    let records: Vec<(i64, Vec<u8>, i64)> = expired
+        .query_map(params![now, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(map_sqlite_error)?;
+    for (key_id, idempotency_key, execution_id) in &records {
+        forget_record(conn, *key_id, idempotency_key, *execution_id)?;
+    }
+    let providers = sql(
+        conn,
+        "DELETE FROM provider_requests WHERE (key_id, idempotency_key) IN \
+         (SELECT key_id, idempotency_key FROM provider_requests WHERE expires_at <= ?1 LIMIT ?2)",
+        params![now, limit],
+    )?;
+    let operators = sql(
+        conn,
+        "DELETE FROM operator_requests WHERE idempotency_key IN \
+         (SELECT idempotency_key FROM operator_requests WHERE created_at <= ?1 LIMIT ?2)",
+        params![to_db(operators_before), limit],
+    )?;
+    Ok((records.len() + providers + operators) as u64)
 }
 
 pub(crate) fn mark_interrupted(conn: &Connection) -> StoreResult<u64> {

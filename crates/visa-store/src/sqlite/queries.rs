@@ -919,6 +919,10 @@ impl Store for SqliteStore {
         self.writer.commits()
     }
 
+    async fn sweep_expired(&self, now: Timestamp, operator_retention: time::Duration, limit: u32) -> StoreResult<u64> {
+        self.write(move |conn| money::sweep_expired(conn, now, now - operator_retention, limit)).await
+    }
+
     async fn verify_ledger(&self) -> StoreResult<Vec<String>> {
         self.read(|conn| super::in_snapshot(conn, money::verify)).await
     }

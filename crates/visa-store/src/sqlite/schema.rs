@@ -278,8 +278,13 @@ CREATE TABLE operator_requests (
     created_at       INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- Retention finds expired records without a scan (time-ordered, so inserts append).
+CREATE INDEX idempotency_records_by_expiry ON idempotency_records(expires_at);
+CREATE INDEX operator_requests_by_age ON operator_requests(created_at);
+
 -- A provider request lives as long as the Idempotency-Key that made it (older rows: expired).
 ALTER TABLE provider_requests ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX provider_requests_by_expiry ON provider_requests(expires_at);
 "#,
 ];
 
