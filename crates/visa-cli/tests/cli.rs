@@ -112,8 +112,13 @@ fn newcomer_flow_through_the_cli() {
 
     let rotated = assert_success(&server.cli(&["keys", "rotate", &id, "--grace", "10m"], None, None));
     assert!(rotated.starts_with("VisaKey_live_"), "{rotated}");
-    let rotated = json(&server.cli(&["keys", "get", &id, "--json"], None, None));
-    assert_eq!(rotated["secrets"][1]["status"], "expiring");
+    let viewed = json(&server.cli(&["keys", "get", &id, "--json"], None, None));
+    assert_eq!(viewed["secrets"][1]["status"], "expiring");
+    // The readable views show each secret and when the old one stops working.
+    let ends = viewed["secrets"][1]["expires_at"].as_str().unwrap().to_owned();
+    let readable = assert_success(&server.cli(&["keys", "get", &id], None, None));
+    assert!(readable.contains("expiring") && readable.contains(&ends), "{readable}");
+    assert!(rotated.contains("expiring") && rotated.contains(&ends), "rotate shows it too: {rotated}");
 
     let revoked = assert_success(&server.cli(&["keys", "revoke", &id], None, None));
     assert!(revoked.contains(&format!("Revoked key {id}")), "{revoked}");

@@ -170,6 +170,25 @@ fn print_created(body: &Value) {
         field(body, "key_prefix"),
         field(body, "environment")
     );
+    print_secrets(body);
+}
+
+/// The key's secrets, newest first, with when each stops working (during a rotation's grace,
+/// the old one's end is what its user needs to see).
+fn print_secrets(key: &Value) {
+    let Some(secrets) = key["secrets"].as_array().filter(|s| !s.is_empty()) else { return };
+    let rows: Vec<Vec<String>> = secrets
+        .iter()
+        .map(|s| {
+            let ends = s["revoked_at"].as_str().or(s["expires_at"].as_str()).unwrap_or("-").to_owned();
+            let used = s["last_used_at"]
+                .as_str()
+                .map_or("-".to_owned(), |at| format!("{at} from {}", field(s, "last_used_ip")));
+            vec![field(s, "id"), field(s, "key_prefix"), field(s, "status"), ends, used]
+        })
+        .collect();
+    println!();
+    print_table(&["SECRET", "PREFIX", "STATUS", "ENDS", "LAST USED"], &rows);
 }
 
 fn print_key(key: &Value) {
@@ -195,6 +214,7 @@ fn print_key(key: &Value) {
     for (name, value) in rows {
         println!("{name:<14} {value}");
     }
+    print_secrets(key);
 }
 
 fn join(values: &[Value]) -> String {
