@@ -42,6 +42,13 @@ pub enum Command {
     /// Check the ledger of a data dir.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Copy a data dir's database to FILE, safely while the server runs (SQLite online backup).
+    Backup {
+        #[arg(long, default_value = "./visa-data", env = "VISA_DATA_DIR")]
+        data_dir: PathBuf,
+        /// A new file to write the copy to (mode 0600).
+        file: PathBuf,
+    },
     /// Operator commands (need the operator token).
     #[command(subcommand)]
     Operator(OperatorCommand),

@@ -147,3 +147,63 @@ fn ledger_verify_during_load_never_cries_wolf() {
     let calls: usize = load.into_iter().map(|t| t.join().unwrap()).sum();
     assert!(calls > 50, "the verifies ran under load ({calls} calls)");
 }
+
+/// `visa-cli backup` while the server takes paid calls writes a complete database; a server
+/// started on it (the restore procedure) verifies and serves the same account and session.
+#[test]
+fn a_backup_taken_under_load_restores_to_a_consistent_server() {
+    let server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
+    let client = reqwest::blocking::Client::new();
+    let account = post_json(
+        &client,
+        format!("{}/v1/operator/accounts", server.url),
+        OPERATOR_TOKEN,
+        json!({ "login": "saved", "approved": true, "credit_cents": 100_000 }),
+    );
+    let session = account["session_token"].as_str().unwrap().to_owned();
+    let key = post_json(
+        &client,
+        format!("{}/v1/api/keys", server.url),
+        &session,
+        json!({ "label": "k", "daily_cap_cents": 100_000, "rate_limit_per_second": 100_000 }),
+    );
+    let key = key["key"].as_str().unwrap().to_owned();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, key, stop) = (server.url.clone(), key.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    assert_eq!(execute(&url, &key, &uuid::Uuid::new_v4().to_string(), 0).0, 200);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let restored = tempfile::tempdir().unwrap();
+    std::fs::create_dir(restored.path().join("data")).unwrap();
+    let file = restored.path().join("data").join(visa_server::DATABASE_FILE);
+    let data_dir = server.data_dir();
+    let out = assert_success(&server.cli(
+        &["backup", "--data-dir", data_dir.to_str().unwrap(), file.to_str().unwrap()],
+        None,
+        None,
+    ));
+    assert!(out.contains("backed up"), "{out}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.into_iter().for_each(|t| t.join().unwrap());
+    assert_eq!(mode(&file) & 0o777, 0o600, "the copy is private");
+    let again = server.cli(&["backup", "--data-dir", data_dir.to_str().unwrap(), file.to_str().unwrap()], None, None);
+    assert_one_line_error(&again, "exists");
+
+    let copy = ServerProcess::start_in(std::sync::Arc::new(restored), &[], Some(OPERATOR_TOKEN));
+    let verified = copy.cli(&["ledger", "verify", "--data-dir", copy.data_dir().to_str().unwrap()], None, None);
+    assert!(assert_success(&verified).contains("ledger ok"));
+    let balance = |url: &str| -> i64 {
+        let body: Value =
+            client.get(format!("{url}/v1/api/balance")).bearer_auth(&session).send().unwrap().json().unwrap();
+        body["balance_micros"].as_str().unwrap().parse().unwrap()
+    };
+    let (live, saved) = (balance(&server.url), balance(&copy.url));
+    assert!(saved < 1_000_000_000 && saved >= live, "the copy holds the state at its time: {saved} vs live {live}");
+}

@@ -1,17 +1,35 @@
-//! `visa-cli ledger verify --data-dir DIR`: opens the database read-only in one read
-//! transaction (safe while the server runs: a WAL reader neither blocks it nor sees half of a
-//! change) and recomputes every counter.
+//! The offline commands on a data dir, safe while the server runs: `visa-cli ledger verify`
+//! opens the database read-only in one read transaction (a WAL reader neither blocks the
+//! server nor sees half of a change) and recomputes every counter; `visa-cli backup` copies the
+//! database with SQLite's online backup.
 
 use crate::cli::LedgerCommand;
 use anyhow::{anyhow, bail};
+use std::path::{Path, PathBuf};
 use visa_store::SqliteStore;
 
-pub async fn run(command: LedgerCommand, json: bool) -> anyhow::Result<()> {
-    let LedgerCommand::Verify { data_dir } = command;
+fn database(data_dir: &Path) -> anyhow::Result<PathBuf> {
     let path = data_dir.join(visa_server::DATABASE_FILE);
     if !path.is_file() {
         bail!("no database at {}", path.display());
     }
+    Ok(path)
+}
+
+pub fn backup(data_dir: &Path, file: &Path, json: bool) -> anyhow::Result<()> {
+    let path = database(data_dir)?;
+    SqliteStore::backup_to(&path, file).map_err(|e| anyhow!("cannot back up {}: {e}", path.display()))?;
+    if json {
+        super::print_json(&serde_json::json!({ "ok": true, "file": file.display().to_string() }));
+    } else {
+        println!("backed up {} to {}", path.display(), file.display());
+    }
+    Ok(())
+}
+
+pub async fn run(command: LedgerCommand, json: bool) -> anyhow::Result<()> {
+    let LedgerCommand::Verify { data_dir } = command;
+    let path = database(&data_dir)?;
     let problems = SqliteStore::verify_offline(&path).map_err(|e| anyhow!("cannot read the ledger: {e}"))?;
     if json {
         super::print_json(&serde_json::json!({ "ok": problems.is_empty(), "problems": problems }));

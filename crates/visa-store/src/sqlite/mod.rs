@@ -76,6 +76,30 @@ impl SqliteStore {
         in_snapshot(&conn, money::verify)
     }
 
+    /// Copies the database at `path` to `destination` with SQLite's online backup, page by
+    /// page, while a server may keep writing (each step reads a consistent state; writes that
+    /// land meanwhile restart the copy). The copy is a complete database: restore it by stopping
+    /// the server and putting it in place of `visa.db` (docs/deploy.md).
+    pub fn backup_to(path: &Path, destination: &Path) -> Result<(), StoreError> {
+        if destination.exists() {
+            return Err(StoreError::Refused(format!("{} exists; choose a new file", destination.display())));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let source = Connection::open_with_flags(path, flags).map_err(map_sqlite_error)?;
+        source.busy_timeout(BUSY_TIMEOUT).map_err(map_sqlite_error)?;
+        let mut copy = Connection::open(destination).map_err(map_sqlite_error)?;
+        {
+            let backup = rusqlite::backup::Backup::new(&source, &mut copy).map_err(map_sqlite_error)?;
+            backup.run_to_completion(1024, Duration::from_millis(5), None).map_err(map_sqlite_error)?;
+        }
+        // The copy is a plain rollback-journal database, readable without its -wal file.
+        copy.pragma_update(None, "journal_mode", "DELETE").map_err(map_sqlite_error)?;
+        #[cfg(unix)]
+        std::fs::set_permissions(destination, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        Ok(())
+    }
+
     async fn write<R, F>(&self, work: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
