@@ -373,3 +373,22 @@ async fn an_admin_key_of_the_other_environment_is_refused() {
     production.get("/v1/api/keys", &admin).await.assert_error(401, "KEY_ENVIRONMENT_MISMATCH");
     preview.get("/v1/api/keys", &admin).await.assert_ok(200);
 }
+
+/// Instants at the edge of the calendar are answered, never a dropped connection: an offset
+/// pushing `expires_at` into year 10000 is a 400 naming the field (it used to be stored and read
+/// back as 1970), and the usage query that used to panic the handler answers.
+#[tokio::test]
+async fn instants_at_the_edge_of_the_calendar_are_refused_or_answered_never_a_panic() {
+    let app = TestApp::spawn().await;
+    let session = app.account("octocat", true, 100).await;
+    let reply =
+        app.post("/v1/api/keys", &session, json!({ "label": "edge", "expires_at": "9999-12-31T23:59:59-23:59" })).await;
+    let message = reply.assert_error(400, "INVALID_REQUEST")["error"].as_str().unwrap().to_owned();
+    assert!(message.contains("expires_at"), "{message}");
+    let (id, _) = app.key(&session, json!({ "label": "edge", "expires_at": "9999-12-31T00:00:00Z" })).await;
+    let view = app.get(&format!("/v1/api/keys/{id}"), &session).await;
+    assert_eq!(view.body["expires_at"], "9999-12-31T00:00:00Z", "stored and read back as sent");
+    let path = format!("/v1/api/keys/{id}/usage?since=9999-12-30T23:59:59-23:59&until=9999-12-31T23:59:59-23:59");
+    let usage = app.get(&path, &session).await;
+    assert!(matches!(usage.status.as_u16(), 200 | 400), "{}: {}", usage.status, usage.body);
+}

@@ -169,11 +169,22 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Parses an `expires_at`: RFC 3339 with an explicit offset, strictly in the future.
-pub fn parse_expires_at(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, Rejection> {
-    let at = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(|_| {
-        Rejection::invalid("expires_at must be an RFC 3339 timestamp with a timezone, e.g. 2030-01-01T00:00:00Z")
+/// Every instant from outside (a body field, a query parameter): RFC 3339 with an explicit
+/// offset, in UTC, between 1970 and 9999. The range is checked here, once, so that no instant a
+/// client sends can overflow a conversion later (an offset pushing 9999-12-31 into year 10000
+/// used to panic; stored, it read back as 1970). A refusal names `field`.
+pub fn parse_instant(field: &str, text: &str) -> Result<OffsetDateTime, Rejection> {
+    let at = OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339).map_err(|_| {
+        Rejection::invalid(format!("{field} must be an RFC 3339 timestamp with a timezone, e.g. 2030-01-01T00:00:00Z"))
     })?;
+    at.checked_to_offset(time::UtcOffset::UTC)
+        .filter(|utc| (1970..=9999).contains(&utc.year()))
+        .ok_or_else(|| Rejection::invalid(format!("{field} must be between 1970 and 9999 (UTC)")))
+}
+
+/// Parses an `expires_at`: an instant (`parse_instant`) strictly in the future.
+pub fn parse_expires_at(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, Rejection> {
+    let at = parse_instant("expires_at", text)?;
     if at <= now {
         return Err(Rejection::invalid("expires_at must be in the future"));
     }
@@ -257,7 +268,34 @@ mod tests {
         assert!(parse_expires_at("tomorrow", now).is_err());
     }
 
+    #[test]
+    fn instants_from_outside_are_range_checked() {
+        let utc = parse_instant("since", "2026-01-31T10:00:00+02:00").unwrap();
+        assert_eq!((utc.offset(), utc.hour()), (time::UtcOffset::UTC, 8));
+        // An offset that pushes the instant into year 10000, one before 1970, not RFC 3339.
+        for bad in
+            ["9999-12-31T23:59:59-23:59", "9999-12-31T23:59:59-00:01", "1969-12-31T23:59:59Z", "2026-01-31", "soon", ""]
+        {
+            let error = parse_instant("since", bad).unwrap_err();
+            assert!(error.message.contains("since"), "{bad}: {}", error.message);
+        }
+        assert!(parse_instant("until", "9999-12-31T23:59:59Z").is_ok());
+    }
+
     proptest! {
+        /// No text, however formed, panics the parser; what it accepts is in range and UTC.
+        #[test]
+        fn parsing_an_instant_never_panics(text in "\\PC{0,40}", year in 0i32..10_000, offset in -86_399i32..86_400) {
+            let _ = parse_instant("t", &text);
+            let (h, m) = (offset.abs() / 3600, (offset.abs() % 3600) / 60);
+            let sign = if offset < 0 { '-' } else { '+' };
+            let formed = format!("{year:04}-12-31T23:59:59{sign}{h:02}:{m:02}");
+            if let Ok(at) = parse_instant("t", &formed) {
+                prop_assert!((1970..=9999).contains(&at.year()));
+                prop_assert_eq!(at.offset(), time::UtcOffset::UTC);
+            }
+        }
+
         #[test]
         fn clamp_stays_in_range(cents in any::<i64>()) {
             let c = clamp_cap_cents(cents);

@@ -131,14 +131,14 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
 
 /// Timestamps on the wire: RFC 3339 in UTC.
 pub fn rfc3339(at: OffsetDateTime) -> String {
-    at.to_offset(time::UtcOffset::UTC).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    at.checked_to_offset(time::UtcOffset::UTC)
+        .unwrap_or(at)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
-/// An optional RFC 3339 query value; a bad one is a 400 naming `field`.
+/// An optional RFC 3339 query value (`visa_core::policy::parse_instant`); a bad one is a 400
+/// naming `field`.
 pub fn parse_rfc3339(field: &str, text: Option<&str>) -> ApiResult<Option<OffsetDateTime>> {
-    text.map(|t| {
-        OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-            .map_err(|_| ApiError::invalid(format!("{field} must be RFC 3339, e.g. 2026-01-31T00:00:00Z")))
-    })
-    .transpose()
+    text.map(|t| visa_core::policy::parse_instant(field, t).map_err(ApiError)).transpose()
 }

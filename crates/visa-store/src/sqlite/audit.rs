@@ -74,9 +74,14 @@ fn changed_fields(before: &Value, after: &Value) -> Map<String, Value> {
 
 /// Times in snapshots are RFC 3339 in UTC, as the API shows them.
 fn time(at: Option<Timestamp>) -> Value {
-    at.and_then(|t| t.to_offset(time::UtcOffset::UTC).format(&time::format_description::well_known::Rfc3339).ok())
-        .map(Value::String)
-        .unwrap_or(Value::Null)
+    at.and_then(|t| {
+        t.checked_to_offset(time::UtcOffset::UTC)
+            .unwrap_or(t)
+            .format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+    .map(Value::String)
+    .unwrap_or(Value::Null)
 }
 
 /// What is audited of a key: its policy, revocation and secrets (prefixes and lifetimes).
