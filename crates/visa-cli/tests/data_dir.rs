@@ -207,3 +207,29 @@ fn a_backup_taken_under_load_restores_to_a_consistent_server() {
     let (live, saved) = (balance(&server.url), balance(&copy.url));
     assert!(saved < 1_000_000_000 && saved >= live, "the copy holds the state at its time: {saved} vs live {live}");
 }
+
+/// The data dir is 0700 and every file in it 0600 whatever the umask (the database holds
+/// password hashes and the audit log); a file loosened while the server was down is tightened
+/// at the next start, with a warning.
+#[test]
+fn the_data_dir_and_its_files_are_private() {
+    let mut server = ServerProcess::start(&[], None);
+    let data_dir = server.data_dir();
+    let private = |dir: &std::path::Path| {
+        assert_eq!(mode(dir) & 0o777, 0o700, "{}", dir.display());
+        let names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        for name in ["visa.db", "visa.db-wal", "visa.db-shm", "lock", "operator-token"] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+            assert_eq!(mode(&dir.join(name)) & 0o777, 0o600, "{name}");
+        }
+    };
+    private(&data_dir);
+    assert_eq!(server.sigterm().code(), Some(0));
+    std::fs::set_permissions(data_dir.join("visa.db"), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&data_dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let again = ServerProcess::start_in(server.dirs.clone(), &[], None);
+    std::thread::sleep(Duration::from_millis(200));
+    private(&data_dir);
+    assert!(again.log().contains("tightening permissions"), "{}", again.log());
+}

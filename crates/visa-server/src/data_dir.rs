@@ -1,7 +1,14 @@
-//! One server per data dir: `serve` holds an exclusive OS lock on `<data-dir>/lock` for its
-//! whole life (the kernel releases it when the process dies, `kill -9` included). A second
-//! server on the same dir is refused before it opens the database, so it can never sweep the
-//! first one's in-flight calls into `reconcile_required`.
+//! The data dir: one server per dir, and private to its owner.
+//!
+//! `serve` holds an exclusive OS lock on `<data-dir>/lock` for its whole life (the kernel
+//! releases it when the process dies, `kill -9` included). A second server on the same dir is
+//! refused before it opens the database, so it can never sweep the first one's in-flight calls
+//! into `reconcile_required`.
+//!
+//! The dir is 0700 and every file in it 0600 (the database, its WAL and shared memory, the
+//! lock, the operator token), whatever the umask: the database holds members' password hashes,
+//! the audit log and stored results. `make_private` runs at start, after the database exists,
+//! and says when it had to tighten something that was looser.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
@@ -15,11 +22,39 @@ pub struct DataDirLock {
     _file: File,
 }
 
+/// Makes the data dir 0700 and every file in it 0600, warning about each that was looser.
+pub fn make_private(dir: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let tighten = |path: &Path, mode: u32| -> anyhow::Result<()> {
+            let current = std::fs::metadata(path)?.permissions().mode() & 0o777;
+            if current & !mode != 0 {
+                tracing::warn!(path = %path.display(), mode = format!("{current:o}"), "tightening permissions to {mode:o}");
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+            }
+            Ok(())
+        };
+        tighten(dir, 0o700)?;
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                tighten(&entry.path(), 0o600)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl DataDirLock {
     /// Creates the data dir if needed and takes its lock, writing this process's id into the
     /// lock file; refuses, naming the holder's pid, when another process holds it.
     pub fn acquire(dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", dir.display()))?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", dir.display()))?;
         let path = dir.join(LOCK_FILE);
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true).truncate(false);

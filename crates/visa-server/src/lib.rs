@@ -160,6 +160,7 @@ impl Server {
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&db_path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", db_path.display()))?,
         );
+        data_dir::make_private(&config.data_dir)?;
         let state: SharedState = Arc::new(AppState::build(&config, store.clone(), &operator_token)?);
         let interrupted =
             store.mark_interrupted_executions().await.map_err(|e| anyhow::anyhow!("cannot recover executions: {e}"))?;
