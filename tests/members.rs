@@ -167,8 +167,10 @@ async fn every_route_admits_exactly_the_roles_of_the_permission_table() {
             let (method, path, body) = account.request(&app, route).await;
             let audited_before = account.audit_count(&app).await;
             let reply = app.call(method.clone(), &path, Some(token), body, &[]).await;
-            let minting_admin_key = matches!(route, Route::CreateAdminKey) && *principal == "admin_key";
-            let allowed = rank(principal) <= least && !minting_admin_key;
+            // An admin key mints no credential that would outlive it: no admin key, no
+            // invitation, no role change.
+            let minting = matches!(route, Route::CreateAdminKey | Route::InviteDeveloper | Route::InviteOwner | Route::ChangeRole);
+            let allowed = rank(principal) <= least && !(minting && *principal == "admin_key");
             let context = format!("{principal} → {method} {path}: {}", reply.body);
             if allowed {
                 assert!(reply.status.is_success(), "{context}");
@@ -272,4 +274,25 @@ async fn invitations_work_once_and_logins_are_unique() {
     // Another account's member is not found, never forbidden.
     let ivy_id = invited["member"]["id"].as_i64().unwrap();
     app.delete(&format!("/v1/api/members/{ivy_id}"), &other).await.assert_error(404, "MEMBER_NOT_FOUND");
+}
+
+/// A leaked admin key cannot multiply: it can neither invite a member (whose session, or as an
+/// admin whose new admin keys, would survive the key's revocation) nor promote one.
+#[tokio::test]
+async fn a_leaked_admin_key_cannot_mint_credentials_that_outlive_it() {
+    let app = TestApp::spawn().await;
+    let owner = app.account("octocat", true, 100).await;
+    let admin_key = app.post("/v1/api/admin-keys", &owner, json!({ "label": "ci" })).await;
+    let admin_key = admin_key.assert_ok(201)["key"].as_str().unwrap().to_owned();
+    let (dev, _) = app.member(&owner, "dana", "developer").await;
+    for role in ["admin", "developer", "viewer", "owner"] {
+        let invite = app.post("/v1/api/members", &admin_key, json!({ "login": format!("x-{role}"), "role": role })).await;
+        let message = invite.assert_error(403, "FORBIDDEN")["error"].as_str().unwrap().to_owned();
+        assert!(!invite.body.to_string().contains("invite_token"), "no token handed out");
+        assert!(message.contains("admin keys"), "{message}");
+    }
+    let promote = app.patch(&format!("/v1/api/members/{dev}"), &admin_key, json!({ "role": "admin" })).await;
+    promote.assert_error(403, "FORBIDDEN");
+    let members = app.get("/v1/api/members", &owner).await;
+    assert_eq!(members.body["members"].as_array().unwrap().len(), 2, "nobody was added");
 }

@@ -118,6 +118,20 @@ fn member_error(e: StoreError) -> ApiError {
 
 /// Owners alone may touch the owner role: granting it, or changing or removing an owner.
 /// (Every caller has already checked `ManageMembers`, before looking at the request.)
+/// Adding a member or changing a role mints a person's credential (an invitation token, a
+/// session, and through an admin role new admin keys) that would outlive the admin key that
+/// asked for it: a leaked admin key could multiply past its own revocation. Only a signed-in
+/// member may.
+fn refuse_admin_key(session: &Session) -> ApiResult<()> {
+    if session.is_admin_key() {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "admin keys cannot invite members or change roles; a signed-in owner or admin must",
+        ));
+    }
+    Ok(())
+}
+
 fn require_owner_for(session: &Session, roles: &[Role]) -> ApiResult<()> {
     if roles.contains(&Role::Owner) {
         session.require(Permission::Own)?;
@@ -151,6 +165,7 @@ pub async fn invite(
     JsonBody(req): JsonBody<InviteRequest>,
 ) -> ApiResult<(StatusCode, Json<InviteResponse>)> {
     session.require(Permission::ManageMembers)?;
+    refuse_admin_key(&session)?;
     let login = Login::parse(&req.login)?;
     let role = Role::parse(&req.role)?;
     require_owner_for(&session, &[role])?;
@@ -179,6 +194,7 @@ pub async fn change_role(
     JsonBody(req): JsonBody<ChangeRoleRequest>,
 ) -> ApiResult<Json<MemberResponse>> {
     session.require(Permission::ManageMembers)?;
+    refuse_admin_key(&session)?;
     let id = member_id(&id)?;
     let role = Role::parse(&req.role)?;
     let current = current_member(&state, &session, id).await?;
