@@ -326,6 +326,38 @@ async fn leaked_keys_are_revoked_by_their_raw_value() {
         .assert_error(401, "AUTH_REQUIRED");
 }
 
+/// A leaked admin key matches the scanner's pattern too: revoke-leaked revokes it (with the
+/// operator token for any account, an owner's session for its own), and it stops working.
+#[tokio::test]
+async fn leaked_admin_keys_are_revoked_by_their_raw_value() {
+    let app = TestApp::spawn().await;
+    let owner = app.account("octocat", true, 100).await;
+    let other = app.account("mallory", true, 100).await;
+    let mint = |session: String| {
+        let app = &app;
+        async move {
+            let minted = app.post("/v1/api/admin-keys", &session, json!({ "label": "ci" })).await;
+            let minted = minted.assert_ok(201).clone();
+            (minted["id"].as_i64().unwrap(), minted["key"].as_str().unwrap().to_owned())
+        }
+    };
+    let (id, admin_key) = mint(owner.clone()).await;
+    let (_, foreign) = mint(other.clone()).await;
+    app.get("/v1/api/keys", &admin_key).await.assert_ok(200);
+    // An owner's session revokes its own account's admin key, not another account's.
+    let reply = app.post("/v1/api/keys/revoke-leaked", &owner, json!({ "keys": [admin_key, foreign] })).await;
+    let body = reply.assert_ok(200);
+    assert_eq!((body["revoked_admin_keys"].clone(), body["unmatched"].clone()), (json!([id]), json!(1)));
+    assert!(!body.to_string().contains(&admin_key[..24]), "keys are never echoed");
+    app.get("/v1/api/keys", &admin_key).await.assert_error(401, "AUTH_INVALID");
+    app.get("/v1/api/keys", &foreign).await.assert_ok(200);
+    // The operator's scanner integration revokes any account's.
+    let reply = app.post("/v1/api/keys/revoke-leaked", visa_e2e::OPERATOR_TOKEN, json!({ "keys": [foreign] })).await;
+    assert_eq!(reply.assert_ok(200)["revoked_admin_keys"].as_array().unwrap().len(), 1);
+    app.get("/v1/api/keys", &foreign).await.assert_error(401, "AUTH_INVALID");
+    assert_eq!(app.audit(&owner, "?action=admin_key.revoked").await.len(), 1);
+}
+
 #[tokio::test]
 async fn admin_keys_automate_the_control_plane_but_never_execute() {
     let app = TestApp::spawn().await;

@@ -169,7 +169,10 @@ async fn every_route_admits_exactly_the_roles_of_the_permission_table() {
             let reply = app.call(method.clone(), &path, Some(token), body, &[]).await;
             // An admin key mints no credential that would outlive it: no admin key, no
             // invitation, no role change.
-            let minting = matches!(route, Route::CreateAdminKey | Route::InviteDeveloper | Route::InviteOwner | Route::ChangeRole);
+            let minting = matches!(
+                route,
+                Route::CreateAdminKey | Route::InviteDeveloper | Route::InviteOwner | Route::ChangeRole
+            );
             let allowed = rank(principal) <= least && !(minting && *principal == "admin_key");
             let context = format!("{principal} → {method} {path}: {}", reply.body);
             if allowed {
@@ -286,7 +289,8 @@ async fn a_leaked_admin_key_cannot_mint_credentials_that_outlive_it() {
     let admin_key = admin_key.assert_ok(201)["key"].as_str().unwrap().to_owned();
     let (dev, _) = app.member(&owner, "dana", "developer").await;
     for role in ["admin", "developer", "viewer", "owner"] {
-        let invite = app.post("/v1/api/members", &admin_key, json!({ "login": format!("x-{role}"), "role": role })).await;
+        let invite =
+            app.post("/v1/api/members", &admin_key, json!({ "login": format!("x-{role}"), "role": role })).await;
         let message = invite.assert_error(403, "FORBIDDEN")["error"].as_str().unwrap().to_owned();
         assert!(!invite.body.to_string().contains("invite_token"), "no token handed out");
         assert!(message.contains("admin keys"), "{message}");

@@ -1,8 +1,11 @@
 //! `POST /v1/api/keys/revoke-leaked`: a secret-scanning service (or a person) posts raw keys
 //! found in public, and every key they belong to is revoked at once. With the operator token
-//! any account's keys are revoked; with an owner's session, only that account's. Each
-//! revocation is audited as `key.revoked_leaked`. The answer counts what
-//! was revoked and never echoes a key, nor says whether an unrevoked key exists elsewhere.
+//! any account's keys are revoked; with an owner's session, only that account's. Every kind of
+//! credential the scanner pattern matches is revoked: tool keys (`VisaKey_live_…`, audited as
+//! `key.revoked_leaked`) and admin keys (`VisaKey_admin_live_…`, audited as
+//! `admin_key.revoked`). Invitation tokens and session tokens do not match the pattern (see
+//! docs/security.md for killing those). The answer counts what was revoked and never echoes a
+//! key, nor says whether an unrevoked key exists elsewhere.
 
 use crate::auth::OperatorOrSession;
 use crate::error::{ApiError, ApiResult};
@@ -12,7 +15,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use visa_core::key::RawKey;
+use visa_core::key::{KeyKind, RawKey};
 use visa_core::role::Permission;
 use visa_store::RevokeCause;
 
@@ -28,8 +31,10 @@ pub struct RevokeLeakedRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RevokeLeakedResponse {
     pub success: bool,
-    /// Ids of the keys revoked by this call (already revoked keys are not listed again).
+    /// Ids of the tool keys revoked by this call (already revoked keys are not listed again).
     pub revoked: Vec<i64>,
+    /// Ids of the admin keys revoked by this call.
+    pub revoked_admin_keys: Vec<i64>,
     /// How many of the posted strings matched no key this caller may revoke.
     pub unmatched: usize,
 }
@@ -53,17 +58,34 @@ pub async fn revoke_leaked(
         return Err(ApiError::invalid(format!("keys must hold 1 to {MAX_KEYS} raw keys")));
     }
     let mut revoked = vec![];
+    let mut revoked_admin_keys = vec![];
     let mut unmatched = 0;
+    let may_revoke = |account_id: i64| match &caller {
+        OperatorOrSession::Operator(_) => true,
+        OperatorOrSession::Session(session) => account_id == session.account.id,
+    };
     for text in &req.keys {
         let Ok(raw) = RawKey::parse(&state.brand, text.trim()) else {
             unmatched += 1;
             continue;
         };
+        if raw.mode().kind == KeyKind::Admin {
+            let hash = state.hasher.hash(raw.expose());
+            let found = state.store.admin_key_by_secret(hash).await?;
+            let Some((key, _)) = found.filter(|(key, stored)| stored.matches(&hash) && may_revoke(key.account_id))
+            else {
+                unmatched += 1;
+                continue;
+            };
+            if key.revoked_at.is_none() {
+                state.store.revoke_admin_key(key.account_id, key.id, audit.clone()).await?;
+                revoked_admin_keys.push(key.id);
+            }
+            tracing::warn!(admin_key_id = key.id, prefix = %raw.prefix(), "leaked admin key revoked");
+            continue;
+        }
         let found = state.store.key_by_secret(state.hasher.hash(raw.expose())).await?;
-        let allowed = found.filter(|r| match &caller {
-            OperatorOrSession::Operator(_) => true,
-            OperatorOrSession::Session(session) => r.key.account_id == session.account.id,
-        });
+        let allowed = found.filter(|r| may_revoke(r.key.account_id));
         let Some(record) = allowed else {
             unmatched += 1;
             continue;
@@ -76,5 +98,5 @@ pub async fn revoke_leaked(
         state.keys.invalidate_key(record.key.id);
         tracing::warn!(key_id = record.key.id, prefix = %raw.prefix(), "leaked key revoked");
     }
-    Ok(Json(RevokeLeakedResponse { success: true, revoked, unmatched }))
+    Ok(Json(RevokeLeakedResponse { success: true, revoked, revoked_admin_keys, unmatched }))
 }
