@@ -208,8 +208,8 @@ impl Server {
     }
 
     /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
-    pub async fn run_until_signal(self) -> anyhow::Result<()> {
-        while wait_for_signal().await == Signal::Reload {
+    pub async fn run_until_signal(self, mut signals: Signals) -> anyhow::Result<()> {
+        while signals.next().await == Signal::Reload {
             match self.reload_tls().await {
                 Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
                 Err(e) => tracing::error!(error = %e, "SIGHUP: keeping the current certificate"),
@@ -309,28 +309,48 @@ async fn flush_usage(state: &SharedState) {
     state.request_counts.flush(state.store.as_ref()).await;
 }
 
+/// The process signals `serve` answers: SIGTERM and SIGINT stop it gracefully, SIGHUP reloads
+/// the TLS files. Installed before the server starts, so that a signal arriving right after
+/// it logs "listening" is not the default disposition (which would kill it mid-call).
+pub struct Signals {
+    #[cfg(unix)]
+    streams: [tokio::signal::unix::Signal; 3],
+}
+
 #[derive(PartialEq, Eq)]
 enum Signal {
     Stop,
     Reload,
 }
 
-async fn wait_for_signal() -> Signal {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-        let mut hup = signal(SignalKind::hangup()).expect("install SIGHUP handler");
-        tokio::select! {
-            _ = term.recv() => Signal::Stop,
-            _ = tokio::signal::ctrl_c() => Signal::Stop,
-            _ = hup.recv() => Signal::Reload,
+impl Signals {
+    pub fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams =
+                [signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?, signal(SignalKind::hangup())?];
+            Ok(Self { streams })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        Signal::Stop
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            let [term, int, hup] = &mut self.streams;
+            tokio::select! {
+                _ = term.recv() => Signal::Stop,
+                _ = int.recv() => Signal::Stop,
+                _ = hup.recv() => Signal::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
+        }
     }
 }
 

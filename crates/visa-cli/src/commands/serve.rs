@@ -26,7 +26,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.max_connections = args.max_connections;
     config.operator_token = std::env::var("VISA_OPERATOR_TOKEN").ok().filter(|t| !t.is_empty());
     config.pepper = std::env::var("VISA_KEY_PEPPER").ok().filter(|p| !p.is_empty()).map(String::into_bytes);
-    Server::start(config).await?.run_until_signal().await
+    let signals = visa_server::Signals::install()?;
+    Server::start(config).await?.run_until_signal(signals).await
 }
 
 fn init_logging() {
