@@ -144,3 +144,46 @@ async fn an_operator_credit_under_an_idempotency_key_credits_once() {
     let audit = app.audit(&session, "?action=account.credited").await;
     assert_eq!(audit.len(), 2, "one audit entry per credit that ran");
 }
+
+/// Guessing passwords is throttled before any password is checked: past the per-login burst,
+/// wrong and right passwords alike get 429 with Retry-After, the same for a login that exists
+/// and one that does not; another login from the same client is still served until the
+/// client's own budget runs out.
+#[tokio::test]
+async fn sign_in_is_throttled_per_login_and_per_client() {
+    // Slow refills, so that the test's own pace does not refill a bucket.
+    let limits = visa_server::auth::throttle::SignInLimits {
+        per_ip: visa_server::ratelimit::Rate::per_minute(1, 10),
+        per_login: visa_server::ratelimit::Rate::per_minute(1, 3),
+    };
+    let app = TestApp::spawn_with(|c| c.sign_in_limits = limits).await;
+    let body = json!({ "login": "octocat", "approved": true, "password": "correct horse battery" });
+    app.post("/v1/operator/accounts", OPERATOR_TOKEN, body).await.assert_ok(201);
+    async fn sign_in_with(app: &TestApp, login: &str, password: &str) -> visa_e2e::Reply {
+        let body = json!({ "login": login, "password": password });
+        app.call(Method::POST, "/v1/api/sessions", None, Some(body), &[]).await
+    }
+    let sign_in = |login: &str, password: &str| {
+        let (login, password) = (login.to_owned(), password.to_owned());
+        let app = &app;
+        async move { sign_in_with(app, &login, &password).await }
+    };
+    for login in ["octocat", "nobody-here"] {
+        for _ in 0..3 {
+            sign_in(login, "wrong password!").await.assert_error(401, "AUTH_INVALID");
+        }
+        let throttled = sign_in(login, "wrong password!").await;
+        let body = throttled.assert_error(429, "RATE_LIMITED").clone();
+        assert!(throttled.headers.contains_key("retry-after"), "{body}");
+        let wait = body["retry_after"].as_u64().unwrap();
+        assert!((1..=60).contains(&wait), "one attempt a minute after the burst: {body}");
+    }
+    // Throttled means throttled, right password included (the same answer as for a guess).
+    sign_in("octocat", "correct horse battery").await.assert_error(429, "RATE_LIMITED");
+    // The client's own budget (10 attempts) is shared across logins.
+    let mut answers = vec![];
+    for n in 0..4 {
+        answers.push(sign_in(&format!("other-{n}"), "wrong password!").await.status.as_u16());
+    }
+    assert!(answers.contains(&429), "the per-client budget ran out: {answers:?}");
+}

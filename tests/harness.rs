@@ -64,6 +64,9 @@ impl TestApp {
         let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), data_dir.path().to_owned());
         config.operator_token = Some(OPERATOR_TOKEN.to_owned());
         config.clock = visa_server::clock::Clock::manual();
+        // Tests sign in and accept invitations far faster than people do.
+        let many = visa_server::ratelimit::Rate::per_second(10_000);
+        config.sign_in_limits = visa_server::auth::throttle::SignInLimits { per_ip: many, per_login: many };
         adjust(&mut config);
         let (environment, clock) = (config.environment, config.clock.clone());
         let server = Server::start(config).await.expect("server starts");

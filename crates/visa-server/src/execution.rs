@@ -17,6 +17,7 @@
 use crate::auth::tool_key::denied;
 use crate::catalog::Tool;
 use crate::error::{ApiError, ApiResult};
+use crate::ratelimit::Rate;
 use crate::routes::execute::{ExecutionResponse, Receipt, Usage};
 use crate::routes::rfc3339;
 use crate::state::AppState;
@@ -98,9 +99,11 @@ pub fn prepare(
     let sandbox = state.environment == Environment::Preview;
     let request_hash = request_fingerprint("POST", &tool.id, &input);
     let Plan { hold, request } = tools::plan(&tool, input, sandbox)?;
-    if let Err(seconds) =
-        state.rate_limits.take(key.key.id, key.key.policy.rate_limit_per_second, std::time::Instant::now())
-    {
+    if let Err(seconds) = state.rate_limits.take(
+        key.key.id,
+        Rate::per_second(key.key.policy.rate_limit_per_second),
+        std::time::Instant::now(),
+    ) {
         return Err(
             ApiError::new(ErrorCode::RateLimited, "the key's request rate limit is reached").with_retry_after(seconds)
         );

@@ -70,6 +70,8 @@ pub struct ServeConfig {
     pub body_read_timeout: Duration,
     /// How often retention sweeps what it no longer keeps (`Store::sweep_expired`).
     pub sweep_interval: Duration,
+    /// How fast sign-ins and invitation acceptances may come, per client IP and per login.
+    pub sign_in_limits: auth::throttle::SignInLimits,
 }
 
 impl ServeConfig {
@@ -92,6 +94,7 @@ impl ServeConfig {
             max_connections: None,
             body_read_timeout: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(60),
+            sign_in_limits: Default::default(),
         }
     }
 }

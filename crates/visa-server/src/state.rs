@@ -36,6 +36,7 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// How long a request body may take to arrive.
     pub body_read_timeout: std::time::Duration,
+    pub sign_in: crate::auth::throttle::SignInThrottle,
 }
 
 impl AppState {
@@ -62,6 +63,7 @@ impl AppState {
             clock: config.clock.clone(),
             metrics: Default::default(),
             body_read_timeout: config.body_read_timeout,
+            sign_in: crate::auth::throttle::SignInThrottle::new(config.sign_in_limits),
         })
     }
 

@@ -6,6 +6,7 @@
 
 pub mod key_cache;
 pub mod password;
+pub mod throttle;
 pub mod tool_key;
 
 use crate::error::ApiError;

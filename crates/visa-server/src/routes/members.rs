@@ -233,6 +233,7 @@ pub async fn accept(
     JsonBody(req): JsonBody<AcceptInviteRequest>,
 ) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
     let unknown = || ApiError::new(ErrorCode::AuthInvalid, "the invitation is unknown, used or expired");
+    state.sign_in.attempt(origin.ip, None)?;
     password::validate(&req.password)?;
     let invite_hash = state.hasher.hash(req.invite_token.trim());
     let invited = state.store.member_by_invite(invite_hash).await?.ok_or_else(unknown)?;

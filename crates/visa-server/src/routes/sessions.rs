@@ -3,7 +3,7 @@
 
 use crate::auth::{SESSION_TOKEN_PREFIX, password};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::JsonBody;
+use crate::extract::{ClientIp, JsonBody};
 use crate::routes::rfc3339;
 use crate::state::{AppState, SharedState};
 use axum::Json;
@@ -47,17 +47,20 @@ pub async fn open_session(state: &AppState, member: &Member) -> ApiResult<(Strin
 }
 
 #[utoipa::path(post, path = "/v1/api/sessions", tag = "sessions", request_body = SignInRequest,
-    responses((status = 201, body = SessionResponse), (status = 401, body = crate::routes::ErrorBody)))]
+    responses((status = 201, body = SessionResponse), (status = 401, body = crate::routes::ErrorBody),
+              (status = 429, body = crate::routes::ErrorBody), (status = 503, body = crate::routes::ErrorBody)))]
 pub async fn sign_in(
     State(state): State<SharedState>,
+    ClientIp(ip): ClientIp,
     JsonBody(req): JsonBody<SignInRequest>,
 ) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
     let wrong = || ApiError::new(ErrorCode::AuthInvalid, "wrong login or password");
+    state.sign_in.attempt(ip, Some(&req.login))?;
     let member = state.store.member_by_login(&req.login).await?;
     // Verified even for an unknown login (against a dummy hash), so timing does not tell
     // which logins exist.
     let stored = member.as_ref().and_then(|m| m.password_hash.clone());
-    if !password::verify(req.password, stored).await {
+    if !password::verify(req.password, stored).await? {
         return Err(wrong());
     }
     let member = member.ok_or_else(wrong)?;
