@@ -47,16 +47,7 @@ fn execute(url: &str, key: &str, idem: &str, ms: u64) -> (u16, Value) {
 #[test]
 fn a_second_server_on_a_data_dir_in_use_is_refused_and_changes_nothing() {
     let server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
-    let client = reqwest::blocking::Client::new();
-    let account = post_json(
-        &client,
-        format!("{}/v1/operator/accounts", server.url),
-        OPERATOR_TOKEN,
-        json!({ "login": "busy", "approved": true, "credit_cents": 1000 }),
-    );
-    let session = account["session_token"].as_str().unwrap().to_owned();
-    let key = post_json(&client, format!("{}/v1/api/keys", server.url), &session, json!({ "label": "k" }));
-    let key = key["key"].as_str().unwrap().to_owned();
+    let (_, key) = funded(&server, "busy", 1000);
     let calls: Vec<_> = (0..3)
         .map(|_| {
             let (url, key) = (server.url.clone(), key.clone());
@@ -99,41 +90,64 @@ fn a_server_that_cannot_bind_leaves_nothing_behind() {
     assert!(!data_dir.exists(), "no data dir, token or database was created");
 }
 
-/// `ledger verify` while the server is under load reads one consistent snapshot: it never
-/// reports a mismatch that is only a change it saw half of, and it writes nothing.
-#[test]
-fn ledger_verify_during_load_never_cries_wolf() {
-    let server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
+/// An approved account with `credit_cents` and one key with high caps: (session, raw key).
+fn funded(server: &ServerProcess, login: &str, credit_cents: i64) -> (String, String) {
     let client = reqwest::blocking::Client::new();
     let account = post_json(
         &client,
         format!("{}/v1/operator/accounts", server.url),
         OPERATOR_TOKEN,
-        json!({ "login": "loaded", "approved": true, "credit_cents": 1_000_000 }),
+        json!({ "login": login, "approved": true, "credit_cents": credit_cents }),
     );
     let session = account["session_token"].as_str().unwrap().to_owned();
     let key = post_json(
         &client,
         format!("{}/v1/api/keys", server.url),
         &session,
-        json!({ "label": "k", "daily_cap_cents": 1_000_000, "rate_limit_per_second": 100_000 }),
+        json!({ "label": "k", "daily_cap_cents": credit_cents, "rate_limit_per_second": 100_000 }),
     );
-    let key = key["key"].as_str().unwrap().to_owned();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load: Vec<_> = (0..6)
-        .map(|_| {
-            let (url, key, stop) = (server.url.clone(), key.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let mut done = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let (status, _) = execute(&url, &key, &uuid::Uuid::new_v4().to_string(), 0);
-                    assert_eq!(status, 200);
-                    done += 1;
-                }
-                done
+    (session, key["key"].as_str().unwrap().to_owned())
+}
+
+/// `threads` clients making paid calls (each must succeed) until stopped.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<usize>>,
+}
+
+impl Load {
+    fn start(server: &ServerProcess, key: &str, threads: usize) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..threads)
+            .map(|_| {
+                let (url, key, stop) = (server.url.clone(), key.to_owned(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut done = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        assert_eq!(execute(&url, &key, &uuid::Uuid::new_v4().to_string(), 0).0, 200);
+                        done += 1;
+                    }
+                    done
+                })
             })
-        })
-        .collect();
+            .collect();
+        Self { stop, threads }
+    }
+
+    /// Stops the clients; how many calls they made.
+    fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.threads.into_iter().map(|t| t.join().unwrap()).sum()
+    }
+}
+
+/// `ledger verify` while the server is under load reads one consistent snapshot: it never
+/// reports a mismatch that is only a change it saw half of, and it writes nothing.
+#[test]
+fn ledger_verify_during_load_never_cries_wolf() {
+    let server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
+    let (_, key) = funded(&server, "loaded", 1_000_000);
+    let load = Load::start(&server, &key, 6);
     let data_dir = server.data_dir();
     for _ in 0..15 {
         let output = server.cli(&["ledger", "verify", "--data-dir", data_dir.to_str().unwrap()], None, None);
@@ -143,8 +157,7 @@ fn ledger_verify_during_load_never_cries_wolf() {
     let as_json =
         json(&server.cli(&["ledger", "verify", "--data-dir", data_dir.to_str().unwrap(), "--json"], None, None));
     assert_eq!(as_json, json!({ "ok": true, "problems": [] }), "--json prints JSON");
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let calls: usize = load.into_iter().map(|t| t.join().unwrap()).sum();
+    let calls = load.stop();
     assert!(calls > 50, "the verifies ran under load ({calls} calls)");
 }
 
@@ -154,31 +167,8 @@ fn ledger_verify_during_load_never_cries_wolf() {
 fn a_backup_taken_under_load_restores_to_a_consistent_server() {
     let server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
     let client = reqwest::blocking::Client::new();
-    let account = post_json(
-        &client,
-        format!("{}/v1/operator/accounts", server.url),
-        OPERATOR_TOKEN,
-        json!({ "login": "saved", "approved": true, "credit_cents": 100_000 }),
-    );
-    let session = account["session_token"].as_str().unwrap().to_owned();
-    let key = post_json(
-        &client,
-        format!("{}/v1/api/keys", server.url),
-        &session,
-        json!({ "label": "k", "daily_cap_cents": 100_000, "rate_limit_per_second": 100_000 }),
-    );
-    let key = key["key"].as_str().unwrap().to_owned();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load: Vec<_> = (0..4)
-        .map(|_| {
-            let (url, key, stop) = (server.url.clone(), key.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    assert_eq!(execute(&url, &key, &uuid::Uuid::new_v4().to_string(), 0).0, 200);
-                }
-            })
-        })
-        .collect();
+    let (session, key) = funded(&server, "saved", 100_000);
+    let load = Load::start(&server, &key, 4);
     std::thread::sleep(Duration::from_millis(300));
     let restored = tempfile::tempdir().unwrap();
     std::fs::create_dir(restored.path().join("data")).unwrap();
@@ -190,8 +180,7 @@ fn a_backup_taken_under_load_restores_to_a_consistent_server() {
         None,
     ));
     assert!(out.contains("backed up"), "{out}");
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    load.into_iter().for_each(|t| t.join().unwrap());
+    load.stop();
     assert_eq!(mode(&file) & 0o777, 0o600, "the copy is private");
     let again = server.cli(&["backup", "--data-dir", data_dir.to_str().unwrap(), file.to_str().unwrap()], None, None);
     assert_one_line_error(&again, "exists");
