@@ -12,29 +12,6 @@ use std::time::Duration;
 
 const PRICE_MICROS: i64 = 10_000;
 
-struct Tenant {
-    session: String,
-    key: String,
-}
-
-fn tenant(server: &ServerProcess, login: &str, credit_cents: i64) -> Tenant {
-    let client = reqwest::blocking::Client::new();
-    let account = post_json(
-        &client,
-        format!("{}/v1/operator/accounts", server.url),
-        OPERATOR_TOKEN,
-        json!({ "login": login, "approved": true, "credit_cents": credit_cents }),
-    );
-    let session = account["session_token"].as_str().unwrap().to_owned();
-    let key = post_json(
-        &client,
-        format!("{}/v1/api/keys", server.url),
-        &session,
-        json!({ "label": "load", "daily_cap_cents": 100000 }),
-    );
-    Tenant { session, key: key["key"].as_str().unwrap().to_owned() }
-}
-
 fn execute(url: &str, key: &str, tool: &str, idem: &str, input: Value) -> reqwest::Result<(u16, Value)> {
     let response = reqwest::blocking::Client::new()
         .post(format!("{url}/v1/api/tools/{tool}/execute"))

@@ -47,7 +47,7 @@ fn execute(url: &str, key: &str, idem: &str, ms: u64) -> (u16, Value) {
 #[test]
 fn a_second_server_on_a_data_dir_in_use_is_refused_and_changes_nothing() {
     let server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
-    let (_, key) = funded(&server, "busy", 1000);
+    let Tenant { key, .. } = tenant(&server, "busy", 1000);
     let calls: Vec<_> = (0..3)
         .map(|_| {
             let (url, key) = (server.url.clone(), key.clone());
@@ -90,25 +90,6 @@ fn a_server_that_cannot_bind_leaves_nothing_behind() {
     assert!(!data_dir.exists(), "no data dir, token or database was created");
 }
 
-/// An approved account with `credit_cents` and one key with high caps: (session, raw key).
-fn funded(server: &ServerProcess, login: &str, credit_cents: i64) -> (String, String) {
-    let client = reqwest::blocking::Client::new();
-    let account = post_json(
-        &client,
-        format!("{}/v1/operator/accounts", server.url),
-        OPERATOR_TOKEN,
-        json!({ "login": login, "approved": true, "credit_cents": credit_cents }),
-    );
-    let session = account["session_token"].as_str().unwrap().to_owned();
-    let key = post_json(
-        &client,
-        format!("{}/v1/api/keys", server.url),
-        &session,
-        json!({ "label": "k", "daily_cap_cents": credit_cents, "rate_limit_per_second": 100_000 }),
-    );
-    (session, key["key"].as_str().unwrap().to_owned())
-}
-
 /// `threads` clients making paid calls (each must succeed) until stopped.
 struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -146,7 +127,7 @@ impl Load {
 #[test]
 fn ledger_verify_during_load_never_cries_wolf() {
     let server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
-    let (_, key) = funded(&server, "loaded", 1_000_000);
+    let Tenant { key, .. } = tenant(&server, "loaded", 1_000_000);
     let load = Load::start(&server, &key, 6);
     let data_dir = server.data_dir();
     for _ in 0..15 {
@@ -167,7 +148,7 @@ fn ledger_verify_during_load_never_cries_wolf() {
 fn a_backup_taken_under_load_restores_to_a_consistent_server() {
     let server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
     let client = reqwest::blocking::Client::new();
-    let (session, key) = funded(&server, "saved", 100_000);
+    let Tenant { session, key } = tenant(&server, "saved", 100_000);
     let load = Load::start(&server, &key, 4);
     std::thread::sleep(Duration::from_millis(300));
     let restored = tempfile::tempdir().unwrap();

@@ -186,6 +186,31 @@ pub fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
+/// An approved account with `credit_cents` and one key whose caps and rate limit do not get in
+/// the way of a load: its session and raw key.
+pub struct Tenant {
+    pub session: String,
+    pub key: String,
+}
+
+pub fn tenant(server: &ServerProcess, login: &str, credit_cents: i64) -> Tenant {
+    let client = reqwest::blocking::Client::new();
+    let account = post_json(
+        &client,
+        format!("{}/v1/operator/accounts", server.url),
+        OPERATOR_TOKEN,
+        serde_json::json!({ "login": login, "approved": true, "credit_cents": credit_cents }),
+    );
+    let session = account["session_token"].as_str().unwrap().to_owned();
+    let key = post_json(
+        &client,
+        format!("{}/v1/api/keys", server.url),
+        &session,
+        serde_json::json!({ "label": "load", "daily_cap_cents": 100_000_000, "rate_limit_per_second": 100_000 }),
+    );
+    Tenant { session, key: key["key"].as_str().unwrap().to_owned() }
+}
+
 pub fn post_json(client: &reqwest::blocking::Client, url: String, bearer: &str, body: Value) -> Value {
     client.post(url).bearer_auth(bearer).json(&body).send().unwrap().json().unwrap()
 }
