@@ -40,12 +40,17 @@ fn execution_from_row(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
     })
 }
 
-fn execution_by_id(conn: &Connection, id: i64) -> StoreResult<ExecutionRecord> {
-    conn.prepare_cached(&format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?1"))
-        .and_then(|mut stmt| stmt.query_row([id], execution_from_row))
+/// The execution whose unique `column` (`id` or `public_id`) is `value`.
+fn execution_where(conn: &Connection, column: &str, value: impl rusqlite::ToSql) -> StoreResult<ExecutionRecord> {
+    conn.prepare_cached(&format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE {column} = ?1"))
+        .and_then(|mut stmt| stmt.query_row([value], execution_from_row))
         .optional()
         .map_err(map_sqlite_error)?
         .ok_or(StoreError::NotFound)
+}
+
+fn execution_by_id(conn: &Connection, id: i64) -> StoreResult<ExecutionRecord> {
+    execution_where(conn, "id", id)
 }
 
 fn sql(conn: &Connection, statement: &str, params: impl rusqlite::Params) -> StoreResult<usize> {
@@ -442,11 +447,7 @@ fn conclude(conn: &Connection, e: &ExecutionRecord, finish: &Finish, now: Timest
 }
 
 pub(crate) fn execution_by_public_id(conn: &Connection, public_id: &str) -> StoreResult<ExecutionRecord> {
-    conn.prepare_cached(&format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE public_id = ?1"))
-        .and_then(|mut stmt| stmt.query_row([public_id], execution_from_row))
-        .optional()
-        .map_err(map_sqlite_error)?
-        .ok_or(StoreError::NotFound)
+    execution_where(conn, "public_id", public_id)
 }
 
 pub(crate) fn reconcile(
