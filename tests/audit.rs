@@ -137,7 +137,7 @@ async fn a_change_that_fails_leaves_no_entry() {
     let after_revoke = app.audit(&owner, "").await.len();
     assert_eq!(after_revoke, before + 1);
     // Refused inside the store's transaction: the rollback takes any entry with it.
-    app.post(&format!("{key}/rotate"), &owner, json!({})).await.assert_error(400, "INVALID_REQUEST");
+    app.post(&format!("{key}/rotate"), &owner, json!({})).await.assert_error(409, "CONFLICT");
     let members = app.get("/v1/api/members", &owner).await;
     let owner_id = members.assert_ok(200)["members"][0]["id"].as_i64().unwrap();
     app.delete(&format!("/v1/api/members/{owner_id}"), &owner).await.assert_error(409, "LAST_OWNER");

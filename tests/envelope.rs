@@ -100,6 +100,35 @@ async fn openapi_covers_every_route() {
     for schema in ["KeyView", "CreateKeyRequest", "ExecuteRequest", "ExecutionResponse", "ErrorBody"] {
         assert!(schemas[schema].is_object(), "schema {schema} missing");
     }
+    // Code generators need unique operationIds; every error points at a shared response that exists.
+    let mut ids = std::collections::HashSet::new();
+    for (path, item) in paths.as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(ids.insert(id.to_owned()), "operationId {id} repeats");
+            for (status, response) in op["responses"].as_object().unwrap() {
+                if let Some(reference) = response["$ref"].as_str() {
+                    let name = reference.trim_start_matches("#/components/responses/");
+                    assert!(
+                        doc.body["components"]["responses"][name].is_object(),
+                        "{status} of {id}: {reference} missing"
+                    );
+                }
+            }
+        }
+    }
+    // Shape-derived errors: a secured route documents 401, a body 415, a path id 404.
+    let update = &paths["/v1/api/keys/{id}"]["patch"]["responses"];
+    for status in ["400", "401", "403", "404", "413", "415", "503"] {
+        assert!(update[status].is_object(), "PATCH /v1/api/keys/{{id}} does not document {status}");
+    }
+    // The server's own catalog names the tools; every error code is listed.
+    let tool = &paths["/v1/api/tools/{tool}/execute"]["post"]["parameters"][0];
+    assert_eq!(tool["name"], "tool");
+    assert!(tool["schema"]["enum"].as_array().unwrap().iter().any(|t| t == "echo"), "{tool}");
+    let codes = schemas["ErrorBody"]["properties"]["error_code"]["enum"].as_array().unwrap();
+    assert!(codes.iter().any(|c| c == "IDEMPOTENCY_UNAVAILABLE") && codes.len() >= 30, "{codes:?}");
+    assert_eq!(paths["/v1/api/keys"]["get"]["parameters"][0]["schema"]["maximum"], 100);
 }
 
 #[tokio::test]
@@ -147,4 +176,36 @@ async fn a_body_far_over_the_limit_is_answered_413() {
     assert_eq!(response.status().as_u16(), 413);
     let envelope: serde_json::Value = response.json().await.unwrap();
     assert_eq!(envelope["error_code"], "PAYLOAD_TOO_LARGE");
+}
+
+/// Raw body bytes, for bodies `serde_json::Value` cannot express (a repeated field).
+async fn post_raw(app: &TestApp, path: &str, body: &'static str) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(app.url(path))
+        .bearer_auth(OPERATOR_TOKEN)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn integers_may_be_written_as_whole_floats_and_nothing_else_loosens() {
+    let app = TestApp::spawn().await;
+    app.account("floaty", true, 0).await;
+    let path = "/v1/operator/accounts/floaty/credits";
+    // JSON Schema's integer (and so the OpenAPI document) admits 5.0.
+    let (status, body) = post_raw(&app, path, r#"{"amount_cents": 5.0}"#).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["account"]["balance_cents"], 5);
+    for refused in
+        [r#"{"amount_cents": 5.5}"#, r#"{"amount_cents": 1, "amount_cents": 100}"#, r#"{"amount_cents": 1e300}"#]
+    {
+        let (status, body) = post_raw(&app, path, refused).await;
+        assert_eq!((status, body["error_code"].as_str()), (400, Some("INVALID_REQUEST")), "{refused}: {body}");
+    }
+    let (_, body) = post_raw(&app, path, r#"{"amount_cents": 2}"#).await;
+    assert_eq!(body["account"]["balance_cents"], 7, "only the accepted credits moved money");
 }

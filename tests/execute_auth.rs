@@ -1,5 +1,5 @@
 //! Key authentication and authorization on `POST /v1/api/tools/:tool/execute`: every
-//! error code of the seed's order, revocation and rotation taking effect at once, and the
+//! error code of the contract's order, revocation and rotation taking effect at once, and the
 //! success envelope of the builtin tools.
 
 use reqwest::Method;
@@ -164,7 +164,7 @@ async fn a_grace_can_be_ended_early_by_revoking_the_old_secret() {
         (rotated.body["secrets"][0]["id"].as_i64().unwrap(), rotated.body["secrets"][1]["id"].as_i64().unwrap());
     app.execute(&old, "echo", json!({})).await.assert_ok(200);
     let path = |secret: i64| format!("/v1/api/keys/{id}/secrets/{secret}/revoke");
-    app.post(&path(new_secret), &session, json!({})).await.assert_error(400, "INVALID_REQUEST");
+    app.post(&path(new_secret), &session, json!({})).await.assert_error(409, "CONFLICT");
     let reply = app.post(&path(old_secret), &session, json!({})).await;
     assert_eq!(reply.assert_ok(200)["secrets"][1]["status"], "revoked");
     app.execute(&old, "echo", json!({})).await.assert_error(401, "AUTH_INVALID");

@@ -161,7 +161,7 @@ async fn a_locked_store_answers_unavailable_and_loses_nothing() {
     locked_rx.recv().unwrap();
     let idem = Uuid::new_v4().to_string();
     let body = json!({ "input": { "n": 1 } });
-    // The execute path says IDEMPOTENCY_UNAVAILABLE, as the seed reserves it; a control-plane
+    // The execute path says IDEMPOTENCY_UNAVAILABLE, as the API contract reserves it; a control-plane
     // route says SERVICE_UNAVAILABLE. Both retryable, both having changed nothing.
     let label = json!({ "label": "during the outage" });
     let (reply, control) =

@@ -258,7 +258,7 @@ async fn revoke_is_idempotent() {
     let key = app.get(&path, &session).await;
     assert_eq!(key.body["status"], "revoked");
     assert!(key.body["revoked_at"].is_string());
-    app.post(&format!("{path}/rotate"), &session, json!({})).await.assert_error(400, "INVALID_REQUEST");
+    app.post(&format!("{path}/rotate"), &session, json!({})).await.assert_error(409, "CONFLICT");
 }
 
 #[tokio::test]

@@ -265,7 +265,7 @@ impl Sim {
         let mock = MockProvider::start().await;
         mock.behaviour.fal_complete_after_ms.store(0, Ordering::SeqCst);
         let dir = tempfile::tempdir().unwrap();
-        // Noon on a fixed day, so that day boundaries fall where the seed puts them.
+        // Noon on a fixed day, so that day boundaries fall where the model expects them.
         let clock = Clock::frozen(time::macros::datetime!(2026-06-01 12:00 UTC));
         let preview = rng.gen_bool(0.15);
         let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
@@ -519,7 +519,7 @@ impl Sim {
         }
     }
 
-    /// The refusal authentication and authorization must give, in the seed's order.
+    /// The refusal authentication and authorization must give, in the contract's order.
     fn expect_auth(&self, key: usize, raw: &str, tool: &str) -> Option<Expect> {
         let now = self.now();
         let k = &self.keys[key];

@@ -56,6 +56,10 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// A TOML file holding any of these settings, keyed by flag name (`listen = "0.0.0.0:8080"`);
+    /// flags and environment variables override it.
+    #[arg(long, env = "VISA_CONFIG_FILE", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "VISA_LISTEN")]
     pub listen: SocketAddr,
@@ -78,11 +82,11 @@ pub struct ServeArgs {
     #[arg(long, requires = "tls_cert", env = "VISA_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// A reverse proxy whose X-Forwarded-For / X-Forwarded-Proto are believed (repeatable).
-    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    #[arg(long = "trusted-proxy", value_name = "CIDR", env = "VISA_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Networks that may use plain HTTP (repeatable; default loopback). Everyone else needs
     /// HTTPS, directly or through a trusted proxy.
-    #[arg(long = "local-network", value_name = "CIDR")]
+    #[arg(long = "local-network", value_name = "CIDR", env = "VISA_LOCAL_NETWORKS", value_delimiter = ',')]
     pub local_networks: Vec<ipnet::IpNet>,
     /// The most connections open at once; beyond it new connections are closed at once.
     /// Default: the open-file limit (raised to its hard limit at start) less 256.

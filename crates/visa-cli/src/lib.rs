@@ -4,10 +4,11 @@
 
 pub mod cli;
 pub mod commands;
+pub mod config_file;
 pub mod output;
 pub mod settings;
 
-pub use cli::Cli;
+pub use cli::{Cli, Command};
 
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {

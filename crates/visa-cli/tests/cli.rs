@@ -141,6 +141,14 @@ fn newcomer_flow_through_the_cli() {
     assert!(usage.contains("1 requests, 1 ok") && usage.contains('█') && usage.contains("$0.01"), "{usage}");
     let balance = assert_success(&server.cli(&["balance"], None, None));
     assert!(balance.contains("balance $99.99"), "{balance}");
+
+    // The quickstart's `VISA_KEY=$(visa-cli keys create … | head -1)`: a reader that closes
+    // early ends the command quietly (it used to panic with "failed printing to stdout").
+    let mut child = server.cli_command(&["keys", "create", "piped"], None).spawn().unwrap();
+    drop(child.stdout.take());
+    let early = child.wait_with_output().unwrap();
+    assert!(!String::from_utf8_lossy(&early.stderr).contains("panicked"), "{}", String::from_utf8_lossy(&early.stderr));
+
     let executions = assert_success(&server.cli(&["executions", "list"], None, None));
     assert!(executions.contains("succeeded") && executions.contains("echo"), "{executions}");
     let data_dir = server.data_dir();
@@ -153,7 +161,7 @@ fn newcomer_flow_through_the_cli() {
     assert!(admin.starts_with("VisaKey_admin_live_"), "{admin}");
     // The admin key drives the CLI like a session.
     let listed = server.cli(&["keys", "list", "--json"], None, Some(&admin));
-    assert_eq!(json(&listed)["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(json(&listed)["keys"].as_array().unwrap().len(), 3, "my-demo-app, second and piped");
     assert!(assert_success(&server.cli(&["admin-keys", "list"], None, None)).contains("ci"));
     assert_success(&server.cli(&["admin-keys", "revoke", "1"], None, None));
     assert_one_line_error(&server.cli(&["keys", "list"], None, Some(&admin)), "AUTH_INVALID");
@@ -311,4 +319,34 @@ fn members_and_the_audit_log_through_the_cli() {
 
     let vics_session = std::fs::read_to_string(server.dirs.path().join("config/session")).unwrap();
     assert_no_secret_kept(&server, &[token.as_str(), "owner password", "vic password 1", vics_session.trim()]);
+}
+
+#[test]
+fn serve_reads_a_config_file_under_the_environment_and_the_flags() {
+    let dirs = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let file = dirs.path().join("visa.toml");
+    std::fs::write(
+        &file,
+        "environment = \"preview\"\nbrand = \"FileBrand\"\nmax-connections = 77\ntrusted-proxy = [\"10.0.0.0/8\", \"192.0.2.0/24\"]\n",
+    )
+    .unwrap();
+    let config = file.to_str().unwrap();
+    // The file sets all four; the environment overrides the brand, a flag the environment.
+    let server = ServerProcess::start_with_env(
+        dirs.clone(),
+        &["--config-file", config, "--environment", "production"],
+        Some(OPERATOR_TOKEN),
+        &[("VISA_KEY_BRAND", "EnvBrand")],
+    );
+    assert!(server.log().contains("max_connections=77"), "{}", server.log());
+    let session = tenant(&server, "configured", 100).session;
+    let key = json(&server.cli(&["keys", "create", "k", "--json"], None, Some(&session)));
+    assert!(key["key"].as_str().unwrap().starts_with("EnvBrand_live_"), "{key}");
+
+    // An unknown key stops the server before it starts, naming it.
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\nmax_conections = 5\n").unwrap();
+    let refused = Command::new(BIN).args(["serve", "--config-file", config]).output().unwrap();
+    assert!(!refused.status.success());
+    let err = stderr(&refused);
+    assert!(err.contains("unknown setting 'max_conections'") && err.contains("max-connections"), "{err}");
 }

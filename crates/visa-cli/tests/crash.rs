@@ -74,10 +74,7 @@ fn a_call_lost_in_a_crash_is_reconciled_by_the_operator() {
 
     let voided = json(&server.cli(&["executions", "reconcile", &support_id, "--void", "--json"], None, None));
     assert_eq!(voided["state"], "voided");
-    assert_one_line_error(
-        &server.cli(&["executions", "reconcile", &support_id, "--void"], None, None),
-        "INVALID_REQUEST",
-    );
+    assert_one_line_error(&server.cli(&["executions", "reconcile", &support_id, "--void"], None, None), "CONFLICT");
     ledger_verifies(&server);
     // The decision is in the account's audit log, once (the refused repeat left no entry).
     let audit = get(&server.url, "/v1/api/audit?action=execution.reconciled", &t.session);

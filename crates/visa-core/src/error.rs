@@ -1,4 +1,4 @@
-//! Error codes of the public API (the seed's table plus DESIGN.md's additions) and
+//! Error codes of the public API (docs/errors.md) and
 //! `Rejection`, the one domain error every layer returns. The server turns a `Rejection`
 //! into the JSON envelope `{success:false,error,error_code,retryable,retry_after?}`.
 
@@ -40,7 +40,7 @@ pub enum ErrorCode {
     ToolUnavailable,
     IdempotencyUnavailable,
     /// The store is unreachable or busy on a control-plane route (the execute path answers
-    /// IDEMPOTENCY_UNAVAILABLE, as the seed reserves it).
+    /// IDEMPOTENCY_UNAVAILABLE, as the API contract reserves it).
     ServiceUnavailable,
     Internal,
 }

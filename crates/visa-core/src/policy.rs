@@ -45,7 +45,7 @@ fn is_display_spoofing(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{061C}')
 }
 
-/// Clamps a cap to the supported range, as the seed says ("values are clamped").
+/// Clamps a cap to the supported range, as the API contract says ("values are clamped").
 pub fn clamp_cap_cents(cents: i64) -> i64 {
     cents.clamp(MIN_CAP_CENTS, MAX_CAP_CENTS)
 }

@@ -66,7 +66,8 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict(message) => Self::new(ErrorCode::Conflict, message),
             StoreError::NotFound => Self::new(ErrorCode::NotFound, "not found"),
-            StoreError::Refused(message) => Self::invalid(message),
+            // Well-formed, but the stored state forbids it (a revoked key, a settled execution).
+            StoreError::Refused(message) => Self::new(ErrorCode::Conflict, message),
             StoreError::Unavailable(detail) => {
                 tracing::warn!(%detail, "store unavailable");
                 Self::new(ErrorCode::ServiceUnavailable, "the store is temporarily unavailable; retry shortly")

@@ -2,7 +2,7 @@
 //! request to its recorded outcome. `routes::execute` calls it over HTTP; the money-path
 //! simulation (`tests/simulation.rs`) drives the same steps one at a time, against any store.
 //!
-//! 1. [`authorize`]: the tool exists and this key may run it (the seed's order of checks);
+//! 1. [`authorize`]: the tool exists and this key may run it (the contract's order of checks);
 //! 2. [`prepare`]: the tool's plan (the request sent upstream and the hold that bounds it,
 //!    `tools::plan`), the key's rate limit, and the hold's description;
 //! 3. [`begin`]: one store transaction records the Idempotency-Key and places the hold, after
@@ -50,7 +50,7 @@ const SETTLE_BACKOFF: [Duration; 5] = [
     Duration::from_millis(800),
 ];
 
-/// On the execute path a store outage is the seed's 503 IDEMPOTENCY_UNAVAILABLE, retryable
+/// On the execute path a store outage is the contract's 503 IDEMPOTENCY_UNAVAILABLE, retryable
 /// (nothing was recorded, or what was is durable and answers the retry); elsewhere it is 503
 /// SERVICE_UNAVAILABLE.
 pub fn execute_path_error(error: ApiError) -> ApiError {
@@ -64,7 +64,7 @@ fn store_error(e: StoreError) -> ApiError {
     execute_path_error(e.into())
 }
 
-/// The tool checks after authentication, in the seed's order: exists, permitted, account
+/// The tool checks after authentication, in the API contract's order: exists, permitted, account
 /// approved, key not read-only.
 pub fn authorize<'a>(
     state: &'a AppState,

@@ -11,6 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::{header, request::Parts};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
 use visa_core::ErrorCode;
 
@@ -115,13 +116,54 @@ fn parse_json<T: DeserializeOwned>(is_json: bool, bytes: &[u8]) -> Result<T, Api
             "send the body as JSON with 'Content-Type: application/json'",
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        if e.is_data() {
-            ApiError::invalid(format!("invalid request body: {e}"))
-        } else {
-            ApiError::invalid("the request body is not valid JSON")
-        }
-    })
+    serde_json::from_slice(bytes).map_err(body_error)
+}
+
+fn body_error(e: serde_json::Error) -> ApiError {
+    if e.is_data() {
+        ApiError::invalid(format!("invalid request body: {e}"))
+    } else {
+        ApiError::invalid("the request body is not valid JSON")
+    }
+}
+
+/// A control-plane body: as `parse_json`, except that a whole-valued number written as a float
+/// (`5.0`) is read as the integer it is, as JSON Schema's `integer` (and the OpenAPI document)
+/// has it; `5.5` stays a float and is refused where an integer is wanted. Only a body the
+/// strict reading refused for its numbers is read again, so a repeated field stays refused.
+/// The execute path does not use this: a tool's input goes to the provider exactly as sent.
+fn parse_control_json<T: DeserializeOwned>(is_json: bool, bytes: &[u8]) -> Result<T, ApiError> {
+    if !is_json {
+        return parse_json(is_json, bytes);
+    }
+    let strict = match serde_json::from_slice::<T>(bytes) {
+        Ok(parsed) => return Ok(parsed),
+        Err(e) if e.is_data() && !e.to_string().starts_with("duplicate field") => e,
+        Err(e) => return Err(body_error(e)),
+    };
+    let mut value: Value = parse_json(is_json, bytes)?;
+    if !whole_numbers(&mut value) {
+        return Err(body_error(strict));
+    }
+    T::deserialize(value).map_err(|_| body_error(strict))
+}
+
+/// Rewrites whole-valued floats as integers; whether it changed anything.
+fn whole_numbers(value: &mut Value) -> bool {
+    /// Integers a float represents exactly.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match value {
+        Value::Number(n) => match n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0 && f.abs() <= EXACT) {
+            Some(f) => {
+                *value = Value::from(f as i64);
+                true
+            }
+            None => false,
+        },
+        Value::Array(items) => items.iter_mut().fold(false, |changed, v| whole_numbers(v) | changed),
+        Value::Object(fields) => fields.values_mut().fold(false, |changed, v| whole_numbers(v) | changed),
+        _ => false,
+    }
 }
 
 impl<T: DeserializeOwned> FromRequest<SharedState> for JsonBody<T> {
@@ -129,7 +171,7 @@ impl<T: DeserializeOwned> FromRequest<SharedState> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &SharedState) -> Result<Self, ApiError> {
         let (is_json, bytes) = read_body(req, state).await?;
-        parse_json(is_json, &bytes).map(JsonBody)
+        parse_control_json(is_json, &bytes).map(JsonBody)
     }
 }
 
@@ -141,7 +183,7 @@ impl<T: DeserializeOwned + Default> FromRequest<SharedState> for OptionalJsonBod
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));
         }
-        parse_json(is_json, &bytes).map(OptionalJsonBody)
+        parse_control_json(is_json, &bytes).map(OptionalJsonBody)
     }
 }
 

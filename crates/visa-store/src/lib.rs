@@ -27,7 +27,7 @@ pub enum StoreError {
     /// The thing to change does not exist (or belongs to someone else).
     #[error("not found")]
     NotFound,
-    /// The request is well-formed but the stored state forbids it.
+    /// The request is well-formed but the stored state forbids it (answered 409 CONFLICT).
     #[error("{0}")]
     Refused(String),
     /// The database is busy, locked or unreachable; retrying may succeed.

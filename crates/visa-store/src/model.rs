@@ -271,6 +271,8 @@ pub enum ExecutionState {
 }
 
 impl ExecutionState {
+    pub const ALL: [Self; 5] = [Self::Running, Self::Succeeded, Self::Failed, Self::ReconcileRequired, Self::Voided];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Running => "running",
@@ -282,9 +284,7 @@ impl ExecutionState {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Running, Self::Succeeded, Self::Failed, Self::ReconcileRequired, Self::Voided]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 

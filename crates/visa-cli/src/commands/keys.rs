@@ -1,4 +1,4 @@
-//! `visa-cli keys ...`: the seed's key lifecycle over the HTTP API.
+//! `visa-cli keys ...`: the key lifecycle over the HTTP API.
 
 use crate::cli::{CreateKeyArgs, KeysCommand, ListKeysArgs, UpdateKeyArgs};
 use crate::output::{dollars, field, print_table};

@@ -1,6 +1,6 @@
-//! Who is calling. Three credentials reach the API (DESIGN.md, "Principals and credentials"):
+//! Who is calling. Three credentials reach the API (docs/security.md):
 //! the operator token, a session token, and a tool key. Each has an extractor or function
-//! here that answers with the seed's 401/403 codes in the documented order. A session (or an
+//! here that answers with the contract's 401/403 codes in the documented order. A session (or an
 //! admin key) carries its member's role; handlers ask `session.require(permission)` before
 //! acting, and pass `session.audit(..)` to the store so the change is audited with its actor.
 

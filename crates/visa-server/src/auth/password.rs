@@ -10,7 +10,8 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use visa_core::ErrorCode;
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// At most 1 KiB of UTF-8, whatever the characters.
+pub const MAX_PASSWORD_CHARS: usize = 256;
 
 /// A PHC string of a fixed password, verified when the login does not exist, so that a
 /// missing account and a wrong password take the same time.
@@ -25,9 +26,9 @@ fn hash_blocking(password: &str) -> String {
 }
 
 pub fn validate(password: &str) -> Result<(), ApiError> {
-    if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
+    if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&password.chars().count()) {
         return Err(ApiError::invalid(format!(
-            "password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_BYTES} characters"
+            "password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"
         )));
     }
     Ok(())

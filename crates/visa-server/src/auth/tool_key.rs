@@ -1,4 +1,4 @@
-//! Authenticating a tool key on the data plane, in the seed's order:
+//! Authenticating a tool key on the data plane, in the API contract's order:
 //! missing → AUTH_REQUIRED; malformed or bad checksum → AUTH_INVALID (no database read);
 //! other environment → KEY_ENVIRONMENT_MISMATCH (no database read); unknown, revoked or
 //! rotated-out secret → AUTH_INVALID; expired → KEY_EXPIRED; source IP outside the

@@ -49,6 +49,7 @@ impl From<&AdminKeyRecord> for AdminKeyView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAdminKeyRequest {
+    #[schema(schema_with = crate::routes::schema::label)]
     pub label: String,
 }
 
@@ -107,7 +108,7 @@ pub async fn list(State(state): State<SharedState>, session: Session) -> ApiResu
     }))
 }
 
-#[utoipa::path(delete, path = "/v1/api/admin-keys/{id}", tag = "admin-keys", params(("id" = i64, Path)),
+#[utoipa::path(delete, path = "/v1/api/admin-keys/{id}", tag = "admin-keys", params(("id" = i64, Path, minimum = 1)),
     responses((status = 200, body = AdminKeyRevoked), (status = 404, body = crate::routes::ErrorBody)), security(("session" = [])))]
 pub async fn revoke(
     State(state): State<SharedState>,

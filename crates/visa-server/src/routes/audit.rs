@@ -79,6 +79,7 @@ pub struct AuditQuery {
     /// Exact target, e.g. `key:12` or `member:3`.
     target: Option<String>,
     /// RFC 3339: entries at or after this time.
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<String>,
 }
 

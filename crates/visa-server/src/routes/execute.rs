@@ -36,6 +36,7 @@ pub struct Usage {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = ToolReceipt)]
 pub struct Receipt {
     pub id: String,
     pub execution_id: String,
@@ -43,8 +44,9 @@ pub struct Receipt {
     pub created_at: String,
 }
 
-/// The seed's success envelope, plus `execution_id`.
+/// The success envelope of a paid call, plus `execution_id`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = ToolExecution)]
 pub struct ExecutionResponse {
     pub success: bool,
     /// Always `tool_execution`.
@@ -61,13 +63,14 @@ pub struct ExecutionResponse {
 
 #[utoipa::path(post, path = "/v1/api/tools/{tool}/execute", tag = "tools", request_body = ExecuteRequest,
     params(("tool" = String, Path, description = "Tool id or alias"),
-           ("Idempotency-Key" = String, Header, description = "UUID v4, reused on retries of one logical call")),
+           ("Idempotency-Key" = String, Header, pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-4[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|\"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-4[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\")$",
+            description = "A UUID, reused on retries of one logical call (also as an RFC 8941 string, `\"<uuid>\"`)")),
     responses((status = 200, body = ExecutionResponse, description = "Executed (or replayed: header Idempotent-Replayed: true)"),
               (status = 400, body = crate::routes::ErrorBody), (status = 401, body = crate::routes::ErrorBody),
               (status = 403, body = crate::routes::ErrorBody), (status = 404, body = crate::routes::ErrorBody),
               (status = 409, body = crate::routes::ErrorBody), (status = 429, body = crate::routes::ErrorBody),
               (status = 502, body = crate::routes::ErrorBody), (status = 503, body = crate::routes::ErrorBody)),
-    security(("api_key" = [])))]
+    security(("api_key" = []), ("api_key_bearer" = [])))]
 pub async fn execute(
     State(state): State<SharedState>,
     Path(tool_name): Path<String>,
@@ -108,12 +111,13 @@ async fn execute_with_key(
         .map_err(|_| ApiError(visa_core::Rejection::internal()))?
 }
 
-/// The `Idempotency-Key` header: a UUID version 4, any case.
+/// The `Idempotency-Key` header: a UUID version 4 in its hyphenated form, any case.
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Uuid> {
     let text = idempotency_key_header(headers)?
         .ok_or_else(|| ApiError::invalid("send an Idempotency-Key header (a UUID v4) with every execution"))?;
-    Uuid::try_parse(text)
-        .ok()
+    Some(text)
+        .filter(|t| t.len() == 36)
+        .and_then(|t| Uuid::try_parse(t).ok())
         .filter(|u| u.get_version_num() == 4)
         .ok_or_else(|| ApiError::invalid("Idempotency-Key must be a UUID v4"))
 }

@@ -85,6 +85,7 @@ pub struct ExecutionResponse {
 #[into_params(parameter_in = Query)]
 pub struct StateQuery {
     /// Only executions in this state.
+    #[param(schema_with = crate::routes::schema::execution_state)]
     state: Option<String>,
 }
 
@@ -175,7 +176,8 @@ pub struct ReconcileRequest {
     pub void: Option<bool>,
 }
 
-#[utoipa::path(post, path = "/v1/operator/executions/{id}/reconcile", tag = "operator", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/operator/executions/{id}/reconcile", tag = "operator",
+    params(("id" = String, Path), crate::routes::operator::OperatorIdempotency),
     request_body = ReconcileRequest,
     responses((status = 200, body = ExecutionResponse), (status = 400, body = crate::routes::ErrorBody), (status = 404, body = crate::routes::ErrorBody)),
     security(("operator" = [])))]

@@ -1,4 +1,4 @@
-//! The key lifecycle of the seed: create, list, get, update, revoke and rotate tool keys,
+//! The key lifecycle: create, list, get, update, revoke and rotate tool keys,
 //! for a signed-in account. Another account's key id answers 404 KEY_NOT_FOUND, never 403.
 
 use crate::auth::Session;
@@ -161,20 +161,26 @@ pub struct RevokeResponse {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
+    #[schema(schema_with = crate::routes::schema::label)]
     pub label: String,
     /// Tool ids or aliases; resolved to canonical ids.
     pub allowed_tools: Option<Vec<String>>,
-    /// `restricted` or `all_supported_tools`.
+    #[schema(schema_with = crate::routes::schema::tool_scope_or_null)]
     pub tool_scope: Option<String>,
     /// Default 1000; clamped to [1, 100000000].
+    #[schema(schema_with = crate::routes::schema::cap_cents_or_null)]
     pub daily_cap_cents: Option<i64>,
     /// Clamped to [1, 100000000]; null or omitted: no cumulative cap.
+    #[schema(schema_with = crate::routes::schema::cap_cents_or_null)]
     pub total_cap_cents: Option<i64>,
+    #[schema(schema_with = crate::routes::schema::cidrs_or_null)]
     pub allowed_cidrs: Option<Vec<String>>,
     /// RFC 3339 with a timezone, in the future.
+    #[schema(schema_with = crate::routes::schema::instant_or_null)]
     pub expires_at: Option<String>,
     pub read_only: Option<bool>,
     /// Token-bucket rate and burst, 1 to 100000 requests per second (default 100).
+    #[schema(schema_with = crate::routes::schema::rate_limit_or_null)]
     pub rate_limit_per_second: Option<i64>,
 }
 
@@ -184,33 +190,33 @@ pub struct CreateKeyRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyRequest {
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::routes::schema::label)]
     pub label: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Vec<String>, required = false)]
     pub allowed_tools: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::routes::schema::tool_scope)]
     pub tool_scope: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(schema_with = crate::routes::schema::cap_cents)]
     pub daily_cap_cents: Option<Option<i64>>,
     /// null clears the cumulative cap.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(schema_with = crate::routes::schema::cap_cents_or_null)]
     pub total_cap_cents: Option<Option<i64>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(schema_with = crate::routes::schema::cidrs)]
     pub allowed_cidrs: Option<Option<Vec<String>>>,
     /// null removes the expiry.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::routes::schema::instant_or_null)]
     pub expires_at: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool, required = false)]
     pub read_only: Option<Option<bool>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(schema_with = crate::routes::schema::rate_limit)]
     pub rate_limit_per_second: Option<Option<i64>>,
 }
 
@@ -227,6 +233,7 @@ fn not_null<T>(field: &str, value: Option<Option<T>>) -> ApiResult<Option<T>> {
 #[serde(deny_unknown_fields)]
 pub struct RotateKeyRequest {
     /// 0 (default) ends the old secret at once; up to 604800 keeps it working that long.
+    #[schema(maximum = 604_800)]
     pub grace_period_seconds: Option<u32>,
 }
 
@@ -322,7 +329,7 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(get, path = "/v1/api/keys/{id}", tag = "keys", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/v1/api/keys/{id}", tag = "keys", params(("id" = i64, Path, minimum = 1)),
     responses((status = 200, body = KeyResponse), (status = 404, body = crate::routes::ErrorBody)),
     security(("session" = [])))]
 pub async fn get(
@@ -335,7 +342,7 @@ pub async fn get(
     Ok(Json(KeyResponse { success: true, key: KeyView::new(&key, state.now()) }))
 }
 
-#[utoipa::path(patch, path = "/v1/api/keys/{id}", tag = "keys", params(("id" = i64, Path)), request_body = UpdateKeyRequest,
+#[utoipa::path(patch, path = "/v1/api/keys/{id}", tag = "keys", params(("id" = i64, Path, minimum = 1)), request_body = UpdateKeyRequest,
     responses((status = 200, body = KeyResponse), (status = 400, body = crate::routes::ErrorBody), (status = 404, body = crate::routes::ErrorBody)),
     security(("session" = [])))]
 pub async fn update(
@@ -394,7 +401,7 @@ fn updated_grant(
     Ok(Some(grant?))
 }
 
-#[utoipa::path(delete, path = "/v1/api/keys/{id}", tag = "keys", params(("id" = i64, Path)),
+#[utoipa::path(delete, path = "/v1/api/keys/{id}", tag = "keys", params(("id" = i64, Path, minimum = 1)),
     responses((status = 200, body = RevokeResponse), (status = 404, body = crate::routes::ErrorBody)),
     security(("session" = [])))]
 pub async fn revoke(
@@ -415,7 +422,7 @@ pub async fn revoke(
 }
 
 #[utoipa::path(post, path = "/v1/api/keys/{id}/secrets/{secret_id}/revoke", tag = "keys",
-    params(("id" = i64, Path), ("secret_id" = i64, Path)),
+    params(("id" = i64, Path, minimum = 1), ("secret_id" = i64, Path, minimum = 1)),
     responses((status = 200, body = KeyResponse), (status = 400, body = crate::routes::ErrorBody), (status = 404, body = crate::routes::ErrorBody)),
     security(("session" = [])))]
 pub async fn revoke_secret(
@@ -437,7 +444,7 @@ pub async fn revoke_secret(
     Ok(Json(KeyResponse { success: true, key: KeyView::new(&key, now) }))
 }
 
-#[utoipa::path(post, path = "/v1/api/keys/{id}/rotate", tag = "keys", params(("id" = i64, Path)), request_body = RotateKeyRequest,
+#[utoipa::path(post, path = "/v1/api/keys/{id}/rotate", tag = "keys", params(("id" = i64, Path, minimum = 1)), request_body(content = Option<RotateKeyRequest>, description = "Optional: an empty body rotates with no grace period"),
     responses((status = 200, body = KeyWithSecretResponse), (status = 400, body = crate::routes::ErrorBody), (status = 404, body = crate::routes::ErrorBody)),
     security(("session" = [])))]
 pub async fn rotate(

@@ -25,6 +25,7 @@ const MAX_KEYS: usize = 100;
 #[serde(deny_unknown_fields)]
 pub struct RevokeLeakedRequest {
     /// Raw keys as found (1 to 100).
+    #[schema(min_items = 1, max_items = 100)]
     pub keys: Vec<String>,
 }
 

@@ -83,13 +83,16 @@ pub struct RemovedResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InviteRequest {
+    #[schema(schema_with = crate::routes::schema::login)]
     pub login: String,
+    #[schema(schema_with = crate::routes::schema::role)]
     pub role: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeRoleRequest {
+    #[schema(schema_with = crate::routes::schema::role)]
     pub role: String,
 }
 
@@ -97,6 +100,7 @@ pub struct ChangeRoleRequest {
 #[serde(deny_unknown_fields)]
 pub struct AcceptInviteRequest {
     pub invite_token: String,
+    #[schema(schema_with = crate::routes::schema::password)]
     pub password: String,
 }
 
@@ -183,7 +187,7 @@ pub async fn invite(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-#[utoipa::path(patch, path = "/v1/api/members/{id}", tag = "members", params(("id" = i64, Path)),
+#[utoipa::path(patch, path = "/v1/api/members/{id}", tag = "members", params(("id" = i64, Path, minimum = 1)),
     request_body = ChangeRoleRequest,
     responses((status = 200, body = MemberResponse), (status = 403, body = crate::routes::ErrorBody), (status = 409, body = crate::routes::ErrorBody)),
     security(("session" = [])))]
@@ -208,7 +212,7 @@ pub async fn change_role(
     Ok(Json(MemberResponse { success: true, member: MemberView::from(&member) }))
 }
 
-#[utoipa::path(delete, path = "/v1/api/members/{id}", tag = "members", params(("id" = i64, Path)),
+#[utoipa::path(delete, path = "/v1/api/members/{id}", tag = "members", params(("id" = i64, Path, minimum = 1)),
     responses((status = 200, body = RemovedResponse), (status = 403, body = crate::routes::ErrorBody), (status = 409, body = crate::routes::ErrorBody)),
     security(("session" = [])))]
 pub async fn remove(

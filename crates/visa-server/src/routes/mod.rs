@@ -13,6 +13,7 @@ pub mod members;
 pub mod metrics;
 pub mod openapi;
 pub mod operator;
+pub mod schema;
 pub mod sessions;
 pub mod tools;
 pub mod usage;
@@ -66,8 +67,11 @@ pub fn router(state: SharedState) -> Router {
 pub struct ErrorBody {
     /// Always false.
     pub success: bool,
+    /// What went wrong, for a human.
     pub error: String,
+    #[schema(schema_with = openapi::error_code_schema)]
     pub error_code: String,
+    /// Whether the same request may succeed if sent again later.
     pub retryable: bool,
     /// Seconds to wait before retrying; also sent as `Retry-After`.
     pub retry_after: Option<u64>,
@@ -106,10 +110,13 @@ impl ListPage {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// 1 to 100, default 25.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
-    /// An id: return items older than it (a page's `next_cursor`).
+    /// An id: return items older than it (a page's `next_cursor`). Not with `ending_before`.
+    #[param(value_type = Option<i64>, minimum = 1)]
     starting_after: Option<String>,
-    /// An id: return items newer than it (a page's `previous_cursor`).
+    /// An id: return items newer than it (a page's `previous_cursor`). Not with `starting_after`.
+    #[param(value_type = Option<i64>, minimum = 1)]
     ending_before: Option<String>,
 }
 

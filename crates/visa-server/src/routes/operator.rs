@@ -48,12 +48,15 @@ impl From<&Account> for AccountView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccountRequest {
+    #[schema(schema_with = crate::routes::schema::login)]
     pub login: String,
     /// Default false: keys of an unapproved account cannot execute tools.
     pub approved: Option<bool>,
     /// Opening credit in cents, default 0.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub credit_cents: Option<i64>,
     /// Optional; without one the account signs in only with the session token returned here.
+    #[schema(schema_with = crate::routes::schema::password_or_null)]
     pub password: Option<String>,
 }
 
@@ -80,6 +83,7 @@ pub struct UpdateAccountRequest {
 #[serde(deny_unknown_fields)]
 pub struct CreditRequest {
     /// Positive whole cents.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub amount_cents: i64,
 }
 
@@ -92,6 +96,15 @@ fn credit_micros(cents: i64, field: &str) -> ApiResult<Micros> {
 
 fn account_not_found() -> impl Fn(StoreError) -> ApiError {
     not_found_as(ErrorCode::AccountNotFound, "no such account")
+}
+
+/// The operator's optional `Idempotency-Key` header, for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct OperatorIdempotency {
+    /// 1 to 255 printable ASCII characters; a retry under the same key answers the first outcome.
+    #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$")]
+    _key: Option<String>,
 }
 
 /// The operator's optional `Idempotency-Key` (1 to 255 printable ASCII characters), with the
@@ -147,7 +160,7 @@ pub async fn create_account(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-#[utoipa::path(patch, path = "/v1/operator/accounts/{login}", tag = "operator", params(("login" = String, Path)),
+#[utoipa::path(patch, path = "/v1/operator/accounts/{login}", tag = "operator", params(("login" = String, Path, pattern = "^[a-z0-9][a-z0-9_-]{0,38}$")),
     request_body = UpdateAccountRequest, responses((status = 200, body = AccountResponse), (status = 404, body = crate::routes::ErrorBody)),
     security(("operator" = [])))]
 pub async fn update_account(
@@ -163,7 +176,8 @@ pub async fn update_account(
     Ok(Json(AccountResponse { success: true, account: AccountView::from(&account) }))
 }
 
-#[utoipa::path(post, path = "/v1/operator/accounts/{login}/credits", tag = "operator", params(("login" = String, Path)),
+#[utoipa::path(post, path = "/v1/operator/accounts/{login}/credits", tag = "operator",
+    params(("login" = String, Path, pattern = "^[a-z0-9][a-z0-9_-]{0,38}$"), OperatorIdempotency),
     request_body = CreditRequest, responses((status = 200, body = AccountResponse), (status = 404, body = crate::routes::ErrorBody)),
     security(("operator" = [])))]
 pub async fn credit_account(

@@ -21,11 +21,42 @@ const MAX_RANGE_DAYS: i64 = 31;
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     /// RFC 3339; default 24 hours before `until`.
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<String>,
     /// RFC 3339; default now.
+    #[param(value_type = Option<String>, format = DateTime)]
     until: Option<String>,
-    /// `minute` (default), `hour` or `day`.
-    granularity: Option<String>,
+    /// Bucket size, default `minute`.
+    #[param(inline)]
+    granularity: Option<Granularity>,
+}
+
+/// The size of a usage bucket.
+#[derive(Debug, Default, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Granularity {
+    #[default]
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Granularity {
+    fn minutes(self) -> i64 {
+        match self {
+            Self::Minute => 1,
+            Self::Hour => 60,
+            Self::Day => 1440,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Minute => "minute",
+            Self::Hour => "hour",
+            Self::Day => "day",
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
@@ -83,7 +114,7 @@ fn finish((mut counts, charged): (UsageCounts, Micros)) -> UsageCounts {
     counts
 }
 
-#[utoipa::path(get, path = "/v1/api/keys/{id}/usage", tag = "keys", params(("id" = i64, Path), UsageQuery),
+#[utoipa::path(get, path = "/v1/api/keys/{id}/usage", tag = "keys", params(("id" = i64, Path, minimum = 1), UsageQuery),
     responses((status = 200, body = UsageResponse), (status = 400, body = crate::routes::ErrorBody), (status = 404, body = crate::routes::ErrorBody)),
     security(("session" = []), ("api_key" = [])))]
 pub async fn usage(
@@ -97,12 +128,8 @@ pub async fn usage(
     // A key reads its own usage only; any other id is "not found", like another account's.
     let id = id.parse::<i64>().ok().filter(|id| reader.key_id().is_none_or(|own| own == *id)).ok_or_else(not_found)?;
     let key = state.store.get_key(reader.account_id(), id).await?.ok_or_else(not_found)?;
-    let bucket_minutes: i64 = match query.granularity.as_deref().unwrap_or("minute") {
-        "minute" => 1,
-        "hour" => 60,
-        "day" => 1440,
-        _ => return Err(ApiError::invalid("granularity must be minute, hour or day")),
-    };
+    let granularity = query.granularity.unwrap_or_default();
+    let bucket_minutes = granularity.minutes();
     let until = parse_time("until", query.until.as_deref(), state.now())?;
     let since = parse_time("since", query.since.as_deref(), until - time::Duration::days(1))?;
     if since >= until || until - since > time::Duration::days(MAX_RANGE_DAYS) {
@@ -133,11 +160,10 @@ pub async fn usage(
             SecretUsage { secret_id: secret.id, key_prefix: secret.key_prefix.clone(), buckets, totals: finish(totals) }
         })
         .collect();
-    let granularity = query.granularity.unwrap_or_else(|| "minute".into());
     Ok(Json(UsageResponse {
         success: true,
         key_id: key.id,
-        granularity,
+        granularity: granularity.as_str().into(),
         since: rfc3339(since),
         until: rfc3339(until),
         secrets,

@@ -1,0 +1,70 @@
+//! The OpenAPI document against the live server, by third-party tools: the document must
+//! validate (`openapi-spec-validator`) and a schema-driven fuzzer (`schemathesis`) with real
+//! credentials must find no 5xx, no undocumented status, no answer off its schema and no
+//! valid request refused — on every operation, within a bounded number of examples.
+//!
+//! The Python tools live in a venv under the target dir, created on first run from the
+//! pinned versions in `tests/openapi/requirements.txt` (`VISA_PYTHON_VENV` names another).
+//! `tests/openapi/schemathesis.toml` holds the fuzzer's settings and the few operations where
+//! a server rule cannot be said in JSON Schema, each with its reason.
+
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use visa_e2e::{OPERATOR_TOKEN, TestApp};
+
+fn venv() -> PathBuf {
+    let dir = std::env::var_os("VISA_PYTHON_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-venv"));
+    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi/requirements.txt");
+    let stamp = dir.join("requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).expect("requirements");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        let run = |cmd: &mut Command| {
+            let out = cmd.output().expect("python3 is needed for the OpenAPI checks");
+            assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        run(Command::new("python3").args(["-m", "venv"]).arg(&dir));
+        run(Command::new(dir.join("bin/pip")).args(["install", "-q", "-r"]).arg(&requirements));
+        std::fs::write(&stamp, wanted).expect("stamp");
+    }
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_document_validates_and_the_live_server_matches_it() {
+    let venv = venv();
+    let app = TestApp::spawn().await;
+    let session = app.account("fuzz", true, 1_000_000).await;
+    let (_, api_key) = app.key(&session, json!({ "label": "fuzz", "rate_limit_per_second": 100000 })).await;
+    let work = tempfile::tempdir().unwrap();
+    let document = work.path().join("openapi.json");
+    let doc = app.call(reqwest::Method::GET, "/openapi.json", None, None, &[]).await;
+    std::fs::write(&document, serde_json::to_vec_pretty(&doc.body).unwrap()).unwrap();
+
+    let validate = Command::new(venv.join("bin/openapi-spec-validator")).arg(&document).output().unwrap();
+    assert!(validate.status.success(), "openapi-spec-validator: {}", String::from_utf8_lossy(&validate.stdout));
+
+    let examples = std::env::var("VISA_FUZZ_EXAMPLES").unwrap_or_else(|_| "30".into());
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi/schemathesis.toml");
+    let url = app.url("");
+    let fuzz = tokio::task::spawn_blocking(move || {
+        Command::new(venv.join("bin/st"))
+            .arg("--config-file")
+            .arg(config)
+            .args(["run", "--url", &url, "--max-examples", &examples, "--seed", "1", "--no-shrink"])
+            .arg(&document)
+            .env("VISA_OPERATOR_TOKEN", OPERATOR_TOKEN)
+            .env("VISA_SESSION_TOKEN", &session)
+            .env("VISA_API_KEY", &api_key)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let report = String::from_utf8_lossy(&fuzz.stdout);
+    assert!(fuzz.status.success(), "schemathesis found failures:\n{report}\n{}", String::from_utf8_lossy(&fuzz.stderr));
+    assert!(app.verify_ledger().await.is_empty(), "the fuzzed ledger does not verify");
+}
