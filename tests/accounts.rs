@@ -187,3 +187,27 @@ async fn sign_in_is_throttled_per_login_and_per_client() {
     }
     assert!(answers.contains(&429), "the per-client budget ran out: {answers:?}");
 }
+
+#[tokio::test]
+async fn a_session_says_who_it_is_and_ends_at_once_when_signed_out() {
+    let app = TestApp::spawn().await;
+    let owner = app.account("whoami", true, 0).await;
+    let me = app.get("/v1/api/sessions/current", &owner).await;
+    let body = me.assert_ok(200);
+    assert_eq!(
+        (body["credential"].as_str(), body["actor"].as_str(), body["role"].as_str()),
+        (Some("session"), Some("whoami"), Some("owner"))
+    );
+
+    let admin = app.post("/v1/api/admin-keys", &owner, serde_json::json!({ "label": "ci" })).await;
+    let admin_key = admin.assert_ok(201)["key"].as_str().unwrap().to_owned();
+    let as_admin = app.get("/v1/api/sessions/current", &admin_key).await;
+    assert_eq!(as_admin.assert_ok(200)["credential"], "admin_key");
+    // An admin key is not ended by signing out; it is revoked.
+    app.delete("/v1/api/sessions/current", &admin_key).await.assert_error(400, "INVALID_REQUEST");
+    app.get("/v1/api/keys", &admin_key).await.assert_ok(200);
+
+    app.delete("/v1/api/sessions/current", &owner).await.assert_ok(200);
+    app.get("/v1/api/keys", &owner).await.assert_error(401, "AUTH_INVALID");
+    app.delete("/v1/api/sessions/current", &owner).await.assert_error(401, "AUTH_INVALID");
+}

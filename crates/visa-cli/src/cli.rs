@@ -21,6 +21,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Sign in and store the session token in the user's config dir.
     Login(LoginArgs),
+    /// Say who the current session (or admin key in VISA_SESSION_TOKEN) is.
+    Whoami,
+    /// End the stored session on the server and forget it here.
+    Logout,
     /// Create, list, inspect, update, rotate and revoke tool keys.
     #[command(subcommand)]
     Keys(KeysCommand),

@@ -25,6 +25,21 @@ fn session_file() -> anyhow::Result<PathBuf> {
     Ok(config_dir()?.join("session"))
 }
 
+/// Forgets the stored session; whether there was one.
+pub fn forget_session_token() -> anyhow::Result<bool> {
+    let path = session_file()?;
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(anyhow!("cannot remove {}: {e}", path.display())),
+    }
+}
+
+/// Whether a session is stored (so a new one would replace it).
+pub fn has_stored_session() -> bool {
+    session_file().is_ok_and(|p| p.exists())
+}
+
 pub fn store_session_token(token: &str) -> anyhow::Result<PathBuf> {
     let path = session_file()?;
     if let Some(dir) = path.parent() {
@@ -32,6 +47,10 @@ pub fn store_session_token(token: &str) -> anyhow::Result<PathBuf> {
     }
     visa_server::write_private_file(&path, token)?;
     Ok(path)
+}
+
+pub fn session_token_from_env() -> bool {
+    std::env::var("VISA_SESSION_TOKEN").is_ok_and(|t| !t.is_empty())
 }
 
 fn session_token() -> anyhow::Result<String> {

@@ -299,12 +299,25 @@ fn members_and_the_audit_log_through_the_cli() {
     assert!(promoted.contains("vic is now developer"), "{promoted}");
     assert_eq!(next_action("member.role_changed")["changes"]["role"]["before"], "viewer");
 
-    // The invitee accepts (token from the environment, password on stdin) and is signed in.
+    // Without a terminal and without --password-stdin, accept says how instead of failing obscurely.
+    let mut no_tty = server.cli_command(&["members", "accept"], None);
+    no_tty.env("VISA_INVITE_TOKEN", &token);
+    let no_tty = no_tty.output().unwrap();
+    assert_one_line_error(&no_tty, "--password-stdin");
+
+    // The invitee accepts (token from the environment, password on stdin) and is signed in;
+    // the CLI says who, and that the owner's stored session was replaced.
+    let before = assert_success(&server.cli(&["whoami"], None, None));
+    assert!(before.contains("acme (role owner) of account acme"), "{before}");
     let mut accept = server.cli_command(&["members", "accept", "--password-stdin"], None);
     accept.env("VISA_INVITE_TOKEN", &token);
     let mut child = accept.spawn().unwrap();
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"vic password 1\n").unwrap();
-    assert_success(&child.wait_with_output().unwrap());
+    let accepted = child.wait_with_output().unwrap();
+    assert!(assert_success(&accepted).contains("Signed in as vic."), "{}", common::stdout(&accepted));
+    assert!(stderr(&accepted).contains("replaced the session"), "{}", stderr(&accepted));
+    let now = assert_success(&server.cli(&["whoami"], None, None));
+    assert!(now.contains("vic (role developer) of account acme"), "{now}");
     next_action("member.joined");
     assert_one_line_error(&server.cli(&["members", "remove", &vic_id], None, None), "FORBIDDEN");
     assert_success(&server.cli(&["keys", "create", "vics-key"], None, None));
@@ -319,6 +332,12 @@ fn members_and_the_audit_log_through_the_cli() {
 
     let vics_session = std::fs::read_to_string(server.dirs.path().join("config/session")).unwrap();
     assert_no_secret_kept(&server, &[token.as_str(), "owner password", "vic password 1", vics_session.trim()]);
+
+    // logout ends the session on the server, not only here: the token no longer works.
+    assert!(assert_success(&server.cli(&["logout"], None, None)).contains("Signed out."));
+    assert!(!server.dirs.path().join("config/session").exists());
+    assert_one_line_error(&server.cli(&["whoami"], None, Some(vics_session.trim())), "AUTH_INVALID");
+    assert!(assert_success(&server.cli(&["logout"], None, None)).contains("Not signed in."));
 }
 
 #[test]

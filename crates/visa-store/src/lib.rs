@@ -73,6 +73,8 @@ pub trait Store: Send + Sync + 'static {
         request: Option<OperatorRequest>,
     ) -> StoreResult<Account>;
     async fn create_session(&self, new: NewSession) -> StoreResult<()>;
+    /// Ends one session (sign-out); ending one that is gone already is not an error.
+    async fn end_session(&self, token_hash: SecretHash) -> StoreResult<()>;
     /// The account and member behind a live session token.
     async fn session_principal(&self, token_hash: SecretHash, now: Timestamp)
     -> StoreResult<Option<(Account, Member)>>;

@@ -48,7 +48,7 @@ async fn accept(token: &str, password_stdin: bool, json: bool) -> anyhow::Result
     let client = settings::anonymous_client()?;
     let body = json!({ "invite_token": token.trim(), "password": password });
     let answer = client.send(Method::POST, "/v1/api/members/accept", Some(&body)).await?;
-    super::login::keep_session(&answer.body, None, json)
+    super::login::keep_session(&answer.body, json)
 }
 
 fn print_list(body: &Value) {

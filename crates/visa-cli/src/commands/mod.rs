@@ -23,6 +23,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(args) => serve::run(args).await,
         Command::Login(args) => login::run(args, json).await,
+        Command::Whoami => login::whoami(json).await,
+        Command::Logout => login::logout(json).await,
         Command::Keys(command) => keys::run(command, json).await,
         Command::AdminKeys(command) => admin_keys::run(command, json).await,
         Command::Members(command) => members::run(command, json).await,
@@ -52,12 +54,15 @@ fn cents(flag: &str, dollars: &str) -> anyhow::Result<i64> {
 
 /// Reads one line (a password) from standard input, or prompts on the terminal.
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
     let password = if from_stdin {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line)?;
         line.trim_end_matches(['\r', '\n']).to_owned()
-    } else {
+    } else if std::io::stdin().is_terminal() {
         rpassword::prompt_password("Password: ")?
+    } else {
+        anyhow::bail!("no terminal to ask for the password: pipe it in with --password-stdin")
     };
     anyhow::ensure!(!password.is_empty(), "the password is empty");
     Ok(password)

@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use visa_core::ErrorCode;
 use visa_core::key::{KeyKind, RawKey};
 use visa_core::role::{Permission, Role};
+use visa_core::secret::SecretHash;
 use visa_store::{Account, Actor, AuditContext};
 
 /// Prefix of session tokens; tells them apart from keys in logs and scanners.
@@ -101,6 +102,8 @@ pub struct Session {
     /// The member, or the admin key, acting.
     pub actor: Actor,
     pub origin: Origin,
+    /// The session token's hash; `None` for an admin key.
+    pub session_hash: Option<SecretHash>,
 }
 
 impl Session {
@@ -140,20 +143,19 @@ impl FromRequestParts<SharedState> for Session {
 
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
         let token = require_bearer(&parts.headers)?;
-        let (account, role, actor) = if let Ok(raw) = RawKey::parse(&state.brand, token) {
-            admin_key_principal(state, &raw).await?
+        let (account, role, actor, session_hash) = if let Ok(raw) = RawKey::parse(&state.brand, token) {
+            let (account, role, actor) = admin_key_principal(state, &raw).await?;
+            (account, role, actor, None)
         } else if token.starts_with(SESSION_TOKEN_PREFIX) {
-            let (account, member) = state
-                .store
-                .session_principal(state.hasher.hash(token), state.now())
-                .await?
-                .ok_or_else(invalid_credential)?;
-            (account, member.role, Actor::Member { id: member.id, login: member.login })
+            let hash = state.hasher.hash(token);
+            let (account, member) =
+                state.store.session_principal(hash, state.now()).await?.ok_or_else(invalid_credential)?;
+            (account, member.role, Actor::Member { id: member.id, login: member.login }, Some(hash))
         } else {
             return Err(invalid_credential());
         };
         let origin = Origin::from_request_parts(parts, state).await?;
-        Ok(Session { account, role, actor, origin })
+        Ok(Session { account, role, actor, origin, session_hash })
     }
 }
 

@@ -247,7 +247,6 @@ pub async fn accept(
         StoreError::NotFound => unknown(),
         other => other.into(),
     })?;
-    let (session_token, expires_at) = open_session(&state, &member).await?;
     tracing::info!(member_id = member.id, "invitation accepted");
-    Ok((StatusCode::CREATED, Json(SessionResponse { success: true, session_token, expires_at })))
+    open_session(&state, &member).await
 }

@@ -38,6 +38,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/operator/accounts/{login}", patch(operator::update_account))
         .route("/v1/operator/accounts/{login}/credits", post(operator::credit_account))
         .route("/v1/api/sessions", post(sessions::sign_in))
+        .route("/v1/api/sessions/current", get(sessions::current).delete(sessions::sign_out))
         .route("/v1/api/keys", post(keys::create).get(keys::list))
         .route("/v1/api/keys/{id}", get(keys::get).patch(keys::update).delete(keys::revoke))
         .route("/v1/api/keys/{id}/rotate", post(keys::rotate))

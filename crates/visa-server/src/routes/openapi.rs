@@ -30,6 +30,8 @@ use visa_core::ErrorCode;
         super::operator::update_account,
         super::operator::credit_account,
         super::sessions::sign_in,
+        super::sessions::current,
+        super::sessions::sign_out,
         super::keys::create,
         super::keys::list,
         super::keys::get,

@@ -154,7 +154,8 @@ pub async fn create_account(
         StoreError::Conflict(message) => ApiError::new(ErrorCode::AccountExists, message),
         other => other.into(),
     })?;
-    let (session_token, _) = open_session(&state, &owner).await?;
+    let (_, Json(session)) = open_session(&state, &owner).await?;
+    let session_token = session.session_token;
     tracing::info!(account = %account.login, approved = account.approved, "account created");
     let body = CreateAccountResponse { success: true, account: AccountView::from(&account), session_token };
     Ok((StatusCode::CREATED, Json(body)))

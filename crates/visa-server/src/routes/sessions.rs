@@ -1,7 +1,9 @@
-//! Signing in: `POST /v1/api/sessions` trades a member's login and password for a session
-//! token. The session acts with that member's role, read afresh on every request.
+//! Sessions: `POST /v1/api/sessions` trades a member's login and password for a session
+//! token, which acts with that member's role, read afresh on every request;
+//! `GET /v1/api/sessions/current` says who a credential is (`visa-cli whoami`) and
+//! `DELETE /v1/api/sessions/current` ends the session at once (`visa-cli logout`).
 
-use crate::auth::{SESSION_TOKEN_PREFIX, password};
+use crate::auth::{SESSION_TOKEN_PREFIX, Session, password};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ClientIp, JsonBody};
 use crate::routes::rfc3339;
@@ -13,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use visa_core::ErrorCode;
 use visa_core::key::random_token;
-use visa_store::{Member, NewSession};
+use visa_store::{Actor, Member, NewSession};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -28,10 +30,12 @@ pub struct SessionResponse {
     /// Send as `Authorization: Bearer <session_token>`. Shown once.
     pub session_token: String,
     pub expires_at: String,
+    /// The member signed in.
+    pub login: String,
 }
 
-/// Mints and stores a session for `member`; returns the raw token and its expiry.
-pub async fn open_session(state: &AppState, member: &Member) -> ApiResult<(String, String)> {
+/// Mints and stores a session for `member`: the answer of a sign-in (or an accepted invitation).
+pub async fn open_session(state: &AppState, member: &Member) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
     let token = random_token(SESSION_TOKEN_PREFIX);
     let now = state.now();
     let expires_at = now + state.session_ttl;
@@ -43,7 +47,13 @@ pub async fn open_session(state: &AppState, member: &Member) -> ApiResult<(Strin
         expires_at,
     };
     state.store.create_session(new).await?;
-    Ok((token, rfc3339(expires_at)))
+    let response = SessionResponse {
+        success: true,
+        session_token: token,
+        expires_at: rfc3339(expires_at),
+        login: member.login.clone(),
+    };
+    Ok((StatusCode::CREATED, Json(response)))
 }
 
 #[utoipa::path(post, path = "/v1/api/sessions", tag = "sessions", request_body = SignInRequest,
@@ -64,7 +74,53 @@ pub async fn sign_in(
         return Err(wrong());
     }
     let member = member.ok_or_else(wrong)?;
-    let (session_token, expires_at) = open_session(&state, &member).await?;
     tracing::info!(member = %member.login, "session opened");
-    Ok((StatusCode::CREATED, Json(SessionResponse { success: true, session_token, expires_at })))
+    open_session(&state, &member).await
+}
+
+/// Who a session (or an admin key) is.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CurrentSession {
+    pub success: bool,
+    /// `session` or `admin_key`.
+    pub credential: String,
+    pub account_id: i64,
+    pub account: String,
+    /// The member's login, or the admin key's label.
+    pub actor: String,
+    pub role: String,
+}
+
+#[utoipa::path(get, path = "/v1/api/sessions/current", tag = "sessions",
+    responses((status = 200, body = CurrentSession)), security(("session" = [])))]
+pub async fn current(session: Session) -> Json<CurrentSession> {
+    let (credential, actor) = match &session.actor {
+        Actor::AdminKey { label, .. } => ("admin_key", label.clone()),
+        Actor::Member { login, .. } => ("session", login.clone()),
+        Actor::Operator => ("operator", String::new()),
+    };
+    Json(CurrentSession {
+        success: true,
+        credential: credential.into(),
+        account_id: session.account.id,
+        account: session.account.login.clone(),
+        actor,
+        role: session.role.to_string(),
+    })
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SignedOut {
+    pub success: bool,
+}
+
+#[utoipa::path(delete, path = "/v1/api/sessions/current", tag = "sessions",
+    responses((status = 200, body = SignedOut)), security(("session" = [])))]
+pub async fn sign_out(State(state): State<SharedState>, session: Session) -> ApiResult<Json<SignedOut>> {
+    let hash = session.session_hash.ok_or_else(|| {
+        ApiError::invalid("an admin key is not a session: revoke it with `visa-cli admin-keys revoke ID`")
+    })?;
+    state.store.end_session(hash).await?;
+    tracing::info!(actor = ?session.actor, "session ended");
+    Ok(Json(SignedOut { success: true }))
 }

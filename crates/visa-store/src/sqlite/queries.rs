@@ -357,6 +357,15 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn end_session(&self, token_hash: SecretHash) -> StoreResult<()> {
+        self.write(move |conn| {
+            conn.execute("DELETE FROM sessions WHERE token_hash = ?1", params![&token_hash.0[..]])
+                .map(drop)
+                .map_err(map_sqlite_error)
+        })
+        .await
+    }
+
     async fn create_session(&self, new: NewSession) -> StoreResult<()> {
         self.write(move |conn| {
             conn.execute(
