@@ -15,6 +15,7 @@ use visa_e2e::{OPERATOR_TOKEN, TestApp};
 
 fn venv() -> PathBuf {
     let dir = std::env::var_os("VISA_PYTHON_VENV")
+        .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-venv"));
     let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi/requirements.txt");
