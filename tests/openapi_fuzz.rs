@@ -36,7 +36,19 @@ fn venv() -> PathBuf {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_document_validates_and_the_live_server_matches_it() {
     let venv = venv();
-    let app = TestApp::spawn().await;
+    // Only tools that are always ready: a provider tool without its key is 503 by design, and
+    // the `fail` builtin answers 5xx on request; both are tested in their own suites.
+    let catalog = visa_server::catalog::Catalog::from_toml(
+        r#"[[tools]]
+id = "echo"
+aliases = ["builtin-echo"]
+price_micros = 10000
+timeout_ms = 5000
+adapter = { type = "builtin", name = "echo" }
+"#,
+    )
+    .unwrap();
+    let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
     let session = app.account("fuzz", true, 1_000_000).await;
     let (_, api_key) = app.key(&session, json!({ "label": "fuzz", "rate_limit_per_second": 100000 })).await;
     let work = tempfile::tempdir().unwrap();
