@@ -40,7 +40,7 @@ pub fn keep_session(answer: &Value, json: bool) -> anyhow::Result<()> {
 pub async fn whoami(json: bool) -> anyhow::Result<()> {
     let answer = settings::session_client()?.send(Method::GET, "/v1/api/sessions/current", None).await?;
     super::show(&answer, json, |body| {
-        let field = |name: &str| body[name].as_str().unwrap_or("?").to_owned();
+        let field = |name: &str| crate::output::field(body, name);
         let via = if settings::session_token_from_env() { "VISA_SESSION_TOKEN" } else { "the stored session" };
         match field("credential").as_str() {
             "admin_key" => {

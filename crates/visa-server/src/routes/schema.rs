@@ -82,35 +82,34 @@ pub fn execution_state() -> Object {
 }
 
 /// The `…_or_null` forms: the same rule, for fields where `null` means absent (or cleared).
-pub fn password_or_null() -> Object {
-    let mut schema = password();
-    schema.schema_type = or_null(Type::String);
+fn nullable(mut schema: Object) -> Object {
+    if let SchemaType::Type(t) = &schema.schema_type {
+        schema.schema_type = or_null(t.clone());
+    }
+    if let Some(values) = &mut schema.enum_values {
+        values.push(serde_json::Value::Null);
+    }
     schema
+}
+
+pub fn password_or_null() -> Object {
+    nullable(password())
 }
 
 pub fn cap_cents_or_null() -> Object {
-    let mut schema = cap_cents();
-    schema.schema_type = or_null(Type::Integer);
-    schema
+    nullable(cap_cents())
 }
 
 pub fn rate_limit_or_null() -> Object {
-    let mut schema = rate_limit();
-    schema.schema_type = or_null(Type::Integer);
-    schema
+    nullable(rate_limit())
 }
 
 pub fn instant_or_null() -> Object {
-    let mut schema = instant();
-    schema.schema_type = or_null(Type::String);
-    schema
+    nullable(instant())
 }
 
 pub fn tool_scope_or_null() -> Object {
-    let mut scope = tool_scope();
-    scope.schema_type = or_null(Type::String);
-    scope.enum_values.get_or_insert_with(Vec::new).push(serde_json::Value::Null);
-    scope
+    nullable(tool_scope())
 }
 
 pub fn cidrs_or_null() -> Array {
