@@ -1,8 +1,10 @@
-//! Property test of the money path on a real SQLite store: random interleavings of credits,
-//! holds, captures (including over-hold costs), voids, crashes with reconciliation, and UTC
-//! day changes never break the invariants: the ledger explains every counter, no key passes
-//! its caps, no balance goes negative, captured sum = balance decrease, and every hold ends
-//! captured or voided.
+//! Property tests of the money path on a real SQLite store: random interleavings of credits,
+//! holds, captures (including over-hold costs), voids, crashes with reconciliation, cap
+//! changes (lowered below what a key already spent, too), rotations and UTC day changes never
+//! break the invariants, and `verify_ledger` stays green through all of them: the ledger
+//! explains every counter, every hold fitted the caps in force when it was placed, no balance
+//! goes negative, captured sum = balance decrease, and every hold ends captured or voided. The
+//! same histories followed by one tampered row must turn `verify_ledger` red.
 
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -18,13 +20,40 @@ const TOTAL_CAP_CENTS: i64 = 25;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Credit { account: usize, cents: i64 },
-    Begin { key: usize, hold_cents: i64, sandbox: bool, reuse_idempotency: bool },
-    Capture { pick: usize, cost_micros: i64 },
-    Void { pick: usize, retryable: bool },
+    Credit {
+        account: usize,
+        cents: i64,
+    },
+    Begin {
+        key: usize,
+        hold_cents: i64,
+        sandbox: bool,
+        reuse_idempotency: bool,
+    },
+    Capture {
+        pick: usize,
+        cost_micros: i64,
+    },
+    Void {
+        pick: usize,
+        retryable: bool,
+    },
     Crash,
-    Reconcile { pick: usize, capture_micros: Option<i64> },
+    Reconcile {
+        pick: usize,
+        capture_micros: Option<i64>,
+    },
     NextDay,
+    /// An ordinary PATCH of a key's caps, possibly below what it already spent.
+    SetCaps {
+        key: usize,
+        daily_cents: i64,
+        total_cents: Option<i64>,
+    },
+    /// A rotation: later holds use the new secret, the old one stays in its grace period.
+    Rotate {
+        key: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -39,6 +68,12 @@ fn op() -> impl Strategy<Value = Op> {
         (any::<usize>(), prop::option::of(0..60_000i64))
             .prop_map(|(pick, capture_micros)| Op::Reconcile { pick, capture_micros }),
         Just(Op::NextDay),
+        (0..3usize, 1..20i64, prop::option::of(1..40i64)).prop_map(|(key, daily_cents, total_cents)| Op::SetCaps {
+            key,
+            daily_cents,
+            total_cents
+        }),
+        (0..3usize).prop_map(|key| Op::Rotate { key }),
     ]
 }
 
@@ -177,6 +212,29 @@ impl World {
                 }
             }
             Op::NextDay => self.day += 1,
+            Op::SetCaps { key, daily_cents, total_cents } => {
+                let (key_id, account, _) = self.keys[key];
+                let patch = KeyPatch {
+                    daily_cap_cents: Some(daily_cents),
+                    total_cap_cents: Some(total_cents),
+                    ..KeyPatch::default()
+                };
+                let key = self.store.update_key(self.accounts[account], key_id, patch, operator()).await.unwrap();
+                assert_eq!((key.policy.daily_cap_cents, key.policy.total_cap_cents), (daily_cents, total_cents));
+            }
+            Op::Rotate { key } => {
+                self.counter += 1;
+                let (key_id, account, _) = self.keys[key];
+                let mut hash = [0xA0; 32];
+                hash[..8].copy_from_slice(&self.counter.to_be_bytes());
+                let rotation = Rotation {
+                    secret: NewSecret { hash: SecretHash(hash), key_prefix: "VisaKey_live_y...".into() },
+                    old_secrets_end: now() + time::Duration::hours(1),
+                };
+                let rotated =
+                    self.store.rotate_key(self.accounts[account], key_id, rotation, operator()).await.unwrap();
+                self.keys[key].2 = rotated.secrets[0].id;
+            }
         }
     }
 
@@ -202,11 +260,18 @@ impl World {
             day_number: self.day,
             idempotency_expires_at: now() + time::Duration::hours(24),
         };
+        let before = self.store.get_key(self.accounts[account], key_id).await.unwrap().unwrap();
         let (outcome, durable) = self.store.begin_execution(start).await.unwrap();
         durable.wait().await.unwrap();
         match outcome {
             BeginOutcome::Started(execution) => {
                 assert_eq!(execution.hold, Micros(hold_cents * MICROS_PER_CENT));
+                // The hold fitted the caps in force when it was placed.
+                let today = if before.latest_day >= self.day { before.spent_day.0 + before.held_day.0 } else { 0 };
+                assert!(today + execution.hold.0 <= before.policy.daily_cap_cents * MICROS_PER_CENT);
+                if let Some(cap) = before.policy.total_cap_cents {
+                    assert!(before.spent_total.0 + before.held_total.0 + execution.hold.0 <= cap * MICROS_PER_CENT);
+                }
                 self.running.push((execution, account));
                 self.last_idempotency = Some((key, idempotency_key));
             }
@@ -227,14 +292,6 @@ impl World {
             let expected =
                 self.credits.get(&index).copied().unwrap_or(0) - self.captured.get(&index).copied().unwrap_or(0);
             assert_eq!(account.balance.0, expected, "captured sum = balance decrease");
-        }
-        for &(key_id, account, _) in &self.keys {
-            let key = self.store.get_key(self.accounts[account], key_id).await.unwrap().unwrap();
-            let today = if key.latest_day >= self.day { key.spent_day.0 + key.held_day.0 } else { 0 };
-            assert!(today <= DAILY_CAP_CENTS * MICROS_PER_CENT);
-            if let Some(cap) = key.policy.total_cap_cents {
-                assert!(key.spent_total.0 + key.held_total.0 <= cap * MICROS_PER_CENT);
-            }
         }
     }
 
@@ -274,22 +331,67 @@ proptest! {
     }
 }
 
-#[tokio::test]
-async fn verify_catches_a_counter_that_drifted_from_the_ledger() {
-    let mut world = world().await;
-    world.apply(Op::Credit { account: 0, cents: 10 }).await;
-    world.apply(Op::Begin { key: 0, hold_cents: 2, sandbox: false, reuse_idempotency: false }).await;
-    world.apply(Op::Capture { pick: 0, cost_micros: 15_000 }).await;
-    assert!(world.store.verify_ledger().await.unwrap().is_empty());
-    let tamper = rusqlite::Connection::open(world._dir.path().join("props.db")).unwrap();
-    for (sql, expected) in [
-        ("UPDATE accounts SET balance_micros = balance_micros + 1 WHERE login = 'alice'", "account balance"),
-        ("UPDATE key_spend SET spent_total_micros = spent_total_micros + 1", "key spent_total"),
-        ("UPDATE key_days SET held_micros = held_micros + 1", "key held on day"),
-        ("UPDATE executions SET charged_micros = charged_micros - 1", "execution charge"),
-    ] {
-        tamper.execute(sql, []).unwrap();
-        let problems = world.store.verify_ledger().await.unwrap();
-        assert!(problems.iter().any(|p| p.starts_with(expected)), "{sql}: {problems:?}");
+/// One deliberate corruption of a stored row: each must turn `verify_ledger` red.
+const TAMPERS: [(&str, &str); 9] = [
+    ("UPDATE accounts SET balance_micros = balance_micros + ?1 WHERE login = 'alice'", "account balance"),
+    (
+        "DELETE FROM key_days WHERE (key_id, day_number) = \
+         (SELECT key_id, day_number FROM key_days WHERE spent_micros > 0 LIMIT 1) AND ?1 > 0",
+        "key spent on day",
+    ),
+    // (raising the balance too, which the schema's `held <= balance` check demands)
+    (
+        "UPDATE accounts SET held_micros = held_micros + ?1, balance_micros = balance_micros + ?1 \
+         WHERE login = 'alice'",
+        "account held",
+    ),
+    ("UPDATE key_spend SET spent_total_micros = spent_total_micros + ?1", "key spent_total"),
+    ("UPDATE key_spend SET held_total_micros = held_total_micros + ?1", "key held_total"),
+    (
+        "UPDATE key_days SET spent_micros = spent_micros + ?1 WHERE (key_id, day_number) = \
+         (SELECT key_id, day_number FROM key_days LIMIT 1)",
+        "key spent on day",
+    ),
+    (
+        "UPDATE executions SET hold_micros = hold_micros + ?1 WHERE id = (SELECT MIN(id) FROM executions)",
+        "execution hold",
+    ),
+    (
+        "UPDATE executions SET state = 'running' WHERE id = (SELECT MIN(id) FROM executions) AND ?1 > 0",
+        "execution still held",
+    ),
+    (
+        "INSERT INTO ledger (account_id, kind, amount_micros, created_at) \
+         SELECT id, 'credit', ?1, 0 FROM accounts WHERE login = 'bob'",
+        "account balance",
+    ),
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn verify_goes_red_on_any_tampered_row(
+        ops in prop::collection::vec(op(), 0..30),
+        tamper in 0..TAMPERS.len(),
+        delta in 1..1_000_000i64,
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let mut world = world().await;
+            // A history that leaves at least one finished paid call with a day counter.
+            world.apply(Op::Credit { account: 0, cents: 15 }).await;
+            world.apply(Op::Begin { key: 0, hold_cents: 2, sandbox: false, reuse_idempotency: false }).await;
+            world.apply(Op::Capture { pick: 0, cost_micros: 15_000 }).await;
+            for op in ops {
+                world.apply(op).await;
+            }
+            assert!(world.store.verify_ledger().await.unwrap().is_empty(), "green before tampering");
+            let (sql, expected) = TAMPERS[tamper];
+            let tampered = rusqlite::Connection::open(world._dir.path().join("props.db")).unwrap();
+            assert!(tampered.execute(sql, [delta]).unwrap() >= 1, "{sql} changed no row");
+            let problems = world.store.verify_ledger().await.unwrap();
+            assert!(problems.iter().any(|p| p.starts_with(expected)), "{sql} (+{delta}): {problems:?}");
+        });
     }
 }
