@@ -210,6 +210,20 @@ impl TestApp {
 impl TestApp {
     /// Recomputes every balance, hold and spend counter from the ledger (the same check as
     /// `visa-cli ledger verify`); returns the mismatches.
+    /// `GET /metrics` with the operator token: the OpenMetrics text.
+    pub async fn metrics(&self) -> String {
+        let response =
+            reqwest::Client::new().get(self.url("/metrics")).bearer_auth(OPERATOR_TOKEN).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+
+    /// The value of one series in the metrics (`name{labels}` exactly as rendered), if present.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.metrics().await;
+        text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
     pub async fn verify_ledger(&self) -> Vec<String> {
         let path = self.data_dir.path().join(visa_server::DATABASE_FILE);
         visa_store::SqliteStore::verify_offline(&path).expect("verify the ledger")

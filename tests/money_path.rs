@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use visa_e2e::mock_provider::MockProvider;
-use visa_e2e::{OPERATOR_TOKEN, TestApp};
+use visa_e2e::TestApp;
 use visa_server::catalog::Catalog;
 
 /// $0.15 / $0.60 per million tokens, at most $1 a call; a flat-priced chat tool; a fal tool at
@@ -142,15 +142,7 @@ async fn the_chat_hold_bounds_everything_the_provider_can_bill() {
     let reply = app.execute(&key, "chat", ask(json!({ "max_tokens": 10 }))).await;
     let hold_charge = charged(&reply);
     assert!(hold_charge < 10_000, "at most the hold: {hold_charge}");
-    let metrics = reqwest::Client::new()
-        .get(app.url("/metrics"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("visa_provider_overages_total 1"), "{metrics}");
     let reported = 10_000_000 * 150_000 / 1_000_000 + 500 * 600_000 / 1_000_000;
     assert!(metrics.contains(&format!("visa_provider_overage_micros_total {}", reported - hold_charge)), "{metrics}");

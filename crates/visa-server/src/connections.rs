@@ -12,6 +12,7 @@
 //! released exactly when the connection closes.
 
 use axum_server::accept::Accept;
+use prometheus_client::metrics::gauge::Gauge;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -62,11 +63,13 @@ pub struct Guard<A> {
     inner: A,
     permits: Arc<Semaphore>,
     first_byte: Duration,
+    /// `visa_connections_open`.
+    open: Gauge,
 }
 
 impl<A> Guard<A> {
-    pub fn new(inner: A, max_connections: usize, first_byte: Duration) -> Self {
-        Self { inner, permits: Arc::new(Semaphore::new(max_connections)), first_byte }
+    pub fn new(inner: A, max_connections: usize, first_byte: Duration, open: Gauge) -> Self {
+        Self { inner, permits: Arc::new(Semaphore::new(max_connections)), first_byte, open }
     }
 }
 
@@ -82,6 +85,7 @@ where
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
         let (inner, permits, first_byte) = (self.inner.clone(), self.permits.clone(), self.first_byte);
+        let open = self.open.clone();
         Box::pin(async move {
             let Ok(permit) = permits.try_acquire_owned() else {
                 tracing::warn!("connection refused: the server is at its connection cap (--max-connections)");
@@ -92,15 +96,24 @@ where
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return Err(io::Error::new(io::ErrorKind::TimedOut, "no request within the header timeout")),
             }
-            inner.accept(Guarded { inner: stream, _permit: permit }, service).await
+            open.inc();
+            inner.accept(Guarded { inner: stream, _permit: permit, open }, service).await
         })
     }
 }
 
-/// A stream holding one of the server's connection permits until it is dropped.
+/// A stream holding one of the server's connection permits (and counted as open) until it
+/// is dropped.
 pub struct Guarded<S> {
     inner: S,
     _permit: OwnedSemaphorePermit,
+    open: Gauge,
+}
+
+impl<S> Drop for Guarded<S> {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {

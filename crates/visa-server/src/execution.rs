@@ -17,6 +17,7 @@
 use crate::auth::tool_key::denied;
 use crate::catalog::Tool;
 use crate::error::{ApiError, ApiResult};
+use crate::metrics::PaidOutcome;
 use crate::ratelimit::Rate;
 use crate::routes::execute::{ExecutionResponse, Receipt, Usage};
 use crate::routes::rfc3339;
@@ -104,6 +105,7 @@ pub fn prepare(
         Rate::per_second(key.key.policy.rate_limit_per_second),
         std::time::Instant::now(),
     ) {
+        state.metrics.record_paid(PaidOutcome::Refused("rate_limit"));
         return Err(
             ApiError::new(ErrorCode::RateLimited, "the key's request rate limit is reached").with_retry_after(seconds)
         );
@@ -151,22 +153,47 @@ pub async fn begin(state: &AppState, call: PaidCall) -> Begun {
     let (day, key_id, client_ip) = (start.day_number, start.key_id, start.client_ip);
     let (outcome, durable) = match state.store.begin_execution(start).await {
         Ok(begun) => begun,
-        Err(e) => return Begun::Answered(Err(store_error(e))),
-    };
-    match outcome {
-        BeginOutcome::Started(execution) => Begun::Started(Running { tool, request, execution, hold_durable: durable }),
-        other => {
-            // Anything else is answered from state that must be on disk first.
-            if let Err(e) = durable.wait().await {
-                return Begun::Answered(Err(store_error(e)));
-            }
-            if let BeginOutcome::Refused(HoldRefusal::Denied(_)) = other {
-                // The key changed after it was cached: the next request reads it afresh.
-                state.keys.invalidate_key(key_id);
-            }
-            Begun::Answered(not_started(other, state, day, &tool.id, client_ip))
+        Err(e) => {
+            state.metrics.record_paid(PaidOutcome::Refused("store_unavailable"));
+            return Begun::Answered(Err(store_error(e)));
         }
+    };
+    let other = match outcome {
+        BeginOutcome::Started(execution) => {
+            state.metrics.record_hold(execution.hold, true);
+            return Begun::Started(Running { tool, request, execution, hold_durable: durable });
+        }
+        other => other,
+    };
+    if let Some(counted) = answered_outcome(&other) {
+        state.metrics.record_paid(counted);
     }
+    // Anything else is answered from state that must be on disk first.
+    if let Err(e) = durable.wait().await {
+        return Begun::Answered(Err(store_error(e)));
+    }
+    if let BeginOutcome::Refused(HoldRefusal::Denied(_)) = other {
+        // The key changed after it was cached: the next request reads it afresh.
+        state.keys.invalidate_key(key_id);
+    }
+    Begun::Answered(not_started(other, state, day, &tool.id, client_ip))
+}
+
+/// How a call that placed no hold is counted in the metrics.
+fn answered_outcome(outcome: &BeginOutcome) -> Option<PaidOutcome> {
+    Some(match outcome {
+        BeginOutcome::Started(_) => return None,
+        BeginOutcome::Replay { .. } => PaidOutcome::Idempotent("replay"),
+        BeginOutcome::InFlight => PaidOutcome::Idempotent("in_flight"),
+        BeginOutcome::Mismatch => PaidOutcome::Idempotent("mismatch"),
+        BeginOutcome::ReconcileRequired(_) => PaidOutcome::ReconcileRequired,
+        BeginOutcome::Refused(refusal) => PaidOutcome::Refused(match refusal {
+            HoldRefusal::DailyCap => "daily_cap",
+            HoldRefusal::TotalCap => "total_cap",
+            HoldRefusal::Balance => "balance",
+            HoldRefusal::Denied(_) => "denied",
+        }),
+    })
 }
 
 /// The whole path: begin, run, settle.
@@ -184,7 +211,10 @@ impl Running {
     /// Runs the tool (the hold's fsync may still be in flight: see docs/money.md).
     pub async fn run(&self, state: &AppState) -> Result<ToolOutput, UpstreamFailure> {
         let context = tools::RunContext { upstream: &state.upstream, store: &state.store, execution: &self.execution };
-        tools::run(&context, &self.tool, &self.request).await
+        let started = std::time::Instant::now();
+        let outcome = tools::run(&context, &self.tool, &self.request).await;
+        state.metrics.record_provider(&self.tool.id, started.elapsed());
+        outcome
     }
 
     /// Records the outcome; the answer is sent only once it is durable. A success captures
@@ -194,6 +224,10 @@ impl Running {
         let Running { tool, execution, hold_durable, .. } = self;
         let now = state.now();
         let mut overage = Micros::ZERO;
+        let counted = match &outcome {
+            Ok(_) => PaidOutcome::Captured,
+            Err(failure) => PaidOutcome::Voided { retryable: failure.retryable },
+        };
         let (finish, answer) = match outcome {
             Ok(output) => {
                 let settlement = rules::settle(execution.hold, output.cost);
@@ -223,10 +257,13 @@ impl Running {
         }
         // Resolved long before (the hold's fsync ran first); a failed one taints what followed.
         let hold = hold_durable.wait().await;
+        state.metrics.record_hold(execution.hold, false);
         if let Err(e) = finished.map(drop).and(hold) {
             tracing::error!(execution = %execution.public_id, error = %e, "could not record an execution's outcome");
+            state.metrics.record_paid(PaidOutcome::ReconcileRequired);
             return Err(reconcile_required(&execution));
         }
+        state.metrics.record_paid(counted);
         if overage > Micros::ZERO {
             state.metrics.record_overage(overage);
         }

@@ -224,7 +224,9 @@ impl Server {
 }
 
 pub fn app(state: SharedState) -> axum::Router {
-    routes::router(state.clone()).layer(axum::middleware::from_fn_with_state(state, trust::resolve_client))
+    routes::router(state.clone())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), trust::resolve_client))
+        .layer(axum::middleware::from_fn_with_state(state, routes::metrics::count_requests))
 }
 
 async fn serve(listener: Listener, state: SharedState, stopped: watch::Receiver<bool>) -> std::io::Result<()> {
@@ -243,6 +245,7 @@ async fn serve(listener: Listener, state: SharedState, stopped: watch::Receiver<
         axum_server::accept::DefaultAcceptor,
         listener.max_connections,
         listener.header_read_timeout,
+        state.metrics.connections(),
     );
     let result = match listener.tls {
         Some(config) => {

@@ -44,6 +44,7 @@ impl AppState {
     /// [`ServeConfig::check`] has accepted).
     pub fn build(config: &ServeConfig, store: Arc<dyn Store>, operator_token: &str) -> anyhow::Result<AppState> {
         let hasher = SecretHasher::new(config.pepper.clone());
+        let metrics = crate::metrics::Metrics::new(store.metrics());
         Ok(AppState {
             store,
             catalog: config.catalog.clone(),
@@ -61,7 +62,7 @@ impl AppState {
             session_ttl: time::Duration::try_from(config.session_ttl).unwrap_or(time::Duration::days(30)),
             idempotency_ttl: time::Duration::try_from(config.idempotency_ttl).unwrap_or(time::Duration::days(1)),
             clock: config.clock.clone(),
-            metrics: Default::default(),
+            metrics,
             body_read_timeout: config.body_read_timeout,
             sign_in: crate::auth::throttle::SignInThrottle::new(config.sign_in_limits),
         })

@@ -7,6 +7,7 @@
 //! Every mutation that moves money writes its ledger entry in the same transaction as the
 //! counters it changes.
 
+pub mod metrics;
 pub mod model;
 pub mod rules;
 pub mod sqlite;
@@ -214,8 +215,8 @@ pub trait Store: Send + Sync + 'static {
     async fn provider_request_to_resume(&self, execution_id: i64) -> StoreResult<Option<ProviderRequest>>;
     /// Forgets it once the request finished for good.
     async fn forget_provider_request(&self, execution_id: i64) -> StoreResult<()>;
-    /// How many write transactions the store has committed since it opened (a metric).
-    fn commits(&self) -> u64;
+    /// The backend's figures for `GET /metrics` (commits, transaction and fsync latency).
+    fn metrics(&self) -> &metrics::StoreMetrics;
     /// Recomputes balances, holds and spend counters from the ledger; lists every mismatch.
     async fn verify_ledger(&self) -> StoreResult<Vec<String>>;
     /// Deletes up to `limit` rows that retention no longer keeps, as of `now`: Idempotency-Key

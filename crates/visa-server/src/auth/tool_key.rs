@@ -83,7 +83,9 @@ pub fn denied(denial: Denial, tool: &str, client_ip: IpAddr) -> ApiError {
 
 async fn lookup(state: &AppState, raw: &RawKey) -> Result<Arc<AuthRecord>, ApiError> {
     let hash = state.hasher.hash(raw.expose());
-    if let Some(record) = state.keys.get(&hash) {
+    let cached = state.keys.get(&hash);
+    state.metrics.key_cache(cached.is_some());
+    if let Some(record) = cached {
         return Ok(record);
     }
     // Taken before the read: an invalidation that lands while it runs wins over its result.

@@ -1,5 +1,5 @@
-//! `GET /metrics` (operator token): counters in the Prometheus text format, for dashboards and
-//! for checking claims such as "last-used tracking costs no write per request".
+//! `GET /metrics` (operator token): the server's figures in the OpenMetrics text format
+//! (`crate::metrics`), for dashboards and alerts.
 
 use crate::auth::Operator;
 use crate::state::SharedState;
@@ -7,15 +7,41 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format")),
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "OpenMetrics text format")),
     security(("operator" = [])))]
 pub async fn metrics(State(state): State<SharedState>, _: Operator) -> impl IntoResponse {
-    let body = format!(
-        "# HELP visa_store_commits_total Write transactions committed (each may hold many requests' changes).\n\
-         # TYPE visa_store_commits_total counter\n\
-         visa_store_commits_total {}\n{}",
-        state.store.commits(),
-        state.metrics.render()
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    ([(header::CONTENT_TYPE, OPENMETRICS)], state.metrics.render())
+}
+
+/// The route template a request matched, handed from [`tag_route`] to [`count_requests`].
+#[derive(Clone)]
+struct RouteTemplate(axum::extract::MatchedPath);
+
+/// Inside the router (only matched routes run it): tags the answer with its route template.
+pub async fn tag_route(
+    route: axum::extract::MatchedPath,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(RouteTemplate(route));
+    response
+}
+
+/// Outside everything: counts and times every answer by route template (`unmatched` for a
+/// path no route knows, so probes cannot grow the label set), method and status.
+pub async fn count_requests(
+    State(state): State<SharedState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let route = response.extensions().get::<RouteTemplate>().map_or("unmatched", |r| r.0.as_str());
+    let method = if route == "unmatched" { "other" } else { method.as_str() };
+    state.metrics.record_request(route, method, response.status().as_u16(), started.elapsed());
+    response
 }

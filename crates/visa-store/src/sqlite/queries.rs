@@ -924,8 +924,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    fn commits(&self) -> u64 {
-        self.writer.commits()
+    fn metrics(&self) -> &crate::metrics::StoreMetrics {
+        self.writer.metrics()
     }
 
     async fn sweep_expired(&self, now: Timestamp, operator_retention: time::Duration, limit: u32) -> StoreResult<u64> {

@@ -23,11 +23,13 @@
 
 use super::checkpointer::CommitGate;
 use super::map_sqlite_error;
+use crate::metrics::StoreMetrics;
 use crate::{Durability, StoreError, StoreResult};
 use rusqlite::Connection;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 /// How many queued jobs one transaction may take.
@@ -98,7 +100,7 @@ type Batch = Vec<Box<dyn Job>>;
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Box<dyn Job>>,
-    commits: Arc<AtomicU64>,
+    metrics: StoreMetrics,
     /// Set by the first failed fsync; never cleared.
     stopped: Arc<AtomicBool>,
 }
@@ -111,23 +113,24 @@ impl Writer {
     pub fn start(conn: Connection, wal_path: PathBuf, db_path: PathBuf, gate: CommitGate) -> Self {
         let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
         let (committed, to_sync) = std::sync::mpsc::channel();
-        let commits = Arc::new(AtomicU64::new(0));
+        let metrics = StoreMetrics::default();
         let stopped = Arc::new(AtomicBool::new(false));
-        let (counter, writer_stopped, sync_stopped) = (commits.clone(), stopped.clone(), stopped.clone());
+        let (writer_metrics, sync_metrics) = (metrics.clone(), metrics.clone());
+        let (writer_stopped, sync_stopped) = (stopped.clone(), stopped.clone());
         std::thread::Builder::new()
             .name("visa-sqlite-writer".into())
-            .spawn(move || run_writer(conn, jobs, committed, &counter, &gate, &writer_stopped))
+            .spawn(move || run_writer(conn, jobs, committed, &writer_metrics, &gate, &writer_stopped))
             .expect("spawn the SQLite writer thread");
         std::thread::Builder::new()
             .name("visa-sqlite-fsync".into())
-            .spawn(move || run_durability(to_sync, wal_path, db_path, &sync_stopped))
+            .spawn(move || run_durability(to_sync, wal_path, db_path, &sync_metrics, &sync_stopped))
             .expect("spawn the SQLite durability thread");
-        Self { queue, commits, stopped }
+        Self { queue, metrics, stopped }
     }
 
-    /// How many transactions the writer has committed since start.
-    pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+    /// The writer's commit and fsync figures.
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
     }
 
     /// Runs `work` in the next group transaction and answers once it is durable.
@@ -171,7 +174,7 @@ fn run_writer(
     conn: Connection,
     mut jobs: mpsc::Receiver<Box<dyn Job>>,
     committed: std::sync::mpsc::Sender<Batch>,
-    commits: &AtomicU64,
+    metrics: &StoreMetrics,
     gate: &CommitGate,
     stopped: &AtomicBool,
 ) {
@@ -189,13 +192,14 @@ fn run_writer(
             continue;
         }
         // A finishing checkpoint holds the gate for a moment (see `checkpointer`).
-        let ran = {
+        let (ran, took) = {
             let _gate = gate.lock().unwrap_or_else(|e| e.into_inner());
-            run_batch(&conn, &mut batch)
+            let started = Instant::now();
+            (run_batch(&conn, &mut batch), started.elapsed())
         };
         match ran {
             Ok(()) => {
-                commits.fetch_add(1, Ordering::Relaxed);
+                metrics.committed(took, batch.len());
                 batch.iter_mut().for_each(|job| job.committed());
                 if let Err(unsent) = committed.send(batch) {
                     finish_all(unsent.0, Err(StoreError::Unavailable("the durability thread has stopped".into())));
@@ -217,6 +221,7 @@ fn run_durability(
     to_sync: std::sync::mpsc::Receiver<Batch>,
     wal_path: PathBuf,
     db_path: PathBuf,
+    metrics: &StoreMetrics,
     stopped: &AtomicBool,
 ) {
     // The WAL stays the same file while the writer's connection is open (SQLite deletes it
@@ -228,11 +233,13 @@ fn run_durability(
         if wal.is_none() {
             wal = std::fs::File::open(&wal_path).ok();
         }
+        let started = Instant::now();
         let synced = match &wal {
             Some(file) => file.sync_data(),
             // No WAL yet means nothing was written to one; the database file holds it all.
             None => std::fs::File::open(&db_path).and_then(|db| db.sync_data()),
         };
+        metrics.made_durable(started.elapsed());
         let result = synced.map_err(|e| {
             stopped.store(true, Ordering::SeqCst);
             tracing::error!(error = %e, "fsync of the SQLite WAL failed; no more writes are accepted until restart");
