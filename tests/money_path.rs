@@ -5,8 +5,8 @@
 
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
-use visa_e2e::mock_provider::MockProvider;
 use visa_e2e::TestApp;
+use visa_e2e::mock_provider::MockProvider;
 use visa_server::catalog::Catalog;
 
 /// $0.15 / $0.60 per million tokens, at most $1 a call; a flat-priced chat tool; a fal tool at

@@ -945,7 +945,11 @@ impl Sim {
     /// stored answer); a later call with its key runs anew.
     async fn sweep(&mut self) {
         let now = self.now();
-        let retention = time::Duration::minutes(TTL_MINUTES);
+        let retention = Retention {
+            operator_requests: time::Duration::minutes(TTL_MINUTES),
+            usage_minutes: time::Duration::days(7),
+            usage_hours: time::Duration::days(90),
+        };
         while self.state().store.sweep_expired(now, retention, 50).await.unwrap() >= 50 {}
         let execs = &self.execs;
         for k in &mut self.keys {

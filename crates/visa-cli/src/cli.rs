@@ -99,6 +99,12 @@ pub struct ServeArgs {
     /// How long an Idempotency-Key is remembered, e.g. 24h, 7d.
     #[arg(long, default_value = "24h", env = "VISA_IDEMPOTENCY_TTL", value_parser = parse_duration_seconds)]
     pub idempotency_ttl: u64,
+    /// How long usage is kept per minute before it is rolled up per hour, e.g. 7d.
+    #[arg(long, default_value = "7d", env = "VISA_USAGE_MINUTE_RETENTION", value_parser = parse_duration_seconds)]
+    pub usage_minute_retention: u64,
+    /// How long usage is kept per hour before it is rolled up per day, e.g. 90d.
+    #[arg(long, default_value = "90d", env = "VISA_USAGE_HOUR_RETENTION", value_parser = parse_duration_seconds)]
+    pub usage_hour_retention: u64,
 }
 
 #[derive(Debug, Args)]

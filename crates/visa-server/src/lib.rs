@@ -70,6 +70,10 @@ pub struct ServeConfig {
     pub body_read_timeout: Duration,
     /// How often retention sweeps what it no longer keeps (`Store::sweep_expired`).
     pub sweep_interval: Duration,
+    /// Usage is kept per minute this long (7 days by default), then rolled up per hour.
+    pub usage_minute_retention: Duration,
+    /// Usage is kept per hour this long (90 days by default), then rolled up per day.
+    pub usage_hour_retention: Duration,
     /// How fast sign-ins and invitation acceptances may come, per client IP and per login.
     pub sign_in_limits: auth::throttle::SignInLimits,
 }
@@ -94,6 +98,8 @@ impl ServeConfig {
             max_connections: None,
             body_read_timeout: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(60),
+            usage_minute_retention: Duration::from_secs(7 * 24 * 3600),
+            usage_hour_retention: Duration::from_secs(90 * 24 * 3600),
             sign_in_limits: Default::default(),
         }
     }
@@ -106,6 +112,11 @@ impl ServeConfig {
     pub fn check(&self) -> anyhow::Result<()> {
         if self.idempotency_ttl.is_zero() {
             anyhow::bail!("the Idempotency-Key retention must be more than zero");
+        }
+        if self.usage_minute_retention.is_zero() || self.usage_hour_retention < self.usage_minute_retention {
+            anyhow::bail!(
+                "usage retention: the per-minute window must be more than zero and at most the per-hour window"
+            );
         }
         if let Some(tool) =
             self.catalog.tools().iter().max_by_key(|t| t.timeout).filter(|t| self.idempotency_ttl < t.timeout)
@@ -289,7 +300,7 @@ async fn flush_last_used(state: SharedState, mut stopped: watch::Receiver<bool>)
 const SWEEP_BATCH: u32 = 2_000;
 
 /// Retention: every `interval`, deletes in bounded batches what the Idempotency-Key window no
-/// longer keeps (docs/money.md, "Retention"), until nothing more is due.
+/// longer keeps and rolls old usage up (docs/money.md, "Retention"), until nothing more is due.
 async fn sweep_retention(state: SharedState, interval: Duration, mut stopped: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(interval);
     loop {
@@ -298,7 +309,7 @@ async fn sweep_retention(state: SharedState, interval: Duration, mut stopped: wa
             _ = stopped.changed() => return,
         }
         loop {
-            match state.store.sweep_expired(state.now(), state.idempotency_ttl, SWEEP_BATCH).await {
+            match state.store.sweep_expired(state.now(), state.retention, SWEEP_BATCH).await {
                 Ok(swept) if swept >= u64::from(SWEEP_BATCH) => continue,
                 Ok(_) => break,
                 Err(e) => {

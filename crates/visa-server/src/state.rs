@@ -32,6 +32,8 @@ pub struct AppState {
     pub session_ttl: time::Duration,
     /// How long an Idempotency-Key is remembered.
     pub idempotency_ttl: time::Duration,
+    /// What the retention sweep keeps.
+    pub retention: visa_store::Retention,
     pub clock: Clock,
     pub metrics: crate::metrics::Metrics,
     /// How long a request body may take to arrive.
@@ -61,6 +63,12 @@ impl AppState {
                 .map_err(|e| anyhow::anyhow!("cannot build the provider HTTP client: {e}"))?,
             session_ttl: time::Duration::try_from(config.session_ttl).unwrap_or(time::Duration::days(30)),
             idempotency_ttl: time::Duration::try_from(config.idempotency_ttl).unwrap_or(time::Duration::days(1)),
+            retention: visa_store::Retention {
+                operator_requests: time::Duration::try_from(config.idempotency_ttl).unwrap_or(time::Duration::days(1)),
+                usage_minutes: time::Duration::try_from(config.usage_minute_retention)
+                    .unwrap_or(time::Duration::days(7)),
+                usage_hours: time::Duration::try_from(config.usage_hour_retention).unwrap_or(time::Duration::days(90)),
+            },
             clock: config.clock.clone(),
             metrics,
             body_read_timeout: config.body_read_timeout,

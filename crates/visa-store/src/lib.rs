@@ -219,10 +219,11 @@ pub trait Store: Send + Sync + 'static {
     fn metrics(&self) -> &metrics::StoreMetrics;
     /// Recomputes balances, holds and spend counters from the ledger; lists every mismatch.
     async fn verify_ledger(&self) -> StoreResult<Vec<String>>;
-    /// Deletes up to `limit` rows that retention no longer keeps, as of `now`: Idempotency-Key
-    /// records past their retention whose execution has ended (never an open one), the stored
-    /// answers they replayed, provider requests past theirs, and operator requests older than
-    /// `operator_retention`. Executions, the ledger and the audit log are kept. Returns how
-    /// many rows went (fewer than `limit`: nothing more is due).
-    async fn sweep_expired(&self, now: Timestamp, operator_retention: time::Duration, limit: u32) -> StoreResult<u64>;
+    /// Deletes up to `limit` rows of each kind that retention no longer keeps, as of `now`:
+    /// Idempotency-Key records past their retention whose execution has ended (never an open
+    /// one), the stored answers they replayed, provider requests past theirs, operator
+    /// requests past `retention`'s; and rolls usage older than `retention`'s minute and hour
+    /// windows up into hours and days. Executions, the ledger and the audit log are kept.
+    /// Returns how many rows went or moved (fewer than `limit`: nothing more is due).
+    async fn sweep_expired(&self, now: Timestamp, retention: Retention, limit: u32) -> StoreResult<u64>;
 }

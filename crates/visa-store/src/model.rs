@@ -414,7 +414,20 @@ pub struct ExecutionFilter {
     pub state: Option<ExecutionState>,
 }
 
-/// Requests of one key secret in one UTC minute (minutes since the Unix epoch).
+/// What the retention sweep keeps (`Store::sweep_expired`); Idempotency-Key records carry
+/// their own expiry.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// The operator's Idempotency-Keys (credits, reconciles) are kept this long.
+    pub operator_requests: time::Duration,
+    /// Usage is kept per minute this long, then per hour.
+    pub usage_minutes: time::Duration,
+    /// Usage is kept per hour this long, then per day (kept for good: one row per secret-day).
+    pub usage_hours: time::Duration,
+}
+
+/// Requests of one key secret in one UTC minute (minutes since the Unix epoch; a rolled-up
+/// hour or day is the row of its first minute).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UsageCount {
     pub key_id: i64,

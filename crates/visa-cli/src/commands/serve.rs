@@ -23,6 +23,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.trust.local_networks = args.local_networks;
     }
     config.idempotency_ttl = std::time::Duration::from_secs(args.idempotency_ttl);
+    config.usage_minute_retention = std::time::Duration::from_secs(args.usage_minute_retention);
+    config.usage_hour_retention = std::time::Duration::from_secs(args.usage_hour_retention);
     config.max_connections = args.max_connections;
     config.operator_token = std::env::var("VISA_OPERATOR_TOKEN").ok().filter(|t| !t.is_empty());
     config.pepper = std::env::var("VISA_KEY_PEPPER").ok().filter(|p| !p.is_empty()).map(String::into_bytes);

@@ -10,6 +10,7 @@ mod money;
 mod operator_requests;
 mod queries;
 mod schema;
+mod usage;
 mod writer;
 
 use crate::StoreError;

@@ -2,7 +2,7 @@
 //! group-committing writer. Rows are turned back into validated domain values here.
 
 use super::audit::{self, account_snapshot, admin_key_snapshot, key_snapshot};
-use super::{SqliteStore, map_sqlite_error, members, money, operator_requests};
+use super::{SqliteStore, map_sqlite_error, members, money, operator_requests, usage};
 use crate::model::*;
 use crate::{Durability, Store, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -721,89 +721,11 @@ impl Store for SqliteStore {
         if counts.is_empty() {
             return Ok(());
         }
-        self.write(move |conn| {
-            for c in &counts {
-                let existing: Option<String> = conn
-                    .query_row(
-                        "SELECT errors FROM usage_minutes WHERE secret_id = ?1 AND minute = ?2",
-                        params![c.secret_id, c.minute],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(map_sqlite_error)?;
-                let mut errors: std::collections::BTreeMap<String, u64> =
-                    existing.and_then(|e| serde_json::from_str(&e).ok()).unwrap_or_default();
-                for (code, n) in &c.errors {
-                    *errors.entry(code.clone()).or_default() += n;
-                }
-                let errors = serde_json::to_string(&errors).expect("a map of counts serializes");
-                conn.execute(
-                    "INSERT INTO usage_minutes (secret_id, minute, key_id, requests, successes, errors) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (secret_id, minute) DO UPDATE SET \
-                     requests = requests + excluded.requests, successes = successes + excluded.successes, \
-                     errors = excluded.errors",
-                    params![c.secret_id, c.minute, c.key_id, c.requests as i64, c.successes as i64, errors],
-                )
-                .map_err(map_sqlite_error)?;
-            }
-            Ok(())
-        })
-        .await
+        self.write(move |conn| usage::record(conn, &counts)).await
     }
 
     async fn key_usage(&self, key_id: i64, since_minute: i64, until_minute: i64) -> StoreResult<Vec<UsageCount>> {
-        self.read(move |conn| {
-            let mut rows: std::collections::BTreeMap<(i64, i64), UsageCount> = Default::default();
-            let mut stmt = conn
-                .prepare(
-                    "SELECT secret_id, minute, requests, successes, errors FROM usage_minutes \
-                     WHERE key_id = ?1 AND minute >= ?2 AND minute < ?3",
-                )
-                .map_err(map_sqlite_error)?;
-            let mut found = stmt.query(params![key_id, since_minute, until_minute]).map_err(map_sqlite_error)?;
-            while let Some(r) = found.next().map_err(map_sqlite_error)? {
-                let (secret_id, minute): (i64, i64) =
-                    (r.get(0).map_err(map_sqlite_error)?, r.get(1).map_err(map_sqlite_error)?);
-                let errors: String = r.get(4).map_err(map_sqlite_error)?;
-                rows.insert(
-                    (secret_id, minute),
-                    UsageCount {
-                        key_id,
-                        secret_id,
-                        minute,
-                        requests: r.get::<_, i64>(2).map_err(map_sqlite_error)? as u64,
-                        successes: r.get::<_, i64>(3).map_err(map_sqlite_error)? as u64,
-                        errors: serde_json::from_str(&errors).unwrap_or_default(),
-                        charged: Micros::ZERO,
-                    },
-                );
-            }
-            // Charges by the minute the execution started; `created_at` is in microseconds.
-            let mut stmt = conn
-                .prepare(
-                    "SELECT secret_id, created_at / 60000000 AS minute, SUM(charged_micros) FROM executions \
-                     WHERE key_id = ?1 AND created_at >= ?2 * 60000000 AND created_at < ?3 * 60000000 \
-                     GROUP BY secret_id, minute",
-                )
-                .map_err(map_sqlite_error)?;
-            let mut charged = stmt.query(params![key_id, since_minute, until_minute]).map_err(map_sqlite_error)?;
-            while let Some(r) = charged.next().map_err(map_sqlite_error)? {
-                let (secret_id, minute, micros): (i64, i64, i64) = (
-                    r.get(0).map_err(map_sqlite_error)?,
-                    r.get(1).map_err(map_sqlite_error)?,
-                    r.get(2).map_err(map_sqlite_error)?,
-                );
-                let row = rows.entry((secret_id, minute)).or_insert_with(|| UsageCount {
-                    key_id,
-                    secret_id,
-                    minute,
-                    ..Default::default()
-                });
-                row.charged = Micros(micros);
-            }
-            Ok(rows.into_values().collect())
-        })
-        .await
+        self.read(move |conn| usage::of_key(conn, key_id, since_minute, until_minute)).await
     }
 
     async fn account_by_id(&self, account_id: i64) -> StoreResult<Option<Account>> {
@@ -928,8 +850,15 @@ impl Store for SqliteStore {
         self.writer.metrics()
     }
 
-    async fn sweep_expired(&self, now: Timestamp, operator_retention: time::Duration, limit: u32) -> StoreResult<u64> {
-        self.write(move |conn| money::sweep_expired(conn, now, now - operator_retention, limit)).await
+    async fn sweep_expired(&self, now: Timestamp, retention: Retention, limit: u32) -> StoreResult<u64> {
+        let minute = move |age: time::Duration| (now - age).unix_timestamp().div_euclid(60);
+        self.write(move |conn| {
+            let expired = money::sweep_expired(conn, now, now - retention.operator_requests, limit)?;
+            let hours = usage::roll_up(conn, minute(retention.usage_minutes), usage::Bucket::Hour, limit)?;
+            let days = usage::roll_up(conn, minute(retention.usage_hours), usage::Bucket::Day, limit)?;
+            Ok(expired.max(hours).max(days))
+        })
+        .await
     }
 
     async fn verify_ledger(&self) -> StoreResult<Vec<String>> {

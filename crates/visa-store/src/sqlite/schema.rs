@@ -286,6 +286,12 @@ CREATE INDEX operator_requests_by_age ON operator_requests(created_at);
 ALTER TABLE provider_requests ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX provider_requests_by_expiry ON provider_requests(expires_at);
 "#,
+    r#"
+-- Usage retention rolls old minutes into their hour and old hours into their day; these find
+-- the rows still to roll up without scanning the rolled ones.
+CREATE INDEX usage_unrolled_hour ON usage_minutes(minute) WHERE minute % 60 != 0;
+CREATE INDEX usage_unrolled_day ON usage_minutes(minute) WHERE minute % 1440 != 0;
+"#,
 ];
 
 /// Brings the database up to the newest schema, one transaction per migration.

@@ -1,0 +1,162 @@
+//! Request counts per key secret over time (`usage_minutes`): adding the counts the server
+//! flushes about once a second, reading them back with the charges of the same minutes, and
+//! rolling old minutes up into hours and old hours into days so the table stays bounded.
+//!
+//! A rolled-up bucket is an ordinary row at the bucket's first minute: hour and day queries
+//! stay exact, and a minute query over old data shows each hour (or day) in its first minute.
+
+use super::map_sqlite_error;
+use crate::StoreResult;
+use crate::model::UsageCount;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::BTreeMap;
+use visa_core::money::Micros;
+
+type Errors = BTreeMap<String, u64>;
+
+/// Adds counts to the row of (`secret_id`, `minute`), creating it if needed.
+fn add(
+    conn: &Connection,
+    (key_id, secret_id, minute): (i64, i64, i64),
+    requests: u64,
+    successes: u64,
+    new_errors: &Errors,
+) -> StoreResult<()> {
+    let existing: Option<String> = conn
+        .prepare_cached("SELECT errors FROM usage_minutes WHERE secret_id = ?1 AND minute = ?2")
+        .and_then(|mut s| s.query_row(params![secret_id, minute], |r| r.get(0)).optional())
+        .map_err(map_sqlite_error)?;
+    let mut errors: Errors = existing.and_then(|e| serde_json::from_str(&e).ok()).unwrap_or_default();
+    for (code, n) in new_errors {
+        *errors.entry(code.clone()).or_default() += n;
+    }
+    let errors = serde_json::to_string(&errors).expect("a map of counts serializes");
+    conn.prepare_cached(
+        "INSERT INTO usage_minutes (secret_id, minute, key_id, requests, successes, errors) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (secret_id, minute) DO UPDATE SET \
+         requests = requests + excluded.requests, successes = successes + excluded.successes, \
+         errors = excluded.errors",
+    )
+    .and_then(|mut s| s.execute(params![secret_id, minute, key_id, requests as i64, successes as i64, errors]))
+    .map_err(map_sqlite_error)
+    .map(drop)
+}
+
+pub(crate) fn record(conn: &Connection, counts: &[UsageCount]) -> StoreResult<()> {
+    for c in counts {
+        add(conn, (c.key_id, c.secret_id, c.minute), c.requests, c.successes, &c.errors)?;
+    }
+    Ok(())
+}
+
+/// What old rows are rolled up into.
+#[derive(Clone, Copy)]
+pub(crate) enum Bucket {
+    Hour,
+    Day,
+}
+
+impl Bucket {
+    fn minutes(self) -> i64 {
+        match self {
+            Bucket::Hour => 60,
+            Bucket::Day => 1440,
+        }
+    }
+
+    /// The rows not at the start of their bucket, oldest first; the modulo is written out so
+    /// SQLite uses the partial index of the same condition (`usage_unrolled_*`).
+    fn due(self) -> &'static str {
+        match self {
+            Bucket::Hour => {
+                "SELECT key_id, secret_id, minute, requests, successes, errors FROM usage_minutes \
+                 WHERE minute % 60 != 0 AND minute < ?1 ORDER BY minute LIMIT ?2"
+            }
+            Bucket::Day => {
+                "SELECT key_id, secret_id, minute, requests, successes, errors FROM usage_minutes \
+                 WHERE minute % 1440 != 0 AND minute < ?1 ORDER BY minute LIMIT ?2"
+            }
+        }
+    }
+}
+
+/// Moves up to `limit` rows older than `before_minute` that are not at the start of their
+/// bucket into the row at its start. Returns how many rows moved.
+pub(crate) fn roll_up(conn: &Connection, before_minute: i64, bucket: Bucket, limit: u32) -> StoreResult<u64> {
+    let bucket_minutes = bucket.minutes();
+    let mut stmt = conn.prepare_cached(bucket.due()).map_err(map_sqlite_error)?;
+    let rows: Vec<(i64, i64, i64, i64, i64, String)> = stmt
+        .query_map(params![before_minute, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(map_sqlite_error)?;
+    for (key_id, secret_id, minute, requests, successes, errors) in &rows {
+        conn.prepare_cached("DELETE FROM usage_minutes WHERE secret_id = ?1 AND minute = ?2")
+            .and_then(|mut s| s.execute(params![secret_id, minute]))
+            .map_err(map_sqlite_error)?;
+        let start = minute - minute.rem_euclid(bucket_minutes);
+        let errors: Errors = serde_json::from_str(errors).unwrap_or_default();
+        add(conn, (*key_id, *secret_id, start), *requests as u64, *successes as u64, &errors)?;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// The counts of `key_id` in [`since_minute`, `until_minute`), by secret and minute, with
+/// what executions started in each minute were charged.
+pub(crate) fn of_key(
+    conn: &Connection,
+    key_id: i64,
+    since_minute: i64,
+    until_minute: i64,
+) -> StoreResult<Vec<UsageCount>> {
+    let mut rows: BTreeMap<(i64, i64), UsageCount> = Default::default();
+    let mut stmt = conn
+        .prepare(
+            "SELECT secret_id, minute, requests, successes, errors FROM usage_minutes \
+             WHERE key_id = ?1 AND minute >= ?2 AND minute < ?3",
+        )
+        .map_err(map_sqlite_error)?;
+    let mut found = stmt.query(params![key_id, since_minute, until_minute]).map_err(map_sqlite_error)?;
+    while let Some(r) = found.next().map_err(map_sqlite_error)? {
+        let (secret_id, minute): (i64, i64) =
+            (r.get(0).map_err(map_sqlite_error)?, r.get(1).map_err(map_sqlite_error)?);
+        let errors: String = r.get(4).map_err(map_sqlite_error)?;
+        rows.insert(
+            (secret_id, minute),
+            UsageCount {
+                key_id,
+                secret_id,
+                minute,
+                requests: r.get::<_, i64>(2).map_err(map_sqlite_error)? as u64,
+                successes: r.get::<_, i64>(3).map_err(map_sqlite_error)? as u64,
+                errors: serde_json::from_str(&errors).unwrap_or_default(),
+                charged: Micros::ZERO,
+            },
+        );
+    }
+    // Charges by the minute the execution started; `created_at` is in microseconds.
+    let mut stmt = conn
+        .prepare(
+            "SELECT secret_id, created_at / 60000000 AS minute, SUM(charged_micros) FROM executions \
+             WHERE key_id = ?1 AND created_at >= ?2 * 60000000 AND created_at < ?3 * 60000000 \
+             GROUP BY secret_id, minute",
+        )
+        .map_err(map_sqlite_error)?;
+    let mut charged = stmt.query(params![key_id, since_minute, until_minute]).map_err(map_sqlite_error)?;
+    while let Some(r) = charged.next().map_err(map_sqlite_error)? {
+        let (secret_id, minute, micros): (i64, i64, i64) = (
+            r.get(0).map_err(map_sqlite_error)?,
+            r.get(1).map_err(map_sqlite_error)?,
+            r.get(2).map_err(map_sqlite_error)?,
+        );
+        let row = rows.entry((secret_id, minute)).or_insert_with(|| UsageCount {
+            key_id,
+            secret_id,
+            minute,
+            ..Default::default()
+        });
+        row.charged = Micros(micros);
+    }
+    Ok(rows.into_values().collect())
+}
