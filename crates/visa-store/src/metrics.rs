@@ -18,6 +18,7 @@ pub struct StoreMetrics {
     transaction_seconds: Histogram,
     jobs_per_transaction: Histogram,
     durability_seconds: Histogram,
+    writer_held_seconds: Histogram,
 }
 
 impl Default for StoreMetrics {
@@ -27,6 +28,7 @@ impl Default for StoreMetrics {
             transaction_seconds: latency_histogram(),
             jobs_per_transaction: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             durability_seconds: latency_histogram(),
+            writer_held_seconds: latency_histogram(),
         }
     }
 }
@@ -42,6 +44,11 @@ impl StoreMetrics {
     /// Making committed transactions durable (one fsync for SQLite) took `took`.
     pub fn made_durable(&self, took: Duration) {
         self.durability_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A checkpoint held the writer for `took` to finish (so the log can restart).
+    pub fn held_writer(&self, took: Duration) {
+        self.writer_held_seconds.observe(took.as_secs_f64());
     }
 
     /// How many write transactions committed since the store opened.
@@ -72,6 +79,12 @@ impl StoreMetrics {
             "Time to make committed transactions durable (an fsync of the WAL)",
             Unit::Seconds,
             self.durability_seconds.clone(),
+        );
+        store.register_with_unit(
+            "checkpoint_writer_held",
+            "Time a finishing WAL checkpoint held the writer (no commit meanwhile)",
+            Unit::Seconds,
+            self.writer_held_seconds.clone(),
         );
     }
 }

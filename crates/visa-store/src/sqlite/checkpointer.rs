@@ -11,6 +11,7 @@
 //! that pass copies only the short tail and finishes, and the writer's next transaction
 //! restarts the log.
 
+use crate::metrics::StoreMetrics;
 use rusqlite::Connection;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -33,7 +34,7 @@ pub type CommitGate = Arc<Mutex<()>>;
 /// Starts the checkpoint thread for the database at `path`. It stops with the store (once the
 /// writer, which holds the other handle of `gate`, has stopped), or when the database can no
 /// longer be opened (e.g. the data dir was removed).
-pub fn start(path: PathBuf, gate: CommitGate, policy: Policy) {
+pub fn start(path: PathBuf, gate: CommitGate, policy: Policy, metrics: StoreMetrics) {
     let spawned = std::thread::Builder::new().name("visa-sqlite-checkpoint".into()).spawn(move || {
         let Ok(conn) = Connection::open(&path) else { return };
         let _ = conn.pragma_update(None, "synchronous", "FULL");
@@ -55,7 +56,9 @@ pub fn start(path: PathBuf, gate: CommitGate, policy: Policy) {
                 pass = next;
             }
             let _writer_held = gate.lock().unwrap_or_else(|e| e.into_inner());
+            let held = std::time::Instant::now();
             passive_checkpoint(&conn);
+            metrics.held_writer(held.elapsed());
         }
     });
     if let Err(e) = spawned {
@@ -97,9 +100,9 @@ mod tests {
         conn.execute_batch("CREATE TABLE t (n INTEGER NOT NULL, pad BLOB NOT NULL)").unwrap();
         let gate = CommitGate::default();
         let policy = Policy { interval: Duration::from_millis(20), restart_frames: 256 };
-        start(path.clone(), gate.clone(), policy);
+        start(path.clone(), gate.clone(), policy, Default::default());
         let wal = PathBuf::from(format!("{}-wal", path.display()));
-        let writer = Writer::start(conn, wal.clone(), path, gate);
+        let writer = Writer::start(conn, wal.clone(), path, gate, Default::default());
         // 8 writers, each row a page of its own: ~4,000 frames (16 MB) if the WAL never restarted.
         let tasks = (0..8).map(|_| {
             let writer = writer.clone();

@@ -59,10 +59,11 @@ impl SqliteStore {
             interval: CHECKPOINT_INTERVAL,
             restart_frames: WAL_BOUND_BYTES / i64::from(PAGE_SIZE),
         };
-        checkpointer::start(path.to_owned(), gate.clone(), policy);
+        let metrics = crate::metrics::StoreMetrics::default();
+        checkpointer::start(path.to_owned(), gate.clone(), policy, metrics.clone());
         let wal_path = PathBuf::from(format!("{}-wal", path.display()));
         Ok(Self {
-            writer: Writer::start(conn, wal_path, path.to_owned(), gate),
+            writer: Writer::start(conn, wal_path, path.to_owned(), gate, metrics),
             readers: Arc::new(ReaderPool { path: path.to_owned(), idle: Mutex::default() }),
         })
     }

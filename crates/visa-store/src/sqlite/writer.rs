@@ -110,10 +110,15 @@ const STOPPED: &str = "writes stopped after a failed fsync; check the disk, then
 impl Writer {
     /// Starts the writer on `conn` (in WAL mode, `synchronous=NORMAL`) and the durability
     /// thread that fsyncs `wal_path` before any answer leaves.
-    pub fn start(conn: Connection, wal_path: PathBuf, db_path: PathBuf, gate: CommitGate) -> Self {
+    pub fn start(
+        conn: Connection,
+        wal_path: PathBuf,
+        db_path: PathBuf,
+        gate: CommitGate,
+        metrics: StoreMetrics,
+    ) -> Self {
         let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
         let (committed, to_sync) = std::sync::mpsc::channel();
-        let metrics = StoreMetrics::default();
         let stopped = Arc::new(AtomicBool::new(false));
         let (writer_metrics, sync_metrics) = (metrics.clone(), metrics.clone());
         let (writer_stopped, sync_stopped) = (stopped.clone(), stopped.clone());
@@ -290,7 +295,7 @@ mod tests {
         conn.pragma_update(None, "journal_mode", "WAL").unwrap();
         conn.execute_batch("CREATE TABLE t (n INTEGER NOT NULL)").unwrap();
         let wal = PathBuf::from(format!("{}-wal", path.display()));
-        (Writer::start(conn, wal, path, CommitGate::default()), dir)
+        (Writer::start(conn, wal, path, CommitGate::default(), Default::default()), dir)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -349,7 +354,7 @@ mod tests {
         conn.execute_batch("CREATE TABLE t (n INTEGER NOT NULL)").unwrap();
         // Neither file exists, so the fsync fails.
         let gone = dir.path().join("gone/x");
-        let writer = Writer::start(conn, gone.clone(), gone, CommitGate::default());
+        let writer = Writer::start(conn, gone.clone(), gone, CommitGate::default(), Default::default());
         let insert = |conn: &Connection| conn.execute("INSERT INTO t (n) VALUES (1)", []).map_err(map_sqlite_error);
         assert!(matches!(writer.write(insert).await, Err(StoreError::Unavailable(m)) if m.contains("fsync failed")));
         let ran = Arc::new(AtomicBool::new(false));
