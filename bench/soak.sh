@@ -2,7 +2,7 @@
 # Sustained load: does the paid path hold its 10-second figures for minutes?
 #   1. a 10 s reference run of paid echo (the figure `bench/run.sh` reports);
 #   2. then paid echo without a pause for MINUTES, reported per 30 s window as it runs:
-#      req/s, p50, p99, errors, the server's RSS, the database and WAL sizes, rows retained;
+#      req/s, p50, p99, errors, the server's RSS, the database and WAL sizes;
 #   3. a summary against the targets (p99 <= 25 ms in every window, every window's throughput
 #      within 15% of the reference, RSS flat after the first two windows) and `ledger verify`.
 # Usage: bench/soak.sh [minutes, default 10] [connections, default 64]

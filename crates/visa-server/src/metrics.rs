@@ -55,7 +55,7 @@ pub enum PaidOutcome {
     /// The hold was voided: the provider failed (`retryable` frees the Idempotency-Key).
     Voided { retryable: bool },
     /// No hold was placed: refused by the named rule (`daily_cap`, `total_cap`, `balance`,
-    /// `denied`, `rate_limit`).
+    /// `denied`, `rate_limit`), or the store could not place it (`store_unavailable`).
     Refused(&'static str),
     /// Answered from the Idempotency-Key's record: `replay`, `in_flight` or `mismatch`.
     Idempotent(&'static str),
@@ -184,11 +184,7 @@ impl Metrics {
     }
 
     pub fn key_cache(&self, hit: bool) {
-        if hit {
-            self.key_cache_hits.inc()
-        } else {
-            self.key_cache_misses.inc()
-        };
+        if hit { &self.key_cache_hits } else { &self.key_cache_misses }.inc();
     }
 
     /// The open-connections gauge, shared with the acceptor.

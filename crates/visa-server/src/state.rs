@@ -47,6 +47,7 @@ impl AppState {
     pub fn build(config: &ServeConfig, store: Arc<dyn Store>, operator_token: &str) -> anyhow::Result<AppState> {
         let hasher = SecretHasher::new(config.pepper.clone());
         let metrics = crate::metrics::Metrics::new(store.metrics());
+        let idempotency_ttl = time::Duration::try_from(config.idempotency_ttl).unwrap_or(time::Duration::days(1));
         Ok(AppState {
             store,
             catalog: config.catalog.clone(),
@@ -62,9 +63,9 @@ impl AppState {
             upstream: crate::tools::upstream::Upstream::new()
                 .map_err(|e| anyhow::anyhow!("cannot build the provider HTTP client: {e}"))?,
             session_ttl: time::Duration::try_from(config.session_ttl).unwrap_or(time::Duration::days(30)),
-            idempotency_ttl: time::Duration::try_from(config.idempotency_ttl).unwrap_or(time::Duration::days(1)),
+            idempotency_ttl,
             retention: visa_store::Retention {
-                operator_requests: time::Duration::try_from(config.idempotency_ttl).unwrap_or(time::Duration::days(1)),
+                operator_requests: idempotency_ttl,
                 usage_minutes: time::Duration::try_from(config.usage_minute_retention)
                     .unwrap_or(time::Duration::days(7)),
                 usage_hours: time::Duration::try_from(config.usage_hour_retention).unwrap_or(time::Duration::days(90)),

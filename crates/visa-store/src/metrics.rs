@@ -51,11 +51,6 @@ impl StoreMetrics {
         self.writer_held_seconds.observe(took.as_secs_f64());
     }
 
-    /// How many write transactions committed since the store opened.
-    pub fn commits(&self) -> u64 {
-        self.commits.get()
-    }
-
     pub fn register(&self, registry: &mut Registry) {
         let store = registry.sub_registry_with_prefix("store");
         store.register(
