@@ -258,14 +258,18 @@ async fn invitations_work_once_and_logins_are_unique() {
         members.assert_ok(200)["members"].as_array().unwrap().iter().map(|m| m["status"].clone()).collect();
     assert_eq!(statuses, [json!("active"), json!("active")]);
 
-    // A login is unique across the server: another account's login, or an account name.
+    // A login is invited once per account; server-wide it is unique among members who signed
+    // in. Inviting another account's login tells the inviter nothing: the invitation simply
+    // cannot be accepted (its holder is told why).
     app.post("/v1/api/members", &owner, json!({ "login": "ivy", "role": "viewer" }))
         .await
         .assert_error(409, "MEMBER_EXISTS");
     let other = app.account("globex", true, 0).await;
-    app.post("/v1/api/members", &other, json!({ "login": "acme", "role": "admin" }))
-        .await
-        .assert_error(409, "MEMBER_EXISTS");
+    let probe = app.post("/v1/api/members", &other, json!({ "login": "acme", "role": "admin" })).await;
+    let probe_token = probe.assert_ok(201)["invite_token"].as_str().unwrap().to_owned();
+    let accept = json!({ "invite_token": probe_token, "password": "probe-password-1" });
+    let taken_login = app.call(Method::POST, "/v1/api/members/accept", None, Some(accept), &[]).await;
+    taken_login.assert_error(409, "MEMBER_EXISTS");
     let taken = app.post("/v1/operator/accounts", OPERATOR_TOKEN, json!({ "login": "ivy" })).await;
     taken.assert_error(409, "ACCOUNT_EXISTS");
     app.post("/v1/api/members", &owner, json!({ "login": "Bad Login", "role": "viewer" }))

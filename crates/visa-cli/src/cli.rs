@@ -25,6 +25,15 @@ pub enum Command {
     Whoami,
     /// End the stored session on the server and forget it here.
     Logout,
+    /// List and end sessions: your own, or (owners and admins) another member's.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Change your password; every other session of yours ends.
+    Password {
+        /// Read the current and the new password from standard input, one per line.
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// Create, list, inspect, update, rotate and revoke tool keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -114,6 +123,23 @@ pub struct LoginArgs {
     /// Read the password from standard input instead of prompting.
     #[arg(long)]
     pub password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// Your live sessions (or a member's): where and when each was opened.
+    List {
+        /// Another member's sessions (owners and admins).
+        #[arg(long)]
+        member: Option<i64>,
+    },
+    /// End one of your sessions by id.
+    Revoke { id: i64 },
+    /// End every session of a member (yours but the current one, if it is you).
+    RevokeAll {
+        #[arg(long)]
+        member: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -340,6 +340,44 @@ fn members_and_the_audit_log_through_the_cli() {
     assert!(assert_success(&server.cli(&["logout"], None, None)).contains("Not signed in."));
 }
 
+/// A user who suspects a leaked session lists theirs, ends the stranger's and changes the
+/// password, which ends every other session.
+#[test]
+fn sessions_and_password_through_the_cli() {
+    let server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
+    let created = server.cli(
+        &["operator", "accounts", "create", "acme", "--approve", "--password-stdin"],
+        Some("owner password\n"),
+        None,
+    );
+    assert_success(&created);
+    let stranger = server.cli(&["login", "acme", "--password-stdin", "--json"], Some("owner password\n"), None);
+    assert_success(&stranger);
+    let stranger_session = std::fs::read_to_string(server.dirs.path().join("config/session")).unwrap();
+    assert_success(&server.cli(&["login", "acme", "--password-stdin"], Some("owner password\n"), None));
+
+    let table = assert_success(&server.cli(&["sessions", "list"], None, None));
+    assert!(table.contains("(this one)") && table.contains("127.0.0.1"), "{table}");
+    let listed: Value =
+        serde_json::from_str(&assert_success(&server.cli(&["sessions", "list", "--json"], None, None))).unwrap();
+    assert_eq!(listed["sessions"].as_array().unwrap().len(), 3, "{listed}");
+    let other =
+        listed["sessions"].as_array().unwrap().iter().find(|s| s["current"] == false).unwrap()["id"].to_string();
+    assert!(assert_success(&server.cli(&["sessions", "revoke", &other], None, None)).contains("Ended session"));
+    assert_one_line_error(&server.cli(&["sessions", "revoke", &other], None, None), "NOT_FOUND");
+
+    assert_one_line_error(
+        &server.cli(&["password", "--password-stdin"], Some("wrong password\nnew password 2\n"), None),
+        "AUTH_INVALID",
+    );
+    let changed = server.cli(&["password", "--password-stdin"], Some("owner password\nnew password 2\n"), None);
+    assert!(assert_success(&changed).contains("other session(s) ended"), "{}", common::stdout(&changed));
+    assert_one_line_error(&server.cli(&["whoami"], None, Some(stranger_session.trim())), "AUTH_INVALID");
+    assert_success(&server.cli(&["whoami"], None, None));
+    assert_success(&server.cli(&["login", "acme", "--password-stdin"], Some("new password 2\n"), None));
+    assert_no_secret_kept(&server, &["owner password", "new password 2", stranger_session.trim()]);
+}
+
 #[test]
 fn serve_reads_a_config_file_under_the_environment_and_the_flags() {
     let dirs = std::sync::Arc::new(tempfile::tempdir().unwrap());

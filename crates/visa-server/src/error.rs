@@ -68,6 +68,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => Self::new(ErrorCode::NotFound, "not found"),
             // Well-formed, but the stored state forbids it (a revoked key, a settled execution).
             StoreError::Refused(message) => Self::new(ErrorCode::Conflict, message),
+            StoreError::Forbidden(message) => Self::new(ErrorCode::Forbidden, message),
             StoreError::Unavailable(detail) => {
                 tracing::warn!(%detail, "store unavailable");
                 Self::new(ErrorCode::ServiceUnavailable, "the store is temporarily unavailable; retry shortly")

@@ -31,6 +31,9 @@ pub enum StoreError {
     /// The request is well-formed but the stored state forbids it (answered 409 CONFLICT).
     #[error("{0}")]
     Refused(String),
+    /// The caller's role may not make this change to the object as it is now (403 FORBIDDEN).
+    #[error("{0}")]
+    Forbidden(String),
     /// The database is busy, locked or unreachable; retrying may succeed.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -73,17 +76,50 @@ pub trait Store: Send + Sync + 'static {
         audit: AuditContext,
         request: Option<OperatorRequest>,
     ) -> StoreResult<Account>;
-    async fn create_session(&self, new: NewSession) -> StoreResult<()>;
+    /// Opens a session where `audit` says (IP, user agent), audited as `session.created` by
+    /// its actor (the member signing in, or the operator who created the account).
+    async fn create_session(&self, new: NewSession, audit: AuditContext) -> StoreResult<()>;
     /// Ends one session (sign-out); ending one that is gone already is not an error.
     async fn end_session(&self, token_hash: SecretHash) -> StoreResult<()>;
+    /// The member's live sessions, oldest first; `current` marks the one with that token.
+    async fn list_sessions(
+        &self,
+        account_id: i64,
+        member_id: i64,
+        current: Option<SecretHash>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<SessionRecord>>;
+    /// Ends some of a member's sessions (audited as `session.ended`) and says how many;
+    /// `Forbidden` for an owner's unless `caller` is an owner.
+    async fn end_sessions(
+        &self,
+        account_id: i64,
+        member_id: i64,
+        which: SessionsToEnd,
+        caller: visa_core::role::Role,
+        audit: AuditContext,
+    ) -> StoreResult<u64>;
+    /// Sets a member's password and ends every other session of theirs (all but `keep`), in
+    /// one transaction, audited as `member.password_changed`; says how many sessions ended.
+    async fn change_password(
+        &self,
+        account_id: i64,
+        member_id: i64,
+        password_hash: String,
+        keep: SecretHash,
+        audit: AuditContext,
+    ) -> StoreResult<(Member, u64)>;
     /// The account and member behind a live session token.
     async fn session_principal(&self, token_hash: SecretHash, now: Timestamp)
     -> StoreResult<Option<(Account, Member)>>;
+    /// The member who signs in with this login (invitations pending under it do not count).
     async fn member_by_login(&self, login: &str) -> StoreResult<Option<Member>>;
     /// The member with this pending invitation, if any (expired or not).
     async fn member_by_invite(&self, invite_hash: SecretHash) -> StoreResult<Option<Member>>;
     async fn list_members(&self, account_id: i64) -> StoreResult<Vec<Member>>;
-    /// Adds a member with a pending invitation; `Conflict` when the login is taken.
+    /// Adds a member with a pending invitation; `Conflict` when the login is already a member
+    /// of, or invited to, this account. A pending invitation reserves nothing server-wide: the
+    /// login is claimed when the invitation is accepted (`Conflict` then if it was taken).
     async fn invite_member(&self, account_id: i64, new: NewMember, audit: AuditContext) -> StoreResult<Member>;
     /// Sets the invited member's password and ends the invitation; `NotFound` when the
     /// invitation is unknown or expired.
@@ -93,16 +129,26 @@ pub trait Store: Send + Sync + 'static {
         password_hash: String,
         audit: AuditContext,
     ) -> StoreResult<Member>;
-    /// `Refused` when it would leave the account without an owner.
+    /// `Refused` when it would leave the account without an owner; `Forbidden` when it grants
+    /// the owner role or changes an owner and `caller` (the role asking) is not an owner. Both
+    /// rules are checked inside the write, against the member as it is then.
     async fn change_member_role(
         &self,
         account_id: i64,
         member_id: i64,
         role: visa_core::role::Role,
+        caller: visa_core::role::Role,
         audit: AuditContext,
     ) -> StoreResult<Member>;
-    /// Removes the member and ends its sessions; `Refused` for the last owner.
-    async fn remove_member(&self, account_id: i64, member_id: i64, audit: AuditContext) -> StoreResult<Member>;
+    /// Removes the member and ends its sessions; `Refused` for the last owner, `Forbidden`
+    /// for an owner unless `caller` is one.
+    async fn remove_member(
+        &self,
+        account_id: i64,
+        member_id: i64,
+        caller: visa_core::role::Role,
+        audit: AuditContext,
+    ) -> StoreResult<Member>;
     /// A page of the account's audit log, newest first.
     async fn list_audit(
         &self,
@@ -222,7 +268,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes up to `limit` rows of each kind that retention no longer keeps, as of `now`:
     /// Idempotency-Key records past their retention whose execution has ended (never an open
     /// one), the stored answers they replayed, provider requests past theirs, operator
-    /// requests past `retention`'s; and rolls usage older than `retention`'s minute and hour
+    /// requests past `retention`'s, expired sessions and invitations (freeing the invited
+    /// login); and rolls usage older than `retention`'s minute and hour
     /// windows up into hours and days. Executions, the ledger and the audit log are kept.
     /// Returns how many rows went or moved (fewer than `limit`: nothing more is due).
     async fn sweep_expired(&self, now: Timestamp, retention: Retention, limit: u32) -> StoreResult<u64>;

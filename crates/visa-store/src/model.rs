@@ -107,6 +107,8 @@ pub enum RevokeCause {
     Leaked,
 }
 
+/// A session to open. Where it was opened (IP, user agent) and who opened it (the member
+/// signing in, or the operator creating the account) come from its `AuditContext`.
 #[derive(Debug, Clone)]
 pub struct NewSession {
     pub account_id: i64,
@@ -114,6 +116,28 @@ pub struct NewSession {
     pub token_hash: SecretHash,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+}
+
+/// A live session as its member (or an owner or admin) sees it: never the token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub id: i64,
+    pub member_id: i64,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    /// Whether this is the session asking.
+    pub current: bool,
+}
+
+/// Which of a member's sessions to end.
+#[derive(Debug, Clone)]
+pub enum SessionsToEnd {
+    /// One session, by id (`NotFound` unless it is the member's and live).
+    One(i64),
+    /// Every session, except the one with this token (the caller's own) if given.
+    AllExcept(Option<SecretHash>),
 }
 
 /// A secret of a key. A key has one, or two during a rotation's grace period.

@@ -9,6 +9,7 @@ mod login;
 mod members;
 mod operator;
 mod serve;
+mod sessions;
 mod tools;
 
 use crate::cli::{Cli, Command};
@@ -25,6 +26,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Login(args) => login::run(args, json).await,
         Command::Whoami => login::whoami(json).await,
         Command::Logout => login::logout(json).await,
+        Command::Sessions(command) => sessions::run(command, json).await,
+        Command::Password { password_stdin } => sessions::change_password(password_stdin, json).await,
         Command::Keys(command) => keys::run(command, json).await,
         Command::AdminKeys(command) => admin_keys::run(command, json).await,
         Command::Members(command) => members::run(command, json).await,
@@ -54,13 +57,18 @@ fn cents(flag: &str, dollars: &str) -> anyhow::Result<i64> {
 
 /// Reads one line (a password) from standard input, or prompts on the terminal.
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    prompt_password(from_stdin, "Password: ")
+}
+
+/// One password: the next line of standard input, or asked for with `prompt`.
+fn prompt_password(from_stdin: bool, prompt: &str) -> anyhow::Result<String> {
     use std::io::IsTerminal;
     let password = if from_stdin {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line)?;
         line.trim_end_matches(['\r', '\n']).to_owned()
     } else if std::io::stdin().is_terminal() {
-        rpassword::prompt_password("Password: ")?
+        rpassword::prompt_password(prompt)?
     } else {
         anyhow::bail!("no terminal to ask for the password: pipe it in with --password-stdin")
     };

@@ -104,24 +104,23 @@ pub struct AcceptInviteRequest {
     pub password: String,
 }
 
-fn member_id(text: &str) -> ApiResult<i64> {
+pub(crate) fn member_id(text: &str) -> ApiResult<i64> {
     text.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
         .ok_or_else(|| ApiError::new(ErrorCode::MemberNotFound, MEMBER_NOT_FOUND))
 }
 
-/// Store refusals of member changes: unknown member, taken login, last owner.
-fn member_error(e: StoreError) -> ApiError {
+/// Store refusals of member changes: unknown member, taken login, last owner, owner-only.
+pub(crate) fn member_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Conflict(message) => ApiError::new(ErrorCode::MemberExists, message),
         StoreError::Refused(message) => ApiError::new(ErrorCode::LastOwner, message),
+        StoreError::Forbidden(message) => ApiError::new(ErrorCode::Forbidden, message),
         other => not_found_as(ErrorCode::MemberNotFound, MEMBER_NOT_FOUND)(other),
     }
 }
 
-/// Owners alone may touch the owner role: granting it, or changing or removing an owner.
-/// (Every caller has already checked `ManageMembers`, before looking at the request.)
 /// Adding a member or changing a role mints a person's credential (an invitation token, a
 /// session, and through an admin role new admin keys) that would outlive the admin key that
 /// asked for it: a leaked admin key could multiply past its own revocation. Only a signed-in
@@ -134,18 +133,6 @@ fn refuse_admin_key(session: &Session) -> ApiResult<()> {
         ));
     }
     Ok(())
-}
-
-fn require_owner_for(session: &Session, roles: &[Role]) -> ApiResult<()> {
-    if roles.contains(&Role::Owner) {
-        session.require(Permission::Own)?;
-    }
-    Ok(())
-}
-
-async fn current_member(state: &SharedState, session: &Session, id: i64) -> ApiResult<Member> {
-    let members = state.store.list_members(session.account.id).await?;
-    members.into_iter().find(|m| m.id == id).ok_or_else(|| ApiError::new(ErrorCode::MemberNotFound, MEMBER_NOT_FOUND))
 }
 
 #[utoipa::path(get, path = "/v1/api/members", tag = "members", responses((status = 200, body = MemberList)),
@@ -172,7 +159,9 @@ pub async fn invite(
     refuse_admin_key(&session)?;
     let login = Login::parse(&req.login)?;
     let role = Role::parse(&req.role)?;
-    require_owner_for(&session, &[role])?;
+    if role == Role::Owner {
+        session.require(Permission::Own)?;
+    }
     let token = random_token(INVITE_TOKEN_PREFIX);
     let audit = session.audit(&state);
     let new = NewMember {
@@ -201,11 +190,10 @@ pub async fn change_role(
     refuse_admin_key(&session)?;
     let id = member_id(&id)?;
     let role = Role::parse(&req.role)?;
-    let current = current_member(&state, &session, id).await?;
-    require_owner_for(&session, &[current.role, role])?;
+    // Who may touch an owner is checked by the store, against the member as it is then.
     let member = state
         .store
-        .change_member_role(session.account.id, id, role, session.audit(&state))
+        .change_member_role(session.account.id, id, role, session.role, session.audit(&state))
         .await
         .map_err(member_error)?;
     tracing::info!(member_id = id, role = %member.role, "member role changed");
@@ -222,9 +210,11 @@ pub async fn remove(
 ) -> ApiResult<Json<RemovedResponse>> {
     session.require(Permission::ManageMembers)?;
     let id = member_id(&id)?;
-    let current = current_member(&state, &session, id).await?;
-    require_owner_for(&session, &[current.role])?;
-    state.store.remove_member(session.account.id, id, session.audit(&state)).await.map_err(member_error)?;
+    state
+        .store
+        .remove_member(session.account.id, id, session.role, session.audit(&state))
+        .await
+        .map_err(member_error)?;
     tracing::info!(member_id = id, "member removed");
     Ok(Json(RemovedResponse { success: true, removed: id }))
 }
@@ -245,8 +235,9 @@ pub async fn accept(
     let audit = origin.audit(Actor::Member { id: invited.id, login: invited.login.clone() }, state.now());
     let member = state.store.accept_invite(invite_hash, password_hash, audit).await.map_err(|e| match e {
         StoreError::NotFound => unknown(),
-        other => other.into(),
+        other => member_error(other),
     })?;
     tracing::info!(member_id = member.id, "invitation accepted");
-    open_session(&state, &member).await
+    let audit = origin.audit(Actor::Member { id: member.id, login: member.login.clone() }, state.now());
+    open_session(&state, &member, audit).await
 }

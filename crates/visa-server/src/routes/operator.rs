@@ -154,7 +154,9 @@ pub async fn create_account(
         StoreError::Conflict(message) => ApiError::new(ErrorCode::AccountExists, message),
         other => other.into(),
     })?;
-    let (_, Json(session)) = open_session(&state, &owner).await?;
+    // The owner's first session, opened by (and audited as) the operator: the owner can list
+    // and end it like any other (docs/security.md).
+    let (_, Json(session)) = open_session(&state, &owner, operator.audit(&state)).await?;
     let session_token = session.session_token;
     tracing::info!(account = %account.login, approved = account.approved, "account created");
     let body = CreateAccountResponse { success: true, account: AccountView::from(&account), session_token };

@@ -2,20 +2,27 @@
 //! token, which acts with that member's role, read afresh on every request;
 //! `GET /v1/api/sessions/current` says who a credential is (`visa-cli whoami`) and
 //! `DELETE /v1/api/sessions/current` ends the session at once (`visa-cli logout`).
+//! A member lists their live sessions (`GET /v1/api/sessions`: where and when each was
+//! opened) and ends any of them (`DELETE /v1/api/sessions/{id}`); owners and admins do the
+//! same for another member (`/v1/api/members/{id}/sessions`). Changing the password
+//! (`POST /v1/api/sessions/current/password`) ends every other session of the member.
 
-use crate::auth::{SESSION_TOKEN_PREFIX, Session, password};
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{ClientIp, JsonBody};
+use crate::auth::{Origin, SESSION_TOKEN_PREFIX, Session, password};
+use crate::error::{ApiError, ApiResult, not_found_as};
+use crate::extract::JsonBody;
+use crate::routes::members::{member_error, member_id};
 use crate::routes::rfc3339;
 use crate::state::{AppState, SharedState};
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use visa_core::ErrorCode;
 use visa_core::key::random_token;
-use visa_store::{Actor, Member, NewSession};
+use visa_core::role::Permission;
+use visa_core::secret::SecretHash;
+use visa_store::{Actor, AuditContext, Member, NewSession, SessionRecord, SessionsToEnd};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -34,10 +41,15 @@ pub struct SessionResponse {
     pub login: String,
 }
 
-/// Mints and stores a session for `member`: the answer of a sign-in (or an accepted invitation).
-pub async fn open_session(state: &AppState, member: &Member) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
+/// Mints and stores a session for `member`: the answer of a sign-in (or an accepted
+/// invitation, or an account's creation). `audit` says who opened it, from where.
+pub async fn open_session(
+    state: &AppState,
+    member: &Member,
+    audit: AuditContext,
+) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
     let token = random_token(SESSION_TOKEN_PREFIX);
-    let now = state.now();
+    let now = audit.now;
     let expires_at = now + state.session_ttl;
     let new = NewSession {
         account_id: member.account_id,
@@ -46,7 +58,7 @@ pub async fn open_session(state: &AppState, member: &Member) -> ApiResult<(Statu
         created_at: now,
         expires_at,
     };
-    state.store.create_session(new).await?;
+    state.store.create_session(new, audit).await?;
     let response = SessionResponse {
         success: true,
         session_token: token,
@@ -61,11 +73,11 @@ pub async fn open_session(state: &AppState, member: &Member) -> ApiResult<(Statu
               (status = 429, body = crate::routes::ErrorBody), (status = 503, body = crate::routes::ErrorBody)))]
 pub async fn sign_in(
     State(state): State<SharedState>,
-    ClientIp(ip): ClientIp,
+    origin: Origin,
     JsonBody(req): JsonBody<SignInRequest>,
 ) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
     let wrong = || ApiError::new(ErrorCode::AuthInvalid, "wrong login or password");
-    state.sign_in.attempt(ip, Some(&req.login))?;
+    state.sign_in.attempt(origin.ip, Some(&req.login))?;
     let member = state.store.member_by_login(&req.login).await?;
     // Verified even for an unknown login (against a dummy hash), so timing does not tell
     // which logins exist.
@@ -75,7 +87,8 @@ pub async fn sign_in(
     }
     let member = member.ok_or_else(wrong)?;
     tracing::info!(member = %member.login, "session opened");
-    open_session(&state, &member).await
+    let audit = origin.audit(Actor::Member { id: member.id, login: member.login.clone() }, state.now());
+    open_session(&state, &member, audit).await
 }
 
 /// Who a session (or an admin key) is.
@@ -117,10 +130,173 @@ pub struct SignedOut {
 #[utoipa::path(delete, path = "/v1/api/sessions/current", tag = "sessions",
     responses((status = 200, body = SignedOut)), security(("session" = [])))]
 pub async fn sign_out(State(state): State<SharedState>, session: Session) -> ApiResult<Json<SignedOut>> {
-    let hash = session.session_hash.ok_or_else(|| {
-        ApiError::invalid("an admin key is not a session: revoke it with `visa-cli admin-keys revoke ID`")
-    })?;
+    let (_, _, hash) = signed_in(&session)?;
     state.store.end_session(hash).await?;
     tracing::info!(actor = ?session.actor, "session ended");
     Ok(Json(SignedOut { success: true }))
+}
+
+/// The member behind a session token and its hash; an admin key is refused (it has no
+/// sessions or password of its own).
+fn signed_in(session: &Session) -> ApiResult<(i64, &str, SecretHash)> {
+    match (&session.actor, session.session_hash) {
+        (Actor::Member { id, login }, Some(hash)) => Ok((*id, login, hash)),
+        _ => Err(ApiError::invalid("an admin key is not a session: revoke it with `visa-cli admin-keys revoke ID`")),
+    }
+}
+
+/// A live session, without its token.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SessionView {
+    pub id: i64,
+    pub member_id: i64,
+    pub created_at: String,
+    pub expires_at: String,
+    /// The client IP that opened it (for the operator's, the operator's).
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// Whether this is the session asking.
+    pub current: bool,
+}
+
+impl From<SessionRecord> for SessionView {
+    fn from(s: SessionRecord) -> Self {
+        Self {
+            id: s.id,
+            member_id: s.member_id,
+            created_at: rfc3339(s.created_at),
+            expires_at: rfc3339(s.expires_at),
+            ip: s.ip.map(|ip| ip.to_string()),
+            user_agent: s.user_agent,
+            current: s.current,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SessionList {
+    pub success: bool,
+    pub object: String,
+    pub sessions: Vec<SessionView>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SessionsEnded {
+    pub success: bool,
+    /// How many sessions ended.
+    pub ended: u64,
+}
+
+const SESSION_NOT_FOUND: &str = "no live session with this id";
+
+async fn sessions_of(state: &AppState, session: &Session, member_id: i64) -> ApiResult<Json<SessionList>> {
+    let current = session.session_hash;
+    let sessions =
+        state.store.list_sessions(session.account.id, member_id, current, state.now()).await.map_err(member_error)?;
+    Ok(Json(SessionList {
+        success: true,
+        object: "list".into(),
+        sessions: sessions.into_iter().map(SessionView::from).collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/api/sessions", tag = "sessions",
+    responses((status = 200, body = SessionList), (status = 400, body = crate::routes::ErrorBody)), security(("session" = [])))]
+pub async fn list(State(state): State<SharedState>, session: Session) -> ApiResult<Json<SessionList>> {
+    let (member, _, _) = signed_in(&session)?;
+    sessions_of(&state, &session, member).await
+}
+
+#[utoipa::path(delete, path = "/v1/api/sessions/{id}", tag = "sessions", params(("id" = i64, Path, minimum = 1)),
+    responses((status = 200, body = SessionsEnded), (status = 404, body = crate::routes::ErrorBody)), security(("session" = [])))]
+pub async fn end(
+    State(state): State<SharedState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SessionsEnded>> {
+    let (member, _, _) = signed_in(&session)?;
+    let not_found = || ApiError::new(ErrorCode::NotFound, SESSION_NOT_FOUND);
+    let id = id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(not_found)?;
+    let ended = state
+        .store
+        .end_sessions(session.account.id, member, SessionsToEnd::One(id), session.role, session.audit(&state))
+        .await
+        .map_err(not_found_as(ErrorCode::NotFound, SESSION_NOT_FOUND))?;
+    tracing::info!(session = id, "session ended by its member");
+    Ok(Json(SessionsEnded { success: true, ended }))
+}
+
+#[utoipa::path(get, path = "/v1/api/members/{id}/sessions", tag = "members", params(("id" = i64, Path, minimum = 1)),
+    responses((status = 200, body = SessionList), (status = 403, body = crate::routes::ErrorBody), (status = 404, body = crate::routes::ErrorBody)),
+    security(("session" = [])))]
+pub async fn member_sessions(
+    State(state): State<SharedState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SessionList>> {
+    session.require(Permission::ManageMembers)?;
+    sessions_of(&state, &session, member_id(&id)?).await
+}
+
+#[utoipa::path(delete, path = "/v1/api/members/{id}/sessions", tag = "members", params(("id" = i64, Path, minimum = 1)),
+    responses((status = 200, body = SessionsEnded), (status = 403, body = crate::routes::ErrorBody), (status = 404, body = crate::routes::ErrorBody)),
+    security(("session" = [])))]
+pub async fn end_member_sessions(
+    State(state): State<SharedState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SessionsEnded>> {
+    session.require(Permission::ManageMembers)?;
+    let id = member_id(&id)?;
+    // A member ending their own sessions this way keeps the one asking.
+    let keep = session.session_hash.filter(|_| matches!(session.actor, Actor::Member { id: me, .. } if me == id));
+    let ended = state
+        .store
+        .end_sessions(session.account.id, id, SessionsToEnd::AllExcept(keep), session.role, session.audit(&state))
+        .await
+        .map_err(member_error)?;
+    tracing::info!(member_id = id, ended, "member's sessions ended");
+    Ok(Json(SessionsEnded { success: true, ended }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    #[schema(schema_with = crate::routes::schema::password)]
+    pub new_password: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PasswordChanged {
+    pub success: bool,
+    pub login: String,
+    /// How many other sessions of the member ended with the change.
+    pub other_sessions_ended: u64,
+}
+
+#[utoipa::path(post, path = "/v1/api/sessions/current/password", tag = "sessions", request_body = ChangePasswordRequest,
+    responses((status = 200, body = PasswordChanged), (status = 401, body = crate::routes::ErrorBody), (status = 429, body = crate::routes::ErrorBody)),
+    security(("session" = [])))]
+pub async fn change_password(
+    State(state): State<SharedState>,
+    session: Session,
+    JsonBody(req): JsonBody<ChangePasswordRequest>,
+) -> ApiResult<Json<PasswordChanged>> {
+    let (member_id, login, hash) = signed_in(&session)?;
+    // Guessing the current password through a stolen session is throttled like a sign-in.
+    state.sign_in.attempt(session.origin.ip, Some(login))?;
+    password::validate(&req.new_password)?;
+    let stored = state.store.member_by_login(login).await?.filter(|m| m.id == member_id).and_then(|m| m.password_hash);
+    if !password::verify(req.current_password, stored).await? {
+        return Err(ApiError::new(ErrorCode::AuthInvalid, "the current password is wrong"));
+    }
+    let new_hash = password::hash(req.new_password).await?;
+    let (member, ended) = state
+        .store
+        .change_password(session.account.id, member_id, new_hash, hash, session.audit(&state))
+        .await
+        .map_err(member_error)?;
+    tracing::info!(member_id, "password changed; other sessions ended");
+    Ok(Json(PasswordChanged { success: true, login: member.login, other_sessions_ended: ended }))
 }

@@ -73,7 +73,7 @@ fn changed_fields(before: &Value, after: &Value) -> Map<String, Value> {
 }
 
 /// Times in snapshots are RFC 3339 in UTC, as the API shows them.
-fn time(at: Option<Timestamp>) -> Value {
+pub(crate) fn time(at: Option<Timestamp>) -> Value {
     at.and_then(|t| {
         t.checked_to_offset(time::UtcOffset::UTC)
             .unwrap_or(t)

@@ -1,14 +1,20 @@
-//! Members of an account and their sessions. The last-owner rule lives here, inside the
-//! writer's transaction, so two concurrent demotions cannot both pass it.
+//! Members of an account and their invitations. The owner rules live here, inside the
+//! writer's transaction, so two concurrent changes cannot both pass them: the last owner
+//! stays, and only an owner grants the owner role or touches an owner (checked against the
+//! member as it is when the write runs, not as a handler read it before).
+//!
+//! Logins: an active member's login is unique server-wide (it is what signs in). A pending
+//! invitation reserves nothing: the login is claimed when the invitation is accepted, and an
+//! expired invitation is pruned by the sweeper.
 
 use super::audit::{self, member_snapshot};
-use super::map_sqlite_error;
 use super::queries::{from_db, select_one, to_db};
+use super::{map_sqlite_error, sessions};
 use crate::model::*;
 use crate::{StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde_json::Value;
-use visa_core::role::Role;
+use serde_json::{Value, json};
+use visa_core::role::{Permission, Role};
 use visa_core::secret::SecretHash;
 
 pub(crate) const MEMBER_COLUMNS: &str = "id, account_id, login, role, created_at, password_hash, invite_expires_at";
@@ -35,12 +41,17 @@ pub(crate) fn member_where(
     select_one(conn, &format!("SELECT {MEMBER_COLUMNS} FROM members"), clause, value, member_from_row)
 }
 
-fn require_member(conn: &Connection, account_id: i64, member_id: i64) -> StoreResult<Member> {
+pub(crate) fn require_member(conn: &Connection, account_id: i64, member_id: i64) -> StoreResult<Member> {
     member_where(conn, "id = ?1", member_id)?.filter(|m| m.account_id == account_id).ok_or(StoreError::NotFound)
 }
 
 fn login_taken(login: &str) -> StoreError {
     StoreError::Conflict(format!("the login '{login}' is already taken"))
+}
+
+/// The member who signs in with `login`, if any.
+pub(crate) fn active_member(conn: &Connection, login: &str) -> StoreResult<Option<Member>> {
+    member_where(conn, "login = ?1 AND invite_hash IS NULL", login)
 }
 
 /// Inserts a member (an account's first owner, or an invited one) and returns it.
@@ -53,8 +64,30 @@ pub(crate) fn insert(
     invite: Option<(&SecretHash, Timestamp)>,
     now: Timestamp,
 ) -> StoreResult<Member> {
-    if member_where(conn, "login = ?1", login)?.is_some() {
-        return Err(login_taken(login));
+    match invite {
+        None if active_member(conn, login)?.is_some() => return Err(login_taken(login)),
+        Some(_) => {
+            // An expired invitation under this login no longer counts.
+            conn.execute(
+                "DELETE FROM members WHERE account_id = ?1 AND login = ?2 AND invite_hash IS NOT NULL \
+                 AND invite_expires_at <= ?3",
+                params![account_id, login, to_db(now)],
+            )
+            .map_err(map_sqlite_error)?;
+            let exists: bool = conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM members WHERE account_id = ?1 AND login = ?2)",
+                    params![account_id, login],
+                    |r| r.get(0),
+                )
+                .map_err(map_sqlite_error)?;
+            if exists {
+                return Err(StoreError::Conflict(format!(
+                    "'{login}' is already a member of this account or invited to it"
+                )));
+            }
+        }
+        None => {}
     }
     conn.execute(
         "INSERT INTO members (account_id, login, role, password_hash, invite_hash, invite_expires_at, created_at) \
@@ -97,6 +130,12 @@ pub(crate) fn accept_invite(
     let before = member_where(conn, "invite_hash = ?1", invite_hash.0.to_vec())?
         .filter(|m| m.invite_expires_at.is_some_and(|at| at > ctx.now))
         .ok_or(StoreError::NotFound)?;
+    if active_member(conn, &before.login)?.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "the login '{}' was taken since the invitation was sent; ask for one under another login",
+            before.login
+        )));
+    }
     conn.execute(
         "UPDATE members SET password_hash = ?2, invite_hash = NULL, invite_expires_at = NULL WHERE id = ?1",
         params![before.id, password_hash],
@@ -113,6 +152,16 @@ pub(crate) fn accept_invite(
         member_snapshot(&after),
     )?;
     Ok(after)
+}
+
+/// Only an owner grants the owner role or changes or removes an owner.
+pub(crate) fn ensure_may_touch(caller: Role, roles: &[Role]) -> StoreResult<()> {
+    if roles.contains(&Role::Owner) && !caller.allows(Permission::Own) {
+        return Err(StoreError::Forbidden(
+            "only an owner may grant the owner role or change or remove an owner".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses to leave the account without an owner.
@@ -135,9 +184,11 @@ pub(crate) fn change_role(
     account_id: i64,
     member_id: i64,
     role: Role,
+    caller: Role,
     ctx: &AuditContext,
 ) -> StoreResult<Member> {
     let before = require_member(conn, account_id, member_id)?;
+    ensure_may_touch(caller, &[before.role, role])?;
     if role != Role::Owner {
         ensure_other_owner(conn, &before)?;
     }
@@ -157,10 +208,17 @@ pub(crate) fn change_role(
 }
 
 /// Removes a member and ends its sessions in the same transaction.
-pub(crate) fn remove(conn: &Connection, account_id: i64, member_id: i64, ctx: &AuditContext) -> StoreResult<Member> {
+pub(crate) fn remove(
+    conn: &Connection,
+    account_id: i64,
+    member_id: i64,
+    caller: Role,
+    ctx: &AuditContext,
+) -> StoreResult<Member> {
     let member = require_member(conn, account_id, member_id)?;
+    ensure_may_touch(caller, &[member.role])?;
     ensure_other_owner(conn, &member)?;
-    conn.execute("DELETE FROM sessions WHERE member_id = ?1", [member_id]).map_err(map_sqlite_error)?;
+    sessions::end_all_but(conn, member_id, None)?;
     conn.execute("DELETE FROM members WHERE id = ?1", [member_id]).map_err(map_sqlite_error)?;
     audit::record(conn, account_id, ctx, "member.removed", &target(&member), member_snapshot(&member), Value::Null)?;
     Ok(member)
@@ -185,6 +243,35 @@ pub(crate) fn session_member(
     .map_err(map_sqlite_error)
 }
 
+/// Sets the password and ends the member's other sessions.
+pub(crate) fn change_password(
+    conn: &Connection,
+    account_id: i64,
+    member_id: i64,
+    password_hash: &str,
+    keep: &SecretHash,
+    ctx: &AuditContext,
+) -> StoreResult<(Member, u64)> {
+    let member = require_member(conn, account_id, member_id)?;
+    conn.execute("UPDATE members SET password_hash = ?2 WHERE id = ?1", params![member_id, password_hash])
+        .map_err(map_sqlite_error)?;
+    let ended = sessions::end_all_but(conn, member_id, Some(keep))?;
+    let (before, after) =
+        (json!({ "password": "previous" }), json!({ "password": "new", "other_sessions_ended": ended }));
+    audit::record(conn, account_id, ctx, "member.password_changed", &target(&member), before, after)?;
+    Ok((member, ended))
+}
+
+/// Prunes up to `limit` expired invitations (their logins are free again); how many went.
+pub(crate) fn sweep_invitations(conn: &Connection, now: Timestamp, limit: u32) -> StoreResult<usize> {
+    conn.execute(
+        "DELETE FROM members WHERE id IN (SELECT id FROM members WHERE invite_hash IS NOT NULL \
+         AND invite_expires_at <= ?1 LIMIT ?2)",
+        params![to_db(now), limit],
+    )
+    .map_err(map_sqlite_error)
+}
+
 fn target(member: &Member) -> String {
-    format!("member:{}", member.id)
+    sessions::member_target(member.id)
 }

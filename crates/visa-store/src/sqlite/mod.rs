@@ -10,6 +10,7 @@ mod money;
 mod operator_requests;
 mod queries;
 mod schema;
+mod sessions;
 mod usage;
 mod writer;
 

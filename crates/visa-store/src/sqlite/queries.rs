@@ -2,7 +2,7 @@
 //! group-committing writer. Rows are turned back into validated domain values here.
 
 use super::audit::{self, account_snapshot, admin_key_snapshot, key_snapshot};
-use super::{SqliteStore, map_sqlite_error, members, money, operator_requests, usage};
+use super::{SqliteStore, map_sqlite_error, members, money, operator_requests, sessions, usage};
 use crate::model::*;
 use crate::{Durability, Store, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -366,22 +366,40 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_session(&self, new: NewSession) -> StoreResult<()> {
-        self.write(move |conn| {
-            conn.execute(
-                "INSERT INTO sessions (account_id, member_id, token_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    new.account_id,
-                    new.member_id,
-                    &new.token_hash.0[..],
-                    to_db(new.created_at),
-                    to_db(new.expires_at)
-                ],
-            )
-            .map_err(map_sqlite_error)?;
-            Ok(())
-        })
-        .await
+    async fn create_session(&self, new: NewSession, ctx: AuditContext) -> StoreResult<()> {
+        self.write(move |conn| sessions::create(conn, &new, &ctx)).await
+    }
+
+    async fn list_sessions(
+        &self,
+        account_id: i64,
+        member_id: i64,
+        current: Option<SecretHash>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        self.read(move |conn| sessions::list(conn, account_id, member_id, current.as_ref(), now)).await
+    }
+
+    async fn end_sessions(
+        &self,
+        account_id: i64,
+        member_id: i64,
+        which: SessionsToEnd,
+        caller: Role,
+        ctx: AuditContext,
+    ) -> StoreResult<u64> {
+        self.write(move |conn| sessions::end(conn, account_id, member_id, &which, caller, &ctx)).await
+    }
+
+    async fn change_password(
+        &self,
+        account_id: i64,
+        member_id: i64,
+        password_hash: String,
+        keep: SecretHash,
+        ctx: AuditContext,
+    ) -> StoreResult<(Member, u64)> {
+        self.write(move |conn| members::change_password(conn, account_id, member_id, &password_hash, &keep, &ctx)).await
     }
 
     async fn session_principal(
@@ -400,7 +418,7 @@ impl Store for SqliteStore {
 
     async fn member_by_login(&self, login: &str) -> StoreResult<Option<Member>> {
         let login = login.to_owned();
-        self.read(move |conn| members::member_where(conn, "login = ?1", login)).await
+        self.read(move |conn| members::active_member(conn, &login)).await
     }
 
     async fn member_by_invite(&self, invite_hash: SecretHash) -> StoreResult<Option<Member>> {
@@ -429,13 +447,20 @@ impl Store for SqliteStore {
         account_id: i64,
         member_id: i64,
         role: Role,
+        caller: Role,
         ctx: AuditContext,
     ) -> StoreResult<Member> {
-        self.write(move |conn| members::change_role(conn, account_id, member_id, role, &ctx)).await
+        self.write(move |conn| members::change_role(conn, account_id, member_id, role, caller, &ctx)).await
     }
 
-    async fn remove_member(&self, account_id: i64, member_id: i64, ctx: AuditContext) -> StoreResult<Member> {
-        self.write(move |conn| members::remove(conn, account_id, member_id, &ctx)).await
+    async fn remove_member(
+        &self,
+        account_id: i64,
+        member_id: i64,
+        caller: Role,
+        ctx: AuditContext,
+    ) -> StoreResult<Member> {
+        self.write(move |conn| members::remove(conn, account_id, member_id, caller, &ctx)).await
     }
 
     async fn list_audit(
@@ -854,9 +879,10 @@ impl Store for SqliteStore {
         let minute = move |age: time::Duration| (now - age).unix_timestamp().div_euclid(60);
         self.write(move |conn| {
             let expired = money::sweep_expired(conn, now, now - retention.operator_requests, limit)?;
+            let logins = sessions::sweep(conn, now, limit)?.max(members::sweep_invitations(conn, now, limit)?) as u64;
             let hours = usage::roll_up(conn, minute(retention.usage_minutes), usage::Bucket::Hour, limit)?;
             let days = usage::roll_up(conn, minute(retention.usage_hours), usage::Bucket::Day, limit)?;
-            Ok(expired.max(hours).max(days))
+            Ok(expired.max(logins).max(hours).max(days))
         })
         .await
     }

@@ -2,7 +2,7 @@
 //! many have been applied. Times are integer microseconds since the Unix epoch; money is
 //! integer micros; secret hashes are 32-byte blobs.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -292,14 +292,63 @@ CREATE INDEX provider_requests_by_expiry ON provider_requests(expires_at);
 CREATE INDEX usage_unrolled_hour ON usage_minutes(minute) WHERE minute % 60 != 0;
 CREATE INDEX usage_unrolled_day ON usage_minutes(minute) WHERE minute % 1440 != 0;
 "#,
+    r#"
+-- A pending invitation no longer holds its login: only members who accepted (or owners made
+-- with their account) own a login server-wide; within an account a login is invited once.
+-- (Rebuilt by SQLite's recipe: a UNIQUE column constraint cannot be dropped in place.)
+CREATE TABLE members_rebuilt (
+    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id         INTEGER NOT NULL REFERENCES accounts(id),
+    login              TEXT NOT NULL,
+    role               TEXT NOT NULL CHECK (role IN ('owner', 'admin', 'developer', 'viewer')),
+    password_hash      TEXT,
+    invite_hash        BLOB UNIQUE,
+    invite_expires_at  INTEGER,
+    created_at         INTEGER NOT NULL
+);
+INSERT INTO members_rebuilt SELECT id, account_id, login, role, password_hash, invite_hash, invite_expires_at, created_at FROM members;
+DROP TABLE members;
+ALTER TABLE members_rebuilt RENAME TO members;
+CREATE INDEX members_by_account ON members(account_id, id);
+CREATE UNIQUE INDEX members_login_active ON members(login) WHERE invite_hash IS NULL;
+CREATE UNIQUE INDEX members_login_in_account ON members(account_id, login);
+CREATE INDEX members_invitations_by_expiry ON members(invite_expires_at) WHERE invite_hash IS NOT NULL;
+-- Sessions say where they were opened, so a member can tell theirs from a thief's; expired
+-- ones are pruned.
+ALTER TABLE sessions ADD COLUMN ip TEXT;
+ALTER TABLE sessions ADD COLUMN user_agent TEXT;
+CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+"#,
 ];
 
 /// Brings the database up to the newest schema, one transaction per migration.
+///
+/// Foreign keys are off while they run (SQLite's recipe for rebuilding a table that others
+/// reference; the pragma cannot change inside a transaction) and each migration commits only
+/// if `foreign_key_check` finds nothing broken.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if applied >= MIGRATIONS.len() {
+        return Ok(());
+    }
+    let enforced: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let result = apply(conn, applied);
+    conn.pragma_update(None, "foreign_keys", enforced)?;
+    result
+}
+
+fn apply(conn: &mut Connection, applied: usize) -> rusqlite::Result<()> {
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        let broken: Option<String> = tx.query_row("PRAGMA foreign_key_check", [], |r| r.get(0)).optional()?;
+        if let Some(table) = broken {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                Some(format!("migration {} breaks a foreign key of {table}", index + 1)),
+            ));
+        }
         tx.pragma_update(None, "user_version", index + 1)?;
         tx.commit()?;
     }
