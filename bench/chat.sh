@@ -32,7 +32,7 @@ max_price_micros = 50000
 timeout_ms = 10000
 adapter = { type = "openai_chat", base_url = "http://127.0.0.1:$MOCK_PORT/v1", model = "bench-model", api_key_env = "VISA_BENCH_PROVIDER_KEY" }
 TOML
-export VISA_OPERATOR_TOKEN=bench-operator-token VISA_BENCH_PROVIDER_KEY=bench-provider-key
+export VISA_OPERATOR_TOKEN=bench-operator-token-0123456789 VISA_BENCH_PROVIDER_KEY=bench-provider-key
 VISA_LOG=warn target/release/visa-cli serve --listen "127.0.0.1:$VISA_PORT" --data-dir "$work/data" --config "$work/tools.toml" & pids+=($!)
 wait_for_port "$MOCK_PORT"
 wait_for_port "$VISA_PORT"

@@ -16,7 +16,7 @@ source bench/lib.sh
 cargo build --release -q -p visa-cli -p visa-bench-baseline
 
 target/release/visa-bench-baseline "127.0.0.1:$BASE_PORT" 2>/dev/null & pids+=($!)
-export VISA_OPERATOR_TOKEN=bench-operator-token
+export VISA_OPERATOR_TOKEN=bench-operator-token-0123456789
 VISA_LOG=warn target/release/visa-cli serve --listen "127.0.0.1:$VISA_PORT" --data-dir "$work/data" & pids+=($!)
 wait_for_port "$BASE_PORT"
 wait_for_port "$VISA_PORT"

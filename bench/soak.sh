@@ -18,7 +18,7 @@ PORT=18093
 source bench/lib.sh
 cargo build --release -q -p visa-cli
 
-export VISA_OPERATOR_TOKEN=bench-operator-token
+export VISA_OPERATOR_TOKEN=bench-operator-token-0123456789
 VISA_LOG=warn target/release/visa-cli serve --listen "127.0.0.1:$PORT" --data-dir "$work/data" \
   --idempotency-ttl "${VISA_SOAK_IDEMPOTENCY_TTL:-24h}" & server=$!; pids+=($server)
 wait_for_port "$PORT"

@@ -58,6 +58,7 @@ async fn every_change_is_audited_once_with_actor_origin_and_changed_fields() {
         actions(&entries),
         [
             "account.created",
+            "session.created",
             "key.created",
             "key.updated",
             "key.rotated",
@@ -68,6 +69,7 @@ async fn every_change_is_audited_once_with_actor_origin_and_changed_fields() {
             "admin_key.revoked",
             "member.invited",
             "member.joined",
+            "session.created",
             "member.role_changed",
             "member.removed",
             "account.approval_changed",
@@ -161,7 +163,7 @@ async fn the_log_filters_and_pages_like_keys() {
     assert_eq!(actions(&on_key), ["key.created", "key.updated"]);
     let both = app.audit(&owner, &format!("?target=key:{}&action=key.updated", ids[2])).await;
     assert_eq!(both.len(), 1);
-    assert_eq!(app.audit(&owner, &format!("?since={}", rfc3339_in(-60).replace('+', "%2B"))).await.len(), 7);
+    assert_eq!(app.audit(&owner, &format!("?since={}", rfc3339_in(-60).replace('+', "%2B"))).await.len(), 8);
     assert!(app.audit(&owner, &format!("?since={}", rfc3339_in(60))).await.is_empty());
     app.get("/v1/api/audit?since=yesterday", &owner).await.assert_error(400, "INVALID_REQUEST");
     app.get("/v1/api/audit?limit=0", &owner).await.assert_error(400, "INVALID_REQUEST");
@@ -174,12 +176,14 @@ async fn the_log_filters_and_pages_like_keys() {
     let mut sorted = seen.clone();
     sorted.sort_unstable_by(|a, b| b.cmp(a));
     assert_eq!(seen, sorted, "newest first, no repeats");
-    assert_eq!(seen.len(), 7);
+    assert_eq!(seen.len(), 8, "the account, its first session, five keys, one update");
     let back = last_page["previous_cursor"].as_i64().unwrap();
     let previous = app.get(&format!("/v1/api/audit?limit=2&ending_before={back}"), &owner).await;
     let previous: Vec<i64> =
         previous.assert_ok(200)["entries"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
-    assert_eq!(previous, seen[seen.len() - 3..seen.len() - 1]);
+    let penultimate: Vec<i64> =
+        pages[pages.len() - 2]["entries"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert_eq!(previous, penultimate, "the page before the last");
 }
 
 #[tokio::test]
@@ -198,5 +202,5 @@ async fn no_one_can_change_or_delete_an_entry() {
         let err = db.execute(sql, []).unwrap_err().to_string();
         assert!(err.contains("append-only"), "{sql}: {err}");
     }
-    assert_eq!(app.audit(&owner, "").await.len(), 2);
+    assert_eq!(app.audit(&owner, "").await.len(), 3, "account, first session, key");
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use visa_server::clock::Clock;
 use visa_server::{DATABASE_FILE, ServeConfig, Server};
 
-const OPERATOR_TOKEN: &str = "bench-operator-token";
+const OPERATOR_TOKEN: &str = "bench-operator-token-0123456789";
 const KEYS: usize = 64;
 
 #[tokio::main]

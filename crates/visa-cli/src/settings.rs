@@ -2,6 +2,7 @@
 //! `VISA_API_URL` (default `http://127.0.0.1:8080`), `VISA_SESSION_TOKEN` (else the token
 //! `visa-cli login` stored under the user's config dir, mode 0600) and, for operator
 //! commands, `VISA_OPERATOR_TOKEN` (else `<VISA_DATA_DIR or ./visa-data>/operator-token`).
+//! No credential goes over plain `http://` to another machine unless `VISA_ALLOW_PLAIN_HTTP=1`.
 
 use anyhow::{Context, anyhow};
 use std::path::PathBuf;
@@ -74,22 +75,32 @@ fn operator_token() -> anyhow::Result<String> {
     })
 }
 
+/// A client sending `token`: never over plain HTTP to another machine unless
+/// `VISA_ALLOW_PLAIN_HTTP=1` says that network is trusted.
+fn client(token: Option<String>) -> anyhow::Result<Client> {
+    let url = api_url();
+    if std::env::var("VISA_ALLOW_PLAIN_HTTP").is_ok_and(|v| v == "1") {
+        return Ok(Client::new_plain_http(&url, token)?);
+    }
+    Ok(Client::new(&url, token)?)
+}
+
 /// A client that reads with a tool key from `VISA_API_KEY` when set, else with the session.
 pub fn reader_client() -> anyhow::Result<Client> {
     match std::env::var("VISA_API_KEY").ok().filter(|k| !k.is_empty()) {
-        Some(key) => Ok(Client::new(&api_url(), Some(key))?),
+        Some(key) => client(Some(key)),
         None => session_client(),
     }
 }
 
 pub fn session_client() -> anyhow::Result<Client> {
-    Ok(Client::new(&api_url(), Some(session_token()?))?)
+    client(Some(session_token()?))
 }
 
 pub fn operator_client() -> anyhow::Result<Client> {
-    Ok(Client::new(&api_url(), Some(operator_token()?))?)
+    client(Some(operator_token()?))
 }
 
 pub fn anonymous_client() -> anyhow::Result<Client> {
-    Ok(Client::new(&api_url(), None)?)
+    client(None)
 }

@@ -182,6 +182,14 @@ fn cli_errors_are_one_line_and_non_zero() {
     let session = created["session_token"].as_str().unwrap();
 
     assert_one_line_error(&server.cli(&["keys", "get", "9999"], None, Some(session)), "KEY_NOT_FOUND");
+    // A remote plain-HTTP URL is refused before the session token (or a password) leaves;
+    // 192.0.2.1 (TEST-NET) would swallow the request if it were sent.
+    for args in [&["whoami"][..], &["login", "octocat", "--password-stdin"][..]] {
+        let mut remote = server.cli_command(args, Some(session));
+        remote.env("VISA_API_URL", "http://192.0.2.1:8080");
+        let output = remote.output().unwrap();
+        assert_one_line_error(&output, "refusing to send a credential over plain HTTP to 192.0.2.1");
+    }
     assert_one_line_error(
         &server.cli(&["keys", "create", "x", "--daily-cap", "1.234"], None, Some(session)),
         "more than 2 decimals",

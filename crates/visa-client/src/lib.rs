@@ -18,6 +18,9 @@ pub enum ClientError {
     /// The server could not be reached or answered something that is not the API.
     #[error("{0}")]
     Transport(String),
+    /// A credential would have crossed a network in clear text; nothing was sent.
+    #[error("{0}")]
+    PlainHttp(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -51,12 +54,39 @@ pub struct Client {
     token: Option<String>,
 }
 
+fn refuse_remote_plain_http(base_url: &str) -> Result<(), ClientError> {
+    let url =
+        reqwest::Url::parse(base_url).map_err(|e| ClientError::Transport(format!("bad API URL {base_url:?}: {e}")))?;
+    let host = url.host_str().unwrap_or_default();
+    let address = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>();
+    let local = host.eq_ignore_ascii_case("localhost") || address.is_ok_and(|ip| ip.is_loopback());
+    if url.scheme() == "http" && !local {
+        return Err(ClientError::PlainHttp(format!(
+            "refusing to send a credential over plain HTTP to {}: use https:// (or set \
+             VISA_ALLOW_PLAIN_HTTP=1 for a network you trust)",
+            if host.is_empty() { "?" } else { host }
+        )));
+    }
+    Ok(())
+}
+
 /// How often and how long `execute` retries a retryable failure.
 const EXECUTE_ATTEMPTS: u32 = 4;
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl Client {
+    /// A client of the server at `base_url`, sending `token` as a bearer credential. Nothing
+    /// goes over plain `http://` to anything but this machine (loopback or `localhost`): every
+    /// call carries a credential (a token, or a password to sign in with), so the error says
+    /// so before a byte leaves; see [`Client::new_plain_http`].
     pub fn new(base_url: &str, token: Option<String>) -> Result<Self, ClientError> {
+        refuse_remote_plain_http(base_url)?;
+        Self::new_plain_http(base_url, token)
+    }
+
+    /// Like [`Client::new`] but sends the token over plain HTTP to any host, for a network the
+    /// operator has declared safe (the server's `--local-network`).
+    pub fn new_plain_http(base_url: &str, token: Option<String>) -> Result<Self, ClientError> {
         let http = reqwest::Client::builder()
             // Named in the audit log's user agent column.
             .user_agent(concat!("visa-cli/", env!("CARGO_PKG_VERSION")))
@@ -167,4 +197,34 @@ fn without_url(e: &reqwest::Error) -> String {
         e.truncate(i);
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_go_over_plain_http_only_to_this_machine() {
+        let token = || Some("visa_session_secret".to_owned());
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://127.9.9.9",
+            "http://[::1]:80",
+            "http://localhost:1",
+            "https://api.example.com",
+        ] {
+            assert!(Client::new(local, token()).is_ok(), "{local}");
+        }
+        for remote in
+            ["http://203.0.113.7:8080", "http://api.example.com", "http://[2001:db8::1]", "http://localhost.evil.com"]
+        {
+            let error = Client::new(remote, token()).unwrap_err();
+            assert!(
+                matches!(&error, ClientError::PlainHttp(m) if m.contains("VISA_ALLOW_PLAIN_HTTP")),
+                "{remote}: {error}"
+            );
+            assert!(Client::new(remote, None).is_err(), "a sign-in carries a password: {remote}");
+            assert!(Client::new_plain_http(remote, token()).is_ok(), "{remote}");
+        }
+    }
 }

@@ -31,11 +31,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use visa_core::key::{DEFAULT_BRAND, Environment, random_token};
+use visa_core::key::{DEFAULT_BRAND, Environment};
 use visa_store::{SqliteStore, Store};
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-pub const OPERATOR_TOKEN_FILE: &str = "operator-token";
 pub const DATABASE_FILE: &str = "visa.db";
 const LAST_USED_FLUSH: Duration = Duration::from_secs(1);
 
@@ -166,10 +165,7 @@ impl Server {
         socket.set_nonblocking(true)?;
         let addr = socket.local_addr()?;
         let lock = data_dir::DataDirLock::acquire(&config.data_dir)?;
-        let operator_token = match &config.operator_token {
-            Some(token) if !token.trim().is_empty() => token.trim().to_owned(),
-            _ => load_or_create_operator_token(&config.data_dir)?,
-        };
+        let operator_token = auth::operator_token::resolve(config.operator_token.as_deref(), &config.data_dir)?;
         let db_path = config.data_dir.join(DATABASE_FILE);
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&db_path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", db_path.display()))?,
@@ -371,26 +367,17 @@ impl Signals {
     }
 }
 
-/// Reads `<data-dir>/operator-token`, or writes a new one there with mode 0600.
-fn load_or_create_operator_token(data_dir: &Path) -> anyhow::Result<String> {
-    let path = data_dir.join(OPERATOR_TOKEN_FILE);
-    if let Some(existing) = std::fs::read_to_string(&path).ok().filter(|t| !t.trim().is_empty()) {
-        tracing::info!(path = %path.display(), "operator token read from file");
-        return Ok(existing.trim().to_owned());
-    }
-    let token = random_token("visa_operator");
-    write_private_file(&path, &token)?;
-    tracing::info!(path = %path.display(), "operator token generated (mode 0600)");
-    Ok(token)
-}
-
 /// Writes `contents` to `path`, readable and writable by the owner only (0600 on Unix).
+/// A symlink at `path` is refused, not followed (it could point anywhere).
 pub fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
     let mut file = options.open(path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     // `mode` applies only when the file is created; an older file is tightened too.
     #[cfg(unix)]

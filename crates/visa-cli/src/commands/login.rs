@@ -7,8 +7,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 pub async fn run(args: LoginArgs, json: bool) -> anyhow::Result<()> {
-    let password = super::read_password(args.password_stdin)?;
+    // The client first: it refuses a URL the password must not travel to, before asking for it.
     let client = settings::anonymous_client()?;
+    let password = super::read_password(args.password_stdin)?;
     let body = json!({ "login": args.login, "password": password });
     let answer = client.send(Method::POST, "/v1/api/sessions", Some(&body)).await?;
     keep_session(&answer.body, json)

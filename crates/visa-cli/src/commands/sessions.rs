@@ -31,11 +31,11 @@ pub async fn run(command: SessionsCommand, json: bool) -> anyhow::Result<()> {
 }
 
 pub async fn change_password(from_stdin: bool, json: bool) -> anyhow::Result<()> {
+    let client = settings::session_client()?;
     let current = super::prompt_password(from_stdin, "Current password: ")?;
     let new = super::prompt_password(from_stdin, "New password: ")?;
     let body = json!({ "current_password": current, "new_password": new });
-    let answer =
-        settings::session_client()?.send(Method::POST, "/v1/api/sessions/current/password", Some(&body)).await?;
+    let answer = client.send(Method::POST, "/v1/api/sessions/current/password", Some(&body)).await?;
     super::show(&answer, json, |body| {
         println!(
             "Password changed for {}; {} other session(s) ended.",

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_visa-cli");
-pub const OPERATOR_TOKEN: &str = "cli-test-operator-token";
+pub const OPERATOR_TOKEN: &str = "cli-test-operator-token-0123456789";
 
 /// A `visa-cli serve` process; killed on drop unless stopped.
 pub struct ServerProcess {

@@ -5,6 +5,7 @@
 //! acting, and pass `session.audit(..)` to the store so the change is audited with its actor.
 
 pub mod key_cache;
+pub mod operator_token;
 pub mod password;
 pub mod throttle;
 pub mod tool_key;

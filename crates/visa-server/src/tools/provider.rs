@@ -94,26 +94,41 @@ fn provider_message(text: &str, secret: Option<&str>) -> String {
             .or_else(|| v["detail"].as_str())
             .map(str::to_owned)
     });
-    let message = scrub(&from_json.unwrap_or_else(|| text.to_owned()), secret);
-    visa_core::policy::truncate_for_message(&message.chars().take(MAX_PROVIDER_MESSAGE).collect::<String>())
+    let message: String = from_json.unwrap_or_else(|| text.to_owned()).chars().take(MAX_PROVIDER_MESSAGE).collect();
+    visa_core::policy::truncate_for_message(&scrub(&message, secret))
 }
 
-/// Replaces every run of at least `PROBE` characters of `secret` (from its start) with
-/// `[redacted]`, so a provider that echoes all or a cut-off part of the key leaks nothing.
+/// Replaces every run of the message made of pieces of `secret` at least 8 characters long
+/// (anywhere in the secret: its start, its tail, its middle) with `[redacted]`, so a provider
+/// that echoes all or part of the key leaks nothing.
 pub fn scrub(message: &str, secret: Option<&str>) -> String {
-    const PROBE: usize = 8;
-    let Some(secret) = secret.filter(|s| s.len() >= PROBE && s.is_ascii()) else {
+    const WINDOW: usize = 8;
+    let Some(secret) = secret.filter(|s| s.len() >= WINDOW && s.is_ascii()) else {
         return message.to_owned();
     };
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(at) = rest.find(&secret[..PROBE]) {
-        let matched = rest[at..].bytes().zip(secret.bytes()).take_while(|(a, b)| a == b).count();
-        out.push_str(&rest[..at]);
-        out.push_str("[redacted]");
-        rest = &rest[at + matched..];
+    // Every byte of the message inside an occurrence of any 8-byte window of the secret: a
+    // longer piece of the secret (cut at either end, or whole) is a run of overlapping windows.
+    let bytes = message.as_bytes();
+    let mut hidden = vec![false; bytes.len()];
+    for window in secret.as_bytes().windows(WINDOW) {
+        for (at, candidate) in bytes.windows(WINDOW).enumerate() {
+            if candidate == window {
+                hidden[at..at + WINDOW].fill(true);
+            }
+        }
     }
-    out.push_str(rest);
+    let mut out = String::with_capacity(message.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        // Hidden runs are ASCII (the secret is), so both ends fall on character boundaries.
+        let run = hidden[at..].iter().take_while(|h| **h == hidden[at]).count();
+        if hidden[at] {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(&message[at..at + run]);
+        }
+        at += run;
+    }
     out
 }
 
@@ -307,5 +322,10 @@ mod tests {
         assert_eq!(scrub("sk-abcdefghijklmnop and sk-abcdefghijklmnop", secret), "[redacted] and [redacted]");
         assert_eq!(scrub("nothing here", secret), "nothing here");
         assert_eq!(scrub("short sk-abc", secret), "short sk-abc");
+        // Any 8 characters of the key, not only its start: a provider echoing its tail.
+        assert_eq!(scrub("key ending ...ghijklmnop is invalid", secret), "key ending ...[redacted] is invalid");
+        assert_eq!(scrub("middle: defghijkl.", secret), "middle: [redacted].");
+        assert_eq!(scrub("seven: ghijklm", secret), "seven: ghijklm");
+        assert_eq!(scrub("ünï sk-abcdefghijklmnop ✓", secret), "ünï [redacted] ✓");
     }
 }
