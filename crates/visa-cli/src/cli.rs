@@ -114,6 +114,13 @@ pub struct ServeArgs {
     /// How long usage is kept per hour before it is rolled up per day, e.g. 90d.
     #[arg(long, default_value = "90d", env = "VISA_USAGE_HOUR_RETENTION", value_parser = parse_duration_seconds)]
     pub usage_hour_retention: u64,
+    /// Sign-ins (and invitation acceptances) a minute from one client IP, with a burst of two
+    /// thirds of it; raise it for many people behind one NAT.
+    #[arg(long, default_value_t = 30, env = "VISA_SIGN_INS_PER_IP", value_parser = clap::value_parser!(u32).range(1..))]
+    pub sign_ins_per_ip: u32,
+    /// Sign-ins a minute for one login, with a burst of half of it (password guessing).
+    #[arg(long, default_value_t = 10, env = "VISA_SIGN_INS_PER_LOGIN", value_parser = clap::value_parser!(u32).range(1..))]
+    pub sign_ins_per_login: u32,
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.usage_minute_retention = std::time::Duration::from_secs(args.usage_minute_retention);
     config.usage_hour_retention = std::time::Duration::from_secs(args.usage_hour_retention);
     config.max_connections = args.max_connections;
+    config.sign_in_limits =
+        visa_server::auth::throttle::SignInLimits::per_minute(args.sign_ins_per_ip, args.sign_ins_per_login);
     config.operator_token = std::env::var("VISA_OPERATOR_TOKEN").ok().filter(|t| !t.is_empty());
     config.pepper = std::env::var("VISA_KEY_PEPPER").ok().filter(|p| !p.is_empty()).map(String::into_bytes);
     let signals = visa_server::Signals::install()?;

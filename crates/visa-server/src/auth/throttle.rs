@@ -21,9 +21,19 @@ pub struct SignInLimits {
     pub per_login: Rate,
 }
 
+impl SignInLimits {
+    /// `per_ip` and `per_login` sign-ins a minute, bursting to two thirds and half of them.
+    pub fn per_minute(per_ip: u32, per_login: u32) -> Self {
+        Self {
+            per_ip: Rate::per_minute(per_ip, (per_ip.saturating_mul(2) / 3).max(1)),
+            per_login: Rate::per_minute(per_login, (per_login / 2).max(1)),
+        }
+    }
+}
+
 impl Default for SignInLimits {
     fn default() -> Self {
-        Self { per_ip: Rate::per_minute(30, 20), per_login: Rate::per_minute(10, 5) }
+        Self::per_minute(30, 10)
     }
 }
 
