@@ -220,7 +220,8 @@ pub async fn remove(
 }
 
 #[utoipa::path(post, path = "/v1/api/members/accept", tag = "members", request_body = AcceptInviteRequest,
-    responses((status = 201, body = SessionResponse), (status = 401, body = crate::routes::ErrorBody)))]
+    responses((status = 201, body = SessionResponse), (status = 401, body = crate::routes::ErrorBody),
+              (status = 409, body = crate::routes::ErrorBody), (status = 429, body = crate::routes::ErrorBody)))]
 pub async fn accept(
     State(state): State<SharedState>,
     origin: Origin,
