@@ -195,6 +195,7 @@ fn the_data_dir_and_its_files_are_private() {
         }
     };
     private(&data_dir);
+    assert!(!server.log().contains("tightening"), "a fresh data dir is private from its first byte: {}", server.log());
     assert_eq!(server.sigterm().code(), Some(0));
     std::fs::set_permissions(data_dir.join("visa.db"), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     std::fs::set_permissions(&data_dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();

@@ -167,6 +167,7 @@ impl Server {
         let lock = data_dir::DataDirLock::acquire(&config.data_dir)?;
         let operator_token = auth::operator_token::resolve(config.operator_token.as_deref(), &config.data_dir)?;
         let db_path = config.data_dir.join(DATABASE_FILE);
+        data_dir::create_private(&db_path)?;
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&db_path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", db_path.display()))?,
         );
