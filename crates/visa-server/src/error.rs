@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use visa_core::{ErrorCode, Rejection};
-use visa_store::StoreError;
+use visa_store::{Refusal, StoreError};
 
 /// The error type of every handler.
 #[derive(Debug)]
@@ -67,7 +67,8 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(message) => Self::new(ErrorCode::Conflict, message),
             StoreError::NotFound => Self::new(ErrorCode::NotFound, "not found"),
             // Well-formed, but the stored state forbids it (a revoked key, a settled execution).
-            StoreError::Refused(message) => Self::new(ErrorCode::Conflict, message),
+            StoreError::Refused(Refusal::LastOwner) => Self::new(ErrorCode::LastOwner, Refusal::LastOwner.to_string()),
+            StoreError::Refused(refusal) => Self::new(ErrorCode::Conflict, refusal.to_string()),
             StoreError::Forbidden(message) => Self::new(ErrorCode::Forbidden, message),
             StoreError::Unavailable(detail) => {
                 tracing::warn!(%detail, "store unavailable");

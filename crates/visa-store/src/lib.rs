@@ -28,9 +28,9 @@ pub enum StoreError {
     /// The thing to change does not exist (or belongs to someone else).
     #[error("not found")]
     NotFound,
-    /// The request is well-formed but the stored state forbids it (answered 409 CONFLICT).
+    /// The request is well-formed but the stored state forbids it.
     #[error("{0}")]
-    Refused(String),
+    Refused(Refusal),
     /// The caller's role may not make this change to the object as it is now (403 FORBIDDEN).
     #[error("{0}")]
     Forbidden(String),
@@ -43,6 +43,25 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Why the stored state forbids a well-formed change: one variant per rule, so a handler maps
+/// each to its error code (and every backend refuses with the same words).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the account's last owner cannot be removed or demoted")]
+    LastOwner,
+    #[error("a revoked key cannot be rotated; create a new key")]
+    KeyRevoked,
+    #[error("this is the key's current secret: rotate the key, or revoke the key, instead")]
+    NewestSecret,
+    /// The execution is not in the state the change needs (settled meanwhile, or never was).
+    #[error("execution {execution} is {actual}, not {expected}")]
+    ExecutionState { execution: String, actual: &'static str, expected: &'static str },
+    #[error("cannot capture more than the hold of {hold} micros")]
+    CaptureOverHold { hold: visa_core::money::Micros },
+    #[error("{0} exists; choose a new file")]
+    FileExists(std::path::PathBuf),
+}
 
 /// Resolves once a write that was answered at commit is on disk (or could not get there).
 pub struct Durability(tokio::sync::oneshot::Receiver<StoreResult<()>>);

@@ -115,7 +115,6 @@ pub(crate) fn member_id(text: &str) -> ApiResult<i64> {
 pub(crate) fn member_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Conflict(message) => ApiError::new(ErrorCode::MemberExists, message),
-        StoreError::Refused(message) => ApiError::new(ErrorCode::LastOwner, message),
         StoreError::Forbidden(message) => ApiError::new(ErrorCode::Forbidden, message),
         other => not_found_as(ErrorCode::MemberNotFound, MEMBER_NOT_FOUND)(other),
     }

@@ -11,7 +11,7 @@ use super::audit::{self, member_snapshot};
 use super::queries::{from_db, select_one, to_db};
 use super::{map_sqlite_error, sessions};
 use crate::model::*;
-use crate::{StoreError, StoreResult};
+use crate::{Refusal, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
 use visa_core::role::{Permission, Role};
@@ -174,7 +174,7 @@ fn ensure_other_owner(conn: &Connection, member: &Member) -> StoreResult<()> {
         )
         .map_err(map_sqlite_error)?;
     if member.role == Role::Owner && owners == 0 {
-        return Err(StoreError::Refused("the account's last owner cannot be removed or demoted".into()));
+        return Err(StoreError::Refused(Refusal::LastOwner));
     }
     Ok(())
 }

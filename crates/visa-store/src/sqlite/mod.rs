@@ -85,7 +85,7 @@ impl SqliteStore {
     /// the server and putting it in place of `visa.db` (docs/deploy.md).
     pub fn backup_to(path: &Path, destination: &Path) -> Result<(), StoreError> {
         if destination.exists() {
-            return Err(StoreError::Refused(format!("{} exists; choose a new file", destination.display())));
+            return Err(StoreError::Refused(crate::Refusal::FileExists(destination.to_owned())));
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let source = Connection::open_with_flags(path, flags).map_err(map_sqlite_error)?;

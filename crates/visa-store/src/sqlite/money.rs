@@ -10,7 +10,7 @@ use super::map_sqlite_error;
 use super::queries::{from_db, to_db};
 use crate::model::*;
 use crate::rules::{self, KeyGate};
-use crate::{StoreError, StoreResult};
+use crate::{Refusal, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::HashMap;
 use visa_core::money::Micros;
@@ -363,7 +363,12 @@ fn record_outcome(
         params![e.id, state.as_str(), charged_to_account.0, receipt_id, to_db(now), e.state.as_str()],
     )?;
     if changed != 1 {
-        return Err(StoreError::Refused(format!("execution {} is no longer {}", e.public_id, e.state.as_str())));
+        let now_state = execution_by_public_id(conn, &e.public_id).map(|now| now.state)?;
+        return Err(StoreError::Refused(Refusal::ExecutionState {
+            execution: e.public_id.clone(),
+            actual: now_state.as_str(),
+            expected: e.state.as_str(),
+        }));
     }
     if let Some((status, body)) = answer {
         sql(
@@ -395,12 +400,11 @@ fn require_state(e: &ExecutionRecord, expected: ExecutionState) -> StoreResult<(
     if e.state == expected {
         Ok(())
     } else {
-        Err(StoreError::Refused(format!(
-            "execution {} is {}, not {}",
-            e.public_id,
-            e.state.as_str(),
-            expected.as_str()
-        )))
+        Err(StoreError::Refused(Refusal::ExecutionState {
+            execution: e.public_id.clone(),
+            actual: e.state.as_str(),
+            expected: expected.as_str(),
+        }))
     }
 }
 
@@ -460,7 +464,7 @@ pub(crate) fn reconcile(
     require_state(&e, ExecutionState::ReconcileRequired)?;
     let finish = match decision {
         Reconcile::Capture { cost, .. } if *cost > e.hold => {
-            return Err(StoreError::Refused(format!("cannot capture more than the hold of {} micros", e.hold)));
+            return Err(StoreError::Refused(Refusal::CaptureOverHold { hold: e.hold }));
         }
         Reconcile::Capture { cost, receipt_id, status, body, .. } => {
             Finish::Capture { reported: *cost, receipt_id: receipt_id.clone(), status: *status, body: body.clone() }

@@ -4,7 +4,7 @@
 use super::audit::{self, account_snapshot, admin_key_snapshot, key_snapshot};
 use super::{SqliteStore, map_sqlite_error, members, money, operator_requests, sessions, usage};
 use crate::model::*;
-use crate::{Durability, Store, StoreError, StoreResult};
+use crate::{Durability, Refusal, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
@@ -585,9 +585,7 @@ impl Store for SqliteStore {
                 return Err(StoreError::NotFound);
             }
             if key.secrets.first().is_some_and(|newest| newest.id == secret_id) {
-                return Err(StoreError::Refused(
-                    "this is the key's current secret: rotate the key, or revoke the key, instead".into(),
-                ));
+                return Err(StoreError::Refused(Refusal::NewestSecret));
             }
             conn.execute(
                 "UPDATE key_secrets SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
@@ -609,7 +607,7 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let key = require_key(conn, account_id, key_id)?;
             if key.revoked_at.is_some() {
-                return Err(StoreError::Refused("a revoked key cannot be rotated; create a new key".into()));
+                return Err(StoreError::Refused(Refusal::KeyRevoked));
             }
             let now = to_db(ctx.now);
             let end = to_db(rotation.old_secrets_end);

@@ -307,7 +307,7 @@ mod tests {
                 writer
                     .write(move |conn| {
                         conn.execute("INSERT INTO t (n) VALUES (?1)", [n]).map_err(map_sqlite_error)?;
-                        if n % 7 == 0 { Err(StoreError::Refused("no".into())) } else { Ok(n) }
+                        if n % 7 == 0 { Err(StoreError::Refused(crate::Refusal::LastOwner)) } else { Ok(n) }
                     })
                     .await
             })
@@ -341,7 +341,8 @@ mod tests {
         assert_eq!(writer.write(count).await.unwrap(), 1);
         durable.wait().await.unwrap();
         // A failed job answers its error at once and reports no durability to rely on.
-        let refused = writer.write_committed(|_: &Connection| Err::<(), _>(StoreError::Refused("no".into()))).await;
+        let refused =
+            writer.write_committed(|_: &Connection| Err::<(), _>(StoreError::Refused(crate::Refusal::LastOwner))).await;
         assert!(matches!(refused, Err(StoreError::Refused(_))), "a refused job must answer its error");
     }
 
