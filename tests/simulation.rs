@@ -315,7 +315,9 @@ impl Sim {
 
     async fn open(&mut self) {
         let store = store_for(self.dir.path());
-        let state = AppState::build(&self.config, store, "sim-operator-token").unwrap();
+        let node =
+            visa_server::lease::Node::register(store.as_ref(), self.now(), self.config.node_lease).await.unwrap();
+        let state = AppState::build(&self.config, store, "sim-operator-token", node).unwrap();
         self.state = Some(Arc::new(state));
     }
 
@@ -965,7 +967,7 @@ impl Sim {
         self.pending.clear();
         self.state = None;
         self.open().await;
-        let marked = self.state().store.mark_interrupted_executions().await.unwrap();
+        let marked = self.state().store.reclaim_expired_nodes(self.now()).await.unwrap();
         let running: Vec<usize> =
             (0..self.execs.len()).filter(|&i| self.execs[i].state == ExecState::Running).collect();
         if marked as usize != running.len() {

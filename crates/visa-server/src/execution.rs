@@ -112,6 +112,7 @@ pub fn prepare(
     }
     let now = state.now();
     let start = ExecutionStart {
+        node: state.node.id(),
         // Time-ordered, so the unique index grows at its right edge instead of at random pages.
         public_id: Uuid::now_v7().to_string(),
         account_id: key.key.account_id,

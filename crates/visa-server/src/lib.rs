@@ -14,6 +14,7 @@ pub mod data_dir;
 pub mod error;
 pub mod execution;
 pub mod extract;
+pub mod lease;
 pub mod metrics;
 pub mod ratelimit;
 pub mod routes;
@@ -75,6 +76,9 @@ pub struct ServeConfig {
     pub usage_hour_retention: Duration,
     /// How fast sign-ins and invitation acceptances may come, per client IP and per login.
     pub sign_in_limits: auth::throttle::SignInLimits,
+    /// How long this node's lease lasts without renewal (renewed every third of it): a node
+    /// silent this long is taken for dead and its running calls become `reconcile_required`.
+    pub node_lease: Duration,
 }
 
 impl ServeConfig {
@@ -100,6 +104,7 @@ impl ServeConfig {
             usage_minute_retention: Duration::from_secs(7 * 24 * 3600),
             usage_hour_retention: Duration::from_secs(90 * 24 * 3600),
             sign_in_limits: Default::default(),
+            node_lease: Duration::from_secs(30),
         }
     }
 }
@@ -172,15 +177,9 @@ impl Server {
             SqliteStore::open(&db_path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", db_path.display()))?,
         );
         data_dir::make_private(&config.data_dir)?;
-        let state: SharedState = Arc::new(AppState::build(&config, store.clone(), &operator_token)?);
-        let interrupted =
-            store.mark_interrupted_executions().await.map_err(|e| anyhow::anyhow!("cannot recover executions: {e}"))?;
-        if interrupted > 0 {
-            tracing::warn!(
-                count = interrupted,
-                "executions interrupted by a crash are now reconcile_required; see `visa-cli executions list --operator --state reconcile_required`"
-            );
-        }
+        let node = lease::Node::register(store.as_ref(), config.clock.now(), config.node_lease).await?;
+        let state: SharedState = Arc::new(AppState::build(&config, store.clone(), &operator_token, node)?);
+        lease::reclaim(&state).await;
         let open_files = connections::raise_open_file_limit();
         let max_connections =
             config.max_connections.unwrap_or_else(|| connections::default_max_connections(open_files));
@@ -193,6 +192,7 @@ impl Server {
         };
         let (shutdown, stopped) = watch::channel(false);
         tokio::spawn(sweep_retention(state.clone(), config.sweep_interval, stopped.clone()));
+        tokio::spawn(lease::keep(state.clone(), stopped.clone()));
         let task = tokio::spawn(serve(listener, state, stopped));
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, scheme, environment = %config.environment, data_dir = %config.data_dir.display(), "visa keys server listening");

@@ -39,12 +39,19 @@ pub struct AppState {
     /// How long a request body may take to arrive.
     pub body_read_timeout: std::time::Duration,
     pub sign_in: crate::auth::throttle::SignInThrottle,
+    /// This process as a node of the store (its lease; the id paid calls are begun under).
+    pub node: crate::lease::Node,
 }
 
 impl AppState {
     /// What every handler shares, for a server on `store` configured by `config` (which
     /// [`ServeConfig::check`] has accepted).
-    pub fn build(config: &ServeConfig, store: Arc<dyn Store>, operator_token: &str) -> anyhow::Result<AppState> {
+    pub fn build(
+        config: &ServeConfig,
+        store: Arc<dyn Store>,
+        operator_token: &str,
+        node: crate::lease::Node,
+    ) -> anyhow::Result<AppState> {
         let hasher = SecretHasher::new(config.pepper.clone());
         let metrics = crate::metrics::Metrics::new(store.metrics());
         let idempotency_ttl = time::Duration::try_from(config.idempotency_ttl).unwrap_or(time::Duration::days(1));
@@ -74,6 +81,7 @@ impl AppState {
             metrics,
             body_read_timeout: config.body_read_timeout,
             sign_in: crate::auth::throttle::SignInThrottle::new(config.sign_in_limits),
+            node,
         })
     }
 

@@ -257,8 +257,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<ExecutionRecord>;
     async fn get_execution(&self, filter: ExecutionFilter, public_id: &str) -> StoreResult<Option<ExecutionRecord>>;
     async fn list_executions(&self, filter: ExecutionFilter, page: PageRequest) -> StoreResult<Page<ExecutionRecord>>;
-    /// At start: every execution still `running` lost its outcome in a crash.
-    async fn mark_interrupted_executions(&self) -> StoreResult<u64>;
+    // Nodes and their leases. Each server process registers as a node and renews its lease
+    // while it lives; every execution records the node running it. A call whose node's lease
+    // expired lost its outcome (the node crashed or lost the store) and becomes
+    // `reconcile_required`; a call of a live node is never touched, whoever restarts.
+    /// Registers a node (named for operators, e.g. `host:pid`) holding a lease until
+    /// `now + lease`. SQLite: one process per database (the data-dir lock), so a node that
+    /// registers proves every earlier one gone and their leases end now.
+    async fn register_node(&self, name: &str, now: Timestamp, lease: time::Duration) -> StoreResult<NodeId>;
+    /// Extends the node's lease to `now + lease`; `false` if it had expired and was reclaimed
+    /// (its running calls are `reconcile_required` already; it must register again).
+    async fn renew_node(&self, node: NodeId, now: Timestamp, lease: time::Duration) -> StoreResult<bool>;
+    /// Turns the running executions of every node whose lease expired by `now` into
+    /// `reconcile_required` (rows from before leases existed count as such a node), once;
+    /// says how many. Any live node may call it, at start and periodically.
+    async fn reclaim_expired_nodes(&self, now: Timestamp) -> StoreResult<u64>;
     /// Captures or voids a `reconcile_required` execution. Under an `OperatorRequest` a retry
     /// is answered with the reconciled execution instead of a refusal.
     async fn reconcile_execution(

@@ -342,6 +342,9 @@ impl ExecutionRecord {
 /// Everything needed to record an Idempotency-Key and place a hold, atomically.
 #[derive(Debug, Clone)]
 pub struct ExecutionStart {
+    /// The node running the call: if its lease expires before the call ends, the call becomes
+    /// `reconcile_required`.
+    pub node: NodeId,
     pub public_id: String,
     pub account_id: i64,
     pub key_id: i64,
@@ -360,6 +363,10 @@ pub struct ExecutionStart {
     pub day_number: i64,
     pub idempotency_expires_at: Timestamp,
 }
+
+/// A server process sharing the store, known by the lease it renews (`Store::register_node`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NodeId(pub i64);
 
 /// Why a hold was refused. Nothing was recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

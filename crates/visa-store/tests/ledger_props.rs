@@ -79,6 +79,8 @@ fn op() -> impl Strategy<Value = Op> {
 
 struct World {
     store: SqliteStore,
+    /// The node the calls run on; a crash is a new node taking over.
+    node: NodeId,
     _dir: tempfile::TempDir,
     accounts: Vec<i64>,
     /// (key id, account index, secret id)
@@ -96,6 +98,8 @@ struct World {
 fn operator() -> AuditContext {
     AuditContext { actor: Actor::Operator, ip: None, user_agent: None, now: now() }
 }
+
+const LEASE: time::Duration = time::Duration::seconds(30);
 
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
@@ -126,8 +130,10 @@ async fn world() -> World {
         let key = store.create_key(new, operator()).await.unwrap();
         keys.push((key.id, account, key.secrets[0].id));
     }
+    let node = store.register_node("props", now(), LEASE).await.unwrap();
     World {
         store,
+        node,
         _dir: dir,
         accounts,
         keys,
@@ -184,7 +190,9 @@ impl World {
                 assert_eq!(done.charged, Micros::ZERO);
             }
             Op::Crash => {
-                let marked = self.store.mark_interrupted_executions().await.unwrap();
+                // The process died; the next one registers (proving it gone) and reclaims.
+                self.node = self.store.register_node("props", now(), LEASE).await.unwrap();
+                let marked = self.store.reclaim_expired_nodes(now()).await.unwrap();
                 assert_eq!(marked as usize, self.running.len());
                 self.interrupted.append(&mut self.running);
             }
@@ -246,6 +254,7 @@ impl World {
             _ => u128::from(self.counter).to_be_bytes(),
         };
         let start = ExecutionStart {
+            node: self.node,
             public_id: format!("exec-{}", self.counter),
             account_id: self.accounts[account],
             key_id,

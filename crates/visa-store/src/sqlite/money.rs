@@ -245,7 +245,8 @@ pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<Be
     sql(
         conn,
         "INSERT INTO executions (public_id, account_id, key_id, secret_id, idempotency_key, request_hash, tool, state, \
-         sandbox, day_number, hold_micros, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?11)",
+         sandbox, day_number, hold_micros, created_at, node_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?11, ?12)",
         params![
             start.public_id,
             start.account_id,
@@ -257,7 +258,8 @@ pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<Be
             start.sandbox,
             day,
             start.hold.0,
-            to_db(start.now)
+            to_db(start.now),
+            start.node.0
         ],
     )?;
     let execution = ExecutionRecord {
@@ -544,8 +546,46 @@ pub(crate) fn sweep_expired(
     Ok((records.len() + providers + operators) as u64)
 }
 
-pub(crate) fn mark_interrupted(conn: &Connection) -> StoreResult<u64> {
-    sql(conn, "UPDATE executions SET state = 'reconcile_required' WHERE state = 'running'", []).map(|n| n as u64)
+pub(crate) fn register_node(
+    conn: &Connection,
+    name: &str,
+    now: Timestamp,
+    lease: time::Duration,
+) -> StoreResult<NodeId> {
+    // One process per SQLite database (the data-dir lock): every earlier node is gone.
+    sql(
+        conn,
+        "UPDATE nodes SET lease_expires_at = MIN(lease_expires_at, ?1) WHERE reclaimed_at IS NULL",
+        [to_db(now)],
+    )?;
+    sql(
+        conn,
+        "INSERT INTO nodes (name, started_at, lease_expires_at) VALUES (?1, ?2, ?3)",
+        params![name, to_db(now), to_db(now + lease)],
+    )?;
+    Ok(NodeId(conn.last_insert_rowid()))
+}
+
+pub(crate) fn renew_node(conn: &Connection, node: NodeId, now: Timestamp, lease: time::Duration) -> StoreResult<bool> {
+    let renewed = sql(
+        conn,
+        "UPDATE nodes SET lease_expires_at = ?2 WHERE id = ?1 AND reclaimed_at IS NULL AND lease_expires_at > ?3",
+        params![node.0, to_db(now + lease), to_db(now)],
+    )?;
+    Ok(renewed == 1)
+}
+
+pub(crate) fn reclaim_expired_nodes(conn: &Connection, now: Timestamp) -> StoreResult<u64> {
+    let now = to_db(now);
+    sql(conn, "UPDATE nodes SET reclaimed_at = ?1 WHERE reclaimed_at IS NULL AND lease_expires_at <= ?1", [now])?;
+    // Also calls a reclaimed node began before it learnt it was reclaimed.
+    sql(
+        conn,
+        "UPDATE executions SET state = 'reconcile_required' WHERE state = 'running' AND \
+         (node_id IS NULL OR node_id IN (SELECT id FROM nodes WHERE reclaimed_at IS NOT NULL))",
+        [],
+    )
+    .map(|n| n as u64)
 }
 
 fn filter_sql(filter: &ExecutionFilter) -> (String, Vec<rusqlite::types::Value>) {

@@ -778,8 +778,17 @@ impl Store for SqliteStore {
         self.read(move |conn| money::list(conn, &filter, page)).await
     }
 
-    async fn mark_interrupted_executions(&self) -> StoreResult<u64> {
-        self.write(money::mark_interrupted).await
+    async fn register_node(&self, name: &str, now: Timestamp, lease: time::Duration) -> StoreResult<NodeId> {
+        let name = name.to_owned();
+        self.write(move |conn| money::register_node(conn, &name, now, lease)).await
+    }
+
+    async fn renew_node(&self, node: NodeId, now: Timestamp, lease: time::Duration) -> StoreResult<bool> {
+        self.write(move |conn| money::renew_node(conn, node, now, lease)).await
+    }
+
+    async fn reclaim_expired_nodes(&self, now: Timestamp) -> StoreResult<u64> {
+        self.write(move |conn| money::reclaim_expired_nodes(conn, now)).await
     }
 
     async fn reconcile_execution(

@@ -1,0 +1,123 @@
+//! Leases on a real SQLite store: a call is reclaimed (`reconcile_required`) only once its
+//! node's lease has expired, never while the node renews it; a node that lost its lease learns
+//! it at its next renewal and cannot settle the reclaimed call; and on SQLite a node that
+//! registers proves the earlier ones gone (one process per database), without touching its own.
+
+use time::{Duration, OffsetDateTime};
+use visa_core::key::Environment;
+use visa_core::money::Micros;
+use visa_core::policy::{CidrAllowlist, KeyLabel, ToolGrant};
+use visa_core::secret::SecretHash;
+use visa_store::*;
+
+const LEASE: Duration = Duration::seconds(30);
+
+fn at(t0: OffsetDateTime, seconds: i64) -> OffsetDateTime {
+    t0 + Duration::seconds(seconds)
+}
+
+struct Fixture {
+    store: SqliteStore,
+    _dir: tempfile::TempDir,
+    account: i64,
+    key: i64,
+    secret: i64,
+    calls: u8,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("leases.db")).unwrap();
+    let ctx = AuditContext { actor: Actor::Operator, ip: None, user_agent: None, now: OffsetDateTime::now_utc() };
+    let new = NewAccount { login: "acme".into(), password_hash: None, approved: true, credit: Micros(1_000_000) };
+    let account = store.create_account(new, ctx.clone()).await.unwrap().0.id;
+    let policy = KeyPolicy {
+        label: KeyLabel::parse("lease").unwrap(),
+        grant: ToolGrant::new(None, None).unwrap(),
+        allowed_cidrs: CidrAllowlist::default(),
+        daily_cap_cents: 1_000,
+        total_cap_cents: None,
+        expires_at: None,
+        read_only: false,
+        rate_limit_per_second: 100,
+    };
+    let secret = NewSecret { hash: SecretHash([1; 32]), key_prefix: "VisaKey_live_x...".into() };
+    let key = store
+        .create_key(NewKey { account_id: account, environment: Environment::Production, policy, secret }, ctx)
+        .await
+        .unwrap();
+    Fixture { store, _dir: dir, account, key: key.id, secret: key.secrets[0].id, calls: 0 }
+}
+
+impl Fixture {
+    async fn begin(&mut self, node: NodeId, now: OffsetDateTime) -> ExecutionRecord {
+        self.calls += 1;
+        let start = ExecutionStart {
+            node,
+            public_id: format!("exec-{}", self.calls),
+            account_id: self.account,
+            key_id: self.key,
+            secret_id: self.secret,
+            client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            idempotency_key: [self.calls; 16],
+            request_hash: [7; 32],
+            tool: "echo".into(),
+            hold: Micros(10_000),
+            sandbox: false,
+            now,
+            day_number: now.unix_timestamp().div_euclid(86_400),
+            idempotency_expires_at: now + Duration::hours(24),
+        };
+        let (outcome, durable) = self.store.begin_execution(start).await.unwrap();
+        durable.wait().await.unwrap();
+        match outcome {
+            BeginOutcome::Started(execution) => execution,
+            other => panic!("not started: {other:?}"),
+        }
+    }
+
+    async fn state(&self, execution: &ExecutionRecord) -> ExecutionState {
+        let filter = ExecutionFilter::default();
+        self.store.get_execution(filter, &execution.public_id).await.unwrap().unwrap().state
+    }
+}
+
+#[tokio::test]
+async fn a_call_is_reclaimed_only_after_its_nodes_lease_expires() {
+    let mut f = fixture().await;
+    let t0 = OffsetDateTime::now_utc();
+    let node = f.store.register_node("a:1", t0, LEASE).await.unwrap();
+    let call = f.begin(node, t0).await;
+    assert_eq!(f.store.reclaim_expired_nodes(at(t0, 29)).await.unwrap(), 0);
+    assert!(f.store.renew_node(node, at(t0, 20), LEASE).await.unwrap(), "renewed until t0+50");
+    assert_eq!(f.store.reclaim_expired_nodes(at(t0, 49)).await.unwrap(), 0, "a renewing node keeps its calls");
+    assert_eq!(f.state(&call).await, ExecutionState::Running);
+
+    assert_eq!(f.store.reclaim_expired_nodes(at(t0, 50)).await.unwrap(), 1);
+    assert_eq!(f.state(&call).await, ExecutionState::ReconcileRequired);
+    assert_eq!(f.store.reclaim_expired_nodes(at(t0, 60)).await.unwrap(), 0, "once");
+    assert!(!f.store.renew_node(node, at(t0, 51), LEASE).await.unwrap(), "the node learns it lost its lease");
+    let finish = Finish::Capture { reported: Micros(1), receipt_id: "r".into(), status: 200, body: b"{}".to_vec() };
+    let late = f.store.finish_execution(&call, finish, at(t0, 52)).await;
+    assert!(matches!(late, Err(StoreError::Refused(Refusal::ExecutionState { .. }))), "{late:?}");
+
+    // A call the reclaimed node began before it noticed is reclaimed at the next sweep.
+    let stray = f.begin(node, at(t0, 53)).await;
+    assert_eq!(f.store.reclaim_expired_nodes(at(t0, 54)).await.unwrap(), 1);
+    assert_eq!(f.state(&stray).await, ExecutionState::ReconcileRequired);
+}
+
+#[tokio::test]
+async fn on_sqlite_a_new_node_proves_the_old_one_gone_and_keeps_its_own_calls() {
+    let mut f = fixture().await;
+    let t0 = OffsetDateTime::now_utc();
+    let crashed = f.store.register_node("a:1", t0, LEASE).await.unwrap();
+    let lost = f.begin(crashed, t0).await;
+    let restarted = f.store.register_node("a:2", at(t0, 1), LEASE).await.unwrap();
+    assert_ne!(crashed, restarted);
+    let kept = f.begin(restarted, at(t0, 2)).await;
+    assert_eq!(f.store.reclaim_expired_nodes(at(t0, 2)).await.unwrap(), 1, "long before the old lease ran out");
+    assert_eq!(f.state(&lost).await, ExecutionState::ReconcileRequired);
+    assert_eq!(f.state(&kept).await, ExecutionState::Running);
+    assert!(f.store.verify_ledger().await.unwrap().is_empty());
+}
