@@ -231,9 +231,8 @@ impl Running {
         };
         let (finish, answer) = match outcome {
             Ok(output) => {
-                let settlement = rules::settle(execution.hold, output.cost);
-                overage = settlement.overage;
-                let charged = if execution.sandbox { Micros::ZERO } else { settlement.charged };
+                overage = rules::settle(execution.hold, output.cost).overage;
+                let charged = rules::account_charge(execution.hold, output.cost, execution.sandbox);
                 let receipt_id = format!("rcpt_{}", Uuid::new_v4().simple());
                 let body = success_body(&tool, &execution, output.result, charged, &receipt_id, now);
                 (

@@ -7,6 +7,7 @@
 //! Every mutation that moves money writes its ledger entry in the same transaction as the
 //! counters it changes.
 
+pub mod audit;
 pub mod metrics;
 pub mod model;
 pub mod rules;

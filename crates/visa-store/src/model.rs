@@ -236,6 +236,37 @@ pub struct KeyPatch {
     pub rate_limit_per_second: Option<u32>,
 }
 
+impl KeyPolicy {
+    /// The policy with `patch` applied: each field it sets replaces this one's (every
+    /// backend applies a PATCH by this rule, then stores the result).
+    pub fn apply(&mut self, patch: &KeyPatch) {
+        if let Some(label) = patch.label.clone() {
+            self.label = label;
+        }
+        if let Some(grant) = patch.grant.clone() {
+            self.grant = grant;
+        }
+        if let Some(cidrs) = patch.allowed_cidrs.clone() {
+            self.allowed_cidrs = cidrs;
+        }
+        if let Some(cap) = patch.daily_cap_cents {
+            self.daily_cap_cents = cap;
+        }
+        if let Some(cap) = patch.total_cap_cents {
+            self.total_cap_cents = cap;
+        }
+        if let Some(at) = patch.expires_at {
+            self.expires_at = at;
+        }
+        if let Some(read_only) = patch.read_only {
+            self.read_only = read_only;
+        }
+        if let Some(rate) = patch.rate_limit_per_second {
+            self.rate_limit_per_second = rate;
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Rotation {
     pub secret: NewSecret,

@@ -7,9 +7,10 @@
 //! invitation reserves nothing: the login is claimed when the invitation is accepted, and an
 //! expired invitation is pruned by the sweeper.
 
-use super::audit::{self, member_snapshot};
-use super::queries::{from_db, select_one, to_db};
+use super::audit;
+use super::sql::{from_db, select_one, to_db};
 use super::{map_sqlite_error, sessions};
+use crate::audit::member_snapshot;
 use crate::model::*;
 use crate::{Refusal, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, Row, params};

@@ -3,14 +3,19 @@
 //! small pool of read-only connections on the blocking thread pool, so they never queue
 //! behind the writer.
 
+mod accounts;
+mod admin_keys;
 mod audit;
 mod checkpointer;
+mod keys;
 mod members;
 mod money;
 mod operator_requests;
-mod queries;
+mod provider_requests;
 mod schema;
 mod sessions;
+mod sql;
+mod store;
 mod usage;
 mod writer;
 

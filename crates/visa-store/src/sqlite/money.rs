@@ -5,9 +5,10 @@
 //! These functions run inside the writer's group transaction (or a reader for lists and the
 //! audit); they never commit themselves.
 
-use super::audit::{self, execution_snapshot};
+use super::audit;
 use super::map_sqlite_error;
-use super::queries::{from_db, to_db};
+use super::sql::{from_db, to_db};
+use crate::audit::execution_snapshot;
 use crate::model::*;
 use crate::rules::{self, KeyGate};
 use crate::{Refusal, StoreError, StoreResult};
@@ -356,7 +357,7 @@ fn record_outcome(
     answer: Option<(u16, &[u8])>,
     now: Timestamp,
 ) -> StoreResult<ExecutionRecord> {
-    let charged_to_account = if e.sandbox { Micros::ZERO } else { rules::settle(e.hold, reported).charged };
+    let charged_to_account = rules::account_charge(e.hold, reported, e.sandbox);
     let receipt_id = receipt_id.filter(|_| charged_to_account > Micros::ZERO);
     let changed = sql(
         conn,

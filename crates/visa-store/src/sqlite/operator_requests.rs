@@ -3,7 +3,7 @@
 //! fsync) answers the first outcome instead of crediting or deciding twice.
 
 use super::map_sqlite_error;
-use super::queries::to_db;
+use super::sql::to_db;
 use crate::model::{Account, OperatorRequest, Timestamp};
 use crate::{StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, params};

@@ -5,7 +5,7 @@
 use super::audit;
 use super::map_sqlite_error;
 use super::members::{ensure_may_touch, require_member};
-use super::queries::{from_db, to_db};
+use super::sql::{from_db, to_db};
 use crate::model::*;
 use crate::{StoreError, StoreResult};
 use rusqlite::{Connection, Row, params};
@@ -28,7 +28,8 @@ pub(crate) fn create(conn: &Connection, new: &NewSession, ctx: &AuditContext) ->
         ],
     )
     .map_err(map_sqlite_error)?;
-    let session = json!({ "session": conn.last_insert_rowid(), "expires_at": audit::time(Some(new.expires_at)) });
+    let session =
+        json!({ "session": conn.last_insert_rowid(), "expires_at": crate::audit::time(Some(new.expires_at)) });
     audit::record(conn, new.account_id, ctx, "session.created", &member_target(new.member_id), Value::Null, session)
 }
 
@@ -101,6 +102,13 @@ pub(crate) fn end_all_but(conn: &Connection, member_id: i64, keep: Option<&Secre
     let keep = keep.map(|k| k.0.to_vec()).unwrap_or_default();
     conn.execute("DELETE FROM sessions WHERE member_id = ?1 AND token_hash != ?2", params![member_id, keep])
         .map(|n| n as u64)
+        .map_err(map_sqlite_error)
+}
+
+/// Ends the session with this token (sign-out); one that is gone already is not an error.
+pub(crate) fn end_by_token(conn: &Connection, token_hash: &SecretHash) -> StoreResult<()> {
+    conn.execute("DELETE FROM sessions WHERE token_hash = ?1", params![&token_hash.0[..]])
+        .map(drop)
         .map_err(map_sqlite_error)
 }
 

@@ -1,0 +1,112 @@
+//! Accounts: creation (with the owner member and the first credit), approval, credits (once
+//! per operator Idempotency-Key), and the ledger's credit entries.
+
+use super::audit;
+use super::sql::{from_db, select_one, to_db};
+use super::{map_sqlite_error, members, operator_requests};
+use crate::audit::account_snapshot;
+use crate::model::*;
+use crate::{StoreError, StoreResult};
+use rusqlite::{Connection, Row, params};
+use serde_json::Value;
+use visa_core::money::Micros;
+use visa_core::role::Role;
+
+const ACCOUNT_COLUMNS: &str = "id, login, approved, balance_micros, held_micros, created_at";
+
+fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: row.get(0)?,
+        login: row.get(1)?,
+        approved: row.get(2)?,
+        balance: Micros(row.get(3)?),
+        held: Micros(row.get(4)?),
+        created_at: from_db(row.get(5)?),
+    })
+}
+
+pub(crate) fn account_where(
+    conn: &Connection,
+    clause: &str,
+    value: impl rusqlite::ToSql,
+) -> StoreResult<Option<Account>> {
+    select_one(conn, &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts"), clause, value, account_from_row)
+}
+
+fn require_account(conn: &Connection, login: &str) -> StoreResult<Account> {
+    account_where(conn, "login = ?1", login)?.ok_or(StoreError::NotFound)
+}
+
+fn add_ledger_entry(conn: &Connection, account_id: i64, kind: &str, amount: Micros, now: Timestamp) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO ledger (account_id, kind, amount_micros, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![account_id, kind, amount.0, to_db(now)],
+    )
+    .map_err(map_sqlite_error)?;
+    Ok(())
+}
+
+fn credit(conn: &Connection, account_id: i64, amount: Micros, now: Timestamp) -> StoreResult<()> {
+    if amount.0 <= 0 {
+        return Ok(());
+    }
+    add_ledger_entry(conn, account_id, "credit", amount, now)?;
+    conn.execute(
+        "UPDATE accounts SET balance_micros = balance_micros + ?2 WHERE id = ?1",
+        params![account_id, amount.0],
+    )
+    .map_err(map_sqlite_error)?;
+    Ok(())
+}
+
+fn account_target(id: i64) -> String {
+    format!("account:{id}")
+}
+
+pub(crate) fn create(conn: &Connection, new: &NewAccount, ctx: &AuditContext) -> StoreResult<(Account, Member)> {
+    if account_where(conn, "login = ?1", &new.login)?.is_some() {
+        return Err(StoreError::Conflict(format!("an account named '{}' already exists", new.login)));
+    }
+    conn.execute(
+        "INSERT INTO accounts (login, approved, created_at) VALUES (?1, ?2, ?3)",
+        params![new.login, new.approved, to_db(ctx.now)],
+    )
+    .map_err(map_sqlite_error)?;
+    let id = conn.last_insert_rowid();
+    let owner = members::insert(conn, id, &new.login, Role::Owner, new.password_hash.as_deref(), None, ctx.now)?;
+    credit(conn, id, new.credit, ctx.now)?;
+    let account = account_where(conn, "id = ?1", id)?.ok_or(StoreError::NotFound)?;
+    audit::record(conn, id, ctx, "account.created", &account_target(id), Value::Null, account_snapshot(&account))?;
+    Ok((account, owner))
+}
+
+pub(crate) fn set_approved(conn: &Connection, login: &str, approved: bool, ctx: &AuditContext) -> StoreResult<Account> {
+    let before = require_account(conn, login)?;
+    conn.execute("UPDATE accounts SET approved = ?2 WHERE id = ?1", params![before.id, approved])
+        .map_err(map_sqlite_error)?;
+    let after = Account { approved, ..before.clone() };
+    let (old, new) = (account_snapshot(&before), account_snapshot(&after));
+    audit::record(conn, after.id, ctx, "account.approval_changed", &account_target(after.id), old, new)?;
+    Ok(after)
+}
+
+pub(crate) fn credit_account(
+    conn: &Connection,
+    login: &str,
+    amount: Micros,
+    ctx: &AuditContext,
+    request: Option<&OperatorRequest>,
+) -> StoreResult<Account> {
+    if let Some(first) = operator_requests::replay(conn, request)? {
+        let mut account = require_account(conn, login)?;
+        (account.balance, account.held) = (Micros(first.balance_after), Micros(first.held_after));
+        return Ok(account);
+    }
+    let before = require_account(conn, login)?;
+    credit(conn, before.id, amount, ctx.now)?;
+    let after = require_account(conn, login)?;
+    operator_requests::remember(conn, request, login, Some(&after), ctx.now)?;
+    let (old, new) = (account_snapshot(&before), account_snapshot(&after));
+    audit::record(conn, after.id, ctx, "account.credited", &account_target(after.id), old, new)?;
+    Ok(after)
+}

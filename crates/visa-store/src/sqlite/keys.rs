@@ -1,0 +1,326 @@
+//! Tool keys: their policy, secrets (rotation with a grace period, revocation) and the spend
+//! counters they are read with; every change audited with the key before and after.
+
+use super::audit;
+use super::map_sqlite_error;
+use super::sql::{corrupt, from_db, to_db};
+use crate::audit::key_snapshot;
+use crate::model::*;
+use crate::{Refusal, StoreError, StoreResult};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::Value;
+use visa_core::key::Environment;
+use visa_core::money::Micros;
+use visa_core::pagination::{Page, PageRequest};
+use visa_core::policy::{CidrAllowlist, KeyLabel, ToolGrant, ToolScope};
+use visa_core::secret::SecretHash;
+
+const KEY_COLUMNS: &str = "k.id, k.account_id, a.login, k.environment, k.label, k.tool_scope, k.allowed_tools, \
+    k.allowed_cidrs, k.daily_cap_cents, k.total_cap_cents, k.expires_at, k.read_only, k.created_at, k.revoked_at, \
+    k.last_used_at, k.last_used_ip, s.latest_day, COALESCE(d.spent_micros, 0), s.spent_total_micros, k.rate_limit_per_second, \
+    COALESCE(d.held_micros, 0), s.held_total_micros";
+
+/// The tables `KEY_COLUMNS` reads from.
+const KEY_TABLES: &str = "keys k JOIN key_spend s ON s.key_id = k.id JOIN accounts a ON a.id = k.account_id \
+    LEFT JOIN key_days d ON d.key_id = k.id AND d.day_number = s.latest_day";
+
+fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
+    let environment = Environment::parse(&row.get::<_, String>(3)?).ok_or_else(|| corrupt("environment"))?;
+    let label = KeyLabel::parse(&row.get::<_, String>(4)?).map_err(|_| corrupt("label"))?;
+    let scope = ToolScope::parse(&row.get::<_, String>(5)?).map_err(|_| corrupt("tool_scope"))?;
+    let tools: Vec<String> = serde_json::from_str(&row.get::<_, String>(6)?).map_err(|_| corrupt("allowed_tools"))?;
+    let cidrs: Vec<String> = serde_json::from_str(&row.get::<_, String>(7)?).map_err(|_| corrupt("allowed_cidrs"))?;
+    Ok(KeyRecord {
+        id: row.get(0)?,
+        account_id: row.get(1)?,
+        owner: row.get(2)?,
+        environment,
+        policy: KeyPolicy {
+            label,
+            grant: ToolGrant::new(Some(scope), Some(tools)).map_err(|_| corrupt("tool grant"))?,
+            allowed_cidrs: CidrAllowlist::parse(&cidrs).map_err(|_| corrupt("allowed_cidrs"))?,
+            daily_cap_cents: row.get(8)?,
+            total_cap_cents: row.get(9)?,
+            expires_at: row.get::<_, Option<i64>>(10)?.map(from_db),
+            read_only: row.get(11)?,
+            rate_limit_per_second: row.get(19)?,
+        },
+        created_at: from_db(row.get(12)?),
+        revoked_at: row.get::<_, Option<i64>>(13)?.map(from_db),
+        last_used_at: row.get::<_, Option<i64>>(14)?.map(from_db),
+        last_used_ip: row.get::<_, Option<String>>(15)?.and_then(|ip| ip.parse().ok()),
+        latest_day: row.get(16)?,
+        spent_day: Micros(row.get(17)?),
+        held_day: Micros(row.get(20)?),
+        spent_total: Micros(row.get(18)?),
+        held_total: Micros(row.get(21)?),
+        secrets: Vec::new(),
+    })
+}
+
+fn secret_from_row(row: &Row<'_>) -> rusqlite::Result<SecretRecord> {
+    Ok(SecretRecord {
+        id: row.get(0)?,
+        key_prefix: row.get(1)?,
+        created_at: from_db(row.get(2)?),
+        expires_at: row.get::<_, Option<i64>>(3)?.map(from_db),
+        revoked_at: row.get::<_, Option<i64>>(4)?.map(from_db),
+        last_used_at: row.get::<_, Option<i64>>(5)?.map(from_db),
+        last_used_ip: row.get::<_, Option<String>>(6)?.and_then(|ip| ip.parse().ok()),
+    })
+}
+
+fn with_secrets(conn: &Connection, mut key: KeyRecord) -> rusqlite::Result<KeyRecord> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, key_prefix, created_at, expires_at, revoked_at, last_used_at, last_used_ip \
+         FROM key_secrets WHERE key_id = ?1 ORDER BY id DESC",
+    )?;
+    key.secrets = stmt.query_map([key.id], secret_from_row)?.collect::<rusqlite::Result<_>>()?;
+    Ok(key)
+}
+
+/// One of the account's keys, with its secrets; `None` for another account's key.
+pub(crate) fn load_key(conn: &Connection, account_id: i64, key_id: i64) -> StoreResult<Option<KeyRecord>> {
+    let sql = format!("SELECT {KEY_COLUMNS} FROM {KEY_TABLES} WHERE k.id = ?1 AND k.account_id = ?2");
+    let key = conn.query_row(&sql, params![key_id, account_id], key_from_row).optional().map_err(map_sqlite_error)?;
+    key.map(|k| with_secrets(conn, k)).transpose().map_err(map_sqlite_error)
+}
+
+pub(crate) fn require_key(conn: &Connection, account_id: i64, key_id: i64) -> StoreResult<KeyRecord> {
+    load_key(conn, account_id, key_id)?.ok_or(StoreError::NotFound)
+}
+
+fn insert_secret(conn: &Connection, key_id: i64, secret: &NewSecret, now: Timestamp) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO key_secrets (key_id, hash, key_prefix, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![key_id, &secret.hash.0[..], secret.key_prefix, to_db(now)],
+    )
+    .map_err(map_sqlite_error)?;
+    Ok(())
+}
+
+fn policy_params(policy: &KeyPolicy) -> (String, String, Option<i64>) {
+    let tools = serde_json::to_string(policy.grant.tools()).expect("strings serialize");
+    let cidrs = serde_json::to_string(&policy.allowed_cidrs.to_strings()).expect("strings serialize");
+    (tools, cidrs, policy.expires_at.map(to_db))
+}
+
+fn write_policy(conn: &Connection, key_id: i64, policy: &KeyPolicy) -> StoreResult<()> {
+    let (tools, cidrs, expires_at) = policy_params(policy);
+    conn.execute(
+        "UPDATE keys SET label = ?2, tool_scope = ?3, allowed_tools = ?4, allowed_cidrs = ?5, daily_cap_cents = ?6, \
+         total_cap_cents = ?7, expires_at = ?8, read_only = ?9, rate_limit_per_second = ?10 WHERE id = ?1",
+        params![
+            key_id,
+            policy.label.as_str(),
+            policy.grant.scope().as_str(),
+            tools,
+            cidrs,
+            policy.daily_cap_cents,
+            policy.total_cap_cents,
+            expires_at,
+            policy.read_only,
+            policy.rate_limit_per_second
+        ],
+    )
+    .map_err(map_sqlite_error)?;
+    Ok(())
+}
+
+/// Reloads a key after a change and audits the difference from `before`.
+fn audited_key_change(
+    conn: &Connection,
+    ctx: &AuditContext,
+    action: &str,
+    before: &KeyRecord,
+) -> StoreResult<KeyRecord> {
+    let after = require_key(conn, before.account_id, before.id)?;
+    audit::record(
+        conn,
+        after.account_id,
+        ctx,
+        action,
+        &key_target(after.id),
+        key_snapshot(before),
+        key_snapshot(&after),
+    )?;
+    Ok(after)
+}
+
+fn key_target(id: i64) -> String {
+    format!("key:{id}")
+}
+
+pub(crate) fn create(conn: &Connection, new: &NewKey, ctx: &AuditContext) -> StoreResult<KeyRecord> {
+    let (tools, cidrs, expires_at) = policy_params(&new.policy);
+    let p = &new.policy;
+    conn.execute(
+        "INSERT INTO keys (account_id, environment, label, tool_scope, allowed_tools, allowed_cidrs, daily_cap_cents, \
+         total_cap_cents, expires_at, read_only, created_at, rate_limit_per_second) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            new.account_id,
+            new.environment.as_str(),
+            p.label.as_str(),
+            p.grant.scope().as_str(),
+            tools,
+            cidrs,
+            p.daily_cap_cents,
+            p.total_cap_cents,
+            expires_at,
+            p.read_only,
+            to_db(ctx.now),
+            p.rate_limit_per_second
+        ],
+    )
+    .map_err(map_sqlite_error)?;
+    let key_id = conn.last_insert_rowid();
+    conn.execute("INSERT INTO key_spend (key_id) VALUES (?1)", [key_id]).map_err(map_sqlite_error)?;
+    insert_secret(conn, key_id, &new.secret, ctx.now)?;
+    let key = require_key(conn, new.account_id, key_id)?;
+    audit::record(conn, key.account_id, ctx, "key.created", &key_target(key_id), Value::Null, key_snapshot(&key))?;
+    Ok(key)
+}
+
+pub(crate) fn list(conn: &Connection, account_id: i64, page: PageRequest) -> StoreResult<Page<KeyRecord>> {
+    let (op, order, cursor) = page.id_bounds();
+    let sql = format!(
+        "SELECT {KEY_COLUMNS} FROM {KEY_TABLES} \
+         WHERE k.account_id = ?1 AND k.id {op} ?2 ORDER BY k.id {order} LIMIT ?3"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(map_sqlite_error)?;
+    let rows = stmt
+        .query_map(params![account_id, cursor, page.fetch_limit()], key_from_row)
+        .and_then(|rows| rows.map(|k| k.and_then(|k| with_secrets(conn, k))).collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(map_sqlite_error)?;
+    Ok(Page::cut(&page, rows, |k| k.id))
+}
+
+pub(crate) fn update(
+    conn: &Connection,
+    account_id: i64,
+    key_id: i64,
+    patch: &KeyPatch,
+    ctx: &AuditContext,
+) -> StoreResult<KeyRecord> {
+    let before = require_key(conn, account_id, key_id)?;
+    let mut policy = before.policy.clone();
+    policy.apply(patch);
+    write_policy(conn, key_id, &policy)?;
+    audited_key_change(conn, ctx, "key.updated", &before)
+}
+
+pub(crate) fn revoke(
+    conn: &Connection,
+    account_id: i64,
+    key_id: i64,
+    cause: RevokeCause,
+    ctx: &AuditContext,
+) -> StoreResult<KeyRecord> {
+    let before = require_key(conn, account_id, key_id)?;
+    let at = to_db(ctx.now);
+    conn.execute("UPDATE keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1", params![key_id, at])
+        .map_err(map_sqlite_error)?;
+    conn.execute("UPDATE key_secrets SET revoked_at = COALESCE(revoked_at, ?2) WHERE key_id = ?1", params![key_id, at])
+        .map_err(map_sqlite_error)?;
+    let action = match cause {
+        RevokeCause::Requested => "key.revoked",
+        RevokeCause::Leaked => "key.revoked_leaked",
+    };
+    audited_key_change(conn, ctx, action, &before)
+}
+
+pub(crate) fn revoke_secret(
+    conn: &Connection,
+    account_id: i64,
+    key_id: i64,
+    secret_id: i64,
+    ctx: &AuditContext,
+) -> StoreResult<KeyRecord> {
+    let key = require_key(conn, account_id, key_id)?;
+    if !key.secrets.iter().any(|s| s.id == secret_id) {
+        return Err(StoreError::NotFound);
+    }
+    if key.secrets.first().is_some_and(|newest| newest.id == secret_id) {
+        return Err(StoreError::Refused(Refusal::NewestSecret));
+    }
+    conn.execute(
+        "UPDATE key_secrets SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+        params![secret_id, to_db(ctx.now)],
+    )
+    .map_err(map_sqlite_error)?;
+    audited_key_change(conn, ctx, "key.secret_revoked", &key)
+}
+
+pub(crate) fn rotate(
+    conn: &Connection,
+    account_id: i64,
+    key_id: i64,
+    rotation: &Rotation,
+    ctx: &AuditContext,
+) -> StoreResult<KeyRecord> {
+    let key = require_key(conn, account_id, key_id)?;
+    if key.revoked_at.is_some() {
+        return Err(StoreError::Refused(Refusal::KeyRevoked));
+    }
+    let now = to_db(ctx.now);
+    let end = to_db(rotation.old_secrets_end);
+    if end <= now {
+        conn.execute(
+            "UPDATE key_secrets SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
+            params![key_id, now],
+        )
+    } else {
+        // A secret already ending sooner (an earlier grace) keeps its earlier end.
+        conn.execute(
+            "UPDATE key_secrets SET expires_at = MIN(COALESCE(expires_at, ?2), ?2) WHERE key_id = ?1 AND revoked_at IS NULL",
+            params![key_id, end],
+        )
+    }
+    .map_err(map_sqlite_error)?;
+    insert_secret(conn, key_id, &rotation.secret, ctx.now)?;
+    audited_key_change(conn, ctx, "key.rotated", &key)
+}
+
+pub(crate) fn by_secret(conn: &Connection, hash: &SecretHash) -> StoreResult<Option<AuthRecord>> {
+    let found = conn
+        .query_row(
+            "SELECT s.id, s.hash, s.key_id, k.account_id, a.approved FROM key_secrets s \
+             JOIN keys k ON k.id = s.key_id JOIN accounts a ON a.id = k.account_id WHERE s.hash = ?1",
+            [&hash.0[..]],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, bool>(4)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(map_sqlite_error)?;
+    let Some((secret_id, stored, key_id, account_id, account_approved)) = found else {
+        return Ok(None);
+    };
+    let secret_hash = SecretHash(stored.try_into().map_err(|_| StoreError::Internal("bad secret hash".into()))?);
+    let key = require_key(conn, account_id, key_id)?;
+    Ok(Some(AuthRecord { key, secret_id, secret_hash, account_approved }))
+}
+
+pub(crate) fn record_use(conn: &Connection, uses: &[KeyUse]) -> StoreResult<()> {
+    for u in uses {
+        let (at, ip) = (to_db(u.at), u.ip.to_string());
+        conn.execute(
+            "UPDATE keys SET last_used_at = ?2, last_used_ip = ?3 WHERE id = ?1 AND COALESCE(last_used_at, 0) <= ?2",
+            params![u.key_id, at, ip],
+        )
+        .map_err(map_sqlite_error)?;
+        conn.execute(
+            "UPDATE key_secrets SET last_used_at = ?2, last_used_ip = ?3 WHERE id = ?1 AND COALESCE(last_used_at, 0) <= ?2",
+            params![u.secret_id, at, ip],
+        )
+        .map_err(map_sqlite_error)?;
+    }
+    Ok(())
+}

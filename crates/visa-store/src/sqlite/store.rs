@@ -1,0 +1,348 @@
+//! The `Store` trait over SQLite: each method is one read on the pool or one job for the
+//! group-committing writer, handed to the module of its resource (accounts, keys, admin keys,
+//! members, sessions, audit, usage, money), which holds the SQL.
+
+use super::{
+    SqliteStore, accounts, admin_keys, audit, keys, members, money, operator_requests, provider_requests, sessions,
+    usage,
+};
+use crate::model::*;
+use crate::{Durability, Store, StoreResult};
+use async_trait::async_trait;
+use visa_core::key::Environment;
+use visa_core::money::Micros;
+use visa_core::pagination::{Page, PageRequest};
+use visa_core::policy::KeyLabel;
+use visa_core::role::Role;
+use visa_core::secret::SecretHash;
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_account(&self, new: NewAccount, ctx: AuditContext) -> StoreResult<(Account, Member)> {
+        self.write(move |conn| accounts::create(conn, &new, &ctx)).await
+    }
+
+    async fn account_by_login(&self, login: &str) -> StoreResult<Option<Account>> {
+        let login = login.to_owned();
+        self.read(move |conn| accounts::account_where(conn, "login = ?1", login)).await
+    }
+
+    async fn set_account_approved(&self, login: &str, approved: bool, ctx: AuditContext) -> StoreResult<Account> {
+        let login = login.to_owned();
+        self.write(move |conn| accounts::set_approved(conn, &login, approved, &ctx)).await
+    }
+
+    async fn credit_account(
+        &self,
+        login: &str,
+        amount: Micros,
+        ctx: AuditContext,
+        request: Option<OperatorRequest>,
+    ) -> StoreResult<Account> {
+        let login = login.to_owned();
+        self.write(move |conn| accounts::credit_account(conn, &login, amount, &ctx, request.as_ref())).await
+    }
+
+    async fn end_session(&self, token_hash: SecretHash) -> StoreResult<()> {
+        self.write(move |conn| sessions::end_by_token(conn, &token_hash)).await
+    }
+
+    async fn create_session(&self, new: NewSession, ctx: AuditContext) -> StoreResult<()> {
+        self.write(move |conn| sessions::create(conn, &new, &ctx)).await
+    }
+
+    async fn list_sessions(
+        &self,
+        account_id: i64,
+        member_id: i64,
+        current: Option<SecretHash>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        self.read(move |conn| sessions::list(conn, account_id, member_id, current.as_ref(), now)).await
+    }
+
+    async fn end_sessions(
+        &self,
+        account_id: i64,
+        member_id: i64,
+        which: SessionsToEnd,
+        caller: Role,
+        ctx: AuditContext,
+    ) -> StoreResult<u64> {
+        self.write(move |conn| sessions::end(conn, account_id, member_id, &which, caller, &ctx)).await
+    }
+
+    async fn change_password(
+        &self,
+        account_id: i64,
+        member_id: i64,
+        password_hash: String,
+        keep: SecretHash,
+        ctx: AuditContext,
+    ) -> StoreResult<(Member, u64)> {
+        self.write(move |conn| members::change_password(conn, account_id, member_id, &password_hash, &keep, &ctx)).await
+    }
+
+    async fn session_principal(
+        &self,
+        token_hash: SecretHash,
+        now: Timestamp,
+    ) -> StoreResult<Option<(Account, Member)>> {
+        self.read(move |conn| {
+            let Some(member) = members::session_member(conn, &token_hash, now)? else {
+                return Ok(None);
+            };
+            Ok(accounts::account_where(conn, "id = ?1", member.account_id)?.map(|account| (account, member)))
+        })
+        .await
+    }
+
+    async fn member_by_login(&self, login: &str) -> StoreResult<Option<Member>> {
+        let login = login.to_owned();
+        self.read(move |conn| members::active_member(conn, &login)).await
+    }
+
+    async fn member_by_invite(&self, invite_hash: SecretHash) -> StoreResult<Option<Member>> {
+        self.read(move |conn| members::member_where(conn, "invite_hash = ?1", invite_hash.0.to_vec())).await
+    }
+
+    async fn list_members(&self, account_id: i64) -> StoreResult<Vec<Member>> {
+        self.read(move |conn| members::list(conn, account_id)).await
+    }
+
+    async fn invite_member(&self, account_id: i64, new: NewMember, ctx: AuditContext) -> StoreResult<Member> {
+        self.write(move |conn| members::invite(conn, account_id, &new, &ctx)).await
+    }
+
+    async fn accept_invite(
+        &self,
+        invite_hash: SecretHash,
+        password_hash: String,
+        ctx: AuditContext,
+    ) -> StoreResult<Member> {
+        self.write(move |conn| members::accept_invite(conn, &invite_hash, &password_hash, &ctx)).await
+    }
+
+    async fn change_member_role(
+        &self,
+        account_id: i64,
+        member_id: i64,
+        role: Role,
+        caller: Role,
+        ctx: AuditContext,
+    ) -> StoreResult<Member> {
+        self.write(move |conn| members::change_role(conn, account_id, member_id, role, caller, &ctx)).await
+    }
+
+    async fn remove_member(
+        &self,
+        account_id: i64,
+        member_id: i64,
+        caller: Role,
+        ctx: AuditContext,
+    ) -> StoreResult<Member> {
+        self.write(move |conn| members::remove(conn, account_id, member_id, caller, &ctx)).await
+    }
+
+    async fn list_audit(
+        &self,
+        account_id: i64,
+        filter: AuditFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<AuditEntry>> {
+        self.read(move |conn| audit::list(conn, account_id, &filter, page)).await
+    }
+
+    async fn create_key(&self, new: NewKey, ctx: AuditContext) -> StoreResult<KeyRecord> {
+        self.write(move |conn| keys::create(conn, &new, &ctx)).await
+    }
+
+    async fn get_key(&self, account_id: i64, key_id: i64) -> StoreResult<Option<KeyRecord>> {
+        self.read(move |conn| keys::load_key(conn, account_id, key_id)).await
+    }
+
+    async fn list_keys(&self, account_id: i64, page: PageRequest) -> StoreResult<Page<KeyRecord>> {
+        self.read(move |conn| keys::list(conn, account_id, page)).await
+    }
+
+    async fn update_key(
+        &self,
+        account_id: i64,
+        key_id: i64,
+        patch: KeyPatch,
+        ctx: AuditContext,
+    ) -> StoreResult<KeyRecord> {
+        self.write(move |conn| keys::update(conn, account_id, key_id, &patch, &ctx)).await
+    }
+
+    async fn revoke_key(
+        &self,
+        account_id: i64,
+        key_id: i64,
+        cause: RevokeCause,
+        ctx: AuditContext,
+    ) -> StoreResult<KeyRecord> {
+        self.write(move |conn| keys::revoke(conn, account_id, key_id, cause, &ctx)).await
+    }
+
+    async fn revoke_secret(
+        &self,
+        account_id: i64,
+        key_id: i64,
+        secret_id: i64,
+        ctx: AuditContext,
+    ) -> StoreResult<KeyRecord> {
+        self.write(move |conn| keys::revoke_secret(conn, account_id, key_id, secret_id, &ctx)).await
+    }
+
+    async fn rotate_key(
+        &self,
+        account_id: i64,
+        key_id: i64,
+        rotation: Rotation,
+        ctx: AuditContext,
+    ) -> StoreResult<KeyRecord> {
+        self.write(move |conn| keys::rotate(conn, account_id, key_id, &rotation, &ctx)).await
+    }
+
+    async fn key_by_secret(&self, hash: SecretHash) -> StoreResult<Option<AuthRecord>> {
+        self.read(move |conn| keys::by_secret(conn, &hash)).await
+    }
+
+    async fn record_key_use(&self, uses: Vec<KeyUse>) -> StoreResult<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        self.write(move |conn| keys::record_use(conn, &uses)).await
+    }
+
+    async fn create_admin_key(
+        &self,
+        account_id: i64,
+        label: KeyLabel,
+        environment: Environment,
+        secret: NewSecret,
+        ctx: AuditContext,
+    ) -> StoreResult<AdminKeyRecord> {
+        self.write(move |conn| admin_keys::create(conn, account_id, &label, environment, &secret, &ctx)).await
+    }
+
+    async fn list_admin_keys(&self, account_id: i64) -> StoreResult<Vec<AdminKeyRecord>> {
+        self.read(move |conn| admin_keys::list(conn, account_id)).await
+    }
+
+    async fn revoke_admin_key(&self, account_id: i64, id: i64, ctx: AuditContext) -> StoreResult<AdminKeyRecord> {
+        self.write(move |conn| admin_keys::revoke(conn, account_id, id, &ctx)).await
+    }
+
+    async fn admin_key_by_secret(&self, hash: SecretHash) -> StoreResult<Option<(AdminKeyRecord, SecretHash)>> {
+        self.read(move |conn| admin_keys::admin_key_where(conn, "hash = ?1", hash.0.to_vec())).await
+    }
+
+    async fn record_usage(&self, counts: Vec<UsageCount>) -> StoreResult<()> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        self.write(move |conn| usage::record(conn, &counts)).await
+    }
+
+    async fn key_usage(&self, key_id: i64, since_minute: i64, until_minute: i64) -> StoreResult<Vec<UsageCount>> {
+        self.read(move |conn| usage::of_key(conn, key_id, since_minute, until_minute)).await
+    }
+
+    async fn account_by_id(&self, account_id: i64) -> StoreResult<Option<Account>> {
+        self.read(move |conn| accounts::account_where(conn, "id = ?1", account_id)).await
+    }
+
+    async fn begin_execution(&self, start: ExecutionStart) -> StoreResult<(BeginOutcome, Durability)> {
+        self.writer.write_committed(move |conn| money::begin(conn, &start)).await
+    }
+
+    async fn finish_execution(
+        &self,
+        execution: &ExecutionRecord,
+        finish: Finish,
+        now: Timestamp,
+    ) -> StoreResult<ExecutionRecord> {
+        let execution = execution.clone();
+        self.write(move |conn| money::finish(conn, &execution, &finish, now)).await
+    }
+
+    async fn get_execution(&self, filter: ExecutionFilter, public_id: &str) -> StoreResult<Option<ExecutionRecord>> {
+        let public_id = public_id.to_owned();
+        self.read(move |conn| money::get(conn, &filter, &public_id)).await
+    }
+
+    async fn list_executions(&self, filter: ExecutionFilter, page: PageRequest) -> StoreResult<Page<ExecutionRecord>> {
+        self.read(move |conn| money::list(conn, &filter, page)).await
+    }
+
+    async fn register_node(&self, name: &str, now: Timestamp, lease: time::Duration) -> StoreResult<NodeId> {
+        let name = name.to_owned();
+        self.write(move |conn| money::register_node(conn, &name, now, lease)).await
+    }
+
+    async fn renew_node(&self, node: NodeId, now: Timestamp, lease: time::Duration) -> StoreResult<bool> {
+        self.write(move |conn| money::renew_node(conn, node, now, lease)).await
+    }
+
+    async fn reclaim_expired_nodes(&self, now: Timestamp) -> StoreResult<u64> {
+        self.write(move |conn| money::reclaim_expired_nodes(conn, now)).await
+    }
+
+    async fn reconcile_execution(
+        &self,
+        public_id: &str,
+        decision: Reconcile,
+        ctx: AuditContext,
+        request: Option<OperatorRequest>,
+    ) -> StoreResult<ExecutionRecord> {
+        let public_id = public_id.to_owned();
+        self.write(move |conn| {
+            if operator_requests::replay(conn, request.as_ref())?.is_some() {
+                return money::execution_by_public_id(conn, &public_id);
+            }
+            let done = money::reconcile(conn, &public_id, &decision, &ctx)?;
+            operator_requests::remember(conn, request.as_ref(), &public_id, None, ctx.now)?;
+            Ok(done)
+        })
+        .await
+    }
+
+    async fn start_provider_request(&self, execution_id: i64) -> StoreResult<()> {
+        self.write(move |conn| provider_requests::start(conn, execution_id)).await
+    }
+
+    async fn remember_provider_request(&self, execution_id: i64, provider_ref: &str) -> StoreResult<()> {
+        let provider_ref = provider_ref.to_owned();
+        self.write(move |conn| provider_requests::remember(conn, execution_id, &provider_ref)).await
+    }
+
+    async fn provider_request_to_resume(&self, execution_id: i64) -> StoreResult<Option<ProviderRequest>> {
+        self.read(move |conn| provider_requests::to_resume(conn, execution_id)).await
+    }
+
+    async fn forget_provider_request(&self, execution_id: i64) -> StoreResult<()> {
+        self.write(move |conn| provider_requests::forget(conn, execution_id)).await
+    }
+
+    fn metrics(&self) -> &crate::metrics::StoreMetrics {
+        self.writer.metrics()
+    }
+
+    async fn sweep_expired(&self, now: Timestamp, retention: Retention, limit: u32) -> StoreResult<u64> {
+        let minute = move |age: time::Duration| (now - age).unix_timestamp().div_euclid(60);
+        self.write(move |conn| {
+            let expired = money::sweep_expired(conn, now, now - retention.operator_requests, limit)?;
+            let logins = sessions::sweep(conn, now, limit)?.max(members::sweep_invitations(conn, now, limit)?) as u64;
+            let hours = usage::roll_up(conn, minute(retention.usage_minutes), usage::Bucket::Hour, limit)?;
+            let days = usage::roll_up(conn, minute(retention.usage_hours), usage::Bucket::Day, limit)?;
+            Ok(expired.max(logins).max(hours).max(days))
+        })
+        .await
+    }
+
+    async fn verify_ledger(&self) -> StoreResult<Vec<String>> {
+        self.read(|conn| super::in_snapshot(conn, money::verify)).await
+    }
+}
