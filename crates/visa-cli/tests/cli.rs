@@ -261,9 +261,8 @@ fn a_bad_catalog_stops_the_server_naming_tool_and_field() {
     assert_one_line_error(&output, "--environment");
 }
 
-#[test]
-fn members_and_the_audit_log_through_the_cli() {
-    use std::io::{BufRead, BufReader};
+/// A server with an approved account `acme` whose owner's password is `owner password`.
+fn server_with_owner() -> ServerProcess {
     let server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
     let created = server.cli(
         &["operator", "accounts", "create", "acme", "--approve", "--password-stdin"],
@@ -271,6 +270,13 @@ fn members_and_the_audit_log_through_the_cli() {
         None,
     );
     assert_success(&created);
+    server
+}
+
+#[test]
+fn members_and_the_audit_log_through_the_cli() {
+    use std::io::{BufRead, BufReader};
+    let server = server_with_owner();
     assert_success(&server.cli(&["login", "acme", "--password-stdin"], Some("owner password\n"), None));
 
     // `audit --follow` prints what happens from now on, one line per entry.
@@ -352,13 +358,7 @@ fn members_and_the_audit_log_through_the_cli() {
 /// password, which ends every other session.
 #[test]
 fn sessions_and_password_through_the_cli() {
-    let server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
-    let created = server.cli(
-        &["operator", "accounts", "create", "acme", "--approve", "--password-stdin"],
-        Some("owner password\n"),
-        None,
-    );
-    assert_success(&created);
+    let server = server_with_owner();
     let stranger = server.cli(&["login", "acme", "--password-stdin", "--json"], Some("owner password\n"), None);
     assert_success(&stranger);
     let stranger_session = std::fs::read_to_string(server.dirs.path().join("config/session")).unwrap();
