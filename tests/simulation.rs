@@ -504,7 +504,7 @@ impl Sim {
             }
             (expected, Begun::Started(running)) => self.fail(format!(
                 "key {key} {tool} idem {idem:x}: the model expected {expected:?}, the store started {}",
-                running.execution.public_id
+                running.hold.execution.public_id
             )),
             (expected, Begun::Answered(answer)) => {
                 let got = answer_of(answer);
@@ -584,10 +584,10 @@ impl Sim {
         tool: &str,
     ) {
         let day = rules::hold_day(rules::utc_day_number(at), self.keys[key].latest_day);
-        if running.execution.day_number != day || running.execution.hold.0 != hold {
+        if running.hold.execution.day_number != day || running.hold.execution.hold.0 != hold {
             self.fail(format!(
                 "hold on day {} of {}, the model says day {day} of {hold}",
-                running.execution.day_number, running.execution.hold
+                running.hold.execution.day_number, running.hold.execution.hold
             ));
         }
         let k = &mut self.keys[key];
@@ -599,7 +599,7 @@ impl Sim {
         }
         let exec = self.execs.len();
         self.execs.push(ExecModel {
-            public_id: running.execution.public_id.clone(),
+            public_id: running.hold.execution.public_id.clone(),
             key,
             hold,
             day,

@@ -37,9 +37,7 @@ use visa_core::key::Environment;
 use visa_core::money::Micros;
 use visa_core::policy::truncate_for_message;
 use visa_store::rules::{self, utc_day_number};
-use visa_store::{
-    AuthRecord, BeginOutcome, Durability, ExecutionRecord, ExecutionStart, Finish, HoldRefusal, StoreError,
-};
+use visa_store::{AuthRecord, BeginOutcome, ExecutionRecord, ExecutionStart, Finish, Hold, HoldRefusal, StoreError};
 
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// Waits between attempts to record an outcome when the store is briefly unavailable.
@@ -143,16 +141,16 @@ pub enum Begun {
 pub struct Running {
     pub tool: Arc<Tool>,
     pub request: Value,
-    pub execution: ExecutionRecord,
-    /// The hold's fsync: the tool may start before it (docs/money.md), the answer may not.
-    hold_durable: Durability,
+    /// The placed hold: the tool may start before it is durable (docs/money.md); finishing
+    /// answers only once it is.
+    pub hold: Hold,
 }
 
 /// Records the Idempotency-Key and places the hold, or answers from what is recorded.
 pub async fn begin(state: &AppState, call: PaidCall) -> Begun {
     let PaidCall { tool, request, start } = call;
     let (day, key_id, client_ip) = (start.day_number, start.key_id, start.client_ip);
-    let (outcome, durable) = match state.store.begin_execution(start).await {
+    let outcome = match state.store.begin_execution(start).await {
         Ok(begun) => begun,
         Err(e) => {
             state.metrics.record_paid(PaidOutcome::Refused("store_unavailable"));
@@ -160,18 +158,14 @@ pub async fn begin(state: &AppState, call: PaidCall) -> Begun {
         }
     };
     let other = match outcome {
-        BeginOutcome::Started(execution) => {
-            state.metrics.record_hold(execution.hold, true);
-            return Begun::Started(Running { tool, request, execution, hold_durable: durable });
+        BeginOutcome::Started(hold) => {
+            state.metrics.record_hold(hold.execution.hold, true);
+            return Begun::Started(Running { tool, request, hold });
         }
         other => other,
     };
     if let Some(counted) = answered_outcome(&other) {
         state.metrics.record_paid(counted);
-    }
-    // Anything else is answered from state that must be on disk first.
-    if let Err(e) = durable.wait().await {
-        return Begun::Answered(Err(store_error(e)));
     }
     if let BeginOutcome::Refused(HoldRefusal::Denied(_)) = other {
         // The key changed after it was cached: the next request reads it afresh.
@@ -211,7 +205,8 @@ pub async fn execute(state: &AppState, call: PaidCall) -> ApiResult<Response> {
 impl Running {
     /// Runs the tool (the hold's fsync may still be in flight: see docs/money.md).
     pub async fn run(&self, state: &AppState) -> Result<ToolOutput, UpstreamFailure> {
-        let context = tools::RunContext { upstream: &state.upstream, store: &state.store, execution: &self.execution };
+        let context =
+            tools::RunContext { upstream: &state.upstream, store: &state.store, execution: &self.hold.execution };
         let started = std::time::Instant::now();
         let outcome = tools::run(&context, &self.tool, &self.request).await;
         state.metrics.record_provider(&self.tool.id, started.elapsed());
@@ -222,7 +217,8 @@ impl Running {
     /// what the tool reported, clamped to the hold; a retryable failure voids the hold and
     /// frees the Idempotency-Key; a final failure voids it and keeps the answer for replays.
     pub async fn settle(self, state: &AppState, outcome: Result<ToolOutput, UpstreamFailure>) -> ApiResult<Response> {
-        let Running { tool, execution, hold_durable, .. } = self;
+        let Running { tool, hold, .. } = self;
+        let execution = &hold.execution;
         let now = state.now();
         let mut overage = Micros::ZERO;
         let counted = match &outcome {
@@ -247,18 +243,16 @@ impl Running {
                 (Finish::VoidFinal { status: error_status(&error).as_u16(), body }, Err(error))
             }
         };
-        let mut finished = state.store.finish_execution(&execution, finish.clone(), now).await;
+        let mut finished = state.store.finish_execution(&hold, finish.clone(), now).await;
         for wait in SETTLE_BACKOFF {
             if !matches!(finished, Err(StoreError::Unavailable(_))) {
                 break;
             }
             tokio::time::sleep(wait).await;
-            finished = state.store.finish_execution(&execution, finish.clone(), now).await;
+            finished = state.store.finish_execution(&hold, finish.clone(), now).await;
         }
-        // Resolved long before (the hold's fsync ran first); a failed one taints what followed.
-        let hold = hold_durable.wait().await;
         state.metrics.record_hold(execution.hold, false);
-        if let Err(e) = finished.map(drop).and(hold) {
+        if let Err(e) = finished {
             tracing::error!(execution = %execution.public_id, error = %e, "could not record an execution's outcome");
             state.metrics.record_paid(PaidOutcome::ReconcileRequired);
             return Err(reconcile_required(&execution));

@@ -64,16 +64,61 @@ pub enum Refusal {
     FileExists(std::path::PathBuf),
 }
 
-/// Resolves once a write that was answered at commit is on disk (or could not get there).
-pub struct Durability(tokio::sync::oneshot::Receiver<StoreResult<()>>);
+/// Resolves once a write that was answered at commit is on disk (or could not get there): a
+/// backend's own business (SQLite pipelines its fsyncs), never awaited by the server. Waiting
+/// again answers what the first wait learnt.
+pub struct Durability {
+    signal: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<StoreResult<()>>>>,
+    outcome: tokio::sync::OnceCell<StoreResult<()>>,
+}
 
 impl Durability {
-    pub(crate) fn new(signal: tokio::sync::oneshot::Receiver<StoreResult<()>>) -> Self {
-        Self(signal)
+    /// Durable when `signal` says so.
+    pub fn new(signal: tokio::sync::oneshot::Receiver<StoreResult<()>>) -> Self {
+        Self { signal: std::sync::Mutex::new(Some(signal)), outcome: tokio::sync::OnceCell::new() }
     }
 
-    pub async fn wait(self) -> StoreResult<()> {
-        self.0.await.unwrap_or_else(|_| Err(StoreError::Unavailable("the durability signal was dropped".into())))
+    /// Durable already (a backend whose commit is its fsync).
+    pub fn done() -> Self {
+        Self { signal: std::sync::Mutex::new(None), outcome: tokio::sync::OnceCell::new_with(Some(Ok(()))) }
+    }
+
+    pub async fn wait(&self) -> StoreResult<()> {
+        let first = || async {
+            let signal = self.signal.lock().unwrap_or_else(|e| e.into_inner()).take();
+            match signal {
+                Some(signal) => signal
+                    .await
+                    .unwrap_or_else(|_| Err(StoreError::Unavailable("the durability signal was dropped".into()))),
+                None => Err(StoreError::Unavailable("the durability signal was dropped".into())),
+            }
+        };
+        self.outcome.get_or_init(first).await.clone()
+    }
+}
+
+/// A placed hold: its execution, and (inside) what the backend needs to finish it. The tool
+/// may run as soon as there is one; `finish_execution` answers only once the hold and the
+/// finish are both durable.
+pub struct Hold {
+    pub execution: ExecutionRecord,
+    durable: Durability,
+}
+
+impl Hold {
+    pub fn new(execution: ExecutionRecord, durable: Durability) -> Self {
+        Self { execution, durable }
+    }
+
+    /// Resolves once the hold is on disk.
+    pub async fn durable(&self) -> StoreResult<()> {
+        self.durable.wait().await
+    }
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hold").field("execution", &self.execution).finish_non_exhaustive()
     }
 }
 
@@ -242,20 +287,16 @@ pub trait Store: Send + Sync + 'static {
     /// In one transaction: look up the Idempotency-Key; if new, check the key's daily and
     /// total caps and the account's available balance, place the hold and record the key.
     ///
-    /// Answers as soon as the transaction commits (every later transaction sees the hold);
-    /// the `Durability` resolves once it is on disk. A `Started` execution may run at once:
-    /// its `finish_execution`, which is durable before it answers, makes the hold durable
-    /// too. Every other outcome must wait for durability before it is acted on (a replay
-    /// may be reading an answer that is not on disk yet).
-    async fn begin_execution(&self, start: ExecutionStart) -> StoreResult<(BeginOutcome, Durability)>;
-    /// In one transaction: capture or void the hold of a `running` execution (as
-    /// `begin_execution` returned it) and store the answer; refused once it has ended.
-    async fn finish_execution(
-        &self,
-        execution: &ExecutionRecord,
-        finish: Finish,
-        now: Timestamp,
-    ) -> StoreResult<ExecutionRecord>;
+    /// Every outcome but `Started` is returned only once it is durable (a replay may be
+    /// reading an answer that was not on disk yet). `Started` may be returned as soon as the
+    /// hold commits (every later transaction sees it), so the tool can start meanwhile: its
+    /// `Hold` carries what `finish_execution` needs to answer only once the hold is durable.
+    /// Concurrent begins with one Idempotency-Key yield exactly one `Started`; the others see
+    /// `InFlight` or the replay, never an error from the unique index.
+    async fn begin_execution(&self, start: ExecutionStart) -> StoreResult<BeginOutcome>;
+    /// In one transaction: capture or void the hold of a `running` execution and store the
+    /// answer; refused once it has ended. Answers once the finish and the hold are durable.
+    async fn finish_execution(&self, hold: &Hold, finish: Finish, now: Timestamp) -> StoreResult<ExecutionRecord>;
     async fn get_execution(&self, filter: ExecutionFilter, public_id: &str) -> StoreResult<Option<ExecutionRecord>>;
     async fn list_executions(&self, filter: ExecutionFilter, page: PageRequest) -> StoreResult<Page<ExecutionRecord>>;
     // Nodes and their leases. Each server process registers as a node and renews its lease

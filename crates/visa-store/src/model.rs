@@ -409,11 +409,12 @@ pub enum HoldRefusal {
     Denied(crate::rules::Denial),
 }
 
-/// What `begin_execution` decided.
+/// What `begin_execution` decided. (`S` is what a new call carries: a `Hold` for the server,
+/// the bare execution inside a backend's transaction.)
 #[derive(Debug, Clone, PartialEq)]
-pub enum BeginOutcome {
+pub enum BeginOutcome<S = crate::Hold> {
     /// New: the Idempotency-Key is recorded and the hold placed; run the tool.
-    Started(ExecutionRecord),
+    Started(S),
     /// Done before: send this stored response again.
     Replay {
         status: u16,
@@ -426,6 +427,20 @@ pub enum BeginOutcome {
     /// The original's outcome was lost in a crash; an operator must reconcile it.
     ReconcileRequired(ExecutionRecord),
     Refused(HoldRefusal),
+}
+
+impl<S> BeginOutcome<S> {
+    /// The same outcome with what `Started` carries turned by `f`.
+    pub fn map_started<T>(self, f: impl FnOnce(S) -> T) -> BeginOutcome<T> {
+        match self {
+            BeginOutcome::Started(s) => BeginOutcome::Started(f(s)),
+            BeginOutcome::Replay { status, body } => BeginOutcome::Replay { status, body },
+            BeginOutcome::Mismatch => BeginOutcome::Mismatch,
+            BeginOutcome::InFlight => BeginOutcome::InFlight,
+            BeginOutcome::ReconcileRequired(e) => BeginOutcome::ReconcileRequired(e),
+            BeginOutcome::Refused(r) => BeginOutcome::Refused(r),
+        }
+    }
 }
 
 /// How a running execution ends.

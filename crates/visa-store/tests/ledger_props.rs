@@ -87,7 +87,7 @@ struct World {
     keys: Vec<(i64, usize, i64)>,
     credits: HashMap<usize, i64>,
     captured: HashMap<usize, i64>,
-    running: Vec<(ExecutionRecord, usize)>,
+    running: Vec<(Hold, usize)>,
     interrupted: Vec<(ExecutionRecord, usize)>,
     day: i64,
     last_idempotency: Option<(usize, [u8; 16])>,
@@ -162,14 +162,15 @@ impl World {
                 if self.running.is_empty() {
                     return;
                 }
-                let (execution, account) = self.running.remove(pick % self.running.len());
+                let (hold, account) = self.running.remove(pick % self.running.len());
+                let execution = &hold.execution;
                 let finish = Finish::Capture {
                     reported: Micros(cost_micros),
                     receipt_id: "r".into(),
                     status: 200,
                     body: b"{}".to_vec(),
                 };
-                let done = self.store.finish_execution(&execution, finish, now()).await.unwrap();
+                let done = self.store.finish_execution(&hold, finish, now()).await.unwrap();
                 assert!(done.charged <= execution.hold, "never above the hold");
                 if !execution.sandbox {
                     assert_eq!(done.charged, Micros(cost_micros.min(execution.hold.0)));
@@ -180,13 +181,13 @@ impl World {
                 if self.running.is_empty() {
                     return;
                 }
-                let (execution, _) = self.running.remove(pick % self.running.len());
+                let (hold, _) = self.running.remove(pick % self.running.len());
                 let finish = if retryable {
                     Finish::VoidRetryable
                 } else {
                     Finish::VoidFinal { status: 502, body: b"{}".to_vec() }
                 };
-                let done = self.store.finish_execution(&execution, finish, now()).await.unwrap();
+                let done = self.store.finish_execution(&hold, finish, now()).await.unwrap();
                 assert_eq!(done.charged, Micros::ZERO);
             }
             Op::Crash => {
@@ -194,7 +195,7 @@ impl World {
                 self.node = self.store.register_node("props", now(), LEASE).await.unwrap();
                 let marked = self.store.reclaim_expired_nodes(now()).await.unwrap();
                 assert_eq!(marked as usize, self.running.len());
-                self.interrupted.append(&mut self.running);
+                self.interrupted.extend(self.running.drain(..).map(|(hold, account)| (hold.execution, account)));
             }
             Op::Reconcile { pick, capture_micros } => {
                 if self.interrupted.is_empty() {
@@ -270,10 +271,9 @@ impl World {
             idempotency_expires_at: now() + time::Duration::hours(24),
         };
         let before = self.store.get_key(self.accounts[account], key_id).await.unwrap().unwrap();
-        let (outcome, durable) = self.store.begin_execution(start).await.unwrap();
-        durable.wait().await.unwrap();
-        match outcome {
-            BeginOutcome::Started(execution) => {
+        match self.store.begin_execution(start).await.unwrap() {
+            BeginOutcome::Started(hold) => {
+                let execution = &hold.execution;
                 assert_eq!(execution.hold, Micros(hold_cents * MICROS_PER_CENT));
                 // The hold fitted the caps in force when it was placed.
                 let today = if before.latest_day >= self.day { before.spent_day.0 + before.held_day.0 } else { 0 };
@@ -281,7 +281,7 @@ impl World {
                 if let Some(cap) = before.policy.total_cap_cents {
                     assert!(before.spent_total.0 + before.held_total.0 + execution.hold.0 <= cap * MICROS_PER_CENT);
                 }
-                self.running.push((execution, account));
+                self.running.push((hold, account));
                 self.last_idempotency = Some((key, idempotency_key));
             }
             BeginOutcome::Refused(_)

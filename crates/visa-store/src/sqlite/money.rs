@@ -74,7 +74,7 @@ fn ledger(conn: &Connection, e: &ExecutionRecord, kind: &str, amount: Micros, no
 /// What an existing Idempotency-Key record says about a new request. A record past its
 /// retention is forgotten, unless its execution is still open (running or awaiting an
 /// operator): expiry never frees the key of a call that may yet be charged.
-fn existing_outcome(conn: &Connection, start: &ExecutionStart) -> StoreResult<Option<BeginOutcome>> {
+fn existing_outcome(conn: &Connection, start: &ExecutionStart) -> StoreResult<Option<BeginOutcome<ExecutionRecord>>> {
     let found = conn
         .prepare_cached(
             "SELECT r.execution_id, r.expires_at, e.request_hash, e.state, x.status, x.body \
@@ -208,7 +208,7 @@ fn hold_state(conn: &Connection, start: &ExecutionStart) -> StoreResult<HoldStat
     })
 }
 
-pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<BeginOutcome> {
+pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<BeginOutcome<ExecutionRecord>> {
     if let Some(outcome) = existing_outcome(conn, start)? {
         return Ok(outcome);
     }

@@ -7,7 +7,7 @@ use super::{
     usage,
 };
 use crate::model::*;
-use crate::{Durability, Store, StoreResult};
+use crate::{Durability, Hold, Store, StoreResult};
 use async_trait::async_trait;
 use visa_core::key::Environment;
 use visa_core::money::Micros;
@@ -254,18 +254,21 @@ impl Store for SqliteStore {
         self.read(move |conn| accounts::account_where(conn, "id = ?1", account_id)).await
     }
 
-    async fn begin_execution(&self, start: ExecutionStart) -> StoreResult<(BeginOutcome, Durability)> {
-        self.writer.write_committed(move |conn| money::begin(conn, &start)).await
+    async fn begin_execution(&self, start: ExecutionStart) -> StoreResult<BeginOutcome> {
+        let (outcome, durable) = self.writer.write_committed(move |conn| money::begin(conn, &start)).await?;
+        if matches!(outcome, BeginOutcome::Started(_)) {
+            return Ok(outcome.map_started(|execution| Hold::new(execution, durable)));
+        }
+        durable.wait().await?;
+        Ok(outcome.map_started(|execution| Hold::new(execution, Durability::done())))
     }
 
-    async fn finish_execution(
-        &self,
-        execution: &ExecutionRecord,
-        finish: Finish,
-        now: Timestamp,
-    ) -> StoreResult<ExecutionRecord> {
-        let execution = execution.clone();
-        self.write(move |conn| money::finish(conn, &execution, &finish, now)).await
+    async fn finish_execution(&self, hold: &Hold, finish: Finish, now: Timestamp) -> StoreResult<ExecutionRecord> {
+        let execution = hold.execution.clone();
+        let finished = self.write(move |conn| money::finish(conn, &execution, &finish, now)).await;
+        // Resolved long before (the hold's fsync ran first); a failed one taints what followed.
+        let held = hold.durable().await;
+        held.and(finished)
     }
 
     async fn get_execution(&self, filter: ExecutionFilter, public_id: &str) -> StoreResult<Option<ExecutionRecord>> {

@@ -1,7 +1,12 @@
-//! Leases on a real SQLite store: a call is reclaimed (`reconcile_required`) only once its
-//! node's lease has expired, never while the node renews it; a node that lost its lease learns
-//! it at its next renewal and cannot settle the reclaimed call; and on SQLite a node that
-//! registers proves the earlier ones gone (one process per database), without touching its own.
+//! Rules of the store contract that every backend must keep, on a real SQLite store.
+//!
+//! Leases: a call is reclaimed (`reconcile_required`) only once its node's lease has expired,
+//! never while the node renews it; a node that lost its lease learns it at its next renewal and
+//! cannot settle the reclaimed call; on SQLite a node that registers proves the earlier ones
+//! gone (one process per database), without touching its own.
+//!
+//! The race rule: concurrent begins with one Idempotency-Key yield exactly one `Started`; the
+//! others see `InFlight` (or, once it has ended, the replay), never an error.
 
 use time::{Duration, OffsetDateTime};
 use visa_core::key::Environment;
@@ -50,16 +55,31 @@ async fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    async fn begin(&mut self, node: NodeId, now: OffsetDateTime) -> ExecutionRecord {
+    async fn begin(&mut self, node: NodeId, now: OffsetDateTime) -> Hold {
         self.calls += 1;
-        let start = ExecutionStart {
+        let start = Self::start_of(self.account, self.key, self.secret, node, now, [self.calls; 16]);
+        match self.store.begin_execution(start).await.unwrap() {
+            BeginOutcome::Started(hold) => hold,
+            other => panic!("not started: {other:?}"),
+        }
+    }
+
+    fn start_of(
+        account: i64,
+        key: i64,
+        secret: i64,
+        node: NodeId,
+        now: OffsetDateTime,
+        idempotency_key: [u8; 16],
+    ) -> ExecutionStart {
+        ExecutionStart {
             node,
-            public_id: format!("exec-{}", self.calls),
-            account_id: self.account,
-            key_id: self.key,
-            secret_id: self.secret,
+            public_id: format!("exec-{}", uuid_like(&idempotency_key)),
+            account_id: account,
+            key_id: key,
+            secret_id: secret,
             client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
-            idempotency_key: [self.calls; 16],
+            idempotency_key,
             request_hash: [7; 32],
             tool: "echo".into(),
             hold: Micros(10_000),
@@ -67,18 +87,12 @@ impl Fixture {
             now,
             day_number: now.unix_timestamp().div_euclid(86_400),
             idempotency_expires_at: now + Duration::hours(24),
-        };
-        let (outcome, durable) = self.store.begin_execution(start).await.unwrap();
-        durable.wait().await.unwrap();
-        match outcome {
-            BeginOutcome::Started(execution) => execution,
-            other => panic!("not started: {other:?}"),
         }
     }
 
-    async fn state(&self, execution: &ExecutionRecord) -> ExecutionState {
+    async fn state(&self, hold: &Hold) -> ExecutionState {
         let filter = ExecutionFilter::default();
-        self.store.get_execution(filter, &execution.public_id).await.unwrap().unwrap().state
+        self.store.get_execution(filter, &hold.execution.public_id).await.unwrap().unwrap().state
     }
 }
 
@@ -120,4 +134,41 @@ async fn on_sqlite_a_new_node_proves_the_old_one_gone_and_keeps_its_own_calls() 
     assert_eq!(f.state(&lost).await, ExecutionState::ReconcileRequired);
     assert_eq!(f.state(&kept).await, ExecutionState::Running);
     assert!(f.store.verify_ledger().await.unwrap().is_empty());
+}
+
+fn uuid_like(bytes: &[u8; 16]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_begins_with_one_idempotency_key_start_exactly_one() {
+    let mut f = fixture().await;
+    let t0 = OffsetDateTime::now_utc();
+    let node = f.store.register_node("a:1", t0, LEASE).await.unwrap();
+    let store = std::sync::Arc::new(f.store);
+    let racers = (0..32u8).map(|n| {
+        let mut start = Fixture::start_of(f.account, f.key, f.secret, node, t0, [0xEE; 16]);
+        start.public_id = format!("racer-{n}");
+        let store = store.clone();
+        tokio::spawn(async move { store.begin_execution(start).await })
+    });
+    let mut started = vec![];
+    let mut in_flight = 0;
+    for racer in racers.collect::<Vec<_>>() {
+        match racer.await.unwrap() {
+            Ok(BeginOutcome::Started(hold)) => started.push(hold),
+            Ok(BeginOutcome::InFlight) => in_flight += 1,
+            other => panic!("a racer got {other:?}"),
+        }
+    }
+    assert_eq!((started.len(), in_flight), (1, 31));
+    let finish =
+        Finish::Capture { reported: Micros(4_000), receipt_id: "r".into(), status: 200, body: b"{\"ok\":1}".to_vec() };
+    store.finish_execution(&started[0], finish, at(t0, 1)).await.unwrap();
+    let late = Fixture::start_of(f.account, f.key, f.secret, node, at(t0, 2), [0xEE; 16]);
+    match store.begin_execution(late).await.unwrap() {
+        BeginOutcome::Replay { status, body } => assert_eq!((status, body.as_slice()), (200, &b"{\"ok\":1}"[..])),
+        other => panic!("after the end, the replay: {other:?}"),
+    }
+    assert!(store.verify_ledger().await.unwrap().is_empty());
 }
