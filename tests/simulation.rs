@@ -500,7 +500,7 @@ impl Sim {
         match (expected, execution::begin(&state, call).await) {
             (Expect::Started, Begun::Started(running)) => {
                 self.count("holds placed");
-                self.started(key, idem, request, hold, prepared_at, running, tool);
+                self.started(key, idem, request, hold, prepared_at, *running, tool);
             }
             (expected, Begun::Started(running)) => self.fail(format!(
                 "key {key} {tool} idem {idem:x}: the model expected {expected:?}, the store started {}",

@@ -132,7 +132,7 @@ pub fn prepare(
 /// What [`begin`] decided.
 pub enum Begun {
     /// The hold is placed: run the tool, then settle.
-    Started(Running),
+    Started(Box<Running>),
     /// Nothing new runs: this is the answer (a replay, in flight, a refusal, …).
     Answered(ApiResult<Response>),
 }
@@ -160,7 +160,7 @@ pub async fn begin(state: &AppState, call: PaidCall) -> Begun {
     let other = match outcome {
         BeginOutcome::Started(hold) => {
             state.metrics.record_hold(hold.execution.hold, true);
-            return Begun::Started(Running { tool, request, hold });
+            return Begun::Started(Box::new(Running { tool, request, hold }));
         }
         other => other,
     };
@@ -230,7 +230,7 @@ impl Running {
                 overage = rules::settle(execution.hold, output.cost).overage;
                 let charged = rules::account_charge(execution.hold, output.cost, execution.sandbox);
                 let receipt_id = format!("rcpt_{}", Uuid::new_v4().simple());
-                let body = success_body(&tool, &execution, output.result, charged, &receipt_id, now);
+                let body = success_body(&tool, execution, output.result, charged, &receipt_id, now);
                 (
                     Finish::Capture { reported: output.cost, receipt_id, status: 200, body: body.clone() },
                     Ok(json_response(StatusCode::OK, body)),
@@ -255,7 +255,7 @@ impl Running {
         if let Err(e) = finished {
             tracing::error!(execution = %execution.public_id, error = %e, "could not record an execution's outcome");
             state.metrics.record_paid(PaidOutcome::ReconcileRequired);
-            return Err(reconcile_required(&execution));
+            return Err(reconcile_required(execution));
         }
         state.metrics.record_paid(counted);
         if overage > Micros::ZERO {

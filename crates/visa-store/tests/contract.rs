@@ -142,7 +142,7 @@ fn uuid_like(bytes: &[u8; 16]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_begins_with_one_idempotency_key_start_exactly_one() {
-    let mut f = fixture().await;
+    let f = fixture().await;
     let t0 = OffsetDateTime::now_utc();
     let node = f.store.register_node("a:1", t0, LEASE).await.unwrap();
     let store = std::sync::Arc::new(f.store);
