@@ -8,34 +8,30 @@
 use super::map_sqlite_error;
 use crate::StoreResult;
 use crate::model::UsageCount;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use std::collections::BTreeMap;
 use visa_core::money::Micros;
 
 type Errors = BTreeMap<String, u64>;
 
-/// Adds counts to the row of (`secret_id`, `minute`), creating it if needed.
+/// Adds counts to the row of (`secret_id`, `minute`), creating it if needed: one additive
+/// upsert (error counts are summed code by code inside the statement), never a read of the
+/// row first, so concurrent writers (nodes) can never lose each other's counts.
 fn add(
     conn: &Connection,
     (key_id, secret_id, minute): (i64, i64, i64),
     requests: u64,
     successes: u64,
-    new_errors: &Errors,
+    errors: &Errors,
 ) -> StoreResult<()> {
-    let existing: Option<String> = conn
-        .prepare_cached("SELECT errors FROM usage_minutes WHERE secret_id = ?1 AND minute = ?2")
-        .and_then(|mut s| s.query_row(params![secret_id, minute], |r| r.get(0)).optional())
-        .map_err(map_sqlite_error)?;
-    let mut errors: Errors = existing.and_then(|e| serde_json::from_str(&e).ok()).unwrap_or_default();
-    for (code, n) in new_errors {
-        *errors.entry(code.clone()).or_default() += n;
-    }
-    let errors = serde_json::to_string(&errors).expect("a map of counts serializes");
+    let errors = serde_json::to_string(errors).expect("a map of counts serializes");
     conn.prepare_cached(
         "INSERT INTO usage_minutes (secret_id, minute, key_id, requests, successes, errors) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (secret_id, minute) DO UPDATE SET \
          requests = requests + excluded.requests, successes = successes + excluded.successes, \
-         errors = excluded.errors",
+         errors = (SELECT json_group_object(code, total) FROM (SELECT key AS code, SUM(value) AS total FROM \
+           (SELECT key, value FROM json_each(usage_minutes.errors) UNION ALL \
+            SELECT key, value FROM json_each(excluded.errors)) GROUP BY key))",
     )
     .and_then(|mut s| s.execute(params![secret_id, minute, key_id, requests as i64, successes as i64, errors]))
     .map_err(map_sqlite_error)
@@ -159,4 +155,27 @@ pub(crate) fn of_key(
         row.charged = Micros(micros);
     }
     Ok(rows.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_error_codes_add_up_in_one_statement() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::sqlite::schema::migrate(&mut conn).unwrap();
+        let errors = |pairs: &[(&str, u64)]| pairs.iter().map(|(c, n)| (c.to_string(), *n)).collect::<Errors>();
+        add(&conn, (1, 1, 100), 3, 1, &errors(&[("RATE_LIMITED", 2)])).unwrap();
+        add(&conn, (1, 1, 100), 4, 2, &errors(&[("RATE_LIMITED", 1), ("KEY_EXPIRED", 1)])).unwrap();
+        add(&conn, (1, 1, 100), 1, 1, &Errors::new()).unwrap();
+        let (requests, successes, stored): (i64, i64, String) = conn
+            .query_row("SELECT requests, successes, errors FROM usage_minutes", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!((requests, successes), (8, 4));
+        let stored: Errors = serde_json::from_str(&stored).unwrap();
+        assert_eq!(stored, errors(&[("KEY_EXPIRED", 1), ("RATE_LIMITED", 3)]));
+    }
 }
