@@ -63,6 +63,8 @@ impl TestApp {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), data_dir.path().to_owned());
         config.operator_token = Some(OPERATOR_TOKEN.to_owned());
+        // The backend the environment names (`VISA_TEST_DATABASE`), so the whole suite runs on each.
+        config.database = Some(visa_store::Database::for_tests(data_dir.path()).expect("VISA_TEST_DATABASE"));
         config.clock = visa_server::clock::Clock::manual();
         // Tests sign in and accept invitations far faster than people do.
         let many = visa_server::ratelimit::Rate::per_second(10_000);

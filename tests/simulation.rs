@@ -43,12 +43,9 @@ use visa_store::*;
 const TTL_MINUTES: i64 = 60;
 const CLIENT: [u8; 4] = [127, 0, 0, 1];
 
-/// The store under test. The SQLite backend; a second backend adds its arm here.
+/// The store under test: the backend `VISA_TEST_DATABASE` names.
 fn store_for(dir: &std::path::Path) -> Arc<dyn Store> {
-    match std::env::var("VISA_TEST_DATABASE").as_deref() {
-        Ok("sqlite") | Err(_) => Arc::new(SqliteStore::open(&dir.join("sim.db")).expect("open the store")),
-        Ok(other) => panic!("VISA_TEST_DATABASE={other}: no such backend in this build"),
-    }
+    Database::for_tests(dir).expect("VISA_TEST_DATABASE").open().expect("open the store")
 }
 
 fn catalog(mock: &MockProvider) -> Catalog {

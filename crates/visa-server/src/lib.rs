@@ -33,10 +33,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use visa_core::key::{DEFAULT_BRAND, Environment};
-use visa_store::{SqliteStore, Store};
+use visa_store::{Database, Store};
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-pub const DATABASE_FILE: &str = "visa.db";
+pub const DATABASE_FILE: &str = visa_store::SQLITE_FILE;
 const LAST_USED_FLUSH: Duration = Duration::from_secs(1);
 
 /// Everything `visa-cli serve` can set.
@@ -76,6 +76,8 @@ pub struct ServeConfig {
     pub usage_hour_retention: Duration,
     /// How fast sign-ins and invitation acceptances may come, per client IP and per login.
     pub sign_in_limits: auth::throttle::SignInLimits,
+    /// The database; `None`: SQLite in the data dir.
+    pub database: Option<Database>,
     /// How long this node's lease lasts without renewal (renewed every third of it): a node
     /// silent this long is taken for dead and its running calls become `reconcile_required`.
     pub node_lease: Duration,
@@ -105,6 +107,7 @@ impl ServeConfig {
             usage_hour_retention: Duration::from_secs(90 * 24 * 3600),
             sign_in_limits: Default::default(),
             node_lease: Duration::from_secs(30),
+            database: None,
         }
     }
 }
@@ -171,11 +174,11 @@ impl Server {
         let addr = socket.local_addr()?;
         let lock = data_dir::DataDirLock::acquire(&config.data_dir)?;
         let operator_token = auth::operator_token::resolve(config.operator_token.as_deref(), &config.data_dir)?;
-        let db_path = config.data_dir.join(DATABASE_FILE);
-        data_dir::create_private(&db_path)?;
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&db_path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", db_path.display()))?,
-        );
+        let database = config.database.clone().unwrap_or_else(|| Database::Sqlite(config.data_dir.join(DATABASE_FILE)));
+        let Database::Sqlite(db_path) = &database;
+        data_dir::create_private(db_path)?;
+        let store: Arc<dyn Store> =
+            database.open().map_err(|e| anyhow::anyhow!("cannot open {}: {e}", db_path.display()))?;
         data_dir::make_private(&config.data_dir)?;
         let node = lease::Node::register(store.as_ref(), config.clock.now(), config.node_lease).await?;
         let state: SharedState = Arc::new(AppState::build(&config, store.clone(), &operator_token, node)?);

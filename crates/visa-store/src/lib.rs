@@ -122,6 +122,33 @@ impl std::fmt::Debug for Hold {
     }
 }
 
+/// The file name of the SQLite database in a data dir.
+pub const SQLITE_FILE: &str = "visa.db";
+
+/// Which database a server, or a test suite, runs on: the one place that names the backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// The embedded default: one SQLite file.
+    Sqlite(std::path::PathBuf),
+}
+
+impl Database {
+    pub fn open(&self) -> StoreResult<std::sync::Arc<dyn Store>> {
+        match self {
+            Database::Sqlite(path) => Ok(std::sync::Arc::new(SqliteStore::open(path)?)),
+        }
+    }
+
+    /// What the test suites (the store's own and the end-to-end suite) run against:
+    /// `VISA_TEST_DATABASE` names the backend (`sqlite`, the default), with its files in `dir`.
+    pub fn for_tests(dir: &std::path::Path) -> Result<Self, String> {
+        match std::env::var("VISA_TEST_DATABASE").as_deref() {
+            Ok("sqlite") | Ok("") | Err(_) => Ok(Database::Sqlite(dir.join(SQLITE_FILE))),
+            Ok(other) => Err(format!("VISA_TEST_DATABASE={other}: this build has no such backend (known: sqlite)")),
+        }
+    }
+}
+
 /// Everything the server persists. Account-scoped calls take the caller's account id and
 /// answer `NotFound` for another account's objects, so a handler cannot leak them.
 #[async_trait]

@@ -1,4 +1,5 @@
-//! Rules of the store contract that every backend must keep, on a real SQLite store.
+//! Rules of the store contract that every backend must keep, on the backend
+//! `VISA_TEST_DATABASE` names (SQLite by default).
 //!
 //! Leases: a call is reclaimed (`reconcile_required`) only once its node's lease has expired,
 //! never while the node renews it; a node that lost its lease learns it at its next renewal and
@@ -22,7 +23,7 @@ fn at(t0: OffsetDateTime, seconds: i64) -> OffsetDateTime {
 }
 
 struct Fixture {
-    store: SqliteStore,
+    store: std::sync::Arc<dyn Store>,
     _dir: tempfile::TempDir,
     account: i64,
     key: i64,
@@ -32,7 +33,7 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("leases.db")).unwrap();
+    let store = Database::for_tests(dir.path()).unwrap().open().unwrap();
     let ctx = AuditContext { actor: Actor::Operator, ip: None, user_agent: None, now: OffsetDateTime::now_utc() };
     let new = NewAccount { login: "acme".into(), password_hash: None, approved: true, credit: Micros(1_000_000) };
     let account = store.create_account(new, ctx.clone()).await.unwrap().0.id;
@@ -145,7 +146,7 @@ async fn concurrent_begins_with_one_idempotency_key_start_exactly_one() {
     let f = fixture().await;
     let t0 = OffsetDateTime::now_utc();
     let node = f.store.register_node("a:1", t0, LEASE).await.unwrap();
-    let store = std::sync::Arc::new(f.store);
+    let store = f.store;
     let racers = (0..32u8).map(|n| {
         let mut start = Fixture::start_of(f.account, f.key, f.secret, node, t0, [0xEE; 16]);
         start.public_id = format!("racer-{n}");

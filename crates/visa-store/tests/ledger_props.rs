@@ -78,7 +78,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 struct World {
-    store: SqliteStore,
+    store: std::sync::Arc<dyn Store>,
     /// The node the calls run on; a crash is a new node taking over.
     node: NodeId,
     _dir: tempfile::TempDir,
@@ -107,7 +107,7 @@ fn now() -> OffsetDateTime {
 
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("props.db")).unwrap();
+    let store = Database::for_tests(dir.path()).unwrap().open().unwrap();
     let mut accounts = vec![];
     for login in ["alice", "bob"] {
         let new = NewAccount { login: login.into(), password_hash: None, approved: true, credit: Micros::ZERO };
