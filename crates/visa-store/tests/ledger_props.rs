@@ -397,7 +397,7 @@ proptest! {
             }
             assert!(world.store.verify_ledger().await.unwrap().is_empty(), "green before tampering");
             let (sql, expected) = TAMPERS[tamper];
-            let tampered = rusqlite::Connection::open(world._dir.path().join("props.db")).unwrap();
+            let tampered = rusqlite::Connection::open(world._dir.path().join(visa_store::SQLITE_FILE)).unwrap();
             assert!(tampered.execute(sql, [delta]).unwrap() >= 1, "{sql} changed no row");
             let problems = world.store.verify_ledger().await.unwrap();
             assert!(problems.iter().any(|p| p.starts_with(expected)), "{sql} (+{delta}): {problems:?}");
