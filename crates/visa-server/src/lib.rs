@@ -38,6 +38,8 @@ use visa_store::{Database, Store};
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DATABASE_FILE: &str = visa_store::SQLITE_FILE;
 const LAST_USED_FLUSH: Duration = Duration::from_secs(1);
+/// The shortest node lease: renewed every third of it, a store hiccup must not cost it.
+const MIN_NODE_LEASE: Duration = Duration::from_secs(3);
 
 /// Everything `visa-cli serve` can set.
 #[derive(Debug, Clone)]
@@ -123,6 +125,13 @@ impl ServeConfig {
         if self.usage_minute_retention.is_zero() || self.usage_hour_retention < self.usage_minute_retention {
             anyhow::bail!(
                 "usage retention: the per-minute window must be more than zero and at most the per-hour window"
+            );
+        }
+        if self.node_lease < MIN_NODE_LEASE {
+            anyhow::bail!(
+                "the node lease ({} s) must be at least {} s: it is renewed every third of it",
+                self.node_lease.as_secs_f64(),
+                MIN_NODE_LEASE.as_secs()
             );
         }
         if let Some(tool) =
