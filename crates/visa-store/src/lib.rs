@@ -366,6 +366,9 @@ pub trait Store: Send + Sync + 'static {
     fn metrics(&self) -> &metrics::StoreMetrics;
     /// Recomputes balances, holds and spend counters from the ledger; lists every mismatch.
     async fn verify_ledger(&self) -> StoreResult<Vec<String>>;
+    /// Whether this node can serve: `Unavailable` when the store cannot take writes (SQLite:
+    /// stopped after a failed fsync; a database that cannot be reached).
+    async fn ready(&self) -> StoreResult<()>;
     /// Deletes up to `limit` rows of each kind that retention no longer keeps, as of `now`:
     /// Idempotency-Key records past their retention whose execution has ended (never an open
     /// one), the stored answers they replayed, provider requests past theirs, operator

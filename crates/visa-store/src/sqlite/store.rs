@@ -345,6 +345,11 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn ready(&self) -> StoreResult<()> {
+        self.writer.running()?;
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(super::map_sqlite_error)).await
+    }
+
     async fn verify_ledger(&self) -> StoreResult<Vec<String>> {
         self.read(|conn| super::in_snapshot(conn, money::verify)).await
     }

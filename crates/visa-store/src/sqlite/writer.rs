@@ -160,6 +160,14 @@ impl Writer {
         Ok((answer, Durability::new(durable)))
     }
 
+    /// `Unavailable` once a failed fsync has stopped every write (until restart).
+    pub fn running(&self) -> StoreResult<()> {
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(STOPPED.into()));
+        }
+        Ok(())
+    }
+
     async fn submit<R, F>(&self, work: F, durable: Option<oneshot::Sender<StoreResult<()>>>) -> StoreResult<R>
     where
         R: Send + 'static,
@@ -368,6 +376,7 @@ mod tests {
             .await;
         assert!(matches!(&later, Err(StoreError::Unavailable(m)) if m.contains("restart")), "{later:?}");
         assert!(!ran.load(Ordering::SeqCst), "a job after the failure never runs");
+        assert!(matches!(writer.running(), Err(StoreError::Unavailable(m)) if m.contains("restart")), "not ready");
     }
 
     async fn futures_results<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
