@@ -67,33 +67,37 @@ pub enum Refusal {
 /// Resolves once a write that was answered at commit is on disk (or could not get there): a
 /// backend's own business (SQLite pipelines its fsyncs), never awaited by the server. Waiting
 /// again answers what the first wait learnt.
-pub struct Durability {
-    signal: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<StoreResult<()>>>>,
-    outcome: tokio::sync::OnceCell<StoreResult<()>>,
+pub struct Durability(tokio::sync::Mutex<Signal>);
+
+enum Signal {
+    Pending(tokio::sync::oneshot::Receiver<StoreResult<()>>),
+    Known(StoreResult<()>),
 }
 
 impl Durability {
     /// Durable when `signal` says so.
     pub fn new(signal: tokio::sync::oneshot::Receiver<StoreResult<()>>) -> Self {
-        Self { signal: std::sync::Mutex::new(Some(signal)), outcome: tokio::sync::OnceCell::new() }
+        Self(tokio::sync::Mutex::new(Signal::Pending(signal)))
     }
 
     /// Durable already (a backend whose commit is its fsync).
     pub fn done() -> Self {
-        Self { signal: std::sync::Mutex::new(None), outcome: tokio::sync::OnceCell::new_with(Some(Ok(()))) }
+        Self(tokio::sync::Mutex::new(Signal::Known(Ok(()))))
     }
 
+    /// Waits for the signal (a wait given up halfway leaves it for the next one).
     pub async fn wait(&self) -> StoreResult<()> {
-        let first = || async {
-            let signal = self.signal.lock().unwrap_or_else(|e| e.into_inner()).take();
-            match signal {
-                Some(signal) => signal
-                    .await
-                    .unwrap_or_else(|_| Err(StoreError::Unavailable("the durability signal was dropped".into()))),
-                None => Err(StoreError::Unavailable("the durability signal was dropped".into())),
-            }
-        };
-        self.outcome.get_or_init(first).await.clone()
+        let mut signal = self.0.lock().await;
+        if let Signal::Pending(receiver) = &mut *signal {
+            let outcome = receiver
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("the durability signal was dropped".into())));
+            *signal = Signal::Known(outcome);
+        }
+        match &*signal {
+            Signal::Known(outcome) => outcome.clone(),
+            Signal::Pending(_) => Err(StoreError::Unavailable("the durability signal was dropped".into())),
+        }
     }
 }
 
@@ -377,4 +381,29 @@ pub trait Store: Send + Sync + 'static {
     /// windows up into hours and days. Executions, the ledger and the audit log are kept.
     /// Returns how many rows went or moved (fewer than `limit`: nothing more is due).
     async fn sweep_expired(&self, now: Timestamp, retention: Retention, limit: u32) -> StoreResult<u64>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wait given up halfway (its future dropped) leaves the signal for the next wait, and
+    /// every wait after the signal answers the same.
+    #[tokio::test]
+    async fn durability_survives_an_abandoned_wait_and_answers_every_wait_alike() {
+        let (send, signal) = tokio::sync::oneshot::channel();
+        let durable = Durability::new(signal);
+        let abandoned = tokio::time::timeout(std::time::Duration::from_millis(10), durable.wait()).await;
+        assert!(abandoned.is_err(), "nothing was signalled yet");
+        send.send(Ok(())).unwrap();
+        assert_eq!(durable.wait().await, Ok(()));
+        assert_eq!(durable.wait().await, Ok(()));
+
+        let (send, signal) = tokio::sync::oneshot::channel::<StoreResult<()>>();
+        drop(send);
+        let lost = Durability::new(signal);
+        assert!(matches!(lost.wait().await, Err(StoreError::Unavailable(_))));
+        assert!(matches!(lost.wait().await, Err(StoreError::Unavailable(_))));
+        assert_eq!(Durability::done().wait().await, Ok(()));
+    }
 }
