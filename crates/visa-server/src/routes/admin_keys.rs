@@ -117,7 +117,7 @@ pub async fn revoke(
 ) -> ApiResult<Json<AdminKeyRevoked>> {
     session.require(Permission::ManageMembers)?;
     const NOT_FOUND: &str = "no such admin key";
-    let id = id.parse::<i64>().map_err(|_| ApiError::new(ErrorCode::KeyNotFound, NOT_FOUND))?;
+    let id = crate::routes::path_id(&id, ErrorCode::KeyNotFound, NOT_FOUND)?;
     state
         .store
         .revoke_admin_key(session.account.id, id, session.audit(&state))

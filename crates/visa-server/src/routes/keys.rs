@@ -245,7 +245,7 @@ fn key_not_found() -> ApiError {
 
 /// A path id that is not a positive integer cannot name a key of ours.
 fn key_id(text: &str) -> ApiResult<i64> {
-    text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(key_not_found)
+    crate::routes::path_id(text, ErrorCode::KeyNotFound, KEY_NOT_FOUND)
 }
 
 fn resolve_tools(state: &SharedState, names: Option<Vec<String>>) -> ApiResult<Option<Vec<String>>> {

@@ -105,10 +105,7 @@ pub struct AcceptInviteRequest {
 }
 
 pub(crate) fn member_id(text: &str) -> ApiResult<i64> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::new(ErrorCode::MemberNotFound, MEMBER_NOT_FOUND))
+    crate::routes::path_id(text, ErrorCode::MemberNotFound, MEMBER_NOT_FOUND)
 }
 
 /// Store refusals of member changes: unknown member, taken login, last owner, owner-only.

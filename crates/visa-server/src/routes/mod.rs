@@ -27,6 +27,7 @@ use axum::routing::{get, patch, post};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
+use visa_core::ErrorCode;
 use visa_core::pagination::PageRequest;
 
 pub fn router(state: SharedState) -> Router {
@@ -139,6 +140,12 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
             .map(|Query(q)| q)
             .map_err(|e| ApiError::invalid(format!("invalid query string: {}", e.body_text())))
     }
+}
+
+/// An id in a path: a positive integer, else the resource's "not found" (`code`, `message`),
+/// as the store answers for an id that names nothing of the caller's.
+pub fn path_id(text: &str, code: ErrorCode, message: &str) -> ApiResult<i64> {
+    text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::new(code, message))
 }
 
 /// Timestamps on the wire: RFC 3339 in UTC.

@@ -215,8 +215,7 @@ pub async fn end(
     Path(id): Path<String>,
 ) -> ApiResult<Json<SessionsEnded>> {
     let (member, _, _) = signed_in(&session)?;
-    let not_found = || ApiError::new(ErrorCode::NotFound, SESSION_NOT_FOUND);
-    let id = id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(not_found)?;
+    let id = crate::routes::path_id(&id, ErrorCode::NotFound, SESSION_NOT_FOUND)?;
     let ended = state
         .store
         .end_sessions(session.account.id, member, SessionsToEnd::One(id), session.role, session.audit(&state))
