@@ -46,18 +46,23 @@ pub fn make_private(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates `path` empty with mode 0600 unless it exists: SQLite then gives the database's
-/// `-wal` and `-shm` files the same mode, so none of them is ever readable by others, not
-/// even for the moment before `make_private` runs.
-pub fn create_private(path: &Path) -> anyhow::Result<()> {
+/// Options that create a file 0600 (owner only, whatever the umask) and refuse, rather than
+/// follow, a symlink in its place (it could point anywhere).
+pub fn private_file_options() -> OpenOptions {
     let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
-    match options.open(path) {
+    options
+}
+
+/// Creates `path` empty with mode 0600 unless it exists: SQLite then gives the database's
+/// `-wal` and `-shm` files the same mode, so none of them is ever readable by others, not
+/// even for the moment before `make_private` runs.
+pub fn create_private(path: &Path) -> anyhow::Result<()> {
+    match private_file_options().write(true).create_new(true).open(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(anyhow::anyhow!("cannot create {}: {e}", path.display())),
