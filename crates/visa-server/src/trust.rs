@@ -96,8 +96,7 @@ pub fn parse_hop(entry: &str) -> Option<IpAddr> {
 /// Every value of a header, in order across its lines, as one comma-separated list.
 fn list<'a>(headers: &'a HeaderMap, name: &str) -> impl DoubleEndedIterator<Item = &'a str> {
     // A line that is not visible ASCII is one unreadable entry, not a line to skip.
-    let lines: Vec<&str> = headers.get_all(name).iter().map(|v| v.to_str().unwrap_or("\u{fffd}")).collect();
-    lines.into_iter().flat_map(|line| line.split(','))
+    headers.get_all(name).iter().map(|v| v.to_str().unwrap_or("\u{fffd}")).flat_map(|line| line.split(','))
 }
 
 impl TrustPolicy {
