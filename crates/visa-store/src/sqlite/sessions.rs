@@ -75,7 +75,7 @@ pub(crate) fn end(
 ) -> StoreResult<u64> {
     let member = require_member(conn, account_id, member_id)?;
     ensure_may_touch(caller, &[member.role])?;
-    let ended = match which {
+    let (count, ended) = match which {
         SessionsToEnd::One(id) => {
             let n = conn
                 .execute(
@@ -86,11 +86,13 @@ pub(crate) fn end(
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
-            json!({ "session": id })
+            (1, json!({ "session": id }))
         }
-        SessionsToEnd::AllExcept(keep) => json!({ "sessions": end_all_but(conn, member_id, keep.as_ref())? }),
+        SessionsToEnd::AllExcept(keep) => {
+            let count = end_all_but(conn, member_id, keep.as_ref())?;
+            (count, json!({ "sessions": count }))
+        }
     };
-    let count = ended.get("sessions").and_then(Value::as_u64).unwrap_or(1);
     if count > 0 {
         audit::record(conn, account_id, ctx, "session.ended", &member_target(member_id), ended, Value::Null)?;
     }
