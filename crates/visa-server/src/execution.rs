@@ -227,8 +227,9 @@ impl Running {
         };
         let (finish, answer) = match outcome {
             Ok(output) => {
-                overage = rules::settle(execution.hold, output.cost).overage;
-                let charged = rules::account_charge(execution.hold, output.cost, execution.sandbox);
+                let settlement = rules::settle(execution.hold, output.cost);
+                overage = settlement.overage;
+                let charged = settlement.to_account(execution.sandbox);
                 let receipt_id = format!("rcpt_{}", Uuid::new_v4().simple());
                 let body = success_body(&tool, execution, output.result, charged, &receipt_id, now);
                 (

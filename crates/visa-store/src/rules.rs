@@ -130,10 +130,12 @@ pub fn settle(hold: Micros, reported: Micros) -> Settlement {
     Settlement { charged, overage: Micros(reported.0 - charged.0) }
 }
 
-/// What the account pays for a captured call: nothing in the sandbox (preview keys), else the
-/// clamped charge. (The key's spend counters count the clamped charge either way.)
-pub fn account_charge(hold: Micros, reported: Micros, sandbox: bool) -> Micros {
-    if sandbox { Micros::ZERO } else { settle(hold, reported).charged }
+impl Settlement {
+    /// What the account pays for a captured call: nothing in the sandbox (preview keys), else
+    /// the clamped charge. (The key's spend counters count the clamped charge either way.)
+    pub fn to_account(&self, sandbox: bool) -> Micros {
+        if sandbox { Micros::ZERO } else { self.charged }
+    }
 }
 
 #[cfg(test)]

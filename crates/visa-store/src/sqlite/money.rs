@@ -357,7 +357,7 @@ fn record_outcome(
     answer: Option<(u16, &[u8])>,
     now: Timestamp,
 ) -> StoreResult<ExecutionRecord> {
-    let charged_to_account = rules::account_charge(e.hold, reported, e.sandbox);
+    let charged_to_account = rules::settle(e.hold, reported).to_account(e.sandbox);
     let receipt_id = receipt_id.filter(|_| charged_to_account > Micros::ZERO);
     let changed = sql(
         conn,
