@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod model;
 pub mod rules;
 pub mod sqlite;
+pub mod verify;
 
 pub use model::*;
 pub use sqlite::SqliteStore;

@@ -13,7 +13,6 @@ use crate::model::*;
 use crate::rules::{self, KeyGate};
 use crate::{Refusal, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use std::collections::HashMap;
 use visa_core::money::Micros;
 use visa_core::pagination::{Page, PageRequest};
 use visa_core::policy::{CidrAllowlist, ToolGrant, ToolScope};
@@ -641,134 +640,25 @@ pub(crate) fn list(
     Ok(Page::cut(&page, rows, |e| e.id))
 }
 
-/// Ledger totals of one owner (account, key, key-day or execution), by entry kind.
-#[derive(Default, Clone, Copy)]
-struct Totals {
-    credit: i64,
-    hold: i64,
-    capture: i64,
-    release: i64,
-    void: i64,
-    holds: i64,
-}
-
-impl Totals {
-    fn add(&mut self, kind: &str, amount: i64, count: i64) {
-        match kind {
-            "credit" => self.credit += amount,
-            "hold" => {
-                self.hold += amount;
-                self.holds += count;
-            }
-            "capture" => self.capture += amount,
-            "release" => self.release += amount,
-            "void" => self.void += amount,
-            // An overage is the platform's loss beside a capture: it moves no counter.
-            _ => {}
-        }
-    }
-
-    /// What is still held: holds not yet ended by a capture, release or void.
-    fn open(&self) -> i64 {
-        self.hold - self.capture - self.release - self.void
-    }
-}
-
-/// Sums ledger entries grouped by `owner` (an SQL expression over `l` and `e`).
-fn totals<K: std::hash::Hash + Eq>(
-    conn: &Connection,
-    owner: &str,
-    filter: &str,
-    key: impl Fn(&Row<'_>) -> rusqlite::Result<K>,
-) -> StoreResult<HashMap<K, Totals>> {
-    let sql = format!(
-        "SELECT {owner}, l.kind, SUM(l.amount_micros), COUNT(*) FROM ledger l \
-         LEFT JOIN executions e ON e.id = l.execution_id WHERE {filter} GROUP BY {owner}, l.kind"
-    );
-    let mut stmt = conn.prepare(&sql).map_err(map_sqlite_error)?;
-    let mut rows = stmt.query([]).map_err(map_sqlite_error)?;
-    let mut map: HashMap<K, Totals> = HashMap::new();
-    let width = owner.split(',').count();
-    while let Some(row) = rows.next().map_err(map_sqlite_error)? {
-        let kind: String = row.get(width).map_err(map_sqlite_error)?;
-        let (amount, count): (i64, i64) =
-            (row.get(width + 1).map_err(map_sqlite_error)?, row.get(width + 2).map_err(map_sqlite_error)?);
-        map.entry(key(row).map_err(map_sqlite_error)?).or_default().add(&kind, amount, count);
-    }
-    Ok(map)
-}
-
-/// Runs `sql` and hands each row to `check`.
-fn each_row(conn: &Connection, sql: &str, mut check: impl FnMut(&Row<'_>) -> rusqlite::Result<()>) -> StoreResult<()> {
+/// The rows of `sql`, each read by `from_row`.
+fn rows<T>(conn: &Connection, sql: &str, from_row: impl Fn(&Row<'_>) -> rusqlite::Result<T>) -> StoreResult<Vec<T>> {
     let mut stmt = conn.prepare(sql).map_err(map_sqlite_error)?;
-    let mut rows = stmt.query([]).map_err(map_sqlite_error)?;
-    while let Some(row) = rows.next().map_err(map_sqlite_error)? {
-        check(row).map_err(map_sqlite_error)?;
-    }
-    Ok(())
+    stmt.query_map([], from_row).and_then(|rows| rows.collect()).map_err(map_sqlite_error)
 }
 
-/// Recomputes every counter from the ledger and checks each execution's entries: account
-/// balances and holds (real money only), key spend and holds in total and per UTC day
-/// (sandbox included, since preview counts against caps), and that every execution has
-/// exactly one hold that is open while running and ended exactly once after.
-///
-/// Caps are not checked against today's counters: lowering a cap below what a key already
-/// spent is ordinary use, not corruption. That every hold fitted the caps in force when it
-/// was placed is the hold's own guarded rule (`rules::cap_refusal`), proven by the tests.
+/// What `verify::check` recomputes, read in the caller's snapshot.
 pub(crate) fn verify(conn: &Connection) -> StoreResult<Vec<String>> {
-    let mut problems = vec![];
-    let mut mismatch = |what: &str, id: i64, stored: i64, derived: i64| {
-        if stored != derived {
-            problems.push(format!("{what} {id}: stored {stored}, ledger says {derived}"));
-        }
+    use crate::verify::sql;
+    let one = |r: &Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
+    let facts = crate::verify::LedgerFacts {
+        by_account: rows(conn, &sql::by_account(), one)?,
+        by_key: rows(conn, &sql::by_key(), one)?,
+        by_key_day: rows(conn, &sql::by_key_day(), |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?, r.get(3)?, r.get(4)?)))?,
+        by_execution: rows(conn, &sql::by_execution(), one)?,
+        accounts: rows(conn, sql::ACCOUNTS, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?,
+        key_totals: rows(conn, sql::KEY_TOTALS, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?,
+        key_days: rows(conn, sql::KEY_DAYS, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?,
+        executions: rows(conn, sql::EXECUTIONS, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?,
     };
-    let accounts = totals(conn, "l.account_id", "l.sandbox = 0", |r| r.get::<_, i64>(0))?;
-    each_row(conn, "SELECT id, balance_micros, held_micros FROM accounts", |r| {
-        let (id, balance, held): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
-        let t = accounts.get(&id).copied().unwrap_or_default();
-        mismatch("account balance", id, balance, t.credit - t.capture);
-        mismatch("account held", id, held, t.open());
-        mismatch("account balance below zero", id, balance.min(0), 0);
-        Ok(())
-    })?;
-    let keys = totals(conn, "l.key_id", "l.key_id IS NOT NULL", |r| r.get::<_, i64>(0))?;
-    each_row(conn, "SELECT key_id, spent_total_micros, held_total_micros FROM key_spend", |r| {
-        let (id, spent, held): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
-        let t = keys.get(&id).copied().unwrap_or_default();
-        mismatch("key spent_total", id, spent, t.capture);
-        mismatch("key held_total", id, held, t.open());
-        Ok(())
-    })?;
-    let mut days =
-        totals(conn, "l.key_id, e.day_number", "l.key_id IS NOT NULL AND l.execution_id IS NOT NULL", |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-        })?;
-    each_row(conn, "SELECT key_id, day_number, spent_micros, held_micros FROM key_days", |r| {
-        let (id, day, spent, held): (i64, i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-        let t = days.remove(&(id, day)).unwrap_or_default();
-        mismatch(&format!("key spent on day {day}, key"), id, spent, t.capture);
-        mismatch(&format!("key held on day {day}, key"), id, held, t.open());
-        Ok(())
-    })?;
-    // A day the ledger moved money on must have its counters.
-    for ((id, day), t) in days {
-        mismatch(&format!("key spent on day {day} (no counters), key"), id, 0, t.capture);
-        mismatch(&format!("key held on day {day} (no counters), key"), id, 0, t.open());
-    }
-    let executions = totals(conn, "l.execution_id", "l.execution_id IS NOT NULL", |r| r.get::<_, i64>(0))?;
-    each_row(conn, "SELECT id, state, sandbox, hold_micros, charged_micros FROM executions", |r| {
-        let (id, state, sandbox): (i64, String, bool) = (r.get(0)?, r.get(1)?, r.get(2)?);
-        let (hold, charged): (i64, i64) = (r.get(3)?, r.get(4)?);
-        let t = executions.get(&id).copied().unwrap_or_default();
-        mismatch("execution hold entries", id, t.holds, 1);
-        mismatch("execution hold amount", id, hold, t.hold);
-        let open = matches!(state.as_str(), "running" | "reconcile_required");
-        mismatch("execution still held", id, t.open(), if open { hold } else { 0 });
-        if !sandbox {
-            mismatch("execution charge", id, charged, t.capture);
-        }
-        Ok(())
-    })?;
-    Ok(problems)
+    Ok(crate::verify::check(&facts))
 }

@@ -1,0 +1,153 @@
+//! The arithmetic of `ledger verify`, written once for every backend: a backend reads the
+//! ledger's sums and the stored counters in one snapshot (`LedgerFacts`), and `check`
+//! recomputes every counter from the ledger and lists each mismatch.
+//!
+//! Checked: account balances and holds (real money only), key spend and holds in total and
+//! per UTC day (sandbox included, since preview counts against caps), and that every
+//! execution has exactly one hold that is open while running and ended exactly once after.
+//!
+//! Caps are not checked against today's counters: lowering a cap below what a key already
+//! spent is ordinary use, not corruption. That every hold fitted the caps in force when it
+//! was placed is the hold's own guarded rule (`rules::cap_refusal`), proven by the tests.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// One group of ledger entries: the owner's key, the entry kind, the sum and the count.
+pub type LedgerSum<K> = (K, String, i64, i64);
+
+/// Everything `check` needs, read by a backend in one consistent snapshot.
+#[derive(Debug, Default)]
+pub struct LedgerFacts {
+    /// Ledger sums by account, of real-money (not sandbox) entries.
+    pub by_account: Vec<LedgerSum<i64>>,
+    /// Ledger sums by key, of entries that name a key.
+    pub by_key: Vec<LedgerSum<i64>>,
+    /// Ledger sums by key and the day of the entry's execution.
+    pub by_key_day: Vec<LedgerSum<(i64, i64)>>,
+    /// Ledger sums by execution.
+    pub by_execution: Vec<LedgerSum<i64>>,
+    /// `(id, balance, held)` of every account.
+    pub accounts: Vec<(i64, i64, i64)>,
+    /// `(key, spent_total, held_total)` of every key.
+    pub key_totals: Vec<(i64, i64, i64)>,
+    /// `(key, day, spent, held)` of every key-day counter.
+    pub key_days: Vec<(i64, i64, i64, i64)>,
+    /// `(id, state, sandbox, hold, charged)` of every execution.
+    pub executions: Vec<(i64, String, bool, i64, i64)>,
+}
+
+/// Ledger totals of one owner (account, key, key-day or execution), by entry kind.
+#[derive(Default, Clone, Copy)]
+struct Totals {
+    credit: i64,
+    hold: i64,
+    capture: i64,
+    release: i64,
+    void: i64,
+    holds: i64,
+}
+
+impl Totals {
+    fn add(&mut self, kind: &str, amount: i64, count: i64) {
+        match kind {
+            "credit" => self.credit += amount,
+            "hold" => {
+                self.hold += amount;
+                self.holds += count;
+            }
+            "capture" => self.capture += amount,
+            "release" => self.release += amount,
+            "void" => self.void += amount,
+            // An overage is the platform's loss beside a capture: it moves no counter.
+            _ => {}
+        }
+    }
+
+    /// What is still held: holds not yet ended by a capture, release or void.
+    fn open(&self) -> i64 {
+        self.hold - self.capture - self.release - self.void
+    }
+}
+
+fn group<K: Hash + Eq + Clone>(sums: &[LedgerSum<K>]) -> HashMap<K, Totals> {
+    let mut map: HashMap<K, Totals> = HashMap::new();
+    for (owner, kind, amount, count) in sums {
+        map.entry(owner.clone()).or_default().add(kind, *amount, *count);
+    }
+    map
+}
+
+/// Every mismatch between the stored counters and what the ledger says they must be.
+pub fn check(facts: &LedgerFacts) -> Vec<String> {
+    let mut problems = vec![];
+    let mut mismatch = |what: &str, id: i64, stored: i64, derived: i64| {
+        if stored != derived {
+            problems.push(format!("{what} {id}: stored {stored}, ledger says {derived}"));
+        }
+    };
+    let accounts = group(&facts.by_account);
+    for &(id, balance, held) in &facts.accounts {
+        let t = accounts.get(&id).copied().unwrap_or_default();
+        mismatch("account balance", id, balance, t.credit - t.capture);
+        mismatch("account held", id, held, t.open());
+        mismatch("account balance below zero", id, balance.min(0), 0);
+    }
+    let keys = group(&facts.by_key);
+    for &(id, spent, held) in &facts.key_totals {
+        let t = keys.get(&id).copied().unwrap_or_default();
+        mismatch("key spent_total", id, spent, t.capture);
+        mismatch("key held_total", id, held, t.open());
+    }
+    let mut days = group(&facts.by_key_day);
+    for &(id, day, spent, held) in &facts.key_days {
+        let t = days.remove(&(id, day)).unwrap_or_default();
+        mismatch(&format!("key spent on day {day}, key"), id, spent, t.capture);
+        mismatch(&format!("key held on day {day}, key"), id, held, t.open());
+    }
+    // A day the ledger moved money on must have its counters.
+    let mut orphans: Vec<_> = days.into_iter().collect();
+    orphans.sort_by_key(|((id, day), _)| (*id, *day));
+    for ((id, day), t) in orphans {
+        mismatch(&format!("key spent on day {day} (no counters), key"), id, 0, t.capture);
+        mismatch(&format!("key held on day {day} (no counters), key"), id, 0, t.open());
+    }
+    let executions = group(&facts.by_execution);
+    for (id, state, sandbox, hold, charged) in &facts.executions {
+        let (id, hold) = (*id, *hold);
+        let t = executions.get(&id).copied().unwrap_or_default();
+        mismatch("execution hold entries", id, t.holds, 1);
+        mismatch("execution hold amount", id, hold, t.hold);
+        let open = matches!(state.as_str(), "running" | "reconcile_required");
+        mismatch("execution still held", id, t.open(), if open { hold } else { 0 });
+        if !sandbox {
+            mismatch("execution charge", id, *charged, t.capture);
+        }
+    }
+    problems
+}
+
+/// The queries a SQL backend reads `LedgerFacts` with (the same SQL on SQLite and PostgreSQL,
+/// in this order): the four ledger sums, then the four stored counters.
+pub mod sql {
+    const SUM: &str = "l.kind, CAST(SUM(l.amount_micros) AS BIGINT), COUNT(*) FROM ledger l LEFT JOIN executions e ON e.id = l.execution_id";
+    pub fn by_account() -> String {
+        format!("SELECT l.account_id, {SUM} WHERE l.sandbox = FALSE GROUP BY l.account_id, l.kind")
+    }
+    pub fn by_key() -> String {
+        format!("SELECT l.key_id, {SUM} WHERE l.key_id IS NOT NULL GROUP BY l.key_id, l.kind")
+    }
+    pub fn by_key_day() -> String {
+        format!(
+            "SELECT l.key_id, e.day_number, {SUM} WHERE l.key_id IS NOT NULL AND l.execution_id IS NOT NULL \
+             GROUP BY l.key_id, e.day_number, l.kind"
+        )
+    }
+    pub fn by_execution() -> String {
+        format!("SELECT l.execution_id, {SUM} WHERE l.execution_id IS NOT NULL GROUP BY l.execution_id, l.kind")
+    }
+    pub const ACCOUNTS: &str = "SELECT id, balance_micros, held_micros FROM accounts";
+    pub const KEY_TOTALS: &str = "SELECT key_id, spent_total_micros, held_total_micros FROM key_spend";
+    pub const KEY_DAYS: &str = "SELECT key_id, day_number, spent_micros, held_micros FROM key_days";
+    pub const EXECUTIONS: &str = "SELECT id, state, sandbox, hold_micros, charged_micros FROM executions";
+}
