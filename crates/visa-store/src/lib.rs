@@ -8,6 +8,7 @@
 //! counters it changes.
 
 pub mod audit;
+pub mod columns;
 pub mod metrics;
 pub mod model;
 pub mod rules;

@@ -12,7 +12,8 @@ use serde_json::Value;
 use visa_core::key::Environment;
 use visa_core::money::Micros;
 use visa_core::pagination::{Page, PageRequest};
-use visa_core::policy::{CidrAllowlist, KeyLabel, ToolGrant, ToolScope};
+use crate::columns::{cidrs_from_db, cidrs_to_db, grant_from_db, grant_to_db};
+use visa_core::policy::KeyLabel;
 use visa_core::secret::SecretHash;
 
 const KEY_COLUMNS: &str = "k.id, k.account_id, a.login, k.environment, k.label, k.tool_scope, k.allowed_tools, \
@@ -27,9 +28,8 @@ const KEY_TABLES: &str = "keys k JOIN key_spend s ON s.key_id = k.id JOIN accoun
 fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
     let environment = Environment::parse(&row.get::<_, String>(3)?).ok_or_else(|| corrupt("environment"))?;
     let label = KeyLabel::parse(&row.get::<_, String>(4)?).map_err(|_| corrupt("label"))?;
-    let scope = ToolScope::parse(&row.get::<_, String>(5)?).map_err(|_| corrupt("tool_scope"))?;
-    let tools: Vec<String> = serde_json::from_str(&row.get::<_, String>(6)?).map_err(|_| corrupt("allowed_tools"))?;
-    let cidrs: Vec<String> = serde_json::from_str(&row.get::<_, String>(7)?).map_err(|_| corrupt("allowed_cidrs"))?;
+    let grant = grant_from_db(&row.get::<_, String>(5)?, &row.get::<_, String>(6)?).map_err(corrupt)?;
+    let allowed_cidrs = cidrs_from_db(&row.get::<_, String>(7)?).map_err(corrupt)?;
     Ok(KeyRecord {
         id: row.get(0)?,
         account_id: row.get(1)?,
@@ -37,8 +37,8 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
         environment,
         policy: KeyPolicy {
             label,
-            grant: ToolGrant::new(Some(scope), Some(tools)).map_err(|_| corrupt("tool grant"))?,
-            allowed_cidrs: CidrAllowlist::parse(&cidrs).map_err(|_| corrupt("allowed_cidrs"))?,
+            grant,
+            allowed_cidrs,
             daily_cap_cents: row.get(8)?,
             total_cap_cents: row.get(9)?,
             expires_at: row.get::<_, Option<i64>>(10)?.map(from_db),
@@ -100,9 +100,8 @@ fn insert_secret(conn: &Connection, key_id: i64, secret: &NewSecret, now: Timest
 }
 
 fn policy_params(policy: &KeyPolicy) -> (String, String, Option<i64>) {
-    let tools = serde_json::to_string(policy.grant.tools()).expect("strings serialize");
-    let cidrs = serde_json::to_string(&policy.allowed_cidrs.to_strings()).expect("strings serialize");
-    (tools, cidrs, policy.expires_at.map(to_db))
+    let (_, tools) = grant_to_db(&policy.grant);
+    (tools, cidrs_to_db(&policy.allowed_cidrs), policy.expires_at.map(to_db))
 }
 
 fn write_policy(conn: &Connection, key_id: i64, policy: &KeyPolicy) -> StoreResult<()> {

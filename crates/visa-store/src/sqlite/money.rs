@@ -15,7 +15,7 @@ use crate::{Refusal, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use visa_core::money::Micros;
 use visa_core::pagination::{Page, PageRequest};
-use visa_core::policy::{CidrAllowlist, ToolGrant, ToolScope};
+use visa_core::policy::{CidrAllowlist, ToolGrant};
 
 const EXECUTION_COLUMNS: &str = "id, public_id, account_id, key_id, tool, state, sandbox, hold_micros, charged_micros, \
     receipt_id, created_at, finished_at, day_number";
@@ -185,16 +185,13 @@ fn hold_state(conn: &Connection, start: &ExecutionStart) -> StoreResult<HoldStat
         .ok_or(StoreError::NotFound)?;
     let ((key_revoked, secret_live, expires_at, read_only), (scope, tools, cidrs, account_approved), caps, totals, day) =
         row;
-    let tools: Vec<String> = serde_json::from_str(&tools).map_err(|_| corrupt("allowed_tools"))?;
-    let cidrs: Vec<String> = serde_json::from_str(&cidrs).map_err(|_| corrupt("allowed_cidrs"))?;
-    let scope = ToolScope::parse(&scope).map_err(|_| corrupt("tool_scope"))?;
     Ok(HoldState {
         key_revoked,
         secret_live,
         expires_at: expires_at.map(from_db),
         read_only,
-        grant: ToolGrant::new(Some(scope), Some(tools)).map_err(|_| corrupt("tool grant"))?,
-        allowed_cidrs: CidrAllowlist::parse(&cidrs).map_err(|_| corrupt("allowed_cidrs"))?,
+        grant: crate::columns::grant_from_db(&scope, &tools).map_err(corrupt)?,
+        allowed_cidrs: crate::columns::cidrs_from_db(&cidrs).map_err(corrupt)?,
         account_approved,
         daily_cap_cents: caps.0,
         total_cap_cents: caps.1,

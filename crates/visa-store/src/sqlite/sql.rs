@@ -3,16 +3,9 @@
 
 use super::map_sqlite_error;
 use crate::StoreResult;
-use crate::model::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row};
 
-pub(crate) fn to_db(t: Timestamp) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000) as i64
-}
-
-pub(crate) fn from_db(micros: i64) -> Timestamp {
-    Timestamp::from_unix_timestamp_nanos(i128::from(micros) * 1_000).unwrap_or(Timestamp::UNIX_EPOCH)
-}
+pub(crate) use crate::columns::{from_db, to_db};
 
 pub(crate) fn corrupt(what: &str) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
