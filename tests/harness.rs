@@ -46,6 +46,8 @@ pub struct TestApp {
     pub environment: Environment,
     /// The server's clock: a manual one, so a test can move time (`clock.advance`).
     pub clock: visa_server::clock::Clock,
+    /// The database the server runs on (the backend `VISA_TEST_DATABASE` names).
+    pub database: visa_store::Database,
     server: Option<Server>,
     http: reqwest::Client,
 }
@@ -71,12 +73,14 @@ impl TestApp {
         config.sign_in_limits = visa_server::auth::throttle::SignInLimits { per_ip: many, per_login: many };
         adjust(&mut config);
         let (environment, clock) = (config.environment, config.clock.clone());
+        let database = config.database.clone().expect("the test's database");
         let server = Server::start(config).await.expect("server starts");
         Self {
             addr: server.local_addr(),
             data_dir,
             environment,
             clock,
+            database,
             server: Some(server),
             http: reqwest::Client::new(),
         }
@@ -226,9 +230,32 @@ impl TestApp {
         text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
+    /// Integer rows of `query` on the test's database, read beside the server (the one place a
+    /// test looks into the tables, so each backend answers it in its own arm).
+    pub fn sql_rows(&self, query: &str) -> Vec<Vec<i64>> {
+        let visa_store::Database::Sqlite(path) = &self.database;
+        let conn = rusqlite::Connection::open(path).expect("open the test database");
+        let mut stmt = conn.prepare(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+        let width = stmt.column_count();
+        stmt.query_map([], |r| (0..width).map(|i| r.get::<_, i64>(i)).collect())
+            .and_then(|rows| rows.collect())
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
+    }
+
+    /// The one integer `query` answers.
+    pub fn sql_value(&self, query: &str) -> i64 {
+        self.sql_rows(query)[0][0]
+    }
+
+    /// The database's refusal of `statement`, which must fail.
+    pub fn sql_refusal(&self, statement: &str) -> String {
+        let visa_store::Database::Sqlite(path) = &self.database;
+        let conn = rusqlite::Connection::open(path).expect("open the test database");
+        conn.execute(statement, []).expect_err(statement).to_string()
+    }
+
     pub async fn verify_ledger(&self) -> Vec<String> {
-        let path = self.data_dir.path().join(visa_server::DATABASE_FILE);
-        visa_store::SqliteStore::verify_offline(&path).expect("verify the ledger")
+        self.database.verify_offline().expect("verify the ledger")
     }
 
     /// The account's balance in micros, read over HTTP.

@@ -235,10 +235,7 @@ async fn retention_sweeps_expired_records_but_never_a_running_one() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         app.clock.advance(time::Duration::hours(2));
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let counts = |table: &str| -> i64 {
-            let conn = rusqlite::Connection::open(app.data_dir.path().join(visa_server::DATABASE_FILE)).unwrap();
-            conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap()
-        };
+        let counts = |table: &str| app.sql_value(&format!("SELECT COUNT(*) FROM {table}"));
         // The finished call's record and stored answer are gone; the running one's record stays.
         assert_eq!(counts("idempotency_records"), 1, "only the running call's record is kept");
         assert_eq!(counts("execution_responses"), 0);

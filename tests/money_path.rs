@@ -146,10 +146,7 @@ async fn the_chat_hold_bounds_everything_the_provider_can_bill() {
     assert!(metrics.contains("visa_provider_overages_total 1"), "{metrics}");
     let reported = 10_000_000 * 150_000 / 1_000_000 + 500 * 600_000 / 1_000_000;
     assert!(metrics.contains(&format!("visa_provider_overage_micros_total {}", reported - hold_charge)), "{metrics}");
-    let overage: i64 = rusqlite::Connection::open(app.data_dir.path().join(visa_server::DATABASE_FILE))
-        .unwrap()
-        .query_row("SELECT SUM(amount_micros) FROM ledger WHERE kind = 'overage'", [], |r| r.get(0))
-        .unwrap();
+    let overage = app.sql_value("SELECT SUM(amount_micros) FROM ledger WHERE kind = 'overage'");
     assert_eq!(overage, reported - hold_charge, "the overage is its own ledger entry");
     assert!(app.balance_micros(&session).await < before);
     assert!(app.verify_ledger().await.is_empty());
@@ -250,11 +247,11 @@ async fn the_utc_day_never_runs_backwards() {
     assert_eq!(view.body["spent_today_cents"], 2, "today's two calls");
     assert_eq!(view.body["spent_total_cents"], 4);
     assert_eq!(app.get("/v1/api/balance", &session).await.body["held_micros"], "0", "no hold stranded");
-    let days: Vec<(i64, i64, i64)> = {
-        let conn = rusqlite::Connection::open(app.data_dir.path().join(visa_server::DATABASE_FILE)).unwrap();
-        let mut stmt = conn.prepare("SELECT day_number, spent_micros, held_micros FROM key_days ORDER BY 1").unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
-    };
+    let days: Vec<(i64, i64, i64)> = app
+        .sql_rows("SELECT day_number, spent_micros, held_micros FROM key_days ORDER BY 1")
+        .into_iter()
+        .map(|r| (r[0], r[1], r[2]))
+        .collect();
     assert_eq!(days.len(), 2, "{days:?}");
     assert_eq!((days[0].1, days[0].2), (20_000, 0), "the first day: echo and the sleep, settled on its day");
     assert_eq!((days[1].1, days[1].2), (20_000, 0));

@@ -7,9 +7,7 @@ use std::time::Duration;
 use visa_e2e::TestApp;
 
 fn rows(app: &TestApp) -> Vec<i64> {
-    let conn = rusqlite::Connection::open(app.data_dir.path().join(visa_server::DATABASE_FILE)).unwrap();
-    let mut stmt = conn.prepare("SELECT minute FROM usage_minutes ORDER BY minute").unwrap();
-    stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    app.sql_rows("SELECT minute FROM usage_minutes ORDER BY minute").into_iter().map(|r| r[0]).collect()
 }
 
 async fn totals(app: &TestApp, session: &str, id: i64, granularity: &str, since: &str) -> Value {

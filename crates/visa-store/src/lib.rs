@@ -145,6 +145,21 @@ impl Database {
         }
     }
 
+    /// `ledger verify` without a server (`verify::check` over one consistent snapshot, read
+    /// with no writer, migrations or checkpoints), safe while servers run on the database.
+    pub fn verify_offline(&self) -> StoreResult<Vec<String>> {
+        match self {
+            Database::Sqlite(path) => SqliteStore::verify_offline(path),
+        }
+    }
+
+    /// Copies the database to `destination` while servers may keep writing.
+    pub fn backup_to(&self, destination: &std::path::Path) -> StoreResult<()> {
+        match self {
+            Database::Sqlite(path) => SqliteStore::backup_to(path, destination),
+        }
+    }
+
     /// What the test suites (the store's own and the end-to-end suite) run against:
     /// `VISA_TEST_DATABASE` names the backend (`sqlite`, the default), with its files in `dir`.
     pub fn for_tests(dir: &std::path::Path) -> Result<Self, String> {

@@ -6,19 +6,19 @@
 use crate::cli::LedgerCommand;
 use anyhow::{anyhow, bail};
 use std::path::{Path, PathBuf};
-use visa_store::SqliteStore;
+use visa_store::Database;
 
-fn database(data_dir: &Path) -> anyhow::Result<PathBuf> {
+fn database(data_dir: &Path) -> anyhow::Result<(PathBuf, Database)> {
     let path = data_dir.join(visa_server::DATABASE_FILE);
     if !path.is_file() {
         bail!("no database at {}", path.display());
     }
-    Ok(path)
+    Ok((path.clone(), Database::Sqlite(path)))
 }
 
 pub fn backup(data_dir: &Path, file: &Path, json: bool) -> anyhow::Result<()> {
-    let path = database(data_dir)?;
-    SqliteStore::backup_to(&path, file).map_err(|e| anyhow!("cannot back up {}: {e}", path.display()))?;
+    let (path, database) = database(data_dir)?;
+    database.backup_to(file).map_err(|e| anyhow!("cannot back up {}: {e}", path.display()))?;
     if json {
         super::print_json(&serde_json::json!({ "ok": true, "file": file.display().to_string() }));
     } else {
@@ -29,8 +29,8 @@ pub fn backup(data_dir: &Path, file: &Path, json: bool) -> anyhow::Result<()> {
 
 pub async fn run(command: LedgerCommand, json: bool) -> anyhow::Result<()> {
     let LedgerCommand::Verify { data_dir } = command;
-    let path = database(&data_dir)?;
-    let problems = SqliteStore::verify_offline(&path).map_err(|e| anyhow!("cannot read the ledger: {e}"))?;
+    let (_, database) = database(&data_dir)?;
+    let problems = database.verify_offline().map_err(|e| anyhow!("cannot read the ledger: {e}"))?;
     if json {
         super::print_json(&serde_json::json!({ "ok": problems.is_empty(), "problems": problems }));
     } else if problems.is_empty() {

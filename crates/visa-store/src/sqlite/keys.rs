@@ -5,6 +5,7 @@ use super::audit;
 use super::map_sqlite_error;
 use super::sql::{corrupt, from_db, to_db};
 use crate::audit::key_snapshot;
+use crate::columns::{cidrs_from_db, cidrs_to_db, grant_from_db, grant_to_db};
 use crate::model::*;
 use crate::{Refusal, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -12,7 +13,6 @@ use serde_json::Value;
 use visa_core::key::Environment;
 use visa_core::money::Micros;
 use visa_core::pagination::{Page, PageRequest};
-use crate::columns::{cidrs_from_db, cidrs_to_db, grant_from_db, grant_to_db};
 use visa_core::policy::KeyLabel;
 use visa_core::secret::SecretHash;
 
