@@ -110,6 +110,18 @@ async fn control_plane_needs_a_session() {
 
 #[tokio::test]
 async fn generated_operator_token_is_private() {
+    // The embedded database generates the token when none is given; a database that nodes
+    // share never does (each node would hold another token), so such a node refuses to start.
+    let dir = tempfile::tempdir().unwrap();
+    let database = visa_store::Database::for_tests(dir.path()).unwrap();
+    if matches!(database, visa_store::Database::Postgres(_)) {
+        let mut config = visa_server::ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
+        config.database = Some(database);
+        let refused = visa_server::Server::start(config).await.err().expect("no token, no start").to_string();
+        assert!(refused.contains("VISA_OPERATOR_TOKEN") && refused.contains("never generated per node"), "{refused}");
+        assert!(!dir.path().join("operator-token").exists());
+        return;
+    }
     let app = TestApp::spawn_with(|c| c.operator_token = None).await;
     let path = app.data_dir.path().join("operator-token");
     let token = std::fs::read_to_string(&path).unwrap();

@@ -233,13 +233,34 @@ impl TestApp {
     /// Integer rows of `query` on the test's database, read beside the server (the one place a
     /// test looks into the tables, so each backend answers it in its own arm).
     pub fn sql_rows(&self, query: &str) -> Vec<Vec<i64>> {
-        let visa_store::Database::Sqlite(path) = &self.database;
-        let conn = rusqlite::Connection::open(path).expect("open the test database");
-        let mut stmt = conn.prepare(query).unwrap_or_else(|e| panic!("{query}: {e}"));
-        let width = stmt.column_count();
-        stmt.query_map([], |r| (0..width).map(|i| r.get::<_, i64>(i)).collect())
-            .and_then(|rows| rows.collect())
-            .unwrap_or_else(|e| panic!("{query}: {e}"))
+        match &self.database {
+            visa_store::Database::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path).expect("open the test database");
+                let mut stmt = conn.prepare(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+                let width = stmt.column_count();
+                stmt.query_map([], |r| (0..width).map(|i| r.get::<_, i64>(i)).collect())
+                    .and_then(|rows| rows.collect())
+                    .unwrap_or_else(|e| panic!("{query}: {e}"))
+            }
+            // The text protocol, so that any integer type (a SUM is NUMERIC) reads alike.
+            visa_store::Database::Postgres(target) => on_postgres(&target.url, |client| {
+                let messages = client.simple_query(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+                messages
+                    .iter()
+                    .filter_map(|m| match m {
+                        postgres::SimpleQueryMessage::Row(row) => Some(
+                            (0..row.len())
+                                .map(|i| {
+                                    let text = row.get(i).unwrap_or_else(|| panic!("{query}: column {i} is NULL"));
+                                    text.parse().unwrap_or_else(|_| panic!("{query}: column {i} is '{text}'"))
+                                })
+                                .collect(),
+                        ),
+                        _ => None,
+                    })
+                    .collect()
+            }),
+        }
     }
 
     /// The one integer `query` answers.
@@ -249,9 +270,49 @@ impl TestApp {
 
     /// The database's refusal of `statement`, which must fail.
     pub fn sql_refusal(&self, statement: &str) -> String {
-        let visa_store::Database::Sqlite(path) = &self.database;
-        let conn = rusqlite::Connection::open(path).expect("open the test database");
-        conn.execute(statement, []).expect_err(statement).to_string()
+        match &self.database {
+            visa_store::Database::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path).expect("open the test database");
+                conn.execute(statement, []).expect_err(statement).to_string()
+            }
+            visa_store::Database::Postgres(target) => on_postgres(&target.url, |client| {
+                let refused = client.batch_execute(statement).expect_err(statement);
+                refused.as_db_error().map_or_else(|| refused.to_string(), |e| e.message().to_owned())
+            }),
+        }
+    }
+
+    /// Takes the database's write lock from outside the server (another process holding it, a
+    /// stuck migration) until the guard is released or dropped: writes wait for it and give up
+    /// (SQLite's busy timeout, PostgreSQL's lock_timeout); plain reads go on.
+    pub fn lock_writes(&self) -> WriteLock {
+        let database = self.database.clone();
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || match database {
+            visa_store::Database::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+                locked_tx.send(()).unwrap();
+                let _ = release_rx.recv();
+                conn.execute_batch("ROLLBACK").unwrap();
+            }
+            visa_store::Database::Postgres(target) => {
+                let mut client = postgres::Client::connect(&target.url, postgres::NoTls).unwrap();
+                client
+                    .batch_execute(
+                        "BEGIN; LOCK TABLE accounts, keys, key_spend, key_days, key_secrets, executions, \
+                         execution_responses, idempotency_records, ledger, audit_log, members, sessions, admin_keys, \
+                         usage_minutes, provider_requests, operator_requests IN EXCLUSIVE MODE",
+                    )
+                    .unwrap();
+                locked_tx.send(()).unwrap();
+                let _ = release_rx.recv();
+                client.batch_execute("ROLLBACK").unwrap();
+            }
+        });
+        locked_rx.recv().expect("take the write lock");
+        WriteLock { release: Some(release), holder: Some(holder) }
     }
 
     pub async fn verify_ledger(&self) -> Vec<String> {
@@ -263,6 +324,45 @@ impl TestApp {
         let reply = self.get("/v1/api/balance", session).await;
         reply.assert_ok(200)["balance_micros"].as_str().unwrap().parse().unwrap()
     }
+}
+
+/// The database's write lock, held from outside the server (`TestApp::lock_writes`).
+pub struct WriteLock {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    holder: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WriteLock {
+    pub fn release(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        drop(self.release.take());
+        if let Some(holder) = self.holder.take() {
+            holder.join().expect("the lock holder");
+        }
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// Runs `work` on a connection of its own to the test's PostgreSQL database, on a thread of
+/// its own (the blocking client must not run on the test's async runtime).
+fn on_postgres<R: Send>(url: &str, work: impl FnOnce(&mut postgres::Client) -> R + Send) -> R {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect to the test database");
+                work(&mut client)
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// An RFC 3339 timestamp `seconds` from now.

@@ -148,17 +148,7 @@ async fn a_locked_store_answers_unavailable_and_loses_nothing() {
     let app = TestApp::spawn().await;
     let (session, _, key) = app.funded_key("octocat").await;
     let before = app.balance_micros(&session).await;
-    let db = app.data_dir.path().join(visa_server::DATABASE_FILE);
-    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let locker = std::thread::spawn(move || {
-        let conn = rusqlite::Connection::open(db).unwrap();
-        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
-        locked_tx.send(()).unwrap();
-        release_rx.recv().unwrap();
-        conn.execute_batch("ROLLBACK").unwrap();
-    });
-    locked_rx.recv().unwrap();
+    let lock = app.lock_writes();
     let idem = Uuid::new_v4().to_string();
     let body = json!({ "input": { "n": 1 } });
     // The execute path says IDEMPOTENCY_UNAVAILABLE, as the API contract reserves it; a control-plane
@@ -170,8 +160,7 @@ async fn a_locked_store_answers_unavailable_and_loses_nothing() {
     assert_eq!(err["retryable"], true);
     assert!(reply.headers.contains_key("retry-after"));
     assert_eq!(control.assert_error(503, "SERVICE_UNAVAILABLE")["retryable"], true);
-    release_tx.send(()).unwrap();
-    locker.join().unwrap();
+    lock.release();
     // The retry with the same Idempotency-Key goes through, charged once.
     app.execute_with(&key, "echo", body, &idem).await.assert_ok(200);
     assert_eq!(app.balance_micros(&session).await, before - CENT);

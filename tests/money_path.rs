@@ -321,18 +321,12 @@ async fn a_settle_that_meets_a_locked_store_is_retried() {
     let app = TestApp::spawn().await;
     let (session, _, key) = app.funded_key("octocat").await;
     let before = app.balance_micros(&session).await;
-    let db = app.data_dir.path().join(visa_server::DATABASE_FILE);
     let call = app.execute(&key, "sleep", json!({ "ms": 300 }));
     let lock = async {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        tokio::task::spawn_blocking(move || {
-            let conn = rusqlite::Connection::open(db).unwrap();
-            conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(3_000));
-            conn.execute_batch("ROLLBACK").unwrap();
-        })
-        .await
-        .unwrap();
+        let held = app.lock_writes();
+        tokio::time::sleep(std::time::Duration::from_millis(3_000)).await;
+        held.release();
     };
     let (reply, ()) = tokio::join!(call, lock);
     assert_eq!(reply.assert_ok(200)["usage"]["charged_micros"], "10000");

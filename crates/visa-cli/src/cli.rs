@@ -57,8 +57,8 @@ pub enum Command {
     Ledger(LedgerCommand),
     /// Copy a data dir's database to FILE, safely while the server runs (SQLite online backup).
     Backup {
-        #[arg(long, default_value = "./visa-data", env = "VISA_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
         /// A new file to write the copy to (mode 0600).
         file: PathBuf,
     },
@@ -79,6 +79,13 @@ pub struct ServeArgs {
     /// Where the SQLite database and the generated operator token live.
     #[arg(long, default_value = "./visa-data", env = "VISA_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// A PostgreSQL database that several nodes share (`postgres://user:pass@host/db?sslmode=verify-full`)
+    /// instead of the data dir's SQLite file; needs VISA_OPERATOR_TOKEN, the same on every node.
+    #[arg(long = "database", value_name = "URL", env = "VISA_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// How many PostgreSQL connections this node may hold (its share of max_connections).
+    #[arg(long, default_value_t = visa_store::postgres::DEFAULT_POOL_SIZE, env = "VISA_DATABASE_POOL_SIZE")]
+    pub database_pool_size: usize,
     /// `production` (live keys, real charges) or `preview` (test keys, sandboxed and free).
     #[arg(long, default_value = "production", env = "VISA_ENVIRONMENT")]
     pub environment: String,
@@ -374,9 +381,19 @@ pub enum ExecutionsCommand {
 pub enum LedgerCommand {
     /// Recompute balances, holds and spend counters from the ledger; exit 1 on any mismatch.
     Verify {
-        #[arg(long, default_value = "./visa-data", env = "VISA_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
+}
+
+/// The database of an offline command: the SQLite file in the data dir, or `--database`.
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    #[arg(long, default_value = "./visa-data", env = "VISA_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// A shared PostgreSQL database instead of the data dir's SQLite file.
+    #[arg(long = "database", value_name = "URL", env = "VISA_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 /// `30s`, `10m`, `2h`, `1d`, or plain seconds.

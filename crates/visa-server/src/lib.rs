@@ -182,12 +182,15 @@ impl Server {
         socket.set_nonblocking(true)?;
         let addr = socket.local_addr()?;
         let lock = data_dir::DataDirLock::acquire(&config.data_dir)?;
-        let operator_token = auth::operator_token::resolve(config.operator_token.as_deref(), &config.data_dir)?;
         let database = config.database.clone().unwrap_or_else(|| Database::Sqlite(config.data_dir.join(DATABASE_FILE)));
-        let Database::Sqlite(db_path) = &database;
-        data_dir::create_private(db_path)?;
-        let store: Arc<dyn Store> =
-            database.open().map_err(|e| anyhow::anyhow!("cannot open {}: {e}", db_path.display()))?;
+        // Nodes sharing a database share one operator token: never one generated per node.
+        let embedded = matches!(database, Database::Sqlite(_));
+        let operator_token =
+            auth::operator_token::resolve(config.operator_token.as_deref(), &config.data_dir, embedded)?;
+        if let Database::Sqlite(db_path) = &database {
+            data_dir::create_private(db_path)?;
+        }
+        let store: Arc<dyn Store> = database.open().map_err(|e| anyhow::anyhow!("cannot open {database}: {e}"))?;
         data_dir::make_private(&config.data_dir)?;
         let node = lease::Node::register(store.as_ref(), config.clock.now(), config.node_lease).await?;
         let state: SharedState = Arc::new(AppState::build(&config, store.clone(), &operator_token, node)?);

@@ -1,8 +1,12 @@
 //! Storage for Visa Keys: one `Store` trait that every backend implements with the same
 //! semantics, the records it speaks in (`model`), and the backends themselves.
 //!
+//! * `sql` — the SQL every SQL backend runs (one module per resource) and the `Store`
+//!   implementation over any backend's `Engine`.
 //! * `sqlite` — the embedded default: WAL, one writer thread that group-commits many
 //!   requests' transactions per fsync, and a pool of readers that never queue behind it.
+//! * `postgres` — many nodes on one PostgreSQL: a pool of connections, the money path at
+//!   READ COMMITTED under row locks, everything else SERIALIZABLE.
 //!
 //! Every mutation that moves money writes its ledger entry in the same transaction as the
 //! counters it changes.
@@ -11,7 +15,9 @@ pub mod audit;
 pub mod columns;
 pub mod metrics;
 pub mod model;
+pub mod postgres;
 pub mod rules;
+pub mod sql;
 pub mod sqlite;
 pub mod verify;
 
@@ -64,6 +70,11 @@ pub enum Refusal {
     CaptureOverHold { hold: visa_core::money::Micros },
     #[error("{0} exists; choose a new file")]
     FileExists(std::path::PathBuf),
+    #[error(
+        "back up a PostgreSQL database with pg_dump or your provider's snapshots (docs/deploy.md); \
+         `backup` copies the embedded SQLite database"
+    )]
+    BackupByPgDump,
 }
 
 /// Resolves once a write that was answered at commit is on disk (or could not get there): a
@@ -136,12 +147,76 @@ pub const SQLITE_FILE: &str = "visa.db";
 pub enum Database {
     /// The embedded default: one SQLite file.
     Sqlite(std::path::PathBuf),
+    /// A PostgreSQL database that any number of nodes share.
+    Postgres(PostgresTarget),
+}
+
+/// A PostgreSQL database URL (`postgres://…`, `sslmode` as libpq spells it) and how many
+/// connections this node may hold. Shown without its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresTarget {
+    pub url: String,
+    pub pool_size: usize,
+}
+
+impl PostgresTarget {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), pool_size: postgres::DEFAULT_POOL_SIZE }
+    }
+}
+
+impl std::fmt::Debug for PostgresTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresTarget").field("url", &redacted(&self.url)).field("pool_size", &self.pool_size).finish()
+    }
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Postgres(target) => write!(f, "{}", redacted(&target.url)),
+        }
+    }
+}
+
+/// `url` with any password replaced by `***`.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{host}{}", &rest[authority_end..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 impl Database {
+    /// `postgres://…` or `postgresql://…`: PostgreSQL; anything else is refused (the SQLite
+    /// file is the default, named by the data dir).
+    pub fn from_url(url: &str) -> Result<Self, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            postgres::Target::parse(url).map_err(|e| e.to_string())?;
+            Ok(Database::Postgres(PostgresTarget::new(url)))
+        } else {
+            Err(format!(
+                "--database takes a postgres:// URL (got '{}'); without it the server uses the SQLite file in its data dir",
+                redacted(url)
+            ))
+        }
+    }
+
+    /// Opens the store (PostgreSQL: connects and migrates, on a side thread, so that it
+    /// works from async and sync callers alike).
     pub fn open(&self) -> StoreResult<std::sync::Arc<dyn Store>> {
         match self {
-            Database::Sqlite(path) => Ok(std::sync::Arc::new(SqliteStore::open(path)?)),
+            Database::Sqlite(path) => Ok(std::sync::Arc::new(SqliteStore::new(sqlite::SqliteEngine::open(path)?))),
+            Database::Postgres(target) => {
+                let engine = off_runtime(|| postgres::PgEngine::open(&target.url, target.pool_size))?;
+                Ok(std::sync::Arc::new(postgres::PostgresStore::new(engine)))
+            }
         }
     }
 
@@ -149,25 +224,44 @@ impl Database {
     /// with no writer, migrations or checkpoints), safe while servers run on the database.
     pub fn verify_offline(&self) -> StoreResult<Vec<String>> {
         match self {
-            Database::Sqlite(path) => SqliteStore::verify_offline(path),
+            Database::Sqlite(path) => sqlite::SqliteEngine::verify_offline(path),
+            Database::Postgres(target) => off_runtime(|| postgres::PgEngine::verify_offline(&target.url)),
         }
     }
 
     /// Copies the database to `destination` while servers may keep writing.
     pub fn backup_to(&self, destination: &std::path::Path) -> StoreResult<()> {
         match self {
-            Database::Sqlite(path) => SqliteStore::backup_to(path, destination),
+            Database::Sqlite(path) => sqlite::SqliteEngine::backup_to(path, destination),
+            Database::Postgres(_) => Err(StoreError::Refused(Refusal::BackupByPgDump)),
         }
     }
 
     /// What the test suites (the store's own and the end-to-end suite) run against:
-    /// `VISA_TEST_DATABASE` names the backend (`sqlite`, the default), with its files in `dir`.
+    /// `VISA_TEST_DATABASE` names the backend. `sqlite` (the default) keeps its file in `dir`;
+    /// `postgres` creates a fresh database per call on the server `VISA_TEST_POSTGRES_URL`
+    /// names (an administrative URL).
     pub fn for_tests(dir: &std::path::Path) -> Result<Self, String> {
         match std::env::var("VISA_TEST_DATABASE").as_deref() {
             Ok("sqlite") | Ok("") | Err(_) => Ok(Database::Sqlite(dir.join(SQLITE_FILE))),
-            Ok(other) => Err(format!("VISA_TEST_DATABASE={other}: this build has no such backend (known: sqlite)")),
+            Ok("postgres") => {
+                let admin = std::env::var("VISA_TEST_POSTGRES_URL")
+                    .map_err(|_| "VISA_TEST_DATABASE=postgres needs VISA_TEST_POSTGRES_URL".to_string())?;
+                off_runtime(|| postgres::create_test_database(&admin))
+                    .map(|url| Database::Postgres(PostgresTarget::new(url)))
+                    .map_err(|e| format!("cannot create a test database: {e}"))
+            }
+            Ok(other) => {
+                Err(format!("VISA_TEST_DATABASE={other}: this build has no such backend (known: sqlite, postgres)"))
+            }
         }
     }
+}
+
+/// Runs blocking database work on a thread of its own (the blocking PostgreSQL client must
+/// not run inside an async runtime's thread).
+fn off_runtime<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|scope| scope.spawn(work).join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
 }
 
 /// Everything the server persists. Account-scoped calls take the caller's account id and

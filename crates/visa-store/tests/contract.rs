@@ -24,6 +24,7 @@ fn at(t0: OffsetDateTime, seconds: i64) -> OffsetDateTime {
 
 struct Fixture {
     store: std::sync::Arc<dyn Store>,
+    database: Database,
     _dir: tempfile::TempDir,
     account: i64,
     key: i64,
@@ -33,7 +34,8 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = Database::for_tests(dir.path()).unwrap().open().unwrap();
+    let database = Database::for_tests(dir.path()).unwrap();
+    let store = database.open().unwrap();
     let ctx = AuditContext { actor: Actor::Operator, ip: None, user_agent: None, now: OffsetDateTime::now_utc() };
     let new = NewAccount { login: "acme".into(), password_hash: None, approved: true, credit: Micros(1_000_000) };
     let account = store.create_account(new, ctx.clone()).await.unwrap().0.id;
@@ -52,7 +54,7 @@ async fn fixture() -> Fixture {
         .create_key(NewKey { account_id: account, environment: Environment::Production, policy, secret }, ctx)
         .await
         .unwrap();
-    Fixture { store, _dir: dir, account, key: key.id, secret: key.secrets[0].id, calls: 0 }
+    Fixture { store, database, _dir: dir, account, key: key.id, secret: key.secrets[0].id, calls: 0 }
 }
 
 impl Fixture {
@@ -122,17 +124,27 @@ async fn a_call_is_reclaimed_only_after_its_nodes_lease_expires() {
     assert_eq!(f.state(&stray).await, ExecutionState::ReconcileRequired);
 }
 
+/// SQLite has one process per database (the data dir's lock), so a node that registers proves
+/// every earlier one gone. On a shared database (PostgreSQL) it proves nothing: another node
+/// registering leaves a live node's calls alone until its lease runs out.
 #[tokio::test]
-async fn on_sqlite_a_new_node_proves_the_old_one_gone_and_keeps_its_own_calls() {
+async fn a_new_node_ends_older_leases_only_where_one_process_owns_the_database() {
     let mut f = fixture().await;
     let t0 = OffsetDateTime::now_utc();
-    let crashed = f.store.register_node("a:1", t0, LEASE).await.unwrap();
-    let lost = f.begin(crashed, t0).await;
-    let restarted = f.store.register_node("a:2", at(t0, 1), LEASE).await.unwrap();
-    assert_ne!(crashed, restarted);
-    let kept = f.begin(restarted, at(t0, 2)).await;
-    assert_eq!(f.store.reclaim_expired_nodes(at(t0, 2)).await.unwrap(), 1, "long before the old lease ran out");
-    assert_eq!(f.state(&lost).await, ExecutionState::ReconcileRequired);
+    let first = f.store.register_node("a:1", t0, LEASE).await.unwrap();
+    let older = f.begin(first, t0).await;
+    let second = f.store.register_node("a:2", at(t0, 1), LEASE).await.unwrap();
+    assert_ne!(first, second);
+    let kept = f.begin(second, at(t0, 2)).await;
+    let reclaimed = f.store.reclaim_expired_nodes(at(t0, 2)).await.unwrap();
+    if matches!(f.database, Database::Sqlite(_)) {
+        assert_eq!(reclaimed, 1, "long before the old lease ran out");
+        assert_eq!(f.state(&older).await, ExecutionState::ReconcileRequired);
+    } else {
+        assert_eq!(reclaimed, 0, "the first node's lease still runs");
+        assert_eq!(f.state(&older).await, ExecutionState::Running);
+        assert!(f.store.renew_node(first, at(t0, 3), LEASE).await.unwrap(), "and it keeps renewing");
+    }
     assert_eq!(f.state(&kept).await, ExecutionState::Running);
     assert!(f.store.verify_ledger().await.unwrap().is_empty());
 }

@@ -79,8 +79,11 @@ fn op() -> impl Strategy<Value = Op> {
 
 struct World {
     store: std::sync::Arc<dyn Store>,
+    database: Database,
     /// The node the calls run on; a crash is a new node taking over.
     node: NodeId,
+    /// Crashes so far: each moves the clock of leases one lease (and a second) on.
+    crashes: i32,
     _dir: tempfile::TempDir,
     accounts: Vec<i64>,
     /// (key id, account index, secret id)
@@ -107,7 +110,8 @@ fn now() -> OffsetDateTime {
 
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let store = Database::for_tests(dir.path()).unwrap().open().unwrap();
+    let database = Database::for_tests(dir.path()).unwrap();
+    let store = database.open().unwrap();
     let mut accounts = vec![];
     for login in ["alice", "bob"] {
         let new = NewAccount { login: login.into(), password_hash: None, approved: true, credit: Micros::ZERO };
@@ -133,6 +137,8 @@ async fn world() -> World {
     let node = store.register_node("props", now(), LEASE).await.unwrap();
     World {
         store,
+        database,
+        crashes: 0,
         node,
         _dir: dir,
         accounts,
@@ -191,9 +197,13 @@ impl World {
                 assert_eq!(done.charged, Micros::ZERO);
             }
             Op::Crash => {
-                // The process died; the next one registers (proving it gone) and reclaims.
-                self.node = self.store.register_node("props", now(), LEASE).await.unwrap();
-                let marked = self.store.reclaim_expired_nodes(now()).await.unwrap();
+                // The process died; once its lease ran out, the next one registers and reclaims
+                // (on SQLite registering alone proves it gone; on a shared database only the
+                // lease's end does).
+                self.crashes += 1;
+                let later = now() + (LEASE + time::Duration::seconds(1)) * self.crashes;
+                self.node = self.store.register_node("props", later, LEASE).await.unwrap();
+                let marked = self.store.reclaim_expired_nodes(later).await.unwrap();
                 assert_eq!(marked as usize, self.running.len());
                 self.interrupted.extend(self.running.drain(..).map(|(hold, account)| (hold.execution, account)));
             }
@@ -341,11 +351,28 @@ proptest! {
 }
 
 /// One deliberate corruption of a stored row: each must turn `verify_ledger` red.
+/// Runs `sql` (with `delta` as `?1`) on the database behind the store's back; rows changed.
+fn tamper_with(database: &Database, sql: &str, delta: i64) -> u64 {
+    match database {
+        Database::Sqlite(path) => rusqlite::Connection::open(path).unwrap().execute(sql, [delta]).unwrap() as u64,
+        // The blocking client runs on a thread of its own, away from the test's runtime.
+        Database::Postgres(target) => std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let mut client = ::postgres::Client::connect(&target.url, ::postgres::NoTls).unwrap();
+                    client.execute(&sql.replace("?1", "$1"), &[&delta]).unwrap()
+                })
+                .join()
+                .unwrap()
+        }),
+    }
+}
+
 const TAMPERS: [(&str, &str); 9] = [
     ("UPDATE accounts SET balance_micros = balance_micros + ?1 WHERE login = 'alice'", "account balance"),
     (
         "DELETE FROM key_days WHERE (key_id, day_number) = \
-         (SELECT key_id, day_number FROM key_days WHERE spent_micros > 0 LIMIT 1) AND ?1 > 0",
+         (SELECT key_id, day_number FROM key_days WHERE spent_micros > 0 LIMIT 1) AND CAST(?1 AS BIGINT) > 0",
         "key spent on day",
     ),
     // (raising the balance too, which the schema's `held <= balance` check demands)
@@ -366,7 +393,7 @@ const TAMPERS: [(&str, &str); 9] = [
         "execution hold",
     ),
     (
-        "UPDATE executions SET state = 'running' WHERE id = (SELECT MIN(id) FROM executions) AND ?1 > 0",
+        "UPDATE executions SET state = 'running' WHERE id = (SELECT MIN(id) FROM executions) AND CAST(?1 AS BIGINT) > 0",
         "execution still held",
     ),
     (
@@ -397,8 +424,7 @@ proptest! {
             }
             assert!(world.store.verify_ledger().await.unwrap().is_empty(), "green before tampering");
             let (sql, expected) = TAMPERS[tamper];
-            let tampered = rusqlite::Connection::open(world._dir.path().join(visa_store::SQLITE_FILE)).unwrap();
-            assert!(tampered.execute(sql, [delta]).unwrap() >= 1, "{sql} changed no row");
+            assert!(tamper_with(&world.database, sql, delta) >= 1, "{sql} changed no row");
             let problems = world.store.verify_ledger().await.unwrap();
             assert!(problems.iter().any(|p| p.starts_with(expected)), "{sql} (+{delta}): {problems:?}");
         });

@@ -1,35 +1,38 @@
-//! The offline commands on a data dir, safe while the server runs: `visa-cli ledger verify`
-//! opens the database read-only in one read transaction (a WAL reader neither blocks the
-//! server nor sees half of a change) and recomputes every counter; `visa-cli backup` copies the
-//! database with SQLite's online backup.
+//! The offline commands on a database, safe while servers run: `visa-cli ledger verify`
+//! reads one consistent snapshot (a SQLite WAL reader, a PostgreSQL REPEATABLE READ
+//! transaction: it neither blocks the servers nor sees half of a change) and recomputes every
+//! counter; `visa-cli backup` copies the SQLite database with its online backup.
 
-use crate::cli::LedgerCommand;
+use crate::cli::{DatabaseArgs, LedgerCommand};
 use anyhow::{anyhow, bail};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use visa_store::Database;
 
-fn database(data_dir: &Path) -> anyhow::Result<(PathBuf, Database)> {
-    let path = data_dir.join(visa_server::DATABASE_FILE);
+fn database(args: &DatabaseArgs) -> anyhow::Result<Database> {
+    if let Some(url) = &args.database_url {
+        return Database::from_url(url).map_err(|e| anyhow!(e));
+    }
+    let path = args.data_dir.join(visa_server::DATABASE_FILE);
     if !path.is_file() {
         bail!("no database at {}", path.display());
     }
-    Ok((path.clone(), Database::Sqlite(path)))
+    Ok(Database::Sqlite(path))
 }
 
-pub fn backup(data_dir: &Path, file: &Path, json: bool) -> anyhow::Result<()> {
-    let (path, database) = database(data_dir)?;
-    database.backup_to(file).map_err(|e| anyhow!("cannot back up {}: {e}", path.display()))?;
+pub fn backup(args: &DatabaseArgs, file: &Path, json: bool) -> anyhow::Result<()> {
+    let database = database(args)?;
+    database.backup_to(file).map_err(|e| anyhow!("cannot back up {database}: {e}"))?;
     if json {
         super::print_json(&serde_json::json!({ "ok": true, "file": file.display().to_string() }));
     } else {
-        println!("backed up {} to {}", path.display(), file.display());
+        println!("backed up {database} to {}", file.display());
     }
     Ok(())
 }
 
 pub async fn run(command: LedgerCommand, json: bool) -> anyhow::Result<()> {
-    let LedgerCommand::Verify { data_dir } = command;
-    let (_, database) = database(&data_dir)?;
+    let LedgerCommand::Verify { database: args } = command;
+    let database = database(&args)?;
     let problems = database.verify_offline().map_err(|e| anyhow!("cannot read the ledger: {e}"))?;
     if json {
         super::print_json(&serde_json::json!({ "ok": problems.is_empty(), "problems": problems }));

@@ -37,7 +37,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Balance => billing::balance(json).await,
         Command::Executions(command) => billing::executions(command, json).await,
         Command::Ledger(command) => ledger::run(command, json).await,
-        Command::Backup { data_dir, file } => ledger::backup(&data_dir, &file, json),
+        Command::Backup { database, file } => ledger::backup(&database, &file, json),
     }
 }
 

@@ -28,6 +28,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.max_connections = args.max_connections;
     config.sign_in_limits =
         visa_server::auth::throttle::SignInLimits::per_minute(args.sign_ins_per_ip, args.sign_ins_per_login);
+    if let Some(url) = &args.database_url {
+        let mut database = visa_store::Database::from_url(url).map_err(|e| anyhow!(e))?;
+        if let visa_store::Database::Postgres(target) = &mut database {
+            target.pool_size = args.database_pool_size;
+        }
+        config.database = Some(database);
+    }
     config.operator_token = std::env::var("VISA_OPERATOR_TOKEN").ok().filter(|t| !t.is_empty());
     config.pepper = std::env::var("VISA_KEY_PEPPER").ok().filter(|p| !p.is_empty()).map(String::into_bytes);
     let signals = visa_server::Signals::install()?;

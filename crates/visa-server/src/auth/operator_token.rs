@@ -13,7 +13,7 @@ pub const FILE: &str = "operator-token";
 pub const MIN_LENGTH: usize = 24;
 
 /// The token to run with: `configured` if set, else the data dir's file (created if absent).
-pub fn resolve(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<String> {
+pub fn resolve(configured: Option<&str>, data_dir: &Path, may_generate: bool) -> anyhow::Result<String> {
     if let Some(token) = configured.map(str::trim).filter(|t| !t.is_empty()) {
         ensure_strong(token, "VISA_OPERATOR_TOKEN")?;
         return Ok(token.to_owned());
@@ -30,6 +30,11 @@ pub fn resolve(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<Stri
             tracing::info!(path = %path.display(), "operator token read from file");
             Ok(token)
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !may_generate => Err(anyhow::anyhow!(
+            "a server on a shared database needs the operator token every node uses: set VISA_OPERATOR_TOKEN \
+             (or put it in {}); it is never generated per node",
+            path.display()
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let token = random_token("visa_operator");
             crate::write_private_file(&path, &token)?;
@@ -88,21 +93,36 @@ mod tests {
     #[test]
     fn short_tokens_are_refused_wherever_they_come_from() {
         let dir = tempfile::tempdir().unwrap();
-        let error = resolve(Some("hunter2"), dir.path()).unwrap_err().to_string();
+        let error = resolve(Some("hunter2"), dir.path(), true).unwrap_err().to_string();
         assert!(error.contains("VISA_OPERATOR_TOKEN is 7 characters"), "{error}");
-        assert_eq!(resolve(Some("a-long-enough-operator-token"), dir.path()).unwrap(), "a-long-enough-operator-token");
+        assert_eq!(
+            resolve(Some("a-long-enough-operator-token"), dir.path(), true).unwrap(),
+            "a-long-enough-operator-token"
+        );
         std::fs::write(dir.path().join(FILE), "short\n").unwrap();
         #[cfg(unix)]
         std::fs::set_permissions(dir.path().join(FILE), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-        assert!(resolve(None, dir.path()).unwrap_err().to_string().contains("5 characters"));
+        assert!(resolve(None, dir.path(), true).unwrap_err().to_string().contains("5 characters"));
+    }
+
+    #[test]
+    fn a_node_on_a_shared_database_never_generates_its_own_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = resolve(None, dir.path(), false).unwrap_err().to_string();
+        assert!(error.contains("VISA_OPERATOR_TOKEN") && error.contains("never generated per node"), "{error}");
+        assert!(!dir.path().join(FILE).exists(), "nothing was written");
+        assert_eq!(
+            resolve(Some("a-long-enough-operator-token"), dir.path(), false).unwrap(),
+            "a-long-enough-operator-token"
+        );
     }
 
     #[test]
     fn a_generated_token_is_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let token = resolve(None, dir.path()).unwrap();
+        let token = resolve(None, dir.path(), true).unwrap();
         assert!(token.len() >= MIN_LENGTH);
-        assert_eq!(resolve(None, dir.path()).unwrap(), token);
+        assert_eq!(resolve(None, dir.path(), true).unwrap(), token);
     }
 
     #[cfg(unix)]
@@ -114,16 +134,16 @@ mod tests {
         std::fs::write(&path, "visa_operator_0123456789abcdef0123").unwrap();
         for mode in [0o644, 0o640, 0o602] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-            let error = resolve(None, dir.path()).unwrap_err().to_string();
+            let error = resolve(None, dir.path(), true).unwrap_err().to_string();
             assert!(error.contains(&format!("mode {mode:o}")), "{error}");
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        resolve(None, dir.path()).unwrap();
+        resolve(None, dir.path(), true).unwrap();
 
         let elsewhere = tempfile::tempdir().unwrap();
         let target = elsewhere.path().join("token");
         std::fs::rename(&path, &target).unwrap();
         std::os::unix::fs::symlink(&target, &path).unwrap();
-        assert!(resolve(None, dir.path()).unwrap_err().to_string().contains("not a regular file"));
+        assert!(resolve(None, dir.path(), true).unwrap_err().to_string().contains("not a regular file"));
     }
 }

@@ -1,22 +1,11 @@
-//! The embedded SQLite backend: a `Store` over one database file in WAL mode, every answered
-//! write on disk. Writes go through the group-committing `writer`; reads run on a
-//! small pool of read-only connections on the blocking thread pool, so they never queue
-//! behind the writer.
+//! The embedded SQLite backend: an `Engine` for the shared SQL over one database file in WAL
+//! mode, every answered write on disk. Writes go through the group-committing `writer`;
+//! reads run on a small pool of read-only connections on the blocking thread pool, so they
+//! never queue behind the writer.
 
-mod accounts;
-mod admin_keys;
-mod audit;
 mod checkpointer;
-mod keys;
-mod members;
-mod money;
-mod operator_requests;
-mod provider_requests;
+pub(crate) mod engine;
 mod schema;
-mod sessions;
-mod sql;
-mod store;
-mod usage;
 mod writer;
 
 use crate::StoreError;
@@ -37,12 +26,15 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// request should fail fast and retry rather than hang).
 const WRITE_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub struct SqliteStore {
+/// The store over SQLite: the shared SQL on this engine.
+pub type SqliteStore = crate::sql::SqlStore<SqliteEngine>;
+
+pub struct SqliteEngine {
     writer: Writer,
     readers: Arc<ReaderPool>,
 }
 
-impl SqliteStore {
+impl SqliteEngine {
     /// Opens (creating if needed) the database at `path` and applies migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let mut conn = Connection::open(path).map_err(map_sqlite_error)?;
@@ -81,7 +73,7 @@ impl SqliteStore {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(map_sqlite_error)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(map_sqlite_error)?;
-        in_snapshot(&conn, money::verify)
+        in_snapshot(&conn, |conn| crate::sql::money::verify(&engine::SqliteDb(conn)))
     }
 
     /// Copies the database at `path` to `destination` with SQLite's online backup, page by
@@ -106,25 +98,6 @@ impl SqliteStore {
         std::fs::set_permissions(destination, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         Ok(())
-    }
-
-    async fn write<R, F>(&self, work: F) -> Result<R, StoreError>
-    where
-        R: Send + 'static,
-        F: Fn(&Connection) -> Result<R, StoreError> + Send + 'static,
-    {
-        self.writer.write(work).await
-    }
-
-    async fn read<R, F>(&self, work: F) -> Result<R, StoreError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
-    {
-        let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || readers.with_connection(work))
-            .await
-            .map_err(|_| StoreError::Internal("a read task failed".into()))?
     }
 }
 

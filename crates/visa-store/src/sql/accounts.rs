@@ -2,19 +2,19 @@
 //! per operator Idempotency-Key), and the ledger's credit entries.
 
 use super::audit;
-use super::sql::{from_db, select_one, to_db};
-use super::{map_sqlite_error, members, operator_requests};
+use super::db::{Db, Row, params};
+use super::{from_db, to_db};
+use super::{members, operator_requests};
 use crate::audit::account_snapshot;
 use crate::model::*;
 use crate::{StoreError, StoreResult};
-use rusqlite::{Connection, Row, params};
 use serde_json::Value;
 use visa_core::money::Micros;
 use visa_core::role::Role;
 
 const ACCOUNT_COLUMNS: &str = "id, login, approved, balance_micros, held_micros, created_at";
 
-fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
+fn account_from_row(row: &Row) -> StoreResult<Account> {
     Ok(Account {
         id: row.get(0)?,
         login: row.get(1)?,
@@ -25,28 +25,23 @@ fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
     })
 }
 
-pub(crate) fn account_where(
-    conn: &Connection,
-    clause: &str,
-    value: impl rusqlite::ToSql,
-) -> StoreResult<Option<Account>> {
-    select_one(conn, &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts"), clause, value, account_from_row)
+pub(crate) fn account_where(conn: &dyn Db, clause: &str, value: impl super::ToValue) -> StoreResult<Option<Account>> {
+    conn.query_row(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE {clause}"), params![value], account_from_row)
 }
 
-fn require_account(conn: &Connection, login: &str) -> StoreResult<Account> {
+fn require_account(conn: &dyn Db, login: &str) -> StoreResult<Account> {
     account_where(conn, "login = ?1", login)?.ok_or(StoreError::NotFound)
 }
 
-fn add_ledger_entry(conn: &Connection, account_id: i64, kind: &str, amount: Micros, now: Timestamp) -> StoreResult<()> {
+fn add_ledger_entry(conn: &dyn Db, account_id: i64, kind: &str, amount: Micros, now: Timestamp) -> StoreResult<()> {
     conn.execute(
         "INSERT INTO ledger (account_id, kind, amount_micros, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![account_id, kind, amount.0, to_db(now)],
-    )
-    .map_err(map_sqlite_error)?;
+    )?;
     Ok(())
 }
 
-fn credit(conn: &Connection, account_id: i64, amount: Micros, now: Timestamp) -> StoreResult<()> {
+fn credit(conn: &dyn Db, account_id: i64, amount: Micros, now: Timestamp) -> StoreResult<()> {
     if amount.0 <= 0 {
         return Ok(());
     }
@@ -54,8 +49,7 @@ fn credit(conn: &Connection, account_id: i64, amount: Micros, now: Timestamp) ->
     conn.execute(
         "UPDATE accounts SET balance_micros = balance_micros + ?2 WHERE id = ?1",
         params![account_id, amount.0],
-    )
-    .map_err(map_sqlite_error)?;
+    )?;
     Ok(())
 }
 
@@ -63,16 +57,14 @@ fn account_target(id: i64) -> String {
     format!("account:{id}")
 }
 
-pub(crate) fn create(conn: &Connection, new: &NewAccount, ctx: &AuditContext) -> StoreResult<(Account, Member)> {
+pub(crate) fn create(conn: &dyn Db, new: &NewAccount, ctx: &AuditContext) -> StoreResult<(Account, Member)> {
     if account_where(conn, "login = ?1", &new.login)?.is_some() {
         return Err(StoreError::Conflict(format!("an account named '{}' already exists", new.login)));
     }
-    conn.execute(
-        "INSERT INTO accounts (login, approved, created_at) VALUES (?1, ?2, ?3)",
+    let id = conn.insert(
+        "INSERT INTO accounts (login, approved, created_at) VALUES (?1, ?2, ?3) RETURNING id",
         params![new.login, new.approved, to_db(ctx.now)],
-    )
-    .map_err(map_sqlite_error)?;
-    let id = conn.last_insert_rowid();
+    )?;
     let owner = members::insert(conn, id, &new.login, Role::Owner, new.password_hash.as_deref(), None, ctx.now)?;
     credit(conn, id, new.credit, ctx.now)?;
     let account = account_where(conn, "id = ?1", id)?.ok_or(StoreError::NotFound)?;
@@ -80,10 +72,9 @@ pub(crate) fn create(conn: &Connection, new: &NewAccount, ctx: &AuditContext) ->
     Ok((account, owner))
 }
 
-pub(crate) fn set_approved(conn: &Connection, login: &str, approved: bool, ctx: &AuditContext) -> StoreResult<Account> {
+pub(crate) fn set_approved(conn: &dyn Db, login: &str, approved: bool, ctx: &AuditContext) -> StoreResult<Account> {
     let before = require_account(conn, login)?;
-    conn.execute("UPDATE accounts SET approved = ?2 WHERE id = ?1", params![before.id, approved])
-        .map_err(map_sqlite_error)?;
+    conn.execute("UPDATE accounts SET approved = ?2 WHERE id = ?1", params![before.id, approved])?;
     let after = Account { approved, ..before.clone() };
     let (old, new) = (account_snapshot(&before), account_snapshot(&after));
     audit::record(conn, after.id, ctx, "account.approval_changed", &account_target(after.id), old, new)?;
@@ -91,7 +82,7 @@ pub(crate) fn set_approved(conn: &Connection, login: &str, approved: bool, ctx: 
 }
 
 pub(crate) fn credit_account(
-    conn: &Connection,
+    conn: &dyn Db,
     login: &str,
     amount: Micros,
     ctx: &AuditContext,
@@ -101,6 +92,10 @@ pub(crate) fn credit_account(
         let mut account = require_account(conn, login)?;
         (account.balance, account.held) = (Micros(first.balance_after), Micros(first.held_after));
         return Ok(account);
+    }
+    if !conn.dialect().single_writer() {
+        // The balance read for the audit entry is the one the credit adds to.
+        conn.query("SELECT id FROM accounts WHERE login = ?1 FOR UPDATE", params![login])?;
     }
     let before = require_account(conn, login)?;
     credit(conn, before.id, amount, ctx.now)?;

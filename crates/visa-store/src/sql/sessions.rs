@@ -3,70 +3,64 @@
 //! one ended by a password change. A session row records where it was opened, never its token.
 
 use super::audit;
-use super::map_sqlite_error;
+use super::db::{Db, Row, params};
 use super::members::{ensure_may_touch, require_member};
-use super::sql::{from_db, to_db};
+use super::{from_db, to_db};
 use crate::model::*;
 use crate::{StoreError, StoreResult};
-use rusqlite::{Connection, Row, params};
 use serde_json::{Value, json};
 use visa_core::role::Role;
 use visa_core::secret::SecretHash;
 
-pub(crate) fn create(conn: &Connection, new: &NewSession, ctx: &AuditContext) -> StoreResult<()> {
-    conn.execute(
+pub(crate) fn create(conn: &dyn Db, new: &NewSession, ctx: &AuditContext) -> StoreResult<()> {
+    let id = conn.insert(
         "INSERT INTO sessions (account_id, member_id, token_hash, created_at, expires_at, ip, user_agent) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
         params![
             new.account_id,
             new.member_id,
-            &new.token_hash.0[..],
+            new.token_hash.0,
             to_db(new.created_at),
             to_db(new.expires_at),
             ctx.ip.map(|ip| ip.to_string()),
             ctx.user_agent
         ],
-    )
-    .map_err(map_sqlite_error)?;
-    let session =
-        json!({ "session": conn.last_insert_rowid(), "expires_at": crate::audit::time(Some(new.expires_at)) });
+    )?;
+    let session = json!({ "session": id, "expires_at": crate::audit::time(Some(new.expires_at)) });
     audit::record(conn, new.account_id, ctx, "session.created", &member_target(new.member_id), Value::Null, session)
 }
 
-fn record_from_row(row: &Row<'_>, current: Option<&SecretHash>) -> rusqlite::Result<SessionRecord> {
+fn record_from_row(row: &Row, current: Option<&SecretHash>) -> StoreResult<SessionRecord> {
     let hash: Vec<u8> = row.get(5)?;
     Ok(SessionRecord {
         id: row.get(0)?,
         member_id: row.get(1)?,
         created_at: from_db(row.get(2)?),
         expires_at: from_db(row.get(3)?),
-        ip: row.get::<_, Option<String>>(4)?.and_then(|ip| ip.parse().ok()),
+        ip: row.get::<Option<String>>(4)?.and_then(|ip| ip.parse().ok()),
         user_agent: row.get(6)?,
         current: current.is_some_and(|c| c.0[..] == hash[..]),
     })
 }
 
 pub(crate) fn list(
-    conn: &Connection,
+    conn: &dyn Db,
     account_id: i64,
     member_id: i64,
     current: Option<&SecretHash>,
     now: Timestamp,
 ) -> StoreResult<Vec<SessionRecord>> {
     require_member(conn, account_id, member_id)?;
-    let mut stmt = conn
-        .prepare(
-            "SELECT id, member_id, created_at, expires_at, ip, token_hash, user_agent FROM sessions \
-             WHERE member_id = ?1 AND expires_at > ?2 ORDER BY id",
-        )
-        .map_err(map_sqlite_error)?;
-    stmt.query_map(params![member_id, to_db(now)], |row| record_from_row(row, current))
-        .and_then(|rows| rows.collect())
-        .map_err(map_sqlite_error)
+    conn.query_map(
+        "SELECT id, member_id, created_at, expires_at, ip, token_hash, user_agent FROM sessions \
+         WHERE member_id = ?1 AND expires_at > ?2 ORDER BY id",
+        params![member_id, to_db(now)],
+        |row| record_from_row(row, current),
+    )
 }
 
 pub(crate) fn end(
-    conn: &Connection,
+    conn: &dyn Db,
     account_id: i64,
     member_id: i64,
     which: &SessionsToEnd,
@@ -77,12 +71,10 @@ pub(crate) fn end(
     ensure_may_touch(caller, &[member.role])?;
     let (count, ended) = match which {
         SessionsToEnd::One(id) => {
-            let n = conn
-                .execute(
-                    "DELETE FROM sessions WHERE id = ?1 AND member_id = ?2 AND expires_at > ?3",
-                    params![id, member_id, to_db(ctx.now)],
-                )
-                .map_err(map_sqlite_error)?;
+            let n = conn.execute(
+                "DELETE FROM sessions WHERE id = ?1 AND member_id = ?2 AND expires_at > ?3",
+                params![id, member_id, to_db(ctx.now)],
+            )?;
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
@@ -100,27 +92,23 @@ pub(crate) fn end(
 }
 
 /// Ends every session of the member but `keep`; how many ended.
-pub(crate) fn end_all_but(conn: &Connection, member_id: i64, keep: Option<&SecretHash>) -> StoreResult<u64> {
+pub(crate) fn end_all_but(conn: &dyn Db, member_id: i64, keep: Option<&SecretHash>) -> StoreResult<u64> {
     let keep = keep.map(|k| k.0.to_vec()).unwrap_or_default();
     conn.execute("DELETE FROM sessions WHERE member_id = ?1 AND token_hash != ?2", params![member_id, keep])
         .map(|n| n as u64)
-        .map_err(map_sqlite_error)
 }
 
 /// Ends the session with this token (sign-out); one that is gone already is not an error.
-pub(crate) fn end_by_token(conn: &Connection, token_hash: &SecretHash) -> StoreResult<()> {
-    conn.execute("DELETE FROM sessions WHERE token_hash = ?1", params![&token_hash.0[..]])
-        .map(drop)
-        .map_err(map_sqlite_error)
+pub(crate) fn end_by_token(conn: &dyn Db, token_hash: &SecretHash) -> StoreResult<()> {
+    conn.execute("DELETE FROM sessions WHERE token_hash = ?1", params![token_hash.0]).map(drop)
 }
 
 /// Prunes up to `limit` expired sessions; how many went.
-pub(crate) fn sweep(conn: &Connection, now: Timestamp, limit: u32) -> StoreResult<usize> {
+pub(crate) fn sweep(conn: &dyn Db, now: Timestamp, limit: u32) -> StoreResult<usize> {
     conn.execute(
         "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at <= ?1 LIMIT ?2)",
         params![to_db(now), limit],
     )
-    .map_err(map_sqlite_error)
 }
 
 pub(crate) fn member_target(member_id: i64) -> String {
@@ -130,15 +118,16 @@ pub(crate) fn member_target(member_id: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sqlite::{members, schema};
+    use crate::sql::members;
+    use crate::sqlite::engine::{SqliteDb, tests::memory};
 
     #[test]
     fn expired_sessions_are_pruned_and_live_ones_kept() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        schema::migrate(&mut conn).unwrap();
+        let memory = memory();
+        let conn: &dyn Db = &SqliteDb(&memory);
         let t0 = Timestamp::from_unix_timestamp(1_800_000_000).unwrap();
-        conn.execute("INSERT INTO accounts (login, approved, created_at) VALUES ('acme', 1, 0)", []).unwrap();
-        let member = members::insert(&conn, 1, "acme", Role::Owner, None, None, t0).unwrap();
+        conn.execute("INSERT INTO accounts (login, approved, created_at) VALUES ('acme', 1, 0)", &[]).unwrap();
+        let member = members::insert(conn, 1, "acme", Role::Owner, None, None, t0).unwrap();
         let ctx = AuditContext { actor: Actor::Operator, ip: None, user_agent: None, now: t0 };
         for (n, ttl) in [(1u8, 60), (2, 3600)] {
             let new = NewSession {
@@ -148,14 +137,13 @@ mod tests {
                 created_at: t0,
                 expires_at: t0 + time::Duration::seconds(ttl),
             };
-            create(&conn, &new, &ctx).unwrap();
+            create(conn, &new, &ctx).unwrap();
         }
-        let count =
-            |conn: &Connection| conn.query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get::<_, i64>(0)).unwrap();
-        assert_eq!(sweep(&conn, t0 + time::Duration::seconds(59), 10).unwrap(), 0);
-        assert_eq!(sweep(&conn, t0 + time::Duration::seconds(60), 10).unwrap(), 1);
-        assert_eq!(count(&conn), 1);
-        let live = list(&conn, 1, member.id, Some(&SecretHash([2; 32])), t0 + time::Duration::seconds(60)).unwrap();
+        let count = || conn.query_row("SELECT COUNT(*) FROM sessions", &[], |r| r.get::<i64>(0)).unwrap();
+        assert_eq!(sweep(conn, t0 + time::Duration::seconds(59), 10).unwrap(), 0);
+        assert_eq!(sweep(conn, t0 + time::Duration::seconds(60), 10).unwrap(), 1);
+        assert_eq!(count(), Some(1));
+        let live = list(conn, 1, member.id, Some(&SecretHash([2; 32])), t0 + time::Duration::seconds(60)).unwrap();
         assert_eq!(live.len(), 1);
         assert!(live[0].current);
     }

@@ -7,18 +7,17 @@
 //! that differ (`crate::audit`, shared by every backend, decides what is audited of each
 //! object and computes the diff).
 
-use super::map_sqlite_error;
-use super::sql::{from_db, to_db};
+use super::db::{Db, Row, params};
+use super::{from_db, to_db};
 use crate::StoreResult;
 use crate::audit::changed_fields;
 use crate::model::*;
-use rusqlite::{Connection, Row, params};
 use serde_json::Value;
 use visa_core::pagination::{Page, PageRequest};
 
 /// Appends one entry for `account_id` unless nothing changed.
 pub(crate) fn record(
-    conn: &Connection,
+    conn: &dyn Db,
     account_id: i64,
     ctx: &AuditContext,
     action: &str,
@@ -35,12 +34,10 @@ pub(crate) fn record(
         Actor::Member { id, login } => ("member", Some(*id), Some(login.as_str())),
         Actor::AdminKey { id, label } => ("admin_key", Some(*id), Some(label.as_str())),
     };
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO audit_log (account_id, actor_type, actor_id, actor_label, action, target, changes, ip, user_agent, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )
-    .and_then(|mut stmt| {
-        stmt.execute(params![
+        params![
             account_id,
             actor_type,
             actor_id,
@@ -51,19 +48,18 @@ pub(crate) fn record(
             ctx.ip.map(|ip| ip.to_string()),
             ctx.user_agent,
             to_db(ctx.now)
-        ])
-    })
-    .map_err(map_sqlite_error)?;
+        ],
+    )?;
     Ok(())
 }
 
 const COLUMNS: &str =
     "id, account_id, actor_type, actor_id, actor_label, action, target, changes, ip, user_agent, created_at";
 
-fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
+fn entry_from_row(row: &Row) -> StoreResult<AuditEntry> {
     let actor_type: String = row.get(2)?;
     let actor_id: Option<i64> = row.get(3)?;
-    let label: String = row.get::<_, Option<String>>(4)?.unwrap_or_default();
+    let label: String = row.get::<Option<String>>(4)?.unwrap_or_default();
     let actor = match (actor_type.as_str(), actor_id) {
         ("member", Some(id)) => Actor::Member { id, login: label },
         ("admin_key", Some(id)) => Actor::AdminKey { id, label },
@@ -75,8 +71,8 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
         actor,
         action: row.get(5)?,
         target: row.get(6)?,
-        changes: serde_json::from_str(&row.get::<_, String>(7)?).unwrap_or(Value::Null),
-        ip: row.get::<_, Option<String>>(8)?.and_then(|ip| ip.parse().ok()),
+        changes: serde_json::from_str(&row.get::<String>(7)?).unwrap_or(Value::Null),
+        ip: row.get::<Option<String>>(8)?.and_then(|ip| ip.parse().ok()),
         user_agent: row.get(9)?,
         created_at: from_db(row.get(10)?),
     })
@@ -84,7 +80,7 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
 
 /// A page of an account's entries, newest first, narrowed by `filter`.
 pub(crate) fn list(
-    conn: &Connection,
+    conn: &dyn Db,
     account_id: i64,
     filter: &AuditFilter,
     page: PageRequest,
@@ -92,16 +88,14 @@ pub(crate) fn list(
     let (op, order, cursor) = page.id_bounds();
     let sql = format!(
         "SELECT {COLUMNS} FROM audit_log WHERE account_id = ?1 AND id {op} ?2 \
-         AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR target = ?4) AND (?5 IS NULL OR created_at >= ?5) \
+         AND (CAST(?3 AS TEXT) IS NULL OR action = ?3) AND (CAST(?4 AS TEXT) IS NULL OR target = ?4) \
+         AND (CAST(?5 AS BIGINT) IS NULL OR created_at >= ?5) \
          ORDER BY id {order} LIMIT ?6"
     );
-    let mut stmt = conn.prepare_cached(&sql).map_err(map_sqlite_error)?;
-    let rows = stmt
-        .query_map(
-            params![account_id, cursor, filter.action, filter.target, filter.since.map(to_db), page.fetch_limit()],
-            entry_from_row,
-        )
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-        .map_err(map_sqlite_error)?;
+    let rows = conn.query_map(
+        &sql,
+        params![account_id, cursor, filter.action, filter.target, filter.since.map(to_db), page.fetch_limit()],
+        entry_from_row,
+    )?;
     Ok(Page::cut(&page, rows, |e| e.id))
 }

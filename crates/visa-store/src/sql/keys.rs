@@ -2,13 +2,13 @@
 //! counters they are read with; every change audited with the key before and after.
 
 use super::audit;
-use super::map_sqlite_error;
-use super::sql::{corrupt, from_db, to_db};
+use super::db::corrupt;
+use super::db::{Db, Row, params};
+use super::{from_db, to_db};
 use crate::audit::key_snapshot;
 use crate::columns::{cidrs_from_db, cidrs_to_db, grant_from_db, grant_to_db};
 use crate::model::*;
 use crate::{Refusal, StoreError, StoreResult};
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 use visa_core::key::Environment;
 use visa_core::money::Micros;
@@ -25,11 +25,11 @@ const KEY_COLUMNS: &str = "k.id, k.account_id, a.login, k.environment, k.label, 
 const KEY_TABLES: &str = "keys k JOIN key_spend s ON s.key_id = k.id JOIN accounts a ON a.id = k.account_id \
     LEFT JOIN key_days d ON d.key_id = k.id AND d.day_number = s.latest_day";
 
-fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
-    let environment = Environment::parse(&row.get::<_, String>(3)?).ok_or_else(|| corrupt("environment"))?;
-    let label = KeyLabel::parse(&row.get::<_, String>(4)?).map_err(|_| corrupt("label"))?;
-    let grant = grant_from_db(&row.get::<_, String>(5)?, &row.get::<_, String>(6)?).map_err(corrupt)?;
-    let allowed_cidrs = cidrs_from_db(&row.get::<_, String>(7)?).map_err(corrupt)?;
+fn key_from_row(row: &Row) -> StoreResult<KeyRecord> {
+    let environment = Environment::parse(&row.get::<String>(3)?).ok_or_else(|| corrupt("environment"))?;
+    let label = KeyLabel::parse(&row.get::<String>(4)?).map_err(|_| corrupt("label"))?;
+    let grant = grant_from_db(&row.get::<String>(5)?, &row.get::<String>(6)?).map_err(corrupt)?;
+    let allowed_cidrs = cidrs_from_db(&row.get::<String>(7)?).map_err(corrupt)?;
     Ok(KeyRecord {
         id: row.get(0)?,
         account_id: row.get(1)?,
@@ -41,14 +41,14 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
             allowed_cidrs,
             daily_cap_cents: row.get(8)?,
             total_cap_cents: row.get(9)?,
-            expires_at: row.get::<_, Option<i64>>(10)?.map(from_db),
+            expires_at: row.get::<Option<i64>>(10)?.map(from_db),
             read_only: row.get(11)?,
             rate_limit_per_second: row.get(19)?,
         },
         created_at: from_db(row.get(12)?),
-        revoked_at: row.get::<_, Option<i64>>(13)?.map(from_db),
-        last_used_at: row.get::<_, Option<i64>>(14)?.map(from_db),
-        last_used_ip: row.get::<_, Option<String>>(15)?.and_then(|ip| ip.parse().ok()),
+        revoked_at: row.get::<Option<i64>>(13)?.map(from_db),
+        last_used_at: row.get::<Option<i64>>(14)?.map(from_db),
+        last_used_ip: row.get::<Option<String>>(15)?.and_then(|ip| ip.parse().ok()),
         latest_day: row.get(16)?,
         spent_day: Micros(row.get(17)?),
         held_day: Micros(row.get(20)?),
@@ -58,44 +58,44 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
     })
 }
 
-fn secret_from_row(row: &Row<'_>) -> rusqlite::Result<SecretRecord> {
+fn secret_from_row(row: &Row) -> StoreResult<SecretRecord> {
     Ok(SecretRecord {
         id: row.get(0)?,
         key_prefix: row.get(1)?,
         created_at: from_db(row.get(2)?),
-        expires_at: row.get::<_, Option<i64>>(3)?.map(from_db),
-        revoked_at: row.get::<_, Option<i64>>(4)?.map(from_db),
-        last_used_at: row.get::<_, Option<i64>>(5)?.map(from_db),
-        last_used_ip: row.get::<_, Option<String>>(6)?.and_then(|ip| ip.parse().ok()),
+        expires_at: row.get::<Option<i64>>(3)?.map(from_db),
+        revoked_at: row.get::<Option<i64>>(4)?.map(from_db),
+        last_used_at: row.get::<Option<i64>>(5)?.map(from_db),
+        last_used_ip: row.get::<Option<String>>(6)?.and_then(|ip| ip.parse().ok()),
     })
 }
 
-fn with_secrets(conn: &Connection, mut key: KeyRecord) -> rusqlite::Result<KeyRecord> {
-    let mut stmt = conn.prepare_cached(
+fn with_secrets(conn: &dyn Db, mut key: KeyRecord) -> StoreResult<KeyRecord> {
+    key.secrets = conn.query_map(
         "SELECT id, key_prefix, created_at, expires_at, revoked_at, last_used_at, last_used_ip \
          FROM key_secrets WHERE key_id = ?1 ORDER BY id DESC",
+        params![key.id],
+        secret_from_row,
     )?;
-    key.secrets = stmt.query_map([key.id], secret_from_row)?.collect::<rusqlite::Result<_>>()?;
     Ok(key)
 }
 
 /// One of the account's keys, with its secrets; `None` for another account's key.
-pub(crate) fn load_key(conn: &Connection, account_id: i64, key_id: i64) -> StoreResult<Option<KeyRecord>> {
+pub(crate) fn load_key(conn: &dyn Db, account_id: i64, key_id: i64) -> StoreResult<Option<KeyRecord>> {
     let sql = format!("SELECT {KEY_COLUMNS} FROM {KEY_TABLES} WHERE k.id = ?1 AND k.account_id = ?2");
-    let key = conn.query_row(&sql, params![key_id, account_id], key_from_row).optional().map_err(map_sqlite_error)?;
-    key.map(|k| with_secrets(conn, k)).transpose().map_err(map_sqlite_error)
+    let key = conn.query_row(&sql, params![key_id, account_id], key_from_row)?;
+    key.map(|k| with_secrets(conn, k)).transpose()
 }
 
-pub(crate) fn require_key(conn: &Connection, account_id: i64, key_id: i64) -> StoreResult<KeyRecord> {
+pub(crate) fn require_key(conn: &dyn Db, account_id: i64, key_id: i64) -> StoreResult<KeyRecord> {
     load_key(conn, account_id, key_id)?.ok_or(StoreError::NotFound)
 }
 
-fn insert_secret(conn: &Connection, key_id: i64, secret: &NewSecret, now: Timestamp) -> StoreResult<()> {
+fn insert_secret(conn: &dyn Db, key_id: i64, secret: &NewSecret, now: Timestamp) -> StoreResult<()> {
     conn.execute(
         "INSERT INTO key_secrets (key_id, hash, key_prefix, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![key_id, &secret.hash.0[..], secret.key_prefix, to_db(now)],
-    )
-    .map_err(map_sqlite_error)?;
+        params![key_id, secret.hash.0, secret.key_prefix, to_db(now)],
+    )?;
     Ok(())
 }
 
@@ -104,7 +104,7 @@ fn policy_params(policy: &KeyPolicy) -> (String, String, Option<i64>) {
     (tools, cidrs_to_db(&policy.allowed_cidrs), policy.expires_at.map(to_db))
 }
 
-fn write_policy(conn: &Connection, key_id: i64, policy: &KeyPolicy) -> StoreResult<()> {
+fn write_policy(conn: &dyn Db, key_id: i64, policy: &KeyPolicy) -> StoreResult<()> {
     let (tools, cidrs, expires_at) = policy_params(policy);
     conn.execute(
         "UPDATE keys SET label = ?2, tool_scope = ?3, allowed_tools = ?4, allowed_cidrs = ?5, daily_cap_cents = ?6, \
@@ -121,18 +121,12 @@ fn write_policy(conn: &Connection, key_id: i64, policy: &KeyPolicy) -> StoreResu
             policy.read_only,
             policy.rate_limit_per_second
         ],
-    )
-    .map_err(map_sqlite_error)?;
+    )?;
     Ok(())
 }
 
 /// Reloads a key after a change and audits the difference from `before`.
-fn audited_key_change(
-    conn: &Connection,
-    ctx: &AuditContext,
-    action: &str,
-    before: &KeyRecord,
-) -> StoreResult<KeyRecord> {
+fn audited_key_change(conn: &dyn Db, ctx: &AuditContext, action: &str, before: &KeyRecord) -> StoreResult<KeyRecord> {
     let after = require_key(conn, before.account_id, before.id)?;
     audit::record(
         conn,
@@ -150,13 +144,13 @@ fn key_target(id: i64) -> String {
     format!("key:{id}")
 }
 
-pub(crate) fn create(conn: &Connection, new: &NewKey, ctx: &AuditContext) -> StoreResult<KeyRecord> {
+pub(crate) fn create(conn: &dyn Db, new: &NewKey, ctx: &AuditContext) -> StoreResult<KeyRecord> {
     let (tools, cidrs, expires_at) = policy_params(&new.policy);
     let p = &new.policy;
-    conn.execute(
+    let key_id = conn.insert(
         "INSERT INTO keys (account_id, environment, label, tool_scope, allowed_tools, allowed_cidrs, daily_cap_cents, \
          total_cap_cents, expires_at, read_only, created_at, rate_limit_per_second) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
         params![
             new.account_id,
             new.environment.as_str(),
@@ -171,32 +165,30 @@ pub(crate) fn create(conn: &Connection, new: &NewKey, ctx: &AuditContext) -> Sto
             to_db(ctx.now),
             p.rate_limit_per_second
         ],
-    )
-    .map_err(map_sqlite_error)?;
-    let key_id = conn.last_insert_rowid();
-    conn.execute("INSERT INTO key_spend (key_id) VALUES (?1)", [key_id]).map_err(map_sqlite_error)?;
+    )?;
+    conn.execute("INSERT INTO key_spend (key_id) VALUES (?1)", params![key_id])?;
     insert_secret(conn, key_id, &new.secret, ctx.now)?;
     let key = require_key(conn, new.account_id, key_id)?;
     audit::record(conn, key.account_id, ctx, "key.created", &key_target(key_id), Value::Null, key_snapshot(&key))?;
     Ok(key)
 }
 
-pub(crate) fn list(conn: &Connection, account_id: i64, page: PageRequest) -> StoreResult<Page<KeyRecord>> {
+pub(crate) fn list(conn: &dyn Db, account_id: i64, page: PageRequest) -> StoreResult<Page<KeyRecord>> {
     let (op, order, cursor) = page.id_bounds();
     let sql = format!(
         "SELECT {KEY_COLUMNS} FROM {KEY_TABLES} \
          WHERE k.account_id = ?1 AND k.id {op} ?2 ORDER BY k.id {order} LIMIT ?3"
     );
-    let mut stmt = conn.prepare_cached(&sql).map_err(map_sqlite_error)?;
-    let rows = stmt
-        .query_map(params![account_id, cursor, page.fetch_limit()], key_from_row)
-        .and_then(|rows| rows.map(|k| k.and_then(|k| with_secrets(conn, k))).collect::<rusqlite::Result<Vec<_>>>())
-        .map_err(map_sqlite_error)?;
+    let rows = conn
+        .query_map(&sql, params![account_id, cursor, page.fetch_limit()], key_from_row)?
+        .into_iter()
+        .map(|k| with_secrets(conn, k))
+        .collect::<StoreResult<Vec<_>>>()?;
     Ok(Page::cut(&page, rows, |k| k.id))
 }
 
 pub(crate) fn update(
-    conn: &Connection,
+    conn: &dyn Db,
     account_id: i64,
     key_id: i64,
     patch: &KeyPatch,
@@ -210,7 +202,7 @@ pub(crate) fn update(
 }
 
 pub(crate) fn revoke(
-    conn: &Connection,
+    conn: &dyn Db,
     account_id: i64,
     key_id: i64,
     cause: RevokeCause,
@@ -218,10 +210,11 @@ pub(crate) fn revoke(
 ) -> StoreResult<KeyRecord> {
     let before = require_key(conn, account_id, key_id)?;
     let at = to_db(ctx.now);
-    conn.execute("UPDATE keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1", params![key_id, at])
-        .map_err(map_sqlite_error)?;
-    conn.execute("UPDATE key_secrets SET revoked_at = COALESCE(revoked_at, ?2) WHERE key_id = ?1", params![key_id, at])
-        .map_err(map_sqlite_error)?;
+    conn.execute("UPDATE keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1", params![key_id, at])?;
+    conn.execute(
+        "UPDATE key_secrets SET revoked_at = COALESCE(revoked_at, ?2) WHERE key_id = ?1",
+        params![key_id, at],
+    )?;
     let action = match cause {
         RevokeCause::Requested => "key.revoked",
         RevokeCause::Leaked => "key.revoked_leaked",
@@ -230,7 +223,7 @@ pub(crate) fn revoke(
 }
 
 pub(crate) fn revoke_secret(
-    conn: &Connection,
+    conn: &dyn Db,
     account_id: i64,
     key_id: i64,
     secret_id: i64,
@@ -246,13 +239,12 @@ pub(crate) fn revoke_secret(
     conn.execute(
         "UPDATE key_secrets SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
         params![secret_id, to_db(ctx.now)],
-    )
-    .map_err(map_sqlite_error)?;
+    )?;
     audited_key_change(conn, ctx, "key.secret_revoked", &key)
 }
 
 pub(crate) fn rotate(
-    conn: &Connection,
+    conn: &dyn Db,
     account_id: i64,
     key_id: i64,
     rotation: &Rotation,
@@ -272,33 +264,22 @@ pub(crate) fn rotate(
     } else {
         // A secret already ending sooner (an earlier grace) keeps its earlier end.
         conn.execute(
-            "UPDATE key_secrets SET expires_at = MIN(COALESCE(expires_at, ?2), ?2) WHERE key_id = ?1 AND revoked_at IS NULL",
+            "UPDATE key_secrets SET expires_at = CASE WHEN expires_at < ?2 THEN expires_at ELSE ?2 END \
+             WHERE key_id = ?1 AND revoked_at IS NULL",
             params![key_id, end],
         )
-    }
-    .map_err(map_sqlite_error)?;
+    }?;
     insert_secret(conn, key_id, &rotation.secret, ctx.now)?;
     audited_key_change(conn, ctx, "key.rotated", &key)
 }
 
-pub(crate) fn by_secret(conn: &Connection, hash: &SecretHash) -> StoreResult<Option<AuthRecord>> {
-    let found = conn
-        .query_row(
-            "SELECT s.id, s.hash, s.key_id, k.account_id, a.approved FROM key_secrets s \
+pub(crate) fn by_secret(conn: &dyn Db, hash: &SecretHash) -> StoreResult<Option<AuthRecord>> {
+    let found = conn.query_row(
+        "SELECT s.id, s.hash, s.key_id, k.account_id, a.approved FROM key_secrets s \
              JOIN keys k ON k.id = s.key_id JOIN accounts a ON a.id = k.account_id WHERE s.hash = ?1",
-            [&hash.0[..]],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, bool>(4)?,
-                ))
-            },
-        )
-        .optional()
-        .map_err(map_sqlite_error)?;
+        params![hash.0],
+        |r| Ok((r.get::<i64>(0)?, r.get::<Vec<u8>>(1)?, r.get::<i64>(2)?, r.get::<i64>(3)?, r.get::<bool>(4)?)),
+    )?;
     let Some((secret_id, stored, key_id, account_id, account_approved)) = found else {
         return Ok(None);
     };
@@ -307,19 +288,18 @@ pub(crate) fn by_secret(conn: &Connection, hash: &SecretHash) -> StoreResult<Opt
     Ok(Some(AuthRecord { key, secret_id, secret_hash, account_approved }))
 }
 
-pub(crate) fn record_use(conn: &Connection, uses: &[KeyUse]) -> StoreResult<()> {
+pub(crate) fn record_use(conn: &dyn Db, uses: &[KeyUse]) -> StoreResult<()> {
     for u in uses {
         let (at, ip) = (to_db(u.at), u.ip.to_string());
         conn.execute(
             "UPDATE keys SET last_used_at = ?2, last_used_ip = ?3 WHERE id = ?1 AND COALESCE(last_used_at, 0) <= ?2",
             params![u.key_id, at, ip],
-        )
-        .map_err(map_sqlite_error)?;
+        )?;
         conn.execute(
             "UPDATE key_secrets SET last_used_at = ?2, last_used_ip = ?3 WHERE id = ?1 AND COALESCE(last_used_at, 0) <= ?2",
             params![u.secret_id, at, ip],
         )
-        .map_err(map_sqlite_error)?;
+        ?;
     }
     Ok(())
 }

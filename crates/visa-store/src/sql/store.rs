@@ -1,10 +1,10 @@
-//! The `Store` trait over SQLite: each method is one read on the pool or one job for the
-//! group-committing writer, handed to the module of its resource (accounts, keys, admin keys,
-//! members, sessions, audit, usage, money), which holds the SQL.
+//! The `Store` trait over any SQL `Engine`: each method is one read or one write transaction,
+//! handed to the module of its resource (accounts, keys, admin keys, members, sessions,
+//! audit, usage, money), which holds the SQL.
 
 use super::{
-    SqliteStore, accounts, admin_keys, audit, keys, members, money, operator_requests, provider_requests, sessions,
-    usage,
+    Db, Engine, Isolation, accounts, admin_keys, audit, keys, members, money, operator_requests, provider_requests,
+    sessions, usage,
 };
 use crate::model::*;
 use crate::{Durability, Hold, Store, StoreResult};
@@ -16,8 +16,45 @@ use visa_core::policy::KeyLabel;
 use visa_core::role::Role;
 use visa_core::secret::SecretHash;
 
+/// The store of every SQL backend: the shared SQL over the backend's `Engine`.
+pub struct SqlStore<E> {
+    engine: E,
+}
+
+impl<E: Engine> SqlStore<E> {
+    pub fn new(engine: E) -> Self {
+        Self { engine }
+    }
+
+    /// A control-plane change (read, decide, write).
+    async fn write<R, F>(&self, work: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: Fn(&dyn Db) -> StoreResult<R> + Send + Sync + 'static,
+    {
+        self.engine.write(Isolation::Serializable, work).await
+    }
+
+    /// A money-path change: it locks what it reads (see `money`).
+    async fn write_locking<R, F>(&self, work: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: Fn(&dyn Db) -> StoreResult<R> + Send + Sync + 'static,
+    {
+        self.engine.write(Isolation::Locking, work).await
+    }
+
+    async fn read<R, F>(&self, work: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&dyn Db) -> StoreResult<R> + Send + 'static,
+    {
+        self.engine.read(work).await
+    }
+}
+
 #[async_trait]
-impl Store for SqliteStore {
+impl<E: Engine> Store for SqlStore<E> {
     async fn create_account(&self, new: NewAccount, ctx: AuditContext) -> StoreResult<(Account, Member)> {
         self.write(move |conn| accounts::create(conn, &new, &ctx)).await
     }
@@ -40,7 +77,7 @@ impl Store for SqliteStore {
         request: Option<OperatorRequest>,
     ) -> StoreResult<Account> {
         let login = login.to_owned();
-        self.write(move |conn| accounts::credit_account(conn, &login, amount, &ctx, request.as_ref())).await
+        self.write_locking(move |conn| accounts::credit_account(conn, &login, amount, &ctx, request.as_ref())).await
     }
 
     async fn end_session(&self, token_hash: SecretHash) -> StoreResult<()> {
@@ -103,7 +140,7 @@ impl Store for SqliteStore {
     }
 
     async fn member_by_invite(&self, invite_hash: SecretHash) -> StoreResult<Option<Member>> {
-        self.read(move |conn| members::member_where(conn, "invite_hash = ?1", invite_hash.0.to_vec())).await
+        self.read(move |conn| members::member_where(conn, "invite_hash = ?1", invite_hash.0)).await
     }
 
     async fn list_members(&self, account_id: i64) -> StoreResult<Vec<Member>> {
@@ -213,7 +250,7 @@ impl Store for SqliteStore {
         if uses.is_empty() {
             return Ok(());
         }
-        self.write(move |conn| keys::record_use(conn, &uses)).await
+        self.write_locking(move |conn| keys::record_use(conn, &uses)).await
     }
 
     async fn create_admin_key(
@@ -236,14 +273,14 @@ impl Store for SqliteStore {
     }
 
     async fn admin_key_by_secret(&self, hash: SecretHash) -> StoreResult<Option<(AdminKeyRecord, SecretHash)>> {
-        self.read(move |conn| admin_keys::admin_key_where(conn, "hash = ?1", hash.0.to_vec())).await
+        self.read(move |conn| admin_keys::admin_key_where(conn, "hash = ?1", hash.0)).await
     }
 
     async fn record_usage(&self, counts: Vec<UsageCount>) -> StoreResult<()> {
         if counts.is_empty() {
             return Ok(());
         }
-        self.write(move |conn| usage::record(conn, &counts)).await
+        self.write_locking(move |conn| usage::record(conn, &counts)).await
     }
 
     async fn key_usage(&self, key_id: i64, since_minute: i64, until_minute: i64) -> StoreResult<Vec<UsageCount>> {
@@ -255,7 +292,8 @@ impl Store for SqliteStore {
     }
 
     async fn begin_execution(&self, start: ExecutionStart) -> StoreResult<BeginOutcome> {
-        let (outcome, durable) = self.writer.write_committed(move |conn| money::begin(conn, &start)).await?;
+        let (outcome, durable) =
+            self.engine.write_committed(Isolation::Locking, move |conn| money::begin(conn, &start)).await?;
         if matches!(outcome, BeginOutcome::Started(_)) {
             return Ok(outcome.map_started(|execution| Hold::new(execution, durable)));
         }
@@ -265,7 +303,7 @@ impl Store for SqliteStore {
 
     async fn finish_execution(&self, hold: &Hold, finish: Finish, now: Timestamp) -> StoreResult<ExecutionRecord> {
         let execution = hold.execution.clone();
-        let finished = self.write(move |conn| money::finish(conn, &execution, &finish, now)).await;
+        let finished = self.write_locking(move |conn| money::finish(conn, &execution, &finish, now)).await;
         // Resolved long before (the hold's fsync ran first); a failed one taints what followed.
         let held = hold.durable().await;
         held.and(finished)
@@ -282,15 +320,15 @@ impl Store for SqliteStore {
 
     async fn register_node(&self, name: &str, now: Timestamp, lease: time::Duration) -> StoreResult<NodeId> {
         let name = name.to_owned();
-        self.write(move |conn| money::register_node(conn, &name, now, lease)).await
+        self.write_locking(move |conn| money::register_node(conn, &name, now, lease)).await
     }
 
     async fn renew_node(&self, node: NodeId, now: Timestamp, lease: time::Duration) -> StoreResult<bool> {
-        self.write(move |conn| money::renew_node(conn, node, now, lease)).await
+        self.write_locking(move |conn| money::renew_node(conn, node, now, lease)).await
     }
 
     async fn reclaim_expired_nodes(&self, now: Timestamp) -> StoreResult<u64> {
-        self.write(move |conn| money::reclaim_expired_nodes(conn, now)).await
+        self.write_locking(move |conn| money::reclaim_expired_nodes(conn, now)).await
     }
 
     async fn reconcile_execution(
@@ -313,12 +351,12 @@ impl Store for SqliteStore {
     }
 
     async fn start_provider_request(&self, execution_id: i64) -> StoreResult<()> {
-        self.write(move |conn| provider_requests::start(conn, execution_id)).await
+        self.write_locking(move |conn| provider_requests::start(conn, execution_id)).await
     }
 
     async fn remember_provider_request(&self, execution_id: i64, provider_ref: &str) -> StoreResult<()> {
         let provider_ref = provider_ref.to_owned();
-        self.write(move |conn| provider_requests::remember(conn, execution_id, &provider_ref)).await
+        self.write_locking(move |conn| provider_requests::remember(conn, execution_id, &provider_ref)).await
     }
 
     async fn provider_request_to_resume(&self, execution_id: i64) -> StoreResult<Option<ProviderRequest>> {
@@ -326,11 +364,11 @@ impl Store for SqliteStore {
     }
 
     async fn forget_provider_request(&self, execution_id: i64) -> StoreResult<()> {
-        self.write(move |conn| provider_requests::forget(conn, execution_id)).await
+        self.write_locking(move |conn| provider_requests::forget(conn, execution_id)).await
     }
 
     fn metrics(&self) -> &crate::metrics::StoreMetrics {
-        self.writer.metrics()
+        self.engine.metrics()
     }
 
     async fn sweep_expired(&self, now: Timestamp, retention: Retention, limit: u32) -> StoreResult<u64> {
@@ -346,11 +384,10 @@ impl Store for SqliteStore {
     }
 
     async fn ready(&self) -> StoreResult<()> {
-        self.writer.running()?;
-        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(super::map_sqlite_error)).await
+        self.engine.ready().await
     }
 
     async fn verify_ledger(&self) -> StoreResult<Vec<String>> {
-        self.read(|conn| super::in_snapshot(conn, money::verify)).await
+        self.engine.snapshot(|conn| money::verify(conn)).await
     }
 }

@@ -1,18 +1,22 @@
-//! The money path over SQLite: the hold (idempotency record + cap and balance checks +
+//! The money path: the hold (idempotency record + cap and balance checks +
 //! hold, one transaction), the settlement (capture/release or void, one transaction),
 //! reconciliation after a crash, and the ledger audit that recomputes every counter.
 //!
-//! These functions run inside the writer's group transaction (or a reader for lists and the
-//! audit); they never commit themselves.
+//! These functions run inside their caller's transaction (SQLite's group-committing writer,
+//! a PostgreSQL transaction at READ COMMITTED) or a reader; they never commit themselves.
+//! Where writers run concurrently (`Dialect::single_writer` is false), `begin` first locks
+//! the key's `key_spend` row, then (production) the account's row, so every read after it
+//! sees each begin and finish of that key and account that committed before; a finish
+//! guards on the execution's state and moves counters by increments only. docs/money.md
+//! says why each invariant holds.
 
 use super::audit;
-use super::map_sqlite_error;
-use super::sql::{from_db, to_db};
+use super::db::{Db, Row, params};
+use super::{from_db, to_db};
 use crate::audit::execution_snapshot;
 use crate::model::*;
 use crate::rules::{self, KeyGate};
 use crate::{Refusal, StoreError, StoreResult};
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use visa_core::money::Micros;
 use visa_core::pagination::{Page, PageRequest};
 use visa_core::policy::{CidrAllowlist, ToolGrant};
@@ -20,7 +24,7 @@ use visa_core::policy::{CidrAllowlist, ToolGrant};
 const EXECUTION_COLUMNS: &str = "id, public_id, account_id, key_id, tool, state, sandbox, hold_micros, charged_micros, \
     receipt_id, created_at, finished_at, day_number";
 
-fn execution_from_row(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
+fn execution_from_row(row: &Row) -> StoreResult<ExecutionRecord> {
     let state: String = row.get(5)?;
     Ok(ExecutionRecord {
         id: row.get(0)?,
@@ -28,36 +32,36 @@ fn execution_from_row(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         account_id: row.get(2)?,
         key_id: row.get(3)?,
         tool: row.get(4)?,
-        state: ExecutionState::parse(&state)
-            .ok_or_else(|| rusqlite::Error::InvalidColumnType(5, "state".into(), rusqlite::types::Type::Text))?,
+        state: ExecutionState::parse(&state).ok_or_else(|| super::db::corrupt("execution state"))?,
         sandbox: row.get(6)?,
         hold: Micros(row.get(7)?),
         charged: Micros(row.get(8)?),
         receipt_id: row.get(9)?,
         created_at: from_db(row.get(10)?),
-        finished_at: row.get::<_, Option<i64>>(11)?.map(from_db),
+        finished_at: row.get::<Option<i64>>(11)?.map(from_db),
         day_number: row.get(12)?,
     })
 }
 
 /// The execution whose unique `column` (`id` or `public_id`) is `value`.
-fn execution_where(conn: &Connection, column: &str, value: impl rusqlite::ToSql) -> StoreResult<ExecutionRecord> {
-    conn.prepare_cached(&format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE {column} = ?1"))
-        .and_then(|mut stmt| stmt.query_row([value], execution_from_row))
-        .optional()
-        .map_err(map_sqlite_error)?
-        .ok_or(StoreError::NotFound)
+fn execution_where(conn: &dyn Db, column: &str, value: impl super::ToValue) -> StoreResult<ExecutionRecord> {
+    conn.query_row(
+        &format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE {column} = ?1"),
+        params![value],
+        execution_from_row,
+    )?
+    .ok_or(StoreError::NotFound)
 }
 
-fn execution_by_id(conn: &Connection, id: i64) -> StoreResult<ExecutionRecord> {
+fn execution_by_id(conn: &dyn Db, id: i64) -> StoreResult<ExecutionRecord> {
     execution_where(conn, "id", id)
 }
 
-fn sql(conn: &Connection, statement: &str, params: impl rusqlite::Params) -> StoreResult<usize> {
-    conn.prepare_cached(statement).and_then(|mut stmt| stmt.execute(params)).map_err(map_sqlite_error)
+fn sql(conn: &dyn Db, statement: &str, params: &[super::Value]) -> StoreResult<usize> {
+    conn.execute(statement, params)
 }
 
-fn ledger(conn: &Connection, e: &ExecutionRecord, kind: &str, amount: Micros, now: Timestamp) -> StoreResult<()> {
+fn ledger(conn: &dyn Db, e: &ExecutionRecord, kind: &str, amount: Micros, now: Timestamp) -> StoreResult<()> {
     if amount.0 == 0 && kind != "hold" {
         return Ok(());
     }
@@ -73,28 +77,24 @@ fn ledger(conn: &Connection, e: &ExecutionRecord, kind: &str, amount: Micros, no
 /// What an existing Idempotency-Key record says about a new request. A record past its
 /// retention is forgotten, unless its execution is still open (running or awaiting an
 /// operator): expiry never frees the key of a call that may yet be charged.
-fn existing_outcome(conn: &Connection, start: &ExecutionStart) -> StoreResult<Option<BeginOutcome<ExecutionRecord>>> {
-    let found = conn
-        .prepare_cached(
-            "SELECT r.execution_id, r.expires_at, e.request_hash, e.state, x.status, x.body \
-             FROM idempotency_records r JOIN executions e ON e.id = r.execution_id \
-             LEFT JOIN execution_responses x ON x.execution_id = e.id \
-             WHERE r.key_id = ?1 AND r.idempotency_key = ?2",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_row(params![start.key_id, &start.idempotency_key[..]], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, Option<u16>>(4)?,
-                    r.get::<_, Option<Vec<u8>>>(5)?,
-                ))
-            })
-            .optional()
-        })
-        .map_err(map_sqlite_error)?;
+fn existing_outcome(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<Option<BeginOutcome<ExecutionRecord>>> {
+    let found = conn.query_row(
+        "SELECT r.execution_id, r.expires_at, e.request_hash, e.state, x.status, x.body \
+         FROM idempotency_records r JOIN executions e ON e.id = r.execution_id \
+         LEFT JOIN execution_responses x ON x.execution_id = e.id \
+         WHERE r.key_id = ?1 AND r.idempotency_key = ?2",
+        params![start.key_id, start.idempotency_key[..]],
+        |r| {
+            Ok((
+                r.get::<i64>(0)?,
+                r.get::<i64>(1)?,
+                r.get::<Vec<u8>>(2)?,
+                r.get::<String>(3)?,
+                r.get::<Option<u16>>(4)?,
+                r.get::<Option<Vec<u8>>>(5)?,
+            ))
+        },
+    )?;
     let Some((execution_id, expires_at, hash, state, status, body)) = found else {
         return Ok(None);
     };
@@ -122,15 +122,12 @@ fn existing_outcome(conn: &Connection, start: &ExecutionStart) -> StoreResult<Op
 /// Whether the Idempotency-Key still names a provider request (a queue submission an earlier
 /// attempt left to resume) made for a different request: reusing the key for other input
 /// must not replace it.
-fn resumable_request_differs(conn: &Connection, start: &ExecutionStart) -> StoreResult<bool> {
-    let hash: Option<Vec<u8>> = conn
-        .prepare_cached(
-            "SELECT request_hash FROM provider_requests WHERE key_id = ?1 AND idempotency_key = ?2 AND expires_at > ?3",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_row(params![start.key_id, &start.idempotency_key[..], to_db(start.now)], |r| r.get(0)).optional()
-        })
-        .map_err(map_sqlite_error)?;
+fn resumable_request_differs(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<bool> {
+    let hash: Option<Vec<u8>> = conn.query_row(
+        "SELECT request_hash FROM provider_requests WHERE key_id = ?1 AND idempotency_key = ?2 AND expires_at > ?3",
+        params![start.key_id, start.idempotency_key[..], to_db(start.now)],
+        |r| r.get(0),
+    )?;
     Ok(hash.is_some_and(|h| h != start.request_hash))
 }
 
@@ -154,10 +151,10 @@ struct HoldState {
     held_day: i64,
 }
 
-fn hold_state(conn: &Connection, start: &ExecutionStart) -> StoreResult<HoldState> {
+fn hold_state(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<HoldState> {
     let corrupt = |what: &str| StoreError::Internal(format!("key {} has a corrupt {what}", start.key_id));
     let row = conn
-        .prepare_cached(
+        .query_row(
             "SELECT k.revoked_at IS NOT NULL, \
                s.id IS NOT NULL AND s.revoked_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > ?3), \
                k.expires_at, k.read_only, k.tool_scope, k.allowed_tools, k.allowed_cidrs, a.approved, \
@@ -166,22 +163,20 @@ fn hold_state(conn: &Connection, start: &ExecutionStart) -> StoreResult<HoldStat
                COALESCE(d.spent_micros, 0), COALESCE(d.held_micros, 0) \
              FROM keys k JOIN key_spend ks ON ks.key_id = k.id JOIN accounts a ON a.id = k.account_id \
              LEFT JOIN key_secrets s ON s.id = ?2 AND s.key_id = k.id \
-             LEFT JOIN key_days d ON d.key_id = k.id AND d.day_number = MAX(ks.latest_day, ?4) \
+             LEFT JOIN key_days d ON d.key_id = k.id \
+               AND d.day_number = CASE WHEN ks.latest_day > ?4 THEN ks.latest_day ELSE ?4 END \
              WHERE k.id = ?1",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_row(params![start.key_id, start.secret_id, to_db(start.now), start.day_number], |r| {
+            params![start.key_id, start.secret_id, to_db(start.now), start.day_number],
+            |r| {
                 Ok((
-                    (r.get::<_, bool>(0)?, r.get::<_, bool>(1)?, r.get::<_, Option<i64>>(2)?, r.get::<_, bool>(3)?),
-                    (r.get::<_, String>(4)?, r.get::<_, String>(5)?, r.get::<_, String>(6)?, r.get::<_, bool>(7)?),
-                    (r.get::<_, i64>(8)?, r.get::<_, Option<i64>>(9)?, r.get::<_, i64>(10)?),
-                    (r.get::<_, i64>(11)?, r.get::<_, i64>(12)?, r.get::<_, i64>(13)?),
-                    (r.get::<_, i64>(14)?, r.get::<_, i64>(15)?),
+                    (r.get::<bool>(0)?, r.get::<bool>(1)?, r.get::<Option<i64>>(2)?, r.get::<bool>(3)?),
+                    (r.get::<String>(4)?, r.get::<String>(5)?, r.get::<String>(6)?, r.get::<bool>(7)?),
+                    (r.get::<i64>(8)?, r.get::<Option<i64>>(9)?, r.get::<i64>(10)?),
+                    (r.get::<i64>(11)?, r.get::<i64>(12)?, r.get::<i64>(13)?),
+                    (r.get::<i64>(14)?, r.get::<i64>(15)?),
                 ))
-            })
-            .optional()
-        })
-        .map_err(map_sqlite_error)?
+            },
+        )?
         .ok_or(StoreError::NotFound)?;
     let ((key_revoked, secret_live, expires_at, read_only), (scope, tools, cidrs, account_approved), caps, totals, day) =
         row;
@@ -204,7 +199,23 @@ fn hold_state(conn: &Connection, start: &ExecutionStart) -> StoreResult<HoldStat
     })
 }
 
-pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<BeginOutcome<ExecutionRecord>> {
+/// Where writers run concurrently, locks what the hold reads, in the one order every money
+/// transaction follows (execution, `key_spend`, `key_days`, account): the key's counters, and
+/// for real money the account's balance. Concurrent begins of one key (and one
+/// Idempotency-Key) run one after the other from here on.
+fn lock_for_hold(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<()> {
+    if conn.dialect().single_writer() {
+        return Ok(());
+    }
+    conn.query("SELECT key_id FROM key_spend WHERE key_id = ?1 FOR UPDATE", params![start.key_id])?;
+    if !start.sandbox {
+        conn.query("SELECT id FROM accounts WHERE id = ?1 FOR UPDATE", params![start.account_id])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginOutcome<ExecutionRecord>> {
+    lock_for_hold(conn, start)?;
     if let Some(outcome) = existing_outcome(conn, start)? {
         return Ok(outcome);
     }
@@ -224,7 +235,7 @@ pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<Be
     if let Err(denial) = gate.admit(start.now, start.client_ip, &start.tool) {
         return Ok(BeginOutcome::Refused(HoldRefusal::Denied(denial)));
     }
-    // The SELECT read that day's counters by the same rule (`MAX(latest_day, day)`).
+    // The SELECT read that day's counters by the same rule (the later of `latest_day` and `day`).
     let day = rules::hold_day(start.day_number, held.latest_day);
     let caps = rules::CapState {
         daily_cap_cents: held.daily_cap_cents,
@@ -239,18 +250,17 @@ pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<Be
         return Ok(BeginOutcome::Refused(refusal));
     }
     place_hold(conn, start, day)?;
-    sql(
-        conn,
+    let id = conn.insert(
         "INSERT INTO executions (public_id, account_id, key_id, secret_id, idempotency_key, request_hash, tool, state, \
          sandbox, day_number, hold_micros, created_at, node_id) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?11, ?12)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?11, ?12) RETURNING id",
         params![
             start.public_id,
             start.account_id,
             start.key_id,
             start.secret_id,
-            &start.idempotency_key[..],
-            &start.request_hash[..],
+            start.idempotency_key[..],
+            start.request_hash[..],
             start.tool,
             start.sandbox,
             day,
@@ -260,7 +270,7 @@ pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<Be
         ],
     )?;
     let execution = ExecutionRecord {
-        id: conn.last_insert_rowid(),
+        id,
         public_id: start.public_id.clone(),
         account_id: start.account_id,
         key_id: start.key_id,
@@ -277,7 +287,7 @@ pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<Be
     sql(
         conn,
         "INSERT INTO idempotency_records (key_id, idempotency_key, execution_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        params![start.key_id, &start.idempotency_key[..], execution.id, to_db(start.idempotency_expires_at)],
+        params![start.key_id, start.idempotency_key[..], execution.id, to_db(start.idempotency_expires_at)],
     )?;
     ledger(conn, &execution, "hold", start.hold, start.now)?;
     Ok(BeginOutcome::Started(execution))
@@ -285,7 +295,7 @@ pub(crate) fn begin(conn: &Connection, start: &ExecutionStart) -> StoreResult<Be
 
 /// Writes a hold that `rules` admitted: the key's total and `day` counters, the account's
 /// held money (production only).
-fn place_hold(conn: &Connection, start: &ExecutionStart, day: i64) -> StoreResult<()> {
+fn place_hold(conn: &dyn Db, start: &ExecutionStart, day: i64) -> StoreResult<()> {
     sql(
         conn,
         "UPDATE key_spend SET latest_day = ?2, held_total_micros = held_total_micros + ?3 WHERE key_id = ?1",
@@ -294,7 +304,7 @@ fn place_hold(conn: &Connection, start: &ExecutionStart, day: i64) -> StoreResul
     sql(
         conn,
         "INSERT INTO key_days (key_id, day_number, held_micros) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (key_id, day_number) DO UPDATE SET held_micros = held_micros + excluded.held_micros",
+         ON CONFLICT (key_id, day_number) DO UPDATE SET held_micros = key_days.held_micros + excluded.held_micros",
         params![start.key_id, day, start.hold.0],
     )?;
     if !start.sandbox {
@@ -309,7 +319,7 @@ fn place_hold(conn: &Connection, start: &ExecutionStart, day: i64) -> StoreResul
 
 /// Ends a hold: what `rules::settle` makes of `reported` is captured (nothing for a void),
 /// the rest released or voided, on the day the hold counted on; an overage is recorded.
-fn settle(conn: &Connection, e: &ExecutionRecord, reported: Micros, voided: bool, now: Timestamp) -> StoreResult<()> {
+fn settle(conn: &dyn Db, e: &ExecutionRecord, reported: Micros, voided: bool, now: Timestamp) -> StoreResult<()> {
     let hold = e.hold.0;
     let rules::Settlement { charged, overage } = rules::settle(e.hold, if voided { Micros::ZERO } else { reported });
     sql(
@@ -345,7 +355,7 @@ fn settle(conn: &Connection, e: &ExecutionRecord, reported: Micros, voided: bool
 /// Moves `e` from the state it is in to `state`, with its charge and stored answer. Fails
 /// (changing nothing) when the stored state is not `e.state`: an execution ends once.
 fn record_outcome(
-    conn: &Connection,
+    conn: &dyn Db,
     e: &ExecutionRecord,
     state: ExecutionState,
     reported: Micros,
@@ -385,12 +395,12 @@ fn record_outcome(
     })
 }
 
-fn free_idempotency_key(conn: &Connection, execution_id: i64) -> StoreResult<()> {
+fn free_idempotency_key(conn: &dyn Db, execution_id: i64) -> StoreResult<()> {
     sql(
         conn,
         "DELETE FROM idempotency_records WHERE (key_id, idempotency_key) = \
          (SELECT key_id, idempotency_key FROM executions WHERE id = ?1) AND execution_id = ?1",
-        [execution_id],
+        params![execution_id],
     )?;
     Ok(())
 }
@@ -410,7 +420,7 @@ fn require_state(e: &ExecutionRecord, expected: ExecutionState) -> StoreResult<(
 /// Ends a running execution. `e` is the record `begin` returned; the guarded update checks
 /// that it is still running.
 pub(crate) fn finish(
-    conn: &Connection,
+    conn: &dyn Db,
     e: &ExecutionRecord,
     finish: &Finish,
     now: Timestamp,
@@ -420,7 +430,7 @@ pub(crate) fn finish(
 }
 
 /// Records the outcome first (it refuses an execution that already ended), then moves the money.
-fn conclude(conn: &Connection, e: &ExecutionRecord, finish: &Finish, now: Timestamp) -> StoreResult<ExecutionRecord> {
+fn conclude(conn: &dyn Db, e: &ExecutionRecord, finish: &Finish, now: Timestamp) -> StoreResult<ExecutionRecord> {
     match finish {
         Finish::Capture { reported, receipt_id, status, body } => {
             let done = record_outcome(
@@ -449,12 +459,12 @@ fn conclude(conn: &Connection, e: &ExecutionRecord, finish: &Finish, now: Timest
     }
 }
 
-pub(crate) fn execution_by_public_id(conn: &Connection, public_id: &str) -> StoreResult<ExecutionRecord> {
+pub(crate) fn execution_by_public_id(conn: &dyn Db, public_id: &str) -> StoreResult<ExecutionRecord> {
     execution_where(conn, "public_id", public_id)
 }
 
 pub(crate) fn reconcile(
-    conn: &Connection,
+    conn: &dyn Db,
     public_id: &str,
     decision: &Reconcile,
     ctx: &AuditContext,
@@ -476,7 +486,7 @@ pub(crate) fn reconcile(
     if let Reconcile::Capture { retain_until, .. } = decision {
         sql(
             conn,
-            "UPDATE idempotency_records SET expires_at = MAX(expires_at, ?2) WHERE (key_id, idempotency_key) = \
+            "UPDATE idempotency_records SET expires_at = CASE WHEN expires_at > ?2 THEN expires_at ELSE ?2 END WHERE (key_id, idempotency_key) = \
              (SELECT key_id, idempotency_key FROM executions WHERE id = ?1) AND execution_id = ?1",
             params![e.id, to_db(*retain_until)],
         )?;
@@ -485,7 +495,7 @@ pub(crate) fn reconcile(
         conn,
         "DELETE FROM provider_requests WHERE (key_id, idempotency_key) = \
          (SELECT key_id, idempotency_key FROM executions WHERE id = ?1)",
-        [e.id],
+        params![e.id],
     )?;
     let (before_fields, after_fields) = (execution_snapshot(&e), execution_snapshot(&after));
     let target = format!("execution:{}", e.public_id);
@@ -495,36 +505,32 @@ pub(crate) fn reconcile(
 
 /// Forgets an Idempotency-Key record past its retention, with the stored answer it replayed
 /// (nothing else reads it; the execution and its ledger entries stay).
-fn forget_record(conn: &Connection, key_id: i64, idempotency_key: &[u8], execution_id: i64) -> StoreResult<()> {
+fn forget_record(conn: &dyn Db, key_id: i64, idempotency_key: &[u8], execution_id: i64) -> StoreResult<()> {
     sql(
         conn,
         "DELETE FROM idempotency_records WHERE key_id = ?1 AND idempotency_key = ?2",
         params![key_id, idempotency_key],
     )?;
-    sql(conn, "DELETE FROM execution_responses WHERE execution_id = ?1", [execution_id]).map(drop)
+    sql(conn, "DELETE FROM execution_responses WHERE execution_id = ?1", params![execution_id]).map(drop)
 }
 
 /// Retention (`Store::sweep_expired`), one bounded batch so the writer is never held for long:
 /// Idempotency-Key records past their retention whose execution ended, with their stored
 /// answers; provider requests past theirs; operator requests older than `operators_before`.
 pub(crate) fn sweep_expired(
-    conn: &Connection,
+    conn: &dyn Db,
     now: Timestamp,
     operators_before: Timestamp,
     limit: u32,
 ) -> StoreResult<u64> {
     let now = to_db(now);
-    let mut expired = conn
-        .prepare_cached(
-            "SELECT r.key_id, r.idempotency_key, r.execution_id FROM idempotency_records r \
-             JOIN executions e ON e.id = r.execution_id \
-             WHERE r.expires_at <= ?1 AND e.state NOT IN ('running', 'reconcile_required') LIMIT ?2",
-        )
-        .map_err(map_sqlite_error)?;
-    let records: Vec<(i64, Vec<u8>, i64)> = expired
-        .query_map(params![now, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .and_then(|rows| rows.collect())
-        .map_err(map_sqlite_error)?;
+    let records: Vec<(i64, Vec<u8>, i64)> = conn.query_map(
+        "SELECT r.key_id, r.idempotency_key, r.execution_id FROM idempotency_records r \
+         JOIN executions e ON e.id = r.execution_id \
+         WHERE r.expires_at <= ?1 AND e.state NOT IN ('running', 'reconcile_required') LIMIT ?2",
+        params![now, limit],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     for (key_id, idempotency_key, execution_id) in &records {
         forget_record(conn, *key_id, idempotency_key, *execution_id)?;
     }
@@ -543,27 +549,24 @@ pub(crate) fn sweep_expired(
     Ok((records.len() + providers + operators) as u64)
 }
 
-pub(crate) fn register_node(
-    conn: &Connection,
-    name: &str,
-    now: Timestamp,
-    lease: time::Duration,
-) -> StoreResult<NodeId> {
-    // One process per SQLite database (the data-dir lock): every earlier node is gone.
-    sql(
-        conn,
-        "UPDATE nodes SET lease_expires_at = MIN(lease_expires_at, ?1) WHERE reclaimed_at IS NULL",
-        [to_db(now)],
-    )?;
-    sql(
-        conn,
-        "INSERT INTO nodes (name, started_at, lease_expires_at) VALUES (?1, ?2, ?3)",
+pub(crate) fn register_node(conn: &dyn Db, name: &str, now: Timestamp, lease: time::Duration) -> StoreResult<NodeId> {
+    if conn.dialect().single_writer() {
+        // One process per SQLite database (the data-dir lock): every earlier node is gone.
+        sql(
+            conn,
+            "UPDATE nodes SET lease_expires_at = CASE WHEN lease_expires_at < ?1 THEN lease_expires_at ELSE ?1 END \
+             WHERE reclaimed_at IS NULL",
+            params![to_db(now)],
+        )?;
+    }
+    conn.insert(
+        "INSERT INTO nodes (name, started_at, lease_expires_at) VALUES (?1, ?2, ?3) RETURNING id",
         params![name, to_db(now), to_db(now + lease)],
-    )?;
-    Ok(NodeId(conn.last_insert_rowid()))
+    )
+    .map(NodeId)
 }
 
-pub(crate) fn renew_node(conn: &Connection, node: NodeId, now: Timestamp, lease: time::Duration) -> StoreResult<bool> {
+pub(crate) fn renew_node(conn: &dyn Db, node: NodeId, now: Timestamp, lease: time::Duration) -> StoreResult<bool> {
     let renewed = sql(
         conn,
         "UPDATE nodes SET lease_expires_at = ?2 WHERE id = ?1 AND reclaimed_at IS NULL AND lease_expires_at > ?3",
@@ -572,29 +575,33 @@ pub(crate) fn renew_node(conn: &Connection, node: NodeId, now: Timestamp, lease:
     Ok(renewed == 1)
 }
 
-pub(crate) fn reclaim_expired_nodes(conn: &Connection, now: Timestamp) -> StoreResult<u64> {
+pub(crate) fn reclaim_expired_nodes(conn: &dyn Db, now: Timestamp) -> StoreResult<u64> {
     let now = to_db(now);
-    sql(conn, "UPDATE nodes SET reclaimed_at = ?1 WHERE reclaimed_at IS NULL AND lease_expires_at <= ?1", [now])?;
+    sql(
+        conn,
+        "UPDATE nodes SET reclaimed_at = ?1 WHERE reclaimed_at IS NULL AND lease_expires_at <= ?1",
+        params![now],
+    )?;
     // Also calls a reclaimed node began before it learnt it was reclaimed.
     sql(
         conn,
         "UPDATE executions SET state = 'reconcile_required' WHERE state = 'running' AND \
          (node_id IS NULL OR node_id IN (SELECT id FROM nodes WHERE reclaimed_at IS NOT NULL))",
-        [],
+        params![],
     )
     .map(|n| n as u64)
 }
 
-fn filter_sql(filter: &ExecutionFilter) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value;
+fn filter_sql(filter: &ExecutionFilter) -> (String, Vec<super::Value>) {
+    use super::Value;
     let mut clauses = vec![];
     let mut values = vec![];
     if let Some(account_id) = filter.account_id {
-        values.push(Value::Integer(account_id));
+        values.push(Value::Int(account_id));
         clauses.push(format!("account_id = ?{}", values.len()));
     }
     if let Some(key_id) = filter.key_id {
-        values.push(Value::Integer(key_id));
+        values.push(Value::Int(key_id));
         clauses.push(format!("key_id = ?{}", values.len()));
     }
     if let Some(state) = filter.state {
@@ -604,49 +611,36 @@ fn filter_sql(filter: &ExecutionFilter) -> (String, Vec<rusqlite::types::Value>)
     (clauses.iter().map(|c| format!(" AND {c}")).collect(), values)
 }
 
-pub(crate) fn get(
-    conn: &Connection,
-    filter: &ExecutionFilter,
-    public_id: &str,
-) -> StoreResult<Option<ExecutionRecord>> {
+pub(crate) fn get(conn: &dyn Db, filter: &ExecutionFilter, public_id: &str) -> StoreResult<Option<ExecutionRecord>> {
     let (clauses, mut values) = filter_sql(filter);
-    values.push(rusqlite::types::Value::Text(public_id.to_owned()));
+    values.push(super::Value::Text(public_id.to_owned()));
     let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE public_id = ?{}{clauses}", values.len());
-    conn.query_row(&sql, rusqlite::params_from_iter(values), execution_from_row).optional().map_err(map_sqlite_error)
+    conn.query_row(&sql, &values, execution_from_row)
 }
 
-pub(crate) fn list(
-    conn: &Connection,
-    filter: &ExecutionFilter,
-    page: PageRequest,
-) -> StoreResult<Page<ExecutionRecord>> {
+pub(crate) fn list(conn: &dyn Db, filter: &ExecutionFilter, page: PageRequest) -> StoreResult<Page<ExecutionRecord>> {
     let (clauses, mut values) = filter_sql(filter);
     let (op, order, cursor) = page.id_bounds();
-    values.push(rusqlite::types::Value::Integer(cursor));
+    values.push(super::Value::Int(cursor));
     let cursor_param = values.len();
-    values.push(rusqlite::types::Value::Integer(i64::from(page.fetch_limit())));
+    values.push(super::Value::Int(i64::from(page.fetch_limit())));
     let sql = format!(
         "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id {op} ?{cursor_param}{clauses} ORDER BY id {order} LIMIT ?{}",
         values.len()
     );
-    let mut stmt = conn.prepare_cached(&sql).map_err(map_sqlite_error)?;
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(values), execution_from_row)
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-        .map_err(map_sqlite_error)?;
+    let rows = conn.query_map(&sql, &values, execution_from_row)?;
     Ok(Page::cut(&page, rows, |e| e.id))
 }
 
 /// The rows of `sql`, each read by `from_row`.
-fn rows<T>(conn: &Connection, sql: &str, from_row: impl Fn(&Row<'_>) -> rusqlite::Result<T>) -> StoreResult<Vec<T>> {
-    let mut stmt = conn.prepare(sql).map_err(map_sqlite_error)?;
-    stmt.query_map([], from_row).and_then(|rows| rows.collect()).map_err(map_sqlite_error)
+fn rows<T>(conn: &dyn Db, sql: &str, from_row: impl Fn(&Row) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+    conn.query_map(sql, &[], from_row)
 }
 
 /// What `verify::check` recomputes, read in the caller's snapshot.
-pub(crate) fn verify(conn: &Connection) -> StoreResult<Vec<String>> {
+pub(crate) fn verify(conn: &dyn Db) -> StoreResult<Vec<String>> {
     use crate::verify::sql;
-    let one = |r: &Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
+    let one = |r: &Row| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
     let facts = crate::verify::LedgerFacts {
         by_account: rows(conn, &sql::by_account(), one)?,
         by_key: rows(conn, &sql::by_key(), one)?,

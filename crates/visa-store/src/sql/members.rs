@@ -8,41 +8,36 @@
 //! expired invitation is pruned by the sweeper.
 
 use super::audit;
-use super::sql::{from_db, select_one, to_db};
-use super::{map_sqlite_error, sessions};
+use super::db::{Db, Row, params};
+use super::sessions;
+use super::{from_db, to_db};
 use crate::audit::member_snapshot;
 use crate::model::*;
 use crate::{Refusal, StoreError, StoreResult};
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
 use visa_core::role::{Permission, Role};
 use visa_core::secret::SecretHash;
 
 pub(crate) const MEMBER_COLUMNS: &str = "id, account_id, login, role, created_at, password_hash, invite_expires_at";
 
-pub(crate) fn member_from_row(row: &Row<'_>) -> rusqlite::Result<Member> {
+pub(crate) fn member_from_row(row: &Row) -> StoreResult<Member> {
     let role: String = row.get(3)?;
     Ok(Member {
         id: row.get(0)?,
         account_id: row.get(1)?,
         login: row.get(2)?,
-        role: Role::parse(&role)
-            .map_err(|_| rusqlite::Error::InvalidColumnType(3, "role".into(), rusqlite::types::Type::Text))?,
+        role: Role::parse(&role).map_err(|_| super::db::corrupt("role"))?,
         created_at: from_db(row.get(4)?),
         password_hash: row.get(5)?,
-        invite_expires_at: row.get::<_, Option<i64>>(6)?.map(from_db),
+        invite_expires_at: row.get::<Option<i64>>(6)?.map(from_db),
     })
 }
 
-pub(crate) fn member_where(
-    conn: &Connection,
-    clause: &str,
-    value: impl rusqlite::ToSql,
-) -> StoreResult<Option<Member>> {
-    select_one(conn, &format!("SELECT {MEMBER_COLUMNS} FROM members"), clause, value, member_from_row)
+pub(crate) fn member_where(conn: &dyn Db, clause: &str, value: impl super::ToValue) -> StoreResult<Option<Member>> {
+    conn.query_row(&format!("SELECT {MEMBER_COLUMNS} FROM members WHERE {clause}"), params![value], member_from_row)
 }
 
-pub(crate) fn require_member(conn: &Connection, account_id: i64, member_id: i64) -> StoreResult<Member> {
+pub(crate) fn require_member(conn: &dyn Db, account_id: i64, member_id: i64) -> StoreResult<Member> {
     member_where(conn, "id = ?1", member_id)?.filter(|m| m.account_id == account_id).ok_or(StoreError::NotFound)
 }
 
@@ -51,13 +46,13 @@ fn login_taken(login: &str) -> StoreError {
 }
 
 /// The member who signs in with `login`, if any.
-pub(crate) fn active_member(conn: &Connection, login: &str) -> StoreResult<Option<Member>> {
+pub(crate) fn active_member(conn: &dyn Db, login: &str) -> StoreResult<Option<Member>> {
     member_where(conn, "login = ?1 AND invite_hash IS NULL", login)
 }
 
 /// Inserts a member (an account's first owner, or an invited one) and returns it.
 pub(crate) fn insert(
-    conn: &Connection,
+    conn: &dyn Db,
     account_id: i64,
     login: &str,
     role: Role,
@@ -73,15 +68,14 @@ pub(crate) fn insert(
                 "DELETE FROM members WHERE account_id = ?1 AND login = ?2 AND invite_hash IS NOT NULL \
                  AND invite_expires_at <= ?3",
                 params![account_id, login, to_db(now)],
-            )
-            .map_err(map_sqlite_error)?;
-            let exists: bool = conn
+            )?;
+            let exists = conn
                 .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM members WHERE account_id = ?1 AND login = ?2)",
+                    "SELECT 1 FROM members WHERE account_id = ?1 AND login = ?2",
                     params![account_id, login],
-                    |r| r.get(0),
-                )
-                .map_err(map_sqlite_error)?;
+                    |_| Ok(()),
+                )?
+                .is_some();
             if exists {
                 return Err(StoreError::Conflict(format!(
                     "'{login}' is already a member of this account or invited to it"
@@ -90,31 +84,31 @@ pub(crate) fn insert(
         }
         None => {}
     }
-    conn.execute(
+    let id = conn.insert(
         "INSERT INTO members (account_id, login, role, password_hash, invite_hash, invite_expires_at, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
         params![
             account_id,
             login,
             role.as_str(),
             password_hash,
-            invite.map(|(hash, _)| hash.0.to_vec()),
+            invite.map(|(hash, _)| hash.0),
             invite.map(|(_, at)| to_db(at)),
             to_db(now)
         ],
+    )?;
+    member_where(conn, "id = ?1", id)?.ok_or(StoreError::NotFound)
+}
+
+pub(crate) fn list(conn: &dyn Db, account_id: i64) -> StoreResult<Vec<Member>> {
+    conn.query_map(
+        &format!("SELECT {MEMBER_COLUMNS} FROM members WHERE account_id = ?1 ORDER BY id"),
+        params![account_id],
+        member_from_row,
     )
-    .map_err(map_sqlite_error)?;
-    member_where(conn, "id = ?1", conn.last_insert_rowid())?.ok_or(StoreError::NotFound)
 }
 
-pub(crate) fn list(conn: &Connection, account_id: i64) -> StoreResult<Vec<Member>> {
-    let mut stmt = conn
-        .prepare(&format!("SELECT {MEMBER_COLUMNS} FROM members WHERE account_id = ?1 ORDER BY id"))
-        .map_err(map_sqlite_error)?;
-    stmt.query_map([account_id], member_from_row).and_then(|rows| rows.collect()).map_err(map_sqlite_error)
-}
-
-pub(crate) fn invite(conn: &Connection, account_id: i64, new: &NewMember, ctx: &AuditContext) -> StoreResult<Member> {
+pub(crate) fn invite(conn: &dyn Db, account_id: i64, new: &NewMember, ctx: &AuditContext) -> StoreResult<Member> {
     let member =
         insert(conn, account_id, &new.login, new.role, None, Some((&new.invite_hash, new.invite_expires_at)), ctx.now)?;
     audit::record(conn, account_id, ctx, "member.invited", &target(&member), Value::Null, member_snapshot(&member))?;
@@ -123,12 +117,12 @@ pub(crate) fn invite(conn: &Connection, account_id: i64, new: &NewMember, ctx: &
 
 /// Sets the password of an invited member whose invitation is still valid.
 pub(crate) fn accept_invite(
-    conn: &Connection,
+    conn: &dyn Db,
     invite_hash: &SecretHash,
     password_hash: &str,
     ctx: &AuditContext,
 ) -> StoreResult<Member> {
-    let before = member_where(conn, "invite_hash = ?1", invite_hash.0.to_vec())?
+    let before = member_where(conn, "invite_hash = ?1", invite_hash.0)?
         .filter(|m| m.invite_expires_at.is_some_and(|at| at > ctx.now))
         .ok_or(StoreError::NotFound)?;
     if active_member(conn, &before.login)?.is_some() {
@@ -140,8 +134,7 @@ pub(crate) fn accept_invite(
     conn.execute(
         "UPDATE members SET password_hash = ?2, invite_hash = NULL, invite_expires_at = NULL WHERE id = ?1",
         params![before.id, password_hash],
-    )
-    .map_err(map_sqlite_error)?;
+    )?;
     let after = require_member(conn, before.account_id, before.id)?;
     audit::record(
         conn,
@@ -166,14 +159,14 @@ pub(crate) fn ensure_may_touch(caller: Role, roles: &[Role]) -> StoreResult<()> 
 }
 
 /// Refuses to leave the account without an owner.
-fn ensure_other_owner(conn: &Connection, member: &Member) -> StoreResult<()> {
+fn ensure_other_owner(conn: &dyn Db, member: &Member) -> StoreResult<()> {
     let owners: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM members WHERE account_id = ?1 AND role = 'owner' AND id != ?2",
             params![member.account_id, member.id],
             |r| r.get(0),
-        )
-        .map_err(map_sqlite_error)?;
+        )?
+        .unwrap_or(0);
     if member.role == Role::Owner && owners == 0 {
         return Err(StoreError::Refused(Refusal::LastOwner));
     }
@@ -181,7 +174,7 @@ fn ensure_other_owner(conn: &Connection, member: &Member) -> StoreResult<()> {
 }
 
 pub(crate) fn change_role(
-    conn: &Connection,
+    conn: &dyn Db,
     account_id: i64,
     member_id: i64,
     role: Role,
@@ -193,8 +186,7 @@ pub(crate) fn change_role(
     if role != Role::Owner {
         ensure_other_owner(conn, &before)?;
     }
-    conn.execute("UPDATE members SET role = ?2 WHERE id = ?1", params![member_id, role.as_str()])
-        .map_err(map_sqlite_error)?;
+    conn.execute("UPDATE members SET role = ?2 WHERE id = ?1", params![member_id, role.as_str()])?;
     let after = require_member(conn, account_id, member_id)?;
     audit::record(
         conn,
@@ -210,7 +202,7 @@ pub(crate) fn change_role(
 
 /// Removes a member and ends its sessions in the same transaction.
 pub(crate) fn remove(
-    conn: &Connection,
+    conn: &dyn Db,
     account_id: i64,
     member_id: i64,
     caller: Role,
@@ -220,33 +212,27 @@ pub(crate) fn remove(
     ensure_may_touch(caller, &[member.role])?;
     ensure_other_owner(conn, &member)?;
     sessions::end_all_but(conn, member_id, None)?;
-    conn.execute("DELETE FROM members WHERE id = ?1", [member_id]).map_err(map_sqlite_error)?;
+    conn.execute("DELETE FROM members WHERE id = ?1", params![member_id])?;
     audit::record(conn, account_id, ctx, "member.removed", &target(&member), member_snapshot(&member), Value::Null)?;
     Ok(member)
 }
 
 /// The account and member behind a live session token.
-pub(crate) fn session_member(
-    conn: &Connection,
-    token_hash: &SecretHash,
-    now: Timestamp,
-) -> StoreResult<Option<Member>> {
+pub(crate) fn session_member(conn: &dyn Db, token_hash: &SecretHash, now: Timestamp) -> StoreResult<Option<Member>> {
     let columns = MEMBER_COLUMNS.split(", ").map(|c| format!("m.{c}")).collect::<Vec<_>>().join(", ");
     conn.query_row(
         &format!(
             "SELECT {columns} FROM sessions s JOIN members m ON m.id = s.member_id \
              WHERE s.token_hash = ?1 AND s.expires_at > ?2"
         ),
-        params![&token_hash.0[..], to_db(now)],
+        params![token_hash.0, to_db(now)],
         member_from_row,
     )
-    .optional()
-    .map_err(map_sqlite_error)
 }
 
 /// Sets the password and ends the member's other sessions.
 pub(crate) fn change_password(
-    conn: &Connection,
+    conn: &dyn Db,
     account_id: i64,
     member_id: i64,
     password_hash: &str,
@@ -254,8 +240,7 @@ pub(crate) fn change_password(
     ctx: &AuditContext,
 ) -> StoreResult<(Member, u64)> {
     let member = require_member(conn, account_id, member_id)?;
-    conn.execute("UPDATE members SET password_hash = ?2 WHERE id = ?1", params![member_id, password_hash])
-        .map_err(map_sqlite_error)?;
+    conn.execute("UPDATE members SET password_hash = ?2 WHERE id = ?1", params![member_id, password_hash])?;
     let ended = sessions::end_all_but(conn, member_id, Some(keep))?;
     let (before, after) =
         (json!({ "password": "previous" }), json!({ "password": "new", "other_sessions_ended": ended }));
@@ -264,13 +249,12 @@ pub(crate) fn change_password(
 }
 
 /// Prunes up to `limit` expired invitations (their logins are free again); how many went.
-pub(crate) fn sweep_invitations(conn: &Connection, now: Timestamp, limit: u32) -> StoreResult<usize> {
+pub(crate) fn sweep_invitations(conn: &dyn Db, now: Timestamp, limit: u32) -> StoreResult<usize> {
     conn.execute(
         "DELETE FROM members WHERE id IN (SELECT id FROM members WHERE invite_hash IS NOT NULL \
          AND invite_expires_at <= ?1 LIMIT ?2)",
         params![to_db(now), limit],
     )
-    .map_err(map_sqlite_error)
 }
 
 fn target(member: &Member) -> String {

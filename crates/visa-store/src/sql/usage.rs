@@ -5,10 +5,9 @@
 //! A rolled-up bucket is an ordinary row at the bucket's first minute: hour and day queries
 //! stay exact, and a minute query over old data shows each hour (or day) in its first minute.
 
-use super::map_sqlite_error;
+use super::db::{Db, Dialect, params};
 use crate::StoreResult;
 use crate::model::UsageCount;
-use rusqlite::{Connection, params};
 use std::collections::BTreeMap;
 use visa_core::money::Micros;
 
@@ -18,27 +17,36 @@ type Errors = BTreeMap<String, u64>;
 /// upsert (error counts are summed code by code inside the statement), never a read of the
 /// row first, so concurrent writers (nodes) can never lose each other's counts.
 fn add(
-    conn: &Connection,
+    conn: &dyn Db,
     (key_id, secret_id, minute): (i64, i64, i64),
     requests: u64,
     successes: u64,
     errors: &Errors,
 ) -> StoreResult<()> {
     let errors = serde_json::to_string(errors).expect("a map of counts serializes");
-    conn.prepare_cached(
+    let merged = match conn.dialect() {
+        Dialect::Sqlite => {
+            "(SELECT json_group_object(code, total) FROM (SELECT key AS code, SUM(value) AS total FROM \
+             (SELECT key, value FROM json_each(usage_minutes.errors) UNION ALL \
+              SELECT key, value FROM json_each(excluded.errors)) GROUP BY key))"
+        }
+        Dialect::Postgres => {
+            "(SELECT COALESCE(jsonb_object_agg(code, total), '{}'::jsonb)::text FROM \
+             (SELECT key AS code, SUM(value::bigint) AS total FROM \
+              (SELECT key, value FROM jsonb_each_text(usage_minutes.errors::jsonb) UNION ALL \
+               SELECT key, value FROM jsonb_each_text(excluded.errors::jsonb)) AS counts GROUP BY key) AS sums)"
+        }
+    };
+    let sql = format!(
         "INSERT INTO usage_minutes (secret_id, minute, key_id, requests, successes, errors) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (secret_id, minute) DO UPDATE SET \
-         requests = requests + excluded.requests, successes = successes + excluded.successes, \
-         errors = (SELECT json_group_object(code, total) FROM (SELECT key AS code, SUM(value) AS total FROM \
-           (SELECT key, value FROM json_each(usage_minutes.errors) UNION ALL \
-            SELECT key, value FROM json_each(excluded.errors)) GROUP BY key))",
-    )
-    .and_then(|mut s| s.execute(params![secret_id, minute, key_id, requests as i64, successes as i64, errors]))
-    .map_err(map_sqlite_error)
-    .map(drop)
+         requests = usage_minutes.requests + excluded.requests, \
+         successes = usage_minutes.successes + excluded.successes, errors = {merged}"
+    );
+    conn.execute(&sql, params![secret_id, minute, key_id, requests, successes, errors]).map(drop)
 }
 
-pub(crate) fn record(conn: &Connection, counts: &[UsageCount]) -> StoreResult<()> {
+pub(crate) fn record(conn: &dyn Db, counts: &[UsageCount]) -> StoreResult<()> {
     for c in counts {
         add(conn, (c.key_id, c.secret_id, c.minute), c.requests, c.successes, &c.errors)?;
     }
@@ -78,19 +86,14 @@ impl Bucket {
 
 /// Moves up to `limit` rows older than `before_minute` that are not at the start of their
 /// bucket into the row at its start. Returns how many rows moved.
-pub(crate) fn roll_up(conn: &Connection, before_minute: i64, bucket: Bucket, limit: u32) -> StoreResult<u64> {
+pub(crate) fn roll_up(conn: &dyn Db, before_minute: i64, bucket: Bucket, limit: u32) -> StoreResult<u64> {
     let bucket_minutes = bucket.minutes();
-    let mut stmt = conn.prepare_cached(bucket.due()).map_err(map_sqlite_error)?;
-    let rows: Vec<(i64, i64, i64, i64, i64, String)> = stmt
-        .query_map(params![before_minute, limit], |r| {
+    let rows: Vec<(i64, i64, i64, i64, i64, String)> =
+        conn.query_map(bucket.due(), params![before_minute, limit], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(map_sqlite_error)?;
+        })?;
     for (key_id, secret_id, minute, requests, successes, errors) in &rows {
-        conn.prepare_cached("DELETE FROM usage_minutes WHERE secret_id = ?1 AND minute = ?2")
-            .and_then(|mut s| s.execute(params![secret_id, minute]))
-            .map_err(map_sqlite_error)?;
+        conn.execute("DELETE FROM usage_minutes WHERE secret_id = ?1 AND minute = ?2", params![secret_id, minute])?;
         let start = minute - minute.rem_euclid(bucket_minutes);
         let errors: Errors = serde_json::from_str(errors).unwrap_or_default();
         add(conn, (*key_id, *secret_id, start), *requests as u64, *successes as u64, &errors)?;
@@ -100,52 +103,39 @@ pub(crate) fn roll_up(conn: &Connection, before_minute: i64, bucket: Bucket, lim
 
 /// The counts of `key_id` in [`since_minute`, `until_minute`), by secret and minute, with
 /// what executions started in each minute were charged.
-pub(crate) fn of_key(
-    conn: &Connection,
-    key_id: i64,
-    since_minute: i64,
-    until_minute: i64,
-) -> StoreResult<Vec<UsageCount>> {
+pub(crate) fn of_key(conn: &dyn Db, key_id: i64, since_minute: i64, until_minute: i64) -> StoreResult<Vec<UsageCount>> {
     let mut rows: BTreeMap<(i64, i64), UsageCount> = Default::default();
-    let mut stmt = conn
-        .prepare(
-            "SELECT secret_id, minute, requests, successes, errors FROM usage_minutes \
-             WHERE key_id = ?1 AND minute >= ?2 AND minute < ?3",
-        )
-        .map_err(map_sqlite_error)?;
-    let mut found = stmt.query(params![key_id, since_minute, until_minute]).map_err(map_sqlite_error)?;
-    while let Some(r) = found.next().map_err(map_sqlite_error)? {
-        let (secret_id, minute): (i64, i64) =
-            (r.get(0).map_err(map_sqlite_error)?, r.get(1).map_err(map_sqlite_error)?);
-        let errors: String = r.get(4).map_err(map_sqlite_error)?;
+    let counted = conn.query(
+        "SELECT secret_id, minute, requests, successes, errors FROM usage_minutes \
+         WHERE key_id = ?1 AND minute >= ?2 AND minute < ?3",
+        params![key_id, since_minute, until_minute],
+    )?;
+    for r in &counted {
+        let (secret_id, minute): (i64, i64) = (r.get(0)?, r.get(1)?);
+        let errors: String = r.get(4)?;
         rows.insert(
             (secret_id, minute),
             UsageCount {
                 key_id,
                 secret_id,
                 minute,
-                requests: r.get::<_, i64>(2).map_err(map_sqlite_error)? as u64,
-                successes: r.get::<_, i64>(3).map_err(map_sqlite_error)? as u64,
+                requests: r.get::<i64>(2)? as u64,
+                successes: r.get::<i64>(3)? as u64,
                 errors: serde_json::from_str(&errors).unwrap_or_default(),
                 charged: Micros::ZERO,
             },
         );
     }
     // Charges by the minute the execution started; `created_at` is in microseconds.
-    let mut stmt = conn
-        .prepare(
-            "SELECT secret_id, created_at / 60000000 AS minute, SUM(charged_micros) FROM executions \
-             WHERE key_id = ?1 AND created_at >= ?2 * 60000000 AND created_at < ?3 * 60000000 \
-             GROUP BY secret_id, minute",
-        )
-        .map_err(map_sqlite_error)?;
-    let mut charged = stmt.query(params![key_id, since_minute, until_minute]).map_err(map_sqlite_error)?;
-    while let Some(r) = charged.next().map_err(map_sqlite_error)? {
-        let (secret_id, minute, micros): (i64, i64, i64) = (
-            r.get(0).map_err(map_sqlite_error)?,
-            r.get(1).map_err(map_sqlite_error)?,
-            r.get(2).map_err(map_sqlite_error)?,
-        );
+    let charged = conn.query(
+        "SELECT secret_id, created_at / 60000000 AS minute, CAST(SUM(charged_micros) AS BIGINT) FROM executions \
+         WHERE key_id = ?1 AND created_at >= CAST(?2 AS BIGINT) * 60000000 \
+           AND created_at < CAST(?3 AS BIGINT) * 60000000 \
+         GROUP BY secret_id, created_at / 60000000",
+        params![key_id, since_minute, until_minute],
+    )?;
+    for r in &charged {
+        let (secret_id, minute, micros): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
         let row = rows.entry((secret_id, minute)).or_insert_with(|| UsageCount {
             key_id,
             secret_id,
@@ -163,16 +153,17 @@ mod tests {
 
     #[test]
     fn counts_and_error_codes_add_up_in_one_statement() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        crate::sqlite::schema::migrate(&mut conn).unwrap();
+        let memory = crate::sqlite::engine::tests::memory();
+        let conn: &dyn Db = &crate::sqlite::engine::SqliteDb(&memory);
         let errors = |pairs: &[(&str, u64)]| pairs.iter().map(|(c, n)| (c.to_string(), *n)).collect::<Errors>();
-        add(&conn, (1, 1, 100), 3, 1, &errors(&[("RATE_LIMITED", 2)])).unwrap();
-        add(&conn, (1, 1, 100), 4, 2, &errors(&[("RATE_LIMITED", 1), ("KEY_EXPIRED", 1)])).unwrap();
-        add(&conn, (1, 1, 100), 1, 1, &Errors::new()).unwrap();
+        add(conn, (1, 1, 100), 3, 1, &errors(&[("RATE_LIMITED", 2)])).unwrap();
+        add(conn, (1, 1, 100), 4, 2, &errors(&[("RATE_LIMITED", 1), ("KEY_EXPIRED", 1)])).unwrap();
+        add(conn, (1, 1, 100), 1, 1, &Errors::new()).unwrap();
         let (requests, successes, stored): (i64, i64, String) = conn
-            .query_row("SELECT requests, successes, errors FROM usage_minutes", [], |r| {
+            .query_row("SELECT requests, successes, errors FROM usage_minutes", &[], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
+            .unwrap()
             .unwrap();
         assert_eq!((requests, successes), (8, 4));
         let stored: Errors = serde_json::from_str(&stored).unwrap();

@@ -1,0 +1,47 @@
+//! What a SQL backend provides to the shared store: transactions that run the shared SQL
+//! (`Db`), readiness and metrics. Write work is `Fn`: a backend may run it again (SQLite after
+//! a batch rolls back, PostgreSQL after a serialization failure) and it answers the same.
+
+use super::Db;
+use crate::metrics::StoreMetrics;
+use crate::{Durability, StoreResult};
+use async_trait::async_trait;
+
+/// How a write transaction is kept from racing others where writers run concurrently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// The work takes the row locks it needs before it reads (the money path, whose every
+    /// write is an increment or a guarded update): READ COMMITTED.
+    Locking,
+    /// Anything else (control-plane changes that read, decide and write): SERIALIZABLE,
+    /// retried when the database reports a conflict.
+    Serializable,
+}
+
+#[async_trait]
+pub trait Engine: Send + Sync + 'static {
+    /// Runs `work` in one write transaction; answers once the commit is durable.
+    async fn write<R, F>(&self, isolation: Isolation, work: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: Fn(&dyn Db) -> StoreResult<R> + Send + Sync + 'static;
+    /// Like `write`, but answers as soon as the transaction commits (visible to every later
+    /// one), with what resolves once it is durable.
+    async fn write_committed<R, F>(&self, isolation: Isolation, work: F) -> StoreResult<(R, Durability)>
+    where
+        R: Send + 'static,
+        F: Fn(&dyn Db) -> StoreResult<R> + Send + Sync + 'static;
+    /// Runs `work` on a reader; each statement sees what committed before it.
+    async fn read<R, F>(&self, work: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&dyn Db) -> StoreResult<R> + Send + 'static;
+    /// Runs `work` in one read-only transaction: every statement sees the same snapshot.
+    async fn snapshot<R, F>(&self, work: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&dyn Db) -> StoreResult<R> + Send + 'static;
+    fn metrics(&self) -> &StoreMetrics;
+    /// `Unavailable` when the engine cannot take writes.
+    async fn ready(&self) -> StoreResult<()>;
+}

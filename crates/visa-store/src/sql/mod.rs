@@ -1,0 +1,25 @@
+//! The SQL every SQL backend runs, written once: one module per resource (accounts, keys,
+//! admin keys, members, sessions, audit, usage, the money path, provider and operator
+//! requests) over the `Db` interface, and the `Store` implementation (`SqlStore`) over any
+//! `Engine`. A backend (`crate::sqlite`, `crate::postgres`) is an `Engine`: connections,
+//! transactions, its schema and its error codes, and nothing of the product's rules.
+
+mod accounts;
+mod admin_keys;
+mod audit;
+pub mod db;
+mod engine;
+mod keys;
+mod members;
+pub(crate) mod money;
+mod operator_requests;
+mod provider_requests;
+mod sessions;
+mod store;
+mod usage;
+
+pub use db::{Db, Dialect, FromValue, Row, ToValue, Value};
+pub use engine::{Engine, Isolation};
+pub use store::SqlStore;
+
+pub(crate) use crate::columns::{from_db, to_db};
