@@ -43,9 +43,10 @@ use visa_store::*;
 const TTL_MINUTES: i64 = 60;
 const CLIENT: [u8; 4] = [127, 0, 0, 1];
 
-/// The store under test: the backend `VISA_TEST_DATABASE` names.
-fn store_for(dir: &std::path::Path) -> Arc<dyn Store> {
-    Database::for_tests(dir).expect("VISA_TEST_DATABASE").open().expect("open the store")
+/// The store under test, on the backend `VISA_TEST_DATABASE` names (opened again after
+/// every simulated crash).
+fn store_for(database: &Database) -> Arc<dyn Store> {
+    database.open().expect("open the store")
 }
 
 fn catalog(mock: &MockProvider) -> Catalog {
@@ -223,7 +224,11 @@ struct Sim {
     seed: u64,
     step: usize,
     rng: StdRng,
-    dir: tempfile::TempDir,
+    /// Holds the SQLite file (and the data dir) for as long as the simulation runs.
+    _dir: tempfile::TempDir,
+    database: Database,
+    /// When the running process registered as a node (its lease runs from there).
+    registered_at: OffsetDateTime,
     mock: MockProvider,
     config: ServeConfig,
     state: Option<Arc<AppState>>,
@@ -279,7 +284,9 @@ impl Sim {
             seed,
             step: 0,
             rng,
-            dir,
+            database: Database::for_tests(dir.path()).expect("VISA_TEST_DATABASE"),
+            registered_at: clock.now(),
+            _dir: dir,
             mock,
             config,
             state: None,
@@ -292,7 +299,8 @@ impl Sim {
             provider_calls_at_start: 0,
             stats: HashMap::new(),
         };
-        sim.open().await;
+        let now = sim.now();
+        sim.open(now).await;
         sim.provider_calls_at_start = sim.provider_calls();
         for (n, credit) in [(0, 30_000i64), (1, 200_000)] {
             let login = format!("sim{n}");
@@ -310,10 +318,11 @@ impl Sim {
         self.mock.calls() + self.mock.behaviour.fal_submits.load(Ordering::SeqCst)
     }
 
-    async fn open(&mut self) {
-        let store = store_for(self.dir.path());
-        let node =
-            visa_server::lease::Node::register(store.as_ref(), self.now(), self.config.node_lease).await.unwrap();
+    /// Opens the store and registers this process as a node at `at`.
+    async fn open(&mut self, at: OffsetDateTime) {
+        let store = store_for(&self.database);
+        let node = visa_server::lease::Node::register(store.as_ref(), at, self.config.node_lease).await.unwrap();
+        self.registered_at = at;
         let state = AppState::build(&self.config, store, "sim-operator-token", node).unwrap();
         self.state = Some(Arc::new(state));
     }
@@ -960,11 +969,15 @@ impl Sim {
     }
 
     /// A crash between any two durable steps: everything in flight is lost, the store reopens.
+    /// The new process registers and reclaims once the dead one's lease ran out (on SQLite,
+    /// registering alone proves it gone; on a shared database only the lease's end does).
     async fn restart(&mut self) {
         self.pending.clear();
         self.state = None;
-        self.open().await;
-        let marked = self.state().store.reclaim_expired_nodes(self.now()).await.unwrap();
+        let lease = time::Duration::try_from(self.config.node_lease).unwrap();
+        let later = self.now().max(self.registered_at) + lease + time::Duration::seconds(1);
+        self.open(later).await;
+        let marked = self.state().store.reclaim_expired_nodes(later).await.unwrap();
         let running: Vec<usize> =
             (0..self.execs.len()).filter(|&i| self.execs[i].state == ExecState::Running).collect();
         if marked as usize != running.len() {
