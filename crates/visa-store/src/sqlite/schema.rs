@@ -343,7 +343,16 @@ CREATE INDEX executions_running_by_node ON executions(node_id) WHERE state = 'ru
 /// if `foreign_key_check` finds nothing broken.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if applied >= MIGRATIONS.len() {
+    if applied > MIGRATIONS.len() {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some(format!(
+                "the database's schema is version {applied}, newer than this build knows ({}): run the newer release",
+                MIGRATIONS.len()
+            )),
+        ));
+    }
+    if applied == MIGRATIONS.len() {
         return Ok(());
     }
     let enforced: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
