@@ -57,16 +57,11 @@ fn execution_by_id(conn: &dyn Db, id: i64) -> StoreResult<ExecutionRecord> {
     execution_where(conn, "id", id)
 }
 
-fn sql(conn: &dyn Db, statement: &str, params: &[super::Value]) -> StoreResult<usize> {
-    conn.execute(statement, params)
-}
-
 fn ledger(conn: &dyn Db, e: &ExecutionRecord, kind: &str, amount: Micros, now: Timestamp) -> StoreResult<()> {
     if amount.0 == 0 && kind != "hold" {
         return Ok(());
     }
-    sql(
-        conn,
+    conn.execute(
         "INSERT INTO ledger (account_id, key_id, execution_id, kind, amount_micros, sandbox, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![e.account_id, e.key_id, e.id, kind, amount.0, e.sandbox, to_db(now)],
@@ -284,8 +279,7 @@ pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginO
         finished_at: None,
         day_number: day,
     };
-    sql(
-        conn,
+    conn.execute(
         "INSERT INTO idempotency_records (key_id, idempotency_key, execution_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
         params![start.key_id, start.idempotency_key[..], execution.id, to_db(start.idempotency_expires_at)],
     )?;
@@ -296,20 +290,17 @@ pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginO
 /// Writes a hold that `rules` admitted: the key's total and `day` counters, the account's
 /// held money (production only).
 fn place_hold(conn: &dyn Db, start: &ExecutionStart, day: i64) -> StoreResult<()> {
-    sql(
-        conn,
+    conn.execute(
         "UPDATE key_spend SET latest_day = ?2, held_total_micros = held_total_micros + ?3 WHERE key_id = ?1",
         params![start.key_id, day, start.hold.0],
     )?;
-    sql(
-        conn,
+    conn.execute(
         "INSERT INTO key_days (key_id, day_number, held_micros) VALUES (?1, ?2, ?3) \
          ON CONFLICT (key_id, day_number) DO UPDATE SET held_micros = key_days.held_micros + excluded.held_micros",
         params![start.key_id, day, start.hold.0],
     )?;
     if !start.sandbox {
-        sql(
-            conn,
+        conn.execute(
             "UPDATE accounts SET held_micros = held_micros + ?2 WHERE id = ?1",
             params![start.account_id, start.hold.0],
         )?;
@@ -322,21 +313,18 @@ fn place_hold(conn: &dyn Db, start: &ExecutionStart, day: i64) -> StoreResult<()
 fn settle(conn: &dyn Db, e: &ExecutionRecord, reported: Micros, voided: bool, now: Timestamp) -> StoreResult<()> {
     let hold = e.hold.0;
     let rules::Settlement { charged, overage } = rules::settle(e.hold, if voided { Micros::ZERO } else { reported });
-    sql(
-        conn,
+    conn.execute(
         "UPDATE key_spend SET held_total_micros = held_total_micros - ?2, spent_total_micros = spent_total_micros + ?3 \
          WHERE key_id = ?1",
         params![e.key_id, hold, charged.0],
     )?;
-    sql(
-        conn,
+    conn.execute(
         "UPDATE key_days SET held_micros = held_micros - ?3, spent_micros = spent_micros + ?4 \
          WHERE key_id = ?1 AND day_number = ?2",
         params![e.key_id, e.day_number, hold, charged.0],
     )?;
     if !e.sandbox {
-        sql(
-            conn,
+        conn.execute(
             "UPDATE accounts SET held_micros = held_micros - ?2, balance_micros = balance_micros - ?3 WHERE id = ?1",
             params![e.account_id, hold, charged.0],
         )?;
@@ -365,8 +353,7 @@ fn record_outcome(
 ) -> StoreResult<ExecutionRecord> {
     let charged_to_account = rules::settle(e.hold, reported).to_account(e.sandbox);
     let receipt_id = receipt_id.filter(|_| charged_to_account > Micros::ZERO);
-    let changed = sql(
-        conn,
+    let changed = conn.execute(
         "UPDATE executions SET state = ?2, charged_micros = ?3, receipt_id = ?4, finished_at = ?5 \
          WHERE id = ?1 AND state = ?6",
         params![e.id, state.as_str(), charged_to_account.0, receipt_id, to_db(now), e.state.as_str()],
@@ -380,8 +367,7 @@ fn record_outcome(
         }));
     }
     if let Some((status, body)) = answer {
-        sql(
-            conn,
+        conn.execute(
             "INSERT INTO execution_responses (execution_id, status, body) VALUES (?1, ?2, ?3)",
             params![e.id, status, body],
         )?;
@@ -396,8 +382,7 @@ fn record_outcome(
 }
 
 fn free_idempotency_key(conn: &dyn Db, execution_id: i64) -> StoreResult<()> {
-    sql(
-        conn,
+    conn.execute(
         "DELETE FROM idempotency_records WHERE (key_id, idempotency_key) = \
          (SELECT key_id, idempotency_key FROM executions WHERE id = ?1) AND execution_id = ?1",
         params![execution_id],
@@ -484,15 +469,12 @@ pub(crate) fn reconcile(
     // The operator decided: the Idempotency-Key answers that decision for a whole retention
     // from now (a capture), and the provider request it started is never resumed.
     if let Reconcile::Capture { retain_until, .. } = decision {
-        sql(
-            conn,
-            "UPDATE idempotency_records SET expires_at = CASE WHEN expires_at > ?2 THEN expires_at ELSE ?2 END WHERE (key_id, idempotency_key) = \
+        conn.execute("UPDATE idempotency_records SET expires_at = CASE WHEN expires_at > ?2 THEN expires_at ELSE ?2 END WHERE (key_id, idempotency_key) = \
              (SELECT key_id, idempotency_key FROM executions WHERE id = ?1) AND execution_id = ?1",
             params![e.id, to_db(*retain_until)],
         )?;
     }
-    sql(
-        conn,
+    conn.execute(
         "DELETE FROM provider_requests WHERE (key_id, idempotency_key) = \
          (SELECT key_id, idempotency_key FROM executions WHERE id = ?1)",
         params![e.id],
@@ -506,12 +488,11 @@ pub(crate) fn reconcile(
 /// Forgets an Idempotency-Key record past its retention, with the stored answer it replayed
 /// (nothing else reads it; the execution and its ledger entries stay).
 fn forget_record(conn: &dyn Db, key_id: i64, idempotency_key: &[u8], execution_id: i64) -> StoreResult<()> {
-    sql(
-        conn,
+    conn.execute(
         "DELETE FROM idempotency_records WHERE key_id = ?1 AND idempotency_key = ?2",
         params![key_id, idempotency_key],
     )?;
-    sql(conn, "DELETE FROM execution_responses WHERE execution_id = ?1", params![execution_id]).map(drop)
+    conn.execute("DELETE FROM execution_responses WHERE execution_id = ?1", params![execution_id]).map(drop)
 }
 
 /// Retention (`Store::sweep_expired`), one bounded batch so the writer is never held for long:
@@ -534,14 +515,12 @@ pub(crate) fn sweep_expired(
     for (key_id, idempotency_key, execution_id) in &records {
         forget_record(conn, *key_id, idempotency_key, *execution_id)?;
     }
-    let providers = sql(
-        conn,
+    let providers = conn.execute(
         "DELETE FROM provider_requests WHERE (key_id, idempotency_key) IN \
          (SELECT key_id, idempotency_key FROM provider_requests WHERE expires_at <= ?1 LIMIT ?2)",
         params![now, limit],
     )?;
-    let operators = sql(
-        conn,
+    let operators = conn.execute(
         "DELETE FROM operator_requests WHERE idempotency_key IN \
          (SELECT idempotency_key FROM operator_requests WHERE created_at <= ?1 LIMIT ?2)",
         params![to_db(operators_before), limit],
@@ -552,8 +531,7 @@ pub(crate) fn sweep_expired(
 pub(crate) fn register_node(conn: &dyn Db, name: &str, now: Timestamp, lease: time::Duration) -> StoreResult<NodeId> {
     if conn.dialect().single_writer() {
         // One process per SQLite database (the data-dir lock): every earlier node is gone.
-        sql(
-            conn,
+        conn.execute(
             "UPDATE nodes SET lease_expires_at = CASE WHEN lease_expires_at < ?1 THEN lease_expires_at ELSE ?1 END \
              WHERE reclaimed_at IS NULL",
             params![to_db(now)],
@@ -567,8 +545,7 @@ pub(crate) fn register_node(conn: &dyn Db, name: &str, now: Timestamp, lease: ti
 }
 
 pub(crate) fn renew_node(conn: &dyn Db, node: NodeId, now: Timestamp, lease: time::Duration) -> StoreResult<bool> {
-    let renewed = sql(
-        conn,
+    let renewed = conn.execute(
         "UPDATE nodes SET lease_expires_at = ?2 WHERE id = ?1 AND reclaimed_at IS NULL AND lease_expires_at > ?3",
         params![node.0, to_db(now + lease), to_db(now)],
     )?;
@@ -577,14 +554,12 @@ pub(crate) fn renew_node(conn: &dyn Db, node: NodeId, now: Timestamp, lease: tim
 
 pub(crate) fn reclaim_expired_nodes(conn: &dyn Db, now: Timestamp) -> StoreResult<u64> {
     let now = to_db(now);
-    sql(
-        conn,
+    conn.execute(
         "UPDATE nodes SET reclaimed_at = ?1 WHERE reclaimed_at IS NULL AND lease_expires_at <= ?1",
         params![now],
     )?;
     // Also calls a reclaimed node began before it learnt it was reclaimed.
-    sql(
-        conn,
+    conn.execute(
         "UPDATE executions SET state = 'reconcile_required' WHERE state = 'running' AND \
          (node_id IS NULL OR node_id IN (SELECT id FROM nodes WHERE reclaimed_at IS NOT NULL))",
         params![],
@@ -632,24 +607,21 @@ pub(crate) fn list(conn: &dyn Db, filter: &ExecutionFilter, page: PageRequest) -
     Ok(Page::cut(&page, rows, |e| e.id))
 }
 
-/// The rows of `sql`, each read by `from_row`.
-fn rows<T>(conn: &dyn Db, sql: &str, from_row: impl Fn(&Row) -> StoreResult<T>) -> StoreResult<Vec<T>> {
-    conn.query_map(sql, &[], from_row)
-}
-
 /// What `verify::check` recomputes, read in the caller's snapshot.
 pub(crate) fn verify(conn: &dyn Db) -> StoreResult<Vec<String>> {
     use crate::verify::sql;
     let one = |r: &Row| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
     let facts = crate::verify::LedgerFacts {
-        by_account: rows(conn, &sql::by_account(), one)?,
-        by_key: rows(conn, &sql::by_key(), one)?,
-        by_key_day: rows(conn, &sql::by_key_day(), |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?, r.get(3)?, r.get(4)?)))?,
-        by_execution: rows(conn, &sql::by_execution(), one)?,
-        accounts: rows(conn, sql::ACCOUNTS, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?,
-        key_totals: rows(conn, sql::KEY_TOTALS, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?,
-        key_days: rows(conn, sql::KEY_DAYS, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?,
-        executions: rows(conn, sql::EXECUTIONS, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?,
+        by_account: conn.query_map(&sql::by_account(), &[], one)?,
+        by_key: conn.query_map(&sql::by_key(), &[], one)?,
+        by_key_day: conn
+            .query_map(&sql::by_key_day(), &[], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?, r.get(3)?, r.get(4)?)))?,
+        by_execution: conn.query_map(&sql::by_execution(), &[], one)?,
+        accounts: conn.query_map(sql::ACCOUNTS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?,
+        key_totals: conn.query_map(sql::KEY_TOTALS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?,
+        key_days: conn.query_map(sql::KEY_DAYS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?,
+        executions: conn
+            .query_map(sql::EXECUTIONS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?,
     };
     Ok(crate::verify::check(&facts))
 }
