@@ -69,7 +69,7 @@ impl TestApp {
         config.database = Some(visa_store::Database::for_tests(data_dir.path()).expect("VISA_TEST_DATABASE"));
         config.clock = visa_server::clock::Clock::manual();
         // Tests sign in and accept invitations far faster than people do.
-        let many = visa_server::ratelimit::Rate::per_second(10_000);
+        let many = visa_server::ratelimit::Rate::per_minute(600_000, 10_000);
         config.sign_in_limits = visa_server::auth::throttle::SignInLimits { per_ip: many, per_login: many };
         adjust(&mut config);
         let (environment, clock) = (config.environment, config.clock.clone());

@@ -115,6 +115,11 @@ pub struct ServeArgs {
     /// How long an Idempotency-Key is remembered, e.g. 24h, 7d.
     #[arg(long, default_value = "24h", env = "VISA_IDEMPOTENCY_TTL", value_parser = parse_duration_seconds)]
     pub idempotency_ttl: u64,
+    /// How long this node's lease lasts, e.g. 30s: renewed every third of it; when it runs out
+    /// (the node crashed or stalled), another node turns its calls in flight into
+    /// `reconcile_required`. At least 3s.
+    #[arg(long, default_value = "30s", env = "VISA_NODE_LEASE", value_parser = parse_duration_seconds)]
+    pub node_lease: u64,
     /// How long usage is kept per minute before it is rolled up per hour, e.g. 7d.
     #[arg(long, default_value = "7d", env = "VISA_USAGE_MINUTE_RETENTION", value_parser = parse_duration_seconds)]
     pub usage_minute_retention: u64,

@@ -18,7 +18,6 @@ use crate::auth::tool_key::denied;
 use crate::catalog::Tool;
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::PaidOutcome;
-use crate::ratelimit::Rate;
 use crate::routes::execute::{ExecutionResponse, Receipt, Usage};
 use crate::routes::rfc3339;
 use crate::state::AppState;
@@ -85,8 +84,7 @@ pub struct PaidCall {
     pub start: ExecutionStart,
 }
 
-/// Plans the call and takes a token from the key's rate limiter. Nothing is recorded yet, so
-/// a refusal here costs nothing.
+/// Plans the call. Nothing is recorded yet, so a refusal here costs nothing.
 pub fn prepare(
     state: &AppState,
     key: &AuthRecord,
@@ -98,16 +96,6 @@ pub fn prepare(
     let sandbox = state.environment == Environment::Preview;
     let request_hash = request_fingerprint("POST", &tool.id, &input);
     let Plan { hold, request } = tools::plan(&tool, input, sandbox)?;
-    if let Err(seconds) = state.rate_limits.take(
-        key.key.id,
-        Rate::per_second(key.key.policy.rate_limit_per_second),
-        std::time::Instant::now(),
-    ) {
-        state.metrics.record_paid(PaidOutcome::Refused("rate_limit"));
-        return Err(
-            ApiError::new(ErrorCode::RateLimited, "the key's request rate limit is reached").with_retry_after(seconds)
-        );
-    }
     let now = state.now();
     let start = ExecutionStart {
         node: state.node.id(),
@@ -121,6 +109,8 @@ pub fn prepare(
         request_hash,
         tool: tool.id.clone(),
         hold,
+        rate_limit_per_second: key.key.policy.rate_limit_per_second,
+        rate_clock_micros: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as i64,
         sandbox,
         now,
         day_number: utc_day_number(now),
@@ -183,6 +173,7 @@ fn answered_outcome(outcome: &BeginOutcome) -> Option<PaidOutcome> {
         BeginOutcome::Mismatch => PaidOutcome::Idempotent("mismatch"),
         BeginOutcome::ReconcileRequired(_) => PaidOutcome::ReconcileRequired,
         BeginOutcome::Refused(refusal) => PaidOutcome::Refused(match refusal {
+            HoldRefusal::RateLimited { .. } => "rate_limit",
             HoldRefusal::DailyCap => "daily_cap",
             HoldRefusal::TotalCap => "total_cap",
             HoldRefusal::Balance => "balance",
@@ -366,6 +357,10 @@ fn refused(refusal: HoldRefusal, state: &AppState, day_number: i64, tool: &str, 
         error
     };
     match refusal {
+        HoldRefusal::RateLimited { retry_after } => {
+            ApiError::new(ErrorCode::RateLimited, "the key's request rate limit is reached")
+                .with_retry_after(retry_after)
+        }
         HoldRefusal::DailyCap => {
             let midnight = (day_number + 1) * 86_400;
             let seconds = (midnight - state.now().unix_timestamp()).max(1) as u64;

@@ -54,7 +54,8 @@ pub struct ServeConfig {
     /// From `VISA_KEY_PEPPER`: secrets are then stored as HMAC-SHA256 instead of SHA-256.
     pub pepper: Option<Vec<u8>>,
     pub session_ttl: Duration,
-    /// How long a cached key may go unchecked against the store.
+    /// How long a cached key is kept at most. Changes reach the cache sooner: at once from
+    /// this node, within `auth::key_cache::FRESHNESS` from any other.
     pub key_cache_ttl: Duration,
     /// How long an Idempotency-Key is remembered (24 h by default).
     pub idempotency_ttl: Duration,
@@ -96,7 +97,7 @@ impl ServeConfig {
             operator_token: None,
             pepper: None,
             session_ttl: Duration::from_secs(30 * 24 * 3600),
-            key_cache_ttl: Duration::from_secs(1),
+            key_cache_ttl: Duration::from_secs(60),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             trust: trust::TrustPolicy::default(),
             tls: None,
@@ -208,6 +209,7 @@ impl Server {
         let (shutdown, stopped) = watch::channel(false);
         tokio::spawn(sweep_retention(state.clone(), config.sweep_interval, stopped.clone()));
         tokio::spawn(lease::keep(state.clone(), stopped.clone()));
+        tokio::spawn(auth::key_cache::follow_changes(state.clone(), stopped.clone()));
         let task = tokio::spawn(serve(listener, state, stopped));
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, scheme, environment = %config.environment, data_dir = %config.data_dir.display(), "visa keys server listening");

@@ -1,5 +1,6 @@
-//! Token buckets in memory, per node: a key's request rate (`rate_limit_per_second`, burst =
-//! rate) and the sign-in throttles (per client IP and per login, `auth::sign_in_throttle`).
+//! Token buckets in memory, per node, for the sign-in throttles (per client IP and per login,
+//! `auth::throttle`). A key's request rate is not here: every node shares it through the
+//! store (`visa_store::rules::RateWindow`, moved in the hold's transaction).
 //! Full buckets are dropped when the map grows, so a flood of new keys (logins, IPs) cannot
 //! grow it without bound.
 
@@ -24,19 +25,13 @@ pub struct Rate {
 }
 
 impl Rate {
-    /// `n` requests a second, with a burst of `n`.
-    pub fn per_second(n: u32) -> Self {
-        let n = f64::from(n.max(1));
-        Self { per_second: n, burst: n }
-    }
-
     /// `n` a minute, with a burst of `burst`.
     pub fn per_minute(n: u32, burst: u32) -> Self {
         Self { per_second: f64::from(n.max(1)) / 60.0, burst: f64::from(burst.max(1)) }
     }
 }
 
-pub struct RateLimiter<K = i64> {
+pub struct RateLimiter<K> {
     buckets: Mutex<HashMap<K, Bucket>>,
 }
 
@@ -75,9 +70,9 @@ mod tests {
 
     #[test]
     fn burst_then_refill() {
-        let limiter = RateLimiter::default();
+        let limiter: RateLimiter<i64> = RateLimiter::default();
         let start = Instant::now();
-        let rate = Rate::per_second(3);
+        let rate = Rate::per_minute(180, 3);
         for _ in 0..3 {
             assert!(limiter.take(1, rate, start).is_ok());
         }

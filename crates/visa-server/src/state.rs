@@ -5,7 +5,6 @@ use crate::ServeConfig;
 use crate::auth::key_cache::KeyCache;
 use crate::catalog::Catalog;
 use crate::clock::Clock;
-use crate::ratelimit::RateLimiter;
 use crate::usage::LastUsed;
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -25,7 +24,6 @@ pub struct AppState {
     pub keys: KeyCache,
     pub last_used: LastUsed,
     pub request_counts: crate::usage::RequestCounts,
-    pub rate_limits: RateLimiter,
     pub trust: crate::trust::TrustPolicy,
     /// One pooled HTTP client for every provider call.
     pub upstream: crate::tools::upstream::Upstream,
@@ -65,7 +63,6 @@ impl AppState {
             keys: KeyCache::new(config.key_cache_ttl),
             last_used: Default::default(),
             request_counts: Default::default(),
-            rate_limits: Default::default(),
             trust: crate::trust::TrustPolicy { tls: config.tls.is_some(), ..config.trust.clone() },
             upstream: crate::tools::upstream::Upstream::new()
                 .map_err(|e| anyhow::anyhow!("cannot build the provider HTTP client: {e}"))?,

@@ -401,6 +401,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<KeyRecord>;
     /// The key and account behind a secret hash, for authentication.
     async fn key_by_secret(&self, hash: SecretHash) -> StoreResult<Option<AuthRecord>>;
+    /// A counter that moves with every change to what authentication reads (a key's policy or
+    /// secrets, an account's approval), in the changing transaction: a credential cache
+    /// filled before a read of it that shows a new value may be stale.
+    async fn auth_version(&self) -> StoreResult<i64>;
+    /// Woken as soon as `auth_version` may have moved, where the backend can tell (PostgreSQL
+    /// LISTEN/NOTIFY); `None` where polling is the only way.
+    fn auth_change_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>>;
     /// Records when and from where keys were last used (coalesced by the caller).
     async fn record_key_use(&self, uses: Vec<KeyUse>) -> StoreResult<()>;
 

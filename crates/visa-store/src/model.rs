@@ -388,6 +388,11 @@ pub struct ExecutionStart {
     pub request_hash: [u8; 32],
     pub tool: String,
     pub hold: Micros,
+    /// The key's request rate, as authenticated (`rules::RateWindow`).
+    pub rate_limit_per_second: u32,
+    /// Wall-clock time (unix micros) the rate limit counts in, shared by every node (`now`
+    /// may be a test's manual clock).
+    pub rate_clock_micros: i64,
     pub sandbox: bool,
     pub now: Timestamp,
     /// UTC day number of `now`; the hold counts on this day or the key's latest, if later.
@@ -402,6 +407,10 @@ pub struct NodeId(pub i64);
 /// Why a hold was refused. Nothing was recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HoldRefusal {
+    /// The key's request rate is spent: a request is admitted again in this many seconds.
+    RateLimited {
+        retry_after: u64,
+    },
     DailyCap,
     TotalCap,
     Balance,

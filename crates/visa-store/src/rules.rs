@@ -84,6 +84,32 @@ pub fn hold_day(requested_day: i64, latest_day: i64) -> i64 {
     requested_day.max(latest_day)
 }
 
+/// A key's request rate as GCRA (the generic cell rate algorithm) keeps it: one request every
+/// `interval` microseconds, and a burst of `per_second` requests (a request is admitted while
+/// the theoretical arrival time is at most `tolerance` ahead of now). The state is one number
+/// per key, so every node updates it in the statement that locks the key's row for a hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateWindow {
+    pub interval_micros: i64,
+    pub tolerance_micros: i64,
+}
+
+impl RateWindow {
+    pub fn per_second(per_second: u32) -> Self {
+        let per_second = i64::from(per_second.max(1));
+        let interval_micros = 1_000_000 / per_second;
+        Self { interval_micros, tolerance_micros: interval_micros * (per_second - 1) }
+    }
+
+    /// Whether a request at `now` (unix micros) is admitted by a key whose theoretical arrival
+    /// time is `tat`: the new `tat`, or the whole seconds to wait (at least 1).
+    pub fn admit(&self, tat: i64, now: i64) -> Result<i64, u64> {
+        let earliest = tat.max(now);
+        let ahead = earliest - now - self.tolerance_micros;
+        if ahead <= 0 { Ok(earliest + self.interval_micros) } else { Err((ahead as u64).div_ceil(1_000_000).max(1)) }
+    }
+}
+
 /// The counters a hold is checked against, as the hold's transaction read them.
 #[derive(Debug, Clone, Copy)]
 pub struct CapState {
@@ -142,6 +168,46 @@ impl Settlement {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_rate_window_admits_a_burst_then_one_per_interval() {
+        let window = RateWindow::per_second(4);
+        let (mut tat, now) = (0, 10_000_000);
+        for _ in 0..4 {
+            tat = window.admit(tat, now).expect("the burst is admitted");
+        }
+        assert_eq!(window.admit(tat, now), Err(1), "the fifth at once waits");
+        assert_eq!(window.admit(tat, now + 249_999), Err(1));
+        assert!(window.admit(tat, now + 250_000).is_ok(), "one more each quarter second");
+        let slow = RateWindow::per_second(1);
+        let tat = slow.admit(0, now).unwrap();
+        assert_eq!(slow.admit(tat, now + 1), Err(1));
+        assert_eq!(slow.admit(tat, now + 1_000_000), Ok(now + 2_000_000));
+    }
+
+    proptest! {
+        /// Over any window of arrivals, no more than the burst plus the rate times its length
+        /// are admitted.
+        #[test]
+        fn the_rate_window_never_admits_more_than_its_rate(
+            per_second in 1u32..50,
+            gaps in proptest::collection::vec(0i64..200_000, 1..400),
+        ) {
+            let window = RateWindow::per_second(per_second);
+            let (mut tat, mut now, mut admitted) = (0i64, 1_000_000_000i64, 0i64);
+            let start = now;
+            for gap in gaps {
+                now += gap;
+                if let Ok(next) = window.admit(tat, now) {
+                    tat = next;
+                    admitted += 1;
+                }
+            }
+            let elapsed = now - start;
+            let allowed = i64::from(per_second) + elapsed / window.interval_micros;
+            prop_assert!(admitted <= allowed, "{admitted} admitted, at most {allowed}");
+        }
+    }
 
     fn state(daily: i64, total: Option<i64>, used_day: i64, used_total: i64, available: Option<i64>) -> CapState {
         CapState {

@@ -8,6 +8,8 @@
 //!
 //! The race rule: concurrent begins with one Idempotency-Key yield exactly one `Started`; the
 //! others see `InFlight` (or, once it has ended, the replay), never an error.
+//!
+//! The rate limit: one budget per key, however many nodes share the database.
 
 use time::{Duration, OffsetDateTime};
 use visa_core::key::Environment;
@@ -86,6 +88,8 @@ impl Fixture {
             request_hash: [7; 32],
             tool: "echo".into(),
             hold: Micros(10_000),
+            rate_limit_per_second: 1_000_000,
+            rate_clock_micros: 0,
             sandbox: false,
             now,
             day_number: now.unix_timestamp().div_euclid(86_400),
@@ -184,4 +188,49 @@ async fn concurrent_begins_with_one_idempotency_key_start_exactly_one() {
         other => panic!("after the end, the replay: {other:?}"),
     }
     assert!(store.verify_ledger().await.unwrap().is_empty());
+}
+
+/// The per-key rate limit is one budget however many nodes share the database: racing
+/// begins at one instant, split over two stores where the backend allows several (PostgreSQL),
+/// admit exactly the burst; the rest are refused with the wait, having recorded nothing; the
+/// next call is admitted one interval later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_rate_limit_is_one_budget_for_every_node() {
+    let f = fixture().await;
+    let t0 = OffsetDateTime::now_utc();
+    let mut stores = vec![f.store.clone()];
+    if !matches!(f.database, Database::Sqlite(_)) {
+        stores.push(f.database.open().unwrap());
+    }
+    let node = f.store.register_node("a:1", t0, LEASE).await.unwrap();
+    let clock = 5_000_000_000_000;
+    let start = |n: u8, clock: i64| {
+        let mut start = Fixture::start_of(f.account, f.key, f.secret, node, t0, [n; 16]);
+        (start.rate_limit_per_second, start.rate_clock_micros) = (10, clock);
+        start
+    };
+    let racers = (0..40u8).map(|n| {
+        let (store, start) = (stores[usize::from(n) % stores.len()].clone(), start(n, clock));
+        tokio::spawn(async move { store.begin_execution(start).await.unwrap() })
+    });
+    let (mut started, mut limited) = (0, 0);
+    for racer in racers.collect::<Vec<_>>() {
+        match racer.await.unwrap() {
+            BeginOutcome::Started(_) => started += 1,
+            BeginOutcome::Refused(HoldRefusal::RateLimited { retry_after: 1 }) => limited += 1,
+            other => panic!("a racer got {other:?}"),
+        }
+    }
+    assert_eq!((started, limited), (10, 30), "a burst of the rate, the rest told to wait");
+    let key = f.store.get_key(f.account, f.key).await.unwrap().unwrap();
+    assert_eq!(key.held_total, Micros(10 * 10_000), "refused calls hold nothing");
+    match f.store.begin_execution(start(100, clock + 99_999)).await.unwrap() {
+        BeginOutcome::Refused(HoldRefusal::RateLimited { .. }) => {}
+        other => panic!("within the interval: {other:?}"),
+    }
+    match stores[stores.len() - 1].begin_execution(start(101, clock + 100_000)).await.unwrap() {
+        BeginOutcome::Started(_) => {}
+        other => panic!("one interval later, one more: {other:?}"),
+    }
+    assert!(f.store.verify_ledger().await.unwrap().is_empty());
 }

@@ -275,6 +275,8 @@ impl World {
             request_hash: [7; 32],
             tool: "echo".into(),
             hold: Micros(hold_cents * MICROS_PER_CENT),
+            rate_limit_per_second: 1_000_000,
+            rate_clock_micros: 0,
             sandbox,
             now: now(),
             day_number: self.day,

@@ -23,6 +23,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.trust.local_networks = args.local_networks;
     }
     config.idempotency_ttl = std::time::Duration::from_secs(args.idempotency_ttl);
+    config.node_lease = std::time::Duration::from_secs(args.node_lease);
     config.usage_minute_retention = std::time::Duration::from_secs(args.usage_minute_retention);
     config.usage_hour_retention = std::time::Duration::from_secs(args.usage_hour_retention);
     config.max_connections = args.max_connections;

@@ -2,6 +2,8 @@
 //! a random port (log line parsed for the address); `cli` runs client commands against it.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

@@ -1,36 +1,56 @@
 //! Tool keys by secret hash, cached in memory so that authenticating a request is a hash
 //! and a map lookup. Every change this node makes to a key (update, revoke, rotate) or to an
-//! account's approval invalidates at once; entries also expire after `ttl`, which bounds how
-//! long a change made elsewhere can go unseen.
+//! account's approval invalidates at once. Changes made by another node sharing the database
+//! reach this one through the store's `auth_version` counter: `follow_changes` reads it
+//! whenever the store signals a change (PostgreSQL LISTEN/NOTIFY) and every `POLL` anyway,
+//! and forgets everything when it moved. The cache answers only while its last check began
+//! less than `FRESHNESS` ago, so a change committed anywhere is seen within `FRESHNESS` even
+//! when notifications are lost or the database is unreachable. Entries also expire after `ttl`.
 //!
 //! A cache miss reads the store and then inserts; an invalidation landing between the two
 //! would be undone by the insert of the older read. So every invalidation bumps a generation,
 //! a miss notes the generation before it reads, and its insert is dropped if it changed.
 
+use crate::state::SharedState;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 use visa_core::secret::SecretHash;
 use visa_store::AuthRecord;
 
 /// Stale entries are swept when the map reaches this size.
 const PRUNE_AT: usize = 4096;
+/// The longest a change committed by another node can go unseen.
+pub const FRESHNESS: Duration = Duration::from_secs(1);
+/// How often `auth_version` is read when no notification came.
+const POLL: Duration = Duration::from_millis(300);
 
 pub struct KeyCache {
     entries: RwLock<HashMap<SecretHash, (Arc<AuthRecord>, Instant)>>,
     ttl: Duration,
     generation: AtomicU64,
+    /// The store's `auth_version` at the last check, and when that check began.
+    checked: Mutex<Option<(i64, Instant)>>,
 }
 
 impl KeyCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { entries: RwLock::default(), ttl, generation: AtomicU64::new(0) }
+        Self { entries: RwLock::default(), ttl, generation: AtomicU64::new(0), checked: Mutex::default() }
     }
 
     pub fn get(&self, hash: &SecretHash) -> Option<Arc<AuthRecord>> {
+        if !self.fresh() {
+            return None;
+        }
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         entries.get(hash).filter(|(_, loaded)| loaded.elapsed() < self.ttl).map(|(record, _)| record.clone())
+    }
+
+    fn fresh(&self) -> bool {
+        let checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        checked.is_some_and(|(_, began)| began.elapsed() < FRESHNESS)
     }
 
     /// Note it before reading the store for a miss, and pass it to `insert`.
@@ -53,16 +73,53 @@ impl KeyCache {
 
     /// Forgets every secret of a key.
     pub fn invalidate_key(&self, key_id: i64) {
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        entries.retain(|_, (record, _)| record.key.id != key_id);
+        self.forget(|record| record.key.id == key_id);
     }
 
     /// Forgets every key of an account (its approval changed).
     pub fn invalidate_account(&self, account_id: i64) {
+        self.forget(|record| record.key.account_id == account_id);
+    }
+
+    fn forget(&self, stale: impl Fn(&AuthRecord) -> bool) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         self.generation.fetch_add(1, Ordering::SeqCst);
-        entries.retain(|_, (record, _)| record.key.account_id != account_id);
+        entries.retain(|_, (record, _)| !stale(record));
+    }
+
+    /// Records a read of the store's `auth_version` that began at `began`: when it moved since
+    /// the last check, everything cached may be stale and is forgotten.
+    pub fn checked(&self, version: i64, began: Instant) {
+        let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        if checked.is_some_and(|(last, _)| last != version) {
+            self.forget(|_| true);
+        }
+        if checked.is_none_or(|(_, last_began)| last_began < began) {
+            *checked = Some((version, began));
+        }
+    }
+}
+
+/// Reads the store's `auth_version` when it signals a change and every `POLL`, until stopped.
+pub async fn follow_changes(state: SharedState, mut stopped: watch::Receiver<bool>) {
+    let signal = state.store.auth_change_signal();
+    loop {
+        let began = Instant::now();
+        match state.store.auth_version().await {
+            Ok(version) => state.keys.checked(version, began),
+            Err(e) => tracing::debug!(error = %e, "cannot read auth_version; cached keys are not used meanwhile"),
+        }
+        let changed = async {
+            match &signal {
+                Some(signal) => signal.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = changed => {}
+            _ = tokio::time::sleep(POLL) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
     }
 }
 
@@ -108,6 +165,7 @@ mod tests {
     #[test]
     fn an_invalidation_during_a_miss_wins_over_its_insert() {
         let cache = KeyCache::new(Duration::from_secs(60));
+        cache.checked(0, Instant::now());
         let hash = SecretHash([7; 32]);
         let before_read = cache.generation();
         cache.invalidate_key(1);
@@ -115,5 +173,19 @@ mod tests {
         assert!(cache.get(&hash).is_none(), "the stale read was dropped");
         cache.insert(hash, record(1), cache.generation());
         assert!(cache.get(&hash).is_some(), "a read after the invalidation is cached");
+    }
+
+    #[test]
+    fn nothing_is_answered_before_a_check_or_once_the_last_check_is_old() {
+        let cache = KeyCache::new(Duration::from_secs(60));
+        let hash = SecretHash([7; 32]);
+        cache.insert(hash, record(1), cache.generation());
+        assert!(cache.get(&hash).is_none(), "no check yet: the store is read");
+        cache.checked(3, Instant::now() - FRESHNESS);
+        assert!(cache.get(&hash).is_none(), "the last check is too old");
+        cache.checked(3, Instant::now());
+        assert!(cache.get(&hash).is_some(), "a recent check with no change keeps the entry");
+        cache.checked(4, Instant::now());
+        assert!(cache.get(&hash).is_none(), "a moved auth_version forgets everything");
     }
 }

@@ -10,6 +10,7 @@
 //! call opens a new one, so a node recovers by itself when the database returns.
 
 mod db;
+mod listener;
 mod schema;
 mod tls;
 
@@ -36,6 +37,7 @@ const ATTEMPTS: u32 = 8;
 
 pub struct PgEngine {
     pool: Arc<Pool>,
+    auth_changes: Arc<tokio::sync::Notify>,
     permits: Arc<tokio::sync::Semaphore>,
     metrics: StoreMetrics,
 }
@@ -100,8 +102,12 @@ impl PgEngine {
     pub fn open(url: &str, pool_size: usize) -> StoreResult<Self> {
         let pool = Pool::new(url)?;
         pool.with_conn(|conn| schema::migrate(&mut conn.client))?;
+        let pool = Arc::new(pool);
+        let auth_changes = Arc::new(tokio::sync::Notify::new());
+        listener::spawn(Arc::downgrade(&pool), auth_changes.clone());
         Ok(Self {
-            pool: Arc::new(pool),
+            pool,
+            auth_changes,
             permits: Arc::new(tokio::sync::Semaphore::new(pool_size.max(1))),
             metrics: StoreMetrics::default(),
         })
@@ -235,6 +241,10 @@ impl Engine for PgEngine {
 
     fn metrics(&self) -> &StoreMetrics {
         &self.metrics
+    }
+
+    fn auth_change_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.auth_changes.clone())
     }
 
     async fn ready(&self) -> StoreResult<()> {

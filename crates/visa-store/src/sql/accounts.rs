@@ -75,6 +75,7 @@ pub(crate) fn create(conn: &dyn Db, new: &NewAccount, ctx: &AuditContext) -> Sto
 pub(crate) fn set_approved(conn: &dyn Db, login: &str, approved: bool, ctx: &AuditContext) -> StoreResult<Account> {
     let before = require_account(conn, login)?;
     conn.execute("UPDATE accounts SET approved = ?2 WHERE id = ?1", params![before.id, approved])?;
+    super::auth_version::bump(conn)?;
     let after = Account { approved, ..before.clone() };
     let (old, new) = (account_snapshot(&before), account_snapshot(&after));
     audit::record(conn, after.id, ctx, "account.approval_changed", &account_target(after.id), old, new)?;

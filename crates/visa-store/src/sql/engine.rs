@@ -6,6 +6,8 @@ use super::Db;
 use crate::metrics::StoreMetrics;
 use crate::{Durability, StoreResult};
 use async_trait::async_trait;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// How a write transaction is kept from racing others where writers run concurrently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,11 @@ pub trait Engine: Send + Sync + 'static {
         R: Send + 'static,
         F: FnOnce(&dyn Db) -> StoreResult<R> + Send + 'static;
     fn metrics(&self) -> &StoreMetrics;
+    /// Woken when another node may have changed what authentication reads, where the backend
+    /// can tell (PostgreSQL's LISTEN); `None` where polling `auth_version` is the only way.
+    fn auth_change_signal(&self) -> Option<Arc<Notify>> {
+        None
+    }
     /// `Unavailable` when the engine cannot take writes.
     async fn ready(&self) -> StoreResult<()>;
 }

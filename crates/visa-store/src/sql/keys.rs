@@ -1,9 +1,9 @@
 //! Tool keys: their policy, secrets (rotation with a grace period, revocation) and the spend
 //! counters they are read with; every change audited with the key before and after.
 
-use super::audit;
 use super::db::corrupt;
 use super::db::{Db, Row, params};
+use super::{audit, auth_version};
 use super::{from_db, to_db};
 use crate::audit::key_snapshot;
 use crate::columns::{cidrs_from_db, cidrs_to_db, grant_from_db, grant_to_db};
@@ -125,9 +125,11 @@ fn write_policy(conn: &dyn Db, key_id: i64, policy: &KeyPolicy) -> StoreResult<(
     Ok(())
 }
 
-/// Reloads a key after a change and audits the difference from `before`.
+/// Reloads a key after a change, audits the difference from `before` and tells the credential
+/// caches.
 fn audited_key_change(conn: &dyn Db, ctx: &AuditContext, action: &str, before: &KeyRecord) -> StoreResult<KeyRecord> {
     let after = require_key(conn, before.account_id, before.id)?;
+    auth_version::bump(conn)?;
     audit::record(
         conn,
         after.account_id,

@@ -7,6 +7,7 @@
 mod accounts;
 mod admin_keys;
 mod audit;
+mod auth_version;
 pub mod db;
 mod engine;
 mod keys;

@@ -194,23 +194,46 @@ fn hold_state(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<HoldState> {
     })
 }
 
-/// Where writers run concurrently, locks what the hold reads, in the one order every money
+/// Locks what the hold reads where writers run concurrently, in the one order every money
 /// transaction follows (execution, `key_spend`, `key_days`, account): the key's counters, and
 /// for real money the account's balance. Concurrent begins of one key (and one
-/// Idempotency-Key) run one after the other from here on.
-fn lock_for_hold(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<()> {
-    if conn.dialect().single_writer() {
-        return Ok(());
-    }
-    conn.query("SELECT key_id FROM key_spend WHERE key_id = ?1 FOR UPDATE", params![start.key_id])?;
-    if !start.sandbox {
+/// Idempotency-Key) run one after the other from here on. Answers the key's rate-limit state
+/// (read under the same lock, so nodes take turns on it).
+fn lock_for_hold(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<i64> {
+    let concurrent = !conn.dialect().single_writer();
+    let lock = if concurrent { " FOR UPDATE" } else { "" };
+    let tat = conn
+        .query_row(
+            &format!("SELECT rate_tat_micros FROM key_spend WHERE key_id = ?1{lock}"),
+            params![start.key_id],
+            |r| r.get::<i64>(0),
+        )?
+        .ok_or(StoreError::NotFound)?;
+    if concurrent && !start.sandbox {
         conn.query("SELECT id FROM accounts WHERE id = ?1 FOR UPDATE", params![start.account_id])?;
     }
-    Ok(())
+    Ok(tat)
 }
 
+/// Records the Idempotency-Key and places the hold, or decides what else to answer. The key's
+/// rate limit comes first: every call that reaches the store takes its turn, a replay too.
 pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginOutcome<ExecutionRecord>> {
-    lock_for_hold(conn, start)?;
+    let tat = lock_for_hold(conn, start)?;
+    let window = rules::RateWindow::per_second(start.rate_limit_per_second);
+    let tat = match window.admit(tat, start.rate_clock_micros) {
+        Ok(tat) => tat,
+        Err(retry_after) => return Ok(BeginOutcome::Refused(HoldRefusal::RateLimited { retry_after })),
+    };
+    let outcome = begin_admitted(conn, start, tat)?;
+    if !matches!(outcome, BeginOutcome::Started(_)) {
+        conn.execute("UPDATE key_spend SET rate_tat_micros = ?2 WHERE key_id = ?1", params![start.key_id, tat])?;
+    }
+    Ok(outcome)
+}
+
+/// `begin` once the rate limit admitted the call; a hold it places moves the rate-limit state
+/// to `tat` in the same statement.
+fn begin_admitted(conn: &dyn Db, start: &ExecutionStart, tat: i64) -> StoreResult<BeginOutcome<ExecutionRecord>> {
     if let Some(outcome) = existing_outcome(conn, start)? {
         return Ok(outcome);
     }
@@ -244,7 +267,7 @@ pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginO
     if let Some(refusal) = rules::cap_refusal(&caps, start.hold) {
         return Ok(BeginOutcome::Refused(refusal));
     }
-    place_hold(conn, start, day)?;
+    place_hold(conn, start, day, tat)?;
     let id = conn.insert(
         "INSERT INTO executions (public_id, account_id, key_id, secret_id, idempotency_key, request_hash, tool, state, \
          sandbox, day_number, hold_micros, created_at, node_id) \
@@ -287,12 +310,13 @@ pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginO
     Ok(BeginOutcome::Started(execution))
 }
 
-/// Writes a hold that `rules` admitted: the key's total and `day` counters, the account's
-/// held money (production only).
-fn place_hold(conn: &dyn Db, start: &ExecutionStart, day: i64) -> StoreResult<()> {
+/// Writes a hold that `rules` admitted: the key's total and `day` counters and its rate-limit
+/// state, the account's held money (production only).
+fn place_hold(conn: &dyn Db, start: &ExecutionStart, day: i64, tat: i64) -> StoreResult<()> {
     conn.execute(
-        "UPDATE key_spend SET latest_day = ?2, held_total_micros = held_total_micros + ?3 WHERE key_id = ?1",
-        params![start.key_id, day, start.hold.0],
+        "UPDATE key_spend SET latest_day = ?2, held_total_micros = held_total_micros + ?3, rate_tat_micros = ?4 \
+         WHERE key_id = ?1",
+        params![start.key_id, day, start.hold.0, tat],
     )?;
     conn.execute(
         "INSERT INTO key_days (key_id, day_number, held_micros) VALUES (?1, ?2, ?3) \

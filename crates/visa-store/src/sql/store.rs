@@ -3,12 +3,13 @@
 //! audit, usage, money), which holds the SQL.
 
 use super::{
-    Db, Engine, Isolation, accounts, admin_keys, audit, keys, members, money, operator_requests, provider_requests,
-    sessions, usage,
+    Db, Engine, Isolation, accounts, admin_keys, audit, auth_version, keys, members, money, operator_requests,
+    provider_requests, sessions, usage,
 };
 use crate::model::*;
 use crate::{Durability, Hold, Store, StoreResult};
 use async_trait::async_trait;
+use std::sync::Arc;
 use visa_core::key::Environment;
 use visa_core::money::Micros;
 use visa_core::pagination::{Page, PageRequest};
@@ -244,6 +245,14 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn key_by_secret(&self, hash: SecretHash) -> StoreResult<Option<AuthRecord>> {
         self.read(move |conn| keys::by_secret(conn, &hash)).await
+    }
+
+    async fn auth_version(&self) -> StoreResult<i64> {
+        self.read(auth_version::current).await
+    }
+
+    fn auth_change_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.engine.auth_change_signal()
     }
 
     async fn record_key_use(&self, uses: Vec<KeyUse>) -> StoreResult<()> {

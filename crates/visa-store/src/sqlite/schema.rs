@@ -334,6 +334,18 @@ ALTER TABLE executions ADD COLUMN node_id INTEGER REFERENCES nodes(id);
 -- right edge, so reclaiming a dead node's calls never scans the executions.
 CREATE INDEX executions_running_by_node ON executions(node_id) WHERE state = 'running';
 "#,
+    r#"
+-- The per-key rate limit: GCRA's theoretical arrival time (unix microseconds), moved by the
+-- hold's first statement.
+ALTER TABLE key_spend ADD COLUMN rate_tat_micros INTEGER NOT NULL DEFAULT 0;
+-- One counter that every change to what authentication reads moves in the same transaction;
+-- the credential cache polls it.
+CREATE TABLE auth_version (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    version  INTEGER NOT NULL
+);
+INSERT INTO auth_version (id, version) VALUES (1, 0);
+"#,
 ];
 
 /// Brings the database up to the newest schema, one transaction per migration.

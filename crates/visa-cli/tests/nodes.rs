@@ -1,0 +1,387 @@
+//! Many nodes on one PostgreSQL database, as real `visa-cli serve` processes: caps, balance,
+//! Idempotency-Keys and the rate limit hold across nodes; a change on one node reaches the
+//! others within a second; `kill -9` of a node and an outage of the database lose nothing
+//! acknowledged. Run with `VISA_TEST_DATABASE=postgres` (`.ci/run`'s second pass).
+
+mod common;
+
+use common::cluster::Cluster;
+use common::*;
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+const PRICE_MICROS: i64 = 10_000;
+
+/// One call: status, error code (if any) and the exact body bytes.
+struct Answer {
+    status: u16,
+    code: Option<String>,
+    retryable: Option<bool>,
+    body: String,
+}
+
+fn execute(url: &str, key: &str, tool: &str, idem: &str, input: Value) -> reqwest::Result<Answer> {
+    let response = reqwest::blocking::Client::new()
+        .post(format!("{url}/v1/api/tools/{tool}/execute"))
+        .header("X-Api-Key", key)
+        .header("Idempotency-Key", idem)
+        .json(&json!({ "input": input }))
+        .timeout(Duration::from_secs(30))
+        .send()?;
+    let status = response.status().as_u16();
+    let body = response.text()?;
+    let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let code = parsed["error_code"].as_str().map(str::to_owned);
+    Ok(Answer { status, code, retryable: parsed["retryable"].as_bool(), body })
+}
+
+fn send(method: reqwest::Method, url: String, bearer: &str, body: Option<Value>) -> (u16, Value) {
+    let mut request = reqwest::blocking::Client::new().request(method, url).bearer_auth(bearer);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().unwrap();
+    (response.status().as_u16(), response.json().unwrap_or(Value::Null))
+}
+
+fn key(url: &str, session: &str, fields: Value) -> (String, i64) {
+    let (status, body) = send(reqwest::Method::POST, format!("{url}/v1/api/keys"), session, Some(fields));
+    assert_eq!(status, 201, "{body}");
+    (body["key"].as_str().unwrap().to_owned(), body["id"].as_i64().unwrap())
+}
+
+fn balance_micros(url: &str, session: &str) -> i64 {
+    let (_, body) = send(reqwest::Method::GET, format!("{url}/v1/api/balance"), session, None);
+    body["balance_micros"].as_str().unwrap().parse().unwrap()
+}
+
+/// Runs `calls` at once (a barrier releases them together), call `i` on node `i % nodes`.
+fn race<T: Send + 'static>(calls: usize, call: impl Fn(usize) -> T + Send + Sync + 'static) -> Vec<T> {
+    let (barrier, call) = (Arc::new(Barrier::new(calls)), Arc::new(call));
+    let threads: Vec<_> = (0..calls)
+        .map(|i| {
+            let (barrier, call) = (barrier.clone(), call.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                call(i)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+#[test]
+fn caps_balance_and_idempotency_keys_hold_across_two_nodes() {
+    let Some(cluster) = Cluster::start(2, false) else { return };
+    let urls: Arc<Vec<String>> = Arc::new(cluster.nodes.iter().map(|n| n.url.clone()).collect());
+    let t = tenant(&cluster.nodes[0], "spread", 100_000);
+
+    // 60 racing calls on a 10-cent daily cap, spread over both nodes: exactly 10 succeed.
+    let (capped, _) = key(&urls[0], &t.session, json!({ "label": "capped", "daily_cap_cents": 10 }));
+    let answers = {
+        let (urls, capped) = (urls.clone(), capped.clone());
+        race(60, move |i| execute(&urls[i % 2], &capped, "echo", &uuid::Uuid::new_v4().to_string(), json!({})).unwrap())
+    };
+    let ok = answers.iter().filter(|a| a.status == 200).count();
+    assert_eq!(ok, 10, "a 10-cent cap admits exactly ten 1-cent calls across nodes");
+    for refused in answers.iter().filter(|a| a.status != 200) {
+        assert_eq!((refused.status, refused.code.as_deref()), (429, Some("RATE_LIMITED")), "{}", refused.body);
+    }
+
+    // 32 racing duplicates over both nodes: one charge; every 200 is the same bytes, the rest
+    // are told the original is in flight.
+    let before = balance_micros(&urls[0], &t.session);
+    let idem = uuid::Uuid::new_v4().to_string();
+    let answers = {
+        let (urls, k, idem) = (urls.clone(), t.key.clone(), idem.clone());
+        race(32, move |i| execute(&urls[i % 2], &k, "sleep", &idem, json!({ "ms": 400 })).unwrap())
+    };
+    let successes: Vec<&Answer> = answers.iter().filter(|a| a.status == 200).collect();
+    assert!(!successes.is_empty());
+    assert!(successes.iter().all(|a| a.body == successes[0].body), "replays are byte-identical");
+    for other in answers.iter().filter(|a| a.status != 200) {
+        assert_eq!((other.status, other.code.as_deref()), (409, Some("IDEMPOTENCY_IN_FLIGHT")), "{}", other.body);
+    }
+    let replay = execute(&urls[1], &t.key, "sleep", &idem, json!({ "ms": 400 })).unwrap();
+    assert_eq!(replay.body, successes[0].body, "the replay on the other node is the same bytes");
+    assert_eq!(balance_micros(&urls[1], &t.session), before - PRICE_MICROS, "charged once");
+
+    // A 5-cent balance, three keys, 30 racing calls over both nodes: exactly 5, balance 0.
+    let poor = tenant(&cluster.nodes[1], "poor", 5);
+    let keys: Vec<String> = (0..3)
+        .map(|n| key(&urls[n % 2], &poor.session, json!({ "label": format!("k{n}"), "daily_cap_cents": 100 })).0)
+        .collect();
+    let _ = execute(&urls[0], &poor.key, "echo", "5a1f0c1e-0000-4000-8000-000000000000", json!({}));
+    let left = balance_micros(&urls[0], &poor.session);
+    let answers = {
+        let (urls, keys) = (urls.clone(), Arc::new(keys));
+        race(30, move |i| {
+            execute(&urls[i % 2], &keys[i % 3], "echo", &uuid::Uuid::new_v4().to_string(), json!({})).unwrap()
+        })
+    };
+    let ok = answers.iter().filter(|a| a.status == 200).count() as i64;
+    assert_eq!(ok, left / PRICE_MICROS, "exactly what the balance covers");
+    assert_eq!(balance_micros(&urls[1], &poor.session), 0);
+    cluster.ledger_verifies();
+}
+
+/// Polls `call` until it answers `expected`, and says how long that took.
+fn until(expected: u16, call: impl Fn() -> Answer) -> Duration {
+    let started = Instant::now();
+    loop {
+        let answer = call();
+        if answer.status == expected {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "still {} after 5 s: {}", answer.status, answer.body);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_change_on_one_node_is_enforced_by_the_other_within_a_second() {
+    let Some(cluster) = Cluster::start(2, false) else { return };
+    let (a, b) = (cluster.url(0).to_owned(), cluster.url(1).to_owned());
+    let t = tenant(&cluster.nodes[0], "changes", 10_000);
+    let (raw, id) = key(&a, &t.session, json!({ "label": "moving", "daily_cap_cents": 1_000 }));
+    let call = |url: &str, key: &str, tool: &str| {
+        execute(url, key, tool, &uuid::Uuid::new_v4().to_string(), json!({ "ms": 1 })).unwrap()
+    };
+    assert_eq!(call(&b, &raw, "echo").status, 200, "B has the key cached");
+    let mut seen = vec![];
+
+    // A narrows the tools: B refuses echo.
+    let (status, _) = send(
+        reqwest::Method::PATCH,
+        format!("{a}/v1/api/keys/{id}"),
+        &t.session,
+        Some(json!({ "allowed_tools": ["sleep"] })),
+    );
+    assert_eq!(status, 200);
+    seen.push(until(403, || call(&b, &raw, "echo")));
+    assert_eq!(call(&b, &raw, "sleep").status, 200);
+
+    // A rotates with no grace: B refuses the old secret and takes the new one.
+    let (status, rotated) =
+        send(reqwest::Method::POST, format!("{a}/v1/api/keys/{id}/rotate"), &t.session, Some(json!({})));
+    assert_eq!(status, 200, "{rotated}");
+    let new_raw = rotated["key"].as_str().unwrap().to_owned();
+    seen.push(until(401, || call(&b, &raw, "sleep")));
+    assert_eq!(call(&b, &new_raw, "sleep").status, 200);
+
+    // The operator unapproves the account on A: B refuses; approves it again: B serves.
+    let account = format!("{a}/v1/operator/accounts/changes");
+    assert_eq!(
+        send(reqwest::Method::PATCH, account.clone(), OPERATOR_TOKEN, Some(json!({ "approved": false }))).0,
+        200
+    );
+    seen.push(until(403, || call(&b, &new_raw, "sleep")));
+    assert_eq!(send(reqwest::Method::PATCH, account, OPERATOR_TOKEN, Some(json!({ "approved": true }))).0, 200);
+    seen.push(until(200, || call(&b, &new_raw, "sleep")));
+
+    // A revokes the key: B refuses it.
+    assert_eq!(send(reqwest::Method::DELETE, format!("{a}/v1/api/keys/{id}"), &t.session, None).0, 200);
+    seen.push(until(401, || call(&b, &new_raw, "sleep")));
+    eprintln!("changes on A enforced by B after {seen:?}");
+    assert!(seen.iter().all(|d| *d < Duration::from_secs(1)), "every change within 1 s: {seen:?}");
+}
+
+#[test]
+fn the_rate_limit_holds_with_load_spread_over_two_nodes() {
+    let Some(cluster) = Cluster::start(2, false) else { return };
+    let urls: Arc<Vec<String>> = Arc::new(cluster.nodes.iter().map(|n| n.url.clone()).collect());
+    let t = tenant(&cluster.nodes[0], "paced", 100_000);
+    let rate = 20;
+    let (raw, _) = key(&urls[0], &t.session, json!({ "label": "paced", "rate_limit_per_second": rate }));
+    let (admitted, limited) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let run_for = Duration::from_secs(3);
+    let started = Instant::now();
+    {
+        let (urls, admitted, limited) = (urls.clone(), admitted.clone(), limited.clone());
+        race(8, move |i| {
+            while started.elapsed() < run_for {
+                let answer = execute(&urls[i % 2], &raw, "echo", &uuid::Uuid::new_v4().to_string(), json!({})).unwrap();
+                match (answer.status, answer.code.as_deref()) {
+                    (200, _) => admitted.fetch_add(1, Ordering::SeqCst),
+                    (429, Some("RATE_LIMITED")) => limited.fetch_add(1, Ordering::SeqCst),
+                    _ => panic!("{}", answer.body),
+                };
+            }
+        });
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let admitted = admitted.load(Ordering::SeqCst) as f64;
+    // GCRA admits a burst of `rate`, then `rate` a second.
+    let allowed = f64::from(rate) * (1.0 + elapsed);
+    eprintln!(
+        "{admitted} admitted ({} limited) in {elapsed:.2} s; the limit allows {allowed:.0}",
+        limited.load(Ordering::SeqCst)
+    );
+    assert!(limited.load(Ordering::SeqCst) > 0, "the load exceeded the rate");
+    assert!(admitted <= allowed * 1.10, "{admitted} admitted over two nodes, the limit allows {allowed:.0}");
+    assert!(admitted >= f64::from(rate) * elapsed * 0.90, "{admitted} admitted: the limit should not starve the key");
+}
+
+/// An acknowledged call: its Idempotency-Key, input and the exact answer.
+type Acked = (String, Value, String);
+
+/// Workers calling `echo` on `url` with fresh keys until `stop`, keeping what was acknowledged.
+fn load(url: String, key: String, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<Acked>>>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut n = 0;
+        while !stop.load(Ordering::Relaxed) {
+            n += 1;
+            let (idem, input) = (uuid::Uuid::new_v4().to_string(), json!({ "n": n }));
+            match execute(&url, &key, "echo", &idem, input.clone()) {
+                Ok(answer) if answer.status == 200 => acked.lock().unwrap().push((idem, input, answer.body)),
+                _ => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    })
+}
+
+fn executions_in_state(url: &str, state: &str) -> Vec<String> {
+    let (_, body) = send(
+        reqwest::Method::GET,
+        format!("{url}/v1/operator/executions?state={state}&limit=100"),
+        OPERATOR_TOKEN,
+        None,
+    );
+    body["executions"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn a_node_killed_under_load_leaves_the_other_serving_and_loses_nothing_acknowledged() {
+    let Some(mut cluster) = Cluster::start(2, false) else { return };
+    let (a, b) = (cluster.url(0).to_owned(), cluster.url(1).to_owned());
+    let t = tenant(&cluster.nodes[0], "survivor", 100_000);
+    let before = balance_micros(&b, &t.session);
+    let (stop, acked) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
+    let workers: Vec<_> = (0..4)
+        .map(|i| load(if i % 2 == 0 { a.clone() } else { b.clone() }, t.key.clone(), stop.clone(), acked.clone()))
+        .collect();
+    // A long call on each node: A's is lost with A, B's must finish untouched.
+    let lost = {
+        let (a, k) = (a.clone(), t.key.clone());
+        std::thread::spawn(move || execute(&a, &k, "sleep", &uuid::Uuid::new_v4().to_string(), json!({ "ms": 8000 })))
+    };
+    let survivor = {
+        let (b, k) = (b.clone(), t.key.clone());
+        std::thread::spawn(move || execute(&b, &k, "sleep", &uuid::Uuid::new_v4().to_string(), json!({ "ms": 6000 })))
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    cluster.nodes[0].kill_9();
+    let killed = Instant::now();
+    assert!(lost.join().unwrap().is_err(), "A's client saw the connection die");
+    // A's calls in flight stay running while its lease may still be live, then are reclaimed.
+    let early = executions_in_state(&b, "reconcile_required");
+    let early_at = killed.elapsed();
+    let acked_before = acked.lock().unwrap().len();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(acked.lock().unwrap().len() > acked_before, "B kept serving after A died");
+    let reclaimed = loop {
+        let found = executions_in_state(&b, "reconcile_required");
+        if !found.is_empty() {
+            break killed.elapsed();
+        }
+        assert!(killed.elapsed() < Duration::from_secs(10), "A's lost call was never reclaimed");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if early_at < Duration::from_secs(2) {
+        assert!(early.is_empty(), "reclaimed {early_at:?} after the kill, before a 3 s lease can expire");
+    }
+    assert!(
+        reclaimed >= Duration::from_secs(2),
+        "reclaimed after {reclaimed:?}, before the lease (3 s, renewed each 1 s) ran out"
+    );
+
+    // A comes back on its data dir; B's long call finished untouched.
+    cluster.restart(0);
+    let a = cluster.url(0).to_owned();
+    let answer = survivor.join().unwrap().expect("B's call survived");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    assert_eq!(execute(&a, &t.key, "echo", &uuid::Uuid::new_v4().to_string(), json!({})).unwrap().status, 200);
+
+    // Every acknowledged charge is recorded: it replays byte-identically on either node.
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 10, "the load produced charges");
+    for (n, (idem, input, body)) in acked.iter().enumerate() {
+        let node = if n % 2 == 0 { &a } else { &b };
+        let replay = execute(node, &t.key, "echo", idem, input.clone()).unwrap();
+        assert_eq!(&replay.body, body, "an acknowledged call replays the same bytes");
+    }
+    let succeeded = executions_in_state(&b, "succeeded").len();
+    assert!(succeeded >= 1);
+    let lost_calls = executions_in_state(&b, "reconcile_required");
+    let balance = balance_micros(&b, &t.session);
+    assert!(
+        balance <= before - (acked.len() as i64 + 2) * PRICE_MICROS,
+        "every acknowledged call and the two finished ones are charged"
+    );
+    assert!(!lost_calls.is_empty());
+    cluster.ledger_verifies();
+}
+
+#[test]
+fn an_outage_of_the_database_answers_retryable_loses_nothing_and_heals_without_a_restart() {
+    let Some(cluster) = Cluster::start(2, true) else { return };
+    let proxy = cluster.proxy.as_ref().unwrap();
+    let (a, b) = (cluster.url(0).to_owned(), cluster.url(1).to_owned());
+    let t = tenant(&cluster.nodes[0], "outage", 100_000);
+    let (stop, acked) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
+    let workers: Vec<_> = (0..4)
+        .map(|i| load(if i % 2 == 0 { a.clone() } else { b.clone() }, t.key.clone(), stop.clone(), acked.clone()))
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    proxy.cut();
+    std::thread::sleep(Duration::from_millis(300));
+
+    // While the database is away: paid calls are refused retryable with nothing charged, the
+    // control plane answers 503 retryable, /healthz says not ready.
+    for url in [&a, &b] {
+        let answer = execute(url, &t.key, "echo", &uuid::Uuid::new_v4().to_string(), json!({})).unwrap();
+        assert_eq!(answer.status, 503, "{}", answer.body);
+        assert_eq!(answer.code.as_deref(), Some("IDEMPOTENCY_UNAVAILABLE"), "{}", answer.body);
+        assert_eq!(answer.retryable, Some(true), "{}", answer.body);
+        let (status, body) = send(reqwest::Method::GET, format!("{url}/v1/api/keys"), &t.session, None);
+        assert_eq!((status, body["retryable"].as_bool()), (503, Some(true)), "{body}");
+        let health = reqwest::blocking::get(format!("{url}/healthz")).unwrap();
+        assert_eq!(health.status().as_u16(), 503, "not ready without the database");
+    }
+    let acked_during_outage = acked.lock().unwrap().len();
+    std::thread::sleep(Duration::from_secs(2));
+    proxy.restore();
+
+    // Back: both nodes serve again by themselves.
+    for url in [&a, &b] {
+        let started = Instant::now();
+        loop {
+            let answer = execute(url, &t.key, "echo", &uuid::Uuid::new_v4().to_string(), json!({})).unwrap();
+            if answer.status == 200 {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(15), "{url} did not recover: {}", answer.body);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(reqwest::blocking::get(format!("{url}/healthz")).unwrap().status().as_u16(), 200);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > acked_during_outage, "the load went on after the outage");
+    for (n, (idem, input, body)) in acked.iter().enumerate() {
+        let node = if n % 2 == 0 { &a } else { &b };
+        let replay = execute(node, &t.key, "echo", idem, input.clone()).unwrap();
+        assert_eq!(&replay.body, body, "an acknowledged call replays the same bytes");
+    }
+    cluster.ledger_verifies();
+}
