@@ -110,7 +110,7 @@ pub fn prepare(
         tool: tool.id.clone(),
         hold,
         rate_limit_per_second: key.key.policy.rate_limit_per_second,
-        rate_clock_micros: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as i64,
+        rate_clock: time::OffsetDateTime::now_utc(),
         sandbox,
         now,
         day_number: utc_day_number(now),

@@ -390,9 +390,9 @@ pub struct ExecutionStart {
     pub hold: Micros,
     /// The key's request rate, as authenticated (`rules::RateWindow`).
     pub rate_limit_per_second: u32,
-    /// Wall-clock time (unix micros) the rate limit counts in, shared by every node (`now`
-    /// may be a test's manual clock).
-    pub rate_clock_micros: i64,
+    /// Wall-clock time the rate limit counts in, shared by every node (`now` may be a test's
+    /// manual clock).
+    pub rate_clock: Timestamp,
     pub sandbox: bool,
     pub now: Timestamp,
     /// UTC day number of `now`; the hold counts on this day or the key's latest, if later.

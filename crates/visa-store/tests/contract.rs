@@ -89,7 +89,7 @@ impl Fixture {
             tool: "echo".into(),
             hold: Micros(10_000),
             rate_limit_per_second: 1_000_000,
-            rate_clock_micros: 0,
+            rate_clock: OffsetDateTime::UNIX_EPOCH,
             sandbox: false,
             now,
             day_number: now.unix_timestamp().div_euclid(86_400),
@@ -203,10 +203,10 @@ async fn the_rate_limit_is_one_budget_for_every_node() {
         stores.push(f.database.open().unwrap());
     }
     let node = f.store.register_node("a:1", t0, LEASE).await.unwrap();
-    let clock = 5_000_000_000_000;
-    let start = |n: u8, clock: i64| {
+    let clock = OffsetDateTime::UNIX_EPOCH + Duration::days(60);
+    let start = |n: u8, clock: OffsetDateTime| {
         let mut start = Fixture::start_of(f.account, f.key, f.secret, node, t0, [n; 16]);
-        (start.rate_limit_per_second, start.rate_clock_micros) = (10, clock);
+        (start.rate_limit_per_second, start.rate_clock) = (10, clock);
         start
     };
     let racers = (0..40u8).map(|n| {
@@ -224,11 +224,11 @@ async fn the_rate_limit_is_one_budget_for_every_node() {
     assert_eq!((started, limited), (10, 30), "a burst of the rate, the rest told to wait");
     let key = f.store.get_key(f.account, f.key).await.unwrap().unwrap();
     assert_eq!(key.held_total, Micros(10 * 10_000), "refused calls hold nothing");
-    match f.store.begin_execution(start(100, clock + 99_999)).await.unwrap() {
+    match f.store.begin_execution(start(100, clock + Duration::microseconds(99_999))).await.unwrap() {
         BeginOutcome::Refused(HoldRefusal::RateLimited { .. }) => {}
         other => panic!("within the interval: {other:?}"),
     }
-    match stores[stores.len() - 1].begin_execution(start(101, clock + 100_000)).await.unwrap() {
+    match stores[stores.len() - 1].begin_execution(start(101, clock + Duration::microseconds(100_000))).await.unwrap() {
         BeginOutcome::Started(_) => {}
         other => panic!("one interval later, one more: {other:?}"),
     }

@@ -13,7 +13,7 @@
 
 use crate::state::SharedState;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -31,13 +31,24 @@ pub struct KeyCache {
     entries: RwLock<HashMap<SecretHash, (Arc<AuthRecord>, Instant)>>,
     ttl: Duration,
     generation: AtomicU64,
-    /// The store's `auth_version` at the last check, and when that check began.
-    checked: Mutex<Option<(i64, Instant)>>,
+    /// The store's `auth_version` at the last check (only the watcher touches it).
+    version: Mutex<Option<i64>>,
+    /// When the last check began, in microseconds after `base` (`NEVER` before the first), so
+    /// that `get` reads it without a lock.
+    checked_at: AtomicI64,
+    base: Instant,
 }
 
 impl KeyCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { entries: RwLock::default(), ttl, generation: AtomicU64::new(0), checked: Mutex::default() }
+        Self {
+            entries: RwLock::default(),
+            ttl,
+            generation: AtomicU64::new(0),
+            version: Mutex::default(),
+            checked_at: AtomicI64::new(NEVER),
+            base: Instant::now(),
+        }
     }
 
     pub fn get(&self, hash: &SecretHash) -> Option<Arc<AuthRecord>> {
@@ -49,8 +60,8 @@ impl KeyCache {
     }
 
     fn fresh(&self) -> bool {
-        let checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
-        checked.is_some_and(|(_, began)| began.elapsed() < FRESHNESS)
+        let since_check = micros(self.base.elapsed()).saturating_sub(self.checked_at.load(Ordering::Acquire));
+        since_check < micros(FRESHNESS)
     }
 
     /// Note it before reading the store for a miss, and pass it to `insert`.
@@ -90,14 +101,24 @@ impl KeyCache {
     /// Records a read of the store's `auth_version` that began at `began`: when it moved since
     /// the last check, everything cached may be stale and is forgotten.
     pub fn checked(&self, version: i64, began: Instant) {
-        let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
-        if checked.is_some_and(|(last, _)| last != version) {
+        let mut last = self.version.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|last| last != version) {
             self.forget(|_| true);
         }
-        if checked.is_none_or(|(_, last_began)| last_began < began) {
-            *checked = Some((version, began));
-        }
+        *last = Some(version);
+        let at = match began.checked_duration_since(self.base) {
+            Some(after) => micros(after),
+            None => -micros(self.base.duration_since(began)),
+        };
+        self.checked_at.store(at, Ordering::Release);
     }
+}
+
+/// `checked_at` before any check: far enough back never to be fresh.
+const NEVER: i64 = i64::MIN / 2;
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 2)
 }
 
 /// Reads the store's `auth_version` when it signals a change and every `POLL`, until stopped.

@@ -220,7 +220,7 @@ fn lock_for_hold(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<i64> {
 pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginOutcome<ExecutionRecord>> {
     let tat = lock_for_hold(conn, start)?;
     let window = rules::RateWindow::per_second(start.rate_limit_per_second);
-    let tat = match window.admit(tat, start.rate_clock_micros) {
+    let tat = match window.admit(tat, to_db(start.rate_clock)) {
         Ok(tat) => tat,
         Err(retry_after) => return Ok(BeginOutcome::Refused(HoldRefusal::RateLimited { retry_after })),
     };
