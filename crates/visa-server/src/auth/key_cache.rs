@@ -33,7 +33,7 @@ pub struct KeyCache {
     generation: AtomicU64,
     /// The store's `auth_version` at the last check (only the watcher touches it).
     version: Mutex<Option<i64>>,
-    /// When the last check began, in microseconds after `base` (`NEVER` before the first), so
+    /// When the last check began, in nanoseconds after `base` (`NEVER` before the first), so
     /// that `get` reads it without a lock.
     checked_at: AtomicI64,
     base: Instant,
@@ -60,8 +60,8 @@ impl KeyCache {
     }
 
     fn fresh(&self) -> bool {
-        let since_check = micros(self.base.elapsed()).saturating_sub(self.checked_at.load(Ordering::Acquire));
-        since_check < micros(FRESHNESS)
+        let since_check = nanos(self.base.elapsed()).saturating_sub(self.checked_at.load(Ordering::Acquire));
+        since_check < nanos(FRESHNESS)
     }
 
     /// Note it before reading the store for a miss, and pass it to `insert`.
@@ -107,8 +107,8 @@ impl KeyCache {
         }
         *last = Some(version);
         let at = match began.checked_duration_since(self.base) {
-            Some(after) => micros(after),
-            None => -micros(self.base.duration_since(began)),
+            Some(after) => nanos(after),
+            None => -nanos(self.base.duration_since(began)),
         };
         self.checked_at.store(at, Ordering::Release);
     }
@@ -117,8 +117,9 @@ impl KeyCache {
 /// `checked_at` before any check: far enough back never to be fresh.
 const NEVER: i64 = i64::MIN / 2;
 
-fn micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 2)
+/// Exact (no rounding could make a check look more recent than it was) for 146 years.
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX / 2)
 }
 
 /// Reads the store's `auth_version` when it signals a change and every `POLL`, until stopped.
