@@ -16,7 +16,13 @@ function setup(thread)
 end
 
 function init(args)
-  math.randomseed(os.time() * 1000 + (thread_id or 0))
+  -- Seeded from the kernel: wrk processes started in the same second (bench/pg.sh runs one
+  -- per node) must not generate the same Idempotency-Keys.
+  local urandom = io.open("/dev/urandom", "rb")
+  local seed = 0
+  for byte in urandom:read(6):gmatch(".") do seed = seed * 256 + byte:byte() end
+  urandom:close()
+  math.randomseed(seed + (thread_id or 0))
   local path = os.getenv("VISA_BENCH_KEYS")
   if path and #path > 0 then
     for line in io.lines(path) do

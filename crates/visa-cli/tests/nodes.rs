@@ -74,7 +74,7 @@ fn race<T: Send + 'static>(calls: usize, call: impl Fn(usize) -> T + Send + Sync
 
 #[test]
 fn caps_balance_and_idempotency_keys_hold_across_two_nodes() {
-    let Some(cluster) = Cluster::start(2, false) else { return };
+    let Some(cluster) = Cluster::start(2, false, 3) else { return };
     let urls: Arc<Vec<String>> = Arc::new(cluster.nodes.iter().map(|n| n.url.clone()).collect());
     let t = tenant(&cluster.nodes[0], "spread", 100_000);
 
@@ -142,7 +142,7 @@ fn until(expected: u16, call: impl Fn() -> Answer) -> Duration {
 
 #[test]
 fn a_change_on_one_node_is_enforced_by_the_other_within_a_second() {
-    let Some(cluster) = Cluster::start(2, false) else { return };
+    let Some(cluster) = Cluster::start(2, false, 3) else { return };
     let (a, b) = (cluster.url(0).to_owned(), cluster.url(1).to_owned());
     let t = tenant(&cluster.nodes[0], "changes", 10_000);
     let (raw, id) = key(&a, &t.session, json!({ "label": "moving", "daily_cap_cents": 1_000 }));
@@ -190,7 +190,7 @@ fn a_change_on_one_node_is_enforced_by_the_other_within_a_second() {
 
 #[test]
 fn the_rate_limit_holds_with_load_spread_over_two_nodes() {
-    let Some(cluster) = Cluster::start(2, false) else { return };
+    let Some(cluster) = Cluster::start(2, false, 3) else { return };
     let urls: Arc<Vec<String>> = Arc::new(cluster.nodes.iter().map(|n| n.url.clone()).collect());
     let t = tenant(&cluster.nodes[0], "paced", 100_000);
     let rate = 20;
@@ -254,7 +254,7 @@ fn executions_in_state(url: &str, state: &str) -> Vec<String> {
 
 #[test]
 fn a_node_killed_under_load_leaves_the_other_serving_and_loses_nothing_acknowledged() {
-    let Some(mut cluster) = Cluster::start(2, false) else { return };
+    let Some(mut cluster) = Cluster::start(2, false, 3) else { return };
     let (a, b) = (cluster.url(0).to_owned(), cluster.url(1).to_owned());
     let t = tenant(&cluster.nodes[0], "survivor", 100_000);
     let before = balance_micros(&b, &t.session);
@@ -330,7 +330,9 @@ fn a_node_killed_under_load_leaves_the_other_serving_and_loses_nothing_acknowled
 
 #[test]
 fn an_outage_of_the_database_answers_retryable_loses_nothing_and_heals_without_a_restart() {
-    let Some(cluster) = Cluster::start(2, true) else { return };
+    // A lease longer than the outage: a node that cannot renew it for that long has its calls
+    // reclaimed (the kill test shows it), which is not what this test is about.
+    let Some(cluster) = Cluster::start(2, true, 10) else { return };
     let proxy = cluster.proxy.as_ref().unwrap();
     let (a, b) = (cluster.url(0).to_owned(), cluster.url(1).to_owned());
     let t = tenant(&cluster.nodes[0], "outage", 100_000);
@@ -339,6 +341,13 @@ fn an_outage_of_the_database_answers_retryable_loses_nothing_and_heals_without_a
         .map(|i| load(if i % 2 == 0 { a.clone() } else { b.clone() }, t.key.clone(), stop.clone(), acked.clone()))
         .collect();
     std::thread::sleep(Duration::from_millis(800));
+    // A call whose tool ends while the database is away: its outcome cannot be recorded yet.
+    let (cut_short_idem, cut_short_input) = (uuid::Uuid::new_v4().to_string(), json!({ "ms": 500 }));
+    let cut_short = {
+        let (a, k, idem, input) = (a.clone(), t.key.clone(), cut_short_idem.clone(), cut_short_input.clone());
+        std::thread::spawn(move || execute(&a, &k, "sleep", &idem, input).unwrap())
+    };
+    std::thread::sleep(Duration::from_millis(200));
     proxy.cut();
     std::thread::sleep(Duration::from_millis(300));
 
@@ -355,7 +364,11 @@ fn an_outage_of_the_database_answers_retryable_loses_nothing_and_heals_without_a
         assert_eq!(health.status().as_u16(), 503, "not ready without the database");
     }
     let acked_during_outage = acked.lock().unwrap().len();
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(3));
+    let cut_short = cut_short.join().unwrap();
+    assert_eq!(cut_short.status, 503, "{}", cut_short.body);
+    assert_eq!(cut_short.code.as_deref(), Some("IDEMPOTENCY_UNAVAILABLE"), "{}", cut_short.body);
+    assert_eq!(cut_short.retryable, Some(true), "the outcome is known, only not recorded: {}", cut_short.body);
     proxy.restore();
 
     // Back: both nodes serve again by themselves.
@@ -376,6 +389,30 @@ fn an_outage_of_the_database_answers_retryable_loses_nothing_and_heals_without_a
     for worker in workers {
         worker.join().unwrap();
     }
+    // The outcome A kept in memory is recorded once the database is back: the client's retry
+    // (on the other node) gets it, charged once.
+    let started = Instant::now();
+    let recorded = loop {
+        let answer = execute(&b, &t.key, "sleep", &cut_short_idem, cut_short_input.clone()).unwrap();
+        if answer.status != 409 {
+            break answer;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the outcome was never recorded: {}", answer.body);
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(recorded.status, 200, "{}", recorded.body);
+    assert_eq!(execute(&a, &t.key, "sleep", &cut_short_idem, cut_short_input).unwrap().body, recorded.body);
+    // Nothing stays held: a hold whose COMMIT answer the cut lost is voided by its node.
+    let started = Instant::now();
+    while !executions_in_state(&a, "running").is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "calls stuck running: {:?}",
+            executions_in_state(&a, "running")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(executions_in_state(&a, "reconcile_required").is_empty(), "no live node's call needs an operator");
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > acked_during_outage, "the load went on after the outage");
     for (n, (idem, input, body)) in acked.iter().enumerate() {

@@ -47,6 +47,8 @@ const SETTLE_BACKOFF: [Duration; 5] = [
     Duration::from_millis(400),
     Duration::from_millis(800),
 ];
+/// Between the background attempts that follow, for as long as the store stays away.
+const BACKGROUND_RETRY: Duration = Duration::from_secs(1);
 
 /// On the execute path a store outage is the contract's 503 IDEMPOTENCY_UNAVAILABLE, retryable
 /// (nothing was recorded, or what was is durable and answers the retry); elsewhere it is 503
@@ -139,10 +141,20 @@ pub struct Running {
 /// Records the Idempotency-Key and places the hold, or answers from what is recorded.
 pub async fn begin(state: &AppState, call: PaidCall) -> Begun {
     let PaidCall { tool, request, start } = call;
-    let (day, key_id, client_ip) = (start.day_number, start.key_id, start.client_ip);
+    let (day, key_id, client_ip, now) = (start.day_number, start.key_id, start.client_ip, start.now);
+    let public_id = start.public_id.clone();
     let outcome = match state.store.begin_execution(start).await {
         Ok(begun) => begun,
         Err(e) => {
+            if matches!(e, StoreError::Unavailable(_)) {
+                // The hold may have committed with its answer lost: the call will not run,
+                // so its hold must not stay (and its Idempotency-Key answer "in flight").
+                let store = state.store.clone();
+                keep_trying("a hold whose answer was lost", public_id.clone(), move || {
+                    let (store, public_id) = (store.clone(), public_id.clone());
+                    Box::pin(async move { store.abandon_execution(&public_id, now).await })
+                });
+            }
             state.metrics.record_paid(PaidOutcome::Refused("store_unavailable"));
             return Begun::Answered(Err(store_error(e)));
         }
@@ -244,10 +256,30 @@ impl Running {
             finished = state.store.finish_execution(&hold, finish.clone(), now).await;
         }
         state.metrics.record_hold(execution.hold, false);
-        if let Err(e) = finished {
-            tracing::error!(execution = %execution.public_id, error = %e, "could not record an execution's outcome");
-            state.metrics.record_paid(PaidOutcome::ReconcileRequired);
-            return Err(reconcile_required(execution));
+        match finished {
+            Ok(_) => {}
+            Err(StoreError::Unavailable(_)) => {
+                // The outcome is known here, only not recorded: keep recording it (a finish
+                // sent again is harmless) while retries of the call answer "in flight". If
+                // this node dies first, its lease expires and the call needs an operator.
+                let public_id = execution.public_id.clone();
+                let (store, hold) = (state.store.clone(), Arc::new(hold));
+                keep_trying("an outcome", public_id.clone(), move || {
+                    let (store, hold, finish) = (store.clone(), hold.clone(), finish.clone());
+                    Box::pin(async move { store.finish_execution(&hold, finish, now).await })
+                });
+                let error = ApiError::new(
+                    ErrorCode::IdempotencyUnavailable,
+                    "the outcome of this request is not recorded yet; retry it with the same Idempotency-Key for its answer",
+                )
+                .with_retry_after(1);
+                return Err(ApiError(error.0.with_detail("support_id", json!(public_id))));
+            }
+            Err(e) => {
+                tracing::error!(execution = %execution.public_id, error = %e, "could not record an execution's outcome");
+                state.metrics.record_paid(PaidOutcome::ReconcileRequired);
+                return Err(reconcile_required(execution));
+            }
         }
         state.metrics.record_paid(counted);
         if overage > Micros::ZERO {
@@ -255,6 +287,28 @@ impl Running {
         }
         answer
     }
+}
+
+type Attempt<T> = std::pin::Pin<Box<dyn std::future::Future<Output = visa_store::StoreResult<T>> + Send>>;
+
+/// Keeps trying, in the background, what the store must learn although it is away now (an
+/// outcome; that a hold whose answer was lost will not be used), until it answers.
+fn keep_trying<T: Send + 'static>(
+    what: &'static str,
+    execution: String,
+    mut attempt: impl FnMut() -> Attempt<T> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(BACKGROUND_RETRY).await;
+            match attempt().await {
+                Err(StoreError::Unavailable(_)) => continue,
+                Ok(_) => tracing::info!(%execution, "recorded {what} once the store answered again"),
+                Err(e) => tracing::error!(%execution, error = %e, "could not record {what}"),
+            }
+            return;
+        }
+    });
 }
 
 /// The answer to an Idempotency-Key that did not start a new execution, or to a refused hold.

@@ -444,8 +444,15 @@ pub trait Store: Send + Sync + 'static {
     /// `InFlight` or the replay, never an error from the unique index.
     async fn begin_execution(&self, start: ExecutionStart) -> StoreResult<BeginOutcome>;
     /// In one transaction: capture or void the hold of a `running` execution and store the
-    /// answer; refused once it has ended. Answers once the finish and the hold are durable.
+    /// answer; refused once it has ended otherwise. Answers once the finish and the hold are
+    /// durable. The same finish sent again (its first COMMIT landed but the answer was lost)
+    /// answers the recorded execution and changes nothing.
     async fn finish_execution(&self, hold: &Hold, finish: Finish, now: Timestamp) -> StoreResult<ExecutionRecord>;
+    /// A begin whose answer never came back (the store went away during its COMMIT): if it
+    /// placed its hold, void it and free its Idempotency-Key, for the call never ran. `true`
+    /// when there was such a hold. Called only by the node that sent the begin, with the
+    /// begin's `public_id`.
+    async fn abandon_execution(&self, public_id: &str, now: Timestamp) -> StoreResult<bool>;
     async fn get_execution(&self, filter: ExecutionFilter, public_id: &str) -> StoreResult<Option<ExecutionRecord>>;
     async fn list_executions(&self, filter: ExecutionFilter, page: PageRequest) -> StoreResult<Page<ExecutionRecord>>;
     // Nodes and their leases. Each server process registers as a node and renews its lease

@@ -464,6 +464,17 @@ pub enum Finish {
     VoidFinal { status: u16, body: Vec<u8> },
 }
 
+impl Finish {
+    /// The state the execution ends in.
+    pub fn state(&self) -> ExecutionState {
+        match self {
+            Self::Capture { .. } => ExecutionState::Succeeded,
+            Self::VoidRetryable => ExecutionState::Voided,
+            Self::VoidFinal { .. } => ExecutionState::Failed,
+        }
+    }
+}
+
 /// A queue-style tool's request at its provider, as an earlier attempt left it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProviderRequest {

@@ -10,6 +10,10 @@
 //! others see `InFlight` (or, once it has ended, the replay), never an error.
 //!
 //! The rate limit: one budget per key, however many nodes share the database.
+//!
+//! A COMMIT whose answer was lost: a finish sent again changes nothing and answers what was
+//! recorded; a begin whose answer was lost is abandoned, voiding its hold and freeing its
+//! Idempotency-Key, and only that one.
 
 use time::{Duration, OffsetDateTime};
 use visa_core::key::Environment;
@@ -232,5 +236,50 @@ async fn the_rate_limit_is_one_budget_for_every_node() {
         BeginOutcome::Started(_) => {}
         other => panic!("one interval later, one more: {other:?}"),
     }
+    assert!(f.store.verify_ledger().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_commit_whose_answer_was_lost_is_repaired_by_sending_it_again() {
+    let mut f = fixture().await;
+    let t0 = OffsetDateTime::now_utc();
+    let node = f.store.register_node("a:1", t0, LEASE).await.unwrap();
+    let account = |f: &Fixture| {
+        let store = f.store.clone();
+        async move { store.account_by_login("acme").await.unwrap().unwrap() }
+    };
+
+    // The finish committed, its answer was lost, and the node sends it again.
+    let call = f.begin(node, t0).await;
+    let finish =
+        Finish::Capture { reported: Micros(4_000), receipt_id: "rcpt_1".into(), status: 200, body: b"{}".to_vec() };
+    let first = f.store.finish_execution(&call, finish.clone(), t0).await.unwrap();
+    let again = f.store.finish_execution(&call, finish, t0).await.unwrap();
+    assert_eq!((again.state, again.charged, again.receipt_id.as_deref()), (first.state, Micros(4_000), Some("rcpt_1")));
+    let after = account(&f).await;
+    assert_eq!((after.balance, after.held), (Micros(1_000_000 - 4_000), Micros::ZERO), "charged once");
+    // Another outcome, or another capture, is still refused once the call has ended.
+    let other = Finish::Capture { reported: Micros(1), receipt_id: "rcpt_2".into(), status: 200, body: b"{}".to_vec() };
+    for late in [Finish::VoidRetryable, other] {
+        let refused = f.store.finish_execution(&call, late, t0).await;
+        assert!(matches!(refused, Err(StoreError::Refused(Refusal::ExecutionState { .. }))), "{refused:?}");
+    }
+
+    // The begin committed, its answer was lost: the node abandons it by its public id.
+    let lost = f.begin(node, t0).await;
+    let running = f.begin(node, t0).await;
+    assert_eq!(account(&f).await.held, Micros(20_000));
+    assert!(f.store.abandon_execution(&lost.execution.public_id, t0).await.unwrap());
+    assert_eq!(f.state(&lost).await, ExecutionState::Voided);
+    assert_eq!(f.state(&running).await, ExecutionState::Running, "only the abandoned call");
+    assert_eq!(account(&f).await.held, Micros(10_000));
+    assert!(!f.store.abandon_execution(&lost.execution.public_id, t0).await.unwrap(), "once");
+    assert!(!f.store.abandon_execution("exec-never-begun", t0).await.unwrap(), "a begin that never committed");
+    assert!(!f.store.abandon_execution(&first.public_id, t0).await.unwrap(), "an ended call is left alone");
+    // Its Idempotency-Key is free again: the client's retry starts the call afresh.
+    let idempotency_key = [f.calls - 1; 16];
+    let retry = Fixture::start_of(f.account, f.key, f.secret, node, t0, idempotency_key);
+    let retry = ExecutionStart { public_id: "exec-retry".into(), ..retry };
+    assert!(matches!(f.store.begin_execution(retry).await.unwrap(), BeginOutcome::Started(_)));
     assert!(f.store.verify_ledger().await.unwrap().is_empty());
 }

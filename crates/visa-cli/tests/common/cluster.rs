@@ -15,10 +15,10 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// `count` nodes on a fresh PostgreSQL test database, with a 3 s node lease; `None` (the
+    /// `count` nodes on a fresh PostgreSQL test database, with a node lease of `lease_s`; `None` (the
     /// test says why) unless `VISA_TEST_DATABASE=postgres`, since SQLite is one node per data
     /// dir by design (tests/data_dir.rs proves a second one is refused).
-    pub fn start(count: usize, through_proxy: bool) -> Option<Self> {
+    pub fn start(count: usize, through_proxy: bool, lease_s: u32) -> Option<Self> {
         if std::env::var("VISA_TEST_DATABASE").as_deref() != Ok("postgres") {
             eprintln!("several nodes need PostgreSQL: run with VISA_TEST_DATABASE=postgres (.ci/run does)");
             return None;
@@ -33,7 +33,7 @@ impl Cluster {
             Some(proxy) => proxy.rewrite(&database_url),
             None => database_url.clone(),
         };
-        let flags = vec!["--database".to_owned(), node_url, "--node-lease".to_owned(), "3s".to_owned()];
+        let flags = vec!["--database".to_owned(), node_url, "--node-lease".to_owned(), format!("{lease_s}s")];
         let mut cluster = Self { nodes: vec![], database_url, proxy, flags };
         for _ in 0..count {
             let node = cluster.spawn(Arc::new(tempfile::tempdir().unwrap()));

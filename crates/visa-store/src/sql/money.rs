@@ -434,34 +434,53 @@ pub(crate) fn finish(
     finish: &Finish,
     now: Timestamp,
 ) -> StoreResult<ExecutionRecord> {
-    let e = ExecutionRecord { state: ExecutionState::Running, ..e.clone() };
-    conclude(conn, &e, finish, now)
+    let running = ExecutionRecord { state: ExecutionState::Running, ..e.clone() };
+    let refused = match conclude(conn, &running, finish, now) {
+        Err(StoreError::Refused(refused @ Refusal::ExecutionState { .. })) => refused,
+        other => return other,
+    };
+    // Only the call that placed a hold finishes it (others reclaim it into
+    // `reconcile_required`), so an execution already in this finish's state, with its
+    // receipt, is this finish sent again after its COMMIT's answer was lost.
+    let recorded = execution_by_id(conn, e.id)?;
+    let same_receipt = match finish {
+        Finish::Capture { receipt_id, .. } => recorded.receipt_id.as_ref().is_none_or(|r| r == receipt_id),
+        _ => true,
+    };
+    if recorded.state == finish.state() && same_receipt {
+        return Ok(recorded);
+    }
+    Err(StoreError::Refused(refused))
+}
+
+/// A begin whose answer was lost: voids the hold it placed, if it did (its call never ran).
+pub(crate) fn abandon(conn: &dyn Db, public_id: &str, now: Timestamp) -> StoreResult<bool> {
+    let e = match execution_by_public_id(conn, public_id) {
+        Ok(e) if e.state == ExecutionState::Running => e,
+        Ok(_) | Err(StoreError::NotFound) => return Ok(false),
+        Err(other) => return Err(other),
+    };
+    conclude(conn, &e, &Finish::VoidRetryable, now)?;
+    Ok(true)
 }
 
 /// Records the outcome first (it refuses an execution that already ended), then moves the money.
 fn conclude(conn: &dyn Db, e: &ExecutionRecord, finish: &Finish, now: Timestamp) -> StoreResult<ExecutionRecord> {
     match finish {
         Finish::Capture { reported, receipt_id, status, body } => {
-            let done = record_outcome(
-                conn,
-                e,
-                ExecutionState::Succeeded,
-                *reported,
-                Some(receipt_id),
-                Some((*status, body)),
-                now,
-            )?;
+            let done =
+                record_outcome(conn, e, finish.state(), *reported, Some(receipt_id), Some((*status, body)), now)?;
             settle(conn, e, *reported, false, now)?;
             Ok(done)
         }
         Finish::VoidRetryable => {
-            let done = record_outcome(conn, e, ExecutionState::Voided, Micros::ZERO, None, None, now)?;
+            let done = record_outcome(conn, e, finish.state(), Micros::ZERO, None, None, now)?;
             settle(conn, e, Micros::ZERO, true, now)?;
             free_idempotency_key(conn, e.id)?;
             Ok(done)
         }
         Finish::VoidFinal { status, body } => {
-            let done = record_outcome(conn, e, ExecutionState::Failed, Micros::ZERO, None, Some((*status, body)), now)?;
+            let done = record_outcome(conn, e, finish.state(), Micros::ZERO, None, Some((*status, body)), now)?;
             settle(conn, e, Micros::ZERO, true, now)?;
             Ok(done)
         }

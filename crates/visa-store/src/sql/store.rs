@@ -318,6 +318,11 @@ impl<E: Engine> Store for SqlStore<E> {
         held.and(finished)
     }
 
+    async fn abandon_execution(&self, public_id: &str, now: Timestamp) -> StoreResult<bool> {
+        let public_id = public_id.to_owned();
+        self.write_locking(move |conn| money::abandon(conn, &public_id, now)).await
+    }
+
     async fn get_execution(&self, filter: ExecutionFilter, public_id: &str) -> StoreResult<Option<ExecutionRecord>> {
         let public_id = public_id.to_owned();
         self.read(move |conn| money::get(conn, &filter, &public_id)).await
