@@ -10,6 +10,7 @@ pub mod auth;
 pub mod catalog;
 pub mod clock;
 pub mod connections;
+pub mod dashboard;
 pub mod data_dir;
 pub mod error;
 pub mod execution;

@@ -124,6 +124,11 @@ impl TrustPolicy {
     }
 }
 
+/// Whether the request reached the server over HTTPS (directly, or from a trusted proxy that
+/// says so): the dashboard's cookie is `Secure` then.
+#[derive(Debug, Clone, Copy)]
+pub struct ViaHttps(pub bool);
+
 pub async fn resolve_client(State(state): State<SharedState>, mut request: Request, next: Next) -> Response {
     let Some(peer) = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) else {
         return next.run(request).await;
@@ -140,6 +145,7 @@ pub async fn resolve_client(State(state): State<SharedState>, mut request: Reque
             .into_response();
     }
     request.extensions_mut().insert(ClientIp(client));
+    request.extensions_mut().insert(ViaHttps(https));
     let mut response = next.run(request).await;
     if https {
         response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));

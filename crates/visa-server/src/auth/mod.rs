@@ -10,7 +10,7 @@ pub mod password;
 pub mod throttle;
 pub mod tool_key;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::ClientIp;
 use crate::state::{AppState, SharedState};
 use axum::extract::FromRequestParts;
@@ -97,6 +97,7 @@ impl FromRequestParts<SharedState> for Operator {
 
 /// A signed-in account: a member's session token, or an admin key (`VisaKey_admin_live_...`),
 /// which is accepted wherever a session is, for automation, and acts with the admin role.
+#[derive(Clone)]
 pub struct Session {
     pub account: Account,
     pub role: Role,
@@ -148,15 +149,30 @@ impl FromRequestParts<SharedState> for Session {
             let (account, role, actor) = admin_key_principal(state, &raw).await?;
             (account, role, actor, None)
         } else if token.starts_with(SESSION_TOKEN_PREFIX) {
-            let hash = state.hasher.hash(token);
-            let (account, member) =
-                state.store.session_principal(hash, state.now()).await?.ok_or_else(invalid_credential)?;
-            (account, member.role, Actor::Member { id: member.id, login: member.login }, Some(hash))
+            let token = token.to_owned();
+            let origin = Origin::from_request_parts(parts, state).await?;
+            return Session::of_session_token(state, &token, origin).await?.ok_or_else(invalid_credential);
         } else {
             return Err(invalid_credential());
         };
         let origin = Origin::from_request_parts(parts, state).await?;
         Ok(Session { account, role, actor, origin, session_hash })
+    }
+}
+
+impl Session {
+    /// The live session a session token names (as a bearer token, or the dashboard's
+    /// cookie); `None` if it is unknown, expired or ended.
+    pub async fn of_session_token(state: &SharedState, token: &str, origin: Origin) -> ApiResult<Option<Session>> {
+        if !token.starts_with(SESSION_TOKEN_PREFIX) {
+            return Ok(None);
+        }
+        let hash = state.hasher.hash(token);
+        let Some((account, member)) = state.store.session_principal(hash, state.now()).await? else {
+            return Ok(None);
+        };
+        let actor = Actor::Member { id: member.id, login: member.login };
+        Ok(Some(Session { account, role: member.role, actor, origin, session_hash: Some(hash) }))
     }
 }
 

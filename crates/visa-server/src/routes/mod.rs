@@ -62,6 +62,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/api/executions/{id}", get(executions::get))
         .route("/v1/operator/executions", get(executions::operator_list))
         .route("/v1/operator/executions/{id}/reconcile", post(executions::reconcile))
+        .merge(crate::dashboard::router())
         .route_layer(axum::middleware::from_fn(metrics::tag_route))
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::not_found)

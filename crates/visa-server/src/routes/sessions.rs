@@ -76,19 +76,26 @@ pub async fn sign_in(
     origin: Origin,
     JsonBody(req): JsonBody<SignInRequest>,
 ) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
+    let member = authenticate(&state, &origin, &req.login, req.password).await?;
+    let audit = origin.audit(Actor::Member { id: member.id, login: member.login.clone() }, state.now());
+    open_session(&state, &member, audit).await
+}
+
+/// The member a login and password name (throttled per IP and login), for a sign-in through
+/// the API or the dashboard.
+pub async fn authenticate(state: &AppState, origin: &Origin, login: &str, password: String) -> ApiResult<Member> {
     let wrong = || ApiError::new(ErrorCode::AuthInvalid, "wrong login or password");
-    state.sign_in.attempt(origin.ip, Some(&req.login))?;
-    let member = state.store.member_by_login(&req.login).await?;
+    state.sign_in.attempt(origin.ip, Some(login))?;
+    let member = state.store.member_by_login(login).await?;
     // Verified even for an unknown login (against a dummy hash), so timing does not tell
     // which logins exist.
     let stored = member.as_ref().and_then(|m| m.password_hash.clone());
-    if !password::verify(req.password, stored).await? {
+    if !password::verify(password, stored).await? {
         return Err(wrong());
     }
     let member = member.ok_or_else(wrong)?;
     tracing::info!(member = %member.login, "session opened");
-    let audit = origin.audit(Actor::Member { id: member.id, login: member.login.clone() }, state.now());
-    open_session(&state, &member, audit).await
+    Ok(member)
 }
 
 /// Who a session (or an admin key) is.

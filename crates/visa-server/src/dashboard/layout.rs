@@ -1,0 +1,109 @@
+//! The page shell every dashboard page shares: the environment banner (a preview server is
+//! marked on every page), the navigation bar, the signed-in member and the sign-out button;
+//! the security headers of every dashboard response; the stylesheet (no inline style or
+//! script anywhere, so the Content-Security-Policy forbids both).
+
+use super::session::Browser;
+use crate::state::AppState;
+use axum::extract::Request;
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use maud::{DOCTYPE, Markup, html};
+use visa_core::key::Environment;
+use visa_store::Actor;
+
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+/// The navigation bar's pages, in order: (path, title). Spend, Audit log, Members and Admin
+/// keys join it as their pages land (issue 16).
+const NAV: [(&str, &str); 1] = [("/dashboard/keys", "Keys")];
+
+/// Headers of every dashboard response: nothing cached (a page may show a raw key once), no
+/// framing, no referrer to other sites (`same-origin`: with `no-referrer` browsers send
+/// `Origin: null` on our own forms), the strict policy above.
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+pub async fn stylesheet() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("style.css"))
+}
+
+/// The banner that says which environment this server is.
+fn environment_banner(state: &AppState) -> Markup {
+    match state.environment {
+        Environment::Preview => html! {
+            p.banner.preview role="status" { "Preview server: test keys, sandboxed tools, nothing is charged." }
+        },
+        Environment::Production => html! {
+            p.banner.production { "Production: live keys, real charges." }
+        },
+    }
+}
+
+/// A page outside a session (signing in).
+pub fn bare(state: &AppState, title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { (head(title)) }
+            body {
+                (environment_banner(state))
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// A page of a signed-in member, `current` being its path in the navigation bar.
+pub fn page(state: &AppState, browser: &Browser, current: &str, title: &str, body: Markup) -> Markup {
+    let who = match &browser.session.actor {
+        Actor::Member { login, .. } => login.as_str(),
+        _ => "",
+    };
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { (head(title)) }
+            body {
+                (environment_banner(state))
+                header {
+                    nav aria-label="Main" {
+                        ul {
+                            @for (path, name) in NAV {
+                                li {
+                                    @if path == current { a href=(path) aria-current="page" { (name) } }
+                                    @else { a href=(path) { (name) } }
+                                }
+                            }
+                        }
+                    }
+                    form.sign-out method="post" action="/dashboard/sign-out" {
+                        span { (who) " · " (browser.session.role.as_str()) " · " (browser.session.account.login) }
+                        input type="hidden" name="csrf" value=(browser.csrf);
+                        button type="submit" { "Sign out" }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+fn head(title: &str) -> Markup {
+    html! {
+        meta charset="utf-8";
+        meta name="viewport" content="width=device-width, initial-scale=1";
+        title { (title) " · Visa Keys" }
+        link rel="stylesheet" href="/dashboard/style.css";
+    }
+}

@@ -1,0 +1,107 @@
+//! The dashboard's session: the API's session token, carried in a cookie that only
+//! `/dashboard` receives (`HttpOnly`, `SameSite=Strict`, `Secure` over HTTPS, the session's
+//! lifetime), resolved exactly as a bearer token is. Every state-changing request carries a
+//! CSRF token derived from the session token (so it is bound to the session and dies with it)
+//! and, when the browser sends one, an `Origin` equal to the server's own.
+
+use crate::auth::{Origin, Session};
+use crate::state::SharedState;
+use crate::trust::ViaHttps;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+const COOKIE: &str = "visa_session";
+const PATH: &str = "/dashboard";
+
+/// A signed-in browser: the member's API session and the CSRF token of its forms.
+pub struct Browser {
+    pub session: Session,
+    pub csrf: String,
+}
+
+impl Browser {
+    /// Refuses a state-changing request whose form token is not this session's, or whose
+    /// `Origin` is another site's.
+    pub fn check(&self, headers: &HeaderMap, form_token: &str) -> Result<(), CrossSite> {
+        let same_token: bool = self.csrf.as_bytes().ct_eq(form_token.as_bytes()).into();
+        if !same_token || !same_origin(headers) {
+            return Err(CrossSite);
+        }
+        Ok(())
+    }
+}
+
+/// A state-changing request that did not come from our own form: refused, nothing changed.
+pub struct CrossSite;
+
+impl IntoResponse for CrossSite {
+    fn into_response(self) -> Response {
+        (StatusCode::FORBIDDEN, "This form is stale or came from another site. Reload the page.").into_response()
+    }
+}
+
+/// The session token in the request's cookie, if any.
+pub fn token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find_map(|(name, value)| (name == COOKIE).then_some(value))
+}
+
+/// The CSRF token of a session: a one-way digest of its token, so a page shows it without
+/// showing the session, and it changes with every session.
+pub fn csrf_token(session_token: &str) -> String {
+    let digest = Sha256::new().chain_update(b"visa-dashboard-csrf\0").chain_update(session_token).finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `Origin`, when present, must name this server (`Host`); browsers send it on every POST.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let authority = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+    authority.is_some_and(|authority| !host.is_empty() && authority.eq_ignore_ascii_case(host))
+}
+
+/// The `Set-Cookie` that opens a browser session.
+pub fn set_cookie(token: &str, max_age: time::Duration, https: bool) -> HeaderValue {
+    let secure = if https { "; Secure" } else { "" };
+    let cookie = format!(
+        "{COOKIE}={token}; Path={PATH}; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        max_age.whole_seconds()
+    );
+    HeaderValue::from_str(&cookie).expect("a session token is a cookie value")
+}
+
+/// The `Set-Cookie` that ends it in the browser.
+pub fn clear_cookie() -> HeaderValue {
+    HeaderValue::from_static("visa_session=; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+impl FromRequestParts<SharedState> for Browser {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Response> {
+        let sign_in = || Redirect::to("/dashboard/sign-in").into_response();
+        let token = token(&parts.headers).ok_or_else(sign_in)?.to_owned();
+        let origin = Origin::from_request_parts(parts, state).await.map_err(IntoResponse::into_response)?;
+        let session = match Session::of_session_token(state, &token, origin).await {
+            Ok(Some(session)) => session,
+            Ok(None) => return Err(sign_in()),
+            Err(e) => return Err(e.into_response()),
+        };
+        Ok(Browser { session, csrf: csrf_token(&token) })
+    }
+}
+
+/// Whether the request reached us over HTTPS (directly or via a trusted proxy).
+pub fn https(parts: &axum::http::Extensions) -> bool {
+    parts.get::<ViaHttps>().is_some_and(|v| v.0)
+}

@@ -1,0 +1,191 @@
+//! The dashboard in a real headless Chromium (chromedriver, driven over WebDriver by
+//! fantoccini) against the real server on a random port: signing in (a wrong password
+//! refused), the keys table showing keys created through the API, the cookie's flags, the
+//! security headers, CSRF (a forged sign-out carrying the cookie but no token changes nothing)
+//! and signing out (the session ends on the server too). Screenshots of the pages land in
+//! `target/dashboard-screenshots/`.
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use visa_e2e::*;
+
+/// chromedriver on a free port, and a headless Chromium session through it.
+struct Browser {
+    client: Client,
+    driver: Child,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// chromedriver's path; installs the distribution's packages when missing and allowed
+/// (root with apt-get, as in CI), or says how.
+fn chromedriver() -> String {
+    let found = |name: &str| {
+        std::env::var_os("PATH")
+            .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|path| path.exists()))
+    };
+    if let Some(path) = found("chromedriver") {
+        return path.display().to_string();
+    }
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if found("chromedriver").is_none() && found("apt-get").is_some() {
+        let script = "apt-get update -qq && apt-get install -y -qq chromium chromium-driver";
+        let _ = Command::new("sh").args(["-c", script]).stdout(Stdio::null()).status();
+    }
+    found("chromedriver")
+        .map(|path| path.display().to_string())
+        .expect("the dashboard tests need Chromium and chromedriver: apt-get install chromium chromium-driver")
+}
+
+async fn browser() -> Browser {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let driver = Command::new(chromedriver())
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let capabilities = json!({ "goog:chromeOptions": {
+        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]
+    }});
+    let capabilities = capabilities.as_object().unwrap().clone();
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        // Plain HTTP to chromedriver on loopback: no TLS stack for the tests' own client.
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector).capabilities(capabilities.clone()).connect(&url).await {
+            Ok(client) => return Browser { client, driver },
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("no WebDriver session from chromedriver on {url}");
+}
+
+async fn screenshot(browser: &Browser, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = browser.client.screenshot().await.unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+async fn sign_in(browser: &Browser, app: &TestApp, login: &str, password: &str) {
+    browser.client.goto(&app.url("/dashboard")).await.unwrap();
+    browser.client.find(Locator::Css("#login")).await.unwrap().send_keys(login).await.unwrap();
+    browser.client.find(Locator::Css("#password")).await.unwrap().send_keys(password).await.unwrap();
+    click_and_wait(browser, "Sign in").await;
+}
+
+/// Clicks the button labelled `label` and waits for the page it leads to (the old page's
+/// body goes stale once the browser has replaced it).
+async fn click_and_wait(browser: &Browser, label: &str) {
+    let old = browser.client.find(Locator::Css("body")).await.unwrap();
+    let button = format!("//button[text()='{label}']");
+    browser.client.find(Locator::XPath(&button)).await.unwrap().click().await.unwrap();
+    for _ in 0..200 {
+        if old.text().await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("clicking {label:?} led nowhere");
+}
+
+async fn text(browser: &Browser) -> String {
+    browser.client.find(Locator::Css("body")).await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_member_signs_in_sees_the_accounts_keys_and_signs_out() {
+    let app = TestApp::spawn().await;
+    let owner = app.account("acme", true, 10_000).await;
+    app.key(&owner, json!({ "label": "nightly-batch", "allowed_tools": ["echo"], "daily_cap_cents": 500 })).await;
+    let (_, raw) = app.key(&owner, json!({ "label": "support-agent" })).await;
+    app.execute(&raw, "echo", json!({ "hi": 1 })).await.assert_ok(200);
+    app.member(&owner, "dana", "admin").await;
+    let browser = browser().await;
+
+    // A wrong password is refused on the form, and opens no session.
+    sign_in(&browser, &app, "dana", "not-her-password").await;
+    let page = text(&browser).await;
+    assert!(page.contains("Wrong login or password."), "{page}");
+    assert!(browser.client.get_all_cookies().await.unwrap().is_empty(), "no cookie for a refused sign-in");
+    screenshot(&browser, "sign-in-refused").await;
+
+    sign_in(&browser, &app, "dana", "dana-password-1").await;
+    assert_eq!(browser.client.current_url().await.unwrap().path(), "/dashboard/keys");
+    let page = text(&browser).await;
+    for expected in ["nightly-batch", "support-agent", "Production: live keys", "dana", "admin", "Sign out", "echo"] {
+        assert!(page.contains(expected), "{expected:?} missing from the keys page: {page}");
+    }
+    // The support agent's one call: a cent of its $10.00 default daily cap, beside its meter.
+    assert!(page.contains("$0.01 of $10.00"), "{page}");
+    assert!(page.contains("$0.00 of $5.00"), "{page}");
+    screenshot(&browser, "keys").await;
+
+    // The cookie: HttpOnly, SameSite=Strict, only for /dashboard, bounded.
+    let cookies = browser.client.get_all_cookies().await.unwrap();
+    let cookie = cookies.iter().find(|c| c.name() == "visa_session").expect("the session cookie");
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(cookie.same_site().map(|s| format!("{s:?}")).as_deref(), Some("Strict"));
+    assert_eq!(cookie.path(), Some("/dashboard"));
+    assert!(cookie.expires().is_some(), "a bounded lifetime, not a forever cookie");
+    let token = format!("visa_session={}", cookie.value());
+
+    // The page's headers: nothing cached, no framing, a strict policy.
+    let page = reqwest::Client::new().get(app.url("/dashboard/keys")).header("Cookie", &token).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let header = |name: &str| page.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert_eq!(header("cache-control"), "no-store");
+    assert_eq!(header("x-frame-options"), "DENY");
+    assert!(header("content-security-policy").contains("frame-ancestors 'none'"));
+    assert!(!header("content-security-policy").contains("unsafe-inline"));
+    // The cookie is the dashboard's: the API does not take it as a credential.
+    let api = reqwest::Client::new().get(app.url("/v1/api/keys")).header("Cookie", &token).send().await.unwrap();
+    assert_eq!(api.status(), 401);
+
+    // A cross-site sign-out carrying the cookie but not the form's token changes nothing.
+    let forged = reqwest::Client::new()
+        .post(app.url("/dashboard/sign-out"))
+        .header("Cookie", &token)
+        .header("Origin", "https://evil.example")
+        .form(&[("csrf", "guess")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    browser.client.refresh().await.unwrap();
+    assert!(text(&browser).await.contains("support-agent"), "still signed in");
+
+    // Signing out ends the session on the server, not only in the browser.
+    click_and_wait(&browser, "Sign out").await;
+    assert_eq!(browser.client.current_url().await.unwrap().path(), "/dashboard/sign-in");
+    let replayed =
+        reqwest::Client::new().get(app.url("/dashboard/keys")).header("Cookie", &token).send().await.unwrap();
+    assert_eq!(replayed.url().path(), "/dashboard/sign-in", "the old cookie no longer signs in");
+    browser.client.goto(&app.url("/dashboard/keys")).await.unwrap();
+    assert_eq!(browser.client.current_url().await.unwrap().path(), "/dashboard/sign-in");
+    browser.client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_preview_server_says_so_on_every_page() {
+    let app = TestApp::spawn_preview().await;
+    let owner = app.account("acme", true, 10_000).await;
+    app.member(&owner, "pat", "viewer").await;
+    let browser = browser().await;
+    browser.client.goto(&app.url("/dashboard/sign-in")).await.unwrap();
+    assert!(text(&browser).await.contains("Preview server"), "on the sign-in page");
+    sign_in(&browser, &app, "pat", "pat-password-1").await;
+    let page = text(&browser).await;
+    assert!(page.contains("Preview server") && page.contains("No keys yet."), "{page}");
+    screenshot(&browser, "keys-preview").await;
+    browser.client.clone().close().await.unwrap();
+}
