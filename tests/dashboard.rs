@@ -83,12 +83,21 @@ async fn sign_in(browser: &Browser, app: &TestApp, login: &str, password: &str) 
     click_and_wait(browser, "Sign in").await;
 }
 
-/// Clicks the button labelled `label` and waits for the page it leads to (the old page's
-/// body goes stale once the browser has replaced it).
+/// Clicks the button labelled `label` and waits for the page it leads to.
 async fn click_and_wait(browser: &Browser, label: &str) {
+    navigate_by(browser, Locator::XPath(&format!("//button[text()='{label}']")), label).await;
+}
+
+/// Follows the link labelled `label` and waits for the page it leads to.
+async fn follow(browser: &Browser, label: &str) {
+    navigate_by(browser, Locator::LinkText(label), label).await;
+}
+
+/// Clicks what `locator` finds and waits until the browser replaced the page (the old page's
+/// body goes stale).
+async fn navigate_by(browser: &Browser, locator: Locator<'_>, label: &str) {
     let old = browser.client.find(Locator::Css("body")).await.unwrap();
-    let button = format!("//button[text()='{label}']");
-    browser.client.find(Locator::XPath(&button)).await.unwrap().click().await.unwrap();
+    browser.client.find(locator).await.unwrap().click().await.unwrap();
     for _ in 0..200 {
         if old.text().await.is_err() {
             return;
@@ -187,5 +196,134 @@ async fn a_preview_server_says_so_on_every_page() {
     let page = text(&browser).await;
     assert!(page.contains("Preview server") && page.contains("No keys yet."), "{page}");
     screenshot(&browser, "keys-preview").await;
+    browser.client.clone().close().await.unwrap();
+}
+
+async fn fill(browser: &Browser, css: &str, text: &str) {
+    let field = browser.client.find(Locator::Css(css)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+async fn click(browser: &Browser, css: &str) {
+    browser.client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+}
+
+/// The value of the raw key field of the page (a key's one showing).
+async fn shown_key(browser: &Browser) -> String {
+    browser.client.find(Locator::Css("#raw-key")).await.unwrap().prop("value").await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn a_key_is_created_edited_rotated_and_revoked_in_the_browser_as_through_the_api() {
+    let app = TestApp::spawn().await;
+    let owner = app.account("acme", true, 10_000).await;
+    app.member(&owner, "dev", "developer").await;
+    app.member(&owner, "vic", "viewer").await;
+    let browser = browser().await;
+    sign_in(&browser, &app, "dev", "dev-password-1").await;
+    let user_agent = browser.client.execute("return navigator.userAgent", vec![]).await.unwrap();
+    let user_agent = user_agent.as_str().unwrap().to_owned();
+
+    // Create: every field of the API, caps in dollars, tools from the catalog.
+    follow(&browser, "Create key").await;
+    fill(&browser, "#label", "browser-made").await;
+    click(&browser, "input[name=scope][value=restricted]").await;
+    click(&browser, "input[name=tool][value=echo]").await;
+    fill(&browser, "#daily_cap", "0.05").await;
+    fill(&browser, "#total_cap", "2").await;
+    fill(&browser, "#rate_limit", "50").await;
+    click_and_wait(&browser, "Create key").await;
+    let raw = shown_key(&browser).await;
+    assert!(raw.starts_with("VisaKey_live_"), "{raw}");
+    assert!(text(&browser).await.contains("shown only once"));
+    screenshot(&browser, "key-created").await;
+    // It works on execute, within what the form set.
+    app.execute(&raw, "echo", json!({ "n": 1 })).await.assert_ok(200);
+    let keys = app.get("/v1/api/keys", &owner).await.assert_ok(200).clone();
+    let key = &keys["keys"][0];
+    let id = key["id"].as_i64().unwrap();
+    assert_eq!((key["label"].as_str(), key["daily_cap_cents"].as_i64()), (Some("browser-made"), Some(5)));
+    assert_eq!((key["total_cap_cents"].as_i64(), key["rate_limit_per_second"].as_i64()), (Some(200), Some(50)));
+    assert_eq!(key["allowed_tools"], json!(["echo"]));
+    // Never shown again: not on the key's page, not on the table, not after a reload.
+    browser.client.goto(&app.url(&format!("/dashboard/keys/{id}"))).await.unwrap();
+    browser.client.refresh().await.unwrap();
+    assert!(!browser.client.source().await.unwrap().contains(&raw), "the raw key is on the key's page");
+    browser.client.goto(&app.url("/dashboard/keys")).await.unwrap();
+    assert!(!browser.client.source().await.unwrap().contains(&raw), "the raw key is on the keys table");
+
+    // Edit the caps; the API agrees; a bad value gets the API's own message.
+    browser.client.goto(&app.url(&format!("/dashboard/keys/{id}"))).await.unwrap();
+    fill(&browser, "#daily_cap", "0.25").await;
+    fill(&browser, "#total_cap", "").await;
+    click_and_wait(&browser, "Save policy").await;
+    let key = app.get(&format!("/v1/api/keys/{id}"), &owner).await.assert_ok(200).clone();
+    assert_eq!((key["daily_cap_cents"].as_i64(), key["total_cap_cents"].as_i64()), (Some(25), None));
+    fill(&browser, "#allowed_cidrs", "not-a-network").await;
+    click_and_wait(&browser, "Save policy").await;
+    let refused = text(&browser).await;
+    assert!(refused.contains("not-a-network"), "the API's message names the bad entry: {refused}");
+
+    // Rotate with a grace period: the new secret shown once, both secrets listed, both work.
+    browser.client.goto(&app.url(&format!("/dashboard/keys/{id}"))).await.unwrap();
+    click_and_wait(&browser, "Rotate").await;
+    let rotated = shown_key(&browser).await;
+    assert_ne!(rotated, raw);
+    let page = text(&browser).await;
+    assert!(page.contains("expiring") && page.contains("active"), "{page}");
+    screenshot(&browser, "key-rotated").await;
+    app.execute(&raw, "echo", json!({ "n": 2 })).await.assert_ok(200);
+    app.execute(&rotated, "echo", json!({ "n": 3 })).await.assert_ok(200);
+    // Revoke the old secret early: it stops, the new one works.
+    click_and_wait(&browser, "Revoke this secret now").await;
+    assert_eq!(app.execute(&raw, "echo", json!({ "n": 4 })).await.status, 401);
+    app.execute(&rotated, "echo", json!({ "n": 5 })).await.assert_ok(200);
+
+    // Revoke the key: asked first, then refused on execute.
+    follow(&browser, "Revoke this key…").await;
+    assert!(text(&browser).await.contains("cannot be undone"));
+    screenshot(&browser, "key-revoke-confirm").await;
+    click_and_wait(&browser, "Revoke key").await;
+    assert!(text(&browser).await.contains("revoked"));
+    assert_eq!(app.execute(&rotated, "echo", json!({ "n": 6 })).await.status, 401);
+
+    // Every change is in the audit log as through the API, with the browser's user agent.
+    for action in ["key.created", "key.updated", "key.rotated", "key.secret_revoked", "key.revoked"] {
+        let entries = app.audit(&owner, &format!("?action={action}")).await;
+        let entry = entries.first().unwrap_or_else(|| panic!("no {action} entry"));
+        assert_eq!(entry["user_agent"].as_str(), Some(user_agent.as_str()), "{action}: {entry}");
+        assert_eq!(entry["actor"]["name"].as_str(), Some("dev"), "{action}: {entry}");
+    }
+    let updated = &app.audit(&owner, "?action=key.updated").await[0];
+    assert_eq!(updated["changes"]["daily_cap_cents"], json!({ "before": 5, "after": 25 }), "{updated}");
+    browser.client.clone().close().await.unwrap();
+
+    // A viewer sees no controls, and a POST forged with a viewer's session is refused.
+    let browser = self::browser().await;
+    sign_in(&browser, &app, "vic", "vic-password-1").await;
+    let (_, other) = app.key(&owner, json!({ "label": "still-here" })).await;
+    browser.client.goto(&app.url("/dashboard/keys")).await.unwrap();
+    let source = browser.client.source().await.unwrap();
+    assert!(source.contains("still-here") && !source.contains("Create key"), "{source}");
+    let still_here = app.get("/v1/api/keys", &owner).await.assert_ok(200)["keys"][0]["id"].as_i64().unwrap();
+    browser.client.goto(&app.url(&format!("/dashboard/keys/{still_here}"))).await.unwrap();
+    let source = browser.client.source().await.unwrap();
+    for control in ["Rotate", "Save policy", "Revoke"] {
+        assert!(!source.contains(&format!(">{control}")), "a viewer sees {control:?}");
+    }
+    let cookies = browser.client.get_all_cookies().await.unwrap();
+    let cookie = cookies.iter().find(|c| c.name() == "visa_session").unwrap();
+    let csrf =
+        browser.client.find(Locator::Css("input[name=csrf]")).await.unwrap().prop("value").await.unwrap().unwrap();
+    let forged = reqwest::Client::new()
+        .post(app.url(&format!("/dashboard/keys/{still_here}/revoke")))
+        .header("Cookie", format!("visa_session={}", cookie.value()))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403, "the handler refuses a viewer, whatever the page showed");
+    app.execute(&other, "echo", json!({ "n": 7 })).await.assert_ok(200);
     browser.client.clone().close().await.unwrap();
 }

@@ -1,15 +1,23 @@
 //! The keys table: every key of the account as `GET /v1/api/keys` lists it (`routes::keys::list`
 //! with the member's session, the API's cursors for paging), with how much of each cap is
-//! spent as a `<meter>` (its numbers written beside it, so it reads without colour).
+//! spent as a `<meter>` (its numbers written beside it, so it reads without colour); and
+//! creating a key (`routes::keys::create`), whose raw key is shown on that one answer only.
 
-use super::layout;
+use super::form::Fields;
 use super::session::Browser;
+use super::{layout, policy};
+use crate::extract::JsonBody;
 use crate::routes::keys::{self, KeyView};
 use crate::routes::{ListPage, ListQuery};
 use crate::state::SharedState;
 use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
+use visa_core::money::format_cents_as_dollars as dollars;
+use visa_core::role::Permission;
+
+const NEW: &str = "/dashboard/keys/new";
 
 pub async fn list(State(state): State<SharedState>, browser: Browser, query: ListQuery) -> Response {
     let listed = match keys::list(State(state.clone()), browser.session.clone(), query).await {
@@ -17,6 +25,7 @@ pub async fn list(State(state): State<SharedState>, browser: Browser, query: Lis
         Err(e) => return e.into_response(),
     };
     let body = html! {
+        @if browser.session.role.allows(Permission::ManageKeys) { p { a.action href=(NEW) { "Create key" } } }
         @if listed.keys.is_empty() {
             p { "No keys yet." }
         } @else {
@@ -25,10 +34,6 @@ pub async fn list(State(state): State<SharedState>, browser: Browser, query: Lis
         (pager(&listed.page))
     };
     layout::page(&state, &browser, super::HOME, "Keys", body).into_response()
-}
-
-fn dollars(cents: i64) -> String {
-    format!("${}.{:02}", cents / 100, cents % 100)
 }
 
 /// A cap and what is spent of it: the meter and the numbers.
@@ -59,7 +64,7 @@ fn table(keys: &[KeyView]) -> Markup {
             tbody {
                 @for key in keys {
                     tr {
-                        td { (key.label) }
+                        td { a href={ "/dashboard/keys/" (key.id) } { (key.label) } }
                         td { code { (key.key_prefix) } }
                         td { (key.environment) }
                         td { (key.status) }
@@ -94,5 +99,46 @@ fn pager(page: &ListPage) -> Markup {
                 a href={ "/dashboard/keys?starting_after=" (cursor) } { "Older keys" }
             }
         }
+    }
+}
+
+pub async fn new(State(state): State<SharedState>, browser: Browser) -> Response {
+    let body = policy::form(&state, "/dashboard/keys", &browser.csrf, None, "Create key");
+    layout::page(&state, &browser, super::HOME, "Create a key", body).into_response()
+}
+
+pub async fn create(
+    State(state): State<SharedState>,
+    browser: Browser,
+    headers: HeaderMap,
+    fields: Fields,
+) -> Response {
+    if let Err(refused) = browser.check(&headers, fields.get("csrf")) {
+        return refused.into_response();
+    }
+    let request = match policy::Policy::read(&fields) {
+        Ok(policy) => policy.into_create(),
+        Err(e) => return layout::refused(&state, &browser, NEW, e),
+    };
+    let created = match keys::create(State(state.clone()), browser.session.clone(), JsonBody(request)).await {
+        Ok((_, axum::Json(created))) => created,
+        Err(e) => return layout::refused(&state, &browser, NEW, e),
+    };
+    let body = raw_key_shown_once(&created.raw_key, &created.key);
+    (StatusCode::CREATED, layout::page(&state, &browser, super::HOME, "Key created", body)).into_response()
+}
+
+/// The one showing of a raw key (a new key, or a rotation's new secret). The page is never
+/// cached (`Cache-Control: no-store`) and the key is in no URL.
+pub fn raw_key_shown_once(raw_key: &str, key: &KeyView) -> Markup {
+    html! {
+        p.notice role="status" {
+            strong { "Copy this key now: it is shown only once." }
+            " Store it in your secret manager; Visa Keys keeps only its hash."
+        }
+        label for="raw-key" { "Key for " (key.label) }
+        input #raw-key.raw-key type="text" readonly value=(raw_key) size="64";
+        button type="button" data-copy="raw-key" { "Copy key" }
+        p { a href={ "/dashboard/keys/" (key.id) } { "Go to the key" } " · " a href=(super::HOME) { "All keys" } }
     }
 }

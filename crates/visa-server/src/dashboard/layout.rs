@@ -4,8 +4,10 @@
 //! script anywhere, so the Content-Security-Policy forbids both).
 
 use super::session::Browser;
+use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::Request;
+use axum::http::StatusCode;
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -13,7 +15,7 @@ use maud::{DOCTYPE, Markup, html};
 use visa_core::key::Environment;
 use visa_store::Actor;
 
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
 /// The navigation bar's pages, in order: (path, title). Spend, Audit log, Members and Admin
@@ -36,6 +38,10 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
 
 pub async fn stylesheet() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("style.css"))
+}
+
+pub async fn script() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("app.js"))
 }
 
 /// The banner that says which environment this server is.
@@ -105,5 +111,16 @@ fn head(title: &str) -> Markup {
         meta name="viewport" content="width=device-width, initial-scale=1";
         title { (title) " · Visa Keys" }
         link rel="stylesheet" href="/dashboard/style.css";
+        script src="/dashboard/app.js" defer {}
     }
+}
+
+/// What the API refused, as a page: its status and its message, and the way back.
+pub fn refused(state: &AppState, browser: &Browser, current: &str, error: ApiError) -> Response {
+    let status = StatusCode::from_u16(error.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = html! {
+        p.error role="alert" { (error.0.message) }
+        p { a href=(current) { "Back" } }
+    };
+    (status, page(state, browser, current, "Not done", body)).into_response()
 }
