@@ -209,6 +209,14 @@ async fn click(browser: &Browser, css: &str) {
     browser.client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
 }
 
+/// The requests the traffic chart shows for the secret with `prefix` (its caption's count).
+async fn requests_of(browser: &Browser, prefix: &str) -> u64 {
+    let text = browser.client.find(Locator::Css("#usage")).await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.contains(prefix)).unwrap_or_else(|| panic!("no chart of {prefix}: {text}"));
+    let count = line.split(": ").nth(1).and_then(|rest| rest.split(' ').next()).unwrap_or_default();
+    count.parse().unwrap_or_else(|_| panic!("no request count in {line:?}"))
+}
+
 /// The value of the raw key field of the page (a key's one showing).
 async fn shown_key(browser: &Browser) -> String {
     browser.client.find(Locator::Css("#raw-key")).await.unwrap().prop("value").await.unwrap().unwrap()
@@ -275,6 +283,29 @@ async fn a_key_is_created_edited_rotated_and_revoked_in_the_browser_as_through_t
     screenshot(&browser, "key-rotated").await;
     app.execute(&raw, "echo", json!({ "n": 2 })).await.assert_ok(200);
     app.execute(&rotated, "echo", json!({ "n": 3 })).await.assert_ok(200);
+    // The traffic chart follows the old secret live: calls made after the page loaded show
+    // up without a reload.
+    let secrets = app.get(&format!("/v1/api/keys/{id}"), &owner).await.assert_ok(200)["secrets"].clone();
+    let old_prefix = secrets[1]["key_prefix"].as_str().unwrap().to_owned();
+    browser.client.goto(&app.url(&format!("/dashboard/keys/{id}"))).await.unwrap();
+    let before = requests_of(&browser, &old_prefix).await;
+    for n in 0..3 {
+        app.execute(&raw, "echo", json!({ "live": n })).await.assert_ok(200);
+    }
+    // The old secret served 2 calls before the page loaded (counts reach the store within a
+    // second, so the page may show 1 or 2) and 3 after.
+    assert!(before <= 2, "{before}");
+    let mut live = before;
+    for _ in 0..100 {
+        live = requests_of(&browser, &old_prefix).await;
+        if live == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(live, 5, "the chart did not follow the old secret's traffic without a reload");
+    assert!(browser.client.source().await.unwrap().contains("<svg"), "a chart, not only numbers");
+    screenshot(&browser, "key-traffic").await;
     // Revoke the old secret early: it stops, the new one works.
     click_and_wait(&browser, "Revoke this secret now").await;
     assert_eq!(app.execute(&raw, "echo", json!({ "n": 4 })).await.status, 401);

@@ -7,11 +7,11 @@
 use super::form::Fields;
 use super::keys::raw_key_shown_once;
 use super::session::Browser;
-use super::{layout, policy};
+use super::{layout, policy, usage};
 use crate::extract::{JsonBody, OptionalJsonBody};
 use crate::routes::keys::{self, KeyView, RotateKeyRequest};
 use crate::state::SharedState;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
@@ -29,12 +29,18 @@ async fn fetch(state: &SharedState, browser: &Browser, id: &str) -> Result<KeyVi
     }
 }
 
-pub async fn show(State(state): State<SharedState>, browser: Browser, Path(id): Path<String>) -> Response {
+pub async fn show(
+    State(state): State<SharedState>,
+    browser: Browser,
+    Path(id): Path<String>,
+    Query(range): Query<usage::Range>,
+) -> Response {
     let key = match fetch(&state, &browser, &id).await {
         Ok(key) => key,
         Err(refused) => return refused,
     };
-    let body = page_body(&state, &browser, &key, None);
+    let traffic = usage::section(&state, &browser, &id, &range).await;
+    let body = page_body(&state, &browser, &key, Some(traffic));
     layout::page(&state, &browser, super::HOME, &format!("Key {}", key.label), body).into_response()
 }
 
@@ -158,7 +164,8 @@ pub async fn rotate(
     let request = RotateKeyRequest { grace_period_seconds: grace };
     match keys::rotate(State(state.clone()), browser.session.clone(), Path(id), OptionalJsonBody(request)).await {
         Ok(axum::Json(rotated)) => {
-            let notice = raw_key_shown_once(&rotated.raw_key, &rotated.key);
+            let traffic = usage::section(&state, &browser, &rotated.key.id.to_string(), &usage::Range::default()).await;
+            let notice = html! { (raw_key_shown_once(&rotated.raw_key, &rotated.key)) (traffic) };
             let body = page_body(&state, &browser, &rotated.key, Some(notice));
             layout::page(&state, &browser, super::HOME, &format!("Key {} rotated", rotated.key.label), body)
                 .into_response()

@@ -8,7 +8,8 @@
 //! - `layout.rs`: the page shell (navigation, environment banner), the security headers and
 //!   the stylesheet;
 //! - `form.rs` reads a submitted form; `policy.rs` is a key's policy as a form;
-//! - one module per page: `sign_in.rs`, `keys.rs` (the table, creating), `key.rs` (a key).
+//! - one module per page: `sign_in.rs`, `keys.rs` (the table, creating), `key.rs` (a key),
+//!   `usage.rs` (a key's traffic chart).
 
 mod form;
 mod key;
@@ -17,6 +18,7 @@ mod layout;
 mod policy;
 mod session;
 mod sign_in;
+mod usage;
 
 use crate::state::SharedState;
 use axum::Router;
@@ -35,6 +37,7 @@ pub fn router() -> Router<SharedState> {
         .route("/dashboard/keys/new", get(keys::new))
         .route("/dashboard/keys/{id}", get(key::show).post(key::update))
         .route("/dashboard/keys/{id}/rotate", post(key::rotate))
+        .route("/dashboard/keys/{id}/usage", get(usage::fragment))
         .route("/dashboard/keys/{id}/revoke", get(key::confirm_revoke).post(key::revoke))
         .route("/dashboard/keys/{id}/secrets/{secret_id}/revoke", post(key::revoke_secret))
         .route("/dashboard/style.css", get(layout::stylesheet))

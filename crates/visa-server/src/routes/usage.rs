@@ -31,6 +31,13 @@ pub struct UsageQuery {
     granularity: Option<Granularity>,
 }
 
+impl UsageQuery {
+    /// The window `since`..now in buckets of `granularity` (the dashboard's chart).
+    pub fn since(since: OffsetDateTime, granularity: Granularity) -> Self {
+        UsageQuery { since: Some(rfc3339(since)), until: None, granularity: Some(granularity) }
+    }
+}
+
 /// The size of a usage bucket.
 #[derive(Debug, Default, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -42,7 +49,7 @@ pub enum Granularity {
 }
 
 impl Granularity {
-    fn minutes(self) -> i64 {
+    pub fn minutes(self) -> i64 {
         match self {
             Self::Minute => 1,
             Self::Hour => 60,

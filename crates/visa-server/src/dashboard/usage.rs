@@ -1,0 +1,142 @@
+//! A key's traffic per secret over the last hour, day or week, from `GET
+//! /v1/api/keys/{id}/usage` (`routes::usage::usage` with the member's account): an SVG bar
+//! chart per secret (requests per bucket, errors hatched so they read without colour, a
+//! `<title>` on every bar) and the numbers in a table. The fragment is also served alone at
+//! `/dashboard/keys/{id}/usage`, which `app.js` fetches every few seconds, so during a
+//! rotation's grace the old secret's traffic is seen falling to zero without a reload.
+
+use super::session::Browser;
+use crate::auth::Reader;
+use crate::routes::usage::{self, Granularity, SecretUsage, UsageQuery, UsageResponse};
+use crate::state::SharedState;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use visa_core::money::{Micros, format_cents_as_dollars};
+
+/// The ranges offered: (query value, label, length, bucket).
+const RANGES: [(&str, &str, time::Duration, Granularity); 3] = [
+    ("hour", "Last hour", time::Duration::HOUR, Granularity::Minute),
+    ("day", "Last day", time::Duration::DAY, Granularity::Hour),
+    ("week", "Last week", time::Duration::WEEK, Granularity::Day),
+];
+const WIDTH: i64 = 600;
+const HEIGHT: i64 = 100;
+
+#[derive(Default, Deserialize)]
+pub struct Range {
+    range: Option<String>,
+}
+
+fn range_of(query: &Range) -> (&'static str, &'static str, time::Duration, Granularity) {
+    RANGES.into_iter().find(|r| Some(r.0) == query.range.as_deref()).unwrap_or(RANGES[0])
+}
+
+/// The chart section of a key's page, refreshed in place by `app.js`.
+pub async fn section(state: &SharedState, browser: &Browser, id: &str, query: &Range) -> Markup {
+    let range = range_of(query);
+    let source = format!("/dashboard/keys/{id}/usage?range={}", range.0);
+    html! {
+        section aria-labelledby="traffic" {
+            h2 #traffic { "Traffic per secret" }
+            nav aria-label="Range" {
+                @for (value, label, _, _) in RANGES {
+                    @if value == range.0 { strong { (label) } " " }
+                    @else { a href={ "/dashboard/keys/" (id) "?range=" (value) } { (label) } " " }
+                }
+            }
+            div #usage data-refresh=(source) aria-live="polite" { (charts(state, browser, id, range).await) }
+        }
+    }
+}
+
+/// The fragment alone, for the page's refresh.
+pub async fn fragment(
+    State(state): State<SharedState>,
+    browser: Browser,
+    Path(id): Path<String>,
+    Query(query): Query<Range>,
+) -> Response {
+    charts(&state, &browser, &id, range_of(&query)).await.into_response()
+}
+
+async fn charts(
+    state: &SharedState,
+    browser: &Browser,
+    id: &str,
+    (_, label, length, granularity): (&str, &str, time::Duration, Granularity),
+) -> Markup {
+    let reader = Reader::Session(browser.session.account.clone());
+    let query = UsageQuery::since(state.now() - length, granularity);
+    let answer = usage::usage(State(state.clone()), reader, Path(id.to_owned()), Ok(Query(query))).await;
+    let report = match answer {
+        Ok(axum::Json(report)) => report,
+        Err(e) => return html! { p.error role="alert" { (e.0.message) } },
+    };
+    html! {
+        @for secret in &report.secrets {
+            figure {
+                (chart(&report, secret, granularity))
+                figcaption { code { (secret.key_prefix) } " — " (label.to_lowercase()) ": " (summary(secret)) }
+            }
+        }
+    }
+}
+
+fn summary(secret: &SecretUsage) -> String {
+    let t = &secret.totals;
+    let errors: u64 = t.errors.values().sum();
+    let by_code = t.errors.iter().map(|(code, n)| format!("{code} {n}")).collect::<Vec<_>>().join(", ");
+    let charged = t.charged_micros.parse().map(Micros).unwrap_or(Micros::ZERO);
+    let mut text = format!("{} requests, {} succeeded, {errors} errors", t.requests, t.successes);
+    if !by_code.is_empty() {
+        text.push_str(&format!(" ({by_code})"));
+    }
+    text.push_str(&format!(", {} charged", format_cents_as_dollars(charged.cents_ceil())));
+    text
+}
+
+fn minute_of(rfc3339: &str) -> Option<i64> {
+    OffsetDateTime::parse(rfc3339, &Rfc3339).ok().map(|t| t.unix_timestamp().div_euclid(60))
+}
+
+/// Requests per bucket over the whole window (empty buckets included), errors hatched.
+fn chart(report: &UsageResponse, secret: &SecretUsage, granularity: Granularity) -> Markup {
+    let step = granularity.minutes();
+    let (Some(since), Some(until)) = (minute_of(&report.since), minute_of(&report.until)) else { return html! {} };
+    let first = since - since.rem_euclid(step);
+    let count = ((until - first) / step + 1).max(1);
+    let bucket = |start: i64| secret.buckets.iter().find(|b| minute_of(&b.start) == Some(start));
+    let max = secret.buckets.iter().map(|b| b.counts.requests).max().unwrap_or(0).max(1) as i64;
+    let width = (WIDTH / count).max(1);
+    html! {
+        svg role="img" viewBox={ "0 0 " (WIDTH) " " (HEIGHT + 1) } width=(WIDTH) height=(HEIGHT + 1)
+            aria-label={ "Requests of " (secret.key_prefix) " per " (report.granularity) } {
+            defs {
+                pattern id={ "hatch-" (secret.secret_id) } width="4" height="4" patternUnits="userSpaceOnUse" patternTransform="rotate(45)" {
+                    rect width="2" height="4" fill="#9b1c1c" {}
+                }
+            }
+            line x1="0" y1=(HEIGHT) x2=(WIDTH) y2=(HEIGHT) stroke="#888" {}
+            @for i in 0..count {
+                @let start = first + i * step;
+                @if let Some(b) = bucket(start) {
+                    @let errors: u64 = b.counts.errors.values().sum();
+                    @let h = b.counts.requests as i64 * HEIGHT / max;
+                    @let eh = errors as i64 * HEIGHT / max;
+                    g {
+                        title { (b.start) ": " (b.counts.requests) " requests, " (errors) " errors" }
+                        rect x=(i * width) y=(HEIGHT - h) width=((width - 1).max(1)) height=(h) fill="#3b6fb6" {}
+                        @if eh > 0 {
+                            rect x=(i * width) y=(HEIGHT - eh) width=((width - 1).max(1)) height=(eh)
+                                fill={ "url(#hatch-" (secret.secret_id) ")" } stroke="#9b1c1c" {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
