@@ -4,15 +4,13 @@
 //! (`revoke_secret`), and revoking the key after a confirmation (`revoke`). Controls the
 //! member's role may not use are not rendered; the handlers refuse them anyway.
 
-use super::form::Fields;
 use super::keys::raw_key_shown_once;
-use super::session::Browser;
+use super::session::{Browser, Submitted};
 use super::{layout, policy, usage};
 use crate::extract::{JsonBody, OptionalJsonBody};
 use crate::routes::keys::{self, KeyView, RotateKeyRequest};
 use crate::state::SharedState;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use visa_core::role::Permission;
@@ -127,14 +125,9 @@ fn policy_table(key: &KeyView) -> Markup {
 
 pub async fn update(
     State(state): State<SharedState>,
-    browser: Browser,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    fields: Fields,
+    Submitted { browser, fields }: Submitted,
 ) -> Response {
-    if let Err(refused) = browser.check(&headers, fields.get("csrf")) {
-        return refused.into_response();
-    }
     let path = path_of(&id);
     let request = match policy::Policy::read(&fields) {
         Ok(policy) => policy.into_update(),
@@ -148,14 +141,9 @@ pub async fn update(
 
 pub async fn rotate(
     State(state): State<SharedState>,
-    browser: Browser,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    fields: Fields,
+    Submitted { browser, fields }: Submitted,
 ) -> Response {
-    if let Err(refused) = browser.check(&headers, fields.get("csrf")) {
-        return refused.into_response();
-    }
     let path = path_of(&id);
     let grace = match fields.integer("grace", "The grace period") {
         Ok(grace) => grace.and_then(|g| u32::try_from(g).ok()),
@@ -176,14 +164,9 @@ pub async fn rotate(
 
 pub async fn revoke_secret(
     State(state): State<SharedState>,
-    browser: Browser,
-    headers: HeaderMap,
     Path((id, secret_id)): Path<(String, String)>,
-    fields: Fields,
+    Submitted { browser, .. }: Submitted,
 ) -> Response {
-    if let Err(refused) = browser.check(&headers, fields.get("csrf")) {
-        return refused.into_response();
-    }
     let path = path_of(&id);
     match keys::revoke_secret(State(state.clone()), browser.session.clone(), Path((id, secret_id))).await {
         Ok(_) => Redirect::to(&path).into_response(),
@@ -211,14 +194,9 @@ pub async fn confirm_revoke(State(state): State<SharedState>, browser: Browser, 
 
 pub async fn revoke(
     State(state): State<SharedState>,
-    browser: Browser,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    fields: Fields,
+    Submitted { browser, .. }: Submitted,
 ) -> Response {
-    if let Err(refused) = browser.check(&headers, fields.get("csrf")) {
-        return refused.into_response();
-    }
     let path = path_of(&id);
     match keys::revoke(State(state.clone()), browser.session.clone(), Path(id)).await {
         Ok(_) => Redirect::to(&path).into_response(),

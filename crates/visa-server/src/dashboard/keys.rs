@@ -3,15 +3,14 @@
 //! spent as a `<meter>` (its numbers written beside it, so it reads without colour); and
 //! creating a key (`routes::keys::create`), whose raw key is shown on that one answer only.
 
-use super::form::Fields;
-use super::session::Browser;
+use super::session::{Browser, Submitted};
 use super::{layout, policy};
 use crate::extract::JsonBody;
 use crate::routes::keys::{self, KeyView};
 use crate::routes::{ListPage, ListQuery};
 use crate::state::SharedState;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use visa_core::money::format_cents_as_dollars as dollars;
@@ -107,15 +106,7 @@ pub async fn new(State(state): State<SharedState>, browser: Browser) -> Response
     layout::page(&state, &browser, super::HOME, "Create a key", body).into_response()
 }
 
-pub async fn create(
-    State(state): State<SharedState>,
-    browser: Browser,
-    headers: HeaderMap,
-    fields: Fields,
-) -> Response {
-    if let Err(refused) = browser.check(&headers, fields.get("csrf")) {
-        return refused.into_response();
-    }
+pub async fn create(State(state): State<SharedState>, Submitted { browser, fields }: Submitted) -> Response {
     let request = match policy::Policy::read(&fields) {
         Ok(policy) => policy.into_create(),
         Err(e) => return layout::refused(&state, &browser, NEW, e),

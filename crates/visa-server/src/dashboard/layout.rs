@@ -56,18 +56,29 @@ fn environment_banner(state: &AppState) -> Markup {
     }
 }
 
-/// A page outside a session (signing in).
-pub fn bare(state: &AppState, title: &str, body: Markup) -> Markup {
+/// Every page: the document, its head and the environment banner, then `content`.
+fn document(state: &AppState, title: &str, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head { (head(title)) }
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Visa Keys" }
+                link rel="stylesheet" href="/dashboard/style.css";
+                script src="/dashboard/app.js" defer {}
+            }
             body {
                 (environment_banner(state))
-                main { (body) }
+                (content)
             }
         }
     }
+}
+
+/// A page outside a session (signing in).
+pub fn bare(state: &AppState, title: &str, body: Markup) -> Markup {
+    document(state, title, html! { main { (body) } })
 }
 
 /// A page of a signed-in member, `current` being its path in the navigation bar.
@@ -76,43 +87,27 @@ pub fn page(state: &AppState, browser: &Browser, current: &str, title: &str, bod
         Actor::Member { login, .. } => login.as_str(),
         _ => "",
     };
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head { (head(title)) }
-            body {
-                (environment_banner(state))
-                header {
-                    nav aria-label="Main" {
-                        ul {
-                            @for (path, name) in NAV {
-                                li {
-                                    @if path == current { a href=(path) aria-current="page" { (name) } }
-                                    @else { a href=(path) { (name) } }
-                                }
-                            }
+    let content = html! {
+        header {
+            nav aria-label="Main" {
+                ul {
+                    @for (path, name) in NAV {
+                        li {
+                            @if path == current { a href=(path) aria-current="page" { (name) } }
+                            @else { a href=(path) { (name) } }
                         }
                     }
-                    form.sign-out method="post" action="/dashboard/sign-out" {
-                        span { (who) " · " (browser.session.role.as_str()) " · " (browser.session.account.login) }
-                        input type="hidden" name="csrf" value=(browser.csrf);
-                        button type="submit" { "Sign out" }
-                    }
                 }
-                main { h1 { (title) } (body) }
+            }
+            form.sign-out method="post" action="/dashboard/sign-out" {
+                span { (who) " · " (browser.session.role.as_str()) " · " (browser.session.account.login) }
+                input type="hidden" name="csrf" value=(browser.csrf);
+                button type="submit" { "Sign out" }
             }
         }
-    }
-}
-
-fn head(title: &str) -> Markup {
-    html! {
-        meta charset="utf-8";
-        meta name="viewport" content="width=device-width, initial-scale=1";
-        title { (title) " · Visa Keys" }
-        link rel="stylesheet" href="/dashboard/style.css";
-        script src="/dashboard/app.js" defer {}
-    }
+        main { h1 { (title) } (body) }
+    };
+    document(state, title, content)
 }
 
 /// What the API refused, as a page: its status and its message, and the way back.

@@ -4,10 +4,11 @@
 //! CSRF token derived from the session token (so it is bound to the session and dies with it)
 //! and, when the browser sends one, an `Origin` equal to the server's own.
 
+use super::form::Fields;
 use crate::auth::{Origin, Session};
 use crate::state::SharedState;
 use crate::trust::ViaHttps;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -23,15 +24,27 @@ pub struct Browser {
     pub csrf: String,
 }
 
-impl Browser {
-    /// Refuses a state-changing request whose form token is not this session's, or whose
-    /// `Origin` is another site's.
-    pub fn check(&self, headers: &HeaderMap, form_token: &str) -> Result<(), CrossSite> {
-        let same_token: bool = self.csrf.as_bytes().ct_eq(form_token.as_bytes()).into();
-        if !same_token || !same_origin(headers) {
-            return Err(CrossSite);
+/// A state-changing request from one of our own forms: the signed-in browser and the form's
+/// fields, accepted only with this session's CSRF token and, when the browser sends one, our
+/// own `Origin` — checked here, before any handler runs.
+pub struct Submitted {
+    pub browser: Browser,
+    pub fields: Fields,
+}
+
+impl FromRequest<SharedState> for Submitted {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &SharedState) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let browser = Browser::from_request_parts(&mut parts, state).await?;
+        let same_site = same_origin(&parts.headers);
+        let fields = Fields::from_request(Request::from_parts(parts, body), state).await?;
+        let same_token: bool = browser.csrf.as_bytes().ct_eq(fields.get("csrf").as_bytes()).into();
+        if !same_site || !same_token {
+            return Err(CrossSite.into_response());
         }
-        Ok(())
+        Ok(Submitted { browser, fields })
     }
 }
 

@@ -4,7 +4,7 @@
 //! session on the server (`routes::sessions::sign_out`), not only in the browser.
 
 use super::layout;
-use super::session::{self, Browser};
+use super::session::{self, Submitted};
 use crate::auth::Origin;
 use crate::error::ApiError;
 use crate::routes::sessions;
@@ -21,11 +21,6 @@ use visa_store::Actor;
 pub struct SignIn {
     login: String,
     password: String,
-}
-
-#[derive(Deserialize)]
-pub struct Csrf {
-    csrf: String,
 }
 
 fn sign_in_page(state: &SharedState, login: &str, error: Option<&str>) -> Markup {
@@ -80,15 +75,7 @@ pub async fn submit(
     ([(header::SET_COOKIE, cookie)], Redirect::to(super::HOME)).into_response()
 }
 
-pub async fn sign_out(
-    State(state): State<SharedState>,
-    browser: Browser,
-    headers: HeaderMap,
-    Form(form): Form<Csrf>,
-) -> Response {
-    if let Err(refused) = browser.check(&headers, &form.csrf) {
-        return refused.into_response();
-    }
+pub async fn sign_out(State(state): State<SharedState>, Submitted { browser, .. }: Submitted) -> Response {
     if let Err(e) = sessions::sign_out(State(state), browser.session).await {
         return e.into_response();
     }

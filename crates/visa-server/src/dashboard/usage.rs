@@ -7,7 +7,7 @@
 
 use super::session::Browser;
 use crate::auth::Reader;
-use crate::routes::usage::{self, Granularity, SecretUsage, UsageQuery, UsageResponse};
+use crate::routes::usage::{self, Granularity, SecretUsage, UsageBucket, UsageQuery, UsageResponse};
 use crate::state::SharedState;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -109,7 +109,10 @@ fn chart(report: &UsageResponse, secret: &SecretUsage, granularity: Granularity)
     let (Some(since), Some(until)) = (minute_of(&report.since), minute_of(&report.until)) else { return html! {} };
     let first = since - since.rem_euclid(step);
     let count = ((until - first) / step + 1).max(1);
-    let bucket = |start: i64| secret.buckets.iter().find(|b| minute_of(&b.start) == Some(start));
+    // Each bucket's start parsed once, not once per bar.
+    let by_start: std::collections::HashMap<i64, &UsageBucket> =
+        secret.buckets.iter().filter_map(|b| Some((minute_of(&b.start)?, b))).collect();
+    let bucket = |start: i64| by_start.get(&start).copied();
     let max = secret.buckets.iter().map(|b| b.counts.requests).max().unwrap_or(0).max(1) as i64;
     let width = (WIDTH / count).max(1);
     html! {
