@@ -5,111 +5,11 @@
 //! and signing out (the session ends on the server too). Screenshots of the pages land in
 //! `target/dashboard-screenshots/`.
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use visa_e2e::browser::*;
 use visa_e2e::*;
-
-/// chromedriver on a free port, and a headless Chromium session through it.
-struct Browser {
-    client: Client,
-    driver: Child,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
-/// chromedriver's path; installs the distribution's packages when missing and allowed
-/// (root with apt-get, as in CI), or says how.
-fn chromedriver() -> String {
-    let found = |name: &str| {
-        std::env::var_os("PATH")
-            .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|path| path.exists()))
-    };
-    if let Some(path) = found("chromedriver") {
-        return path.display().to_string();
-    }
-    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    if found("chromedriver").is_none() && found("apt-get").is_some() {
-        let script = "apt-get update -qq && apt-get install -y -qq chromium chromium-driver";
-        let _ = Command::new("sh").args(["-c", script]).stdout(Stdio::null()).status();
-    }
-    found("chromedriver")
-        .map(|path| path.display().to_string())
-        .expect("the dashboard tests need Chromium and chromedriver: apt-get install chromium chromium-driver")
-}
-
-async fn browser() -> Browser {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let driver = Command::new(chromedriver())
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
-    let capabilities = json!({ "goog:chromeOptions": {
-        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]
-    }});
-    let capabilities = capabilities.as_object().unwrap().clone();
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        // Plain HTTP to chromedriver on loopback: no TLS stack for the tests' own client.
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match ClientBuilder::new(connector).capabilities(capabilities.clone()).connect(&url).await {
-            Ok(client) => return Browser { client, driver },
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    panic!("no WebDriver session from chromedriver on {url}");
-}
-
-async fn screenshot(browser: &Browser, name: &str) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard-screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    let png = browser.client.screenshot().await.unwrap();
-    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
-}
-
-async fn sign_in(browser: &Browser, app: &TestApp, login: &str, password: &str) {
-    browser.client.goto(&app.url("/dashboard")).await.unwrap();
-    browser.client.find(Locator::Css("#login")).await.unwrap().send_keys(login).await.unwrap();
-    browser.client.find(Locator::Css("#password")).await.unwrap().send_keys(password).await.unwrap();
-    click_and_wait(browser, "Sign in").await;
-}
-
-/// Clicks the button labelled `label` and waits for the page it leads to.
-async fn click_and_wait(browser: &Browser, label: &str) {
-    navigate_by(browser, Locator::XPath(&format!("//button[text()='{label}']")), label).await;
-}
-
-/// Follows the link labelled `label` and waits for the page it leads to.
-async fn follow(browser: &Browser, label: &str) {
-    navigate_by(browser, Locator::LinkText(label), label).await;
-}
-
-/// Clicks what `locator` finds and waits until the browser replaced the page (the old page's
-/// body goes stale).
-async fn navigate_by(browser: &Browser, locator: Locator<'_>, label: &str) {
-    let old = browser.client.find(Locator::Css("body")).await.unwrap();
-    browser.client.find(locator).await.unwrap().click().await.unwrap();
-    for _ in 0..200 {
-        if old.text().await.is_err() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("clicking {label:?} led nowhere");
-}
-
-async fn text(browser: &Browser) -> String {
-    browser.client.find(Locator::Css("body")).await.unwrap().text().await.unwrap()
-}
 
 #[tokio::test]
 async fn a_member_signs_in_sees_the_accounts_keys_and_signs_out() {
@@ -199,27 +99,12 @@ async fn a_preview_server_says_so_on_every_page() {
     browser.client.clone().close().await.unwrap();
 }
 
-async fn fill(browser: &Browser, css: &str, text: &str) {
-    let field = browser.client.find(Locator::Css(css)).await.unwrap();
-    field.clear().await.unwrap();
-    field.send_keys(text).await.unwrap();
-}
-
-async fn click(browser: &Browser, css: &str) {
-    browser.client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
-}
-
 /// The requests the traffic chart shows for the secret with `prefix` (its caption's count).
 async fn requests_of(browser: &Browser, prefix: &str) -> u64 {
     let text = browser.client.find(Locator::Css("#usage")).await.unwrap().text().await.unwrap();
     let line = text.lines().find(|l| l.contains(prefix)).unwrap_or_else(|| panic!("no chart of {prefix}: {text}"));
     let count = line.split(": ").nth(1).and_then(|rest| rest.split(' ').next()).unwrap_or_default();
     count.parse().unwrap_or_else(|_| panic!("no request count in {line:?}"))
-}
-
-/// The value of the raw key field of the page (a key's one showing).
-async fn shown_key(browser: &Browser) -> String {
-    browser.client.find(Locator::Css("#raw-key")).await.unwrap().prop("value").await.unwrap().unwrap()
 }
 
 #[tokio::test]

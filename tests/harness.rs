@@ -18,6 +18,8 @@ pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Value,
+    /// The body's bytes as they came.
+    pub raw: Vec<u8>,
 }
 
 impl Reply {
@@ -126,7 +128,7 @@ impl TestApp {
         let headers = response.headers().clone();
         let text = response.text().await.expect("body");
         let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
-        Reply { status, headers, body }
+        Reply { status, headers, body, raw: text.into_bytes() }
     }
 
     pub async fn get(&self, path: &str, bearer: &str) -> Reply {
@@ -374,6 +376,37 @@ pub fn rfc3339_in(seconds: i64) -> String {
 
 /// A small OpenAI-compatible provider (and a plain JSON endpoint) on a random loopback port,
 /// for the adapters' tests. It counts calls, remembers the last request, and answers as told.
+/// The tests' Python venv (schemathesis and the OpenAPI validator for `openapi_fuzz.rs`, the
+/// official `openai` SDK for `openai_sdk.rs`): `VISA_PYTHON_VENV` if set (`.ci/run` makes it),
+/// else one under the target dir, made on first use from the pinned versions in
+/// `tests/python/requirements.txt` (a copy of which, in the venv, says it is current).
+pub fn python_venv() -> std::path::PathBuf {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = MAKING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::var_os("VISA_PYTHON_VENV")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python-venv"));
+    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/requirements.txt");
+    let stamp = dir.join("requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).expect("requirements");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        let run = |cmd: &mut Command| {
+            let out = cmd.output().expect("python3 is needed for the Python-driven tests");
+            assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        run(Command::new("python3").args(["-m", "venv"]).arg(&dir));
+        run(Command::new(dir.join("bin/pip")).args(["install", "-q", "-r"]).arg(&requirements));
+        std::fs::write(&stamp, wanted).expect("stamp");
+    }
+    dir
+}
+
+#[path = "browser.rs"]
+pub mod browser;
+
 pub mod mock_provider {
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode};
@@ -387,6 +420,8 @@ pub mod mock_provider {
     pub struct Behaviour {
         /// HTTP status to answer with; 0 means 200.
         pub status: AtomicU16,
+        /// Answer this many calls more with a bare 500 (no Retry-After), then as usual.
+        pub fail_next: AtomicUsize,
         pub prompt_tokens: AtomicU64,
         pub completion_tokens: AtomicU64,
         pub delay_ms: AtomicU64,
@@ -439,6 +474,33 @@ pub mod mock_provider {
         }
     }
 
+    /// A `chat` tool (alias `gpt-mock`) metered at $0.15 / $0.60 per million tokens over `mock`,
+    /// and the flat `echo`.
+    pub fn chat_catalog(mock: &MockProvider, key_var: &str) -> visa_server::catalog::Catalog {
+        visa_server::catalog::Catalog::from_toml(&format!(
+            r#"
+    [[tools]]
+    id = "chat"
+    aliases = ["gpt-mock"]
+    price_micros = 100
+    input_micros_per_mtok = 150000
+    output_micros_per_mtok = 600000
+    max_price_micros = 1000000
+    max_output_tokens = 4096
+    timeout_ms = 5000
+    sandbox = {{ choices = [{{ message = {{ content = "sandboxed" }} }}] }}
+    adapter = {{ type = "openai_chat", base_url = "{base}", model = "mock-model", api_key_env = "{key_var}" }}
+
+    [[tools]]
+    id = "echo"
+    price_micros = 10000
+    adapter = {{ type = "builtin", name = "echo" }}
+    "#,
+            base = mock.base_url
+        ))
+        .unwrap()
+    }
+
     async fn record(b: &Behaviour, headers: &HeaderMap, body: &Value) -> Option<Response> {
         b.calls.fetch_add(1, Ordering::SeqCst);
         *b.last_body.lock().unwrap() = body.clone();
@@ -447,6 +509,13 @@ pub mod mock_provider {
         let delay = b.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
+        let failing = b.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if failing {
+            return Some(
+                (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({ "error": { "message": "overloaded" } })))
+                    .into_response(),
+            );
         }
         let status = b.status.load(Ordering::SeqCst);
         (status != 0 && status != 200).then(|| {

@@ -212,6 +212,27 @@ async fn executions_are_listed_per_account_and_per_key() {
     let other = app.account("mallory", true, 0).await;
     app.get(&format!("/v1/api/executions/{foreign}"), &other).await.assert_error(404, "EXECUTION_NOT_FOUND");
     app.get("/v1/api/executions?state=bogus", &session).await.assert_error(400, "INVALID_REQUEST");
+    // Filtered by key: the session sees that key's; a key asking for another key's sees none.
+    let b_id = mine[0]["key_id"].as_i64().unwrap();
+    let of_b = app.get(&format!("/v1/api/executions?key_id={b_id}"), &session).await;
+    let of_b = of_b.assert_ok(200)["executions"].as_array().unwrap().clone();
+    assert_eq!((of_b.len(), &of_b[0]["id"]), (1, &mine[0]["id"]));
+    let a_id = all.body["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key_id"].as_i64().unwrap())
+        .find(|k| *k != b_id)
+        .unwrap();
+    let spied = app.get(&format!("/v1/api/executions?key_id={a_id}"), &key_b).await;
+    assert_eq!(spied.assert_ok(200)["executions"], json!([]));
+    app.get("/v1/api/executions?key_id=0", &session).await.assert_error(400, "INVALID_REQUEST");
+    // Spend per day and key agrees with the executions.
+    let spend = app.get("/v1/api/spend?days=1", &session).await;
+    let today = &spend.assert_ok(200)["days"][0];
+    assert_eq!(today["spent_cents"], 4, "{today}");
+    assert_eq!(app.get("/v1/api/spend?days=1", &key_b).await.body["days"][0]["spent_cents"], 1, "a key sees its own");
+    app.get("/v1/api/spend?days=0", &session).await.assert_error(400, "INVALID_REQUEST");
     // A read-only key reads but does not execute.
     let (reader_id, reader) = app.key(&session, json!({ "label": "ro", "read_only": true })).await;
     app.get("/v1/api/balance", &reader).await.assert_ok(200);

@@ -3,39 +3,19 @@
 //! credentials must find no 5xx, no undocumented status, no answer off its schema and no
 //! valid request refused — on every operation, within a bounded number of examples.
 //!
-//! The Python tools live in a venv under the target dir, created on first run from the
-//! pinned versions in `tests/openapi/requirements.txt` (`VISA_PYTHON_VENV` names another).
+//! The Python tools live in the tests' venv (`visa_e2e::python_venv`, pinned versions in
+//! `tests/python/requirements.txt`).
 //! `tests/openapi/schemathesis.toml` holds the fuzzer's settings and the few operations where
 //! a server rule cannot be said in JSON Schema, each with its reason.
 
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use visa_e2e::{OPERATOR_TOKEN, TestApp};
 
-fn venv() -> PathBuf {
-    let dir = std::env::var_os("VISA_PYTHON_VENV")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-venv"));
-    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi/requirements.txt");
-    let stamp = dir.join("requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).expect("requirements");
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
-        let run = |cmd: &mut Command| {
-            let out = cmd.output().expect("python3 is needed for the OpenAPI checks");
-            assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        run(Command::new("python3").args(["-m", "venv"]).arg(&dir));
-        run(Command::new(dir.join("bin/pip")).args(["install", "-q", "-r"]).arg(&requirements));
-        std::fs::write(&stamp, wanted).expect("stamp");
-    }
-    dir
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_document_validates_and_the_live_server_matches_it() {
-    let venv = venv();
+    let venv = visa_e2e::python_venv();
     // Only tools that are always ready: a provider tool without its key is 503 by design, and
     // the `fail` builtin answers 5xx on request; both are tested in their own suites.
     let catalog = visa_server::catalog::Catalog::from_toml(

@@ -467,7 +467,14 @@ impl Sim {
             Err(e) => Err(e),
         };
         let prepared = authorized.and_then(|(record, tool_def)| {
-            execution::prepare(&state, &record, tool_def, input(tool, variant), uuid::Uuid::from_u128(idem), ip)
+            execution::prepare(
+                &state,
+                &record,
+                tool_def,
+                input(tool, variant),
+                (execution::Surface::Execute, idem.to_be_bytes()),
+                ip,
+            )
         });
         if let Some(expected) = at_auth {
             let got = match prepared {

@@ -79,11 +79,23 @@ pub fn authorize<'a>(
     Ok(tool)
 }
 
+/// The API a call came through, which shapes its answers (success and final failure alike,
+/// stored for replays byte for byte); the money path is the same for both.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Surface {
+    /// `POST /v1/api/tools/{tool}/execute`: the success envelope and the error envelope.
+    Execute,
+    /// `POST /v1/openai/chat/completions`: the provider's chat completion, under the `model`
+    /// name the caller used, and OpenAI's error shape.
+    OpenAi { model: String },
+}
+
 /// A call ready to hold money: what it will send and what it holds.
 pub struct PaidCall {
     pub tool: Arc<Tool>,
     pub request: Value,
     pub start: ExecutionStart,
+    pub surface: Surface,
 }
 
 /// Plans the call. Nothing is recorded yet, so a refusal here costs nothing.
@@ -92,11 +104,15 @@ pub fn prepare(
     key: &AuthRecord,
     tool: Arc<Tool>,
     input: Value,
-    idempotency_key: Uuid,
+    (surface, idempotency_key): (Surface, [u8; 16]),
     client_ip: IpAddr,
 ) -> ApiResult<PaidCall> {
     let sandbox = state.environment == Environment::Preview;
-    let request_hash = request_fingerprint("POST", &tool.id, &input);
+    let route = match &surface {
+        Surface::Execute => "POST",
+        Surface::OpenAi { .. } => "POST openai",
+    };
+    let request_hash = request_fingerprint(route, &tool.id, &input);
     let Plan { hold, request } = tools::plan(&tool, input, sandbox)?;
     let now = state.now();
     let start = ExecutionStart {
@@ -107,7 +123,7 @@ pub fn prepare(
         key_id: key.key.id,
         secret_id: key.secret_id,
         client_ip,
-        idempotency_key: *idempotency_key.as_bytes(),
+        idempotency_key,
         request_hash,
         tool: tool.id.clone(),
         hold,
@@ -118,7 +134,7 @@ pub fn prepare(
         day_number: utc_day_number(now),
         idempotency_expires_at: now + state.idempotency_ttl,
     };
-    Ok(PaidCall { tool, request, start })
+    Ok(PaidCall { tool, request, start, surface })
 }
 
 /// What [`begin`] decided.
@@ -133,6 +149,7 @@ pub enum Begun {
 pub struct Running {
     pub tool: Arc<Tool>,
     pub request: Value,
+    pub surface: Surface,
     /// The placed hold: the tool may start before it is durable (docs/money.md); finishing
     /// answers only once it is.
     pub hold: Hold,
@@ -140,7 +157,7 @@ pub struct Running {
 
 /// Records the Idempotency-Key and places the hold, or answers from what is recorded.
 pub async fn begin(state: &AppState, call: PaidCall) -> Begun {
-    let PaidCall { tool, request, start } = call;
+    let PaidCall { tool, request, start, surface } = call;
     let (day, key_id, client_ip, now) = (start.day_number, start.key_id, start.client_ip, start.now);
     let public_id = start.public_id.clone();
     let outcome = match state.store.begin_execution(start).await {
@@ -162,7 +179,7 @@ pub async fn begin(state: &AppState, call: PaidCall) -> Begun {
     let other = match outcome {
         BeginOutcome::Started(hold) => {
             state.metrics.record_hold(hold.execution.hold, true);
-            return Begun::Started(Box::new(Running { tool, request, hold }));
+            return Begun::Started(Box::new(Running { tool, request, surface, hold }));
         }
         other => other,
     };
@@ -220,7 +237,7 @@ impl Running {
     /// what the tool reported, clamped to the hold; a retryable failure voids the hold and
     /// frees the Idempotency-Key; a final failure voids it and keeps the answer for replays.
     pub async fn settle(self, state: &AppState, outcome: Result<ToolOutput, UpstreamFailure>) -> ApiResult<Response> {
-        let Running { tool, hold, .. } = self;
+        let Running { tool, hold, surface, .. } = self;
         let execution = &hold.execution;
         let now = state.now();
         let mut overage = Micros::ZERO;
@@ -234,7 +251,18 @@ impl Running {
                 overage = settlement.overage;
                 let charged = settlement.to_account(execution.sandbox);
                 let receipt_id = format!("rcpt_{}", Uuid::new_v4().simple());
-                let body = success_body(&tool, execution, output.result, charged, &receipt_id, now);
+                let receipt = (charged > Micros::ZERO).then(|| Receipt {
+                    id: receipt_id.clone(),
+                    execution_id: execution.public_id.clone(),
+                    charged_micros: charged.to_string(),
+                    created_at: rfc3339(now),
+                });
+                let body = match &surface {
+                    Surface::Execute => success_body(&tool, execution, output.result, charged, receipt),
+                    Surface::OpenAi { model } => {
+                        crate::openai::completion_body(output.result, model, execution, charged, receipt)
+                    }
+                };
                 (
                     Finish::Capture { reported: output.cost, receipt_id, status: 200, body: body.clone() },
                     Ok(json_response(StatusCode::OK, body)),
@@ -243,7 +271,11 @@ impl Running {
             Err(failure) if failure.retryable => (Finish::VoidRetryable, Err(failure.into_api_error())),
             Err(failure) => {
                 let error = failure.into_api_error();
-                let body = serde_json::to_vec(&error.body()).unwrap_or_default();
+                let body = match &surface {
+                    Surface::Execute => error.body(),
+                    Surface::OpenAi { .. } => crate::openai::error_body(&error),
+                };
+                let body = serde_json::to_vec(&body).unwrap_or_default();
                 (Finish::VoidFinal { status: error_status(&error).as_u16(), body }, Err(error))
             }
         };
@@ -341,15 +373,8 @@ fn success_body(
     execution: &ExecutionRecord,
     result: Value,
     charged: Micros,
-    receipt_id: &str,
-    now: time::OffsetDateTime,
+    receipt: Option<Receipt>,
 ) -> Vec<u8> {
-    let receipt = (charged > Micros::ZERO).then(|| Receipt {
-        id: receipt_id.to_owned(),
-        execution_id: execution.public_id.clone(),
-        charged_micros: charged.to_string(),
-        created_at: rfc3339(now),
-    });
     let response = ExecutionResponse {
         success: true,
         object: "tool_execution".into(),

@@ -17,6 +17,7 @@ pub mod execution;
 pub mod extract;
 pub mod lease;
 pub mod metrics;
+pub mod openai;
 pub mod ratelimit;
 pub mod routes;
 pub mod state;
@@ -312,7 +313,7 @@ async fn flush_last_used(state: SharedState, mut stopped: watch::Receiver<bool>)
 }
 
 /// Rows one retention transaction may delete, so the writer is never held for long.
-const SWEEP_BATCH: u32 = 2_000;
+const SWEEP_BATCH: u32 = 256;
 
 /// Retention: every `interval`, deletes in bounded batches what the Idempotency-Key window no
 /// longer keeps and rolls old usage up (docs/money.md, "Retention"), until nothing more is due.

@@ -430,6 +430,10 @@ pub trait Store: Send + Sync + 'static {
     /// Usage of a key's secrets in `[since_minute, until_minute)`, one row per secret and minute
     /// with requests or charges, charges included.
     async fn key_usage(&self, key_id: i64, since_minute: i64, until_minute: i64) -> StoreResult<Vec<UsageCount>>;
+    /// What each key of the account spent on each UTC day from `since_day` (days since the
+    /// epoch) on, from the per-day counters the money path keeps: one row per key and day
+    /// with a charge, oldest day first.
+    async fn account_spend(&self, account_id: i64, since_day: i64) -> StoreResult<Vec<DaySpend>>;
 
     // The money path.
     async fn account_by_id(&self, account_id: i64) -> StoreResult<Option<Account>>;

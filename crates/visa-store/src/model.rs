@@ -525,6 +525,14 @@ pub struct Retention {
 
 /// Requests of one key secret in one UTC minute (minutes since the Unix epoch; a rolled-up
 /// hour or day is the row of its first minute).
+/// What one key spent on one UTC day (captured charges; in preview, what would have been).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaySpend {
+    pub day_number: i64,
+    pub key_id: i64,
+    pub spent: Micros,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UsageCount {
     pub key_id: i64,

@@ -283,3 +283,32 @@ async fn a_commit_whose_answer_was_lost_is_repaired_by_sending_it_again() {
     assert!(matches!(f.store.begin_execution(retry).await.unwrap(), BeginOutcome::Started(_)));
     assert!(f.store.verify_ledger().await.unwrap().is_empty());
 }
+
+/// Spend per key and UTC day is what the captures charged on that day (a void charges
+/// nothing), for this account only, from the day asked on.
+#[tokio::test]
+async fn account_spend_is_the_captures_per_key_and_day() {
+    let mut f = fixture().await;
+    let day = 20_000i64;
+    let t0 = OffsetDateTime::UNIX_EPOCH + Duration::days(day) + Duration::hours(12);
+    let node = f.store.register_node("a:1", t0, LEASE).await.unwrap();
+    let capture = |micros: i64| Finish::Capture {
+        reported: Micros(micros),
+        receipt_id: format!("r{micros}"),
+        status: 200,
+        body: b"{}".to_vec(),
+    };
+    let yesterday = f.begin(node, t0 - Duration::days(1)).await;
+    f.store.finish_execution(&yesterday, capture(3_000), t0 - Duration::days(1)).await.unwrap();
+    let today = f.begin(node, t0).await;
+    f.store.finish_execution(&today, capture(7_000), t0).await.unwrap();
+    let voided = f.begin(node, t0).await;
+    f.store.finish_execution(&voided, Finish::VoidRetryable, t0).await.unwrap();
+
+    let spend = f.store.account_spend(f.account, day - 1).await.unwrap();
+    let rows: Vec<(i64, i64, i64)> = spend.iter().map(|s| (s.day_number, s.key_id, s.spent.0)).collect();
+    assert_eq!(rows, [(day - 1, f.key, 3_000), (day, f.key, 7_000)]);
+    let from_today = f.store.account_spend(f.account, day).await.unwrap();
+    assert_eq!(from_today.len(), 1);
+    assert!(f.store.account_spend(f.account + 1, 0).await.unwrap().is_empty(), "another account sees nothing");
+}

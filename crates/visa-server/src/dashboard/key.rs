@@ -47,7 +47,7 @@ fn page_body(state: &SharedState, browser: &Browser, key: &KeyView, notice: Opti
     let path = path_of(&key.id.to_string());
     html! {
         @if let Some(notice) = notice { (notice) }
-        p { "Status: " strong { (key.status) } " · environment " (key.environment) " · created " (key.created_at) }
+        p { "Status: " strong { (key.status) } " · environment " (key.environment) " · created " (layout::when(&key.created_at)) }
         h2 { "Secrets" }
         table {
             caption { "Secrets of this key, newest first" }
@@ -61,12 +61,12 @@ fn page_body(state: &SharedState, browser: &Browser, key: &KeyView, notice: Opti
                     tr {
                         td { code { (secret.key_prefix) } }
                         td { (secret.status) }
-                        td { (secret.created_at) }
-                        td { (secret.expires_at.as_deref().unwrap_or("never")) }
+                        td { (layout::when(&secret.created_at)) }
+                        td { @if let Some(at) = &secret.expires_at { (layout::when(at)) } @else { "never" } }
                         td {
                             @match (&secret.last_used_at, &secret.last_used_ip) {
-                                (Some(at), Some(ip)) => { (at) " from " (ip) }
-                                (Some(at), None) => { (at) }
+                                (Some(at), Some(ip)) => { (layout::when(at)) " from " (ip) }
+                                (Some(at), None) => { (layout::when(at)) }
                                 _ => { "never" }
                             }
                         }
@@ -116,7 +116,7 @@ fn policy_table(key: &KeyView) -> Markup {
             dt { "Daily cap" } dd { (visa_core::money::format_cents_as_dollars(key.daily_cap_cents)) }
             dt { "Total cap" } dd { (key.total_cap_cents.map(visa_core::money::format_cents_as_dollars).unwrap_or_else(|| "none".into())) }
             dt { "Allowed networks" } dd { @if key.allowed_cidrs.is_empty() { "any" } @else { (key.allowed_cidrs.join(", ")) } }
-            dt { "Expires" } dd { (key.expires_at.as_deref().unwrap_or("never")) }
+            dt { "Expires" } dd { @if let Some(at) = &key.expires_at { (layout::when(at)) } @else { "never" } }
             dt { "Rate limit" } dd { (key.rate_limit_per_second) " requests per second" }
             dt { "Read-only" } dd { @if key.read_only { "yes" } @else { "no" } }
         }
@@ -180,16 +180,9 @@ pub async fn confirm_revoke(State(state): State<SharedState>, browser: Browser, 
         Ok(key) => key,
         Err(refused) => return refused,
     };
-    let path = path_of(&id);
-    let body = html! {
-        p { "Every secret of " strong { (key.label) } " stops working at once, on every node. This cannot be undone." }
-        form method="post" action={ (path) "/revoke" } {
-            input type="hidden" name="csrf" value=(browser.csrf);
-            button.danger type="submit" { "Revoke key" }
-        }
-        p { a href=(path) { "Cancel" } }
-    };
-    layout::page(&state, &browser, super::HOME, &format!("Revoke {}?", key.label), body).into_response()
+    let message = html! { "Every secret of " strong { (key.label) } " stops working at once, on every node. This cannot be undone." };
+    let action = format!("{}/revoke", path_of(&id));
+    layout::confirm(&state, &browser, super::HOME, &format!("Revoke {}?", key.label), message, &action, "Revoke key")
 }
 
 pub async fn revoke(

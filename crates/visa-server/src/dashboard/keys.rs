@@ -3,13 +3,15 @@
 //! spent as a `<meter>` (its numbers written beside it, so it reads without colour); and
 //! creating a key (`routes::keys::create`), whose raw key is shown on that one answer only.
 
+use super::key_filter::{KeyFilter, MAX_KEYS};
 use super::session::{Browser, Submitted};
 use super::{layout, policy};
+use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::routes::keys::{self, KeyView};
 use crate::routes::{ListPage, ListQuery};
 use crate::state::SharedState;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
@@ -18,21 +20,62 @@ use visa_core::role::Permission;
 
 const NEW: &str = "/dashboard/keys/new";
 
-pub async fn list(State(state): State<SharedState>, browser: Browser, query: ListQuery) -> Response {
-    let listed = match keys::list(State(state.clone()), browser.session.clone(), query).await {
-        Ok(axum::Json(listed)) => listed,
-        Err(e) => return e.into_response(),
+pub async fn list(
+    State(state): State<SharedState>,
+    browser: Browser,
+    Query(filter): Query<KeyFilter>,
+    query: ListQuery,
+) -> Response {
+    let tools: Vec<String> = state.catalog.tools().iter().map(|t| t.id.clone()).collect();
+    let listing =
+        if filter.active() { filtered(&state, &browser, &filter).await } else { paged(&state, &browser, query).await };
+    let listing = match listing {
+        Ok(listing) => listing,
+        Err(e) => return layout::refused(&state, &browser, super::HOME, e),
     };
     let body = html! {
         @if browser.session.role.allows(Permission::ManageKeys) { p { a.action href=(NEW) { "Create key" } } }
-        @if listed.keys.is_empty() {
-            p { "No keys yet." }
-        } @else {
-            (table(&listed.keys))
-        }
-        (pager(&listed.page))
+        (filter.form(&tools))
+        (listing)
     };
     layout::page(&state, &browser, super::HOME, "Keys", body).into_response()
+}
+
+/// One page of the API's list, with its cursors.
+async fn paged(state: &SharedState, browser: &Browser, query: ListQuery) -> Result<Markup, ApiError> {
+    let axum::Json(listed) = keys::list(State(state.clone()), browser.session.clone(), query).await?;
+    Ok(html! {
+        @if listed.keys.is_empty() { p { "No keys yet." } } @else { (table(&listed.keys)) }
+        (pager(&listed.page))
+    })
+}
+
+/// Every key (up to `MAX_KEYS`) through the API's list, narrowed and ordered by `filter`.
+async fn filtered(state: &SharedState, browser: &Browser, filter: &KeyFilter) -> Result<Markup, ApiError> {
+    let mut all = Vec::new();
+    let mut cursor = None;
+    let more = loop {
+        let query = match cursor {
+            Some(after) => format!("limit=100&starting_after={after}"),
+            None => "limit=100".to_owned(),
+        };
+        let axum::Json(listed) =
+            keys::list(State(state.clone()), browser.session.clone(), ListQuery::from_uri_query(&query)?).await?;
+        all.extend(listed.keys);
+        match listed.page.next_cursor.filter(|_| listed.page.has_more) {
+            Some(next) if all.len() < MAX_KEYS => cursor = Some(next),
+            Some(_) => break true,
+            None => break false,
+        }
+    };
+    let kept = filter.apply(all, state.now());
+    Ok(html! {
+        p role="status" {
+            (kept.len()) " matching " @if kept.len() == 1 { "key" } @else { "keys" }
+            @if more { " among the newest " (MAX_KEYS) " (older keys are not searched)" }
+        }
+        @if !kept.is_empty() { (table(&kept)) }
+    })
 }
 
 /// A cap and what is spent of it: the meter and the numbers.
@@ -54,7 +97,7 @@ fn table(keys: &[KeyView]) -> Markup {
             caption { "Keys of this account, newest first" }
             thead {
                 tr {
-                    th scope="col" { "Label" } th scope="col" { "Key" } th scope="col" { "Environment" }
+                    th scope="col" { "Label" } th scope="col" { "Owner" } th scope="col" { "Key" } th scope="col" { "Environment" }
                     th scope="col" { "Status" } th scope="col" { "Tools" } th scope="col" { "Today / daily cap" }
                     th scope="col" { "Total / total cap" } th scope="col" { "Expires" } th scope="col" { "Last used" }
                     th scope="col" { "Created" }
@@ -64,6 +107,7 @@ fn table(keys: &[KeyView]) -> Markup {
                 @for key in keys {
                     tr {
                         td { a href={ "/dashboard/keys/" (key.id) } { (key.label) } }
+                        td { (key.owner) }
                         td { code { (key.key_prefix) } }
                         td { (key.environment) }
                         td { (key.status) }
@@ -73,15 +117,15 @@ fn table(keys: &[KeyView]) -> Markup {
                         }
                         td.num { (cap_use(key.spent_today_cents, Some(key.daily_cap_cents))) }
                         td.num { (cap_use(key.spent_total_cents, key.total_cap_cents)) }
-                        td { (key.expires_at.as_deref().unwrap_or("never")) }
+                        td { @if let Some(at) = &key.expires_at { (layout::when(at)) } @else { "never" } }
                         td {
                             @match (&key.last_used_at, &key.last_used_ip) {
-                                (Some(at), Some(ip)) => { (at) " from " (ip) }
-                                (Some(at), None) => { (at) }
+                                (Some(at), Some(ip)) => { (layout::when(at)) " from " (ip) }
+                                (Some(at), None) => { (layout::when(at)) }
                                 _ => { "never" }
                             }
                         }
-                        td { (key.created_at) }
+                        td { (layout::when(&key.created_at)) }
                     }
                 }
             }

@@ -18,9 +18,14 @@ use visa_store::Actor;
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
-/// The navigation bar's pages, in order: (path, title). Spend, Audit log, Members and Admin
-/// keys join it as their pages land (issue 16).
-const NAV: [(&str, &str); 1] = [("/dashboard/keys", "Keys")];
+/// The navigation bar's pages, in order: (path, title).
+const NAV: [(&str, &str); 5] = [
+    ("/dashboard/keys", "Keys"),
+    (super::spend::PATH, "Spend"),
+    (super::audit::PATH, "Audit log"),
+    (super::members::PATH, "Members"),
+    (super::admin_keys::PATH, "Admin keys"),
+];
 
 /// Headers of every dashboard response: nothing cached (a page may show a raw key once), no
 /// framing, no referrer to other sites (`same-origin`: with `no-referrer` browsers send
@@ -108,6 +113,51 @@ pub fn page(state: &AppState, browser: &Browser, current: &str, title: &str, bod
         main { h1 { (title) } (body) }
     };
     document(state, title, content)
+}
+
+/// An API timestamp (RFC 3339, UTC) for people: `2026-12-05 19:25 UTC`, the exact value in
+/// the `<time>` element (and its tooltip).
+pub fn when(rfc3339: &str) -> Markup {
+    let readable = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|t| t.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC")).ok())
+        .unwrap_or_else(|| rfc3339.to_owned());
+    html! { time datetime=(rfc3339) title=(rfc3339) { (readable) } }
+}
+
+/// A query-string value, percent-encoded.
+pub fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A page that asks before an action that cannot be undone: `message`, then a button that
+/// posts to `action`, and a way back to `current`.
+pub fn confirm(
+    state: &AppState,
+    browser: &Browser,
+    current: &str,
+    title: &str,
+    message: Markup,
+    action: &str,
+    button: &str,
+) -> Response {
+    let body = html! {
+        p { (message) }
+        form method="post" action=(action) {
+            input type="hidden" name="csrf" value=(browser.csrf);
+            button.danger type="submit" { (button) }
+        }
+        p { a href=(current) { "Cancel" } }
+    };
+    page(state, browser, current, title, body).into_response()
 }
 
 /// What the API refused, as a page: its status and its message, and the way back.

@@ -9,15 +9,21 @@
 //!   the stylesheet;
 //! - `form.rs` reads a submitted form; `policy.rs` is a key's policy as a form;
 //! - one module per page: `sign_in.rs`, `keys.rs` (the table, creating), `key.rs` (a key),
-//!   `usage.rs` (a key's traffic chart).
+//!   `usage.rs` (a key's traffic chart), `spend.rs` (balance, spend, executions), `audit.rs`,
+//!   `members.rs` (and accepting an invitation), `admin_keys.rs`.
 
+mod admin_keys;
+mod audit;
 mod form;
 mod key;
+mod key_filter;
 mod keys;
 mod layout;
+mod members;
 mod policy;
 mod session;
 mod sign_in;
+mod spend;
 mod usage;
 
 use crate::state::SharedState;
@@ -40,6 +46,16 @@ pub fn router() -> Router<SharedState> {
         .route("/dashboard/keys/{id}/usage", get(usage::fragment))
         .route("/dashboard/keys/{id}/revoke", get(key::confirm_revoke).post(key::revoke))
         .route("/dashboard/keys/{id}/secrets/{secret_id}/revoke", post(key::revoke_secret))
+        .route(spend::PATH, get(spend::show))
+        .route("/dashboard/executions/{id}", get(spend::execution))
+        .route(audit::PATH, get(audit::show))
+        .route("/dashboard/audit/entries", get(audit::fragment))
+        .route(members::PATH, get(members::list).post(members::invite))
+        .route("/dashboard/members/{id}/role", post(members::change_role))
+        .route("/dashboard/members/{id}/remove", get(members::confirm_remove).post(members::remove))
+        .route(members::ACCEPT, get(members::accept_form).post(members::accept))
+        .route(admin_keys::PATH, get(admin_keys::list).post(admin_keys::create))
+        .route("/dashboard/admin-keys/{id}/revoke", get(admin_keys::confirm_revoke).post(admin_keys::revoke))
         .route("/dashboard/style.css", get(layout::stylesheet))
         .route("/dashboard/app.js", get(layout::script))
         .layer(axum::middleware::from_fn(layout::security_headers))

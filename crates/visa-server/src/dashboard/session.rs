@@ -93,6 +93,13 @@ pub fn set_cookie(token: &str, max_age: time::Duration, https: bool) -> HeaderVa
     HeaderValue::from_str(&cookie).expect("a session token is a cookie value")
 }
 
+/// The answer that opens a browser session (signed in, or an invitation accepted): the cookie
+/// holding `session_token`, and the way to the member's home page.
+pub fn signed_in(state: &crate::state::AppState, session_token: &str, extensions: &axum::http::Extensions) -> Response {
+    let cookie = set_cookie(session_token, state.session_ttl, https(extensions));
+    ([(header::SET_COOKIE, cookie)], Redirect::to(super::HOME)).into_response()
+}
+
 /// The `Set-Cookie` that ends it in the browser.
 pub fn clear_cookie() -> HeaderValue {
     HeaderValue::from_static("visa_session=; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age=0")

@@ -71,8 +71,7 @@ pub async fn submit(
         Ok((_, axum::Json(opened))) => opened,
         Err(e) => return e.into_response(),
     };
-    let cookie = session::set_cookie(&opened.session_token, state.session_ttl, session::https(&extensions));
-    ([(header::SET_COOKIE, cookie)], Redirect::to(super::HOME)).into_response()
+    session::signed_in(&state, &opened.session_token, &extensions)
 }
 
 pub async fn sign_out(State(state): State<SharedState>, Submitted { browser, .. }: Submitted) -> Response {

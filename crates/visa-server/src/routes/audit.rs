@@ -83,6 +83,12 @@ pub struct AuditQuery {
     since: Option<String>,
 }
 
+impl AuditQuery {
+    pub fn new(action: Option<String>, target: Option<String>, since: Option<String>) -> Self {
+        AuditQuery { action, target, since }
+    }
+}
+
 #[utoipa::path(get, path = "/v1/api/audit", tag = "audit", params(ListQuery, AuditQuery),
     responses((status = 200, body = AuditList), (status = 400, body = crate::routes::ErrorBody)),
     security(("session" = [])))]

@@ -85,7 +85,7 @@ pub async fn execute(
 }
 
 /// The `error_code` of an answer, if it is an error (stored replays of errors included).
-fn error_code_of(answer: &ApiResult<Response>) -> Option<String> {
+pub(crate) fn error_code_of(answer: &ApiResult<Response>) -> Option<String> {
     match answer {
         Err(error) => Some(error.0.code.as_str().to_owned()),
         Ok(response) if response.status().is_success() => None,
@@ -104,7 +104,8 @@ async fn execute_with_key(
     let tool = execution::authorize(&state, key, &tool_name, client_ip)?.clone();
     let idempotency_key = idempotency_key(&headers)?;
     let input = parse_input(&body)?;
-    let call = execution::prepare(&state, key, tool, input, idempotency_key, client_ip)?;
+    let request = (execution::Surface::Execute, *idempotency_key.as_bytes());
+    let call = execution::prepare(&state, key, tool, input, request, client_ip)?;
     // Detached: once the hold may be placed, the outcome must be recorded whatever the client does.
     tokio::spawn(async move { execution::execute(&state, call).await })
         .await

@@ -80,16 +80,35 @@ pub struct ExecutionResponse {
     pub execution: ExecutionView,
 }
 
-/// `?state=` filter of execution lists.
+/// `?state=` and `?key_id=` filters of execution lists.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StateQuery {
     /// Only executions in this state.
     #[param(schema_with = crate::routes::schema::execution_state)]
     state: Option<String>,
+    /// Only executions of this key.
+    #[param(value_type = Option<i64>, minimum = 1)]
+    key_id: Option<String>,
 }
 
 impl StateQuery {
+    pub fn of(state: Option<&str>, key_id: Option<&str>) -> Self {
+        StateQuery { state: state.map(str::to_owned), key_id: key_id.map(str::to_owned) }
+    }
+
+    fn key_id(&self) -> ApiResult<Option<i64>> {
+        self.key_id
+            .as_deref()
+            .map(|text| {
+                text.parse::<i64>()
+                    .ok()
+                    .filter(|id| *id > 0)
+                    .ok_or_else(|| ApiError::invalid("key_id must be a positive whole number"))
+            })
+            .transpose()
+    }
+
     fn parse(&self) -> ApiResult<Option<ExecutionState>> {
         self.state
             .as_deref()
@@ -120,11 +139,9 @@ async fn list_page(
     }))
 }
 
-fn state_query(
-    query: Result<Query<StateQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Option<ExecutionState>> {
+fn state_query(query: Result<Query<StateQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult<StateQuery> {
     let Query(query) = query.map_err(|e| ApiError::invalid(format!("invalid query string: {}", e.body_text())))?;
-    query.parse()
+    Ok(query)
 }
 
 #[utoipa::path(get, path = "/v1/api/executions", tag = "executions", params(ListQuery, StateQuery),
@@ -136,8 +153,14 @@ pub async fn list(
     page: ListQuery,
     filter: Result<Query<StateQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<ExecutionListResponse>> {
-    let filter =
-        ExecutionFilter { account_id: Some(reader.account_id()), key_id: reader.key_id(), state: state_query(filter)? };
+    let query = state_query(filter)?;
+    let (asked, own) = (query.key_id()?, reader.key_id());
+    // A key reads only its own executions: asking for another key's matches nothing.
+    let key_id = match (asked, own) {
+        (Some(asked), Some(own)) if asked != own => Some(0),
+        (asked, own) => own.or(asked),
+    };
+    let filter = ExecutionFilter { account_id: Some(reader.account_id()), key_id, state: query.parse()? };
     list_page(&state, filter, page).await
 }
 
@@ -162,7 +185,8 @@ pub async fn operator_list(
     page: ListQuery,
     filter: Result<Query<StateQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<ExecutionListResponse>> {
-    let filter = ExecutionFilter { state: state_query(filter)?, ..Default::default() };
+    let query = state_query(filter)?;
+    let filter = ExecutionFilter { state: query.parse()?, key_id: query.key_id()?, ..Default::default() };
     list_page(&state, filter, page).await
 }
 

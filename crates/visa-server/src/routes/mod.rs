@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod operator;
 pub mod schema;
 pub mod sessions;
+pub mod spend;
 pub mod tools;
 pub mod usage;
 
@@ -58,11 +59,13 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/api/tools", get(tools::list))
         .route("/v1/api/tools/{tool}/execute", post(execute::execute))
         .route("/v1/api/balance", get(balance::balance))
+        .route("/v1/api/spend", get(spend::spend))
         .route("/v1/api/executions", get(executions::list))
         .route("/v1/api/executions/{id}", get(executions::get))
         .route("/v1/operator/executions", get(executions::operator_list))
         .route("/v1/operator/executions/{id}/reconcile", post(executions::reconcile))
         .merge(crate::dashboard::router())
+        .merge(crate::openai::router())
         .route_layer(axum::middleware::from_fn(metrics::tag_route))
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::not_found)
@@ -128,6 +131,16 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
+    /// The cursors and limit of a query string (`limit=100`, `starting_after=12`), as a request
+    /// would carry them.
+    pub fn from_uri_query(query: &str) -> ApiResult<Self> {
+        let uri: axum::http::Uri =
+            format!("/?{query}").parse().map_err(|_| ApiError::invalid("invalid query string"))?;
+        Query::<ListQuery>::try_from_uri(&uri)
+            .map(|Query(q)| q)
+            .map_err(|e| ApiError::invalid(format!("invalid query string: {}", e.body_text())))
+    }
+
     pub fn page(&self) -> ApiResult<PageRequest> {
         Ok(PageRequest::parse(self.limit.as_deref(), self.starting_after.as_deref(), self.ending_before.as_deref())?)
     }
@@ -137,9 +150,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        Query::<ListQuery>::try_from_uri(&parts.uri)
-            .map(|Query(q)| q)
-            .map_err(|e| ApiError::invalid(format!("invalid query string: {}", e.body_text())))
+        ListQuery::from_uri_query(parts.uri.query().unwrap_or_default())
     }
 }
 

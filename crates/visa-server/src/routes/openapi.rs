@@ -58,6 +58,7 @@ use visa_core::ErrorCode;
         super::tools::list,
         super::execute::execute,
         super::balance::balance,
+        super::spend::spend,
         super::executions::list,
         super::executions::get,
         super::executions::operator_list,

@@ -296,6 +296,10 @@ impl<E: Engine> Store for SqlStore<E> {
         self.read(move |conn| usage::of_key(conn, key_id, since_minute, until_minute)).await
     }
 
+    async fn account_spend(&self, account_id: i64, since_day: i64) -> StoreResult<Vec<DaySpend>> {
+        self.read(move |conn| usage::account_spend(conn, account_id, since_day)).await
+    }
+
     async fn account_by_id(&self, account_id: i64) -> StoreResult<Option<Account>> {
         self.read(move |conn| accounts::account_where(conn, "id = ?1", account_id)).await
     }

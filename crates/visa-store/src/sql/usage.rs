@@ -7,7 +7,7 @@
 
 use super::db::{Db, Dialect, params};
 use crate::StoreResult;
-use crate::model::UsageCount;
+use crate::model::{DaySpend, UsageCount};
 use std::collections::BTreeMap;
 use visa_core::money::Micros;
 
@@ -103,6 +103,15 @@ pub(crate) fn roll_up(conn: &dyn Db, before_minute: i64, bucket: Bucket, limit: 
 
 /// The counts of `key_id` in [`since_minute`, `until_minute`), by secret and minute, with
 /// what executions started in each minute were charged.
+pub(crate) fn account_spend(conn: &dyn Db, account_id: i64, since_day: i64) -> StoreResult<Vec<DaySpend>> {
+    let rows = conn.query(
+        "SELECT d.day_number, d.key_id, d.spent_micros FROM key_days d JOIN keys k ON k.id = d.key_id \
+         WHERE k.account_id = ?1 AND d.day_number >= ?2 AND d.spent_micros > 0 ORDER BY d.day_number, d.key_id",
+        params![account_id, since_day],
+    )?;
+    rows.iter().map(|r| Ok(DaySpend { day_number: r.get(0)?, key_id: r.get(1)?, spent: Micros(r.get(2)?) })).collect()
+}
+
 pub(crate) fn of_key(conn: &dyn Db, key_id: i64, since_minute: i64, until_minute: i64) -> StoreResult<Vec<UsageCount>> {
     let mut rows: BTreeMap<(i64, i64), UsageCount> = Default::default();
     let counted = conn.query(

@@ -1,0 +1,210 @@
+//! The audit log: `GET /v1/api/audit` (`routes::audit::list` with the member's session) as a
+//! table — time, actor, action, target, each changed field before → after, IP and user agent
+//! — with the API's filters (action, target, since) and cursors. On the first page the table
+//! follows new entries live: `app.js` re-fetches `/dashboard/audit/entries` every few seconds.
+
+use super::layout;
+use super::session::Browser;
+use crate::routes::audit::{self, AuditEntryView, AuditQuery};
+use crate::routes::{ListPage, ListQuery};
+use crate::state::SharedState;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+pub const PATH: &str = "/dashboard/audit";
+
+/// The actions the server records, offered in the filter.
+const ACTIONS: [&str; 18] = [
+    "account.approval_changed",
+    "account.created",
+    "account.credited",
+    "admin_key.created",
+    "admin_key.revoked",
+    "key.created",
+    "key.revoked",
+    "key.revoked_leaked",
+    "key.rotated",
+    "key.secret_revoked",
+    "key.updated",
+    "member.invited",
+    "member.joined",
+    "member.password_changed",
+    "member.removed",
+    "member.role_changed",
+    "session.created",
+    "session.ended",
+];
+
+/// The filters and cursors as the page's query string carries them.
+#[derive(Default, Deserialize)]
+pub struct Filter {
+    action: Option<String>,
+    target: Option<String>,
+    /// A `datetime-local` value, read as UTC.
+    since: Option<String>,
+    starting_after: Option<String>,
+    ending_before: Option<String>,
+}
+
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+impl Filter {
+    fn api_query(&self) -> AuditQuery {
+        let since = given(&self.since).map(|t| if t.len() == 16 { format!("{t}:00Z") } else { format!("{t}Z") });
+        AuditQuery::new(given(&self.action).map(str::to_owned), given(&self.target).map(str::to_owned), since)
+    }
+
+    /// The filters (not the cursors) as a query string.
+    fn filters(&self) -> String {
+        [("action", &self.action), ("target", &self.target), ("since", &self.since)]
+            .into_iter()
+            .filter_map(|(name, value)| given(value).map(|v| format!("{name}={}", layout::urlencode(v))))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    fn cursors(&self) -> String {
+        [("starting_after", &self.starting_after), ("ending_before", &self.ending_before)]
+            .into_iter()
+            .filter_map(|(name, value)| given(value).map(|v| format!("{name}={}", layout::urlencode(v))))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    fn first_page(&self) -> bool {
+        given(&self.starting_after).is_none() && given(&self.ending_before).is_none()
+    }
+}
+
+/// The entries the filter selects, as the table and its pager; or the API's refusal.
+async fn entries(state: &SharedState, browser: &Browser, filter: &Filter) -> Result<Markup, crate::error::ApiError> {
+    let page = ListQuery::from_uri_query(&filter.cursors())?;
+    let axum::Json(listed) =
+        audit::list(State(state.clone()), browser.session.clone(), page, Ok(Query(filter.api_query()))).await?;
+    Ok(html! {
+        @if listed.entries.is_empty() { p { "No entries." } } @else { (table(&listed.entries)) }
+        (pager(&listed.page, filter))
+    })
+}
+
+pub async fn show(State(state): State<SharedState>, browser: Browser, Query(filter): Query<Filter>) -> Response {
+    let listed = match entries(&state, &browser, &filter).await {
+        Ok(listed) => listed,
+        Err(e) => return layout::refused(&state, &browser, PATH, e),
+    };
+    let live = format!("{PATH}/entries?{}", filter.filters());
+    let body = html! {
+        (filter_form(&filter))
+        @if filter.first_page() {
+            p.live { "New entries appear here as they happen." }
+            div #audit-entries data-refresh=(live) aria-live="polite" { (listed) }
+        } @else {
+            div #audit-entries { (listed) }
+        }
+    };
+    layout::page(&state, &browser, PATH, "Audit log", body).into_response()
+}
+
+/// The table alone, for the live refresh.
+pub async fn fragment(State(state): State<SharedState>, browser: Browser, Query(filter): Query<Filter>) -> Response {
+    match entries(&state, &browser, &filter).await {
+        Ok(listed) => listed.into_response(),
+        Err(e) => html! { p.error role="alert" { (e.0.message) } }.into_response(),
+    }
+}
+
+fn filter_form(filter: &Filter) -> Markup {
+    html! {
+        form.filters method="get" action=(PATH) {
+            label for="action" { "Action" }
+            select #action name="action" {
+                option value="" { "any" }
+                @for action in ACTIONS {
+                    @if given(&filter.action) == Some(action) { option value=(action) selected { (action) } }
+                    @else { option value=(action) { (action) } }
+                }
+            }
+            label for="target" { "Target (e.g. key:12, member:3)" }
+            input #target name="target" type="text" value=(given(&filter.target).unwrap_or(""));
+            label for="since" { "Since (UTC)" }
+            input #since name="since" type="datetime-local" value=(given(&filter.since).unwrap_or(""));
+            button type="submit" { "Filter" }
+        }
+    }
+}
+
+fn actor(entry: &AuditEntryView) -> String {
+    match (entry.actor.kind.as_str(), &entry.actor.name) {
+        ("operator", _) => "operator".into(),
+        ("admin_key", Some(name)) => format!("admin key {name}"),
+        (_, Some(name)) => name.clone(),
+        (kind, None) => kind.to_owned(),
+    }
+}
+
+/// Each changed field: `field: before → after`.
+fn changes(entry: &AuditEntryView) -> Markup {
+    let Some(fields) = entry.changes.as_object().filter(|f| !f.is_empty()) else { return html! {} };
+    let shown = |v: Option<&serde_json::Value>| match v {
+        None | Some(serde_json::Value::Null) => "—".to_owned(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    html! {
+        ul.changes {
+            @for (field, change) in fields {
+                li {
+                    code { (field) } ": "
+                    @if change.get("before").is_some() || change.get("after").is_some() {
+                        (shown(change.get("before"))) " → " (shown(change.get("after")))
+                    } @else { (shown(Some(change))) }
+                }
+            }
+        }
+    }
+}
+
+fn table(list: &[AuditEntryView]) -> Markup {
+    html! {
+        table.audit {
+            caption { "Audit log, newest first" }
+            thead { tr {
+                th scope="col" { "Time" } th scope="col" { "Actor" } th scope="col" { "Action" } th scope="col" { "Target" }
+                th scope="col" { "Changes" } th scope="col" { "IP" } th scope="col" { "User agent" }
+            } }
+            tbody {
+                @for entry in list {
+                    tr {
+                        td { (layout::when(&entry.created_at)) }
+                        td { (actor(entry)) }
+                        td { code { (entry.action) } }
+                        td { (entry.target) }
+                        td { (changes(entry)) }
+                        td { (entry.ip.as_deref().unwrap_or("—")) }
+                        td.agent { (entry.user_agent.as_deref().unwrap_or("—")) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn pager(page: &ListPage, filter: &Filter) -> Markup {
+    let with = |name: &str, cursor: i64| {
+        let filters = filter.filters();
+        let sep = if filters.is_empty() { "" } else { "&" };
+        format!("{PATH}?{filters}{sep}{name}={cursor}")
+    };
+    html! {
+        nav.pager aria-label="Pages" {
+            @if let Some(cursor) = page.previous_cursor { a href=(with("ending_before", cursor)) { "Newer entries" } }
+            @if let (true, Some(cursor)) = (page.has_more, page.next_cursor) {
+                a href=(with("starting_after", cursor)) { "Older entries" }
+            }
+        }
+    }
+}

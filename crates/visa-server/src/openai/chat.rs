@@ -1,0 +1,99 @@
+//! `POST /v1/openai/chat/completions`: OpenAI's chat request as is, `model` naming an
+//! `openai_chat` tool (id or alias) the key may use. Authentication, the tool checks and their
+//! order, the Idempotency-Key, the hold from `max_tokens`, metering from `usage`, the ledger and
+//! the usage counts are the execute route's (`crate::execution`); only the shapes differ.
+//!
+//! The Idempotency-Key is required here too. SDKs retry on their own (connection errors, 408,
+//! 409, 429, 5xx) with the same headers, so a key set per call makes their retries safe; since
+//! SDK-generated keys are not UUIDs, any printable ASCII up to 255 characters is accepted and
+//! stored as the first 16 bytes of its SHA-256 (scoped per API key, like every key).
+
+use super::OpenAiError;
+use crate::auth::tool_key;
+use crate::catalog::AdapterSpec;
+use crate::error::{ApiError, ApiResult};
+use crate::execution::{self, Surface};
+use crate::extract::{ClientIp, RawJsonBody, idempotency_key_header};
+use crate::state::SharedState;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::net::IpAddr;
+use visa_core::ErrorCode;
+use visa_core::policy::truncate_for_message;
+use visa_store::AuthRecord;
+
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+const MISSING_KEY: &str = "send an Idempotency-Key header with every chat completion, the same on every retry of one \
+    call: with the OpenAI SDKs, pass extra_headers={\"Idempotency-Key\": str(uuid4())} (Python) or \
+    { headers: { \"Idempotency-Key\": randomUUID() } } (Node) per call; the SDK reuses it on its own retries";
+
+pub async fn completions(
+    State(state): State<SharedState>,
+    client_ip: Result<ClientIp, ApiError>,
+    headers: HeaderMap,
+    body: Result<RawJsonBody, ApiError>,
+) -> Response {
+    let answer = async {
+        let ClientIp(client_ip) = client_ip?;
+        let key = tool_key::authenticate(&state, &headers, client_ip).await.map_err(execution::execute_path_error)?;
+        let answer = complete(state.clone(), &key, &headers, body?, client_ip).await;
+        let code = crate::routes::execute::error_code_of(&answer);
+        state.request_counts.record(key.key.id, key.secret_id, state.now(), code.as_deref());
+        answer
+    };
+    match answer.await {
+        Ok(response) => response,
+        Err(error) => OpenAiError(error).into_response(),
+    }
+}
+
+async fn complete(
+    state: SharedState,
+    key: &AuthRecord,
+    headers: &HeaderMap,
+    body: RawJsonBody,
+    client_ip: IpAddr,
+) -> ApiResult<Response> {
+    let request: Value = body.parse()?;
+    let Some(model) = request.get("model").and_then(Value::as_str).map(str::to_owned) else {
+        return Err(ApiError::invalid(
+            "model is required: the id of a chat tool this key may use (GET /v1/openai/models)",
+        ));
+    };
+    let tool = execution::authorize(&state, key, &model, client_ip)?.clone();
+    if !matches!(tool.adapter, AdapterSpec::OpenaiChat { .. }) {
+        return Err(ApiError::new(
+            ErrorCode::ToolNotFound,
+            format!(
+                "'{}' is not a chat model (tool '{}' is not an openai_chat tool)",
+                truncate_for_message(&model),
+                tool.id
+            ),
+        ));
+    }
+    if request.get("stream").and_then(Value::as_bool) == Some(true) {
+        return Err(ApiError::invalid("stream: true is not supported yet"));
+    }
+    let idempotency_key = idempotency_key(headers)?;
+    let call = execution::prepare(&state, key, tool, request, (Surface::OpenAi { model }, idempotency_key), client_ip)?;
+    // Detached, as on execute: once the hold may be placed, the outcome is recorded whatever
+    // the client does.
+    tokio::spawn(async move { execution::execute(&state, call).await })
+        .await
+        .map_err(|_| ApiError(visa_core::Rejection::internal()))?
+}
+
+/// The `Idempotency-Key`: 1 to 255 printable ASCII characters, hashed to the store's 16 bytes.
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<[u8; 16]> {
+    let text = idempotency_key_header(headers)?.ok_or_else(|| ApiError::invalid(MISSING_KEY))?;
+    if text.is_empty() || text.len() > MAX_IDEMPOTENCY_KEY || !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(ApiError::invalid("Idempotency-Key must be 1 to 255 printable ASCII characters"));
+    }
+    let digest = Sha256::new().chain_update(b"visa-openai-idempotency\0").chain_update(text).finalize();
+    let mut key = [0; 16];
+    key.copy_from_slice(&digest[..16]);
+    Ok(key)
+}

@@ -1,0 +1,101 @@
+//! The OpenAI-compatible surface, `/v1/openai`: the official OpenAI SDKs (and what is built on
+//! them) work against Visa Keys with only `base_url` and the key changed. It is a second face
+//! of the same money path, not a second money path: a chat completion is one paid call of an
+//! `openai_chat` tool (`crate::execution`, with [`Surface::OpenAi`](crate::execution::Surface)
+//! shaping its answers), so keys, policy, caps, balance, rate limit, hold, metering, ledger,
+//! Idempotency-Key and audit are exactly the execute route's.
+//!
+//! - `chat.rs`: `POST /v1/openai/chat/completions`;
+//! - `models.rs`: `GET /v1/openai/models` and `/models/{id}`, the chat tools a key may use;
+//! - here: OpenAI's error shape (`{"error": {"message", "type", "code", "param"}}`, `code`
+//!   being our `error_code`) and the completion body a call answers and stores for replays.
+
+mod chat;
+mod models;
+
+use crate::error::ApiError;
+use crate::routes::execute::Receipt;
+use crate::state::SharedState;
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use serde_json::{Value, json};
+use visa_core::ErrorCode;
+use visa_core::money::Micros;
+use visa_store::ExecutionRecord;
+
+pub fn router() -> Router<SharedState> {
+    Router::new()
+        .route("/v1/openai/chat/completions", post(chat::completions))
+        .route("/v1/openai/models", get(models::list))
+        .route("/v1/openai/models/{id}", get(models::get))
+        .route("/v1/openai/{*rest}", any(|| async { OpenAiError(ApiError::new(ErrorCode::NotFound, "no such route")) }))
+}
+
+/// OpenAI's `error.type` for a status, as its SDKs and clients expect it.
+fn error_type(status: u16) -> &'static str {
+    match status {
+        400 | 413 | 415 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        409 => "conflict_error",
+        429 => "rate_limit_error",
+        _ => "api_error",
+    }
+}
+
+/// An error in OpenAI's shape: `message`, `type`, `code` (our `error_code`), `param`, plus
+/// our `retryable`, `retry_after` and any details (`support_id`, `receipt`).
+pub fn error_body(error: &ApiError) -> Value {
+    let r = &error.0;
+    let mut inner = json!({
+        "message": r.message,
+        "type": error_type(r.code.status()),
+        "code": r.code.as_str(),
+        "param": null,
+        "retryable": r.retryable,
+    });
+    if let Some(seconds) = r.retry_after {
+        inner["retry_after"] = json!(seconds);
+    }
+    for (name, value) in r.details.iter().flatten() {
+        inner[name] = value.clone();
+    }
+    json!({ "error": inner })
+}
+
+/// A refusal on this surface: OpenAI's shape, the code's status, `Retry-After` when set.
+pub struct OpenAiError(pub ApiError);
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(error_body(&self.0))).into_response();
+        if let Some(seconds) = self.0.0.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// What a chat completion answers (and stores for replays): the provider's completion under
+/// the model name the caller used, with the charge in an extra `visa` member (SDKs keep
+/// unknown members: `completion.model_extra["visa"]` in Python).
+pub fn completion_body(
+    mut completion: Value,
+    model: &str,
+    execution: &ExecutionRecord,
+    charged: Micros,
+    receipt: Option<Receipt>,
+) -> Vec<u8> {
+    completion["model"] = json!(model);
+    completion["visa"] = json!({
+        "execution_id": execution.public_id,
+        "charged_micros": charged.to_string(),
+        "charged_cents": charged.cents_ceil(),
+        "receipt": receipt,
+    });
+    serde_json::to_vec(&completion).unwrap_or_default()
+}

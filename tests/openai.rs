@@ -1,0 +1,150 @@
+//! The OpenAI-compatible surface over HTTP against the real server and a local OpenAI-style
+//! provider: a completion is a paid call of the same money path (charged from `usage`, once
+//! per Idempotency-Key, replayed byte for byte), models are the key's chat tools, and every
+//! refusal is OpenAI's error shape with our `error_code` as `code`. (`tests/openai_sdk.rs`
+//! drives the same surface with the official Python SDK.)
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use visa_e2e::TestApp;
+use visa_e2e::mock_provider::MockProvider;
+use visa_e2e::mock_provider::chat_catalog;
+
+async fn app(mock: &MockProvider, key_var: &str) -> TestApp {
+    // SAFETY: the variable is unique to the calling test and set before the server reads it.
+    unsafe { std::env::set_var(key_var, "sk-provider-secret-0123456789") };
+    let catalog = chat_catalog(mock, key_var);
+    TestApp::spawn_with(|c| c.catalog = catalog).await
+}
+
+async fn chat(app: &TestApp, key: &str, body: Value, idempotency_key: Option<&str>) -> visa_e2e::Reply {
+    let mut headers = vec![("Authorization".to_owned(), format!("Bearer {key}"))];
+    if let Some(k) = idempotency_key {
+        headers.push(("Idempotency-Key".to_owned(), k.to_owned()));
+    }
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    app.call(Method::POST, "/v1/openai/chat/completions", None, Some(body), &headers).await
+}
+
+fn hello(model: &str) -> Value {
+    json!({ "model": model, "messages": [{ "role": "user", "content": "hello" }], "max_tokens": 1000 })
+}
+
+/// OpenAI's error shape with our code.
+fn assert_openai_error(reply: &visa_e2e::Reply, status: u16, code: &str, kind: &str) {
+    assert_eq!(reply.status.as_u16(), status, "{}", reply.body);
+    let error = &reply.body["error"];
+    assert_eq!((error["code"].as_str(), error["type"].as_str()), (Some(code), Some(kind)), "{}", reply.body);
+    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", reply.body);
+    assert!(error.get("param").is_some(), "param is present (null): {}", reply.body);
+    assert!(reply.body.get("success").is_none(), "not our envelope: {}", reply.body);
+}
+
+#[tokio::test]
+async fn a_completion_is_charged_from_usage_once_per_idempotency_key_and_replayed() {
+    let mock = MockProvider::start().await;
+    let app = app(&mock, "VISA_TEST_OPENAI_KEY_1").await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+
+    let first = chat(&app, &key, hello("gpt-mock"), Some("sdk-retry-7f3a")).await;
+    assert_eq!(first.status.as_u16(), 200, "{}", first.body);
+    assert_eq!(first.body["object"], "chat.completion");
+    assert_eq!(first.body["model"], "gpt-mock", "the name the caller used");
+    assert_eq!(first.body["choices"][0]["message"]["content"], "hi from the mock");
+    // 1,000 prompt tokens at $0.15/M and 500 completion tokens at $0.60/M: 150 + 300 micros.
+    assert_eq!(first.body["visa"]["charged_micros"], "450");
+    assert_eq!(app.balance_micros(&session).await, before - 450);
+    // The provider got the catalog's model and our limit, never the caller's alias.
+    let sent = mock.behaviour.last_body.lock().unwrap().clone();
+    assert_eq!((sent["model"].as_str(), sent["max_tokens"].as_u64()), (Some("mock-model"), Some(1000)));
+
+    // The same key again: the stored bytes, no provider call, no charge.
+    let again = chat(&app, &key, hello("gpt-mock"), Some("sdk-retry-7f3a")).await;
+    assert_eq!((again.status.as_u16(), again.raw.as_slice()), (200, first.raw.as_slice()));
+    assert_eq!(again.headers.get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
+    assert_eq!((mock.calls(), app.balance_micros(&session).await), (1, before - 450));
+    // The same key with another body is refused; a new key is a new call.
+    let other = chat(&app, &key, hello("chat"), Some("sdk-retry-7f3a")).await;
+    assert_openai_error(&other, 409, "IDEMPOTENT_REPLAY", "conflict_error");
+    assert_eq!(chat(&app, &key, hello("chat"), Some("another-call")).await.status.as_u16(), 200);
+    assert_eq!(mock.calls(), 2);
+    // It is the same execution record as on execute: listed, with its receipt.
+    let listed = app.get("/v1/api/executions", &session).await;
+    let newest = &listed.assert_ok(200)["executions"][0];
+    assert_eq!((newest["tool"].as_str(), newest["charged_micros"].as_str()), (Some("chat"), Some("450")));
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+#[tokio::test]
+async fn refusals_are_openai_errors_and_nothing_reaches_the_provider() {
+    let mock = MockProvider::start().await;
+    let app = app(&mock, "VISA_TEST_OPENAI_KEY_2").await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let (_, echo_only) = app.key(&session, json!({ "label": "echo-only", "allowed_tools": ["echo"] })).await;
+    let before = app.balance_micros(&session).await;
+
+    let missing = chat(&app, &key, hello("chat"), None).await;
+    assert_openai_error(&missing, 400, "INVALID_REQUEST", "invalid_request_error");
+    assert!(missing.body["error"]["message"].as_str().unwrap().contains("extra_headers"), "says how: {}", missing.body);
+    let unknown = chat(&app, "VisaKey_live_notakey", hello("chat"), Some("k1")).await;
+    assert_openai_error(&unknown, 401, "AUTH_INVALID", "authentication_error");
+    let forbidden = chat(&app, &echo_only, hello("chat"), Some("k2")).await;
+    assert_openai_error(&forbidden, 403, "TOOL_NOT_PERMITTED", "permission_error");
+    let no_model = chat(&app, &key, hello("no-such-model"), Some("k3")).await;
+    assert_openai_error(&no_model, 404, "TOOL_NOT_FOUND", "not_found_error");
+    let not_chat = chat(&app, &key, hello("echo"), Some("k4")).await;
+    assert_openai_error(&not_chat, 404, "TOOL_NOT_FOUND", "not_found_error");
+    let long_key = "k".repeat(256);
+    assert_openai_error(
+        &chat(&app, &key, hello("chat"), Some(&long_key)).await,
+        400,
+        "INVALID_REQUEST",
+        "invalid_request_error",
+    );
+    let unbounded = json!({ "model": "chat", "messages": [], "max_tokens": 100, "prediction": {} });
+    assert_openai_error(
+        &chat(&app, &key, unbounded, Some("k5")).await,
+        400,
+        "INVALID_REQUEST",
+        "invalid_request_error",
+    );
+    assert_eq!(mock.calls(), 0, "no refusal reached the provider");
+    assert_eq!(app.balance_micros(&session).await, before, "nothing charged");
+
+    // A provider failure: 502 in OpenAI's shape, retryable, with its Retry-After; nothing charged.
+    mock.behaviour.status.store(500, std::sync::atomic::Ordering::SeqCst);
+    let failed = chat(&app, &key, hello("chat"), Some("k6")).await;
+    assert_openai_error(&failed, 502, "UPSTREAM_ERROR", "api_error");
+    assert_eq!(failed.body["error"]["retryable"], true);
+    assert_eq!(failed.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("7"));
+    mock.behaviour.status.store(0, std::sync::atomic::Ordering::SeqCst);
+    // The retry with the same key runs (the failure freed it) and is charged once.
+    assert_eq!(chat(&app, &key, hello("chat"), Some("k6")).await.status.as_u16(), 200);
+    assert_eq!(mock.calls(), 2);
+    assert_eq!(app.balance_micros(&session).await, before - 450);
+    // Unknown routes under the surface answer in its shape too.
+    let nowhere = app.call(Method::GET, "/v1/openai/embeddings", Some(&key), None, &[]).await;
+    assert_openai_error(&nowhere, 404, "NOT_FOUND", "not_found_error");
+}
+
+#[tokio::test]
+async fn models_are_the_chat_tools_the_key_may_use() {
+    let mock = MockProvider::start().await;
+    let app = app(&mock, "VISA_TEST_OPENAI_KEY_3").await;
+    let (session, _, all) = app.funded_key("octocat").await;
+    let (_, echo_only) = app.key(&session, json!({ "label": "echo-only", "allowed_tools": ["echo"] })).await;
+    let listed = app.call(Method::GET, "/v1/openai/models", Some(&all), None, &[]).await;
+    assert_eq!(listed.status.as_u16(), 200, "{}", listed.body);
+    assert_eq!(listed.body["object"], "list");
+    let ids: Vec<&str> = listed.body["data"].as_array().unwrap().iter().filter_map(|m| m["id"].as_str()).collect();
+    assert_eq!(ids, ["chat"], "chat tools only, not echo");
+    let none = app.call(Method::GET, "/v1/openai/models", Some(&echo_only), None, &[]).await;
+    assert_eq!(none.body["data"], json!([]));
+    let one = app.call(Method::GET, "/v1/openai/models/gpt-mock", Some(&all), None, &[]).await;
+    assert_eq!((one.status.as_u16(), one.body["id"].as_str()), (200, Some("chat")), "an alias finds its tool");
+    let hidden = app.call(Method::GET, "/v1/openai/models/chat", Some(&echo_only), None, &[]).await;
+    assert_openai_error(&hidden, 404, "TOOL_NOT_FOUND", "not_found_error");
+    let anonymous = app.call(Method::GET, "/v1/openai/models", None, None, &[]).await;
+    assert_openai_error(&anonymous, 401, "AUTH_REQUIRED", "authentication_error");
+}

@@ -1,0 +1,118 @@
+//! The OpenAI-compatible surface with the official `openai` Python SDK as the client (from the
+//! tests' venv, `tests/python/requirements.txt`), against the real server in front of a local
+//! OpenAI-style provider. `tests/python/openai_sdk_client.py` makes the calls as an application
+//! would, with only `base_url` and the key changed; this side checks the provider's calls, the
+//! charges to the micro and the ledger.
+
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+use visa_e2e::TestApp;
+use visa_e2e::mock_provider::{MockProvider, chat_catalog};
+
+/// Runs one scenario of the SDK script and returns what it printed.
+async fn sdk(app: &TestApp, scenario: &str, key: &str, arg: Option<&str>) -> Value {
+    let python = visa_e2e::python_venv().join("bin/python");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/openai_sdk_client.py");
+    let base_url = app.url("/v1/openai");
+    let mut command = tokio::process::Command::new(python);
+    command.arg(script).args([scenario, &base_url, key]).args(arg);
+    let out = command.output().await.expect("the venv's python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{scenario}: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("{scenario} printed {stdout}"))
+}
+
+async fn app(mock: &MockProvider, var: &str) -> TestApp {
+    // SAFETY: the variable is unique to the calling test and set before the server reads it.
+    unsafe { std::env::set_var(var, "sk-provider-secret-0123456789") };
+    let catalog = chat_catalog(mock, var);
+    TestApp::spawn_with(|c| c.catalog = catalog).await
+}
+
+/// 1,000 prompt tokens at $0.15/M and 500 completion tokens at $0.60/M.
+const CALL_MICROS: i64 = 450;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdk_calls_are_metered_once_and_retried_safely() {
+    let mock = MockProvider::start().await;
+    let app = app(&mock, "VISA_TEST_SDK_KEY_1").await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+
+    let plain = sdk(&app, "plain", &key, None).await;
+    assert_eq!(plain["content"], "hi from the mock");
+    assert_eq!(plain["visa"]["charged_micros"], CALL_MICROS.to_string());
+    let alias = sdk(&app, "plain", &key, Some("gpt-mock")).await;
+    assert_eq!(alias["model"], "gpt-mock");
+    assert_eq!((mock.calls(), app.balance_micros(&session).await), (2, before - 2 * CALL_MICROS));
+
+    // The same Idempotency-Key twice: one provider call, one charge, the same completion.
+    let twice = sdk(&app, "same_key_twice", &key, None).await;
+    assert_eq!(twice["first"], twice["second"]);
+    assert_eq!((mock.calls(), app.balance_micros(&session).await), (3, before - 3 * CALL_MICROS));
+
+    // A provider 500: we answer 502 retryable, the SDK retries by itself with the same key,
+    // the provider is called twice, the account is charged once.
+    mock.behaviour.fail_next.store(1, Ordering::SeqCst);
+    let retried = sdk(&app, "retried", &key, Some("sdk-retried-call-1")).await;
+    assert_eq!(retried["content"], "hi from the mock");
+    assert_eq!((mock.calls(), app.balance_micros(&session).await), (5, before - 4 * CALL_MICROS));
+    let executions = app.get("/v1/api/executions?limit=2", &session).await.assert_ok(200)["executions"].clone();
+    let states: Vec<&str> = executions.as_array().unwrap().iter().filter_map(|e| e["state"].as_str()).collect();
+    assert_eq!(states, ["succeeded", "voided"], "the failed attempt voided, the retry captured");
+
+    let models = sdk(&app, "models", &key, None).await;
+    assert_eq!(models["ids"], json!(["chat"]));
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdk_raises_its_typed_errors_with_our_codes() {
+    let mock = MockProvider::start().await;
+    let app = app(&mock, "VISA_TEST_SDK_KEY_2").await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let (_, echo_only) = app.key(&session, json!({ "label": "echo-only", "allowed_tools": ["echo"] })).await;
+    let errors = sdk(&app, "errors", &key, Some(&echo_only)).await;
+    let seen =
+        |case: &str| (errors[case]["class"].clone(), errors[case]["status"].clone(), errors[case]["code"].clone());
+    assert_eq!(seen("bad_key"), (json!("AuthenticationError"), json!(401), json!("AUTH_INVALID")));
+    assert_eq!(seen("not_allowed"), (json!("PermissionDeniedError"), json!(403), json!("TOOL_NOT_PERMITTED")));
+    assert_eq!(seen("unknown_model"), (json!("NotFoundError"), json!(404), json!("TOOL_NOT_FOUND")));
+    assert_eq!(seen("no_idempotency_key"), (json!("BadRequestError"), json!(400), json!("INVALID_REQUEST")));
+    assert_eq!(mock.calls(), 0, "a refused call never reaches the provider");
+
+    // A cap reached mid-conversation: RateLimitError with RATE_LIMITED, nothing more charged.
+    let (_, capped) = app.key(&session, json!({ "label": "capped", "daily_cap_cents": 1 })).await;
+    let before = app.balance_micros(&session).await;
+    let reached = sdk(&app, "capped", &capped, None).await;
+    assert_eq!(reached["refused"], json!({ "class": "RateLimitError", "status": 429, "code": "RATE_LIMITED" }));
+    let succeeded = reached["succeeded"].as_i64().unwrap();
+    assert!(succeeded >= 1, "{reached}");
+    assert_eq!(app.balance_micros(&session).await, before - succeeded * CALL_MICROS);
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn racing_sdk_calls_never_spend_past_the_cap() {
+    let mock = MockProvider::start().await;
+    let app = app(&mock, "VISA_TEST_SDK_KEY_3").await;
+    let (session, _, _) = app.funded_key("octocat").await;
+    let (key_id, capped) = app.key(&session, json!({ "label": "raced", "daily_cap_cents": 1 })).await;
+    let before = app.balance_micros(&session).await;
+    let raced = sdk(&app, "race", &capped, Some("40")).await;
+    let results = raced["results"].as_array().unwrap();
+    let charged: Vec<i64> = results.iter().filter_map(|r| r.as_str()?.parse().ok()).collect();
+    let refused = results.iter().filter(|r| r.as_str() == Some("RATE_LIMITED")).count();
+    assert_eq!(charged.len() + refused, 40, "every call succeeded or was refused by the cap: {raced}");
+    assert!(charged.iter().all(|c| *c == CALL_MICROS));
+    let spent = charged.len() as i64 * CALL_MICROS;
+    assert!(spent <= 10_000, "a 1-cent cap: {spent} micros");
+    assert_eq!(app.balance_micros(&session).await, before - spent);
+    assert_eq!(mock.calls(), charged.len(), "one provider call per charged call");
+    // The cap is used up to what one more call's hold needs: the next call is refused.
+    let key = app.get(&format!("/v1/api/keys/{key_id}"), &session).await.assert_ok(200).clone();
+    assert_eq!(key["spent_today_cents"].as_i64(), Some((spent + 9_999) / 10_000));
+    let again = sdk(&app, "capped", &capped, None).await;
+    assert_eq!(again["succeeded"], 0, "no room left: {again}");
+    assert!(app.verify_ledger().await.is_empty());
+}

@@ -1,0 +1,103 @@
+"""The official `openai` SDK as a client of Visa Keys' OpenAI-compatible surface.
+
+tests/openai_sdk.rs starts the server and a mock provider, then runs one scenario of this
+script per step: `python openai_sdk_client.py SCENARIO BASE_URL KEY [ARG]`. The script makes
+the calls through the SDK exactly as an application would (only base_url and api_key changed)
+and prints one JSON object with what the SDK returned or raised; the Rust test asserts on it,
+on the provider's call count and on the ledger.
+"""
+
+import concurrent.futures
+import json
+import sys
+import uuid
+
+import openai
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+def client(base_url, key, retries=2):
+    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=retries, timeout=20)
+
+
+def create(c, model="chat", idempotency_key=None, **extra):
+    headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+    return c.chat.completions.create(model=model, messages=MESSAGES, max_tokens=1000, extra_headers=headers, **extra)
+
+
+def summary(completion):
+    return {
+        "id": completion.id,
+        "model": completion.model,
+        "content": completion.choices[0].message.content,
+        "visa": (completion.model_extra or {}).get("visa"),
+    }
+
+
+def refusal(error):
+    return {"class": type(error).__name__, "status": getattr(error, "status_code", None), "code": getattr(error, "code", None)}
+
+
+def main():
+    scenario, base_url, key = sys.argv[1:4]
+    arg = sys.argv[4] if len(sys.argv) > 4 else None
+    c = client(base_url, key)
+    if scenario == "plain":
+        out = summary(create(c, model=arg or "chat"))
+    elif scenario == "same_key_twice":
+        k = str(uuid.uuid4())
+        out = {"first": summary(create(c, idempotency_key=k)), "second": summary(create(c, idempotency_key=k))}
+    elif scenario == "retried":
+        # The provider fails the first attempt; the SDK retries on its own with the same headers.
+        out = summary(create(c, idempotency_key=arg))
+    elif scenario == "models":
+        out = {"ids": [m.id for m in c.models.list()]}
+    elif scenario == "errors":
+        # One call per typed exception, without the SDK's retries so each error is seen as is.
+        c = client(base_url, key, retries=0)
+        out = {}
+        cases = {
+            "bad_key": lambda: create(client(base_url, "VisaKey_live_bogus", retries=0)),
+            "unknown_model": lambda: create(c, model="no-such-model"),
+            "no_idempotency_key": lambda: c.chat.completions.create(model="chat", messages=MESSAGES),
+            "not_allowed": lambda: create(client(base_url, arg, retries=0)),
+        }
+        for name, call in cases.items():
+            try:
+                call()
+                out[name] = {"class": None}
+            except openai.APIStatusError as e:
+                out[name] = refusal(e)
+    elif scenario == "capped":
+        # Calls until the key's cap refuses one: RateLimitError with our code, no retry.
+        c = client(base_url, key, retries=0)
+        done = 0
+        while True:
+            try:
+                create(c)
+                done += 1
+            except openai.RateLimitError as e:
+                out = {"succeeded": done, "refused": refusal(e)}
+                break
+    elif scenario == "race":
+        # Racing SDK calls, each its own Idempotency-Key, on a key with a small cap.
+        c = client(base_url, key, retries=0)
+        calls = int(arg)
+
+        def one(_):
+            try:
+                return summary(create(c))["visa"]["charged_micros"]
+            except openai.RateLimitError as e:
+                return refusal(e)["code"]
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+            results = list(pool.map(one, range(calls)))
+        out = {"results": results}
+    else:
+        raise SystemExit(f"unknown scenario {scenario}")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
