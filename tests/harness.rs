@@ -422,6 +422,13 @@ pub mod mock_provider {
         pub status: AtomicU16,
         /// Answer this many calls more with a bare 500 (no Retry-After), then as usual.
         pub fail_next: AtomicUsize,
+        /// Streamed chat: content chunks per answer (0 means 4), the pause before each, and
+        /// whether the stream is cut after its second chunk (no usage, no `[DONE]`).
+        pub stream_chunks: AtomicUsize,
+        pub stream_delay_ms: AtomicU64,
+        pub stream_cut: std::sync::atomic::AtomicBool,
+        /// Streams that ran to their end (their usage chunk sent).
+        pub streams_completed: AtomicUsize,
         pub prompt_tokens: AtomicU64,
         pub completion_tokens: AtomicU64,
         pub delay_ms: AtomicU64,
@@ -551,6 +558,9 @@ pub mod mock_provider {
         if let Some(raw) = raw(&b) {
             return raw;
         }
+        if body["stream"] == json!(true) {
+            return stream(b, body);
+        }
         let (mut prompt, mut completion) =
             (b.prompt_tokens.load(Ordering::SeqCst), b.completion_tokens.load(Ordering::SeqCst));
         if b.realistic_usage.load(Ordering::SeqCst) {
@@ -567,6 +577,47 @@ pub mod mock_provider {
             "usage": { "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion }
         }))
         .into_response()
+    }
+
+    /// A streamed chat answer as OpenAI sends it: a role chunk, content chunks, a finish chunk,
+    /// the usage chunk when asked (`stream_options.include_usage`), `[DONE]`.
+    fn stream(b: Arc<Behaviour>, body: Value) -> Response {
+        let chunks = match b.stream_chunks.load(Ordering::SeqCst) {
+            0 => 4,
+            n => n,
+        };
+        let delay = std::time::Duration::from_millis(b.stream_delay_ms.load(Ordering::SeqCst));
+        let cut = b.stream_cut.load(Ordering::SeqCst);
+        let with_usage = body["stream_options"]["include_usage"] == json!(true);
+        let (prompt, completion) = (b.prompt_tokens.load(Ordering::SeqCst), b.completion_tokens.load(Ordering::SeqCst));
+        let chunk = |delta: Value, finish: Value| {
+            json!({ "id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": body["model"],
+                    "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] })
+        };
+        let mut events = vec![chunk(json!({ "role": "assistant", "content": "" }), Value::Null)];
+        events.extend((0..chunks).map(|i| chunk(json!({ "content": format!("tok{i} ") }), Value::Null)));
+        events.push(chunk(json!({}), json!("stop")));
+        if with_usage {
+            events.push(json!({ "id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": body["model"], "choices": [],
+                                "usage": { "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion } }));
+        }
+        let mut lines: Vec<String> = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+        lines.push("data: [DONE]\n\n".to_owned());
+        if cut {
+            lines.truncate(3);
+        }
+        let total = lines.len();
+        let sent = futures::stream::unfold((lines.into_iter().enumerate(), b), move |(mut rest, b)| async move {
+            let (i, line) = rest.next()?;
+            tokio::time::sleep(delay).await;
+            if i + 1 == total && !cut {
+                b.streams_completed.fetch_add(1, Ordering::SeqCst);
+            }
+            Some((Ok::<_, std::convert::Infallible>(line), (rest, b)))
+        });
+        let mut response = Response::new(axum::body::Body::from_stream(sent));
+        response.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
+        response
     }
 
     async fn fal_submit(

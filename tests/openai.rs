@@ -6,6 +6,7 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
 use visa_e2e::TestApp;
 use visa_e2e::mock_provider::MockProvider;
 use visa_e2e::mock_provider::chat_catalog;
@@ -147,4 +148,165 @@ async fn models_are_the_chat_tools_the_key_may_use() {
     assert_openai_error(&hidden, 404, "TOOL_NOT_FOUND", "not_found_error");
     let anonymous = app.call(Method::GET, "/v1/openai/models", None, None, &[]).await;
     assert_openai_error(&anonymous, 401, "AUTH_REQUIRED", "authentication_error");
+}
+
+/// A streamed call's raw answer: status, content type, the whole body as text.
+async fn stream_call(app: &TestApp, key: &str, body: Value, idempotency_key: &str) -> (u16, String, String, bool) {
+    let response = reqwest::Client::new()
+        .post(app.url("/v1/openai/chat/completions"))
+        .bearer_auth(key)
+        .header("Idempotency-Key", idempotency_key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let (content_type, replayed) = (header("content-type"), header("idempotent-replayed") == "true");
+    (status, content_type, response.text().await.unwrap(), replayed)
+}
+
+/// The `data:` payloads of an event stream, and its `: visa` comment.
+fn events(text: &str) -> (Vec<Value>, Value) {
+    let data = text.lines().filter_map(|l| l.strip_prefix("data: ")).filter(|d| *d != "[DONE]");
+    let visa = text.lines().find_map(|l| l.strip_prefix(": visa ")).map(|v| serde_json::from_str(v).unwrap());
+    (data.map(|d| serde_json::from_str(d).unwrap()).collect(), visa.unwrap_or(Value::Null))
+}
+
+fn streamed(model: &str, include_usage: bool) -> Value {
+    let mut body = hello(model);
+    body["stream"] = json!(true);
+    if include_usage {
+        body["stream_options"] = json!({ "include_usage": true });
+    }
+    body
+}
+
+#[tokio::test]
+async fn a_stream_is_metered_from_its_usage_chunk_and_replayed_as_recorded() {
+    let mock = MockProvider::start().await;
+    let app = app(&mock, "VISA_TEST_OPENAI_KEY_4").await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+
+    let (status, content_type, text, replayed) = stream_call(&app, &key, streamed("gpt-mock", false), "s-1").await;
+    assert_eq!((status, content_type.as_str(), replayed), (200, "text/event-stream", false), "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let (chunks, visa) = events(&text);
+    let content: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(content, "tok0 tok1 tok2 tok3 ");
+    assert!(
+        chunks.iter().all(|c| c["model"] == "gpt-mock" && c.get("usage").is_none()),
+        "no usage chunk unasked: {text}"
+    );
+    assert_eq!((visa["charged_micros"].as_str(), visa["metered"].as_str()), (Some("450"), Some("usage")), "{text}");
+    // The provider was asked for its usage although the caller was not.
+    let sent = mock.behaviour.last_body.lock().unwrap().clone();
+    assert_eq!(
+        (sent["stream"].clone(), sent["stream_options"].clone()),
+        (json!(true), json!({ "include_usage": true }))
+    );
+    assert_eq!(app.balance_micros(&session).await, before - 450);
+
+    // The same Idempotency-Key: the recorded stream, byte for byte, no provider call.
+    let again = stream_call(&app, &key, streamed("gpt-mock", false), "s-1").await;
+    assert_eq!(again, (200, "text/event-stream".to_owned(), text, true));
+    assert_eq!((mock.calls(), app.balance_micros(&session).await), (1, before - 450));
+
+    // Asked for, the usage chunk is passed through.
+    let (_, _, text, _) = stream_call(&app, &key, streamed("chat", true), "s-2").await;
+    let (chunks, _) = events(&text);
+    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 500, "{text}");
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_stream_cut_by_the_provider_is_charged_its_hold_and_says_so() {
+    let mock = MockProvider::start().await;
+    let app = app(&mock, "VISA_TEST_OPENAI_KEY_5").await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    mock.behaviour.stream_cut.store(true, Ordering::SeqCst);
+    let (status, _, text, _) = stream_call(&app, &key, streamed("chat", false), "cut-1").await;
+    assert_eq!(status, 200);
+    let (chunks, visa) = events(&text);
+    assert_eq!(chunks.len(), 3, "what the provider sent before the cut: {text}");
+    assert_eq!(visa["metered"], "hold", "{text}");
+    let execution = app.get("/v1/api/executions?limit=1", &session).await.assert_ok(200)["executions"][0].clone();
+    assert_eq!(execution["charged_micros"], execution["held_micros"], "{execution}");
+    assert_eq!(visa["charged_micros"], execution["charged_micros"]);
+    let hold: i64 = execution["held_micros"].as_str().unwrap().parse().unwrap();
+    assert_eq!(app.balance_micros(&session).await, before - hold);
+
+    // A provider that refuses before streaming: an OpenAI error in JSON, nothing charged.
+    mock.behaviour.stream_cut.store(false, Ordering::SeqCst);
+    mock.behaviour.status.store(500, Ordering::SeqCst);
+    let (status, content_type, text, _) = stream_call(&app, &key, streamed("chat", false), "cut-2").await;
+    assert_eq!((status, content_type.as_str()), (502, "application/json"), "{text}");
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["error"]["code"], "UPSTREAM_ERROR");
+    assert_eq!(app.balance_micros(&session).await, before - hold);
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_caller_that_hangs_up_mid_stream_leaves_no_hold_and_a_slow_one_gets_everything() {
+    let mock = MockProvider::start().await;
+    let app = app(&mock, "VISA_TEST_OPENAI_KEY_6").await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    mock.behaviour.stream_chunks.store(20, Ordering::SeqCst);
+    mock.behaviour.stream_delay_ms.store(20, Ordering::SeqCst);
+
+    // Read the first event, then hang up.
+    let mut response = reqwest::Client::new()
+        .post(app.url("/v1/openai/chat/completions"))
+        .bearer_auth(&key)
+        .header("Idempotency-Key", "gone-1")
+        .json(&streamed("chat", false))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.chunk().await.unwrap().is_some());
+    drop(response);
+    // The provider is read to its end and the call settled: charged from its usage, no hold left.
+    let mut settled = Value::Null;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        settled = app.get("/v1/api/executions?limit=1", &session).await.assert_ok(200)["executions"][0].clone();
+        if settled["state"] != "running" {
+            break;
+        }
+    }
+    assert_eq!((settled["state"].as_str(), settled["charged_micros"].as_str()), (Some("succeeded"), Some("450")));
+    assert_eq!(mock.behaviour.streams_completed.load(Ordering::SeqCst), 1);
+    let balance = app.get("/v1/api/balance", &session).await.assert_ok(200).clone();
+    assert_eq!((balance["held_micros"].as_str(), app.balance_micros(&session).await), (Some("0"), before - 450));
+
+    // A slow reader: 200 events read one at a time with a pause; the provider finishes long
+    // before the reader does (nothing waits on the reader), and every event arrives.
+    mock.behaviour.stream_chunks.store(200, Ordering::SeqCst);
+    mock.behaviour.stream_delay_ms.store(0, Ordering::SeqCst);
+    let mut response = reqwest::Client::new()
+        .post(app.url("/v1/openai/chat/completions"))
+        .bearer_auth(&key)
+        .header("Idempotency-Key", "slow-1")
+        .json(&streamed("chat", false))
+        .send()
+        .await
+        .unwrap();
+    let mut text = Vec::new();
+    let mut provider_done_while_reading = false;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        text.extend_from_slice(&chunk);
+        provider_done_while_reading |= mock.behaviour.streams_completed.load(Ordering::SeqCst) == 2
+            && !String::from_utf8_lossy(&text).contains("[DONE]");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let text = String::from_utf8(text).unwrap();
+    let (chunks, visa) = events(&text);
+    let content: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(content, (0..200).map(|i| format!("tok{i} ")).collect::<String>());
+    assert_eq!(visa["charged_micros"], "450");
+    assert!(provider_done_while_reading, "the provider waited for the slow reader");
+    assert!(app.verify_ledger().await.is_empty());
 }

@@ -61,6 +61,12 @@ async fn the_sdk_calls_are_metered_once_and_retried_safely() {
     let states: Vec<&str> = executions.as_array().unwrap().iter().filter_map(|e| e["state"].as_str()).collect();
     assert_eq!(states, ["succeeded", "voided"], "the failed attempt voided, the retry captured");
 
+    // Streaming through the SDK: metered from the final usage chunk, replayed as recorded.
+    let streamed = sdk(&app, "stream", &key, None).await;
+    let expected = json!({ "content": "tok0 tok1 tok2 tok3 ", "usage": { "prompt": 1000, "completion": 500 }, "models": ["chat"] });
+    assert_eq!(streamed["runs"], json!([expected, expected]), "{streamed}");
+    assert_eq!((mock.calls(), app.balance_micros(&session).await), (6, before - 5 * CALL_MICROS));
+
     let models = sdk(&app, "models", &key, None).await;
     assert_eq!(models["ids"], json!(["chat"]));
     assert!(app.verify_ledger().await.is_empty());

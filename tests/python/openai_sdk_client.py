@@ -51,6 +51,21 @@ def main():
     elif scenario == "retried":
         # The provider fails the first attempt; the SDK retries on its own with the same headers.
         out = summary(create(c, idempotency_key=arg))
+    elif scenario == "stream":
+        # Streamed with the usage chunk, then the same Idempotency-Key again: the recorded stream.
+        k = str(uuid.uuid4())
+        runs = []
+        for _ in range(2):
+            events = create(c, idempotency_key=k, stream=True, stream_options={"include_usage": True})
+            content, usage, models = "", None, set()
+            for chunk in events:
+                models.add(chunk.model)
+                if chunk.choices and chunk.choices[0].delta.content:
+                    content += chunk.choices[0].delta.content
+                if chunk.usage:
+                    usage = {"prompt": chunk.usage.prompt_tokens, "completion": chunk.usage.completion_tokens}
+            runs.append({"content": content, "usage": usage, "models": sorted(models)})
+        out = {"runs": runs}
     elif scenario == "models":
         out = {"ids": [m.id for m in c.models.list()]}
     elif scenario == "errors":

@@ -21,6 +21,7 @@ use crate::metrics::PaidOutcome;
 use crate::routes::execute::{ExecutionResponse, Receipt, Usage};
 use crate::routes::rfc3339;
 use crate::state::AppState;
+use crate::tools::stream::ChatStream;
 use crate::tools::{self, Plan, ToolOutput, UpstreamFailure};
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -81,13 +82,23 @@ pub fn authorize<'a>(
 
 /// The API a call came through, which shapes its answers (success and final failure alike,
 /// stored for replays byte for byte); the money path is the same for both.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone)]
 pub enum Surface {
     /// `POST /v1/api/tools/{tool}/execute`: the success envelope and the error envelope.
     Execute,
     /// `POST /v1/openai/chat/completions`: the provider's chat completion, under the `model`
-    /// name the caller used, and OpenAI's error shape.
-    OpenAi { model: String },
+    /// name the caller used, and OpenAI's error shape; with `stream`, the completion's events
+    /// as they arrive (the stored answer is the stream the caller received).
+    OpenAi { model: String, stream: Option<Arc<ChatStream>> },
+}
+
+impl Surface {
+    fn stream(&self) -> Option<&ChatStream> {
+        match self {
+            Surface::OpenAi { stream: Some(stream), .. } => Some(stream),
+            _ => None,
+        }
+    }
 }
 
 /// A call ready to hold money: what it will send and what it holds.
@@ -211,13 +222,39 @@ fn answered_outcome(outcome: &BeginOutcome) -> Option<PaidOutcome> {
     })
 }
 
-/// The whole path: begin, run, settle.
+/// The whole path: begin, run, settle. A streamed call's events reach its caller while it
+/// runs; once it is settled (on disk) the stream ends with what the stored answer has beyond
+/// them (the charge and `[DONE]`), or with an error event if it could not be recorded.
 pub async fn execute(state: &AppState, call: PaidCall) -> ApiResult<Response> {
     match begin(state, call).await {
         Begun::Answered(answer) => answer,
         Begun::Started(running) => {
             let outcome = running.run(state).await;
-            running.settle(state, outcome).await
+            let stream = running.surface.stream().map(|s| (s.started(), s.recorded().len()));
+            let surface = running.surface.clone();
+            let answer = running.settle(state, outcome).await;
+            match (stream, surface.stream()) {
+                (Some((true, sent)), Some(sink)) => finish_stream(sink, sent, answer).await,
+                _ => answer,
+            }
+        }
+    }
+}
+
+/// Sends the rest of a streamed call's stored answer (or the error that kept it from being
+/// stored) after the `sent` bytes its caller already has.
+async fn finish_stream(sink: &ChatStream, sent: usize, answer: ApiResult<Response>) -> ApiResult<Response> {
+    match answer {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+            sink.forward(bytes.slice(sent.min(bytes.len())..));
+            Ok(Response::from_parts(parts, Body::from(bytes)))
+        }
+        Err(error) => {
+            let body = serde_json::to_vec(&crate::openai::error_body(&error)).unwrap_or_default();
+            sink.forward(tools::stream::event(&body));
+            Err(error)
         }
     }
 }
@@ -225,8 +262,12 @@ pub async fn execute(state: &AppState, call: PaidCall) -> ApiResult<Response> {
 impl Running {
     /// Runs the tool (the hold's fsync may still be in flight: see docs/money.md).
     pub async fn run(&self, state: &AppState) -> Result<ToolOutput, UpstreamFailure> {
-        let context =
-            tools::RunContext { upstream: &state.upstream, store: &state.store, execution: &self.hold.execution };
+        let context = tools::RunContext {
+            upstream: &state.upstream,
+            store: &state.store,
+            execution: &self.hold.execution,
+            stream: self.surface.stream(),
+        };
         let started = std::time::Instant::now();
         let outcome = tools::run(&context, &self.tool, &self.request).await;
         state.metrics.record_provider(&self.tool.id, started.elapsed());
@@ -259,7 +300,10 @@ impl Running {
                 });
                 let body = match &surface {
                     Surface::Execute => success_body(&tool, execution, output.result, charged, receipt),
-                    Surface::OpenAi { model } => {
+                    Surface::OpenAi { stream: Some(stream), .. } => {
+                        crate::openai::stream_body(stream, execution, charged, receipt)
+                    }
+                    Surface::OpenAi { model, stream: None } => {
                         crate::openai::completion_body(output.result, model, execution, charged, receipt)
                     }
                 };
@@ -391,16 +435,20 @@ fn error_status(error: &ApiError) -> StatusCode {
     StatusCode::from_u16(error.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-/// A JSON answer from bytes; an error body's `retry_after` is also sent as `Retry-After`.
+/// A stored answer from bytes: JSON, or a recorded event stream (which starts with `data:`);
+/// an error body's `retry_after` (ours or OpenAI's shape) is also sent as `Retry-After`.
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let retry_after = if status.is_success() {
         None
     } else {
-        serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["retry_after"].as_u64())
+        serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["retry_after"].as_u64().or_else(|| v["error"]["retry_after"].as_u64()))
     };
+    let content_type = if body.starts_with(b"data:") { "text/event-stream" } else { "application/json" };
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Some(seconds) = retry_after {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }

@@ -15,12 +15,17 @@ use crate::error::{ApiError, ApiResult};
 use crate::execution::{self, Surface};
 use crate::extract::{ClientIp, RawJsonBody, idempotency_key_header};
 use crate::state::SharedState;
+use crate::tools::stream::ChatStream;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde_json::Value;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
+use std::sync::Arc;
 use visa_core::ErrorCode;
 use visa_core::policy::truncate_for_message;
 use visa_store::AuthRecord;
@@ -74,16 +79,46 @@ async fn complete(
             ),
         ));
     }
-    if request.get("stream").and_then(Value::as_bool) == Some(true) {
-        return Err(ApiError::invalid("stream: true is not supported yet"));
-    }
+    let streamed = request.get("stream").and_then(Value::as_bool) == Some(true);
+    let include_usage = request["stream_options"]["include_usage"].as_bool() == Some(true);
     let idempotency_key = idempotency_key(headers)?;
-    let call = execution::prepare(&state, key, tool, request, (Surface::OpenAi { model }, idempotency_key), client_ip)?;
+    let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let stream = streamed.then(|| Arc::new(ChatStream::new(include_usage, model.clone(), sender)));
+    let surface = Surface::OpenAi { model, stream: stream.clone() };
+    let mut call = execution::prepare(&state, key, tool, request, (surface, idempotency_key), client_ip)?;
+    if streamed {
+        // The provider streams to us, with its usage report at the end, whatever the caller asked.
+        call.request["stream"] = Value::Bool(true);
+        call.request["stream_options"] = json!({ "include_usage": true });
+    }
+    drop(stream);
     // Detached, as on execute: once the hold may be placed, the outcome is recorded whatever
-    // the client does.
-    tokio::spawn(async move { execution::execute(&state, call).await })
-        .await
-        .map_err(|_| ApiError(visa_core::Rejection::internal()))?
+    // the client does (a streamed call included: it is read to its end and settled).
+    let mut finished = tokio::spawn(async move { execution::execute(&state, call).await });
+    let answer = |joined: Result<ApiResult<Response>, tokio::task::JoinError>| {
+        joined.map_err(|_| ApiError(visa_core::Rejection::internal()))?
+    };
+    if !streamed {
+        return answer(finished.await);
+    }
+    // The first event means the provider is streaming: answer with the event stream. An answer
+    // before any event (a refusal, a failure, a replay) is sent as it is.
+    tokio::select! {
+        biased;
+        first = events.recv() => match first {
+            Some(first) => {
+                let rest = futures::stream::unfold(events, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+                let body = futures::stream::once(async move { first }).chain(rest).map(Ok::<_, std::convert::Infallible>);
+                let mut response = Response::new(Body::from_stream(body));
+                let headers = response.headers_mut();
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                Ok(response)
+            }
+            None => answer(finished.await),
+        },
+        joined = &mut finished => answer(joined),
+    }
 }
 
 /// The `Idempotency-Key`: 1 to 255 printable ASCII characters, hashed to the store's 16 bytes.

@@ -16,6 +16,7 @@ mod models;
 use crate::error::ApiError;
 use crate::routes::execute::Receipt;
 use crate::state::SharedState;
+use crate::tools::stream::{ChatStream, event};
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -98,4 +99,28 @@ pub fn completion_body(
         "receipt": receipt,
     });
     serde_json::to_vec(&completion).unwrap_or_default()
+}
+
+/// What a streamed completion stores for replays: the events its caller received, then a
+/// comment with the charge (`: visa {...}`, ignored by SSE clients, read by people and tests)
+/// and `data: [DONE]`.
+pub fn stream_body(
+    stream: &ChatStream,
+    execution: &ExecutionRecord,
+    charged: Micros,
+    receipt: Option<Receipt>,
+) -> Vec<u8> {
+    let visa = json!({
+        "execution_id": execution.public_id,
+        "charged_micros": charged.to_string(),
+        "charged_cents": charged.cents_ceil(),
+        "metered": stream.metered(),
+        "receipt": receipt,
+    });
+    let mut body = stream.recorded();
+    body.extend_from_slice(b": visa ");
+    body.extend_from_slice(&serde_json::to_vec(&visa).unwrap_or_default());
+    body.extend_from_slice(b"\n\n");
+    body.extend_from_slice(&event(b"[DONE]"));
+    body
 }

@@ -5,6 +5,7 @@
 mod builtin;
 mod fal;
 mod provider;
+pub mod stream;
 pub mod upstream;
 
 use crate::catalog::{AdapterSpec, Tool};
@@ -89,6 +90,8 @@ pub struct RunContext<'a> {
     pub upstream: &'a upstream::Upstream,
     pub store: &'a std::sync::Arc<dyn visa_store::Store>,
     pub execution: &'a visa_store::ExecutionRecord,
+    /// Set when a chat completion streams to its caller (the OpenAI surface's `stream: true`).
+    pub stream: Option<&'a stream::ChatStream>,
 }
 
 /// Runs the tool under its timeout. In preview (sandbox) no provider is ever contacted: the
@@ -101,6 +104,13 @@ pub async fn run(
     let upstream = ctx.upstream;
     let flat = |result: Value| ToolOutput { result, cost: tool.price };
     if ctx.execution.sandbox {
+        if let (Some(stream), AdapterSpec::OpenaiChat { .. }) = (ctx.stream, &tool.adapter) {
+            let sample = tool.sandbox.clone().unwrap_or_else(|| generated_sample(tool));
+            stream.forward(stream::event(
+                &serde_json::to_vec(&sandbox_chunk(&sample, &stream.model)).unwrap_or_default(),
+            ));
+            return Ok(flat(Value::Null));
+        }
         match (&tool.sandbox, &tool.adapter) {
             (Some(sample), _) => return Ok(flat(sample.clone())),
             (None, AdapterSpec::Builtin { .. }) => {}
@@ -112,9 +122,12 @@ pub async fn run(
     let call = async {
         match (&tool.adapter, &tool.endpoint) {
             (AdapterSpec::Builtin { name }, _) => builtin::run(*name, request).await.map(flat),
-            (AdapterSpec::OpenaiChat { .. }, Some(endpoint)) => {
-                provider::run_chat(upstream, tool, endpoint, request, ctx.execution.hold).await
-            }
+            (AdapterSpec::OpenaiChat { .. }, Some(endpoint)) => match ctx.stream {
+                Some(stream) => {
+                    provider::stream_chat(upstream, tool, endpoint, request, ctx.execution.hold, stream).await
+                }
+                None => provider::run_chat(upstream, tool, endpoint, request, ctx.execution.hold).await,
+            },
             (AdapterSpec::Http { .. }, Some(endpoint)) => {
                 provider::post_json(upstream, tool, endpoint, request).await.map(flat)
             }
@@ -138,7 +151,27 @@ pub async fn run(
             }
         }
     };
-    tokio::time::timeout(tool.timeout, call).await.unwrap_or_else(|_| Err(timed_out()))
+    let outcome = tokio::time::timeout(tool.timeout, call).await.unwrap_or_else(|_| Err(timed_out()));
+    match (outcome, ctx.stream) {
+        // Part of a streamed answer reached the caller before the failure: the provider worked
+        // and the caller has it, so the call is charged (its hold: no usage came), not voided.
+        (Err(_), Some(stream)) if stream.started() => {
+            stream.charge_hold();
+            Ok(ToolOutput { result: Value::Null, cost: ctx.execution.hold })
+        }
+        (outcome, _) => outcome,
+    }
+}
+
+/// The preview answer of a streamed chat call: the sample's first message as one chunk.
+fn sandbox_chunk(sample: &Value, model: &str) -> Value {
+    let message = &sample["choices"][0]["message"];
+    serde_json::json!({
+        "id": sample["id"].as_str().unwrap_or("chatcmpl-sandbox"),
+        "object": "chat.completion.chunk",
+        "model": model,
+        "choices": [{ "index": 0, "delta": { "role": "assistant", "content": message["content"] }, "finish_reason": "stop" }],
+    })
 }
 
 /// A deterministic preview answer for a tool whose catalog entry has no `sandbox` sample, in

@@ -7,6 +7,7 @@
 //! a 2xx that is not a readable result is a final 502 with nothing charged. The provider secret comes
 //! from the environment variable the catalog names (read once, at load), never from the request.
 
+use super::stream::ChatStream;
 use super::upstream::{Answer, Upstream};
 use super::{Plan, ToolOutput, UpstreamFailure};
 use crate::catalog::{ProviderSecret, Tool};
@@ -290,6 +291,100 @@ pub fn chat_cost(tool: &Tool, answer: &Value, hold: Micros) -> Micros {
         (Some(price), Some(input), Some(output)) => price.cost(input, output).max(tool.price),
         _ => hold,
     }
+}
+
+/// Relays a streamed chat completion (the request asks the provider for `stream` with
+/// `include_usage`): each event goes to the caller as it arrives (`ChatStream::forward`), under
+/// the caller's model name, the usage-only chunk only if the caller asked for it; the cost is
+/// metered from the final usage report. A stream that ends without one (cut off, or a
+/// provider that reports none) costs the hold, the most the call could have cost (docs/openai.md).
+/// A provider that refuses before streaming fails exactly as a non-streamed call would.
+pub async fn stream_chat(
+    upstream: &Upstream,
+    tool: &Tool,
+    endpoint: &Uri,
+    request: &Value,
+    hold: Micros,
+    stream: &ChatStream,
+) -> Result<ToolOutput, UpstreamFailure> {
+    use http_body_util::BodyExt;
+    let opened = upstream.open(Method::POST, endpoint, &tool.headers, Some(request)).await?;
+    if !(200..300).contains(&opened.status) {
+        let answer = opened.read().await?;
+        let refused = interpret(tool, &answer).err();
+        return Err(refused.unwrap_or_else(|| UpstreamFailure::retryable("the provider refused the stream")));
+    }
+    let mut body = opened.body;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut usage = Value::Null;
+    'read: loop {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    pending.extend(data.iter().filter(|b| **b != b'\r'));
+                }
+            }
+            Some(Err(_)) | None => break,
+        }
+        while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+            let event: Vec<u8> = pending.drain(..end + 2).collect();
+            if relay_event(&event, stream, &mut usage) {
+                break 'read;
+            }
+        }
+        if pending.len() > MAX_EVENT_BYTES {
+            break;
+        }
+    }
+    if !stream.started() && usage.is_null() {
+        return Err(UpstreamFailure::retryable("the provider's stream ended before any answer"));
+    }
+    let cost = match (&usage["prompt_tokens"], &usage["completion_tokens"]) {
+        (Value::Number(_), Value::Number(_)) => chat_cost(tool, &serde_json::json!({ "usage": usage }), hold),
+        _ => {
+            stream.charge_hold();
+            hold
+        }
+    };
+    Ok(ToolOutput { result: Value::Null, cost })
+}
+
+/// The longest single event a provider may send.
+const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
+
+/// Passes one provider event on; returns true at the end of the stream (`[DONE]`, or an error
+/// event, which is forwarded). Comments and keep-alives are dropped.
+fn relay_event(event: &[u8], stream: &ChatStream, usage: &mut Value) -> bool {
+    let text = String::from_utf8_lossy(event);
+    let data: Vec<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d)).collect();
+    let data = data.join("\n");
+    if data.is_empty() {
+        return false;
+    }
+    if data.trim() == "[DONE]" {
+        return true;
+    }
+    let Ok(mut chunk) = serde_json::from_str::<Value>(&data) else { return false };
+    if chunk.get("error").is_some_and(|e| !e.is_null()) {
+        stream.forward(super::stream::event(data.as_bytes()));
+        return true;
+    }
+    if let Some(reported) = chunk.get("usage").filter(|u| u.is_object()) {
+        *usage = reported.clone();
+    }
+    if !stream.include_usage {
+        let usage_only = chunk["choices"].as_array().is_some_and(Vec::is_empty);
+        if usage_only {
+            return false;
+        }
+        if let Some(fields) = chunk.as_object_mut() {
+            fields.remove("usage");
+        }
+    }
+    chunk["model"] = Value::String(stream.model.clone());
+    stream.forward(super::stream::event(&serde_json::to_vec(&chunk).unwrap_or_default()));
+    false
 }
 
 pub async fn run_chat(

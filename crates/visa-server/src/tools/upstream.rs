@@ -37,6 +37,27 @@ pub struct Answer {
     pub body: Bytes,
 }
 
+/// A provider's answer whose body is still arriving (a streamed chat completion).
+pub struct Opened {
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    pub body: hyper::body::Incoming,
+}
+
+impl Opened {
+    /// Reads the whole body (at most `MAX_ANSWER_BYTES`).
+    pub async fn read(self) -> Result<Answer, UpstreamFailure> {
+        let body = Limited::new(self.body, MAX_ANSWER_BYTES).collect().await.map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                UpstreamFailure::retryable("the provider's answer was cut off")
+            }
+        })?;
+        Ok(Answer { status: self.status, retry_after: self.retry_after, body: body.to_bytes() })
+    }
+}
+
 /// Cloning shares the connection pool.
 #[derive(Clone)]
 pub struct Upstream {
@@ -70,6 +91,17 @@ impl Upstream {
         headers: &[(HeaderName, HeaderValue)],
         json: Option<&Value>,
     ) -> Result<Answer, UpstreamFailure> {
+        self.open(method, url, headers, json).await?.read().await
+    }
+
+    /// Sends one request and returns as soon as the answer's head arrived.
+    pub async fn open(
+        &self,
+        method: Method,
+        url: &Uri,
+        headers: &[(HeaderName, HeaderValue)],
+        json: Option<&Value>,
+    ) -> Result<Opened, UpstreamFailure> {
         let body = json
             .map(serde_json::to_vec)
             .transpose()
@@ -96,14 +128,7 @@ impl Upstream {
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect().await.map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                too_large()
-            } else {
-                UpstreamFailure::retryable("the provider's answer was cut off")
-            }
-        })?;
-        Ok(Answer { status, retry_after, body: body.to_bytes() })
+        Ok(Opened { status, retry_after, body: response.into_body() })
     }
 }
 
