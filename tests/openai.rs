@@ -310,3 +310,62 @@ async fn a_caller_that_hangs_up_mid_stream_leaves_no_hold_and_a_slow_one_gets_ev
     assert!(provider_done_while_reading, "the provider waited for the slow reader");
     assert!(app.verify_ledger().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_key_may_opt_out_of_the_idempotency_key_on_this_surface_only() {
+    let mock = MockProvider::start().await;
+    let app = app(&mock, "VISA_TEST_OPENAI_KEY_7").await;
+    let (session, _, _) = app.funded_key("octocat").await;
+    let (id, key) = app.key(&session, json!({ "label": "framework", "idempotency": "optional" })).await;
+    let view = app.get(&format!("/v1/api/keys/{id}"), &session).await.assert_ok(200).clone();
+    assert_eq!(view["idempotency"], "optional");
+    let before = app.balance_micros(&session).await;
+    // Without the header each call is its own: twice the same body is two charges.
+    for _ in 0..2 {
+        assert_eq!(chat(&app, &key, hello("chat"), None).await.status.as_u16(), 200);
+    }
+    assert_eq!((mock.calls(), app.balance_micros(&session).await), (2, before - 900));
+    // With the header it is still exactly once.
+    for _ in 0..2 {
+        assert_eq!(chat(&app, &key, hello("chat"), Some("once")).await.status.as_u16(), 200);
+    }
+    assert_eq!(mock.calls(), 3);
+    // The execute route still requires its UUID Idempotency-Key.
+    let execute = app
+        .call(Method::POST, "/v1/api/tools/echo/execute", None, Some(json!({ "input": {} })), &[("X-Api-Key", &key)])
+        .await;
+    execute.assert_error(400, "INVALID_REQUEST");
+    // Back to required; a value other than required/optional is refused; both audited.
+    app.patch(&format!("/v1/api/keys/{id}"), &session, json!({ "idempotency": "required" })).await.assert_ok(200);
+    assert_openai_error(&chat(&app, &key, hello("chat"), None).await, 400, "INVALID_REQUEST", "invalid_request_error");
+    app.patch(&format!("/v1/api/keys/{id}"), &session, json!({ "idempotency": "sometimes" }))
+        .await
+        .assert_error(400, "INVALID_REQUEST");
+    let changed = &app.audit(&session, "?action=key.updated").await[0];
+    assert_eq!(changed["changes"]["idempotency"], json!({ "before": "optional", "after": "required" }), "{changed}");
+}
+
+#[tokio::test]
+async fn agents_discover_the_api_at_llms_txt_and_read_every_doc_it_links() {
+    let app = TestApp::spawn().await;
+    let http = reqwest::Client::new();
+    let index = http.get(app.url("/llms.txt")).send().await.unwrap();
+    assert_eq!(index.status(), 200);
+    assert!(index.headers()["content-type"].to_str().unwrap().starts_with("text/markdown"));
+    let text = index.text().await.unwrap();
+    for expected in
+        ["# Visa Keys", "Idempotency-Key", "retryable", "/v1/openai", "(/openapi.json)", "(/docs/openai.md)"]
+    {
+        assert!(text.contains(expected), "{expected:?} missing from llms.txt:\n{text}");
+    }
+    let links: Vec<&str> = text.split("](").skip(1).filter_map(|rest| rest.split(')').next()).collect();
+    assert!(links.len() >= 10, "{links:?}");
+    for link in links {
+        let doc = http.get(app.url(link)).send().await.unwrap();
+        assert_eq!(doc.status(), 200, "{link}");
+        assert!(!doc.text().await.unwrap().is_empty(), "{link}");
+    }
+    let openai = http.get(app.url("/docs/openai.md")).send().await.unwrap().text().await.unwrap();
+    assert!(openai.contains("extra_headers"), "the doc as in the repository");
+    app.call(Method::GET, "/docs/nope.md", None, None, &[]).await.assert_error(404, "NOT_FOUND");
+}

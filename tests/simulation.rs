@@ -348,6 +348,7 @@ impl Sim {
             expires_at: None,
             read_only: false,
             rate_limit_per_second: 1_000_000,
+            idempotency_optional: false,
         };
         let environment = if self.preview { Environment::Preview } else { Environment::Production };
         let new = NewKey { account_id: self.accounts[account].id, environment, policy, secret };

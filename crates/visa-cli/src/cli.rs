@@ -214,6 +214,10 @@ pub struct CreateKeyArgs {
     /// Requests per second (and burst) the key may send (default 100).
     #[arg(long)]
     pub rate_limit: Option<u32>,
+    /// `optional`: the OpenAI-compatible surface takes calls without an Idempotency-Key (for
+    /// frameworks that cannot set a header per call; their retries may then be charged twice).
+    #[arg(long, value_parser = ["required", "optional"])]
+    pub idempotency: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +260,9 @@ pub struct UpdateKeyArgs {
     /// Requests per second (and burst) the key may send.
     #[arg(long)]
     pub rate_limit: Option<u32>,
+    /// Whether the OpenAI-compatible surface requires an Idempotency-Key from this key.
+    #[arg(long, value_parser = ["required", "optional"])]
+    pub idempotency: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -171,6 +171,9 @@ pub struct KeyPolicy {
     pub read_only: bool,
     /// Token-bucket rate and burst, requests per second.
     pub rate_limit_per_second: u32,
+    /// Whether the OpenAI-compatible surface takes this key's calls without an
+    /// Idempotency-Key (an SDK's retries may then be charged twice).
+    pub idempotency_optional: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -234,6 +237,7 @@ pub struct KeyPatch {
     pub expires_at: Option<Option<Timestamp>>,
     pub read_only: Option<bool>,
     pub rate_limit_per_second: Option<u32>,
+    pub idempotency_optional: Option<bool>,
 }
 
 impl KeyPolicy {
@@ -263,6 +267,9 @@ impl KeyPolicy {
         }
         if let Some(rate) = patch.rate_limit_per_second {
             self.rate_limit_per_second = rate;
+        }
+        if let Some(optional) = patch.idempotency_optional {
+            self.idempotency_optional = optional;
         }
     }
 }

@@ -54,6 +54,7 @@ async fn fixture() -> Fixture {
         expires_at: None,
         read_only: false,
         rate_limit_per_second: 100,
+        idempotency_optional: false,
     };
     let secret = NewSecret { hash: SecretHash([1; 32]), key_prefix: "VisaKey_live_x...".into() };
     let key = store

@@ -128,6 +128,7 @@ async fn world() -> World {
             expires_at: None,
             read_only: false,
             rate_limit_per_second: 100,
+            idempotency_optional: false,
         };
         let secret = NewSecret { hash: SecretHash([i as u8; 32]), key_prefix: "VisaKey_live_x...".into() };
         let new = NewKey { account_id: accounts[account], environment: Environment::Production, policy, secret };

@@ -105,6 +105,9 @@ fn create_body(args: CreateKeyArgs) -> anyhow::Result<Value> {
     if let Some(rate) = args.rate_limit {
         body.insert("rate_limit_per_second".into(), json!(rate));
     }
+    if let Some(idempotency) = args.idempotency {
+        body.insert("idempotency".into(), json!(idempotency));
+    }
     Ok(Value::Object(body))
 }
 
@@ -137,6 +140,9 @@ fn update_body(args: UpdateKeyArgs) -> anyhow::Result<Value> {
     }
     if let Some(rate) = args.rate_limit {
         body.insert("rate_limit_per_second".into(), json!(rate));
+    }
+    if let Some(idempotency) = args.idempotency {
+        body.insert("idempotency".into(), json!(idempotency));
     }
     if body.is_empty() {
         bail!(
@@ -207,6 +213,7 @@ fn print_key(key: &Value) {
         ("spent total", dollars(key, "spent_total_cents")),
         ("read only", field(key, "read_only")),
         ("rate limit", format!("{}/s", field(key, "rate_limit_per_second"))),
+        ("idempotency", field(key, "idempotency")),
         ("expires", field(key, "expires_at")),
         ("created", field(key, "created_at")),
         ("last used", format!("{} from {}", field(key, "last_used_at"), field(key, "last_used_ip"))),

@@ -160,6 +160,7 @@ mod tests {
             expires_at: None,
             read_only: false,
             rate_limit_per_second: 1,
+            idempotency_optional: false,
         };
         let now = time::OffsetDateTime::now_utc();
         let key = KeyRecord {

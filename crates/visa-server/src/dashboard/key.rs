@@ -119,6 +119,7 @@ fn policy_table(key: &KeyView) -> Markup {
             dt { "Expires" } dd { @if let Some(at) = &key.expires_at { (layout::when(at)) } @else { "never" } }
             dt { "Rate limit" } dd { (key.rate_limit_per_second) " requests per second" }
             dt { "Read-only" } dd { @if key.read_only { "yes" } @else { "no" } }
+            dt { "Idempotency-Key" } dd { (key.idempotency) }
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use super::form::Fields;
 use crate::error::ApiError;
-use crate::routes::keys::{CreateKeyRequest, KeyView, UpdateKeyRequest};
+use crate::routes::keys::{CreateKeyRequest, KeyView, UpdateKeyRequest, idempotency_name};
 use crate::state::AppState;
 use maud::{Markup, html};
 use visa_core::money::format_cents_as_dollars;
@@ -20,6 +20,7 @@ pub struct Policy {
     expires_at: Option<String>,
     read_only: bool,
     rate_limit_per_second: Option<i64>,
+    idempotency_optional: bool,
 }
 
 impl Policy {
@@ -35,6 +36,7 @@ impl Policy {
             expires_at: fields.utc_instant("expires_at"),
             read_only: fields.checked("read_only"),
             rate_limit_per_second: fields.integer("rate_limit", "Rate limit")?,
+            idempotency_optional: fields.checked("idempotency_optional"),
         })
     }
 
@@ -49,6 +51,7 @@ impl Policy {
             expires_at: self.expires_at,
             read_only: Some(self.read_only),
             rate_limit_per_second: self.rate_limit_per_second,
+            idempotency: Some(idempotency_name(self.idempotency_optional).to_owned()),
         }
     }
 
@@ -64,6 +67,7 @@ impl Policy {
             expires_at: Some(self.expires_at),
             read_only: Some(Some(self.read_only)),
             rate_limit_per_second: self.rate_limit_per_second.map(Some),
+            idempotency: Some(Some(idempotency_name(self.idempotency_optional).to_owned())),
         }
     }
 }
@@ -104,6 +108,10 @@ pub fn form(state: &AppState, action: &str, csrf: &str, key: Option<&KeyView>, s
             input #rate_limit name="rate_limit" type="number" min="1" max="100000" placeholder="100"
                 value=[key.map(|k| k.rate_limit_per_second)];
             label { input name="read_only" type="checkbox" value="on" checked[key.is_some_and(|k| k.read_only)]; " Read-only (may not run paid tools)" }
+            label {
+                input name="idempotency_optional" type="checkbox" value="on" checked[key.is_some_and(|k| k.idempotency == "optional")];
+                " Idempotency-Key optional on the OpenAI-compatible surface (for frameworks that cannot set a header per call; their retries may be charged twice)"
+            }
             button type="submit" { (submit) }
         }
     }

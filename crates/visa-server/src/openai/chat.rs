@@ -6,7 +6,8 @@
 //! The Idempotency-Key is required here too. SDKs retry on their own (connection errors, 408,
 //! 409, 429, 5xx) with the same headers, so a key set per call makes their retries safe; since
 //! SDK-generated keys are not UUIDs, any printable ASCII up to 255 characters is accepted and
-//! stored as the first 16 bytes of its SHA-256 (scoped per API key, like every key).
+//! stored as the first 16 bytes of its SHA-256 (scoped per API key, like every key). A key
+//! created with `idempotency: "optional"` may omit it; each such call is then a new call.
 
 use super::OpenAiError;
 use crate::auth::tool_key;
@@ -81,7 +82,12 @@ async fn complete(
     }
     let streamed = request.get("stream").and_then(Value::as_bool) == Some(true);
     let include_usage = request["stream_options"]["include_usage"].as_bool() == Some(true);
-    let idempotency_key = idempotency_key(headers)?;
+    let idempotency_key = match idempotency_key(headers)? {
+        Some(key) => key,
+        // The key opted out: each call is its own (a retry is a new call).
+        None if key.key.policy.idempotency_optional => *uuid::Uuid::new_v4().as_bytes(),
+        None => return Err(ApiError::invalid(MISSING_KEY)),
+    };
     let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
     let stream = streamed.then(|| Arc::new(ChatStream::new(include_usage, model.clone(), sender)));
     let surface = Surface::OpenAi { model, stream: stream.clone() };
@@ -121,14 +127,15 @@ async fn complete(
     }
 }
 
-/// The `Idempotency-Key`: 1 to 255 printable ASCII characters, hashed to the store's 16 bytes.
-fn idempotency_key(headers: &HeaderMap) -> ApiResult<[u8; 16]> {
-    let text = idempotency_key_header(headers)?.ok_or_else(|| ApiError::invalid(MISSING_KEY))?;
+/// The `Idempotency-Key`, if sent: 1 to 255 printable ASCII characters, hashed to the store's
+/// 16 bytes.
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<[u8; 16]>> {
+    let Some(text) = idempotency_key_header(headers)? else { return Ok(None) };
     if text.is_empty() || text.len() > MAX_IDEMPOTENCY_KEY || !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return Err(ApiError::invalid("Idempotency-Key must be 1 to 255 printable ASCII characters"));
     }
     let digest = Sha256::new().chain_update(b"visa-openai-idempotency\0").chain_update(text).finalize();
     let mut key = [0; 16];
     key.copy_from_slice(&digest[..16]);
-    Ok(key)
+    Ok(Some(key))
 }

@@ -42,6 +42,9 @@ pub struct KeyView {
     pub read_only: bool,
     /// Requests per second (and burst) this key may send.
     pub rate_limit_per_second: u32,
+    /// `required`, or `optional`: the OpenAI-compatible surface takes this key's calls without
+    /// an Idempotency-Key (an SDK's automatic retries may then be charged twice).
+    pub idempotency: String,
     /// `active`, `revoked` or `expired`.
     pub status: String,
     pub created_at: String,
@@ -114,6 +117,7 @@ impl KeyView {
             expires_at: p.expires_at.map(rfc3339),
             read_only: p.read_only,
             rate_limit_per_second: p.rate_limit_per_second,
+            idempotency: idempotency_name(p.idempotency_optional).into(),
             status: status.into(),
             created_at: rfc3339(key.created_at),
             revoked_at: key.revoked_at.map(rfc3339),
@@ -182,6 +186,9 @@ pub struct CreateKeyRequest {
     /// Token-bucket rate and burst, 1 to 100000 requests per second (default 100).
     #[schema(schema_with = crate::routes::schema::rate_limit_or_null)]
     pub rate_limit_per_second: Option<i64>,
+    /// `required` (default) or `optional` (see `KeyView.idempotency`).
+    #[schema(schema_with = crate::routes::schema::idempotency_or_null)]
+    pub idempotency: Option<String>,
 }
 
 /// Every field is optional; an absent field is left as it is. `null` clears the nullable
@@ -218,6 +225,22 @@ pub struct UpdateKeyRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(schema_with = crate::routes::schema::rate_limit)]
     pub rate_limit_per_second: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(schema_with = crate::routes::schema::idempotency)]
+    pub idempotency: Option<Option<String>>,
+}
+
+pub fn idempotency_name(optional: bool) -> &'static str {
+    if optional { "optional" } else { "required" }
+}
+
+/// `required` or `optional`, as `idempotency_optional`.
+fn parse_idempotency(text: &str) -> ApiResult<bool> {
+    match text {
+        "required" => Ok(false),
+        "optional" => Ok(true),
+        _ => Err(ApiError::invalid("idempotency must be required or optional")),
+    }
 }
 
 /// A field that may be absent but not null.
@@ -297,6 +320,7 @@ pub async fn create(
             .map(parse_rate_limit)
             .transpose()?
             .unwrap_or(DEFAULT_RATE_LIMIT_PER_SECOND),
+        idempotency_optional: req.idempotency.as_deref().map(parse_idempotency).transpose()?.unwrap_or(false),
     };
     let (raw, secret) = mint_secret(&state);
     let new = NewKey { account_id: session.account.id, environment: state.environment, policy, secret };
@@ -371,6 +395,10 @@ pub async fn update(
         read_only: not_null("read_only", req.read_only)?,
         rate_limit_per_second: not_null("rate_limit_per_second", req.rate_limit_per_second)?
             .map(parse_rate_limit)
+            .transpose()?,
+        idempotency_optional: not_null("idempotency", req.idempotency)?
+            .as_deref()
+            .map(parse_idempotency)
             .transpose()?,
     };
     let key = state

@@ -4,6 +4,7 @@
 pub mod admin_keys;
 pub mod audit;
 pub mod balance;
+pub mod docs;
 pub mod execute;
 pub mod executions;
 pub mod health;
@@ -35,6 +36,8 @@ pub fn router(state: SharedState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/openapi.json", get(openapi::document))
+        .route("/llms.txt", get(docs::llms_txt))
+        .route("/docs/{file}", get(docs::document))
         .route("/metrics", get(metrics::metrics))
         .route("/v1/operator/accounts", post(operator::create_account))
         .route("/v1/operator/accounts/{login}", patch(operator::update_account))

@@ -25,6 +25,8 @@ use visa_core::ErrorCode;
     paths(
         super::health::healthz,
         document,
+        super::docs::llms_txt,
+        super::docs::document,
         super::metrics::metrics,
         super::operator::create_account,
         super::operator::update_account,

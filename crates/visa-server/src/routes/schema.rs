@@ -108,6 +108,15 @@ pub fn instant_or_null() -> Object {
     nullable(instant())
 }
 
+/// A key's `idempotency`: `required` (default) or `optional` (OpenAI surface only).
+pub fn idempotency() -> Object {
+    string().enum_values(Some(["required", "optional"])).build()
+}
+
+pub fn idempotency_or_null() -> Object {
+    nullable(idempotency())
+}
+
 pub fn tool_scope_or_null() -> Object {
     nullable(tool_scope())
 }

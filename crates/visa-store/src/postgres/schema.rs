@@ -245,6 +245,10 @@ END $$;
 CREATE TRIGGER auth_version_notify AFTER UPDATE ON auth_version
     FOR EACH ROW EXECUTE FUNCTION visa_auth_changed();
 "#,
+    r#"
+-- A key may let the OpenAI-compatible surface take its calls without an Idempotency-Key.
+ALTER TABLE keys ADD COLUMN idempotency_optional BOOLEAN NOT NULL DEFAULT FALSE;
+"#,
 ];
 
 /// The advisory lock nodes migrate under ("visa" and 1).

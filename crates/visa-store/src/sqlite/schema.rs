@@ -346,6 +346,10 @@ CREATE TABLE auth_version (
 );
 INSERT INTO auth_version (id, version) VALUES (1, 0);
 "#,
+    r#"
+-- A key may let the OpenAI-compatible surface take its calls without an Idempotency-Key.
+ALTER TABLE keys ADD COLUMN idempotency_optional INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// Brings the database up to the newest schema, one transaction per migration.
