@@ -5,7 +5,10 @@
 # proxy on the server's HTTP stack (bench/reference-proxy: no auth, no hold, no database) and
 # through the same proxy doing the least durable work a paid call could (a held and a captured
 # row in SQLite, group-committed, the capture fsynced before the answer): the gaps show what the
-# two HTTP hops, two durable steps, and the rest of the money path each cost.
+# two HTTP hops, two durable steps, and the rest of the money path each cost. Then the same call
+# through the OpenAI-compatible surface (POST /v1/openai/chat/completions), non-streamed and
+# streamed, and the streamed call's time to first byte against the mock's own (curl's
+# time_starttransfer over sequential calls, p50 and p99).
 # Usage: bench/chat.sh [seconds per run, default 15] [connections, default 32]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +53,30 @@ floor=$(run_wrk bench/chat.lua "http://127.0.0.1:$FLOOR_PORT" durable_floor "$wo
 echo "$floor"
 paid=$(run_wrk bench/chat.lua "$api" paid_chat "$work/keys")
 echo "$paid"
+openai=$(run_wrk bench/openai.lua "$api" openai_chat "$work/keys")
+echo "$openai"
+openai_stream=$(VISA_BENCH_STREAM=1 run_wrk bench/openai.lua "$api" openai_stream "$work/keys")
+echo "$openai_stream"
+
+# Time to first byte of a streamed call, sequentially (no load): the mock directly, then
+# through Visa Keys (which places the hold before it calls the mock).
+ttfb() { # URL AUTH_HEADER_OR_EMPTY N
+  for _ in $(seq "$3"); do
+    curl -sS -o /dev/null -w '%{time_starttransfer}\n' "$1" -H 'Content-Type: application/json' ${2:+-H "$2"} \
+      -H "Idempotency-Key: $(cat /proc/sys/kernel/random/uuid)" \
+      -d '{"model":"bench-chat","messages":[{"role":"user","content":"hi"}],"max_tokens":16,"stream":true}'
+  done | sort -n | awk '{ v[NR] = $1 * 1000 } END { printf "p50_ms=%.2f p99_ms=%.2f", v[int(NR * 0.5)], v[int(NR * 0.99)] }'
+}
+first_key=$(head -1 "$work/keys")
+ttfb_direct=$(ttfb "http://127.0.0.1:$MOCK_PORT/v1/chat/completions" "" 300)
+ttfb_visa=$(ttfb "$api/v1/openai/chat/completions" "Authorization: Bearer $first_key" 300)
+echo "ttfb_mock_direct $ttfb_direct"
+echo "ttfb_openai_stream $ttfb_visa"
 echo "ledger after the run: $(target/release/visa-cli ledger verify --data-dir "$work/data")"
 awk -v d="$(field "$direct" req_per_s)" -v p="$(field "$paid" req_per_s)" -v r="$(field "$reference" req_per_s)" \
   -v f="$(field "$floor" req_per_s)" -v dp="$(field "$direct" p99_ms)" -v pp="$(field "$paid" p99_ms)" \
   'BEGIN { printf "paid/direct = %.1f%% (target >= 25%%); p99 over the mock = %.1f ms (target <= 20 ms); reference proxy/direct = %.1f%%; durable floor/direct = %.1f%%\n", 100*p/d, pp-dp, 100*r/d, 100*f/d }'
+awk -v f="$(field "$floor" req_per_s)" -v o="$(field "$openai" req_per_s)" -v s="$(field "$openai_stream" req_per_s)" \
+  -v dp="$(field "$direct" p99_ms)" -v op="$(field "$openai" p99_ms)" \
+  -v td="$(field "$ttfb_direct" p50_ms)" -v tv="$(field "$ttfb_visa" p50_ms)" \
+  'BEGIN { printf "openai/durable floor = %.1f%% (target >= 70%%); openai p99 over the mock = %.1f ms (target <= 20 ms); streamed/durable floor = %.1f%%; streamed time to first byte over the mock, p50 = %.2f ms (target <= 2 ms)\n", 100*o/f, op-dp, 100*s/f, tv-td }'

@@ -97,6 +97,10 @@ where
                 _ => return Err(io::Error::new(io::ErrorKind::TimedOut, "no request within the header timeout")),
             }
             open.inc();
+            // Answers that are written in parts (a streamed completion: events, then the charge
+            // and `[DONE]` once settled) must not wait on Nagle for the client's delayed ACK
+            // (~40 ms per stream); single-write answers lose nothing by it.
+            let _ = stream.set_nodelay(true);
             inner.accept(Guarded { inner: stream, _permit: permit, open }, service).await
         })
     }
