@@ -322,3 +322,32 @@ async fn a_viewer_sees_no_member_or_admin_key_controls_and_a_forged_invitation_i
     assert_eq!(app.get("/v1/api/admin-keys", &owner).await.assert_ok(200)["admin_keys"], json!([]));
     browser.client.clone().close().await.unwrap();
 }
+
+/// On a phone the pages fit the screen: wide tables scroll inside themselves, never the page.
+#[tokio::test]
+async fn every_page_fits_a_phone_screen() {
+    let app = TestApp::spawn().await;
+    let owner = app.account("acme", true, 10_000).await;
+    let (_, raw) = app.key(&owner, json!({ "label": "a-key-with-a-rather-long-label", "allowed_tools": ["echo"] })).await;
+    app.execute(&raw, "echo", json!({ "n": 1 })).await.assert_ok(200);
+    app.member(&owner, "ada", "admin").await;
+    let browser = browser().await;
+    browser.client.set_window_size(390, 844).await.unwrap();
+    sign_in(&browser, &app, "ada", "ada-password-1").await;
+    let key_id = app.get("/v1/api/keys", &owner).await.assert_ok(200)["keys"][0]["id"].as_i64().unwrap();
+    let key_page = format!("/dashboard/keys/{key_id}");
+    for page in ["/dashboard/keys", key_page.as_str(), "/dashboard/spend", "/dashboard/audit", "/dashboard/members", "/dashboard/admin-keys"] {
+        goto(&browser, &app, page).await;
+        let widths = browser
+            .client
+            .execute("return [document.documentElement.scrollWidth, window.innerWidth]", vec![])
+            .await
+            .unwrap();
+        let (page_width, screen) = (widths[0].as_i64().unwrap(), widths[1].as_i64().unwrap());
+        assert!(page_width <= screen, "{page}: the page is {page_width} px wide on a {screen} px screen");
+        assert!(text(&browser).await.contains("Sign out"), "{page}");
+    }
+    goto(&browser, &app, "/dashboard/keys").await;
+    screenshot(&browser, "keys-phone").await;
+    browser.client.clone().close().await.unwrap();
+}

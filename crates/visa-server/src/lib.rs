@@ -107,7 +107,7 @@ impl ServeConfig {
             clock: clock::Clock::system(),
             max_connections: None,
             body_read_timeout: Duration::from_secs(30),
-            sweep_interval: Duration::from_secs(60),
+            sweep_interval: Duration::from_secs(10),
             usage_minute_retention: Duration::from_secs(7 * 24 * 3600),
             usage_hour_retention: Duration::from_secs(90 * 24 * 3600),
             sign_in_limits: Default::default(),
@@ -313,7 +313,7 @@ async fn flush_last_used(state: SharedState, mut stopped: watch::Receiver<bool>)
 }
 
 /// Rows one retention transaction may delete, so the writer is never held for long.
-const SWEEP_BATCH: u32 = 256;
+const SWEEP_BATCH: u32 = 1_000;
 
 /// Retention: every `interval`, deletes in bounded batches what the Idempotency-Key window no
 /// longer keeps and rolls old usage up (docs/money.md, "Retention"), until nothing more is due.
