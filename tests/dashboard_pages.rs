@@ -328,7 +328,8 @@ async fn a_viewer_sees_no_member_or_admin_key_controls_and_a_forged_invitation_i
 async fn every_page_fits_a_phone_screen() {
     let app = TestApp::spawn().await;
     let owner = app.account("acme", true, 10_000).await;
-    let (_, raw) = app.key(&owner, json!({ "label": "a-key-with-a-rather-long-label", "allowed_tools": ["echo"] })).await;
+    let (_, raw) =
+        app.key(&owner, json!({ "label": "a-key-with-a-rather-long-label", "allowed_tools": ["echo"] })).await;
     app.execute(&raw, "echo", json!({ "n": 1 })).await.assert_ok(200);
     app.member(&owner, "ada", "admin").await;
     let browser = browser().await;
@@ -336,7 +337,14 @@ async fn every_page_fits_a_phone_screen() {
     sign_in(&browser, &app, "ada", "ada-password-1").await;
     let key_id = app.get("/v1/api/keys", &owner).await.assert_ok(200)["keys"][0]["id"].as_i64().unwrap();
     let key_page = format!("/dashboard/keys/{key_id}");
-    for page in ["/dashboard/keys", key_page.as_str(), "/dashboard/spend", "/dashboard/audit", "/dashboard/members", "/dashboard/admin-keys"] {
+    for page in [
+        "/dashboard/keys",
+        key_page.as_str(),
+        "/dashboard/spend",
+        "/dashboard/audit",
+        "/dashboard/members",
+        "/dashboard/admin-keys",
+    ] {
         goto(&browser, &app, page).await;
         let widths = browser
             .client

@@ -150,16 +150,15 @@ async fn models_are_the_chat_tools_the_key_may_use() {
     assert_openai_error(&anonymous, 401, "AUTH_REQUIRED", "authentication_error");
 }
 
+/// A chat completion request, its answer not read yet (a stream is read as it comes).
+async fn send_streamed(app: &TestApp, key: &str, body: Value, idempotency_key: &str) -> reqwest::Response {
+    let request = reqwest::Client::new().post(app.url("/v1/openai/chat/completions")).bearer_auth(key);
+    request.header("Idempotency-Key", idempotency_key).json(&body).send().await.unwrap()
+}
+
 /// A streamed call's raw answer: status, content type, the whole body as text.
 async fn stream_call(app: &TestApp, key: &str, body: Value, idempotency_key: &str) -> (u16, String, String, bool) {
-    let response = reqwest::Client::new()
-        .post(app.url("/v1/openai/chat/completions"))
-        .bearer_auth(key)
-        .header("Idempotency-Key", idempotency_key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = send_streamed(app, key, body, idempotency_key).await;
     let status = response.status().as_u16();
     let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let (content_type, replayed) = (header("content-type"), header("idempotent-replayed") == "true");
@@ -258,14 +257,7 @@ async fn a_caller_that_hangs_up_mid_stream_leaves_no_hold_and_a_slow_one_gets_ev
     mock.behaviour.stream_delay_ms.store(20, Ordering::SeqCst);
 
     // Read the first event, then hang up.
-    let mut response = reqwest::Client::new()
-        .post(app.url("/v1/openai/chat/completions"))
-        .bearer_auth(&key)
-        .header("Idempotency-Key", "gone-1")
-        .json(&streamed("chat", false))
-        .send()
-        .await
-        .unwrap();
+    let mut response = send_streamed(&app, &key, streamed("chat", false), "gone-1").await;
     assert!(response.chunk().await.unwrap().is_some());
     drop(response);
     // The provider is read to its end and the call settled: charged from its usage, no hold left.
@@ -286,14 +278,7 @@ async fn a_caller_that_hangs_up_mid_stream_leaves_no_hold_and_a_slow_one_gets_ev
     // before the reader does (nothing waits on the reader), and every event arrives.
     mock.behaviour.stream_chunks.store(200, Ordering::SeqCst);
     mock.behaviour.stream_delay_ms.store(0, Ordering::SeqCst);
-    let mut response = reqwest::Client::new()
-        .post(app.url("/v1/openai/chat/completions"))
-        .bearer_auth(&key)
-        .header("Idempotency-Key", "slow-1")
-        .json(&streamed("chat", false))
-        .send()
-        .await
-        .unwrap();
+    let mut response = send_streamed(&app, &key, streamed("chat", false), "slow-1").await;
     let mut text = Vec::new();
     let mut provider_done_while_reading = false;
     while let Some(chunk) = response.chunk().await.unwrap() {
