@@ -435,7 +435,7 @@ fn error_status(error: &ApiError) -> StatusCode {
     StatusCode::from_u16(error.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-/// A stored answer from bytes: JSON, or a recorded event stream (which starts with `data:`);
+/// A stored answer from bytes: JSON, or a recorded event stream;
 /// an error body's `retry_after` (ours or OpenAI's shape) is also sent as `Retry-After`.
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let retry_after = if status.is_success() {
@@ -445,7 +445,10 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
             .ok()
             .and_then(|v| v["retry_after"].as_u64().or_else(|| v["error"]["retry_after"].as_u64()))
     };
-    let content_type = if body.starts_with(b"data:") { "text/event-stream" } else { "application/json" };
+    // A recorded stream starts with an event, or (nothing but the usage was streamed) with
+    // its `: visa` comment; JSON starts with `{`.
+    let streamed = body.starts_with(b"data:") || body.starts_with(b": ");
+    let content_type = if streamed { "text/event-stream" } else { "application/json" };
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
