@@ -3,7 +3,7 @@
 //! — with the API's filters (action, target, since) and cursors. On the first page the table
 //! follows new entries live: `app.js` re-fetches `/dashboard/audit/entries` every few seconds.
 
-use super::layout;
+use super::layout::{self, given};
 use super::session::Browser;
 use crate::routes::audit::{self, AuditEntryView, AuditQuery};
 use crate::routes::{ListPage, ListQuery};
@@ -48,31 +48,24 @@ pub struct Filter {
     ending_before: Option<String>,
 }
 
-fn given(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
-}
-
 impl Filter {
     fn api_query(&self) -> AuditQuery {
         let since = given(&self.since).map(|t| if t.len() == 16 { format!("{t}:00Z") } else { format!("{t}Z") });
         AuditQuery::new(given(&self.action).map(str::to_owned), given(&self.target).map(str::to_owned), since)
     }
 
-    /// The filters (not the cursors) as a query string.
-    fn filters(&self) -> String {
-        [("action", &self.action), ("target", &self.target), ("since", &self.since)]
-            .into_iter()
-            .filter_map(|(name, value)| given(value).map(|v| format!("{name}={}", layout::urlencode(v))))
-            .collect::<Vec<_>>()
-            .join("&")
+    /// The filters and, if given, a cursor (`name`, `id`), as a query string.
+    fn query(&self, cursor: Option<(&str, &str)>) -> String {
+        let (name, id) = cursor.unzip();
+        let filters = [("action", given(&self.action)), ("target", given(&self.target)), ("since", given(&self.since))];
+        layout::query_string(&[&filters[..], &[(name.unwrap_or(""), id)]].concat())
     }
 
     fn cursors(&self) -> String {
-        [("starting_after", &self.starting_after), ("ending_before", &self.ending_before)]
-            .into_iter()
-            .filter_map(|(name, value)| given(value).map(|v| format!("{name}={}", layout::urlencode(v))))
-            .collect::<Vec<_>>()
-            .join("&")
+        layout::query_string(&[
+            ("starting_after", given(&self.starting_after)),
+            ("ending_before", given(&self.ending_before)),
+        ])
     }
 
     fn first_page(&self) -> bool {
@@ -96,7 +89,7 @@ pub async fn show(State(state): State<SharedState>, browser: Browser, Query(filt
         Ok(listed) => listed,
         Err(e) => return layout::refused(&state, &browser, PATH, e),
     };
-    let live = format!("{PATH}/entries?{}", filter.filters());
+    let live = format!("{PATH}/entries?{}", filter.query(None));
     let body = html! {
         (filter_form(&filter))
         @if filter.first_page() {
@@ -194,11 +187,7 @@ fn table(list: &[AuditEntryView]) -> Markup {
 }
 
 fn pager(page: &ListPage, filter: &Filter) -> Markup {
-    let with = |name: &str, cursor: i64| {
-        let filters = filter.filters();
-        let sep = if filters.is_empty() { "" } else { "&" };
-        format!("{PATH}?{filters}{sep}{name}={cursor}")
-    };
+    let with = |name: &str, cursor: i64| format!("{PATH}?{}", filter.query(Some((name, &cursor.to_string()))));
     html! {
         nav.pager aria-label="Pages" {
             @if let Some(cursor) = page.previous_cursor { a href=(with("ending_before", cursor)) { "Newer entries" } }

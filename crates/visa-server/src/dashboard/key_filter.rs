@@ -4,6 +4,7 @@
 //! own list (`routes::keys::list`, 100 a page, at most `MAX_KEYS`) and narrows and orders
 //! them here; without a filter or sort, the table pages with the API's cursors as before.
 
+use super::layout::given;
 use crate::routes::keys::KeyView;
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -33,10 +34,6 @@ pub struct KeyFilter {
     unused: Option<String>,
     sort: Option<String>,
     order: Option<String>,
-}
-
-fn given(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
 fn instant(text: Option<&str>) -> Option<OffsetDateTime> {

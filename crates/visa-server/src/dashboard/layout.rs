@@ -125,6 +125,17 @@ pub fn when(rfc3339: &str) -> Markup {
     html! { time datetime=(rfc3339) title=(rfc3339) { (readable) } }
 }
 
+/// A form or query value that was given: trimmed, `None` when absent or empty.
+pub fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// A query string (`a=1&b=x`) of the pairs whose value is given, each percent-encoded.
+pub fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
+    let given = pairs.iter().filter_map(|(name, value)| Some((name, value.map(str::trim).filter(|v| !v.is_empty())?)));
+    given.map(|(name, value)| format!("{name}={}", urlencode(value))).collect::<Vec<_>>().join("&")
+}
+
 /// A query-string value, percent-encoded.
 pub fn urlencode(text: &str) -> String {
     text.bytes()
@@ -168,4 +179,14 @@ pub fn refused(state: &AppState, browser: &Browser, current: &str, error: ApiErr
         p { a href=(current) { "Back" } }
     };
     (status, page(state, browser, current, "Not done", body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_query_string_has_the_given_pairs_encoded() {
+        let pairs = [("a", Some("1")), ("b", None), ("c", Some(" ")), ("d", Some("x y&z"))];
+        assert_eq!(super::query_string(&pairs), "a=1&d=x%20y%26z");
+        assert_eq!(super::query_string(&[("a", None)]), "");
+    }
 }

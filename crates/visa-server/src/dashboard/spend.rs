@@ -5,7 +5,7 @@
 //! /v1/api/executions/{id}`). Every number comes from the API's handlers with the member's
 //! account.
 
-use super::layout;
+use super::layout::{self, given};
 use super::session::Browser;
 use crate::auth::Reader;
 use crate::routes::balance::{self, BalanceResponse};
@@ -38,32 +38,18 @@ pub struct Filter {
 
 impl Filter {
     fn cursors(&self) -> String {
-        let mut pairs = Vec::new();
-        for (name, value) in [("starting_after", &self.starting_after), ("ending_before", &self.ending_before)] {
-            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-                pairs.push(format!("{name}={}", layout::urlencode(value)));
-            }
-        }
-        pairs.join("&")
+        layout::query_string(&[
+            ("starting_after", given(&self.starting_after)),
+            ("ending_before", given(&self.ending_before)),
+        ])
     }
 
     fn state(&self) -> Option<&str> {
-        self.state.as_deref().filter(|s| !s.is_empty())
+        given(&self.state)
     }
 
     fn key_id(&self) -> Option<&str> {
-        self.key_id.as_deref().filter(|s| !s.is_empty())
-    }
-
-    /// The filters (not the cursors) as a query string prefix (`state=..&key_id=..&`).
-    fn filters(&self) -> String {
-        let mut query = String::new();
-        for (name, value) in [("state", self.state()), ("key_id", self.key_id())] {
-            if let Some(value) = value {
-                query.push_str(&format!("{name}={}&", layout::urlencode(value)));
-            }
-        }
-        query
+        given(&self.key_id)
     }
 }
 
@@ -265,10 +251,10 @@ fn executions_table(list: &[ExecutionView], labels: &BTreeMap<i64, String>) -> M
 }
 
 fn pager(page: &ListPage, filter: &Filter) -> Markup {
-    let with = |cursor: (&str, i64)| {
-        let mut query = filter.filters();
-        query.push_str(&format!("{}={}", cursor.0, cursor.1));
-        format!("{PATH}?{query}#executions")
+    let with = |(name, cursor): (&str, i64)| {
+        let cursor = cursor.to_string();
+        let query = [("state", filter.state()), ("key_id", filter.key_id()), (name, Some(cursor.as_str()))];
+        format!("{PATH}?{}#executions", layout::query_string(&query))
     };
     html! {
         nav.pager aria-label="Pages" {

@@ -97,6 +97,7 @@ async fn complete(
         call.request["stream"] = Value::Bool(true);
         call.request["stream_options"] = json!({ "include_usage": true });
     }
+    // The call holds the only other handle: once it ends, `events` ends too.
     drop(stream);
     // Detached, as on execute: once the hold may be placed, the outcome is recorded whatever
     // the client does (a streamed call included: it is read to its end and settled).
