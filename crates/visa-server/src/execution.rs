@@ -230,11 +230,11 @@ pub async fn execute(state: &AppState, call: PaidCall) -> ApiResult<Response> {
         Begun::Answered(answer) => answer,
         Begun::Started(running) => {
             let outcome = running.run(state).await;
-            let stream = running.surface.stream().map(|s| (s.started(), s.recorded().len()));
             let surface = running.surface.clone();
+            let sent = surface.stream().map_or(0, ChatStream::sent);
             let answer = running.settle(state, outcome).await;
-            match (stream, surface.stream()) {
-                (Some((true, sent)), Some(sink)) => finish_stream(sink, sent, answer).await,
+            match surface.stream() {
+                Some(sink) if sent > 0 => finish_stream(sink, sent, answer).await,
                 _ => answer,
             }
         }

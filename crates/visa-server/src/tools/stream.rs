@@ -40,7 +40,12 @@ impl ChatStream {
     /// Whether anything reached the caller (from then on the call is billable: the provider
     /// worked, and the caller has part of the answer).
     pub fn started(&self) -> bool {
-        !self.recorded.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+        self.sent() > 0
+    }
+
+    /// How many bytes reached the caller so far.
+    pub fn sent(&self) -> usize {
+        self.recorded.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Everything sent so far.
