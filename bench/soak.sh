@@ -2,7 +2,8 @@
 # Sustained load: does the paid path hold its 10-second figures for minutes?
 #   1. a 10 s reference run of paid echo (the figure `bench/run.sh` reports);
 #   2. then paid echo without a pause for MINUTES, reported per 30 s window as it runs:
-#      req/s, p50, p99, errors, the server's RSS, the database and WAL sizes;
+#      req/s, p50, p99, errors, the server's RSS, the database and WAL sizes, and the
+#      writer's mean WAL fsync, transaction time and jobs per transaction (from /metrics);
 #   3. a summary against the targets (p99 <= 25 ms in every window, every window's throughput
 #      within 15% of the reference, RSS flat after the first two windows) and `ledger verify`.
 # Usage: bench/soak.sh [minutes, default 10] [connections, default 64]
@@ -32,18 +33,33 @@ echo "$reference"
 ref_rps=$(field "$reference" req_per_s)
 
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$server/status"; }
+# metric NAME: one value from the server's /metrics (the operator token reads it).
+metrics() { curl -fsS "$api/metrics" -H "Authorization: Bearer $VISA_OPERATOR_TOKEN"; }
+metric() { echo "$1" | awk -v n="$2" '$1 == n { print $2 }'; }
+# mean BEFORE AFTER HISTOGRAM SCALE: the histogram's mean over the window, times SCALE.
+mean() {
+  awk -v s0="$(metric "$1" "$3_sum")" -v s1="$(metric "$2" "$3_sum")" -v c0="$(metric "$1" "$3_count")" \
+    -v c1="$(metric "$2" "$3_count")" -v k="$4" 'BEGIN { printf "%.2f", (c1 > c0) ? k * (s1 - s0) / (c1 - c0) : 0 }'
+}
 size_mb() { if [ -f "$1" ]; then awk -v b="$(stat -c %s "$1")" 'BEGIN { printf "%.1f", b / 1048576 }'; else echo 0; fi; }
 
 windows=$(( MINUTES * 60 / WINDOW ))
 worst_p99=0; worst_ratio=1000; rss_after_warmup=0; rss_last=0; total=0
-printf "%-6s %9s %8s %8s %7s %8s %9s %8s\n" window req/s p50_ms p99_ms errors rss_mb db_mb wal_mb
+printf "%-6s %9s %8s %8s %7s %8s %9s %8s %9s %7s %5s\n" window req/s p50_ms p99_ms errors rss_mb db_mb wal_mb fsync_ms txn_ms jobs
+before=$(metrics)
 for i in $(seq "$windows"); do
   line=$(VISA_BENCH_KEYS="$work/keys" wrk -t2 -c"$CONNECTIONS" -d"${WINDOW}s" --timeout 10s -s bench/execute.lua "$api" | grep RESULT)
   rps=$(field "$line" req_per_s); p50=$(field "$line" p50_ms); p99=$(field "$line" p99_ms)
   errors=$(field "$line" non_2xx_or_errors); total=$(( total + $(field "$line" requests) ))
   rss=$(rss_kb)
-  printf "%-6s %9s %8s %8s %7s %8.1f %9s %8s\n" "$i" "$rps" "$p50" "$p99" "$errors" "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')" \
-    "$(size_mb "$work/data/visa.db")" "$(size_mb "$work/data/visa.db-wal")"
+  after=$(metrics)
+  # The writer over the window: mean WAL fsync, mean transaction (BEGIN to COMMIT), jobs per transaction.
+  fsync_ms=$(mean "$before" "$after" visa_store_fsync_seconds 1000)
+  txn_ms=$(mean "$before" "$after" visa_store_transaction_seconds 1000)
+  jobs=$(mean "$before" "$after" visa_store_jobs_per_transaction 1)
+  before=$after
+  printf "%-6s %9s %8s %8s %7s %8.1f %9s %8s %9s %7s %5s\n" "$i" "$rps" "$p50" "$p99" "$errors" "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')" \
+    "$(size_mb "$work/data/visa.db")" "$(size_mb "$work/data/visa.db-wal")" "$fsync_ms" "$txn_ms" "$jobs"
   worst_p99=$(awk -v a="$worst_p99" -v b="$p99" 'BEGIN { print (b > a) ? b : a }')
   worst_ratio=$(awk -v a="$worst_ratio" -v r="$rps" -v f="$ref_rps" 'BEGIN { x = 100 * r / f; print (x < a) ? x : a }')
   [ "$i" -eq 2 ] && rss_after_warmup=$rss

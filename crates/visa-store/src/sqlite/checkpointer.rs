@@ -35,6 +35,7 @@ pub struct Policy {
 /// A tail short enough to copy while the writer waits (2 MiB).
 const SHORT_TAIL_FRAMES: i64 = 512;
 const MAX_CATCH_UP_PASSES: usize = 4;
+const CACHE_KIB: i64 = 256;
 
 /// Held by the writer while it runs a batch, and by the checkpointer for a finishing pass.
 pub type CommitGate = Arc<Mutex<()>>;
@@ -47,6 +48,9 @@ pub fn start(path: PathBuf, gate: CommitGate, policy: Policy, metrics: StoreMetr
         let Ok(conn) = Connection::open(&path) else { return };
         let Ok(database) = std::fs::File::open(&path) else { return };
         let _ = conn.pragma_update(None, "synchronous", "FULL");
+        // A pass copies WAL frames into the database file; it reads almost nothing through
+        // the page cache, so a small one bounds this connection's memory.
+        let _ = conn.pragma_update(None, "cache_size", -CACHE_KIB);
         let mut passes = Passes { conn, database, synced: 0 };
         loop {
             std::thread::sleep(policy.interval);
