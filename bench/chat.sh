@@ -22,9 +22,9 @@ FLOOR_PORT=18095
 source bench/lib.sh
 cargo build --release -q -p visa-cli -p visa-bench-mock-provider -p visa-bench-reference-proxy
 
-target/release/visa-bench-mock-provider "127.0.0.1:$MOCK_PORT" 2>/dev/null & pids+=($!)
+target/release/visa-bench-mock-provider "127.0.0.1:$MOCK_PORT" 2>/dev/null & mock=$!; pids+=($mock)
 target/release/visa-bench-reference-proxy "127.0.0.1:$PROXY_PORT" "http://127.0.0.1:$MOCK_PORT/v1" 2>/dev/null & pids+=($!)
-target/release/visa-bench-reference-proxy "127.0.0.1:$FLOOR_PORT" "http://127.0.0.1:$MOCK_PORT/v1" "$work/floor.db" 2>/dev/null & pids+=($!)
+target/release/visa-bench-reference-proxy "127.0.0.1:$FLOOR_PORT" "http://127.0.0.1:$MOCK_PORT/v1" "$work/floor.db" 2>/dev/null & floor_pid=$!; pids+=($floor_pid)
 cat > "$work/tools.toml" <<TOML
 [[tools]]
 id = "bench-chat"
@@ -36,7 +36,7 @@ timeout_ms = 10000
 adapter = { type = "openai_chat", base_url = "http://127.0.0.1:$MOCK_PORT/v1", model = "bench-model", api_key_env = "VISA_BENCH_PROVIDER_KEY" }
 TOML
 export VISA_OPERATOR_TOKEN=bench-operator-token-0123456789 VISA_BENCH_PROVIDER_KEY=bench-provider-key
-VISA_LOG=warn target/release/visa-cli serve --listen "127.0.0.1:$VISA_PORT" --data-dir "$work/data" --config "$work/tools.toml" & pids+=($!)
+VISA_LOG=warn target/release/visa-cli serve --listen "127.0.0.1:$VISA_PORT" --data-dir "$work/data" --config "$work/tools.toml" & visa=$!; pids+=($visa)
 wait_for_port "$MOCK_PORT"
 wait_for_port "$VISA_PORT"
 wait_for_port "$PROXY_PORT"
@@ -49,12 +49,18 @@ direct=$(run_wrk bench/chat.lua "http://127.0.0.1:$MOCK_PORT" mock_direct)
 echo "$direct"
 reference=$(run_wrk bench/chat.lua "http://127.0.0.1:$PROXY_PORT" reference_proxy "$work/keys")
 echo "$reference"
+floor_before=$(thread_ticks "$floor_pid")
 floor=$(run_wrk bench/chat.lua "http://127.0.0.1:$FLOOR_PORT" durable_floor "$work/keys")
 echo "$floor"
+echo "durable_floor_cpu_per_call: $(cpu_per_call "$floor_before" "$(thread_ticks "$floor_pid")" "$(field "$floor" requests)")"
 paid=$(run_wrk bench/chat.lua "$api" paid_chat "$work/keys")
 echo "$paid"
+visa_before=$(thread_ticks "$visa"); mock_before=$(thread_ticks "$mock")
 openai=$(run_wrk bench/openai.lua "$api" openai_chat "$work/keys")
 echo "$openai"
+# CPU per call by thread, over the OpenAI run: where a paid call's time goes.
+echo "openai_chat_cpu_per_call visa: $(cpu_per_call "$visa_before" "$(thread_ticks "$visa")" "$(field "$openai" requests)")"
+echo "openai_chat_cpu_per_call mock: $(cpu_per_call "$mock_before" "$(thread_ticks "$mock")" "$(field "$openai" requests)")"
 openai_stream=$(VISA_BENCH_STREAM=1 run_wrk bench/openai.lua "$api" openai_stream "$work/keys")
 echo "$openai_stream"
 

@@ -32,3 +32,18 @@ create_keys() {
 }
 
 field() { echo "$1" | sed -E "s/.*$2=([0-9.]+).*/\1/"; }
+
+# thread_ticks PID: CPU ticks (user + system) per thread group of a process, "name ticks" lines
+# (tokio's workers summed under one name).
+thread_ticks() {
+  for t in /proc/"$1"/task/*; do
+    echo "$(tr ' ' '_' < "$t/comm") $(awk '{ print $14 + $15 }' "$t/stat")"
+  done | awk '{ a[$1] += $2 } END { for (k in a) print k, a[k] }' | sort
+}
+
+# cpu_per_call BEFORE AFTER REQUESTS: each thread group's CPU per request in µs, between two
+# thread_ticks samples.
+cpu_per_call() {
+  join <(echo "$1") <(echo "$2") | awk -v n="$3" -v hz="$(getconf CLK_TCK)" \
+    '{ us = ($3 - $2) * 1e6 / hz / n; if (us >= 0.5) printf "%s=%.0fus ", $1, us; total += us } END { printf "total=%.0fus", total }'
+}

@@ -2,20 +2,21 @@
 //! the least durable work a paid call could do. It takes the same paid-execution request as
 //! `visa-cli serve` (`{"input": <chat request>}`), forwards the input to the mock provider
 //! with the server's own provider client (`visa_server::tools::upstream`) and wraps the
-//! answer — with no authentication, no caps, no idempotency, no ledger.
+//! answer — with no authentication, no caps, no idempotency, no ledger. The `echo` tool
+//! answers its input without a provider call, as the server's builtin does (`bench/soak.sh`).
 //!
 //! With a third argument (a database path) it also does the floor of any money path: two
 //! durable steps per call in SQLite through one group-committing writer — a guarded balance
-//! hold committed before the provider call, a capture with the stored answer committed and
-//! fsynced before the reply (`durable_floor`). `bench/chat.sh` measures both in the same run
+//! hold (with the call's Idempotency-Key) committed before the provider call, a capture with
+//! the stored answer committed and fsynced before the reply (`durable_floor`). `bench/chat.sh` measures both in the same run
 //! as Visa Keys, so the gaps show what the hops, the durable steps and the rest of our money
 //! path each cost.
 
 mod durable_floor;
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use durable_floor::{Ledger, Step};
@@ -43,16 +44,23 @@ impl Provider {
 /// as `visa-cli serve` does for replays.
 async fn execute(
     State(provider): State<Arc<Provider>>,
+    Path(tool): Path<String>,
+    headers: HeaderMap,
     Json(mut body): Json<Value>,
 ) -> Result<impl IntoResponse, StatusCode> {
+    let idempotency_key = headers.get("idempotency-key").ok_or(StatusCode::BAD_REQUEST)?.as_bytes().to_vec();
     let mut input = body["input"].take();
-    input["model"] = json!("bench-model");
-    input["stream"] = json!(false);
-    provider.step(Step::Hold).await?;
-    let answer = provider.upstream.send(Method::POST, &provider.endpoint, &provider.headers, Some(&input)).await;
-    let answer = answer.ok().filter(|a| a.status == 200).ok_or(StatusCode::BAD_GATEWAY)?;
-    let result: Value = serde_json::from_slice(&answer.body).map_err(|_| StatusCode::BAD_GATEWAY)?;
-    let reply = json!({ "success": true, "object": "tool_execution", "tool": "bench-chat", "result": result });
+    provider.step(Step::Hold(idempotency_key)).await?;
+    let result = if tool == "echo" {
+        input
+    } else {
+        input["model"] = json!("bench-model");
+        input["stream"] = json!(false);
+        let answer = provider.upstream.send(Method::POST, &provider.endpoint, &provider.headers, Some(&input)).await;
+        let answer = answer.ok().filter(|a| a.status == 200).ok_or(StatusCode::BAD_GATEWAY)?;
+        serde_json::from_slice(&answer.body).map_err(|_| StatusCode::BAD_GATEWAY)?
+    };
+    let reply = json!({ "success": true, "object": "tool_execution", "tool": tool, "result": result });
     let bytes = serde_json::to_vec(&reply).map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
     // Copied only when the floor stores it, so the plain reference does no extra work.
     if provider.ledger.is_some() {

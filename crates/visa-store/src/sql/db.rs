@@ -56,6 +56,16 @@ pub trait Db {
     fn execute(&self, sql: &str, params: &[Value]) -> StoreResult<usize>;
     /// Runs a query; every row it returns.
     fn query(&self, sql: &str, params: &[Value]) -> StoreResult<Vec<Row>>;
+    /// Runs an `INSERT … RETURNING id`; the new row's id. (A backend may answer it another
+    /// way: SQLite's RETURNING buffers the row in a temporary table, a paid call's costliest
+    /// statement, while the connection already knows the last rowid it inserted.)
+    fn insert(&self, sql: &str, params: &[Value]) -> StoreResult<i64> {
+        self.query(sql, params)?
+            .first()
+            .map(|row| row.get(0))
+            .transpose()?
+            .ok_or_else(|| StoreError::Internal("an insert returned no id".into()))
+    }
 }
 
 impl dyn Db + '_ {
@@ -77,12 +87,6 @@ impl dyn Db + '_ {
         from_row: impl FnMut(&Row) -> StoreResult<T>,
     ) -> StoreResult<Vec<T>> {
         self.query(sql, params)?.iter().map(from_row).collect()
-    }
-
-    /// Runs an `INSERT … RETURNING id`; the new row's id.
-    pub fn insert(&self, sql: &str, params: &[Value]) -> StoreResult<i64> {
-        self.query_row(sql, params, |r| r.get(0))?
-            .ok_or_else(|| StoreError::Internal("an insert returned no id".into()))
     }
 }
 

@@ -57,14 +57,29 @@ fn execution_by_id(conn: &dyn Db, id: i64) -> StoreResult<ExecutionRecord> {
     execution_where(conn, "id", id)
 }
 
-fn ledger(conn: &dyn Db, e: &ExecutionRecord, kind: &str, amount: Micros, now: Timestamp) -> StoreResult<()> {
-    if amount.0 == 0 && kind != "hold" {
+/// Appends `entries` (kind, amount) for `e` to the ledger in one statement; a zero amount is
+/// written only for a hold (every call has one), the others are left out.
+fn ledger(conn: &dyn Db, e: &ExecutionRecord, entries: &[(&str, Micros)], now: Timestamp) -> StoreResult<()> {
+    let entries: Vec<_> = entries.iter().filter(|(kind, amount)| amount.0 != 0 || *kind == "hold").collect();
+    if entries.is_empty() {
         return Ok(());
     }
+    let rows: Vec<String> = (0..entries.len())
+        .map(|i| {
+            let n = 7 * i;
+            format!("(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})", n + 1, n + 2, n + 3, n + 4, n + 5, n + 6, n + 7)
+        })
+        .collect();
+    let mut values = Vec::with_capacity(7 * entries.len());
+    for (kind, amount) in entries {
+        values.extend_from_slice(params![e.account_id, e.key_id, e.id, *kind, amount.0, e.sandbox, to_db(now)]);
+    }
     conn.execute(
-        "INSERT INTO ledger (account_id, key_id, execution_id, kind, amount_micros, sandbox, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![e.account_id, e.key_id, e.id, kind, amount.0, e.sandbox, to_db(now)],
+        &format!(
+            "INSERT INTO ledger (account_id, key_id, execution_id, kind, amount_micros, sandbox, created_at) VALUES {}",
+            rows.join(", ")
+        ),
+        &values,
     )?;
     Ok(())
 }
@@ -306,7 +321,7 @@ fn begin_admitted(conn: &dyn Db, start: &ExecutionStart, tat: i64) -> StoreResul
         "INSERT INTO idempotency_records (key_id, idempotency_key, execution_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
         params![start.key_id, start.idempotency_key[..], execution.id, to_db(start.idempotency_expires_at)],
     )?;
-    ledger(conn, &execution, "hold", start.hold, start.now)?;
+    ledger(conn, &execution, &[("hold", start.hold)], start.now)?;
     Ok(BeginOutcome::Started(execution))
 }
 
@@ -354,14 +369,12 @@ fn settle(conn: &dyn Db, e: &ExecutionRecord, reported: Micros, voided: bool, no
         )?;
     }
     if voided {
-        return ledger(conn, e, "void", e.hold, now);
+        return ledger(conn, e, &[("void", e.hold)], now);
     }
-    ledger(conn, e, "capture", charged, now)?;
-    ledger(conn, e, "release", Micros(hold - charged.0), now)?;
     if overage > Micros::ZERO {
         tracing::warn!(execution = %e.public_id, hold = hold, overage = overage.0, "a provider reported more than the hold; the excess is the platform's loss");
     }
-    ledger(conn, e, "overage", overage, now)
+    ledger(conn, e, &[("capture", charged), ("release", Micros(hold - charged.0)), ("overage", overage)], now)
 }
 
 /// Moves `e` from the state it is in to `state`, with its charge and stored answer. Fails

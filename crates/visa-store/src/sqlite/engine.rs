@@ -48,6 +48,14 @@ impl Db for SqliteDb<'_> {
         stmt.execute(rusqlite::params_from_iter(params)).map_err(map_sqlite_error)
     }
 
+    fn insert(&self, sql: &str, params: &[Value]) -> StoreResult<i64> {
+        let Some(plain) = sql.strip_suffix(" RETURNING id") else {
+            return Err(StoreError::Internal("an insert must end with RETURNING id".into()));
+        };
+        self.execute(plain, params)?;
+        Ok(self.0.last_insert_rowid())
+    }
+
     fn query(&self, sql: &str, params: &[Value]) -> StoreResult<Vec<Row>> {
         let mut stmt = self.0.prepare_cached(sql).map_err(map_sqlite_error)?;
         let columns = stmt.column_count();
