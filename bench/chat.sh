@@ -3,12 +3,13 @@
 # same chat request as a paid execution through `visa-cli serve` (production, durable ledger)
 # in front of that mock, in the same run; and, as references, the same request through a bare
 # proxy on the server's HTTP stack (bench/reference-proxy: no auth, no hold, no database) and
-# through the same proxy doing the least durable work a paid call could (a held and a captured
-# row in SQLite, group-committed, the capture fsynced before the answer): the gaps show what the
-# two HTTP hops, two durable steps, and the rest of the money path each cost. Then the same call
-# through the OpenAI-compatible surface (POST /v1/openai/chat/completions), non-streamed and
-# streamed, and the streamed call's time to first byte against the mock's own (curl's
-# time_starttransfer over sequential calls, p50 and p99).
+# through the same proxy doing the least durable work an exactly-once paid call could (a held
+# row with the call's Idempotency-Key and a captured row in SQLite, group-committed, the capture
+# fsynced before the answer): the gaps show what the two HTTP hops, two durable steps, and the
+# rest of the money path each cost. Then the same call through the OpenAI-compatible surface
+# (POST /v1/openai/chat/completions), non-streamed and streamed, and the streamed call's time to
+# first byte against the mock's own (curl's time_starttransfer over sequential calls, p50 and
+# p99). CPU per call by thread is printed for the floor's run and the OpenAI run.
 # Usage: bench/chat.sh [seconds per run, default 15] [connections, default 32]
 set -euo pipefail
 cd "$(dirname "$0")/.."
