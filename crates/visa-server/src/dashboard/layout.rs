@@ -41,8 +41,10 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
+const STYLESHEET: &str = include_str!("style.css");
+
 pub async fn stylesheet() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("style.css"))
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLESHEET)
 }
 
 pub async fn script() -> impl IntoResponse {
@@ -188,5 +190,17 @@ mod tests {
         let pairs = [("a", Some("1")), ("b", None), ("c", Some(" ")), ("d", Some("x y&z"))];
         assert_eq!(super::query_string(&pairs), "a=1&d=x%20y%26z");
         assert_eq!(super::query_string(&[("a", None)]), "");
+    }
+
+    /// A browser drops the rule after a stray `}` and closes an unclosed block at the end of
+    /// the file, silently: every brace must close one that is open, and all must be closed.
+    #[test]
+    fn the_stylesheet_braces_balance() {
+        let mut depth = 0_i32;
+        for (line, text) in super::STYLESHEET.lines().enumerate() {
+            depth += text.matches('{').count() as i32 - text.matches('}').count() as i32;
+            assert!(depth >= 0, "style.css line {}: a `}}` closes nothing", line + 1);
+        }
+        assert_eq!(depth, 0, "style.css ends inside a block");
     }
 }
