@@ -52,7 +52,7 @@ pub fn key_snapshot(key: &KeyRecord) -> Value {
         "expires_at": time(p.expires_at),
         "read_only": p.read_only,
         "rate_limit_per_second": p.rate_limit_per_second,
-        "idempotency": if p.idempotency_optional { "optional" } else { "required" },
+        "idempotency": idempotency_name(p.idempotency_optional),
         "environment": key.environment.as_str(),
         "revoked_at": time(key.revoked_at),
         "secrets": secrets,

@@ -240,6 +240,12 @@ pub struct KeyPatch {
     pub idempotency_optional: Option<bool>,
 }
 
+/// How a key's `idempotency_optional` is named on the API, the CLI, the dashboard and in the
+/// audit log: `optional`, or `required` (the default).
+pub fn idempotency_name(optional: bool) -> &'static str {
+    if optional { "optional" } else { "required" }
+}
+
 impl KeyPolicy {
     /// The policy with `patch` applied: each field it sets replaces this one's (every
     /// backend applies a PATCH by this rule, then stores the result).

@@ -146,7 +146,7 @@ fn update_body(args: UpdateKeyArgs) -> anyhow::Result<Value> {
     }
     if body.is_empty() {
         bail!(
-            "nothing to update: pass at least one of --label, --tools, --all-tools, --daily-cap, --total-cap, --cidr, --any-cidr, --expires, --read-only, --rate-limit"
+            "nothing to update: pass at least one of --label, --tools, --all-tools, --daily-cap, --total-cap, --cidr, --any-cidr, --expires, --read-only, --rate-limit, --idempotency"
         );
     }
     Ok(Value::Object(body))

@@ -56,9 +56,10 @@ impl Filter {
 
     /// The filters and, if given, a cursor (`name`, `id`), as a query string.
     fn query(&self, cursor: Option<(&str, &str)>) -> String {
-        let (name, id) = cursor.unzip();
-        let filters = [("action", given(&self.action)), ("target", given(&self.target)), ("since", given(&self.since))];
-        layout::query_string(&[&filters[..], &[(name.unwrap_or(""), id)]].concat())
+        let mut pairs =
+            vec![("action", given(&self.action)), ("target", given(&self.target)), ("since", given(&self.since))];
+        pairs.extend(cursor.map(|(name, id)| (name, Some(id))));
+        layout::query_string(&pairs)
     }
 
     fn cursors(&self) -> String {

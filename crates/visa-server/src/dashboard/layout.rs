@@ -129,12 +129,16 @@ pub fn when(rfc3339: &str) -> Markup {
 
 /// A form or query value that was given: trimmed, `None` when absent or empty.
 pub fn given(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+    value.as_deref().and_then(nonblank)
+}
+
+fn nonblank(text: &str) -> Option<&str> {
+    Some(text.trim()).filter(|v| !v.is_empty())
 }
 
 /// A query string (`a=1&b=x`) of the pairs whose value is given, each percent-encoded.
 pub fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
-    let given = pairs.iter().filter_map(|(name, value)| Some((name, value.map(str::trim).filter(|v| !v.is_empty())?)));
+    let given = pairs.iter().filter_map(|(name, value)| Some((name, value.and_then(nonblank)?)));
     given.map(|(name, value)| format!("{name}={}", urlencode(value))).collect::<Vec<_>>().join("&")
 }
 

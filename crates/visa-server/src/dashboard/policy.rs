@@ -4,10 +4,11 @@
 
 use super::form::Fields;
 use crate::error::ApiError;
-use crate::routes::keys::{CreateKeyRequest, KeyView, UpdateKeyRequest, idempotency_name};
+use crate::routes::keys::{CreateKeyRequest, KeyView, UpdateKeyRequest};
 use crate::state::AppState;
 use maud::{Markup, html};
 use visa_core::money::format_cents_as_dollars;
+use visa_store::idempotency_name;
 
 /// The policy as typed in the form.
 pub struct Policy {

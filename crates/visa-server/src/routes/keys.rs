@@ -18,7 +18,9 @@ use visa_core::policy::{
     clamp_cap_cents, parse_expires_at, parse_rate_limit,
 };
 use visa_core::role::Permission;
-use visa_store::{KeyPatch, KeyPolicy, KeyRecord, NewKey, NewSecret, RevokeCause, Rotation, SecretRecord};
+use visa_store::{
+    KeyPatch, KeyPolicy, KeyRecord, NewKey, NewSecret, RevokeCause, Rotation, SecretRecord, idempotency_name,
+};
 
 pub const MAX_GRACE_SECONDS: u32 = 604_800;
 
@@ -228,10 +230,6 @@ pub struct UpdateKeyRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(schema_with = crate::routes::schema::idempotency)]
     pub idempotency: Option<Option<String>>,
-}
-
-pub fn idempotency_name(optional: bool) -> &'static str {
-    if optional { "optional" } else { "required" }
 }
 
 /// `required` or `optional`, as `idempotency_optional`.
