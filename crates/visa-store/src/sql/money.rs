@@ -84,28 +84,25 @@ fn ledger(conn: &dyn Db, e: &ExecutionRecord, entries: &[(&str, Micros)], now: T
     Ok(())
 }
 
+/// An Idempotency-Key record found for the key, with its execution and stored answer.
+struct Recorded {
+    execution_id: i64,
+    expires_at: i64,
+    request_hash: Vec<u8>,
+    state: String,
+    status: Option<u16>,
+    body: Option<Vec<u8>>,
+}
+
 /// What an existing Idempotency-Key record says about a new request. A record past its
 /// retention is forgotten, unless its execution is still open (running or awaiting an
 /// operator): expiry never frees the key of a call that may yet be charged.
-fn existing_outcome(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<Option<BeginOutcome<ExecutionRecord>>> {
-    let found = conn.query_row(
-        "SELECT r.execution_id, r.expires_at, e.request_hash, e.state, x.status, x.body \
-         FROM idempotency_records r JOIN executions e ON e.id = r.execution_id \
-         LEFT JOIN execution_responses x ON x.execution_id = e.id \
-         WHERE r.key_id = ?1 AND r.idempotency_key = ?2",
-        params![start.key_id, start.idempotency_key[..]],
-        |r| {
-            Ok((
-                r.get::<i64>(0)?,
-                r.get::<i64>(1)?,
-                r.get::<Vec<u8>>(2)?,
-                r.get::<String>(3)?,
-                r.get::<Option<u16>>(4)?,
-                r.get::<Option<Vec<u8>>>(5)?,
-            ))
-        },
-    )?;
-    let Some((execution_id, expires_at, hash, state, status, body)) = found else {
+fn existing_outcome(
+    conn: &dyn Db,
+    start: &ExecutionStart,
+    recorded: Option<Recorded>,
+) -> StoreResult<Option<BeginOutcome<ExecutionRecord>>> {
+    let Some(Recorded { execution_id, expires_at, request_hash, state, status, body }) = recorded else {
         return Ok(None);
     };
     let state = ExecutionState::parse(&state)
@@ -115,7 +112,7 @@ fn existing_outcome(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<Option
         forget_record(conn, start.key_id, &start.idempotency_key, execution_id)?;
         return Ok(None);
     }
-    if hash != start.request_hash {
+    if request_hash != start.request_hash {
         return Ok(Some(BeginOutcome::Mismatch));
     }
     let outcome = match (state, status, body) {
@@ -129,20 +126,10 @@ fn existing_outcome(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<Option
     Ok(Some(outcome))
 }
 
-/// Whether the Idempotency-Key still names a provider request (a queue submission an earlier
-/// attempt left to resume) made for a different request: reusing the key for other input
-/// must not replace it.
-fn resumable_request_differs(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<bool> {
-    let hash: Option<Vec<u8>> = conn.query_row(
-        "SELECT request_hash FROM provider_requests WHERE key_id = ?1 AND idempotency_key = ?2 AND expires_at > ?3",
-        params![start.key_id, start.idempotency_key[..], to_db(start.now)],
-        |r| r.get(0),
-    )?;
-    Ok(hash.is_some_and(|h| h != start.request_hash))
-}
-
-/// Everything the hold is decided on, read in its transaction.
+/// Everything the hold is decided on, read in its transaction by one statement.
 struct HoldState {
+    /// The key's rate-limit state (`rules::RateWindow`).
+    rate_tat: i64,
     key_revoked: bool,
     secret_live: bool,
     expires_at: Option<Timestamp>,
@@ -159,87 +146,109 @@ struct HoldState {
     /// Captured and held on the day the hold would count on (`rules::hold_day`).
     spent_day: i64,
     held_day: i64,
+    /// The Idempotency-Key's record, if the key has one.
+    recorded: Option<Recorded>,
+    /// The request hash of a provider request (a queue submission an earlier attempt left to
+    /// resume) that the Idempotency-Key still names.
+    resumable_request: Option<Vec<u8>>,
+}
+
+impl HoldState {
+    /// Whether the Idempotency-Key names a resumable provider request made for a different
+    /// request: reusing the key for other input must not replace it.
+    fn resumable_request_differs(&self, start: &ExecutionStart) -> bool {
+        self.resumable_request.as_ref().is_some_and(|h| *h != start.request_hash)
+    }
 }
 
 fn hold_state(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<HoldState> {
     let corrupt = |what: &str| StoreError::Internal(format!("key {} has a corrupt {what}", start.key_id));
     let row = conn
-        .query_row(
+        .query(
             "SELECT k.revoked_at IS NOT NULL, \
                s.id IS NOT NULL AND s.revoked_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > ?3), \
                k.expires_at, k.read_only, k.tool_scope, k.allowed_tools, k.allowed_cidrs, a.approved, \
                k.daily_cap_cents, k.total_cap_cents, a.balance_micros - a.held_micros, \
                ks.latest_day, ks.spent_total_micros, ks.held_total_micros, \
-               COALESCE(d.spent_micros, 0), COALESCE(d.held_micros, 0) \
+               COALESCE(d.spent_micros, 0), COALESCE(d.held_micros, 0), ks.rate_tat_micros, \
+               r.execution_id, r.expires_at, e.request_hash, e.state, x.status, x.body, p.request_hash \
              FROM keys k JOIN key_spend ks ON ks.key_id = k.id JOIN accounts a ON a.id = k.account_id \
              LEFT JOIN key_secrets s ON s.id = ?2 AND s.key_id = k.id \
              LEFT JOIN key_days d ON d.key_id = k.id \
                AND d.day_number = CASE WHEN ks.latest_day > ?4 THEN ks.latest_day ELSE ?4 END \
+             LEFT JOIN idempotency_records r ON r.key_id = k.id AND r.idempotency_key = ?5 \
+             LEFT JOIN executions e ON e.id = r.execution_id \
+             LEFT JOIN execution_responses x ON x.execution_id = r.execution_id \
+             LEFT JOIN provider_requests p ON p.key_id = k.id AND p.idempotency_key = ?5 AND p.expires_at > ?3 \
              WHERE k.id = ?1",
-            params![start.key_id, start.secret_id, to_db(start.now), start.day_number],
-            |r| {
-                Ok((
-                    (r.get::<bool>(0)?, r.get::<bool>(1)?, r.get::<Option<i64>>(2)?, r.get::<bool>(3)?),
-                    (r.get::<String>(4)?, r.get::<String>(5)?, r.get::<String>(6)?, r.get::<bool>(7)?),
-                    (r.get::<i64>(8)?, r.get::<Option<i64>>(9)?, r.get::<i64>(10)?),
-                    (r.get::<i64>(11)?, r.get::<i64>(12)?, r.get::<i64>(13)?),
-                    (r.get::<i64>(14)?, r.get::<i64>(15)?),
-                ))
-            },
+            params![start.key_id, start.secret_id, to_db(start.now), start.day_number, start.idempotency_key[..]],
         )?
+        .into_iter()
+        .next()
         .ok_or(StoreError::NotFound)?;
-    let ((key_revoked, secret_live, expires_at, read_only), (scope, tools, cidrs, account_approved), caps, totals, day) =
-        row;
+    let recorded = match row.get::<Option<i64>>(17)? {
+        None => None,
+        Some(execution_id) => Some(Recorded {
+            execution_id,
+            expires_at: row.get(18)?,
+            request_hash: row.get(19)?,
+            state: row.get(20)?,
+            status: row.get(21)?,
+            body: row.get(22)?,
+        }),
+    };
     Ok(HoldState {
-        key_revoked,
-        secret_live,
-        expires_at: expires_at.map(from_db),
-        read_only,
-        grant: crate::columns::grant_from_db(&scope, &tools).map_err(corrupt)?,
-        allowed_cidrs: crate::columns::cidrs_from_db(&cidrs).map_err(corrupt)?,
-        account_approved,
-        daily_cap_cents: caps.0,
-        total_cap_cents: caps.1,
-        available: caps.2,
-        latest_day: totals.0,
-        spent_total: totals.1,
-        held_total: totals.2,
-        spent_day: day.0,
-        held_day: day.1,
+        key_revoked: row.get(0)?,
+        secret_live: row.get(1)?,
+        expires_at: row.get::<Option<i64>>(2)?.map(from_db),
+        read_only: row.get(3)?,
+        grant: crate::columns::grant_from_db(&row.get::<String>(4)?, &row.get::<String>(5)?).map_err(corrupt)?,
+        allowed_cidrs: crate::columns::cidrs_from_db(&row.get::<String>(6)?).map_err(corrupt)?,
+        account_approved: row.get(7)?,
+        daily_cap_cents: row.get(8)?,
+        total_cap_cents: row.get(9)?,
+        available: row.get(10)?,
+        latest_day: row.get(11)?,
+        spent_total: row.get(12)?,
+        held_total: row.get(13)?,
+        spent_day: row.get(14)?,
+        held_day: row.get(15)?,
+        rate_tat: row.get(16)?,
+        recorded,
+        resumable_request: row.get(23)?,
     })
 }
 
-/// Locks what the hold reads where writers run concurrently, in the one order every money
-/// transaction follows (execution, `key_spend`, `key_days`, account): the key's counters, and
-/// for real money the account's balance. Concurrent begins of one key (and one
-/// Idempotency-Key) run one after the other from here on. Answers the key's rate-limit state
-/// (read under the same lock, so nodes take turns on it).
-fn lock_for_hold(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<i64> {
-    let concurrent = !conn.dialect().single_writer();
-    let lock = if concurrent { " FOR UPDATE" } else { "" };
-    let tat = conn
-        .query_row(
-            &format!("SELECT rate_tat_micros FROM key_spend WHERE key_id = ?1{lock}"),
-            params![start.key_id],
-            |r| r.get::<i64>(0),
-        )?
-        .ok_or(StoreError::NotFound)?;
-    if concurrent && !start.sandbox {
+/// Where writers run concurrently, locks what the hold reads, in the one order every money
+/// transaction follows (execution, `key_spend`, `key_days`, account): the key's counters
+/// (with its rate-limit state, so nodes take turns on it), and for real money the account's
+/// balance. Concurrent begins of one key (and one Idempotency-Key) run one after the other
+/// from here on. SQLite's single writer needs no lock.
+fn lock_for_hold(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<()> {
+    if conn.dialect().single_writer() {
+        return Ok(());
+    }
+    let locked = conn.query("SELECT key_id FROM key_spend WHERE key_id = ?1 FOR UPDATE", params![start.key_id])?;
+    if locked.is_empty() {
+        return Err(StoreError::NotFound);
+    }
+    if !start.sandbox {
         conn.query("SELECT id FROM accounts WHERE id = ?1 FOR UPDATE", params![start.account_id])?;
     }
-    Ok(tat)
+    Ok(())
 }
 
 /// Records the Idempotency-Key and places the hold, or decides what else to answer. The key's
 /// rate limit comes first: every call that reaches the store takes its turn, a replay too.
 pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginOutcome<ExecutionRecord>> {
-    let tat = lock_for_hold(conn, start)?;
+    lock_for_hold(conn, start)?;
+    let held = hold_state(conn, start)?;
     let window = rules::RateWindow::per_second(start.rate_limit_per_second);
-    let tat = match window.admit(tat, to_db(start.rate_clock)) {
+    let tat = match window.admit(held.rate_tat, to_db(start.rate_clock)) {
         Ok(tat) => tat,
         Err(retry_after) => return Ok(BeginOutcome::Refused(HoldRefusal::RateLimited { retry_after })),
     };
-    let outcome = begin_admitted(conn, start, tat)?;
+    let outcome = begin_admitted(conn, start, held, tat)?;
     if !matches!(outcome, BeginOutcome::Started(_)) {
         conn.execute("UPDATE key_spend SET rate_tat_micros = ?2 WHERE key_id = ?1", params![start.key_id, tat])?;
     }
@@ -248,14 +257,18 @@ pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginO
 
 /// `begin` once the rate limit admitted the call; a hold it places moves the rate-limit state
 /// to `tat` in the same statement.
-fn begin_admitted(conn: &dyn Db, start: &ExecutionStart, tat: i64) -> StoreResult<BeginOutcome<ExecutionRecord>> {
-    if let Some(outcome) = existing_outcome(conn, start)? {
+fn begin_admitted(
+    conn: &dyn Db,
+    start: &ExecutionStart,
+    mut held: HoldState,
+    tat: i64,
+) -> StoreResult<BeginOutcome<ExecutionRecord>> {
+    if let Some(outcome) = existing_outcome(conn, start, held.recorded.take())? {
         return Ok(outcome);
     }
-    if resumable_request_differs(conn, start)? {
+    if held.resumable_request_differs(start) {
         return Ok(BeginOutcome::Mismatch);
     }
-    let held = hold_state(conn, start)?;
     let gate = KeyGate {
         key_revoked: held.key_revoked,
         secret_live: held.secret_live,
