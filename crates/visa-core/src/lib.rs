@@ -9,6 +9,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod key;
 pub mod money;
+pub mod number;
 pub mod pagination;
 pub mod policy;
 pub mod role;

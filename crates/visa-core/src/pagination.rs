@@ -36,16 +36,11 @@ impl PageRequest {
     ) -> Result<Self, Rejection> {
         let limit = match limit {
             None => DEFAULT_LIMIT,
-            Some(text) => text
-                .parse::<u32>()
-                .ok()
-                .filter(|l| (1..=MAX_LIMIT).contains(l))
+            Some(text) => crate::number::within(text, 1..=MAX_LIMIT)
                 .ok_or_else(|| Rejection::invalid(format!("limit must be an integer from 1 to {MAX_LIMIT}")))?,
         };
         let id = |name: &str, text: &str| {
-            text.parse::<i64>()
-                .ok()
-                .filter(|id| *id > 0)
+            crate::number::positive_id(text)
                 .ok_or_else(|| Rejection::invalid(format!("{name} must be a positive integer id")))
         };
         let cursor = match (starting_after, ending_before) {

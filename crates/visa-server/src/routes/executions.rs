@@ -101,9 +101,7 @@ impl StateQuery {
         self.key_id
             .as_deref()
             .map(|text| {
-                text.parse::<i64>()
-                    .ok()
-                    .filter(|id| *id > 0)
+                visa_core::number::positive_id(text)
                     .ok_or_else(|| ApiError::invalid("key_id must be a positive whole number"))
             })
             .transpose()

@@ -160,7 +160,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
 /// An id in a path: a positive integer, else the resource's "not found" (`code`, `message`),
 /// as the store answers for an id that names nothing of the caller's.
 pub fn path_id(text: &str, code: ErrorCode, message: &str) -> ApiResult<i64> {
-    text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::new(code, message))
+    visa_core::number::positive_id(text).ok_or_else(|| ApiError::new(code, message))
 }
 
 /// Timestamps on the wire: RFC 3339 in UTC.

@@ -78,10 +78,7 @@ pub async fn spend(
     let Query(query) = query.map_err(|e| ApiError::invalid(format!("invalid query string: {}", e.body_text())))?;
     let days = match query.days.as_deref() {
         None => DEFAULT_DAYS,
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|d| (1..=MAX_DAYS).contains(d))
+        Some(text) => visa_core::number::within(text, 1..=MAX_DAYS)
             .ok_or_else(|| ApiError::invalid(format!("days must be a whole number from 1 to {MAX_DAYS}")))?,
     };
     let since_day = utc_day_number(state.now()) - (days - 1);

@@ -133,7 +133,9 @@ pub async fn usage(
     let Query(query) = query.map_err(|e| ApiError::invalid(format!("invalid query string: {}", e.body_text())))?;
     let not_found = || ApiError::new(ErrorCode::KeyNotFound, "no such key");
     // A key reads its own usage only; any other id is "not found", like another account's.
-    let id = id.parse::<i64>().ok().filter(|id| reader.key_id().is_none_or(|own| own == *id)).ok_or_else(not_found)?;
+    let id = visa_core::number::positive_id(&id)
+        .filter(|id| reader.key_id().is_none_or(|own| own == *id))
+        .ok_or_else(not_found)?;
     let key = state.store.get_key(reader.account_id(), id).await?.ok_or_else(not_found)?;
     let granularity = query.granularity.unwrap_or_default();
     let bucket_minutes = granularity.minutes();
