@@ -1,10 +1,10 @@
 //! The dashboard's account pages in a real headless Chromium against the real server: spend
 //! (balance, per-day and per-key spend, the executions list and its filter, an execution's
-//! receipt), the audit log (filters, new entries appearing without a reload), members
-//! (invite, accept the invitation in the browser, change a role, the owner rule, remove),
-//! admin keys (created and shown once, used on the API, revoked), the keys table's filters and
-//! sort, and what a viewer may not do. Each change is checked through the API and in the audit
-//! log with the browser's user agent.
+//! receipt), the audit log (filters, new entries appearing without a reload), both pagers
+//! walked through a filtered list and back, members (invite, accept the invitation in the
+//! browser, change a role, the owner rule, remove), admin keys (created and shown once, used on
+//! the API, revoked), the keys table's filters and sort, and what a viewer may not do. Each
+//! change is checked through the API and in the audit log with the browser's user agent.
 
 use fantoccini::Locator;
 use serde_json::json;
@@ -85,6 +85,78 @@ async fn spend_shows_the_balance_what_each_key_spent_and_every_execution_with_it
     let page = text(&browser).await;
     assert!(page.contains(receipt.as_str().unwrap()) && page.contains("10000 micros"), "{page}");
     screenshot(&browser, "execution").await;
+    browser.client.clone().close().await.unwrap();
+}
+
+/// Walks a filtered list to its last page and back with the pager's links: the filter holds on
+/// every page, and the pages together show each row exactly once, newest first.
+async fn walk_pages(
+    browser: &Browser,
+    table: &str,
+    older: &str,
+    newer: &str,
+    filter: &str,
+) -> (Vec<String>, Vec<String>) {
+    let first = rows(browser, table).await;
+    follow(browser, older).await;
+    assert!(browser.client.current_url().await.unwrap().query().unwrap_or_default().contains(filter), "{filter}");
+    let second = rows(browser, table).await;
+    assert!(browser.client.find(Locator::LinkText(older)).await.is_err(), "the last page links no further");
+    follow(browser, newer).await;
+    assert!(browser.client.current_url().await.unwrap().query().unwrap_or_default().contains(filter), "{filter}");
+    assert_eq!(rows(browser, table).await, first, "back to the first page");
+    (first, second)
+}
+
+#[tokio::test]
+async fn the_spend_and_audit_pagers_walk_a_filtered_list_both_ways() {
+    let app = TestApp::spawn().await;
+    let owner = app.account("acme", true, 10_000).await;
+    let (batch_id, batch) = app.key(&owner, json!({ "label": "nightly-batch", "allowed_tools": ["echo"] })).await;
+    let (other_id, other) = app.key(&owner, json!({ "label": "support-agent" })).await;
+    for n in 0..30 {
+        app.execute(&batch, "echo", json!({ "n": n })).await.assert_ok(200);
+        if n % 10 == 0 {
+            app.execute(&other, "echo", json!({ "n": n })).await.assert_ok(200);
+        }
+    }
+    for cents in 101..=127 {
+        app.patch(&format!("/v1/api/keys/{other_id}"), &owner, json!({ "daily_cap_cents": cents }))
+            .await
+            .assert_ok(200);
+    }
+    app.member(&owner, "ada", "viewer").await;
+    let browser = browser().await;
+    sign_in(&browser, &app, "ada", "ada-password-1").await;
+
+    // The batch key's 30 executions: 25 on the first page, 5 on the next, none of the other key's.
+    goto(&browser, &app, "/dashboard/spend").await;
+    choose(&browser, "#key_id", &batch_id.to_string()).await;
+    click_and_wait(&browser, "Filter").await;
+    let filter = format!("key_id={batch_id}");
+    let (first, second) =
+        walk_pages(&browser, "table.executions", "Older executions", "Newer executions", &filter).await;
+    assert_eq!((first.len(), second.len()), (25, 5), "{first:?} {second:?}");
+    assert!(first.iter().chain(&second).all(|r| r.contains("nightly-batch")), "{first:?} {second:?}");
+    let listed = app.get(&format!("/v1/api/executions?key_id={batch_id}&limit=100"), &owner).await;
+    let listed = listed.assert_ok(200);
+    let ids: Vec<&str> = listed["executions"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 30);
+    for (row, id) in first.iter().chain(&second).zip(&ids) {
+        assert!(row.contains(id), "row {row:?} is not execution {id} (the API order)");
+    }
+
+    // The 27 cap changes of one key: 25, then 2, each once, newest (127 cents) first.
+    goto(&browser, &app, "/dashboard/audit").await;
+    choose(&browser, "#action", "key.updated").await;
+    click_and_wait(&browser, "Filter").await;
+    let (first, second) =
+        walk_pages(&browser, "table.audit", "Older entries", "Newer entries", "action=key.updated").await;
+    assert_eq!((first.len(), second.len()), (25, 2), "{first:?} {second:?}");
+    for (row, cents) in first.iter().chain(&second).zip((101..=127).rev()) {
+        assert!(row.contains(&format!("→ {cents}")), "row {row:?} is not the change to {cents}");
+    }
+    screenshot(&browser, "audit-second-page").await;
     browser.client.clone().close().await.unwrap();
 }
 
