@@ -5,14 +5,11 @@
 //! SAVEPOINT costs a quarter of the writer's time, so the batch first runs without them; if
 //! any job fails, the whole transaction is rolled back and the batch runs again with a
 //! SAVEPOINT per job, so the failed job's changes alone are undone. Jobs are therefore `Fn`:
-//! running one again on the same state gives the same answer. Durability is pipelined: the
-//! connection commits with `synchronous=NORMAL` (the WAL is written, not yet fsynced) and hands
-//! the committed batches to the `durability` thread, which fsyncs the WAL once for all of them
-//! and only then delivers their answers; so a caller never acts on a write that is not on disk.
-//! One fsync runs at a time, started by the writer. While it runs, the writer keeps committing
-//! the jobs answered at commit (below), but holds back the jobs answered only once durable:
-//! they need the next fsync anyway, so they commit together just before it starts, sharing
-//! one transaction and the pages every commit rewrites (bench/README.md measures the saving).
+//! running one again on the same state gives the same answer. Durability is pipelined: the connection commits with `synchronous=NORMAL` (the WAL is
+//! written, not yet fsynced), hands the batch to the `durability` thread and starts on the
+//! next batch at once; that thread fsyncs the WAL, which covers every batch committed before
+//! the fsync began, and only then delivers those batches' answers. So a caller never acts
+//! on a write that is not on disk, and the writer never sits idle waiting for the disk.
 //!
 //! A failed fsync stops the writer for good (fail-stop, as PostgreSQL does since 2018): after
 //! one, the kernel may have dropped the dirty pages it could not write, so a later fsync could
@@ -40,8 +37,6 @@ const MAX_BATCH: usize = 512;
 const QUEUE_DEPTH: usize = 8192;
 
 trait Job: Send {
-    /// Whether the answer leaves at commit (`write_committed`) rather than after the fsync.
-    fn answers_at_commit(&self) -> bool;
     /// Runs against the open transaction (again, if asked); returns whether it succeeded.
     fn run(&mut self, conn: &Connection) -> bool;
     /// The transaction committed: visible to every later transaction, not yet on disk.
@@ -75,10 +70,6 @@ where
     R: Send,
     F: Fn(&Connection) -> StoreResult<R> + Send,
 {
-    fn answers_at_commit(&self) -> bool {
-        self.durable.is_some()
-    }
-
     fn run(&mut self, conn: &Connection) -> bool {
         let work = &self.work;
         // A bug in one job must not take the writer thread (and every later request) down.
@@ -105,16 +96,10 @@ where
 
 type Batch = Vec<Box<dyn Job>>;
 
-/// What the writer thread receives: a job, or word that the fsync it started has finished.
-enum Message {
-    Job(Box<dyn Job>),
-    Synced,
-}
-
 /// A handle to the writer thread. Cloning shares the same thread.
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<Message>,
+    queue: mpsc::Sender<Box<dyn Job>>,
     metrics: StoreMetrics,
     /// Set by the first failed fsync; never cleared.
     stopped: Arc<AtomicBool>,
@@ -137,15 +122,13 @@ impl Writer {
         let stopped = Arc::new(AtomicBool::new(false));
         let (writer_metrics, sync_metrics) = (metrics.clone(), metrics.clone());
         let (writer_stopped, sync_stopped) = (stopped.clone(), stopped.clone());
-        // Weak, so the writer still stops once every handle is gone.
-        let synced = queue.downgrade();
         std::thread::Builder::new()
             .name("visa-sqlite-writer".into())
             .spawn(move || run_writer(conn, jobs, committed, &writer_metrics, &gate, &writer_stopped))
             .expect("spawn the SQLite writer thread");
         std::thread::Builder::new()
             .name("visa-sqlite-fsync".into())
-            .spawn(move || run_durability(to_sync, synced, wal_path, db_path, &sync_metrics, &sync_stopped))
+            .spawn(move || run_durability(to_sync, wal_path, db_path, &sync_metrics, &sync_stopped))
             .expect("spawn the SQLite durability thread");
         Self { queue, metrics, stopped }
     }
@@ -195,87 +178,49 @@ impl Writer {
         }
         let (reply, answer) = oneshot::channel();
         let job = Box::new(TypedJob { work, outcome: None, reply: Some(reply), durable });
-        self.queue
-            .send(Message::Job(job))
-            .await
-            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        self.queue.send(job).await.map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
         answer.await.map_err(|_| StoreError::Unavailable("the writer dropped the job".into()))?
     }
 }
 
-/// Commits what is queued, one transaction per pass, and starts one fsync at a time. A job
-/// answered only once durable that arrives while an fsync runs waits for it to end: it needs
-/// the next fsync anyway, so committing it just before that one starts costs it nothing and
-/// lets it share a transaction (and the pages every commit rewrites) with the others.
 fn run_writer(
     conn: Connection,
-    mut queue: mpsc::Receiver<Message>,
-    to_sync: std::sync::mpsc::Sender<Vec<Batch>>,
+    mut jobs: mpsc::Receiver<Box<dyn Job>>,
+    committed: std::sync::mpsc::Sender<Batch>,
     metrics: &StoreMetrics,
     gate: &CommitGate,
     stopped: &AtomicBool,
 ) {
-    let mut waiting: Batch = vec![];
-    let mut unsynced: Vec<Batch> = vec![];
-    let mut syncing = false;
-    while let Some(first) = queue.blocking_recv() {
+    while let Some(first) = jobs.blocking_recv() {
         let mut batch: Batch = Vec::with_capacity(MAX_BATCH);
-        let mut next = Some(first);
-        while let Some(message) = next.take() {
-            match message {
-                Message::Synced => {
-                    syncing = false;
-                    batch.append(&mut waiting);
-                }
-                Message::Job(job) if syncing && !job.answers_at_commit() => waiting.push(job),
-                Message::Job(job) => batch.push(job),
-            }
-            if batch.len() + waiting.len() < MAX_BATCH {
-                next = queue.try_recv().ok();
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
             }
         }
         if stopped.load(Ordering::SeqCst) {
             finish_all(batch, Err(StoreError::Unavailable(STOPPED.into())));
-            finish_all(std::mem::take(&mut waiting), Err(StoreError::Unavailable(STOPPED.into())));
             continue;
         }
-        if !batch.is_empty() {
-            // A finishing checkpoint holds the gate for a moment (see `checkpointer`).
-            let (ran, took) = {
-                let _gate = gate.lock().unwrap_or_else(|e| e.into_inner());
-                let started = Instant::now();
-                (run_batch(&conn, &mut batch), started.elapsed())
-            };
-            match ran {
-                Ok(()) => {
-                    metrics.committed(took, batch.len());
-                    batch.iter_mut().for_each(|job| job.committed());
-                    unsynced.push(batch);
+        // A finishing checkpoint holds the gate for a moment (see `checkpointer`).
+        let (ran, took) = {
+            let _gate = gate.lock().unwrap_or_else(|e| e.into_inner());
+            let started = Instant::now();
+            (run_batch(&conn, &mut batch), started.elapsed())
+        };
+        match ran {
+            Ok(()) => {
+                metrics.committed(took, batch.len());
+                batch.iter_mut().for_each(|job| job.committed());
+                if let Err(unsent) = committed.send(batch) {
+                    finish_all(unsent.0, Err(StoreError::Unavailable("the durability thread has stopped".into())));
                 }
-                Err(e) => finish_all(batch, Err(e)),
             }
-        }
-        if !syncing && !unsynced.is_empty() {
-            match to_sync.send(std::mem::take(&mut unsynced)) {
-                Ok(()) => syncing = true,
-                Err(unsent) => unsent.0.into_iter().for_each(durability_stopped),
-            }
+            Err(e) => finish_all(batch, Err(e)),
         }
     }
-    // Every handle is gone: what still waits for an fsync is committed and handed over.
-    if !waiting.is_empty() {
-        match run_batch(&conn, &mut waiting) {
-            Ok(()) => unsynced.push(waiting),
-            Err(e) => finish_all(waiting, Err(e)),
-        }
-    }
-    if let Err(unsent) = to_sync.send(unsynced) {
-        unsent.0.into_iter().for_each(durability_stopped);
-    }
-}
-
-fn durability_stopped(batch: Batch) {
-    finish_all(batch, Err(StoreError::Unavailable("the durability thread has stopped".into())));
 }
 
 fn finish_all(batch: Batch, result: StoreResult<()>) {
@@ -284,11 +229,9 @@ fn finish_all(batch: Batch, result: StoreResult<()>) {
     }
 }
 
-/// Makes the WAL durable once for the batches the writer hands over, answers them, and tells
-/// the writer, which starts the next fsync.
+/// Takes every batch committed so far, makes the WAL durable once for all of them, answers.
 fn run_durability(
-    to_sync: std::sync::mpsc::Receiver<Vec<Batch>>,
-    synced: mpsc::WeakSender<Message>,
+    to_sync: std::sync::mpsc::Receiver<Batch>,
     wal_path: PathBuf,
     db_path: PathBuf,
     metrics: &StoreMetrics,
@@ -297,27 +240,26 @@ fn run_durability(
     // The WAL stays the same file while the writer's connection is open (SQLite deletes it
     // only when the last connection closes), so one handle serves every fsync.
     let mut wal: Option<std::fs::File> = None;
-    while let Ok(batches) = to_sync.recv() {
+    while let Ok(first) = to_sync.recv() {
+        let mut batches = vec![first];
+        batches.extend(to_sync.try_iter());
         if wal.is_none() {
             wal = std::fs::File::open(&wal_path).ok();
         }
         let started = Instant::now();
-        let result = match &wal {
+        let synced = match &wal {
             Some(file) => file.sync_data(),
             // No WAL yet means nothing was written to one; the database file holds it all.
             None => std::fs::File::open(&db_path).and_then(|db| db.sync_data()),
         };
         metrics.made_durable(started.elapsed());
-        let result = result.map_err(|e| {
+        let result = synced.map_err(|e| {
             stopped.store(true, Ordering::SeqCst);
             tracing::error!(error = %e, "fsync of the SQLite WAL failed; no more writes are accepted until restart");
             StoreError::Unavailable(format!("fsync failed: {e}"))
         });
         for batch in batches {
             finish_all(batch, result.clone());
-        }
-        if synced.upgrade().is_none_or(|queue| queue.blocking_send(Message::Synced).is_err()) {
-            return;
         }
     }
 }
@@ -410,42 +352,6 @@ mod tests {
         let refused =
             writer.write_committed(|_: &Connection| Err::<(), _>(StoreError::Refused(crate::Refusal::LastOwner))).await;
         assert!(matches!(refused, Err(StoreError::Refused(_))), "a refused job must answer its error");
-    }
-
-    /// Durable writes that arrive while an fsync runs wait for it and then share one
-    /// transaction; every one is answered, in a handful of commits, and none is lost when the
-    /// last handle goes while some still wait.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn durable_writes_queued_behind_an_fsync_share_a_commit_and_all_land() {
-        let (writer, dir) = writer();
-        let jobs: Vec<_> = (0..300i64)
-            .map(|n| {
-                let writer = writer.clone();
-                tokio::spawn(async move {
-                    writer
-                        .write(move |conn| conn.execute("INSERT INTO t (n) VALUES (?1)", [n]).map_err(map_sqlite_error))
-                        .await
-                })
-            })
-            .collect();
-        let metrics = writer.metrics().clone();
-        drop(writer);
-        for job in jobs {
-            assert_eq!(job.await.unwrap().unwrap(), 1, "every durable write is answered");
-        }
-        let mut text = String::new();
-        let mut registry = prometheus_client::registry::Registry::default();
-        metrics.register(&mut registry);
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        let commits: f64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("store_commits_total "))
-            .and_then(|v| v.parse().ok())
-            .expect("the commit counter");
-        assert!(commits < 300.0, "300 queued writes took {commits} commits");
-        let conn = Connection::open(dir.path().join("w.db")).unwrap();
-        let rows: i64 = conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap();
-        assert_eq!(rows, 300);
     }
 
     /// After a failed fsync nothing more is written: the failed batch answers unavailable,
