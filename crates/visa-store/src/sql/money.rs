@@ -162,10 +162,8 @@ impl HoldState {
 }
 
 fn hold_state(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<HoldState> {
-    let corrupt = |what: &str| StoreError::Internal(format!("key {} has a corrupt {what}", start.key_id));
-    let row = conn
-        .query(
-            "SELECT k.revoked_at IS NOT NULL, \
+    conn.query_row(
+        "SELECT k.revoked_at IS NOT NULL, \
                s.id IS NOT NULL AND s.revoked_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > ?3), \
                k.expires_at, k.read_only, k.tool_scope, k.allowed_tools, k.allowed_cidrs, a.approved, \
                k.daily_cap_cents, k.total_cap_cents, a.balance_micros - a.held_micros, \
@@ -181,11 +179,14 @@ fn hold_state(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<HoldState> {
              LEFT JOIN execution_responses x ON x.execution_id = r.execution_id \
              LEFT JOIN provider_requests p ON p.key_id = k.id AND p.idempotency_key = ?5 AND p.expires_at > ?3 \
              WHERE k.id = ?1",
-            params![start.key_id, start.secret_id, to_db(start.now), start.day_number, start.idempotency_key[..]],
-        )?
-        .into_iter()
-        .next()
-        .ok_or(StoreError::NotFound)?;
+        params![start.key_id, start.secret_id, to_db(start.now), start.day_number, start.idempotency_key[..]],
+        |row| hold_state_from_row(row, start.key_id),
+    )?
+    .ok_or(StoreError::NotFound)
+}
+
+fn hold_state_from_row(row: &Row, key_id: i64) -> StoreResult<HoldState> {
+    let corrupt = |what: &str| StoreError::Internal(format!("key {key_id} has a corrupt {what}"));
     let recorded = match row.get::<Option<i64>>(17)? {
         None => None,
         Some(execution_id) => Some(Recorded {
