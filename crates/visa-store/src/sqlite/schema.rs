@@ -350,6 +350,59 @@ INSERT INTO auth_version (id, version) VALUES (1, 0);
 -- A key may let the OpenAI-compatible surface take its calls without an Idempotency-Key.
 ALTER TABLE keys ADD COLUMN idempotency_optional INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- The money path's two CHECKs on a list of names become comparisons. SQLite evaluates
+-- `x IN (a, b, c, ...)` in a CHECK by building a temporary B-tree of the list on every insert
+-- and update of the row: per paid call, three such trees (the execution's insert and its
+-- settle, each ledger insert), a tenth of the writer's time (docs/decisions.md). Same rules,
+-- same rows; the tables are rebuilt by SQLite's recipe (a CHECK cannot change in place).
+CREATE TABLE executions_v2 (
+    id               INTEGER PRIMARY KEY,
+    public_id        TEXT NOT NULL UNIQUE,
+    account_id       INTEGER NOT NULL REFERENCES accounts(id),
+    key_id           INTEGER NOT NULL REFERENCES keys(id),
+    secret_id        INTEGER NOT NULL,
+    idempotency_key  BLOB NOT NULL,
+    request_hash     BLOB NOT NULL,
+    tool             TEXT NOT NULL,
+    state            TEXT NOT NULL CHECK (state = 'running' OR state = 'succeeded' OR state = 'failed'
+                                          OR state = 'reconcile_required' OR state = 'voided'),
+    sandbox          INTEGER NOT NULL,
+    day_number       INTEGER NOT NULL,
+    hold_micros      INTEGER NOT NULL CHECK (hold_micros >= 0),
+    charged_micros   INTEGER NOT NULL DEFAULT 0 CHECK (charged_micros >= 0 AND charged_micros <= hold_micros),
+    receipt_id       TEXT,
+    created_at       INTEGER NOT NULL,
+    finished_at      INTEGER,
+    node_id          INTEGER REFERENCES nodes(id)
+);
+INSERT INTO executions_v2 SELECT id, public_id, account_id, key_id, secret_id, idempotency_key, request_hash, tool,
+    state, sandbox, day_number, hold_micros, charged_micros, receipt_id, created_at, finished_at, node_id FROM executions;
+DROP TABLE executions;
+ALTER TABLE executions_v2 RENAME TO executions;
+CREATE INDEX executions_by_account ON executions(account_id, id);
+CREATE INDEX executions_by_key ON executions(key_id, id);
+CREATE INDEX executions_running_by_node ON executions(node_id) WHERE state = 'running';
+
+DROP TRIGGER ledger_no_update;
+DROP TRIGGER ledger_no_delete;
+CREATE TABLE ledger_v4 (
+    id             INTEGER PRIMARY KEY,
+    account_id     INTEGER NOT NULL REFERENCES accounts(id),
+    key_id         INTEGER,
+    execution_id   INTEGER,
+    kind           TEXT NOT NULL CHECK (kind = 'credit' OR kind = 'hold' OR kind = 'capture' OR kind = 'release'
+                                       OR kind = 'void' OR kind = 'overage'),
+    amount_micros  INTEGER NOT NULL CHECK (amount_micros >= 0),
+    sandbox        INTEGER NOT NULL DEFAULT 0,
+    created_at     INTEGER NOT NULL
+);
+INSERT INTO ledger_v4 SELECT id, account_id, key_id, execution_id, kind, amount_micros, sandbox, created_at FROM ledger;
+DROP TABLE ledger;
+ALTER TABLE ledger_v4 RENAME TO ledger;
+CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN SELECT RAISE(ABORT, 'ledger is append-only'); END;
+CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger BEGIN SELECT RAISE(ABORT, 'ledger is append-only'); END;
+"#,
 ];
 
 /// Brings the database up to the newest schema, one transaction per migration.
@@ -424,5 +477,61 @@ mod tests {
         assert_eq!(session_member, 1);
         let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, MIGRATIONS.len());
+    }
+
+    const EXECUTION: &str = "INSERT INTO executions (public_id, account_id, key_id, secret_id, idempotency_key, \
+        request_hash, tool, state, sandbox, day_number, hold_micros, created_at) \
+        VALUES ('ex_1', 1, 1, 1, x'01', x'02', 'echo', 'running', 0, 20000, 5, 7)";
+    const LEDGER: &str = "INSERT INTO ledger (account_id, key_id, execution_id, kind, amount_micros, sandbox, created_at) \
+        VALUES (1, 1, 1, 'hold', 5, 0, 7)";
+
+    /// The paid call's writes build no temporary B-tree: a CHECK's `IN` list did, on every
+    /// insert and update of the row.
+    #[test]
+    fn the_money_path_writes_build_no_temporary_tree() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let settle = "UPDATE executions SET state = 'succeeded', charged_micros = 1 WHERE id = 1 AND state = 'running'";
+        for sql in [EXECUTION, LEDGER, settle] {
+            let mut explain = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+            let opcodes: Vec<String> = explain.query_map([], |r| r.get(1)).unwrap().map(Result::unwrap).collect();
+            assert!(opcodes.iter().any(|op| op == "Insert"), "{sql}: {opcodes:?}");
+            assert!(!opcodes.iter().any(|op| op == "OpenEphemeral"), "{sql} builds a temporary tree");
+        }
+    }
+
+    /// Rebuilding executions and the ledger for their CHECKs keeps every row, and the rules:
+    /// a state or a kind outside the list is still refused, the ledger still append-only.
+    #[test]
+    fn the_check_rewrite_keeps_rows_and_rules() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let before = MIGRATIONS.len() - 1;
+        for sql in &MIGRATIONS[..before] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", before).unwrap();
+        conn.execute_batch(&format!(
+            "INSERT INTO accounts (login, created_at) VALUES ('acme', 7);
+             INSERT INTO keys (account_id, environment, label, tool_scope, allowed_tools, allowed_cidrs, \
+                 daily_cap_cents, created_at) VALUES (1, 'live', 'k', 'all', '[]', '[]', 100, 7);
+             {EXECUTION}; {LEDGER};"
+        ))
+        .unwrap();
+
+        migrate(&mut conn).unwrap();
+
+        let kept: (String, String, i64) = conn
+            .query_row(
+                "SELECT e.public_id, l.kind, l.amount_micros FROM executions e JOIN ledger l ON l.execution_id = e.id",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(kept, ("ex_1".into(), "hold".into(), 5));
+        let refused = |sql: &str| conn.execute_batch(sql).unwrap_err().to_string();
+        assert!(refused("UPDATE executions SET state = 'lost'").contains("CHECK"));
+        assert!(refused(&LEDGER.replace("'hold'", "'gift'")).contains("CHECK"));
+        assert!(refused("UPDATE ledger SET amount_micros = 0").contains("append-only"));
+        conn.execute_batch("UPDATE executions SET state = 'voided'").unwrap();
     }
 }
