@@ -11,37 +11,55 @@ pub fn request_fingerprint(method: &str, tool: &str, body: &Value) -> [u8; 32] {
     for part in [method, "\n", tool, "\n"] {
         hasher.update(part.as_bytes());
     }
-    write_canonical(body, &mut |bytes| hasher.update(bytes));
+    write_canonical(body, &mut Hashing(&mut hasher));
     hasher.finalize().into()
 }
 
-fn write_canonical(value: &Value, out: &mut dyn FnMut(&[u8])) {
+/// Feeds what serde_json writes straight into the hash (no intermediate string).
+struct Hashing<'a>(&'a mut Sha256);
+
+impl std::io::Write for Hashing<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes `value` as JSON with every object's keys sorted; names and scalars are written as
+/// serde_json writes them (writing into a hash cannot fail).
+fn write_canonical(value: &Value, out: &mut Hashing) {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<_> = map.iter().collect();
             entries.sort_by(|a, b| a.0.cmp(b.0));
-            out(b"{");
+            out.0.update(b"{");
             for (i, (name, item)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out(b",");
+                    out.0.update(b",");
                 }
-                out(Value::String(name.clone()).to_string().as_bytes());
-                out(b":");
+                let _ = serde_json::to_writer(&mut *out, name);
+                out.0.update(b":");
                 write_canonical(item, out);
             }
-            out(b"}");
+            out.0.update(b"}");
         }
         Value::Array(items) => {
-            out(b"[");
+            out.0.update(b"[");
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out(b",");
+                    out.0.update(b",");
                 }
                 write_canonical(item, out);
             }
-            out(b"]");
+            out.0.update(b"]");
         }
-        scalar => out(scalar.to_string().as_bytes()),
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
     }
 }
 
@@ -49,6 +67,16 @@ fn write_canonical(value: &Value, out: &mut dyn FnMut(&[u8])) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The hash covers exactly these bytes: fingerprints stored by earlier releases still match.
+    #[test]
+    fn the_canonical_bytes_are_stable() {
+        let body = json!({ "b": [1, 2.5, null, true, "x\"y"], "a": { "é": "\n" } });
+        let mut expected = Sha256::new();
+        expected.update("POST\necho\n".as_bytes());
+        expected.update(r#"{"a":{"é":"\n"},"b":[1,2.5,null,true,"x\"y"]}"#.as_bytes());
+        assert_eq!(request_fingerprint("POST", "echo", &body), <[u8; 32]>::from(expected.finalize()));
+    }
 
     #[test]
     fn key_order_does_not_matter_but_values_do() {

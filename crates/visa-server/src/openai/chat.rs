@@ -88,8 +88,13 @@ async fn complete(
         None if key.key.policy.idempotency_optional => *uuid::Uuid::new_v4().as_bytes(),
         None => return Err(ApiError::invalid(MISSING_KEY)),
     };
-    let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let stream = streamed.then(|| Arc::new(ChatStream::new(include_usage, model.clone(), sender)));
+    // A streamed call's events reach the response through this channel (a plain call has none).
+    let (stream, events) = if streamed {
+        let (sender, events) = tokio::sync::mpsc::unbounded_channel();
+        (Some(Arc::new(ChatStream::new(include_usage, model.clone(), sender))), Some(events))
+    } else {
+        (None, None)
+    };
     let surface = Surface::OpenAi { model, stream: stream.clone() };
     let mut call = execution::prepare(&state, key, tool, request, (surface, idempotency_key), client_ip)?;
     if streamed {
@@ -105,9 +110,9 @@ async fn complete(
     let answer = |joined: Result<ApiResult<Response>, tokio::task::JoinError>| {
         joined.map_err(|_| ApiError(visa_core::Rejection::internal()))?
     };
-    if !streamed {
+    let Some(mut events) = events else {
         return answer(finished.await);
-    }
+    };
     // The first event means the provider is streaming: answer with the event stream. An answer
     // before any event (a refusal, a failure, a replay) is sent as it is.
     tokio::select! {

@@ -255,7 +255,7 @@ pub fn chat_plan(tool: &Tool, model: &str, input: Value) -> Result<Plan, ApiErro
             )));
         }
     };
-    let request_bytes = serde_json::to_vec(&body).map(|b| b.len() as u64).unwrap_or(u64::MAX);
+    let request_bytes = encoded_len(&body);
     let prompt_tokens = request_bytes.saturating_add(PLANNED_FIELDS_BYTES).saturating_add(image_tokens);
     let affordable = price.affordable_output(prompt_tokens, choices, tool.max_price);
     let limit = match asked {
@@ -278,6 +278,22 @@ pub fn chat_plan(tool: &Tool, model: &str, input: Value) -> Result<Plan, ApiErro
     body.insert(limit_field.into(), limit.into());
     let hold = price.cost(prompt_tokens, limit.saturating_mul(choices)).max(tool.price);
     Ok(Plan { hold, request: Value::Object(body) })
+}
+
+/// How many bytes `value` takes as JSON, counted as serde_json writes it (nothing is kept).
+fn encoded_len(value: &impl serde::Serialize) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len() as u64;
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).map_or(u64::MAX, |()| count.0)
 }
 
 /// What a chat call costs: the reported token usage at the tool's prices, at least the tool's
