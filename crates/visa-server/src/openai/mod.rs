@@ -98,7 +98,9 @@ pub fn completion_body(
         "charged_cents": charged.cents_ceil(),
         "receipt": receipt,
     });
-    serde_json::to_vec(&completion).unwrap_or_default()
+    // Sized for a typical completion, so the encoder rarely grows it.
+    let mut body = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut body, &completion).map_or_else(|_| Vec::new(), |()| body)
 }
 
 /// What a streamed completion stores for replays: the events its caller received, then a

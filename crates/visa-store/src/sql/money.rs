@@ -57,6 +57,22 @@ fn execution_by_id(conn: &dyn Db, id: i64) -> StoreResult<ExecutionRecord> {
     execution_where(conn, "id", id)
 }
 
+/// The ledger's insert of 1, 2 or 3 entries (a settlement writes at most three), built once.
+static LEDGER_INSERTS: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|| {
+    [1, 2, 3].map(|count| {
+        let rows: Vec<String> = (0..count)
+            .map(|i| {
+                let n = 7 * i;
+                format!("(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})", n + 1, n + 2, n + 3, n + 4, n + 5, n + 6, n + 7)
+            })
+            .collect();
+        format!(
+            "INSERT INTO ledger (account_id, key_id, execution_id, kind, amount_micros, sandbox, created_at) VALUES {}",
+            rows.join(", ")
+        )
+    })
+});
+
 /// Appends `entries` (kind, amount) for `e` to the ledger in one statement; a zero amount is
 /// written only for a hold (every call has one), the others are left out.
 fn ledger(conn: &dyn Db, e: &ExecutionRecord, entries: &[(&str, Micros)], now: Timestamp) -> StoreResult<()> {
@@ -64,23 +80,14 @@ fn ledger(conn: &dyn Db, e: &ExecutionRecord, entries: &[(&str, Micros)], now: T
     if entries.is_empty() {
         return Ok(());
     }
-    let rows: Vec<String> = (0..entries.len())
-        .map(|i| {
-            let n = 7 * i;
-            format!("(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})", n + 1, n + 2, n + 3, n + 4, n + 5, n + 6, n + 7)
-        })
-        .collect();
+    let sql = LEDGER_INSERTS
+        .get(entries.len() - 1)
+        .ok_or_else(|| StoreError::Internal(format!("{} ledger entries for one statement", entries.len())))?;
     let mut values = Vec::with_capacity(7 * entries.len());
     for (kind, amount) in entries {
         values.extend_from_slice(params![e.account_id, e.key_id, e.id, *kind, amount.0, e.sandbox, to_db(now)]);
     }
-    conn.execute(
-        &format!(
-            "INSERT INTO ledger (account_id, key_id, execution_id, kind, amount_micros, sandbox, created_at) VALUES {}",
-            rows.join(", ")
-        ),
-        &values,
-    )?;
+    conn.execute(sql, &values)?;
     Ok(())
 }
 

@@ -264,8 +264,14 @@ fn run_durability(
     }
 }
 
+/// Runs one statement through the connection's cache (transaction control included: parsing
+/// BEGIN and COMMIT again for every batch costs more than running them).
+fn run_statement(conn: &Connection, statement: &str) -> StoreResult<()> {
+    conn.prepare_cached(statement).and_then(|mut s| s.execute([])).map(drop).map_err(map_sqlite_error)
+}
+
 fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> StoreResult<()> {
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(map_sqlite_error)?;
+    run_statement(conn, "BEGIN IMMEDIATE")?;
     if !batch.iter_mut().all(|job| job.run(conn)) {
         // Slow path: undo everything, then isolate each job in its own savepoint.
         conn.execute_batch("ROLLBACK; BEGIN IMMEDIATE").map_err(map_sqlite_error)?;
@@ -276,20 +282,17 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> StoreResult<()> {
             }
         }
     }
-    conn.execute_batch("COMMIT").map_err(|e| {
+    run_statement(conn, "COMMIT").inspect_err(|_| {
         let _ = conn.execute_batch("ROLLBACK");
-        map_sqlite_error(e)
     })
 }
 
 fn run_in_savepoint(conn: &Connection, job: &mut dyn Job) -> StoreResult<()> {
-    let run =
-        |statement: &str| conn.prepare_cached(statement).and_then(|mut s| s.execute([])).map_err(map_sqlite_error);
-    run("SAVEPOINT job")?;
+    run_statement(conn, "SAVEPOINT job")?;
     if !job.run(conn) {
-        run("ROLLBACK TO job")?;
+        run_statement(conn, "ROLLBACK TO job")?;
     }
-    run("RELEASE job").map(drop)
+    run_statement(conn, "RELEASE job")
 }
 
 #[cfg(test)]
