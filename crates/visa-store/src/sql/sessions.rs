@@ -124,7 +124,7 @@ mod tests {
     #[test]
     fn expired_sessions_are_pruned_and_live_ones_kept() {
         let memory = memory();
-        let conn: &dyn Db = &SqliteDb(&memory);
+        let conn: &dyn Db = &SqliteDb::Reader(&memory);
         let t0 = Timestamp::from_unix_timestamp(1_800_000_000).unwrap();
         conn.execute("INSERT INTO accounts (login, approved, created_at) VALUES ('acme', 1, 0)", &[]).unwrap();
         let member = members::insert(conn, 1, "acme", Role::Owner, None, None, t0).unwrap();

@@ -163,7 +163,7 @@ mod tests {
     #[test]
     fn counts_and_error_codes_add_up_in_one_statement() {
         let memory = crate::sqlite::engine::tests::memory();
-        let conn: &dyn Db = &crate::sqlite::engine::SqliteDb(&memory);
+        let conn: &dyn Db = &crate::sqlite::engine::SqliteDb::Reader(&memory);
         let errors = |pairs: &[(&str, u64)]| pairs.iter().map(|(c, n)| (c.to_string(), *n)).collect::<Errors>();
         add(conn, (1, 1, 100), 3, 1, &errors(&[("RATE_LIMITED", 2)])).unwrap();
         add(conn, (1, 1, 100), 4, 2, &errors(&[("RATE_LIMITED", 1), ("KEY_EXPIRED", 1)])).unwrap();

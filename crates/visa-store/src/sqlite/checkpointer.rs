@@ -158,7 +158,7 @@ mod tests {
             let writer = writer.clone();
             tokio::spawn(async move {
                 for n in 0..500i64 {
-                    let insert = move |c: &Connection| {
+                    let insert = move |c: &super::super::statements::Statements| {
                         c.execute("INSERT INTO t (n, pad) VALUES (?1, zeroblob(3000))", [n]).map_err(map_sqlite_error)
                     };
                     writer.write(insert).await.unwrap();

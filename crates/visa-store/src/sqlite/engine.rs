@@ -1,18 +1,45 @@
-//! The shared SQL on SQLite: `SqliteDb` runs its statements on a rusqlite connection (every
-//! statement cached once prepared), and `SqliteEngine` hands write work to the
-//! group-committing writer and reads to the reader pool. SQLite has one writer, so both
-//! isolations are the same there: every write transaction runs alone.
+//! The shared SQL on SQLite: `SqliteDb` runs its statements on a rusqlite connection, each
+//! prepared once (the writer's kept in `Statements`, the readers' in rusqlite's cache), and
+//! `SqliteEngine` hands write work to the group-committing writer and reads to the reader
+//! pool. SQLite has one writer, so both isolations are the same there: every write
+//! transaction runs alone.
 
+use super::statements::Statements;
 use super::{SqliteEngine, in_snapshot, map_sqlite_error};
 use crate::metrics::StoreMetrics;
 use crate::sql::{Db, Dialect, Engine, Isolation, Row, Value};
 use crate::{Durability, StoreError, StoreResult};
 use async_trait::async_trait;
-use rusqlite::Connection;
 use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, Statement};
 
-/// The shared SQL's view of one SQLite connection.
-pub(crate) struct SqliteDb<'a>(pub &'a Connection);
+/// The shared SQL's view of one SQLite connection: the writer's, with its own statement cache
+/// (`Statements`), or a reader's, with rusqlite's.
+pub(crate) enum SqliteDb<'a, 'conn> {
+    Writer(&'a Statements<'conn>),
+    Reader(&'a Connection),
+}
+
+impl SqliteDb<'_, '_> {
+    fn conn(&self) -> &Connection {
+        match self {
+            SqliteDb::Writer(statements) => statements,
+            SqliteDb::Reader(conn) => conn,
+        }
+    }
+
+    /// Runs `use_it` on the prepared statement for `sql`.
+    fn with_statement<T>(
+        &self,
+        sql: &str,
+        use_it: impl FnOnce(&mut Statement<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        match self {
+            SqliteDb::Writer(statements) => statements.with(sql, use_it),
+            SqliteDb::Reader(conn) => use_it(&mut *conn.prepare_cached(sql).map_err(map_sqlite_error)?),
+        }
+    }
+}
 
 impl rusqlite::ToSql for Value {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -38,14 +65,13 @@ fn value_of(column: ValueRef<'_>) -> StoreResult<Value> {
     })
 }
 
-impl Db for SqliteDb<'_> {
+impl Db for SqliteDb<'_, '_> {
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
     }
 
     fn execute(&self, sql: &str, params: &[Value]) -> StoreResult<usize> {
-        let mut stmt = self.0.prepare_cached(sql).map_err(map_sqlite_error)?;
-        stmt.execute(rusqlite::params_from_iter(params)).map_err(map_sqlite_error)
+        self.with_statement(sql, |stmt| stmt.execute(rusqlite::params_from_iter(params)).map_err(map_sqlite_error))
     }
 
     fn insert(&self, sql: &str, params: &[Value]) -> StoreResult<i64> {
@@ -53,21 +79,22 @@ impl Db for SqliteDb<'_> {
             return Err(StoreError::Internal("an insert must end with RETURNING id".into()));
         };
         self.execute(plain, params)?;
-        Ok(self.0.last_insert_rowid())
+        Ok(self.conn().last_insert_rowid())
     }
 
     fn query(&self, sql: &str, params: &[Value]) -> StoreResult<Vec<Row>> {
-        let mut stmt = self.0.prepare_cached(sql).map_err(map_sqlite_error)?;
-        let columns = stmt.column_count();
-        let mut found = stmt.query(rusqlite::params_from_iter(params)).map_err(map_sqlite_error)?;
-        let mut rows = vec![];
-        while let Some(row) = found.next().map_err(map_sqlite_error)? {
-            let values = (0..columns)
-                .map(|i| row.get_ref(i).map_err(map_sqlite_error).and_then(value_of))
-                .collect::<StoreResult<Vec<_>>>()?;
-            rows.push(Row(values));
-        }
-        Ok(rows)
+        self.with_statement(sql, |stmt| {
+            let columns = stmt.column_count();
+            let mut found = stmt.query(rusqlite::params_from_iter(params)).map_err(map_sqlite_error)?;
+            let mut rows = vec![];
+            while let Some(row) = found.next().map_err(map_sqlite_error)? {
+                let values = (0..columns)
+                    .map(|i| row.get_ref(i).map_err(map_sqlite_error).and_then(value_of))
+                    .collect::<StoreResult<Vec<_>>>()?;
+                rows.push(Row(values));
+            }
+            Ok(rows)
+        })
     }
 }
 
@@ -78,7 +105,7 @@ impl Engine for SqliteEngine {
         R: Send + 'static,
         F: Fn(&dyn Db) -> StoreResult<R> + Send + Sync + 'static,
     {
-        self.writer.write(move |conn: &Connection| work(&SqliteDb(conn))).await
+        self.writer.write(move |statements: &Statements| work(&SqliteDb::Writer(statements))).await
     }
 
     async fn write_committed<R, F>(&self, _: Isolation, work: F) -> StoreResult<(R, Durability)>
@@ -86,7 +113,7 @@ impl Engine for SqliteEngine {
         R: Send + 'static,
         F: Fn(&dyn Db) -> StoreResult<R> + Send + Sync + 'static,
     {
-        self.writer.write_committed(move |conn: &Connection| work(&SqliteDb(conn))).await
+        self.writer.write_committed(move |statements: &Statements| work(&SqliteDb::Writer(statements))).await
     }
 
     async fn read<R, F>(&self, work: F) -> StoreResult<R>
@@ -95,7 +122,7 @@ impl Engine for SqliteEngine {
         F: FnOnce(&dyn Db) -> StoreResult<R> + Send + 'static,
     {
         let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || readers.with_connection(|conn| work(&SqliteDb(conn))))
+        tokio::task::spawn_blocking(move || readers.with_connection(|conn| work(&SqliteDb::Reader(conn))))
             .await
             .map_err(|_| StoreError::Internal("a read task failed".into()))?
     }
@@ -107,7 +134,7 @@ impl Engine for SqliteEngine {
     {
         let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
-            readers.with_connection(|conn| in_snapshot(conn, |conn| work(&SqliteDb(conn))))
+            readers.with_connection(|conn| in_snapshot(conn, |conn| work(&SqliteDb::Reader(conn))))
         })
         .await
         .map_err(|_| StoreError::Internal("a read task failed".into()))?

@@ -6,6 +6,7 @@
 mod checkpointer;
 pub(crate) mod engine;
 mod schema;
+mod statements;
 mod writer;
 
 use crate::StoreError;
@@ -30,9 +31,6 @@ const READER_CACHE_KIB: i64 = 256;
 /// Readers kept open between reads; a burst opens more, which close when done. So the
 /// readers' caches take at most `MAX_IDLE_READERS * READER_CACHE_KIB` between bursts.
 const MAX_IDLE_READERS: usize = 4;
-/// Prepared statements the writer keeps: every statement it runs in steady state (a paid call
-/// alone runs fifteen, rusqlite keeps sixteen by default), so none is parsed again.
-const WRITER_STATEMENTS: usize = 64;
 /// How long a reader waits on a lock held by another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the writer waits for the write lock before it answers "unavailable" (a paid
@@ -53,7 +51,6 @@ impl SqliteEngine {
         let mut conn = Connection::open(path).map_err(map_sqlite_error)?;
         configure(&conn).map_err(map_sqlite_error)?;
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB).map_err(map_sqlite_error)?;
-        conn.set_prepared_statement_cache_capacity(WRITER_STATEMENTS);
         // Set before the first table exists (a no-op afterwards): small pages keep the WAL
         // bytes per commit low, since most of a batch's writes land on scattered index pages.
         conn.pragma_update(None, "page_size", PAGE_SIZE).map_err(map_sqlite_error)?;
@@ -88,7 +85,7 @@ impl SqliteEngine {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(map_sqlite_error)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(map_sqlite_error)?;
-        in_snapshot(&conn, |conn| crate::sql::money::verify(&engine::SqliteDb(conn)))
+        in_snapshot(&conn, |conn| crate::sql::money::verify(&engine::SqliteDb::Reader(conn)))
     }
 
     /// Copies the database at `path` to `destination` with SQLite's online backup, page by

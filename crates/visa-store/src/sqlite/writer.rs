@@ -23,6 +23,7 @@
 
 use super::checkpointer::CommitGate;
 use super::map_sqlite_error;
+use super::statements::Statements;
 use crate::metrics::StoreMetrics;
 use crate::{Durability, StoreError, StoreResult};
 use rusqlite::Connection;
@@ -38,7 +39,7 @@ const QUEUE_DEPTH: usize = 8192;
 
 trait Job: Send {
     /// Runs against the open transaction (again, if asked); returns whether it succeeded.
-    fn run(&mut self, conn: &Connection) -> bool;
+    fn run(&mut self, conn: &Statements) -> bool;
     /// The transaction committed: visible to every later transaction, not yet on disk.
     fn committed(&mut self);
     /// Delivers the answer (or the durability) once the transaction's fate is known.
@@ -68,9 +69,9 @@ impl<R, F> TypedJob<R, F> {
 impl<R, F> Job for TypedJob<R, F>
 where
     R: Send,
-    F: Fn(&Connection) -> StoreResult<R> + Send,
+    F: Fn(&Statements) -> StoreResult<R> + Send,
 {
-    fn run(&mut self, conn: &Connection) -> bool {
+    fn run(&mut self, conn: &Statements) -> bool {
         let work = &self.work;
         // A bug in one job must not take the writer thread (and every later request) down.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
@@ -142,7 +143,7 @@ impl Writer {
     pub async fn write<R, F>(&self, work: F) -> StoreResult<R>
     where
         R: Send + 'static,
-        F: Fn(&Connection) -> StoreResult<R> + Send + 'static,
+        F: Fn(&Statements) -> StoreResult<R> + Send + 'static,
     {
         self.submit(work, None).await
     }
@@ -153,7 +154,7 @@ impl Writer {
     pub async fn write_committed<R, F>(&self, work: F) -> StoreResult<(R, Durability)>
     where
         R: Send + 'static,
-        F: Fn(&Connection) -> StoreResult<R> + Send + 'static,
+        F: Fn(&Statements) -> StoreResult<R> + Send + 'static,
     {
         let (signal, durable) = oneshot::channel();
         let answer = self.submit(work, Some(signal)).await?;
@@ -171,7 +172,7 @@ impl Writer {
     async fn submit<R, F>(&self, work: F, durable: Option<oneshot::Sender<StoreResult<()>>>) -> StoreResult<R>
     where
         R: Send + 'static,
-        F: Fn(&Connection) -> StoreResult<R> + Send + 'static,
+        F: Fn(&Statements) -> StoreResult<R> + Send + 'static,
     {
         if self.stopped.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable(STOPPED.into()));
@@ -191,6 +192,7 @@ fn run_writer(
     gate: &CommitGate,
     stopped: &AtomicBool,
 ) {
+    let conn = Statements::new(&conn);
     while let Some(first) = jobs.blocking_recv() {
         let mut batch: Batch = Vec::with_capacity(MAX_BATCH);
         batch.push(first);
@@ -264,13 +266,13 @@ fn run_durability(
     }
 }
 
-/// Runs one statement through the connection's cache (transaction control included: parsing
-/// BEGIN and COMMIT again for every batch costs more than running them).
-fn run_statement(conn: &Connection, statement: &str) -> StoreResult<()> {
-    conn.prepare_cached(statement).and_then(|mut s| s.execute([])).map(drop).map_err(map_sqlite_error)
+/// Runs one statement from the writer's cache (transaction control included: parsing BEGIN
+/// and COMMIT again for every batch costs more than running them).
+fn run_statement(conn: &Statements, statement: &str) -> StoreResult<()> {
+    conn.with(statement, |s| s.execute([]).map(drop).map_err(map_sqlite_error))
 }
 
-fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> StoreResult<()> {
+fn run_batch(conn: &Statements, batch: &mut [Box<dyn Job>]) -> StoreResult<()> {
     run_statement(conn, "BEGIN IMMEDIATE")?;
     if !batch.iter_mut().all(|job| job.run(conn)) {
         // Slow path: undo everything, then isolate each job in its own savepoint.
@@ -287,7 +289,7 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> StoreResult<()> {
     })
 }
 
-fn run_in_savepoint(conn: &Connection, job: &mut dyn Job) -> StoreResult<()> {
+fn run_in_savepoint(conn: &Statements, job: &mut dyn Job) -> StoreResult<()> {
     run_statement(conn, "SAVEPOINT job")?;
     if !job.run(conn) {
         run_statement(conn, "ROLLBACK TO job")?;
@@ -342,18 +344,18 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_committed_write_is_visible_at_once_and_durable_later() {
         let (writer, _dir) = writer();
-        let insert = |conn: &Connection| conn.execute("INSERT INTO t (n) VALUES (7)", []).map_err(map_sqlite_error);
+        let insert = |conn: &Statements| conn.execute("INSERT INTO t (n) VALUES (7)", []).map_err(map_sqlite_error);
         let (inserted, durable) = writer.write_committed(insert).await.unwrap();
         assert_eq!(inserted, 1);
         // The next transaction sees the row before the first one's fsync is awaited.
-        let count = |conn: &Connection| {
+        let count = |conn: &Statements| {
             conn.query_row("SELECT COUNT(*) FROM t WHERE n = 7", [], |r| r.get::<_, i64>(0)).map_err(map_sqlite_error)
         };
         assert_eq!(writer.write(count).await.unwrap(), 1);
         durable.wait().await.unwrap();
         // A failed job answers its error at once and reports no durability to rely on.
         let refused =
-            writer.write_committed(|_: &Connection| Err::<(), _>(StoreError::Refused(crate::Refusal::LastOwner))).await;
+            writer.write_committed(|_: &Statements| Err::<(), _>(StoreError::Refused(crate::Refusal::LastOwner))).await;
         assert!(matches!(refused, Err(StoreError::Refused(_))), "a refused job must answer its error");
     }
 
@@ -367,12 +369,12 @@ mod tests {
         // Neither file exists, so the fsync fails.
         let gone = dir.path().join("gone/x");
         let writer = Writer::start(conn, gone.clone(), gone, CommitGate::default(), Default::default());
-        let insert = |conn: &Connection| conn.execute("INSERT INTO t (n) VALUES (1)", []).map_err(map_sqlite_error);
+        let insert = |conn: &Statements| conn.execute("INSERT INTO t (n) VALUES (1)", []).map_err(map_sqlite_error);
         assert!(matches!(writer.write(insert).await, Err(StoreError::Unavailable(m)) if m.contains("fsync failed")));
         let ran = Arc::new(AtomicBool::new(false));
         let flag = ran.clone();
         let later = writer
-            .write(move |_: &Connection| {
+            .write(move |_: &Statements| {
                 flag.store(true, Ordering::SeqCst);
                 Ok(())
             })
