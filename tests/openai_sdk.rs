@@ -111,11 +111,19 @@ async fn racing_sdk_calls_never_spend_past_the_cap() {
     let refused = results.iter().filter(|r| r.as_str() == Some("RATE_LIMITED")).count();
     assert_eq!(charged.len() + refused, 40, "every call succeeded or was refused by the cap: {raced}");
     assert!(charged.iter().all(|c| *c == CALL_MICROS));
-    let spent = charged.len() as i64 * CALL_MICROS;
+    let raced_spend = charged.len() as i64 * CALL_MICROS;
+    assert!(raced_spend <= 10_000, "a 1-cent cap: {raced_spend} micros");
+    assert_eq!(app.balance_micros(&session).await, before - raced_spend);
+    assert_eq!(mock.calls(), charged.len(), "one provider call per charged call");
+    // A racing call is refused when the holds in flight leave no room, and a hold is bigger
+    // than the charge it settles to, so the race may end with room for more. One call at a
+    // time, the key is then used up to what one more call's hold needs, and no further.
+    let rest = sdk(&app, "capped", &capped, None).await;
+    assert_eq!(rest["refused"], json!({ "class": "RateLimitError", "status": 429, "code": "RATE_LIMITED" }));
+    let spent = raced_spend + rest["succeeded"].as_i64().unwrap() * CALL_MICROS;
     assert!(spent <= 10_000, "a 1-cent cap: {spent} micros");
     assert_eq!(app.balance_micros(&session).await, before - spent);
-    assert_eq!(mock.calls(), charged.len(), "one provider call per charged call");
-    // The cap is used up to what one more call's hold needs: the next call is refused.
+    assert_eq!(mock.calls() as i64 * CALL_MICROS, spent, "one provider call per charged call");
     let key = app.get(&format!("/v1/api/keys/{key_id}"), &session).await.assert_ok(200).clone();
     assert_eq!(key["spent_today_cents"].as_i64(), Some((spent + 9_999) / 10_000));
     let again = sdk(&app, "capped", &capped, None).await;
