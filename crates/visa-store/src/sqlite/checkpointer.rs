@@ -136,6 +136,7 @@ impl Passes {
 mod tests {
     use super::*;
     use crate::sqlite::map_sqlite_error;
+    use crate::sqlite::statements::Statements;
     use crate::sqlite::writer::Writer;
 
     /// Writers that never pause: without the gated pass no checkpoint would finish and the WAL
@@ -158,7 +159,7 @@ mod tests {
             let writer = writer.clone();
             tokio::spawn(async move {
                 for n in 0..500i64 {
-                    let insert = move |c: &super::super::statements::Statements| {
+                    let insert = move |c: &Statements| {
                         c.execute("INSERT INTO t (n, pad) VALUES (?1, zeroblob(3000))", [n]).map_err(map_sqlite_error)
                     };
                     writer.write(insert).await.unwrap();

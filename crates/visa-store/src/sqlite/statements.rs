@@ -8,7 +8,7 @@
 use super::map_sqlite_error;
 use crate::StoreResult;
 use hashlink::LruCache;
-use rusqlite::{Connection, Statement};
+use rusqlite::{Connection, PrepFlags, Statement};
 use std::cell::RefCell;
 
 /// More than every statement the writer runs in steady state (a paid call alone runs fifteen).
@@ -36,9 +36,15 @@ impl<'conn> Statements<'conn> {
         let cached = self.cache.borrow_mut().remove(&key).filter(|(text, _)| **text == *sql);
         let (text, mut statement) = match cached {
             Some(found) => found,
-            None => (Box::from(sql), self.conn.prepare(sql).map_err(map_sqlite_error)?),
+            None => {
+                let prepared = self.conn.prepare_with_flags(sql, PrepFlags::SQLITE_PREPARE_PERSISTENT);
+                (Box::from(sql), prepared.map_err(map_sqlite_error)?)
+            }
         };
         let result = use_it(&mut statement);
+        // As rusqlite's cache does: a kept statement keeps no copy of the values it last ran
+        // with (a stored answer's body among them).
+        statement.clear_bindings();
         self.cache.borrow_mut().insert(key, (text, statement));
         result
     }
