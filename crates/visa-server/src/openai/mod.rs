@@ -81,9 +81,42 @@ impl IntoResponse for OpenAiError {
     }
 }
 
+/// The charge a chat completion carries in its extra `visa` member (SDKs keep unknown
+/// members: `completion.model_extra["visa"]` in Python), streamed or not.
+#[derive(serde::Serialize)]
+struct Charge<'a> {
+    execution_id: &'a str,
+    charged_micros: String,
+    charged_cents: i64,
+    /// How a stream's charge was metered (`tools::stream::ChatStream::metered`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metered: Option<&'static str>,
+    receipt: Option<Receipt>,
+}
+
+impl<'a> Charge<'a> {
+    fn new(execution: &'a ExecutionRecord, charged: Micros, receipt: Option<Receipt>) -> Self {
+        Self {
+            execution_id: &execution.public_id,
+            charged_micros: charged.to_string(),
+            charged_cents: charged.cents_ceil(),
+            metered: None,
+            receipt,
+        }
+    }
+}
+
+/// A completion's members followed by `visa`, written straight to bytes (no second tree).
+#[derive(serde::Serialize)]
+struct Charged<'a> {
+    #[serde(flatten)]
+    completion: &'a serde_json::Map<String, Value>,
+    visa: Charge<'a>,
+}
+
 /// What a chat completion answers (and stores for replays): the provider's completion under
-/// the model name the caller used, with the charge in an extra `visa` member (SDKs keep
-/// unknown members: `completion.model_extra["visa"]` in Python).
+/// the model name the caller used, with the charge in an extra `visa` member (last, replacing
+/// any the provider sent).
 pub fn completion_body(
     mut completion: Value,
     model: &str,
@@ -91,16 +124,17 @@ pub fn completion_body(
     charged: Micros,
     receipt: Option<Receipt>,
 ) -> Vec<u8> {
-    completion["model"] = json!(model);
-    completion["visa"] = json!({
-        "execution_id": execution.public_id,
-        "charged_micros": charged.to_string(),
-        "charged_cents": charged.cents_ceil(),
-        "receipt": receipt,
-    });
+    let mut members = match completion.take() {
+        Value::Object(members) => members,
+        // `interpret` passes only objects on; anything else is kept whole, not dropped.
+        other => serde_json::Map::from_iter([("completion".to_owned(), other)]),
+    };
+    members.shift_remove("visa");
+    members.insert("model".to_owned(), Value::String(model.to_owned()));
+    let body = Charged { completion: &members, visa: Charge::new(execution, charged, receipt) };
     // Sized for a typical completion, so the encoder rarely grows it.
-    let mut body = Vec::with_capacity(1024);
-    serde_json::to_writer(&mut body, &completion).map_or_else(|_| Vec::new(), |()| body)
+    let mut bytes = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut bytes, &body).map_or_else(|_| Vec::new(), |()| bytes)
 }
 
 /// What a streamed completion stores for replays: the events its caller received, then a
@@ -112,17 +146,54 @@ pub fn stream_body(
     charged: Micros,
     receipt: Option<Receipt>,
 ) -> Vec<u8> {
-    let visa = json!({
-        "execution_id": execution.public_id,
-        "charged_micros": charged.to_string(),
-        "charged_cents": charged.cents_ceil(),
-        "metered": stream.metered(),
-        "receipt": receipt,
-    });
+    let visa = Charge { metered: Some(stream.metered()), ..Charge::new(execution, charged, receipt) };
     let mut body = stream.recorded();
     body.extend_from_slice(b": visa ");
     body.extend_from_slice(&serde_json::to_vec(&visa).unwrap_or_default());
     body.extend_from_slice(b"\n\n");
     body.extend_from_slice(&event(b"[DONE]"));
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use visa_store::ExecutionState;
+
+    fn execution() -> ExecutionRecord {
+        ExecutionRecord {
+            id: 7,
+            public_id: "exec-7".into(),
+            account_id: 1,
+            key_id: 2,
+            tool: "chat".into(),
+            state: ExecutionState::Succeeded,
+            sandbox: false,
+            hold: Micros(5_000),
+            charged: Micros(450),
+            receipt_id: Some("rcpt-7".into()),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            finished_at: None,
+            day_number: 0,
+        }
+    }
+
+    /// The provider's members keep their order with `model` renamed in place; `visa` comes
+    /// last, replacing any the provider sent, with the receipt inline.
+    #[test]
+    fn a_completion_keeps_its_members_and_ends_with_the_charge() {
+        let completion = json!({"id": "c1", "model": "upstream-model", "visa": "forged", "choices": [], "usage": {}});
+        let receipt = Receipt {
+            id: "rcpt-7".into(),
+            execution_id: "exec-7".into(),
+            charged_micros: "450".into(),
+            created_at: "1970-01-01T00:00:00Z".into(),
+        };
+        let body = completion_body(completion, "gpt-mock", &execution(), Micros(450), Some(receipt));
+        let text = String::from_utf8(body).unwrap();
+        assert_eq!(
+            text,
+            r#"{"id":"c1","model":"gpt-mock","choices":[],"usage":{},"visa":{"execution_id":"exec-7","charged_micros":"450","charged_cents":1,"receipt":{"id":"rcpt-7","execution_id":"exec-7","charged_micros":"450","created_at":"1970-01-01T00:00:00Z"}}}"#
+        );
+    }
 }
