@@ -33,12 +33,43 @@ create_keys() {
 
 field() { echo "$1" | sed -E "s/.*$2=([0-9.]+).*/\1/"; }
 
+# combine LABEL RESULT_LINE...: one RESULT line for several slices of one path: requests and
+# errors summed, the rate over their summed time, p50 averaged, p99 the worst slice's.
+combine() {
+  local label=$1; shift
+  printf '%s\n' "$@" | awk -v label="$label" '
+    { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+      n++; req += v["requests"]; secs += v["requests"] / v["req_per_s"]; p50 += v["p50_ms"]
+      if (v["p99_ms"] + 0 > p99) p99 = v["p99_ms"] + 0; errs += v["non_2xx_or_errors"] }
+    END { printf "%s req_per_s=%.0f p50_ms=%.2f p99_ms=%.2f requests=%d non_2xx_or_errors=%d slices=%d\n", label, req / secs, p50 / n, p99, req, errs, n }'
+}
+
 # thread_ticks PID: CPU ticks (user + system) per thread group of a process, "name ticks" lines
 # (tokio's workers summed under one name).
 thread_ticks() {
   for t in /proc/"$1"/task/*; do
     echo "$(tr ' ' '_' < "$t/comm") $(awk '{ print $14 + $15 }' "$t/stat")"
   done | awk '{ a[$1] += $2 } END { for (k in a) print k, a[k] }' | sort
+}
+
+# quiesce PID: waits (at most 30 s) until the process has used no CPU for half a second, so that
+# one run's leftover work (a checkpoint catching up) is not done during the next run.
+quiesce() {
+  local last now
+  last=$(awk '{ print $14 + $15 }' "/proc/$1/stat")
+  for _ in $(seq 60); do
+    sleep 0.5
+    now=$(awk '{ print $14 + $15 }' "/proc/$1/stat")
+    [ "$now" -le $((last + 1)) ] && return 0
+    last=$now
+  done
+}
+
+# ticks_since ACCUMULATED BEFORE AFTER: ACCUMULATED (thread_ticks lines, or empty) plus what
+# each thread group used between the samples BEFORE and AFTER.
+ticks_since() {
+  join -a1 -a2 -e0 -o0,1.2,2.2 <(echo "${1:-}" | sed '/^$/d') <(join <(echo "$2") <(echo "$3") | awk '{ print $1, $3 - $2 }') \
+    | awk '{ print $1, $2 + $3 }'
 }
 
 # cpu_per_call BEFORE AFTER REQUESTS: each thread group's CPU per request in µs, between two
