@@ -354,3 +354,45 @@ async fn agents_discover_the_api_at_llms_txt_and_read_every_doc_it_links() {
     assert!(openai.contains("extra_headers"), "the doc as in the repository");
     app.call(Method::GET, "/docs/nope.md", None, None, &[]).await.assert_error(404, "NOT_FOUND");
 }
+
+/// A caller that gives up while the provider works (the handler is dropped mid-call) on either
+/// surface: the call still runs to its end, is charged once from its usage and holds nothing;
+/// the same Idempotency-Key then replays the recorded answer without calling the provider.
+#[tokio::test]
+async fn a_caller_that_hangs_up_mid_call_is_charged_once_and_leaves_no_hold() {
+    let mock = MockProvider::start().await;
+    let app = app(&mock, "VISA_TEST_OPENAI_KEY_12").await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    mock.behaviour.delay_ms.store(300, Ordering::SeqCst);
+    let impatient = reqwest::Client::builder().timeout(std::time::Duration::from_millis(60)).build().unwrap();
+    let execute_key = uuid::Uuid::new_v4().to_string();
+    let calls = [
+        ("/v1/openai/chat/completions", "hangup-openai-1".to_owned(), hello("chat")),
+        ("/v1/api/tools/chat/execute", execute_key, json!({ "input": hello("chat") })),
+    ];
+    for (n, (path, idempotency_key, body)) in calls.iter().enumerate() {
+        let sent =
+            impatient.post(app.url(path)).bearer_auth(&key).header("Idempotency-Key", idempotency_key).json(body);
+        assert!(sent.send().await.is_err(), "{path}: the client gave up before the answer");
+        let mut settled = Value::Null;
+        for _ in 0..100 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            settled = app.get("/v1/api/executions?limit=1", &session).await.assert_ok(200)["executions"][0].clone();
+            if settled["state"] != "running" {
+                break;
+            }
+        }
+        assert_eq!((settled["state"].as_str(), settled["charged_micros"].as_str()), (Some("succeeded"), Some("450")));
+        let balance = app.get("/v1/api/balance", &session).await.assert_ok(200).clone();
+        let spent = 450 * (n as i64 + 1);
+        assert_eq!((balance["held_micros"].as_str(), app.balance_micros(&session).await), (Some("0"), before - spent));
+        assert_eq!(mock.calls(), n + 1, "{path}: one provider call");
+    }
+    mock.behaviour.delay_ms.store(0, Ordering::SeqCst);
+    let again = chat(&app, &key, hello("chat"), Some("hangup-openai-1")).await;
+    assert_eq!(again.status.as_u16(), 200, "{}", again.body);
+    assert_eq!(again.headers.get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
+    assert_eq!((mock.calls(), app.balance_micros(&session).await), (2, before - 900));
+    assert!(app.verify_ledger().await.is_empty());
+}

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod connections;
 pub mod dashboard;
 pub mod data_dir;
+pub mod detached;
 pub mod error;
 pub mod execution;
 pub mod extract;

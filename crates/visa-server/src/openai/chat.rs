@@ -106,12 +106,9 @@ async fn complete(
     drop(stream);
     // Detached, as on execute: once the hold may be placed, the outcome is recorded whatever
     // the client does (a streamed call included: it is read to its end and settled).
-    let mut finished = tokio::spawn(async move { execution::execute(&state, call).await });
-    let answer = |joined: Result<ApiResult<Response>, tokio::task::JoinError>| {
-        joined.map_err(|_| ApiError(visa_core::Rejection::internal()))?
-    };
+    let mut finished = crate::detached::detached(async move { execution::execute(&state, call).await });
     let Some(mut events) = events else {
-        return answer(finished.await);
+        return finished.await;
     };
     // The first event means the provider is streaming: answer with the event stream. An answer
     // before any event (a refusal, a failure, a replay) is sent as it is.
@@ -127,9 +124,9 @@ async fn complete(
                 headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
                 Ok(response)
             }
-            None => answer(finished.await),
+            None => finished.await,
         },
-        joined = &mut finished => answer(joined),
+        answer = &mut finished => answer,
     }
 }
 

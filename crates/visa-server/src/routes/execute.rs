@@ -107,9 +107,7 @@ async fn execute_with_key(
     let request = (execution::Surface::Execute, *idempotency_key.as_bytes());
     let call = execution::prepare(&state, key, tool, input, request, client_ip)?;
     // Detached: once the hold may be placed, the outcome must be recorded whatever the client does.
-    tokio::spawn(async move { execution::execute(&state, call).await })
-        .await
-        .map_err(|_| ApiError(visa_core::Rejection::internal()))?
+    crate::detached::detached(async move { execution::execute(&state, call).await }).await
 }
 
 /// The `Idempotency-Key` header: a UUID version 4 in its hyphenated form, any case.
