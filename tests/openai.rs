@@ -247,6 +247,20 @@ async fn a_stream_cut_by_the_provider_is_charged_its_hold_and_says_so() {
     assert!(app.verify_ledger().await.is_empty());
 }
 
+/// The account's newest execution once it is no longer running (polled for up to 5 s): a call
+/// whose caller hung up is finished without anyone waiting on it.
+async fn newest_execution_once_settled(app: &TestApp, session: &str) -> Value {
+    let mut newest = Value::Null;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        newest = app.get("/v1/api/executions?limit=1", session).await.assert_ok(200)["executions"][0].clone();
+        if newest["state"] != "running" {
+            break;
+        }
+    }
+    newest
+}
+
 #[tokio::test]
 async fn a_caller_that_hangs_up_mid_stream_leaves_no_hold_and_a_slow_one_gets_everything() {
     let mock = MockProvider::start().await;
@@ -261,14 +275,7 @@ async fn a_caller_that_hangs_up_mid_stream_leaves_no_hold_and_a_slow_one_gets_ev
     assert!(response.chunk().await.unwrap().is_some());
     drop(response);
     // The provider is read to its end and the call settled: charged from its usage, no hold left.
-    let mut settled = Value::Null;
-    for _ in 0..100 {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        settled = app.get("/v1/api/executions?limit=1", &session).await.assert_ok(200)["executions"][0].clone();
-        if settled["state"] != "running" {
-            break;
-        }
-    }
+    let settled = newest_execution_once_settled(&app, &session).await;
     assert_eq!((settled["state"].as_str(), settled["charged_micros"].as_str()), (Some("succeeded"), Some("450")));
     assert_eq!(mock.behaviour.streams_completed.load(Ordering::SeqCst), 1);
     let balance = app.get("/v1/api/balance", &session).await.assert_ok(200).clone();
@@ -375,14 +382,7 @@ async fn a_caller_that_hangs_up_mid_call_is_charged_once_and_leaves_no_hold() {
         let sent =
             impatient.post(app.url(path)).bearer_auth(&key).header("Idempotency-Key", idempotency_key).json(body);
         assert!(sent.send().await.is_err(), "{path}: the client gave up before the answer");
-        let mut settled = Value::Null;
-        for _ in 0..100 {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            settled = app.get("/v1/api/executions?limit=1", &session).await.assert_ok(200)["executions"][0].clone();
-            if settled["state"] != "running" {
-                break;
-            }
-        }
+        let settled = newest_execution_once_settled(&app, &session).await;
         assert_eq!((settled["state"].as_str(), settled["charged_micros"].as_str()), (Some("succeeded"), Some("450")));
         let balance = app.get("/v1/api/balance", &session).await.assert_ok(200).clone();
         let spent = 450 * (n as i64 + 1);
