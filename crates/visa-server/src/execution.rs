@@ -424,7 +424,7 @@ fn success_body(
         object: "tool_execution".into(),
         tool: tool.id.clone(),
         result,
-        usage: Usage { charged_cents: charged.cents_ceil(), charged_micros: charged.to_string() },
+        usage: Usage::of(charged),
         receipt,
         execution_id: execution.public_id.clone(),
     };

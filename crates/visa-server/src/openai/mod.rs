@@ -14,7 +14,7 @@ mod chat;
 mod models;
 
 use crate::error::ApiError;
-use crate::routes::execute::Receipt;
+use crate::routes::execute::{Receipt, Usage};
 use crate::state::SharedState;
 use crate::tools::stream::{ChatStream, event};
 use axum::Router;
@@ -96,13 +96,8 @@ struct Charge<'a> {
 
 impl<'a> Charge<'a> {
     fn new(execution: &'a ExecutionRecord, charged: Micros, receipt: Option<Receipt>) -> Self {
-        Self {
-            execution_id: &execution.public_id,
-            charged_micros: charged.to_string(),
-            charged_cents: charged.cents_ceil(),
-            metered: None,
-            receipt,
-        }
+        let Usage { charged_cents, charged_micros } = Usage::of(charged);
+        Self { execution_id: &execution.public_id, charged_micros, charged_cents, metered: None, receipt }
     }
 }
 

@@ -35,6 +35,13 @@ pub struct Usage {
     pub charged_micros: String,
 }
 
+impl Usage {
+    /// How a charge is shown wherever an answer carries one: exact micros and whole cents up.
+    pub fn of(charged: visa_core::money::Micros) -> Self {
+        Self { charged_cents: charged.cents_ceil(), charged_micros: charged.to_string() }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(as = ToolReceipt)]
 pub struct Receipt {
