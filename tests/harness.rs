@@ -429,6 +429,9 @@ pub mod mock_provider {
         pub stream_cut: std::sync::atomic::AtomicBool,
         /// Streams that ran to their end (their usage chunk sent).
         pub streams_completed: AtomicUsize,
+        /// Stream exactly these `data:` payloads instead (a provider's own stream, however odd),
+        /// then `[DONE]` unless the flag says the stream is cut after them.
+        pub stream_script: Mutex<Option<(Vec<String>, bool)>>,
         pub prompt_tokens: AtomicU64,
         pub completion_tokens: AtomicU64,
         pub delay_ms: AtomicU64,
@@ -582,6 +585,16 @@ pub mod mock_provider {
     /// A streamed chat answer as OpenAI sends it: a role chunk, content chunks, a finish chunk,
     /// the usage chunk when asked (`stream_options.include_usage`), `[DONE]`.
     fn stream(b: Arc<Behaviour>, body: Value) -> Response {
+        if let Some((payloads, cut)) = b.stream_script.lock().unwrap().clone() {
+            let mut lines: Vec<String> = payloads.iter().map(|p| format!("data: {p}\n\n")).collect();
+            if !cut {
+                lines.push("data: [DONE]\n\n".to_owned());
+            }
+            let body = futures::stream::iter(lines.into_iter().map(Ok::<_, std::convert::Infallible>));
+            let mut response = Response::new(axum::body::Body::from_stream(body));
+            response.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
+            return response;
+        }
         let chunks = match b.stream_chunks.load(Ordering::SeqCst) {
             0 => 4,
             n => n,

@@ -219,31 +219,152 @@ async fn a_stream_is_metered_from_its_usage_chunk_and_replayed_as_recorded() {
     assert!(app.verify_ledger().await.is_empty());
 }
 
+/// A chunk of the mock's stream: `delta` for choice 0, and its finish reason.
+fn chunk(delta: Value, finish: Value) -> String {
+    json!({ "id": "chatcmpl-x", "object": "chat.completion.chunk", "model": "mock-model",
+            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] })
+    .to_string()
+}
+
+fn script(mock: &MockProvider, payloads: &[String], cut: bool) {
+    *mock.behaviour.stream_script.lock().unwrap() = Some((payloads.to_vec(), cut));
+}
+
+/// The hold, charge and state of the account's newest execution.
+async fn newest(app: &TestApp, session: &str) -> (String, i64, i64) {
+    let e = app.get("/v1/api/executions?limit=1", session).await.assert_ok(200)["executions"][0].clone();
+    let micros = |field: &str| e[field].as_str().unwrap().parse::<i64>().unwrap();
+    (e["state"].as_str().unwrap().to_owned(), micros("held_micros"), micros("charged_micros"))
+}
+
 #[tokio::test]
-async fn a_stream_cut_by_the_provider_is_charged_its_hold_and_says_so() {
+async fn a_stream_cut_after_content_is_charged_an_estimate_of_what_was_delivered() {
     let mock = MockProvider::start().await;
     let app = app(&mock, "VISA_TEST_OPENAI_KEY_5").await;
     let (session, _, key) = app.funded_key("octocat").await;
     let before = app.balance_micros(&session).await;
-    mock.behaviour.stream_cut.store(true, Ordering::SeqCst);
+
+    // 500 words delivered in 5 chunks, then the connection drops: no usage, no [DONE].
+    let mut payloads = vec![chunk(json!({ "role": "assistant", "content": "" }), Value::Null)];
+    payloads.extend((0..5).map(|_| chunk(json!({ "content": "word ".repeat(100) }), Value::Null)));
+    script(&mock, &payloads, true);
     let (status, _, text, _) = stream_call(&app, &key, streamed("chat", false), "cut-1").await;
     assert_eq!(status, 200);
     let (chunks, visa) = events(&text);
-    assert_eq!(chunks.len(), 3, "what the provider sent before the cut: {text}");
-    assert_eq!(visa["metered"], "hold", "{text}");
-    let execution = app.get("/v1/api/executions?limit=1", &session).await.assert_ok(200)["executions"][0].clone();
-    assert_eq!(execution["charged_micros"], execution["held_micros"], "{execution}");
-    assert_eq!(visa["charged_micros"], execution["charged_micros"]);
-    let hold: i64 = execution["held_micros"].as_str().unwrap().parse().unwrap();
-    assert_eq!(app.balance_micros(&session).await, before - hold);
+    assert_eq!(chunks.len(), 6, "everything the provider sent before the cut: {text}");
+    assert_eq!(visa["metered"], "estimated", "{text}");
+    // cl100k (the mock's model is no OpenAI model): the prompt's 8 tokens and the output's
+    // 501 ("word", " word" 499 times, the trailing space) at $0.15 / $0.60 per M, rounded up.
+    let (state, hold, charged) = newest(&app, &session).await;
+    assert_eq!((state.as_str(), charged), ("succeeded", 302), "{text}");
+    assert!(charged < hold, "an estimate, not the hold ({hold})");
+    assert_eq!(visa["charged_micros"], charged.to_string());
+    assert_eq!(app.balance_micros(&session).await, before - charged);
+
+    // An estimate is never above the hold: a stream cut late in a long answer is charged the hold.
+    let mut long = vec![chunk(json!({ "role": "assistant" }), Value::Null)];
+    long.extend((0..20).map(|_| chunk(json!({ "content": "word ".repeat(10_000) }), Value::Null)));
+    script(&mock, &long, true);
+    let small = json!({ "model": "chat", "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 100, "stream": true });
+    let (status, _, text, _) = stream_call(&app, &key, small, "cut-2").await;
+    let (_, hold, charged_long) = newest(&app, &session).await;
+    assert_eq!((status, charged_long, events(&text).1["metered"].as_str()), (200, hold, Some("estimated")));
 
     // A provider that refuses before streaming: an OpenAI error in JSON, nothing charged.
-    mock.behaviour.stream_cut.store(false, Ordering::SeqCst);
+    *mock.behaviour.stream_script.lock().unwrap() = None;
     mock.behaviour.status.store(500, Ordering::SeqCst);
-    let (status, content_type, text, _) = stream_call(&app, &key, streamed("chat", false), "cut-2").await;
+    let (status, content_type, text, _) = stream_call(&app, &key, streamed("chat", false), "cut-3").await;
     assert_eq!((status, content_type.as_str()), (502, "application/json"), "{text}");
     assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["error"]["code"], "UPSTREAM_ERROR");
-    assert_eq!(app.balance_micros(&session).await, before - hold);
+    assert_eq!(app.balance_micros(&session).await, before - charged - charged_long);
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+/// Until the first content token, a provider's error event fails the call as a non-streamed
+/// error answer would: an OpenAI error with the mapped status, nothing charged, nothing held,
+/// and (for a 5xx or 429) the Idempotency-Key free, so the retry runs and is charged once.
+#[tokio::test]
+async fn a_stream_that_fails_before_content_is_charged_nothing_and_may_be_retried() {
+    let mock = MockProvider::start().await;
+    let app = app(&mock, "VISA_TEST_OPENAI_KEY_13").await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    let role = chunk(json!({ "role": "assistant", "content": "" }), Value::Null);
+    let overloaded = json!({ "error": { "message": "overloaded", "code": 503 } }).to_string();
+    let refused = json!({ "error": { "message": "bad prompt", "code": 400 } }).to_string();
+    let mut spent = 0;
+    for (n, payloads) in [vec![overloaded.clone()], vec![role.clone(), overloaded]].into_iter().enumerate() {
+        script(&mock, &payloads, false);
+        let idempotency_key = format!("early-{n}");
+        let (status, content_type, text, _) = stream_call(&app, &key, streamed("chat", true), &idempotency_key).await;
+        assert_eq!((status, content_type.as_str()), (502, "application/json"), "{text}");
+        let error = serde_json::from_str::<Value>(&text).unwrap()["error"].clone();
+        assert_eq!((error["code"].as_str(), error["retryable"].as_bool()), (Some("UPSTREAM_ERROR"), Some(true)));
+        assert!(error["message"].as_str().unwrap().contains("overloaded"), "{error}");
+        let (state, _, charged) = newest(&app, &session).await;
+        assert_eq!((state.as_str(), charged), ("voided", 0));
+        let balance = app.get("/v1/api/balance", &session).await.assert_ok(200).clone();
+        assert_eq!((balance["held_micros"].as_str(), app.balance_micros(&session).await), (Some("0"), before - spent));
+
+        // The key is free: the retry reaches the provider and is charged once, from usage.
+        *mock.behaviour.stream_script.lock().unwrap() = None;
+        let calls = mock.calls();
+        let (status, _, text, replayed) = stream_call(&app, &key, streamed("chat", true), &idempotency_key).await;
+        assert_eq!((status, replayed, mock.calls()), (200, false, calls + 1), "{text}");
+        assert_eq!(events(&text).1["charged_micros"], "450");
+        spent += 450;
+        assert_eq!(app.balance_micros(&session).await, before - spent);
+    }
+
+    // An error the caller caused (a 4xx) is final, as for a non-streamed call: replayed, not rerun.
+    script(&mock, &[role, refused], false);
+    let (status, _, text, _) = stream_call(&app, &key, streamed("chat", false), "early-final").await;
+    assert_eq!(status, 400, "{text}");
+    let calls = mock.calls();
+    let (status, _, again, replayed) = stream_call(&app, &key, streamed("chat", false), "early-final").await;
+    assert_eq!((status, replayed, again, mock.calls()), (400, true, text, calls));
+    assert_eq!(newest(&app, &session).await.2, 0);
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+/// A provider event that is valid JSON but not an object (`data: 1`) is skipped: it breaks
+/// nothing, the call is charged from its usage; a stream of nothing else fails the call, voided,
+/// with no hold left and the Idempotency-Key free (never "in flight" forever).
+#[tokio::test]
+async fn a_provider_event_that_is_not_an_object_breaks_nothing() {
+    let mock = MockProvider::start().await;
+    let app = app(&mock, "VISA_TEST_OPENAI_KEY_14").await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    let usage = json!({ "id": "x", "object": "chat.completion.chunk", "choices": [],
+                        "usage": { "prompt_tokens": 1000, "completion_tokens": 500 } })
+    .to_string();
+    let payloads = [
+        "1".to_owned(),
+        chunk(json!({ "role": "assistant" }), Value::Null),
+        "[1, 2]".to_owned(),
+        "\"text\"".to_owned(),
+        chunk(json!({ "content": "hello" }), Value::Null),
+        "null".to_owned(),
+        chunk(json!({}), json!("stop")),
+        usage,
+    ];
+    script(&mock, &payloads, false);
+    let (status, _, text, _) = stream_call(&app, &key, streamed("chat", false), "odd-1").await;
+    assert_eq!(status, 200, "{text}");
+    let (chunks, visa) = events(&text);
+    assert_eq!(chunks.len(), 3, "only the chunks: {text}");
+    assert_eq!((visa["charged_micros"].as_str(), visa["metered"].as_str()), (Some("450"), Some("usage")));
+
+    script(&mock, &["1".to_owned()], false);
+    let (status, _, text, _) = stream_call(&app, &key, streamed("chat", false), "odd-2").await;
+    assert_eq!(status, 502, "{text}");
+    let (state, _, charged) = newest(&app, &session).await;
+    assert_eq!((state.as_str(), charged), ("voided", 0));
+    let balance = app.get("/v1/api/balance", &session).await.assert_ok(200).clone();
+    assert_eq!((balance["held_micros"].as_str(), app.balance_micros(&session).await), (Some("0"), before - 450));
+    let (status, _, _, _) = stream_call(&app, &key, streamed("chat", false), "odd-2").await;
+    assert_ne!(status, 409, "the key is free, not in flight");
     assert!(app.verify_ledger().await.is_empty());
 }
 

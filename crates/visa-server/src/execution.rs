@@ -17,6 +17,7 @@
 use crate::auth::tool_key::denied;
 use crate::catalog::Tool;
 use crate::error::{ApiError, ApiResult};
+use crate::in_flight::Tracked;
 use crate::metrics::PaidOutcome;
 use crate::routes::execute::{ExecutionResponse, Receipt, Usage};
 use crate::routes::rfc3339;
@@ -164,6 +165,8 @@ pub struct Running {
     /// The placed hold: the tool may start before it is durable (docs/money.md); finishing
     /// answers only once it is.
     pub hold: Hold,
+    /// Tracked in flight until its outcome is recorded (`crate::in_flight`).
+    tracked: Tracked,
 }
 
 /// Records the Idempotency-Key and places the hold, or answers from what is recorded.
@@ -171,6 +174,9 @@ pub async fn begin(state: &AppState, call: PaidCall) -> Begun {
     let PaidCall { tool, request, start, surface } = call;
     let (day, key_id, client_ip, now) = (start.day_number, start.key_id, start.client_ip, start.now);
     let public_id = start.public_id.clone();
+    // Tracked before the hold can exist, so a running row of this node that no task tracks
+    // is one whose task is gone (`in_flight::sweep_untracked`).
+    let tracked = state.in_flight.track(&public_id);
     let outcome = match state.store.begin_execution(start).await {
         Ok(begun) => begun,
         Err(e) => {
@@ -178,7 +184,7 @@ pub async fn begin(state: &AppState, call: PaidCall) -> Begun {
                 // The hold may have committed with its answer lost: the call will not run,
                 // so its hold must not stay (and its Idempotency-Key answer "in flight").
                 let store = state.store.clone();
-                keep_trying("a hold whose answer was lost", public_id.clone(), move || {
+                keep_trying("a hold whose answer was lost", public_id.clone(), tracked, move || {
                     let (store, public_id) = (store.clone(), public_id.clone());
                     Box::pin(async move { store.abandon_execution(&public_id, now).await })
                 });
@@ -190,7 +196,7 @@ pub async fn begin(state: &AppState, call: PaidCall) -> Begun {
     let other = match outcome {
         BeginOutcome::Started(hold) => {
             state.metrics.record_hold(hold.execution.hold, true);
-            return Begun::Started(Box::new(Running { tool, request, surface, hold }));
+            return Begun::Started(Box::new(Running { tool, request, surface, hold, tracked }));
         }
         other => other,
     };
@@ -260,8 +266,11 @@ async fn finish_stream(sink: &ChatStream, sent: usize, answer: ApiResult<Respons
 }
 
 impl Running {
-    /// Runs the tool (the hold's fsync may still be in flight: see docs/money.md).
+    /// Runs the tool (the hold's fsync may still be in flight: see docs/money.md). A panic in
+    /// an adapter (a bug: no provider input should cause one) is a final failure, so the call
+    /// is settled (voided, nothing charged) instead of leaving its hold behind.
     pub async fn run(&self, state: &AppState) -> Result<ToolOutput, UpstreamFailure> {
+        use futures::FutureExt;
         let context = tools::RunContext {
             upstream: &state.upstream,
             store: &state.store,
@@ -269,7 +278,11 @@ impl Running {
             stream: self.surface.stream(),
         };
         let started = std::time::Instant::now();
-        let outcome = tools::run(&context, &self.tool, &self.request).await;
+        let call = std::panic::AssertUnwindSafe(tools::run(&context, &self.tool, &self.request)).catch_unwind();
+        let outcome = call.await.unwrap_or_else(|_| {
+            tracing::error!(execution = %self.hold.execution.public_id, tool = %self.tool.id, "a tool adapter panicked; the call is voided");
+            Err(UpstreamFailure::internal())
+        });
         state.metrics.record_provider(&self.tool.id, started.elapsed());
         outcome
     }
@@ -278,7 +291,7 @@ impl Running {
     /// what the tool reported, clamped to the hold; a retryable failure voids the hold and
     /// frees the Idempotency-Key; a final failure voids it and keeps the answer for replays.
     pub async fn settle(self, state: &AppState, outcome: Result<ToolOutput, UpstreamFailure>) -> ApiResult<Response> {
-        let Running { tool, hold, surface, .. } = self;
+        let Running { tool, hold, surface, tracked, .. } = self;
         let execution = &hold.execution;
         let now = state.now();
         let mut overage = Micros::ZERO;
@@ -340,7 +353,7 @@ impl Running {
                 // this node dies first, its lease expires and the call needs an operator.
                 let public_id = execution.public_id.clone();
                 let (store, hold) = (state.store.clone(), Arc::new(hold));
-                keep_trying("an outcome", public_id.clone(), move || {
+                keep_trying("an outcome", public_id.clone(), tracked, move || {
                     let (store, hold, finish) = (store.clone(), hold.clone(), finish.clone());
                     Box::pin(async move { store.finish_execution(&hold, finish, now).await })
                 });
@@ -368,13 +381,16 @@ impl Running {
 type Attempt<T> = std::pin::Pin<Box<dyn std::future::Future<Output = visa_store::StoreResult<T>> + Send>>;
 
 /// Keeps trying, in the background, what the store must learn although it is away now (an
-/// outcome; that a hold whose answer was lost will not be used), until it answers.
+/// outcome; that a hold whose answer was lost will not be used), until it answers; the call
+/// stays tracked in flight meanwhile (shutdown waits for it, the sweep leaves it alone).
 fn keep_trying<T: Send + 'static>(
     what: &'static str,
     execution: String,
+    tracked: Tracked,
     mut attempt: impl FnMut() -> Attempt<T> + Send + 'static,
 ) {
     tokio::spawn(async move {
+        let _tracked = tracked;
         loop {
             tokio::time::sleep(BACKGROUND_RETRY).await;
             match attempt().await {

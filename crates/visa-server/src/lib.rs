@@ -16,6 +16,7 @@ pub mod detached;
 pub mod error;
 pub mod execution;
 pub mod extract;
+pub mod in_flight;
 pub mod lease;
 pub mod metrics;
 pub mod openai;
@@ -156,6 +157,8 @@ impl ServeConfig {
 pub struct Server {
     addr: SocketAddr,
     shutdown: watch::Sender<bool>,
+    /// Stops the lease's renewal, once every call has drained.
+    drained: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
     tls: Option<Arc<tls::Tls>>,
     /// Released when the server is dropped (or its process dies).
@@ -210,13 +213,15 @@ impl Server {
             max_connections,
         };
         let (shutdown, stopped) = watch::channel(false);
+        let (drained, lease_stopped) = watch::channel(false);
         tokio::spawn(sweep_retention(state.clone(), config.sweep_interval, stopped.clone()));
-        tokio::spawn(lease::keep(state.clone(), stopped.clone()));
+        tokio::spawn(lease::keep(state.clone(), lease_stopped));
         tokio::spawn(auth::key_cache::follow_changes(state.clone(), stopped.clone()));
-        let task = tokio::spawn(serve(listener, state, stopped));
+        let drain_limit = drain_limit(&config.catalog);
+        let task = tokio::spawn(serve(listener, state, stopped, drain_limit));
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, scheme, environment = %config.environment, data_dir = %config.data_dir.display(), "visa keys server listening");
-        Ok(Server { addr, shutdown, task, tls, _lock: lock })
+        Ok(Server { addr, shutdown, drained, task, tls, _lock: lock })
     }
 
     /// Re-reads the TLS certificate and key (what SIGHUP does). A no-op without TLS.
@@ -231,10 +236,13 @@ impl Server {
         self.addr
     }
 
-    /// Stops accepting, drains in-flight requests, flushes last-used times.
+    /// Stops accepting, drains in-flight requests and every paid call still running (those
+    /// whose client hung up included), flushes last-used times; the lease is renewed until then.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
-        self.task.await??;
+        let served = self.task.await;
+        let _ = self.drained.send(true);
+        served??;
         Ok(())
     }
 
@@ -257,7 +265,19 @@ pub fn app(state: SharedState) -> axum::Router {
         .layer(axum::middleware::from_fn_with_state(state, routes::metrics::count_requests))
 }
 
-async fn serve(listener: Listener, state: SharedState, stopped: watch::Receiver<bool>) -> std::io::Result<()> {
+/// How long shutdown waits for paid calls after the last connection closed: the longest tool
+/// timeout, plus time to record the outcome.
+fn drain_limit(catalog: &Catalog) -> Duration {
+    let longest = catalog.tools().iter().map(|t| t.timeout).max().unwrap_or_default();
+    longest + Duration::from_secs(5)
+}
+
+async fn serve(
+    listener: Listener,
+    state: SharedState,
+    stopped: watch::Receiver<bool>,
+    drain_limit: Duration,
+) -> std::io::Result<()> {
     let flusher = tokio::spawn(flush_last_used(state.clone(), stopped.clone()));
     let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stop = |mut stopped: watch::Receiver<bool>| async move {
@@ -288,6 +308,14 @@ async fn serve(listener: Listener, state: SharedState, stopped: watch::Receiver<
             server.serve(service).await
         }
     };
+    // Calls whose client hung up run on in tasks of their own: wait for their outcomes.
+    if !state.in_flight.is_empty() {
+        tracing::info!(calls = state.in_flight.len(), "shutting down: waiting for paid calls to finish");
+        let left = state.in_flight.drained(drain_limit).await;
+        if left > 0 {
+            tracing::error!(calls = left, "shutting down with paid calls still running; they will need reconciling");
+        }
+    }
     let _ = flusher.await;
     flush_usage(&state).await;
     result

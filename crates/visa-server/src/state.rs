@@ -39,6 +39,9 @@ pub struct AppState {
     pub sign_in: crate::auth::throttle::SignInThrottle,
     /// This process as a node of the store (its lease; the id paid calls are begun under).
     pub node: crate::lease::Node,
+    /// The paid calls this process is running (shutdown drains them; the sweep ends the
+    /// running calls of this node that no task tracks).
+    pub in_flight: crate::in_flight::InFlight,
 }
 
 impl AppState {
@@ -78,6 +81,7 @@ impl AppState {
             metrics,
             body_read_timeout: config.body_read_timeout,
             sign_in: crate::auth::throttle::SignInThrottle::new(config.sign_in_limits),
+            in_flight: Default::default(),
             node,
         })
     }

@@ -457,6 +457,10 @@ pub trait Store: Send + Sync + 'static {
     /// when there was such a hold. Called only by the node that sent the begin, with the
     /// begin's `public_id`.
     async fn abandon_execution(&self, public_id: &str, now: Timestamp) -> StoreResult<bool>;
+    /// The public ids of the executions `node` began before `before` that are still running,
+    /// oldest first, at most `limit`: for the node's own sweep of calls that no task of its
+    /// process tracks any more (a bug ended one without settling it), which it then abandons.
+    async fn running_on_node(&self, node: NodeId, before: Timestamp, limit: u32) -> StoreResult<Vec<String>>;
     async fn get_execution(&self, filter: ExecutionFilter, public_id: &str) -> StoreResult<Option<ExecutionRecord>>;
     async fn list_executions(&self, filter: ExecutionFilter, page: PageRequest) -> StoreResult<Page<ExecutionRecord>>;
     // Nodes and their leases. Each server process registers as a node and renews its lease

@@ -486,6 +486,14 @@ impl Finish {
             Self::VoidFinal { .. } => ExecutionState::Failed,
         }
     }
+
+    /// The answer it stores for replays (status and body); a retryable void stores none.
+    pub fn answer(&self) -> Option<(u16, Vec<u8>)> {
+        match self {
+            Self::Capture { status, body, .. } | Self::VoidFinal { status, body } => Some((*status, body.clone())),
+            Self::VoidRetryable => None,
+        }
+    }
 }
 
 /// A queue-style tool's request at its provider, as an earlier attempt left it.

@@ -141,7 +141,7 @@ pub fn stream_body(
     charged: Micros,
     receipt: Option<Receipt>,
 ) -> Vec<u8> {
-    let visa = Charge { metered: Some(stream.metered()), ..Charge::new(execution, charged, receipt) };
+    let visa = Charge { metered: Some(stream.metered().as_str()), ..Charge::new(execution, charged, receipt) };
     let mut body = stream.recorded();
     body.extend_from_slice(b": visa ");
     body.extend_from_slice(&serde_json::to_vec(&visa).unwrap_or_default());

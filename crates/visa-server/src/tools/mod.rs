@@ -3,6 +3,7 @@
 //! from its catalog sandbox sample instead of calling a provider.
 
 mod builtin;
+mod estimate;
 mod fal;
 mod provider;
 pub mod stream;
@@ -41,6 +42,19 @@ impl UpstreamFailure {
     /// it again); nothing is charged to the caller (docs/money.md, "Provider failures").
     pub fn unreadable(message: impl Into<String>) -> Self {
         Self { code: ErrorCode::UpstreamError, message: message.into(), retryable: false, retry_after: None }
+    }
+
+    /// The call failed inside this server (a bug, logged where it happened). Final: the
+    /// provider may have done the work, so it is not run again under the same Idempotency-Key.
+    pub fn internal() -> Self {
+        Self {
+            code: ErrorCode::Internal,
+            message: "the call failed inside the server; nothing was charged, and this Idempotency-Key will not run \
+                      again (use a new one to retry)"
+                .into(),
+            retryable: false,
+            retry_after: None,
+        }
     }
 
     pub fn into_api_error(self) -> ApiError {
@@ -153,11 +167,11 @@ pub async fn run(
     };
     let outcome = tokio::time::timeout(tool.timeout, call).await.unwrap_or_else(|_| Err(timed_out()));
     match (outcome, ctx.stream) {
-        // Part of a streamed answer reached the caller before the failure: the provider worked
-        // and the caller has it, so the call is charged (its hold: no usage came), not voided.
-        (Err(_), Some(stream)) if stream.started() => {
-            stream.charge_hold();
-            Ok(ToolOutput { result: Value::Null, cost: ctx.execution.hold })
+        // Part of a streamed answer reached the caller before the failure (the tool's
+        // timeout): the provider worked and the caller has it, so the call is charged an
+        // estimate of what was delivered (no usage came), not voided.
+        (Err(_), Some(stream)) if stream.content_delivered() => {
+            Ok(ToolOutput { result: Value::Null, cost: provider::estimated_cost(tool, request, stream, ctx.execution.hold) })
         }
         (outcome, _) => outcome,
     }

@@ -310,10 +310,15 @@ pub fn chat_cost(tool: &Tool, answer: &Value, hold: Micros) -> Micros {
 }
 
 /// Relays a streamed chat completion (the request asks the provider for `stream` with
-/// `include_usage`): each event goes to the caller as it arrives (`ChatStream::forward`), under
-/// the caller's model name, the usage-only chunk only if the caller asked for it; the cost is
-/// metered from the final usage report. A stream that ends without one (cut off, or a
-/// provider that reports none) costs the hold, the most the call could have cost (docs/openai.md).
+/// `include_usage`): each event goes to the caller as it arrives (`ChatStream::relay`; those
+/// before the first content are held back), under the caller's model name, the usage-only
+/// chunk only if the caller asked for it; the cost is metered from the final usage report.
+/// - An error event, or an end without any answer, before the first content fails the call
+///   exactly as a non-streamed one would: nothing reached the caller, nothing is charged.
+/// - A stream that ends after content without a usage report (cut off, an error event, a
+///   provider that reports none) is charged an estimate of what was delivered
+///   (`tools::estimate`), never above the hold.
+///
 /// A provider that refuses before streaming fails exactly as a non-streamed call would.
 pub async fn stream_chat(
     upstream: &Upstream,
@@ -333,6 +338,7 @@ pub async fn stream_chat(
     let mut body = opened.body;
     let mut pending: Vec<u8> = Vec::new();
     let mut usage = Value::Null;
+    let mut error = None;
     'read: loop {
         match body.frame().await {
             Some(Ok(frame)) => {
@@ -344,63 +350,126 @@ pub async fn stream_chat(
         }
         while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
             let event: Vec<u8> = pending.drain(..end + 2).collect();
-            if relay_event(&event, stream, &mut usage) {
-                break 'read;
+            match relay_event(&event, stream, &mut usage) {
+                Relayed::More => {}
+                Relayed::Done => break 'read,
+                Relayed::Error(payload) => {
+                    error = Some(payload);
+                    break 'read;
+                }
             }
         }
         if pending.len() > MAX_EVENT_BYTES {
             break;
         }
     }
-    if !stream.started() && usage.is_null() {
-        return Err(UpstreamFailure::retryable("the provider's stream ended before any answer"));
+    if !stream.content_delivered() {
+        if let Some(payload) = &error {
+            return Err(stream_error(tool, payload));
+        }
+        if usage.is_null() {
+            return Err(UpstreamFailure::retryable("the provider's stream ended before any answer"));
+        }
+    }
+    if let Some(payload) = error {
+        // After content the caller sees the provider's error event as it came.
+        stream.forward(super::stream::event(payload.as_bytes()));
     }
     let cost = match (&usage["prompt_tokens"], &usage["completion_tokens"]) {
-        (Value::Number(_), Value::Number(_)) => chat_cost(tool, &serde_json::json!({ "usage": usage }), hold),
-        _ => {
-            stream.charge_hold();
-            hold
+        (Value::Number(_), Value::Number(_)) => {
+            // An answer without content (an empty completion) is sent once it is complete.
+            stream.release_held();
+            chat_cost(tool, &serde_json::json!({ "usage": usage }), hold)
         }
+        _ => estimated_cost(tool, request, stream, hold),
     };
     Ok(ToolOutput { result: Value::Null, cost })
+}
+
+/// What a stream that delivered content is charged without a usage report: an estimate of
+/// what was delivered (`tools::estimate`), never above the hold, said in its receipt.
+pub fn estimated_cost(tool: &Tool, request: &Value, stream: &ChatStream, hold: Micros) -> Micros {
+    stream.charge_estimate();
+    let model = request["model"].as_str().unwrap_or_default();
+    super::estimate::cost(tool, model, request, &stream.output_text(), hold)
+}
+
+/// An error event before any content, as the failure a non-streamed answer carrying it is:
+/// mapped by its `code` like `interpret` (a 5xx when it names none).
+fn stream_error(tool: &Tool, payload: &str) -> UpstreamFailure {
+    let answer = Answer { status: 200, body: payload.as_bytes().to_vec().into(), retry_after: None };
+    interpret(tool, &answer).err().unwrap_or_else(|| UpstreamFailure::retryable("the provider's stream failed"))
 }
 
 /// The longest single event a provider may send.
 const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
 
-/// Passes one provider event on; returns true at the end of the stream (`[DONE]`, or an error
-/// event, which is forwarded). Comments and keep-alives are dropped.
-fn relay_event(event: &[u8], stream: &ChatStream, usage: &mut Value) -> bool {
+/// What one provider event meant for the stream.
+enum Relayed {
+    More,
+    /// `[DONE]`.
+    Done,
+    /// An error event (its JSON payload); not forwarded yet.
+    Error(String),
+}
+
+/// The output text a chunk carries (content, refusal, reasoning, tool calls), or `None` when
+/// it carries none; a finish counts as content (the answer is complete, if empty).
+fn chunk_content(chunk: &Value) -> Option<String> {
+    let mut text = String::new();
+    let mut content = false;
+    for choice in chunk["choices"].as_array().into_iter().flatten() {
+        content |= !choice["finish_reason"].is_null();
+        let delta = &choice["delta"];
+        for field in ["content", "refusal", "reasoning", "reasoning_content"] {
+            if let Some(piece) = delta[field].as_str().filter(|p| !p.is_empty()) {
+                text.push_str(piece);
+                content = true;
+            }
+        }
+        let calls = delta["tool_calls"].as_array().into_iter().flatten().map(|c| &c["function"]);
+        for function in calls.chain(delta.get("function_call")) {
+            content = true;
+            for field in ["name", "arguments"] {
+                text.push_str(function[field].as_str().unwrap_or_default());
+            }
+        }
+    }
+    content.then_some(text)
+}
+
+/// Passes one provider event on. Comments, keep-alives and events that are not a JSON object
+/// are dropped (no provider input can break the relay).
+fn relay_event(event: &[u8], stream: &ChatStream, usage: &mut Value) -> Relayed {
     let text = String::from_utf8_lossy(event);
     let data: Vec<&str> =
         text.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d)).collect();
     let data = data.join("\n");
     if data.is_empty() {
-        return false;
+        return Relayed::More;
     }
     if data.trim() == "[DONE]" {
-        return true;
+        return Relayed::Done;
     }
-    let Ok(mut chunk) = serde_json::from_str::<Value>(&data) else { return false };
+    let Ok(Value::Object(mut chunk)) = serde_json::from_str::<Value>(&data) else { return Relayed::More };
     if chunk.get("error").is_some_and(|e| !e.is_null()) {
-        stream.forward(super::stream::event(data.as_bytes()));
-        return true;
+        return Relayed::Error(data);
     }
     if let Some(reported) = chunk.get("usage").filter(|u| u.is_object()) {
         *usage = reported.clone();
     }
     if !stream.include_usage {
-        let usage_only = chunk["choices"].as_array().is_some_and(Vec::is_empty);
+        let usage_only = chunk.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
         if usage_only {
-            return false;
+            return Relayed::More;
         }
-        if let Some(fields) = chunk.as_object_mut() {
-            fields.remove("usage");
-        }
+        chunk.remove("usage");
     }
-    chunk["model"] = Value::String(stream.model.clone());
-    stream.forward(super::stream::event(&serde_json::to_vec(&chunk).unwrap_or_default()));
-    false
+    chunk.insert("model".to_owned(), Value::String(stream.model.clone()));
+    let chunk = Value::Object(chunk);
+    let content = chunk_content(&chunk);
+    stream.relay(super::stream::event(&serde_json::to_vec(&chunk).unwrap_or_default()), content.as_deref());
+    Relayed::More
 }
 
 pub async fn run_chat(

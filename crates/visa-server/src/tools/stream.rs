@@ -2,6 +2,13 @@
 //! also recorded, so the call's stored answer (replayed byte for byte for the same
 //! Idempotency-Key) is exactly the stream the caller received.
 //!
+//! Nothing reaches the caller before the first *content* (a content or refusal token, a tool
+//! call, a finish): events before it (the role chunk) are held back, so a provider that fails
+//! before any content fails the call like a non-streamed one (an error status, nothing charged)
+//! instead of a 200 already on the wire. "Content delivered" is tracked apart from "bytes
+//! forwarded", and the text delivered is kept for the estimate a stream cut without a usage
+//! report is charged (`tools::estimate`).
+//!
 //! The provider is read at its own pace and each event handed to an unbounded channel that the
 //! caller's response drains: a slow reader never stalls the provider (which would run into the
 //! tool's timeout), and what is buffered is bounded by the completion itself (the output limit
@@ -13,6 +20,25 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc::UnboundedSender;
 
+/// How a streamed call's charge was measured (the `metered` member of its `: visa` comment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metered {
+    /// The provider's final usage report.
+    Usage,
+    /// No report came (the stream was cut after content): the delivered prompt and output
+    /// counted with the model family's tokenizer, never above the hold.
+    Estimated,
+}
+
+impl Metered {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metered::Usage => "usage",
+            Metered::Estimated => "estimated",
+        }
+    }
+}
+
 pub struct ChatStream {
     /// Whether the caller asked for the final usage chunk (`stream_options.include_usage`);
     /// the provider is always asked for it, so the call can be metered.
@@ -21,26 +47,67 @@ pub struct ChatStream {
     pub model: String,
     sender: UnboundedSender<Bytes>,
     recorded: Mutex<Vec<u8>>,
-    /// Set when the stream ended without a usage report and the call is charged its hold.
-    charged_hold: AtomicBool,
+    /// Events held back until the first content (or the stream's successful end).
+    held: Mutex<Vec<Bytes>>,
+    content_delivered: AtomicBool,
+    /// The output text delivered (content, refusals, tool calls), for an estimate.
+    output_text: Mutex<String>,
+    estimated: AtomicBool,
 }
 
 impl ChatStream {
     pub fn new(include_usage: bool, model: String, sender: UnboundedSender<Bytes>) -> Self {
-        Self { include_usage, model, sender, recorded: Mutex::default(), charged_hold: AtomicBool::new(false) }
+        Self {
+            include_usage,
+            model,
+            sender,
+            recorded: Mutex::default(),
+            held: Mutex::default(),
+            content_delivered: AtomicBool::new(false),
+            output_text: Mutex::default(),
+            estimated: AtomicBool::new(false),
+        }
     }
 
-    /// Sends one event (or any bytes of the stream) to the caller, and records it.
+    /// Sends one event (or any bytes of the stream) to the caller, and records it; anything
+    /// held back goes first.
     pub fn forward(&self, bytes: Bytes) {
+        self.release_held();
+        self.send(bytes);
+    }
+
+    fn send(&self, bytes: Bytes) {
         self.recorded.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&bytes);
         // A caller that hung up no longer reads; the call goes on to be metered and settled.
         let _ = self.sender.send(bytes);
     }
 
-    /// Whether anything reached the caller (from then on the call is billable: the provider
+    /// Passes a provider event on: at once if it carries content (`output` is its text) or
+    /// content was delivered before, else held back until either happens.
+    pub fn relay(&self, bytes: Bytes, content: Option<&str>) {
+        if let Some(output) = content {
+            self.output_text.lock().unwrap_or_else(|e| e.into_inner()).push_str(output);
+            self.content_delivered.store(true, Ordering::SeqCst);
+        }
+        if self.content_delivered() {
+            self.forward(bytes);
+        } else {
+            self.held.lock().unwrap_or_else(|e| e.into_inner()).push(bytes);
+        }
+    }
+
+    /// Sends what was held back (the stream ended well without content: an empty answer).
+    pub fn release_held(&self) {
+        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()));
+        for bytes in held {
+            self.send(bytes);
+        }
+    }
+
+    /// Whether the caller got any content: from then on the call is billable (the provider
     /// worked, and the caller has part of the answer).
-    pub fn started(&self) -> bool {
-        self.sent() > 0
+    pub fn content_delivered(&self) -> bool {
+        self.content_delivered.load(Ordering::SeqCst)
     }
 
     /// How many bytes reached the caller so far.
@@ -53,13 +120,18 @@ impl ChatStream {
         self.recorded.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub fn charge_hold(&self) {
-        self.charged_hold.store(true, Ordering::SeqCst);
+    /// The output text delivered so far.
+    pub fn output_text(&self) -> String {
+        self.output_text.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// How the call was metered: `usage` (the provider's final report) or `hold` (none came).
-    pub fn metered(&self) -> &'static str {
-        if self.charged_hold.load(Ordering::SeqCst) { "hold" } else { "usage" }
+    /// The call is charged an estimate (no usage report came).
+    pub fn charge_estimate(&self) {
+        self.estimated.store(true, Ordering::SeqCst);
+    }
+
+    pub fn metered(&self) -> Metered {
+        if self.estimated.load(Ordering::SeqCst) { Metered::Estimated } else { Metered::Usage }
     }
 }
 
@@ -70,4 +142,23 @@ pub fn event(data: &[u8]) -> Bytes {
     out.extend_from_slice(data);
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_before_content_are_held_back_and_go_first_once_it_comes() {
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+        let stream = ChatStream::new(false, "m".into(), sender);
+        stream.relay(event(b"role"), None);
+        assert!(receiver.try_recv().is_err() && stream.sent() == 0 && !stream.content_delivered());
+        stream.relay(event(b"hello"), Some("hello"));
+        assert_eq!(receiver.try_recv().unwrap(), event(b"role"));
+        assert_eq!(receiver.try_recv().unwrap(), event(b"hello"));
+        stream.relay(event(b"more"), None);
+        assert_eq!(receiver.try_recv().unwrap(), event(b"more"), "after content nothing waits");
+        assert_eq!((stream.output_text().as_str(), stream.metered()), ("hello", Metered::Usage));
+    }
 }

@@ -11,7 +11,7 @@
 //! says why each invariant holds.
 
 use super::audit;
-use super::db::{Db, Row, params};
+use super::db::{Db, Row, corrupt, params};
 use super::{from_db, to_db};
 use crate::audit::execution_snapshot;
 use crate::model::*;
@@ -474,17 +474,35 @@ pub(crate) fn finish(
         other => return other,
     };
     // Only the call that placed a hold finishes it (others reclaim it into
-    // `reconcile_required`), so an execution already in this finish's state, with its
-    // receipt, is this finish sent again after its COMMIT's answer was lost.
+    // `reconcile_required`, and an operator decides), so an execution already in this
+    // finish's state *with this finish's stored answer*, byte for byte, is this finish sent
+    // again after its COMMIT's answer was lost. An operator's decision stores another answer
+    // (or none), even when it captured nothing: the late finish is refused, never taken for it.
     let recorded = execution_by_id(conn, e.id)?;
-    let same_receipt = match finish {
-        Finish::Capture { receipt_id, .. } => recorded.receipt_id.as_ref().is_none_or(|r| r == receipt_id),
-        _ => true,
-    };
-    if recorded.state == finish.state() && same_receipt {
+    if recorded.state == finish.state() && stored_answer(conn, e.id)? == finish.answer() {
         return Ok(recorded);
     }
     Err(StoreError::Refused(refused))
+}
+
+/// The answer stored for an execution (status and body), if any.
+fn stored_answer(conn: &dyn Db, execution_id: i64) -> StoreResult<Option<(u16, Vec<u8>)>> {
+    conn.query_row(
+        "SELECT status, body FROM execution_responses WHERE execution_id = ?1",
+        params![execution_id],
+        |r| Ok((u16::try_from(r.get::<i64>(0)?).map_err(|_| corrupt("answer status"))?, r.get(1)?)),
+    )
+}
+
+/// The executions `node` began that are still running, begun before `before`, oldest first
+/// (at most `limit`).
+pub(crate) fn running_on_node(conn: &dyn Db, node: NodeId, before: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
+    conn.query_map(
+        "SELECT public_id FROM executions WHERE state = 'running' AND node_id = ?1 AND created_at < ?2 \
+         ORDER BY id LIMIT ?3",
+        params![node.0, to_db(before), i64::from(limit)],
+        |r| r.get(0),
+    )
 }
 
 /// A begin whose answer was lost: voids the hold it placed, if it did (its call never ran).

@@ -327,6 +327,10 @@ impl<E: Engine> Store for SqlStore<E> {
         self.write_locking(move |conn| money::abandon(conn, &public_id, now)).await
     }
 
+    async fn running_on_node(&self, node: NodeId, before: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
+        self.read(move |conn| money::running_on_node(conn, node, before, limit)).await
+    }
+
     async fn get_execution(&self, filter: ExecutionFilter, public_id: &str) -> StoreResult<Option<ExecutionRecord>> {
         let public_id = public_id.to_owned();
         self.read(move |conn| money::get(conn, &filter, &public_id)).await
