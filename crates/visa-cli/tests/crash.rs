@@ -38,6 +38,36 @@ fn ledger_verifies(server: &ServerProcess) {
     assert!(out.contains("ledger ok"), "{out}");
 }
 
+/// A rolling restart: SIGTERM while a paid call runs whose client already hung up. The server
+/// waits for the call (it runs on in a task of its own) before it exits, so after the restart
+/// the call is settled, charged once, nothing held, and nothing needs an operator.
+#[test]
+fn sigterm_drains_a_call_whose_client_hung_up() {
+    let mut server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
+    let t = tenant(&server, "octocat", 1_000);
+    let before = balance_micros(&server, &t.session);
+    let impatient = reqwest::blocking::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let hung_up = impatient
+        .post(format!("{}/v1/api/tools/sleep/execute", server.url))
+        .header("X-Api-Key", &t.key)
+        .header("Idempotency-Key", "5d0f6b2e-8c1a-4f3b-9a7e-1c2d3e4f5a6b")
+        .json(&json!({ "input": { "ms": 2000 } }))
+        .send();
+    assert!(hung_up.is_err(), "the client gave up before the answer");
+    let stopping = std::time::Instant::now();
+    assert!(server.sigterm().success());
+    assert!(stopping.elapsed() >= Duration::from_millis(1_200), "it waited for the call: {:?}", stopping.elapsed());
+    assert!(server.log().contains("waiting for paid calls to finish"), "{}", server.log());
+
+    let server = ServerProcess::start_in(server.dirs.clone(), &[], Some(OPERATOR_TOKEN));
+    assert!(!server.log().contains("reconcile_required"), "{}", server.log());
+    let newest = get(&server.url, "/v1/api/executions?limit=1", &t.session)["executions"][0].clone();
+    assert_eq!(newest["state"], "succeeded", "{newest}");
+    assert_eq!(get(&server.url, "/v1/api/balance", &t.session)["held_micros"], "0");
+    assert_eq!(balance_micros(&server, &t.session), before - PRICE_MICROS);
+    ledger_verifies(&server);
+}
+
 #[test]
 fn a_call_lost_in_a_crash_is_reconciled_by_the_operator() {
     let mut server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));

@@ -52,8 +52,7 @@ pub async fn reclaim(state: &SharedState) {
     }
 }
 
-/// Renews the lease every third of it, reclaims expired nodes' calls and ends this node's own
-/// calls that no task tracks any more (`in_flight`), until stopped.
+/// Renews the lease every third of it, and reclaims expired nodes' calls, until stopped.
 pub async fn keep(state: SharedState, mut stopped: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(state.node.lease / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -75,6 +74,5 @@ pub async fn keep(state: SharedState, mut stopped: watch::Receiver<bool>) {
             Err(e) => tracing::warn!(error = %e, "could not renew this node's lease; retrying"),
         }
         reclaim(&state).await;
-        crate::in_flight::sweep_untracked(&state).await;
     }
 }

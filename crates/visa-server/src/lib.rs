@@ -345,7 +345,8 @@ async fn flush_last_used(state: SharedState, mut stopped: watch::Receiver<bool>)
 const SWEEP_BATCH: u32 = 1_000;
 
 /// Retention: every `interval`, deletes in bounded batches what the Idempotency-Key window no
-/// longer keeps and rolls old usage up (docs/money.md, "Retention"), until nothing more is due.
+/// longer keeps and rolls old usage up (docs/money.md, "Retention"), until nothing more is due;
+/// and ends this node's running calls that no task tracks any more (`in_flight`).
 async fn sweep_retention(state: SharedState, interval: Duration, mut stopped: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(interval);
     loop {
@@ -353,6 +354,7 @@ async fn sweep_retention(state: SharedState, interval: Duration, mut stopped: wa
             _ = tick.tick() => {}
             _ = stopped.changed() => return,
         }
+        in_flight::sweep_untracked(&state).await;
         loop {
             match state.store.sweep_expired(state.now(), state.retention, SWEEP_BATCH).await {
                 Ok(swept) if swept >= u64::from(SWEEP_BATCH) => continue,

@@ -285,6 +285,61 @@ async fn a_commit_whose_answer_was_lost_is_repaired_by_sending_it_again() {
     assert!(f.store.verify_ledger().await.unwrap().is_empty());
 }
 
+/// A node paused past its lease wakes and settles a call an operator already decided: its
+/// finish is refused whatever the operator chose, a capture of nothing included (no receipt on
+/// either side, which once passed for the node's own finish sent again).
+#[tokio::test]
+async fn a_finish_after_an_operators_decision_is_refused_even_for_a_zero_capture() {
+    let mut f = fixture().await;
+    let t0 = OffsetDateTime::now_utc();
+    let node = f.store.register_node("a:1", t0, LEASE).await.unwrap();
+    let ctx = AuditContext { actor: Actor::Operator, ip: None, user_agent: None, now: at(t0, 31) };
+    let zero = Reconcile::Capture {
+        cost: Micros::ZERO,
+        receipt_id: "rcpt_op".into(),
+        status: 200,
+        body: b"{\"operator\":true}".to_vec(),
+        retain_until: at(t0, 3600),
+    };
+    let calls = [(f.begin(node, t0).await, zero), (f.begin(node, t0).await, Reconcile::Void)];
+    assert_eq!(f.store.reclaim_expired_nodes(at(t0, 30)).await.unwrap(), 2);
+    for (call, decision) in calls {
+        let decided = f.store.reconcile_execution(&call.execution.public_id, decision, ctx.clone(), None).await.unwrap();
+        // The node's own outcomes, each of which would end the call in the operator's state.
+        let late = [
+            Finish::Capture { reported: Micros::ZERO, receipt_id: "rcpt_node".into(), status: 200, body: b"{}".to_vec() },
+            Finish::VoidFinal { status: 502, body: b"{}".to_vec() },
+        ];
+        for finish in late {
+            let refused = f.store.finish_execution(&call, finish, at(t0, 32)).await;
+            assert!(matches!(refused, Err(StoreError::Refused(Refusal::ExecutionState { .. }))), "{refused:?}");
+        }
+        assert_eq!(f.state(&call).await, decided.state, "the operator's decision stands");
+    }
+    let account = f.store.account_by_login("acme").await.unwrap().unwrap();
+    assert_eq!((account.balance, account.held), (Micros(1_000_000), Micros::ZERO));
+    assert!(f.store.verify_ledger().await.unwrap().is_empty());
+}
+
+/// A node's running calls, as its sweep of untracked calls reads them: only its own, only
+/// those still running, only those begun before the cut-off.
+#[tokio::test]
+async fn a_nodes_running_calls_are_listed_for_its_sweep() {
+    let mut f = fixture().await;
+    let t0 = OffsetDateTime::now_utc();
+    let (a, b) = (f.store.register_node("a:1", t0, LEASE).await.unwrap(), f.store.register_node("b:1", t0, LEASE).await.unwrap());
+    let old = f.begin(a, t0).await;
+    let ended = f.begin(a, t0).await;
+    f.store.finish_execution(&ended, Finish::VoidRetryable, t0).await.unwrap();
+    let recent = f.begin(a, at(t0, 10)).await;
+    let _other_node = f.begin(b, t0).await;
+    let listed = f.store.running_on_node(a, at(t0, 5), 100).await.unwrap();
+    assert_eq!(listed, vec![old.execution.public_id.clone()]);
+    assert_eq!(f.store.running_on_node(a, at(t0, 11), 1).await.unwrap().len(), 1, "at most the limit");
+    assert_eq!(f.store.running_on_node(a, at(t0, 11), 100).await.unwrap().len(), 2);
+    assert!(f.store.abandon_execution(&recent.execution.public_id, at(t0, 11)).await.unwrap());
+}
+
 /// Spend per key and UTC day is what the captures charged on that day (a void charges
 /// nothing), for this account only, from the day asked on.
 #[tokio::test]

@@ -475,11 +475,15 @@ pub(crate) fn finish(
     };
     // Only the call that placed a hold finishes it (others reclaim it into
     // `reconcile_required`, and an operator decides), so an execution already in this
-    // finish's state *with this finish's stored answer*, byte for byte, is this finish sent
+    // finish's state with its receipt *and its stored answer*, byte for byte, is this finish sent
     // again after its COMMIT's answer was lost. An operator's decision stores another answer
     // (or none), even when it captured nothing: the late finish is refused, never taken for it.
     let recorded = execution_by_id(conn, e.id)?;
-    if recorded.state == finish.state() && stored_answer(conn, e.id)? == finish.answer() {
+    let same_receipt = match finish {
+        Finish::Capture { receipt_id, .. } => recorded.receipt_id.as_ref().is_none_or(|r| r == receipt_id),
+        _ => true,
+    };
+    if recorded.state == finish.state() && same_receipt && stored_answer(conn, e.id)? == finish.answer() {
         return Ok(recorded);
     }
     Err(StoreError::Refused(refused))
