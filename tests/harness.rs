@@ -270,6 +270,48 @@ impl TestApp {
         self.sql_rows(query)[0][0]
     }
 
+    /// Runs `statements` on the test's database beside the server (a fault a test injects).
+    pub fn sql_execute(&self, statements: &str) {
+        match &self.database {
+            visa_store::Database::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path).expect("open the test database");
+                conn.execute_batch(statements).unwrap_or_else(|e| panic!("{statements}: {e}"));
+            }
+            visa_store::Database::Postgres(target) => on_postgres(&target.url, |client| {
+                client.batch_execute(statements).unwrap_or_else(|e| panic!("{statements}: {e}"));
+            }),
+        }
+    }
+
+    /// Makes every write to `table` fail until [`TestApp::writes_work_again`] (a table locked
+    /// or broken beside the server), through a trigger each backend writes its own way.
+    pub fn fail_writes_to(&self, table: &str) {
+        let statements = match &self.database {
+            visa_store::Database::Sqlite(_) => format!(
+                "CREATE TRIGGER visa_test_fail_insert BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, 'injected'); END; \
+                 CREATE TRIGGER visa_test_fail_update BEFORE UPDATE ON {table} BEGIN SELECT RAISE(ABORT, 'injected'); END;"
+            ),
+            visa_store::Database::Postgres(_) => format!(
+                "CREATE FUNCTION visa_test_fail() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected'; END $$ LANGUAGE plpgsql; \
+                 CREATE TRIGGER visa_test_fail BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION visa_test_fail();"
+            ),
+        };
+        self.sql_execute(&statements);
+    }
+
+    /// Undoes [`TestApp::fail_writes_to`].
+    pub fn writes_work_again(&self, table: &str) {
+        let statements = match &self.database {
+            visa_store::Database::Sqlite(_) => {
+                "DROP TRIGGER visa_test_fail_insert; DROP TRIGGER visa_test_fail_update;".to_owned()
+            }
+            visa_store::Database::Postgres(_) => {
+                format!("DROP TRIGGER visa_test_fail ON {table}; DROP FUNCTION visa_test_fail();")
+            }
+        };
+        self.sql_execute(&statements);
+    }
+
     /// The database's refusal of `statement`, which must fail.
     pub fn sql_refusal(&self, statement: &str) -> String {
         match &self.database {

@@ -72,3 +72,30 @@ async fn old_usage_rolls_up_into_hours_then_days_and_keeps_its_counts() {
     assert_eq!(totals(&app, &session, id, "day", &since).await, by_hour);
     assert!(app.verify_ledger().await.is_empty());
 }
+
+/// A flush the database refuses (here every write to `usage_minutes` fails for a while) loses
+/// no count: the batch waits for the next flush, and the usage API shows every request once
+/// the table takes writes again.
+#[tokio::test]
+async fn counts_survive_a_flush_the_database_refuses() {
+    let app = TestApp::spawn().await;
+    let (session, id, key) = app.funded_key("octocat").await;
+    let since = visa_server::routes::rfc3339(app.clock.now() - time::Duration::hours(1));
+    app.fail_writes_to("usage_minutes");
+    for n in 0..10 {
+        app.execute(&key, "echo", json!({ "n": n })).await.assert_ok(200);
+    }
+    tokio::time::sleep(Duration::from_millis(2_500)).await; // two refused flushes
+    assert!(rows(&app).is_empty(), "nothing could be written");
+    app.writes_work_again("usage_minutes");
+    app.execute(&key, "echo", json!({ "n": 10 })).await.assert_ok(200);
+    let mut requests = Value::Null;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        requests = totals(&app, &session, id, "minute", &since).await["requests"].clone();
+        if requests == json!(11) {
+            break;
+        }
+    }
+    assert_eq!(requests, json!(11), "the ten refused and the one after");
+}
