@@ -446,6 +446,36 @@ pub fn python_venv() -> std::path::PathBuf {
     dir
 }
 
+/// The tests' copy of the official OpenAI Node SDK (`tests/node/package.json`, pinned by its
+/// lockfile) and the scripts that drive it, under the target dir: installed with `npm ci` on
+/// first use and again whenever the lockfile changes (a copy of it, beside the modules, says
+/// which one is installed). Node.js and npm must be installed: the error says how.
+pub fn node_sdk() -> std::path::PathBuf {
+    use std::path::Path;
+    use std::process::Command;
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = MAKING.lock().unwrap_or_else(|e| e.into_inner());
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("node");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/node-sdk");
+    std::fs::create_dir_all(&dir).expect("the node SDK's dir");
+    for file in ["package.json", "openai_node_client.mjs"] {
+        std::fs::copy(source.join(file), dir.join(file)).expect("copy the node SDK's files");
+    }
+    let lock = std::fs::read_to_string(source.join("package-lock.json")).expect("tests/node/package-lock.json");
+    let stamp = dir.join("node_modules/visa-installed-lock.json");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(lock.as_str()) {
+        std::fs::write(dir.join("package-lock.json"), &lock).expect("copy the lockfile");
+        let out = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .output()
+            .expect("npm is needed for the Node SDK tests: apt-get install nodejs npm (or run `bash .ci/run`)");
+        assert!(out.status.success(), "npm ci: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::write(&stamp, lock).expect("stamp");
+    }
+    dir
+}
+
 #[path = "browser.rs"]
 pub mod browser;
 

@@ -61,6 +61,8 @@ async fn sixty_racing_calls_against_a_ten_cent_daily_cap() {
         let retry_after = body["retry_after"].as_i64().unwrap();
         assert!((retry_after - to_midnight).abs() <= 5, "{retry_after} vs {to_midnight}");
         assert_eq!(reply.headers["retry-after"].to_str().unwrap(), retry_after.to_string());
+        // Retryable, but not by an SDK's prompt retry: it would wait until midnight.
+        assert_eq!(reply.headers["x-should-retry"], "false");
     }
     assert_eq!(spent_today(&app, &session, id).await, 10);
     assert_eq!(app.balance_micros(&session).await, before - 10 * CENT);
@@ -78,6 +80,7 @@ async fn total_cap_is_not_retryable() {
         let body = reply.assert_error(429, "RATE_LIMITED");
         assert_eq!(body["retryable"], false);
         assert!(body.get("retry_after").is_none());
+        assert_eq!(reply.headers["x-should-retry"], "false");
     }
     assert_eq!(app.get(&format!("/v1/api/keys/{id}"), &session).await.body["spent_total_cents"], 3);
     // Raising the cap lets the key spend again.
@@ -147,6 +150,7 @@ async fn per_key_rate_limit() {
         assert_eq!(body["retryable"], true);
         assert_eq!(body["retry_after"], 1);
         assert!(reply.headers.contains_key("retry-after"));
+        assert!(!reply.headers.contains_key("x-should-retry"), "an SDK may retry a rate limit");
     }
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     app.execute(&key, "echo", json!({})).await.assert_ok(200);

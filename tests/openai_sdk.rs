@@ -130,3 +130,62 @@ async fn racing_sdk_calls_never_spend_past_the_cap() {
     assert_eq!(again["succeeded"], 0, "no room left: {again}");
     assert!(app.verify_ledger().await.is_empty());
 }
+
+/// Runs one scenario of the Node SDK script (default retries) and returns what it printed;
+/// the SDK gets 10 s (without `x-should-retry: false` it would sleep through `Retry-After`).
+async fn node_sdk(app: &TestApp, scenario: &str, key: &str) -> Value {
+    let dir = visa_e2e::node_sdk();
+    let mut command = tokio::process::Command::new("node");
+    command.arg(dir.join("openai_node_client.mjs")).args([scenario, &app.url("/v1/openai"), key]);
+    command.kill_on_drop(true);
+    let run = tokio::time::timeout(std::time::Duration::from_secs(10), command.output());
+    let out = run.await.unwrap_or_else(|_| panic!("{scenario}: the Node SDK was still waiting after 10 s"));
+    let out = out.expect("node runs (apt-get install nodejs npm, or run `bash .ci/run`)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{scenario}: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("{scenario} printed {stdout}"))
+}
+
+/// The official Node SDK with its default retries (two, honouring `Retry-After` however long)
+/// against refusals a prompt retry cannot fix: a daily cap (429, retry after midnight), a
+/// total cap and a revoked key. Each answers at once, after one request, with our code; the
+/// body still says `retryable`/`retry_after` as the contract does.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_node_sdk_never_waits_on_a_refusal_it_cannot_fix_by_retrying() {
+    let mock = MockProvider::start().await;
+    let app = app(&mock, "VISA_TEST_SDK_KEY_NODE").await;
+    let (session, _, _) = app.funded_key("octocat").await;
+    let (daily_id, daily) = app.key(&session, json!({ "label": "daily", "daily_cap_cents": 1 })).await;
+    let (total_id, total) = app.key(&session, json!({ "label": "total", "total_cap_cents": 1 })).await;
+    let (revoked_id, revoked) = app.key(&session, json!({ "label": "revoked" })).await;
+    app.delete(&format!("/v1/api/keys/{revoked_id}"), &session).await.assert_ok(200);
+
+    for (key, status, code) in [(&daily, 429, "RATE_LIMITED"), (&total, 429, "RATE_LIMITED"), (&revoked, 401, "AUTH_INVALID")]
+    {
+        let refused = node_sdk(&app, "refused", key).await;
+        assert_eq!((refused["ok"].as_bool(), refused["status"].as_u64()), (Some(false), Some(status)), "{refused}");
+        assert_eq!(refused["code"], code, "{refused}");
+        assert!(refused["elapsed_ms"].as_u64().unwrap() < 2_000, "answered within 2 s: {refused}");
+    }
+    // One request each reached the server (the SDK did not retry), and nothing reached the provider.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await; // the per-second usage flush
+    for id in [daily_id, total_id] {
+        let usage = app.get(&format!("/v1/api/keys/{id}/usage"), &session).await.assert_ok(200).clone();
+        assert_eq!(usage["secrets"][0]["totals"]["requests"], 1, "{usage}");
+    }
+    assert_eq!(mock.calls(), 0);
+
+    // The body keeps the contract's hints; the header tells SDKs not to act on them.
+    let daily_refusal = app
+        .call(
+            reqwest::Method::POST,
+            "/v1/openai/chat/completions",
+            Some(&daily),
+            Some(json!({ "model": "chat", "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 20000 })),
+            &[("Idempotency-Key", "direct-1")],
+        )
+        .await;
+    assert_eq!(daily_refusal.headers["x-should-retry"], "false");
+    assert_eq!(daily_refusal.body["error"]["retryable"], true, "{}", daily_refusal.body);
+    assert!(daily_refusal.body["error"]["retry_after"].as_u64().unwrap() > 60);
+}

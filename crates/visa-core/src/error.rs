@@ -175,6 +175,17 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// The longest wait a refusal may ask for and still count as worth an automatic retry.
+pub const MAX_PROMPT_RETRY_SECONDS: u64 = 60;
+
+/// Whether a client's own prompt retry (an SDK's automatic retry: a few, within about a minute)
+/// can succeed: the refusal is retryable, and does not ask to wait longer than that. A daily cap
+/// (retryable, but at midnight), a total cap, the balance, a revoked or expired key, a tool the
+/// key may not use: no. Sent as `x-should-retry: false`, which the official SDKs obey.
+pub fn prompt_retry(retryable: bool, retry_after: Option<u64>) -> bool {
+    retryable && retry_after.is_none_or(|seconds| seconds <= MAX_PROMPT_RETRY_SECONDS)
+}
+
 /// A refused request: the code, a human message that never contains a secret, and the
 /// retry hints. Extra fields (e.g. `support_id`, `receipt`) ride along in `details`.
 #[derive(Debug, Clone, PartialEq)]
@@ -236,6 +247,15 @@ mod tests {
             assert!(s.chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{s}");
             assert!((400..600).contains(&code.status()));
         }
+    }
+
+    #[test]
+    fn a_prompt_retry_is_for_retryable_refusals_that_ask_to_wait_a_minute_at_most() {
+        assert!(prompt_retry(true, None));
+        assert!(prompt_retry(true, Some(MAX_PROMPT_RETRY_SECONDS)));
+        assert!(!prompt_retry(true, Some(MAX_PROMPT_RETRY_SECONDS + 1)), "a daily cap: retry at midnight");
+        assert!(!prompt_retry(false, None));
+        assert!(!prompt_retry(false, Some(1)));
     }
 
     #[test]

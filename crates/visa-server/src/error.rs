@@ -54,10 +54,25 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, axum::Json(self.body())).into_response();
-        if let Some(seconds) = self.0.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
+        retry_headers(response.headers_mut(), self.0.retryable, self.0.retry_after);
         response
+    }
+}
+
+/// The name of the header that tells the official OpenAI (and Stainless-built) SDKs whether to
+/// retry on their own.
+pub const SHOULD_RETRY: &str = "x-should-retry";
+
+/// The retry headers of a refusal, on every surface and on a replayed one: `Retry-After` when
+/// it says how long to wait, and `x-should-retry: false` when no prompt retry can succeed
+/// (`visa_core::error::prompt_retry`), so that an SDK neither sleeps until midnight nor retries
+/// a refusal that needs a person.
+pub fn retry_headers(headers: &mut axum::http::HeaderMap, retryable: bool, retry_after: Option<u64>) {
+    if let Some(seconds) = retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if !visa_core::error::prompt_retry(retryable, retry_after) {
+        headers.insert(SHOULD_RETRY, HeaderValue::from_static("false"));
     }
 }
 

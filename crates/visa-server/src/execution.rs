@@ -451,15 +451,16 @@ fn error_status(error: &ApiError) -> StatusCode {
     StatusCode::from_u16(error.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-/// A stored answer from bytes: JSON, or a recorded event stream;
-/// an error body's `retry_after` (ours or OpenAI's shape) is also sent as `Retry-After`.
+/// A stored answer from bytes: JSON, or a recorded event stream; an error body's retry hints
+/// (ours or OpenAI's shape) also go out as headers (`error::retry_headers`).
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
-    let retry_after = if status.is_success() {
+    let hints = if status.is_success() {
         None
     } else {
-        serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v["retry_after"].as_u64().or_else(|| v["error"]["retry_after"].as_u64()))
+        serde_json::from_slice::<Value>(&body).ok().map(|v| {
+            let error = if v["error"].is_object() { &v["error"] } else { &v };
+            (error["retryable"].as_bool().unwrap_or(false), error["retry_after"].as_u64())
+        })
     };
     // A recorded stream starts with an event, or (nothing but the usage was streamed) with
     // its `: visa` comment; JSON starts with `{`.
@@ -468,8 +469,8 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Some(seconds) = retry_after {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    if let Some((retryable, retry_after)) = hints {
+        crate::error::retry_headers(response.headers_mut(), retryable, retry_after);
     }
     response
 }

@@ -18,7 +18,7 @@ use crate::routes::execute::{Receipt, Usage};
 use crate::state::SharedState;
 use crate::tools::stream::{ChatStream, event};
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use serde_json::{Value, json};
@@ -74,9 +74,7 @@ impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, axum::Json(error_body(&self.0))).into_response();
-        if let Some(seconds) = self.0.0.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
+        crate::error::retry_headers(response.headers_mut(), self.0.0.retryable, self.0.0.retry_after);
         response
     }
 }
