@@ -517,3 +517,39 @@ async fn a_caller_that_hangs_up_mid_call_is_charged_once_and_leaves_no_hold() {
     assert_eq!((mock.calls(), app.balance_micros(&session).await), (2, before - 900));
     assert!(app.verify_ledger().await.is_empty());
 }
+
+/// Every answer of the OpenAI surface is in OpenAI's shape, a wrong method included; every
+/// completion and chunk says when it was made (the mock provider sends no `created`); a
+/// preview stream sends its usage chunk when asked, as production does.
+#[tokio::test]
+async fn the_surface_answers_in_openais_shape_with_created_and_preview_usage() {
+    let mock = MockProvider::start().await;
+    let app = app(&mock, "VISA_TEST_OPENAI_KEY_15").await;
+    let (_, _, key) = app.funded_key("octocat").await;
+    for (method, path) in [(Method::GET, "/v1/openai/chat/completions"), (Method::POST, "/v1/openai/models")] {
+        let reply = app.call(method, path, Some(&key), None, &[]).await;
+        assert_openai_error(&reply, 405, "METHOD_NOT_ALLOWED", "invalid_request_error");
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let plain = chat(&app, &key, hello("chat"), Some("created-1")).await;
+    assert!(plain.body["created"].as_i64().is_some_and(|t| (t - now).abs() < 600), "{}", plain.body);
+    let (_, _, text, _) = stream_call(&app, &key, streamed("chat", true), "created-2").await;
+    let (chunks, _) = events(&text);
+    assert!(chunks.iter().all(|c| c["created"].is_i64()), "{text}");
+
+    let preview = TestApp::spawn_with(|c| {
+        c.catalog = visa_e2e::mock_provider::chat_catalog(&mock, "VISA_TEST_OPENAI_KEY_15");
+        c.environment = visa_core::key::Environment::Preview;
+    })
+    .await;
+    let (_, _, test_key) = preview.funded_key("octocat").await;
+    let (status, _, text, _) = stream_call(&preview, &test_key, streamed("chat", true), "p-1").await;
+    let (chunks, visa) = events(&text);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(chunks[0]["choices"][0]["delta"]["content"], "sandboxed");
+    assert_eq!(chunks.last().unwrap()["usage"]["total_tokens"], 0, "{text}");
+    assert_eq!(visa["charged_micros"], "0", "nothing is charged in preview");
+    let (_, _, text, _) = stream_call(&preview, &test_key, streamed("chat", false), "p-2").await;
+    assert_eq!(events(&text).0.len(), 1, "no usage chunk unasked: {text}");
+    assert_eq!(mock.calls(), 2, "the preview server never called the provider");
+}

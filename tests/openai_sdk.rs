@@ -160,7 +160,8 @@ async fn the_node_sdk_never_waits_on_a_refusal_it_cannot_fix_by_retrying() {
     let (revoked_id, revoked) = app.key(&session, json!({ "label": "revoked" })).await;
     app.delete(&format!("/v1/api/keys/{revoked_id}"), &session).await.assert_ok(200);
 
-    for (key, status, code) in [(&daily, 429, "RATE_LIMITED"), (&total, 429, "RATE_LIMITED"), (&revoked, 401, "AUTH_INVALID")]
+    for (key, status, code) in
+        [(&daily, 429, "RATE_LIMITED"), (&total, 429, "RATE_LIMITED"), (&revoked, 401, "AUTH_INVALID")]
     {
         let refused = node_sdk(&app, "refused", key).await;
         assert_eq!((refused["ok"].as_bool(), refused["status"].as_u64()), (Some(false), Some(status)), "{refused}");

@@ -304,10 +304,16 @@ async fn a_finish_after_an_operators_decision_is_refused_even_for_a_zero_capture
     let calls = [(f.begin(node, t0).await, zero), (f.begin(node, t0).await, Reconcile::Void)];
     assert_eq!(f.store.reclaim_expired_nodes(at(t0, 30)).await.unwrap(), 2);
     for (call, decision) in calls {
-        let decided = f.store.reconcile_execution(&call.execution.public_id, decision, ctx.clone(), None).await.unwrap();
+        let decided =
+            f.store.reconcile_execution(&call.execution.public_id, decision, ctx.clone(), None).await.unwrap();
         // The node's own outcomes, each of which would end the call in the operator's state.
         let late = [
-            Finish::Capture { reported: Micros::ZERO, receipt_id: "rcpt_node".into(), status: 200, body: b"{}".to_vec() },
+            Finish::Capture {
+                reported: Micros::ZERO,
+                receipt_id: "rcpt_node".into(),
+                status: 200,
+                body: b"{}".to_vec(),
+            },
             Finish::VoidFinal { status: 502, body: b"{}".to_vec() },
         ];
         for finish in late {
@@ -327,7 +333,10 @@ async fn a_finish_after_an_operators_decision_is_refused_even_for_a_zero_capture
 async fn a_nodes_running_calls_are_listed_for_its_sweep() {
     let mut f = fixture().await;
     let t0 = OffsetDateTime::now_utc();
-    let (a, b) = (f.store.register_node("a:1", t0, LEASE).await.unwrap(), f.store.register_node("b:1", t0, LEASE).await.unwrap());
+    let (a, b) = (
+        f.store.register_node("a:1", t0, LEASE).await.unwrap(),
+        f.store.register_node("b:1", t0, LEASE).await.unwrap(),
+    );
     let old = f.begin(a, t0).await;
     let ended = f.begin(a, t0).await;
     f.store.finish_execution(&ended, Finish::VoidRetryable, t0).await.unwrap();

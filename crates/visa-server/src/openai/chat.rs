@@ -91,7 +91,8 @@ async fn complete(
     // A streamed call's events reach the response through this channel (a plain call has none).
     let (stream, events) = if streamed {
         let (sender, events) = tokio::sync::mpsc::unbounded_channel();
-        (Some(Arc::new(ChatStream::new(include_usage, model.clone(), sender))), Some(events))
+        let created = state.now().unix_timestamp();
+        (Some(Arc::new(ChatStream::new(include_usage, model.clone(), created, sender))), Some(events))
     } else {
         (None, None)
     };

@@ -28,16 +28,21 @@ use visa_store::ExecutionRecord;
 
 pub fn router() -> Router<SharedState> {
     Router::new()
-        .route("/v1/openai/chat/completions", post(chat::completions))
-        .route("/v1/openai/models", get(models::list))
-        .route("/v1/openai/models/{id}", get(models::get))
+        .route("/v1/openai/chat/completions", post(chat::completions).fallback(method_not_allowed))
+        .route("/v1/openai/models", get(models::list).fallback(method_not_allowed))
+        .route("/v1/openai/models/{id}", get(models::get).fallback(method_not_allowed))
         .route("/v1/openai/{*rest}", any(|| async { OpenAiError(ApiError::new(ErrorCode::NotFound, "no such route")) }))
+}
+
+/// A known route called with another method, in OpenAI's shape (as every answer here is).
+async fn method_not_allowed() -> OpenAiError {
+    OpenAiError(ApiError::new(ErrorCode::MethodNotAllowed, "this route does not accept that method"))
 }
 
 /// OpenAI's `error.type` for a status, as its SDKs and clients expect it.
 fn error_type(status: u16) -> &'static str {
     match status {
-        400 | 413 | 415 => "invalid_request_error",
+        400 | 405 | 413 | 415 => "invalid_request_error",
         401 => "authentication_error",
         403 => "permission_error",
         404 => "not_found_error",
@@ -124,6 +129,10 @@ pub fn completion_body(
     };
     members.shift_remove("visa");
     members.insert("model".to_owned(), Value::String(model.to_owned()));
+    // OpenAI's completions always carry when they were made; a provider's that lacks it gets the call's.
+    if !members.get("created").is_some_and(Value::is_u64) {
+        members.insert("created".to_owned(), execution.created_at.unix_timestamp().into());
+    }
     let body = Charged { completion: &members, visa: Charge::new(execution, charged, receipt) };
     // Sized for a typical completion, so the encoder rarely grows it.
     let mut bytes = Vec::with_capacity(1024);
@@ -186,7 +195,7 @@ mod tests {
         let text = String::from_utf8(body).unwrap();
         assert_eq!(
             text,
-            r#"{"id":"c1","model":"gpt-mock","choices":[],"usage":{},"visa":{"execution_id":"exec-7","charged_micros":"450","charged_cents":1,"receipt":{"id":"rcpt-7","execution_id":"exec-7","charged_micros":"450","created_at":"1970-01-01T00:00:00Z"}}}"#
+            r#"{"id":"c1","model":"gpt-mock","choices":[],"usage":{},"created":0,"visa":{"execution_id":"exec-7","charged_micros":"450","charged_cents":1,"receipt":{"id":"rcpt-7","execution_id":"exec-7","charged_micros":"450","created_at":"1970-01-01T00:00:00Z"}}}"#
         );
     }
 }

@@ -120,9 +120,9 @@ pub async fn run(
     if ctx.execution.sandbox {
         if let (Some(stream), AdapterSpec::OpenaiChat { .. }) = (ctx.stream, &tool.adapter) {
             let sample = tool.sandbox.clone().unwrap_or_else(|| generated_sample(tool));
-            stream.forward(stream::event(
-                &serde_json::to_vec(&sandbox_chunk(&sample, &stream.model)).unwrap_or_default(),
-            ));
+            for chunk in sandbox_chunks(&sample, stream) {
+                stream.forward(stream::event(&serde_json::to_vec(&chunk).unwrap_or_default()));
+            }
             return Ok(flat(Value::Null));
         }
         match (&tool.sandbox, &tool.adapter) {
@@ -170,22 +170,38 @@ pub async fn run(
         // Part of a streamed answer reached the caller before the failure (the tool's
         // timeout): the provider worked and the caller has it, so the call is charged an
         // estimate of what was delivered (no usage came), not voided.
-        (Err(_), Some(stream)) if stream.content_delivered() => {
-            Ok(ToolOutput { result: Value::Null, cost: provider::estimated_cost(tool, request, stream, ctx.execution.hold) })
-        }
+        (Err(_), Some(stream)) if stream.content_delivered() => Ok(ToolOutput {
+            result: Value::Null,
+            cost: provider::estimated_cost(tool, request, stream, ctx.execution.hold),
+        }),
         (outcome, _) => outcome,
     }
 }
 
-/// The preview answer of a streamed chat call: the sample's first message as one chunk.
-fn sandbox_chunk(sample: &Value, model: &str) -> Value {
+/// The preview answer of a streamed chat call: the sample's first message as one chunk, then
+/// the usage chunk (of nothing: no provider ran) when the caller asked for it.
+fn sandbox_chunks(sample: &Value, stream: &stream::ChatStream) -> Vec<Value> {
     let message = &sample["choices"][0]["message"];
-    serde_json::json!({
-        "id": sample["id"].as_str().unwrap_or("chatcmpl-sandbox"),
+    let id = sample["id"].as_str().unwrap_or("chatcmpl-sandbox");
+    let (model, created) = (&stream.model, stream.created);
+    let mut chunks = vec![serde_json::json!({
+        "id": id,
         "object": "chat.completion.chunk",
+        "created": created,
         "model": model,
         "choices": [{ "index": 0, "delta": { "role": "assistant", "content": message["content"] }, "finish_reason": "stop" }],
-    })
+    })];
+    if stream.include_usage {
+        chunks.push(serde_json::json!({
+            "id": id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [],
+            "usage": { "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0 },
+        }));
+    }
+    chunks
 }
 
 /// A deterministic preview answer for a tool whose catalog entry has no `sandbox` sample, in

@@ -466,6 +466,9 @@ fn relay_event(event: &[u8], stream: &ChatStream, usage: &mut Value) -> Relayed 
         chunk.remove("usage");
     }
     chunk.insert("model".to_owned(), Value::String(stream.model.clone()));
+    if !chunk.get("created").is_some_and(Value::is_u64) {
+        chunk.insert("created".to_owned(), stream.created.into());
+    }
     let chunk = Value::Object(chunk);
     let content = chunk_content(&chunk);
     stream.relay(super::stream::event(&serde_json::to_vec(&chunk).unwrap_or_default()), content.as_deref());

@@ -45,6 +45,8 @@ pub struct ChatStream {
     pub include_usage: bool,
     /// The model name the caller used, written into every chunk.
     pub model: String,
+    /// When the call began (Unix seconds), for chunks whose provider sent no `created`.
+    pub created: i64,
     sender: UnboundedSender<Bytes>,
     recorded: Mutex<Vec<u8>>,
     /// Events held back until the first content (or the stream's successful end).
@@ -56,10 +58,11 @@ pub struct ChatStream {
 }
 
 impl ChatStream {
-    pub fn new(include_usage: bool, model: String, sender: UnboundedSender<Bytes>) -> Self {
+    pub fn new(include_usage: bool, model: String, created: i64, sender: UnboundedSender<Bytes>) -> Self {
         Self {
             include_usage,
             model,
+            created,
             sender,
             recorded: Mutex::default(),
             held: Mutex::default(),
@@ -151,7 +154,7 @@ mod tests {
     #[test]
     fn events_before_content_are_held_back_and_go_first_once_it_comes() {
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-        let stream = ChatStream::new(false, "m".into(), sender);
+        let stream = ChatStream::new(false, "m".into(), 0, sender);
         stream.relay(event(b"role"), None);
         assert!(receiver.try_recv().is_err() && stream.sent() == 0 && !stream.content_delivered());
         stream.relay(event(b"hello"), Some("hello"));

@@ -491,11 +491,9 @@ pub(crate) fn finish(
 
 /// The answer stored for an execution (status and body), if any.
 fn stored_answer(conn: &dyn Db, execution_id: i64) -> StoreResult<Option<(u16, Vec<u8>)>> {
-    conn.query_row(
-        "SELECT status, body FROM execution_responses WHERE execution_id = ?1",
-        params![execution_id],
-        |r| Ok((u16::try_from(r.get::<i64>(0)?).map_err(|_| corrupt("answer status"))?, r.get(1)?)),
-    )
+    conn.query_row("SELECT status, body FROM execution_responses WHERE execution_id = ?1", params![execution_id], |r| {
+        Ok((u16::try_from(r.get::<i64>(0)?).map_err(|_| corrupt("answer status"))?, r.get(1)?))
+    })
 }
 
 /// The executions `node` began that are still running, begun before `before`, oldest first
