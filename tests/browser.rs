@@ -22,25 +22,15 @@ impl Drop for Browser {
     }
 }
 
-/// chromedriver's path; installs the distribution's packages when missing and allowed
-/// (root with apt-get, as in CI), or says how.
+/// chromedriver's path, or a failure that says how to get it (a test never installs anything).
 fn chromedriver() -> String {
-    let found = |name: &str| {
-        std::env::var_os("PATH")
-            .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|path| path.exists()))
-    };
-    if let Some(path) = found("chromedriver") {
-        return path.display().to_string();
-    }
-    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    if found("chromedriver").is_none() && found("apt-get").is_some() {
-        let script = "apt-get update -qq && apt-get install -y -qq chromium chromium-driver";
-        let _ = Command::new("sh").args(["-c", script]).stdout(Stdio::null()).status();
-    }
-    found("chromedriver")
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join("chromedriver")).find(|path| path.exists()))
         .map(|path| path.display().to_string())
-        .expect("the dashboard tests need Chromium and chromedriver: apt-get install chromium chromium-driver")
+        .expect(
+            "the dashboard tests need Chromium and chromedriver: run `cargo xtask test` (it installs them), or \
+             apt-get install chromium chromium-driver",
+        )
 }
 
 pub async fn browser() -> Browser {

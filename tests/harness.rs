@@ -419,7 +419,7 @@ pub fn rfc3339_in(seconds: i64) -> String {
 /// A small OpenAI-compatible provider (and a plain JSON endpoint) on a random loopback port,
 /// for the adapters' tests. It counts calls, remembers the last request, and answers as told.
 /// The tests' Python venv (schemathesis and the OpenAPI validator for `openapi_fuzz.rs`, the
-/// official `openai` SDK for `openai_sdk.rs`): `VISA_PYTHON_VENV` if set (`.ci/run` makes it),
+/// official `openai` SDK for `openai_sdk.rs`): `VISA_PYTHON_VENV` if set (`cargo xtask test` makes it),
 /// else one under the target dir, made on first use from the pinned versions in
 /// `tests/python/requirements.txt` (a copy of which, in the venv, says it is current).
 pub fn python_venv() -> std::path::PathBuf {
@@ -469,7 +469,7 @@ pub fn node_sdk() -> std::path::PathBuf {
             .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(&dir)
             .output()
-            .expect("npm is needed for the Node SDK tests: apt-get install nodejs npm (or run `bash .ci/run`)");
+            .expect("npm is needed for the Node SDK tests: run `cargo xtask test` (it installs them), or apt-get install nodejs npm");
         assert!(out.status.success(), "npm ci: {}", String::from_utf8_lossy(&out.stderr));
         std::fs::write(&stamp, lock).expect("stamp");
     }

@@ -140,7 +140,7 @@ async fn node_sdk(app: &TestApp, scenario: &str, key: &str) -> Value {
     command.kill_on_drop(true);
     let run = tokio::time::timeout(std::time::Duration::from_secs(10), command.output());
     let out = run.await.unwrap_or_else(|_| panic!("{scenario}: the Node SDK was still waiting after 10 s"));
-    let out = out.expect("node runs (apt-get install nodejs npm, or run `bash .ci/run`)");
+    let out = out.expect("node runs (run `cargo xtask test`, which installs it, or apt-get install nodejs npm)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{scenario}: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("{scenario} printed {stdout}"))

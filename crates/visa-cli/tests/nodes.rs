@@ -1,7 +1,7 @@
 //! Many nodes on one PostgreSQL database, as real `visa-cli serve` processes: caps, balance,
 //! Idempotency-Keys and the rate limit hold across nodes; a change on one node reaches the
 //! others within a second; `kill -9` of a node and an outage of the database lose nothing
-//! acknowledged. Run with `VISA_TEST_DATABASE=postgres` (`.ci/run`'s second pass).
+//! acknowledged. They always run on PostgreSQL (`VISA_TEST_POSTGRES_URL`; `cargo xtask test` starts one).
 
 mod common;
 
@@ -74,7 +74,7 @@ fn race<T: Send + 'static>(calls: usize, call: impl Fn(usize) -> T + Send + Sync
 
 #[test]
 fn caps_balance_and_idempotency_keys_hold_across_two_nodes() {
-    let Some(cluster) = Cluster::start(2, false, 3) else { return };
+    let cluster = Cluster::start(2, false, 3);
     let urls: Arc<Vec<String>> = Arc::new(cluster.nodes.iter().map(|n| n.url.clone()).collect());
     let t = tenant(&cluster.nodes[0], "spread", 100_000);
 
@@ -142,7 +142,7 @@ fn until(expected: u16, call: impl Fn() -> Answer) -> Duration {
 
 #[test]
 fn a_change_on_one_node_is_enforced_by_the_other_within_a_second() {
-    let Some(cluster) = Cluster::start(2, false, 3) else { return };
+    let cluster = Cluster::start(2, false, 3);
     let (a, b) = (cluster.url(0).to_owned(), cluster.url(1).to_owned());
     let t = tenant(&cluster.nodes[0], "changes", 10_000);
     let (raw, id) = key(&a, &t.session, json!({ "label": "moving", "daily_cap_cents": 1_000 }));
@@ -190,7 +190,7 @@ fn a_change_on_one_node_is_enforced_by_the_other_within_a_second() {
 
 #[test]
 fn the_rate_limit_holds_with_load_spread_over_two_nodes() {
-    let Some(cluster) = Cluster::start(2, false, 3) else { return };
+    let cluster = Cluster::start(2, false, 3);
     let urls: Arc<Vec<String>> = Arc::new(cluster.nodes.iter().map(|n| n.url.clone()).collect());
     let t = tenant(&cluster.nodes[0], "paced", 100_000);
     let rate = 20;
@@ -254,7 +254,7 @@ fn executions_in_state(url: &str, state: &str) -> Vec<String> {
 
 #[test]
 fn a_node_killed_under_load_leaves_the_other_serving_and_loses_nothing_acknowledged() {
-    let Some(mut cluster) = Cluster::start(2, false, 3) else { return };
+    let mut cluster = Cluster::start(2, false, 3);
     let (a, b) = (cluster.url(0).to_owned(), cluster.url(1).to_owned());
     let t = tenant(&cluster.nodes[0], "survivor", 100_000);
     let before = balance_micros(&b, &t.session);
@@ -332,7 +332,7 @@ fn a_node_killed_under_load_leaves_the_other_serving_and_loses_nothing_acknowled
 fn an_outage_of_the_database_answers_retryable_loses_nothing_and_heals_without_a_restart() {
     // A lease longer than the outage: a node that cannot renew it for that long has its calls
     // reclaimed (the kill test shows it), which is not what this test is about.
-    let Some(cluster) = Cluster::start(2, true, 10) else { return };
+    let cluster = Cluster::start(2, true, 10);
     let proxy = cluster.proxy.as_ref().unwrap();
     let (a, b) = (cluster.url(0).to_owned(), cluster.url(1).to_owned());
     let t = tenant(&cluster.nodes[0], "outage", 100_000);

@@ -15,19 +15,20 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// `count` nodes on a fresh PostgreSQL test database, with a node lease of `lease_s`; `None` (the
-    /// test says why) unless `VISA_TEST_DATABASE=postgres`, since SQLite is one node per data
-    /// dir by design (tests/data_dir.rs proves a second one is refused).
-    pub fn start(count: usize, through_proxy: bool, lease_s: u32) -> Option<Self> {
-        if std::env::var("VISA_TEST_DATABASE").as_deref() != Ok("postgres") {
-            eprintln!("several nodes need PostgreSQL: run with VISA_TEST_DATABASE=postgres (.ci/run does)");
-            return None;
-        }
-        let scratch = tempfile::tempdir().unwrap();
-        let database_url = match visa_store::Database::for_tests(scratch.path()).expect("a PostgreSQL test database") {
-            visa_store::Database::Postgres(target) => target.url,
-            other => panic!("not PostgreSQL: {other:?}"),
-        };
+    /// `count` nodes on a fresh PostgreSQL test database, with a node lease of `lease_s`. Several
+    /// nodes always need PostgreSQL (SQLite is one node per data dir by design: tests/data_dir.rs
+    /// proves a second one is refused), whichever backend the rest of the run uses: without
+    /// `VISA_TEST_POSTGRES_URL` the test fails and names the command that provides one.
+    pub fn start(count: usize, through_proxy: bool, lease_s: u32) -> Self {
+        let admin = std::env::var("VISA_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+            panic!(
+                "several nodes need PostgreSQL: run `cargo xtask test` (it starts one), or set VISA_TEST_POSTGRES_URL"
+            )
+        });
+        let database_url = std::thread::spawn(move || visa_store::postgres::create_test_database(&admin))
+            .join()
+            .unwrap()
+            .expect("a PostgreSQL test database");
         let proxy = through_proxy.then(|| TcpProxy::start(&database_url));
         let node_url = match &proxy {
             Some(proxy) => proxy.rewrite(&database_url),
@@ -39,7 +40,7 @@ impl Cluster {
             let node = cluster.spawn(Arc::new(tempfile::tempdir().unwrap()));
             cluster.nodes.push(node);
         }
-        Some(cluster)
+        cluster
     }
 
     fn spawn(&self, dirs: Arc<tempfile::TempDir>) -> ServerProcess {
