@@ -223,6 +223,14 @@ async fn an_unconfigured_provider_is_unavailable_and_bad_chat_input_is_refused()
     assert_eq!(chat["ready"], false);
     assert_eq!(chat["input_micros_per_mtok"], 150000);
     assert_eq!(mock.calls(), 0);
+    // A preview server answers every tool from its sandbox: the same tool is ready there.
+    let preview = app_with(&mock, "VISA_TEST_KEY_NEVER_SET", 5000, true).await;
+    let tools = preview.call(reqwest::Method::GET, "/v1/api/tools", None, None, &[]).await;
+    let chat = tools.body["tools"].as_array().unwrap().iter().find(|t| t["id"] == "chat").unwrap().clone();
+    assert_eq!(chat["ready"], true);
+    let (_, _, test_key) = preview.funded_key("octocat").await;
+    preview.execute(&test_key, "chat", chat_input(Some(10))).await.assert_ok(200);
+    assert_eq!(mock.calls(), 0);
 
     provider_key("VISA_TEST_KEY_INPUT", "sk-test-input-0123456789");
     let app = app_with(&mock, "VISA_TEST_KEY_INPUT", 5000, false).await;

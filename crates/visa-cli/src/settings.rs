@@ -64,15 +64,43 @@ fn session_token() -> anyhow::Result<String> {
         .map_err(|_| anyhow!("not signed in: run `visa-cli login LOGIN` or set VISA_SESSION_TOKEN"))
 }
 
+/// The operator token: `VISA_OPERATOR_TOKEN`, else the file the server generated in its data
+/// dir (`VISA_DATA_DIR`, default `./visa-data`).
 fn operator_token() -> anyhow::Result<String> {
+    match operator_token_source() {
+        OperatorTokenSource::Environment(token) => Ok(token),
+        OperatorTokenSource::File(path) => std::fs::read_to_string(&path).map(|t| t.trim().to_owned()).map_err(|_| {
+            anyhow!("no operator token: set VISA_OPERATOR_TOKEN or VISA_DATA_DIR (looked in {})", path.display())
+        }),
+    }
+}
+
+enum OperatorTokenSource {
+    Environment(String),
+    File(PathBuf),
+}
+
+fn operator_token_source() -> OperatorTokenSource {
     if let Some(token) = std::env::var("VISA_OPERATOR_TOKEN").ok().filter(|t| !t.is_empty()) {
-        return Ok(token);
+        return OperatorTokenSource::Environment(token);
     }
     let dir = std::env::var_os("VISA_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("./visa-data"));
-    let path = dir.join("operator-token");
-    std::fs::read_to_string(&path).map(|t| t.trim().to_owned()).map_err(|_| {
-        anyhow!("no operator token: set VISA_OPERATOR_TOKEN or VISA_DATA_DIR (looked in {})", path.display())
-    })
+    OperatorTokenSource::File(dir.join("operator-token"))
+}
+
+/// An operator request's failure; a refused token says where it came from (the environment
+/// or which file), the usual cause being a token of another server or data dir.
+pub fn operator_failure(error: visa_client::ClientError) -> anyhow::Error {
+    match &error {
+        visa_client::ClientError::Api(api) if api.code == "AUTH_INVALID" => {
+            let source = match operator_token_source() {
+                OperatorTokenSource::Environment(_) => "VISA_OPERATOR_TOKEN".to_owned(),
+                OperatorTokenSource::File(path) => format!("the file {}", path.display()),
+            };
+            anyhow!("{error} (the operator token came from {source}: is it this server's?)")
+        }
+        _ => error.into(),
+    }
 }
 
 /// A client sending `token`: never over plain HTTP to another machine unless

@@ -157,6 +157,12 @@ impl Tool {
     pub fn is_ready(&self) -> bool {
         self.adapter.secret_env().is_none() || self.secret.is_some()
     }
+
+    /// Whether a call answers: in preview (`sandbox`) every tool does (from its sample, no
+    /// provider called); in production only a tool whose provider secret is set.
+    pub fn answers(&self, sandbox: bool) -> bool {
+        sandbox || self.is_ready()
+    }
 }
 
 /// A provider secret from the environment. Never printed: `Debug` shows `[redacted]`.

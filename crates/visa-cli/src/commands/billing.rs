@@ -48,7 +48,8 @@ pub async fn executions(command: ExecutionsCommand, json: bool) -> anyhow::Resul
                 (settings::reader_client()?, "/v1/api/executions")
             };
             let path = if query.is_empty() { base.to_owned() } else { format!("{base}?{}", query.join("&")) };
-            let answer = client.send(Method::GET, &path, None).await?;
+            let sent = client.send(Method::GET, &path, None).await;
+            let answer = if operator { sent.map_err(settings::operator_failure)? } else { sent? };
             super::show(&answer, json, print_list);
         }
         ExecutionsCommand::Get { id } => {
@@ -63,7 +64,8 @@ pub async fn executions(command: ExecutionsCommand, json: bool) -> anyhow::Resul
                 (None, None) => json!({ "void": void }),
             };
             let path = format!("/v1/operator/executions/{id}/reconcile");
-            let answer = settings::operator_client()?.send_once(&path, &body, None).await?;
+            let answer =
+                settings::operator_client()?.send_once(&path, &body, None).await.map_err(settings::operator_failure)?;
             super::show(&answer, json, print_one);
         }
     }

@@ -57,6 +57,23 @@ impl ServerProcess {
         Self { child, url: format!("http://{addr}"), dirs, log }
     }
 
+    /// Starts as the README does: in `dirs` as its working directory, with the default data
+    /// dir (`./visa-data`) and a generated operator token.
+    pub fn start_as_in_the_readme(dirs: Arc<tempfile::TempDir>) -> Self {
+        let mut command = Command::new(BIN);
+        command
+            .current_dir(dirs.path())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env_remove("VISA_OPERATOR_TOKEN")
+            .env_remove("VISA_DATA_DIR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn visa-cli serve");
+        let log = Arc::new(Mutex::new(String::new()));
+        let addr = wait_for_listen_line(&mut child, log.clone());
+        Self { child, url: format!("http://{addr}"), dirs, log }
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dirs.path().join("data")
     }

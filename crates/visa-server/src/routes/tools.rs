@@ -25,7 +25,8 @@ pub struct ToolView {
     pub input_micros_per_mtok: Option<i64>,
     pub output_micros_per_mtok: Option<i64>,
     pub timeout_ms: u64,
-    /// False while the provider secret the adapter needs is not set on the server.
+    /// Whether a call answers here: false while the provider secret the adapter needs is not
+    /// set on the server (a preview server answers every tool from its sandbox).
     pub ready: bool,
 }
 
@@ -53,7 +54,7 @@ pub async fn list(State(state): State<SharedState>) -> Json<ToolListResponse> {
             input_micros_per_mtok: t.tokens.map(|p| p.input_micros_per_mtok),
             output_micros_per_mtok: t.tokens.map(|p| p.output_micros_per_mtok),
             timeout_ms: t.timeout.as_millis() as u64,
-            ready: t.is_ready(),
+            ready: t.answers(state.environment == visa_core::key::Environment::Preview),
         })
         .collect();
     Json(ToolListResponse { success: true, object: "list".into(), tools })

@@ -87,7 +87,7 @@ pub fn plan(tool: &Tool, input: Value, sandbox: bool) -> Result<Plan, ApiError> 
         builtin::validate(*name, &input)?;
         return flat(input);
     }
-    if let Some(var) = tool.adapter.secret_env().filter(|_| !sandbox && !tool.is_ready()) {
+    if let Some(var) = tool.adapter.secret_env().filter(|_| !tool.answers(sandbox)) {
         return Err(unavailable(tool, format!("is not configured: the server has no usable {var} set")));
     }
     match &tool.adapter {
