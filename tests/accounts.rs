@@ -222,4 +222,8 @@ async fn a_session_says_who_it_is_and_ends_at_once_when_signed_out() {
     app.delete("/v1/api/sessions/current", &owner).await.assert_ok(200);
     app.get("/v1/api/keys", &owner).await.assert_error(401, "AUTH_INVALID");
     app.delete("/v1/api/sessions/current", &owner).await.assert_error(401, "AUTH_INVALID");
+    // Signing out is audited, by the member, once.
+    let ended = app.audit(&admin_key, "?action=session.ended").await;
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!((ended[0]["actor"]["name"].as_str(), ended[0]["ip"].as_str()), (Some("whoami"), Some("127.0.0.1")), "{}", ended[0]);
 }

@@ -286,8 +286,9 @@ pub trait Store: Send + Sync + 'static {
     /// Opens a session where `audit` says (IP, user agent), audited as `session.created` by
     /// its actor (the member signing in, or the operator who created the account).
     async fn create_session(&self, new: NewSession, audit: AuditContext) -> StoreResult<()>;
-    /// Ends one session (sign-out); ending one that is gone already is not an error.
-    async fn end_session(&self, token_hash: SecretHash) -> StoreResult<()>;
+    /// Ends one session (sign-out), audited as `session.ended` with `audit`'s actor, IP and
+    /// user agent; ending one that is gone already is not an error (and audits nothing).
+    async fn end_session(&self, token_hash: SecretHash, audit: AuditContext) -> StoreResult<()>;
     /// The member's live sessions, oldest first; `current` marks the one with that token.
     async fn list_sessions(
         &self,

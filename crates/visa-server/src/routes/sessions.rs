@@ -138,7 +138,7 @@ pub struct SignedOut {
     responses((status = 200, body = SignedOut)), security(("session" = [])))]
 pub async fn sign_out(State(state): State<SharedState>, session: Session) -> ApiResult<Json<SignedOut>> {
     let (_, _, hash) = signed_in(&session)?;
-    state.store.end_session(hash).await?;
+    state.store.end_session(hash, session.audit(&state)).await?;
     tracing::info!(actor = ?session.actor, "session ended");
     Ok(Json(SignedOut { success: true }))
 }

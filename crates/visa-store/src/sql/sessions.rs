@@ -99,8 +99,18 @@ pub(crate) fn end_all_but(conn: &dyn Db, member_id: i64, keep: Option<&SecretHas
 }
 
 /// Ends the session with this token (sign-out); one that is gone already is not an error.
-pub(crate) fn end_by_token(conn: &dyn Db, token_hash: &SecretHash) -> StoreResult<()> {
-    conn.execute("DELETE FROM sessions WHERE token_hash = ?1", params![token_hash.0]).map(drop)
+/// Signing out: ends the session of `token_hash`, audited as `session.ended` by its member.
+pub(crate) fn end_by_token(conn: &dyn Db, token_hash: &SecretHash, ctx: &AuditContext) -> StoreResult<()> {
+    let found = conn.query_row(
+        "SELECT s.id, s.member_id, m.account_id FROM sessions s JOIN members m ON m.id = s.member_id \
+         WHERE s.token_hash = ?1",
+        params![token_hash.0],
+        |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?, r.get::<i64>(2)?)),
+    )?;
+    let Some((id, member_id, account_id)) = found else { return Ok(()) };
+    conn.execute("DELETE FROM sessions WHERE id = ?1", params![id])?;
+    let ended = json!({ "session": id, "signed_out": true });
+    audit::record(conn, account_id, ctx, "session.ended", &member_target(member_id), ended, Value::Null)
 }
 
 /// Prunes up to `limit` expired sessions; how many went.

@@ -81,8 +81,8 @@ impl<E: Engine> Store for SqlStore<E> {
         self.write_locking(move |conn| accounts::credit_account(conn, &login, amount, &ctx, request.as_ref())).await
     }
 
-    async fn end_session(&self, token_hash: SecretHash) -> StoreResult<()> {
-        self.write(move |conn| sessions::end_by_token(conn, &token_hash)).await
+    async fn end_session(&self, token_hash: SecretHash, ctx: AuditContext) -> StoreResult<()> {
+        self.write(move |conn| sessions::end_by_token(conn, &token_hash, &ctx)).await
     }
 
     async fn create_session(&self, new: NewSession, ctx: AuditContext) -> StoreResult<()> {
