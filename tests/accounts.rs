@@ -225,5 +225,10 @@ async fn a_session_says_who_it_is_and_ends_at_once_when_signed_out() {
     // Signing out is audited, by the member, once.
     let ended = app.audit(&admin_key, "?action=session.ended").await;
     assert_eq!(ended.len(), 1, "{ended:?}");
-    assert_eq!((ended[0]["actor"]["name"].as_str(), ended[0]["ip"].as_str()), (Some("whoami"), Some("127.0.0.1")), "{}", ended[0]);
+    assert_eq!(
+        (ended[0]["actor"]["name"].as_str(), ended[0]["ip"].as_str()),
+        (Some("whoami"), Some("127.0.0.1")),
+        "{}",
+        ended[0]
+    );
 }

@@ -184,6 +184,10 @@ async fn members_and_admin_keys_are_managed_in_the_browser_and_audited_as_throug
     // Zoe accepts in her own browser, chooses a password, and is signed in as herself.
     let zoe = self::browser().await;
     goto(&zoe, &app, "/dashboard/accept").await;
+    // The page states the API's one password rule, and the field enforces its length.
+    assert!(text(&zoe).await.contains(&visa_core::password::rule()), "{}", text(&zoe).await);
+    let field = zoe.client.find(Locator::Css("#new-password")).await.unwrap();
+    assert_eq!(field.attr("minlength").await.unwrap().as_deref(), Some("8"));
     fill(&zoe, "#invite_token", &invitation).await;
     fill(&zoe, "#new-password", "zoe-chose-this-1").await;
     click_and_wait(&zoe, "Accept invitation").await;

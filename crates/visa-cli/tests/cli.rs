@@ -415,3 +415,23 @@ fn serve_reads_a_config_file_under_the_environment_and_the_flags() {
     let err = stderr(&refused);
     assert!(err.contains("unknown setting 'max_conections'") && err.contains("max-connections"), "{err}");
 }
+
+/// One password rule: the CLI states it and refuses a short password before sending it, and the
+/// API refuses the same password in the same words.
+#[test]
+fn a_new_password_follows_the_one_rule_in_the_cli_and_the_api() {
+    let server = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
+    let short = server.cli(&["operator", "accounts", "create", "pat", "--password-stdin"], Some("seven-7\n"), None);
+    assert_one_line_error(&short, "a password must be 8 to 256 characters");
+    let api = reqwest::blocking::Client::new()
+        .post(format!("{}/v1/operator/accounts", server.url))
+        .bearer_auth(OPERATOR_TOKEN)
+        .json(&serde_json::json!({ "login": "pat", "password": "seven-7" }))
+        .send()
+        .unwrap();
+    assert_eq!(api.status().as_u16(), 400);
+    let body: Value = api.json().unwrap();
+    assert!(body["error"].as_str().unwrap().contains("a password must be 8 to 256 characters"), "{body}");
+    let ok = server.cli(&["operator", "accounts", "create", "pat", "--password-stdin"], Some("eight-88\n"), None);
+    assert_success(&ok);
+}

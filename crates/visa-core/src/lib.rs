@@ -11,6 +11,7 @@ pub mod key;
 pub mod money;
 pub mod number;
 pub mod pagination;
+pub mod password;
 pub mod policy;
 pub mod role;
 pub mod secret;

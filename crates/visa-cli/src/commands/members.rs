@@ -45,7 +45,7 @@ pub async fn run(command: MembersCommand, json: bool) -> anyhow::Result<()> {
 
 async fn accept(token: &str, password_stdin: bool, json: bool) -> anyhow::Result<()> {
     let client = settings::anonymous_client()?;
-    let password = super::read_password(password_stdin)?;
+    let password = super::read_new_password(password_stdin)?;
     let body = json!({ "invite_token": token.trim(), "password": password });
     let answer = client.send(Method::POST, "/v1/api/members/accept", Some(&body)).await?;
     super::login::keep_session(&answer.body, json)

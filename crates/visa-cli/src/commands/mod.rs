@@ -61,6 +61,19 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
 }
 
 /// One password: the next line of standard input, or asked for with `prompt`.
+/// Reads a new password (one line of standard input, or asked twice on the terminal), checked
+/// against the server's rule before anything is sent.
+fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {
+    let rule = visa_core::password::rule();
+    let password = prompt_password(from_stdin, &format!("New password ({rule}): "))?;
+    visa_core::password::check(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !from_stdin {
+        let again = prompt_password(false, "Repeat the new password: ")?;
+        anyhow::ensure!(again == password, "the two passwords differ; nothing was changed");
+    }
+    Ok(password)
+}
+
 fn prompt_password(from_stdin: bool, prompt: &str) -> anyhow::Result<String> {
     use std::io::IsTerminal;
     let password = if from_stdin {

@@ -20,7 +20,7 @@ pub async fn run(command: OperatorCommand, json: bool) -> anyhow::Result<()> {
                 body["credit_cents"] = json!(super::cents("--credit", &credit)?);
             }
             if password_stdin {
-                body["password"] = json!(super::read_password(true)?);
+                body["password"] = json!(super::read_new_password(true)?);
             }
             client.send(Method::POST, "/v1/operator/accounts", Some(&body)).await.map_err(settings::operator_failure)?
         }

@@ -33,7 +33,7 @@ pub async fn run(command: SessionsCommand, json: bool) -> anyhow::Result<()> {
 pub async fn change_password(from_stdin: bool, json: bool) -> anyhow::Result<()> {
     let client = settings::session_client()?;
     let current = super::prompt_password(from_stdin, "Current password: ")?;
-    let new = super::prompt_password(from_stdin, "New password: ")?;
+    let new = super::read_new_password(from_stdin)?;
     let body = json!({ "current_password": current, "new_password": new });
     let answer = client.send(Method::POST, "/v1/api/sessions/current/password", Some(&body)).await?;
     super::show(&answer, json, |body| {

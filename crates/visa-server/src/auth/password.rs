@@ -13,10 +13,6 @@ use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString, rand
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use visa_core::ErrorCode;
 
-pub const MIN_PASSWORD_CHARS: usize = 8;
-/// At most 1 KiB of UTF-8, whatever the characters.
-pub const MAX_PASSWORD_CHARS: usize = 256;
-
 /// A checker thread's argon2 working memory, sized for the parameters new hashes use.
 type Memory = Vec<Block>;
 
@@ -69,13 +65,9 @@ static DECOY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     hash_with(&mut Vec::new(), "decoy-password").expect("argon2 with default parameters hashes any password")
 });
 
+/// The one password rule (`visa_core::password`), as a 400.
 pub fn validate(password: &str) -> Result<(), ApiError> {
-    if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&password.chars().count()) {
-        return Err(ApiError::invalid(format!(
-            "password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"
-        )));
-    }
-    Ok(())
+    visa_core::password::check(password).map_err(ApiError::invalid)
 }
 
 fn cores() -> usize {

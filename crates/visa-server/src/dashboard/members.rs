@@ -168,8 +168,9 @@ fn accept_page(state: &SharedState, error: Option<&str>) -> Markup {
             form method="post" action=(ACCEPT) {
                 label for="invite_token" { "Invitation" }
                 input #invite_token name="invite_token" type="password" autocomplete="off" required;
-                label for="new-password" { "Choose a password (at least 12 characters)" }
-                input #new-password name="password" type="password" autocomplete="new-password" required;
+                label for="new-password" { "Choose a password (" (visa_core::password::rule()) ")" }
+                input #new-password name="password" type="password" autocomplete="new-password" required
+                    minlength=(visa_core::password::MIN_PASSWORD_CHARS) maxlength=(visa_core::password::MAX_PASSWORD_CHARS);
                 button type="submit" { "Accept invitation" }
             }
             p { a href="/dashboard/sign-in" { "Sign in instead" } }

@@ -71,8 +71,8 @@ pub fn tool_scope() -> Object {
 /// `auth::password::validate`.
 pub fn password() -> Object {
     string()
-        .min_length(Some(crate::auth::password::MIN_PASSWORD_CHARS))
-        .max_length(Some(crate::auth::password::MAX_PASSWORD_CHARS))
+        .min_length(Some(visa_core::password::MIN_PASSWORD_CHARS))
+        .max_length(Some(visa_core::password::MAX_PASSWORD_CHARS))
         .build()
 }
 
