@@ -553,3 +553,39 @@ async fn the_surface_answers_in_openais_shape_with_created_and_preview_usage() {
     assert_eq!(events(&text).0.len(), 1, "no usage chunk unasked: {text}");
     assert_eq!(mock.calls(), 2, "the preview server never called the provider");
 }
+
+/// The default catalog's `echo-chat` answers a first OpenAI-compatible call with no provider
+/// key: your last message back, charged like `echo` (1 cent), streamed or not, listed as a model.
+#[tokio::test]
+async fn echo_chat_answers_without_any_provider() {
+    let app = TestApp::spawn().await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    let body = json!({ "model": "echo-chat", "messages": [
+        { "role": "system", "content": "be brief" }, { "role": "user", "content": "hello there" } ] });
+    let reply = chat(&app, &key, body.clone(), Some("echo-1")).await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.body);
+    assert_eq!(reply.body["choices"][0]["message"]["content"], "hello there");
+    assert_eq!(
+        (reply.body["model"].as_str(), reply.body["visa"]["charged_micros"].as_str()),
+        (Some("echo-chat"), Some("10000"))
+    );
+    assert_eq!(app.balance_micros(&session).await, before - 10_000);
+    let again = chat(&app, &key, body.clone(), Some("echo-1")).await;
+    assert_eq!((again.raw, app.balance_micros(&session).await), (reply.raw, before - 10_000), "replayed, charged once");
+
+    let mut streamed = body;
+    streamed["stream"] = json!(true);
+    streamed["stream_options"] = json!({ "include_usage": true });
+    let (status, content_type, text, _) = stream_call(&app, &key, streamed, "echo-2").await;
+    assert_eq!((status, content_type.as_str()), (200, "text/event-stream"), "{text}");
+    let (chunks, visa) = events(&text);
+    assert_eq!(chunks[0]["choices"][0]["delta"]["content"], "hello there", "{text}");
+    assert!(chunks.last().unwrap()["usage"].is_object(), "{text}");
+    assert_eq!(visa["charged_micros"], "10000");
+
+    let models = app.get("/v1/openai/models", &key).await;
+    let ids: Vec<&str> = models.body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"echo-chat"), "{ids:?}");
+    assert!(app.verify_ledger().await.is_empty());
+}

@@ -190,3 +190,16 @@ async fn the_node_sdk_never_waits_on_a_refusal_it_cannot_fix_by_retrying() {
     assert_eq!(daily_refusal.body["error"]["retryable"], true, "{}", daily_refusal.body);
     assert!(daily_refusal.body["error"]["retry_after"].as_u64().unwrap() > 60);
 }
+
+/// The first call of docs/openai.md, with the official Node SDK and the default catalog: the
+/// built-in `echo-chat` answers without any provider key, plain and streamed, 1 cent each.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_node_sdk_makes_a_first_call_without_a_provider_key() {
+    let app = TestApp::spawn().await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    let echoed = node_sdk(&app, "echo", &key).await;
+    assert_eq!((echoed["content"].as_str(), echoed["streamed"].as_str()), (Some("Say hello"), Some("Say hello")));
+    assert_eq!(echoed["visa"]["charged_micros"], "10000", "{echoed}");
+    assert_eq!(app.balance_micros(&session).await, before - 20_000);
+}

@@ -2,7 +2,8 @@
 // default retries. Prints one JSON line for tests/openai_sdk.rs.
 //   node openai_node_client.mjs <scenario> <base_url> <key>
 // Scenarios: `refused` — one chat completion that the server refuses; prints the error the
-// SDK raised and how long the call took (the SDK's own retries included).
+// SDK raised and how long the call took (the SDK's own retries included). `echo` — the first
+// call of docs/openai.md: the built-in `echo-chat` model, plain and streamed.
 import OpenAI from 'openai';
 import { randomUUID } from 'node:crypto';
 
@@ -26,6 +27,21 @@ if (scenario === 'refused') {
       elapsed_ms: Date.now() - started,
     }));
   }
+} else if (scenario === 'echo') {
+  const messages = [{ role: 'user', content: 'Say hello' }];
+  const completion = await client.chat.completions.create(
+    { model: 'echo-chat', messages },
+    { headers: { 'Idempotency-Key': randomUUID() } },
+  );
+  let streamed = '';
+  const stream = await client.chat.completions.create(
+    { model: 'echo-chat', messages, stream: true },
+    { headers: { 'Idempotency-Key': randomUUID() } },
+  );
+  for await (const chunk of stream) {
+    streamed += chunk.choices[0]?.delta?.content ?? '';
+  }
+  console.log(JSON.stringify({ content: completion.choices[0].message.content, streamed, visa: completion.visa }));
 } else {
   console.error(`unknown scenario ${scenario}`);
   process.exit(2);

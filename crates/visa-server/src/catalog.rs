@@ -99,9 +99,16 @@ pub enum Builtin {
     Echo,
     Sleep,
     Fail,
+    /// A chat model that needs no provider: it answers the last user message back.
+    EchoChat,
 }
 
 impl AdapterSpec {
+    /// Whether the tool answers chat completions (the OpenAI surface's models).
+    pub fn is_chat(&self) -> bool {
+        matches!(self, Self::OpenaiChat { .. } | Self::Builtin { name: Builtin::EchoChat })
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Builtin { .. } => "builtin",

@@ -11,7 +11,6 @@
 
 use super::OpenAiError;
 use crate::auth::tool_key;
-use crate::catalog::AdapterSpec;
 use crate::error::{ApiError, ApiResult};
 use crate::execution::{self, Surface};
 use crate::extract::{ClientIp, RawJsonBody, idempotency_key_header};
@@ -70,14 +69,10 @@ async fn complete(
         ));
     };
     let tool = execution::authorize(&state, key, &model, client_ip)?.clone();
-    if !matches!(tool.adapter, AdapterSpec::OpenaiChat { .. }) {
+    if !tool.adapter.is_chat() {
         return Err(ApiError::new(
             ErrorCode::ToolNotFound,
-            format!(
-                "'{}' is not a chat model (tool '{}' is not an openai_chat tool)",
-                truncate_for_message(&model),
-                tool.id
-            ),
+            format!("'{}' is not a chat model (tool '{}' is not a chat tool)", truncate_for_message(&model), tool.id),
         ));
     }
     let streamed = request.get("stream").and_then(Value::as_bool) == Some(true);

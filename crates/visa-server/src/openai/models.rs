@@ -1,10 +1,10 @@
-//! `GET /v1/openai/models` and `GET /v1/openai/models/{id}`: the chat tools (`openai_chat`)
+//! `GET /v1/openai/models` and `GET /v1/openai/models/{id}`: the chat tools (`openai_chat`, `echo_chat`)
 //! this key may use, in OpenAI's list shape, so `client.models.list()` shows what a key can
 //! call. A tool the key may not use is not found, as on execute.
 
 use super::OpenAiError;
 use crate::auth::tool_key;
-use crate::catalog::{AdapterSpec, Tool};
+use crate::catalog::Tool;
 use crate::error::ApiError;
 use crate::extract::ClientIp;
 use crate::state::SharedState;
@@ -24,7 +24,7 @@ fn model(tool: &Tool) -> Value {
 fn usable<'a>(state: &'a SharedState, key: &AuthRecord) -> impl Iterator<Item = &'a std::sync::Arc<Tool>> {
     let gate = key.gate(state.now());
     let tools = state.catalog.tools().iter();
-    tools.filter(move |t| matches!(t.adapter, AdapterSpec::OpenaiChat { .. }) && gate.check_tool(&t.id).is_ok())
+    tools.filter(move |t| t.adapter.is_chat() && gate.check_tool(&t.id).is_ok())
 }
 
 async fn key_of(

@@ -9,7 +9,7 @@ mod provider;
 pub mod stream;
 pub mod upstream;
 
-use crate::catalog::{AdapterSpec, Tool};
+use crate::catalog::{AdapterSpec, Builtin, Tool};
 use crate::error::ApiError;
 use serde_json::Value;
 use visa_core::ErrorCode;
@@ -135,7 +135,13 @@ pub async fn run(
         || UpstreamFailure::retryable(format!("the tool did not answer within {} ms", tool.timeout.as_millis()));
     let call = async {
         match (&tool.adapter, &tool.endpoint) {
-            (AdapterSpec::Builtin { name }, _) => builtin::run(*name, request).await.map(flat),
+            (AdapterSpec::Builtin { name }, _) => match (name, ctx.stream) {
+                (Builtin::EchoChat, Some(stream)) => {
+                    builtin::stream_echo_chat(request, stream);
+                    Ok(flat(Value::Null))
+                }
+                _ => builtin::run(*name, request).await.map(flat),
+            },
             (AdapterSpec::OpenaiChat { .. }, Some(endpoint)) => match ctx.stream {
                 Some(stream) => {
                     provider::stream_chat(upstream, tool, endpoint, request, ctx.execution.hold, stream).await
