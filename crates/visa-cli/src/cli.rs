@@ -112,6 +112,10 @@ pub struct ServeArgs {
     /// Default: the open-file limit (raised to its hard limit at start) less 256.
     #[arg(long, env = "VISA_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// The most connections open at once from one source IP (trusted proxies are exempt).
+    /// Default: a quarter of the connection cap, at least 64.
+    #[arg(long, env = "VISA_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
     /// How long an Idempotency-Key is remembered, e.g. 24h, 7d.
     #[arg(long, default_value = "24h", env = "VISA_IDEMPOTENCY_TTL", value_parser = parse_duration_seconds)]
     pub idempotency_ttl: u64,

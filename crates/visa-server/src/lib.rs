@@ -73,6 +73,9 @@ pub struct ServeConfig {
     pub clock: clock::Clock,
     /// The most connections open at once; `None`: derived from the open-file limit.
     pub max_connections: Option<usize>,
+    /// The most connections open at once from one source IP (trusted proxies exempt); `None`:
+    /// a quarter of the connection cap, at least 64.
+    pub max_connections_per_ip: Option<usize>,
     /// How long a request body may take to arrive.
     pub body_read_timeout: Duration,
     /// How often retention sweeps what it no longer keeps (`Store::sweep_expired`).
@@ -108,6 +111,7 @@ impl ServeConfig {
             header_read_timeout: Duration::from_secs(10),
             clock: clock::Clock::system(),
             max_connections: None,
+            max_connections_per_ip: None,
             body_read_timeout: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(10),
             usage_minute_retention: Duration::from_secs(7 * 24 * 3600),
@@ -170,7 +174,7 @@ struct Listener {
     socket: std::net::TcpListener,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     header_read_timeout: Duration,
-    max_connections: usize,
+    connections: Arc<connections::Registry>,
 }
 
 impl Server {
@@ -205,12 +209,14 @@ impl Server {
         let open_files = connections::raise_open_file_limit();
         let max_connections =
             config.max_connections.unwrap_or_else(|| connections::default_max_connections(open_files));
-        tracing::info!(max_connections, open_files, "connection cap");
+        let max_per_ip =
+            config.max_connections_per_ip.unwrap_or_else(|| connections::default_max_per_ip(max_connections));
+        tracing::info!(max_connections, max_per_ip, open_files, "connection cap");
         let listener = Listener {
             socket,
             tls: tls.as_ref().map(|t| t.config()),
             header_read_timeout: config.header_read_timeout,
-            max_connections,
+            connections: connections::Registry::new(max_connections, max_per_ip, config.trust.trusted_proxies.clone()),
         };
         let (shutdown, stopped) = watch::channel(false);
         let (drained, lease_stopped) = watch::channel(false);
@@ -279,7 +285,10 @@ async fn serve(
     drain_limit: Duration,
 ) -> std::io::Result<()> {
     let flusher = tokio::spawn(flush_last_used(state.clone(), stopped.clone()));
-    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let connections = listener.connections.clone();
+    let service = app(state.clone())
+        .layer(axum::middleware::from_fn_with_state(connections.clone(), connections::mark_served))
+        .into_make_service_with_connect_info::<SocketAddr>();
     let stop = |mut stopped: watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
@@ -291,7 +300,7 @@ async fn serve(
     });
     let guard = connections::Guard::new(
         axum_server::accept::DefaultAcceptor,
-        listener.max_connections,
+        connections,
         listener.header_read_timeout,
         state.metrics.connections(),
     );
@@ -299,12 +308,12 @@ async fn serve(
         Some(config) => {
             let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(guard);
             let mut server = axum_server::from_tcp(listener.socket)?.acceptor(acceptor).handle(handle);
-            limit_header_reads(server.http_builder(), listener.header_read_timeout);
+            configure_protocols(server.http_builder(), listener.header_read_timeout);
             server.serve(service).await
         }
         None => {
             let mut server = axum_server::from_tcp(listener.socket)?.acceptor(guard).handle(handle);
-            limit_header_reads(server.http_builder(), listener.header_read_timeout);
+            configure_protocols(server.http_builder(), listener.header_read_timeout);
             server.serve(service).await
         }
     };
@@ -321,13 +330,27 @@ async fn serve(
     result
 }
 
-/// hyper enforces its header read timeout only with a timer installed; axum's own `serve`
-/// installs none, so a client could hold a connection open forever by dribbling a request head.
-fn limit_header_reads(
+/// HTTP/2 streams one connection may carry at once.
+const H2_MAX_STREAMS: u32 = 128;
+
+/// Timeouts for both protocols, cleartext and TLS alike. hyper enforces its HTTP/1 header read
+/// timeout only with a timer installed (axum's own `serve` installs none, so a client could hold
+/// a connection open forever by dribbling a request head). HTTP/2 has no such timeout: an idle
+/// HTTP/2 connection is pinged every `timeout` and closed when a ping goes unanswered for as
+/// long (a peer that sent its preface and nothing since, a dead peer), its streams are capped,
+/// and a connection that never completes a request is the first evicted at the connection cap
+/// (`connections`).
+fn configure_protocols(
     builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
     timeout: Duration,
 ) {
     builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(timeout);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Some(timeout))
+        .keep_alive_timeout(timeout)
+        .max_concurrent_streams(H2_MAX_STREAMS);
 }
 
 async fn flush_last_used(state: SharedState, mut stopped: watch::Receiver<bool>) {
