@@ -13,6 +13,15 @@ use std::path::Path;
 use std::process::Command;
 use visa_e2e::{OPERATOR_TOKEN, TestApp};
 
+/// The operations that can end the fuzzer's own session (its id is a small integer a fuzzer
+/// will try).
+const SESSION_ENDING: [&str; 4] = [
+    "DELETE /v1/api/sessions/current",
+    "DELETE /v1/api/sessions/{id}",
+    "DELETE /v1/api/members/{id}/sessions",
+    "POST /v1/api/sessions/current/password",
+];
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_document_validates_and_the_live_server_matches_it() {
     let venv = visa_e2e::python_venv();
@@ -42,22 +51,45 @@ adapter = { type = "builtin", name = "echo" }
     let examples = std::env::var("VISA_FUZZ_EXAMPLES").unwrap_or_else(|_| "30".into());
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi/schemathesis.toml");
     let url = app.url("");
-    let fuzz = tokio::task::spawn_blocking(move || {
-        Command::new(venv.join("bin/st"))
-            .arg("--config-file")
-            .arg(config)
-            .args(["run", "--url", &url, "--max-examples", &examples, "--seed", "1", "--no-shrink"])
-            .arg(&document)
-            .env("VISA_OPERATOR_TOKEN", OPERATOR_TOKEN)
-            .env("VISA_SESSION_TOKEN", &session)
-            .env("VISA_API_KEY", &api_key)
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let report = String::from_utf8_lossy(&fuzz.stdout);
-    assert!(fuzz.status.success(), "schemathesis found failures:\n{report}\n{}", String::from_utf8_lossy(&fuzz.stderr));
+    // Two passes over every operation: first all but the ones that end the fuzzer's own session
+    // (run first, they would leave every later session operation answering only 401, fuzzed
+    // unauthenticated), then those alone, with the session they may end.
+    let ending: Vec<String> =
+        SESSION_ENDING.iter().flat_map(|name| ["--exclude-name".into(), (*name).into()]).collect();
+    let only_ending: Vec<String> =
+        SESSION_ENDING.iter().flat_map(|name| ["--include-name".into(), (*name).into()]).collect();
+    for (pass, filter) in
+        [("all but the session-ending operations", ending), ("the session-ending operations", only_ending)]
+    {
+        let (venv, config, url, document) = (venv.clone(), config.clone(), url.clone(), document.clone());
+        let (examples, session, api_key) = (examples.clone(), session.clone(), api_key.clone());
+        let fuzz = tokio::task::spawn_blocking(move || {
+            Command::new(venv.join("bin/st"))
+                .arg("--config-file")
+                .arg(config)
+                .args(["run", "--url", &url, "--max-examples", &examples, "--seed", "1", "--no-shrink"])
+                .args(&filter)
+                .arg(&document)
+                .env("VISA_OPERATOR_TOKEN", OPERATOR_TOKEN)
+                .env("VISA_SESSION_TOKEN", &session)
+                .env("VISA_API_KEY", &api_key)
+                .env("NO_COLOR", "1")
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let report = String::from_utf8_lossy(&fuzz.stdout);
+        assert!(
+            fuzz.status.success(),
+            "schemathesis found failures ({pass}):\n{report}\n{}",
+            String::from_utf8_lossy(&fuzz.stderr)
+        );
+        // The session-ending operations end the session they are fuzzed with; every other one
+        // must have been fuzzed with its credentials.
+        if !pass.starts_with("the session-ending") {
+            assert!(!report.contains("Authentication failed"), "operations fuzzed without credentials:\n{report}");
+        }
+    }
     assert!(app.verify_ledger().await.is_empty(), "the fuzzed ledger does not verify");
 }
