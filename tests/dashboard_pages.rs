@@ -154,7 +154,8 @@ async fn the_spend_and_audit_pagers_walk_a_filtered_list_both_ways() {
         walk_pages(&browser, "table.audit", "Older entries", "Newer entries", "action=key.updated").await;
     assert_eq!((first.len(), second.len()), (25, 2), "{first:?} {second:?}");
     for (row, cents) in first.iter().chain(&second).zip((101..=127).rev()) {
-        assert!(row.contains(&format!("→ {cents}")), "row {row:?} is not the change to {cents}");
+        let dollars = format!("→ ${}.{:02}", cents / 100, cents % 100);
+        assert!(row.contains(&dollars), "row {row:?} is not the change to {dollars}");
     }
     screenshot(&browser, "audit-second-page").await;
     browser.client.clone().close().await.unwrap();
@@ -267,25 +268,39 @@ async fn the_audit_log_filters_and_follows_new_entries_live() {
 
     follow(&browser, "Audit log").await;
     let page = text(&browser).await;
-    for expected in ["key.created", "key.updated", "member.invited", "session.created", "daily_cap_cents: 1000 → 250"]
-    {
+    // Sentences, names and money, not ids and cents; the action codes stay for the filter.
+    for expected in [
+        "acme created key “first”",
+        "acme updated key “second”",
+        "daily cap: $10.00 → $2.50",
+        "acme invited member ada",
+        "ada signed in",
+        "key.updated",
+        "Chrome ",
+    ] {
         assert!(page.contains(expected), "{expected:?} missing: {page}");
     }
+    assert!(!page.contains("daily_cap_cents"), "a raw field name: {page}");
+    // The user agent shows as its browser; the whole string is there on demand, closed by default.
+    let agent = browser.client.find(Locator::Css("details.agent")).await.unwrap();
+    assert_eq!(agent.attr("open").await.unwrap(), None);
+    let summary = agent.find(Locator::Css("summary")).await.unwrap().text().await.unwrap();
+    assert!(summary.starts_with("Chrome ") && summary.len() < 16, "{summary}");
     screenshot(&browser, "audit").await;
     // The API's filters.
     choose(&browser, "#action", "key.updated").await;
     click_and_wait(&browser, "Filter").await;
     let entries = rows(&browser, "table.audit").await;
     assert_eq!(entries.len(), 1, "{entries:?}");
-    assert!(entries[0].contains(&format!("key:{second}")));
+    assert!(entries[0].contains("updated key “second”"), "{entries:?}");
     fill(&browser, "#target", "key:999").await;
     click_and_wait(&browser, "Filter").await;
     assert!(text(&browser).await.contains("No entries."));
 
     // Unfiltered, the first page follows new entries without a reload.
     goto(&browser, &app, "/dashboard/audit").await;
-    let (third, _) = app.key(&owner, json!({ "label": "made-while-watching" })).await;
-    let target = format!("key:{third}");
+    app.key(&owner, json!({ "label": "made-while-watching" })).await;
+    let target = "created key “made-while-watching”";
     let mut seen = false;
     for _ in 0..100 {
         let table = browser.client.find(Locator::Css("#audit-entries")).await.unwrap().text().await.unwrap();
@@ -404,33 +419,50 @@ async fn a_viewer_sees_no_member_or_admin_key_controls_and_a_forged_invitation_i
 async fn every_page_fits_a_phone_screen() {
     let app = TestApp::spawn().await;
     let owner = app.account("acme", true, 10_000).await;
-    let (_, raw) =
+    let (key_id, raw) =
         app.key(&owner, json!({ "label": "a-key-with-a-rather-long-label", "allowed_tools": ["echo"] })).await;
     app.execute(&raw, "echo", json!({ "n": 1 })).await.assert_ok(200);
+    // An audit entry with long values: many networks and tools, caps, a long user agent.
+    let cidrs: Vec<String> = (0..24).map(|i| format!("2001:db8:{i:x}::/48")).collect();
+    let update = json!({ "allowed_cidrs": cidrs, "daily_cap_cents": 500, "total_cap_cents": 123_456, "label": "renamed-with-a-long-label-too" });
+    let agent = format!(
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) {}",
+        "Extension/1.0 ".repeat(20)
+    );
+    let path = format!("/v1/api/keys/{key_id}");
+    app.call(reqwest::Method::PATCH, &path, Some(&owner), Some(update), &[("User-Agent", &agent)]).await.assert_ok(200);
     app.member(&owner, "ada", "admin").await;
     let browser = browser().await;
-    browser.client.set_window_size(390, 844).await.unwrap();
     sign_in(&browser, &app, "ada", "ada-password-1").await;
-    let key_id = app.get("/v1/api/keys", &owner).await.assert_ok(200)["keys"][0]["id"].as_i64().unwrap();
     let key_page = format!("/dashboard/keys/{key_id}");
-    for page in [
-        "/dashboard/keys",
-        key_page.as_str(),
-        "/dashboard/spend",
-        "/dashboard/audit",
-        "/dashboard/members",
-        "/dashboard/admin-keys",
-    ] {
-        goto(&browser, &app, page).await;
-        let widths = browser
-            .client
-            .execute("return [document.documentElement.scrollWidth, window.innerWidth]", vec![])
-            .await
-            .unwrap();
-        let (page_width, screen) = (widths[0].as_i64().unwrap(), widths[1].as_i64().unwrap());
-        assert!(page_width <= screen, "{page}: the page is {page_width} px wide on a {screen} px screen");
-        assert!(text(&browser).await.contains("Sign out"), "{page}");
+    // A phone, and the two most common laptop widths.
+    for (width, height) in [(390, 844), (1280, 800), (1440, 900)] {
+        browser.client.set_window_size(width, height).await.unwrap();
+        for page in [
+            "/dashboard/keys",
+            key_page.as_str(),
+            "/dashboard/spend",
+            "/dashboard/audit",
+            "/dashboard/members",
+            "/dashboard/admin-keys",
+        ] {
+            goto(&browser, &app, page).await;
+            let widths = browser
+                .client
+                .execute("return [document.documentElement.scrollWidth, document.documentElement.clientWidth]", vec![])
+                .await
+                .unwrap();
+            let (page_width, screen) = (widths[0].as_i64().unwrap(), widths[1].as_i64().unwrap());
+            if page_width > screen {
+                screenshot(&browser, &format!("wide-{width}")).await;
+            }
+            assert!(page_width <= screen, "{page}: the page is {page_width} px wide in a {screen} px window");
+            assert!(text(&browser).await.contains("Sign out"), "{page}");
+        }
     }
+    goto(&browser, &app, "/dashboard/audit").await;
+    screenshot(&browser, "audit-1440").await;
+    browser.client.set_window_size(390, 844).await.unwrap();
     goto(&browser, &app, "/dashboard/keys").await;
     screenshot(&browser, "keys-phone").await;
     browser.client.clone().close().await.unwrap();

@@ -1,8 +1,9 @@
 //! The audit log: `GET /v1/api/audit` (`routes::audit::list` with the member's session) as a
-//! table — time, actor, action, target, each changed field before → after, IP and user agent
-//! — with the API's filters (action, target, since) and cursors. On the first page the table
+//! table — time, what happened as a sentence (`audit_text`: keys and members by name), each
+//! changed field before → after in words and money, the IP and a short user agent — with the API's filters (action, target, since) and cursors. On the first page the table
 //! follows new entries live: `app.js` re-fetches `/dashboard/audit/entries` every few seconds.
 
+use super::audit_text::{self, Names};
 use super::layout::{self, given};
 use super::session::Browser;
 use crate::routes::audit::{self, AuditEntryView, AuditQuery};
@@ -79,8 +80,9 @@ async fn entries(state: &SharedState, browser: &Browser, filter: &Filter) -> Res
     let page = ListQuery::from_uri_query(&filter.cursors())?;
     let axum::Json(listed) =
         audit::list(State(state.clone()), browser.session.clone(), page, Ok(Query(filter.api_query()))).await?;
+    let names = names(state, browser, &listed.entries).await;
     Ok(html! {
-        @if listed.entries.is_empty() { p { "No entries." } } @else { (table(&listed.entries)) }
+        @if listed.entries.is_empty() { p { "No entries." } } @else { (table(&listed.entries, &names)) }
         (pager(&listed.page, filter))
     })
 }
@@ -131,55 +133,41 @@ fn filter_form(filter: &Filter) -> Markup {
     }
 }
 
-fn actor(entry: &AuditEntryView) -> String {
-    match (entry.actor.kind.as_str(), &entry.actor.name) {
-        ("operator", _) => "operator".into(),
-        ("admin_key", Some(name)) => format!("admin key {name}"),
-        (_, Some(name)) => name.clone(),
-        (kind, None) => kind.to_owned(),
-    }
-}
-
-/// Each changed field: `field: before → after`.
-fn changes(entry: &AuditEntryView) -> Markup {
-    let Some(fields) = entry.changes.as_object().filter(|f| !f.is_empty()) else { return html! {} };
-    let shown = |v: Option<&serde_json::Value>| match v {
-        None | Some(serde_json::Value::Null) => "—".to_owned(),
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    };
-    html! {
-        ul.changes {
-            @for (field, change) in fields {
-                li {
-                    code { (field) } ": "
-                    @if change.get("before").is_some() || change.get("after").is_some() {
-                        (shown(change.get("before"))) " → " (shown(change.get("after")))
-                    } @else { (shown(Some(change))) }
-                }
-            }
+/// Key labels and member logins for the entries' targets (one read per key named, one for the
+/// members), so the log reads by name; an id that is gone stays an id.
+async fn names(state: &SharedState, browser: &Browser, list: &[AuditEntryView]) -> Names {
+    let account = browser.session.account.id;
+    let mut names = Names::default();
+    let key_ids: std::collections::BTreeSet<i64> =
+        list.iter().filter_map(|e| e.target.strip_prefix("key:")?.parse().ok()).collect();
+    for id in key_ids {
+        if let Ok(Some(key)) = state.store.get_key(account, id).await {
+            names.keys.insert(id, key.policy.label.as_str().to_owned());
         }
     }
+    if list.iter().any(|e| e.target.starts_with("member:")) {
+        for member in state.store.list_members(account).await.unwrap_or_default() {
+            names.members.insert(member.id, member.login.clone());
+        }
+    }
+    names
 }
 
-fn table(list: &[AuditEntryView]) -> Markup {
+fn table(list: &[AuditEntryView], names: &Names) -> Markup {
     html! {
         table.audit {
             caption { "Audit log, newest first" }
             thead { tr {
-                th scope="col" { "Time" } th scope="col" { "Actor" } th scope="col" { "Action" } th scope="col" { "Target" }
-                th scope="col" { "Changes" } th scope="col" { "IP" } th scope="col" { "User agent" }
+                th scope="col" { "Time" } th scope="col" { "What happened" } th scope="col" { "Changes" }
+                th scope="col" { "From" }
             } }
             tbody {
                 @for entry in list {
                     tr {
                         td { (layout::when(&entry.created_at)) }
-                        td { (actor(entry)) }
-                        td { code { (entry.action) } }
-                        td { (entry.target) }
-                        td { (changes(entry)) }
-                        td { (entry.ip.as_deref().unwrap_or("—")) }
-                        td.agent { (entry.user_agent.as_deref().unwrap_or("—")) }
+                        td { (audit_text::sentence(entry, names)) br; code.action { (entry.action) } }
+                        td { (audit_text::changes(entry)) }
+                        td.origin { (audit_text::origin(entry)) }
                     }
                 }
             }

@@ -105,13 +105,13 @@ fn table(keys: &[KeyView]) -> Markup {
             }
             tbody {
                 @for key in keys {
-                    tr {
-                        td { a href={ "/dashboard/keys/" (key.id) } { (key.label) } }
+                    tr.revoked[key.status == "revoked"] {
+                        td.wrap { a href={ "/dashboard/keys/" (key.id) } { (key.label) } }
                         td { (key.owner) }
-                        td { code { (key.key_prefix) } }
+                        td.wrap { code { (key.key_prefix) } }
                         td { (key.environment) }
-                        td { (key.status) }
-                        td {
+                        td { span.status { (key.status) } }
+                        td.wrap {
                             @if key.tool_scope == "all_supported_tools" { "all" }
                             @else { (key.allowed_tools.join(", ")) }
                         }

@@ -14,6 +14,7 @@
 
 mod admin_keys;
 mod audit;
+mod audit_text;
 mod form;
 mod key;
 mod key_filter;
