@@ -304,7 +304,7 @@ async fn the_audit_log_filters_and_follows_new_entries_live() {
     let mut seen = false;
     for _ in 0..100 {
         let table = browser.client.find(Locator::Css("#audit-entries")).await.unwrap().text().await.unwrap();
-        if table.contains(&target) {
+        if table.contains(target) {
             seen = true;
             break;
         }
