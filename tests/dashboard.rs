@@ -189,7 +189,12 @@ async fn a_key_is_created_edited_rotated_and_revoked_in_the_browser_as_through_t
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(live, 5, "the chart did not follow the old secret's traffic without a reload");
-    assert!(browser.client.source().await.unwrap().contains("<svg"), "a chart, not only numbers");
+    // A chart with labelled axes, not only numbers: the tallest bar's requests, and the window's ends in UTC.
+    let chart = browser.client.find(Locator::Css("svg")).await.unwrap().html(false).await.unwrap();
+    assert!(
+        chart.contains(">max ") && chart.contains(" request") && chart.matches(" UTC</text>").count() == 2,
+        "{chart}"
+    );
     screenshot(&browser, "key-traffic").await;
     // Revoke the old secret early: it stops, the new one works.
     click_and_wait(&browser, "Revoke this secret now").await;

@@ -62,7 +62,9 @@ async fn spend_shows_the_balance_what_each_key_spent_and_every_execution_with_it
     assert_eq!(days, [format!("{today} $0.04")], "{page}");
     let keys = rows(&browser, "table.spend-keys").await;
     assert!(keys[0].starts_with("nightly-batch $0.03") && keys[1].starts_with("support-agent $0.01"), "{keys:?}");
-    assert!(browser.client.source().await.unwrap().contains("<svg"), "the per-day chart");
+    // The per-day chart has labelled axes: the first and last day, and what its tallest bar is.
+    let chart = browser.client.find(Locator::Css("figure svg")).await.unwrap().html(false).await.unwrap();
+    assert!(chart.contains(">max $0.04</text>") && chart.contains(&format!(">{today}</text>")), "{chart}");
     // Every execution, newest first; the state filter is the API's.
     let executions = rows(&browser, "table.executions").await;
     assert_eq!(executions.len(), 4, "{executions:?}");

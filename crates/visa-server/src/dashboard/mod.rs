@@ -15,6 +15,7 @@
 mod admin_keys;
 mod audit;
 mod audit_text;
+mod chart;
 mod form;
 mod key;
 mod key_filter;

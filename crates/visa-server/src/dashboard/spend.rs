@@ -5,6 +5,7 @@
 //! /v1/api/executions/{id}`). Every number comes from the API's handlers with the member's
 //! account.
 
+use super::chart::{self, Axes, PLOT, WIDTH};
 use super::layout::{self, given};
 use super::session::Browser;
 use crate::auth::Reader;
@@ -23,8 +24,7 @@ use visa_core::money::{Micros, format_cents_as_dollars as dollars};
 
 pub const PATH: &str = "/dashboard/spend";
 const DAYS: i64 = 30;
-const WIDTH: i64 = 600;
-const HEIGHT: i64 = 100;
+
 const STATES: [&str; 5] = ["running", "succeeded", "failed", "reconcile_required", "voided"];
 
 /// The executions filter and cursors, passed through to the API as they came.
@@ -135,20 +135,21 @@ fn per_day(spent: &SpendResponse) -> Markup {
         .collect();
     let max = days.iter().map(|(_, m)| m.0).max().unwrap_or(0).max(1);
     let width = WIDTH / DAYS;
+    let edge = |i: usize| days.get(i).map_or("", |d| d.0.as_str());
+    let axes =
+        Axes { first: edge(0), last: edge(days.len().saturating_sub(1)), max: dollars(Micros(max).cents_ceil()) };
     html! {
         h2 #per-day { "Spend per day, last " (DAYS) " days" }
         figure {
-            svg role="img" viewBox={ "0 0 " (WIDTH) " " (HEIGHT + 1) } width=(WIDTH) height=(HEIGHT + 1)
-                aria-label="Spend per day" {
-                line x1="0" y1=(HEIGHT) x2=(WIDTH) y2=(HEIGHT) stroke="#888" {}
+            (chart::frame("Spend per day", &axes, html! {
                 @for (i, (date, total)) in days.iter().enumerate() {
-                    @let h = total.0 * HEIGHT / max;
+                    @let h = total.0 * PLOT / max;
                     g {
                         title { (date) ": " (dollars(total.cents_ceil())) }
-                        rect x=(i as i64 * width) y=(HEIGHT - h) width=(width - 1) height=(h) fill="#3b6fb6" {}
+                        rect x=(i as i64 * width) y=(chart::bar_y(h)) width=(width - 1) height=(h) fill="#3b6fb6" {}
                     }
                 }
-            }
+            }))
             figcaption {
                 "One bar per UTC day, " (days.first().map_or("", |d| d.0.as_str())) " to " (days.last().map_or("", |d| d.0.as_str()))
                 "; total " (dollars(Micros(days.iter().map(|(_, m)| m.0).sum()).cents_ceil()))

@@ -5,6 +5,7 @@
 //! `/dashboard/keys/{id}/usage`, which `app.js` fetches every few seconds, so during a
 //! rotation's grace the old secret's traffic is seen falling to zero without a reload.
 
+use super::chart::{self, Axes, PLOT, WIDTH};
 use super::session::Browser;
 use crate::auth::Reader;
 use crate::routes::usage::{self, Granularity, SecretUsage, UsageBucket, UsageQuery, UsageResponse};
@@ -23,8 +24,6 @@ const RANGES: [(&str, &str, time::Duration, Granularity); 3] = [
     ("day", "Last day", time::Duration::DAY, Granularity::Hour),
     ("week", "Last week", time::Duration::WEEK, Granularity::Day),
 ];
-const WIDTH: i64 = 600;
-const HEIGHT: i64 = 100;
 
 #[derive(Default, Deserialize)]
 pub struct Range {
@@ -115,31 +114,44 @@ fn chart(report: &UsageResponse, secret: &SecretUsage, granularity: Granularity)
     let bucket = |start: i64| by_start.get(&start).copied();
     let max = secret.buckets.iter().map(|b| b.counts.requests).max().unwrap_or(0).max(1) as i64;
     let width = (WIDTH / count).max(1);
-    html! {
-        svg role="img" viewBox={ "0 0 " (WIDTH) " " (HEIGHT + 1) } width=(WIDTH) height=(HEIGHT + 1)
-            aria-label={ "Requests of " (secret.key_prefix) " per " (report.granularity) } {
-            defs {
-                pattern id={ "hatch-" (secret.secret_id) } width="4" height="4" patternUnits="userSpaceOnUse" patternTransform="rotate(45)" {
-                    rect width="2" height="4" fill="#9b1c1c" {}
+    let label = format!("Requests of {} per {}", secret.key_prefix, report.granularity);
+    let requests = |n: i64| if n == 1 { "1 request".to_owned() } else { format!("{n} requests") };
+    let axes = Axes { first: &report.since, last: &report.until, max: requests(max) };
+    let (first_label, last_label) = (axis_time(axes.first), axis_time(axes.last));
+    let axes = Axes { first: &first_label, last: &last_label, ..axes };
+    chart::frame(
+        &label,
+        &axes,
+        html! {
+                defs {
+                    pattern id={ "hatch-" (secret.secret_id) } width="4" height="4" patternUnits="userSpaceOnUse" patternTransform="rotate(45)" {
+                        rect width="2" height="4" fill="#9b1c1c" {}
+                    }
                 }
-            }
-            line x1="0" y1=(HEIGHT) x2=(WIDTH) y2=(HEIGHT) stroke="#888" {}
-            @for i in 0..count {
-                @let start = first + i * step;
-                @if let Some(b) = bucket(start) {
-                    @let errors: u64 = b.counts.errors.values().sum();
-                    @let h = b.counts.requests as i64 * HEIGHT / max;
-                    @let eh = errors as i64 * HEIGHT / max;
-                    g {
-                        title { (b.start) ": " (b.counts.requests) " requests, " (errors) " errors" }
-                        rect x=(i * width) y=(HEIGHT - h) width=((width - 1).max(1)) height=(h) fill="#3b6fb6" {}
-                        @if eh > 0 {
-                            rect x=(i * width) y=(HEIGHT - eh) width=((width - 1).max(1)) height=(eh)
-                                fill={ "url(#hatch-" (secret.secret_id) ")" } stroke="#9b1c1c" {}
+                @for i in 0..count {
+                    @let start = first + i * step;
+                    @if let Some(b) = bucket(start) {
+                        @let errors: u64 = b.counts.errors.values().sum();
+                        @let h = b.counts.requests as i64 * PLOT / max;
+                        @let eh = errors as i64 * PLOT / max;
+                        g {
+                            title { (b.start) ": " (requests(b.counts.requests as i64)) ", " (errors) " " (if errors == 1 { "error" } else { "errors" }) }
+                            rect x=(i * width) y=(chart::bar_y(h)) width=((width - 1).max(1)) height=(h) fill="#3b6fb6" {}
+                            @if eh > 0 {
+                                rect x=(i * width) y=(chart::bar_y(eh)) width=((width - 1).max(1)) height=(eh)
+                                    fill={ "url(#hatch-" (secret.secret_id) ")" } stroke="#9b1c1c" {}
+                            }
                         }
                     }
                 }
-            }
-        }
-    }
+        },
+    )
+}
+
+/// An axis' instant as `12-06 22:49 UTC`.
+fn axis_time(rfc3339: &str) -> String {
+    OffsetDateTime::parse(rfc3339, &Rfc3339)
+        .ok()
+        .and_then(|t| t.format(time::macros::format_description!("[month]-[day] [hour]:[minute] UTC")).ok())
+        .unwrap_or_else(|| rfc3339.to_owned())
 }
