@@ -95,6 +95,13 @@ async fn a_preview_server_says_so_on_every_page() {
     sign_in(&browser, &app, "pat", "pat-password-1").await;
     let page = text(&browser).await;
     assert!(page.contains("Preview server") && page.contains("No keys yet."), "{page}");
+    // A call counts toward the key's caps but charges nothing: the page never calls it spend.
+    let (_, raw) = app.key(&owner, serde_json::json!({ "label": "tried-in-preview" })).await;
+    app.execute(&raw, "echo", serde_json::json!({})).await.assert_ok(200);
+    browser.client.refresh().await.unwrap();
+    let page = text(&browser).await;
+    assert!(page.contains("$0.01 of $10.00") && page.contains("Counted today (not charged)"), "{page}");
+    assert!(!page.contains("Spent"), "a preview page showing spend: {page}");
     screenshot(&browser, "keys-preview").await;
     browser.client.clone().close().await.unwrap();
 }

@@ -19,8 +19,8 @@ const SORTS: [(&str, &str); 7] = [
     ("created", "Created"),
     ("label", "Label"),
     ("last_used", "Last used"),
-    ("spent_today", "Spent today"),
-    ("spent_total", "Spent in total"),
+    ("spent_today", "Used today"),
+    ("spent_total", "Used in total"),
     ("expires", "Expiry"),
     ("status", "Status"),
 ];

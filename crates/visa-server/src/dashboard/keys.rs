@@ -45,7 +45,7 @@ pub async fn list(
 async fn paged(state: &SharedState, browser: &Browser, query: ListQuery) -> Result<Markup, ApiError> {
     let axum::Json(listed) = keys::list(State(state.clone()), browser.session.clone(), query).await?;
     Ok(html! {
-        @if listed.keys.is_empty() { p { "No keys yet." } } @else { (table(&listed.keys)) }
+        @if listed.keys.is_empty() { p { "No keys yet." } } @else { (table(state, &listed.keys)) }
         (pager(&listed.page))
     })
 }
@@ -74,7 +74,7 @@ async fn filtered(state: &SharedState, browser: &Browser, filter: &KeyFilter) ->
             (kept.len()) " matching " @if kept.len() == 1 { "key" } @else { "keys" }
             @if more { " among the newest " (MAX_KEYS) " (older keys are not searched)" }
         }
-        @if !kept.is_empty() { (table(&kept)) }
+        @if !kept.is_empty() { (table(state, &kept)) }
     })
 }
 
@@ -91,15 +91,23 @@ fn cap_use(spent_cents: i64, cap_cents: Option<i64>) -> Markup {
     }
 }
 
-fn table(keys: &[KeyView]) -> Markup {
+fn table(state: &SharedState, keys: &[KeyView]) -> Markup {
+    // In preview calls count toward the caps at catalog price but nothing is charged: the
+    // columns say "counted", never "spent".
+    let preview = state.environment == visa_core::key::Environment::Preview;
+    let (today, total) = if preview {
+        ("Counted today (not charged) / daily cap", "Counted in total (not charged) / total cap")
+    } else {
+        ("Spent today / daily cap", "Spent in total / total cap")
+    };
     html! {
         table {
             caption { "Keys of this account, newest first" }
             thead {
                 tr {
                     th scope="col" { "Label" } th scope="col" { "Owner" } th scope="col" { "Key" } th scope="col" { "Environment" }
-                    th scope="col" { "Status" } th scope="col" { "Tools" } th scope="col" { "Today / daily cap" }
-                    th scope="col" { "Total / total cap" } th scope="col" { "Expires" } th scope="col" { "Last used" }
+                    th scope="col" { "Status" } th scope="col" { "Tools" } th scope="col" { (today) }
+                    th scope="col" { (total) } th scope="col" { "Expires" } th scope="col" { "Last used" }
                     th scope="col" { "Created" }
                 }
             }
