@@ -255,3 +255,32 @@ async fn a_key_is_created_edited_rotated_and_revoked_in_the_browser_as_through_t
     app.execute(&other, "echo", json!({ "n": 7 })).await.assert_ok(200);
     browser.client.clone().close().await.unwrap();
 }
+
+/// A key's page shows a call made with the key within about a second, without a reload (the
+/// newest calls refresh every second; the traffic chart waits for the usage flush).
+#[tokio::test]
+async fn a_keys_page_shows_its_calls_within_a_second() {
+    let app = TestApp::spawn().await;
+    let owner = app.account("acme", true, 10_000).await;
+    let (key_id, raw) = app.key(&owner, serde_json::json!({ "label": "watched" })).await;
+    app.member(&owner, "vic", "viewer").await;
+    let browser = browser().await;
+    sign_in(&browser, &app, "vic", "vic-password-1").await;
+    browser.client.goto(&app.url(&format!("/dashboard/keys/{key_id}"))).await.unwrap();
+    assert!(text(&browser).await.contains("No calls yet."));
+    let called = app.execute(&raw, "echo", serde_json::json!({ "n": 1 })).await;
+    let execution = called.assert_ok(200)["execution_id"].as_str().unwrap().to_owned();
+    let started = std::time::Instant::now();
+    let mut shown = false;
+    while started.elapsed() < Duration::from_secs(3) {
+        let calls = browser.client.find(Locator::Css("#key-calls")).await.unwrap().text().await.unwrap();
+        if calls.contains(&execution) && calls.contains("succeeded") {
+            shown = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(shown, "the call never appeared on its key's page");
+    assert!(started.elapsed() < Duration::from_millis(1_500), "shown after {:?}", started.elapsed());
+    browser.client.clone().close().await.unwrap();
+}

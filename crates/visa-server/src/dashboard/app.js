@@ -7,11 +7,12 @@ document.addEventListener("click", (event) => {
   navigator.clipboard.writeText(field.value).then(() => { button.textContent = "Copied"; });
 });
 
-// Live sections: an element with data-refresh="URL" is replaced by URL's fragment every 3 s
-// (a key's traffic chart, so a rotation's old secret is seen falling to zero).
+// Live sections: an element with data-refresh="URL" is replaced by URL's fragment every
+// data-interval ms, 3 s by default (a key's traffic chart, so a rotation's old secret is seen
+// falling to zero; a key's newest calls, every second).
 for (const live of document.querySelectorAll("[data-refresh]")) {
   setInterval(async () => {
     const answer = await fetch(live.dataset.refresh, { credentials: "same-origin" });
     if (answer.ok) live.innerHTML = await answer.text();
-  }, 3000);
+  }, Number(live.dataset.interval) || 3000);
 }

@@ -38,7 +38,8 @@ pub async fn show(
         Err(refused) => return refused,
     };
     let traffic = usage::section(&state, &browser, &id, &range).await;
-    let body = page_body(&state, &browser, &key, Some(traffic));
+    let calls = super::calls::section(&state, &browser, &id).await;
+    let body = page_body(&state, &browser, &key, Some(html! { (calls) (traffic) }));
     layout::page(&state, &browser, super::HOME, &format!("Key {}", key.label), body).into_response()
 }
 

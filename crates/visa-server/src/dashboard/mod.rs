@@ -15,6 +15,7 @@
 mod admin_keys;
 mod audit;
 mod audit_text;
+mod calls;
 mod chart;
 mod form;
 mod key;
@@ -46,6 +47,7 @@ pub fn router() -> Router<SharedState> {
         .route("/dashboard/keys/{id}", get(key::show).post(key::update))
         .route("/dashboard/keys/{id}/rotate", post(key::rotate))
         .route("/dashboard/keys/{id}/usage", get(usage::fragment))
+        .route("/dashboard/keys/{id}/calls", get(calls::fragment))
         .route("/dashboard/keys/{id}/revoke", get(key::confirm_revoke).post(key::revoke))
         .route("/dashboard/keys/{id}/secrets/{secret_id}/revoke", post(key::revoke_secret))
         .route(spend::PATH, get(spend::show))

@@ -227,7 +227,8 @@ fn filter_form(filter: &Filter, labels: &BTreeMap<i64, String>) -> Markup {
     }
 }
 
-fn executions_table(list: &[ExecutionView], labels: &BTreeMap<i64, String>) -> Markup {
+/// Executions as a table (also a key's newest calls, `calls.rs`); keys by label where known.
+pub(super) fn executions_table(list: &[ExecutionView], labels: &BTreeMap<i64, String>) -> Markup {
     html! {
         table.executions {
             caption { "Executions, newest first" }
