@@ -379,7 +379,7 @@ fn sessions_and_password_through_the_cli() {
         "AUTH_INVALID",
     );
     let changed = server.cli(&["password", "--password-stdin"], Some("owner password\nnew password 2\n"), None);
-    assert!(assert_success(&changed).contains("other session(s) ended"), "{}", common::stdout(&changed));
+    assert!(assert_success(&changed).contains("; 1 other session ended."), "{}", common::stdout(&changed));
     assert_one_line_error(&server.cli(&["whoami"], None, Some(stranger_session.trim())), "AUTH_INVALID");
     assert_success(&server.cli(&["whoami"], None, None));
     assert_success(&server.cli(&["login", "acme", "--password-stdin"], Some("new password 2\n"), None));

@@ -22,9 +22,7 @@ pub async fn run(command: SessionsCommand, json: bool) -> anyhow::Result<()> {
         }
         SessionsCommand::RevokeAll { member } => {
             let answer = client.send(Method::DELETE, &format!("/v1/api/members/{member}/sessions"), None).await?;
-            super::show(&answer, json, |body| {
-                println!("Ended {} session(s) of member {member}.", field(body, "ended"))
-            });
+            super::show(&answer, json, |body| println!("Ended {} of member {member}.", sessions(&body["ended"])));
         }
     }
     Ok(())
@@ -38,9 +36,9 @@ pub async fn change_password(from_stdin: bool, json: bool) -> anyhow::Result<()>
     let answer = client.send(Method::POST, "/v1/api/sessions/current/password", Some(&body)).await?;
     super::show(&answer, json, |body| {
         println!(
-            "Password changed for {}; {} other session(s) ended.",
+            "Password changed for {}; {} ended.",
             field(body, "login"),
-            field(body, "other_sessions_ended")
+            sessions(&body["other_sessions_ended"]).replacen(' ', " other ", 1)
         )
     });
     Ok(())
@@ -58,4 +56,13 @@ fn print_list(body: &Value) {
         })
         .collect();
     print_table(&["ID", "CREATED", "EXPIRES", "IP", "USER AGENT"], &rows);
+}
+
+/// `1 session`, `3 sessions`.
+fn sessions(count: &serde_json::Value) -> String {
+    match count.as_u64() {
+        Some(1) => "1 session".to_owned(),
+        Some(n) => format!("{n} sessions"),
+        None => "the sessions".to_owned(),
+    }
 }

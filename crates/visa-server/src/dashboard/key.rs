@@ -118,7 +118,7 @@ fn policy_table(key: &KeyView) -> Markup {
             dt { "Total cap" } dd { (key.total_cap_cents.map(visa_core::money::format_cents_as_dollars).unwrap_or_else(|| "none".into())) }
             dt { "Allowed networks" } dd { @if key.allowed_cidrs.is_empty() { "any" } @else { (key.allowed_cidrs.join(", ")) } }
             dt { "Expires" } dd { @if let Some(at) = &key.expires_at { (layout::when(at)) } @else { "never" } }
-            dt { "Rate limit" } dd { (key.rate_limit_per_second) " requests per second" }
+            dt { "Rate limit" } dd { (layout::count(key.rate_limit_per_second, "request")) " per second" }
             dt { "Read-only" } dd { @if key.read_only { "yes" } @else { "no" } }
             dt { "Idempotency-Key" } dd { (key.idempotency) }
         }

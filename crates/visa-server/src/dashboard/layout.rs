@@ -127,6 +127,12 @@ pub fn when(rfc3339: &str) -> Markup {
     html! { time datetime=(rfc3339) title=(rfc3339) { (readable) } }
 }
 
+/// `n` and its noun, singular for one: `1 request`, `3 requests`.
+pub fn count(n: impl Into<i64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 /// A form or query value that was given: trimmed, `None` when absent or empty.
 pub fn given(value: &Option<String>) -> Option<&str> {
     value.as_deref().and_then(nonblank)

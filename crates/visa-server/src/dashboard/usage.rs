@@ -115,7 +115,7 @@ fn chart(report: &UsageResponse, secret: &SecretUsage, granularity: Granularity)
     let max = secret.buckets.iter().map(|b| b.counts.requests).max().unwrap_or(0).max(1) as i64;
     let width = (WIDTH / count).max(1);
     let label = format!("Requests of {} per {}", secret.key_prefix, report.granularity);
-    let requests = |n: i64| if n == 1 { "1 request".to_owned() } else { format!("{n} requests") };
+    let requests = |n: i64| super::layout::count(n, "request");
     let axes = Axes { first: &report.since, last: &report.until, max: requests(max) };
     let (first_label, last_label) = (axis_time(axes.first), axis_time(axes.last));
     let axes = Axes { first: &first_label, last: &last_label, ..axes };
@@ -135,7 +135,7 @@ fn chart(report: &UsageResponse, secret: &SecretUsage, granularity: Granularity)
                         @let h = b.counts.requests as i64 * PLOT / max;
                         @let eh = errors as i64 * PLOT / max;
                         g {
-                            title { (b.start) ": " (requests(b.counts.requests as i64)) ", " (errors) " " (if errors == 1 { "error" } else { "errors" }) }
+                            title { (b.start) ": " (requests(b.counts.requests as i64)) ", " (super::layout::count(errors as i64, "error")) }
                             rect x=(i * width) y=(chart::bar_y(h)) width=((width - 1).max(1)) height=(h) fill="#3b6fb6" {}
                             @if eh > 0 {
                                 rect x=(i * width) y=(chart::bar_y(eh)) width=((width - 1).max(1)) height=(eh)
