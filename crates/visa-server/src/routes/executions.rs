@@ -188,8 +188,9 @@ pub async fn operator_list(
     list_page(&state, filter, page).await
 }
 
-/// Exactly one of `capture_micros` or `capture_cents` (at most the hold), or `void: true`.
-#[derive(Debug, Deserialize, ToSchema)]
+/// Exactly one of `capture_micros` or `capture_cents` (at most the hold), or `void: true`; its
+/// schema says so (`schema::reconcile_request`, a `oneOf`).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReconcileRequest {
     /// Charge this many micros (exact, so a sub-cent hold can be captured as it was).
@@ -197,6 +198,14 @@ pub struct ReconcileRequest {
     pub capture_cents: Option<i64>,
     pub void: Option<bool>,
 }
+
+impl utoipa::PartialSchema for ReconcileRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::Schema::OneOf(crate::routes::schema::reconcile_request()).into()
+    }
+}
+
+impl ToSchema for ReconcileRequest {}
 
 #[utoipa::path(post, path = "/v1/operator/executions/{id}/reconcile", tag = "operator",
     params(("id" = String, Path), crate::routes::operator::OperatorIdempotency),

@@ -76,6 +76,47 @@ pub fn password() -> Object {
         .build()
 }
 
+/// The reconcile decision (`routes::executions::reconcile`): exactly one of a capture in micros,
+/// a capture in cents (each 0 or more, `void` absent, null or false beside it), or `void: true`;
+/// the other members absent or null.
+pub fn reconcile_request() -> utoipa::openapi::schema::OneOf {
+    use utoipa::openapi::schema::{AdditionalProperties, OneOfBuilder};
+    let null = || ObjectBuilder::new().schema_type(Type::Null).build();
+    let amount = |max: i64| {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(0))
+            .maximum(Some(max))
+            .build()
+    };
+    let not_void =
+        ObjectBuilder::new().schema_type(or_null(Type::Boolean)).enum_values(Some([Some(false), None])).build();
+    let closed = || Some(AdditionalProperties::<utoipa::openapi::schema::Schema>::FreeForm(false));
+    let capture = |field: &str, other: &str, max: i64| {
+        ObjectBuilder::new()
+            .property(field, amount(max))
+            .required(field)
+            .property(other, null())
+            .property("void", not_void.clone())
+            .additional_properties(closed())
+            .description(Some(format!("Capture `{field}`")))
+    };
+    let void = ObjectBuilder::new()
+        .property("void", ObjectBuilder::new().schema_type(Type::Boolean).enum_values(Some([true])).build())
+        .required("void")
+        .property("capture_micros", null())
+        .property("capture_cents", null())
+        .additional_properties(closed())
+        .description(Some("Void the hold"));
+    OneOfBuilder::new()
+        .item(capture("capture_micros", "capture_cents", i64::MAX))
+        .item(capture("capture_cents", "capture_micros", i64::MAX / 10_000))
+        .item(void)
+        .description(Some("Exactly one of capture_micros or capture_cents (at most the hold), or void: true"))
+        .build()
+}
+
 /// `ExecutionState::parse`.
 pub fn execution_state() -> Object {
     string().enum_values(Some(visa_store::ExecutionState::ALL.iter().map(|s| s.as_str()))).build()
