@@ -422,3 +422,48 @@ fn an_outage_of_the_database_answers_retryable_loses_nothing_and_heals_without_a
     }
     cluster.ledger_verifies();
 }
+
+/// A node paused past its lease mid-call: the other node reclaims the call, the operator decides
+/// it (a capture of nothing), and when the paused node wakes its settle is refused — its client
+/// never gets a 200 for a call the operator decided, and the operator's decision stands.
+#[test]
+fn a_node_waking_after_an_operators_decision_never_answers_200_for_the_call() {
+    let cluster = Cluster::start(2, false, 3);
+    let t = tenant(&cluster.nodes[0], "paused", 1_000);
+    let before = balance_micros(cluster.url(0), &t.session);
+    let (url, key) = (cluster.url(0).to_owned(), t.key.clone());
+    let call = std::thread::spawn(move || {
+        execute(&url, &key, "sleep", "6c1e4a20-93b7-4d1f-8a5e-2f0c9b7d3e11", json!({ "ms": 2000 }))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.nodes[0].pause();
+    // Past the lease (3 s), node B turns the call into reconcile_required.
+    let mut reclaimed = vec![];
+    for _ in 0..100 {
+        reclaimed = executions_in_state(cluster.url(1), "reconcile_required");
+        if !reclaimed.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(reclaimed.len(), 1, "node B reclaimed the paused node's call");
+    let decided = cluster.nodes[1].cli(
+        &["--json", "executions", "reconcile", &reclaimed[0], "--capture-micros", "0"],
+        None,
+        None,
+    );
+    assert_success(&decided);
+    cluster.nodes[0].resume();
+    let answer = call.join().unwrap().expect("the paused node answers once it wakes");
+    assert_ne!(answer.status, 200, "a 200 for a call the operator decided: {}", answer.body);
+    assert_eq!(answer.retryable, Some(false), "{}", answer.body);
+    let (_, execution) =
+        send(reqwest::Method::GET, format!("{}/v1/api/executions/{}", cluster.url(1), reclaimed[0]), &t.session, None);
+    assert_eq!(
+        (execution["state"].as_str(), execution["charged_micros"].as_str()),
+        (Some("succeeded"), Some("0")),
+        "{execution}"
+    );
+    assert_eq!(balance_micros(cluster.url(1), &t.session), before, "the operator captured nothing");
+    cluster.ledger_verifies();
+}

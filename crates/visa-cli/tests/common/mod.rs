@@ -107,6 +107,18 @@ impl ServerProcess {
         command
     }
 
+    /// SIGSTOP: the process freezes (a GC pause, a frozen VM, a debugger) until `resume`.
+    pub fn pause(&self) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGSTOP) };
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&self) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGCONT) };
+    }
+
     pub fn sigterm(&mut self) -> std::process::ExitStatus {
         // SAFETY: sending a signal to our own child process.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
