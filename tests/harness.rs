@@ -556,10 +556,20 @@ pub mod mock_provider {
         }
     }
 
+    /// The provider secret a test's catalog is built with (`Catalog::from_toml_with_secrets`):
+    /// `value` for the variable `var` (none: not configured), nothing for any other (tests never
+    /// write the process environment, which other threads read).
+    pub fn provider_secret<'a>(var: &'a str, value: Option<&'a str>) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| value.filter(|_| name == var).map(str::to_owned)
+    }
+
+    /// The provider secret the chat tests' provider is called with.
+    pub const CHAT_SECRET: &str = "sk-provider-secret-0123456789";
+
     /// A `chat` tool (alias `gpt-mock`) metered at $0.15 / $0.60 per million tokens over `mock`,
-    /// and the flat `echo`.
+    /// its secret (`CHAT_SECRET`) named `key_var`, and the flat `echo`.
     pub fn chat_catalog(mock: &MockProvider, key_var: &str) -> visa_server::catalog::Catalog {
-        visa_server::catalog::Catalog::from_toml(&format!(
+        let text = format!(
             r#"
     [[tools]]
     id = "chat"
@@ -579,8 +589,9 @@ pub mod mock_provider {
     adapter = {{ type = "builtin", name = "echo" }}
     "#,
             base = mock.base_url
-        ))
-        .unwrap()
+        );
+        visa_server::catalog::Catalog::from_toml_with_secrets(&text, provider_secret(key_var, Some(CHAT_SECRET)))
+            .unwrap()
     }
 
     async fn record(b: &Behaviour, headers: &HeaderMap, body: &Value) -> Option<Response> {

@@ -6,13 +6,13 @@
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use visa_e2e::TestApp;
-use visa_e2e::mock_provider::MockProvider;
+use visa_e2e::mock_provider::{MockProvider, provider_secret};
 use visa_server::catalog::Catalog;
 
 /// $0.15 / $0.60 per million tokens, at most $1 a call; a flat-priced chat tool; a fal tool at
 /// 2 cents an image holding for at most 4, timing out after `fal_timeout_ms`. No sandbox samples.
 fn catalog(mock: &MockProvider, var: &str, fal_timeout_ms: u64) -> Catalog {
-    Catalog::from_toml(&format!(
+    let text = format!(
         r#"
 [[tools]]
 id = "chat"
@@ -38,8 +38,8 @@ timeout_ms = {fal_timeout_ms}
 adapter = {{ type = "fal_queue", base_url = "{base}/fal", app = "test-app", api_key_env = "{var}", per_output_image = true, poll_interval_ms = 10 }}
 "#,
         base = mock.base_url
-    ))
-    .unwrap()
+    );
+    Catalog::from_toml_with_secrets(&text, provider_secret(var, Some("sk-test-money-path-0123456789"))).unwrap()
 }
 
 struct Setup {
@@ -56,8 +56,6 @@ async fn setup(var: &str, preview: bool) -> Setup {
 
 async fn setup_with(var: &str, preview: bool, fal_timeout_ms: u64) -> Setup {
     let mock = MockProvider::start().await;
-    // SAFETY: the variable is unique to the calling test and set before any thread reads it.
-    unsafe { std::env::set_var(var, "sk-test-money-path-0123456789") };
     let catalog = catalog(&mock, var, fal_timeout_ms);
     let app = TestApp::spawn_with(|c| {
         c.catalog = catalog;

@@ -12,8 +12,6 @@ use visa_e2e::mock_provider::MockProvider;
 use visa_e2e::mock_provider::chat_catalog;
 
 async fn app(mock: &MockProvider, key_var: &str) -> TestApp {
-    // SAFETY: the variable is unique to the calling test and set before the server reads it.
-    unsafe { std::env::set_var(key_var, "sk-provider-secret-0123456789") };
     let catalog = chat_catalog(mock, key_var);
     TestApp::spawn_with(|c| c.catalog = catalog).await
 }

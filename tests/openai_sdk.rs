@@ -23,8 +23,6 @@ async fn sdk(app: &TestApp, scenario: &str, key: &str, arg: Option<&str>) -> Val
 }
 
 async fn app(mock: &MockProvider, var: &str) -> TestApp {
-    // SAFETY: the variable is unique to the calling test and set before the server reads it.
-    unsafe { std::env::set_var(var, "sk-provider-secret-0123456789") };
     let catalog = chat_catalog(mock, var);
     TestApp::spawn_with(|c| c.catalog = catalog).await
 }

@@ -4,13 +4,13 @@
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use visa_e2e::TestApp;
-use visa_e2e::mock_provider::MockProvider;
+use visa_e2e::mock_provider::{MockProvider, provider_secret};
 use visa_server::catalog::Catalog;
 
-/// A catalog with a metered chat tool and a flat http tool pointing at `mock`, reading the
-/// provider key from a variable of this test's own.
-fn catalog(mock: &MockProvider, key_var: &str, timeout_ms: u64) -> Catalog {
-    Catalog::from_toml(&format!(
+/// A catalog with a metered chat tool and a flat http tool pointing at `mock`, their provider
+/// key named `key_var` and given as `secret` (none: the tools are not configured).
+fn catalog(mock: &MockProvider, key_var: &str, secret: Option<&str>, timeout_ms: u64) -> Catalog {
+    let text = format!(
         r#"
 [[tools]]
 id = "chat"
@@ -30,19 +30,12 @@ timeout_ms = {timeout_ms}
 adapter = {{ type = "http", url = "{base}/echo", api_key_env = "{key_var}", headers = {{ "x-team" = "visa" }} }}
 "#,
         base = mock.base_url
-    ))
-    .unwrap()
+    );
+    Catalog::from_toml_with_secrets(&text, provider_secret(key_var, secret)).unwrap()
 }
 
-/// Sets this test's provider key. Each test uses its own variable name, so tests running in
-/// parallel never write the same variable.
-fn provider_key(var: &str, value: &str) {
-    // SAFETY: the variable is unique to the calling test and set before any thread reads it.
-    unsafe { std::env::set_var(var, value) };
-}
-
-async fn app_with(mock: &MockProvider, key_var: &str, timeout_ms: u64, preview: bool) -> TestApp {
-    let catalog = catalog(mock, key_var, timeout_ms);
+async fn app_with(mock: &MockProvider, key_var: &str, secret: Option<&str>, timeout_ms: u64, preview: bool) -> TestApp {
+    let catalog = catalog(mock, key_var, secret, timeout_ms);
     TestApp::spawn_with(|c| {
         c.catalog = catalog;
         if preview {
@@ -65,8 +58,7 @@ struct Funded {
 
 async fn funded(var: &str, secret: &str, timeout_ms: u64) -> Funded {
     let mock = MockProvider::start().await;
-    provider_key(var, secret);
-    let app = app_with(&mock, var, timeout_ms, false).await;
+    let app = app_with(&mock, var, Some(secret), timeout_ms, false).await;
     let (session, key_id, key) = app.funded_key("octocat").await;
     let before = app.balance_micros(&session).await;
     Funded { mock, app, session, key_id, key, before }
@@ -110,8 +102,7 @@ async fn chat_is_metered_by_reported_usage_to_the_micro() {
 #[tokio::test]
 async fn a_call_that_could_pass_the_cap_is_refused_before_it_is_sent() {
     let mock = MockProvider::start().await;
-    provider_key("VISA_TEST_KEY_HOLD", "sk-test-hold-0123456789");
-    let app = app_with(&mock, "VISA_TEST_KEY_HOLD", 5000, false).await;
+    let app = app_with(&mock, "VISA_TEST_KEY_HOLD", Some("sk-test-hold-0123456789"), 5000, false).await;
     let session = app.account("octocat", true, 10_000).await;
     let (_, key) = app.key(&session, json!({ "label": "small", "daily_cap_cents": 1 })).await;
     // 100000 output tokens could cost $0.06: more than the 1-cent cap.
@@ -201,8 +192,7 @@ async fn the_http_adapter_posts_the_input_at_a_flat_price() {
 #[tokio::test]
 async fn preview_answers_from_the_sandbox_without_calling_the_provider() {
     let mock = MockProvider::start().await;
-    provider_key("VISA_TEST_KEY_PREVIEW", "sk-test-preview-0123456789");
-    let app = app_with(&mock, "VISA_TEST_KEY_PREVIEW", 5000, true).await;
+    let app = app_with(&mock, "VISA_TEST_KEY_PREVIEW", Some("sk-test-preview-0123456789"), 5000, true).await;
     let (_, _, key) = app.funded_key("tester").await;
     let reply = app.execute(&key, "chat", chat_input(Some(10))).await;
     let body = reply.assert_ok(200);
@@ -214,7 +204,7 @@ async fn preview_answers_from_the_sandbox_without_calling_the_provider() {
 #[tokio::test]
 async fn an_unconfigured_provider_is_unavailable_and_bad_chat_input_is_refused() {
     let mock = MockProvider::start().await;
-    let app = app_with(&mock, "VISA_TEST_KEY_NEVER_SET", 5000, false).await;
+    let app = app_with(&mock, "VISA_TEST_KEY_NEVER_SET", None, 5000, false).await;
     let (_, _, key) = app.funded_key("octocat").await;
     let reply = app.execute(&key, "chat", chat_input(Some(10))).await;
     assert!(reply.assert_error(503, "TOOL_UNAVAILABLE")["error"].as_str().unwrap().contains("VISA_TEST_KEY_NEVER_SET"));
@@ -224,7 +214,7 @@ async fn an_unconfigured_provider_is_unavailable_and_bad_chat_input_is_refused()
     assert_eq!(chat["input_micros_per_mtok"], 150000);
     assert_eq!(mock.calls(), 0);
     // A preview server answers every tool from its sandbox: the same tool is ready there.
-    let preview = app_with(&mock, "VISA_TEST_KEY_NEVER_SET", 5000, true).await;
+    let preview = app_with(&mock, "VISA_TEST_KEY_NEVER_SET", None, 5000, true).await;
     let tools = preview.call(reqwest::Method::GET, "/v1/api/tools", None, None, &[]).await;
     let chat = tools.body["tools"].as_array().unwrap().iter().find(|t| t["id"] == "chat").unwrap().clone();
     assert_eq!(chat["ready"], true);
@@ -232,15 +222,14 @@ async fn an_unconfigured_provider_is_unavailable_and_bad_chat_input_is_refused()
     preview.execute(&test_key, "chat", chat_input(Some(10))).await.assert_ok(200);
     assert_eq!(mock.calls(), 0);
 
-    provider_key("VISA_TEST_KEY_INPUT", "sk-test-input-0123456789");
-    let app = app_with(&mock, "VISA_TEST_KEY_INPUT", 5000, false).await;
+    let app = app_with(&mock, "VISA_TEST_KEY_INPUT", Some("sk-test-input-0123456789"), 5000, false).await;
     let (_, _, key) = app.funded_key("octocat").await;
     app.execute(&key, "chat", json!({ "prompt": "no messages" })).await.assert_error(400, "INVALID_REQUEST");
     assert_eq!(mock.calls(), 0);
 }
 
-fn fal_app_catalog(mock: &MockProvider, key_var: &str, timeout_ms: u64) -> Catalog {
-    Catalog::from_toml(&format!(
+fn fal_app_catalog(mock: &MockProvider, key_var: &str, secret: Option<&str>, timeout_ms: u64) -> Catalog {
+    let text = format!(
         r#"
 [[tools]]
 id = "images"
@@ -250,16 +239,15 @@ timeout_ms = {timeout_ms}
 adapter = {{ type = "fal_queue", base_url = "{base}/fal", app = "test-app", api_key_env = "{key_var}", per_output_image = true, poll_interval_ms = 20 }}
 "#,
         base = mock.base_url
-    ))
-    .unwrap()
+    );
+    Catalog::from_toml_with_secrets(&text, provider_secret(key_var, secret)).unwrap()
 }
 
 #[tokio::test]
 async fn fal_queue_polls_to_completion_and_charges_per_image() {
     let mock = MockProvider::start().await;
-    provider_key("VISA_TEST_KEY_FAL", "fal-test-0123456789");
     mock.behaviour.fal_complete_after_ms.store(100, Ordering::SeqCst);
-    let catalog = fal_app_catalog(&mock, "VISA_TEST_KEY_FAL", 5000);
+    let catalog = fal_app_catalog(&mock, "VISA_TEST_KEY_FAL", Some("fal-test-0123456789"), 5000);
     let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
     let (session, _, key) = app.funded_key("octocat").await;
     let before = app.balance_micros(&session).await;
@@ -275,9 +263,8 @@ async fn fal_queue_polls_to_completion_and_charges_per_image() {
 #[tokio::test]
 async fn a_retry_after_a_timeout_resumes_the_same_provider_request() {
     let mock = MockProvider::start().await;
-    provider_key("VISA_TEST_KEY_FAL_RESUME", "fal-test-resume-0123456789");
     mock.behaviour.fal_complete_after_ms.store(700, Ordering::SeqCst);
-    let catalog = fal_app_catalog(&mock, "VISA_TEST_KEY_FAL_RESUME", 300);
+    let catalog = fal_app_catalog(&mock, "VISA_TEST_KEY_FAL_RESUME", Some("fal-test-resume-0123456789"), 300);
     let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
     let (session, _, key) = app.funded_key("octocat").await;
     let before = app.balance_micros(&session).await;
@@ -303,9 +290,8 @@ async fn a_retry_after_a_timeout_resumes_the_same_provider_request() {
 #[tokio::test]
 async fn a_failed_generation_is_voided_and_a_retry_submits_again() {
     let mock = MockProvider::start().await;
-    provider_key("VISA_TEST_KEY_FAL_FAIL", "fal-test-fail-0123456789");
     mock.behaviour.fal_fail.store(true, Ordering::SeqCst);
-    let catalog = fal_app_catalog(&mock, "VISA_TEST_KEY_FAL_FAIL", 5000);
+    let catalog = fal_app_catalog(&mock, "VISA_TEST_KEY_FAL_FAIL", Some("fal-test-fail-0123456789"), 5000);
     let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
     let (session, _, key) = app.funded_key("octocat").await;
     let before = app.balance_micros(&session).await;

@@ -31,7 +31,7 @@ use time::OffsetDateTime;
 use visa_core::key::{Environment, KeyMode, RawKey};
 use visa_core::money::{MICROS_PER_CENT, Micros};
 use visa_core::policy::{CidrAllowlist, KeyLabel, ToolGrant, ToolScope};
-use visa_e2e::mock_provider::MockProvider;
+use visa_e2e::mock_provider::{MockProvider, provider_secret};
 use visa_server::catalog::Catalog;
 use visa_server::clock::Clock;
 use visa_server::execution::{self, Begun, Running};
@@ -50,7 +50,7 @@ fn store_for(database: &Database) -> Arc<dyn Store> {
 }
 
 fn catalog(mock: &MockProvider) -> Catalog {
-    Catalog::from_toml(&format!(
+    let text = format!(
         r#"
 [[tools]]
 id = "echo"
@@ -76,8 +76,9 @@ timeout_ms = 150
 adapter = {{ type = "fal_queue", base_url = "{base}/fal", app = "test-app", api_key_env = "VISA_SIM_PROVIDER_KEY", per_output_image = true, poll_interval_ms = 5 }}
 "#,
         base = mock.base_url
-    ))
-    .unwrap()
+    );
+    let secret = provider_secret("VISA_SIM_PROVIDER_KEY", Some("sk-sim-0123456789abcdef"));
+    Catalog::from_toml_with_secrets(&text, secret).unwrap()
 }
 
 fn audit(now: OffsetDateTime) -> AuditContext {
@@ -271,8 +272,6 @@ impl Sim {
         let clock = Clock::frozen(time::macros::datetime!(2026-06-01 12:00 UTC));
         let preview = rng.gen_bool(0.15);
         let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
-        // SAFETY: only this test binary reads the variable, and every seed sets the same value.
-        unsafe { std::env::set_var("VISA_SIM_PROVIDER_KEY", "sk-sim-0123456789abcdef") };
         config.catalog = catalog(&mock);
         config.clock = clock.clone();
         config.idempotency_ttl = std::time::Duration::from_secs(TTL_MINUTES as u64 * 60);

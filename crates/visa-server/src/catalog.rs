@@ -172,14 +172,15 @@ impl Tool {
     }
 }
 
-/// A provider secret from the environment. Never printed: `Debug` shows `[redacted]`.
+/// A provider secret (from the environment variable the catalog names). Never printed: `Debug`
+/// shows `[redacted]`.
 #[derive(Clone)]
 pub struct ProviderSecret(String);
 
 impl ProviderSecret {
-    /// The value of `var`, if it is set to something that can be sent in a header.
-    fn from_env(var: &str) -> Option<Self> {
-        std::env::var(var).ok().filter(|v| !v.is_empty() && HeaderValue::from_str(v).is_ok()).map(Self)
+    /// `value`, if it is something that can be sent in a header.
+    fn parse(value: String) -> Option<Self> {
+        Some(value).filter(|v| !v.is_empty() && HeaderValue::from_str(v).is_ok()).map(Self)
     }
 
     pub fn expose(&self) -> &str {
@@ -231,11 +232,19 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// The catalog in `text`, each provider secret read from the environment variable it names.
     pub fn from_toml(text: &str) -> Result<Self, String> {
+        Self::from_toml_with_secrets(text, |var| std::env::var(var).ok())
+    }
+
+    /// The catalog in `text`, each provider secret looked up by the variable name it names in
+    /// `secret_of` (the environment for `from_toml`; a test or an embedder passes its own, so no
+    /// one writes the process environment while other threads may read it).
+    pub fn from_toml_with_secrets(text: &str, secret_of: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let file: CatalogFile = toml::from_str(text).map_err(|e| format!("tool catalog: {e}"))?;
         let mut catalog = Catalog { tools: Vec::new(), by_name: HashMap::new() };
         for spec in file.tools {
-            let tool = validate(spec)?;
+            let tool = validate(spec, &secret_of)?;
             let index = catalog.tools.len();
             for name in std::iter::once(&tool.id).chain(&tool.aliases) {
                 if catalog.by_name.insert(name.clone(), index).is_some() {
@@ -261,7 +270,7 @@ impl Catalog {
     }
 }
 
-fn validate(spec: ToolSpec) -> Result<Tool, String> {
+fn validate(spec: ToolSpec, secret_of: &dyn Fn(&str) -> Option<String>) -> Result<Tool, String> {
     let id = spec.id;
     let fail = |field: &str, why: &str| format!("tool catalog: tool '{id}': {field} {why}");
     let name_ok =
@@ -312,7 +321,7 @@ fn validate(spec: ToolSpec) -> Result<Tool, String> {
     let sandbox =
         spec.sandbox.map(|v| serde_json::to_value(v).map_err(|e| fail("sandbox", &e.to_string()))).transpose()?;
     let endpoint = endpoint(&spec.adapter).map_err(|field| fail(field, "must be an http:// or https:// URL"))?;
-    let secret = spec.adapter.secret_env().and_then(ProviderSecret::from_env);
+    let secret = spec.adapter.secret_env().and_then(secret_of).and_then(ProviderSecret::parse);
     let headers = headers(&spec.adapter, secret.as_ref()).map_err(|why| fail("adapter.headers", &why))?;
     Ok(Tool {
         id: id.clone(),
@@ -434,17 +443,19 @@ mod tests {
     #[test]
     fn the_provider_secret_is_read_at_load_sent_as_a_sensitive_header_and_never_printed() {
         let (var, secret) = ("VISA_CATALOG_UNIT_TEST_KEY", "sk-unit-0123456789abcdef");
-        // SAFETY: this variable is read by this test only.
-        unsafe { std::env::set_var(var, secret) };
         let text = format!(
             "[[tools]]\nid = \"f\"\nprice_micros = 5\nadapter = {{ type = \"fal_queue\", base_url = \"http://127.0.0.1:9\", \
              app = \"a\", api_key_env = \"{var}\" }}\n"
         );
-        let catalog = Catalog::from_toml(&text).unwrap();
-        // SAFETY: as above.
-        unsafe { std::env::remove_var(var) };
+        let asked = std::cell::RefCell::new(Vec::new());
+        let catalog = Catalog::from_toml_with_secrets(&text, |name| {
+            asked.borrow_mut().push(name.to_owned());
+            (name == var).then(|| secret.to_owned())
+        })
+        .unwrap();
+        assert_eq!(*asked.borrow(), [var], "the variable the catalog names, read once, at load");
         let tool = catalog.resolve("f").unwrap();
-        assert!(tool.is_ready(), "read once at load, so still ready after the variable is gone");
+        assert!(tool.is_ready(), "kept from the load, not looked up again");
         let (name, value) = &tool.headers[0];
         assert_eq!((name.as_str(), value.to_str().unwrap()), ("authorization", format!("Key {secret}").as_str()));
         assert!(value.is_sensitive());
