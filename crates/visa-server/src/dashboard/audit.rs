@@ -7,6 +7,7 @@ use super::audit_text::{self, Names};
 use super::layout::{self, given};
 use super::session::Browser;
 use crate::routes::audit::{self, AuditEntryView, AuditQuery};
+use crate::routes::members;
 use crate::routes::{ListPage, ListQuery};
 use crate::state::SharedState;
 use axum::extract::{Query, State};
@@ -133,22 +134,18 @@ fn filter_form(filter: &Filter) -> Markup {
     }
 }
 
-/// Key labels and member logins for the entries' targets (one read per key named, one for the
-/// members), so the log reads by name; an id that is gone stays an id.
+/// Key labels and member logins for the entries' targets, read through the API's own lists
+/// with the member's session (keys as the spend page names them), so the log reads by name; an
+/// id not found stays an id.
 async fn names(state: &SharedState, browser: &Browser, list: &[AuditEntryView]) -> Names {
-    let account = browser.session.account.id;
     let mut names = Names::default();
-    let key_ids: std::collections::BTreeSet<i64> =
-        list.iter().filter_map(|e| e.target.strip_prefix("key:")?.parse().ok()).collect();
-    for id in key_ids {
-        if let Ok(Some(key)) = state.store.get_key(account, id).await {
-            names.keys.insert(id, key.policy.label.as_str().to_owned());
-        }
+    if list.iter().any(|e| e.target.starts_with("key:")) {
+        names.keys = super::spend::key_labels(state, browser).await;
     }
-    if list.iter().any(|e| e.target.starts_with("member:")) {
-        for member in state.store.list_members(account).await.unwrap_or_default() {
-            names.members.insert(member.id, member.login.clone());
-        }
+    if list.iter().any(|e| e.target.starts_with("member:"))
+        && let Ok(axum::Json(listed)) = members::list(State(state.clone()), browser.session.clone()).await
+    {
+        names.members = listed.members.into_iter().map(|m| (m.id, m.login)).collect();
     }
     names
 }

@@ -6,14 +6,14 @@
 use crate::routes::audit::AuditEntryView;
 use maud::{Markup, html};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use visa_core::money::{Micros, format_cents_as_dollars};
 
 /// Names for the ids the entries' targets carry: key labels and member logins.
 #[derive(Default)]
 pub struct Names {
-    pub keys: HashMap<i64, String>,
-    pub members: HashMap<i64, String>,
+    pub keys: BTreeMap<i64, String>,
+    pub members: BTreeMap<i64, String>,
 }
 
 impl Names {
@@ -21,7 +21,7 @@ impl Names {
     fn target(&self, target: &str) -> String {
         let (kind, id) = target.split_once(':').unwrap_or((target, ""));
         let id: Option<i64> = id.parse().ok();
-        let named = |names: &HashMap<i64, String>| id.and_then(|id| names.get(&id)).cloned();
+        let named = |names: &BTreeMap<i64, String>| id.and_then(|id| names.get(&id)).cloned();
         match kind {
             "key" => named(&self.keys).map_or_else(|| format!("key {}", id.unwrap_or(0)), |l| format!("key “{l}”")),
             "member" => {

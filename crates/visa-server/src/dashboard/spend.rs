@@ -95,7 +95,7 @@ pub async fn show(State(state): State<SharedState>, browser: Browser, Query(filt
 }
 
 /// Key id → label, for the tables (the newest 100 keys; older ones show as `key N`).
-async fn key_labels(state: &SharedState, browser: &Browser) -> BTreeMap<i64, String> {
+pub(super) async fn key_labels(state: &SharedState, browser: &Browser) -> BTreeMap<i64, String> {
     let query = ListQuery::from_uri_query("limit=100").unwrap_or_default();
     match keys::list(State(state.clone()), browser.session.clone(), query).await {
         Ok(axum::Json(listed)) => listed.keys.into_iter().map(|k| (k.id, k.label)).collect(),

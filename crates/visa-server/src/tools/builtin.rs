@@ -70,25 +70,15 @@ pub fn validate(tool: Builtin, input: &Value) -> Result<(), ApiError> {
 /// chunk, the usage chunk when the caller asked for it).
 pub fn stream_echo_chat(input: &Value, stream: &ChatStream) {
     let text = last_user_text(input).unwrap_or_default();
-    let chunk = |choices: Value| {
-        json!({ "id": "chatcmpl-echo", "object": "chat.completion.chunk", "created": stream.created,
-                "model": stream.model, "choices": choices })
-    };
-    let mut chunks = vec![
-        (
-            chunk(json!([{ "index": 0, "delta": { "role": "assistant", "content": text }, "finish_reason": null }])),
-            true,
-        ),
-        (chunk(json!([{ "index": 0, "delta": {}, "finish_reason": "stop" }])), true),
-    ];
-    if stream.include_usage {
-        let mut usage = chunk(json!([]));
-        usage["usage"] = json!({ "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0 });
-        chunks.push((usage, false));
+    let id = "chatcmpl-echo";
+    let answer = json!([{ "index": 0, "delta": { "role": "assistant", "content": text }, "finish_reason": null }]);
+    let finish = json!([{ "index": 0, "delta": {}, "finish_reason": "stop" }]);
+    // The finish is content too (it releases nothing held back), but delivers no more text.
+    for (choices, delivered) in [(answer, text.as_str()), (finish, "")] {
+        stream.relay(event(&serde_json::to_vec(&stream.chunk(id, choices)).unwrap_or_default()), Some(delivered));
     }
-    for (chunk, content) in chunks {
-        let delivered = content.then_some(text.as_str());
-        stream.relay(event(&serde_json::to_vec(&chunk).unwrap_or_default()), delivered);
+    if let Some(usage) = stream.no_usage_chunk(id) {
+        stream.relay(event(&serde_json::to_vec(&usage).unwrap_or_default()), None);
     }
 }
 

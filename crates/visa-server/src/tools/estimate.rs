@@ -24,7 +24,7 @@ fn tokenizer(model: &str) -> &'static CoreBPE {
 }
 
 fn count(bpe: &CoreBPE, text: &str) -> u64 {
-    bpe.encode_with_special_tokens(text).len() as u64
+    bpe.count_with_special_tokens(text) as u64
 }
 
 /// Tokens of every string in `value` (an image part costs `image_tokens` instead of its URL).

@@ -189,25 +189,10 @@ pub async fn run(
 fn sandbox_chunks(sample: &Value, stream: &stream::ChatStream) -> Vec<Value> {
     let message = &sample["choices"][0]["message"];
     let id = sample["id"].as_str().unwrap_or("chatcmpl-sandbox");
-    let (model, created) = (&stream.model, stream.created);
-    let mut chunks = vec![serde_json::json!({
-        "id": id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{ "index": 0, "delta": { "role": "assistant", "content": message["content"] }, "finish_reason": "stop" }],
-    })];
-    if stream.include_usage {
-        chunks.push(serde_json::json!({
-            "id": id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [],
-            "usage": { "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0 },
-        }));
-    }
-    chunks
+    let choices = serde_json::json!([
+        { "index": 0, "delta": { "role": "assistant", "content": message["content"] }, "finish_reason": "stop" }
+    ]);
+    std::iter::once(stream.chunk(id, choices)).chain(stream.no_usage_chunk(id)).collect()
 }
 
 /// A deterministic preview answer for a tool whose catalog entry has no `sandbox` sample, in

@@ -133,6 +133,23 @@ impl ChatStream {
         self.estimated.store(true, Ordering::SeqCst);
     }
 
+    /// A chunk of this stream made here (a preview sample, a builtin's answer): `choices` under
+    /// the caller's model name and the call's `created`.
+    pub fn chunk(&self, id: &str, choices: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({ "id": id, "object": "chat.completion.chunk", "created": self.created,
+                            "model": self.model, "choices": choices })
+    }
+
+    /// The usage chunk of an answer no provider billed (a preview sample, a builtin), when the
+    /// caller asked for usage.
+    pub fn no_usage_chunk(&self, id: &str) -> Option<serde_json::Value> {
+        self.include_usage.then(|| {
+            let mut chunk = self.chunk(id, serde_json::json!([]));
+            chunk["usage"] = serde_json::json!({ "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0 });
+            chunk
+        })
+    }
+
     pub fn metered(&self) -> Metered {
         if self.estimated.load(Ordering::SeqCst) { Metered::Estimated } else { Metered::Usage }
     }
