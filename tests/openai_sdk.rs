@@ -157,6 +157,10 @@ async fn the_node_sdk_never_waits_on_a_refusal_it_cannot_fix_by_retrying() {
     let (total_id, total) = app.key(&session, json!({ "label": "total", "total_cap_cents": 1 })).await;
     let (revoked_id, revoked) = app.key(&session, json!({ "label": "revoked" })).await;
     app.delete(&format!("/v1/api/keys/{revoked_id}"), &session).await.assert_ok(200);
+    // Noon UTC on the server's clock: in the last minute before midnight a daily cap's refusal is
+    // a short wait that SDKs may rightly retry (docs/errors.md); this test is about the long one.
+    let now = app.clock.now().unix_timestamp();
+    app.clock.advance(time::Duration::seconds(43_200 - now.rem_euclid(86_400)));
 
     for (key, status, code) in
         [(&daily, 429, "RATE_LIMITED"), (&total, 429, "RATE_LIMITED"), (&revoked, 401, "AUTH_INVALID")]
