@@ -416,33 +416,26 @@ pub fn rfc3339_in(seconds: i64) -> String {
         .unwrap()
 }
 
-/// A small OpenAI-compatible provider (and a plain JSON endpoint) on a random loopback port,
-/// for the adapters' tests. It counts calls, remembers the last request, and answers as told.
 /// The tests' Python venv (schemathesis and the OpenAPI validator for `openapi_fuzz.rs`, the
-/// official `openai` SDK for `openai_sdk.rs`): `VISA_PYTHON_VENV` if set (`cargo xtask test` makes it),
-/// else one under the target dir, made on first use from the pinned versions in
-/// `tests/python/requirements.txt` (a copy of which, in the venv, says it is current).
+/// official `openai` SDK for `openai_sdk.rs`), made by `cargo xtask test` from the pinned
+/// versions in `tests/python/requirements.txt`: `VISA_PYTHON_VENV` if set, else the one under
+/// the target dir. A venv that is missing, or made from other versions (the copy of the
+/// requirements inside it says which), fails the test naming the command that makes it.
 pub fn python_venv() -> std::path::PathBuf {
     use std::path::{Path, PathBuf};
-    use std::process::Command;
-    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = MAKING.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::var_os("VISA_PYTHON_VENV")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python-venv"));
-    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/requirements.txt");
-    let stamp = dir.join("requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).expect("requirements");
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
-        let run = |cmd: &mut Command| {
-            let out = cmd.output().expect("python3 is needed for the Python-driven tests");
-            assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        run(Command::new("python3").args(["-m", "venv"]).arg(&dir));
-        run(Command::new(dir.join("bin/pip")).args(["install", "-q", "-r"]).arg(&requirements));
-        std::fs::write(&stamp, wanted).expect("stamp");
-    }
+    let wanted = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("python/requirements.txt"))
+        .expect("tests/python/requirements.txt");
+    let made = std::fs::read_to_string(dir.join("requirements.txt")).ok();
+    assert!(
+        made.as_deref() == Some(wanted.as_str()),
+        "the Python tools these tests run are not installed at {} (or are other versions): run `cargo xtask test`, \
+         which makes the venv",
+        dir.display()
+    );
     dir
 }
 
@@ -479,6 +472,8 @@ pub fn node_sdk() -> std::path::PathBuf {
 #[path = "browser.rs"]
 pub mod browser;
 
+/// A small OpenAI-compatible provider (and a plain JSON endpoint) on a random loopback port,
+/// for the adapters' tests. It counts calls, remembers the last request, and answers as told.
 pub mod mock_provider {
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode};
