@@ -978,13 +978,17 @@ impl Sim {
     /// A crash between any two durable steps: everything in flight is lost, the store reopens.
     /// The new process registers and reclaims once the dead one's lease ran out (on SQLite,
     /// registering alone proves it gone; on a shared database only the lease's end does).
+    /// Leases follow the database's clock, which the simulation does not move: the dead
+    /// process's lease running out is fast-forwarded by ending it.
     async fn restart(&mut self) {
+        let dead = self.state().node.id();
         self.pending.clear();
         self.state = None;
         let lease = time::Duration::try_from(self.config.node_lease).unwrap();
         let later = self.now().max(self.registered_at) + lease + time::Duration::seconds(1);
         self.open(later).await;
-        let marked = self.state().store.reclaim_expired_nodes(later).await.unwrap();
+        self.state().store.release_node(dead).await.unwrap();
+        let marked = self.state().store.reclaim_expired_nodes().await.unwrap();
         let running: Vec<usize> =
             (0..self.execs.len()).filter(|&i| self.execs[i].state == ExecState::Running).collect();
         if marked as usize != running.len() {

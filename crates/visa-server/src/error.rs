@@ -83,6 +83,10 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => Self::new(ErrorCode::NotFound, "not found"),
             // Well-formed, but the stored state forbids it (a revoked key, a settled execution).
             StoreError::Refused(Refusal::LastOwner) => Self::new(ErrorCode::LastOwner, Refusal::LastOwner.to_string()),
+            StoreError::Refused(Refusal::NodeLeaseLost) => {
+                Self::new(ErrorCode::ServiceUnavailable, "this server is rejoining its cluster; retry shortly")
+                    .with_retry_after(1)
+            }
             StoreError::Refused(refusal) => Self::new(ErrorCode::Conflict, refusal.to_string()),
             StoreError::Forbidden(message) => Self::new(ErrorCode::Forbidden, message),
             StoreError::Unavailable(detail) => {

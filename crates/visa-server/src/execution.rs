@@ -177,7 +177,7 @@ pub async fn begin(state: &AppState, call: PaidCall) -> Begun {
     // Tracked before the hold can exist, so a running row of this node that no task tracks
     // is one whose task is gone (`in_flight::sweep_untracked`).
     let tracked = state.in_flight.track(&public_id);
-    let outcome = match state.store.begin_execution(start).await {
+    let outcome = match begin_live(state, start).await {
         Ok(begun) => begun,
         Err(e) => {
             if matches!(e, StoreError::Unavailable(_)) {
@@ -208,6 +208,22 @@ pub async fn begin(state: &AppState, call: PaidCall) -> Begun {
         state.keys.invalidate_key(key_id);
     }
     Begun::Answered(not_started(other, state, day, &tool.id, client_ip))
+}
+
+/// Begins under a live lease: renewed first if this process stalled past it; if the store
+/// finds it ended anyway (reclaimed while this node slept), renewed (or registered again) and
+/// begun once more under the node's new id. Nothing was written by the refused begin.
+async fn begin_live(state: &AppState, mut start: ExecutionStart) -> visa_store::StoreResult<BeginOutcome> {
+    state.node.ensure_live(state.store.as_ref(), state.now()).await?;
+    start.node = state.node.id();
+    match state.store.begin_execution(start.clone()).await {
+        Err(StoreError::Refused(visa_store::Refusal::NodeLeaseLost)) => {
+            state.node.renew(state.store.as_ref(), state.now()).await?;
+            start.node = state.node.id();
+            state.store.begin_execution(start).await
+        }
+        other => other,
+    }
 }
 
 /// How a call that placed no hold is counted in the metrics.
@@ -367,6 +383,15 @@ impl Running {
             Err(e) => {
                 tracing::error!(execution = %execution.public_id, error = %e, "could not record an execution's outcome");
                 state.metrics.record_paid(PaidOutcome::ReconcileRequired);
+                if !matches!(e, StoreError::Refused(_)) {
+                    // Still running, and no retry of this finish will succeed: an operator
+                    // decides it, as the answer says (never a sweep that would void it).
+                    let (store, public_id) = (state.store.clone(), execution.public_id.clone());
+                    keep_trying("that an operator must decide it", public_id.clone(), tracked, move || {
+                        let (store, public_id) = (store.clone(), public_id.clone());
+                        Box::pin(async move { store.require_reconcile(&public_id).await })
+                    });
+                }
                 return Err(reconcile_required(execution));
             }
         }

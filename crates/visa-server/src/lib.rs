@@ -164,6 +164,8 @@ pub struct Server {
     /// Stops the lease's renewal, once every call has drained.
     drained: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
+    /// The lease's keeper, which gives the lease up when it stops.
+    lease: JoinHandle<()>,
     tls: Option<Arc<tls::Tls>>,
     /// Released when the server is dropped (or its process dies).
     _lock: data_dir::DataDirLock,
@@ -221,13 +223,13 @@ impl Server {
         let (shutdown, stopped) = watch::channel(false);
         let (drained, lease_stopped) = watch::channel(false);
         tokio::spawn(sweep_retention(state.clone(), config.sweep_interval, stopped.clone()));
-        tokio::spawn(lease::keep(state.clone(), lease_stopped));
+        let lease = tokio::spawn(lease::keep(state.clone(), lease_stopped));
         tokio::spawn(auth::key_cache::follow_changes(state.clone(), stopped.clone()));
         let drain_limit = drain_limit(&config.catalog);
         let task = tokio::spawn(serve(listener, state, stopped, drain_limit));
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, scheme, environment = %config.environment, data_dir = %config.data_dir.display(), "visa keys server listening");
-        Ok(Server { addr, shutdown, drained, task, tls, _lock: lock })
+        Ok(Server { addr, shutdown, drained, task, lease, tls, _lock: lock })
     }
 
     /// Re-reads the TLS certificate and key (what SIGHUP does). A no-op without TLS.
@@ -243,11 +245,13 @@ impl Server {
     }
 
     /// Stops accepting, drains in-flight requests and every paid call still running (those
-    /// whose client hung up included), flushes last-used times; the lease is renewed until then.
+    /// whose client hung up included), flushes last-used times; the lease is renewed until then,
+    /// and given up after.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         let served = self.task.await;
         let _ = self.drained.send(true);
+        let _ = self.lease.await;
         served??;
         Ok(())
     }

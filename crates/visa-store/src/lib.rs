@@ -68,6 +68,10 @@ pub enum Refusal {
     ExecutionState { execution: String, actual: &'static str, expected: &'static str },
     #[error("cannot capture more than the hold of {hold} micros")]
     CaptureOverHold { hold: visa_core::money::Micros },
+    /// This node's lease ended (it stalled past it, or was reclaimed): it renews or registers
+    /// again before it begins anything.
+    #[error("this node's lease has ended; it must renew it before it begins a call")]
+    NodeLeaseLost,
     #[error("{0} exists; choose a new file")]
     FileExists(std::path::PathBuf),
     #[error(
@@ -75,6 +79,13 @@ pub enum Refusal {
          `backup` copies the embedded SQLite database"
     )]
     BackupByPgDump,
+}
+
+/// This process's name as a node of the store (`host:pid`): in the `nodes` table and, on
+/// PostgreSQL, as the `application_name` of its sessions.
+pub fn node_name() -> String {
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", std::process::id())
 }
 
 /// Resolves once a write that was answered at commit is on disk (or could not get there): a
@@ -448,7 +459,8 @@ pub trait Store: Send + Sync + 'static {
     /// Concurrent begins with one Idempotency-Key yield exactly one `Started`; the others see
     /// `InFlight` or the replay, never an error from the unique index.
     async fn begin_execution(&self, start: ExecutionStart) -> StoreResult<BeginOutcome>;
-    /// In one transaction: capture or void the hold of a `running` execution and store the
+    /// In one transaction: capture or void the hold of a `running` execution (or of one
+    /// reclaimed into `reconcile_required` that no operator decided yet) and store the
     /// answer; refused once it has ended otherwise. Answers once the finish and the hold are
     /// durable. The same finish sent again (its first COMMIT landed but the answer was lost)
     /// answers the recorded execution and changes nothing.
@@ -467,18 +479,31 @@ pub trait Store: Send + Sync + 'static {
     // Nodes and their leases. Each server process registers as a node and renews its lease
     // while it lives; every execution records the node running it. A call whose node's lease
     // expired lost its outcome (the node crashed or lost the store) and becomes
-    // `reconcile_required`; a call of a live node is never touched, whoever restarts.
-    /// Registers a node (named for operators, e.g. `host:pid`) holding a lease until
-    /// `now + lease`. SQLite: one process per database (the data-dir lock), so a node that
-    /// registers proves every earlier one gone and their leases end now.
+    // `reconcile_required`; a call of a live node is never touched, whoever restarts. Leases
+    // are kept by the database's clock, never a node's: a node with a wrong clock can neither
+    // take another's calls nor keep its own past their lease. A begin refuses (`NodeLeaseLost`)
+    // when its node's lease is not live; a reclaimed call that no operator decided yet may still
+    // be finished by the call that placed it (its node woke up).
+    /// Registers a node (named for operators, e.g. `host:pid`, started at `now` by its own
+    /// clock) holding a lease for `lease` from the database's now. SQLite: one process per
+    /// database (the data-dir lock), so a node that registers proves every earlier one gone and
+    /// their leases end now.
     async fn register_node(&self, name: &str, now: Timestamp, lease: time::Duration) -> StoreResult<NodeId>;
-    /// Extends the node's lease to `now + lease`; `false` if it had expired and was reclaimed
-    /// (its running calls are `reconcile_required` already; it must register again).
-    async fn renew_node(&self, node: NodeId, now: Timestamp, lease: time::Duration) -> StoreResult<bool>;
-    /// Turns the running executions of every node whose lease expired by `now` into
+    /// Extends the node's lease to the database's now + `lease`; `false` if it had expired
+    /// (its running calls are, or will be, `reconcile_required`; it must register again).
+    async fn renew_node(&self, node: NodeId, lease: time::Duration) -> StoreResult<bool>;
+    /// Ends the node's lease now: it stopped cleanly, with nothing running.
+    async fn release_node(&self, node: NodeId) -> StoreResult<()>;
+    /// Turns the running executions of every node whose lease expired into
     /// `reconcile_required` (rows from before leases existed count as such a node), once;
     /// says how many. Any live node may call it, at start and periodically.
-    async fn reclaim_expired_nodes(&self, now: Timestamp) -> StoreResult<u64>;
+    async fn reclaim_expired_nodes(&self) -> StoreResult<u64>;
+    /// The database's clock, which leases are kept by (a node compares its own with it).
+    async fn database_clock(&self) -> StoreResult<Timestamp>;
+    /// A running execution whose outcome could not be recorded for a reason a retry will not
+    /// cure (not an outage): it becomes `reconcile_required`, its hold kept, for an operator.
+    /// `false` if it was not running.
+    async fn require_reconcile(&self, public_id: &str) -> StoreResult<bool>;
     /// Captures or voids a `reconcile_required` execution. Under an `OperatorRequest` a retry
     /// is answered with the reconciled execution instead of a refusal.
     async fn reconcile_execution(

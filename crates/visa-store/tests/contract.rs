@@ -108,29 +108,77 @@ impl Fixture {
     }
 }
 
+/// Leases follow the database's clock (whatever `now` a node passes), so this one waits for
+/// real: a lease of 2 s, renewed after 1 s, still holds at 2.3 s and has run out by 3.5 s.
 #[tokio::test]
 async fn a_call_is_reclaimed_only_after_its_nodes_lease_expires() {
+    let mut f = fixture().await;
+    let lease = Duration::seconds(2);
+    let t0 = OffsetDateTime::now_utc();
+    let pause = |ms: u64| tokio::time::sleep(std::time::Duration::from_millis(ms));
+    let node = f.store.register_node("a:1", t0, lease).await.unwrap();
+    let call = f.begin(node, t0).await;
+    assert_eq!(f.store.reclaim_expired_nodes().await.unwrap(), 0);
+    pause(1_000).await;
+    assert!(f.store.renew_node(node, lease).await.unwrap(), "renewed for 2 s more");
+    pause(1_300).await;
+    assert_eq!(f.store.reclaim_expired_nodes().await.unwrap(), 0, "a renewing node keeps its calls");
+    assert_eq!(f.state(&call).await, ExecutionState::Running);
+
+    pause(1_200).await;
+    assert_eq!(f.store.reclaim_expired_nodes().await.unwrap(), 1);
+    assert_eq!(f.state(&call).await, ExecutionState::ReconcileRequired);
+    assert_eq!(f.store.reclaim_expired_nodes().await.unwrap(), 0, "once");
+    assert!(!f.store.renew_node(node, lease).await.unwrap(), "the node learns it lost its lease");
+
+    // Where nodes share the database, a node whose lease ended begins nothing under it.
+    if !matches!(f.database, Database::Sqlite(_)) {
+        let start = Fixture::start_of(f.account, f.key, f.secret, node, at(t0, 4), [0xAB; 16]);
+        let refused = f.store.begin_execution(start).await;
+        assert!(matches!(refused, Err(StoreError::Refused(Refusal::NodeLeaseLost))), "{refused:?}");
+    }
+    // No operator decided the reclaimed call: the call that placed it (its node woke up)
+    // still finishes it, once; the same finish sent again changes nothing.
+    let finish = Finish::Capture { reported: Micros(7), receipt_id: "r".into(), status: 200, body: b"{}".to_vec() };
+    let done = f.store.finish_execution(&call, finish.clone(), at(t0, 5)).await.unwrap();
+    assert_eq!((done.state, done.charged), (ExecutionState::Succeeded, Micros(7)));
+    let again = f.store.finish_execution(&call, finish, at(t0, 5)).await.unwrap();
+    assert_eq!((again.state, again.charged), (ExecutionState::Succeeded, Micros(7)));
+    let account = f.store.account_by_login("acme").await.unwrap().unwrap();
+    assert_eq!((account.balance, account.held), (Micros(1_000_000 - 7), Micros::ZERO));
+    assert!(f.store.verify_ledger().await.unwrap().is_empty());
+}
+
+/// A node that stops cleanly gives its lease up: what it left running (nothing, normally) is
+/// reclaimed at once, and it cannot renew.
+#[tokio::test]
+async fn a_released_lease_is_reclaimed_at_once() {
     let mut f = fixture().await;
     let t0 = OffsetDateTime::now_utc();
     let node = f.store.register_node("a:1", t0, LEASE).await.unwrap();
     let call = f.begin(node, t0).await;
-    assert_eq!(f.store.reclaim_expired_nodes(at(t0, 29)).await.unwrap(), 0);
-    assert!(f.store.renew_node(node, at(t0, 20), LEASE).await.unwrap(), "renewed until t0+50");
-    assert_eq!(f.store.reclaim_expired_nodes(at(t0, 49)).await.unwrap(), 0, "a renewing node keeps its calls");
-    assert_eq!(f.state(&call).await, ExecutionState::Running);
-
-    assert_eq!(f.store.reclaim_expired_nodes(at(t0, 50)).await.unwrap(), 1);
+    f.store.release_node(node).await.unwrap();
+    assert_eq!(f.store.reclaim_expired_nodes().await.unwrap(), 1);
     assert_eq!(f.state(&call).await, ExecutionState::ReconcileRequired);
-    assert_eq!(f.store.reclaim_expired_nodes(at(t0, 60)).await.unwrap(), 0, "once");
-    assert!(!f.store.renew_node(node, at(t0, 51), LEASE).await.unwrap(), "the node learns it lost its lease");
-    let finish = Finish::Capture { reported: Micros(1), receipt_id: "r".into(), status: 200, body: b"{}".to_vec() };
-    let late = f.store.finish_execution(&call, finish, at(t0, 52)).await;
-    assert!(matches!(late, Err(StoreError::Refused(Refusal::ExecutionState { .. }))), "{late:?}");
+    assert!(!f.store.renew_node(node, LEASE).await.unwrap());
+    let clock = f.store.database_clock().await.unwrap();
+    assert!((clock - OffsetDateTime::now_utc()).abs() < Duration::seconds(5), "the database's clock: {clock}");
+}
 
-    // A call the reclaimed node began before it noticed is reclaimed at the next sweep.
-    let stray = f.begin(node, at(t0, 53)).await;
-    assert_eq!(f.store.reclaim_expired_nodes(at(t0, 54)).await.unwrap(), 1);
-    assert_eq!(f.state(&stray).await, ExecutionState::ReconcileRequired);
+/// A running call whose outcome cannot be recorded becomes `reconcile_required`, its hold
+/// kept for an operator; one that ended is left alone.
+#[tokio::test]
+async fn a_call_whose_outcome_cannot_be_recorded_waits_for_an_operator() {
+    let mut f = fixture().await;
+    let t0 = OffsetDateTime::now_utc();
+    let node = f.store.register_node("a:1", t0, LEASE).await.unwrap();
+    let call = f.begin(node, t0).await;
+    assert!(f.store.require_reconcile(&call.execution.public_id).await.unwrap());
+    assert_eq!(f.state(&call).await, ExecutionState::ReconcileRequired);
+    assert!(!f.store.require_reconcile(&call.execution.public_id).await.unwrap(), "once");
+    let account = f.store.account_by_login("acme").await.unwrap().unwrap();
+    assert_eq!(account.held, call.execution.hold, "the hold is kept");
+    assert!(f.store.verify_ledger().await.unwrap().is_empty());
 }
 
 /// SQLite has one process per database (the data dir's lock), so a node that registers proves
@@ -145,14 +193,14 @@ async fn a_new_node_ends_older_leases_only_where_one_process_owns_the_database()
     let second = f.store.register_node("a:2", at(t0, 1), LEASE).await.unwrap();
     assert_ne!(first, second);
     let kept = f.begin(second, at(t0, 2)).await;
-    let reclaimed = f.store.reclaim_expired_nodes(at(t0, 2)).await.unwrap();
+    let reclaimed = f.store.reclaim_expired_nodes().await.unwrap();
     if matches!(f.database, Database::Sqlite(_)) {
         assert_eq!(reclaimed, 1, "long before the old lease ran out");
         assert_eq!(f.state(&older).await, ExecutionState::ReconcileRequired);
     } else {
         assert_eq!(reclaimed, 0, "the first node's lease still runs");
         assert_eq!(f.state(&older).await, ExecutionState::Running);
-        assert!(f.store.renew_node(first, at(t0, 3), LEASE).await.unwrap(), "and it keeps renewing");
+        assert!(f.store.renew_node(first, LEASE).await.unwrap(), "and it keeps renewing");
     }
     assert_eq!(f.state(&kept).await, ExecutionState::Running);
     assert!(f.store.verify_ledger().await.unwrap().is_empty());
@@ -302,7 +350,9 @@ async fn a_finish_after_an_operators_decision_is_refused_even_for_a_zero_capture
         retain_until: at(t0, 3600),
     };
     let calls = [(f.begin(node, t0).await, zero), (f.begin(node, t0).await, Reconcile::Void)];
-    assert_eq!(f.store.reclaim_expired_nodes(at(t0, 30)).await.unwrap(), 2);
+    // The lease's end, fast-forwarded (leases follow the database's clock).
+    f.store.release_node(node).await.unwrap();
+    assert_eq!(f.store.reclaim_expired_nodes().await.unwrap(), 2);
     for (call, decision) in calls {
         let decided =
             f.store.reconcile_execution(&call.execution.public_id, decision, ctx.clone(), None).await.unwrap();

@@ -201,10 +201,14 @@ impl World {
                 // The process died; once its lease ran out, the next one registers and reclaims
                 // (on SQLite registering alone proves it gone; on a shared database only the
                 // lease's end does).
+                // Leases follow the database's clock: the dead node's running out is
+                // fast-forwarded by ending it.
                 self.crashes += 1;
                 let later = now() + (LEASE + time::Duration::seconds(1)) * self.crashes;
+                let dead = self.node;
                 self.node = self.store.register_node("props", later, LEASE).await.unwrap();
-                let marked = self.store.reclaim_expired_nodes(later).await.unwrap();
+                self.store.release_node(dead).await.unwrap();
+                let marked = self.store.reclaim_expired_nodes().await.unwrap();
                 assert_eq!(marked as usize, self.running.len());
                 self.interrupted.extend(self.running.drain(..).map(|(hold, account)| (hold.execution, account)));
             }

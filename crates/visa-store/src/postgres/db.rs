@@ -16,12 +16,14 @@ type BoxError = Box<dyn std::error::Error + Sync + Send>;
 /// A pooled connection with its prepared statements.
 pub(crate) struct Conn {
     pub client: postgres::Client,
+    /// The server process serving this connection (`pg_backend_pid()`).
+    pub backend_pid: i32,
     statements: HashMap<String, postgres::Statement>,
 }
 
 impl Conn {
     pub fn new(client: postgres::Client) -> Self {
-        Self { client, statements: HashMap::new() }
+        Self { client, backend_pid: 0, statements: HashMap::new() }
     }
 
     fn prepare(&mut self, sql: &str) -> Result<postgres::Statement, postgres::Error> {

@@ -9,10 +9,13 @@
 //! that broke: `Unavailable` (503, retryable). A broken connection is dropped and the next
 //! call opens a new one, so a node recovers by itself when the database returns.
 
+mod accounts;
 mod db;
 mod listener;
+mod pool;
 mod schema;
 mod tls;
+mod transaction;
 
 pub use tls::{Target, TlsMode};
 
@@ -20,9 +23,10 @@ use crate::metrics::StoreMetrics;
 use crate::sql::{Db, Engine, Isolation, SqlStore};
 use crate::{Durability, StoreError, StoreResult};
 use async_trait::async_trait;
-use db::{Conn, PgDb, is_retryable};
+use db::{Conn, PgDb};
+use pool::Pool;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The store over PostgreSQL: the shared SQL on this engine.
 pub type PostgresStore = SqlStore<PgEngine>;
@@ -31,69 +35,15 @@ pub type PostgresStore = SqlStore<PgEngine>;
 pub const DEFAULT_POOL_SIZE: usize = 16;
 /// How long a call waits for a pooled connection before it answers unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How many times a transaction that hit a serialization failure or a deadlock is run.
-const ATTEMPTS: u32 = 8;
 
 pub struct PgEngine {
     pool: Arc<Pool>,
+    /// The node's lease runs on a connection of its own, outside the pool's permits.
+    lease: Arc<Mutex<Option<Conn>>>,
     auth_changes: Arc<tokio::sync::Notify>,
     permits: Arc<tokio::sync::Semaphore>,
+    accounts: accounts::AccountLimits,
     metrics: StoreMetrics,
-}
-
-struct Pool {
-    target: Target,
-    tls: tokio_postgres_rustls::MakeRustlsConnect,
-    idle: Mutex<Vec<Conn>>,
-}
-
-impl Pool {
-    fn new(url: &str) -> StoreResult<Self> {
-        let mut target = Target::parse(url)?;
-        target.config.connect_timeout(CONNECT_TIMEOUT);
-        let tls = target.connector()?;
-        Ok(Self { target, tls, idle: Mutex::default() })
-    }
-
-    fn connect(&self) -> StoreResult<Conn> {
-        let client = match self.target.mode {
-            TlsMode::Disable => self.target.config.connect(postgres::NoTls),
-            _ => self.target.config.connect(self.tls.clone()),
-        }
-        .map_err(map_pg_error)?;
-        let mut conn = Conn::new(client);
-        // A row or table lock held elsewhere (a stuck transaction, a migration) makes a call
-        // give up as unavailable after this long instead of hanging (SQLite's busy timeout).
-        conn.client.batch_execute("SET synchronous_commit = on; SET lock_timeout = '2s'").map_err(map_pg_error)?;
-        Ok(conn)
-    }
-
-    /// Runs `work` on an idle connection (or a new one); keeps the connection unless it broke.
-    fn with_conn<R>(&self, work: impl FnOnce(&mut Conn) -> StoreResult<R>) -> StoreResult<R> {
-        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut conn = match pooled {
-            Some(conn) if !conn.client.is_closed() => conn,
-            _ => self.connect()?,
-        };
-        let result = work(&mut conn);
-        if !conn.client.is_closed() {
-            self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
-        }
-        result
-    }
-}
-
-impl Drop for Pool {
-    /// Closing a blocking client runs a runtime of its own, which must not happen on an async
-    /// runtime's thread (where a store is usually dropped): the idle connections close on a
-    /// thread of their own.
-    fn drop(&mut self) {
-        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|e| e.into_inner()));
-        if !idle.is_empty() {
-            std::thread::spawn(move || drop(idle));
-        }
-    }
 }
 
 impl PgEngine {
@@ -101,14 +51,22 @@ impl PgEngine {
     /// node gets there first). Blocks: call it outside an async context, or on a side thread.
     pub fn open(url: &str, pool_size: usize) -> StoreResult<Self> {
         let pool = Pool::new(url)?;
-        pool.with_conn(|conn| schema::migrate(&mut conn.client))?;
+        pool.with_conn(|conn| {
+            // However long a migration of a large database takes.
+            conn.client.batch_execute("SET statement_timeout = 0").map_err(map_pg_error)?;
+            schema::migrate(&mut conn.client)?;
+            conn.client.batch_execute("RESET statement_timeout").map_err(map_pg_error)
+        })?;
         let pool = Arc::new(pool);
         let auth_changes = Arc::new(tokio::sync::Notify::new());
         listener::spawn(Arc::downgrade(&pool), auth_changes.clone());
+        let pool_size = pool_size.max(1);
         Ok(Self {
             pool,
+            lease: Arc::default(),
             auth_changes,
-            permits: Arc::new(tokio::sync::Semaphore::new(pool_size.max(1))),
+            permits: Arc::new(tokio::sync::Semaphore::new(pool_size)),
+            accounts: accounts::AccountLimits::new(pool_size),
             metrics: StoreMetrics::default(),
         })
     }
@@ -116,7 +74,11 @@ impl PgEngine {
     /// `ledger verify` without a server: one REPEATABLE READ, READ ONLY transaction (one
     /// snapshot), no migrations. Blocks, like `open`.
     pub fn verify_offline(url: &str) -> StoreResult<Vec<String>> {
-        Pool::new(url)?.with_conn(|conn| snapshot(conn, |db| crate::sql::money::verify(db)))
+        Pool::new(url)?.with_conn(|conn| {
+            // However long the audit of a large ledger takes.
+            conn.client.batch_execute("SET statement_timeout = 0").map_err(map_pg_error)?;
+            transaction::snapshot(conn, |db| crate::sql::money::verify(db))
+        })
     }
 
     /// Runs `work` on a pooled connection on the blocking pool, waiting at most
@@ -124,83 +86,36 @@ impl PgEngine {
     async fn run<R, F>(&self, work: F) -> StoreResult<R>
     where
         R: Send + 'static,
-        F: FnOnce(&mut Conn) -> StoreResult<R> + Send + 'static,
+        F: FnOnce(&Pool, &mut Conn) -> StoreResult<R> + Send + 'static,
     {
         let permit = tokio::time::timeout(ACQUIRE_TIMEOUT, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| StoreError::Unavailable("no database connection came free in time".into()))?
             .map_err(|_| StoreError::Unavailable("the connection pool is closed".into()))?;
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let _permit = permit;
-            pool.with_conn(work)
+            pool.with_conn(|conn| work(&pool, conn))
         })
         .await
-        .map_err(|_| StoreError::Internal("a database task failed".into()))?
     }
 }
 
-/// Runs `work` in one transaction at `isolation`, again (up to `ATTEMPTS` times, with a short
-/// growing pause) when it fails on a serialization failure or a deadlock.
-fn transaction<R>(
-    conn: &mut Conn,
-    isolation: Isolation,
-    work: &(dyn Fn(&dyn Db) -> StoreResult<R> + Sync),
-    metrics: &StoreMetrics,
-) -> StoreResult<R> {
-    let begin = match isolation {
-        Isolation::Locking => "BEGIN ISOLATION LEVEL READ COMMITTED",
-        Isolation::Serializable => "BEGIN ISOLATION LEVEL SERIALIZABLE",
-    };
-    let mut attempt = 1;
-    loop {
-        let started = Instant::now();
-        conn.client.batch_execute(begin).map_err(map_pg_error)?;
-        let (outcome, retryable) = {
-            let db = PgDb::new(conn);
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&db)))
-                .unwrap_or_else(|_| Err(StoreError::Internal("a store job panicked".into())));
-            (outcome, db.retryable())
-        };
-        let failure = match outcome {
-            Ok(value) => match timed(|| conn.client.batch_execute("COMMIT")) {
-                (Ok(()), commit) => {
-                    // The COMMIT's round trip is the WAL flush on the primary.
-                    metrics.made_durable(commit);
-                    metrics.committed(started.elapsed(), 1);
-                    return Ok(value);
-                }
-                (Err(e), _) if is_retryable(&e) => map_pg_error(e),
-                (Err(e), _) => return Err(map_pg_error(e)),
-            },
-            Err(e) => {
-                let _ = conn.client.batch_execute("ROLLBACK");
-                if !retryable {
-                    return Err(e);
-                }
-                e
-            }
-        };
-        if attempt >= ATTEMPTS {
-            return Err(failure);
+impl Drop for PgEngine {
+    /// The lease's connection closes on a thread of its own, like the pool's (`Pool::drop`).
+    fn drop(&mut self) {
+        if let Some(conn) = self.lease.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            std::thread::spawn(move || drop(conn));
         }
-        std::thread::sleep(Duration::from_millis(u64::from(attempt * attempt)));
-        attempt += 1;
     }
 }
 
-fn timed<R>(work: impl FnOnce() -> R) -> (R, Duration) {
-    let started = Instant::now();
-    let result = work();
-    (result, started.elapsed())
-}
-
-/// Runs `work` in one read-only snapshot.
-fn snapshot<R>(conn: &mut Conn, work: impl FnOnce(&dyn Db) -> StoreResult<R>) -> StoreResult<R> {
-    conn.client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").map_err(map_pg_error)?;
-    let result = work(&PgDb::new(conn));
-    let _ = conn.client.batch_execute("COMMIT");
-    result
+/// Runs `work` on the blocking pool. A task that died (a panic in the driver) may have left
+/// its transaction in doubt: `Unavailable`, so the caller cleans up as after any outage.
+async fn blocking<R: Send + 'static>(work: impl FnOnce() -> StoreResult<R> + Send + 'static) -> StoreResult<R> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| StoreError::Unavailable("a database task failed; its outcome is unknown".into()))?
 }
 
 #[async_trait]
@@ -211,7 +126,7 @@ impl Engine for PgEngine {
         F: Fn(&dyn Db) -> StoreResult<R> + Send + Sync + 'static,
     {
         let metrics = self.metrics.clone();
-        self.run(move |conn| transaction(conn, isolation, &work, &metrics)).await
+        self.run(move |pool, conn| transaction::run(pool, conn, isolation, &work, &metrics)).await
     }
 
     async fn write_committed<R, F>(&self, isolation: Isolation, work: F) -> StoreResult<(R, Durability)>
@@ -223,12 +138,42 @@ impl Engine for PgEngine {
         Ok((self.write(isolation, work).await?, Durability::done()))
     }
 
+    async fn write_for_account<R, F>(&self, account: i64, work: F) -> StoreResult<(R, Durability)>
+    where
+        R: Send + 'static,
+        F: Fn(&dyn Db) -> StoreResult<R> + Send + Sync + 'static,
+    {
+        let _turn = self.accounts.acquire(account, ACQUIRE_TIMEOUT).await?;
+        self.write_committed(Isolation::Locking, work).await
+    }
+
+    async fn write_lease<R, F>(&self, work: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: Fn(&dyn Db) -> StoreResult<R> + Send + Sync + 'static,
+    {
+        let (pool, lease, metrics) = (self.pool.clone(), self.lease.clone(), self.metrics.clone());
+        blocking(move || {
+            let mut slot = lease.lock().unwrap_or_else(|e| e.into_inner());
+            let conn = match slot.take() {
+                Some(conn) if !conn.client.is_closed() => slot.insert(conn),
+                _ => slot.insert(pool.connect()?),
+            };
+            let result = transaction::run(&pool, conn, Isolation::Locking, &work, &metrics);
+            if conn.client.is_closed() {
+                *slot = None;
+            }
+            result
+        })
+        .await
+    }
+
     async fn read<R, F>(&self, work: F) -> StoreResult<R>
     where
         R: Send + 'static,
         F: FnOnce(&dyn Db) -> StoreResult<R> + Send + 'static,
     {
-        self.run(move |conn| work(&PgDb::new(conn))).await
+        self.run(move |_, conn| work(&PgDb::new(conn))).await
     }
 
     async fn snapshot<R, F>(&self, work: F) -> StoreResult<R>
@@ -236,7 +181,7 @@ impl Engine for PgEngine {
         R: Send + 'static,
         F: FnOnce(&dyn Db) -> StoreResult<R> + Send + 'static,
     {
-        self.run(move |conn| snapshot(conn, work)).await
+        self.run(move |_, conn| transaction::snapshot(conn, work)).await
     }
 
     fn metrics(&self) -> &StoreMetrics {
@@ -248,7 +193,7 @@ impl Engine for PgEngine {
     }
 
     async fn ready(&self) -> StoreResult<()> {
-        self.run(|conn| conn.client.batch_execute("SELECT 1").map_err(map_pg_error)).await
+        self.run(|_, conn| conn.client.batch_execute("SELECT 1").map_err(map_pg_error)).await
     }
 }
 
@@ -274,6 +219,8 @@ pub(crate) fn map_pg_error(e: postgres::Error) -> StoreError {
         "23" => StoreError::Conflict(message),
         // lock_timeout: the lock is held elsewhere; retrying may succeed.
         "55" if code.code() == "55P03" => StoreError::Unavailable(message),
+        // The session was ended for sitting idle in a transaction (this node stalled).
+        "25" if code.code() == "25P03" => StoreError::Unavailable(message),
         _ => StoreError::Internal(message),
     }
 }

@@ -89,14 +89,16 @@ pub(crate) fn credit_account(
     ctx: &AuditContext,
     request: Option<&OperatorRequest>,
 ) -> StoreResult<Account> {
+    if !conn.dialect().single_writer() {
+        // First, so that a retry sent while the first request runs waits for it and then finds
+        // its record (and replays it) instead of colliding with it; and the balance read for the
+        // audit entry is the one the credit adds to.
+        conn.query("SELECT id FROM accounts WHERE login = ?1 FOR UPDATE", params![login])?;
+    }
     if let Some(first) = operator_requests::replay(conn, request)? {
         let mut account = require_account(conn, login)?;
         (account.balance, account.held) = (Micros(first.balance_after), Micros(first.held_after));
         return Ok(account);
-    }
-    if !conn.dialect().single_writer() {
-        // The balance read for the audit entry is the one the credit adds to.
-        conn.query("SELECT id FROM accounts WHERE login = ?1 FOR UPDATE", params![login])?;
     }
     let before = require_account(conn, login)?;
     credit(conn, before.id, amount, ctx.now)?;

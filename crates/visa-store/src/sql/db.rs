@@ -47,6 +47,16 @@ impl Dialect {
     pub fn single_writer(self) -> bool {
         matches!(self, Dialect::Sqlite)
     }
+
+    /// The database's own clock in microseconds since the Unix epoch, as an SQL expression:
+    /// node leases are written and compared by it, so a node whose clock is wrong can neither
+    /// take a healthy node's calls nor keep its own past their lease.
+    pub fn clock(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)",
+            Dialect::Postgres => "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT",
+        }
+    }
 }
 
 /// A transaction (or a read) the shared SQL runs in.

@@ -18,6 +18,10 @@ pub enum Isolation {
     /// Anything else (control-plane changes that read, decide and write): SERIALIZABLE,
     /// retried when the database reports a conflict.
     Serializable,
+    /// A change to what authentication reads (it moves the one `auth_version` counter):
+    /// SERIALIZABLE, after waiting its turn behind every other such change, so that concurrent
+    /// changes queue instead of failing on the counter.
+    CredentialChange,
 }
 
 #[async_trait]
@@ -27,6 +31,27 @@ pub trait Engine: Send + Sync + 'static {
     where
         R: Send + 'static,
         F: Fn(&dyn Db) -> StoreResult<R> + Send + Sync + 'static;
+    /// A money-path write (`Isolation::Locking`) for `account`. A backend whose writers run
+    /// concurrently bounds how many connections one account's calls may hold, so calls that
+    /// queue on one account's row locks cannot take the connections every other account needs.
+    async fn write_for_account<R, F>(&self, account: i64, work: F) -> StoreResult<(R, Durability)>
+    where
+        R: Send + 'static,
+        F: Fn(&dyn Db) -> StoreResult<R> + Send + Sync + 'static,
+    {
+        let _ = account;
+        self.write_committed(Isolation::Locking, work).await
+    }
+    /// The node's lease (register, renew, release, reclaim), at `Isolation::Locking`. A backend
+    /// with a pool keeps a connection for it, so a node whose calls hold every pooled connection
+    /// still renews its lease.
+    async fn write_lease<R, F>(&self, work: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: Fn(&dyn Db) -> StoreResult<R> + Send + Sync + 'static,
+    {
+        self.write(Isolation::Locking, work).await
+    }
     /// Like `write`, but answers as soon as the transaction commits (visible to every later
     /// one), with what resolves once it is durable.
     async fn write_committed<R, F>(&self, isolation: Isolation, work: F) -> StoreResult<(R, Durability)>

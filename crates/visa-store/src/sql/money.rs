@@ -236,9 +236,18 @@ fn lock_for_hold(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<()> {
     if conn.dialect().single_writer() {
         return Ok(());
     }
-    let locked = conn.query("SELECT key_id FROM key_spend WHERE key_id = ?1 FOR UPDATE", params![start.key_id])?;
-    if locked.is_empty() {
-        return Err(StoreError::NotFound);
+    // With the lock, whether this node's lease is live by the database's clock: a node that
+    // stalled past its lease (and may have been reclaimed) starts nothing under it.
+    let sql = format!(
+        "SELECT ks.key_id, EXISTS (SELECT 1 FROM nodes n WHERE n.id = ?2 AND n.reclaimed_at IS NULL \
+         AND n.lease_expires_at > {}) FROM key_spend ks WHERE ks.key_id = ?1 FOR UPDATE",
+        conn.dialect().clock()
+    );
+    let live: Option<bool> = conn.query_row(&sql, params![start.key_id, start.node.0], |r| r.get(1))?;
+    match live {
+        None => return Err(StoreError::NotFound),
+        Some(false) => return Err(StoreError::Refused(Refusal::NodeLeaseLost)),
+        Some(true) => {}
     }
     if !start.sandbox {
         conn.query("SELECT id FROM accounts WHERE id = ?1 FOR UPDATE", params![start.account_id])?;
@@ -470,6 +479,12 @@ pub(crate) fn finish(
 ) -> StoreResult<ExecutionRecord> {
     let running = ExecutionRecord { state: ExecutionState::Running, ..e.clone() };
     let refused = match conclude(conn, &running, finish, now) {
+        Err(StoreError::Refused(Refusal::ExecutionState { actual: "reconcile_required", .. })) => {
+            // Reclaimed while this node stalled past its lease, and no operator decided yet:
+            // the node that ran the call knows its outcome, so it ends it (the hold was kept).
+            let reclaimed = ExecutionRecord { state: ExecutionState::ReconcileRequired, ..e.clone() };
+            return conclude(conn, &reclaimed, finish, now);
+        }
         Err(StoreError::Refused(refused @ Refusal::ExecutionState { .. })) => refused,
         other => return other,
     };
@@ -516,6 +531,15 @@ pub(crate) fn abandon(conn: &dyn Db, public_id: &str, now: Timestamp) -> StoreRe
     };
     conclude(conn, &e, &Finish::VoidRetryable, now)?;
     Ok(true)
+}
+
+/// A running execution whose outcome cannot be recorded: an operator decides it (the hold stays).
+pub(crate) fn require_reconcile(conn: &dyn Db, public_id: &str) -> StoreResult<bool> {
+    let changed = conn.execute(
+        "UPDATE executions SET state = 'reconcile_required' WHERE public_id = ?1 AND state = 'running'",
+        params![public_id],
+    )?;
+    Ok(changed == 1)
 }
 
 /// Records the outcome first (it refuses an execution that already ended), then moves the money.
@@ -625,37 +649,70 @@ pub(crate) fn sweep_expired(
     Ok((records.len() + providers + operators) as u64)
 }
 
+/// Lease times are the database's clock (`Dialect::clock`) plus `lease`, never a node's own.
+fn lease_micros(lease: time::Duration) -> i64 {
+    i64::try_from(lease.whole_microseconds()).unwrap_or(i64::MAX)
+}
+
 pub(crate) fn register_node(conn: &dyn Db, name: &str, now: Timestamp, lease: time::Duration) -> StoreResult<NodeId> {
+    let clock = conn.dialect().clock();
     if conn.dialect().single_writer() {
         // One process per SQLite database (the data-dir lock): every earlier node is gone.
         conn.execute(
-            "UPDATE nodes SET lease_expires_at = CASE WHEN lease_expires_at < ?1 THEN lease_expires_at ELSE ?1 END \
-             WHERE reclaimed_at IS NULL",
-            params![to_db(now)],
+            &format!(
+                "UPDATE nodes SET lease_expires_at = CASE WHEN lease_expires_at < {clock} THEN lease_expires_at \
+                 ELSE {clock} END WHERE reclaimed_at IS NULL"
+            ),
+            params![],
         )?;
     }
     conn.insert(
-        "INSERT INTO nodes (name, started_at, lease_expires_at) VALUES (?1, ?2, ?3) RETURNING id",
-        params![name, to_db(now), to_db(now + lease)],
+        &format!("INSERT INTO nodes (name, started_at, lease_expires_at) VALUES (?1, ?2, {clock} + ?3) RETURNING id"),
+        params![name, to_db(now), lease_micros(lease)],
     )
     .map(NodeId)
 }
 
-pub(crate) fn renew_node(conn: &dyn Db, node: NodeId, now: Timestamp, lease: time::Duration) -> StoreResult<bool> {
+pub(crate) fn renew_node(conn: &dyn Db, node: NodeId, lease: time::Duration) -> StoreResult<bool> {
+    let clock = conn.dialect().clock();
     let renewed = conn.execute(
-        "UPDATE nodes SET lease_expires_at = ?2 WHERE id = ?1 AND reclaimed_at IS NULL AND lease_expires_at > ?3",
-        params![node.0, to_db(now + lease), to_db(now)],
+        &format!(
+            "UPDATE nodes SET lease_expires_at = {clock} + ?2 \
+             WHERE id = ?1 AND reclaimed_at IS NULL AND lease_expires_at > {clock}"
+        ),
+        params![node.0, lease_micros(lease)],
     )?;
     Ok(renewed == 1)
 }
 
-pub(crate) fn reclaim_expired_nodes(conn: &dyn Db, now: Timestamp) -> StoreResult<u64> {
-    let now = to_db(now);
+/// Ends a node's lease now (a node that stopped cleanly, its calls drained).
+pub(crate) fn release_node(conn: &dyn Db, node: NodeId) -> StoreResult<()> {
+    let clock = conn.dialect().clock();
     conn.execute(
-        "UPDATE nodes SET reclaimed_at = ?1 WHERE reclaimed_at IS NULL AND lease_expires_at <= ?1",
-        params![now],
+        &format!(
+            "UPDATE nodes SET lease_expires_at = {clock} WHERE id = ?1 AND reclaimed_at IS NULL \
+             AND lease_expires_at > {clock}"
+        ),
+        params![node.0],
+    )
+    .map(drop)
+}
+
+/// The database's clock.
+pub(crate) fn database_clock(conn: &dyn Db) -> StoreResult<Timestamp> {
+    let sql = format!("SELECT {}", conn.dialect().clock());
+    let micros: Option<i64> = conn.query_row(&sql, params![], |r| r.get(0))?;
+    micros.map(from_db).ok_or_else(|| StoreError::Internal("the database has no clock".into()))
+}
+
+pub(crate) fn reclaim_expired_nodes(conn: &dyn Db) -> StoreResult<u64> {
+    let clock = conn.dialect().clock();
+    conn.execute(
+        &format!("UPDATE nodes SET reclaimed_at = {clock} WHERE reclaimed_at IS NULL AND lease_expires_at <= {clock}"),
+        params![],
     )?;
-    // Also calls a reclaimed node began before it learnt it was reclaimed.
+    // Also calls a reclaimed node began before it learnt it was reclaimed (a begin checks
+    // that its node is live, but the reclaim may commit between that check and its commit).
     conn.execute(
         "UPDATE executions SET state = 'reconcile_required' WHERE state = 'running' AND \
          (node_id IS NULL OR node_id IN (SELECT id FROM nodes WHERE reclaimed_at IS NOT NULL))",

@@ -36,6 +36,15 @@ impl<E: Engine> SqlStore<E> {
         self.engine.write(Isolation::Serializable, work).await
     }
 
+    /// A change to keys or to what authentication reads: they queue, cluster-wide, for their turn.
+    async fn write_credentials<R, F>(&self, work: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: Fn(&dyn Db) -> StoreResult<R> + Send + Sync + 'static,
+    {
+        self.engine.write(Isolation::CredentialChange, work).await
+    }
+
     /// A money-path change: it locks what it reads (see `money`).
     async fn write_locking<R, F>(&self, work: F) -> StoreResult<R>
     where
@@ -67,7 +76,7 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn set_account_approved(&self, login: &str, approved: bool, ctx: AuditContext) -> StoreResult<Account> {
         let login = login.to_owned();
-        self.write(move |conn| accounts::set_approved(conn, &login, approved, &ctx)).await
+        self.write_credentials(move |conn| accounts::set_approved(conn, &login, approved, &ctx)).await
     }
 
     async fn credit_account(
@@ -192,7 +201,7 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn create_key(&self, new: NewKey, ctx: AuditContext) -> StoreResult<KeyRecord> {
-        self.write(move |conn| keys::create(conn, &new, &ctx)).await
+        self.write_credentials(move |conn| keys::create(conn, &new, &ctx)).await
     }
 
     async fn get_key(&self, account_id: i64, key_id: i64) -> StoreResult<Option<KeyRecord>> {
@@ -210,7 +219,7 @@ impl<E: Engine> Store for SqlStore<E> {
         patch: KeyPatch,
         ctx: AuditContext,
     ) -> StoreResult<KeyRecord> {
-        self.write(move |conn| keys::update(conn, account_id, key_id, &patch, &ctx)).await
+        self.write_credentials(move |conn| keys::update(conn, account_id, key_id, &patch, &ctx)).await
     }
 
     async fn revoke_key(
@@ -220,7 +229,7 @@ impl<E: Engine> Store for SqlStore<E> {
         cause: RevokeCause,
         ctx: AuditContext,
     ) -> StoreResult<KeyRecord> {
-        self.write(move |conn| keys::revoke(conn, account_id, key_id, cause, &ctx)).await
+        self.write_credentials(move |conn| keys::revoke(conn, account_id, key_id, cause, &ctx)).await
     }
 
     async fn revoke_secret(
@@ -230,7 +239,7 @@ impl<E: Engine> Store for SqlStore<E> {
         secret_id: i64,
         ctx: AuditContext,
     ) -> StoreResult<KeyRecord> {
-        self.write(move |conn| keys::revoke_secret(conn, account_id, key_id, secret_id, &ctx)).await
+        self.write_credentials(move |conn| keys::revoke_secret(conn, account_id, key_id, secret_id, &ctx)).await
     }
 
     async fn rotate_key(
@@ -240,7 +249,7 @@ impl<E: Engine> Store for SqlStore<E> {
         rotation: Rotation,
         ctx: AuditContext,
     ) -> StoreResult<KeyRecord> {
-        self.write(move |conn| keys::rotate(conn, account_id, key_id, &rotation, &ctx)).await
+        self.write_credentials(move |conn| keys::rotate(conn, account_id, key_id, &rotation, &ctx)).await
     }
 
     async fn key_by_secret(&self, hash: SecretHash) -> StoreResult<Option<AuthRecord>> {
@@ -305,8 +314,8 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn begin_execution(&self, start: ExecutionStart) -> StoreResult<BeginOutcome> {
-        let (outcome, durable) =
-            self.engine.write_committed(Isolation::Locking, move |conn| money::begin(conn, &start)).await?;
+        let account = start.account_id;
+        let (outcome, durable) = self.engine.write_for_account(account, move |conn| money::begin(conn, &start)).await?;
         if matches!(outcome, BeginOutcome::Started(_)) {
             return Ok(outcome.map_started(|execution| Hold::new(execution, durable)));
         }
@@ -316,7 +325,13 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn finish_execution(&self, hold: &Hold, finish: Finish, now: Timestamp) -> StoreResult<ExecutionRecord> {
         let execution = hold.execution.clone();
-        let finished = self.write_locking(move |conn| money::finish(conn, &execution, &finish, now)).await;
+        let account = execution.account_id;
+        let finished =
+            self.engine.write_for_account(account, move |conn| money::finish(conn, &execution, &finish, now)).await;
+        let finished = match finished {
+            Ok((finished, durable)) => durable.wait().await.map(|()| finished),
+            Err(e) => Err(e),
+        };
         // Resolved long before (the hold's fsync ran first); a failed one taints what followed.
         let held = hold.durable().await;
         held.and(finished)
@@ -342,15 +357,28 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn register_node(&self, name: &str, now: Timestamp, lease: time::Duration) -> StoreResult<NodeId> {
         let name = name.to_owned();
-        self.write_locking(move |conn| money::register_node(conn, &name, now, lease)).await
+        self.engine.write_lease(move |conn| money::register_node(conn, &name, now, lease)).await
     }
 
-    async fn renew_node(&self, node: NodeId, now: Timestamp, lease: time::Duration) -> StoreResult<bool> {
-        self.write_locking(move |conn| money::renew_node(conn, node, now, lease)).await
+    async fn renew_node(&self, node: NodeId, lease: time::Duration) -> StoreResult<bool> {
+        self.engine.write_lease(move |conn| money::renew_node(conn, node, lease)).await
     }
 
-    async fn reclaim_expired_nodes(&self, now: Timestamp) -> StoreResult<u64> {
-        self.write_locking(move |conn| money::reclaim_expired_nodes(conn, now)).await
+    async fn release_node(&self, node: NodeId) -> StoreResult<()> {
+        self.engine.write_lease(move |conn| money::release_node(conn, node)).await
+    }
+
+    async fn reclaim_expired_nodes(&self) -> StoreResult<u64> {
+        self.engine.write_lease(money::reclaim_expired_nodes).await
+    }
+
+    async fn database_clock(&self) -> StoreResult<Timestamp> {
+        self.read(money::database_clock).await
+    }
+
+    async fn require_reconcile(&self, public_id: &str) -> StoreResult<bool> {
+        let public_id = public_id.to_owned();
+        self.write_locking(move |conn| money::require_reconcile(conn, &public_id)).await
     }
 
     async fn reconcile_execution(
