@@ -348,7 +348,7 @@ async fn the_nodes_sweep_voids_a_running_call_no_task_tracks() {
         tool: "echo".into(),
         hold: visa_core::money::Micros(CENT),
         rate_limit_per_second: 1_000_000,
-        rate_clock: time::OffsetDateTime::now_utc(),
+        rate_clock: visa_store::RateClock::Database,
         sandbox: false,
         now,
         day_number: now.unix_timestamp().div_euclid(86_400),

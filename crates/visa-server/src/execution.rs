@@ -140,7 +140,7 @@ pub fn prepare(
         tool: tool.id.clone(),
         hold,
         rate_limit_per_second: key.key.policy.rate_limit_per_second,
-        rate_clock: time::OffsetDateTime::now_utc(),
+        rate_clock: visa_store::RateClock::Database,
         sandbox,
         now,
         day_number: utc_day_number(now),

@@ -9,8 +9,8 @@
 //! runs before every paid call, and the store checks again in the hold's own transaction.
 
 use crate::state::SharedState;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use visa_store::{NodeId, Store, StoreResult};

@@ -383,6 +383,17 @@ impl ExecutionRecord {
     }
 }
 
+/// The clock a key's rate limit counts in. Every node's calls move one rate-limit state, so
+/// they must read one clock: the database's, whose own clock no node's error can move (a node
+/// a minute fast would otherwise leave the key refused on every other node for that minute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateClock {
+    /// The database's clock, read in the hold's transaction.
+    Database,
+    /// A given instant (a test that steps the rate limit through time).
+    At(Timestamp),
+}
+
 /// Everything needed to record an Idempotency-Key and place a hold, atomically.
 #[derive(Debug, Clone)]
 pub struct ExecutionStart {
@@ -403,9 +414,8 @@ pub struct ExecutionStart {
     pub hold: Micros,
     /// The key's request rate, as authenticated (`rules::RateWindow`).
     pub rate_limit_per_second: u32,
-    /// Wall-clock time the rate limit counts in, shared by every node (`now` may be a test's
-    /// manual clock).
-    pub rate_clock: Timestamp,
+    /// The clock the rate limit counts in, one for every node.
+    pub rate_clock: RateClock,
     pub sandbox: bool,
     pub now: Timestamp,
     /// UTC day number of `now`; the hold counts on this day or the key's latest, if later.

@@ -94,7 +94,7 @@ impl Fixture {
             tool: "echo".into(),
             hold: Micros(10_000),
             rate_limit_per_second: 1_000_000,
-            rate_clock: OffsetDateTime::UNIX_EPOCH,
+            rate_clock: RateClock::At(OffsetDateTime::UNIX_EPOCH),
             sandbox: false,
             now,
             day_number: now.unix_timestamp().div_euclid(86_400),
@@ -259,7 +259,7 @@ async fn the_rate_limit_is_one_budget_for_every_node() {
     let clock = OffsetDateTime::UNIX_EPOCH + Duration::days(60);
     let start = |n: u8, clock: OffsetDateTime| {
         let mut start = Fixture::start_of(f.account, f.key, f.secret, node, t0, [n; 16]);
-        (start.rate_limit_per_second, start.rate_clock) = (10, clock);
+        (start.rate_limit_per_second, start.rate_clock) = (10, RateClock::At(clock));
         start
     };
     let racers = (0..40u8).map(|n| {

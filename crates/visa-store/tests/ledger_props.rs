@@ -281,7 +281,7 @@ impl World {
             tool: "echo".into(),
             hold: Micros(hold_cents * MICROS_PER_CENT),
             rate_limit_per_second: 1_000_000,
-            rate_clock: time::OffsetDateTime::UNIX_EPOCH,
+            rate_clock: RateClock::At(time::OffsetDateTime::UNIX_EPOCH),
             sandbox,
             now: now(),
             day_number: self.day,

@@ -38,7 +38,9 @@ impl AccountLimits {
         };
         let mut turn = Turn { account, semaphore: semaphore.clone(), permit: None, turns: self.turns.clone() };
         let permit = tokio::time::timeout(patience, semaphore.acquire_owned()).await.map_err(|_| {
-            StoreError::Unavailable("this account's calls are queued on its locks in the database; retry shortly".into())
+            StoreError::Unavailable(
+                "this account's calls are queued on its locks in the database; retry shortly".into(),
+            )
         })?;
         turn.permit = Some(permit.map_err(|_| StoreError::Unavailable("the connection pool is closed".into()))?);
         Ok(turn)

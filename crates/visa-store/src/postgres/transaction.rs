@@ -146,7 +146,9 @@ fn resolve_doubt(pool: &Pool, xid: i64, pid: i32) -> StoreResult<()> {
                 return Ok(());
             }
             Ok(Some("aborted") | None) => {
-                return Err(StoreError::Unavailable("the connection to the database broke; nothing was recorded".into()));
+                return Err(StoreError::Unavailable(
+                    "the connection to the database broke; nothing was recorded".into(),
+                ));
             }
             Ok(_) | Err(_) if started.elapsed() < DOUBT_LIMIT => std::thread::sleep(DOUBT_POLL),
             Ok(_) | Err(_) => {

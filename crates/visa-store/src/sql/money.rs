@@ -11,7 +11,7 @@
 //! says why each invariant holds.
 
 use super::audit;
-use super::db::{Db, Row, corrupt, params};
+use super::db::{Db, Dialect, Row, corrupt, params};
 use super::{from_db, to_db};
 use crate::audit::execution_snapshot;
 use crate::model::*;
@@ -158,6 +158,8 @@ struct HoldState {
     /// The request hash of a provider request (a queue submission an earlier attempt left to
     /// resume) that the Idempotency-Key still names.
     resumable_request: Option<Vec<u8>>,
+    /// The database's clock (`RateClock::Database`).
+    database_clock: i64,
 }
 
 impl HoldState {
@@ -168,15 +170,28 @@ impl HoldState {
     }
 }
 
+/// The hold's one read, with the database's clock (`Dialect::clock`) last.
+static HOLD_STATE_SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+    [Dialect::Sqlite, Dialect::Postgres].map(|dialect| HOLD_STATE_SELECT.replace("{clock}", dialect.clock()))
+});
+
 fn hold_state(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<HoldState> {
+    let sql = &HOLD_STATE_SQL[usize::from(conn.dialect() == Dialect::Postgres)];
     conn.query_row(
-        "SELECT k.revoked_at IS NOT NULL, \
+        sql,
+        params![start.key_id, start.secret_id, to_db(start.now), start.day_number, start.idempotency_key[..]],
+        |row| hold_state_from_row(row, start.key_id),
+    )?
+    .ok_or(StoreError::NotFound)
+}
+
+const HOLD_STATE_SELECT: &str = "SELECT k.revoked_at IS NOT NULL, \
                s.id IS NOT NULL AND s.revoked_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > ?3), \
                k.expires_at, k.read_only, k.tool_scope, k.allowed_tools, k.allowed_cidrs, a.approved, \
                k.daily_cap_cents, k.total_cap_cents, a.balance_micros - a.held_micros, \
                ks.latest_day, ks.spent_total_micros, ks.held_total_micros, \
                COALESCE(d.spent_micros, 0), COALESCE(d.held_micros, 0), ks.rate_tat_micros, \
-               r.execution_id, r.expires_at, e.request_hash, e.state, x.status, x.body, p.request_hash \
+               r.execution_id, r.expires_at, e.request_hash, e.state, x.status, x.body, p.request_hash, {clock} \
              FROM keys k JOIN key_spend ks ON ks.key_id = k.id JOIN accounts a ON a.id = k.account_id \
              LEFT JOIN key_secrets s ON s.id = ?2 AND s.key_id = k.id \
              LEFT JOIN key_days d ON d.key_id = k.id \
@@ -185,12 +200,7 @@ fn hold_state(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<HoldState> {
              LEFT JOIN executions e ON e.id = r.execution_id \
              LEFT JOIN execution_responses x ON x.execution_id = r.execution_id \
              LEFT JOIN provider_requests p ON p.key_id = k.id AND p.idempotency_key = ?5 AND p.expires_at > ?3 \
-             WHERE k.id = ?1",
-        params![start.key_id, start.secret_id, to_db(start.now), start.day_number, start.idempotency_key[..]],
-        |row| hold_state_from_row(row, start.key_id),
-    )?
-    .ok_or(StoreError::NotFound)
-}
+             WHERE k.id = ?1";
 
 fn hold_state_from_row(row: &Row, key_id: i64) -> StoreResult<HoldState> {
     let corrupt = |what: &str| StoreError::Internal(format!("key {key_id} has a corrupt {what}"));
@@ -224,6 +234,7 @@ fn hold_state_from_row(row: &Row, key_id: i64) -> StoreResult<HoldState> {
         rate_tat: row.get(16)?,
         recorded,
         resumable_request: row.get(23)?,
+        database_clock: row.get(24)?,
     })
 }
 
@@ -261,7 +272,11 @@ pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginO
     lock_for_hold(conn, start)?;
     let held = hold_state(conn, start)?;
     let window = rules::RateWindow::per_second(start.rate_limit_per_second);
-    let tat = match window.admit(held.rate_tat, to_db(start.rate_clock)) {
+    let rate_now = match start.rate_clock {
+        RateClock::Database => held.database_clock,
+        RateClock::At(at) => to_db(at),
+    };
+    let tat = match window.admit(held.rate_tat, rate_now) {
         Ok(tat) => tat,
         Err(retry_after) => return Ok(BeginOutcome::Refused(HoldRefusal::RateLimited { retry_after })),
     };
