@@ -394,6 +394,7 @@ impl Sim {
             92..=93 => self.sweep().await,
             83..=86 => self.reconcile().await,
             87..=88 => self.restart().await,
+            94..=95 => self.pause_past_the_lease().await,
             _ => self.begin_call(false).await,
         }
     }
@@ -717,7 +718,9 @@ impl Sim {
 
     async fn settle_pending(&mut self) {
         let Some(index) = self.pick_pending(true) else { return self.run_pending().await };
-        let expected = self.expected_outcome(&self.pending[index]);
+        let decided = !matches!(self.execs[self.pending[index].exec].state, ExecState::Running | ExecState::Reconcile);
+        // (A decided call's tool may not have reached its provider: no outcome to expect.)
+        let expected = if decided { Err((503, false)) } else { self.expected_outcome(&self.pending[index]) };
         let Pending { exec, running, outcome, provider, .. } = self.pending.swap_remove(index);
         let state = self.state.clone().unwrap();
         let answer = running.settle(&state, outcome.expect("ran")).await;
@@ -729,6 +732,19 @@ impl Sim {
             }
             Err(e) => (e.0.code.status(), e.body()),
         };
+        if decided {
+            // Reclaimed while its node slept past its lease, and decided by an operator before
+            // it woke: the operator's decision stands, the node's finish is refused — unless
+            // both voided (the same outcome: nothing charged, the key free for a retry).
+            let same_void = self.execs[exec].state == ExecState::Voided && body["retryable"] == json!(true);
+            if !same_void && (status != 503 || body["retryable"] != json!(false)) {
+                self.fail(format!("a finish after an operator's decision answered {status} {body}"));
+            }
+            return self.count("late finishes refused after an operator's decision");
+        }
+        if self.execs[exec].state == ExecState::Reconcile {
+            self.count("reclaimed calls finished by their node on waking");
+        }
         let hold = self.execs[exec].hold;
         match expected {
             Ok(reported) => {
@@ -975,6 +991,23 @@ impl Sim {
         self.count("retention sweeps");
     }
 
+    /// The node stalls past its lease (a pause, a frozen VM): its lease runs out (fast-forwarded
+    /// by ending it: leases follow the database's clock) and a live node reclaims its running
+    /// calls into `reconcile_required`. Then it wakes: its calls in flight carry on and finish
+    /// those no operator decided meanwhile; its next begin renews, or registers again.
+    async fn pause_past_the_lease(&mut self) {
+        let node = self.state().node.id();
+        self.state().store.release_node(node).await.unwrap();
+        let marked = self.state().store.reclaim_expired_nodes().await.unwrap();
+        let running: Vec<usize> =
+            (0..self.execs.len()).filter(|&i| self.execs[i].state == ExecState::Running).collect();
+        if marked as usize != running.len() {
+            self.fail(format!("a pause marked {marked} executions, the model has {} running", running.len()));
+        }
+        running.into_iter().for_each(|i| self.execs[i].state = ExecState::Reconcile);
+        self.count("pauses past the lease");
+    }
+
     /// A crash between any two durable steps: everything in flight is lost, the store reopens.
     /// The new process registers and reclaims once the dead one's lease ran out (on SQLite,
     /// registering alone proves it gone; on a shared database only the lease's end does).
@@ -1131,7 +1164,10 @@ async fn the_money_path_holds_under_random_histories() {
     lines.sort();
     println!("simulation: {} seeds x {steps} steps; {}", seeds.len(), lines.join(", "));
     // The run must have exercised what it claims to.
-    for needed in ["holds placed", "captures", "voids", "restarts", "reconciles", "clock moves", "RATE_LIMITED"] {
+    let needed = ["holds placed", "captures", "voids", "restarts", "reconciles", "clock moves", "RATE_LIMITED"];
+    for needed in
+        needed.into_iter().chain(["pauses past the lease", "reclaimed calls finished by their node on waking"])
+    {
         assert!(
             totals.get(needed).copied().unwrap_or(0) > 0 || seeds.len() < 4,
             "no {needed} in {} seeds",

@@ -10,6 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// At most this many: a stalled node's queued sessions each take the locks in turn and hold them
+/// for `idle_in_transaction_session_timeout`, so the other nodes wait that long per session.
+const MOST_PER_ACCOUNT: usize = 4;
+
 pub(super) struct AccountLimits {
     per_account: usize,
     turns: Arc<Mutex<HashMap<i64, Arc<Semaphore>>>>,
@@ -25,9 +29,9 @@ pub(super) struct Turn {
 }
 
 impl AccountLimits {
-    /// A quarter of the pool per account (at least one connection).
+    /// A quarter of the pool per account, between one and `MOST_PER_ACCOUNT` connections.
     pub fn new(pool_size: usize) -> Self {
-        Self { per_account: (pool_size / 4).max(1), turns: Arc::default() }
+        Self { per_account: (pool_size / 4).clamp(1, MOST_PER_ACCOUNT), turns: Arc::default() }
     }
 
     /// Waits (at most `patience`) for a turn of `account`.
