@@ -131,7 +131,7 @@ pub struct TcpProxy {
     target: String,
     down: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
-    armed: Arc<Mutex<Option<(Vec<u8>, CommitFault)>>>,
+    armed: Armed,
 }
 
 /// What happens to the first COMMIT sent on a connection after it sent `marker` (bytes of
@@ -144,6 +144,9 @@ pub enum CommitFault {
     /// …at once: it commits, and only its answer is lost.
     AnswerLost,
 }
+
+/// The armed fault: the marker that picks the connection, and what its COMMIT meets.
+type Armed = Arc<Mutex<Option<(Vec<u8>, CommitFault)>>>;
 
 /// The simple-query message `COMMIT` as the driver sends it.
 const COMMIT: &[u8] = b"Q\0\0\0\x0bCOMMIT\0";
@@ -206,11 +209,7 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
 }
 
 /// Node → database, watching for the armed marker and the COMMIT that follows it.
-fn forward_to_database(
-    mut client: TcpStream,
-    mut server: TcpStream,
-    armed: Arc<Mutex<Option<(Vec<u8>, CommitFault)>>>,
-) {
+fn forward_to_database(mut client: TcpStream, mut server: TcpStream, armed: Armed) {
     use std::io::{Read, Write};
     std::thread::spawn(move || {
         let mut marked = false;
