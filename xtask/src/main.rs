@@ -37,8 +37,8 @@ fn test(cargo_args: &[String]) -> Result<()> {
     install_missing()?;
     let venv = python_venv(&root)?;
     let postgres = Postgres::start()?;
-    let sqlite_pass = cargo_test(&root, cargo_args, &venv, &postgres.url, "sqlite");
-    let postgres_pass = cargo_test(&root, cargo_args, &venv, &postgres.url, "postgres");
+    let sqlite_pass = cargo_test(&root, cargo_args, &venv, &postgres, "sqlite");
+    let postgres_pass = cargo_test(&root, cargo_args, &venv, &postgres, "postgres");
     match (sqlite_pass, postgres_pass) {
         (Ok(()), Ok(())) => Ok(()),
         (sqlite, postgres) => Err(format!(
@@ -49,7 +49,7 @@ fn test(cargo_args: &[String]) -> Result<()> {
     }
 }
 
-fn cargo_test(root: &Path, args: &[String], venv: &Path, postgres_url: &str, backend: &str) -> Result<()> {
+fn cargo_test(root: &Path, args: &[String], venv: &Path, postgres: &Postgres, backend: &str) -> Result<()> {
     println!("xtask: cargo test --workspace on {backend}");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
@@ -57,7 +57,10 @@ fn cargo_test(root: &Path, args: &[String], venv: &Path, postgres_url: &str, bac
         .args(["test", "--workspace"])
         .args(args)
         .env("VISA_TEST_DATABASE", backend)
-        .env("VISA_TEST_POSTGRES_URL", postgres_url)
+        .env("VISA_TEST_POSTGRES_URL", &postgres.url)
+        // The fault suite restarts the server under load (test binaries run one at a time, and
+        // that suite's scenarios one after another, so no other test sees it).
+        .env("VISA_TEST_POSTGRES_RESTART", postgres.restart_command())
         .env("VISA_PYTHON_VENV", venv)
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
@@ -173,14 +176,30 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// `pg_ctl` on this cluster, run as its owner.
+    fn pg_ctl(&self) -> Vec<String> {
+        let pg_ctl = self.bin.join("pg_ctl").display().to_string();
+        let data = self.dir.path().join("data").display().to_string();
+        let owner =
+            if is_root() { vec!["runuser".into(), "-u".into(), "postgres".into(), "--".into()] } else { vec![] };
+        owner.into_iter().chain([pg_ctl, "-D".into(), data]).collect()
+    }
+
+    /// The command (words separated by spaces) that restarts the cluster, ending every session.
+    fn restart_command(&self) -> String {
+        let mut words = self.pg_ctl();
+        let log = self.dir.path().join("log").display().to_string();
+        words.extend(["-l".into(), log]);
+        words.extend(["-w", "-m", "fast", "restart"].map(String::from));
+        words.join(" ")
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let data = self.dir.path().join("data");
-        let pg_ctl = self.bin.join("pg_ctl");
-        let mut command = if is_root() { Command::new("runuser") } else { Command::new(&pg_ctl) };
-        if is_root() {
-            command.args(["-u", "postgres", "--"]).arg(&pg_ctl);
-        }
-        let _ = command.arg("-D").arg(data).args(["-m", "immediate", "stop"]).stdout(Stdio::null()).status();
+        let words = self.pg_ctl();
+        let _ =
+            Command::new(&words[0]).args(&words[1..]).args(["-m", "immediate", "stop"]).stdout(Stdio::null()).status();
     }
 }

@@ -1,8 +1,9 @@
 //! The faults every cluster meets, injected into real `visa-cli serve` processes sharing one
 //! PostgreSQL: a node stopped mid-transaction (SIGSTOP), clocks a minute off (libfaketime), a
 //! COMMIT whose answer comes late or never (a TCP proxy between the nodes and the database),
-//! every database session ended (`pg_terminate_backend`), a burst of key changes over both
-//! nodes, and rolling restarts under load. After each: every call got a final answer (callers
+//! every database session ended (`pg_terminate_backend`), PostgreSQL restarted, a burst of key
+//! changes over both nodes, concurrent retries of one operator credit, and rolling restarts
+//! under load. After each: every call got a final answer (callers
 //! retry what is retryable, with the same Idempotency-Key), none was "an operator must
 //! reconcile", nothing is left running or held, the ledger verifies, and acknowledged calls
 //! replay byte for byte. One scenario runs at a time, so the latencies measured are its own.
@@ -403,6 +404,43 @@ fn every_session_ended_under_load_loses_nothing() {
     let retried = log.lock().unwrap().iter().filter(|(_, answers)| answers.len() > 1).count();
     eprintln!("{ended} sessions ended; {calls} calls, {retried} needed a retry");
     cluster.settles_within(Duration::from_secs(10));
+    cluster.ledger_verifies();
+}
+
+/// PostgreSQL itself restarted (`pg_ctl restart -m fast`: every session ended, the server away
+/// for a moment) under load over both nodes: retryable failures only, every call succeeds on a
+/// retry, nothing stranded. The restart command comes from `cargo xtask test`, which owns the
+/// server; no other test runs meanwhile (test binaries run one at a time, and this suite's
+/// scenarios one after another).
+#[test]
+fn postgresql_restarted_under_load_loses_nothing() {
+    let _alone = alone();
+    let restart = std::env::var("VISA_TEST_POSTGRES_RESTART").unwrap_or_else(|_| {
+        panic!("restarting PostgreSQL needs VISA_TEST_POSTGRES_RESTART (the command): run `cargo xtask test`, which sets it")
+    });
+    let cluster = Cluster::start(2, false, 10);
+    let t = tenant(&cluster.nodes[0], "restarted", 10_000_000);
+    let urls = vec![cluster.url(0).to_owned(), cluster.url(1).to_owned()];
+    let stop = Arc::new(AtomicBool::new(false));
+    let log: Log = Log::default();
+    let threads = load(urls, t.key.clone(), 6, stop.clone(), log.clone());
+    std::thread::sleep(Duration::from_secs(1));
+    let words: Vec<&str> = restart.split_whitespace().collect();
+    let status = std::process::Command::new(words[0])
+        .args(&words[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{restart}: {status}");
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::SeqCst);
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    let calls = every_call_succeeded(&log, cluster.url(0), &t.key);
+    let retried = log.lock().unwrap().iter().filter(|(_, answers)| answers.len() > 1).count();
+    eprintln!("PostgreSQL restarted: {calls} calls, {retried} needed a retry");
+    assert!(retried > 0, "the restart was felt by the callers");
+    cluster.settles_within(Duration::from_secs(15));
     cluster.ledger_verifies();
 }
 

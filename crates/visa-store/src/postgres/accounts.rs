@@ -12,7 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// At most this many: a stalled node's queued sessions each take the locks in turn and hold them
 /// for `idle_in_transaction_session_timeout`, so the other nodes wait that long per session.
-const MOST_PER_ACCOUNT: usize = 4;
+const MOST_PER_ACCOUNT: usize = 3;
 
 pub(super) struct AccountLimits {
     per_account: usize,
@@ -74,9 +74,9 @@ mod tests {
     #[tokio::test]
     async fn one_account_takes_at_most_its_share_and_others_are_not_held_up() {
         let limits = super::AccountLimits::new(16);
-        let held: Vec<_> = take_turns(&limits, 7, 4).await;
-        let fifth = limits.acquire(7, Duration::from_millis(50)).await;
-        assert!(fifth.is_err(), "a fifth turn of one account waits");
+        let held: Vec<_> = take_turns(&limits, 7, 3).await;
+        let fourth = limits.acquire(7, Duration::from_millis(50)).await;
+        assert!(fourth.is_err(), "a fourth turn of one account waits");
         let other = limits.acquire(8, Duration::from_millis(50)).await;
         assert!(other.is_ok(), "another account's turn does not wait");
         drop(other);
