@@ -25,7 +25,7 @@ const MAX_BACKOFF: Duration = Duration::from_millis(250);
 /// server process is ended.
 const DOUBT_PATIENCE: Duration = Duration::from_secs(3);
 /// How long the outcome of such a transaction is sought at most (the database may be away).
-const DOUBT_LIMIT: Duration = Duration::from_secs(30);
+const DOUBT_LIMIT: Duration = Duration::from_secs(10);
 const DOUBT_POLL: Duration = Duration::from_millis(50);
 
 /// How each kind of transaction starts (one round trip, which also reads its id).
