@@ -100,6 +100,8 @@ enum ExecState {
 #[derive(Debug, Clone)]
 struct ExecModel {
     public_id: String,
+    /// The node that began it (0, or 1 where nodes share the database).
+    node: usize,
     key: usize,
     hold: i64,
     day: i64,
@@ -213,6 +215,8 @@ fn pick_provider(rng: &mut StdRng) -> Provider {
 /// A call that began: its model index and the run's outcome once it ran.
 struct Pending {
     exec: usize,
+    /// The node running it.
+    node: usize,
     running: Running,
     provider: Provider,
     outcome: Option<Result<ToolOutput, UpstreamFailure>>,
@@ -233,6 +237,9 @@ struct Sim {
     mock: MockProvider,
     config: ServeConfig,
     state: Option<Arc<AppState>>,
+    /// A second node on the same database (its own pool, lease and credential cache), where
+    /// nodes can share one (PostgreSQL); SQLite is one process per database.
+    other: Option<Arc<AppState>>,
     clock: Clock,
     preview: bool,
     accounts: Vec<AccountModel>,
@@ -246,6 +253,19 @@ struct Sim {
 impl Sim {
     fn state(&self) -> &AppState {
         self.state.as_ref().expect("running")
+    }
+
+    /// Node `n` (0, or 1 where there is a second).
+    fn node(&self, n: usize) -> Arc<AppState> {
+        match n {
+            0 => self.state.clone().expect("running"),
+            _ => self.other.clone().expect("a second node"),
+        }
+    }
+
+    /// Every node, each of which must forget what it cached about a change.
+    fn nodes(&self) -> Vec<Arc<AppState>> {
+        self.state.iter().chain(self.other.iter()).cloned().collect()
     }
 
     fn now(&self) -> OffsetDateTime {
@@ -289,6 +309,7 @@ impl Sim {
             mock,
             config,
             state: None,
+            other: None,
             clock,
             preview,
             accounts: vec![],
@@ -317,13 +338,19 @@ impl Sim {
         self.mock.calls() + self.mock.behaviour.fal_submits.load(Ordering::SeqCst)
     }
 
-    /// Opens the store and registers this process as a node at `at`.
+    /// Opens the store and registers this process as a node at `at`; where nodes can share
+    /// the database, a second node too, on a store of its own.
     async fn open(&mut self, at: OffsetDateTime) {
+        self.registered_at = at;
+        self.state = Some(self.open_node(at).await);
+        let shared = !matches!(self.database, Database::Sqlite(_));
+        self.other = if shared { Some(self.open_node(at).await) } else { None };
+    }
+
+    async fn open_node(&self, at: OffsetDateTime) -> Arc<AppState> {
         let store = store_for(&self.database);
         let node = visa_server::lease::Node::register(store.as_ref(), at, self.config.node_lease).await.unwrap();
-        self.registered_at = at;
-        let state = AppState::build(&self.config, store, "sim-operator-token", node).unwrap();
-        self.state = Some(Arc::new(state));
+        Arc::new(AppState::build(&self.config, store, "sim-operator-token", node).unwrap())
     }
 
     fn mode(&self) -> KeyMode {
@@ -460,7 +487,8 @@ impl Sim {
         let mut headers = HeaderMap::new();
         headers.insert("x-api-key", raw.parse().unwrap());
         let ip = IpAddr::from(CLIENT);
-        let state = self.state.clone().unwrap();
+        let node = if self.other.is_some() { self.rng.gen_range(0..2) } else { 0 };
+        let state = self.node(node);
         // Authentication and authorization see the key as it is now.
         let at_auth = self.expect_auth(key, &raw, tool);
         let authorized = match tool_key::authenticate(&state, &headers, ip).await {
@@ -514,7 +542,10 @@ impl Sim {
         match (expected, execution::begin(&state, call).await) {
             (Expect::Started, Begun::Started(running)) => {
                 self.count("holds placed");
-                self.started(key, idem, request, hold, prepared_at, *running, tool);
+                if node == 1 {
+                    self.count("holds placed by the second node");
+                }
+                self.started(node, key, idem, request, hold, prepared_at, *running, tool);
             }
             (expected, Begun::Started(running)) => self.fail(format!(
                 "key {key} {tool} idem {idem:x}: the model expected {expected:?}, the store started {}",
@@ -589,6 +620,7 @@ impl Sim {
     #[allow(clippy::too_many_arguments)]
     fn started(
         &mut self,
+        node: usize,
         key: usize,
         idem: u128,
         request: u64,
@@ -614,6 +646,7 @@ impl Sim {
         let exec = self.execs.len();
         self.execs.push(ExecModel {
             public_id: running.hold.execution.public_id.clone(),
+            node,
             key,
             hold,
             day,
@@ -625,6 +658,7 @@ impl Sim {
         let tool = tool.to_owned();
         self.pending.push(Pending {
             exec,
+            node,
             running,
             provider: Provider::Honest,
             outcome: None,
@@ -675,7 +709,7 @@ impl Sim {
         };
         self.script(provider);
         *self.mock.behaviour.last_body.lock().unwrap() = Value::Null;
-        let state = self.state.clone().unwrap();
+        let state = self.node(self.pending[index].node);
         let outcome = self.pending[index].running.run(&state).await;
         if matches!(provider, Provider::Hangs) && self.pending[index].tool == "images" {
             // The submission the call gave up on still runs to its end and stores its request
@@ -721,8 +755,8 @@ impl Sim {
         let decided = !matches!(self.execs[self.pending[index].exec].state, ExecState::Running | ExecState::Reconcile);
         // (A decided call's tool may not have reached its provider: no outcome to expect.)
         let expected = if decided { Err((503, false)) } else { self.expected_outcome(&self.pending[index]) };
-        let Pending { exec, running, outcome, provider, .. } = self.pending.swap_remove(index);
-        let state = self.state.clone().unwrap();
+        let Pending { exec, node, running, outcome, provider, .. } = self.pending.swap_remove(index);
+        let state = self.node(node);
         let answer = running.settle(&state, outcome.expect("ran")).await;
         let (status, body) = match answer {
             Ok(response) => {
@@ -808,7 +842,7 @@ impl Sim {
         let patch = KeyPatch { daily_cap_cents: Some(daily), total_cap_cents: Some(total), ..Default::default() };
         let account = self.accounts[k.account].id;
         self.state().store.update_key(account, k.id, patch, audit(self.now())).await.unwrap();
-        self.state().keys.invalidate_key(k.id);
+        self.nodes().iter().for_each(|node| node.keys.invalidate_key(k.id));
         let k = &mut self.keys[key];
         (k.daily_cap_cents, k.total_cap_cents) = (daily, total);
     }
@@ -840,7 +874,7 @@ impl Sim {
         let (account, id) = (self.accounts[self.keys[key].account].id, self.keys[key].id);
         let rotation = Rotation { secret, old_secrets_end: end };
         self.state().store.rotate_key(account, id, rotation, audit(now)).await.unwrap();
-        self.state().keys.invalidate_key(id);
+        self.nodes().iter().for_each(|node| node.keys.invalidate_key(id));
         for old in self.keys[key].secrets.iter_mut().filter(|s| !s.revoked) {
             if grace.is_zero() {
                 old.revoked = true;
@@ -861,7 +895,7 @@ impl Sim {
     async fn revoke_key(&mut self, key: usize) {
         let (account, id) = (self.accounts[self.keys[key].account].id, self.keys[key].id);
         self.state().store.revoke_key(account, id, RevokeCause::Requested, audit(self.now())).await.unwrap();
-        self.state().keys.invalidate_key(id);
+        self.nodes().iter().for_each(|node| node.keys.invalidate_key(id));
         self.keys[key].revoked = true;
     }
 
@@ -890,7 +924,7 @@ impl Sim {
         };
         let (account, id) = (self.accounts[k.account].id, k.id);
         self.state().store.update_key(account, id, patch, audit(self.now())).await.unwrap();
-        self.state().keys.invalidate_key(id);
+        self.nodes().iter().for_each(|node| node.keys.invalidate_key(id));
     }
 
     async fn toggle_policy(&mut self) {
@@ -918,7 +952,7 @@ impl Sim {
     async fn set_approval(&mut self, account: usize, approved: bool) {
         let login = self.accounts[account].login.clone();
         let changed = self.state().store.set_account_approved(&login, approved, audit(self.now())).await.unwrap();
-        self.state().keys.invalidate_account(changed.id);
+        self.nodes().iter().for_each(|node| node.keys.invalidate_account(changed.id));
         self.accounts[account].approved = approved;
     }
 
@@ -991,16 +1025,20 @@ impl Sim {
         self.count("retention sweeps");
     }
 
-    /// The node stalls past its lease (a pause, a frozen VM): its lease runs out (fast-forwarded
+    /// A node stalls past its lease (a pause, a frozen VM): its lease runs out (fast-forwarded
     /// by ending it: leases follow the database's clock) and a live node reclaims its running
-    /// calls into `reconcile_required`. Then it wakes: its calls in flight carry on and finish
+    /// calls into `reconcile_required` (only its own: the other node's calls run on). Then it wakes: its calls in flight carry on and finish
     /// those no operator decided meanwhile; its next begin renews, or registers again.
     async fn pause_past_the_lease(&mut self) {
-        let node = self.state().node.id();
-        self.state().store.release_node(node).await.unwrap();
-        let marked = self.state().store.reclaim_expired_nodes().await.unwrap();
-        let running: Vec<usize> =
-            (0..self.execs.len()).filter(|&i| self.execs[i].state == ExecState::Running).collect();
+        let paused = if self.other.is_some() { self.rng.gen_range(0..2) } else { 0 };
+        let sleeper = self.node(paused);
+        // The other node reclaims, where there is one; alone, the node itself does on waking.
+        let reclaimer = if self.other.is_some() { self.node(1 - paused) } else { sleeper.clone() };
+        sleeper.store.release_node(sleeper.node.id()).await.unwrap();
+        let marked = reclaimer.store.reclaim_expired_nodes().await.unwrap();
+        let running: Vec<usize> = (0..self.execs.len())
+            .filter(|&i| self.execs[i].state == ExecState::Running && self.execs[i].node == paused)
+            .collect();
         if marked as usize != running.len() {
             self.fail(format!("a pause marked {marked} executions, the model has {} running", running.len()));
         }
@@ -1014,13 +1052,16 @@ impl Sim {
     /// Leases follow the database's clock, which the simulation does not move: the dead
     /// process's lease running out is fast-forwarded by ending it.
     async fn restart(&mut self) {
-        let dead = self.state().node.id();
+        let dead: Vec<_> = self.nodes().iter().map(|node| node.node.id()).collect();
         self.pending.clear();
         self.state = None;
+        self.other = None;
         let lease = time::Duration::try_from(self.config.node_lease).unwrap();
         let later = self.now().max(self.registered_at) + lease + time::Duration::seconds(1);
         self.open(later).await;
-        self.state().store.release_node(dead).await.unwrap();
+        for node in dead {
+            self.state().store.release_node(node).await.unwrap();
+        }
         let marked = self.state().store.reclaim_expired_nodes().await.unwrap();
         let running: Vec<usize> =
             (0..self.execs.len()).filter(|&i| self.execs[i].state == ExecState::Running).collect();
