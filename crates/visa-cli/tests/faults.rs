@@ -14,7 +14,7 @@ use common::cluster::{Cluster, CommitFault};
 use common::*;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What the default catalog's `echo` charges.
@@ -129,6 +129,22 @@ fn every_call_succeeded(log: &Log, url: &str, key: &str) -> usize {
         }
     }
     log.len()
+}
+
+/// Stops the callers and checks what each got (`every_call_succeeded`): how many calls, and
+/// how many of them needed a retry.
+fn stop_load(
+    stop: &AtomicBool,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    log: &Log,
+    url: &str,
+    key: &str,
+) -> (usize, usize) {
+    stop.store(true, Ordering::SeqCst);
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    let calls = every_call_succeeded(log, url, key);
+    let retried = log.lock().unwrap().iter().filter(|(_, answers)| answers.len() > 1).count();
+    (calls, retried)
 }
 
 /// The 99th percentile of `samples`.
@@ -270,18 +286,11 @@ fn nodes_whose_clocks_are_a_minute_off_take_no_live_call_and_keep_their_own() {
     let t = tenant(&cluster.nodes[0], "clocks", 1_000_000);
     let urls: Vec<String> = (0..3).map(|i| cluster.url(i).to_owned()).collect();
     // Each call sleeps 4 s, longer than the 3 s lease: the lease is renewed under it.
-    let barrier = Arc::new(Barrier::new(9));
-    let calls: Vec<_> = (0..9)
-        .map(|i| {
-            let (url, key, barrier) = (urls[i % 3].clone(), t.key.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                let idem = uuid::Uuid::new_v4().to_string();
-                attempt(&client(Duration::from_secs(60)), &url, &key, "sleep", &idem, &json!({ "ms": 4000 }))
-            })
-        })
-        .collect();
-    let answers: Vec<Answer> = calls.into_iter().map(|c| c.join().unwrap()).collect();
+    let key = t.key.clone();
+    let answers = race(9, move |i| {
+        let idem = uuid::Uuid::new_v4().to_string();
+        attempt(&client(Duration::from_secs(60)), &urls[i % 3], &key, "sleep", &idem, &json!({ "ms": 4000 }))
+    });
     for (i, answer) in answers.iter().enumerate() {
         assert_eq!(answer.status, 200, "the call on node {} failed: {}", i % 3, answer.body);
     }
@@ -301,25 +310,17 @@ fn concurrent_retries_of_one_operator_credit_credit_once() {
     let t = tenant(&cluster.nodes[0], "credited", 1_000);
     let before = balance_micros(&cluster, &t.session);
     let urls = [cluster.url(0).to_owned(), cluster.url(1).to_owned()];
-    let barrier = Arc::new(Barrier::new(20));
     let idem = uuid::Uuid::new_v4().to_string();
-    let retries: Vec<_> = (0..20)
-        .map(|i| {
-            let (url, barrier, idem) = (urls[i % 2].clone(), barrier.clone(), idem.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                let response = client(Duration::from_secs(30))
-                    .post(format!("{url}/v1/operator/accounts/credited/credits"))
-                    .bearer_auth(OPERATOR_TOKEN)
-                    .header("Idempotency-Key", idem)
-                    .json(&json!({ "amount_cents": 250 }))
-                    .send()
-                    .unwrap();
-                (response.status().as_u16(), response.text().unwrap())
-            })
-        })
-        .collect();
-    let answers: Vec<(u16, String)> = retries.into_iter().map(|t| t.join().unwrap()).collect();
+    let answers = race(20, move |i| {
+        let response = client(Duration::from_secs(30))
+            .post(format!("{}/v1/operator/accounts/credited/credits", urls[i % 2]))
+            .bearer_auth(OPERATOR_TOKEN)
+            .header("Idempotency-Key", &idem)
+            .json(&json!({ "amount_cents": 250 }))
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    });
     for (status, body) in &answers {
         assert_eq!(*status, 200, "{body}");
         let balance = serde_json::from_str::<Value>(body).unwrap()["account"]["balance_micros"].clone();
@@ -400,11 +401,8 @@ fn every_session_ended_under_load_loses_nothing() {
         ended += row.get::<_, i64>(0);
     }
     std::thread::sleep(Duration::from_secs(2));
-    stop.store(true, Ordering::SeqCst);
-    threads.into_iter().for_each(|t| t.join().unwrap());
+    let (calls, retried) = stop_load(&stop, threads, &log, cluster.url(1), &t.key);
     assert!(ended >= 6, "sessions ended: {ended}");
-    let calls = every_call_succeeded(&log, cluster.url(1), &t.key);
-    let retried = log.lock().unwrap().iter().filter(|(_, answers)| answers.len() > 1).count();
     eprintln!("{ended} sessions ended; {calls} calls, {retried} needed a retry");
     cluster.settles_within(Duration::from_secs(10));
     cluster.ledger_verifies();
@@ -437,10 +435,7 @@ fn postgresql_restarted_under_load_loses_nothing() {
         .unwrap();
     assert!(status.success(), "{restart}: {status}");
     std::thread::sleep(Duration::from_secs(3));
-    stop.store(true, Ordering::SeqCst);
-    threads.into_iter().for_each(|t| t.join().unwrap());
-    let calls = every_call_succeeded(&log, cluster.url(0), &t.key);
-    let retried = log.lock().unwrap().iter().filter(|(_, answers)| answers.len() > 1).count();
+    let (calls, retried) = stop_load(&stop, threads, &log, cluster.url(0), &t.key);
     eprintln!("PostgreSQL restarted: {calls} calls, {retried} needed a retry");
     assert!(retried > 0, "the restart was felt by the callers");
     cluster.settles_within(Duration::from_secs(15));
@@ -455,35 +450,17 @@ fn two_hundred_concurrent_key_changes_over_two_nodes_all_succeed() {
     let cluster = Cluster::start(2, false, 10);
     let t = tenant(&cluster.nodes[0], "changes", 1_000);
     let urls: Arc<Vec<String>> = Arc::new(vec![cluster.url(0).to_owned(), cluster.url(1).to_owned()]);
-    let race = |work: Arc<dyn Fn(usize) -> (u16, Value) + Send + Sync>| -> Vec<(u16, Value)> {
-        let barrier = Arc::new(Barrier::new(200));
-        let threads: Vec<_> = (0..200)
-            .map(|i| {
-                let (barrier, work) = (barrier.clone(), work.clone());
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    work(i)
-                })
-            })
-            .collect();
-        threads.into_iter().map(|t| t.join().unwrap()).collect()
-    };
-    let send = |method: reqwest::Method, url: String, session: &str, body: Value| -> (u16, Value) {
-        let response =
-            client(Duration::from_secs(60)).request(method, url).bearer_auth(session).json(&body).send().unwrap();
-        (response.status().as_u16(), response.json().unwrap_or(Value::Null))
-    };
     let (u, s) = (urls.clone(), t.session.clone());
-    let created = race(Arc::new(move |i| {
+    let created = race(200, move |i| {
         send(reqwest::Method::POST, format!("{}/v1/api/keys", u[i % 2]), &s, json!({ "label": format!("k{i}") }))
-    }));
+    });
     let failed: Vec<_> = created.iter().filter(|(status, _)| *status != 201).collect();
     assert!(failed.is_empty(), "{} of 200 creations failed: {:?}", failed.len(), failed.first());
     let keys: Arc<Vec<(i64, String)>> = Arc::new(
         created.iter().map(|(_, b)| (b["id"].as_i64().unwrap(), b["key"].as_str().unwrap().to_owned())).collect(),
     );
     let (u, s, k) = (urls.clone(), t.session.clone(), keys.clone());
-    let changed = race(Arc::new(move |i| {
+    let changed = race(200, move |i| {
         let url = format!("{}/v1/api/keys/{}", u[i % 2], k[i].0);
         if i % 4 == 0 {
             send(reqwest::Method::DELETE, url, &s, json!({}))
@@ -495,7 +472,7 @@ fn two_hundred_concurrent_key_changes_over_two_nodes_all_succeed() {
                 json!({ "label": format!("changed-{i}"), "daily_cap_cents": 500 + i }),
             )
         }
-    }));
+    });
     let failed: Vec<_> = changed.iter().filter(|(status, _)| !(200..300).contains(status)).collect();
     assert!(failed.is_empty(), "{} of 200 changes failed: {:?}", failed.len(), failed.first());
     // Both nodes refuse a revoked key at once.
@@ -558,14 +535,18 @@ fn twenty_rolling_restarts_under_load_lose_nothing() {
         live_urls.lock().unwrap()[i] = cluster.url(i).to_owned();
     }
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::SeqCst);
-    threads.into_iter().for_each(|t| t.join().unwrap());
-    let calls = every_call_succeeded(&log, cluster.url(0), &t.key);
-    let retried = log.lock().unwrap().iter().filter(|(_, answers)| answers.len() > 1).count();
+    let (calls, retried) = stop_load(&stop, threads, &log, cluster.url(0), &t.key);
     eprintln!("20 rolling restarts: {calls} calls, {retried} needed a retry");
     assert!(calls > 40, "the load ran: {calls} calls");
     cluster.settles_within(Duration::from_secs(10));
     cluster.ledger_verifies();
+}
+
+/// One control-plane request with a session: status and JSON body.
+fn send(method: reqwest::Method, url: String, session: &str, body: Value) -> (u16, Value) {
+    let response =
+        client(Duration::from_secs(60)).request(method, url).bearer_auth(session).json(&body).send().unwrap();
+    (response.status().as_u16(), response.json().unwrap_or(Value::Null))
 }
 
 fn balance_micros(cluster: &Cluster, session: &str) -> i64 {

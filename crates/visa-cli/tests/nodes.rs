@@ -9,7 +9,7 @@ use common::cluster::Cluster;
 use common::*;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const PRICE_MICROS: i64 = 10_000;
@@ -55,21 +55,6 @@ fn key(url: &str, session: &str, fields: Value) -> (String, i64) {
 fn balance_micros(url: &str, session: &str) -> i64 {
     let (_, body) = send(reqwest::Method::GET, format!("{url}/v1/api/balance"), session, None);
     body["balance_micros"].as_str().unwrap().parse().unwrap()
-}
-
-/// Runs `calls` at once (a barrier releases them together), call `i` on node `i % nodes`.
-fn race<T: Send + 'static>(calls: usize, call: impl Fn(usize) -> T + Send + Sync + 'static) -> Vec<T> {
-    let (barrier, call) = (Arc::new(Barrier::new(calls)), Arc::new(call));
-    let threads: Vec<_> = (0..calls)
-        .map(|i| {
-            let (barrier, call) = (barrier.clone(), call.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                call(i)
-            })
-        })
-        .collect();
-    threads.into_iter().map(|t| t.join().unwrap()).collect()
 }
 
 #[test]

@@ -245,3 +245,18 @@ pub fn tenant(server: &ServerProcess, login: &str, credit_cents: i64) -> Tenant 
 pub fn post_json(client: &reqwest::blocking::Client, url: String, bearer: &str, body: Value) -> Value {
     client.post(url).bearer_auth(bearer).json(&body).send().unwrap().json().unwrap()
 }
+
+/// Runs `calls` at once (a barrier releases them together); call `i` is given `i`.
+pub fn race<T: Send + 'static>(calls: usize, call: impl Fn(usize) -> T + Send + Sync + 'static) -> Vec<T> {
+    let (barrier, call) = (Arc::new(std::sync::Barrier::new(calls)), Arc::new(call));
+    let threads: Vec<_> = (0..calls)
+        .map(|i| {
+            let (barrier, call) = (barrier.clone(), call.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                call(i)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
