@@ -8,6 +8,11 @@
 //! A database that cannot be reached, a pool with no connection free in time, a connection
 //! that broke: `Unavailable` (503, retryable). A broken connection is dropped and the next
 //! call opens a new one, so a node recovers by itself when the database returns.
+//!
+//! Many nodes must not hold each other up: every session bounds its idle transactions, lock
+//! waits and statements (`pool`), a COMMIT whose answer is lost is resolved before anyone is
+//! answered (`transaction`), one account's calls hold at most a few connections (`accounts`),
+//! and the node's lease has a connection of its own.
 
 mod accounts;
 mod db;
