@@ -4,7 +4,13 @@
 //! environment leaves unset, so the precedence is: flag, then environment, then file, then the
 //! built-in default. An unknown key, or a value that is not a string, number, boolean or list
 //! of them, stops the server naming it.
+//!
+//! The file's settings join the command line as flags (`--max-connections=4096`), never the
+//! process environment (which other threads may be reading): each one that no flag on the
+//! command line and no environment variable gives already, so clap checks them as it checks
+//! flags and the precedence above holds.
 
+use std::ffi::OsString;
 use std::path::Path;
 
 /// `(key, environment variable)` of every setting the file may hold.
@@ -22,8 +28,27 @@ fn settings() -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// The `(environment variable, value)` pairs the file provides, checked.
-pub fn read(path: &Path) -> Result<Vec<(String, String)>, String> {
+/// The flags the file at `path` adds to the command line `args`: one `--key=value` for each of
+/// its settings that `args` does not give as a flag and whose environment variable
+/// `in_environment` says is unset.
+pub fn arguments(
+    path: &Path,
+    args: &[OsString],
+    in_environment: impl Fn(&str) -> bool,
+) -> Result<Vec<OsString>, String> {
+    let given = |key: &str| {
+        let flag = format!("--{key}");
+        args.iter().filter_map(|a| a.to_str()).any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    };
+    Ok(read(path)?
+        .into_iter()
+        .filter(|(key, env, _)| !given(key) && !in_environment(env))
+        .map(|(key, _, value)| format!("--{key}={value}").into())
+        .collect())
+}
+
+/// The `(key, environment variable, value)` of every setting the file holds, checked.
+fn read(path: &Path) -> Result<Vec<(String, String, String)>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let table: toml::Table = text.parse().map_err(|e| format!("{}: {e}", path.display()))?;
     let known = settings();
@@ -41,7 +66,7 @@ pub fn read(path: &Path) -> Result<Vec<(String, String)>, String> {
             let text = text.ok_or_else(|| {
                 format!("{}: '{key}' must be a string, number, boolean or a list of them", path.display())
             })?;
-            Ok((env.clone(), text))
+            Ok((key, env.clone(), text))
         })
         .collect()
 }

@@ -7,23 +7,21 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     // Help and version go to stdout with exit 0; parse errors, whole, to stderr with exit 2.
-    let mut cli = visa_cli::Cli::try_parse().unwrap_or_else(|e| e.exit());
-    if let visa_cli::Command::Serve(args) = &cli.command
-        && let Some(path) = &args.config_file
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut cli = visa_cli::Cli::try_parse_from(&args).unwrap_or_else(|e| e.exit());
+    if let visa_cli::Command::Serve(serve) = &cli.command
+        && let Some(path) = &serve.config_file
     {
-        let settings = match visa_cli::config_file::read(path) {
-            Ok(settings) => settings,
+        let in_environment = |variable: &str| std::env::var_os(variable).is_some();
+        let from_file = match visa_cli::config_file::arguments(path, &args, in_environment) {
+            Ok(flags) => flags,
             Err(message) => {
                 eprintln!("error: {message}");
                 return std::process::ExitCode::FAILURE;
             }
         };
-        for (variable, value) in settings.into_iter().filter(|(v, _)| std::env::var_os(v).is_none()) {
-            // SAFETY: no other thread exists yet (the runtime starts below).
-            unsafe { std::env::set_var(variable, value) };
-        }
-        // Parsed again, so the file's values meet the same checks as flags.
-        cli = visa_cli::Cli::try_parse().unwrap_or_else(|e| e.exit());
+        // Parsed again with the file's settings as flags, so they meet the same checks.
+        cli = visa_cli::Cli::try_parse_from(args.into_iter().chain(from_file)).unwrap_or_else(|e| e.exit());
     }
     if !matches!(cli.command, visa_cli::Command::Serve(_)) {
         // A reader that stops early (`visa-cli keys create … | head -1`) ends a client command
