@@ -59,6 +59,27 @@ impl Dialect {
     }
 }
 
+/// A statement that names the database's clock as `{clock}`, spelled for each dialect once
+/// (the first time it runs), so a hot path formats nothing per call.
+pub struct ClockSql {
+    text: &'static str,
+    spelled: std::sync::OnceLock<[String; 2]>,
+}
+
+impl ClockSql {
+    pub const fn new(text: &'static str) -> Self {
+        Self { text, spelled: std::sync::OnceLock::new() }
+    }
+
+    /// The statement for `dialect`.
+    pub fn get(&self, dialect: Dialect) -> &str {
+        let spelled = self
+            .spelled
+            .get_or_init(|| [Dialect::Sqlite, Dialect::Postgres].map(|d| self.text.replace("{clock}", d.clock())));
+        &spelled[usize::from(dialect == Dialect::Postgres)]
+    }
+}
+
 /// A transaction (or a read) the shared SQL runs in.
 pub trait Db {
     fn dialect(&self) -> Dialect;

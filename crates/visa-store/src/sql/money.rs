@@ -11,7 +11,7 @@
 //! says why each invariant holds.
 
 use super::audit;
-use super::db::{Db, Dialect, Row, corrupt, params};
+use super::db::{ClockSql, Db, Row, corrupt, params};
 use super::{from_db, to_db};
 use crate::audit::execution_snapshot;
 use crate::model::*;
@@ -170,22 +170,18 @@ impl HoldState {
     }
 }
 
-/// The hold's one read, with the database's clock (`Dialect::clock`) last.
-static HOLD_STATE_SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
-    [Dialect::Sqlite, Dialect::Postgres].map(|dialect| HOLD_STATE_SELECT.replace("{clock}", dialect.clock()))
-});
-
 fn hold_state(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<HoldState> {
-    let sql = &HOLD_STATE_SQL[usize::from(conn.dialect() == Dialect::Postgres)];
     conn.query_row(
-        sql,
+        HOLD_STATE.get(conn.dialect()),
         params![start.key_id, start.secret_id, to_db(start.now), start.day_number, start.idempotency_key[..]],
         |row| hold_state_from_row(row, start.key_id),
     )?
     .ok_or(StoreError::NotFound)
 }
 
-const HOLD_STATE_SELECT: &str = "SELECT k.revoked_at IS NOT NULL, \
+/// The hold's one read, with the database's clock (`Dialect::clock`) last.
+static HOLD_STATE: ClockSql = ClockSql::new(
+    "SELECT k.revoked_at IS NOT NULL, \
                s.id IS NOT NULL AND s.revoked_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > ?3), \
                k.expires_at, k.read_only, k.tool_scope, k.allowed_tools, k.allowed_cidrs, a.approved, \
                k.daily_cap_cents, k.total_cap_cents, a.balance_micros - a.held_micros, \
@@ -200,7 +196,8 @@ const HOLD_STATE_SELECT: &str = "SELECT k.revoked_at IS NOT NULL, \
              LEFT JOIN executions e ON e.id = r.execution_id \
              LEFT JOIN execution_responses x ON x.execution_id = r.execution_id \
              LEFT JOIN provider_requests p ON p.key_id = k.id AND p.idempotency_key = ?5 AND p.expires_at > ?3 \
-             WHERE k.id = ?1";
+             WHERE k.id = ?1",
+);
 
 fn hold_state_from_row(row: &Row, key_id: i64) -> StoreResult<HoldState> {
     let corrupt = |what: &str| StoreError::Internal(format!("key {key_id} has a corrupt {what}"));
@@ -249,12 +246,12 @@ fn lock_for_hold(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<()> {
     }
     // With the lock, whether this node's lease is live by the database's clock: a node that
     // stalled past its lease (and may have been reclaimed) starts nothing under it.
-    let sql = format!(
+    static LOCK_KEY: ClockSql = ClockSql::new(
         "SELECT ks.key_id, EXISTS (SELECT 1 FROM nodes n WHERE n.id = ?2 AND n.reclaimed_at IS NULL \
-         AND n.lease_expires_at > {}) FROM key_spend ks WHERE ks.key_id = ?1 FOR UPDATE",
-        conn.dialect().clock()
+         AND n.lease_expires_at > {clock}) FROM key_spend ks WHERE ks.key_id = ?1 FOR UPDATE",
     );
-    let live: Option<bool> = conn.query_row(&sql, params![start.key_id, start.node.0], |r| r.get(1))?;
+    let live: Option<bool> =
+        conn.query_row(LOCK_KEY.get(conn.dialect()), params![start.key_id, start.node.0], |r| r.get(1))?;
     match live {
         None => return Err(StoreError::NotFound),
         Some(false) => return Err(StoreError::Refused(Refusal::NodeLeaseLost)),
@@ -670,62 +667,50 @@ fn lease_micros(lease: time::Duration) -> i64 {
 }
 
 pub(crate) fn register_node(conn: &dyn Db, name: &str, now: Timestamp, lease: time::Duration) -> StoreResult<NodeId> {
-    let clock = conn.dialect().clock();
+    static END_OTHERS: ClockSql = ClockSql::new(
+        "UPDATE nodes SET lease_expires_at = CASE WHEN lease_expires_at < {clock} THEN lease_expires_at \
+         ELSE {clock} END WHERE reclaimed_at IS NULL",
+    );
+    static INSERT: ClockSql = ClockSql::new(
+        "INSERT INTO nodes (name, started_at, lease_expires_at) VALUES (?1, ?2, {clock} + ?3) RETURNING id",
+    );
     if conn.dialect().single_writer() {
         // One process per SQLite database (the data-dir lock): every earlier node is gone.
-        conn.execute(
-            &format!(
-                "UPDATE nodes SET lease_expires_at = CASE WHEN lease_expires_at < {clock} THEN lease_expires_at \
-                 ELSE {clock} END WHERE reclaimed_at IS NULL"
-            ),
-            params![],
-        )?;
+        conn.execute(END_OTHERS.get(conn.dialect()), params![])?;
     }
-    conn.insert(
-        &format!("INSERT INTO nodes (name, started_at, lease_expires_at) VALUES (?1, ?2, {clock} + ?3) RETURNING id"),
-        params![name, to_db(now), lease_micros(lease)],
-    )
-    .map(NodeId)
+    conn.insert(INSERT.get(conn.dialect()), params![name, to_db(now), lease_micros(lease)]).map(NodeId)
 }
 
 pub(crate) fn renew_node(conn: &dyn Db, node: NodeId, lease: time::Duration) -> StoreResult<bool> {
-    let clock = conn.dialect().clock();
-    let renewed = conn.execute(
-        &format!(
-            "UPDATE nodes SET lease_expires_at = {clock} + ?2 \
-             WHERE id = ?1 AND reclaimed_at IS NULL AND lease_expires_at > {clock}"
-        ),
-        params![node.0, lease_micros(lease)],
-    )?;
+    static RENEW: ClockSql = ClockSql::new(
+        "UPDATE nodes SET lease_expires_at = {clock} + ?2 \
+         WHERE id = ?1 AND reclaimed_at IS NULL AND lease_expires_at > {clock}",
+    );
+    let renewed = conn.execute(RENEW.get(conn.dialect()), params![node.0, lease_micros(lease)])?;
     Ok(renewed == 1)
 }
 
 /// Ends a node's lease now (a node that stopped cleanly, its calls drained).
 pub(crate) fn release_node(conn: &dyn Db, node: NodeId) -> StoreResult<()> {
-    let clock = conn.dialect().clock();
-    conn.execute(
-        &format!(
-            "UPDATE nodes SET lease_expires_at = {clock} WHERE id = ?1 AND reclaimed_at IS NULL \
-             AND lease_expires_at > {clock}"
-        ),
-        params![node.0],
-    )
-    .map(drop)
+    static RELEASE: ClockSql = ClockSql::new(
+        "UPDATE nodes SET lease_expires_at = {clock} WHERE id = ?1 AND reclaimed_at IS NULL \
+         AND lease_expires_at > {clock}",
+    );
+    conn.execute(RELEASE.get(conn.dialect()), params![node.0]).map(drop)
 }
 
 /// The database's clock.
 pub(crate) fn database_clock(conn: &dyn Db) -> StoreResult<Timestamp> {
-    let sql = format!("SELECT {}", conn.dialect().clock());
-    let micros: Option<i64> = conn.query_row(&sql, params![], |r| r.get(0))?;
+    static CLOCK: ClockSql = ClockSql::new("SELECT {clock}");
+    let micros: Option<i64> = conn.query_row(CLOCK.get(conn.dialect()), params![], |r| r.get(0))?;
     micros.map(from_db).ok_or_else(|| StoreError::Internal("the database has no clock".into()))
 }
 
 pub(crate) fn reclaim_expired_nodes(conn: &dyn Db) -> StoreResult<u64> {
-    let clock = conn.dialect().clock();
-    conn.execute(
-        &format!("UPDATE nodes SET reclaimed_at = {clock} WHERE reclaimed_at IS NULL AND lease_expires_at <= {clock}"),
-        params![],
-    )?;
+    static EXPIRED: ClockSql = ClockSql::new(
+        "UPDATE nodes SET reclaimed_at = {clock} WHERE reclaimed_at IS NULL AND lease_expires_at <= {clock}",
+    );
+    conn.execute(EXPIRED.get(conn.dialect()), params![])?;
     // Also calls a reclaimed node began before it learnt it was reclaimed (a begin checks
     // that its node is live, but the reclaim may commit between that check and its commit).
     conn.execute(
