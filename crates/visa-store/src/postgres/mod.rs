@@ -56,12 +56,7 @@ impl PgEngine {
     /// node gets there first). Blocks: call it outside an async context, or on a side thread.
     pub fn open(url: &str, pool_size: usize) -> StoreResult<Self> {
         let pool = Pool::new(url)?;
-        pool.with_conn(|conn| {
-            // However long a migration of a large database takes.
-            conn.client.batch_execute("SET statement_timeout = 0").map_err(map_pg_error)?;
-            schema::migrate(&mut conn.client)?;
-            conn.client.batch_execute("RESET statement_timeout").map_err(map_pg_error)
-        })?;
+        pool.unbounded(|conn| schema::migrate(&mut conn.client))?;
         let pool = Arc::new(pool);
         let auth_changes = Arc::new(tokio::sync::Notify::new());
         listener::spawn(Arc::downgrade(&pool), auth_changes.clone());
@@ -79,11 +74,7 @@ impl PgEngine {
     /// `ledger verify` without a server: one REPEATABLE READ, READ ONLY transaction (one
     /// snapshot), no migrations. Blocks, like `open`.
     pub fn verify_offline(url: &str) -> StoreResult<Vec<String>> {
-        Pool::new(url)?.with_conn(|conn| {
-            // However long the audit of a large ledger takes.
-            conn.client.batch_execute("SET statement_timeout = 0").map_err(map_pg_error)?;
-            transaction::snapshot(conn, |db| crate::sql::money::verify(db))
-        })
+        Pool::new(url)?.unbounded(|conn| transaction::snapshot(conn, |db| crate::sql::money::verify(db)))
     }
 
     /// Runs `work` on a pooled connection on the blocking pool, waiting at most

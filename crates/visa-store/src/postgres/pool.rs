@@ -83,6 +83,15 @@ impl Pool {
         Ok(conn)
     }
 
+    /// Runs `work` on a connection of its own with no `statement_timeout` (a migration, or the
+    /// audit of a large ledger, takes as long as it takes), closed afterwards so that no pooled
+    /// connection is left without the bound.
+    pub fn unbounded<R>(&self, work: impl FnOnce(&mut Conn) -> StoreResult<R>) -> StoreResult<R> {
+        let mut conn = self.connect()?;
+        conn.client.batch_execute("SET statement_timeout = 0").map_err(map_pg_error)?;
+        work(&mut conn)
+    }
+
     /// Runs `work` on an idle connection (or a new one); keeps the connection unless it broke.
     pub fn with_conn<R>(&self, work: impl FnOnce(&mut Conn) -> StoreResult<R>) -> StoreResult<R> {
         let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();

@@ -42,9 +42,9 @@ pub trait Engine: Send + Sync + 'static {
         let _ = account;
         self.write_committed(Isolation::Locking, work).await
     }
-    /// The node's lease (register, renew, release, reclaim), at `Isolation::Locking`. A backend
-    /// with a pool keeps a connection for it, so a node whose calls hold every pooled connection
-    /// still renews its lease.
+    /// The node's lease (register, renew, release, reclaim, and the clock it is kept by), at
+    /// `Isolation::Locking`. A backend with a pool keeps a connection for it, so a node whose
+    /// calls hold every pooled connection still renews its lease.
     async fn write_lease<R, F>(&self, work: F) -> StoreResult<R>
     where
         R: Send + 'static,

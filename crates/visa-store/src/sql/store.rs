@@ -373,7 +373,7 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn database_clock(&self) -> StoreResult<Timestamp> {
-        self.read(money::database_clock).await
+        self.engine.write_lease(money::database_clock).await
     }
 
     async fn require_reconcile(&self, public_id: &str) -> StoreResult<bool> {
