@@ -426,6 +426,10 @@ fn postgresql_restarted_under_load_loses_nothing() {
     let log: Log = Log::default();
     let threads = load(urls, t.key.clone(), 6, stop.clone(), log.clone());
     std::thread::sleep(Duration::from_secs(1));
+    let started = |db: &mut postgres::Client| -> std::time::SystemTime {
+        db.query_one("SELECT pg_postmaster_start_time()", &[]).unwrap().get(0)
+    };
+    let before = started(&mut cluster.database());
     let words: Vec<&str> = restart.split_whitespace().collect();
     let status = std::process::Command::new(words[0])
         .args(&words[1..])
@@ -434,10 +438,14 @@ fn postgresql_restarted_under_load_loses_nothing() {
         .status()
         .unwrap();
     assert!(status.success(), "{restart}: {status}");
+    assert!(started(&mut cluster.database()) > before, "PostgreSQL was not restarted by `{restart}`");
+    let at_restart = log.lock().unwrap().len();
     std::thread::sleep(Duration::from_secs(3));
     let (calls, retried) = stop_load(&stop, threads, &log, cluster.url(0), &t.key);
-    eprintln!("PostgreSQL restarted: {calls} calls, {retried} needed a retry");
-    assert!(retried > 0, "the restart was felt by the callers");
+    // Whether a caller notices depends on where the restart falls: the store retries a
+    // transaction the restart cut, so often none does. What matters is that calls went on.
+    eprintln!("PostgreSQL restarted: {calls} calls ({at_restart} before it), {retried} needed a retry");
+    assert!(calls > at_restart, "no call was answered after the restart");
     cluster.settles_within(Duration::from_secs(15));
     cluster.ledger_verifies();
 }
