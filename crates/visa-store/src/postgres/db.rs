@@ -4,7 +4,7 @@
 //! `try_get` (a column of an unexpected type is an error, never a panic).
 
 use super::map_pg_error;
-use crate::sql::{Db, Dialect, Row, Value};
+use crate::sql::{Array, Db, Dialect, Row, Value};
 use crate::{StoreError, StoreResult};
 use bytes::BytesMut;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
@@ -137,6 +137,10 @@ impl ToSql for Value {
             },
             Value::Text(s) => s.as_str().to_sql(ty, out),
             Value::Blob(b) => b.as_slice().to_sql(ty, out),
+            Value::Array(Array::Ints(v)) => v.to_sql(ty, out),
+            Value::Array(Array::Bools(v)) => v.to_sql(ty, out),
+            Value::Array(Array::Texts(v)) => v.to_sql(ty, out),
+            Value::Array(Array::Blobs(v)) => v.to_sql(ty, out),
         }
     }
 

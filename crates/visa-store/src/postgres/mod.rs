@@ -15,6 +15,7 @@
 //! and the node's lease has a connection of its own.
 
 mod accounts;
+mod batcher;
 mod db;
 mod listener;
 mod pool;
@@ -25,6 +26,7 @@ mod transaction;
 pub use tls::{Target, TlsMode};
 
 use crate::metrics::StoreMetrics;
+use crate::sql::money::batch::{Done, Step};
 use crate::sql::{Db, Engine, Isolation, SqlStore};
 use crate::{Durability, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -48,7 +50,14 @@ pub struct PgEngine {
     auth_changes: Arc<tokio::sync::Notify>,
     permits: Arc<tokio::sync::Semaphore>,
     accounts: accounts::AccountLimits,
+    /// The money path's group-committing writers (their connections are outside `permits`).
+    batcher: batcher::Batcher,
     metrics: StoreMetrics,
+}
+
+/// How many money writers a pool of `pool_size` connections gives: a quarter of it, one to four.
+fn money_writers(pool_size: usize) -> usize {
+    (pool_size / 4).clamp(1, 4)
 }
 
 impl PgEngine {
@@ -60,14 +69,17 @@ impl PgEngine {
         let pool = Arc::new(pool);
         let auth_changes = Arc::new(tokio::sync::Notify::new());
         listener::spawn(Arc::downgrade(&pool), auth_changes.clone());
-        let pool_size = pool_size.max(1);
+        let pool_size = pool_size.max(2);
+        let writers = money_writers(pool_size);
+        let metrics = StoreMetrics::default();
         Ok(Self {
+            batcher: batcher::Batcher::start(pool.clone(), writers, metrics.clone()),
             pool,
             lease: Arc::default(),
             auth_changes,
-            permits: Arc::new(tokio::sync::Semaphore::new(pool_size)),
+            permits: Arc::new(tokio::sync::Semaphore::new(pool_size - writers)),
             accounts: accounts::AccountLimits::new(pool_size),
-            metrics: StoreMetrics::default(),
+            metrics,
         })
     }
 
@@ -141,6 +153,13 @@ impl Engine for PgEngine {
     {
         let _turn = self.accounts.acquire(account, ACQUIRE_TIMEOUT).await?;
         self.write_committed(Isolation::Locking, work).await
+    }
+
+    async fn write_money(&self, step: Step) -> StoreResult<(Done, Durability)> {
+        match self.batcher.submit(step).await? {
+            batcher::Answer::Done(done) => Ok((done?, Durability::done())),
+            batcher::Answer::Alone(step) => self.write_for_account(step.account(), move |db| step.run_alone(db)).await,
+        }
     }
 
     async fn write_lease<R, F>(&self, work: F) -> StoreResult<R>

@@ -50,10 +50,36 @@ pub(super) fn run<R>(
     work: &(dyn Fn(&dyn Db) -> StoreResult<R> + Sync),
     metrics: &StoreMetrics,
 ) -> StoreResult<R> {
+    run_from(pool, conn, begin_sql(isolation), work, metrics, 1).map_err(|failed| failed.error)
+}
+
+/// Why a transaction did not answer, and whether it is known not to have committed.
+pub(super) struct Failed {
+    pub error: StoreError,
+    /// The COMMIT was sent and what became of it could not be learnt.
+    pub in_doubt: bool,
+}
+
+impl From<StoreError> for Failed {
+    fn from(error: StoreError) -> Self {
+        Self { error, in_doubt: false }
+    }
+}
+
+/// `run`, with the statement that starts the transaction (it must read `txid_current()`) and
+/// how many jobs it carries (for the metrics).
+pub(super) fn run_from<R>(
+    pool: &Pool,
+    conn: &mut Conn,
+    begin_sql: &str,
+    work: &(dyn Fn(&dyn Db) -> StoreResult<R> + Sync),
+    metrics: &StoreMetrics,
+    jobs: usize,
+) -> Result<R, Failed> {
     let mut attempt = 1;
     loop {
         let started = Instant::now();
-        let xid = begin(conn, isolation)?;
+        let xid = begin(conn, begin_sql)?;
         let (outcome, retryable) = {
             let db = PgDb::new(conn);
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&db)))
@@ -73,17 +99,17 @@ pub(super) fn run<R>(
                         retry_or_fail(&mut attempt, map_pg_error(e))?;
                         continue;
                     }
-                    Err(e) => return Err(map_pg_error(e)),
+                    Err(e) => return Err(map_pg_error(e).into()),
                 }
                 // The COMMIT's round trip is the WAL flush on the primary.
                 metrics.made_durable(commit_started.elapsed());
-                metrics.committed(started.elapsed(), 1);
+                metrics.committed(started.elapsed(), jobs);
                 return Ok(value);
             }
             Err(e) => {
                 let _ = conn.client.batch_execute("ROLLBACK");
                 if !retryable {
-                    return Err(e);
+                    return Err(e.into());
                 }
                 e
             }
@@ -93,8 +119,8 @@ pub(super) fn run<R>(
 }
 
 /// Starts a transaction; its id.
-fn begin(conn: &mut Conn, isolation: Isolation) -> StoreResult<i64> {
-    let messages = conn.client.simple_query(begin_sql(isolation)).map_err(map_pg_error)?;
+fn begin(conn: &mut Conn, sql: &str) -> StoreResult<i64> {
+    let messages = conn.client.simple_query(sql).map_err(map_pg_error)?;
     messages
         .iter()
         .find_map(|m| match m {
@@ -126,8 +152,8 @@ fn backoff(attempt: u32) -> Duration {
 
 /// What became of transaction `xid` (run by server process `pid`) whose COMMIT was sent but
 /// not answered: `Ok` if it committed, `Unavailable` if it did not (or the database stayed out
-/// of reach for `DOUBT_LIMIT`, the one case left to the caller's own clean-up).
-fn resolve_doubt(pool: &Pool, xid: i64, pid: i32) -> StoreResult<()> {
+/// of reach for `DOUBT_LIMIT`, the one case left to the caller's own clean-up: in doubt).
+fn resolve_doubt(pool: &Pool, xid: i64, pid: i32) -> Result<(), Failed> {
     let started = Instant::now();
     let mut ended = false;
     loop {
@@ -148,13 +174,18 @@ fn resolve_doubt(pool: &Pool, xid: i64, pid: i32) -> StoreResult<()> {
             Ok(Some("aborted") | None) => {
                 return Err(StoreError::Unavailable(
                     "the connection to the database broke; nothing was recorded".into(),
-                ));
+                )
+                .into());
             }
             Ok(_) | Err(_) if started.elapsed() < DOUBT_LIMIT => std::thread::sleep(DOUBT_POLL),
             Ok(_) | Err(_) => {
-                return Err(StoreError::Unavailable(
-                    "the connection to the database broke during a COMMIT and its outcome could not be learnt".into(),
-                ));
+                return Err(Failed {
+                    error: StoreError::Unavailable(
+                        "the connection to the database broke during a COMMIT and its outcome could not be learnt"
+                            .into(),
+                    ),
+                    in_doubt: true,
+                });
             }
         }
     }

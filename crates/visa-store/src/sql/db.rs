@@ -18,6 +18,17 @@ pub enum Value {
     Bool(bool),
     Text(String),
     Blob(Vec<u8>),
+    /// An array, for PostgreSQL's set-based statements (`unnest`); SQLite binds none.
+    Array(Array),
+}
+
+/// The arrays a set-based statement binds, one per column of the rows it writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Array {
+    Ints(Vec<Option<i64>>),
+    Bools(Vec<bool>),
+    Texts(Vec<Option<String>>),
+    Blobs(Vec<Vec<u8>>),
 }
 
 impl Value {
@@ -29,6 +40,7 @@ impl Value {
             Value::Bool(_) => "a boolean",
             Value::Text(_) => "text",
             Value::Blob(_) => "bytes",
+            Value::Array(_) => "an array",
         }
     }
 }
@@ -203,6 +215,12 @@ impl ToValue for [u8] {
 impl ToValue for Vec<u8> {
     fn to_value(&self) -> Value {
         Value::Blob(self.clone())
+    }
+}
+
+impl ToValue for Array {
+    fn to_value(&self) -> Value {
+        Value::Array(self.clone())
     }
 }
 

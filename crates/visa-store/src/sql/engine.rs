@@ -3,6 +3,7 @@
 //! a batch rolls back, PostgreSQL after a serialization failure) and it answers the same.
 
 use super::Db;
+use super::money::batch::{Done, Step};
 use crate::metrics::StoreMetrics;
 use crate::{Durability, StoreResult};
 use async_trait::async_trait;
@@ -41,6 +42,12 @@ pub trait Engine: Send + Sync + 'static {
     {
         let _ = account;
         self.write_committed(Isolation::Locking, work).await
+    }
+    /// A money-path step (a hold or its end). A backend whose writers run concurrently may run
+    /// the steps that arrive together in one transaction (`money::batch`); alone, a step is a
+    /// `write_for_account`.
+    async fn write_money(&self, step: Step) -> StoreResult<(Done, Durability)> {
+        self.write_for_account(step.account(), move |db| step.run_alone(db)).await
     }
     /// The node's lease (register, renew, release, reclaim, and the clock it is kept by), at
     /// `Isolation::Locking`. A backend with a pool keeps a connection for it, so a node whose

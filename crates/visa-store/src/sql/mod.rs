@@ -19,7 +19,7 @@ mod sessions;
 mod store;
 mod usage;
 
-pub use db::{Db, Dialect, FromValue, Row, ToValue, Value};
+pub use db::{Array, Db, Dialect, FromValue, Row, ToValue, Value};
 pub use engine::{Engine, Isolation};
 pub use store::SqlStore;
 

@@ -2,6 +2,7 @@
 //! handed to the module of its resource (accounts, keys, admin keys, members, sessions,
 //! audit, usage, money), which holds the SQL.
 
+use super::money::batch::Step;
 use super::{
     Db, Engine, Isolation, accounts, admin_keys, audit, auth_version, keys, members, money, operator_requests,
     provider_requests, sessions, usage,
@@ -314,8 +315,8 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn begin_execution(&self, start: ExecutionStart) -> StoreResult<BeginOutcome> {
-        let account = start.account_id;
-        let (outcome, durable) = self.engine.write_for_account(account, move |conn| money::begin(conn, &start)).await?;
+        let (done, durable) = self.engine.write_money(Step::Begin(start)).await?;
+        let outcome = done.begun()?;
         if matches!(outcome, BeginOutcome::Started(_)) {
             return Ok(outcome.map_started(|execution| Hold::new(execution, durable)));
         }
@@ -324,12 +325,9 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn finish_execution(&self, hold: &Hold, finish: Finish, now: Timestamp) -> StoreResult<ExecutionRecord> {
-        let execution = hold.execution.clone();
-        let account = execution.account_id;
-        let finished =
-            self.engine.write_for_account(account, move |conn| money::finish(conn, &execution, &finish, now)).await;
-        let finished = match finished {
-            Ok((finished, durable)) => durable.wait().await.map(|()| finished),
+        let step = Step::Finish { execution: hold.execution.clone(), finish, now };
+        let finished = match self.engine.write_money(step).await {
+            Ok((done, durable)) => durable.wait().await.and_then(|()| done.finished()),
             Err(e) => Err(e),
         };
         // Resolved long before (the hold's fsync ran first); a failed one taints what followed.

@@ -49,6 +49,9 @@ impl rusqlite::ToSql for Value {
             Value::Bool(b) => ToSqlOutput::Borrowed(ValueRef::Integer(i64::from(*b))),
             Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
             Value::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            Value::Array(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure("SQLite binds no array".into()));
+            }
         })
     }
 }

@@ -13,9 +13,12 @@
 use super::audit;
 use super::db::{ClockSql, Db, Row, corrupt, params};
 use super::{from_db, to_db};
+
+pub(crate) mod batch;
+mod room;
 use crate::audit::execution_snapshot;
 use crate::model::*;
-use crate::rules::{self, KeyGate};
+use crate::rules;
 use crate::{Refusal, StoreError, StoreResult};
 use visa_core::money::Micros;
 use visa_core::pagination::{Page, PageRequest};
@@ -267,84 +270,56 @@ fn lock_for_hold(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<()> {
 /// rate limit comes first: every call that reaches the store takes its turn, a replay too.
 pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginOutcome<ExecutionRecord>> {
     lock_for_hold(conn, start)?;
-    let held = hold_state(conn, start)?;
-    let window = rules::RateWindow::per_second(start.rate_limit_per_second);
-    let rate_now = match start.rate_clock {
-        RateClock::Database => held.database_clock,
-        RateClock::At(at) => to_db(at),
-    };
-    let tat = match window.admit(held.rate_tat, rate_now) {
-        Ok(tat) => tat,
-        Err(retry_after) => return Ok(BeginOutcome::Refused(HoldRefusal::RateLimited { retry_after })),
-    };
-    let outcome = begin_admitted(conn, start, held, tat)?;
-    if !matches!(outcome, BeginOutcome::Started(_)) {
-        conn.execute("UPDATE key_spend SET rate_tat_micros = ?2 WHERE key_id = ?1", params![start.key_id, tat])?;
+    let mut held = hold_state(conn, start)?;
+    let mut rooms = room::Rooms::default();
+    if let Err(retry_after) = rooms.take_turn(start, &held) {
+        return Ok(BeginOutcome::Refused(HoldRefusal::RateLimited { retry_after }));
     }
+    let tat = rooms.keys[&start.key_id].rate_tat;
+    let outcome = match existing_outcome(conn, start, held.recorded.take())? {
+        Some(outcome) => outcome,
+        None if held.resumable_request_differs(start) => BeginOutcome::Mismatch,
+        None => match rooms.admit(start, &held) {
+            Err(refusal) => BeginOutcome::Refused(refusal),
+            Ok(day) => {
+                place_hold(conn, start, day, tat)?;
+                let id = conn.insert(
+                    "INSERT INTO executions (public_id, account_id, key_id, secret_id, idempotency_key, request_hash, \
+                     tool, state, sandbox, day_number, hold_micros, created_at, node_id) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?11, ?12) RETURNING id",
+                    params![
+                        start.public_id,
+                        start.account_id,
+                        start.key_id,
+                        start.secret_id,
+                        start.idempotency_key[..],
+                        start.request_hash[..],
+                        start.tool,
+                        start.sandbox,
+                        day,
+                        start.hold.0,
+                        to_db(start.now),
+                        start.node.0
+                    ],
+                )?;
+                let execution = started(start, id, day);
+                conn.execute(
+                    "INSERT INTO idempotency_records (key_id, idempotency_key, execution_id, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![start.key_id, start.idempotency_key[..], execution.id, to_db(start.idempotency_expires_at)],
+                )?;
+                ledger(conn, &execution, &[("hold", start.hold)], start.now)?;
+                return Ok(BeginOutcome::Started(execution));
+            }
+        },
+    };
+    conn.execute("UPDATE key_spend SET rate_tat_micros = ?2 WHERE key_id = ?1", params![start.key_id, tat])?;
     Ok(outcome)
 }
 
-/// `begin` once the rate limit admitted the call; a hold it places moves the rate-limit state
-/// to `tat` in the same statement.
-fn begin_admitted(
-    conn: &dyn Db,
-    start: &ExecutionStart,
-    mut held: HoldState,
-    tat: i64,
-) -> StoreResult<BeginOutcome<ExecutionRecord>> {
-    if let Some(outcome) = existing_outcome(conn, start, held.recorded.take())? {
-        return Ok(outcome);
-    }
-    if held.resumable_request_differs(start) {
-        return Ok(BeginOutcome::Mismatch);
-    }
-    let gate = KeyGate {
-        key_revoked: held.key_revoked,
-        secret_live: held.secret_live,
-        expires_at: held.expires_at,
-        allowed_cidrs: &held.allowed_cidrs,
-        grant: &held.grant,
-        account_approved: held.account_approved,
-        read_only: held.read_only,
-    };
-    if let Err(denial) = gate.admit(start.now, start.client_ip, &start.tool) {
-        return Ok(BeginOutcome::Refused(HoldRefusal::Denied(denial)));
-    }
-    // The SELECT read that day's counters by the same rule (the later of `latest_day` and `day`).
-    let day = rules::hold_day(start.day_number, held.latest_day);
-    let caps = rules::CapState {
-        daily_cap_cents: held.daily_cap_cents,
-        total_cap_cents: held.total_cap_cents,
-        spent_day: Micros(held.spent_day),
-        held_day: Micros(held.held_day),
-        spent_total: Micros(held.spent_total),
-        held_total: Micros(held.held_total),
-        available: (!start.sandbox).then_some(Micros(held.available)),
-    };
-    if let Some(refusal) = rules::cap_refusal(&caps, start.hold) {
-        return Ok(BeginOutcome::Refused(refusal));
-    }
-    place_hold(conn, start, day, tat)?;
-    let id = conn.insert(
-        "INSERT INTO executions (public_id, account_id, key_id, secret_id, idempotency_key, request_hash, tool, state, \
-         sandbox, day_number, hold_micros, created_at, node_id) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?11, ?12) RETURNING id",
-        params![
-            start.public_id,
-            start.account_id,
-            start.key_id,
-            start.secret_id,
-            start.idempotency_key[..],
-            start.request_hash[..],
-            start.tool,
-            start.sandbox,
-            day,
-            start.hold.0,
-            to_db(start.now),
-            start.node.0
-        ],
-    )?;
-    let execution = ExecutionRecord {
+/// The record of a call whose hold was placed as execution `id`, counting on `day`.
+fn started(start: &ExecutionStart, id: i64, day: i64) -> ExecutionRecord {
+    ExecutionRecord {
         id,
         public_id: start.public_id.clone(),
         account_id: start.account_id,
@@ -358,13 +333,7 @@ fn begin_admitted(
         created_at: start.now,
         finished_at: None,
         day_number: day,
-    };
-    conn.execute(
-        "INSERT INTO idempotency_records (key_id, idempotency_key, execution_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        params![start.key_id, start.idempotency_key[..], execution.id, to_db(start.idempotency_expires_at)],
-    )?;
-    ledger(conn, &execution, &[("hold", start.hold)], start.now)?;
-    Ok(BeginOutcome::Started(execution))
+    }
 }
 
 /// Writes a hold that `rules` admitted: the key's total and `day` counters and its rate-limit
@@ -389,11 +358,31 @@ fn place_hold(conn: &dyn Db, start: &ExecutionStart, day: i64, tat: i64) -> Stor
     Ok(())
 }
 
-/// Ends a hold: what `rules::settle` makes of `reported` is captured (nothing for a void),
-/// the rest released or voided, on the day the hold counted on; an overage is recorded.
+/// What ending the hold of `e` moves: captured (what `rules::settle` makes of `reported`,
+/// nothing for a void), and the ledger's entries (the rest released or voided, any overage).
+struct Ending {
+    charged: Micros,
+    entries: Vec<(&'static str, Micros)>,
+}
+
+fn ending(e: &ExecutionRecord, reported: Micros, voided: bool) -> Ending {
+    if voided {
+        return Ending { charged: Micros::ZERO, entries: vec![("void", e.hold)] };
+    }
+    let rules::Settlement { charged, overage } = rules::settle(e.hold, reported);
+    if overage > Micros::ZERO {
+        tracing::warn!(execution = %e.public_id, hold = e.hold.0, overage = overage.0, "a provider reported more than the hold; the excess is the platform's loss");
+    }
+    Ending {
+        charged,
+        entries: vec![("capture", charged), ("release", Micros(e.hold.0 - charged.0)), ("overage", overage)],
+    }
+}
+
+/// Ends a hold as `ending` says, on the day the hold counted on.
 fn settle(conn: &dyn Db, e: &ExecutionRecord, reported: Micros, voided: bool, now: Timestamp) -> StoreResult<()> {
     let hold = e.hold.0;
-    let rules::Settlement { charged, overage } = rules::settle(e.hold, if voided { Micros::ZERO } else { reported });
+    let Ending { charged, entries } = ending(e, reported, voided);
     conn.execute(
         "UPDATE key_spend SET held_total_micros = held_total_micros - ?2, spent_total_micros = spent_total_micros + ?3 \
          WHERE key_id = ?1",
@@ -410,32 +399,47 @@ fn settle(conn: &dyn Db, e: &ExecutionRecord, reported: Micros, voided: bool, no
             params![e.account_id, hold, charged.0],
         )?;
     }
-    if voided {
-        return ledger(conn, e, &[("void", e.hold)], now);
-    }
-    if overage > Micros::ZERO {
-        tracing::warn!(execution = %e.public_id, hold = hold, overage = overage.0, "a provider reported more than the hold; the excess is the platform's loss");
-    }
-    ledger(conn, e, &[("capture", charged), ("release", Micros(hold - charged.0)), ("overage", overage)], now)
+    ledger(conn, e, &entries, now)
 }
 
-/// Moves `e` from the state it is in to `state`, with its charge and stored answer. Fails
-/// (changing nothing) when the stored state is not `e.state`: an execution ends once.
-fn record_outcome(
-    conn: &dyn Db,
-    e: &ExecutionRecord,
-    state: ExecutionState,
+/// What a finish makes of an execution: its record after, and what the ending stores.
+struct Concluded<'f> {
+    record: ExecutionRecord,
+    /// The cost to settle on (nothing for a void) and whether the hold is voided.
     reported: Micros,
-    receipt_id: Option<&str>,
-    answer: Option<(u16, &[u8])>,
-    now: Timestamp,
-) -> StoreResult<ExecutionRecord> {
-    let charged_to_account = rules::settle(e.hold, reported).to_account(e.sandbox);
-    let receipt_id = receipt_id.filter(|_| charged_to_account > Micros::ZERO);
+    voided: bool,
+    /// The answer kept for replays (a retryable void keeps none, and frees the key instead).
+    answer: Option<(u16, &'f [u8])>,
+}
+
+fn concluded<'f>(e: &ExecutionRecord, finish: &'f Finish, now: Timestamp) -> Concluded<'f> {
+    let (reported, receipt_id, answer) = match finish {
+        Finish::Capture { reported, receipt_id, status, body } => {
+            (*reported, Some(receipt_id.as_str()), Some((*status, body.as_slice())))
+        }
+        Finish::VoidRetryable => (Micros::ZERO, None, None),
+        Finish::VoidFinal { status, body } => (Micros::ZERO, None, Some((*status, body.as_slice()))),
+    };
+    let voided = !matches!(finish, Finish::Capture { .. });
+    let charged = rules::settle(e.hold, reported).to_account(e.sandbox);
+    let record = ExecutionRecord {
+        state: finish.state(),
+        charged,
+        receipt_id: receipt_id.filter(|_| charged > Micros::ZERO).map(str::to_owned),
+        finished_at: Some(now),
+        ..e.clone()
+    };
+    Concluded { record, reported, voided, answer }
+}
+
+/// Moves `e` from the state it is in to the concluded one, with its charge and stored answer.
+/// Fails (changing nothing) when the stored state is not `e.state`: an execution ends once.
+fn record_outcome(conn: &dyn Db, e: &ExecutionRecord, done: &Concluded, now: Timestamp) -> StoreResult<()> {
+    let r = &done.record;
     let changed = conn.execute(
         "UPDATE executions SET state = ?2, charged_micros = ?3, receipt_id = ?4, finished_at = ?5 \
          WHERE id = ?1 AND state = ?6",
-        params![e.id, state.as_str(), charged_to_account.0, receipt_id, to_db(now), e.state.as_str()],
+        params![e.id, r.state.as_str(), r.charged.0, r.receipt_id.as_deref(), to_db(now), e.state.as_str()],
     )?;
     if changed != 1 {
         let now_state = execution_by_public_id(conn, &e.public_id).map(|now| now.state)?;
@@ -445,19 +449,13 @@ fn record_outcome(
             expected: e.state.as_str(),
         }));
     }
-    if let Some((status, body)) = answer {
+    if let Some((status, body)) = done.answer {
         conn.execute(
             "INSERT INTO execution_responses (execution_id, status, body) VALUES (?1, ?2, ?3)",
             params![e.id, status, body],
         )?;
     }
-    Ok(ExecutionRecord {
-        state,
-        charged: charged_to_account,
-        receipt_id: receipt_id.map(str::to_owned),
-        finished_at: Some(now),
-        ..e.clone()
-    })
+    Ok(())
 }
 
 fn free_idempotency_key(conn: &dyn Db, execution_id: i64) -> StoreResult<()> {
@@ -556,25 +554,13 @@ pub(crate) fn require_reconcile(conn: &dyn Db, public_id: &str) -> StoreResult<b
 
 /// Records the outcome first (it refuses an execution that already ended), then moves the money.
 fn conclude(conn: &dyn Db, e: &ExecutionRecord, finish: &Finish, now: Timestamp) -> StoreResult<ExecutionRecord> {
-    match finish {
-        Finish::Capture { reported, receipt_id, status, body } => {
-            let done =
-                record_outcome(conn, e, finish.state(), *reported, Some(receipt_id), Some((*status, body)), now)?;
-            settle(conn, e, *reported, false, now)?;
-            Ok(done)
-        }
-        Finish::VoidRetryable => {
-            let done = record_outcome(conn, e, finish.state(), Micros::ZERO, None, None, now)?;
-            settle(conn, e, Micros::ZERO, true, now)?;
-            free_idempotency_key(conn, e.id)?;
-            Ok(done)
-        }
-        Finish::VoidFinal { status, body } => {
-            let done = record_outcome(conn, e, finish.state(), Micros::ZERO, None, Some((*status, body)), now)?;
-            settle(conn, e, Micros::ZERO, true, now)?;
-            Ok(done)
-        }
+    let done = concluded(e, finish, now);
+    record_outcome(conn, e, &done, now)?;
+    settle(conn, e, done.reported, done.voided, now)?;
+    if done.answer.is_none() {
+        free_idempotency_key(conn, e.id)?;
     }
+    Ok(done.record)
 }
 
 pub(crate) fn execution_by_public_id(conn: &dyn Db, public_id: &str) -> StoreResult<ExecutionRecord> {

@@ -1,0 +1,135 @@
+//! The node's group-committing writers for the money path: holds and settlements queue here,
+//! and each writer (a thread with a connection of its own) takes every step waiting, up to
+//! `MOST_PER_BATCH`, and runs them in one transaction (`crate::sql::money::batch`). Under
+//! load, batches grow by themselves while the previous one commits; alone, a step is a batch
+//! of one.
+//!
+//! A batch waits for row locks at most 200 ms (`BEGIN`: another node stalled holding one of
+//! its accounts must not hold up every account of this node). A batch that failed before its
+//! COMMIT — that wait, a broken connection, a statement that failed — hands each step back, to
+//! run alone on the pool (`PgEngine::write_money`), where one account's calls wait on their
+//! own; only a COMMIT whose outcome could not be learnt answers every step with its error.
+
+use super::pool::Pool;
+use super::transaction;
+use crate::metrics::StoreMetrics;
+use crate::sql::money::batch::{self, Done, Step};
+use crate::{StoreError, StoreResult};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+use tokio::sync::oneshot;
+
+/// The most steps one transaction carries.
+const MOST_PER_BATCH: usize = 64;
+/// How a batch's transaction starts: its lock waits bounded.
+const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = '200ms'; SELECT txid_current()";
+
+/// What became of a queued step.
+pub(super) enum Answer {
+    Done(StoreResult<Done>),
+    /// Not run (its batch failed before committing): run it alone.
+    Alone(Step),
+}
+
+struct Job {
+    step: Step,
+    reply: oneshot::Sender<Answer>,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+pub(super) struct Batcher {
+    shared: Arc<Shared>,
+}
+
+impl Batcher {
+    /// Starts `writers` writer threads on connections from `pool`.
+    pub fn start(pool: Arc<Pool>, writers: usize, metrics: StoreMetrics) -> Self {
+        let shared = Arc::new(Shared::default());
+        for n in 0..writers {
+            let (shared, pool, metrics) = (shared.clone(), pool.clone(), metrics.clone());
+            std::thread::Builder::new()
+                .name(format!("visa-pg-money-{n}"))
+                .spawn(move || write(&shared, &pool, &metrics))
+                .expect("spawn a PostgreSQL money writer");
+        }
+        Self { shared }
+    }
+
+    /// Queues `step`; what became of it.
+    pub async fn submit(&self, step: Step) -> StoreResult<Answer> {
+        let (reply, answer) = oneshot::channel();
+        {
+            let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if queue.closed {
+                return Ok(Answer::Alone(step));
+            }
+            queue.jobs.push_back(Job { step, reply });
+        }
+        self.shared.ready.notify_one();
+        // A writer that died mid-batch may have committed it.
+        answer.await.map_err(|_| StoreError::Unavailable("a database writer failed; its outcome is unknown".into()))
+    }
+}
+
+impl Drop for Batcher {
+    /// The writers finish the steps queued, then close their connections and end.
+    fn drop(&mut self) {
+        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.shared.ready.notify_all();
+    }
+}
+
+/// One writer: takes the steps waiting, runs them as one batch, answers each.
+fn write(shared: &Shared, pool: &Pool, metrics: &StoreMetrics) {
+    let mut conn = None;
+    loop {
+        let jobs: Vec<Job> = {
+            let mut queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            while queue.jobs.is_empty() && !queue.closed {
+                queue = shared.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
+            }
+            if queue.jobs.is_empty() {
+                return;
+            }
+            let take = queue.jobs.len().min(MOST_PER_BATCH);
+            queue.jobs.drain(..take).collect()
+        };
+        if !shared.queue.lock().unwrap_or_else(|e| e.into_inner()).jobs.is_empty() {
+            // More waiting than one batch takes: another writer starts on them meanwhile.
+            shared.ready.notify_one();
+        }
+        let (steps, replies): (Vec<Step>, Vec<_>) = jobs.into_iter().map(|j| (j.step, j.reply)).unzip();
+        let conn =
+            match conn.take().filter(|c: &super::db::Conn| !c.client.is_closed()).map_or_else(|| pool.connect(), Ok) {
+                Ok(c) => conn.insert(c),
+                Err(_) => {
+                    steps.into_iter().zip(replies).for_each(|(step, reply)| drop(reply.send(Answer::Alone(step))));
+                    continue;
+                }
+            };
+        let outcome = transaction::run_from(pool, conn, BEGIN, &|db| batch::run(db, &steps), metrics, steps.len());
+        match outcome {
+            Ok(answers) => {
+                replies.into_iter().zip(answers).for_each(|(reply, answer)| drop(reply.send(Answer::Done(answer))));
+            }
+            Err(failed) if failed.in_doubt => {
+                replies.into_iter().for_each(|reply| drop(reply.send(Answer::Done(Err(failed.error.clone())))));
+            }
+            Err(failed) => {
+                tracing::debug!(error = %failed.error, steps = steps.len(), "a money batch failed; its steps run alone");
+                steps.into_iter().zip(replies).for_each(|(step, reply)| drop(reply.send(Answer::Alone(step))));
+            }
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! Many money-path steps in one transaction, as set-based statements, where writers run
+//! concurrently (PostgreSQL): the holds and settlements a node receives together lock each key
+//! and account once, are decided in Rust by the same rules as a call alone (`super::room`), and
+//! are written by one statement per table (`unnest` arrays), in five round trips whatever their
+//! number. So one account's calls no longer queue on its row locks one round trip at a time.
+//!
+//! The order the batch stands for is one that serial calls could have run in: its settlements
+//! end their executions first (the execution's row is the first lock of every money
+//! transaction), then its fresh holds are decided in arrival order against the counters as
+//! they were before the batch (its settlements' releases count after them: stricter, never
+//! looser), then the steps the per-call path answers run one by one after the batch's writes:
+//! a retried Idempotency-Key (a record or a provider request exists, or an earlier step of the
+//! batch used it), a settlement of a call that is no longer running. docs/postgres.md.
+
+use super::room::Rooms;
+use super::{Concluded, HOLD_STATE, HoldState, concluded, ending, hold_state_from_row, started};
+use crate::model::*;
+use crate::sql::db::{ClockSql, Db, Row, params};
+use crate::sql::{Array, to_db};
+use crate::{Refusal, StoreError, StoreResult};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// One money-path step: a hold, or the end of one.
+#[derive(Debug, Clone)]
+pub enum Step {
+    Begin(ExecutionStart),
+    Finish { execution: ExecutionRecord, finish: Finish, now: Timestamp },
+}
+
+/// What a step did.
+#[derive(Debug)]
+pub enum Done {
+    Begun(BeginOutcome<ExecutionRecord>),
+    Finished(ExecutionRecord),
+}
+
+impl Step {
+    pub fn account(&self) -> i64 {
+        match self {
+            Step::Begin(start) => start.account_id,
+            Step::Finish { execution, .. } => execution.account_id,
+        }
+    }
+
+    /// The step on its own, by the per-call path.
+    pub fn run_alone(&self, db: &dyn Db) -> StoreResult<Done> {
+        match self {
+            Step::Begin(start) => super::begin(db, start).map(Done::Begun),
+            Step::Finish { execution, finish, now } => super::finish(db, execution, finish, *now).map(Done::Finished),
+        }
+    }
+}
+
+impl Done {
+    pub fn begun(self) -> StoreResult<BeginOutcome<ExecutionRecord>> {
+        match self {
+            Done::Begun(outcome) => Ok(outcome),
+            Done::Finished(_) => Err(StoreError::Internal("a hold was answered as a settlement".into())),
+        }
+    }
+
+    pub fn finished(self) -> StoreResult<ExecutionRecord> {
+        match self {
+            Done::Finished(record) => Ok(record),
+            Done::Begun(_) => Err(StoreError::Internal("a settlement was answered as a hold".into())),
+        }
+    }
+}
+
+/// Runs `steps` in the caller's transaction; an answer per step, in order. An `Err` of the
+/// whole means a statement failed (the transaction is lost): each step must be run again alone.
+pub(crate) fn run(db: &dyn Db, steps: &[Step]) -> StoreResult<Vec<StoreResult<Done>>> {
+    let mut answers: Vec<Option<StoreResult<Done>>> = steps.iter().map(|_| None).collect();
+    let mut alone = BTreeSet::new();
+    let ends = end_executions(db, steps, &mut alone)?;
+    let begins: Vec<(usize, &ExecutionStart)> = steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, step)| match step {
+            Step::Begin(start) => Some((i, start)),
+            Step::Finish { .. } => None,
+        })
+        .collect();
+    let locked = lock(db, steps)?;
+    let mut fresh = vec![];
+    let mut used = HashSet::new();
+    for &(i, start) in &begins {
+        if !locked.keys.contains(&start.key_id) {
+            answers[i] = Some(Err(StoreError::NotFound));
+        } else if !locked.node_live {
+            answers[i] = Some(Err(StoreError::Refused(Refusal::NodeLeaseLost)));
+        } else if !used.insert((start.key_id, start.idempotency_key)) {
+            alone.insert(i);
+        } else {
+            fresh.push((i, start));
+        }
+    }
+    let mut rooms = Rooms::default();
+    let mut admitted = vec![];
+    for ((i, start), held) in fresh.iter().zip(hold_states(db, &fresh)?) {
+        if held.recorded.is_some() || held.resumable_request.is_some() {
+            alone.insert(*i);
+            continue;
+        }
+        let decided = match rooms.take_turn(start, &held) {
+            Err(retry_after) => Err(HoldRefusal::RateLimited { retry_after }),
+            Ok(()) => rooms.admit(start, &held),
+        };
+        match decided {
+            Ok(day) => admitted.push((*i, *start, day)),
+            Err(refusal) => answers[*i] = Some(Ok(Done::Begun(BeginOutcome::Refused(refusal)))),
+        }
+    }
+    let ids = write(db, &rooms, &admitted, &ends)?;
+    for (i, start, day) in admitted {
+        let id =
+            ids.get(&start.public_id).copied().ok_or_else(|| StoreError::Internal("a hold was not written".into()))?;
+        answers[i] = Some(Ok(Done::Begun(BeginOutcome::Started(started(start, id, day)))));
+    }
+    for (i, _, done) in ends {
+        answers[i] = Some(Ok(Done::Finished(done.record)));
+    }
+    for i in alone {
+        let answer = steps[i].run_alone(db);
+        if let Err(StoreError::Unavailable(_) | StoreError::Internal(_) | StoreError::Conflict(_)) = &answer {
+            // A statement failed: the transaction is lost, and with it every answer above.
+            return answer.map(|_| vec![]);
+        }
+        answers[i] = Some(answer);
+    }
+    answers.into_iter().map(|a| a.ok_or_else(|| StoreError::Internal("a step was not answered".into()))).collect()
+}
+
+/// A settlement the batch ends: its step, the execution as it was, what it concludes.
+type End<'s> = (usize, &'s ExecutionRecord, Concluded<'s>);
+
+/// Ends every running execution a settlement of `steps` names (the guarded update of the
+/// per-call path, for all at once). A settlement whose execution is not running, or named
+/// twice, is left to the per-call path (`alone`), which knows what to answer.
+fn end_executions<'s>(db: &dyn Db, steps: &'s [Step], alone: &mut BTreeSet<usize>) -> StoreResult<Vec<End<'s>>> {
+    let mut ends = vec![];
+    let mut seen = HashSet::new();
+    for (i, step) in steps.iter().enumerate() {
+        if let Step::Finish { execution, finish, now } = step {
+            if seen.insert(execution.id) {
+                ends.push((i, execution, concluded(execution, finish, *now)));
+            } else {
+                alone.insert(i);
+            }
+        }
+    }
+    if ends.is_empty() {
+        return Ok(ends);
+    }
+    let column = |f: &dyn Fn(&End) -> Option<i64>| Array::Ints(ends.iter().map(f).collect());
+    let texts = |f: &dyn Fn(&End) -> Option<String>| Array::Texts(ends.iter().map(f).collect());
+    let ended: HashSet<i64> = db
+        .query_map(
+            "UPDATE executions e SET state = u.state, charged_micros = u.charged, receipt_id = u.receipt, \
+             finished_at = u.finished \
+             FROM unnest(?1::bigint[], ?2::text[], ?3::bigint[], ?4::text[], ?5::bigint[]) \
+               AS u(id, state, charged, receipt, finished) \
+             WHERE e.id = u.id AND e.state = 'running' RETURNING e.id",
+            params![
+                column(&|(_, e, _)| Some(e.id)),
+                texts(&|(_, _, d)| Some(d.record.state.as_str().to_owned())),
+                column(&|(_, _, d)| Some(d.record.charged.0)),
+                texts(&|(_, _, d)| d.record.receipt_id.clone()),
+                column(&|(_, _, d)| d.record.finished_at.map(to_db)),
+            ],
+            |r| r.get(0),
+        )?
+        .into_iter()
+        .collect();
+    let (ended, not_running): (Vec<_>, Vec<_>) = ends.into_iter().partition(|(_, e, _)| ended.contains(&e.id));
+    alone.extend(not_running.into_iter().map(|(i, _, _)| i));
+    Ok(ended)
+}
+
+/// The rows the batch locked, and whether the node that began its holds still has its lease.
+struct Locked {
+    keys: HashSet<i64>,
+    node_live: bool,
+}
+
+/// Locks the counters of every key and account the batch touches (its per-call steps' too),
+/// each table in id order (as every batch does, so two never wait on each other in a circle),
+/// keys before accounts (the order of every money transaction). With them, whether the node's
+/// lease is live by the database's clock: a node that stalled past it starts nothing under it.
+fn lock(db: &dyn Db, steps: &[Step]) -> StoreResult<Locked> {
+    static LOCK_KEYS: ClockSql = ClockSql::new(
+        "SELECT ks.key_id, EXISTS (SELECT 1 FROM nodes n WHERE n.id = ?2 AND n.reclaimed_at IS NULL \
+         AND n.lease_expires_at > {clock}) FROM key_spend ks WHERE ks.key_id = ANY(?1::bigint[]) \
+         ORDER BY ks.key_id FOR UPDATE",
+    );
+    let (mut keys, mut accounts, mut nodes) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    for step in steps {
+        let (key, sandbox) = match step {
+            Step::Begin(start) => {
+                nodes.insert(start.node.0);
+                (start.key_id, start.sandbox)
+            }
+            Step::Finish { execution, .. } => (execution.key_id, execution.sandbox),
+        };
+        keys.insert(key);
+        if !sandbox {
+            accounts.insert(step.account());
+        }
+    }
+    if nodes.len() > 1 {
+        return Err(StoreError::Internal("a batch holds the calls of one node".into()));
+    }
+    let rows = db.query_map(
+        LOCK_KEYS.get(db.dialect()),
+        params![Array::Ints(keys.iter().map(|k| Some(*k)).collect()), nodes.first().copied().unwrap_or(0)],
+        |r| Ok((r.get::<i64>(0)?, r.get::<bool>(1)?)),
+    )?;
+    if !accounts.is_empty() {
+        db.query(
+            "SELECT id FROM accounts WHERE id = ANY(?1::bigint[]) ORDER BY id FOR UPDATE",
+            params![Array::Ints(accounts.iter().map(|a| Some(*a)).collect())],
+        )?;
+    }
+    let node_live = rows.first().is_some_and(|(_, live)| *live);
+    Ok(Locked { keys: rows.into_iter().map(|(key, _)| key).collect(), node_live })
+}
+
+/// The hold's one read (`HOLD_STATE`, the same statement as a call alone) for every fresh
+/// begin, in one round trip, in order.
+fn hold_states(db: &dyn Db, fresh: &[(usize, &ExecutionStart)]) -> StoreResult<Vec<HoldState>> {
+    static HOLD_STATES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let one = HOLD_STATE
+            .get(crate::sql::Dialect::Postgres)
+            .replace("?1", "u.key_id")
+            .replace("?2", "u.secret_id")
+            .replace("?3", "u.now")
+            .replace("?4", "u.day")
+            .replace("?5", "u.idempotency_key");
+        format!(
+            "SELECT h.* FROM unnest(?1::bigint[], ?2::bigint[], ?3::bigint[], ?4::bigint[], ?5::bytea[]) \
+             WITH ORDINALITY AS u(key_id, secret_id, now, day, idempotency_key, ord) \
+             LEFT JOIN LATERAL ({one}) h ON true ORDER BY u.ord"
+        )
+    });
+    if fresh.is_empty() {
+        return Ok(vec![]);
+    }
+    let ints = |f: &dyn Fn(&ExecutionStart) -> i64| Array::Ints(fresh.iter().map(|(_, s)| Some(f(s))).collect());
+    let rows = db.query(
+        &HOLD_STATES,
+        params![
+            ints(&|s| s.key_id),
+            ints(&|s| s.secret_id),
+            ints(&|s| to_db(s.now)),
+            ints(&|s| s.day_number),
+            Array::Blobs(fresh.iter().map(|(_, s)| s.idempotency_key.to_vec()).collect()),
+        ],
+    )?;
+    if rows.len() != fresh.len() {
+        return Err(StoreError::Internal("the batch's read lost a row".into()));
+    }
+    rows.iter().zip(fresh).map(|(row, (_, s))| hold_state_from_row(row, s.key_id)).collect()
+}
+
+/// Per key: what the batch's holds and settlements move, summed.
+#[derive(Default)]
+struct KeyMove {
+    latest_day: Option<i64>,
+    held: i64,
+    spent: i64,
+    rate_tat: Option<i64>,
+}
+
+/// Per key and day: held (holds less settled holds) and captured.
+#[derive(Default)]
+struct DayMove {
+    held: i64,
+    spent: i64,
+    settled: bool,
+}
+
+/// Every write of the batch, one statement: the key, day and account counters by their sums,
+/// the new executions with their Idempotency-Key records, the ledger's entries, the stored
+/// answers and the keys freed by retryable voids. The new executions' ids by public id.
+fn write(
+    db: &dyn Db,
+    rooms: &Rooms,
+    admitted: &[(usize, &ExecutionStart, i64)],
+    ends: &[End],
+) -> StoreResult<HashMap<String, i64>> {
+    let mut keys: BTreeMap<i64, KeyMove> = BTreeMap::new();
+    let mut days: BTreeMap<(i64, i64), DayMove> = BTreeMap::new();
+    let mut accounts: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for (key_id, room) in &rooms.keys {
+        let key = keys.entry(*key_id).or_default();
+        key.rate_tat = room.rate_moved.then_some(room.rate_tat);
+        key.held += room.held_added;
+        if room.held_added > 0 {
+            key.latest_day = Some(room.latest_day);
+        }
+        for (day, held) in &room.held_added_by_day {
+            days.entry((*key_id, *day)).or_default().held += held;
+        }
+    }
+    for (account_id, room) in &rooms.accounts {
+        accounts.entry(*account_id).or_default().0 += room.held_added;
+    }
+    let mut ledger: Vec<(i64, i64, i64, &str, i64, bool, i64)> = vec![];
+    for (_, e, done) in ends {
+        let ending = ending(e, done.reported, done.voided);
+        let key = keys.entry(e.key_id).or_default();
+        key.held -= e.hold.0;
+        key.spent += ending.charged.0;
+        let day = days.entry((e.key_id, e.day_number)).or_default();
+        day.held -= e.hold.0;
+        day.spent += ending.charged.0;
+        day.settled = true;
+        if !e.sandbox {
+            let account = accounts.entry(e.account_id).or_default();
+            account.0 -= e.hold.0;
+            account.1 += ending.charged.0;
+        }
+        let at = done.record.finished_at.map_or(0, to_db);
+        for (kind, amount) in ending.entries.iter().filter(|(_, amount)| amount.0 != 0) {
+            ledger.push((e.account_id, e.key_id, e.id, kind, amount.0, e.sandbox, at));
+        }
+    }
+    let ints = |values: Vec<i64>| Array::Ints(values.into_iter().map(Some).collect());
+    let (new_days, settled_days): (Vec<_>, Vec<_>) = days.iter().partition(|(_, d)| !d.settled);
+    let answered: Vec<_> = ends.iter().filter_map(|(_, e, done)| Some((e.id, done.answer?))).collect();
+    let starts = || admitted.iter().map(|(_, s, _)| *s);
+    let rows = db.query(
+        WRITE,
+        params![
+            ints(keys.keys().copied().collect()),
+            Array::Ints(keys.values().map(|k| k.latest_day).collect()),
+            ints(keys.values().map(|k| k.held).collect()),
+            ints(keys.values().map(|k| k.spent).collect()),
+            Array::Ints(keys.values().map(|k| k.rate_tat).collect()),
+            ints(new_days.iter().map(|((k, _), _)| *k).collect()),
+            ints(new_days.iter().map(|((_, d), _)| *d).collect()),
+            ints(new_days.iter().map(|(_, m)| m.held).collect()),
+            ints(settled_days.iter().map(|((k, _), _)| *k).collect()),
+            ints(settled_days.iter().map(|((_, d), _)| *d).collect()),
+            ints(settled_days.iter().map(|(_, m)| m.held).collect()),
+            ints(settled_days.iter().map(|(_, m)| m.spent).collect()),
+            ints(accounts.keys().copied().collect()),
+            ints(accounts.values().map(|a| a.0).collect()),
+            ints(accounts.values().map(|a| a.1).collect()),
+            Array::Texts(starts().map(|s| Some(s.public_id.clone())).collect()),
+            ints(starts().map(|s| s.account_id).collect()),
+            ints(starts().map(|s| s.key_id).collect()),
+            ints(starts().map(|s| s.secret_id).collect()),
+            Array::Blobs(starts().map(|s| s.idempotency_key.to_vec()).collect()),
+            Array::Blobs(starts().map(|s| s.request_hash.to_vec()).collect()),
+            Array::Texts(starts().map(|s| Some(s.tool.clone())).collect()),
+            Array::Bools(starts().map(|s| s.sandbox).collect()),
+            ints(admitted.iter().map(|(_, _, day)| *day).collect()),
+            ints(starts().map(|s| s.hold.0).collect()),
+            ints(starts().map(|s| to_db(s.now)).collect()),
+            ints(starts().map(|s| s.node.0).collect()),
+            ints(starts().map(|s| to_db(s.idempotency_expires_at)).collect()),
+            ints(ledger.iter().map(|l| l.0).collect()),
+            ints(ledger.iter().map(|l| l.1).collect()),
+            ints(ledger.iter().map(|l| l.2).collect()),
+            Array::Texts(ledger.iter().map(|l| Some(l.3.to_owned())).collect()),
+            ints(ledger.iter().map(|l| l.4).collect()),
+            Array::Bools(ledger.iter().map(|l| l.5).collect()),
+            ints(ledger.iter().map(|l| l.6).collect()),
+            ints(answered.iter().map(|(id, _)| *id).collect()),
+            ints(answered.iter().map(|(_, (status, _))| i64::from(*status)).collect()),
+            Array::Blobs(answered.iter().map(|(_, (_, body))| body.to_vec()).collect()),
+            ints(ends.iter().filter(|(_, _, done)| done.answer.is_none()).map(|(_, e, _)| e.id).collect()),
+        ],
+    )?;
+    rows.iter().map(|row: &Row| Ok((row.get::<String>(0)?, row.get::<i64>(1)?))).collect()
+}
+
+/// The batch's one write (see `write`). Every part runs whether or not the result reads it.
+const WRITE: &str = "WITH \
+  ks AS (UPDATE key_spend ks SET \
+      latest_day = CASE WHEN u.latest > ks.latest_day THEN u.latest ELSE ks.latest_day END, \
+      held_total_micros = ks.held_total_micros + u.held, spent_total_micros = ks.spent_total_micros + u.spent, \
+      rate_tat_micros = COALESCE(u.tat, ks.rate_tat_micros) \
+    FROM unnest(?1::bigint[], ?2::bigint[], ?3::bigint[], ?4::bigint[], ?5::bigint[]) AS u(key_id, latest, held, spent, tat) \
+    WHERE ks.key_id = u.key_id), \
+  kn AS (INSERT INTO key_days (key_id, day_number, held_micros) \
+    SELECT * FROM unnest(?6::bigint[], ?7::bigint[], ?8::bigint[]) \
+    ON CONFLICT (key_id, day_number) DO UPDATE SET held_micros = key_days.held_micros + excluded.held_micros), \
+  ku AS (UPDATE key_days d SET held_micros = d.held_micros + u.held, spent_micros = d.spent_micros + u.spent \
+    FROM unnest(?9::bigint[], ?10::bigint[], ?11::bigint[], ?12::bigint[]) AS u(key_id, day, held, spent) \
+    WHERE d.key_id = u.key_id AND d.day_number = u.day), \
+  ac AS (UPDATE accounts a SET held_micros = a.held_micros + u.held, balance_micros = a.balance_micros - u.charged \
+    FROM unnest(?13::bigint[], ?14::bigint[], ?15::bigint[]) AS u(id, held, charged) WHERE a.id = u.id), \
+  ex AS (INSERT INTO executions (public_id, account_id, key_id, secret_id, idempotency_key, request_hash, tool, \
+      state, sandbox, day_number, hold_micros, created_at, node_id) \
+    SELECT public_id, account_id, key_id, secret_id, idem, hash, tool, 'running', sandbox, day, hold, created, node \
+    FROM unnest(?16::text[], ?17::bigint[], ?18::bigint[], ?19::bigint[], ?20::bytea[], ?21::bytea[], ?22::text[], \
+      ?23::boolean[], ?24::bigint[], ?25::bigint[], ?26::bigint[], ?27::bigint[]) \
+      AS u(public_id, account_id, key_id, secret_id, idem, hash, tool, sandbox, day, hold, created, node) \
+    RETURNING id, public_id, account_id, key_id, idempotency_key, sandbox, hold_micros, created_at), \
+  ir AS (INSERT INTO idempotency_records (key_id, idempotency_key, execution_id, expires_at) \
+    SELECT ex.key_id, ex.idempotency_key, ex.id, u.expires \
+    FROM ex JOIN unnest(?16::text[], ?28::bigint[]) AS u(public_id, expires) ON u.public_id = ex.public_id), \
+  lg AS (INSERT INTO ledger (account_id, key_id, execution_id, kind, amount_micros, sandbox, created_at) \
+    SELECT account_id, key_id, id, 'hold', hold_micros, sandbox, created_at FROM ex \
+    UNION ALL SELECT * FROM unnest(?29::bigint[], ?30::bigint[], ?31::bigint[], ?32::text[], ?33::bigint[], \
+      ?34::boolean[], ?35::bigint[])), \
+  rs AS (INSERT INTO execution_responses (execution_id, status, body) \
+    SELECT * FROM unnest(?36::bigint[], ?37::bigint[], ?38::bytea[])), \
+  fr AS (DELETE FROM idempotency_records r USING executions e WHERE e.id = ANY(?39::bigint[]) \
+    AND r.key_id = e.key_id AND r.idempotency_key = e.idempotency_key AND r.execution_id = e.id) \
+SELECT public_id, id FROM ex";

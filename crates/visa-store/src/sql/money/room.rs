@@ -1,0 +1,122 @@
+//! The one decision of a hold, for a call alone (`super::begin`) and for many in one
+//! transaction (`super::batch`): the key's rate-limit turn, its gate (secret, expiry, source IP,
+//! tool, account, read-only) and its caps and the account's balance — against what the hold's
+//! transaction read, plus the holds already admitted before it in that transaction. So a batch
+//! decides each call exactly as the same calls one after another would be decided.
+
+use super::HoldState;
+use crate::model::{ExecutionStart, HoldRefusal, RateClock};
+use crate::rules::{self, KeyGate};
+use crate::sql::to_db;
+use std::collections::{BTreeMap, HashMap};
+use visa_core::money::Micros;
+
+/// The room of every key and account a transaction has decided holds on so far.
+#[derive(Default)]
+pub(super) struct Rooms {
+    pub keys: HashMap<i64, KeyRoom>,
+    pub accounts: HashMap<i64, AccountRoom>,
+}
+
+/// A key's counters as read, and what the transaction's admitted holds added to them.
+pub(super) struct KeyRoom {
+    pub rate_tat: i64,
+    /// Whether a call took a rate-limit turn (the state to write back).
+    pub rate_moved: bool,
+    pub latest_day: i64,
+    spent_total: i64,
+    held_total: i64,
+    /// Per day: captured and held, as read plus what was added.
+    days: HashMap<i64, (i64, i64)>,
+    /// Held by the admitted holds: in total and per day.
+    pub held_added: i64,
+    pub held_added_by_day: BTreeMap<i64, i64>,
+}
+
+/// An account's available balance as read, less what the admitted holds took.
+pub(super) struct AccountRoom {
+    available: i64,
+    pub held_added: i64,
+}
+
+impl Rooms {
+    fn key(&mut self, start: &ExecutionStart, held: &HoldState) -> &mut KeyRoom {
+        let room = self.keys.entry(start.key_id).or_insert_with(|| KeyRoom {
+            rate_tat: held.rate_tat,
+            rate_moved: false,
+            latest_day: held.latest_day,
+            spent_total: held.spent_total,
+            held_total: held.held_total,
+            days: HashMap::new(),
+            held_added: 0,
+            held_added_by_day: BTreeMap::new(),
+        });
+        // The read's day counters (the SELECT read the later of the stored latest day and the
+        // call's own), unless an earlier hold of this transaction already counted on that day.
+        let read_day = rules::hold_day(start.day_number, held.latest_day);
+        room.days.entry(read_day).or_insert((held.spent_day, held.held_day));
+        room
+    }
+
+    /// The key's rate-limit turn: the call is admitted (the key's state moves on) or refused
+    /// with the seconds after which one would be.
+    pub fn take_turn(&mut self, start: &ExecutionStart, held: &HoldState) -> Result<(), u64> {
+        let room = self.key(start, held);
+        let now = match start.rate_clock {
+            RateClock::Database => held.database_clock,
+            RateClock::At(at) => to_db(at),
+        };
+        room.rate_tat = rules::RateWindow::per_second(start.rate_limit_per_second).admit(room.rate_tat, now)?;
+        room.rate_moved = true;
+        Ok(())
+    }
+
+    /// Whether the hold may be placed (gate, caps, balance); if so it is counted, and the day
+    /// it counts on is returned.
+    pub fn admit(&mut self, start: &ExecutionStart, held: &HoldState) -> Result<i64, HoldRefusal> {
+        let gate = KeyGate {
+            key_revoked: held.key_revoked,
+            secret_live: held.secret_live,
+            expires_at: held.expires_at,
+            allowed_cidrs: &held.allowed_cidrs,
+            grant: &held.grant,
+            account_approved: held.account_approved,
+            read_only: held.read_only,
+        };
+        gate.admit(start.now, start.client_ip, &start.tool).map_err(HoldRefusal::Denied)?;
+        let account = (!start.sandbox).then(|| {
+            &mut *self
+                .accounts
+                .entry(start.account_id)
+                .or_insert(AccountRoom { available: held.available, held_added: 0 })
+        });
+        let available = account.as_ref().map(|a| Micros(a.available));
+        let key = self.keys.get_mut(&start.key_id).expect("the key took its turn first");
+        let day = rules::hold_day(start.day_number, key.latest_day);
+        // The day is the read's or one an earlier hold of this transaction counted on.
+        let (spent_day, held_day) = key.days.get(&day).copied().unwrap_or((held.spent_day, held.held_day));
+        let caps = rules::CapState {
+            daily_cap_cents: held.daily_cap_cents,
+            total_cap_cents: held.total_cap_cents,
+            spent_day: Micros(spent_day),
+            held_day: Micros(held_day),
+            spent_total: Micros(key.spent_total),
+            held_total: Micros(key.held_total),
+            available,
+        };
+        if let Some(refusal) = rules::cap_refusal(&caps, start.hold) {
+            return Err(refusal);
+        }
+        let hold = start.hold.0;
+        key.latest_day = day;
+        key.held_total += hold;
+        key.held_added += hold;
+        key.days.insert(day, (spent_day, held_day + hold));
+        *key.held_added_by_day.entry(day).or_default() += hold;
+        if let Some(account) = account {
+            account.available -= hold;
+            account.held_added += hold;
+        }
+        Ok(day)
+    }
+}
