@@ -39,17 +39,22 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(Micros(1_000_000), 1_000).await
+}
+
+/// An account with `credit` and one key capped at `daily_cap_cents` a day.
+async fn fixture_with(credit: Micros, daily_cap_cents: i64) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let database = Database::for_tests(dir.path()).unwrap();
     let store = database.open().unwrap();
     let ctx = AuditContext { actor: Actor::Operator, ip: None, user_agent: None, now: OffsetDateTime::now_utc() };
-    let new = NewAccount { login: "acme".into(), password_hash: None, approved: true, credit: Micros(1_000_000) };
+    let new = NewAccount { login: "acme".into(), password_hash: None, approved: true, credit };
     let account = store.create_account(new, ctx.clone()).await.unwrap().0.id;
     let policy = KeyPolicy {
         label: KeyLabel::parse("lease").unwrap(),
         grant: ToolGrant::new(None, None).unwrap(),
         allowed_cidrs: CidrAllowlist::default(),
-        daily_cap_cents: 1_000,
+        daily_cap_cents,
         total_cap_cents: None,
         expires_at: None,
         read_only: false,
@@ -241,6 +246,80 @@ async fn concurrent_begins_with_one_idempotency_key_start_exactly_one() {
         other => panic!("after the end, the replay: {other:?}"),
     }
     assert!(store.verify_ledger().await.unwrap().is_empty());
+}
+
+/// Holds and settlements racing on one key over two stores (PostgreSQL batches the ones that
+/// arrive together into one transaction): the daily cap admits exactly its room, the balance
+/// is never overdrawn, and a settlement's released room is taken again, never twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_holds_and_settlements_take_exactly_the_room_there_is() {
+    // Room for 10 holds of 10_000 by the cap (10 cents), the balance for 12.
+    let f = fixture_with(Micros(120_000), 10).await;
+    let t0 = OffsetDateTime::now_utc();
+    let mut stores = vec![f.store.clone()];
+    if !matches!(f.database, Database::Sqlite(_)) {
+        stores.push(f.database.open().unwrap());
+    }
+    let node = f.store.register_node("a:1", t0, LEASE).await.unwrap();
+    let race = |from: u8, count: u8| {
+        let racers: Vec<_> = (from..from + count)
+            .map(|n| {
+                let store = stores[usize::from(n) % stores.len()].clone();
+                let start = Fixture::start_of(f.account, f.key, f.secret, node, t0, [n; 16]);
+                tokio::spawn(async move { store.begin_execution(start).await.unwrap() })
+            })
+            .collect();
+        async move {
+            let (mut started, mut capped) = (vec![], 0);
+            for racer in racers {
+                match racer.await.unwrap() {
+                    BeginOutcome::Started(hold) => started.push(hold),
+                    BeginOutcome::Refused(HoldRefusal::DailyCap) => capped += 1,
+                    other => panic!("a racer got {other:?}"),
+                }
+            }
+            (started, capped)
+        }
+    };
+    let (mut started, capped) = race(1, 64).await;
+    assert_eq!((started.len(), capped), (10, 54), "exactly the cap's room");
+    // Four holds end (two captures, two voids) while 30 more race for the room they free:
+    // the voids free 2 holds' room; the captures keep theirs (spent).
+    let kept = started.split_off(4);
+    let ends: Vec<_> = started
+        .into_iter()
+        .enumerate()
+        .map(|(i, hold)| {
+            let store = stores[i % stores.len()].clone();
+            let finish = if i % 2 == 0 {
+                Finish::Capture {
+                    reported: Micros(10_000),
+                    receipt_id: format!("r{i}"),
+                    status: 200,
+                    body: b"{}".to_vec(),
+                }
+            } else {
+                Finish::VoidRetryable
+            };
+            tokio::spawn(async move { store.finish_execution(&hold, finish, at(t0, 1)).await.unwrap() })
+        })
+        .collect();
+    let second = race(100, 30);
+    for end in ends {
+        end.await.unwrap();
+    }
+    let (again, _) = second.await;
+    assert!(again.len() <= 2, "only the voided room is taken again: {}", again.len());
+    let key = f.store.get_key(f.account, f.key).await.unwrap().unwrap();
+    let used = key.held_total.0 + key.spent_total.0;
+    assert!(used <= 100_000, "never over the cap: {used}");
+    assert_eq!(used, (kept.len() + 2 + again.len()) as i64 * 10_000, "held and spent are what was admitted");
+    let account = f.store.account_by_id(f.account).await.unwrap().unwrap();
+    assert!(account.held.0 <= account.balance.0, "{account:?}");
+    // The room left after everything settled is taken exactly, by calls alone.
+    let (last, _) = race(200, 20).await;
+    assert_eq!(last.len(), 2 - again.len(), "what the voids freed and the racers left");
+    assert!(f.store.verify_ledger().await.unwrap().is_empty());
 }
 
 /// The per-key rate limit is one budget however many nodes share the database: racing

@@ -2,7 +2,9 @@
 //! and each writer (a thread with a connection of its own) takes every step waiting, up to
 //! `MOST_PER_BATCH`, and runs them in one transaction (`crate::sql::money::batch`). Under
 //! load, batches grow by themselves while the previous one commits; alone, a step is a batch
-//! of one.
+//! of one. Each account's steps go to one writer (by the account's id), so that a node's
+//! writers never queue on each other's row locks: one busy account fills its writer's batches,
+//! and many accounts spread over the writers.
 //!
 //! A batch waits for row locks at most 200 ms (`BEGIN`: another node stalled holding one of
 //! its accounts must not hold up every account of this node). A batch that failed before its
@@ -42,6 +44,7 @@ struct Queue {
     closed: bool,
 }
 
+/// One writer's queue.
 #[derive(Default)]
 struct Shared {
     queue: Mutex<Queue>,
@@ -49,34 +52,35 @@ struct Shared {
 }
 
 pub(super) struct Batcher {
-    shared: Arc<Shared>,
+    writers: Vec<Arc<Shared>>,
 }
 
 impl Batcher {
     /// Starts `writers` writer threads on connections from `pool`.
     pub fn start(pool: Arc<Pool>, writers: usize, metrics: StoreMetrics) -> Self {
-        let shared = Arc::new(Shared::default());
-        for n in 0..writers {
+        let writers: Vec<Arc<Shared>> = (0..writers.max(1)).map(|_| Arc::default()).collect();
+        for (n, shared) in writers.iter().enumerate() {
             let (shared, pool, metrics) = (shared.clone(), pool.clone(), metrics.clone());
             std::thread::Builder::new()
                 .name(format!("visa-pg-money-{n}"))
                 .spawn(move || write(&shared, &pool, &metrics))
                 .expect("spawn a PostgreSQL money writer");
         }
-        Self { shared }
+        Self { writers }
     }
 
     /// Queues `step`; what became of it.
     pub async fn submit(&self, step: Step) -> StoreResult<Answer> {
         let (reply, answer) = oneshot::channel();
+        let writer = &self.writers[step.account().unsigned_abs() as usize % self.writers.len()];
         {
-            let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let mut queue = writer.queue.lock().unwrap_or_else(|e| e.into_inner());
             if queue.closed {
                 return Ok(Answer::Alone(step));
             }
             queue.jobs.push_back(Job { step, reply });
         }
-        self.shared.ready.notify_one();
+        writer.ready.notify_one();
         // A writer that died mid-batch may have committed it.
         answer.await.map_err(|_| StoreError::Unavailable("a database writer failed; its outcome is unknown".into()))
     }
@@ -85,8 +89,10 @@ impl Batcher {
 impl Drop for Batcher {
     /// The writers finish the steps queued, then close their connections and end.
     fn drop(&mut self) {
-        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
-        self.shared.ready.notify_all();
+        for writer in &self.writers {
+            writer.queue.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+            writer.ready.notify_all();
+        }
     }
 }
 
@@ -105,10 +111,6 @@ fn write(shared: &Shared, pool: &Pool, metrics: &StoreMetrics) {
             let take = queue.jobs.len().min(MOST_PER_BATCH);
             queue.jobs.drain(..take).collect()
         };
-        if !shared.queue.lock().unwrap_or_else(|e| e.into_inner()).jobs.is_empty() {
-            // More waiting than one batch takes: another writer starts on them meanwhile.
-            shared.ready.notify_one();
-        }
         let (steps, replies): (Vec<Step>, Vec<_>) = jobs.into_iter().map(|j| (j.step, j.reply)).unzip();
         let conn =
             match conn.take().filter(|c: &super::db::Conn| !c.client.is_closed()).map_or_else(|| pool.connect(), Ok) {
