@@ -112,6 +112,37 @@ fn caps_balance_and_idempotency_keys_hold_across_two_nodes() {
     cluster.ledger_verifies();
 }
 
+/// One hot key, 64 connections over two nodes calling as fast as they can until its daily cap
+/// refuses them (each node groups the calls that arrive together into one transaction): the
+/// $3 cap admits exactly 300 one-cent calls, never one more, and the account pays exactly that.
+#[test]
+fn one_hot_key_at_64_connections_over_two_nodes_spends_exactly_its_cap() {
+    let cluster = Cluster::start(2, false, 3);
+    let urls: Arc<Vec<String>> = Arc::new(cluster.nodes.iter().map(|n| n.url.clone()).collect());
+    let t = tenant(&cluster.nodes[0], "hot", 100_000);
+    let fields = json!({ "label": "hot", "daily_cap_cents": 300, "rate_limit_per_second": 100_000 });
+    let (hot, _) = key(&urls[0], &t.session, fields);
+    let before = balance_micros(&urls[0], &t.session);
+    let admitted = {
+        let (urls, hot) = (urls.clone(), hot.clone());
+        race(64, move |i| {
+            let mut admitted = 0;
+            loop {
+                let answer = execute(&urls[i % 2], &hot, "echo", &uuid::Uuid::new_v4().to_string(), json!({})).unwrap();
+                match (answer.status, answer.retryable) {
+                    (200, _) => admitted += 1,
+                    (429, _) if answer.body.contains("daily cap") => return admitted,
+                    (503, Some(true)) => continue,
+                    _ => panic!("{} {}", answer.status, answer.body),
+                }
+            }
+        })
+    };
+    assert_eq!(admitted.iter().sum::<i64>(), 300, "exactly the cap's calls: {admitted:?}");
+    assert_eq!(before - balance_micros(&urls[1], &t.session), 300 * PRICE_MICROS, "exactly the cap's spend");
+    cluster.ledger_verifies();
+}
+
 /// Polls `call` until it answers `expected`, and says how long that took.
 fn until(expected: u16, call: impl Fn() -> Answer) -> Duration {
     let started = Instant::now();
