@@ -96,6 +96,15 @@ impl Drop for Batcher {
     }
 }
 
+/// A writer's connection. Its statements are planned once (a generic plan): their parameters
+/// are arrays whose values never change the best plan, and re-planning the batch's write on
+/// every execution would cost more than running it.
+fn connect(pool: &Pool) -> StoreResult<super::db::Conn> {
+    let mut conn = pool.connect()?;
+    conn.client.batch_execute("SET plan_cache_mode = force_generic_plan").map_err(super::map_pg_error)?;
+    Ok(conn)
+}
+
 /// One writer: takes the steps waiting, runs them as one batch, answers each.
 fn write(shared: &Shared, pool: &Pool, metrics: &StoreMetrics) {
     let mut conn = None;
@@ -113,7 +122,7 @@ fn write(shared: &Shared, pool: &Pool, metrics: &StoreMetrics) {
         };
         let (steps, replies): (Vec<Step>, Vec<_>) = jobs.into_iter().map(|j| (j.step, j.reply)).unzip();
         let conn =
-            match conn.take().filter(|c: &super::db::Conn| !c.client.is_closed()).map_or_else(|| pool.connect(), Ok) {
+            match conn.take().filter(|c: &super::db::Conn| !c.client.is_closed()).map_or_else(|| connect(pool), Ok) {
                 Ok(c) => conn.insert(c),
                 Err(_) => {
                     steps.into_iter().zip(replies).for_each(|(step, reply)| drop(reply.send(Answer::Alone(step))));

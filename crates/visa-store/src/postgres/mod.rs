@@ -55,9 +55,12 @@ pub struct PgEngine {
     metrics: StoreMetrics,
 }
 
-/// How many money writers a pool of `pool_size` connections gives: a quarter of it, one to four.
+/// How many money writers a pool of `pool_size` connections gives: two (one below 8). Fewer
+/// writers make bigger batches, and a batch's cost is mostly per batch (bench/README.md: four
+/// writers spent twice the database CPU per call of one or two when the load spread over many
+/// accounts); two let one account's batch commit while another account's runs.
 fn money_writers(pool_size: usize) -> usize {
-    (pool_size / 4).clamp(1, 4)
+    if pool_size < 8 { 1 } else { 2 }
 }
 
 impl PgEngine {

@@ -117,8 +117,8 @@ pub(crate) fn run(db: &dyn Db, steps: &[Step]) -> StoreResult<Vec<StoreResult<Do
             ids.get(&start.public_id).copied().ok_or_else(|| StoreError::Internal("a hold was not written".into()))?;
         answers[i] = Some(Ok(Done::Begun(BeginOutcome::Started(started(start, id, day)))));
     }
-    for (i, _, done) in ends {
-        answers[i] = Some(Ok(Done::Finished(done.record)));
+    for end in ends {
+        answers[end.step] = Some(Ok(Done::Finished(end.done.record)));
     }
     for i in alone {
         let answer = steps[i].run_alone(db);
@@ -131,8 +131,14 @@ pub(crate) fn run(db: &dyn Db, steps: &[Step]) -> StoreResult<Vec<StoreResult<Do
     answers.into_iter().map(|a| a.ok_or_else(|| StoreError::Internal("a step was not answered".into()))).collect()
 }
 
-/// A settlement the batch ends: its step, the execution as it was, what it concludes.
-type End<'s> = (usize, &'s ExecutionRecord, Concluded<'s>);
+/// A settlement the batch ends: its step, the execution as it was, what it concludes, and the
+/// execution's Idempotency-Key (which a retryable void frees).
+struct End<'s> {
+    step: usize,
+    execution: &'s ExecutionRecord,
+    done: Concluded<'s>,
+    idempotency_key: Vec<u8>,
+}
 
 /// Ends every running execution a settlement of `steps` names (the guarded update of the
 /// per-call path, for all at once). A settlement whose execution is not running, or named
@@ -143,7 +149,8 @@ fn end_executions<'s>(db: &dyn Db, steps: &'s [Step], alone: &mut BTreeSet<usize
     for (i, step) in steps.iter().enumerate() {
         if let Step::Finish { execution, finish, now } = step {
             if seen.insert(execution.id) {
-                ends.push((i, execution, concluded(execution, finish, *now)));
+                let done = concluded(execution, finish, *now);
+                ends.push(End { step: i, execution, done, idempotency_key: vec![] });
             } else {
                 alone.insert(i);
             }
@@ -154,27 +161,31 @@ fn end_executions<'s>(db: &dyn Db, steps: &'s [Step], alone: &mut BTreeSet<usize
     }
     let column = |f: &dyn Fn(&End) -> Option<i64>| Array::Ints(ends.iter().map(f).collect());
     let texts = |f: &dyn Fn(&End) -> Option<String>| Array::Texts(ends.iter().map(f).collect());
-    let ended: HashSet<i64> = db
+    let ended: HashMap<i64, Vec<u8>> = db
         .query_map(
             "UPDATE executions e SET state = u.state, charged_micros = u.charged, receipt_id = u.receipt, \
              finished_at = u.finished \
              FROM unnest(?1::bigint[], ?2::text[], ?3::bigint[], ?4::text[], ?5::bigint[]) \
                AS u(id, state, charged, receipt, finished) \
-             WHERE e.id = u.id AND e.state = 'running' RETURNING e.id",
+             WHERE e.id = u.id AND e.state = 'running' RETURNING e.id, e.idempotency_key",
             params![
-                column(&|(_, e, _)| Some(e.id)),
-                texts(&|(_, _, d)| Some(d.record.state.as_str().to_owned())),
-                column(&|(_, _, d)| Some(d.record.charged.0)),
-                texts(&|(_, _, d)| d.record.receipt_id.clone()),
-                column(&|(_, _, d)| d.record.finished_at.map(to_db)),
+                column(&|end| Some(end.execution.id)),
+                texts(&|end| Some(end.done.record.state.as_str().to_owned())),
+                column(&|end| Some(end.done.record.charged.0)),
+                texts(&|end| end.done.record.receipt_id.clone()),
+                column(&|end| end.done.record.finished_at.map(to_db)),
             ],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?
         .into_iter()
         .collect();
-    let (ended, not_running): (Vec<_>, Vec<_>) = ends.into_iter().partition(|(_, e, _)| ended.contains(&e.id));
-    alone.extend(not_running.into_iter().map(|(i, _, _)| i));
-    Ok(ended)
+    let (mut ended_here, not_running): (Vec<_>, Vec<_>) =
+        ends.into_iter().partition(|end| ended.contains_key(&end.execution.id));
+    alone.extend(not_running.into_iter().map(|end| end.step));
+    for end in &mut ended_here {
+        end.idempotency_key = ended[&end.execution.id].clone();
+    }
+    Ok(ended_here)
 }
 
 /// The rows the batch locked, and whether the node that began its holds still has its lease.
@@ -306,7 +317,7 @@ fn write(
         accounts.entry(*account_id).or_default().0 += room.held_added;
     }
     let mut ledger: Vec<(i64, i64, i64, &str, i64, bool, i64)> = vec![];
-    for (_, e, done) in ends {
+    for End { execution: e, done, .. } in ends {
         let ending = ending(e, done.reported, done.voided);
         let key = keys.entry(e.key_id).or_default();
         key.held -= e.hold.0;
@@ -327,7 +338,8 @@ fn write(
     }
     let ints = |values: Vec<i64>| Array::Ints(values.into_iter().map(Some).collect());
     let (new_days, settled_days): (Vec<_>, Vec<_>) = days.iter().partition(|(_, d)| !d.settled);
-    let answered: Vec<_> = ends.iter().filter_map(|(_, e, done)| Some((e.id, done.answer?))).collect();
+    let answered: Vec<_> = ends.iter().filter_map(|end| Some((end.execution.id, end.done.answer?))).collect();
+    let freed: Vec<&End> = ends.iter().filter(|end| end.done.answer.is_none()).collect();
     let starts = || admitted.iter().map(|(_, s, _)| *s);
     let rows = db.query(
         WRITE,
@@ -370,7 +382,9 @@ fn write(
             ints(answered.iter().map(|(id, _)| *id).collect()),
             ints(answered.iter().map(|(_, (status, _))| i64::from(*status)).collect()),
             Array::Blobs(answered.iter().map(|(_, (_, body))| body.to_vec()).collect()),
-            ints(ends.iter().filter(|(_, _, done)| done.answer.is_none()).map(|(_, e, _)| e.id).collect()),
+            ints(freed.iter().map(|end| end.execution.key_id).collect()),
+            Array::Blobs(freed.iter().map(|end| end.idempotency_key.clone()).collect()),
+            ints(freed.iter().map(|end| end.execution.id).collect()),
         ],
     )?;
     rows.iter().map(|row: &Row| Ok((row.get::<String>(0)?, row.get::<i64>(1)?))).collect()
@@ -408,6 +422,6 @@ const WRITE: &str = "WITH \
       ?34::boolean[], ?35::bigint[])), \
   rs AS (INSERT INTO execution_responses (execution_id, status, body) \
     SELECT * FROM unnest(?36::bigint[], ?37::bigint[], ?38::bytea[])), \
-  fr AS (DELETE FROM idempotency_records r USING executions e WHERE e.id = ANY(?39::bigint[]) \
-    AND r.key_id = e.key_id AND r.idempotency_key = e.idempotency_key AND r.execution_id = e.id) \
+  fr AS (DELETE FROM idempotency_records r USING unnest(?39::bigint[], ?40::bytea[], ?41::bigint[]) AS u(key_id, idem, id) \
+    WHERE r.key_id = u.key_id AND r.idempotency_key = u.idem AND r.execution_id = u.id) \
 SELECT public_id, id FROM ex";
