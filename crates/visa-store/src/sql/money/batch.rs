@@ -1,8 +1,8 @@
 //! Many money-path steps in one transaction, as set-based statements, where writers run
 //! concurrently (PostgreSQL): the holds and settlements a node receives together lock each key
 //! and account once, are decided in Rust by the same rules as a call alone (`super::room`), and
-//! are written by one statement per table (`unnest` arrays), in five round trips whatever their
-//! number. So one account's calls no longer queue on its row locks one round trip at a time.
+//! are written by one statement (`unnest` arrays), in five round trips whatever their number.
+//! So one account's calls no longer queue on its row locks one round trip at a time.
 //!
 //! The order the batch stands for is one that serial calls could have run in: its settlements
 //! end their executions first (the execution's row is the first lock of every money
@@ -72,7 +72,7 @@ impl Done {
 pub(crate) fn run(db: &dyn Db, steps: &[Step]) -> StoreResult<Vec<StoreResult<Done>>> {
     let mut answers: Vec<Option<StoreResult<Done>>> = steps.iter().map(|_| None).collect();
     let mut alone = BTreeSet::new();
-    let ends = end_executions(db, steps, &mut alone)?;
+    let (ends, locked) = end_and_lock(db, steps, &mut alone)?;
     let begins: Vec<(usize, &ExecutionStart)> = steps
         .iter()
         .enumerate()
@@ -81,7 +81,6 @@ pub(crate) fn run(db: &dyn Db, steps: &[Step]) -> StoreResult<Vec<StoreResult<Do
             Step::Finish { .. } => None,
         })
         .collect();
-    let locked = lock(db, steps)?;
     let mut fresh = vec![];
     let mut used = HashSet::new();
     for &(i, start) in &begins {
@@ -140,78 +139,57 @@ struct End<'s> {
     idempotency_key: Vec<u8>,
 }
 
-/// Ends every running execution a settlement of `steps` names (the guarded update of the
-/// per-call path, for all at once). A settlement whose execution is not running, or named
-/// twice, is left to the per-call path (`alone`), which knows what to answer.
-fn end_executions<'s>(db: &dyn Db, steps: &'s [Step], alone: &mut BTreeSet<usize>) -> StoreResult<Vec<End<'s>>> {
-    let mut ends = vec![];
-    let mut seen = HashSet::new();
-    for (i, step) in steps.iter().enumerate() {
-        if let Step::Finish { execution, finish, now } = step {
-            if seen.insert(execution.id) {
-                let done = concluded(execution, finish, *now);
-                ends.push(End { step: i, execution, done, idempotency_key: vec![] });
-            } else {
-                alone.insert(i);
-            }
-        }
-    }
-    if ends.is_empty() {
-        return Ok(ends);
-    }
-    let column = |f: &dyn Fn(&End) -> Option<i64>| Array::Ints(ends.iter().map(f).collect());
-    let texts = |f: &dyn Fn(&End) -> Option<String>| Array::Texts(ends.iter().map(f).collect());
-    let ended: HashMap<i64, Vec<u8>> = db
-        .query_map(
-            "UPDATE executions e SET state = u.state, charged_micros = u.charged, receipt_id = u.receipt, \
-             finished_at = u.finished \
-             FROM unnest(?1::bigint[], ?2::text[], ?3::bigint[], ?4::text[], ?5::bigint[]) \
-               AS u(id, state, charged, receipt, finished) \
-             WHERE e.id = u.id AND e.state = 'running' RETURNING e.id, e.idempotency_key",
-            params![
-                column(&|end| Some(end.execution.id)),
-                texts(&|end| Some(end.done.record.state.as_str().to_owned())),
-                column(&|end| Some(end.done.record.charged.0)),
-                texts(&|end| end.done.record.receipt_id.clone()),
-                column(&|end| end.done.record.finished_at.map(to_db)),
-            ],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?
-        .into_iter()
-        .collect();
-    let (mut ended_here, not_running): (Vec<_>, Vec<_>) =
-        ends.into_iter().partition(|end| ended.contains_key(&end.execution.id));
-    alone.extend(not_running.into_iter().map(|end| end.step));
-    for end in &mut ended_here {
-        end.idempotency_key = ended[&end.execution.id].clone();
-    }
-    Ok(ended_here)
-}
-
 /// The rows the batch locked, and whether the node that began its holds still has its lease.
 struct Locked {
     keys: HashSet<i64>,
     node_live: bool,
 }
 
-/// Locks the counters of every key and account the batch touches (its per-call steps' too),
-/// each table in id order (as every batch does, so two never wait on each other in a circle),
-/// keys before accounts (the order of every money transaction). With them, whether the node's
-/// lease is live by the database's clock: a node that stalled past it starts nothing under it.
-fn lock(db: &dyn Db, steps: &[Step]) -> StoreResult<Locked> {
-    static LOCK_KEYS: ClockSql = ClockSql::new(
-        "SELECT ks.key_id, EXISTS (SELECT 1 FROM nodes n WHERE n.id = ?2 AND n.reclaimed_at IS NULL \
-         AND n.lease_expires_at > {clock}) FROM key_spend ks WHERE ks.key_id = ANY(?1::bigint[]) \
-         ORDER BY ks.key_id FOR UPDATE",
+/// The batch's first statement, in the order of every money transaction: it ends every running
+/// execution a settlement names (the guarded update of the per-call path, for all at once),
+/// then locks the counters of every key and then every account the batch touches (its per-call
+/// steps' too), each in id order, so two batches never wait on each other in a circle; with
+/// them, whether the node's lease is live by the database's clock (a node that stalled past it
+/// starts nothing under it). One round trip: `UNION ALL` runs its parts one after another.
+///
+/// A settlement whose execution is not running, or named twice, is left to the per-call path
+/// (`alone`), which knows what to answer.
+fn end_and_lock<'s>(
+    db: &dyn Db,
+    steps: &'s [Step],
+    alone: &mut BTreeSet<usize>,
+) -> StoreResult<(Vec<End<'s>>, Locked)> {
+    static END_AND_LOCK: ClockSql = ClockSql::new(
+        "WITH f AS (UPDATE executions e SET state = u.state, charged_micros = u.charged, receipt_id = u.receipt, \
+           finished_at = u.finished \
+           FROM unnest(?1::bigint[], ?2::text[], ?3::bigint[], ?4::text[], ?5::bigint[]) \
+             AS u(id, state, charged, receipt, finished) \
+           WHERE e.id = u.id AND e.state = 'running' RETURNING e.id, e.idempotency_key) \
+         SELECT 1, f.id, f.idempotency_key, NULL::boolean FROM f \
+         UNION ALL SELECT 2, k.key_id, NULL::bytea, EXISTS (SELECT 1 FROM nodes n WHERE n.id = ?7 \
+           AND n.reclaimed_at IS NULL AND n.lease_expires_at > {clock}) \
+           FROM (SELECT key_id FROM key_spend WHERE key_id = ANY(?6::bigint[]) ORDER BY key_id FOR UPDATE) k \
+         UNION ALL SELECT 3, a.id, NULL::bytea, NULL::boolean \
+           FROM (SELECT id FROM accounts WHERE id = ANY(?8::bigint[]) ORDER BY id FOR UPDATE) a",
     );
+    let mut ends = vec![];
+    let mut seen = HashSet::new();
     let (mut keys, mut accounts, mut nodes) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
-    for step in steps {
+    for (i, step) in steps.iter().enumerate() {
         let (key, sandbox) = match step {
             Step::Begin(start) => {
                 nodes.insert(start.node.0);
                 (start.key_id, start.sandbox)
             }
-            Step::Finish { execution, .. } => (execution.key_id, execution.sandbox),
+            Step::Finish { execution, finish, now } => {
+                if seen.insert(execution.id) {
+                    let done = concluded(execution, finish, *now);
+                    ends.push(End { step: i, execution, done, idempotency_key: vec![] });
+                } else {
+                    alone.insert(i);
+                }
+                (execution.key_id, execution.sandbox)
+            }
         };
         keys.insert(key);
         if !sandbox {
@@ -221,19 +199,41 @@ fn lock(db: &dyn Db, steps: &[Step]) -> StoreResult<Locked> {
     if nodes.len() > 1 {
         return Err(StoreError::Internal("a batch holds the calls of one node".into()));
     }
-    let rows = db.query_map(
-        LOCK_KEYS.get(db.dialect()),
-        params![Array::Ints(keys.iter().map(|k| Some(*k)).collect()), nodes.first().copied().unwrap_or(0)],
-        |r| Ok((r.get::<i64>(0)?, r.get::<bool>(1)?)),
+    let column = |f: &dyn Fn(&End) -> Option<i64>| Array::Ints(ends.iter().map(f).collect());
+    let texts = |f: &dyn Fn(&End) -> Option<String>| Array::Texts(ends.iter().map(f).collect());
+    let ids = |set: &BTreeSet<i64>| Array::Ints(set.iter().map(|id| Some(*id)).collect());
+    let rows = db.query(
+        END_AND_LOCK.get(db.dialect()),
+        params![
+            column(&|end| Some(end.execution.id)),
+            texts(&|end| Some(end.done.record.state.as_str().to_owned())),
+            column(&|end| Some(end.done.record.charged.0)),
+            texts(&|end| end.done.record.receipt_id.clone()),
+            column(&|end| end.done.record.finished_at.map(to_db)),
+            ids(&keys),
+            nodes.first().copied().unwrap_or(0),
+            ids(&accounts),
+        ],
     )?;
-    if !accounts.is_empty() {
-        db.query(
-            "SELECT id FROM accounts WHERE id = ANY(?1::bigint[]) ORDER BY id FOR UPDATE",
-            params![Array::Ints(accounts.iter().map(|a| Some(*a)).collect())],
-        )?;
+    let mut ended: HashMap<i64, Vec<u8>> = HashMap::new();
+    let mut locked = Locked { keys: HashSet::new(), node_live: false };
+    for row in &rows {
+        match row.get::<i64>(0)? {
+            1 => drop(ended.insert(row.get(1)?, row.get(2)?)),
+            2 => {
+                locked.keys.insert(row.get(1)?);
+                locked.node_live = row.get(3)?;
+            }
+            _ => {}
+        }
     }
-    let node_live = rows.first().is_some_and(|(_, live)| *live);
-    Ok(Locked { keys: rows.into_iter().map(|(key, _)| key).collect(), node_live })
+    let (mut ended_here, not_running): (Vec<_>, Vec<_>) =
+        ends.into_iter().partition(|end| ended.contains_key(&end.execution.id));
+    alone.extend(not_running.into_iter().map(|end| end.step));
+    for end in &mut ended_here {
+        end.idempotency_key = ended.remove(&end.execution.id).unwrap_or_default();
+    }
+    Ok((ended_here, locked))
 }
 
 /// The hold's one read (`HOLD_STATE`, the same statement as a call alone) for every fresh
