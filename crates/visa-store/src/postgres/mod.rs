@@ -161,7 +161,7 @@ impl Engine for PgEngine {
     async fn write_money(&self, step: Step) -> StoreResult<(Done, Durability)> {
         match self.batcher.submit(step).await? {
             batcher::Answer::Done(done) => Ok((done?, Durability::done())),
-            batcher::Answer::Alone(step) => self.write_for_account(step.account(), move |db| step.run_alone(db)).await,
+            batcher::Answer::Alone(step) => crate::sql::write_alone(self, step).await,
         }
     }
 

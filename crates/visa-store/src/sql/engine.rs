@@ -47,7 +47,7 @@ pub trait Engine: Send + Sync + 'static {
     /// the steps that arrive together in one transaction (`money::batch`); alone, a step is a
     /// `write_for_account`.
     async fn write_money(&self, step: Step) -> StoreResult<(Done, Durability)> {
-        self.write_for_account(step.account(), move |db| step.run_alone(db)).await
+        write_alone(self, step).await
     }
     /// The node's lease (register, renew, release, reclaim, and the clock it is kept by), at
     /// `Isolation::Locking`. A backend with a pool keeps a connection for it, so a node whose
@@ -83,4 +83,10 @@ pub trait Engine: Send + Sync + 'static {
     }
     /// `Unavailable` when the engine cannot take writes.
     async fn ready(&self) -> StoreResult<()>;
+}
+
+/// A money-path step in a transaction of its own, by the per-call path: what `write_money` does
+/// where nothing batches, and what a batching backend does with a step its batch handed back.
+pub(crate) async fn write_alone<E: Engine + ?Sized>(engine: &E, step: Step) -> StoreResult<(Done, Durability)> {
+    engine.write_for_account(step.account(), move |db| step.run_alone(db)).await
 }

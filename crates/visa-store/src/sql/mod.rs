@@ -20,6 +20,7 @@ mod store;
 mod usage;
 
 pub use db::{Array, Db, Dialect, FromValue, Row, ToValue, Value};
+pub(crate) use engine::write_alone;
 pub use engine::{Engine, Isolation};
 pub use store::SqlStore;
 

@@ -159,19 +159,19 @@ fn end_and_lock<'s>(
     steps: &'s [Step],
     alone: &mut BTreeSet<usize>,
 ) -> StoreResult<(Vec<End<'s>>, Locked)> {
-    static END_AND_LOCK: ClockSql = ClockSql::new(
+    static END_AND_LOCK: ClockSql = ClockSql::new(concat!(
         "WITH f AS (UPDATE executions e SET state = u.state, charged_micros = u.charged, receipt_id = u.receipt, \
            finished_at = u.finished \
            FROM unnest(?1::bigint[], ?2::text[], ?3::bigint[], ?4::text[], ?5::bigint[]) \
              AS u(id, state, charged, receipt, finished) \
            WHERE e.id = u.id AND e.state = 'running' RETURNING e.id, e.idempotency_key) \
          SELECT 1, f.id, f.idempotency_key, NULL::boolean FROM f \
-         UNION ALL SELECT 2, k.key_id, NULL::bytea, EXISTS (SELECT 1 FROM nodes n WHERE n.id = ?7 \
-           AND n.reclaimed_at IS NULL AND n.lease_expires_at > {clock}) \
-           FROM (SELECT key_id FROM key_spend WHERE key_id = ANY(?6::bigint[]) ORDER BY key_id FOR UPDATE) k \
+         UNION ALL SELECT 2, k.key_id, NULL::bytea, ",
+        node_lease_live!("?7"),
+        " FROM (SELECT key_id FROM key_spend WHERE key_id = ANY(?6::bigint[]) ORDER BY key_id FOR UPDATE) k \
          UNION ALL SELECT 3, a.id, NULL::bytea, NULL::boolean \
-           FROM (SELECT id FROM accounts WHERE id = ANY(?8::bigint[]) ORDER BY id FOR UPDATE) a",
-    );
+           FROM (SELECT id FROM accounts WHERE id = ANY(?8::bigint[]) ORDER BY id FOR UPDATE) a"
+    ));
     let mut ends = vec![];
     let mut seen = HashSet::new();
     let (mut keys, mut accounts, mut nodes) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
@@ -332,7 +332,7 @@ fn write(
             account.1 += ending.charged.0;
         }
         let at = done.record.finished_at.map_or(0, to_db);
-        for (kind, amount) in ending.entries.iter().filter(|(_, amount)| amount.0 != 0) {
+        for (kind, amount) in &ending.entries {
             ledger.push((e.account_id, e.key_id, e.id, kind, amount.0, e.sandbox, at));
         }
     }

@@ -13,9 +13,6 @@
 use super::audit;
 use super::db::{ClockSql, Db, Row, corrupt, params};
 use super::{from_db, to_db};
-
-pub(crate) mod batch;
-mod room;
 use crate::audit::execution_snapshot;
 use crate::model::*;
 use crate::rules;
@@ -23,6 +20,22 @@ use crate::{Refusal, StoreError, StoreResult};
 use visa_core::money::Micros;
 use visa_core::pagination::{Page, PageRequest};
 use visa_core::policy::{CidrAllowlist, ToolGrant};
+
+/// Whether node `$node` (a placeholder) still holds its lease by the database's clock, as an
+/// SQL expression for a `ClockSql`: the one spelling of the check a hold makes before it
+/// starts anything, alone (`lock_for_hold`) or in a batch.
+macro_rules! node_lease_live {
+    ($node:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM nodes n WHERE n.id = ",
+            $node,
+            " AND n.reclaimed_at IS NULL AND n.lease_expires_at > {clock})"
+        )
+    };
+}
+
+pub(crate) mod batch;
+mod room;
 
 const EXECUTION_COLUMNS: &str = "id, public_id, account_id, key_id, tool, state, sandbox, hold_micros, charged_micros, \
     receipt_id, created_at, finished_at, day_number";
@@ -76,10 +89,8 @@ static LEDGER_INSERTS: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::n
     })
 });
 
-/// Appends `entries` (kind, amount) for `e` to the ledger in one statement; a zero amount is
-/// written only for a hold (every call has one), the others are left out.
+/// Appends `entries` (kind, amount) for `e` to the ledger in one statement.
 fn ledger(conn: &dyn Db, e: &ExecutionRecord, entries: &[(&str, Micros)], now: Timestamp) -> StoreResult<()> {
-    let entries: Vec<_> = entries.iter().filter(|(kind, amount)| amount.0 != 0 || *kind == "hold").collect();
     if entries.is_empty() {
         return Ok(());
     }
@@ -249,10 +260,11 @@ fn lock_for_hold(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<()> {
     }
     // With the lock, whether this node's lease is live by the database's clock: a node that
     // stalled past its lease (and may have been reclaimed) starts nothing under it.
-    static LOCK_KEY: ClockSql = ClockSql::new(
-        "SELECT ks.key_id, EXISTS (SELECT 1 FROM nodes n WHERE n.id = ?2 AND n.reclaimed_at IS NULL \
-         AND n.lease_expires_at > {clock}) FROM key_spend ks WHERE ks.key_id = ?1 FOR UPDATE",
-    );
+    static LOCK_KEY: ClockSql = ClockSql::new(concat!(
+        "SELECT ks.key_id, ",
+        node_lease_live!("?2"),
+        " FROM key_spend ks WHERE ks.key_id = ?1 FOR UPDATE"
+    ));
     let live: Option<bool> =
         conn.query_row(LOCK_KEY.get(conn.dialect()), params![start.key_id, start.node.0], |r| r.get(1))?;
     match live {
@@ -360,23 +372,23 @@ fn place_hold(conn: &dyn Db, start: &ExecutionStart, day: i64, tat: i64) -> Stor
 
 /// What ending the hold of `e` moves: captured (what `rules::settle` makes of `reported`,
 /// nothing for a void), and the ledger's entries (the rest released or voided, any overage).
+/// A zero amount is written only for a hold (every call has one): an ending leaves them out.
 struct Ending {
     charged: Micros,
     entries: Vec<(&'static str, Micros)>,
 }
 
 fn ending(e: &ExecutionRecord, reported: Micros, voided: bool) -> Ending {
-    if voided {
-        return Ending { charged: Micros::ZERO, entries: vec![("void", e.hold)] };
-    }
-    let rules::Settlement { charged, overage } = rules::settle(e.hold, reported);
-    if overage > Micros::ZERO {
-        tracing::warn!(execution = %e.public_id, hold = e.hold.0, overage = overage.0, "a provider reported more than the hold; the excess is the platform's loss");
-    }
-    Ending {
-        charged,
-        entries: vec![("capture", charged), ("release", Micros(e.hold.0 - charged.0)), ("overage", overage)],
-    }
+    let (charged, entries) = if voided {
+        (Micros::ZERO, vec![("void", e.hold)])
+    } else {
+        let rules::Settlement { charged, overage } = rules::settle(e.hold, reported);
+        if overage > Micros::ZERO {
+            tracing::warn!(execution = %e.public_id, hold = e.hold.0, overage = overage.0, "a provider reported more than the hold; the excess is the platform's loss");
+        }
+        (charged, vec![("capture", charged), ("release", Micros(e.hold.0 - charged.0)), ("overage", overage)])
+    };
+    Ending { charged, entries: entries.into_iter().filter(|(_, amount)| amount.0 != 0).collect() }
 }
 
 /// Ends a hold as `ending` says, on the day the hold counted on.

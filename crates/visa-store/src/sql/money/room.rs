@@ -39,29 +39,30 @@ pub(super) struct AccountRoom {
     pub held_added: i64,
 }
 
-impl Rooms {
-    fn key(&mut self, start: &ExecutionStart, held: &HoldState) -> &mut KeyRoom {
-        let room = self.keys.entry(start.key_id).or_insert_with(|| KeyRoom {
-            rate_tat: held.rate_tat,
-            rate_moved: false,
-            latest_day: held.latest_day,
-            spent_total: held.spent_total,
-            held_total: held.held_total,
-            days: HashMap::new(),
-            held_added: 0,
-            held_added_by_day: BTreeMap::new(),
-        });
-        // The read's day counters (the SELECT read the later of the stored latest day and the
-        // call's own), unless an earlier hold of this transaction already counted on that day.
-        let read_day = rules::hold_day(start.day_number, held.latest_day);
-        room.days.entry(read_day).or_insert((held.spent_day, held.held_day));
-        room
-    }
+/// The key's room, from what the hold's transaction read if this is its first call there.
+fn key_room<'r>(keys: &'r mut HashMap<i64, KeyRoom>, start: &ExecutionStart, held: &HoldState) -> &'r mut KeyRoom {
+    let room = keys.entry(start.key_id).or_insert_with(|| KeyRoom {
+        rate_tat: held.rate_tat,
+        rate_moved: false,
+        latest_day: held.latest_day,
+        spent_total: held.spent_total,
+        held_total: held.held_total,
+        days: HashMap::new(),
+        held_added: 0,
+        held_added_by_day: BTreeMap::new(),
+    });
+    // The read's day counters (the SELECT read the later of the stored latest day and the
+    // call's own), unless an earlier hold of this transaction already counted on that day.
+    let read_day = rules::hold_day(start.day_number, held.latest_day);
+    room.days.entry(read_day).or_insert((held.spent_day, held.held_day));
+    room
+}
 
+impl Rooms {
     /// The key's rate-limit turn: the call is admitted (the key's state moves on) or refused
     /// with the seconds after which one would be.
     pub fn take_turn(&mut self, start: &ExecutionStart, held: &HoldState) -> Result<(), u64> {
-        let room = self.key(start, held);
+        let room = key_room(&mut self.keys, start, held);
         let now = match start.rate_clock {
             RateClock::Database => held.database_clock,
             RateClock::At(at) => to_db(at),
@@ -91,7 +92,7 @@ impl Rooms {
                 .or_insert(AccountRoom { available: held.available, held_added: 0 })
         });
         let available = account.as_ref().map(|a| Micros(a.available));
-        let key = self.keys.get_mut(&start.key_id).expect("the key took its turn first");
+        let key = key_room(&mut self.keys, start, held);
         let day = rules::hold_day(start.day_number, key.latest_day);
         // The day is the read's or one an earlier hold of this transaction counted on.
         let (spent_day, held_day) = key.days.get(&day).copied().unwrap_or((held.spent_day, held.held_day));
