@@ -4,7 +4,9 @@
 //!
 //! Checked: account balances and holds (real money only), key spend and holds in total and
 //! per UTC day (sandbox included, since preview counts against caps), and that every
-//! execution has exactly one hold that is open while running and ended exactly once after.
+//! execution has exactly one hold that is open while running and ended exactly once after,
+//! and that no execution, ledger entry, Idempotency-Key record or stored answer names a row
+//! that does not exist.
 //!
 //! Caps are not checked against today's counters: lowering a cap below what a key already
 //! spent is ordinary use, not corruption. That every hold fitted the caps in force when it
@@ -35,6 +37,8 @@ pub struct LedgerFacts {
     pub key_days: Vec<(i64, i64, i64, i64)>,
     /// `(id, state, sandbox, hold, charged)` of every execution.
     pub executions: Vec<(i64, String, bool, i64, i64)>,
+    /// `(what, how many)` of the rows naming a row that does not exist (`sql::DANGLING`).
+    pub dangling: Vec<(String, i64)>,
 }
 
 /// Ledger totals of one owner (account, key, key-day or execution), by entry kind.
@@ -124,6 +128,11 @@ pub fn check(facts: &LedgerFacts) -> Vec<String> {
             mismatch("execution charge", id, *charged, t.capture);
         }
     }
+    for (what, count) in &facts.dangling {
+        if *count != 0 {
+            problems.push(format!("{what}: {count}"));
+        }
+    }
     problems
 }
 
@@ -150,4 +159,22 @@ pub mod sql {
     pub const KEY_TOTALS: &str = "SELECT key_id, spent_total_micros, held_total_micros FROM key_spend";
     pub const KEY_DAYS: &str = "SELECT key_id, day_number, spent_micros, held_micros FROM key_days";
     pub const EXECUTIONS: &str = "SELECT id, state, sandbox, hold_micros, charged_micros FROM executions";
+    /// The money path's references, which PostgreSQL does not enforce by foreign key.
+    pub const DANGLING: &str = "\
+        SELECT 'executions naming an account that does not exist', COUNT(*) FROM executions e \
+            WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = e.account_id) \
+        UNION ALL SELECT 'executions naming a key that does not exist', COUNT(*) FROM executions e \
+            WHERE NOT EXISTS (SELECT 1 FROM keys k WHERE k.id = e.key_id) \
+        UNION ALL SELECT 'executions naming a node that does not exist', COUNT(*) FROM executions e \
+            WHERE e.node_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = e.node_id) \
+        UNION ALL SELECT 'ledger entries naming an account that does not exist', COUNT(*) FROM ledger l \
+            WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = l.account_id) \
+        UNION ALL SELECT 'ledger entries naming a key that does not exist', COUNT(*) FROM ledger l \
+            WHERE l.key_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM keys k WHERE k.id = l.key_id) \
+        UNION ALL SELECT 'ledger entries naming an execution that does not exist', COUNT(*) FROM ledger l \
+            WHERE l.execution_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.id = l.execution_id) \
+        UNION ALL SELECT 'Idempotency-Key records naming an execution that does not exist', COUNT(*) \
+            FROM idempotency_records r WHERE NOT EXISTS (SELECT 1 FROM executions e WHERE e.id = r.execution_id) \
+        UNION ALL SELECT 'stored answers naming an execution that does not exist', COUNT(*) FROM execution_responses s \
+            WHERE NOT EXISTS (SELECT 1 FROM executions e WHERE e.id = s.execution_id)";
 }

@@ -361,7 +361,11 @@ proptest! {
 /// Runs `sql` (with `delta` as `?1`) on the database behind the store's back; rows changed.
 fn tamper_with(database: &Database, sql: &str, delta: i64) -> u64 {
     match database {
-        Database::Sqlite(path) => rusqlite::Connection::open(path).unwrap().execute(sql, [delta]).unwrap() as u64,
+        Database::Sqlite(path) => {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.pragma_update(None, "foreign_keys", false).unwrap();
+            conn.execute(sql, [delta]).unwrap() as u64
+        }
         // The blocking client runs on a thread of its own, away from the test's runtime.
         Database::Postgres(target) => std::thread::scope(|scope| {
             scope
@@ -375,7 +379,7 @@ fn tamper_with(database: &Database, sql: &str, delta: i64) -> u64 {
     }
 }
 
-const TAMPERS: [(&str, &str); 9] = [
+const TAMPERS: [(&str, &str); 12] = [
     ("UPDATE accounts SET balance_micros = balance_micros + ?1 WHERE login = 'alice'", "account balance"),
     (
         "DELETE FROM key_days WHERE (key_id, day_number) = \
@@ -407,6 +411,21 @@ const TAMPERS: [(&str, &str); 9] = [
         "INSERT INTO ledger (account_id, kind, amount_micros, created_at) \
          SELECT id, 'credit', ?1, 0 FROM accounts WHERE login = 'bob'",
         "account balance",
+    ),
+    // References PostgreSQL does not enforce by foreign key (SQLite's are off on this connection).
+    (
+        "UPDATE idempotency_records SET execution_id = execution_id + 1000000 + CAST(?1 AS BIGINT) \
+         WHERE execution_id = (SELECT MIN(execution_id) FROM idempotency_records)",
+        "Idempotency-Key records naming an execution that does not exist",
+    ),
+    (
+        "INSERT INTO ledger (account_id, execution_id, kind, amount_micros, created_at) \
+         SELECT id, 1000000 + CAST(?1 AS BIGINT), 'release', 0, 0 FROM accounts WHERE login = 'alice'",
+        "ledger entries naming an execution that does not exist",
+    ),
+    (
+        "UPDATE executions SET key_id = key_id + 1000000 + CAST(?1 AS BIGINT) WHERE id = (SELECT MIN(id) FROM executions)",
+        "executions naming a key that does not exist",
     ),
 ];
 

@@ -774,6 +774,7 @@ pub(crate) fn verify(conn: &dyn Db) -> StoreResult<Vec<String>> {
         key_days: conn.query_map(sql::KEY_DAYS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?,
         executions: conn
             .query_map(sql::EXECUTIONS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?,
+        dangling: conn.query_map(sql::DANGLING, &[], |r| Ok((r.get(0)?, r.get(1)?)))?,
     };
     Ok(crate::verify::check(&facts))
 }
