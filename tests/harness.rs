@@ -1,6 +1,7 @@
 //! The end-to-end test harness: `TestApp::spawn()` starts the real server library on a
-//! random loopback port with its own temporary data dir (a real SQLite file), and speaks
-//! HTTP to it with reqwest. Helpers create accounts and keys through the public API only.
+//! random loopback port with its own temporary data dir, on the database `VISA_TEST_DATABASE`
+//! names (a real SQLite file by default, or a fresh PostgreSQL database), and speaks HTTP to it
+//! with reqwest. Helpers create accounts and keys through the public API only.
 
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};

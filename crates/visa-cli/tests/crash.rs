@@ -39,7 +39,7 @@ fn ledger_verifies(server: &ServerProcess) {
 }
 
 /// A rolling restart: SIGTERM while a paid call runs whose client already hung up. The server
-/// waits for the call (it runs on in a task of its own) before it exits, so after the restart
+/// waits for the call (it runs on, detached from the request) before it exits, so after the restart
 /// the call is settled, charged once, nothing held, and nothing needs an operator.
 #[test]
 fn sigterm_drains_a_call_whose_client_hung_up() {

@@ -1,4 +1,4 @@
-//! A small typed client for the Visa Keys HTTP API, used by `visa-cli` and by tests.
+//! A small typed client for the Visa Keys HTTP API, used by `visa-cli`.
 //!
 //! Every error answer is parsed into [`ApiError`] (the server's `error_code`, message and
 //! retry hints). [`Client::execute`] retries retryable failures with the same

@@ -1,7 +1,8 @@
 //! `POST /v1/api/tools/:tool/execute`, the data plane: authenticate the key
 //! (`auth::tool_key`), validate the `Idempotency-Key` (UUID v4) and the body (exactly
-//! `{"input": {...}}`), then hand the call to the money path (`crate::execution`), in a task
-//! of its own so that a client that hangs up cannot leave a hold without an outcome.
+//! `{"input": {...}}`), then hand the call to the money path (`crate::execution`), detached
+//! (`crate::detached`): it runs in the request's task, and in a task of its own only if the
+//! client hangs up, so that a hang-up cannot leave a hold without an outcome.
 
 use crate::auth::tool_key;
 use crate::error::{ApiError, ApiResult};
