@@ -89,7 +89,7 @@ impl PgEngine {
     /// `ledger verify` without a server: one REPEATABLE READ, READ ONLY transaction (one
     /// snapshot), no migrations. Blocks, like `open`.
     pub fn verify_offline(url: &str) -> StoreResult<Vec<String>> {
-        Pool::new(url)?.unbounded(|conn| transaction::snapshot(conn, |db| crate::sql::money::verify(db)))
+        Pool::new(url)?.unbounded(|conn| transaction::snapshot(conn, |db| crate::sql::money::read::verify(db)))
     }
 
     /// Runs `work` on a pooled connection on the blocking pool, waiting at most

@@ -341,37 +341,37 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn running_on_node(&self, node: NodeId, before: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
-        self.read(move |conn| money::running_on_node(conn, node, before, limit)).await
+        self.read(move |conn| money::nodes::running_on_node(conn, node, before, limit)).await
     }
 
     async fn get_execution(&self, filter: ExecutionFilter, public_id: &str) -> StoreResult<Option<ExecutionRecord>> {
         let public_id = public_id.to_owned();
-        self.read(move |conn| money::get(conn, &filter, &public_id)).await
+        self.read(move |conn| money::read::get(conn, &filter, &public_id)).await
     }
 
     async fn list_executions(&self, filter: ExecutionFilter, page: PageRequest) -> StoreResult<Page<ExecutionRecord>> {
-        self.read(move |conn| money::list(conn, &filter, page)).await
+        self.read(move |conn| money::read::list(conn, &filter, page)).await
     }
 
     async fn register_node(&self, name: &str, now: Timestamp, lease: time::Duration) -> StoreResult<NodeId> {
         let name = name.to_owned();
-        self.engine.write_lease(move |conn| money::register_node(conn, &name, now, lease)).await
+        self.engine.write_lease(move |conn| money::nodes::register_node(conn, &name, now, lease)).await
     }
 
     async fn renew_node(&self, node: NodeId, lease: time::Duration) -> StoreResult<bool> {
-        self.engine.write_lease(move |conn| money::renew_node(conn, node, lease)).await
+        self.engine.write_lease(move |conn| money::nodes::renew_node(conn, node, lease)).await
     }
 
     async fn release_node(&self, node: NodeId) -> StoreResult<()> {
-        self.engine.write_lease(move |conn| money::release_node(conn, node)).await
+        self.engine.write_lease(move |conn| money::nodes::release_node(conn, node)).await
     }
 
     async fn reclaim_expired_nodes(&self) -> StoreResult<u64> {
-        self.engine.write_lease(money::reclaim_expired_nodes).await
+        self.engine.write_lease(money::nodes::reclaim_expired_nodes).await
     }
 
     async fn database_clock(&self) -> StoreResult<Timestamp> {
-        self.engine.write_lease(money::database_clock).await
+        self.engine.write_lease(money::nodes::database_clock).await
     }
 
     async fn require_reconcile(&self, public_id: &str) -> StoreResult<bool> {
@@ -422,7 +422,7 @@ impl<E: Engine> Store for SqlStore<E> {
     async fn sweep_expired(&self, now: Timestamp, retention: Retention, limit: u32) -> StoreResult<u64> {
         let minute = move |age: time::Duration| (now - age).unix_timestamp().div_euclid(60);
         self.write(move |conn| {
-            let expired = money::sweep_expired(conn, now, now - retention.operator_requests, limit)?;
+            let expired = money::retention::sweep_expired(conn, now, now - retention.operator_requests, limit)?;
             let logins = sessions::sweep(conn, now, limit)?.max(members::sweep_invitations(conn, now, limit)?) as u64;
             let hours = usage::roll_up(conn, minute(retention.usage_minutes), usage::Bucket::Hour, limit)?;
             let days = usage::roll_up(conn, minute(retention.usage_hours), usage::Bucket::Day, limit)?;
@@ -436,6 +436,6 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn verify_ledger(&self) -> StoreResult<Vec<String>> {
-        self.engine.snapshot(|conn| money::verify(conn)).await
+        self.engine.snapshot(|conn| money::read::verify(conn)).await
     }
 }

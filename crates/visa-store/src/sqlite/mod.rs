@@ -85,7 +85,7 @@ impl SqliteEngine {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(map_sqlite_error)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(map_sqlite_error)?;
-        in_snapshot(&conn, |conn| crate::sql::money::verify(&engine::SqliteDb::Reader(conn)))
+        in_snapshot(&conn, |conn| crate::sql::money::read::verify(&engine::SqliteDb::Reader(conn)))
     }
 
     /// Copies the database at `path` to `destination` with SQLite's online backup, page by

@@ -1,6 +1,9 @@
 //! The money path: the hold (idempotency record + cap and balance checks +
-//! hold, one transaction), the settlement (capture/release or void, one transaction),
-//! reconciliation after a crash, and the ledger audit that recomputes every counter.
+//! hold, one transaction), the settlement (capture/release or void, one transaction) and
+//! reconciliation after a crash. Beside it, by job: `batch` (many steps in one transaction),
+//! `room` (the one hold decision), `nodes` (leases and reclaiming a dead node's calls),
+//! `retention` (forgetting what is kept only for a while), `read` (executions read back and
+//! the ledger audit's facts).
 //!
 //! These functions run inside their caller's transaction (SQLite's group-committing writer,
 //! a PostgreSQL transaction at READ COMMITTED) or a reader; they never commit themselves.
@@ -18,7 +21,6 @@ use crate::model::*;
 use crate::rules;
 use crate::{Refusal, StoreError, StoreResult};
 use visa_core::money::Micros;
-use visa_core::pagination::{Page, PageRequest};
 use visa_core::policy::{CidrAllowlist, ToolGrant};
 
 /// Whether node `$node` (a placeholder) still holds its lease by the database's clock, as an
@@ -35,6 +37,9 @@ macro_rules! node_lease_live {
 }
 
 pub(crate) mod batch;
+pub(crate) mod nodes;
+pub(crate) mod read;
+pub(crate) mod retention;
 mod room;
 
 const EXECUTION_COLUMNS: &str = "id, public_id, account_id, key_id, tool, state, sandbox, hold_micros, charged_micros, \
@@ -533,17 +538,6 @@ fn stored_answer(conn: &dyn Db, execution_id: i64) -> StoreResult<Option<(u16, V
     })
 }
 
-/// The executions `node` began that are still running, begun before `before`, oldest first
-/// (at most `limit`).
-pub(crate) fn running_on_node(conn: &dyn Db, node: NodeId, before: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
-    conn.query_map(
-        "SELECT public_id FROM executions WHERE state = 'running' AND node_id = ?1 AND created_at < ?2 \
-         ORDER BY id LIMIT ?3",
-        params![node.0, to_db(before), i64::from(limit)],
-        |r| r.get(0),
-    )
-}
-
 /// A begin whose answer was lost: voids the hold it placed, if it did (its call never ran).
 pub(crate) fn abandon(conn: &dyn Db, public_id: &str, now: Timestamp) -> StoreResult<bool> {
     let e = match execution_by_public_id(conn, public_id) {
@@ -624,157 +618,4 @@ fn forget_record(conn: &dyn Db, key_id: i64, idempotency_key: &[u8], execution_i
         params![key_id, idempotency_key],
     )?;
     conn.execute("DELETE FROM execution_responses WHERE execution_id = ?1", params![execution_id]).map(drop)
-}
-
-/// Retention (`Store::sweep_expired`), one bounded batch so the writer is never held for long:
-/// Idempotency-Key records past their retention whose execution ended, with their stored
-/// answers; provider requests past theirs; operator requests older than `operators_before`.
-pub(crate) fn sweep_expired(
-    conn: &dyn Db,
-    now: Timestamp,
-    operators_before: Timestamp,
-    limit: u32,
-) -> StoreResult<u64> {
-    let now = to_db(now);
-    let records: Vec<(i64, Vec<u8>, i64)> = conn.query_map(
-        "SELECT r.key_id, r.idempotency_key, r.execution_id FROM idempotency_records r \
-         JOIN executions e ON e.id = r.execution_id \
-         WHERE r.expires_at <= ?1 AND e.state NOT IN ('running', 'reconcile_required') LIMIT ?2",
-        params![now, limit],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
-    for (key_id, idempotency_key, execution_id) in &records {
-        forget_record(conn, *key_id, idempotency_key, *execution_id)?;
-    }
-    let providers = conn.execute(
-        "DELETE FROM provider_requests WHERE (key_id, idempotency_key) IN \
-         (SELECT key_id, idempotency_key FROM provider_requests WHERE expires_at <= ?1 LIMIT ?2)",
-        params![now, limit],
-    )?;
-    let operators = conn.execute(
-        "DELETE FROM operator_requests WHERE idempotency_key IN \
-         (SELECT idempotency_key FROM operator_requests WHERE created_at <= ?1 LIMIT ?2)",
-        params![to_db(operators_before), limit],
-    )?;
-    Ok((records.len() + providers + operators) as u64)
-}
-
-/// Lease times are the database's clock (`Dialect::clock`) plus `lease`, never a node's own.
-fn lease_micros(lease: time::Duration) -> i64 {
-    i64::try_from(lease.whole_microseconds()).unwrap_or(i64::MAX)
-}
-
-pub(crate) fn register_node(conn: &dyn Db, name: &str, now: Timestamp, lease: time::Duration) -> StoreResult<NodeId> {
-    static END_OTHERS: ClockSql = ClockSql::new(
-        "UPDATE nodes SET lease_expires_at = CASE WHEN lease_expires_at < {clock} THEN lease_expires_at \
-         ELSE {clock} END WHERE reclaimed_at IS NULL",
-    );
-    static INSERT: ClockSql = ClockSql::new(
-        "INSERT INTO nodes (name, started_at, lease_expires_at) VALUES (?1, ?2, {clock} + ?3) RETURNING id",
-    );
-    if conn.dialect().single_writer() {
-        // One process per SQLite database (the data-dir lock): every earlier node is gone.
-        conn.execute(END_OTHERS.get(conn.dialect()), params![])?;
-    }
-    conn.insert(INSERT.get(conn.dialect()), params![name, to_db(now), lease_micros(lease)]).map(NodeId)
-}
-
-pub(crate) fn renew_node(conn: &dyn Db, node: NodeId, lease: time::Duration) -> StoreResult<bool> {
-    static RENEW: ClockSql = ClockSql::new(
-        "UPDATE nodes SET lease_expires_at = {clock} + ?2 \
-         WHERE id = ?1 AND reclaimed_at IS NULL AND lease_expires_at > {clock}",
-    );
-    let renewed = conn.execute(RENEW.get(conn.dialect()), params![node.0, lease_micros(lease)])?;
-    Ok(renewed == 1)
-}
-
-/// Ends a node's lease now (a node that stopped cleanly, its calls drained).
-pub(crate) fn release_node(conn: &dyn Db, node: NodeId) -> StoreResult<()> {
-    static RELEASE: ClockSql = ClockSql::new(
-        "UPDATE nodes SET lease_expires_at = {clock} WHERE id = ?1 AND reclaimed_at IS NULL \
-         AND lease_expires_at > {clock}",
-    );
-    conn.execute(RELEASE.get(conn.dialect()), params![node.0]).map(drop)
-}
-
-/// The database's clock.
-pub(crate) fn database_clock(conn: &dyn Db) -> StoreResult<Timestamp> {
-    static CLOCK: ClockSql = ClockSql::new("SELECT {clock}");
-    let micros: Option<i64> = conn.query_row(CLOCK.get(conn.dialect()), params![], |r| r.get(0))?;
-    micros.map(from_db).ok_or_else(|| StoreError::Internal("the database has no clock".into()))
-}
-
-pub(crate) fn reclaim_expired_nodes(conn: &dyn Db) -> StoreResult<u64> {
-    static EXPIRED: ClockSql = ClockSql::new(
-        "UPDATE nodes SET reclaimed_at = {clock} WHERE reclaimed_at IS NULL AND lease_expires_at <= {clock}",
-    );
-    conn.execute(EXPIRED.get(conn.dialect()), params![])?;
-    // Also calls a reclaimed node began before it learnt it was reclaimed (a begin checks
-    // that its node is live, but the reclaim may commit between that check and its commit).
-    conn.execute(
-        "UPDATE executions SET state = 'reconcile_required' WHERE state = 'running' AND \
-         (node_id IS NULL OR node_id IN (SELECT id FROM nodes WHERE reclaimed_at IS NOT NULL))",
-        params![],
-    )
-    .map(|n| n as u64)
-}
-
-fn filter_sql(filter: &ExecutionFilter) -> (String, Vec<super::Value>) {
-    use super::Value;
-    let mut clauses = vec![];
-    let mut values = vec![];
-    if let Some(account_id) = filter.account_id {
-        values.push(Value::Int(account_id));
-        clauses.push(format!("account_id = ?{}", values.len()));
-    }
-    if let Some(key_id) = filter.key_id {
-        values.push(Value::Int(key_id));
-        clauses.push(format!("key_id = ?{}", values.len()));
-    }
-    if let Some(state) = filter.state {
-        values.push(Value::Text(state.as_str().into()));
-        clauses.push(format!("state = ?{}", values.len()));
-    }
-    (clauses.iter().map(|c| format!(" AND {c}")).collect(), values)
-}
-
-pub(crate) fn get(conn: &dyn Db, filter: &ExecutionFilter, public_id: &str) -> StoreResult<Option<ExecutionRecord>> {
-    let (clauses, mut values) = filter_sql(filter);
-    values.push(super::Value::Text(public_id.to_owned()));
-    let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE public_id = ?{}{clauses}", values.len());
-    conn.query_row(&sql, &values, execution_from_row)
-}
-
-pub(crate) fn list(conn: &dyn Db, filter: &ExecutionFilter, page: PageRequest) -> StoreResult<Page<ExecutionRecord>> {
-    let (clauses, mut values) = filter_sql(filter);
-    let (op, order, cursor) = page.id_bounds();
-    values.push(super::Value::Int(cursor));
-    let cursor_param = values.len();
-    values.push(super::Value::Int(i64::from(page.fetch_limit())));
-    let sql = format!(
-        "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id {op} ?{cursor_param}{clauses} ORDER BY id {order} LIMIT ?{}",
-        values.len()
-    );
-    let rows = conn.query_map(&sql, &values, execution_from_row)?;
-    Ok(Page::cut(&page, rows, |e| e.id))
-}
-
-/// What `verify::check` recomputes, read in the caller's snapshot.
-pub(crate) fn verify(conn: &dyn Db) -> StoreResult<Vec<String>> {
-    use crate::verify::sql;
-    let one = |r: &Row| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
-    let facts = crate::verify::LedgerFacts {
-        by_account: conn.query_map(&sql::by_account(), &[], one)?,
-        by_key: conn.query_map(&sql::by_key(), &[], one)?,
-        by_key_day: conn
-            .query_map(&sql::by_key_day(), &[], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?, r.get(3)?, r.get(4)?)))?,
-        by_execution: conn.query_map(&sql::by_execution(), &[], one)?,
-        accounts: conn.query_map(sql::ACCOUNTS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?,
-        key_totals: conn.query_map(sql::KEY_TOTALS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?,
-        key_days: conn.query_map(sql::KEY_DAYS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?,
-        executions: conn
-            .query_map(sql::EXECUTIONS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?,
-        dangling: conn.query_map(sql::DANGLING, &[], |r| Ok((r.get(0)?, r.get(1)?)))?,
-    };
-    Ok(crate::verify::check(&facts))
 }
