@@ -354,6 +354,14 @@ impl ExecutionState {
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
+
+    /// The states that still hold money: running, or waiting for an operator's decision. The
+    /// one definition of an open execution (Rust and SQL alike read it from here).
+    pub const OPEN: [Self; 2] = [Self::Running, Self::ReconcileRequired];
+
+    pub fn is_open(self) -> bool {
+        Self::OPEN.contains(&self)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -374,13 +382,6 @@ pub struct ExecutionRecord {
     pub finished_at: Option<Timestamp>,
     /// UTC day of the hold: the daily-cap bucket it counts in.
     pub day_number: i64,
-}
-
-impl ExecutionRecord {
-    /// Still holding money: running, or waiting for an operator's decision.
-    pub fn is_open(&self) -> bool {
-        matches!(self.state, ExecutionState::Running | ExecutionState::ReconcileRequired)
-    }
 }
 
 /// The clock a key's rate limit counts in. Every node's calls move one rate-limit state, so

@@ -122,7 +122,7 @@ pub fn check(facts: &LedgerFacts) -> Vec<String> {
         let t = executions.get(&id).copied().unwrap_or_default();
         mismatch("execution hold entries", id, t.holds, 1);
         mismatch("execution hold amount", id, hold, t.hold);
-        let open = matches!(state.as_str(), "running" | "reconcile_required");
+        let open = crate::model::ExecutionState::parse(state).is_some_and(crate::model::ExecutionState::is_open);
         mismatch("execution still held", id, t.open(), if open { hold } else { 0 });
         if !sandbox {
             mismatch("execution charge", id, *charged, t.capture);

@@ -133,8 +133,7 @@ fn existing_outcome(
     };
     let state = ExecutionState::parse(&state)
         .ok_or_else(|| StoreError::Internal(format!("execution {execution_id} has an unknown state")))?;
-    let open = matches!(state, ExecutionState::Running | ExecutionState::ReconcileRequired);
-    if expires_at <= to_db(start.now) && !open {
+    if expires_at <= to_db(start.now) && !state.is_open() {
         forget_record(conn, start.key_id, &start.idempotency_key, execution_id)?;
         return Ok(None);
     }

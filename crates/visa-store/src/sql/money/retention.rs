@@ -6,6 +6,7 @@ use crate::StoreResult;
 use crate::model::*;
 use crate::sql::db::{Db, params};
 use crate::sql::to_db;
+use std::sync::LazyLock;
 
 /// Retention (`Store::sweep_expired`), one bounded batch so the writer is never held for long:
 /// Idempotency-Key records past their retention whose execution ended, with their stored
@@ -17,13 +18,17 @@ pub(crate) fn sweep_expired(
     limit: u32,
 ) -> StoreResult<u64> {
     let now = to_db(now);
-    let records: Vec<(i64, Vec<u8>, i64)> = conn.query_map(
-        "SELECT r.key_id, r.idempotency_key, r.execution_id FROM idempotency_records r \
-         JOIN executions e ON e.id = r.execution_id \
-         WHERE r.expires_at <= ?1 AND e.state NOT IN ('running', 'reconcile_required') LIMIT ?2",
-        params![now, limit],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
+    static EXPIRED_RECORDS: LazyLock<String> = LazyLock::new(|| {
+        let open: Vec<String> = ExecutionState::OPEN.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        format!(
+            "SELECT r.key_id, r.idempotency_key, r.execution_id FROM idempotency_records r \
+             JOIN executions e ON e.id = r.execution_id \
+             WHERE r.expires_at <= ?1 AND e.state NOT IN ({}) LIMIT ?2",
+            open.join(", ")
+        )
+    });
+    let records: Vec<(i64, Vec<u8>, i64)> =
+        conn.query_map(&EXPIRED_RECORDS, params![now, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     for (key_id, idempotency_key, execution_id) in &records {
         forget_record(conn, *key_id, idempotency_key, *execution_id)?;
     }
