@@ -1,30 +1,30 @@
 //! The node's group-committing writers for the money path: holds and settlements queue here,
-//! and each writer (a thread with a connection of its own) takes every step waiting, up to
-//! `MOST_PER_BATCH`, and runs them in one transaction (`crate::sql::money::batch`). Under
+//! and each writer (a thread with a pipelining connection of its own, `super::pipeline`) takes
+//! every step waiting, up to `MOST_PER_BATCH`, and runs them in one transaction of two round
+//! trips (`crate::sql::money::batch`). Under
 //! load, batches grow by themselves while the previous one commits; alone, a step is a batch
 //! of one. Each account's steps go to one writer (by the account's id), so that a node's
 //! writers never queue on each other's row locks: one busy account fills its writer's batches,
 //! and many accounts spread over the writers.
 //!
-//! A batch waits for row locks at most 200 ms (`BEGIN`: another node stalled holding one of
+//! A batch waits for row locks at most 200 ms (its `BEGIN`: another node stalled holding one of
 //! its accounts must not hold up every account of this node). A batch that failed before its
 //! COMMIT — that wait, a broken connection, a statement that failed — hands each step back, to
 //! run alone on the pool (`PgEngine::write_money`), where one account's calls wait on their
 //! own; only a COMMIT whose outcome could not be learnt answers every step with its error.
 
+use super::pipeline::PipeConn;
 use super::pool::Pool;
-use super::transaction;
 use crate::metrics::StoreMetrics;
 use crate::sql::money::batch::{self, Done, Step};
 use crate::{StoreError, StoreResult};
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// The most steps one transaction carries.
 const MOST_PER_BATCH: usize = 64;
-/// How a batch's transaction starts: its lock waits bounded.
-const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = '200ms'; SELECT txid_current()";
 
 /// What became of a queued step.
 pub(super) enum Answer {
@@ -96,18 +96,9 @@ impl Drop for Batcher {
     }
 }
 
-/// A writer's connection. Its statements are planned once (a generic plan): their parameters
-/// are arrays whose values never change the best plan, and re-planning the batch's write on
-/// every execution would cost more than running it.
-fn connect(pool: &Pool) -> StoreResult<super::db::Conn> {
-    let mut conn = pool.connect()?;
-    conn.client.batch_execute("SET plan_cache_mode = force_generic_plan").map_err(super::map_pg_error)?;
-    Ok(conn)
-}
-
 /// One writer: takes the steps waiting, runs them as one batch, answers each.
-fn write(shared: &Shared, pool: &Pool, metrics: &StoreMetrics) {
-    let mut conn = None;
+fn write(shared: &Shared, pool: &Arc<Pool>, metrics: &StoreMetrics) {
+    let mut conn: Option<PipeConn> = None;
     loop {
         let jobs: Vec<Job> = {
             let mut queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -121,24 +112,32 @@ fn write(shared: &Shared, pool: &Pool, metrics: &StoreMetrics) {
             queue.jobs.drain(..take).collect()
         };
         let (steps, replies): (Vec<Step>, Vec<_>) = jobs.into_iter().map(|j| (j.step, j.reply)).unzip();
-        let conn =
-            match conn.take().filter(|c: &super::db::Conn| !c.client.is_closed()).map_or_else(|| connect(pool), Ok) {
-                Ok(c) => conn.insert(c),
-                Err(_) => {
-                    steps.into_iter().zip(replies).for_each(|(step, reply)| drop(reply.send(Answer::Alone(step))));
-                    continue;
-                }
-            };
-        let outcome = transaction::run_from(pool, conn, BEGIN, &|db| batch::run(db, &steps), metrics, steps.len());
+        let db = match conn.take().filter(|c| !c.is_closed()).map_or_else(|| PipeConn::connect(pool), Ok) {
+            Ok(c) => conn.insert(c),
+            Err(_) => {
+                steps.into_iter().zip(replies).for_each(|(step, reply)| drop(reply.send(Answer::Alone(step))));
+                continue;
+            }
+        };
+        let started = Instant::now();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| batch::run(&*db, &steps)))
+            .unwrap_or_else(|_| Err(StoreError::Internal("a money batch panicked".into())));
         match outcome {
             Ok(answers) => {
+                metrics.made_durable(db.commit_took());
+                metrics.committed(started.elapsed(), steps.len());
                 replies.into_iter().zip(answers).for_each(|(reply, answer)| drop(reply.send(Answer::Done(answer))));
             }
-            Err(failed) if failed.in_doubt => {
-                replies.into_iter().for_each(|reply| drop(reply.send(Answer::Done(Err(failed.error.clone())))));
+            Err(error) if db.in_doubt() => {
+                conn = None;
+                replies.into_iter().for_each(|reply| drop(reply.send(Answer::Done(Err(error.clone())))));
             }
-            Err(failed) => {
-                tracing::debug!(error = %failed.error, steps = steps.len(), "a money batch failed; its steps run alone");
+            Err(error) => {
+                // Not committed: ended here, or the connection is not trusted with another.
+                if !db.rollback() {
+                    conn = None;
+                }
+                tracing::debug!(%error, steps = steps.len(), "a money batch failed; its steps run alone");
                 steps.into_iter().zip(replies).for_each(|(step, reply)| drop(reply.send(Answer::Alone(step))));
             }
         }

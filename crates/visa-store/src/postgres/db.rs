@@ -37,7 +37,7 @@ impl Conn {
 }
 
 /// `?N` → `$N` (the shared SQL has no `?` anywhere else).
-fn numbered(sql: &str) -> String {
+pub(super) fn numbered(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut chars = sql.chars().peekable();
     while let Some(c) = chars.next() {
@@ -81,7 +81,7 @@ pub(crate) fn is_retryable(e: &postgres::Error) -> bool {
     e.code().is_some_and(|c| *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
 }
 
-fn bind(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+pub(super) fn bind(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
     params.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
 }
 
@@ -105,7 +105,7 @@ impl Db for PgDb<'_> {
     }
 }
 
-fn row_of(row: &postgres::Row) -> StoreResult<Row> {
+pub(super) fn row_of(row: &postgres::Row) -> StoreResult<Row> {
     let column = |i: usize| -> Result<Value, postgres::Error> {
         let ty = row.columns()[i].type_();
         Ok(match *ty {

@@ -18,6 +18,7 @@ mod accounts;
 mod batcher;
 mod db;
 mod listener;
+mod pipeline;
 mod pool;
 mod schema;
 mod tls;

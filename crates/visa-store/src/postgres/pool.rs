@@ -46,7 +46,7 @@ impl Pool {
         let config = &mut target.config;
         config.connect_timeout(CONNECT_TIMEOUT);
         if config.get_application_name().is_none() {
-            config.application_name(&format!("visa-keys {}", crate::node_name()));
+            config.application_name(format!("visa-keys {}", crate::node_name()));
         }
         // The node finds a vanished database host (or a silently dropped connection) within
         // about 20 s, instead of the kernel's two hours.
@@ -71,9 +71,10 @@ impl Pool {
     /// A new connection, set up, with its server process id (to end it if its COMMIT's
     /// answer is lost: `super::transaction`).
     pub fn connect(&self) -> StoreResult<Conn> {
+        let config = postgres::Config::from(self.target.config.clone());
         let client = match self.target.mode {
-            TlsMode::Disable => self.target.config.connect(postgres::NoTls),
-            _ => self.target.config.connect(self.tls.clone()),
+            TlsMode::Disable => config.connect(postgres::NoTls),
+            _ => config.connect(self.tls.clone()),
         }
         .map_err(map_pg_error)?;
         let mut conn = Conn::new(client);
@@ -81,6 +82,26 @@ impl Pool {
         let pid = conn.client.query_one("SELECT pg_backend_pid()", &[]).map_err(map_pg_error)?;
         conn.backend_pid = pid.try_get(0).map_err(map_pg_error)?;
         Ok(conn)
+    }
+
+    /// A connection on the caller's runtime (a money writer's: `super::pipeline`), set up as
+    /// `connect`'s are; its connection task runs on that runtime.
+    pub async fn connect_async(&self) -> StoreResult<tokio_postgres::Client> {
+        let client = match self.target.mode {
+            TlsMode::Disable => {
+                let (client, connection) =
+                    self.target.config.connect(tokio_postgres::NoTls).await.map_err(map_pg_error)?;
+                tokio::spawn(async move { drop(connection.await) });
+                client
+            }
+            _ => {
+                let (client, connection) = self.target.config.connect(self.tls.clone()).await.map_err(map_pg_error)?;
+                tokio::spawn(async move { drop(connection.await) });
+                client
+            }
+        };
+        client.batch_execute(&self.settings).await.map_err(map_pg_error)?;
+        Ok(client)
     }
 
     /// Runs `work` on a connection of its own with no `statement_timeout` (a migration, or the

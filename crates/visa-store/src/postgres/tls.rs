@@ -31,7 +31,7 @@ pub enum TlsMode {
 /// A parsed database URL.
 #[derive(Clone)]
 pub struct Target {
-    pub config: postgres::Config,
+    pub config: tokio_postgres::Config,
     pub mode: TlsMode,
     root_cert: Option<std::path::PathBuf>,
 }
@@ -68,7 +68,7 @@ impl Target {
         }
         let rest = if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) };
         // The driver's own error names the part that is wrong, never the password.
-        let mut config = postgres::Config::from_str(&rest).map_err(|e| invalid(e.to_string()))?;
+        let mut config = tokio_postgres::Config::from_str(&rest).map_err(|e| invalid(e.to_string()))?;
         config.ssl_mode(match mode {
             TlsMode::Disable => SslMode::Disable,
             TlsMode::Prefer => SslMode::Prefer,

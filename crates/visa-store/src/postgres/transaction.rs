@@ -42,17 +42,6 @@ fn begin_sql(isolation: Isolation) -> &'static str {
     }
 }
 
-/// Runs `work` in one transaction at `isolation`; see the module's comment.
-pub(super) fn run<R>(
-    pool: &Pool,
-    conn: &mut Conn,
-    isolation: Isolation,
-    work: &(dyn Fn(&dyn Db) -> StoreResult<R> + Sync),
-    metrics: &StoreMetrics,
-) -> StoreResult<R> {
-    run_from(pool, conn, begin_sql(isolation), work, metrics, 1).map_err(|failed| failed.error)
-}
-
 /// Why a transaction did not answer, and whether it is known not to have committed.
 pub(super) struct Failed {
     pub error: StoreError,
@@ -66,15 +55,24 @@ impl From<StoreError> for Failed {
     }
 }
 
-/// `run`, with the statement that starts the transaction (it must read `txid_current()`) and
-/// how many jobs it carries (for the metrics).
-pub(super) fn run_from<R>(
+/// Runs `work` in one transaction at `isolation`; see the module's comment.
+pub(super) fn run<R>(
+    pool: &Pool,
+    conn: &mut Conn,
+    isolation: Isolation,
+    work: &(dyn Fn(&dyn Db) -> StoreResult<R> + Sync),
+    metrics: &StoreMetrics,
+) -> StoreResult<R> {
+    attempts(pool, conn, begin_sql(isolation), work, metrics).map_err(|failed| failed.error)
+}
+
+/// `run`, with the statement that starts the transaction (it must read `txid_current()`).
+fn attempts<R>(
     pool: &Pool,
     conn: &mut Conn,
     begin_sql: &str,
     work: &(dyn Fn(&dyn Db) -> StoreResult<R> + Sync),
     metrics: &StoreMetrics,
-    jobs: usize,
 ) -> Result<R, Failed> {
     let mut attempt = 1;
     loop {
@@ -103,7 +101,7 @@ pub(super) fn run_from<R>(
                 }
                 // The COMMIT's round trip is the WAL flush on the primary.
                 metrics.made_durable(commit_started.elapsed());
-                metrics.committed(started.elapsed(), jobs);
+                metrics.committed(started.elapsed(), 1);
                 return Ok(value);
             }
             Err(e) => {
@@ -153,7 +151,7 @@ fn backoff(attempt: u32) -> Duration {
 /// What became of transaction `xid` (run by server process `pid`) whose COMMIT was sent but
 /// not answered: `Ok` if it committed, `Unavailable` if it did not (or the database stayed out
 /// of reach for `DOUBT_LIMIT`, the one case left to the caller's own clean-up: in doubt).
-fn resolve_doubt(pool: &Pool, xid: i64, pid: i32) -> Result<(), Failed> {
+pub(super) fn resolve_doubt(pool: &Pool, xid: i64, pid: i32) -> Result<(), Failed> {
     let started = Instant::now();
     let mut ended = false;
     loop {

@@ -1,7 +1,8 @@
 //! Many money-path steps in one transaction, as set-based statements, where writers run
 //! concurrently (PostgreSQL): the holds and settlements a node receives together lock each key
 //! and account once, are decided in Rust by the same rules as a call alone (`super::room`), and
-//! are written by one statement (`unnest` arrays), in five round trips whatever their number.
+//! are written by one statement (`unnest` arrays), in two round trips whatever their number:
+//! `BEGIN` with the locks and the holds' read, then the write with the `COMMIT` (`BatchDb`).
 //! So one account's calls no longer queue on its row locks one round trip at a time.
 //!
 //! The order the batch stands for is one that serial calls could have run in: its settlements
@@ -13,10 +14,10 @@
 //! batch used it), a settlement of a call that is no longer running. docs/postgres.md.
 
 use super::room::Rooms;
-use super::{Concluded, HOLD_STATE, HoldState, concluded, ending, hold_state_from_row, started};
+use super::{Concluded, HOLD_STATE, concluded, ending, hold_state_from_row, started};
 use crate::model::*;
 use crate::sql::db::{ClockSql, Db, Row, params};
-use crate::sql::{Array, to_db};
+use crate::sql::{Array, Dialect, Value, to_db};
 use crate::{Refusal, StoreError, StoreResult};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -67,12 +68,24 @@ impl Done {
     }
 }
 
-/// Runs `steps` in the caller's transaction; an answer per step, in order. An `Err` of the
-/// whole means a statement failed (the transaction is lost): each step must be run again alone.
-pub(crate) fn run(db: &dyn Db, steps: &[Step]) -> StoreResult<Vec<StoreResult<Done>>> {
+/// A batch's connection: a `Db` whose batch statements travel together (pipelined), the
+/// transaction begun with the first ones and committed with the last.
+pub(crate) trait BatchDb: Db {
+    /// Begins the batch's transaction and runs `statements` in it, in order, in one round trip;
+    /// the rows of each.
+    fn begin_with(&self, statements: &[(&str, &[Value])]) -> StoreResult<Vec<Vec<Row>>>;
+    /// Runs `last` (if any) and commits, in one round trip; the rows of `last`. An `Err` means
+    /// not committed, unless the connection says it is in doubt.
+    fn commit_with(&self, last: Option<(&str, &[Value])>) -> StoreResult<Vec<Row>>;
+}
+
+/// Runs `steps` in one transaction, committed here; an answer per step, in order. An `Err` of
+/// the whole means the transaction did not commit (unless the connection is in doubt): each
+/// step must be run again alone.
+pub(crate) fn run(db: &dyn BatchDb, steps: &[Step]) -> StoreResult<Vec<StoreResult<Done>>> {
     let mut answers: Vec<Option<StoreResult<Done>>> = steps.iter().map(|_| None).collect();
     let mut alone = BTreeSet::new();
-    let (ends, locked) = end_and_lock(db, steps, &mut alone)?;
+    let lock = Lock::of(steps, &mut alone)?;
     let begins: Vec<(usize, &ExecutionStart)> = steps
         .iter()
         .enumerate()
@@ -81,24 +94,44 @@ pub(crate) fn run(db: &dyn Db, steps: &[Step]) -> StoreResult<Vec<StoreResult<Do
             Step::Finish { .. } => None,
         })
         .collect();
-    let mut fresh = vec![];
+    // What each first use of an Idempotency-Key reads, sent behind the locks: the server runs
+    // it once they are held, so it reads what serial calls would have.
     let mut used = HashSet::new();
+    let firsts: Vec<(usize, &ExecutionStart)> =
+        begins.iter().filter(|(_, start)| used.insert((start.key_id, start.idempotency_key))).copied().collect();
+    let lock_params = lock.params();
+    let mut statements = vec![(END_AND_LOCK.get(Dialect::Postgres), &lock_params[..])];
+    let read_params = hold_states_params(&firsts);
+    if !firsts.is_empty() {
+        statements.push((HOLD_STATES.as_str(), &read_params[..]));
+    }
+    let mut results = db.begin_with(&statements)?.into_iter();
+    let (ends, locked) = lock.read(&results.next().unwrap_or_default(), &mut alone)?;
+    let read = results.next().unwrap_or_default();
+    if read.len() != firsts.len() {
+        return Err(StoreError::Internal("the batch's read lost a row".into()));
+    }
+    // (read only for the begins that get that far: a key that does not exist has no state)
+    let mut held: HashMap<usize, &Row> = firsts.iter().map(|(i, _)| *i).zip(&read).collect();
+    let mut fresh = vec![];
     for &(i, start) in &begins {
         if !locked.keys.contains(&start.key_id) {
             answers[i] = Some(Err(StoreError::NotFound));
         } else if !locked.node_live {
             answers[i] = Some(Err(StoreError::Refused(Refusal::NodeLeaseLost)));
-        } else if !used.insert((start.key_id, start.idempotency_key)) {
-            alone.insert(i);
         } else {
-            fresh.push((i, start));
+            match held.remove(&i) {
+                Some(row) => fresh.push((i, start, hold_state_from_row(row, start.key_id)?)),
+                // A later use of an Idempotency-Key the batch already uses.
+                None => drop(alone.insert(i)),
+            }
         }
     }
     let mut rooms = Rooms::default();
     let mut admitted = vec![];
-    for ((i, start), held) in fresh.iter().zip(hold_states(db, &fresh)?) {
+    for (i, start, held) in fresh {
         if held.recorded.is_some() || held.resumable_request.is_some() {
-            alone.insert(*i);
+            alone.insert(i);
             continue;
         }
         let decided = match rooms.take_turn(start, &held) {
@@ -106,11 +139,29 @@ pub(crate) fn run(db: &dyn Db, steps: &[Step]) -> StoreResult<Vec<StoreResult<Do
             Ok(()) => rooms.admit(start, &held),
         };
         match decided {
-            Ok(day) => admitted.push((*i, *start, day)),
-            Err(refusal) => answers[*i] = Some(Ok(Done::Begun(BeginOutcome::Refused(refusal)))),
+            Ok(day) => admitted.push((i, start, day)),
+            Err(refusal) => answers[i] = Some(Ok(Done::Begun(BeginOutcome::Refused(refusal)))),
         }
     }
-    let ids = write(db, &rooms, &admitted, &ends)?;
+    let write_params = write_params(&rooms, &admitted, &ends);
+    let written = if alone.is_empty() {
+        db.commit_with(Some((WRITE, &write_params)))?
+    } else {
+        let written = db.query(WRITE, &write_params)?;
+        // The steps the per-call path answers, after the batch's writes, which they must see.
+        for &i in &alone {
+            let answer = steps[i].run_alone(db);
+            if let Err(StoreError::Unavailable(_) | StoreError::Internal(_) | StoreError::Conflict(_)) = &answer {
+                // A statement failed: the transaction is lost, and with it every answer.
+                return answer.map(|_| vec![]);
+            }
+            answers[i] = Some(answer);
+        }
+        db.commit_with(None)?;
+        written
+    };
+    let ids: HashMap<String, i64> =
+        written.iter().map(|row: &Row| Ok((row.get::<String>(0)?, row.get::<i64>(1)?))).collect::<StoreResult<_>>()?;
     for (i, start, day) in admitted {
         let id =
             ids.get(&start.public_id).copied().ok_or_else(|| StoreError::Internal("a hold was not written".into()))?;
@@ -118,14 +169,6 @@ pub(crate) fn run(db: &dyn Db, steps: &[Step]) -> StoreResult<Vec<StoreResult<Do
     }
     for end in ends {
         answers[end.step] = Some(Ok(Done::Finished(end.done.record)));
-    }
-    for i in alone {
-        let answer = steps[i].run_alone(db);
-        if let Err(StoreError::Unavailable(_) | StoreError::Internal(_) | StoreError::Conflict(_)) = &answer {
-            // A statement failed: the transaction is lost, and with it every answer above.
-            return answer.map(|_| vec![]);
-        }
-        answers[i] = Some(answer);
     }
     answers.into_iter().map(|a| a.ok_or_else(|| StoreError::Internal("a step was not answered".into()))).collect()
 }
@@ -150,127 +193,134 @@ struct Locked {
 /// then locks the counters of every key and then every account the batch touches (its per-call
 /// steps' too), each in id order, so two batches never wait on each other in a circle; with
 /// them, whether the node's lease is live by the database's clock (a node that stalled past it
-/// starts nothing under it). One round trip: `UNION ALL` runs its parts one after another.
-///
-/// A settlement whose execution is not running, or named twice, is left to the per-call path
-/// (`alone`), which knows what to answer.
-fn end_and_lock<'s>(
-    db: &dyn Db,
-    steps: &'s [Step],
-    alone: &mut BTreeSet<usize>,
-) -> StoreResult<(Vec<End<'s>>, Locked)> {
-    static END_AND_LOCK: ClockSql = ClockSql::new(concat!(
-        "WITH f AS (UPDATE executions e SET state = u.state, charged_micros = u.charged, receipt_id = u.receipt, \
-           finished_at = u.finished \
-           FROM unnest(?1::bigint[], ?2::text[], ?3::bigint[], ?4::text[], ?5::bigint[]) \
-             AS u(id, state, charged, receipt, finished) \
-           WHERE e.id = u.id AND e.state = 'running' RETURNING e.id, e.idempotency_key) \
-         SELECT 1, f.id, f.idempotency_key, NULL::boolean FROM f \
-         UNION ALL SELECT 2, k.key_id, NULL::bytea, ",
-        node_lease_live!("?7"),
-        " FROM (SELECT key_id FROM key_spend WHERE key_id = ANY(?6::bigint[]) ORDER BY key_id FOR UPDATE) k \
-         UNION ALL SELECT 3, a.id, NULL::bytea, NULL::boolean \
-           FROM (SELECT id FROM accounts WHERE id = ANY(?8::bigint[]) ORDER BY id FOR UPDATE) a"
-    ));
-    let mut ends = vec![];
-    let mut seen = HashSet::new();
-    let (mut keys, mut accounts, mut nodes) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
-    for (i, step) in steps.iter().enumerate() {
-        let (key, sandbox) = match step {
-            Step::Begin(start) => {
-                nodes.insert(start.node.0);
-                (start.key_id, start.sandbox)
-            }
-            Step::Finish { execution, finish, now } => {
-                if seen.insert(execution.id) {
-                    let done = concluded(execution, finish, *now);
-                    ends.push(End { step: i, execution, done, idempotency_key: vec![] });
-                } else {
-                    alone.insert(i);
+/// starts nothing under it). `UNION ALL` runs its parts one after another. The update changes
+/// rows only inside a batch's transaction (`visa.batch`, set by its `BEGIN`).
+static END_AND_LOCK: ClockSql = ClockSql::new(concat!(
+    "WITH f AS (UPDATE executions e SET state = u.state, charged_micros = u.charged, receipt_id = u.receipt, \
+       finished_at = u.finished \
+       FROM unnest(?1::bigint[], ?2::text[], ?3::bigint[], ?4::text[], ?5::bigint[]) \
+         AS u(id, state, charged, receipt, finished) \
+       WHERE e.id = u.id AND e.state = 'running' AND current_setting('visa.batch', true) = 'on' \
+       RETURNING e.id, e.idempotency_key) \
+     SELECT 1, f.id, f.idempotency_key, NULL::boolean FROM f \
+     UNION ALL SELECT 2, k.key_id, NULL::bytea, ",
+    node_lease_live!("?7"),
+    " FROM (SELECT key_id FROM key_spend WHERE key_id = ANY(?6::bigint[]) ORDER BY key_id FOR UPDATE) k \
+     UNION ALL SELECT 3, a.id, NULL::bytea, NULL::boolean \
+       FROM (SELECT id FROM accounts WHERE id = ANY(?8::bigint[]) ORDER BY id FOR UPDATE) a"
+));
+
+/// What the batch's first statement ends and locks (`END_AND_LOCK`).
+struct Lock<'s> {
+    ends: Vec<End<'s>>,
+    keys: BTreeSet<i64>,
+    accounts: BTreeSet<i64>,
+    node: i64,
+}
+
+impl<'s> Lock<'s> {
+    /// The settlements to end and the rows to lock. A settlement named twice is left to the
+    /// per-call path (`alone`), which knows what to answer.
+    fn of(steps: &'s [Step], alone: &mut BTreeSet<usize>) -> StoreResult<Self> {
+        let mut ends = vec![];
+        let mut seen = HashSet::new();
+        let (mut keys, mut accounts, mut nodes) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        for (i, step) in steps.iter().enumerate() {
+            let (key, sandbox) = match step {
+                Step::Begin(start) => {
+                    nodes.insert(start.node.0);
+                    (start.key_id, start.sandbox)
                 }
-                (execution.key_id, execution.sandbox)
+                Step::Finish { execution, finish, now } => {
+                    if seen.insert(execution.id) {
+                        let done = concluded(execution, finish, *now);
+                        ends.push(End { step: i, execution, done, idempotency_key: vec![] });
+                    } else {
+                        alone.insert(i);
+                    }
+                    (execution.key_id, execution.sandbox)
+                }
+            };
+            keys.insert(key);
+            if !sandbox {
+                accounts.insert(step.account());
             }
-        };
-        keys.insert(key);
-        if !sandbox {
-            accounts.insert(step.account());
         }
+        if nodes.len() > 1 {
+            return Err(StoreError::Internal("a batch holds the calls of one node".into()));
+        }
+        Ok(Self { ends, keys, accounts, node: nodes.first().copied().unwrap_or(0) })
     }
-    if nodes.len() > 1 {
-        return Err(StoreError::Internal("a batch holds the calls of one node".into()));
-    }
-    let column = |f: &dyn Fn(&End) -> Option<i64>| Array::Ints(ends.iter().map(f).collect());
-    let texts = |f: &dyn Fn(&End) -> Option<String>| Array::Texts(ends.iter().map(f).collect());
-    let ids = |set: &BTreeSet<i64>| Array::Ints(set.iter().map(|id| Some(*id)).collect());
-    let rows = db.query(
-        END_AND_LOCK.get(db.dialect()),
+
+    fn params(&self) -> Vec<Value> {
+        let column = |f: &dyn Fn(&End) -> Option<i64>| Array::Ints(self.ends.iter().map(f).collect());
+        let texts = |f: &dyn Fn(&End) -> Option<String>| Array::Texts(self.ends.iter().map(f).collect());
+        let ids = |set: &BTreeSet<i64>| Array::Ints(set.iter().map(|id| Some(*id)).collect());
         params![
             column(&|end| Some(end.execution.id)),
             texts(&|end| Some(end.done.record.state.as_str().to_owned())),
             column(&|end| Some(end.done.record.charged.0)),
             texts(&|end| end.done.record.receipt_id.clone()),
             column(&|end| end.done.record.finished_at.map(to_db)),
-            ids(&keys),
-            nodes.first().copied().unwrap_or(0),
-            ids(&accounts),
-        ],
-    )?;
-    let mut ended: HashMap<i64, Vec<u8>> = HashMap::new();
-    let mut locked = Locked { keys: HashSet::new(), node_live: false };
-    for row in &rows {
-        match row.get::<i64>(0)? {
-            1 => drop(ended.insert(row.get(1)?, row.get(2)?)),
-            2 => {
-                locked.keys.insert(row.get(1)?);
-                locked.node_live = row.get(3)?;
+            ids(&self.keys),
+            self.node,
+            ids(&self.accounts),
+        ]
+        .to_vec()
+    }
+
+    /// What the statement returned: the settlements it ended (a settlement whose execution was
+    /// not running is left to the per-call path), the keys it locked, the node's lease.
+    fn read(self, rows: &[Row], alone: &mut BTreeSet<usize>) -> StoreResult<(Vec<End<'s>>, Locked)> {
+        let mut ended: HashMap<i64, Vec<u8>> = HashMap::new();
+        let mut locked = Locked { keys: HashSet::new(), node_live: false };
+        for row in rows {
+            match row.get::<i64>(0)? {
+                1 => drop(ended.insert(row.get(1)?, row.get(2)?)),
+                2 => {
+                    locked.keys.insert(row.get(1)?);
+                    locked.node_live = row.get(3)?;
+                }
+                _ => {}
             }
-            _ => {}
         }
+        let (mut ended_here, not_running): (Vec<_>, Vec<_>) =
+            self.ends.into_iter().partition(|end| ended.contains_key(&end.execution.id));
+        alone.extend(not_running.into_iter().map(|end| end.step));
+        for end in &mut ended_here {
+            end.idempotency_key = ended.remove(&end.execution.id).unwrap_or_default();
+        }
+        Ok((ended_here, locked))
     }
-    let (mut ended_here, not_running): (Vec<_>, Vec<_>) =
-        ends.into_iter().partition(|end| ended.contains_key(&end.execution.id));
-    alone.extend(not_running.into_iter().map(|end| end.step));
-    for end in &mut ended_here {
-        end.idempotency_key = ended.remove(&end.execution.id).unwrap_or_default();
-    }
-    Ok((ended_here, locked))
 }
 
-/// The hold's one read (`HOLD_STATE`, the same statement as a call alone) for every fresh
-/// begin, in one round trip, in order.
-fn hold_states(db: &dyn Db, fresh: &[(usize, &ExecutionStart)]) -> StoreResult<Vec<HoldState>> {
-    static HOLD_STATES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        let one = HOLD_STATE
-            .get(crate::sql::Dialect::Postgres)
-            .replace("?1", "u.key_id")
-            .replace("?2", "u.secret_id")
-            .replace("?3", "u.now")
-            .replace("?4", "u.day")
-            .replace("?5", "u.idempotency_key");
-        format!(
-            "SELECT h.* FROM unnest(?1::bigint[], ?2::bigint[], ?3::bigint[], ?4::bigint[], ?5::bytea[]) \
-             WITH ORDINALITY AS u(key_id, secret_id, now, day, idempotency_key, ord) \
-             LEFT JOIN LATERAL ({one}) h ON true ORDER BY u.ord"
-        )
-    });
-    if fresh.is_empty() {
-        return Ok(vec![]);
-    }
-    let ints = |f: &dyn Fn(&ExecutionStart) -> i64| Array::Ints(fresh.iter().map(|(_, s)| Some(f(s))).collect());
-    let rows = db.query(
-        &HOLD_STATES,
-        params![
-            ints(&|s| s.key_id),
-            ints(&|s| s.secret_id),
-            ints(&|s| to_db(s.now)),
-            ints(&|s| s.day_number),
-            Array::Blobs(fresh.iter().map(|(_, s)| s.idempotency_key.to_vec()).collect()),
-        ],
-    )?;
-    if rows.len() != fresh.len() {
-        return Err(StoreError::Internal("the batch's read lost a row".into()));
-    }
-    rows.iter().zip(fresh).map(|(row, (_, s))| hold_state_from_row(row, s.key_id)).collect()
+/// The hold's one read (`HOLD_STATE`, the same statement as a call alone) for many begins, in
+/// one statement, in order.
+static HOLD_STATES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let one = HOLD_STATE
+        .get(Dialect::Postgres)
+        .replace("?1", "u.key_id")
+        .replace("?2", "u.secret_id")
+        .replace("?3", "u.now")
+        .replace("?4", "u.day")
+        .replace("?5", "u.idempotency_key");
+    format!(
+        "SELECT h.* FROM unnest(?1::bigint[], ?2::bigint[], ?3::bigint[], ?4::bigint[], ?5::bytea[]) \
+         WITH ORDINALITY AS u(key_id, secret_id, now, day, idempotency_key, ord) \
+         LEFT JOIN LATERAL ({one}) h ON true ORDER BY u.ord"
+    )
+});
+
+fn hold_states_params(begins: &[(usize, &ExecutionStart)]) -> Vec<Value> {
+    let ints = |f: &dyn Fn(&ExecutionStart) -> i64| Array::Ints(begins.iter().map(|(_, s)| Some(f(s))).collect());
+    params![
+        ints(&|s| s.key_id),
+        ints(&|s| s.secret_id),
+        ints(&|s| to_db(s.now)),
+        ints(&|s| s.day_number),
+        Array::Blobs(begins.iter().map(|(_, s)| s.idempotency_key.to_vec()).collect()),
+    ]
+    .to_vec()
 }
 
 /// Per key: what the batch's holds and settlements move, summed.
@@ -292,13 +342,9 @@ struct DayMove {
 
 /// Every write of the batch, one statement: the key, day and account counters by their sums,
 /// the new executions with their Idempotency-Key records, the ledger's entries, the stored
-/// answers and the keys freed by retryable voids. The new executions' ids by public id.
-fn write(
-    db: &dyn Db,
-    rooms: &Rooms,
-    admitted: &[(usize, &ExecutionStart, i64)],
-    ends: &[End],
-) -> StoreResult<HashMap<String, i64>> {
+/// answers and the keys freed by retryable voids (`WRITE`, which returns the new executions'
+/// public and row ids): its parameters.
+fn write_params(rooms: &Rooms, admitted: &[(usize, &ExecutionStart, i64)], ends: &[End]) -> Vec<Value> {
     let mut keys: BTreeMap<i64, KeyMove> = BTreeMap::new();
     let mut days: BTreeMap<(i64, i64), DayMove> = BTreeMap::new();
     let mut accounts: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
@@ -341,53 +387,50 @@ fn write(
     let answered: Vec<_> = ends.iter().filter_map(|end| Some((end.execution.id, end.done.answer?))).collect();
     let freed: Vec<&End> = ends.iter().filter(|end| end.done.answer.is_none()).collect();
     let starts = || admitted.iter().map(|(_, s, _)| *s);
-    let rows = db.query(
-        WRITE,
-        params![
-            ints(keys.keys().copied().collect()),
-            Array::Ints(keys.values().map(|k| k.latest_day).collect()),
-            ints(keys.values().map(|k| k.held).collect()),
-            ints(keys.values().map(|k| k.spent).collect()),
-            Array::Ints(keys.values().map(|k| k.rate_tat).collect()),
-            ints(new_days.iter().map(|((k, _), _)| *k).collect()),
-            ints(new_days.iter().map(|((_, d), _)| *d).collect()),
-            ints(new_days.iter().map(|(_, m)| m.held).collect()),
-            ints(settled_days.iter().map(|((k, _), _)| *k).collect()),
-            ints(settled_days.iter().map(|((_, d), _)| *d).collect()),
-            ints(settled_days.iter().map(|(_, m)| m.held).collect()),
-            ints(settled_days.iter().map(|(_, m)| m.spent).collect()),
-            ints(accounts.keys().copied().collect()),
-            ints(accounts.values().map(|a| a.0).collect()),
-            ints(accounts.values().map(|a| a.1).collect()),
-            Array::Texts(starts().map(|s| Some(s.public_id.clone())).collect()),
-            ints(starts().map(|s| s.account_id).collect()),
-            ints(starts().map(|s| s.key_id).collect()),
-            ints(starts().map(|s| s.secret_id).collect()),
-            Array::Blobs(starts().map(|s| s.idempotency_key.to_vec()).collect()),
-            Array::Blobs(starts().map(|s| s.request_hash.to_vec()).collect()),
-            Array::Texts(starts().map(|s| Some(s.tool.clone())).collect()),
-            Array::Bools(starts().map(|s| s.sandbox).collect()),
-            ints(admitted.iter().map(|(_, _, day)| *day).collect()),
-            ints(starts().map(|s| s.hold.0).collect()),
-            ints(starts().map(|s| to_db(s.now)).collect()),
-            ints(starts().map(|s| s.node.0).collect()),
-            ints(starts().map(|s| to_db(s.idempotency_expires_at)).collect()),
-            ints(ledger.iter().map(|l| l.0).collect()),
-            ints(ledger.iter().map(|l| l.1).collect()),
-            ints(ledger.iter().map(|l| l.2).collect()),
-            Array::Texts(ledger.iter().map(|l| Some(l.3.to_owned())).collect()),
-            ints(ledger.iter().map(|l| l.4).collect()),
-            Array::Bools(ledger.iter().map(|l| l.5).collect()),
-            ints(ledger.iter().map(|l| l.6).collect()),
-            ints(answered.iter().map(|(id, _)| *id).collect()),
-            ints(answered.iter().map(|(_, (status, _))| i64::from(*status)).collect()),
-            Array::Blobs(answered.iter().map(|(_, (_, body))| body.to_vec()).collect()),
-            ints(freed.iter().map(|end| end.execution.key_id).collect()),
-            Array::Blobs(freed.iter().map(|end| end.idempotency_key.clone()).collect()),
-            ints(freed.iter().map(|end| end.execution.id).collect()),
-        ],
-    )?;
-    rows.iter().map(|row: &Row| Ok((row.get::<String>(0)?, row.get::<i64>(1)?))).collect()
+    params![
+        ints(keys.keys().copied().collect()),
+        Array::Ints(keys.values().map(|k| k.latest_day).collect()),
+        ints(keys.values().map(|k| k.held).collect()),
+        ints(keys.values().map(|k| k.spent).collect()),
+        Array::Ints(keys.values().map(|k| k.rate_tat).collect()),
+        ints(new_days.iter().map(|((k, _), _)| *k).collect()),
+        ints(new_days.iter().map(|((_, d), _)| *d).collect()),
+        ints(new_days.iter().map(|(_, m)| m.held).collect()),
+        ints(settled_days.iter().map(|((k, _), _)| *k).collect()),
+        ints(settled_days.iter().map(|((_, d), _)| *d).collect()),
+        ints(settled_days.iter().map(|(_, m)| m.held).collect()),
+        ints(settled_days.iter().map(|(_, m)| m.spent).collect()),
+        ints(accounts.keys().copied().collect()),
+        ints(accounts.values().map(|a| a.0).collect()),
+        ints(accounts.values().map(|a| a.1).collect()),
+        Array::Texts(starts().map(|s| Some(s.public_id.clone())).collect()),
+        ints(starts().map(|s| s.account_id).collect()),
+        ints(starts().map(|s| s.key_id).collect()),
+        ints(starts().map(|s| s.secret_id).collect()),
+        Array::Blobs(starts().map(|s| s.idempotency_key.to_vec()).collect()),
+        Array::Blobs(starts().map(|s| s.request_hash.to_vec()).collect()),
+        Array::Texts(starts().map(|s| Some(s.tool.clone())).collect()),
+        Array::Bools(starts().map(|s| s.sandbox).collect()),
+        ints(admitted.iter().map(|(_, _, day)| *day).collect()),
+        ints(starts().map(|s| s.hold.0).collect()),
+        ints(starts().map(|s| to_db(s.now)).collect()),
+        ints(starts().map(|s| s.node.0).collect()),
+        ints(starts().map(|s| to_db(s.idempotency_expires_at)).collect()),
+        ints(ledger.iter().map(|l| l.0).collect()),
+        ints(ledger.iter().map(|l| l.1).collect()),
+        ints(ledger.iter().map(|l| l.2).collect()),
+        Array::Texts(ledger.iter().map(|l| Some(l.3.to_owned())).collect()),
+        ints(ledger.iter().map(|l| l.4).collect()),
+        Array::Bools(ledger.iter().map(|l| l.5).collect()),
+        ints(ledger.iter().map(|l| l.6).collect()),
+        ints(answered.iter().map(|(id, _)| *id).collect()),
+        ints(answered.iter().map(|(_, (status, _))| i64::from(*status)).collect()),
+        Array::Blobs(answered.iter().map(|(_, (_, body))| body.to_vec()).collect()),
+        ints(freed.iter().map(|end| end.execution.key_id).collect()),
+        Array::Blobs(freed.iter().map(|end| end.idempotency_key.clone()).collect()),
+        ints(freed.iter().map(|end| end.execution.id).collect()),
+    ]
+    .to_vec()
 }
 
 /// The batch's one write (see `write`). Every part runs whether or not the result reads it.
