@@ -35,8 +35,8 @@ pub(super) struct PipeConn {
     /// The server process serving this connection, and the transaction under way.
     backend_pid: i32,
     xid: Cell<i64>,
-    /// The last `commit_with` failed and its outcome could not be learnt (or it committed and
-    /// its answer was lost): its steps must not run again.
+    /// The last `commit_with` failed and its outcome could not be learnt: its steps must not
+    /// run again.
     in_doubt: Cell<bool>,
     /// How long the round trip carrying the last `COMMIT` took.
     commit_took: Cell<Duration>,
@@ -141,38 +141,29 @@ impl BatchDb for PipeConn {
             .collect()
     }
 
-    fn commit_with(&self, last: Option<(&str, &[Value])>) -> StoreResult<Vec<Row>> {
+    fn commit_with(&self, last: Option<(&str, &[Value])>) -> StoreResult<()> {
         let statement = last.map(|(sql, _)| self.prepared(sql)).transpose()?;
         let params = last.map(|(_, params)| bind(params)).unwrap_or_default();
         let started = Instant::now();
         let (written, committed) = self.runtime.block_on(async {
             let write = async {
                 match &statement {
-                    Some(statement) => self.client.query(statement, &params).await,
-                    None => Ok(vec![]),
+                    Some(statement) => self.client.execute(statement, &params).await.map(drop),
+                    None => Ok(()),
                 }
             };
             futures::join!(write, self.client.batch_execute("COMMIT"))
         });
         self.commit_took.set(started.elapsed());
         match (written, committed) {
+            (Ok(()), Ok(())) => Ok(()),
             // The write failed, so the COMMIT behind it rolled back; or the COMMIT was refused.
-            (Err(e), _) | (Ok(_), Err(e)) if e.code().is_some() => Err(map_pg_error(e)),
-            (Ok(rows), Ok(())) => rows.iter().map(row_of).collect(),
+            (Err(e), _) | (Ok(()), Err(e)) if e.code().is_some() => Err(map_pg_error(e)),
             // Sent, perhaps applied, answer lost: find out which.
-            (written, _) => match resolve_doubt(&self.pool, self.xid.get(), self.backend_pid) {
-                Ok(()) => match written {
-                    Ok(rows) => rows.iter().map(row_of).collect(),
-                    Err(_) => {
-                        self.in_doubt.set(true);
-                        Err(StoreError::Unavailable("a batch committed but its answer was lost".into()))
-                    }
-                },
-                Err(failed) => {
-                    self.in_doubt.set(failed.in_doubt);
-                    Err(failed.error)
-                }
-            },
+            _ => resolve_doubt(&self.pool, self.xid.get(), self.backend_pid).map_err(|failed| {
+                self.in_doubt.set(failed.in_doubt);
+                failed.error
+            }),
         }
     }
 }

@@ -74,9 +74,9 @@ pub(crate) trait BatchDb: Db {
     /// Begins the batch's transaction and runs `statements` in it, in order, in one round trip;
     /// the rows of each.
     fn begin_with(&self, statements: &[(&str, &[Value])]) -> StoreResult<Vec<Vec<Row>>>;
-    /// Runs `last` (if any) and commits, in one round trip; the rows of `last`. An `Err` means
-    /// not committed, unless the connection says it is in doubt.
-    fn commit_with(&self, last: Option<(&str, &[Value])>) -> StoreResult<Vec<Row>>;
+    /// Runs `last` (if any) and commits, in one round trip. An `Err` means not committed,
+    /// unless the connection says it is in doubt.
+    fn commit_with(&self, last: Option<(&str, &[Value])>) -> StoreResult<()>;
 }
 
 /// Runs `steps` in one transaction, committed here; an answer per step, in order. An `Err` of
@@ -121,7 +121,9 @@ pub(crate) fn run(db: &dyn BatchDb, steps: &[Step]) -> StoreResult<Vec<StoreResu
             answers[i] = Some(Err(StoreError::Refused(Refusal::NodeLeaseLost)));
         } else {
             match held.remove(&i) {
-                Some(row) => fresh.push((i, start, hold_state_from_row(row, start.key_id)?)),
+                Some(row) => {
+                    fresh.push((i, start, hold_state_from_row(row, start.key_id)?, row.get::<i64>(ID_COLUMN)?))
+                }
                 // A later use of an Idempotency-Key the batch already uses.
                 None => drop(alone.insert(i)),
             }
@@ -129,7 +131,7 @@ pub(crate) fn run(db: &dyn BatchDb, steps: &[Step]) -> StoreResult<Vec<StoreResu
     }
     let mut rooms = Rooms::default();
     let mut admitted = vec![];
-    for (i, start, held) in fresh {
+    for (i, start, held, id) in fresh {
         if held.recorded.is_some() || held.resumable_request.is_some() {
             alone.insert(i);
             continue;
@@ -139,15 +141,15 @@ pub(crate) fn run(db: &dyn BatchDb, steps: &[Step]) -> StoreResult<Vec<StoreResu
             Ok(()) => rooms.admit(start, &held),
         };
         match decided {
-            Ok(day) => admitted.push((i, start, day)),
+            Ok(day) => admitted.push(Admitted { step: i, start, day, id }),
             Err(refusal) => answers[i] = Some(Ok(Done::Begun(BeginOutcome::Refused(refusal)))),
         }
     }
     let write_params = write_params(&rooms, &admitted, &ends);
-    let written = if alone.is_empty() {
-        db.commit_with(Some((WRITE, &write_params)))?
+    if alone.is_empty() {
+        db.commit_with(Some((WRITE, &write_params)))?;
     } else {
-        let written = db.query(WRITE, &write_params)?;
+        db.execute(WRITE, &write_params)?;
         // The steps the per-call path answers, after the batch's writes, which they must see.
         for &i in &alone {
             let answer = steps[i].run_alone(db);
@@ -158,14 +160,9 @@ pub(crate) fn run(db: &dyn BatchDb, steps: &[Step]) -> StoreResult<Vec<StoreResu
             answers[i] = Some(answer);
         }
         db.commit_with(None)?;
-        written
-    };
-    let ids: HashMap<String, i64> =
-        written.iter().map(|row: &Row| Ok((row.get::<String>(0)?, row.get::<i64>(1)?))).collect::<StoreResult<_>>()?;
-    for (i, start, day) in admitted {
-        let id =
-            ids.get(&start.public_id).copied().ok_or_else(|| StoreError::Internal("a hold was not written".into()))?;
-        answers[i] = Some(Ok(Done::Begun(BeginOutcome::Started(started(start, id, day)))));
+    }
+    for Admitted { step, start, day, id } in admitted {
+        answers[step] = Some(Ok(Done::Begun(BeginOutcome::Started(started(start, id, day)))));
     }
     for end in ends {
         answers[end.step] = Some(Ok(Done::Finished(end.done.record)));
@@ -295,7 +292,11 @@ impl<'s> Lock<'s> {
 }
 
 /// The hold's one read (`HOLD_STATE`, the same statement as a call alone) for many begins, in
-/// one statement, in order.
+/// one statement, in order; and beside it (`ID_COLUMN`) the id the execution will have if its
+/// hold is admitted, so that the batch's answers never wait on its write's rows (a COMMIT
+/// whose answer was lost but that committed still answers every step).
+const ID_COLUMN: usize = 25;
+
 static HOLD_STATES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let one = HOLD_STATE
         .get(Dialect::Postgres)
@@ -305,7 +306,7 @@ static HOLD_STATES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         .replace("?4", "u.day")
         .replace("?5", "u.idempotency_key");
     format!(
-        "SELECT h.* FROM unnest(?1::bigint[], ?2::bigint[], ?3::bigint[], ?4::bigint[], ?5::bytea[]) \
+        "SELECT h.*, nextval('executions_id_seq') FROM unnest(?1::bigint[], ?2::bigint[], ?3::bigint[], ?4::bigint[], ?5::bytea[]) \
          WITH ORDINALITY AS u(key_id, secret_id, now, day, idempotency_key, ord) \
          LEFT JOIN LATERAL ({one}) h ON true ORDER BY u.ord"
     )
@@ -321,6 +322,14 @@ fn hold_states_params(begins: &[(usize, &ExecutionStart)]) -> Vec<Value> {
         Array::Blobs(begins.iter().map(|(_, s)| s.idempotency_key.to_vec()).collect()),
     ]
     .to_vec()
+}
+
+/// A hold the batch admitted: its step, its start, the day it counts on, its execution's id.
+struct Admitted<'s> {
+    step: usize,
+    start: &'s ExecutionStart,
+    day: i64,
+    id: i64,
 }
 
 /// Per key: what the batch's holds and settlements move, summed.
@@ -344,7 +353,7 @@ struct DayMove {
 /// the new executions with their Idempotency-Key records, the ledger's entries, the stored
 /// answers and the keys freed by retryable voids (`WRITE`, which returns the new executions'
 /// public and row ids): its parameters.
-fn write_params(rooms: &Rooms, admitted: &[(usize, &ExecutionStart, i64)], ends: &[End]) -> Vec<Value> {
+fn write_params(rooms: &Rooms, admitted: &[Admitted], ends: &[End]) -> Vec<Value> {
     let mut keys: BTreeMap<i64, KeyMove> = BTreeMap::new();
     let mut days: BTreeMap<(i64, i64), DayMove> = BTreeMap::new();
     let mut accounts: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
@@ -386,7 +395,7 @@ fn write_params(rooms: &Rooms, admitted: &[(usize, &ExecutionStart, i64)], ends:
     let (new_days, settled_days): (Vec<_>, Vec<_>) = days.iter().partition(|(_, d)| !d.settled);
     let answered: Vec<_> = ends.iter().filter_map(|end| Some((end.execution.id, end.done.answer?))).collect();
     let freed: Vec<&End> = ends.iter().filter(|end| end.done.answer.is_none()).collect();
-    let starts = || admitted.iter().map(|(_, s, _)| *s);
+    let starts = || admitted.iter().map(|a| a.start);
     params![
         ints(keys.keys().copied().collect()),
         Array::Ints(keys.values().map(|k| k.latest_day).collect()),
@@ -411,7 +420,7 @@ fn write_params(rooms: &Rooms, admitted: &[(usize, &ExecutionStart, i64)], ends:
         Array::Blobs(starts().map(|s| s.request_hash.to_vec()).collect()),
         Array::Texts(starts().map(|s| Some(s.tool.clone())).collect()),
         Array::Bools(starts().map(|s| s.sandbox).collect()),
-        ints(admitted.iter().map(|(_, _, day)| *day).collect()),
+        ints(admitted.iter().map(|a| a.day).collect()),
         ints(starts().map(|s| s.hold.0).collect()),
         ints(starts().map(|s| to_db(s.now)).collect()),
         ints(starts().map(|s| s.node.0).collect()),
@@ -429,6 +438,7 @@ fn write_params(rooms: &Rooms, admitted: &[(usize, &ExecutionStart, i64)], ends:
         ints(freed.iter().map(|end| end.execution.key_id).collect()),
         Array::Blobs(freed.iter().map(|end| end.idempotency_key.clone()).collect()),
         ints(freed.iter().map(|end| end.execution.id).collect()),
+        ints(admitted.iter().map(|a| a.id).collect()),
     ]
     .to_vec()
 }
@@ -449,16 +459,16 @@ const WRITE: &str = "WITH \
     WHERE d.key_id = u.key_id AND d.day_number = u.day), \
   ac AS (UPDATE accounts a SET held_micros = a.held_micros + u.held, balance_micros = a.balance_micros - u.charged \
     FROM unnest(?13::bigint[], ?14::bigint[], ?15::bigint[]) AS u(id, held, charged) WHERE a.id = u.id), \
-  ex AS (INSERT INTO executions (public_id, account_id, key_id, secret_id, idempotency_key, request_hash, tool, \
+  ex AS (INSERT INTO executions (id, public_id, account_id, key_id, secret_id, idempotency_key, request_hash, tool, \
       state, sandbox, day_number, hold_micros, created_at, node_id) \
-    SELECT public_id, account_id, key_id, secret_id, idem, hash, tool, 'running', sandbox, day, hold, created, node \
-    FROM unnest(?16::text[], ?17::bigint[], ?18::bigint[], ?19::bigint[], ?20::bytea[], ?21::bytea[], ?22::text[], \
-      ?23::boolean[], ?24::bigint[], ?25::bigint[], ?26::bigint[], ?27::bigint[]) \
-      AS u(public_id, account_id, key_id, secret_id, idem, hash, tool, sandbox, day, hold, created, node) \
-    RETURNING id, public_id, account_id, key_id, idempotency_key, sandbox, hold_micros, created_at), \
+    SELECT id, public_id, account_id, key_id, secret_id, idem, hash, tool, 'running', sandbox, day, hold, created, node \
+    FROM unnest(?42::bigint[], ?16::text[], ?17::bigint[], ?18::bigint[], ?19::bigint[], ?20::bytea[], ?21::bytea[], \
+      ?22::text[], ?23::boolean[], ?24::bigint[], ?25::bigint[], ?26::bigint[], ?27::bigint[]) \
+      AS u(id, public_id, account_id, key_id, secret_id, idem, hash, tool, sandbox, day, hold, created, node) \
+    RETURNING id, account_id, key_id, idempotency_key, sandbox, hold_micros, created_at), \
   ir AS (INSERT INTO idempotency_records (key_id, idempotency_key, execution_id, expires_at) \
     SELECT ex.key_id, ex.idempotency_key, ex.id, u.expires \
-    FROM ex JOIN unnest(?16::text[], ?28::bigint[]) AS u(public_id, expires) ON u.public_id = ex.public_id), \
+    FROM ex JOIN unnest(?42::bigint[], ?28::bigint[]) AS u(id, expires) ON u.id = ex.id), \
   lg AS (INSERT INTO ledger (account_id, key_id, execution_id, kind, amount_micros, sandbox, created_at) \
     SELECT account_id, key_id, id, 'hold', hold_micros, sandbox, created_at FROM ex \
     UNION ALL SELECT * FROM unnest(?29::bigint[], ?30::bigint[], ?31::bigint[], ?32::text[], ?33::bigint[], \
@@ -467,4 +477,4 @@ const WRITE: &str = "WITH \
     SELECT * FROM unnest(?36::bigint[], ?37::bigint[], ?38::bytea[])), \
   fr AS (DELETE FROM idempotency_records r USING unnest(?39::bigint[], ?40::bytea[], ?41::bigint[]) AS u(key_id, idem, id) \
     WHERE r.key_id = u.key_id AND r.idempotency_key = u.idem AND r.execution_id = u.id) \
-SELECT public_id, id FROM ex";
+SELECT COUNT(*) FROM ex";
