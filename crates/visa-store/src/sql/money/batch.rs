@@ -191,13 +191,15 @@ struct Locked {
 /// steps' too), each in id order, so two batches never wait on each other in a circle; with
 /// them, whether the node's lease is live by the database's clock (a node that stalled past it
 /// starts nothing under it). `UNION ALL` runs its parts one after another. The update changes
-/// rows only inside a batch's transaction (`visa.batch`, set by its `BEGIN`).
+/// rows only inside a batch's transaction (`visa.batch`, set by its `BEGIN`), and finds them by
+/// primary key (`= ANY`: without it the generic plan scanned every running execution).
 static END_AND_LOCK: ClockSql = ClockSql::new(concat!(
     "WITH f AS (UPDATE executions e SET state = u.state, charged_micros = u.charged, receipt_id = u.receipt, \
        finished_at = u.finished \
        FROM unnest(?1::bigint[], ?2::text[], ?3::bigint[], ?4::text[], ?5::bigint[]) \
          AS u(id, state, charged, receipt, finished) \
-       WHERE e.id = u.id AND e.state = 'running' AND current_setting('visa.batch', true) = 'on' \
+       WHERE e.id = ANY(?1::bigint[]) AND e.id = u.id AND e.state = 'running' \
+         AND current_setting('visa.batch', true) = 'on' \
        RETURNING e.id, e.idempotency_key) \
      SELECT 1, f.id, f.idempotency_key, NULL::boolean FROM f \
      UNION ALL SELECT 2, k.key_id, NULL::bytea, ",
