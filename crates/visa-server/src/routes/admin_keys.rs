@@ -14,11 +14,18 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use visa_core::ErrorCode;
 use visa_core::key::{KeyKind, KeyMode, RawKey};
 use visa_core::policy::KeyLabel;
 use visa_core::role::Permission;
 use visa_store::{AdminKeyRecord, NewSecret};
+
+/// This resource's routes, each registered with its OpenAPI operation (`super::api`).
+pub fn routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new().routes(routes!(create, list)).routes(routes!(revoke))
+}
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AdminKeyView {

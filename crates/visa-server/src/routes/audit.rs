@@ -11,8 +11,15 @@ use axum::Json;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use visa_core::role::Permission;
 use visa_store::{Actor, AuditEntry, AuditFilter};
+
+/// This resource's routes, each registered with its OpenAPI operation (`super::api`).
+pub fn routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new().routes(routes!(list))
+}
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ActorView {

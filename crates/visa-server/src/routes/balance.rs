@@ -7,7 +7,14 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use visa_core::ErrorCode;
+
+/// This resource's routes, each registered with its OpenAPI operation (`super::api`).
+pub fn routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new().routes(routes!(balance))
+}
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BalanceResponse {

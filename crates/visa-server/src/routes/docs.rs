@@ -4,10 +4,18 @@
 //! `docs/` as markdown (compiled in, so what a server serves matches its version).
 
 use crate::error::{ApiError, ApiResult};
+use crate::state::SharedState;
 use axum::extract::Path;
 use axum::http::header;
 use axum::response::IntoResponse;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use visa_core::ErrorCode;
+
+/// This resource's routes, each registered with its OpenAPI operation (`super::api`).
+pub fn routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new().routes(routes!(llms_txt)).routes(routes!(document))
+}
 
 /// (name, title, text) of each served document.
 const DOCS: [(&str, &str, &str); 12] = [

@@ -14,10 +14,21 @@ use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 use visa_core::ErrorCode;
 use visa_core::money::Micros;
 use visa_store::{ExecutionFilter, ExecutionRecord, ExecutionState, Reconcile};
+
+/// This resource's routes, each registered with its OpenAPI operation (`super::api`).
+pub fn routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get))
+        .routes(routes!(operator_list))
+        .routes(routes!(reconcile))
+}
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ExecutionView {

@@ -8,7 +8,14 @@ use crate::state::SharedState;
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use visa_core::ErrorCode;
+
+/// This resource's routes, each registered with its OpenAPI operation (`super::api`).
+pub fn routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new().routes(routes!(healthz))
+}
 
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "`{\"ok\":true}`"),
     (status = 503, body = crate::routes::ErrorBody)))]

@@ -11,6 +11,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use visa_core::ErrorCode;
 use visa_core::key::{KeyMode, RawKey};
 use visa_core::policy::{
@@ -21,6 +23,15 @@ use visa_core::role::Permission;
 use visa_store::{
     KeyPatch, KeyPolicy, KeyRecord, NewKey, NewSecret, RevokeCause, Rotation, SecretRecord, idempotency_name,
 };
+
+/// This resource's routes, each registered with its OpenAPI operation (`super::api`).
+pub fn routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(get, update, revoke))
+        .routes(routes!(rotate))
+        .routes(routes!(revoke_secret))
+}
 
 pub const MAX_GRACE_SECONDS: u32 = 604_800;
 

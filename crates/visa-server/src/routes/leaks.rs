@@ -15,9 +15,16 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use visa_core::key::{KeyKind, RawKey};
 use visa_core::role::Permission;
 use visa_store::RevokeCause;
+
+/// This resource's routes, each registered with its OpenAPI operation (`super::api`).
+pub fn routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new().routes(routes!(revoke_leaked))
+}
 
 const MAX_KEYS: usize = 100;
 

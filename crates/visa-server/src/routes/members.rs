@@ -16,11 +16,18 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use visa_core::ErrorCode;
 use visa_core::key::random_token;
 use visa_core::policy::Login;
 use visa_core::role::{Permission, Role};
 use visa_store::{Actor, Member, NewMember, StoreError};
+
+/// This resource's routes, each registered with its OpenAPI operation (`super::api`).
+pub fn routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new().routes(routes!(list, invite)).routes(routes!(accept)).routes(routes!(change_role, remove))
+}
 
 /// Prefix of invitation tokens, so scanners and logs can tell them apart.
 pub const INVITE_TOKEN_PREFIX: &str = "visa_invite";

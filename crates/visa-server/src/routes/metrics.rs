@@ -6,6 +6,13 @@ use crate::state::SharedState;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// This resource's routes, each registered with its OpenAPI operation (`super::api`).
+pub fn routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new().routes(routes!(metrics))
+}
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 

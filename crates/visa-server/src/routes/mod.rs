@@ -1,5 +1,6 @@
-//! The HTTP API: one module per resource, assembled into one router here. Unknown routes
-//! and wrong methods answer with the error envelope like everything else.
+//! The HTTP API: one module per resource, each registering its routes with their OpenAPI
+//! operations (`routes()`), assembled here into the router and the document at once (`api`).
+//! Unknown routes and wrong methods answer with the error envelope like everything else.
 
 pub mod admin_keys;
 pub mod audit;
@@ -25,49 +26,39 @@ use crate::state::SharedState;
 use axum::Router;
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
-use axum::routing::{get, patch, post};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
 use visa_core::ErrorCode;
 use visa_core::pagination::PageRequest;
 
+/// Every route of the JSON API with its OpenAPI operation, resource by resource: the one list
+/// both the router and the OpenAPI document (`openapi::document`) are built from.
+pub fn api() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(health::routes())
+        .merge(openapi::routes())
+        .merge(docs::routes())
+        .merge(metrics::routes())
+        .merge(operator::routes())
+        .merge(sessions::routes())
+        .merge(keys::routes())
+        .merge(usage::routes())
+        .merge(leaks::routes())
+        .merge(admin_keys::routes())
+        .merge(members::routes())
+        .merge(audit::routes())
+        .merge(tools::routes())
+        .merge(execute::routes())
+        .merge(balance::routes())
+        .merge(spend::routes())
+        .merge(executions::routes())
+}
+
 pub fn router(state: SharedState) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/openapi.json", get(openapi::document))
-        .route("/llms.txt", get(docs::llms_txt))
-        .route("/docs/{file}", get(docs::document))
-        .route("/metrics", get(metrics::metrics))
-        .route("/v1/operator/accounts", post(operator::create_account))
-        .route("/v1/operator/accounts/{login}", patch(operator::update_account))
-        .route("/v1/operator/accounts/{login}/credits", post(operator::credit_account))
-        .route("/v1/api/sessions", post(sessions::sign_in).get(sessions::list))
-        .route("/v1/api/sessions/current", get(sessions::current).delete(sessions::sign_out))
-        .route("/v1/api/sessions/current/password", post(sessions::change_password))
-        .route("/v1/api/sessions/{id}", axum::routing::delete(sessions::end))
-        .route("/v1/api/keys", post(keys::create).get(keys::list))
-        .route("/v1/api/keys/{id}", get(keys::get).patch(keys::update).delete(keys::revoke))
-        .route("/v1/api/keys/{id}/rotate", post(keys::rotate))
-        .route("/v1/api/keys/{id}/usage", get(usage::usage))
-        .route("/v1/api/keys/revoke-leaked", post(leaks::revoke_leaked))
-        .route("/v1/api/keys/{id}/secrets/{secret_id}/revoke", post(keys::revoke_secret))
-        .route("/v1/api/admin-keys", post(admin_keys::create).get(admin_keys::list))
-        .route("/v1/api/admin-keys/{id}", axum::routing::delete(admin_keys::revoke))
-        .route("/v1/api/members", get(members::list).post(members::invite))
-        .route("/v1/api/members/accept", post(members::accept))
-        .route("/v1/api/members/{id}", patch(members::change_role).delete(members::remove))
-        .route("/v1/api/members/{id}/sessions", get(sessions::member_sessions).delete(sessions::end_member_sessions))
-        .route("/v1/api/audit", get(audit::list))
-        .route("/v1/api/tools", get(tools::list))
-        .route("/v1/api/tools/{tool}/execute", post(execute::execute))
-        .route("/v1/api/balance", get(balance::balance))
-        .route("/v1/api/spend", get(spend::spend))
-        .route("/v1/api/executions", get(executions::list))
-        .route("/v1/api/executions/{id}", get(executions::get))
-        .route("/v1/operator/executions", get(executions::operator_list))
-        .route("/v1/operator/executions/{id}/reconcile", post(executions::reconcile))
-        .merge(crate::dashboard::router())
+    let (api, _) = api().split_for_parts();
+    api.merge(crate::dashboard::router())
         .merge(crate::openai::router())
         .route_layer(axum::middleware::from_fn(metrics::tag_route))
         .method_not_allowed_fallback(error::method_not_allowed)

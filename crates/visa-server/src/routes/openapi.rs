@@ -1,5 +1,7 @@
 //! `GET /openapi.json`: the OpenAPI 3.1 document, generated from the handlers' annotations
-//! and the request/response types, so it cannot drift from the code.
+//! and the request/response types, so it cannot drift from the code. Each resource registers
+//! its routes together with their operations (`routes()` in each module, `utoipa-axum`), so a
+//! route cannot be missing from the document, nor an operation from the router.
 //!
 //! The handlers annotate their success answers and the errors only they can give (409, 429,
 //! 502…). [`Contract`] adds, in this one place, the errors that follow from an operation's
@@ -13,63 +15,38 @@ use crate::state::SharedState;
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
+use std::sync::LazyLock;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, License, Ref, RefOr, Response, Server};
 use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use visa_core::ErrorCode;
+
+/// This resource's routes, each registered with its OpenAPI operation (`super::api`).
+pub fn routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new().routes(routes!(document))
+}
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Visa Keys", description = "Scoped API keys that spend a prepaid balance on paid tools."),
-    paths(
-        super::health::healthz,
-        document,
-        super::docs::llms_txt,
-        super::docs::document,
-        super::metrics::metrics,
-        super::operator::create_account,
-        super::operator::update_account,
-        super::operator::credit_account,
-        super::sessions::sign_in,
-        super::sessions::current,
-        super::sessions::sign_out,
-        super::sessions::list,
-        super::sessions::end,
-        super::sessions::change_password,
-        super::sessions::member_sessions,
-        super::sessions::end_member_sessions,
-        super::keys::create,
-        super::keys::list,
-        super::keys::get,
-        super::keys::update,
-        super::keys::revoke,
-        super::keys::rotate,
-        super::keys::revoke_secret,
-        super::usage::usage,
-        super::admin_keys::create,
-        super::admin_keys::list,
-        super::admin_keys::revoke,
-        super::leaks::revoke_leaked,
-        super::members::list,
-        super::members::invite,
-        super::members::change_role,
-        super::members::remove,
-        super::members::accept,
-        super::audit::list,
-        super::tools::list,
-        super::execute::execute,
-        super::balance::balance,
-        super::spend::spend,
-        super::executions::list,
-        super::executions::get,
-        super::executions::operator_list,
-        super::executions::reconcile,
-    ),
-    components(schemas(super::ErrorBody)),
-    modifiers(&SecuritySchemes, &Contract)
+    components(schemas(super::ErrorBody))
 )]
 pub struct ApiDoc;
+
+/// The document: the operations `super::api` registers with their routes, then the security
+/// schemes and the error answers every operation's shape implies (`Contract`). Built once.
+pub fn spec() -> &'static utoipa::openapi::OpenApi {
+    static SPEC: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| {
+        let mut doc = super::api().into_openapi();
+        SecuritySchemes.modify(&mut doc);
+        Contract.modify(&mut doc);
+        doc
+    });
+    &SPEC
+}
 
 struct SecuritySchemes;
 
@@ -205,7 +182,7 @@ pub async fn document(State(state): State<SharedState>) -> Json<Value> {
 pub fn with_catalog(catalog: &Catalog) -> Value {
     let names: Vec<&str> =
         catalog.tools().iter().flat_map(|t| std::iter::once(&t.id).chain(&t.aliases)).map(String::as_str).collect();
-    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let mut doc = serde_json::to_value(spec()).unwrap_or_default();
     let pointers = [
         "/paths/~1v1~1api~1tools~1{tool}~1execute/post/parameters/0/schema",
         "/components/schemas/CreateKeyRequest/properties/allowed_tools/items",

@@ -12,11 +12,18 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use visa_core::ErrorCode;
 use visa_core::fingerprint::request_fingerprint;
 use visa_core::money::Micros;
 use visa_core::policy::Login;
 use visa_store::{Account, NewAccount, OperatorRequest, StoreError};
+
+/// This resource's routes, each registered with its OpenAPI operation (`super::api`).
+pub fn routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new().routes(routes!(create_account)).routes(routes!(update_account)).routes(routes!(credit_account))
+}
 
 /// The most one credit may add: $10M, far from any overflow.
 const MAX_CREDIT_CENTS: i64 = 1_000_000_000;

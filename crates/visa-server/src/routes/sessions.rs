@@ -18,11 +18,23 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use visa_core::ErrorCode;
 use visa_core::key::random_token;
 use visa_core::role::Permission;
 use visa_core::secret::SecretHash;
 use visa_store::{Actor, AuditContext, Member, NewSession, SessionRecord, SessionsToEnd};
+
+/// This resource's routes, each registered with its OpenAPI operation (`super::api`).
+pub fn routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .routes(routes!(sign_in, list))
+        .routes(routes!(current, sign_out))
+        .routes(routes!(change_password))
+        .routes(routes!(end))
+        .routes(routes!(member_sessions, end_member_sessions))
+}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -11,8 +11,15 @@ use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use visa_core::money::Micros;
 use visa_store::rules::utc_day_number;
+
+/// This resource's routes, each registered with its OpenAPI operation (`super::api`).
+pub fn routes() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new().routes(routes!(spend))
+}
 
 const DEFAULT_DAYS: i64 = 30;
 const MAX_DAYS: i64 = 366;
