@@ -323,6 +323,42 @@ pub struct KeyUse {
     pub ip: IpAddr,
 }
 
+/// What a ledger entry records. Stored as its `as_str` (the schemas' CHECK lists the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerKind {
+    /// Money added to an account.
+    Credit,
+    /// Money set aside for one call.
+    Hold,
+    /// What the call cost, taken from its hold.
+    Capture,
+    /// The rest of a hold, given back.
+    Release,
+    /// A whole hold given back (the call failed or never ran).
+    Void,
+    /// What a provider reported beyond the hold: the platform's loss, moving no counter.
+    Overage,
+}
+
+impl LedgerKind {
+    pub const ALL: [Self; 6] = [Self::Credit, Self::Hold, Self::Capture, Self::Release, Self::Void, Self::Overage];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Credit => "credit",
+            Self::Hold => "hold",
+            Self::Capture => "capture",
+            Self::Release => "release",
+            Self::Void => "void",
+            Self::Overage => "overage",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
 /// Where an execution is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecutionState {

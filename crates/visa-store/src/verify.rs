@@ -54,17 +54,19 @@ struct Totals {
 
 impl Totals {
     fn add(&mut self, kind: &str, amount: i64, count: i64) {
-        match kind {
-            "credit" => self.credit += amount,
-            "hold" => {
+        use crate::model::LedgerKind;
+        match LedgerKind::parse(kind) {
+            Some(LedgerKind::Credit) => self.credit += amount,
+            Some(LedgerKind::Hold) => {
                 self.hold += amount;
                 self.holds += count;
             }
-            "capture" => self.capture += amount,
-            "release" => self.release += amount,
-            "void" => self.void += amount,
-            // An overage is the platform's loss beside a capture: it moves no counter.
-            _ => {}
+            Some(LedgerKind::Capture) => self.capture += amount,
+            Some(LedgerKind::Release) => self.release += amount,
+            Some(LedgerKind::Void) => self.void += amount,
+            // An overage is the platform's loss beside a capture: it moves no counter. (No
+            // other kind passes the schema's CHECK.)
+            Some(LedgerKind::Overage) | None => {}
         }
     }
 

@@ -33,10 +33,16 @@ fn require_account(conn: &dyn Db, login: &str) -> StoreResult<Account> {
     account_where(conn, "login = ?1", login)?.ok_or(StoreError::NotFound)
 }
 
-fn add_ledger_entry(conn: &dyn Db, account_id: i64, kind: &str, amount: Micros, now: Timestamp) -> StoreResult<()> {
+fn add_ledger_entry(
+    conn: &dyn Db,
+    account_id: i64,
+    kind: LedgerKind,
+    amount: Micros,
+    now: Timestamp,
+) -> StoreResult<()> {
     conn.execute(
         "INSERT INTO ledger (account_id, kind, amount_micros, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![account_id, kind, amount.0, to_db(now)],
+        params![account_id, kind.as_str(), amount.0, to_db(now)],
     )?;
     Ok(())
 }
@@ -45,7 +51,7 @@ fn credit(conn: &dyn Db, account_id: i64, amount: Micros, now: Timestamp) -> Sto
     if amount.0 <= 0 {
         return Ok(());
     }
-    add_ledger_entry(conn, account_id, "credit", amount, now)?;
+    add_ledger_entry(conn, account_id, LedgerKind::Credit, amount, now)?;
     conn.execute(
         "UPDATE accounts SET balance_micros = balance_micros + ?2 WHERE id = ?1",
         params![account_id, amount.0],

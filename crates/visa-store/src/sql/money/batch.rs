@@ -373,7 +373,7 @@ fn write_params(rooms: &Rooms, admitted: &[Admitted], ends: &[End]) -> Vec<Value
     for (account_id, room) in &rooms.accounts {
         accounts.entry(*account_id).or_default().0 += room.held_added;
     }
-    let mut ledger: Vec<(i64, i64, i64, &str, i64, bool, i64)> = vec![];
+    let mut ledger: Vec<(i64, i64, i64, LedgerKind, i64, bool, i64)> = vec![];
     for End { execution: e, done, .. } in ends {
         let ending = ending(e, done.reported, done.voided);
         let key = keys.entry(e.key_id).or_default();
@@ -390,7 +390,7 @@ fn write_params(rooms: &Rooms, admitted: &[Admitted], ends: &[End]) -> Vec<Value
         }
         let at = done.record.finished_at.map_or(0, to_db);
         for (kind, amount) in &ending.entries {
-            ledger.push((e.account_id, e.key_id, e.id, kind, amount.0, e.sandbox, at));
+            ledger.push((e.account_id, e.key_id, e.id, *kind, amount.0, e.sandbox, at));
         }
     }
     let ints = |values: Vec<i64>| Array::Ints(values.into_iter().map(Some).collect());
@@ -430,7 +430,7 @@ fn write_params(rooms: &Rooms, admitted: &[Admitted], ends: &[End]) -> Vec<Value
         ints(ledger.iter().map(|l| l.0).collect()),
         ints(ledger.iter().map(|l| l.1).collect()),
         ints(ledger.iter().map(|l| l.2).collect()),
-        Array::Texts(ledger.iter().map(|l| Some(l.3.to_owned())).collect()),
+        Array::Texts(ledger.iter().map(|l| Some(l.3.as_str().to_owned())).collect()),
         ints(ledger.iter().map(|l| l.4).collect()),
         Array::Bools(ledger.iter().map(|l| l.5).collect()),
         ints(ledger.iter().map(|l| l.6).collect()),

@@ -95,7 +95,7 @@ static LEDGER_INSERTS: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::n
 });
 
 /// Appends `entries` (kind, amount) for `e` to the ledger in one statement.
-fn ledger(conn: &dyn Db, e: &ExecutionRecord, entries: &[(&str, Micros)], now: Timestamp) -> StoreResult<()> {
+fn ledger(conn: &dyn Db, e: &ExecutionRecord, entries: &[(LedgerKind, Micros)], now: Timestamp) -> StoreResult<()> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -104,7 +104,7 @@ fn ledger(conn: &dyn Db, e: &ExecutionRecord, entries: &[(&str, Micros)], now: T
         .ok_or_else(|| StoreError::Internal(format!("{} ledger entries for one statement", entries.len())))?;
     let mut values = Vec::with_capacity(7 * entries.len());
     for (kind, amount) in entries {
-        values.extend_from_slice(params![e.account_id, e.key_id, e.id, *kind, amount.0, e.sandbox, to_db(now)]);
+        values.extend_from_slice(params![e.account_id, e.key_id, e.id, kind.as_str(), amount.0, e.sandbox, to_db(now)]);
     }
     conn.execute(sql, &values)?;
     Ok(())
@@ -324,7 +324,7 @@ pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginO
                      VALUES (?1, ?2, ?3, ?4)",
                     params![start.key_id, start.idempotency_key[..], execution.id, to_db(start.idempotency_expires_at)],
                 )?;
-                ledger(conn, &execution, &[("hold", start.hold)], start.now)?;
+                ledger(conn, &execution, &[(LedgerKind::Hold, start.hold)], start.now)?;
                 return Ok(BeginOutcome::Started(execution));
             }
         },
@@ -379,18 +379,19 @@ fn place_hold(conn: &dyn Db, start: &ExecutionStart, day: i64, tat: i64) -> Stor
 /// A zero amount is written only for a hold (every call has one): an ending leaves them out.
 struct Ending {
     charged: Micros,
-    entries: Vec<(&'static str, Micros)>,
+    entries: Vec<(LedgerKind, Micros)>,
 }
 
 fn ending(e: &ExecutionRecord, reported: Micros, voided: bool) -> Ending {
     let (charged, entries) = if voided {
-        (Micros::ZERO, vec![("void", e.hold)])
+        (Micros::ZERO, vec![(LedgerKind::Void, e.hold)])
     } else {
         let rules::Settlement { charged, overage } = rules::settle(e.hold, reported);
         if overage > Micros::ZERO {
             tracing::warn!(execution = %e.public_id, hold = e.hold.0, overage = overage.0, "a provider reported more than the hold; the excess is the platform's loss");
         }
-        (charged, vec![("capture", charged), ("release", Micros(e.hold.0 - charged.0)), ("overage", overage)])
+        let released = Micros(e.hold.0 - charged.0);
+        (charged, vec![(LedgerKind::Capture, charged), (LedgerKind::Release, released), (LedgerKind::Overage, overage)])
     };
     Ending { charged, entries: entries.into_iter().filter(|(_, amount)| amount.0 != 0).collect() }
 }
