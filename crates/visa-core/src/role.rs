@@ -1,6 +1,6 @@
 //! Members' roles and what each may do. The whole permission model is the one table in
 //! `Role::allows`, so the server's handlers ask one question (`role.allows(permission)`)
-//! and the table-driven test in `tests/members.rs` checks every route against it.
+//! and the table-driven test in `tests/e2e/members.rs` checks every route against it.
 
 use crate::error::Rejection;
 use std::fmt;

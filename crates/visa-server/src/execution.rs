@@ -1,6 +1,6 @@
 //! The money path of one paid call, in one place: from an authenticated key and a parsed
 //! request to its recorded outcome. `routes::execute` calls it over HTTP; the money-path
-//! simulation (`tests/simulation.rs`) drives the same steps one at a time, against any store.
+//! simulation (`tests/e2e/simulation.rs`) drives the same steps one at a time, against any store.
 //!
 //! 1. [`authorize`]: the tool exists and this key may run it (the contract's order of checks);
 //! 2. [`prepare`]: the tool's plan (the request sent upstream and the hold that bounds it,

@@ -8,7 +8,7 @@
 //! shape — credentials (401, 403), inputs (400), a path id (404), a body (408, 413, 415), the
 //! store (503) — so every status a route can answer is documented and none is written twice.
 //! The test suite checks the document with a third-party validator and fuzzes the live server
-//! against it (`tests/openapi_fuzz.rs`).
+//! against it (`tests/e2e/openapi_fuzz.rs`).
 
 use crate::catalog::Catalog;
 use crate::state::SharedState;

@@ -1,7 +1,7 @@
 //! The JSON Schema spelling of the input rules that `visa_core::policy` enforces, for the
 //! OpenAPI document: each rule the parsers apply to a string (login, label, role, instant…)
 //! is stated here once and used by every request type that carries it, so the document is
-//! exactly as strict as the server. The schema-driven fuzzer (`tests/openapi_fuzz.rs`) checks both ways.
+//! exactly as strict as the server. The schema-driven fuzzer (`tests/e2e/openapi_fuzz.rs`) checks both ways.
 
 use utoipa::openapi::schema::{Array, ArrayBuilder, Object, ObjectBuilder, SchemaType, Type};
 use utoipa::openapi::{KnownFormat, SchemaFormat};

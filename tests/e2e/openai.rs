@@ -1,7 +1,7 @@
 //! The OpenAI-compatible surface over HTTP against the real server and a local OpenAI-style
 //! provider: a completion is a paid call of the same money path (charged from `usage`, once
 //! per Idempotency-Key, replayed byte for byte), models are the key's chat tools, and every
-//! refusal is OpenAI's error shape with our `error_code` as `code`. (`tests/openai_sdk.rs`
+//! refusal is OpenAI's error shape with our `error_code` as `code`. (`tests/e2e/openai_sdk.rs`
 //! drives the same surface with the official Python SDK.)
 
 use reqwest::Method;
