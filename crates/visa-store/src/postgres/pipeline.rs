@@ -11,7 +11,7 @@
 use super::db::{bind, numbered, row_of};
 use super::map_pg_error;
 use super::pool::Pool;
-use super::transaction::resolve_doubt;
+use super::transaction::{resolve_doubt, txid_of};
 use crate::sql::money::batch::BatchDb;
 use crate::sql::{Db, Dialect, Row, Value};
 use crate::{StoreError, StoreResult};
@@ -19,7 +19,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_postgres::{Client, SimpleQueryMessage, Statement};
+use tokio_postgres::{Client, Statement};
 
 /// How a batch's transaction starts: its lock waits bounded, and marked as a batch's (the
 /// batch's first write only changes rows when it runs inside this transaction, so a `BEGIN`
@@ -51,26 +51,21 @@ impl PipeConn {
             .enable_all()
             .build()
             .map_err(|e| StoreError::Unavailable(format!("cannot start a database writer's runtime: {e}")))?;
-        let client = runtime.block_on(pool.connect_async())?;
-        let conn = Self {
+        let (client, backend_pid) = runtime.block_on(async {
+            let (client, pid) = pool.connect_async().await?;
+            client.batch_execute("SET plan_cache_mode = force_generic_plan").await.map_err(map_pg_error)?;
+            StoreResult::Ok((client, pid))
+        })?;
+        Ok(Self {
             runtime,
             client,
             pool: pool.clone(),
             statements: RefCell::default(),
-            backend_pid: 0,
+            backend_pid,
             xid: Cell::new(0),
             in_doubt: Cell::new(false),
             commit_took: Cell::new(Duration::ZERO),
-        };
-        conn.runtime
-            .block_on(conn.client.batch_execute("SET plan_cache_mode = force_generic_plan"))
-            .map_err(map_pg_error)?;
-        let pid: i32 = conn
-            .runtime
-            .block_on(conn.client.query_one("SELECT pg_backend_pid()", &[]))
-            .and_then(|row| row.try_get(0))
-            .map_err(map_pg_error)?;
-        Ok(Self { backend_pid: pid, ..conn })
+        })
     }
 
     pub fn is_closed(&self) -> bool {
@@ -129,12 +124,7 @@ impl BatchDb for PipeConn {
             let queries = prepared.iter().zip(&binds).map(|(statement, params)| self.client.query(statement, params));
             futures::join!(self.client.simple_query(BEGIN), futures::future::join_all(queries))
         });
-        let xid = begun.map_err(map_pg_error)?.iter().find_map(|message| match message {
-            SimpleQueryMessage::Row(row) => row.get(0).and_then(|id| id.parse().ok()),
-            _ => None,
-        });
-        self.xid
-            .set(xid.ok_or_else(|| StoreError::Internal("the database did not say which transaction began".into()))?);
+        self.xid.set(txid_of(&begun.map_err(map_pg_error)?)?);
         answers
             .into_iter()
             .map(|rows| rows.map_err(map_pg_error)?.iter().map(row_of).collect::<StoreResult<Vec<_>>>())

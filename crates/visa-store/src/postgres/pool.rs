@@ -12,6 +12,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection's server process (to end it if its COMMIT's answer is lost).
+const BACKEND_PID: &str = "SELECT pg_backend_pid()";
 
 /// The server-side settings of every session, unless the URL's `options` name them.
 /// * `idle_in_transaction_session_timeout`: a node stopped in the middle of a transaction (a
@@ -79,14 +81,14 @@ impl Pool {
         .map_err(map_pg_error)?;
         let mut conn = Conn::new(client);
         conn.client.batch_execute(&self.settings).map_err(map_pg_error)?;
-        let pid = conn.client.query_one("SELECT pg_backend_pid()", &[]).map_err(map_pg_error)?;
-        conn.backend_pid = pid.try_get(0).map_err(map_pg_error)?;
+        conn.backend_pid =
+            conn.client.query_one(BACKEND_PID, &[]).and_then(|row| row.try_get(0)).map_err(map_pg_error)?;
         Ok(conn)
     }
 
     /// A connection on the caller's runtime (a money writer's: `super::pipeline`), set up as
-    /// `connect`'s are; its connection task runs on that runtime.
-    pub async fn connect_async(&self) -> StoreResult<tokio_postgres::Client> {
+    /// `connect`'s are, with its server process id; its connection task runs on that runtime.
+    pub async fn connect_async(&self) -> StoreResult<(tokio_postgres::Client, i32)> {
         let client = match self.target.mode {
             TlsMode::Disable => {
                 let (client, connection) =
@@ -101,7 +103,8 @@ impl Pool {
             }
         };
         client.batch_execute(&self.settings).await.map_err(map_pg_error)?;
-        Ok(client)
+        let pid = client.query_one(BACKEND_PID, &[]).await.and_then(|row| row.try_get(0)).map_err(map_pg_error)?;
+        Ok((client, pid))
     }
 
     /// Runs `work` on a connection of its own with no `statement_timeout` (a migration, or the

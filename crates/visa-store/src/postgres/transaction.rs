@@ -63,21 +63,10 @@ pub(super) fn run<R>(
     work: &(dyn Fn(&dyn Db) -> StoreResult<R> + Sync),
     metrics: &StoreMetrics,
 ) -> StoreResult<R> {
-    attempts(pool, conn, begin_sql(isolation), work, metrics).map_err(|failed| failed.error)
-}
-
-/// `run`, with the statement that starts the transaction (it must read `txid_current()`).
-fn attempts<R>(
-    pool: &Pool,
-    conn: &mut Conn,
-    begin_sql: &str,
-    work: &(dyn Fn(&dyn Db) -> StoreResult<R> + Sync),
-    metrics: &StoreMetrics,
-) -> Result<R, Failed> {
     let mut attempt = 1;
     loop {
         let started = Instant::now();
-        let xid = begin(conn, begin_sql)?;
+        let xid = begin(conn, begin_sql(isolation))?;
         let (outcome, retryable) = {
             let db = PgDb::new(conn);
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&db)))
@@ -91,13 +80,13 @@ fn attempts<R>(
                     Ok(()) => {}
                     Err(e) if e.code().is_none() => {
                         // Sent, perhaps applied, answer lost: find out which.
-                        resolve_doubt(pool, xid, conn.backend_pid)?;
+                        resolve_doubt(pool, xid, conn.backend_pid).map_err(|failed| failed.error)?;
                     }
                     Err(e) if is_retryable(&e) => {
                         retry_or_fail(&mut attempt, map_pg_error(e))?;
                         continue;
                     }
-                    Err(e) => return Err(map_pg_error(e).into()),
+                    Err(e) => return Err(map_pg_error(e)),
                 }
                 // The COMMIT's round trip is the WAL flush on the primary.
                 metrics.made_durable(commit_started.elapsed());
@@ -107,7 +96,7 @@ fn attempts<R>(
             Err(e) => {
                 let _ = conn.client.batch_execute("ROLLBACK");
                 if !retryable {
-                    return Err(e.into());
+                    return Err(e);
                 }
                 e
             }
@@ -118,7 +107,11 @@ fn attempts<R>(
 
 /// Starts a transaction; its id.
 fn begin(conn: &mut Conn, sql: &str) -> StoreResult<i64> {
-    let messages = conn.client.simple_query(sql).map_err(map_pg_error)?;
+    txid_of(&conn.client.simple_query(sql).map_err(map_pg_error)?)
+}
+
+/// The transaction id a `BEGIN …; SELECT txid_current()` answered.
+pub(super) fn txid_of(messages: &[postgres::SimpleQueryMessage]) -> StoreResult<i64> {
     messages
         .iter()
         .find_map(|m| match m {
