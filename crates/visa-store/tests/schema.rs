@@ -90,6 +90,15 @@ fn type_class(declared: &str) -> &'static str {
     }
 }
 
+/// An index as both backends are compared on: its name (`None` for a key's or a constraint's
+/// own index, whose name each backend makes up: then named by its columns), its columns, and
+/// whether it is unique or partial.
+fn index_entry(name: Option<String>, columns: &[String], unique: bool, partial: bool) -> String {
+    let columns = columns.join(", ");
+    let name = name.unwrap_or_else(|| format!("({columns})"));
+    format!("{name} on ({columns}){}{}", if unique { " unique" } else { "" }, if partial { " partial" } else { "" })
+}
+
 fn sqlite_shape(path: &std::path::Path) -> Shape {
     let conn = rusqlite::Connection::open(path).unwrap();
     let names: Vec<String> = conn
@@ -126,20 +135,15 @@ fn sqlite_shape(path: &std::path::Path) -> Shape {
                 .unwrap()
                 .map(Result::unwrap)
                 .collect();
-            let named = if origin == "c" { index } else { format!("({})", columns.join(", ")) };
-            table.indexes.insert(format!(
-                "{named} on ({}){}{}",
-                columns.join(", "),
-                if unique { " unique" } else { "" },
-                if partial { " partial" } else { "" }
-            ));
+            // ("c": made by CREATE INDEX; else a key's or a UNIQUE constraint's own)
+            table.indexes.insert(index_entry((origin == "c").then_some(index), &columns, unique, partial));
         }
         // An INTEGER PRIMARY KEY is the rowid, with no index of its own; PostgreSQL's has one.
         let rowid_key: Option<String> = conn
             .query_row(&format!("SELECT name FROM pragma_table_info('{name}') WHERE pk = 1 AND lower(type) = 'integer' AND (SELECT COUNT(*) FROM pragma_table_info('{name}') WHERE pk > 0) = 1"), [], |r| r.get(0))
             .ok();
         if let Some(column) = rowid_key {
-            table.indexes.insert(format!("({column}) on ({column}) unique"));
+            table.indexes.insert(index_entry(None, &[column], true, false));
         }
         let mut keys = conn.prepare(&format!("PRAGMA foreign_key_list({name})")).unwrap();
         let rows = keys.query_map([], |r| Ok((r.get::<_, String>(2)?, r.get::<_, String>(3)?)));
@@ -171,13 +175,8 @@ fn postgres_shape(url: &str) -> Shape {
     for row in client.query(indexes, &[]).unwrap() {
         let (table, index, unique, partial, constraint, columns): (String, String, bool, bool, bool, Vec<String>) =
             (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4), row.get(5));
-        let named = if constraint { format!("({})", columns.join(", ")) } else { index };
-        shape.tables.entry(table).or_default().indexes.insert(format!(
-            "{named} on ({}){}{}",
-            columns.join(", "),
-            if unique { " unique" } else { "" },
-            if partial { " partial" } else { "" }
-        ));
+        let entry = index_entry((!constraint).then_some(index), &columns, unique, partial);
+        shape.tables.entry(table).or_default().indexes.insert(entry);
     }
     let keys = "SELECT t.relname::text, a.attname::text, f.relname::text FROM pg_constraint c \
                 JOIN pg_class t ON t.oid = c.conrelid JOIN pg_class f ON f.oid = c.confrelid \
