@@ -11,7 +11,7 @@ fn rows(app: &TestApp) -> Vec<i64> {
 }
 
 async fn totals(app: &TestApp, session: &str, id: i64, granularity: &str, since: &str) -> Value {
-    let until = visa_server::routes::rfc3339(app.clock.now());
+    let until = visa_server::wire::rfc3339(app.clock.now());
     let path = format!("/v1/api/keys/{id}/usage?granularity={granularity}&since={since}&until={until}");
     let reply = app.get(&path.replace('+', "%2B"), session).await;
     reply.assert_ok(200)["secrets"][0]["totals"].clone()
@@ -30,7 +30,7 @@ async fn old_usage_rolls_up_into_hours_then_days_and_keeps_its_counts() {
     let now = app.clock.now();
     let next_midnight = (now.unix_timestamp().div_euclid(86_400) + 1) * 86_400;
     app.clock.advance(time::Duration::seconds(next_midnight + 7 * 60 - now.unix_timestamp()));
-    let since = visa_server::routes::rfc3339(app.clock.now() - time::Duration::hours(1));
+    let since = visa_server::wire::rfc3339(app.clock.now() - time::Duration::hours(1));
     // Traffic in five minutes over three hours: successes, a provider failure, a refusal.
     for (minutes_later, tool, input) in [
         (0, "echo", json!({})),
@@ -80,7 +80,7 @@ async fn old_usage_rolls_up_into_hours_then_days_and_keeps_its_counts() {
 async fn counts_survive_a_flush_the_database_refuses() {
     let app = TestApp::spawn().await;
     let (session, id, key) = app.funded_key("octocat").await;
-    let since = visa_server::routes::rfc3339(app.clock.now() - time::Duration::hours(1));
+    let since = visa_server::wire::rfc3339(app.clock.now() - time::Duration::hours(1));
     app.fail_writes_to("usage_minutes");
     for n in 0..10 {
         app.execute(&key, "echo", json!({ "n": n })).await.assert_ok(200);

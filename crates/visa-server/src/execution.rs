@@ -19,11 +19,11 @@ use crate::catalog::Tool;
 use crate::error::{ApiError, ApiResult};
 use crate::in_flight::Tracked;
 use crate::metrics::PaidOutcome;
-use crate::routes::execute::{ExecutionResponse, Receipt, Usage};
-use crate::routes::rfc3339;
 use crate::state::AppState;
 use crate::tools::stream::ChatStream;
 use crate::tools::{self, Plan, ToolOutput, UpstreamFailure};
+use crate::wire::execute::{ExecutionResponse, Receipt, Usage};
+use crate::wire::rfc3339;
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
@@ -547,5 +547,14 @@ fn refused(refusal: HoldRefusal, state: &AppState, day_number: i64, tool: &str, 
             "the account's available balance does not cover this call; add credit to continue",
         )),
         HoldRefusal::Denied(denial) => denied(denial, tool, client_ip),
+    }
+}
+
+/// The `error_code` of an answer, if it is an error (stored replays of errors included).
+pub fn error_code_of(answer: &ApiResult<Response>) -> Option<String> {
+    match answer {
+        Err(error) => Some(error.0.code.as_str().to_owned()),
+        Ok(response) if response.status().is_success() => None,
+        Ok(response) => Some(format!("HTTP_{}", response.status().as_u16())),
     }
 }

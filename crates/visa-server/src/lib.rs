@@ -6,6 +6,7 @@
 //! a tool) → `visa_store::Store` (persistence). `error` maps every failure to the one
 //! envelope; `catalog` loads the tool catalog; `state` is what handlers share.
 
+pub mod app;
 pub mod auth;
 pub mod catalog;
 pub mod clock;
@@ -27,6 +28,7 @@ pub mod tls;
 pub mod tools;
 pub mod trust;
 pub mod usage;
+pub mod wire;
 
 use crate::catalog::Catalog;
 use crate::state::{AppState, SharedState};

@@ -1,12 +1,12 @@
-//! Admin keys: the account's keys for automation (`routes::admin_keys::list`), creating one
+//! Admin keys: the account's keys for automation (`app::admin_keys::list`), creating one
 //! (`create`: the raw key shown once, with how to use it) and revoking one after a
 //! confirmation (`revoke`). Owners and admins manage them; other roles only see the list.
 
 use super::layout;
 use super::session::{Browser, Submitted};
-use crate::extract::JsonBody;
-use crate::routes::admin_keys::{self, AdminKeyView, CreateAdminKeyRequest};
+use crate::app;
 use crate::state::SharedState;
+use crate::wire::admin_keys::{AdminKeyView, CreateAdminKeyRequest, admin_key_id};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -16,8 +16,8 @@ use visa_core::role::Permission;
 pub const PATH: &str = "/dashboard/admin-keys";
 
 pub async fn list(State(state): State<SharedState>, browser: Browser) -> Response {
-    let listed = match admin_keys::list(State(state.clone()), browser.session.clone()).await {
-        Ok(axum::Json(listed)) => listed,
+    let listed = match app::admin_keys::list(&state, &browser.session).await {
+        Ok(listed) => listed,
         Err(e) => return layout::refused(&state, &browser, PATH, e),
     };
     let manage = browser.session.role.allows(Permission::ManageMembers);
@@ -66,8 +66,8 @@ fn table(list: &[AdminKeyView], manage: bool) -> Markup {
 
 pub async fn create(State(state): State<SharedState>, Submitted { browser, fields }: Submitted) -> Response {
     let request = CreateAdminKeyRequest { label: fields.get("label").to_owned() };
-    let created = match admin_keys::create(State(state.clone()), browser.session.clone(), JsonBody(request)).await {
-        Ok((_, axum::Json(created))) => created,
+    let created = match app::admin_keys::create(&state, &browser.session, request).await {
+        Ok(created) => created,
         Err(e) => return layout::refused(&state, &browser, PATH, e),
     };
     let body = html! {
@@ -85,8 +85,8 @@ pub async fn create(State(state): State<SharedState>, Submitted { browser, field
 }
 
 pub async fn confirm_revoke(State(state): State<SharedState>, browser: Browser, Path(id): Path<String>) -> Response {
-    let listed = match admin_keys::list(State(state.clone()), browser.session.clone()).await {
-        Ok(axum::Json(listed)) => listed,
+    let listed = match app::admin_keys::list(&state, &browser.session).await {
+        Ok(listed) => listed,
         Err(e) => return layout::refused(&state, &browser, PATH, e),
     };
     let Some(key) = listed.admin_keys.iter().find(|k| k.id.to_string() == id) else {
@@ -103,7 +103,7 @@ pub async fn revoke(
     Path(id): Path<String>,
     Submitted { browser, .. }: Submitted,
 ) -> Response {
-    match admin_keys::revoke(State(state.clone()), browser.session.clone(), Path(id)).await {
+    match async { app::admin_keys::revoke(&state, &browser.session, admin_key_id(&id)?).await }.await {
         Ok(_) => Redirect::to(PATH).into_response(),
         Err(e) => layout::refused(&state, &browser, PATH, e),
     }

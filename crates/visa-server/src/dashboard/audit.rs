@@ -1,4 +1,4 @@
-//! The audit log: `GET /v1/api/audit` (`routes::audit::list` with the member's session) as a
+//! The audit log: `GET /v1/api/audit` (`app::audit::list` with the member's session) as a
 //! table — time, what happened as a sentence (`audit_text`: keys and members by name), each
 //! changed field before → after in words and money, the IP and a short user agent — with the API's filters (action, target, since) and cursors. On the first page the table
 //! follows new entries live: `app.js` re-fetches `/dashboard/audit/entries` every few seconds.
@@ -6,14 +6,16 @@
 use super::audit_text::{self, Names};
 use super::layout::{self, given};
 use super::session::Browser;
-use crate::routes::audit::{self, AuditEntryView, AuditQuery};
-use crate::routes::members;
-use crate::routes::{ListPage, ListQuery};
+use crate::app;
+use crate::error::ApiError;
 use crate::state::SharedState;
+use crate::wire::ListPage;
+use crate::wire::audit::{AuditEntryView, AuditQuery};
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
+use visa_core::pagination::PageRequest;
 
 pub const PATH: &str = "/dashboard/audit";
 
@@ -64,11 +66,9 @@ impl Filter {
         layout::query_string(&pairs)
     }
 
-    fn cursors(&self) -> String {
-        layout::query_string(&[
-            ("starting_after", given(&self.starting_after)),
-            ("ending_before", given(&self.ending_before)),
-        ])
+    /// The page the filter's cursors ask for (25 entries, the API's default).
+    fn page(&self) -> Result<PageRequest, ApiError> {
+        Ok(PageRequest::parse(None, given(&self.starting_after), given(&self.ending_before))?)
     }
 
     fn first_page(&self) -> bool {
@@ -77,10 +77,8 @@ impl Filter {
 }
 
 /// The entries the filter selects, as the table and its pager; or the API's refusal.
-async fn entries(state: &SharedState, browser: &Browser, filter: &Filter) -> Result<Markup, crate::error::ApiError> {
-    let page = ListQuery::from_uri_query(&filter.cursors())?;
-    let axum::Json(listed) =
-        audit::list(State(state.clone()), browser.session.clone(), page, Ok(Query(filter.api_query()))).await?;
+async fn entries(state: &SharedState, browser: &Browser, filter: &Filter) -> Result<Markup, ApiError> {
+    let listed = app::audit::list(state, &browser.session, filter.page()?, filter.api_query()).await?;
     let names = names(state, browser, &listed.entries).await;
     Ok(html! {
         @if listed.entries.is_empty() { p { "No entries." } } @else { (table(&listed.entries, &names)) }
@@ -143,7 +141,7 @@ async fn names(state: &SharedState, browser: &Browser, list: &[AuditEntryView]) 
         names.keys = super::spend::key_labels(state, browser).await;
     }
     if list.iter().any(|e| e.target.starts_with("member:"))
-        && let Ok(axum::Json(listed)) = members::list(State(state.clone()), browser.session.clone()).await
+        && let Ok(listed) = app::members::list(state, &browser.session).await
     {
         names.members = listed.members.into_iter().map(|m| (m.id, m.login)).collect();
     }

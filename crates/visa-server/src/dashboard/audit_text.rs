@@ -1,9 +1,9 @@
 //! How an audit entry reads on the page: a sentence (who did what to which key or member, by
 //! its label or login), each changed field in words and money (`daily cap: $2.00 → $5.00`), and
 //! where it came from (the IP, a short user agent with the full one on demand). The API keeps
-//! the raw entry (`routes::audit`); this is only its reading.
+//! the raw entry (`wire::audit`); this is only its reading.
 
-use crate::routes::audit::AuditEntryView;
+use crate::wire::audit::AuditEntryView;
 use maud::{Markup, html};
 use serde_json::Value;
 use std::collections::BTreeMap;

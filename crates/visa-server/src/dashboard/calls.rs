@@ -4,13 +4,14 @@
 //! with the per-second usage flush the traffic chart waits for).
 
 use super::session::Browser;
+use crate::app;
 use crate::auth::Reader;
-use crate::routes::ListQuery;
-use crate::routes::executions::{self, StateQuery};
 use crate::state::SharedState;
-use axum::extract::{Path, Query, State};
+use crate::wire::executions::StateQuery;
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
+use visa_core::pagination::{Cursor, PageRequest};
 
 /// How many of the key's calls the page shows.
 const NEWEST: u32 = 10;
@@ -18,11 +19,10 @@ const NEWEST: u32 = 10;
 /// The key's newest calls, or the API's refusal as a line.
 async fn newest(state: &SharedState, browser: &Browser, id: &str) -> Markup {
     let reader = Reader::Session(browser.session.account.clone());
-    let page = ListQuery::from_uri_query(&format!("limit={NEWEST}")).unwrap_or_default();
-    let query = Ok(Query(StateQuery::of(None, Some(id))));
-    match executions::list(State(state.clone()), reader, page, query).await {
-        Ok(axum::Json(listed)) if listed.executions.is_empty() => html! { p { "No calls yet." } },
-        Ok(axum::Json(listed)) => super::spend::executions_table(&listed.executions, &Default::default()),
+    let page = PageRequest { limit: NEWEST, cursor: Cursor::Start };
+    match app::executions::list(state, &reader, page, &StateQuery::of(None, Some(id))).await {
+        Ok(listed) if listed.executions.is_empty() => html! { p { "No calls yet." } },
+        Ok(listed) => super::spend::executions_table(&listed.executions, &Default::default()),
         Err(e) => html! { p.error role="alert" { (e.0.message) } },
     }
 }

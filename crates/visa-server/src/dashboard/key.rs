@@ -7,9 +7,9 @@
 use super::keys::raw_key_shown_once;
 use super::session::{Browser, Submitted};
 use super::{layout, policy, usage};
-use crate::extract::{JsonBody, OptionalJsonBody};
-use crate::routes::keys::{self, KeyView, RotateKeyRequest};
+use crate::app;
 use crate::state::SharedState;
+use crate::wire::keys::{KeyView, RotateKeyRequest, key_id};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
@@ -21,8 +21,8 @@ fn path_of(id: &str) -> String {
 
 /// The key as the API answers it, or the API's refusal as a page.
 async fn fetch(state: &SharedState, browser: &Browser, id: &str) -> Result<KeyView, Response> {
-    match keys::get(State(state.clone()), browser.session.clone(), Path(id.to_owned())).await {
-        Ok(axum::Json(found)) => Ok(found.key),
+    match async { app::keys::get(state, &browser.session, key_id(id)?).await }.await {
+        Ok(found) => Ok(found.key),
         Err(e) => Err(layout::refused(state, browser, super::HOME, e)),
     }
 }
@@ -135,7 +135,7 @@ pub async fn update(
         Ok(policy) => policy.into_update(),
         Err(e) => return layout::refused(&state, &browser, &path, e),
     };
-    match keys::update(State(state.clone()), browser.session.clone(), Path(id), JsonBody(request)).await {
+    match async { app::keys::update(&state, &browser.session, key_id(&id)?, request).await }.await {
         Ok(_) => Redirect::to(&path).into_response(),
         Err(e) => layout::refused(&state, &browser, &path, e),
     }
@@ -152,8 +152,8 @@ pub async fn rotate(
         Err(e) => return layout::refused(&state, &browser, &path, e),
     };
     let request = RotateKeyRequest { grace_period_seconds: grace };
-    match keys::rotate(State(state.clone()), browser.session.clone(), Path(id), OptionalJsonBody(request)).await {
-        Ok(axum::Json(rotated)) => {
+    match async { app::keys::rotate(&state, &browser.session, key_id(&id)?, request).await }.await {
+        Ok(rotated) => {
             let traffic = usage::section(&state, &browser, &rotated.key.id.to_string(), &usage::Range::default()).await;
             let notice = html! { (raw_key_shown_once(&rotated.raw_key, &rotated.key)) (traffic) };
             let body = page_body(&state, &browser, &rotated.key, Some(notice));
@@ -170,7 +170,8 @@ pub async fn revoke_secret(
     Submitted { browser, .. }: Submitted,
 ) -> Response {
     let path = path_of(&id);
-    match keys::revoke_secret(State(state.clone()), browser.session.clone(), Path((id, secret_id))).await {
+    let revoked = async { app::keys::revoke_secret(&state, &browser.session, key_id(&id)?, key_id(&secret_id)?).await };
+    match revoked.await {
         Ok(_) => Redirect::to(&path).into_response(),
         Err(e) => layout::refused(&state, &browser, &path, e),
     }
@@ -193,7 +194,7 @@ pub async fn revoke(
     Submitted { browser, .. }: Submitted,
 ) -> Response {
     let path = path_of(&id);
-    match keys::revoke(State(state.clone()), browser.session.clone(), Path(id)).await {
+    match async { app::keys::revoke(&state, &browser.session, key_id(&id)?).await }.await {
         Ok(_) => Redirect::to(&path).into_response(),
         Err(e) => layout::refused(&state, &browser, &path, e),
     }

@@ -5,7 +5,7 @@
 //! them here; without a filter or sort, the table pages with the API's cursors as before.
 
 use super::layout::given;
-use crate::routes::keys::KeyView;
+use crate::wire::keys::KeyView;
 use maud::{Markup, html};
 use serde::Deserialize;
 use time::OffsetDateTime;

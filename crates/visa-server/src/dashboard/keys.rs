@@ -6,16 +6,17 @@
 use super::key_filter::{KeyFilter, MAX_KEYS};
 use super::session::{Browser, Submitted};
 use super::{layout, policy};
+use crate::app;
 use crate::error::ApiError;
-use crate::extract::JsonBody;
-use crate::routes::keys::{self, KeyView};
-use crate::routes::{ListPage, ListQuery};
 use crate::state::SharedState;
+use crate::wire::keys::KeyView;
+use crate::wire::{ListPage, ListQuery};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use visa_core::money::format_cents_as_dollars as dollars;
+use visa_core::pagination::{Cursor, MAX_LIMIT, PageRequest};
 use visa_core::role::Permission;
 
 const NEW: &str = "/dashboard/keys/new";
@@ -43,7 +44,7 @@ pub async fn list(
 
 /// One page of the API's list, with its cursors.
 async fn paged(state: &SharedState, browser: &Browser, query: ListQuery) -> Result<Markup, ApiError> {
-    let axum::Json(listed) = keys::list(State(state.clone()), browser.session.clone(), query).await?;
+    let listed = app::keys::list(state, &browser.session, query.page()?).await?;
     Ok(html! {
         @if listed.keys.is_empty() { p { "No keys yet." } } @else { (table(state, &listed.keys)) }
         (pager(&listed.page))
@@ -55,12 +56,8 @@ async fn filtered(state: &SharedState, browser: &Browser, filter: &KeyFilter) ->
     let mut all = Vec::new();
     let mut cursor = None;
     let more = loop {
-        let query = match cursor {
-            Some(after) => format!("limit=100&starting_after={after}"),
-            None => "limit=100".to_owned(),
-        };
-        let axum::Json(listed) =
-            keys::list(State(state.clone()), browser.session.clone(), ListQuery::from_uri_query(&query)?).await?;
+        let page = PageRequest { limit: MAX_LIMIT, cursor: cursor.map_or(Cursor::Start, Cursor::StartingAfter) };
+        let listed = app::keys::list(state, &browser.session, page).await?;
         all.extend(listed.keys);
         match listed.page.next_cursor.filter(|_| listed.page.has_more) {
             Some(next) if all.len() < MAX_KEYS => cursor = Some(next),
@@ -163,8 +160,8 @@ pub async fn create(State(state): State<SharedState>, Submitted { browser, field
         Ok(policy) => policy.into_create(),
         Err(e) => return layout::refused(&state, &browser, NEW, e),
     };
-    let created = match keys::create(State(state.clone()), browser.session.clone(), JsonBody(request)).await {
-        Ok((_, axum::Json(created))) => created,
+    let created = match app::keys::create(&state, &browser.session, request).await {
+        Ok(created) => created,
         Err(e) => return layout::refused(&state, &browser, NEW, e),
     };
     let body = raw_key_shown_once(&created.raw_key, &created.key);

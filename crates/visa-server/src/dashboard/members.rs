@@ -1,4 +1,4 @@
-//! Members: the account's members (`routes::members::list`), inviting one with a role
+//! Members: the account's members (`app::members::list`), inviting one with a role
 //! (`invite`: the invitation token is shown once, with where to use it), changing a role
 //! (`change_role`) and removing a member after a confirmation (`remove`); the last-owner and
 //! owner-only rules are the store's, their refusals shown as the API words them. And the page
@@ -7,10 +7,10 @@
 
 use super::layout;
 use super::session::{self, Browser, Submitted};
+use crate::app;
 use crate::auth::Origin;
-use crate::extract::JsonBody;
-use crate::routes::members::{self, AcceptInviteRequest, ChangeRoleRequest, InviteRequest, MemberView};
 use crate::state::SharedState;
+use crate::wire::members::{AcceptInviteRequest, ChangeRoleRequest, InviteRequest, MemberView, member_id};
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -22,8 +22,8 @@ pub const PATH: &str = "/dashboard/members";
 pub const ACCEPT: &str = "/dashboard/accept";
 
 pub async fn list(State(state): State<SharedState>, browser: Browser) -> Response {
-    let listed = match members::list(State(state.clone()), browser.session.clone()).await {
-        Ok(axum::Json(listed)) => listed,
+    let listed = match app::members::list(&state, &browser.session).await {
+        Ok(listed) => listed,
         Err(e) => return layout::refused(&state, &browser, PATH, e),
     };
     let manage = browser.session.role.allows(Permission::ManageMembers);
@@ -95,8 +95,8 @@ fn invite_form(browser: &Browser) -> Markup {
 
 pub async fn invite(State(state): State<SharedState>, Submitted { browser, fields }: Submitted) -> Response {
     let request = InviteRequest { login: fields.get("login").to_owned(), role: fields.get("role").to_owned() };
-    let invited = match members::invite(State(state.clone()), browser.session.clone(), JsonBody(request)).await {
-        Ok((_, axum::Json(invited))) => invited,
+    let invited = match app::members::invite(&state, &browser.session, request).await {
+        Ok(invited) => invited,
         Err(e) => return layout::refused(&state, &browser, PATH, e),
     };
     let body = html! {
@@ -119,15 +119,15 @@ pub async fn change_role(
     Submitted { browser, fields }: Submitted,
 ) -> Response {
     let request = ChangeRoleRequest { role: fields.get("role").to_owned() };
-    match members::change_role(State(state.clone()), browser.session.clone(), Path(id), JsonBody(request)).await {
+    match async { app::members::change_role(&state, &browser.session, member_id(&id)?, request).await }.await {
         Ok(_) => Redirect::to(PATH).into_response(),
         Err(e) => layout::refused(&state, &browser, PATH, e),
     }
 }
 
 pub async fn confirm_remove(State(state): State<SharedState>, browser: Browser, Path(id): Path<String>) -> Response {
-    let listed = match members::list(State(state.clone()), browser.session.clone()).await {
-        Ok(axum::Json(listed)) => listed,
+    let listed = match app::members::list(&state, &browser.session).await {
+        Ok(listed) => listed,
         Err(e) => return layout::refused(&state, &browser, PATH, e),
     };
     let Some(member) = listed.members.iter().find(|m| m.id.to_string() == id) else {
@@ -146,7 +146,7 @@ pub async fn remove(
     Path(id): Path<String>,
     Submitted { browser, .. }: Submitted,
 ) -> Response {
-    match members::remove(State(state.clone()), browser.session.clone(), Path(id)).await {
+    match async { app::members::remove(&state, &browser.session, member_id(&id)?).await }.await {
         Ok(_) => Redirect::to(PATH).into_response(),
         Err(e) => layout::refused(&state, &browser, PATH, e),
     }
@@ -194,8 +194,8 @@ pub async fn accept(
         return (StatusCode::FORBIDDEN, accept_page(&state, Some("This form came from another site."))).into_response();
     }
     let request = AcceptInviteRequest { invite_token: form.invite_token, password: form.password };
-    match members::accept(State(state.clone()), origin, JsonBody(request)).await {
-        Ok((_, axum::Json(opened))) => session::signed_in(&state, &opened.session_token, &extensions),
+    match app::sessions::accept_invite(&state, &origin, request).await {
+        Ok(opened) => session::signed_in(&state, &opened.session_token, &extensions),
         Err(e) => {
             let status = StatusCode::from_u16(e.0.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
             (status, accept_page(&state, Some(&e.0.message))).into_response()

@@ -4,8 +4,8 @@
 
 use super::form::Fields;
 use crate::error::ApiError;
-use crate::routes::keys::{CreateKeyRequest, KeyView, UpdateKeyRequest};
 use crate::state::AppState;
+use crate::wire::keys::{CreateKeyRequest, KeyView, UpdateKeyRequest};
 use maud::{Markup, html};
 use visa_core::money::format_cents_as_dollars;
 use visa_store::idempotency_name;

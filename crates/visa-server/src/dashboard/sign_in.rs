@@ -1,13 +1,13 @@
 //! Signing in and out. The form trades a member's login and password for an API session
-//! (`routes::sessions::authenticate` and `open_session`: the same throttles, timing and audit
+//! (`app::sessions::authenticate` and `open_session`: the same throttles, timing and audit
 //! entry as `POST /v1/api/sessions`) kept in the dashboard's cookie; signing out ends that
-//! session on the server (`routes::sessions::sign_out`), not only in the browser.
+//! session on the server (`app::sessions::sign_out`), not only in the browser.
 
 use super::layout;
 use super::session::{self, Submitted};
+use crate::app::sessions;
 use crate::auth::Origin;
 use crate::error::ApiError;
-use crate::routes::sessions;
 use crate::state::SharedState;
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -68,14 +68,14 @@ pub async fn submit(
     };
     let audit = origin.audit(Actor::Member { id: member.id, login: member.login.clone() }, state.now());
     let opened = match sessions::open_session(&state, &member, audit).await {
-        Ok((_, axum::Json(opened))) => opened,
+        Ok(opened) => opened,
         Err(e) => return e.into_response(),
     };
     session::signed_in(&state, &opened.session_token, &extensions)
 }
 
 pub async fn sign_out(State(state): State<SharedState>, Submitted { browser, .. }: Submitted) -> Response {
-    if let Err(e) = sessions::sign_out(State(state), browser.session).await {
+    if let Err(e) = sessions::sign_out(&state, &browser.session).await {
         return e.into_response();
     }
     ([(header::SET_COOKIE, session::clear_cookie())], Redirect::to("/dashboard/sign-in")).into_response()

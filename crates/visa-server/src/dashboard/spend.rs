@@ -8,19 +8,21 @@
 use super::chart::{self, Axes, PLOT, WIDTH};
 use super::layout::{self, given};
 use super::session::Browser;
+use crate::app;
 use crate::auth::Reader;
-use crate::routes::balance::{self, BalanceResponse};
-use crate::routes::executions::{self, ExecutionView, StateQuery};
-use crate::routes::keys;
-use crate::routes::spend::{self, SpendQuery, SpendResponse};
-use crate::routes::{ListPage, ListQuery};
+use crate::error::ApiError;
 use crate::state::SharedState;
+use crate::wire::ListPage;
+use crate::wire::balance::BalanceResponse;
+use crate::wire::executions::{ExecutionView, StateQuery};
+use crate::wire::spend::{SpendQuery, SpendResponse};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use visa_core::money::{Micros, format_cents_as_dollars as dollars};
+use visa_core::pagination::{Cursor, MAX_LIMIT, PageRequest};
 
 pub const PATH: &str = "/dashboard/spend";
 const DAYS: i64 = 30;
@@ -37,11 +39,9 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn cursors(&self) -> String {
-        layout::query_string(&[
-            ("starting_after", given(&self.starting_after)),
-            ("ending_before", given(&self.ending_before)),
-        ])
+    /// The page the filter's cursors ask for (25 entries, the API's default).
+    fn page(&self) -> Result<PageRequest, ApiError> {
+        Ok(PageRequest::parse(None, given(&self.starting_after), given(&self.ending_before))?)
     }
 
     fn state(&self) -> Option<&str> {
@@ -62,22 +62,22 @@ fn exact(text: &str) -> String {
 }
 
 pub async fn show(State(state): State<SharedState>, browser: Browser, Query(filter): Query<Filter>) -> Response {
-    let reader = || Reader::Session(browser.session.account.clone());
-    let balance = match balance::balance(State(state.clone()), reader()).await {
-        Ok(axum::Json(balance)) => balance,
+    let reader = Reader::Session(browser.session.account.clone());
+    let balance = match app::balance::balance(&state, &reader).await {
+        Ok(balance) => balance,
         Err(e) => return layout::refused(&state, &browser, PATH, e),
     };
-    let spent = match spend::spend(State(state.clone()), reader(), Ok(Query(SpendQuery::days(DAYS)))).await {
-        Ok(axum::Json(spent)) => spent,
+    let spent = match app::spend::spend(&state, &reader, SpendQuery::days(DAYS)).await {
+        Ok(spent) => spent,
         Err(e) => return layout::refused(&state, &browser, PATH, e),
     };
-    let page = match ListQuery::from_uri_query(&filter.cursors()) {
+    let page = match filter.page() {
         Ok(page) => page,
         Err(e) => return layout::refused(&state, &browser, PATH, e),
     };
     let by_state = StateQuery::of(filter.state(), filter.key_id());
-    let listed = match executions::list(State(state.clone()), reader(), page, Ok(Query(by_state))).await {
-        Ok(axum::Json(listed)) => listed,
+    let listed = match app::executions::list(&state, &reader, page, &by_state).await {
+        Ok(listed) => listed,
         Err(e) => return layout::refused(&state, &browser, PATH, e),
     };
     let labels = key_labels(&state, &browser).await;
@@ -96,9 +96,9 @@ pub async fn show(State(state): State<SharedState>, browser: Browser, Query(filt
 
 /// Key id → label, for the tables (the newest 100 keys; older ones show as `key N`).
 pub(super) async fn key_labels(state: &SharedState, browser: &Browser) -> BTreeMap<i64, String> {
-    let query = ListQuery::from_uri_query("limit=100").unwrap_or_default();
-    match keys::list(State(state.clone()), browser.session.clone(), query).await {
-        Ok(axum::Json(listed)) => listed.keys.into_iter().map(|k| (k.id, k.label)).collect(),
+    let newest = PageRequest { limit: MAX_LIMIT, cursor: Cursor::Start };
+    match app::keys::list(state, &browser.session, newest).await {
+        Ok(listed) => listed.keys.into_iter().map(|k| (k.id, k.label)).collect(),
         Err(_) => BTreeMap::new(),
     }
 }
@@ -271,8 +271,8 @@ fn pager(page: &ListPage, filter: &Filter) -> Markup {
 /// An execution and its receipt.
 pub async fn execution(State(state): State<SharedState>, browser: Browser, Path(id): Path<String>) -> Response {
     let reader = Reader::Session(browser.session.account.clone());
-    let e = match executions::get(State(state.clone()), reader, Path(id)).await {
-        Ok(axum::Json(found)) => found.execution,
+    let e = match app::executions::get(&state, &reader, &id).await {
+        Ok(found) => found.execution,
         Err(e) => return layout::refused(&state, &browser, PATH, e),
     };
     let body = html! {

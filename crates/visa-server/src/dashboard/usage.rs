@@ -1,5 +1,5 @@
 //! A key's traffic per secret over the last hour, day or week, from `GET
-//! /v1/api/keys/{id}/usage` (`routes::usage::usage` with the member's account): an SVG bar
+//! /v1/api/keys/{id}/usage` (`app::usage::usage` with the member's account): an SVG bar
 //! chart per secret (requests per bucket, errors hatched so they read without colour, a
 //! `<title>` on every bar) and the numbers in a table. The fragment is also served alone at
 //! `/dashboard/keys/{id}/usage`, which `app.js` fetches every few seconds, so during a
@@ -7,9 +7,11 @@
 
 use super::chart::{self, Axes, PLOT, WIDTH};
 use super::session::Browser;
+use crate::app;
 use crate::auth::Reader;
-use crate::routes::usage::{self, Granularity, SecretUsage, UsageBucket, UsageQuery, UsageResponse};
 use crate::state::SharedState;
+use crate::wire::keys::key_id;
+use crate::wire::usage::{Granularity, SecretUsage, UsageBucket, UsageQuery, UsageResponse};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
@@ -70,9 +72,9 @@ async fn charts(
 ) -> Markup {
     let reader = Reader::Session(browser.session.account.clone());
     let query = UsageQuery::since(state.now() - length, granularity);
-    let answer = usage::usage(State(state.clone()), reader, Path(id.to_owned()), Ok(Query(query))).await;
-    let report = match answer {
-        Ok(axum::Json(report)) => report,
+    let answer = async { app::usage::usage(state, &reader, key_id(id)?, query).await };
+    let report = match answer.await {
+        Ok(report) => report,
         Err(e) => return html! { p.error role="alert" { (e.0.message) } },
     };
     html! {

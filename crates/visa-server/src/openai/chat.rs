@@ -45,7 +45,7 @@ pub async fn completions(
         let ClientIp(client_ip) = client_ip?;
         let key = tool_key::authenticate(&state, &headers, client_ip).await.map_err(execution::execute_path_error)?;
         let answer = complete(state.clone(), &key, &headers, body?, client_ip).await;
-        let code = crate::routes::execute::error_code_of(&answer);
+        let code = execution::error_code_of(&answer);
         state.request_counts.record(key.key.id, key.secret_id, state.now(), code.as_deref());
         answer
     };

@@ -14,9 +14,9 @@ mod chat;
 mod models;
 
 use crate::error::ApiError;
-use crate::routes::execute::{Receipt, Usage};
 use crate::state::SharedState;
 use crate::tools::stream::{ChatStream, event};
+use crate::wire::execute::{Receipt, Usage};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

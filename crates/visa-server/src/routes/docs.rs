@@ -73,7 +73,7 @@ pub async fn llms_txt() -> impl IntoResponse {
 
 #[utoipa::path(get, path = "/docs/{file}", tag = "docs", params(("file" = String, Path, description = "e.g. openai.md (listed by /llms.txt)")),
     responses((status = 200, content_type = "text/markdown", body = String, description = "The document as markdown"),
-              (status = 404, body = crate::routes::ErrorBody)))]
+              (status = 404, body = crate::wire::ErrorBody)))]
 pub async fn document(Path(file): Path<String>) -> ApiResult<impl IntoResponse> {
     let name = file.strip_suffix(".md").unwrap_or(&file);
     let (_, _, text) = DOCS

@@ -18,7 +18,7 @@ pub fn routes() -> OpenApiRouter<SharedState> {
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "`{\"ok\":true}`"),
-    (status = 503, body = crate::routes::ErrorBody)))]
+    (status = 503, body = crate::wire::ErrorBody)))]
 pub async fn healthz(State(state): State<SharedState>) -> ApiResult<Json<Value>> {
     state.store.ready().await.map_err(|e| {
         tracing::warn!(error = %e, "not ready");

@@ -48,7 +48,7 @@ pub struct RevokeLeakedResponse {
 }
 
 #[utoipa::path(post, path = "/v1/api/keys/revoke-leaked", tag = "keys", request_body = RevokeLeakedRequest,
-    responses((status = 200, body = RevokeLeakedResponse), (status = 400, body = crate::routes::ErrorBody)),
+    responses((status = 200, body = RevokeLeakedResponse), (status = 400, body = crate::wire::ErrorBody)),
     security(("operator" = []), ("session" = [])))]
 pub async fn revoke_leaked(
     State(state): State<SharedState>,

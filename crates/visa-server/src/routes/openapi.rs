@@ -22,7 +22,6 @@ use utoipa::openapi::{Content, License, Ref, RefOr, Response, Server};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use visa_core::ErrorCode;
 
 /// This resource's routes, each registered with its OpenAPI operation (`super::api`).
 pub fn routes() -> OpenApiRouter<SharedState> {
@@ -32,7 +31,7 @@ pub fn routes() -> OpenApiRouter<SharedState> {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Visa Keys", description = "Scoped API keys that spend a prepaid balance on paid tools."),
-    components(schemas(super::ErrorBody))
+    components(schemas(crate::wire::ErrorBody))
 )]
 pub struct ApiDoc;
 
@@ -161,15 +160,6 @@ impl Modify for Contract {
             components.responses.insert(name.to_string(), RefOr::T(response));
         }
     }
-}
-
-/// The `error_code` property: one of the codes the API answers with.
-pub fn error_code_schema() -> utoipa::openapi::schema::Object {
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str())))
-        .description(Some("Stable machine-readable code (docs/errors.md)"))
-        .build()
 }
 
 #[utoipa::path(get, path = "/openapi.json", tag = "health", responses((status = 200, description = "This document")))]

@@ -1,12 +1,14 @@
 //! The operator's routes (`/v1/operator/...`, operator token): create accounts, approve
 //! them, and credit their prepaid balance. A credit is a ledger entry, never a bare number.
 
+use crate::app::operator::operator_request_error;
+use crate::app::sessions::open_session;
 use crate::auth::{Operator, password};
 use crate::error::{ApiError, ApiResult, not_found_as};
 use crate::extract::JsonBody;
 use crate::extract::idempotency_key_header;
-use crate::routes::{rfc3339, sessions::open_session};
 use crate::state::SharedState;
+use crate::wire::rfc3339;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -55,7 +57,7 @@ impl From<&Account> for AccountView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccountRequest {
-    #[schema(schema_with = crate::routes::schema::login)]
+    #[schema(schema_with = crate::wire::schema::login)]
     pub login: String,
     /// Default false: keys of an unapproved account cannot execute tools.
     pub approved: Option<bool>,
@@ -63,7 +65,7 @@ pub struct CreateAccountRequest {
     #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub credit_cents: Option<i64>,
     /// Optional; without one the account signs in only with the session token returned here.
-    #[schema(schema_with = crate::routes::schema::password_or_null)]
+    #[schema(schema_with = crate::wire::schema::password_or_null)]
     pub password: Option<String>,
 }
 
@@ -130,17 +132,8 @@ pub fn operator_request(
     Ok(Some(OperatorRequest { idempotency_key: key.to_owned(), fingerprint }))
 }
 
-/// A store error of an operator request under an Idempotency-Key: a key reused for another
-/// request is 409 IDEMPOTENT_REPLAY.
-pub fn operator_request_error(not_found: impl Fn(StoreError) -> ApiError) -> impl Fn(StoreError) -> ApiError {
-    move |e| match e {
-        StoreError::Conflict(message) => ApiError::new(ErrorCode::IdempotentReplay, message),
-        other => not_found(other),
-    }
-}
-
 #[utoipa::path(post, path = "/v1/operator/accounts", tag = "operator", request_body = CreateAccountRequest,
-    responses((status = 201, body = CreateAccountResponse), (status = 409, body = crate::routes::ErrorBody)),
+    responses((status = 201, body = CreateAccountResponse), (status = 409, body = crate::wire::ErrorBody)),
     security(("operator" = [])))]
 pub async fn create_account(
     State(state): State<SharedState>,
@@ -163,7 +156,7 @@ pub async fn create_account(
     })?;
     // The owner's first session, opened by (and audited as) the operator: the owner can list
     // and end it like any other (docs/security.md).
-    let (_, Json(session)) = open_session(&state, &owner, operator.audit(&state)).await?;
+    let session = open_session(&state, &owner, operator.audit(&state)).await?;
     let session_token = session.session_token;
     tracing::info!(account = %account.login, approved = account.approved, "account created");
     let body = CreateAccountResponse { success: true, account: AccountView::from(&account), session_token };
@@ -171,7 +164,7 @@ pub async fn create_account(
 }
 
 #[utoipa::path(patch, path = "/v1/operator/accounts/{login}", tag = "operator", params(("login" = String, Path, pattern = "^[a-z0-9][a-z0-9_-]{0,38}$")),
-    request_body = UpdateAccountRequest, responses((status = 200, body = AccountResponse), (status = 404, body = crate::routes::ErrorBody)),
+    request_body = UpdateAccountRequest, responses((status = 200, body = AccountResponse), (status = 404, body = crate::wire::ErrorBody)),
     security(("operator" = [])))]
 pub async fn update_account(
     State(state): State<SharedState>,
@@ -188,7 +181,7 @@ pub async fn update_account(
 
 #[utoipa::path(post, path = "/v1/operator/accounts/{login}/credits", tag = "operator",
     params(("login" = String, Path, pattern = "^[a-z0-9][a-z0-9_-]{0,38}$"), OperatorIdempotency),
-    request_body = CreditRequest, responses((status = 200, body = AccountResponse), (status = 404, body = crate::routes::ErrorBody)),
+    request_body = CreditRequest, responses((status = 200, body = AccountResponse), (status = 404, body = crate::wire::ErrorBody)),
     security(("operator" = [])))]
 pub async fn credit_account(
     State(state): State<SharedState>,

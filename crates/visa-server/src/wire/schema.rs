@@ -167,3 +167,11 @@ pub fn cidrs_or_null() -> Array {
     schema.schema_type = or_null(Type::Array);
     schema
 }
+
+/// The `error_code` property: one of the codes the API answers with.
+pub fn error_code() -> Object {
+    string()
+        .enum_values(Some(visa_core::ErrorCode::ALL.iter().map(|c| c.as_str())))
+        .description(Some("Stable machine-readable code (docs/errors.md)"))
+        .build()
+}

@@ -1,0 +1,215 @@
+//! The key lifecycle of a signed-in account: create, list, get, update, revoke and rotate tool
+//! keys, and end one old secret early. Another account's key id answers KEY_NOT_FOUND, never
+//! FORBIDDEN; every change is audited and drops the key from the node's cache.
+
+use crate::auth::Session;
+use crate::error::{ApiError, ApiResult, not_found_as};
+use crate::state::AppState;
+use crate::wire::ListPage;
+use crate::wire::keys::{
+    CreateKeyRequest, KEY_NOT_FOUND, KeyListResponse, KeyResponse, KeyView, KeyWithSecretResponse, MAX_GRACE_SECONDS,
+    RevokeResponse, RotateKeyRequest, UpdateKeyRequest, key_not_found,
+};
+use visa_core::ErrorCode;
+use visa_core::key::{KeyMode, RawKey};
+use visa_core::pagination::PageRequest;
+use visa_core::policy::{
+    CidrAllowlist, DEFAULT_DAILY_CAP_CENTS, DEFAULT_RATE_LIMIT_PER_SECOND, KeyLabel, ToolGrant, ToolScope,
+    clamp_cap_cents, parse_expires_at, parse_rate_limit,
+};
+use visa_core::role::Permission;
+use visa_store::{KeyPatch, KeyPolicy, KeyRecord, NewKey, NewSecret, RevokeCause, Rotation};
+
+pub async fn create(state: &AppState, caller: &Session, req: CreateKeyRequest) -> ApiResult<KeyWithSecretResponse> {
+    caller.require(Permission::ManageKeys)?;
+    let now = state.now();
+    let policy = KeyPolicy {
+        label: KeyLabel::parse(&req.label)?,
+        grant: ToolGrant::new(parse_scope(req.tool_scope)?, resolve_tools(state, req.allowed_tools)?)?,
+        allowed_cidrs: parse_cidrs(req.allowed_cidrs)?.unwrap_or_default(),
+        daily_cap_cents: clamp_cap_cents(req.daily_cap_cents.unwrap_or(DEFAULT_DAILY_CAP_CENTS)),
+        total_cap_cents: req.total_cap_cents.map(clamp_cap_cents),
+        expires_at: req.expires_at.map(|at| parse_expires_at(&at, now)).transpose()?,
+        read_only: req.read_only.unwrap_or(false),
+        rate_limit_per_second: req
+            .rate_limit_per_second
+            .map(parse_rate_limit)
+            .transpose()?
+            .unwrap_or(DEFAULT_RATE_LIMIT_PER_SECOND),
+        idempotency_optional: req.idempotency.as_deref().map(parse_idempotency).transpose()?.unwrap_or(false),
+    };
+    let (raw, secret) = mint_secret(state);
+    let new = NewKey { account_id: caller.account.id, environment: state.environment, policy, secret };
+    let key = state.store.create_key(new, caller.audit(state)).await?;
+    tracing::info!(key_id = key.id, account = %key.owner, "key created");
+    Ok(KeyWithSecretResponse { success: true, raw_key: raw.expose().to_owned(), key: KeyView::new(&key, now) })
+}
+
+pub async fn list(state: &AppState, caller: &Session, page: PageRequest) -> ApiResult<KeyListResponse> {
+    caller.require(Permission::Read)?;
+    let page = state.store.list_keys(caller.account.id, page).await?;
+    let now = state.now();
+    Ok(KeyListResponse { page: ListPage::of(&page), keys: page.items.iter().map(|k| KeyView::new(k, now)).collect() })
+}
+
+pub async fn get(state: &AppState, caller: &Session, id: i64) -> ApiResult<KeyResponse> {
+    caller.require(Permission::Read)?;
+    let key = state.store.get_key(caller.account.id, id).await?.ok_or_else(key_not_found)?;
+    Ok(KeyResponse { success: true, key: KeyView::new(&key, state.now()) })
+}
+
+pub async fn update(state: &AppState, caller: &Session, id: i64, req: UpdateKeyRequest) -> ApiResult<KeyResponse> {
+    caller.require(Permission::ManageKeys)?;
+    let account_id = caller.account.id;
+    let current = state.store.get_key(account_id, id).await?.ok_or_else(key_not_found)?;
+    let now = state.now();
+    let patch = KeyPatch {
+        label: not_null("label", req.label)?.as_deref().map(KeyLabel::parse).transpose()?,
+        grant: updated_grant(
+            state,
+            &current,
+            not_null("tool_scope", req.tool_scope)?,
+            not_null("allowed_tools", req.allowed_tools)?,
+        )?,
+        allowed_cidrs: parse_cidrs(not_null("allowed_cidrs", req.allowed_cidrs)?)?,
+        daily_cap_cents: not_null("daily_cap_cents", req.daily_cap_cents)?.map(clamp_cap_cents),
+        total_cap_cents: req.total_cap_cents.map(|cap| cap.map(clamp_cap_cents)),
+        expires_at: req.expires_at.map(|at| at.map(|at| parse_expires_at(&at, now)).transpose()).transpose()?,
+        read_only: not_null("read_only", req.read_only)?,
+        rate_limit_per_second: not_null("rate_limit_per_second", req.rate_limit_per_second)?
+            .map(parse_rate_limit)
+            .transpose()?,
+        idempotency_optional: not_null("idempotency", req.idempotency)?
+            .as_deref()
+            .map(parse_idempotency)
+            .transpose()?,
+    };
+    let key = state
+        .store
+        .update_key(account_id, id, patch, caller.audit(state))
+        .await
+        .map_err(not_found_as(ErrorCode::KeyNotFound, KEY_NOT_FOUND))?;
+    state.keys.invalidate_key(id);
+    tracing::info!(key_id = id, "key updated");
+    Ok(KeyResponse { success: true, key: KeyView::new(&key, now) })
+}
+
+pub async fn revoke(state: &AppState, caller: &Session, id: i64) -> ApiResult<RevokeResponse> {
+    caller.require(Permission::ManageKeys)?;
+    state
+        .store
+        .revoke_key(caller.account.id, id, RevokeCause::Requested, caller.audit(state))
+        .await
+        .map_err(not_found_as(ErrorCode::KeyNotFound, KEY_NOT_FOUND))?;
+    state.keys.invalidate_key(id);
+    tracing::info!(key_id = id, "key revoked");
+    Ok(RevokeResponse { success: true, revoked: id })
+}
+
+/// Ends one of the key's secrets now (an old one kept by a rotation's grace period).
+pub async fn revoke_secret(state: &AppState, caller: &Session, id: i64, secret_id: i64) -> ApiResult<KeyResponse> {
+    caller.require(Permission::ManageKeys)?;
+    let now = state.now();
+    let key = state
+        .store
+        .revoke_secret(caller.account.id, id, secret_id, caller.audit(state))
+        .await
+        .map_err(not_found_as(ErrorCode::KeyNotFound, KEY_NOT_FOUND))?;
+    state.keys.invalidate_key(id);
+    tracing::info!(key_id = id, secret_id, "key secret revoked");
+    Ok(KeyResponse { success: true, key: KeyView::new(&key, now) })
+}
+
+/// A new secret for the key, shown this once; the old ones keep working for the grace period.
+pub async fn rotate(
+    state: &AppState,
+    caller: &Session,
+    id: i64,
+    req: RotateKeyRequest,
+) -> ApiResult<KeyWithSecretResponse> {
+    caller.require(Permission::ManageKeys)?;
+    let grace = req.grace_period_seconds.unwrap_or(0);
+    if grace > MAX_GRACE_SECONDS {
+        return Err(ApiError::invalid(format!("grace_period_seconds must be 0 to {MAX_GRACE_SECONDS}")));
+    }
+    let audit = caller.audit(state);
+    let now = audit.now;
+    let (raw, secret) = mint_secret(state);
+    let rotation = Rotation { secret, old_secrets_end: now + time::Duration::seconds(i64::from(grace)) };
+    let key = state
+        .store
+        .rotate_key(caller.account.id, id, rotation, audit)
+        .await
+        .map_err(not_found_as(ErrorCode::KeyNotFound, KEY_NOT_FOUND))?;
+    state.keys.invalidate_key(id);
+    tracing::info!(key_id = id, grace_seconds = grace, "key rotated");
+    Ok(KeyWithSecretResponse { success: true, raw_key: raw.expose().to_owned(), key: KeyView::new(&key, now) })
+}
+
+fn mint_secret(state: &AppState) -> (RawKey, NewSecret) {
+    let raw = RawKey::generate(&state.brand, KeyMode::tool(state.environment));
+    let secret = NewSecret { hash: state.hasher.hash(raw.expose()), key_prefix: raw.prefix() };
+    (raw, secret)
+}
+
+/// `required` or `optional`, as `idempotency_optional`.
+fn parse_idempotency(text: &str) -> ApiResult<bool> {
+    match text {
+        "required" => Ok(false),
+        "optional" => Ok(true),
+        _ => Err(ApiError::invalid("idempotency must be required or optional")),
+    }
+}
+
+/// A field that may be absent but not null.
+fn not_null<T>(field: &str, value: Option<Option<T>>) -> ApiResult<Option<T>> {
+    match value {
+        Some(None) => Err(ApiError::invalid(format!("{field} cannot be null"))),
+        Some(Some(v)) => Ok(Some(v)),
+        None => Ok(None),
+    }
+}
+
+fn resolve_tools(state: &AppState, names: Option<Vec<String>>) -> ApiResult<Option<Vec<String>>> {
+    names
+        .map(|names| {
+            names
+                .iter()
+                .map(|name| {
+                    state.catalog.resolve(name).map(|t| t.id.clone()).ok_or_else(|| {
+                        ApiError::invalid(format!(
+                            "allowed_tools: unknown tool '{}'",
+                            visa_core::policy::truncate_for_message(name)
+                        ))
+                    })
+                })
+                .collect()
+        })
+        .transpose()
+}
+
+fn parse_scope(text: Option<String>) -> ApiResult<Option<ToolScope>> {
+    Ok(text.map(|t| ToolScope::parse(&t)).transpose()?)
+}
+
+fn parse_cidrs(cidrs: Option<Vec<String>>) -> ApiResult<Option<CidrAllowlist>> {
+    Ok(cidrs.map(|c| CidrAllowlist::parse(&c)).transpose()?)
+}
+
+/// Scope and tools change together: a new scope alone keeps the current tools when it is
+/// `restricted` and drops them for `all_supported_tools`; new tools alone imply the scope.
+fn updated_grant(
+    state: &AppState,
+    current: &KeyRecord,
+    scope: Option<String>,
+    tools: Option<Vec<String>>,
+) -> ApiResult<Option<ToolGrant>> {
+    let scope = parse_scope(scope)?;
+    let tools = resolve_tools(state, tools)?;
+    let grant = match (scope, tools) {
+        (None, None) => return Ok(None),
+        (Some(ToolScope::Restricted), None) => ToolGrant::new(scope, Some(current.policy.grant.tools().to_vec())),
+        (scope, tools) => ToolGrant::new(scope, tools),
+    };
+    Ok(Some(grant?))
+}
