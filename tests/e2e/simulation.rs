@@ -1,5 +1,5 @@
 //! A deterministic, model-based simulation of the money path (in the spirit of TigerBeetle's
-//! VOPR). A seeded run drives the real execution flow (`visa_server::execution`: authorize,
+//! VOPR). A seeded run drives the real execution flow (`visa_server::app::paid_call`: authorize,
 //! plan, hold, run, settle) over the store contract (`visa_store::Store`, whichever backend
 //! `store_for` opens) and a scripted local provider, one step at a time, through random
 //! sequences of calls, retries with the same and other Idempotency-Keys, provider successes,
@@ -32,9 +32,10 @@ use visa_core::key::{Environment, KeyMode, RawKey};
 use visa_core::money::{MICROS_PER_CENT, Micros};
 use visa_core::policy::{CidrAllowlist, KeyLabel, ToolGrant, ToolScope};
 use visa_e2e::mock_provider::{MockProvider, provider_secret};
+use visa_server::app::paid_call::{self as execution, Begun, Running};
 use visa_server::catalog::Catalog;
 use visa_server::clock::Clock;
-use visa_server::execution::{self, Begun, Running};
+use visa_server::routes::execute::Envelope;
 use visa_server::state::AppState;
 use visa_server::tools::{ToolOutput, UpstreamFailure};
 use visa_server::{ServeConfig, auth::tool_key};
@@ -501,7 +502,7 @@ impl Sim {
                 &record,
                 tool_def,
                 input(tool, variant),
-                (execution::Surface::Execute, idem.to_be_bytes()),
+                (Arc::new(Envelope) as Arc<dyn execution::Answer>, idem.to_be_bytes()),
                 ip,
             )
         });

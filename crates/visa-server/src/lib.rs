@@ -15,7 +15,6 @@ pub mod dashboard;
 pub mod data_dir;
 pub mod detached;
 pub mod error;
-pub mod execution;
 pub mod extract;
 pub mod in_flight;
 pub mod lease;

@@ -11,6 +11,7 @@ pub mod executions;
 pub mod keys;
 pub mod members;
 pub mod operator;
+pub mod paid_call;
 pub mod sessions;
 pub mod spend;
 pub mod usage;

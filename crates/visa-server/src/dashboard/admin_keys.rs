@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use visa_core::role::Permission;
 
-pub const PATH: &str = "/dashboard/admin-keys";
+pub use super::paths::ADMIN_KEYS as PATH;
 
 pub async fn list(State(state): State<SharedState>, browser: Browser) -> Response {
     let listed = match app::admin_keys::list(&state, &browser.session).await {

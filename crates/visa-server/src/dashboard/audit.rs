@@ -17,7 +17,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use visa_core::pagination::PageRequest;
 
-pub const PATH: &str = "/dashboard/audit";
+pub use super::paths::AUDIT as PATH;
 
 /// The actions the server records, offered in the filter.
 const ACTIONS: [&str; 18] = [

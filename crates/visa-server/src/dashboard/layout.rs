@@ -3,6 +3,8 @@
 //! the security headers of every dashboard response; the stylesheet (no inline style or
 //! script anywhere, so the Content-Security-Policy forbids both).
 
+use super::paths;
+use super::paths;
 use super::session::Browser;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -21,10 +23,10 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// The navigation bar's pages, in order: (path, title).
 const NAV: [(&str, &str); 5] = [
     ("/dashboard/keys", "Keys"),
-    (super::spend::PATH, "Spend"),
-    (super::audit::PATH, "Audit log"),
-    (super::members::PATH, "Members"),
-    (super::admin_keys::PATH, "Admin keys"),
+    (paths::SPEND, "Spend"),
+    (paths::AUDIT, "Audit log"),
+    (paths::MEMBERS, "Members"),
+    (paths::ADMIN_KEYS, "Admin keys"),
 ];
 
 /// Headers of every dashboard response: nothing cached (a page may show a raw key once), no

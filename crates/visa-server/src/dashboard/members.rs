@@ -18,7 +18,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use visa_core::role::{Permission, Role};
 
-pub const PATH: &str = "/dashboard/members";
+pub use super::paths::MEMBERS as PATH;
 pub const ACCEPT: &str = "/dashboard/accept";
 
 pub async fn list(State(state): State<SharedState>, browser: Browser) -> Response {

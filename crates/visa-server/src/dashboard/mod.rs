@@ -1,13 +1,14 @@
 //! The web dashboard at `/dashboard`, served by the same binary and port: server-rendered HTML
-//! (maud, checked at compile time) over the same handlers and rules as the API, signed in with
-//! a member's login and password. Nothing here decides anything the API does not: each page
-//! calls the API's handler with the member's [`Session`](crate::auth::Session), so roles,
+//! (maud, checked at compile time) over the same use cases as the API (`crate::app`), signed in
+//! with a member's login and password. Nothing here decides anything the API does not: each
+//! page calls the use case with the member's [`Session`](crate::auth::Session), so roles,
 //! validation, messages and the audit trail are the API's.
 //!
 //! - `session.rs`: the session cookie, the CSRF token bound to it, the `Origin` check;
 //! - `layout.rs`: the page shell (navigation, environment banner), the security headers and
 //!   the stylesheet;
-//! - `form.rs` reads a submitted form; `policy.rs` is a key's policy as a form;
+//! - `form.rs` reads a submitted form; `policy.rs` is a key's policy as a form; `paths.rs`
+//!   names the pages the navigation bar links to;
 //! - one module per page: `sign_in.rs`, `keys.rs` (the table, creating), `key.rs` (a key),
 //!   `usage.rs` (a key's traffic chart), `spend.rs` (balance, spend, executions), `audit.rs`,
 //!   `members.rs` (and accepting an invitation), `admin_keys.rs`.
@@ -23,6 +24,7 @@ mod key_filter;
 mod keys;
 mod layout;
 mod members;
+mod paths;
 mod policy;
 mod session;
 mod sign_in;

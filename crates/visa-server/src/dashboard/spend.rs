@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use visa_core::money::{Micros, format_cents_as_dollars as dollars};
 use visa_core::pagination::{Cursor, MAX_LIMIT, PageRequest};
 
-pub const PATH: &str = "/dashboard/spend";
+pub use super::paths::SPEND as PATH;
 const DAYS: i64 = 30;
 
 const STATES: [&str; 5] = ["running", "succeeded", "failed", "reconcile_required", "voided"];

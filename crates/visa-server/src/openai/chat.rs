@@ -10,12 +10,14 @@
 //! created with `idempotency: "optional"` may omit it; each such call is then a new call.
 
 use super::OpenAiError;
+use crate::app::paid_call::{self as execution, Answer};
 use crate::auth::tool_key;
+use crate::catalog::Tool;
 use crate::error::{ApiError, ApiResult};
-use crate::execution::{self, Surface};
 use crate::extract::{ClientIp, RawJsonBody, idempotency_key_header};
 use crate::state::SharedState;
 use crate::tools::stream::ChatStream;
+use crate::wire::execute::Receipt;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -27,8 +29,9 @@ use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 use std::sync::Arc;
 use visa_core::ErrorCode;
+use visa_core::money::Micros;
 use visa_core::policy::truncate_for_message;
-use visa_store::AuthRecord;
+use visa_store::{AuthRecord, ExecutionRecord};
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 const MISSING_KEY: &str = "send an Idempotency-Key header with every chat completion, the same on every retry of one \
@@ -91,7 +94,7 @@ async fn complete(
     } else {
         (None, None)
     };
-    let surface = Surface::OpenAi { model, stream: stream.clone() };
+    let surface: Arc<dyn Answer> = Arc::new(Completion { model, stream: stream.clone() });
     let mut call = execution::prepare(&state, key, tool, request, (surface, idempotency_key), client_ip)?;
     if streamed {
         // The provider streams to us, with its usage report at the end, whatever the caller asked.
@@ -137,4 +140,40 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<[u8; 16]>> {
     let mut key = [0; 16];
     key.copy_from_slice(&digest[..16]);
     Ok(Some(key))
+}
+
+/// This surface's words: the provider's chat completion under the `model` name the caller
+/// used, and OpenAI's error shape; with `stream`, the completion's events as they arrive (the
+/// stored answer is the stream the caller received).
+struct Completion {
+    model: String,
+    stream: Option<Arc<ChatStream>>,
+}
+
+impl Answer for Completion {
+    fn route(&self) -> &'static str {
+        "POST openai"
+    }
+
+    fn success(
+        &self,
+        _: &Tool,
+        execution: &ExecutionRecord,
+        result: Value,
+        charged: Micros,
+        receipt: Option<Receipt>,
+    ) -> Vec<u8> {
+        match &self.stream {
+            Some(stream) => super::stream_body(stream, execution, charged, receipt),
+            None => super::completion_body(result, &self.model, execution, charged, receipt),
+        }
+    }
+
+    fn failure(&self, error: &ApiError) -> Value {
+        super::error_body(error)
+    }
+
+    fn stream(&self) -> Option<&ChatStream> {
+        self.stream.as_deref()
+    }
 }

@@ -1,7 +1,7 @@
 //! The OpenAI-compatible surface, `/v1/openai`: the official OpenAI SDKs (and what is built on
 //! them) work against Visa Keys with only `base_url` and the key changed. It is a second face
 //! of the same money path, not a second money path: a chat completion is one paid call of an
-//! `openai_chat` tool (`crate::execution`, with [`Surface::OpenAi`](crate::execution::Surface)
+//! `openai_chat` tool (`crate::app::paid_call`, in this surface's words: `chat::Completion`
 //! shaping its answers), so keys, policy, caps, balance, rate limit, hold, metering, ledger,
 //! Idempotency-Key and audit are exactly the execute route's.
 //!

@@ -1,24 +1,28 @@
 //! `POST /v1/api/tools/:tool/execute`, the data plane: authenticate the key
 //! (`auth::tool_key`), validate the `Idempotency-Key` (UUID v4) and the body (exactly
-//! `{"input": {...}}`), then hand the call to the money path (`crate::execution`), detached
+//! `{"input": {...}}`), then hand the call to the money path (`crate::app::paid_call`) in the
+//! execute envelope (`Envelope`), detached
 //! (`crate::detached`): it runs in the request's task, and in a task of its own only if the
 //! client hangs up, so that a hang-up cannot leave a hold without an outcome.
 
+use crate::app::paid_call::{self as execution, Answer};
 use crate::auth::tool_key;
+use crate::catalog::Tool;
 use crate::error::{ApiError, ApiResult};
-use crate::execution;
 use crate::extract::{ClientIp, RawJsonBody, idempotency_key_header};
 use crate::state::SharedState;
-use crate::wire::execute::{ExecuteRequest, ExecutionResponse};
+use crate::wire::execute::{ExecuteRequest, ExecutionResponse, Receipt, Usage};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::Value;
 use std::net::IpAddr;
+use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
-use visa_store::AuthRecord;
+use visa_core::money::Micros;
+use visa_store::{AuthRecord, ExecutionRecord};
 
 /// This resource's routes, each registered with its OpenAPI operation (`super::api`).
 pub fn routes() -> OpenApiRouter<SharedState> {
@@ -59,7 +63,7 @@ async fn execute_with_key(
     let tool = execution::authorize(&state, key, &tool_name, client_ip)?.clone();
     let idempotency_key = idempotency_key(&headers)?;
     let input = parse_input(&body)?;
-    let request = (execution::Surface::Execute, *idempotency_key.as_bytes());
+    let request = (Arc::new(Envelope) as Arc<dyn Answer>, *idempotency_key.as_bytes());
     let call = execution::prepare(&state, key, tool, input, request, client_ip)?;
     // Detached: once the hold may be placed, the outcome must be recorded whatever the client does.
     crate::detached::detached(async move { execution::execute(&state, call).await }).await
@@ -83,4 +87,37 @@ fn parse_input(body: &RawJsonBody) -> ApiResult<Value> {
         return Err(ApiError::invalid("input must be a JSON object; send {} for tools without parameters"));
     }
     Ok(parsed.input)
+}
+
+/// This surface's words: the success envelope (`ExecutionResponse`) and the error envelope.
+pub struct Envelope;
+
+impl Answer for Envelope {
+    fn route(&self) -> &'static str {
+        "POST"
+    }
+
+    fn success(
+        &self,
+        tool: &Tool,
+        execution: &ExecutionRecord,
+        result: Value,
+        charged: Micros,
+        receipt: Option<Receipt>,
+    ) -> Vec<u8> {
+        let response = ExecutionResponse {
+            success: true,
+            object: "tool_execution".into(),
+            tool: tool.id.clone(),
+            result,
+            usage: Usage::of(charged),
+            receipt,
+            execution_id: execution.public_id.clone(),
+        };
+        serde_json::to_vec(&response).unwrap_or_default()
+    }
+
+    fn failure(&self, error: &ApiError) -> Value {
+        error.body()
+    }
 }

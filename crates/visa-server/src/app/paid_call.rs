@@ -1,6 +1,6 @@
 //! The money path of one paid call, in one place: from an authenticated key and a parsed
-//! request to its recorded outcome. `routes::execute` calls it over HTTP; the money-path
-//! simulation (`tests/e2e/simulation.rs`) drives the same steps one at a time, against any store.
+//! request to its recorded outcome, whatever surface it came through (`Answer`: how each words
+//! its answers). `routes::execute` and `openai::chat` call it; the money-path simulation (`tests/e2e/simulation.rs`) drives the same steps one at a time, against any store.
 //!
 //! 1. [`authorize`]: the tool exists and this key may run it (the contract's order of checks);
 //! 2. [`prepare`]: the tool's plan (the request sent upstream and the hold that bounds it,
@@ -22,7 +22,7 @@ use crate::metrics::PaidOutcome;
 use crate::state::AppState;
 use crate::tools::stream::ChatStream;
 use crate::tools::{self, Plan, ToolOutput, UpstreamFailure};
-use crate::wire::execute::{ExecutionResponse, Receipt, Usage};
+use crate::wire::execute::Receipt;
 use crate::wire::rfc3339;
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -81,24 +81,25 @@ pub fn authorize<'a>(
     Ok(tool)
 }
 
-/// The API a call came through, which shapes its answers (success and final failure alike,
-/// stored for replays byte for byte); the money path is the same for both.
-#[derive(Clone)]
-pub enum Surface {
-    /// `POST /v1/api/tools/{tool}/execute`: the success envelope and the error envelope.
-    Execute,
-    /// `POST /v1/openai/chat/completions`: the provider's chat completion, under the `model`
-    /// name the caller used, and OpenAI's error shape; with `stream`, the completion's events
-    /// as they arrive (the stored answer is the stream the caller received).
-    OpenAi { model: String, stream: Option<Arc<ChatStream>> },
-}
-
-impl Surface {
+/// How the surface a call came through words its answers (success and final failure alike,
+/// stored for replays byte for byte); the money path is the same for every surface.
+pub trait Answer: Send + Sync {
+    /// The name its requests are fingerprinted under: two surfaces never share a stored answer.
+    fn route(&self) -> &'static str;
+    /// The body of a success.
+    fn success(
+        &self,
+        tool: &Tool,
+        execution: &ExecutionRecord,
+        result: Value,
+        charged: Micros,
+        receipt: Option<Receipt>,
+    ) -> Vec<u8>;
+    /// The body of a refusal or a final failure.
+    fn failure(&self, error: &ApiError) -> Value;
+    /// Where the call's events go while it runs, if its caller asked for a stream.
     fn stream(&self) -> Option<&ChatStream> {
-        match self {
-            Surface::OpenAi { stream: Some(stream), .. } => Some(stream),
-            _ => None,
-        }
+        None
     }
 }
 
@@ -107,7 +108,7 @@ pub struct PaidCall {
     pub tool: Arc<Tool>,
     pub request: Value,
     pub start: ExecutionStart,
-    pub surface: Surface,
+    pub surface: Arc<dyn Answer>,
 }
 
 /// Plans the call. Nothing is recorded yet, so a refusal here costs nothing.
@@ -116,15 +117,11 @@ pub fn prepare(
     key: &AuthRecord,
     tool: Arc<Tool>,
     input: Value,
-    (surface, idempotency_key): (Surface, [u8; 16]),
+    (surface, idempotency_key): (Arc<dyn Answer>, [u8; 16]),
     client_ip: IpAddr,
 ) -> ApiResult<PaidCall> {
     let sandbox = state.environment == Environment::Preview;
-    let route = match &surface {
-        Surface::Execute => "POST",
-        Surface::OpenAi { .. } => "POST openai",
-    };
-    let request_hash = request_fingerprint(route, &tool.id, &input);
+    let request_hash = request_fingerprint(surface.route(), &tool.id, &input);
     let Plan { hold, request } = tools::plan(&tool, input, sandbox)?;
     let now = state.now();
     let start = ExecutionStart {
@@ -161,7 +158,7 @@ pub enum Begun {
 pub struct Running {
     pub tool: Arc<Tool>,
     pub request: Value,
-    pub surface: Surface,
+    pub surface: Arc<dyn Answer>,
     /// The placed hold: the tool may start before it is durable (docs/money.md); finishing
     /// answers only once it is.
     pub hold: Hold,
@@ -256,7 +253,7 @@ pub async fn execute(state: &AppState, call: PaidCall) -> ApiResult<Response> {
             let sent = surface.stream().map_or(0, ChatStream::sent);
             let answer = running.settle(state, outcome).await;
             match surface.stream() {
-                Some(sink) if sent > 0 => finish_stream(sink, sent, answer).await,
+                Some(sink) if sent > 0 => finish_stream(&*surface, sink, sent, answer).await,
                 _ => answer,
             }
         }
@@ -265,7 +262,12 @@ pub async fn execute(state: &AppState, call: PaidCall) -> ApiResult<Response> {
 
 /// Sends the rest of a streamed call's stored answer (or the error that kept it from being
 /// stored) after the `sent` bytes its caller already has.
-async fn finish_stream(sink: &ChatStream, sent: usize, answer: ApiResult<Response>) -> ApiResult<Response> {
+async fn finish_stream(
+    surface: &dyn Answer,
+    sink: &ChatStream,
+    sent: usize,
+    answer: ApiResult<Response>,
+) -> ApiResult<Response> {
     match answer {
         Ok(response) => {
             let (parts, body) = response.into_parts();
@@ -274,7 +276,7 @@ async fn finish_stream(sink: &ChatStream, sent: usize, answer: ApiResult<Respons
             Ok(Response::from_parts(parts, Body::from(bytes)))
         }
         Err(error) => {
-            let body = serde_json::to_vec(&crate::openai::error_body(&error)).unwrap_or_default();
+            let body = serde_json::to_vec(&surface.failure(&error)).unwrap_or_default();
             sink.forward(tools::stream::event(&body));
             Err(error)
         }
@@ -327,15 +329,7 @@ impl Running {
                     charged_micros: charged.to_string(),
                     created_at: rfc3339(now),
                 });
-                let body = match &surface {
-                    Surface::Execute => success_body(&tool, execution, output.result, charged, receipt),
-                    Surface::OpenAi { stream: Some(stream), .. } => {
-                        crate::openai::stream_body(stream, execution, charged, receipt)
-                    }
-                    Surface::OpenAi { model, stream: None } => {
-                        crate::openai::completion_body(output.result, model, execution, charged, receipt)
-                    }
-                };
+                let body = surface.success(&tool, execution, output.result, charged, receipt);
                 (
                     Finish::Capture { reported: output.cost, receipt_id, status: 200, body: body.clone() },
                     Ok(json_response(StatusCode::OK, body)),
@@ -344,11 +338,7 @@ impl Running {
             Err(failure) if failure.retryable => (Finish::VoidRetryable, Err(failure.into_api_error())),
             Err(failure) => {
                 let error = failure.into_api_error();
-                let body = match &surface {
-                    Surface::Execute => error.body(),
-                    Surface::OpenAi { .. } => crate::openai::error_body(&error),
-                };
-                let body = serde_json::to_vec(&body).unwrap_or_default();
+                let body = serde_json::to_vec(&surface.failure(&error)).unwrap_or_default();
                 (Finish::VoidFinal { status: error_status(&error).as_u16(), body }, Err(error))
             }
         };
@@ -451,25 +441,6 @@ fn not_started(
         BeginOutcome::ReconcileRequired(execution) => Err(reconcile_required(&execution)),
         BeginOutcome::Refused(refusal) => Err(refused(refusal, state, day_number, tool, client_ip)),
     }
-}
-
-fn success_body(
-    tool: &Tool,
-    execution: &ExecutionRecord,
-    result: Value,
-    charged: Micros,
-    receipt: Option<Receipt>,
-) -> Vec<u8> {
-    let response = ExecutionResponse {
-        success: true,
-        object: "tool_execution".into(),
-        tool: tool.id.clone(),
-        result,
-        usage: Usage::of(charged),
-        receipt,
-        execution_id: execution.public_id.clone(),
-    };
-    serde_json::to_vec(&response).unwrap_or_default()
 }
 
 fn error_status(error: &ApiError) -> StatusCode {

@@ -1,0 +1,7 @@
+//! The paths of the dashboard's pages that the navigation bar (`layout`) and the pages
+//! themselves both name, so that neither imports the other.
+
+pub const SPEND: &str = "/dashboard/spend";
+pub const AUDIT: &str = "/dashboard/audit";
+pub const MEMBERS: &str = "/dashboard/members";
+pub const ADMIN_KEYS: &str = "/dashboard/admin-keys";
