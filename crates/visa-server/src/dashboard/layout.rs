@@ -4,7 +4,6 @@
 //! script anywhere, so the Content-Security-Policy forbids both).
 
 use super::paths;
-use super::paths;
 use super::session::Browser;
 use crate::error::ApiError;
 use crate::state::AppState;
