@@ -105,3 +105,21 @@ impl DataDirLock {
         Ok(Self { _file: file })
     }
 }
+
+/// Writes `contents` to `path`, readable and writable by the owner only (0600 on Unix).
+/// A symlink at `path` is refused, not followed (it could point anywhere).
+pub fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut file = private_file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    // `mode` applies only when the file is created; an older file is tightened too.
+    #[cfg(unix)]
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}

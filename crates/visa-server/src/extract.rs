@@ -1,15 +1,19 @@
 //! Request extractors whose every failure is the API's error envelope: `JsonBody` (strict
 //! JSON with `deny_unknown_fields` types, naming the offending field), `OptionalJsonBody`
-//! (an empty body means the defaults) and `ClientIp` (the TCP peer); and the header readers
+//! (an empty body means the defaults) and `ClientIp` (the TCP peer, or what a trusted proxy
+//! says: `resolve_client`, which also marks `ViaHttps`); and the header readers
 //! that refuse ambiguity (`single_header`, `idempotency_key_header`): a header that decides
 //! who pays or what is charged once must be sent once, so that no proxy in front of us can
 //! read a different one than we do.
 
 use crate::error::ApiError;
 use crate::state::SharedState;
+use crate::trust::{Resolved, UnreadableHop};
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
-use axum::http::{header, request::Parts};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
+use axum::http::{HeaderValue, header, request::Parts};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
@@ -195,7 +199,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        // Resolved by `trust::resolve_client` (trusted proxies), else the TCP peer.
+        // Resolved by `resolve_client` (trusted proxies), else the TCP peer.
         if let Some(resolved) = parts.extensions.get::<ClientIp>() {
             return Ok(*resolved);
         }
@@ -214,4 +218,38 @@ where
     T: serde::Deserialize<'de>,
 {
     serde::Deserialize::deserialize(de).map(Some)
+}
+
+const HSTS: &str = "max-age=31536000; includeSubDomains";
+
+/// Whether the request reached the server over HTTPS (directly, or from a trusted proxy that
+/// says so): the dashboard's cookie is `Secure` then.
+#[derive(Debug, Clone, Copy)]
+pub struct ViaHttps(pub bool);
+
+/// Who the client is and whether it came over HTTPS (`trust::TrustPolicy`: the TCP peer, or
+/// what trusted proxies say), for every request: as `ClientIp` and `ViaHttps`; plain HTTP from
+/// outside the local networks is refused, and HTTPS answers carry HSTS.
+pub async fn resolve_client(State(state): State<SharedState>, mut request: Request, next: Next) -> Response {
+    let Some(peer) = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) else {
+        return next.run(request).await;
+    };
+    let Resolved { client, https } = match state.trust.resolve(peer, request.headers()) {
+        Ok(resolved) => resolved,
+        Err(UnreadableHop(entry)) => {
+            let message = format!("X-Forwarded-For entry {entry:?} is not an address: the client cannot be identified");
+            return ApiError::new(ErrorCode::InvalidRequest, message).into_response();
+        }
+    };
+    if !https && !state.trust.may_use_plain_http(client) && request.uri().path() != "/healthz" {
+        return ApiError::new(ErrorCode::HttpsRequired, "use HTTPS: keys and tokens must not travel in clear text")
+            .into_response();
+    }
+    request.extensions_mut().insert(ClientIp(client));
+    request.extensions_mut().insert(ViaHttps(https));
+    let mut response = next.run(request).await;
+    if https {
+        response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
+    }
+    response
 }

@@ -10,11 +10,12 @@
 //!   panic while settling) is no longer tracked while its row still says `running`; the node's
 //!   sweep (`sweep_untracked`) voids such calls, freeing their hold and Idempotency-Key.
 
-use crate::state::SharedState;
+use crate::clock::Clock;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use visa_store::{NodeId, Store};
 
 /// How old a running call must be before the sweep looks at it (a call is tracked before its
 /// hold exists, so this is only a margin, not what makes the sweep safe).
@@ -78,10 +79,9 @@ impl InFlight {
 /// Voids this node's running calls that no task of this process tracks any more (see the
 /// module's doc). The abandon is conditional on the call still running, so a call settled
 /// between the read and the check is left as it is. Returns how many it ended.
-pub async fn sweep_untracked(state: &SharedState) -> usize {
-    let node = state.node.id();
-    let before = state.now() - SWEEP_MIN_AGE;
-    let running = match state.store.running_on_node(node, before, SWEEP_BATCH).await {
+pub async fn sweep_untracked(store: &dyn Store, node: NodeId, calls: &InFlight, clock: &Clock) -> usize {
+    let before = clock.now() - SWEEP_MIN_AGE;
+    let running = match store.running_on_node(node, before, SWEEP_BATCH).await {
         Ok(running) => running,
         Err(e) => {
             tracing::warn!(error = %e, "could not list this node's running calls; retrying at the next sweep");
@@ -89,8 +89,8 @@ pub async fn sweep_untracked(state: &SharedState) -> usize {
         }
     };
     let mut ended = 0;
-    for public_id in running.iter().filter(|id| !state.in_flight.contains(id)) {
-        match state.store.abandon_execution(public_id, state.now()).await {
+    for public_id in running.iter().filter(|id| !calls.contains(id)) {
+        match store.abandon_execution(public_id, clock.now()).await {
             Ok(true) => {
                 ended += 1;
                 tracing::error!(

@@ -8,7 +8,7 @@
 //! A node that stalled past its lease begins nothing until it renewed it: [`Node::ensure_live`]
 //! runs before every paid call, and the store checks again in the hold's own transaction.
 
-use crate::state::SharedState;
+use crate::clock::Clock;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -108,8 +108,8 @@ async fn check_clock(store: &dyn Store, now: time::OffsetDateTime) {
 }
 
 /// Turns the running calls of expired nodes into `reconcile_required`, saying so.
-pub async fn reclaim(state: &SharedState) {
-    match state.store.reclaim_expired_nodes().await {
+pub async fn reclaim(store: &dyn Store) {
+    match store.reclaim_expired_nodes().await {
         Ok(0) => {}
         Ok(count) => tracing::warn!(
             count,
@@ -122,21 +122,21 @@ pub async fn reclaim(state: &SharedState) {
 
 /// Renews the lease every third of it, and reclaims expired nodes' calls, until stopped; then
 /// gives the lease up (every call has drained by then).
-pub async fn keep(state: SharedState, mut stopped: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(state.node.lease / 3);
+pub async fn keep(node: &Node, store: &dyn Store, clock: &Clock, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(node.lease / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stopped.changed() => break,
         }
-        if let Err(e) = state.node.renew(state.store.as_ref(), state.now()).await {
+        if let Err(e) = node.renew(store, clock.now()).await {
             tracing::warn!(error = %e, "could not renew this node's lease; retrying");
         }
-        check_clock(state.store.as_ref(), state.now()).await;
-        reclaim(&state).await;
+        check_clock(store, clock.now()).await;
+        reclaim(store).await;
     }
-    if let Err(e) = state.store.release_node(state.node.id()).await {
+    if let Err(e) = store.release_node(node.id()).await {
         tracing::warn!(error = %e, "could not give up this node's lease; it runs out by itself");
     }
 }

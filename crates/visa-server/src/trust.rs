@@ -15,18 +15,10 @@
 //!   and tokens must not cross a network in clear text. `/healthz` is exempt, for probes.
 //! * HTTPS answers carry `Strict-Transport-Security`.
 
-use crate::error::ApiError;
-use crate::extract::ClientIp;
-use crate::state::SharedState;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
 use ipnet::IpNet;
-use std::net::{IpAddr, SocketAddr};
-use visa_core::ErrorCode;
+use std::net::IpAddr;
 
-const HSTS: &str = "max-age=31536000; includeSubDomains";
 /// How much of an unreadable `X-Forwarded-For` entry an error message quotes.
 const QUOTED_ENTRY: usize = 64;
 
@@ -119,39 +111,11 @@ impl TrustPolicy {
         Ok(Resolved { client, https })
     }
 
-    fn may_use_plain_http(&self, client: IpAddr) -> bool {
+    pub fn may_use_plain_http(&self, client: IpAddr) -> bool {
         within(&self.local_networks, client)
     }
 }
 
-/// Whether the request reached the server over HTTPS (directly, or from a trusted proxy that
-/// says so): the dashboard's cookie is `Secure` then.
-#[derive(Debug, Clone, Copy)]
-pub struct ViaHttps(pub bool);
-
-pub async fn resolve_client(State(state): State<SharedState>, mut request: Request, next: Next) -> Response {
-    let Some(peer) = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) else {
-        return next.run(request).await;
-    };
-    let Resolved { client, https } = match state.trust.resolve(peer, request.headers()) {
-        Ok(resolved) => resolved,
-        Err(UnreadableHop(entry)) => {
-            let message = format!("X-Forwarded-For entry {entry:?} is not an address: the client cannot be identified");
-            return ApiError::new(ErrorCode::InvalidRequest, message).into_response();
-        }
-    };
-    if !https && !state.trust.may_use_plain_http(client) && request.uri().path() != "/healthz" {
-        return ApiError::new(ErrorCode::HttpsRequired, "use HTTPS: keys and tokens must not travel in clear text")
-            .into_response();
-    }
-    request.extensions_mut().insert(ClientIp(client));
-    request.extensions_mut().insert(ViaHttps(https));
-    let mut response = next.run(request).await;
-    if https {
-        response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
-    }
-    response
-}
 #[cfg(test)]
 mod tests {
     use super::*;

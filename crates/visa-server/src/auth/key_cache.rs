@@ -11,14 +11,13 @@
 //! would be undone by the insert of the older read. So every invalidation bumps a generation,
 //! a miss notes the generation before it reads, and its insert is dropped if it changed.
 
-use crate::state::SharedState;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use visa_core::secret::SecretHash;
-use visa_store::AuthRecord;
+use visa_store::{AuthRecord, Store};
 
 /// Stale entries are swept when the map reaches this size.
 const PRUNE_AT: usize = 4096;
@@ -123,12 +122,12 @@ fn nanos(d: Duration) -> i64 {
 }
 
 /// Reads the store's `auth_version` when it signals a change and every `POLL`, until stopped.
-pub async fn follow_changes(state: SharedState, mut stopped: watch::Receiver<bool>) {
-    let signal = state.store.auth_change_signal();
+pub async fn follow_changes(store: &dyn Store, keys: &KeyCache, mut stopped: watch::Receiver<bool>) {
+    let signal = store.auth_change_signal();
     loop {
         let began = Instant::now();
-        match state.store.auth_version().await {
-            Ok(version) => state.keys.checked(version, began),
+        match store.auth_version().await {
+            Ok(version) => keys.checked(version, began),
             Err(e) => tracing::debug!(error = %e, "cannot read auth_version; cached keys are not used meanwhile"),
         }
         let changed = async {

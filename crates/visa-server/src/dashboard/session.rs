@@ -6,8 +6,8 @@
 
 use super::form::Fields;
 use crate::auth::{Origin, Session};
+use crate::extract::ViaHttps;
 use crate::state::SharedState;
-use crate::trust::ViaHttps;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
