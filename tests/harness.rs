@@ -473,6 +473,9 @@ pub fn node_sdk() -> std::path::PathBuf {
 #[path = "browser.rs"]
 pub mod browser;
 
+#[path = "catalog.rs"]
+pub mod catalog;
+
 /// A small OpenAI-compatible provider (and a plain JSON endpoint) on a random loopback port,
 /// for the adapters' tests. It counts calls, remembers the last request, and answers as told.
 pub mod mock_provider {
@@ -565,29 +568,12 @@ pub mod mock_provider {
     /// A `chat` tool (alias `gpt-mock`) metered at $0.15 / $0.60 per million tokens over `mock`,
     /// its secret (`CHAT_SECRET`) named `key_var`, and the flat `echo`.
     pub fn chat_catalog(mock: &MockProvider, key_var: &str) -> visa_server::catalog::Catalog {
-        let text = format!(
-            r#"
-    [[tools]]
-    id = "chat"
-    aliases = ["gpt-mock"]
-    price_micros = 100
-    input_micros_per_mtok = 150000
-    output_micros_per_mtok = 600000
-    max_price_micros = 1000000
-    max_output_tokens = 4096
-    timeout_ms = 5000
-    sandbox = {{ choices = [{{ message = {{ content = "sandboxed" }} }}] }}
-    adapter = {{ type = "openai_chat", base_url = "{base}", model = "mock-model", api_key_env = "{key_var}" }}
-
-    [[tools]]
-    id = "echo"
-    price_micros = 10000
-    adapter = {{ type = "builtin", name = "echo" }}
-    "#,
-            base = mock.base_url
-        );
-        visa_server::catalog::Catalog::from_toml_with_secrets(&text, provider_secret(key_var, Some(CHAT_SECRET)))
-            .unwrap()
+        use crate::catalog::{TestTool, catalog};
+        let chat = TestTool::chat("chat", mock, key_var)
+            .set("aliases", r#"["gpt-mock"]"#)
+            .set("max_output_tokens", 4096)
+            .set("sandbox", r#"{ choices = [{ message = { content = "sandboxed" } }] }"#);
+        catalog(&[chat, TestTool::builtin("echo", "echo")], key_var, Some(CHAT_SECRET))
     }
 
     async fn record(b: &Behaviour, headers: &HeaderMap, body: &Value) -> Option<Response> {

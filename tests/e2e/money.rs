@@ -257,10 +257,8 @@ async fn executions_are_listed_per_account_and_per_key() {
 
 #[tokio::test]
 async fn a_tool_that_times_out_is_voided_and_retryable() {
-    let catalog = visa_server::catalog::Catalog::from_toml(
-        "[[tools]]\nid = \"slow\"\nprice_micros = 10000\ntimeout_ms = 100\nadapter = { type = \"builtin\", name = \"sleep\" }\n",
-    )
-    .unwrap();
+    let slow = visa_e2e::catalog::TestTool::builtin("slow", "sleep").set("timeout_ms", 100);
+    let catalog = visa_e2e::catalog::catalog(&[slow], "", None);
     let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
     let (session, id, key) = app.funded_key("octocat").await;
     let before = app.balance_micros(&session).await;

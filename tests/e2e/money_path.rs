@@ -6,40 +6,23 @@
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use visa_e2e::TestApp;
-use visa_e2e::mock_provider::{MockProvider, provider_secret};
+use visa_e2e::catalog::TestTool;
+use visa_e2e::mock_provider::MockProvider;
 use visa_server::catalog::Catalog;
 
 /// $0.15 / $0.60 per million tokens, at most $1 a call; a flat-priced chat tool; a fal tool at
 /// 2 cents an image holding for at most 4, timing out after `fal_timeout_ms`. No sandbox samples.
 fn catalog(mock: &MockProvider, var: &str, fal_timeout_ms: u64) -> Catalog {
-    let text = format!(
-        r#"
-[[tools]]
-id = "chat"
-price_micros = 100
-input_micros_per_mtok = 150000
-output_micros_per_mtok = 600000
-max_price_micros = 1000000
-timeout_ms = 5000
-adapter = {{ type = "openai_chat", base_url = "{base}", model = "mock-model", api_key_env = "{var}" }}
-
-[[tools]]
-id = "flat-chat"
-price_micros = 3000
-max_price_micros = 90000
-timeout_ms = 5000
-adapter = {{ type = "openai_chat", base_url = "{base}", model = "mock-model", api_key_env = "{var}" }}
-
-[[tools]]
-id = "images"
-price_micros = 20000
-max_price_micros = 80000
-timeout_ms = {fal_timeout_ms}
-adapter = {{ type = "fal_queue", base_url = "{base}/fal", app = "test-app", api_key_env = "{var}", per_output_image = true, poll_interval_ms = 10 }}
-"#,
-        base = mock.base_url
-    );
-    Catalog::from_toml_with_secrets(&text, provider_secret(var, Some("sk-test-money-path-0123456789"))).unwrap()
+    let tools = [
+        TestTool::chat("chat", mock, var),
+        TestTool::chat("flat-chat", mock, var)
+            .unset("input_micros_per_mtok")
+            .unset("output_micros_per_mtok")
+            .set("price_micros", 3000)
+            .set("max_price_micros", 90000),
+        TestTool::fal("images", mock, var).set("timeout_ms", fal_timeout_ms),
+    ];
+    visa_e2e::catalog::catalog(&tools, var, Some("sk-test-money-path-0123456789"))
 }
 
 struct Setup {

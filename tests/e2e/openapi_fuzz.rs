@@ -27,16 +27,8 @@ async fn the_document_validates_and_the_live_server_matches_it() {
     let venv = visa_e2e::python_venv();
     // Only tools that are always ready: a provider tool without its key is 503 by design, and
     // the `fail` builtin answers 5xx on request; both are tested in their own suites.
-    let catalog = visa_server::catalog::Catalog::from_toml(
-        r#"[[tools]]
-id = "echo"
-aliases = ["builtin-echo"]
-price_micros = 10000
-timeout_ms = 5000
-adapter = { type = "builtin", name = "echo" }
-"#,
-    )
-    .unwrap();
+    let echo = visa_e2e::catalog::TestTool::builtin("echo", "echo").set("aliases", r#"["builtin-echo"]"#);
+    let catalog = visa_e2e::catalog::catalog(&[echo], "", None);
     let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
     let session = app.account("fuzz", true, 1_000_000).await;
     let (_, api_key) = app.key(&session, json!({ "label": "fuzz", "rate_limit_per_second": 100000 })).await;

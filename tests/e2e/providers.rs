@@ -4,34 +4,21 @@
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use visa_e2e::TestApp;
-use visa_e2e::mock_provider::{MockProvider, provider_secret};
+use visa_e2e::catalog::TestTool;
+use visa_e2e::mock_provider::MockProvider;
 use visa_server::catalog::Catalog;
 
 /// A catalog with a metered chat tool and a flat http tool pointing at `mock`, their provider
 /// key named `key_var` and given as `secret` (none: the tools are not configured).
 fn catalog(mock: &MockProvider, key_var: &str, secret: Option<&str>, timeout_ms: u64) -> Catalog {
-    let text = format!(
-        r#"
-[[tools]]
-id = "chat"
-price_micros = 100
-input_micros_per_mtok = 150000
-output_micros_per_mtok = 600000
-max_price_micros = 1000000
-max_output_tokens = 32768
-timeout_ms = {timeout_ms}
-sandbox = {{ choices = [{{ message = {{ content = "sandboxed" }} }}] }}
-adapter = {{ type = "openai_chat", base_url = "{base}", model = "mock-model", api_key_env = "{key_var}" }}
-
-[[tools]]
-id = "priced-http"
-price_micros = 25000
-timeout_ms = {timeout_ms}
-adapter = {{ type = "http", url = "{base}/echo", api_key_env = "{key_var}", headers = {{ "x-team" = "visa" }} }}
-"#,
-        base = mock.base_url
-    );
-    Catalog::from_toml_with_secrets(&text, provider_secret(key_var, secret)).unwrap()
+    let tools = [
+        TestTool::chat("chat", mock, key_var)
+            .set("max_output_tokens", 32768)
+            .set("timeout_ms", timeout_ms)
+            .set("sandbox", r#"{ choices = [{ message = { content = "sandboxed" } }] }"#),
+        TestTool::http("priced-http", mock, key_var).set("timeout_ms", timeout_ms),
+    ];
+    visa_e2e::catalog::catalog(&tools, key_var, secret)
 }
 
 async fn app_with(mock: &MockProvider, key_var: &str, secret: Option<&str>, timeout_ms: u64, preview: bool) -> TestApp {
@@ -229,18 +216,11 @@ async fn an_unconfigured_provider_is_unavailable_and_bad_chat_input_is_refused()
 }
 
 fn fal_app_catalog(mock: &MockProvider, key_var: &str, secret: Option<&str>, timeout_ms: u64) -> Catalog {
-    let text = format!(
-        r#"
-[[tools]]
-id = "images"
-price_micros = 20000
-max_price_micros = 100000
-timeout_ms = {timeout_ms}
-adapter = {{ type = "fal_queue", base_url = "{base}/fal", app = "test-app", api_key_env = "{key_var}", per_output_image = true, poll_interval_ms = 20 }}
-"#,
-        base = mock.base_url
-    );
-    Catalog::from_toml_with_secrets(&text, provider_secret(key_var, secret)).unwrap()
+    let images = TestTool::fal("images", mock, key_var)
+        .set("max_price_micros", 100000)
+        .set("timeout_ms", timeout_ms)
+        .adapter("poll_interval_ms", 20);
+    visa_e2e::catalog::catalog(&[images], key_var, secret)
 }
 
 #[tokio::test]

@@ -31,7 +31,8 @@ use time::OffsetDateTime;
 use visa_core::key::{Environment, KeyMode, RawKey};
 use visa_core::money::{MICROS_PER_CENT, Micros};
 use visa_core::policy::{CidrAllowlist, KeyLabel, ToolGrant, ToolScope};
-use visa_e2e::mock_provider::{MockProvider, provider_secret};
+use visa_e2e::catalog::TestTool;
+use visa_e2e::mock_provider::MockProvider;
 use visa_server::app::paid_call::{self as execution, Begun, Running};
 use visa_server::catalog::Catalog;
 use visa_server::clock::Clock;
@@ -51,35 +52,20 @@ fn store_for(database: &Database) -> Arc<dyn Store> {
 }
 
 fn catalog(mock: &MockProvider) -> Catalog {
-    let text = format!(
-        r#"
-[[tools]]
-id = "echo"
-price_micros = 10000
-timeout_ms = 1000
-adapter = {{ type = "builtin", name = "echo" }}
-
-[[tools]]
-id = "chat"
-price_micros = 100
-input_micros_per_mtok = 150000
-output_micros_per_mtok = 600000
-max_price_micros = 200000
-max_output_tokens = 1000
-timeout_ms = 150
-adapter = {{ type = "openai_chat", base_url = "{base}", model = "m", api_key_env = "VISA_SIM_PROVIDER_KEY" }}
-
-[[tools]]
-id = "images"
-price_micros = 20000
-max_price_micros = 60000
-timeout_ms = 150
-adapter = {{ type = "fal_queue", base_url = "{base}/fal", app = "test-app", api_key_env = "VISA_SIM_PROVIDER_KEY", per_output_image = true, poll_interval_ms = 5 }}
-"#,
-        base = mock.base_url
-    );
-    let secret = provider_secret("VISA_SIM_PROVIDER_KEY", Some("sk-sim-0123456789abcdef"));
-    Catalog::from_toml_with_secrets(&text, secret).unwrap()
+    let var = "VISA_SIM_PROVIDER_KEY";
+    let tools = [
+        TestTool::builtin("echo", "echo").set("timeout_ms", 1000),
+        TestTool::chat("chat", mock, var)
+            .set("max_price_micros", 200000)
+            .set("max_output_tokens", 1000)
+            .set("timeout_ms", 150)
+            .adapter("model", r#""m""#),
+        TestTool::fal("images", mock, var)
+            .set("max_price_micros", 60000)
+            .set("timeout_ms", 150)
+            .adapter("poll_interval_ms", 5),
+    ];
+    visa_e2e::catalog::catalog(&tools, var, Some("sk-sim-0123456789abcdef"))
 }
 
 fn audit(now: OffsetDateTime) -> AuditContext {

@@ -11,6 +11,8 @@ use visa_core::secret::SecretHash;
 
 pub type Timestamp = OffsetDateTime;
 
+pub use crate::rules::HoldRefusal;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Account {
     pub id: i64,
@@ -463,20 +465,6 @@ pub struct ExecutionStart {
 /// A server process sharing the store, known by the lease it renews (`Store::register_node`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NodeId(pub i64);
-
-/// Why a hold was refused. Nothing was recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HoldRefusal {
-    /// The key's request rate is spent: a request is admitted again in this many seconds.
-    RateLimited {
-        retry_after: u64,
-    },
-    DailyCap,
-    TotalCap,
-    Balance,
-    /// The key, its secret or its account changed after the request was authenticated.
-    Denied(crate::rules::Denial),
-}
 
 /// What `begin_execution` decided. (`S` is what a new call carries: a `Hold` for the server,
 /// the bare execution inside a backend's transaction.)

@@ -7,8 +7,8 @@
 //! A backend reads the state these functions need in its transaction, asks them, and writes
 //! what they decide; it decides nothing itself.
 
-use crate::model::{HoldRefusal, Timestamp};
 use std::net::IpAddr;
+use time::OffsetDateTime as Timestamp;
 use visa_core::money::{MICROS_PER_CENT, Micros};
 use visa_core::policy::{CidrAllowlist, ToolGrant};
 
@@ -122,6 +122,20 @@ pub struct CapState {
     pub held_total: Micros,
     /// The account's balance less its holds; `None` when no account money moves (preview).
     pub available: Option<Micros>,
+}
+
+/// Why a hold was refused. Nothing was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldRefusal {
+    /// The key's request rate is spent: a request is admitted again in this many seconds.
+    RateLimited {
+        retry_after: u64,
+    },
+    DailyCap,
+    TotalCap,
+    Balance,
+    /// The key, its secret or its account changed after the request was authenticated.
+    Denied(Denial),
 }
 
 /// Why a hold of `hold` does not fit, if it does not: the daily cap, then the total cap, then

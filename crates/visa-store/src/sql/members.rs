@@ -9,7 +9,6 @@
 
 use super::audit;
 use super::db::{Db, Row, params};
-use super::sessions;
 use super::{from_db, to_db};
 use crate::audit::member_snapshot;
 use crate::model::*;
@@ -149,6 +148,18 @@ pub(crate) fn accept_invite(
 }
 
 /// Only an owner grants the owner role or changes or removes an owner.
+/// Ends every session of the member but `keep`; how many ended.
+pub(crate) fn end_all_but(conn: &dyn Db, member_id: i64, keep: Option<&SecretHash>) -> StoreResult<u64> {
+    let keep = keep.map(|k| k.0.to_vec()).unwrap_or_default();
+    conn.execute("DELETE FROM sessions WHERE member_id = ?1 AND token_hash != ?2", params![member_id, keep])
+        .map(|n| n as u64)
+}
+
+/// The audit target of a member.
+pub(crate) fn member_target(member_id: i64) -> String {
+    format!("member:{member_id}")
+}
+
 pub(crate) fn ensure_may_touch(caller: Role, roles: &[Role]) -> StoreResult<()> {
     if roles.contains(&Role::Owner) && !caller.allows(Permission::Own) {
         return Err(StoreError::Forbidden(
@@ -211,7 +222,7 @@ pub(crate) fn remove(
     let member = require_member(conn, account_id, member_id)?;
     ensure_may_touch(caller, &[member.role])?;
     ensure_other_owner(conn, &member)?;
-    sessions::end_all_but(conn, member_id, None)?;
+    end_all_but(conn, member_id, None)?;
     conn.execute("DELETE FROM members WHERE id = ?1", params![member_id])?;
     audit::record(conn, account_id, ctx, "member.removed", &target(&member), member_snapshot(&member), Value::Null)?;
     Ok(member)
@@ -241,7 +252,7 @@ pub(crate) fn change_password(
 ) -> StoreResult<(Member, u64)> {
     let member = require_member(conn, account_id, member_id)?;
     conn.execute("UPDATE members SET password_hash = ?2 WHERE id = ?1", params![member_id, password_hash])?;
-    let ended = sessions::end_all_but(conn, member_id, Some(keep))?;
+    let ended = end_all_but(conn, member_id, Some(keep))?;
     let (before, after) =
         (json!({ "password": "previous" }), json!({ "password": "new", "other_sessions_ended": ended }));
     audit::record(conn, account_id, ctx, "member.password_changed", &target(&member), before, after)?;
@@ -258,5 +269,5 @@ pub(crate) fn sweep_invitations(conn: &dyn Db, now: Timestamp, limit: u32) -> St
 }
 
 fn target(member: &Member) -> String {
-    sessions::member_target(member.id)
+    member_target(member.id)
 }

@@ -4,7 +4,7 @@
 
 use super::audit;
 use super::db::{Db, Row, params};
-use super::members::{ensure_may_touch, require_member};
+use super::members::{end_all_but, ensure_may_touch, member_target, require_member};
 use super::{from_db, to_db};
 use crate::model::*;
 use crate::{StoreError, StoreResult};
@@ -91,13 +91,6 @@ pub(crate) fn end(
     Ok(count)
 }
 
-/// Ends every session of the member but `keep`; how many ended.
-pub(crate) fn end_all_but(conn: &dyn Db, member_id: i64, keep: Option<&SecretHash>) -> StoreResult<u64> {
-    let keep = keep.map(|k| k.0.to_vec()).unwrap_or_default();
-    conn.execute("DELETE FROM sessions WHERE member_id = ?1 AND token_hash != ?2", params![member_id, keep])
-        .map(|n| n as u64)
-}
-
 /// Ends the session with this token (sign-out); one that is gone already is not an error.
 /// Signing out: ends the session of `token_hash`, audited as `session.ended` by its member.
 pub(crate) fn end_by_token(conn: &dyn Db, token_hash: &SecretHash, ctx: &AuditContext) -> StoreResult<()> {
@@ -119,10 +112,6 @@ pub(crate) fn sweep(conn: &dyn Db, now: Timestamp, limit: u32) -> StoreResult<us
         "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at <= ?1 LIMIT ?2)",
         params![to_db(now), limit],
     )
-}
-
-pub(crate) fn member_target(member_id: i64) -> String {
-    format!("member:{member_id}")
 }
 
 #[cfg(test)]
