@@ -1,0 +1,2 @@
+-- A key may let the OpenAI-compatible surface take its calls without an Idempotency-Key.
+ALTER TABLE keys ADD COLUMN idempotency_optional INTEGER NOT NULL DEFAULT 0;
