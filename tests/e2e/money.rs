@@ -337,9 +337,9 @@ async fn the_nodes_sweep_voids_a_running_call_no_task_tracks() {
     let start = ExecutionStart {
         node,
         public_id: "exec-stranded".into(),
-        account_id,
-        key_id,
-        secret_id,
+        account_id: visa_store::AccountId::new(account_id),
+        key_id: visa_store::KeyId::new(key_id),
+        secret_id: visa_store::SecretId::new(secret_id),
         client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
         idempotency_key,
         request_hash: [7; 32],

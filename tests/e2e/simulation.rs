@@ -114,7 +114,7 @@ struct SecretModel {
 
 #[derive(Debug, Clone)]
 struct KeyModel {
-    id: i64,
+    id: KeyId,
     account: usize,
     secrets: Vec<SecretModel>,
     revoked: bool,
@@ -133,7 +133,7 @@ struct KeyModel {
 
 #[derive(Debug, Clone)]
 struct AccountModel {
-    id: i64,
+    id: AccountId,
     login: String,
     approved: bool,
     balance: i64,

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod fingerprint;
+pub mod id;
 pub mod key;
 pub mod money;
 pub mod number;

@@ -7,7 +7,9 @@ use crate::catalog::Catalog;
 use crate::config::ServeConfig;
 use crate::signals::{Signal, Signals};
 use crate::state::{AppState, SharedState};
-use crate::{DATABASE_FILE, auth, background, connections, data_dir, extract, lease, routes, tls};
+use crate::{
+    DATABASE_FILE, auth, background, connections, dashboard, data_dir, error, extract, lease, openai, routes, tls,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,8 +127,17 @@ impl Server {
     }
 }
 
+/// Every surface on one router — the JSON API, the dashboard, the OpenAI surface — with what
+/// all requests go through: the route's label for metrics, the error envelope for unknown
+/// routes and wrong methods, the client's address, the request counters.
 pub fn app(state: SharedState) -> axum::Router {
-    routes::router(state.clone())
+    let (api, _) = routes::api().split_for_parts();
+    api.merge(dashboard::router())
+        .merge(openai::router())
+        .route_layer(axum::middleware::from_fn(routes::metrics::tag_route))
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .fallback(error::not_found)
+        .with_state(state.clone())
         .layer(axum::middleware::from_fn_with_state(state.clone(), extract::resolve_client))
         .layer(axum::middleware::from_fn_with_state(state, routes::metrics::count_requests))
 }

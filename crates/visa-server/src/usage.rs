@@ -12,16 +12,16 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use time::OffsetDateTime;
-use visa_store::{KeyUse, Store};
+use visa_store::{KeyId, KeyUse, SecretId, Store};
 
 #[derive(Default)]
 pub struct LastUsed {
-    pending: Mutex<HashMap<i64, KeyUse>>,
+    pending: Mutex<HashMap<SecretId, KeyUse>>,
 }
 
 impl LastUsed {
     /// Notes a use; only the newest per secret survives until the next flush.
-    pub fn record(&self, key_id: i64, secret_id: i64, at: OffsetDateTime, ip: IpAddr) {
+    pub fn record(&self, key_id: KeyId, secret_id: SecretId, at: OffsetDateTime, ip: IpAddr) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         pending.insert(secret_id, KeyUse { key_id, secret_id, at, ip });
     }
@@ -58,12 +58,12 @@ impl LastUsed {
 /// last-used times, so counting a request costs no database write.
 #[derive(Default)]
 pub struct RequestCounts {
-    pending: Mutex<HashMap<(i64, i64), visa_store::UsageCount>>,
+    pending: Mutex<HashMap<(SecretId, i64), visa_store::UsageCount>>,
 }
 
 impl RequestCounts {
     /// Counts one authenticated request: a success, or an error by its `error_code`.
-    pub fn record(&self, key_id: i64, secret_id: i64, at: OffsetDateTime, error_code: Option<&str>) {
+    pub fn record(&self, key_id: KeyId, secret_id: SecretId, at: OffsetDateTime, error_code: Option<&str>) {
         let minute = at.unix_timestamp().div_euclid(60);
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let count = pending.entry((secret_id, minute)).or_insert_with(|| visa_store::UsageCount {
@@ -123,20 +123,24 @@ mod tests {
     fn a_refused_batch_adds_back_to_what_came_meanwhile() {
         let counts = RequestCounts::default();
         let at = OffsetDateTime::UNIX_EPOCH;
-        counts.record(1, 2, at, None);
-        counts.record(1, 2, at, Some("RATE_LIMITED"));
+        counts.record(KeyId::new(1), SecretId::new(2), at, None);
+        counts.record(KeyId::new(1), SecretId::new(2), at, Some("RATE_LIMITED"));
         let batch: Vec<_> = counts.pending.lock().unwrap().drain().map(|(_, c)| c).collect();
-        counts.record(1, 2, at, None);
+        counts.record(KeyId::new(1), SecretId::new(2), at, None);
         counts.merge_back(batch);
-        let merged = counts.pending.lock().unwrap()[&(2, 0)].clone();
+        let merged = counts.pending.lock().unwrap()[&(SecretId::new(2), 0)].clone();
         assert_eq!((merged.requests, merged.successes, merged.errors["RATE_LIMITED"]), (3, 2, 1));
 
         let used = LastUsed::default();
         let ip = IpAddr::from([127, 0, 0, 1]);
-        used.record(1, 2, at + time::Duration::seconds(5), ip);
-        used.merge_back(vec![KeyUse { key_id: 1, secret_id: 2, at, ip }]);
-        assert_eq!(used.pending.lock().unwrap()[&2].at, at + time::Duration::seconds(5), "the newest use wins");
-        used.merge_back(vec![KeyUse { key_id: 1, secret_id: 3, at, ip }]);
-        assert!(used.pending.lock().unwrap().contains_key(&3));
+        used.record(KeyId::new(1), SecretId::new(2), at + time::Duration::seconds(5), ip);
+        used.merge_back(vec![KeyUse { key_id: KeyId::new(1), secret_id: SecretId::new(2), at, ip }]);
+        assert_eq!(
+            used.pending.lock().unwrap()[&SecretId::new(2)].at,
+            at + time::Duration::seconds(5),
+            "the newest use wins"
+        );
+        used.merge_back(vec![KeyUse { key_id: KeyId::new(1), secret_id: SecretId::new(3), at, ip }]);
+        assert!(used.pending.lock().unwrap().contains_key(&SecretId::new(3)));
     }
 }

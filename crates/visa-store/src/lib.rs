@@ -303,8 +303,8 @@ pub trait Store: Send + Sync + 'static {
     /// The member's live sessions, oldest first; `current` marks the one with that token.
     async fn list_sessions(
         &self,
-        account_id: i64,
-        member_id: i64,
+        account_id: AccountId,
+        member_id: MemberId,
         current: Option<SecretHash>,
         now: Timestamp,
     ) -> StoreResult<Vec<SessionRecord>>;
@@ -312,8 +312,8 @@ pub trait Store: Send + Sync + 'static {
     /// `Forbidden` for an owner's unless `caller` is an owner.
     async fn end_sessions(
         &self,
-        account_id: i64,
-        member_id: i64,
+        account_id: AccountId,
+        member_id: MemberId,
         which: SessionsToEnd,
         caller: visa_core::role::Role,
         audit: AuditContext,
@@ -322,8 +322,8 @@ pub trait Store: Send + Sync + 'static {
     /// one transaction, audited as `member.password_changed`; says how many sessions ended.
     async fn change_password(
         &self,
-        account_id: i64,
-        member_id: i64,
+        account_id: AccountId,
+        member_id: MemberId,
         password_hash: String,
         keep: SecretHash,
         audit: AuditContext,
@@ -335,11 +335,11 @@ pub trait Store: Send + Sync + 'static {
     async fn member_by_login(&self, login: &str) -> StoreResult<Option<Member>>;
     /// The member with this pending invitation, if any (expired or not).
     async fn member_by_invite(&self, invite_hash: SecretHash) -> StoreResult<Option<Member>>;
-    async fn list_members(&self, account_id: i64) -> StoreResult<Vec<Member>>;
+    async fn list_members(&self, account_id: AccountId) -> StoreResult<Vec<Member>>;
     /// Adds a member with a pending invitation; `Conflict` when the login is already a member
     /// of, or invited to, this account. A pending invitation reserves nothing server-wide: the
     /// login is claimed when the invitation is accepted (`Conflict` then if it was taken).
-    async fn invite_member(&self, account_id: i64, new: NewMember, audit: AuditContext) -> StoreResult<Member>;
+    async fn invite_member(&self, account_id: AccountId, new: NewMember, audit: AuditContext) -> StoreResult<Member>;
     /// Sets the invited member's password and ends the invitation; `NotFound` when the
     /// invitation is unknown or expired.
     async fn accept_invite(
@@ -353,8 +353,8 @@ pub trait Store: Send + Sync + 'static {
     /// rules are checked inside the write, against the member as it is then.
     async fn change_member_role(
         &self,
-        account_id: i64,
-        member_id: i64,
+        account_id: AccountId,
+        member_id: MemberId,
         role: visa_core::role::Role,
         caller: visa_core::role::Role,
         audit: AuditContext,
@@ -363,35 +363,35 @@ pub trait Store: Send + Sync + 'static {
     /// for an owner unless `caller` is one.
     async fn remove_member(
         &self,
-        account_id: i64,
-        member_id: i64,
+        account_id: AccountId,
+        member_id: MemberId,
         caller: visa_core::role::Role,
         audit: AuditContext,
     ) -> StoreResult<Member>;
     /// A page of the account's audit log, newest first.
     async fn list_audit(
         &self,
-        account_id: i64,
+        account_id: AccountId,
         filter: AuditFilter,
         page: PageRequest,
     ) -> StoreResult<Page<AuditEntry>>;
 
     // Keys.
     async fn create_key(&self, new: NewKey, audit: AuditContext) -> StoreResult<KeyRecord>;
-    async fn get_key(&self, account_id: i64, key_id: i64) -> StoreResult<Option<KeyRecord>>;
-    async fn list_keys(&self, account_id: i64, page: PageRequest) -> StoreResult<Page<KeyRecord>>;
+    async fn get_key(&self, account_id: AccountId, key_id: KeyId) -> StoreResult<Option<KeyRecord>>;
+    async fn list_keys(&self, account_id: AccountId, page: PageRequest) -> StoreResult<Page<KeyRecord>>;
     async fn update_key(
         &self,
-        account_id: i64,
-        key_id: i64,
+        account_id: AccountId,
+        key_id: KeyId,
         patch: KeyPatch,
         audit: AuditContext,
     ) -> StoreResult<KeyRecord>;
     /// Revokes the key and all its secrets; revoking a revoked key changes (and audits) nothing.
     async fn revoke_key(
         &self,
-        account_id: i64,
-        key_id: i64,
+        account_id: AccountId,
+        key_id: KeyId,
         cause: RevokeCause,
         audit: AuditContext,
     ) -> StoreResult<KeyRecord>;
@@ -399,15 +399,15 @@ pub trait Store: Send + Sync + 'static {
     /// key's newest secret cannot be revoked this way: that is rotating or revoking the key.
     async fn revoke_secret(
         &self,
-        account_id: i64,
-        key_id: i64,
-        secret_id: i64,
+        account_id: AccountId,
+        key_id: KeyId,
+        secret_id: SecretId,
         audit: AuditContext,
     ) -> StoreResult<KeyRecord>;
     async fn rotate_key(
         &self,
-        account_id: i64,
-        key_id: i64,
+        account_id: AccountId,
+        key_id: KeyId,
         rotation: Rotation,
         audit: AuditContext,
     ) -> StoreResult<KeyRecord>;
@@ -426,14 +426,19 @@ pub trait Store: Send + Sync + 'static {
     // Admin keys.
     async fn create_admin_key(
         &self,
-        account_id: i64,
+        account_id: AccountId,
         label: visa_core::policy::KeyLabel,
         environment: visa_core::key::Environment,
         secret: NewSecret,
         audit: AuditContext,
     ) -> StoreResult<AdminKeyRecord>;
-    async fn list_admin_keys(&self, account_id: i64) -> StoreResult<Vec<AdminKeyRecord>>;
-    async fn revoke_admin_key(&self, account_id: i64, id: i64, audit: AuditContext) -> StoreResult<AdminKeyRecord>;
+    async fn list_admin_keys(&self, account_id: AccountId) -> StoreResult<Vec<AdminKeyRecord>>;
+    async fn revoke_admin_key(
+        &self,
+        account_id: AccountId,
+        id: AdminKeyId,
+        audit: AuditContext,
+    ) -> StoreResult<AdminKeyRecord>;
     /// The admin key (live or revoked) behind a secret hash, with its stored hash.
     async fn admin_key_by_secret(&self, hash: SecretHash) -> StoreResult<Option<(AdminKeyRecord, SecretHash)>>;
 
@@ -441,14 +446,14 @@ pub trait Store: Send + Sync + 'static {
     async fn record_usage(&self, counts: Vec<UsageCount>) -> StoreResult<()>;
     /// Usage of a key's secrets in `[since_minute, until_minute)`, one row per secret and minute
     /// with requests or charges, charges included.
-    async fn key_usage(&self, key_id: i64, since_minute: i64, until_minute: i64) -> StoreResult<Vec<UsageCount>>;
+    async fn key_usage(&self, key_id: KeyId, since_minute: i64, until_minute: i64) -> StoreResult<Vec<UsageCount>>;
     /// What each key of the account spent on each UTC day from `since_day` (days since the
     /// epoch) on, from the per-day counters the money path keeps: one row per key and day
     /// with a charge, oldest day first.
-    async fn account_spend(&self, account_id: i64, since_day: i64) -> StoreResult<Vec<DaySpend>>;
+    async fn account_spend(&self, account_id: AccountId, since_day: i64) -> StoreResult<Vec<DaySpend>>;
 
     // The money path.
-    async fn account_by_id(&self, account_id: i64) -> StoreResult<Option<Account>>;
+    async fn account_by_id(&self, account_id: AccountId) -> StoreResult<Option<Account>>;
     /// In one transaction: look up the Idempotency-Key; if new, check the key's daily and
     /// total caps and the account's available balance, place the hold and record the key.
     ///

@@ -11,11 +11,13 @@ use visa_core::secret::SecretHash;
 
 pub type Timestamp = OffsetDateTime;
 
+pub use visa_core::id::{AccountId, AdminKeyId, KeyId, MemberId, SecretId, SessionId};
+
 pub use crate::rules::HoldRefusal;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Account {
-    pub id: i64,
+    pub id: AccountId,
     pub login: String,
     pub approved: bool,
     /// Money on the account, holds included.
@@ -39,8 +41,8 @@ pub struct NewAccount {
 /// A person in an account. Logins are unique across the server: a login signs in to one account.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Member {
-    pub id: i64,
-    pub account_id: i64,
+    pub id: MemberId,
+    pub account_id: AccountId,
     pub login: String,
     pub role: Role,
     pub created_at: Timestamp,
@@ -64,8 +66,8 @@ pub struct NewMember {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Actor {
     Operator,
-    Member { id: i64, login: String },
-    AdminKey { id: i64, label: String },
+    Member { id: MemberId, login: String },
+    AdminKey { id: AdminKeyId, label: String },
 }
 
 /// Who is changing something, from where, and when: every control-plane mutation of the
@@ -82,7 +84,7 @@ pub struct AuditContext {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEntry {
     pub id: i64,
-    pub account_id: i64,
+    pub account_id: AccountId,
     pub actor: Actor,
     /// e.g. `key.updated`, `member.role_changed`.
     pub action: String,
@@ -113,8 +115,8 @@ pub enum RevokeCause {
 /// signing in, or the operator creating the account) come from its `AuditContext`.
 #[derive(Debug, Clone)]
 pub struct NewSession {
-    pub account_id: i64,
-    pub member_id: i64,
+    pub account_id: AccountId,
+    pub member_id: MemberId,
     pub token_hash: SecretHash,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
@@ -123,8 +125,8 @@ pub struct NewSession {
 /// A live session as its member (or an owner or admin) sees it: never the token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRecord {
-    pub id: i64,
-    pub member_id: i64,
+    pub id: SessionId,
+    pub member_id: MemberId,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     pub ip: Option<IpAddr>,
@@ -137,7 +139,7 @@ pub struct SessionRecord {
 #[derive(Debug, Clone)]
 pub enum SessionsToEnd {
     /// One session, by id (`NotFound` unless it is the member's and live).
-    One(i64),
+    One(SessionId),
     /// Every session, except the one with this token (the caller's own) if given.
     AllExcept(Option<SecretHash>),
 }
@@ -145,7 +147,7 @@ pub enum SessionsToEnd {
 /// A secret of a key. A key has one, or two during a rotation's grace period.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SecretRecord {
-    pub id: i64,
+    pub id: SecretId,
     pub key_prefix: String,
     pub created_at: Timestamp,
     /// Set by a rotation: the secret stops working at this instant.
@@ -180,8 +182,8 @@ pub struct KeyPolicy {
 
 #[derive(Debug, Clone)]
 pub struct KeyRecord {
-    pub id: i64,
-    pub account_id: i64,
+    pub id: KeyId,
+    pub account_id: AccountId,
     pub owner: String,
     pub environment: Environment,
     pub policy: KeyPolicy,
@@ -221,7 +223,7 @@ pub struct NewSecret {
 
 #[derive(Debug, Clone)]
 pub struct NewKey {
-    pub account_id: i64,
+    pub account_id: AccountId,
     pub environment: Environment,
     pub policy: KeyPolicy,
     pub secret: NewSecret,
@@ -293,7 +295,7 @@ pub struct Rotation {
 #[derive(Debug, Clone)]
 pub struct AuthRecord {
     pub key: KeyRecord,
-    pub secret_id: i64,
+    pub secret_id: SecretId,
     pub secret_hash: SecretHash,
     pub account_approved: bool,
 }
@@ -319,8 +321,8 @@ impl AuthRecord {
 
 #[derive(Debug, Clone, Copy)]
 pub struct KeyUse {
-    pub key_id: i64,
-    pub secret_id: i64,
+    pub key_id: KeyId,
+    pub secret_id: SecretId,
     pub at: Timestamp,
     pub ip: IpAddr,
 }
@@ -406,8 +408,8 @@ impl ExecutionState {
 pub struct ExecutionRecord {
     pub id: i64,
     pub public_id: String,
-    pub account_id: i64,
-    pub key_id: i64,
+    pub account_id: AccountId,
+    pub key_id: KeyId,
     pub tool: String,
     pub state: ExecutionState,
     /// Preview: caps counted, balance untouched, nothing charged to the account.
@@ -440,10 +442,10 @@ pub struct ExecutionStart {
     /// `reconcile_required`.
     pub node: NodeId,
     pub public_id: String,
-    pub account_id: i64,
-    pub key_id: i64,
+    pub account_id: AccountId,
+    pub key_id: KeyId,
     /// The secret the call was authenticated with: the hold re-checks it is still live.
-    pub secret_id: i64,
+    pub secret_id: SecretId,
     /// The caller's address: the hold re-checks the key's CIDR allowlist.
     pub client_ip: std::net::IpAddr,
     /// The Idempotency-Key's 16 bytes (a UUID), compact in the index it is looked up by.
@@ -562,8 +564,8 @@ pub enum Reconcile {
 /// Filters for execution lists.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ExecutionFilter {
-    pub account_id: Option<i64>,
-    pub key_id: Option<i64>,
+    pub account_id: Option<AccountId>,
+    pub key_id: Option<KeyId>,
     pub state: Option<ExecutionState>,
 }
 
@@ -585,14 +587,14 @@ pub struct Retention {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DaySpend {
     pub day_number: i64,
-    pub key_id: i64,
+    pub key_id: KeyId,
     pub spent: Micros,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UsageCount {
-    pub key_id: i64,
-    pub secret_id: i64,
+    pub key_id: KeyId,
+    pub secret_id: SecretId,
     pub minute: i64,
     pub requests: u64,
     pub successes: u64,
@@ -604,8 +606,8 @@ pub struct UsageCount {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdminKeyRecord {
-    pub id: i64,
-    pub account_id: i64,
+    pub id: AdminKeyId,
+    pub account_id: AccountId,
     pub label: KeyLabel,
     pub environment: Environment,
     pub key_prefix: String,

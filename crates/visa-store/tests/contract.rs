@@ -32,9 +32,9 @@ struct Fixture {
     store: std::sync::Arc<dyn Store>,
     database: Database,
     _dir: tempfile::TempDir,
-    account: i64,
-    key: i64,
-    secret: i64,
+    account: AccountId,
+    key: KeyId,
+    secret: SecretId,
     calls: u8,
 }
 
@@ -80,9 +80,9 @@ impl Fixture {
     }
 
     fn start_of(
-        account: i64,
-        key: i64,
-        secret: i64,
+        account: AccountId,
+        key: KeyId,
+        secret: SecretId,
         node: NodeId,
         now: OffsetDateTime,
         idempotency_key: [u8; 16],
@@ -500,9 +500,10 @@ async fn account_spend_is_the_captures_per_key_and_day() {
     f.store.finish_execution(&voided, Finish::VoidRetryable, t0).await.unwrap();
 
     let spend = f.store.account_spend(f.account, day - 1).await.unwrap();
-    let rows: Vec<(i64, i64, i64)> = spend.iter().map(|s| (s.day_number, s.key_id, s.spent.0)).collect();
+    let rows: Vec<(i64, KeyId, i64)> = spend.iter().map(|s| (s.day_number, s.key_id, s.spent.0)).collect();
     assert_eq!(rows, [(day - 1, f.key, 3_000), (day, f.key, 7_000)]);
     let from_today = f.store.account_spend(f.account, day).await.unwrap();
     assert_eq!(from_today.len(), 1);
-    assert!(f.store.account_spend(f.account + 1, 0).await.unwrap().is_empty(), "another account sees nothing");
+    let another = AccountId::new(f.account.get() + 1);
+    assert!(f.store.account_spend(another, 0).await.unwrap().is_empty(), "another account sees nothing");
 }

@@ -85,9 +85,9 @@ struct World {
     /// Crashes so far: each moves the clock of leases one lease (and a second) on.
     crashes: i32,
     _dir: tempfile::TempDir,
-    accounts: Vec<i64>,
+    accounts: Vec<AccountId>,
     /// (key id, account index, secret id)
-    keys: Vec<(i64, usize, i64)>,
+    keys: Vec<(KeyId, usize, SecretId)>,
     credits: HashMap<usize, i64>,
     captured: HashMap<usize, i64>,
     running: Vec<(Hold, usize)>,

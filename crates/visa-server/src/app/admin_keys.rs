@@ -11,6 +11,7 @@ use crate::wire::admin_keys::{
     ADMIN_KEY_NOT_FOUND, AdminKeyCreated, AdminKeyList, AdminKeyRevoked, AdminKeyView, CreateAdminKeyRequest,
 };
 use visa_core::ErrorCode;
+use visa_core::id::AdminKeyId;
 use visa_core::key::{KeyKind, KeyMode, RawKey};
 use visa_core::policy::KeyLabel;
 use visa_core::role::Permission;
@@ -26,7 +27,7 @@ pub async fn create(state: &AppState, caller: &Session, req: CreateAdminKeyReque
     let secret = NewSecret { hash: state.hasher.hash(raw.expose()), key_prefix: raw.prefix() };
     let audit = caller.audit(state);
     let key = state.store.create_admin_key(caller.account.id, label, state.environment, secret, audit).await?;
-    tracing::info!(admin_key_id = key.id, account = %caller.account.login, "admin key created");
+    tracing::info!(admin_key_id = %key.id, account = %caller.account.login, "admin key created");
     Ok(AdminKeyCreated { success: true, key: raw.expose().to_owned(), admin_key: AdminKeyView::from(&key) })
 }
 
@@ -36,13 +37,13 @@ pub async fn list(state: &AppState, caller: &Session) -> ApiResult<AdminKeyList>
     Ok(AdminKeyList { success: true, object: "list".into(), admin_keys: keys.iter().map(AdminKeyView::from).collect() })
 }
 
-pub async fn revoke(state: &AppState, caller: &Session, id: i64) -> ApiResult<AdminKeyRevoked> {
+pub async fn revoke(state: &AppState, caller: &Session, id: AdminKeyId) -> ApiResult<AdminKeyRevoked> {
     caller.require(Permission::ManageMembers)?;
     state
         .store
         .revoke_admin_key(caller.account.id, id, caller.audit(state))
         .await
         .map_err(not_found_as(ErrorCode::KeyNotFound, ADMIN_KEY_NOT_FOUND))?;
-    tracing::info!(admin_key_id = id, "admin key revoked");
-    Ok(AdminKeyRevoked { success: true, revoked: id })
+    tracing::info!(admin_key_id = %id, "admin key revoked");
+    Ok(AdminKeyRevoked { success: true, revoked: id.get() })
 }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use visa_core::ErrorCode;
 use visa_core::money::Micros;
 use visa_core::pagination::PageRequest;
-use visa_store::{ExecutionFilter, OperatorRequest, Reconcile};
+use visa_store::{ExecutionFilter, KeyId, OperatorRequest, Reconcile};
 
 async fn list_page(state: &AppState, filter: ExecutionFilter, page: PageRequest) -> ApiResult<ExecutionListResponse> {
     let page = state.store.list_executions(filter, page).await?;
@@ -34,7 +34,7 @@ pub async fn list(
     let (asked, own) = (query.key_id()?, reader.key_id());
     // A key reads only its own executions: asking for another key's matches nothing.
     let key_id = match (asked, own) {
-        (Some(asked), Some(own)) if asked != own => Some(0),
+        (Some(asked), Some(own)) if asked != own => Some(KeyId::new(0)),
         (asked, own) => own.or(asked),
     };
     let filter = ExecutionFilter { account_id: Some(reader.account_id()), key_id, state: query.state()? };

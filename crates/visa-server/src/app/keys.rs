@@ -11,6 +11,7 @@ use crate::wire::keys::{
     RevokeResponse, RotateKeyRequest, UpdateKeyRequest, key_not_found,
 };
 use visa_core::ErrorCode;
+use visa_core::id::{KeyId, SecretId};
 use visa_core::key::{KeyMode, RawKey};
 use visa_core::pagination::PageRequest;
 use visa_core::policy::{
@@ -41,7 +42,7 @@ pub async fn create(state: &AppState, caller: &Session, req: CreateKeyRequest) -
     let (raw, secret) = mint_secret(state);
     let new = NewKey { account_id: caller.account.id, environment: state.environment, policy, secret };
     let key = state.store.create_key(new, caller.audit(state)).await?;
-    tracing::info!(key_id = key.id, account = %key.owner, "key created");
+    tracing::info!(key_id = %key.id, account = %key.owner, "key created");
     Ok(KeyWithSecretResponse { success: true, raw_key: raw.expose().to_owned(), key: KeyView::new(&key, now) })
 }
 
@@ -52,13 +53,13 @@ pub async fn list(state: &AppState, caller: &Session, page: PageRequest) -> ApiR
     Ok(KeyListResponse { page: ListPage::of(&page), keys: page.items.iter().map(|k| KeyView::new(k, now)).collect() })
 }
 
-pub async fn get(state: &AppState, caller: &Session, id: i64) -> ApiResult<KeyResponse> {
+pub async fn get(state: &AppState, caller: &Session, id: KeyId) -> ApiResult<KeyResponse> {
     caller.require(Permission::Read)?;
     let key = state.store.get_key(caller.account.id, id).await?.ok_or_else(key_not_found)?;
     Ok(KeyResponse { success: true, key: KeyView::new(&key, state.now()) })
 }
 
-pub async fn update(state: &AppState, caller: &Session, id: i64, req: UpdateKeyRequest) -> ApiResult<KeyResponse> {
+pub async fn update(state: &AppState, caller: &Session, id: KeyId, req: UpdateKeyRequest) -> ApiResult<KeyResponse> {
     caller.require(Permission::ManageKeys)?;
     let account_id = caller.account.id;
     let current = state.store.get_key(account_id, id).await?.ok_or_else(key_not_found)?;
@@ -90,11 +91,11 @@ pub async fn update(state: &AppState, caller: &Session, id: i64, req: UpdateKeyR
         .await
         .map_err(not_found_as(ErrorCode::KeyNotFound, KEY_NOT_FOUND))?;
     state.keys.invalidate_key(id);
-    tracing::info!(key_id = id, "key updated");
+    tracing::info!(key_id = %id, "key updated");
     Ok(KeyResponse { success: true, key: KeyView::new(&key, now) })
 }
 
-pub async fn revoke(state: &AppState, caller: &Session, id: i64) -> ApiResult<RevokeResponse> {
+pub async fn revoke(state: &AppState, caller: &Session, id: KeyId) -> ApiResult<RevokeResponse> {
     caller.require(Permission::ManageKeys)?;
     state
         .store
@@ -102,12 +103,17 @@ pub async fn revoke(state: &AppState, caller: &Session, id: i64) -> ApiResult<Re
         .await
         .map_err(not_found_as(ErrorCode::KeyNotFound, KEY_NOT_FOUND))?;
     state.keys.invalidate_key(id);
-    tracing::info!(key_id = id, "key revoked");
-    Ok(RevokeResponse { success: true, revoked: id })
+    tracing::info!(key_id = %id, "key revoked");
+    Ok(RevokeResponse { success: true, revoked: id.get() })
 }
 
 /// Ends one of the key's secrets now (an old one kept by a rotation's grace period).
-pub async fn revoke_secret(state: &AppState, caller: &Session, id: i64, secret_id: i64) -> ApiResult<KeyResponse> {
+pub async fn revoke_secret(
+    state: &AppState,
+    caller: &Session,
+    id: KeyId,
+    secret_id: SecretId,
+) -> ApiResult<KeyResponse> {
     caller.require(Permission::ManageKeys)?;
     let now = state.now();
     let key = state
@@ -116,7 +122,7 @@ pub async fn revoke_secret(state: &AppState, caller: &Session, id: i64, secret_i
         .await
         .map_err(not_found_as(ErrorCode::KeyNotFound, KEY_NOT_FOUND))?;
     state.keys.invalidate_key(id);
-    tracing::info!(key_id = id, secret_id, "key secret revoked");
+    tracing::info!(key_id = %id, secret_id = %secret_id, "key secret revoked");
     Ok(KeyResponse { success: true, key: KeyView::new(&key, now) })
 }
 
@@ -124,7 +130,7 @@ pub async fn revoke_secret(state: &AppState, caller: &Session, id: i64, secret_i
 pub async fn rotate(
     state: &AppState,
     caller: &Session,
-    id: i64,
+    id: KeyId,
     req: RotateKeyRequest,
 ) -> ApiResult<KeyWithSecretResponse> {
     caller.require(Permission::ManageKeys)?;
@@ -142,7 +148,7 @@ pub async fn rotate(
         .await
         .map_err(not_found_as(ErrorCode::KeyNotFound, KEY_NOT_FOUND))?;
     state.keys.invalidate_key(id);
-    tracing::info!(key_id = id, grace_seconds = grace, "key rotated");
+    tracing::info!(key_id = %id, grace_seconds = grace, "key rotated");
     Ok(KeyWithSecretResponse { success: true, raw_key: raw.expose().to_owned(), key: KeyView::new(&key, now) })
 }
 

@@ -14,6 +14,7 @@ use crate::wire::members::{
     RemovedResponse,
 };
 use visa_core::ErrorCode;
+use visa_core::id::MemberId;
 use visa_core::key::random_token;
 use visa_core::policy::Login;
 use visa_core::role::{Permission, Role};
@@ -70,14 +71,14 @@ pub async fn invite(state: &AppState, caller: &Session, req: InviteRequest) -> A
         invite_expires_at: audit.now + INVITE_TTL,
     };
     let member = state.store.invite_member(caller.account.id, new, audit).await.map_err(member_error)?;
-    tracing::info!(member_id = member.id, role = %member.role, "member invited");
+    tracing::info!(member_id = %member.id, role = %member.role, "member invited");
     Ok(InviteResponse { success: true, member: MemberView::from(&member), invite_token: token })
 }
 
 pub async fn change_role(
     state: &AppState,
     caller: &Session,
-    id: i64,
+    id: MemberId,
     req: ChangeRoleRequest,
 ) -> ApiResult<MemberResponse> {
     caller.require(Permission::ManageMembers)?;
@@ -89,13 +90,13 @@ pub async fn change_role(
         .change_member_role(caller.account.id, id, role, caller.role, caller.audit(state))
         .await
         .map_err(member_error)?;
-    tracing::info!(member_id = id, role = %member.role, "member role changed");
+    tracing::info!(member_id = %id, role = %member.role, "member role changed");
     Ok(MemberResponse { success: true, member: MemberView::from(&member) })
 }
 
-pub async fn remove(state: &AppState, caller: &Session, id: i64) -> ApiResult<RemovedResponse> {
+pub async fn remove(state: &AppState, caller: &Session, id: MemberId) -> ApiResult<RemovedResponse> {
     caller.require(Permission::ManageMembers)?;
     state.store.remove_member(caller.account.id, id, caller.role, caller.audit(state)).await.map_err(member_error)?;
-    tracing::info!(member_id = id, "member removed");
-    Ok(RemovedResponse { success: true, removed: id })
+    tracing::info!(member_id = %id, "member removed");
+    Ok(RemovedResponse { success: true, removed: id.get() })
 }

@@ -19,6 +19,7 @@ use crate::wire::sessions::{
     SessionView, SessionsEnded, SignInRequest, SignedOut,
 };
 use visa_core::ErrorCode;
+use visa_core::id::{MemberId, SessionId};
 use visa_core::key::random_token;
 use visa_core::role::Permission;
 use visa_core::secret::SecretHash;
@@ -78,7 +79,7 @@ pub fn current(caller: &Session) -> CurrentSession {
     CurrentSession {
         success: true,
         credential: credential.into(),
-        account_id: caller.account.id,
+        account_id: caller.account.id.get(),
         account: caller.account.login.clone(),
         actor,
         role: caller.role.to_string(),
@@ -94,14 +95,14 @@ pub async fn sign_out(state: &AppState, caller: &Session) -> ApiResult<SignedOut
 
 /// The member behind a session token and its hash; an admin key is refused (it has no
 /// sessions or password of its own).
-fn signed_in(session: &Session) -> ApiResult<(i64, &str, SecretHash)> {
+fn signed_in(session: &Session) -> ApiResult<(MemberId, &str, SecretHash)> {
     match (&session.actor, session.session_hash) {
         (Actor::Member { id, login }, Some(hash)) => Ok((*id, login, hash)),
         _ => Err(ApiError::invalid("an admin key is not a session: revoke it with `visa-cli admin-keys revoke ID`")),
     }
 }
 
-async fn sessions_of(state: &AppState, caller: &Session, member_id: i64) -> ApiResult<SessionList> {
+async fn sessions_of(state: &AppState, caller: &Session, member_id: MemberId) -> ApiResult<SessionList> {
     let current = caller.session_hash;
     let sessions =
         state.store.list_sessions(caller.account.id, member_id, current, state.now()).await.map_err(member_error)?;
@@ -119,25 +120,25 @@ pub async fn list(state: &AppState, caller: &Session) -> ApiResult<SessionList> 
 }
 
 /// Ends one of the caller's own sessions.
-pub async fn end(state: &AppState, caller: &Session, id: i64) -> ApiResult<SessionsEnded> {
+pub async fn end(state: &AppState, caller: &Session, id: SessionId) -> ApiResult<SessionsEnded> {
     let (member, _, _) = signed_in(caller)?;
     let ended = state
         .store
         .end_sessions(caller.account.id, member, SessionsToEnd::One(id), caller.role, caller.audit(state))
         .await
         .map_err(not_found_as(ErrorCode::NotFound, SESSION_NOT_FOUND))?;
-    tracing::info!(session = id, "session ended by its member");
+    tracing::info!(session = %id, "session ended by its member");
     Ok(SessionsEnded { success: true, ended })
 }
 
 /// Another member's live sessions (owners and admins).
-pub async fn member_sessions(state: &AppState, caller: &Session, member_id: i64) -> ApiResult<SessionList> {
+pub async fn member_sessions(state: &AppState, caller: &Session, member_id: MemberId) -> ApiResult<SessionList> {
     caller.require(Permission::ManageMembers)?;
     sessions_of(state, caller, member_id).await
 }
 
 /// Ends every session of a member (owners and admins).
-pub async fn end_member_sessions(state: &AppState, caller: &Session, id: i64) -> ApiResult<SessionsEnded> {
+pub async fn end_member_sessions(state: &AppState, caller: &Session, id: MemberId) -> ApiResult<SessionsEnded> {
     caller.require(Permission::ManageMembers)?;
     // A member ending their own sessions this way keeps the one asking.
     let keep = caller.session_hash.filter(|_| matches!(caller.actor, Actor::Member { id: me, .. } if me == id));
@@ -146,7 +147,7 @@ pub async fn end_member_sessions(state: &AppState, caller: &Session, id: i64) ->
         .end_sessions(caller.account.id, id, SessionsToEnd::AllExcept(keep), caller.role, caller.audit(state))
         .await
         .map_err(member_error)?;
-    tracing::info!(member_id = id, ended, "member's sessions ended");
+    tracing::info!(member_id = %id, ended, "member's sessions ended");
     Ok(SessionsEnded { success: true, ended })
 }
 
@@ -169,7 +170,7 @@ pub async fn change_password(
         .change_password(caller.account.id, member_id, new_hash, hash, caller.audit(state))
         .await
         .map_err(member_error)?;
-    tracing::info!(member_id, "password changed; other sessions ended");
+    tracing::info!(member_id = %member_id, "password changed; other sessions ended");
     Ok(PasswordChanged { success: true, login: member.login, other_sessions_ended: ended })
 }
 
@@ -186,7 +187,7 @@ pub async fn accept_invite(state: &AppState, origin: &Origin, req: AcceptInviteR
         StoreError::NotFound => unknown(),
         other => member_error(other),
     })?;
-    tracing::info!(member_id = member.id, "invitation accepted");
+    tracing::info!(member_id = %member.id, "invitation accepted");
     let audit = origin.audit(Actor::Member { id: member.id, login: member.login.clone() }, state.now());
     open_session(state, &member, audit).await
 }

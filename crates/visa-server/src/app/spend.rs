@@ -21,7 +21,7 @@ pub async fn spend(state: &AppState, reader: &Reader, query: SpendQuery) -> ApiR
         by_day
             .entry(row.day_number)
             .or_default()
-            .push(KeySpend { key_id: row.key_id, spent_micros: row.spent.to_string() });
+            .push(KeySpend { key_id: row.key_id.get(), spent_micros: row.spent.to_string() });
         let total = totals.entry(row.day_number).or_insert(Micros::ZERO);
         *total = total.checked_add(row.spent).unwrap_or(Micros(i64::MAX));
     }

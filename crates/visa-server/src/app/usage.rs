@@ -10,6 +10,7 @@ use crate::wire::usage::{MAX_RANGE_DAYS, SecretUsage, UsageBucket, UsageCounts, 
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
 use visa_core::ErrorCode;
+use visa_core::id::KeyId;
 use visa_core::money::Micros;
 
 fn parse_time(field: &str, text: Option<&str>, default: OffsetDateTime) -> ApiResult<OffsetDateTime> {
@@ -33,7 +34,7 @@ fn finish((mut counts, charged): (UsageCounts, Micros)) -> UsageCounts {
 
 /// A key's usage, for a session of its account or the key itself (any other id is "not
 /// found", like another account's).
-pub async fn usage(state: &AppState, reader: &Reader, id: i64, query: UsageQuery) -> ApiResult<UsageResponse> {
+pub async fn usage(state: &AppState, reader: &Reader, id: KeyId, query: UsageQuery) -> ApiResult<UsageResponse> {
     let not_found = || ApiError::new(ErrorCode::KeyNotFound, "no such key");
     if reader.key_id().is_some_and(|own| own != id) {
         return Err(not_found());
@@ -68,12 +69,17 @@ pub async fn usage(state: &AppState, reader: &Reader, id: i64, query: UsageQuery
                     counts: finish(counts),
                 })
                 .collect();
-            SecretUsage { secret_id: secret.id, key_prefix: secret.key_prefix.clone(), buckets, totals: finish(totals) }
+            SecretUsage {
+                secret_id: secret.id.get(),
+                key_prefix: secret.key_prefix.clone(),
+                buckets,
+                totals: finish(totals),
+            }
         })
         .collect();
     Ok(UsageResponse {
         success: true,
-        key_id: key.id,
+        key_id: key.id.get(),
         granularity: granularity.as_str().into(),
         since: rfc3339(since),
         until: rfc3339(until),

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use visa_core::secret::SecretHash;
-use visa_store::{AuthRecord, Store};
+use visa_store::{AccountId, AuthRecord, KeyId, Store};
 
 /// Stale entries are swept when the map reaches this size.
 const PRUNE_AT: usize = 4096;
@@ -82,12 +82,12 @@ impl KeyCache {
     }
 
     /// Forgets every secret of a key.
-    pub fn invalidate_key(&self, key_id: i64) {
+    pub fn invalidate_key(&self, key_id: KeyId) {
         self.forget(|record| record.key.id == key_id);
     }
 
     /// Forgets every key of an account (its approval changed).
-    pub fn invalidate_account(&self, account_id: i64) {
+    pub fn invalidate_account(&self, account_id: AccountId) {
         self.forget(|record| record.key.account_id == account_id);
     }
 
@@ -163,8 +163,8 @@ mod tests {
         };
         let now = time::OffsetDateTime::now_utc();
         let key = KeyRecord {
-            id: key_id,
-            account_id: 1,
+            id: KeyId::new(key_id),
+            account_id: AccountId::new(1),
             owner: "o".into(),
             environment: visa_core::key::Environment::Production,
             policy,
@@ -179,7 +179,12 @@ mod tests {
             held_total: Default::default(),
             secrets: vec![],
         };
-        Arc::new(AuthRecord { key, secret_id: 1, secret_hash: SecretHash([7; 32]), account_approved: true })
+        Arc::new(AuthRecord {
+            key,
+            secret_id: visa_store::SecretId::new(1),
+            secret_hash: SecretHash([7; 32]),
+            account_approved: true,
+        })
     }
 
     /// A miss reads the store, an invalidation lands, then the miss inserts what it read: the
@@ -190,7 +195,7 @@ mod tests {
         cache.checked(0, Instant::now());
         let hash = SecretHash([7; 32]);
         let before_read = cache.generation();
-        cache.invalidate_key(1);
+        cache.invalidate_key(KeyId::new(1));
         cache.insert(hash, record(1), before_read);
         assert!(cache.get(&hash).is_none(), "the stale read was dropped");
         cache.insert(hash, record(1), cache.generation());

@@ -20,7 +20,7 @@ use visa_core::ErrorCode;
 use visa_core::key::{KeyKind, RawKey};
 use visa_core::role::{Permission, Role};
 use visa_core::secret::SecretHash;
-use visa_store::{Account, Actor, AuditContext};
+use visa_store::{Account, AccountId, Actor, AuditContext, KeyId};
 
 /// Prefix of session tokens; tells them apart from keys in logs and scanners.
 pub const SESSION_TOKEN_PREFIX: &str = "visa_session";
@@ -205,7 +205,7 @@ pub enum Reader {
 }
 
 impl Reader {
-    pub fn account_id(&self) -> i64 {
+    pub fn account_id(&self) -> AccountId {
         match self {
             Reader::Session(account) => account.id,
             Reader::Key(record) => record.key.account_id,
@@ -213,7 +213,7 @@ impl Reader {
     }
 
     /// The key whose view this is limited to, if the caller is a key.
-    pub fn key_id(&self) -> Option<i64> {
+    pub fn key_id(&self) -> Option<KeyId> {
         match self {
             Reader::Session(_) => None,
             Reader::Key(record) => Some(record.key.id),

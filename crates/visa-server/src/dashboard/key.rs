@@ -1,6 +1,6 @@
-//! A key's page: its policy (editable with the API's validation, `routes::keys::update`), its
+//! A key's page: its policy (editable with the API's validation, `app::keys::update`), its
 //! secrets (prefix, created, expiry, last used time and IP, status), rotation with a grace
-//! period (`routes::keys::rotate`, the new raw key shown once), revoking one old secret early
+//! period (`app::keys::rotate`, the new raw key shown once), revoking one old secret early
 //! (`revoke_secret`), and revoking the key after a confirmation (`revoke`). Controls the
 //! member's role may not use are not rendered; the handlers refuse them anyway.
 
@@ -9,7 +9,7 @@ use super::session::{Browser, Submitted};
 use super::{layout, policy, usage};
 use crate::app;
 use crate::state::SharedState;
-use crate::wire::keys::{KeyView, RotateKeyRequest, key_id};
+use crate::wire::keys::{KeyView, RotateKeyRequest, key_id, secret_id};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
@@ -166,11 +166,11 @@ pub async fn rotate(
 
 pub async fn revoke_secret(
     State(state): State<SharedState>,
-    Path((id, secret_id)): Path<(String, String)>,
+    Path((id, secret)): Path<(String, String)>,
     Submitted { browser, .. }: Submitted,
 ) -> Response {
     let path = path_of(&id);
-    let revoked = async { app::keys::revoke_secret(&state, &browser.session, key_id(&id)?, key_id(&secret_id)?).await };
+    let revoked = async { app::keys::revoke_secret(&state, &browser.session, key_id(&id)?, secret_id(&secret)?).await };
     match revoked.await {
         Ok(_) => Redirect::to(&path).into_response(),
         Err(e) => layout::refused(&state, &browser, &path, e),

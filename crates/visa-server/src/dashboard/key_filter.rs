@@ -1,7 +1,7 @@
 //! The keys table's filters (status, tool, environment, expiring within 7 days, unused for 30
 //! days) and sort (any column, either way). The API pages keys newest first by cursor and has
 //! no such filters, so a filtered or sorted table reads the account's keys through the API's
-//! own list (`routes::keys::list`, 100 a page, at most `MAX_KEYS`) and narrows and orders
+//! own list (`app::keys::list`, 100 a page, at most `MAX_KEYS`) and narrows and orders
 //! them here; without a filter or sort, the table pages with the API's cursors as before.
 
 use super::layout::given;

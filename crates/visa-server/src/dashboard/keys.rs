@@ -1,7 +1,7 @@
-//! The keys table: every key of the account as `GET /v1/api/keys` lists it (`routes::keys::list`
+//! The keys table: every key of the account as `GET /v1/api/keys` lists it (`app::keys::list`
 //! with the member's session, the API's cursors for paging), with how much of each cap is
 //! spent as a `<meter>` (its numbers written beside it, so it reads without colour); and
-//! creating a key (`routes::keys::create`), whose raw key is shown on that one answer only.
+//! creating a key (`app::keys::create`), whose raw key is shown on that one answer only.
 
 use super::key_filter::{KeyFilter, MAX_KEYS};
 use super::session::{Browser, Submitted};

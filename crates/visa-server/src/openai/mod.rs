@@ -166,8 +166,8 @@ mod tests {
         ExecutionRecord {
             id: 7,
             public_id: "exec-7".into(),
-            account_id: 1,
-            key_id: 2,
+            account_id: visa_store::AccountId::new(1),
+            key_id: visa_store::KeyId::new(2),
             tool: "chat".into(),
             state: ExecutionState::Succeeded,
             sandbox: false,

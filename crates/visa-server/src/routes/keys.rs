@@ -9,7 +9,7 @@ use crate::state::SharedState;
 use crate::wire::ListQuery;
 use crate::wire::keys::{
     CreateKeyRequest, KeyListResponse, KeyResponse, KeyWithSecretResponse, RevokeResponse, RotateKeyRequest,
-    UpdateKeyRequest, key_id,
+    UpdateKeyRequest, key_id, secret_id,
 };
 use axum::Json;
 use axum::extract::{Path, State};
@@ -89,9 +89,9 @@ pub async fn revoke(
 pub async fn revoke_secret(
     State(state): State<SharedState>,
     session: Session,
-    Path((id, secret_id)): Path<(String, String)>,
+    Path((id, secret)): Path<(String, String)>,
 ) -> ApiResult<Json<KeyResponse>> {
-    Ok(Json(app::keys::revoke_secret(&state, &session, key_id(&id)?, key_id(&secret_id)?).await?))
+    Ok(Json(app::keys::revoke_secret(&state, &session, key_id(&id)?, secret_id(&secret)?).await?))
 }
 
 #[utoipa::path(post, path = "/v1/api/keys/{id}/rotate", tag = "keys", params(("id" = i64, Path, minimum = 1)), request_body(content = Option<RotateKeyRequest>, description = "Optional: an empty body rotates with no grace period"),

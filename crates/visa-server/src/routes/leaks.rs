@@ -19,6 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use visa_core::key::{KeyKind, RawKey};
 use visa_core::role::Permission;
+use visa_store::AccountId;
 use visa_store::RevokeCause;
 
 /// This resource's routes, each registered with its OpenAPI operation (`super::api`).
@@ -68,7 +69,7 @@ pub async fn revoke_leaked(
     let mut revoked = vec![];
     let mut revoked_admin_keys = vec![];
     let mut unmatched = 0;
-    let may_revoke = |account_id: i64| match &caller {
+    let may_revoke = |account_id: AccountId| match &caller {
         OperatorOrSession::Operator(_) => true,
         OperatorOrSession::Session(session) => account_id == session.account.id,
     };
@@ -87,9 +88,9 @@ pub async fn revoke_leaked(
             };
             if key.revoked_at.is_none() {
                 state.store.revoke_admin_key(key.account_id, key.id, audit.clone()).await?;
-                revoked_admin_keys.push(key.id);
+                revoked_admin_keys.push(key.id.get());
             }
-            tracing::warn!(admin_key_id = key.id, prefix = %raw.prefix(), "leaked admin key revoked");
+            tracing::warn!(admin_key_id = %key.id, prefix = %raw.prefix(), "leaked admin key revoked");
             continue;
         }
         let found = state.store.key_by_secret(state.hasher.hash(raw.expose())).await?;
@@ -101,10 +102,10 @@ pub async fn revoke_leaked(
         if record.key.revoked_at.is_none() {
             let (account_id, key_id) = (record.key.account_id, record.key.id);
             state.store.revoke_key(account_id, key_id, RevokeCause::Leaked, audit.clone()).await?;
-            revoked.push(record.key.id);
+            revoked.push(record.key.id.get());
         }
         state.keys.invalidate_key(record.key.id);
-        tracing::warn!(key_id = record.key.id, prefix = %raw.prefix(), "leaked key revoked");
+        tracing::warn!(key_id = %record.key.id, prefix = %raw.prefix(), "leaked key revoked");
     }
     Ok(Json(RevokeLeakedResponse { success: true, revoked, revoked_admin_keys, unmatched }))
 }

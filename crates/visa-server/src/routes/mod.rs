@@ -1,6 +1,7 @@
-//! The HTTP API: one module per resource, each registering its routes with their OpenAPI
-//! operations (`routes()`), assembled here into the router and the document at once (`api`).
-//! Unknown routes and wrong methods answer with the error envelope like everything else.
+//! The JSON API, one surface over the use cases (`crate::app`): one module per resource, each
+//! registering its routes with their OpenAPI operations (`routes()`), assembled here into the
+//! router and the document at once (`api`). `crate::startup::app` serves it beside the other
+//! surfaces.
 
 pub mod admin_keys;
 pub mod audit;
@@ -20,9 +21,7 @@ pub mod spend;
 pub mod tools;
 pub mod usage;
 
-use crate::error;
 use crate::state::SharedState;
-use axum::Router;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -47,14 +46,4 @@ pub fn api() -> OpenApiRouter<SharedState> {
         .merge(balance::routes())
         .merge(spend::routes())
         .merge(executions::routes())
-}
-
-pub fn router(state: SharedState) -> Router {
-    let (api, _) = api().split_for_parts();
-    api.merge(crate::dashboard::router())
-        .merge(crate::openai::router())
-        .route_layer(axum::middleware::from_fn(metrics::tag_route))
-        .method_not_allowed_fallback(error::method_not_allowed)
-        .fallback(error::not_found)
-        .with_state(state)
 }

@@ -44,7 +44,7 @@ pub struct AccountView {
 impl From<&Account> for AccountView {
     fn from(a: &Account) -> Self {
         Self {
-            id: a.id,
+            id: a.id.get(),
             login: a.login.clone(),
             approved: a.approved,
             balance_cents: a.balance.cents_floor(),

@@ -6,6 +6,7 @@ use crate::error::ApiResult;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use visa_core::ErrorCode;
+use visa_core::id::AdminKeyId;
 use visa_store::AdminKeyRecord;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -23,7 +24,7 @@ pub struct AdminKeyView {
 impl From<&AdminKeyRecord> for AdminKeyView {
     fn from(k: &AdminKeyRecord) -> Self {
         Self {
-            id: k.id,
+            id: k.id.get(),
             label: k.label.as_str().to_owned(),
             key_prefix: k.key_prefix.clone(),
             environment: k.environment.as_str().to_owned(),
@@ -66,6 +67,6 @@ pub struct AdminKeyRevoked {
 pub const ADMIN_KEY_NOT_FOUND: &str = "no such admin key";
 
 /// A path id that is not a positive integer cannot name an admin key of ours.
-pub fn admin_key_id(text: &str) -> ApiResult<i64> {
-    super::path_id(text, ErrorCode::KeyNotFound, ADMIN_KEY_NOT_FOUND)
+pub fn admin_key_id(text: &str) -> ApiResult<AdminKeyId> {
+    super::path_id(text, ErrorCode::KeyNotFound, ADMIN_KEY_NOT_FOUND).map(AdminKeyId::new)
 }

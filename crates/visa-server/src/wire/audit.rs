@@ -36,10 +36,10 @@ impl From<&AuditEntry> for AuditEntryView {
         let actor = match &e.actor {
             Actor::Operator => ActorView { kind: "operator".into(), id: None, name: None },
             Actor::Member { id, login } => {
-                ActorView { kind: "member".into(), id: Some(*id), name: Some(login.clone()) }
+                ActorView { kind: "member".into(), id: Some(id.get()), name: Some(login.clone()) }
             }
             Actor::AdminKey { id, label } => {
-                ActorView { kind: "admin_key".into(), id: Some(*id), name: Some(label.clone()) }
+                ActorView { kind: "admin_key".into(), id: Some(id.get()), name: Some(label.clone()) }
             }
         };
         Self {

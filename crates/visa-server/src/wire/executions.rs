@@ -6,6 +6,7 @@ use crate::error::{ApiError, ApiResult};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use visa_core::ErrorCode;
+use visa_core::id::KeyId;
 use visa_store::{ExecutionRecord, ExecutionState};
 
 pub const EXECUTION_NOT_FOUND: &str = "no such execution";
@@ -48,7 +49,7 @@ impl From<&ExecutionRecord> for ExecutionView {
             seq: e.id,
             object: "execution".into(),
             tool: e.tool.clone(),
-            key_id: e.key_id,
+            key_id: e.key_id.get(),
             state: e.state.as_str().into(),
             sandbox: e.sandbox,
             held_micros: e.hold.to_string(),
@@ -92,13 +93,10 @@ impl StateQuery {
         StateQuery { state: state.map(str::to_owned), key_id: key_id.map(str::to_owned) }
     }
 
-    pub fn key_id(&self) -> ApiResult<Option<i64>> {
+    pub fn key_id(&self) -> ApiResult<Option<KeyId>> {
         self.key_id
             .as_deref()
-            .map(|text| {
-                visa_core::number::positive_id(text)
-                    .ok_or_else(|| ApiError::invalid("key_id must be a positive whole number"))
-            })
+            .map(|text| KeyId::parse(text).ok_or_else(|| ApiError::invalid("key_id must be a positive whole number")))
             .transpose()
     }
 

@@ -7,6 +7,7 @@ use crate::extract::double_option;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use visa_core::ErrorCode;
+use visa_core::id::{KeyId, SecretId};
 use visa_store::{KeyRecord, SecretRecord, idempotency_name};
 
 pub const MAX_GRACE_SECONDS: u32 = 604_800;
@@ -69,7 +70,7 @@ impl SecretView {
             "active"
         };
         Self {
-            id: secret.id,
+            id: secret.id.get(),
             key_prefix: secret.key_prefix.clone(),
             status: status.into(),
             created_at: rfc3339(secret.created_at),
@@ -93,7 +94,7 @@ impl KeyView {
         };
         let today = visa_store::rules::utc_day_number(now);
         Self {
-            id: key.id,
+            id: key.id.get(),
             label: p.label.as_str().to_owned(),
             owner: key.owner.clone(),
             key_prefix: key.key_prefix().to_owned(),
@@ -234,6 +235,11 @@ pub fn key_not_found() -> ApiError {
 }
 
 /// A path id that is not a positive integer cannot name a key of ours.
-pub fn key_id(text: &str) -> ApiResult<i64> {
-    super::path_id(text, ErrorCode::KeyNotFound, KEY_NOT_FOUND)
+pub fn key_id(text: &str) -> ApiResult<KeyId> {
+    super::path_id(text, ErrorCode::KeyNotFound, KEY_NOT_FOUND).map(KeyId::new)
+}
+
+/// A secret's id in a path; one that names nothing of the key's is the key's "not found".
+pub fn secret_id(text: &str) -> ApiResult<SecretId> {
+    super::path_id(text, ErrorCode::KeyNotFound, KEY_NOT_FOUND).map(SecretId::new)
 }

@@ -6,6 +6,7 @@ use crate::error::ApiResult;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use visa_core::ErrorCode;
+use visa_core::id::MemberId;
 use visa_store::Member;
 
 pub const MEMBER_NOT_FOUND: &str = "no such member";
@@ -76,7 +77,7 @@ pub struct AcceptInviteRequest {
 impl From<&Member> for MemberView {
     fn from(m: &Member) -> Self {
         Self {
-            id: m.id,
+            id: m.id.get(),
             login: m.login.clone(),
             role: m.role.as_str().to_owned(),
             status: if m.invite_expires_at.is_some() { "invited" } else { "active" }.to_owned(),
@@ -87,6 +88,6 @@ impl From<&Member> for MemberView {
 }
 
 /// A path id that is not a positive integer cannot name a member of ours.
-pub fn member_id(text: &str) -> ApiResult<i64> {
-    super::path_id(text, ErrorCode::MemberNotFound, MEMBER_NOT_FOUND)
+pub fn member_id(text: &str) -> ApiResult<MemberId> {
+    super::path_id(text, ErrorCode::MemberNotFound, MEMBER_NOT_FOUND).map(MemberId::new)
 }

@@ -76,7 +76,7 @@ pub fn password() -> Object {
         .build()
 }
 
-/// The reconcile decision (`routes::executions::reconcile`): exactly one of a capture in micros,
+/// The reconcile decision (`app::executions::reconcile`): exactly one of a capture in micros,
 /// a capture in cents (each 0 or more, `void` absent, null or false beside it), or `void: true`;
 /// the other members absent or null.
 pub fn reconcile_request() -> utoipa::openapi::schema::OneOf {

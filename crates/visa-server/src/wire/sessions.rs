@@ -6,6 +6,7 @@ use crate::error::ApiResult;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use visa_core::ErrorCode;
+use visa_core::id::SessionId;
 use visa_store::SessionRecord;
 
 pub const SESSION_NOT_FOUND: &str = "no live session with this id";
@@ -92,8 +93,8 @@ pub struct PasswordChanged {
 impl From<SessionRecord> for SessionView {
     fn from(s: SessionRecord) -> Self {
         Self {
-            id: s.id,
-            member_id: s.member_id,
+            id: s.id.get(),
+            member_id: s.member_id.get(),
             created_at: rfc3339(s.created_at),
             expires_at: rfc3339(s.expires_at),
             ip: s.ip.map(|ip| ip.to_string()),
@@ -104,6 +105,6 @@ impl From<SessionRecord> for SessionView {
 }
 
 /// A path id that is not a positive integer cannot name a live session of ours.
-pub fn session_id(text: &str) -> ApiResult<i64> {
-    super::path_id(text, ErrorCode::NotFound, SESSION_NOT_FOUND)
+pub fn session_id(text: &str) -> ApiResult<SessionId> {
+    super::path_id(text, ErrorCode::NotFound, SESSION_NOT_FOUND).map(SessionId::new)
 }

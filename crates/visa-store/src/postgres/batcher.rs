@@ -72,7 +72,7 @@ impl Batcher {
     /// Queues `step`; what became of it.
     pub async fn submit(&self, step: Step) -> StoreResult<Answer> {
         let (reply, answer) = oneshot::channel();
-        let writer = &self.writers[step.account().unsigned_abs() as usize % self.writers.len()];
+        let writer = &self.writers[step.account().get().unsigned_abs() as usize % self.writers.len()];
         {
             let mut queue = writer.queue.lock().unwrap_or_else(|e| e.into_inner());
             if queue.closed {

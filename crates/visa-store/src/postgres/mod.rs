@@ -150,12 +150,12 @@ impl Engine for PgEngine {
         Ok((self.write(isolation, work).await?, Durability::done()))
     }
 
-    async fn write_for_account<R, F>(&self, account: i64, work: F) -> StoreResult<(R, Durability)>
+    async fn write_for_account<R, F>(&self, account: crate::model::AccountId, work: F) -> StoreResult<(R, Durability)>
     where
         R: Send + 'static,
         F: Fn(&dyn Db) -> StoreResult<R> + Send + Sync + 'static,
     {
-        let _turn = self.accounts.acquire(account, ACQUIRE_TIMEOUT).await?;
+        let _turn = self.accounts.acquire(account.get(), ACQUIRE_TIMEOUT).await?;
         self.write_committed(Isolation::Locking, work).await
     }
 

@@ -35,7 +35,7 @@ fn require_account(conn: &dyn Db, login: &str) -> StoreResult<Account> {
 
 fn add_ledger_entry(
     conn: &dyn Db,
-    account_id: i64,
+    account_id: AccountId,
     kind: LedgerKind,
     amount: Micros,
     now: Timestamp,
@@ -47,7 +47,7 @@ fn add_ledger_entry(
     Ok(())
 }
 
-fn credit(conn: &dyn Db, account_id: i64, amount: Micros, now: Timestamp) -> StoreResult<()> {
+fn credit(conn: &dyn Db, account_id: AccountId, amount: Micros, now: Timestamp) -> StoreResult<()> {
     if amount.0 <= 0 {
         return Ok(());
     }
@@ -59,7 +59,7 @@ fn credit(conn: &dyn Db, account_id: i64, amount: Micros, now: Timestamp) -> Sto
     Ok(())
 }
 
-fn account_target(id: i64) -> String {
+fn account_target(id: AccountId) -> String {
     format!("account:{id}")
 }
 
@@ -67,10 +67,10 @@ pub(crate) fn create(conn: &dyn Db, new: &NewAccount, ctx: &AuditContext) -> Sto
     if account_where(conn, "login = ?1", &new.login)?.is_some() {
         return Err(StoreError::Conflict(format!("an account named '{}' already exists", new.login)));
     }
-    let id = conn.insert(
+    let id = AccountId::new(conn.insert(
         "INSERT INTO accounts (login, approved, created_at) VALUES (?1, ?2, ?3) RETURNING id",
         params![new.login, new.approved, to_db(ctx.now)],
-    )?;
+    )?);
     let owner = members::insert(conn, id, &new.login, Role::Owner, new.password_hash.as_deref(), None, ctx.now)?;
     credit(conn, id, new.credit, ctx.now)?;
     let account = account_where(conn, "id = ?1", id)?.ok_or(StoreError::NotFound)?;

@@ -42,13 +42,13 @@ pub(crate) fn admin_key_where(
     )
 }
 
-fn admin_key_target(id: i64) -> String {
+fn admin_key_target(id: AdminKeyId) -> String {
     format!("admin_key:{id}")
 }
 
 pub(crate) fn create(
     conn: &dyn Db,
-    account_id: i64,
+    account_id: AccountId,
     label: &KeyLabel,
     environment: Environment,
     secret: &NewSecret,
@@ -65,7 +65,7 @@ pub(crate) fn create(
     Ok(key)
 }
 
-pub(crate) fn list(conn: &dyn Db, account_id: i64) -> StoreResult<Vec<AdminKeyRecord>> {
+pub(crate) fn list(conn: &dyn Db, account_id: AccountId) -> StoreResult<Vec<AdminKeyRecord>> {
     let rows = conn.query_map(
         &format!("SELECT {ADMIN_KEY_COLUMNS} FROM admin_keys WHERE account_id = ?1 ORDER BY id DESC"),
         params![account_id],
@@ -74,7 +74,12 @@ pub(crate) fn list(conn: &dyn Db, account_id: i64) -> StoreResult<Vec<AdminKeyRe
     Ok(rows.into_iter().map(|(k, _)| k).collect())
 }
 
-pub(crate) fn revoke(conn: &dyn Db, account_id: i64, id: i64, ctx: &AuditContext) -> StoreResult<AdminKeyRecord> {
+pub(crate) fn revoke(
+    conn: &dyn Db,
+    account_id: AccountId,
+    id: AdminKeyId,
+    ctx: &AuditContext,
+) -> StoreResult<AdminKeyRecord> {
     let (before, _) = admin_key_where(conn, "id = ?1", id)?
         .filter(|(k, _)| k.account_id == account_id)
         .ok_or(StoreError::NotFound)?;

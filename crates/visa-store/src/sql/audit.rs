@@ -18,7 +18,7 @@ use visa_core::pagination::{Page, PageRequest};
 /// Appends one entry for `account_id` unless nothing changed.
 pub(crate) fn record(
     conn: &dyn Db,
-    account_id: i64,
+    account_id: AccountId,
     ctx: &AuditContext,
     action: &str,
     target: &str,
@@ -31,8 +31,8 @@ pub(crate) fn record(
     }
     let (actor_type, actor_id, actor_label) = match &ctx.actor {
         Actor::Operator => ("operator", None, None),
-        Actor::Member { id, login } => ("member", Some(*id), Some(login.as_str())),
-        Actor::AdminKey { id, label } => ("admin_key", Some(*id), Some(label.as_str())),
+        Actor::Member { id, login } => ("member", Some(id.get()), Some(login.as_str())),
+        Actor::AdminKey { id, label } => ("admin_key", Some(id.get()), Some(label.as_str())),
     };
     conn.execute(
         "INSERT INTO audit_log (account_id, actor_type, actor_id, actor_label, action, target, changes, ip, user_agent, created_at) \
@@ -61,8 +61,8 @@ fn entry_from_row(row: &Row) -> StoreResult<AuditEntry> {
     let actor_id: Option<i64> = row.get(3)?;
     let label: String = row.get::<Option<String>>(4)?.unwrap_or_default();
     let actor = match (actor_type.as_str(), actor_id) {
-        ("member", Some(id)) => Actor::Member { id, login: label },
-        ("admin_key", Some(id)) => Actor::AdminKey { id, label },
+        ("member", Some(id)) => Actor::Member { id: MemberId::new(id), login: label },
+        ("admin_key", Some(id)) => Actor::AdminKey { id: AdminKeyId::new(id), label },
         _ => Actor::Operator,
     };
     Ok(AuditEntry {
@@ -81,7 +81,7 @@ fn entry_from_row(row: &Row) -> StoreResult<AuditEntry> {
 /// A page of an account's entries, newest first, narrowed by `filter`.
 pub(crate) fn list(
     conn: &dyn Db,
-    account_id: i64,
+    account_id: AccountId,
     filter: &AuditFilter,
     page: PageRequest,
 ) -> StoreResult<Page<AuditEntry>> {

@@ -188,6 +188,25 @@ macro_rules! integer_values {
 }
 integer_values!(i64, i32, u16, u32, u64, usize);
 
+/// Typed ids bind and read as the integers they wrap.
+macro_rules! id_values {
+    ($($t:ty),*) => {$(
+        impl ToValue for $t {
+            fn to_value(&self) -> Value {
+                Value::Int(self.get())
+            }
+        }
+
+        impl FromValue for $t {
+            fn from_value(value: &Value) -> Option<Self> {
+                i64::from_value(value).map(<$t>::new)
+            }
+        }
+    )*};
+}
+use visa_core::id::{AccountId, AdminKeyId, KeyId, MemberId, SecretId, SessionId};
+id_values!(AccountId, KeyId, SecretId, MemberId, AdminKeyId, SessionId);
+
 impl ToValue for bool {
     fn to_value(&self) -> Value {
         Value::Bool(*self)

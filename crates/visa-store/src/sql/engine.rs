@@ -35,7 +35,7 @@ pub trait Engine: Send + Sync + 'static {
     /// A money-path write (`Isolation::Locking`) for `account`. A backend whose writers run
     /// concurrently bounds how many connections one account's calls may hold, so calls that
     /// queue on one account's row locks cannot take the connections every other account needs.
-    async fn write_for_account<R, F>(&self, account: i64, work: F) -> StoreResult<(R, Durability)>
+    async fn write_for_account<R, F>(&self, account: crate::model::AccountId, work: F) -> StoreResult<(R, Durability)>
     where
         R: Send + 'static,
         F: Fn(&dyn Db) -> StoreResult<R> + Send + Sync + 'static,

@@ -82,17 +82,17 @@ fn with_secrets(conn: &dyn Db, mut key: KeyRecord) -> StoreResult<KeyRecord> {
 }
 
 /// One of the account's keys, with its secrets; `None` for another account's key.
-pub(crate) fn load_key(conn: &dyn Db, account_id: i64, key_id: i64) -> StoreResult<Option<KeyRecord>> {
+pub(crate) fn load_key(conn: &dyn Db, account_id: AccountId, key_id: KeyId) -> StoreResult<Option<KeyRecord>> {
     let sql = format!("SELECT {KEY_COLUMNS} FROM {KEY_TABLES} WHERE k.id = ?1 AND k.account_id = ?2");
     let key = conn.query_row(&sql, params![key_id, account_id], key_from_row)?;
     key.map(|k| with_secrets(conn, k)).transpose()
 }
 
-pub(crate) fn require_key(conn: &dyn Db, account_id: i64, key_id: i64) -> StoreResult<KeyRecord> {
+pub(crate) fn require_key(conn: &dyn Db, account_id: AccountId, key_id: KeyId) -> StoreResult<KeyRecord> {
     load_key(conn, account_id, key_id)?.ok_or(StoreError::NotFound)
 }
 
-fn insert_secret(conn: &dyn Db, key_id: i64, secret: &NewSecret, now: Timestamp) -> StoreResult<()> {
+fn insert_secret(conn: &dyn Db, key_id: KeyId, secret: &NewSecret, now: Timestamp) -> StoreResult<()> {
     conn.execute(
         "INSERT INTO key_secrets (key_id, hash, key_prefix, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![key_id, secret.hash.0, secret.key_prefix, to_db(now)],
@@ -105,7 +105,7 @@ fn policy_params(policy: &KeyPolicy) -> (String, String, Option<i64>) {
     (tools, cidrs_to_db(&policy.allowed_cidrs), policy.expires_at.map(to_db))
 }
 
-fn write_policy(conn: &dyn Db, key_id: i64, policy: &KeyPolicy) -> StoreResult<()> {
+fn write_policy(conn: &dyn Db, key_id: KeyId, policy: &KeyPolicy) -> StoreResult<()> {
     let (tools, cidrs, expires_at) = policy_params(policy);
     conn.execute(
         "UPDATE keys SET label = ?2, tool_scope = ?3, allowed_tools = ?4, allowed_cidrs = ?5, daily_cap_cents = ?6, \
@@ -145,14 +145,14 @@ fn audited_key_change(conn: &dyn Db, ctx: &AuditContext, action: &str, before: &
     Ok(after)
 }
 
-fn key_target(id: i64) -> String {
+fn key_target(id: KeyId) -> String {
     format!("key:{id}")
 }
 
 pub(crate) fn create(conn: &dyn Db, new: &NewKey, ctx: &AuditContext) -> StoreResult<KeyRecord> {
     let (tools, cidrs, expires_at) = policy_params(&new.policy);
     let p = &new.policy;
-    let key_id = conn.insert(
+    let key_id = KeyId::new(conn.insert(
         "INSERT INTO keys (account_id, environment, label, tool_scope, allowed_tools, allowed_cidrs, daily_cap_cents, \
          total_cap_cents, expires_at, read_only, created_at, rate_limit_per_second, idempotency_optional) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
@@ -171,7 +171,7 @@ pub(crate) fn create(conn: &dyn Db, new: &NewKey, ctx: &AuditContext) -> StoreRe
             p.rate_limit_per_second,
             p.idempotency_optional
         ],
-    )?;
+    )?);
     conn.execute("INSERT INTO key_spend (key_id) VALUES (?1)", params![key_id])?;
     insert_secret(conn, key_id, &new.secret, ctx.now)?;
     let key = require_key(conn, new.account_id, key_id)?;
@@ -179,7 +179,7 @@ pub(crate) fn create(conn: &dyn Db, new: &NewKey, ctx: &AuditContext) -> StoreRe
     Ok(key)
 }
 
-pub(crate) fn list(conn: &dyn Db, account_id: i64, page: PageRequest) -> StoreResult<Page<KeyRecord>> {
+pub(crate) fn list(conn: &dyn Db, account_id: AccountId, page: PageRequest) -> StoreResult<Page<KeyRecord>> {
     let (op, order, cursor) = page.id_bounds();
     let sql = format!(
         "SELECT {KEY_COLUMNS} FROM {KEY_TABLES} \
@@ -190,13 +190,13 @@ pub(crate) fn list(conn: &dyn Db, account_id: i64, page: PageRequest) -> StoreRe
         .into_iter()
         .map(|k| with_secrets(conn, k))
         .collect::<StoreResult<Vec<_>>>()?;
-    Ok(Page::cut(&page, rows, |k| k.id))
+    Ok(Page::cut(&page, rows, |k| k.id.get()))
 }
 
 pub(crate) fn update(
     conn: &dyn Db,
-    account_id: i64,
-    key_id: i64,
+    account_id: AccountId,
+    key_id: KeyId,
     patch: &KeyPatch,
     ctx: &AuditContext,
 ) -> StoreResult<KeyRecord> {
@@ -209,8 +209,8 @@ pub(crate) fn update(
 
 pub(crate) fn revoke(
     conn: &dyn Db,
-    account_id: i64,
-    key_id: i64,
+    account_id: AccountId,
+    key_id: KeyId,
     cause: RevokeCause,
     ctx: &AuditContext,
 ) -> StoreResult<KeyRecord> {
@@ -230,9 +230,9 @@ pub(crate) fn revoke(
 
 pub(crate) fn revoke_secret(
     conn: &dyn Db,
-    account_id: i64,
-    key_id: i64,
-    secret_id: i64,
+    account_id: AccountId,
+    key_id: KeyId,
+    secret_id: SecretId,
     ctx: &AuditContext,
 ) -> StoreResult<KeyRecord> {
     let key = require_key(conn, account_id, key_id)?;
@@ -251,8 +251,8 @@ pub(crate) fn revoke_secret(
 
 pub(crate) fn rotate(
     conn: &dyn Db,
-    account_id: i64,
-    key_id: i64,
+    account_id: AccountId,
+    key_id: KeyId,
     rotation: &Rotation,
     ctx: &AuditContext,
 ) -> StoreResult<KeyRecord> {
@@ -284,7 +284,15 @@ pub(crate) fn by_secret(conn: &dyn Db, hash: &SecretHash) -> StoreResult<Option<
         "SELECT s.id, s.hash, s.key_id, k.account_id, a.approved FROM key_secrets s \
              JOIN keys k ON k.id = s.key_id JOIN accounts a ON a.id = k.account_id WHERE s.hash = ?1",
         params![hash.0],
-        |r| Ok((r.get::<i64>(0)?, r.get::<Vec<u8>>(1)?, r.get::<i64>(2)?, r.get::<i64>(3)?, r.get::<bool>(4)?)),
+        |r| {
+            Ok((
+                r.get::<SecretId>(0)?,
+                r.get::<Vec<u8>>(1)?,
+                r.get::<KeyId>(2)?,
+                r.get::<AccountId>(3)?,
+                r.get::<bool>(4)?,
+            ))
+        },
     )?;
     let Some((secret_id, stored, key_id, account_id, account_approved)) = found else {
         return Ok(None);

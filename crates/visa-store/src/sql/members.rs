@@ -36,7 +36,7 @@ pub(crate) fn member_where(conn: &dyn Db, clause: &str, value: impl super::ToVal
     conn.query_row(&format!("SELECT {MEMBER_COLUMNS} FROM members WHERE {clause}"), params![value], member_from_row)
 }
 
-pub(crate) fn require_member(conn: &dyn Db, account_id: i64, member_id: i64) -> StoreResult<Member> {
+pub(crate) fn require_member(conn: &dyn Db, account_id: AccountId, member_id: MemberId) -> StoreResult<Member> {
     member_where(conn, "id = ?1", member_id)?.filter(|m| m.account_id == account_id).ok_or(StoreError::NotFound)
 }
 
@@ -52,7 +52,7 @@ pub(crate) fn active_member(conn: &dyn Db, login: &str) -> StoreResult<Option<Me
 /// Inserts a member (an account's first owner, or an invited one) and returns it.
 pub(crate) fn insert(
     conn: &dyn Db,
-    account_id: i64,
+    account_id: AccountId,
     login: &str,
     role: Role,
     password_hash: Option<&str>,
@@ -99,7 +99,7 @@ pub(crate) fn insert(
     member_where(conn, "id = ?1", id)?.ok_or(StoreError::NotFound)
 }
 
-pub(crate) fn list(conn: &dyn Db, account_id: i64) -> StoreResult<Vec<Member>> {
+pub(crate) fn list(conn: &dyn Db, account_id: AccountId) -> StoreResult<Vec<Member>> {
     conn.query_map(
         &format!("SELECT {MEMBER_COLUMNS} FROM members WHERE account_id = ?1 ORDER BY id"),
         params![account_id],
@@ -107,7 +107,7 @@ pub(crate) fn list(conn: &dyn Db, account_id: i64) -> StoreResult<Vec<Member>> {
     )
 }
 
-pub(crate) fn invite(conn: &dyn Db, account_id: i64, new: &NewMember, ctx: &AuditContext) -> StoreResult<Member> {
+pub(crate) fn invite(conn: &dyn Db, account_id: AccountId, new: &NewMember, ctx: &AuditContext) -> StoreResult<Member> {
     let member =
         insert(conn, account_id, &new.login, new.role, None, Some((&new.invite_hash, new.invite_expires_at)), ctx.now)?;
     audit::record(conn, account_id, ctx, "member.invited", &target(&member), Value::Null, member_snapshot(&member))?;
@@ -149,14 +149,14 @@ pub(crate) fn accept_invite(
 
 /// Only an owner grants the owner role or changes or removes an owner.
 /// Ends every session of the member but `keep`; how many ended.
-pub(crate) fn end_all_but(conn: &dyn Db, member_id: i64, keep: Option<&SecretHash>) -> StoreResult<u64> {
+pub(crate) fn end_all_but(conn: &dyn Db, member_id: MemberId, keep: Option<&SecretHash>) -> StoreResult<u64> {
     let keep = keep.map(|k| k.0.to_vec()).unwrap_or_default();
     conn.execute("DELETE FROM sessions WHERE member_id = ?1 AND token_hash != ?2", params![member_id, keep])
         .map(|n| n as u64)
 }
 
 /// The audit target of a member.
-pub(crate) fn member_target(member_id: i64) -> String {
+pub(crate) fn member_target(member_id: MemberId) -> String {
     format!("member:{member_id}")
 }
 
@@ -186,8 +186,8 @@ fn ensure_other_owner(conn: &dyn Db, member: &Member) -> StoreResult<()> {
 
 pub(crate) fn change_role(
     conn: &dyn Db,
-    account_id: i64,
-    member_id: i64,
+    account_id: AccountId,
+    member_id: MemberId,
     role: Role,
     caller: Role,
     ctx: &AuditContext,
@@ -214,8 +214,8 @@ pub(crate) fn change_role(
 /// Removes a member and ends its sessions in the same transaction.
 pub(crate) fn remove(
     conn: &dyn Db,
-    account_id: i64,
-    member_id: i64,
+    account_id: AccountId,
+    member_id: MemberId,
     caller: Role,
     ctx: &AuditContext,
 ) -> StoreResult<Member> {
@@ -244,8 +244,8 @@ pub(crate) fn session_member(conn: &dyn Db, token_hash: &SecretHash, now: Timest
 /// Sets the password and ends the member's other sessions.
 pub(crate) fn change_password(
     conn: &dyn Db,
-    account_id: i64,
-    member_id: i64,
+    account_id: AccountId,
+    member_id: MemberId,
     password_hash: &str,
     keep: &SecretHash,
     ctx: &AuditContext,

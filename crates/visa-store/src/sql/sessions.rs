@@ -45,8 +45,8 @@ fn record_from_row(row: &Row, current: Option<&SecretHash>) -> StoreResult<Sessi
 
 pub(crate) fn list(
     conn: &dyn Db,
-    account_id: i64,
-    member_id: i64,
+    account_id: AccountId,
+    member_id: MemberId,
     current: Option<&SecretHash>,
     now: Timestamp,
 ) -> StoreResult<Vec<SessionRecord>> {
@@ -61,8 +61,8 @@ pub(crate) fn list(
 
 pub(crate) fn end(
     conn: &dyn Db,
-    account_id: i64,
-    member_id: i64,
+    account_id: AccountId,
+    member_id: MemberId,
     which: &SessionsToEnd,
     caller: Role,
     ctx: &AuditContext,
@@ -98,7 +98,7 @@ pub(crate) fn end_by_token(conn: &dyn Db, token_hash: &SecretHash, ctx: &AuditCo
         "SELECT s.id, s.member_id, m.account_id FROM sessions s JOIN members m ON m.id = s.member_id \
          WHERE s.token_hash = ?1",
         params![token_hash.0],
-        |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?, r.get::<i64>(2)?)),
+        |r| Ok((r.get::<i64>(0)?, r.get::<MemberId>(1)?, r.get::<AccountId>(2)?)),
     )?;
     let Some((id, member_id, account_id)) = found else { return Ok(()) };
     conn.execute("DELETE FROM sessions WHERE id = ?1", params![id])?;
@@ -126,11 +126,11 @@ mod tests {
         let conn: &dyn Db = &SqliteDb::Reader(&memory);
         let t0 = Timestamp::from_unix_timestamp(1_800_000_000).unwrap();
         conn.execute("INSERT INTO accounts (login, approved, created_at) VALUES ('acme', 1, 0)", &[]).unwrap();
-        let member = members::insert(conn, 1, "acme", Role::Owner, None, None, t0).unwrap();
+        let member = members::insert(conn, AccountId::new(1), "acme", Role::Owner, None, None, t0).unwrap();
         let ctx = AuditContext { actor: Actor::Operator, ip: None, user_agent: None, now: t0 };
         for (n, ttl) in [(1u8, 60), (2, 3600)] {
             let new = NewSession {
-                account_id: 1,
+                account_id: AccountId::new(1),
                 member_id: member.id,
                 token_hash: SecretHash([n; 32]),
                 created_at: t0,
@@ -142,7 +142,9 @@ mod tests {
         assert_eq!(sweep(conn, t0 + time::Duration::seconds(59), 10).unwrap(), 0);
         assert_eq!(sweep(conn, t0 + time::Duration::seconds(60), 10).unwrap(), 1);
         assert_eq!(count(), Some(1));
-        let live = list(conn, 1, member.id, Some(&SecretHash([2; 32])), t0 + time::Duration::seconds(60)).unwrap();
+        let live =
+            list(conn, AccountId::new(1), member.id, Some(&SecretHash([2; 32])), t0 + time::Duration::seconds(60))
+                .unwrap();
         assert_eq!(live.len(), 1);
         assert!(live[0].current);
     }

@@ -101,8 +101,8 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn list_sessions(
         &self,
-        account_id: i64,
-        member_id: i64,
+        account_id: AccountId,
+        member_id: MemberId,
         current: Option<SecretHash>,
         now: Timestamp,
     ) -> StoreResult<Vec<SessionRecord>> {
@@ -111,8 +111,8 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn end_sessions(
         &self,
-        account_id: i64,
-        member_id: i64,
+        account_id: AccountId,
+        member_id: MemberId,
         which: SessionsToEnd,
         caller: Role,
         ctx: AuditContext,
@@ -122,8 +122,8 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn change_password(
         &self,
-        account_id: i64,
-        member_id: i64,
+        account_id: AccountId,
+        member_id: MemberId,
         password_hash: String,
         keep: SecretHash,
         ctx: AuditContext,
@@ -154,11 +154,11 @@ impl<E: Engine> Store for SqlStore<E> {
         self.read(move |conn| members::member_where(conn, "invite_hash = ?1", invite_hash.0)).await
     }
 
-    async fn list_members(&self, account_id: i64) -> StoreResult<Vec<Member>> {
+    async fn list_members(&self, account_id: AccountId) -> StoreResult<Vec<Member>> {
         self.read(move |conn| members::list(conn, account_id)).await
     }
 
-    async fn invite_member(&self, account_id: i64, new: NewMember, ctx: AuditContext) -> StoreResult<Member> {
+    async fn invite_member(&self, account_id: AccountId, new: NewMember, ctx: AuditContext) -> StoreResult<Member> {
         self.write(move |conn| members::invite(conn, account_id, &new, &ctx)).await
     }
 
@@ -173,8 +173,8 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn change_member_role(
         &self,
-        account_id: i64,
-        member_id: i64,
+        account_id: AccountId,
+        member_id: MemberId,
         role: Role,
         caller: Role,
         ctx: AuditContext,
@@ -184,8 +184,8 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn remove_member(
         &self,
-        account_id: i64,
-        member_id: i64,
+        account_id: AccountId,
+        member_id: MemberId,
         caller: Role,
         ctx: AuditContext,
     ) -> StoreResult<Member> {
@@ -194,7 +194,7 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn list_audit(
         &self,
-        account_id: i64,
+        account_id: AccountId,
         filter: AuditFilter,
         page: PageRequest,
     ) -> StoreResult<Page<AuditEntry>> {
@@ -205,18 +205,18 @@ impl<E: Engine> Store for SqlStore<E> {
         self.write_credentials(move |conn| keys::create(conn, &new, &ctx)).await
     }
 
-    async fn get_key(&self, account_id: i64, key_id: i64) -> StoreResult<Option<KeyRecord>> {
+    async fn get_key(&self, account_id: AccountId, key_id: KeyId) -> StoreResult<Option<KeyRecord>> {
         self.read(move |conn| keys::load_key(conn, account_id, key_id)).await
     }
 
-    async fn list_keys(&self, account_id: i64, page: PageRequest) -> StoreResult<Page<KeyRecord>> {
+    async fn list_keys(&self, account_id: AccountId, page: PageRequest) -> StoreResult<Page<KeyRecord>> {
         self.read(move |conn| keys::list(conn, account_id, page)).await
     }
 
     async fn update_key(
         &self,
-        account_id: i64,
-        key_id: i64,
+        account_id: AccountId,
+        key_id: KeyId,
         patch: KeyPatch,
         ctx: AuditContext,
     ) -> StoreResult<KeyRecord> {
@@ -225,8 +225,8 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn revoke_key(
         &self,
-        account_id: i64,
-        key_id: i64,
+        account_id: AccountId,
+        key_id: KeyId,
         cause: RevokeCause,
         ctx: AuditContext,
     ) -> StoreResult<KeyRecord> {
@@ -235,9 +235,9 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn revoke_secret(
         &self,
-        account_id: i64,
-        key_id: i64,
-        secret_id: i64,
+        account_id: AccountId,
+        key_id: KeyId,
+        secret_id: SecretId,
         ctx: AuditContext,
     ) -> StoreResult<KeyRecord> {
         self.write_credentials(move |conn| keys::revoke_secret(conn, account_id, key_id, secret_id, &ctx)).await
@@ -245,8 +245,8 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn rotate_key(
         &self,
-        account_id: i64,
-        key_id: i64,
+        account_id: AccountId,
+        key_id: KeyId,
         rotation: Rotation,
         ctx: AuditContext,
     ) -> StoreResult<KeyRecord> {
@@ -274,7 +274,7 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn create_admin_key(
         &self,
-        account_id: i64,
+        account_id: AccountId,
         label: KeyLabel,
         environment: Environment,
         secret: NewSecret,
@@ -283,11 +283,16 @@ impl<E: Engine> Store for SqlStore<E> {
         self.write(move |conn| admin_keys::create(conn, account_id, &label, environment, &secret, &ctx)).await
     }
 
-    async fn list_admin_keys(&self, account_id: i64) -> StoreResult<Vec<AdminKeyRecord>> {
+    async fn list_admin_keys(&self, account_id: AccountId) -> StoreResult<Vec<AdminKeyRecord>> {
         self.read(move |conn| admin_keys::list(conn, account_id)).await
     }
 
-    async fn revoke_admin_key(&self, account_id: i64, id: i64, ctx: AuditContext) -> StoreResult<AdminKeyRecord> {
+    async fn revoke_admin_key(
+        &self,
+        account_id: AccountId,
+        id: AdminKeyId,
+        ctx: AuditContext,
+    ) -> StoreResult<AdminKeyRecord> {
         self.write(move |conn| admin_keys::revoke(conn, account_id, id, &ctx)).await
     }
 
@@ -302,15 +307,15 @@ impl<E: Engine> Store for SqlStore<E> {
         self.write_locking(move |conn| usage::record(conn, &counts)).await
     }
 
-    async fn key_usage(&self, key_id: i64, since_minute: i64, until_minute: i64) -> StoreResult<Vec<UsageCount>> {
+    async fn key_usage(&self, key_id: KeyId, since_minute: i64, until_minute: i64) -> StoreResult<Vec<UsageCount>> {
         self.read(move |conn| usage::of_key(conn, key_id, since_minute, until_minute)).await
     }
 
-    async fn account_spend(&self, account_id: i64, since_day: i64) -> StoreResult<Vec<DaySpend>> {
+    async fn account_spend(&self, account_id: AccountId, since_day: i64) -> StoreResult<Vec<DaySpend>> {
         self.read(move |conn| usage::account_spend(conn, account_id, since_day)).await
     }
 
-    async fn account_by_id(&self, account_id: i64) -> StoreResult<Option<Account>> {
+    async fn account_by_id(&self, account_id: AccountId) -> StoreResult<Option<Account>> {
         self.read(move |conn| accounts::account_where(conn, "id = ?1", account_id)).await
     }
 

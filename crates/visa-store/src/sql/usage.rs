@@ -7,7 +7,7 @@
 
 use super::db::{Db, Dialect, params};
 use crate::StoreResult;
-use crate::model::{DaySpend, UsageCount};
+use crate::model::{AccountId, DaySpend, KeyId, SecretId, UsageCount};
 use std::collections::BTreeMap;
 use visa_core::money::Micros;
 
@@ -18,7 +18,7 @@ type Errors = BTreeMap<String, u64>;
 /// row first, so concurrent writers (nodes) can never lose each other's counts.
 fn add(
     conn: &dyn Db,
-    (key_id, secret_id, minute): (i64, i64, i64),
+    (key_id, secret_id, minute): (KeyId, SecretId, i64),
     requests: u64,
     successes: u64,
     errors: &Errors,
@@ -88,7 +88,7 @@ impl Bucket {
 /// bucket into the row at its start. Returns how many rows moved.
 pub(crate) fn roll_up(conn: &dyn Db, before_minute: i64, bucket: Bucket, limit: u32) -> StoreResult<u64> {
     let bucket_minutes = bucket.minutes();
-    let rows: Vec<(i64, i64, i64, i64, i64, String)> =
+    let rows: Vec<(KeyId, SecretId, i64, i64, i64, String)> =
         conn.query_map(bucket.due(), params![before_minute, limit], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
         })?;
@@ -103,7 +103,7 @@ pub(crate) fn roll_up(conn: &dyn Db, before_minute: i64, bucket: Bucket, limit: 
 
 /// The counts of `key_id` in [`since_minute`, `until_minute`), by secret and minute, with
 /// what executions started in each minute were charged.
-pub(crate) fn account_spend(conn: &dyn Db, account_id: i64, since_day: i64) -> StoreResult<Vec<DaySpend>> {
+pub(crate) fn account_spend(conn: &dyn Db, account_id: AccountId, since_day: i64) -> StoreResult<Vec<DaySpend>> {
     let rows = conn.query(
         "SELECT d.day_number, d.key_id, d.spent_micros FROM key_days d JOIN keys k ON k.id = d.key_id \
          WHERE k.account_id = ?1 AND d.day_number >= ?2 AND d.spent_micros > 0 ORDER BY d.day_number, d.key_id",
@@ -112,15 +112,20 @@ pub(crate) fn account_spend(conn: &dyn Db, account_id: i64, since_day: i64) -> S
     rows.iter().map(|r| Ok(DaySpend { day_number: r.get(0)?, key_id: r.get(1)?, spent: Micros(r.get(2)?) })).collect()
 }
 
-pub(crate) fn of_key(conn: &dyn Db, key_id: i64, since_minute: i64, until_minute: i64) -> StoreResult<Vec<UsageCount>> {
-    let mut rows: BTreeMap<(i64, i64), UsageCount> = Default::default();
+pub(crate) fn of_key(
+    conn: &dyn Db,
+    key_id: KeyId,
+    since_minute: i64,
+    until_minute: i64,
+) -> StoreResult<Vec<UsageCount>> {
+    let mut rows: BTreeMap<(SecretId, i64), UsageCount> = Default::default();
     let counted = conn.query(
         "SELECT secret_id, minute, requests, successes, errors FROM usage_minutes \
          WHERE key_id = ?1 AND minute >= ?2 AND minute < ?3",
         params![key_id, since_minute, until_minute],
     )?;
     for r in &counted {
-        let (secret_id, minute): (i64, i64) = (r.get(0)?, r.get(1)?);
+        let (secret_id, minute): (SecretId, i64) = (r.get(0)?, r.get(1)?);
         let errors: String = r.get(4)?;
         rows.insert(
             (secret_id, minute),
@@ -144,7 +149,7 @@ pub(crate) fn of_key(conn: &dyn Db, key_id: i64, since_minute: i64, until_minute
         params![key_id, since_minute, until_minute],
     )?;
     for r in &charged {
-        let (secret_id, minute, micros): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let (secret_id, minute, micros): (SecretId, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
         let row = rows.entry((secret_id, minute)).or_insert_with(|| UsageCount {
             key_id,
             secret_id,
@@ -165,9 +170,10 @@ mod tests {
         let memory = crate::sqlite::engine::tests::memory();
         let conn: &dyn Db = &crate::sqlite::engine::SqliteDb::Reader(&memory);
         let errors = |pairs: &[(&str, u64)]| pairs.iter().map(|(c, n)| (c.to_string(), *n)).collect::<Errors>();
-        add(conn, (1, 1, 100), 3, 1, &errors(&[("RATE_LIMITED", 2)])).unwrap();
-        add(conn, (1, 1, 100), 4, 2, &errors(&[("RATE_LIMITED", 1), ("KEY_EXPIRED", 1)])).unwrap();
-        add(conn, (1, 1, 100), 1, 1, &Errors::new()).unwrap();
+        add(conn, (KeyId::new(1), SecretId::new(1), 100), 3, 1, &errors(&[("RATE_LIMITED", 2)])).unwrap();
+        add(conn, (KeyId::new(1), SecretId::new(1), 100), 4, 2, &errors(&[("RATE_LIMITED", 1), ("KEY_EXPIRED", 1)]))
+            .unwrap();
+        add(conn, (KeyId::new(1), SecretId::new(1), 100), 1, 1, &Errors::new()).unwrap();
         let (requests, successes, stored): (i64, i64, String) = conn
             .query_row("SELECT requests, successes, errors FROM usage_minutes", &[], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))

@@ -36,7 +36,7 @@ pub enum Done {
 }
 
 impl Step {
-    pub fn account(&self) -> i64 {
+    pub fn account(&self) -> AccountId {
         match self {
             Step::Begin(start) => start.account_id,
             Step::Finish { execution, .. } => execution.account_id,
@@ -181,7 +181,7 @@ struct End<'s> {
 
 /// The rows the batch locked, and whether the node that began its holds still has its lease.
 struct Locked {
-    keys: HashSet<i64>,
+    keys: HashSet<KeyId>,
     node_live: bool,
 }
 
@@ -212,8 +212,8 @@ static END_AND_LOCK: ClockSql = ClockSql::new(concat!(
 /// What the batch's first statement ends and locks (`END_AND_LOCK`).
 struct Lock<'s> {
     ends: Vec<End<'s>>,
-    keys: BTreeSet<i64>,
-    accounts: BTreeSet<i64>,
+    keys: BTreeSet<KeyId>,
+    accounts: BTreeSet<AccountId>,
     node: i64,
 }
 
@@ -254,16 +254,16 @@ impl<'s> Lock<'s> {
     fn params(&self) -> Vec<Value> {
         let column = |f: &dyn Fn(&End) -> Option<i64>| Array::Ints(self.ends.iter().map(f).collect());
         let texts = |f: &dyn Fn(&End) -> Option<String>| Array::Texts(self.ends.iter().map(f).collect());
-        let ids = |set: &BTreeSet<i64>| Array::Ints(set.iter().map(|id| Some(*id)).collect());
+        let ids = |ids: Vec<i64>| Array::Ints(ids.into_iter().map(Some).collect());
         params![
             column(&|end| Some(end.execution.id)),
             texts(&|end| Some(end.done.record.state.as_str().to_owned())),
             column(&|end| Some(end.done.record.charged.0)),
             texts(&|end| end.done.record.receipt_id.clone()),
             column(&|end| end.done.record.finished_at.map(to_db)),
-            ids(&self.keys),
+            ids(self.keys.iter().map(|id| id.get()).collect()),
             self.node,
-            ids(&self.accounts),
+            ids(self.accounts.iter().map(|id| id.get()).collect()),
         ]
         .to_vec()
     }
@@ -317,8 +317,8 @@ static HOLD_STATES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 fn hold_states_params(begins: &[(usize, &ExecutionStart)]) -> Vec<Value> {
     let ints = |f: &dyn Fn(&ExecutionStart) -> i64| Array::Ints(begins.iter().map(|(_, s)| Some(f(s))).collect());
     params![
-        ints(&|s| s.key_id),
-        ints(&|s| s.secret_id),
+        ints(&|s| s.key_id.get()),
+        ints(&|s| s.secret_id.get()),
         ints(&|s| to_db(s.now)),
         ints(&|s| s.day_number),
         Array::Blobs(begins.iter().map(|(_, s)| s.idempotency_key.to_vec()).collect()),
@@ -356,9 +356,9 @@ struct DayMove {
 /// answers and the keys freed by retryable voids (`WRITE`, which returns the new executions'
 /// public and row ids): its parameters.
 fn write_params(rooms: &Rooms, admitted: &[Admitted], ends: &[End]) -> Vec<Value> {
-    let mut keys: BTreeMap<i64, KeyMove> = BTreeMap::new();
-    let mut days: BTreeMap<(i64, i64), DayMove> = BTreeMap::new();
-    let mut accounts: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    let mut keys: BTreeMap<KeyId, KeyMove> = BTreeMap::new();
+    let mut days: BTreeMap<(KeyId, i64), DayMove> = BTreeMap::new();
+    let mut accounts: BTreeMap<AccountId, (i64, i64)> = BTreeMap::new();
     for (key_id, room) in &rooms.keys {
         let key = keys.entry(*key_id).or_default();
         key.rate_tat = room.rate_moved.then_some(room.rate_tat);
@@ -373,7 +373,7 @@ fn write_params(rooms: &Rooms, admitted: &[Admitted], ends: &[End]) -> Vec<Value
     for (account_id, room) in &rooms.accounts {
         accounts.entry(*account_id).or_default().0 += room.held_added;
     }
-    let mut ledger: Vec<(i64, i64, i64, LedgerKind, i64, bool, i64)> = vec![];
+    let mut ledger: Vec<(AccountId, KeyId, i64, LedgerKind, i64, bool, i64)> = vec![];
     for End { execution: e, done, .. } in ends {
         let ending = ending(e, done.reported, done.voided);
         let key = keys.entry(e.key_id).or_default();
@@ -399,25 +399,25 @@ fn write_params(rooms: &Rooms, admitted: &[Admitted], ends: &[End]) -> Vec<Value
     let freed: Vec<&End> = ends.iter().filter(|end| end.done.answer.is_none()).collect();
     let starts = || admitted.iter().map(|a| a.start);
     params![
-        ints(keys.keys().copied().collect()),
+        ints(keys.keys().map(|id| id.get()).collect()),
         Array::Ints(keys.values().map(|k| k.latest_day).collect()),
         ints(keys.values().map(|k| k.held).collect()),
         ints(keys.values().map(|k| k.spent).collect()),
         Array::Ints(keys.values().map(|k| k.rate_tat).collect()),
-        ints(new_days.iter().map(|((k, _), _)| *k).collect()),
+        ints(new_days.iter().map(|((k, _), _)| k.get()).collect()),
         ints(new_days.iter().map(|((_, d), _)| *d).collect()),
         ints(new_days.iter().map(|(_, m)| m.held).collect()),
-        ints(settled_days.iter().map(|((k, _), _)| *k).collect()),
+        ints(settled_days.iter().map(|((k, _), _)| k.get()).collect()),
         ints(settled_days.iter().map(|((_, d), _)| *d).collect()),
         ints(settled_days.iter().map(|(_, m)| m.held).collect()),
         ints(settled_days.iter().map(|(_, m)| m.spent).collect()),
-        ints(accounts.keys().copied().collect()),
+        ints(accounts.keys().map(|id| id.get()).collect()),
         ints(accounts.values().map(|a| a.0).collect()),
         ints(accounts.values().map(|a| a.1).collect()),
         Array::Texts(starts().map(|s| Some(s.public_id.clone())).collect()),
-        ints(starts().map(|s| s.account_id).collect()),
-        ints(starts().map(|s| s.key_id).collect()),
-        ints(starts().map(|s| s.secret_id).collect()),
+        ints(starts().map(|s| s.account_id.get()).collect()),
+        ints(starts().map(|s| s.key_id.get()).collect()),
+        ints(starts().map(|s| s.secret_id.get()).collect()),
         Array::Blobs(starts().map(|s| s.idempotency_key.to_vec()).collect()),
         Array::Blobs(starts().map(|s| s.request_hash.to_vec()).collect()),
         Array::Texts(starts().map(|s| Some(s.tool.clone())).collect()),
@@ -427,8 +427,8 @@ fn write_params(rooms: &Rooms, admitted: &[Admitted], ends: &[End]) -> Vec<Value
         ints(starts().map(|s| to_db(s.now)).collect()),
         ints(starts().map(|s| s.node.0).collect()),
         ints(starts().map(|s| to_db(s.idempotency_expires_at)).collect()),
-        ints(ledger.iter().map(|l| l.0).collect()),
-        ints(ledger.iter().map(|l| l.1).collect()),
+        ints(ledger.iter().map(|l| l.0.get()).collect()),
+        ints(ledger.iter().map(|l| l.1.get()).collect()),
         ints(ledger.iter().map(|l| l.2).collect()),
         Array::Texts(ledger.iter().map(|l| Some(l.3.as_str().to_owned())).collect()),
         ints(ledger.iter().map(|l| l.4).collect()),
@@ -437,7 +437,7 @@ fn write_params(rooms: &Rooms, admitted: &[Admitted], ends: &[End]) -> Vec<Value
         ints(answered.iter().map(|(id, _)| *id).collect()),
         ints(answered.iter().map(|(_, (status, _))| i64::from(*status)).collect()),
         Array::Blobs(answered.iter().map(|(_, (_, body))| body.to_vec()).collect()),
-        ints(freed.iter().map(|end| end.execution.key_id).collect()),
+        ints(freed.iter().map(|end| end.execution.key_id.get()).collect()),
         Array::Blobs(freed.iter().map(|end| end.idempotency_key.clone()).collect()),
         ints(freed.iter().map(|end| end.execution.id).collect()),
         ints(admitted.iter().map(|a| a.id).collect()),

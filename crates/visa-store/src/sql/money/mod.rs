@@ -217,7 +217,7 @@ static HOLD_STATE: ClockSql = ClockSql::new(
              WHERE k.id = ?1",
 );
 
-fn hold_state_from_row(row: &Row, key_id: i64) -> StoreResult<HoldState> {
+fn hold_state_from_row(row: &Row, key_id: KeyId) -> StoreResult<HoldState> {
     let corrupt = |what: &str| StoreError::Internal(format!("key {key_id} has a corrupt {what}"));
     let recorded = match row.get::<Option<i64>>(17)? {
         None => None,
@@ -612,7 +612,7 @@ pub(crate) fn reconcile(
 
 /// Forgets an Idempotency-Key record past its retention, with the stored answer it replayed
 /// (nothing else reads it; the execution and its ledger entries stay).
-fn forget_record(conn: &dyn Db, key_id: i64, idempotency_key: &[u8], execution_id: i64) -> StoreResult<()> {
+fn forget_record(conn: &dyn Db, key_id: KeyId, idempotency_key: &[u8], execution_id: i64) -> StoreResult<()> {
     conn.execute(
         "DELETE FROM idempotency_records WHERE key_id = ?1 AND idempotency_key = ?2",
         params![key_id, idempotency_key],

@@ -12,11 +12,11 @@ fn filter_sql(filter: &ExecutionFilter) -> (String, Vec<Value>) {
     let mut clauses = vec![];
     let mut values = vec![];
     if let Some(account_id) = filter.account_id {
-        values.push(Value::Int(account_id));
+        values.push(Value::Int(account_id.get()));
         clauses.push(format!("account_id = ?{}", values.len()));
     }
     if let Some(key_id) = filter.key_id {
-        values.push(Value::Int(key_id));
+        values.push(Value::Int(key_id.get()));
         clauses.push(format!("key_id = ?{}", values.len()));
     }
     if let Some(state) = filter.state {

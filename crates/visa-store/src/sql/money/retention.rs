@@ -27,7 +27,7 @@ pub(crate) fn sweep_expired(
             open.join(", ")
         )
     });
-    let records: Vec<(i64, Vec<u8>, i64)> =
+    let records: Vec<(KeyId, Vec<u8>, i64)> =
         conn.query_map(&EXPIRED_RECORDS, params![now, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     for (key_id, idempotency_key, execution_id) in &records {
         forget_record(conn, *key_id, idempotency_key, *execution_id)?;

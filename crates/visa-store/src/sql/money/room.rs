@@ -5,7 +5,7 @@
 //! decides each call exactly as the same calls one after another would be decided.
 
 use super::HoldState;
-use crate::model::{ExecutionStart, HoldRefusal, RateClock};
+use crate::model::{AccountId, ExecutionStart, HoldRefusal, KeyId, RateClock};
 use crate::rules::{self, KeyGate};
 use crate::sql::to_db;
 use std::collections::{BTreeMap, HashMap};
@@ -14,8 +14,8 @@ use visa_core::money::Micros;
 /// The room of every key and account a transaction has decided holds on so far.
 #[derive(Default)]
 pub(super) struct Rooms {
-    pub keys: HashMap<i64, KeyRoom>,
-    pub accounts: HashMap<i64, AccountRoom>,
+    pub keys: HashMap<KeyId, KeyRoom>,
+    pub accounts: HashMap<AccountId, AccountRoom>,
 }
 
 /// A key's counters as read, and what the transaction's admitted holds added to them.
@@ -40,7 +40,7 @@ pub(super) struct AccountRoom {
 }
 
 /// The key's room, from what the hold's transaction read if this is its first call there.
-fn key_room<'r>(keys: &'r mut HashMap<i64, KeyRoom>, start: &ExecutionStart, held: &HoldState) -> &'r mut KeyRoom {
+fn key_room<'r>(keys: &'r mut HashMap<KeyId, KeyRoom>, start: &ExecutionStart, held: &HoldState) -> &'r mut KeyRoom {
     let room = keys.entry(start.key_id).or_insert_with(|| KeyRoom {
         rate_tat: held.rate_tat,
         rate_moved: false,
