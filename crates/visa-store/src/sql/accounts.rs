@@ -3,11 +3,13 @@
 
 use super::audit;
 use super::db::{Db, Row, params};
+use super::{Engine, SqlStore};
 use super::{from_db, to_db};
 use super::{members, operator_requests};
 use crate::audit::account_snapshot;
 use crate::model::*;
 use crate::{StoreError, StoreResult};
+use async_trait::async_trait;
 use serde_json::Value;
 use visa_core::money::Micros;
 use visa_core::role::Role;
@@ -113,4 +115,55 @@ pub(crate) fn credit_account(
     let (old, new) = (account_snapshot(&before), account_snapshot(&after));
     audit::record(conn, after.id, ctx, "account.credited", &account_target(after.id), old, new)?;
     Ok(after)
+}
+
+/// Accounts: created by the operator, approved, credited, read. Part of the store (`crate::Store`).
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Creates the account and its first member, the owner, with the account's login.
+    async fn create_account(&self, new: NewAccount, audit: AuditContext) -> StoreResult<(Account, Member)>;
+    async fn account_by_login(&self, login: &str) -> StoreResult<Option<Account>>;
+    async fn set_account_approved(&self, login: &str, approved: bool, audit: AuditContext) -> StoreResult<Account>;
+    /// Adds `amount` to the balance. Under an `OperatorRequest` a retry is answered with the
+    /// first credit's account, and credits nothing more.
+    async fn credit_account(
+        &self,
+        login: &str,
+        amount: visa_core::money::Micros,
+        audit: AuditContext,
+        request: Option<OperatorRequest>,
+    ) -> StoreResult<Account>;
+    async fn account_by_id(&self, account_id: AccountId) -> StoreResult<Option<Account>>;
+}
+
+#[async_trait]
+impl<E: Engine> AccountStore for SqlStore<E> {
+    async fn create_account(&self, new: NewAccount, ctx: AuditContext) -> StoreResult<(Account, Member)> {
+        self.write(move |conn| create(conn, &new, &ctx)).await
+    }
+
+    async fn account_by_login(&self, login: &str) -> StoreResult<Option<Account>> {
+        let login = login.to_owned();
+        self.read(move |conn| account_where(conn, "login = ?1", login)).await
+    }
+
+    async fn set_account_approved(&self, login: &str, approved: bool, ctx: AuditContext) -> StoreResult<Account> {
+        let login = login.to_owned();
+        self.write_credentials(move |conn| set_approved(conn, &login, approved, &ctx)).await
+    }
+
+    async fn credit_account(
+        &self,
+        login: &str,
+        amount: Micros,
+        ctx: AuditContext,
+        request: Option<OperatorRequest>,
+    ) -> StoreResult<Account> {
+        let login = login.to_owned();
+        self.write_locking(move |conn| credit_account(conn, &login, amount, &ctx, request.as_ref())).await
+    }
+
+    async fn account_by_id(&self, account_id: AccountId) -> StoreResult<Option<Account>> {
+        self.read(move |conn| account_where(conn, "id = ?1", account_id)).await
+    }
 }

@@ -3,10 +3,12 @@
 use super::audit;
 use super::db::corrupt;
 use super::db::{Db, Row, params};
+use super::{Engine, SqlStore};
 use super::{from_db, to_db};
 use crate::audit::admin_key_snapshot;
 use crate::model::*;
 use crate::{StoreError, StoreResult};
+use async_trait::async_trait;
 use serde_json::Value;
 use visa_core::key::Environment;
 use visa_core::policy::KeyLabel;
@@ -91,4 +93,57 @@ pub(crate) fn revoke(
     let (old, new) = (admin_key_snapshot(&before), admin_key_snapshot(&after));
     audit::record(conn, account_id, ctx, "admin_key.revoked", &admin_key_target(id), old, new)?;
     Ok(after)
+}
+
+/// Admin keys. Part of the store (`crate::Store`).
+#[async_trait]
+pub trait AdminKeyStore: Send + Sync {
+    async fn create_admin_key(
+        &self,
+        account_id: AccountId,
+        label: visa_core::policy::KeyLabel,
+        environment: visa_core::key::Environment,
+        secret: NewSecret,
+        audit: AuditContext,
+    ) -> StoreResult<AdminKeyRecord>;
+    async fn list_admin_keys(&self, account_id: AccountId) -> StoreResult<Vec<AdminKeyRecord>>;
+    async fn revoke_admin_key(
+        &self,
+        account_id: AccountId,
+        id: AdminKeyId,
+        audit: AuditContext,
+    ) -> StoreResult<AdminKeyRecord>;
+    /// The admin key (live or revoked) behind a secret hash, with its stored hash.
+    async fn admin_key_by_secret(&self, hash: SecretHash) -> StoreResult<Option<(AdminKeyRecord, SecretHash)>>;
+}
+
+#[async_trait]
+impl<E: Engine> AdminKeyStore for SqlStore<E> {
+    async fn create_admin_key(
+        &self,
+        account_id: AccountId,
+        label: KeyLabel,
+        environment: Environment,
+        secret: NewSecret,
+        ctx: AuditContext,
+    ) -> StoreResult<AdminKeyRecord> {
+        self.write(move |conn| create(conn, account_id, &label, environment, &secret, &ctx)).await
+    }
+
+    async fn list_admin_keys(&self, account_id: AccountId) -> StoreResult<Vec<AdminKeyRecord>> {
+        self.read(move |conn| list(conn, account_id)).await
+    }
+
+    async fn revoke_admin_key(
+        &self,
+        account_id: AccountId,
+        id: AdminKeyId,
+        ctx: AuditContext,
+    ) -> StoreResult<AdminKeyRecord> {
+        self.write(move |conn| revoke(conn, account_id, id, &ctx)).await
+    }
+
+    async fn admin_key_by_secret(&self, hash: SecretHash) -> StoreResult<Option<(AdminKeyRecord, SecretHash)>> {
+        self.read(move |conn| admin_key_where(conn, "hash = ?1", hash.0)).await
+    }
 }

@@ -8,10 +8,12 @@
 //! object and computes the diff).
 
 use super::db::{Db, Row, params};
+use super::{Engine, SqlStore};
 use super::{from_db, to_db};
 use crate::StoreResult;
 use crate::audit::changed_fields;
 use crate::model::*;
+use async_trait::async_trait;
 use serde_json::Value;
 use visa_core::pagination::{Page, PageRequest};
 
@@ -98,4 +100,28 @@ pub(crate) fn list(
         entry_from_row,
     )?;
     Ok(Page::cut(&page, rows, |e| e.id))
+}
+
+/// The audit log, read. Part of the store (`crate::Store`).
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// A page of the account's audit log, newest first.
+    async fn list_audit(
+        &self,
+        account_id: AccountId,
+        filter: AuditFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<AuditEntry>>;
+}
+
+#[async_trait]
+impl<E: Engine> AuditStore for SqlStore<E> {
+    async fn list_audit(
+        &self,
+        account_id: AccountId,
+        filter: AuditFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<AuditEntry>> {
+        self.read(move |conn| list(conn, account_id, &filter, page)).await
+    }
 }

@@ -3,12 +3,14 @@
 
 use super::db::corrupt;
 use super::db::{Db, Row, params};
+use super::{Engine, SqlStore};
 use super::{audit, auth_version};
 use super::{from_db, to_db};
 use crate::audit::key_snapshot;
 use crate::columns::{cidrs_from_db, cidrs_to_db, grant_from_db, grant_to_db};
 use crate::model::*;
 use crate::{Refusal, StoreError, StoreResult};
+use async_trait::async_trait;
 use serde_json::Value;
 use visa_core::key::Environment;
 use visa_core::money::Micros;
@@ -316,4 +318,113 @@ pub(crate) fn record_use(conn: &dyn Db, uses: &[KeyUse]) -> StoreResult<()> {
         ?;
     }
     Ok(())
+}
+
+/// Tool keys: their lifecycle, and what authentication reads. Part of the store (`crate::Store`).
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn create_key(&self, new: NewKey, audit: AuditContext) -> StoreResult<KeyRecord>;
+    async fn get_key(&self, account_id: AccountId, key_id: KeyId) -> StoreResult<Option<KeyRecord>>;
+    async fn list_keys(&self, account_id: AccountId, page: PageRequest) -> StoreResult<Page<KeyRecord>>;
+    async fn update_key(
+        &self,
+        account_id: AccountId,
+        key_id: KeyId,
+        patch: KeyPatch,
+        audit: AuditContext,
+    ) -> StoreResult<KeyRecord>;
+    /// Revokes the key and all its secrets; revoking a revoked key changes (and audits) nothing.
+    async fn revoke_key(
+        &self,
+        account_id: AccountId,
+        key_id: KeyId,
+        cause: RevokeCause,
+        audit: AuditContext,
+    ) -> StoreResult<KeyRecord>;
+    /// Ends one secret of a key at once (e.g. the old one during a rotation's grace). The
+    /// key's newest secret cannot be revoked this way: that is rotating or revoking the key.
+    async fn revoke_secret(
+        &self,
+        account_id: AccountId,
+        key_id: KeyId,
+        secret_id: SecretId,
+        audit: AuditContext,
+    ) -> StoreResult<KeyRecord>;
+    async fn rotate_key(
+        &self,
+        account_id: AccountId,
+        key_id: KeyId,
+        rotation: Rotation,
+        audit: AuditContext,
+    ) -> StoreResult<KeyRecord>;
+    /// The key and account behind a secret hash, for authentication.
+    async fn key_by_secret(&self, hash: SecretHash) -> StoreResult<Option<AuthRecord>>;
+    /// Records when and from where keys were last used (coalesced by the caller).
+    async fn record_key_use(&self, uses: Vec<KeyUse>) -> StoreResult<()>;
+}
+
+#[async_trait]
+impl<E: Engine> KeyStore for SqlStore<E> {
+    async fn create_key(&self, new: NewKey, ctx: AuditContext) -> StoreResult<KeyRecord> {
+        self.write_credentials(move |conn| create(conn, &new, &ctx)).await
+    }
+
+    async fn get_key(&self, account_id: AccountId, key_id: KeyId) -> StoreResult<Option<KeyRecord>> {
+        self.read(move |conn| load_key(conn, account_id, key_id)).await
+    }
+
+    async fn list_keys(&self, account_id: AccountId, page: PageRequest) -> StoreResult<Page<KeyRecord>> {
+        self.read(move |conn| list(conn, account_id, page)).await
+    }
+
+    async fn update_key(
+        &self,
+        account_id: AccountId,
+        key_id: KeyId,
+        patch: KeyPatch,
+        ctx: AuditContext,
+    ) -> StoreResult<KeyRecord> {
+        self.write_credentials(move |conn| update(conn, account_id, key_id, &patch, &ctx)).await
+    }
+
+    async fn revoke_key(
+        &self,
+        account_id: AccountId,
+        key_id: KeyId,
+        cause: RevokeCause,
+        ctx: AuditContext,
+    ) -> StoreResult<KeyRecord> {
+        self.write_credentials(move |conn| revoke(conn, account_id, key_id, cause, &ctx)).await
+    }
+
+    async fn revoke_secret(
+        &self,
+        account_id: AccountId,
+        key_id: KeyId,
+        secret_id: SecretId,
+        ctx: AuditContext,
+    ) -> StoreResult<KeyRecord> {
+        self.write_credentials(move |conn| revoke_secret(conn, account_id, key_id, secret_id, &ctx)).await
+    }
+
+    async fn rotate_key(
+        &self,
+        account_id: AccountId,
+        key_id: KeyId,
+        rotation: Rotation,
+        ctx: AuditContext,
+    ) -> StoreResult<KeyRecord> {
+        self.write_credentials(move |conn| rotate(conn, account_id, key_id, &rotation, &ctx)).await
+    }
+
+    async fn key_by_secret(&self, hash: SecretHash) -> StoreResult<Option<AuthRecord>> {
+        self.read(move |conn| by_secret(conn, &hash)).await
+    }
+
+    async fn record_key_use(&self, uses: Vec<KeyUse>) -> StoreResult<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        self.write_locking(move |conn| record_use(conn, &uses)).await
+    }
 }

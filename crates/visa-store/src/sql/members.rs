@@ -9,10 +9,12 @@
 
 use super::audit;
 use super::db::{Db, Row, params};
+use super::{Engine, SqlStore};
 use super::{from_db, to_db};
 use crate::audit::member_snapshot;
 use crate::model::*;
 use crate::{Refusal, StoreError, StoreResult};
+use async_trait::async_trait;
 use serde_json::{Value, json};
 use visa_core::role::{Permission, Role};
 use visa_core::secret::SecretHash;
@@ -270,4 +272,134 @@ pub(crate) fn sweep_invitations(conn: &dyn Db, now: Timestamp, limit: u32) -> St
 
 fn target(member: &Member) -> String {
     member_target(member.id)
+}
+
+/// Members of an account: invited, accepted, re-roled, removed, signed in. Part of the store (`crate::Store`).
+#[async_trait]
+pub trait MemberStore: Send + Sync {
+    /// Sets a member's password and ends every other session of theirs (all but `keep`), in
+    /// one transaction, audited as `member.password_changed`; says how many sessions ended.
+    async fn change_password(
+        &self,
+        account_id: AccountId,
+        member_id: MemberId,
+        password_hash: String,
+        keep: SecretHash,
+        audit: AuditContext,
+    ) -> StoreResult<(Member, u64)>;
+    /// The account and member behind a live session token.
+    async fn session_principal(&self, token_hash: SecretHash, now: Timestamp)
+    -> StoreResult<Option<(Account, Member)>>;
+    /// The member who signs in with this login (invitations pending under it do not count).
+    async fn member_by_login(&self, login: &str) -> StoreResult<Option<Member>>;
+    /// The member with this pending invitation, if any (expired or not).
+    async fn member_by_invite(&self, invite_hash: SecretHash) -> StoreResult<Option<Member>>;
+    async fn list_members(&self, account_id: AccountId) -> StoreResult<Vec<Member>>;
+    /// Adds a member with a pending invitation; `Conflict` when the login is already a member
+    /// of, or invited to, this account. A pending invitation reserves nothing server-wide: the
+    /// login is claimed when the invitation is accepted (`Conflict` then if it was taken).
+    async fn invite_member(&self, account_id: AccountId, new: NewMember, audit: AuditContext) -> StoreResult<Member>;
+    /// Sets the invited member's password and ends the invitation; `NotFound` when the
+    /// invitation is unknown or expired.
+    async fn accept_invite(
+        &self,
+        invite_hash: SecretHash,
+        password_hash: String,
+        audit: AuditContext,
+    ) -> StoreResult<Member>;
+    /// `Refused` when it would leave the account without an owner; `Forbidden` when it grants
+    /// the owner role or changes an owner and `caller` (the role asking) is not an owner. Both
+    /// rules are checked inside the write, against the member as it is then.
+    async fn change_member_role(
+        &self,
+        account_id: AccountId,
+        member_id: MemberId,
+        role: visa_core::role::Role,
+        caller: visa_core::role::Role,
+        audit: AuditContext,
+    ) -> StoreResult<Member>;
+    /// Removes the member and ends its sessions; `Refused` for the last owner, `Forbidden`
+    /// for an owner unless `caller` is one.
+    async fn remove_member(
+        &self,
+        account_id: AccountId,
+        member_id: MemberId,
+        caller: visa_core::role::Role,
+        audit: AuditContext,
+    ) -> StoreResult<Member>;
+}
+
+#[async_trait]
+impl<E: Engine> MemberStore for SqlStore<E> {
+    async fn change_password(
+        &self,
+        account_id: AccountId,
+        member_id: MemberId,
+        password_hash: String,
+        keep: SecretHash,
+        ctx: AuditContext,
+    ) -> StoreResult<(Member, u64)> {
+        self.write(move |conn| change_password(conn, account_id, member_id, &password_hash, &keep, &ctx)).await
+    }
+
+    async fn session_principal(
+        &self,
+        token_hash: SecretHash,
+        now: Timestamp,
+    ) -> StoreResult<Option<(Account, Member)>> {
+        self.read(move |conn| {
+            let Some(member) = session_member(conn, &token_hash, now)? else {
+                return Ok(None);
+            };
+            Ok(super::accounts::account_where(conn, "id = ?1", member.account_id)?.map(|account| (account, member)))
+        })
+        .await
+    }
+
+    async fn member_by_login(&self, login: &str) -> StoreResult<Option<Member>> {
+        let login = login.to_owned();
+        self.read(move |conn| active_member(conn, &login)).await
+    }
+
+    async fn member_by_invite(&self, invite_hash: SecretHash) -> StoreResult<Option<Member>> {
+        self.read(move |conn| member_where(conn, "invite_hash = ?1", invite_hash.0)).await
+    }
+
+    async fn list_members(&self, account_id: AccountId) -> StoreResult<Vec<Member>> {
+        self.read(move |conn| list(conn, account_id)).await
+    }
+
+    async fn invite_member(&self, account_id: AccountId, new: NewMember, ctx: AuditContext) -> StoreResult<Member> {
+        self.write(move |conn| invite(conn, account_id, &new, &ctx)).await
+    }
+
+    async fn accept_invite(
+        &self,
+        invite_hash: SecretHash,
+        password_hash: String,
+        ctx: AuditContext,
+    ) -> StoreResult<Member> {
+        self.write(move |conn| accept_invite(conn, &invite_hash, &password_hash, &ctx)).await
+    }
+
+    async fn change_member_role(
+        &self,
+        account_id: AccountId,
+        member_id: MemberId,
+        role: Role,
+        caller: Role,
+        ctx: AuditContext,
+    ) -> StoreResult<Member> {
+        self.write(move |conn| change_role(conn, account_id, member_id, role, caller, &ctx)).await
+    }
+
+    async fn remove_member(
+        &self,
+        account_id: AccountId,
+        member_id: MemberId,
+        caller: Role,
+        ctx: AuditContext,
+    ) -> StoreResult<Member> {
+        self.write(move |conn| remove(conn, account_id, member_id, caller, &ctx)).await
+    }
 }

@@ -19,9 +19,19 @@ mod sessions;
 mod store;
 mod usage;
 
+pub use accounts::AccountStore;
+pub use admin_keys::AdminKeyStore;
+pub use audit::AuditStore;
 pub use db::{Array, Db, Dialect, FromValue, Row, ToValue, Value};
 pub(crate) use engine::write_alone;
 pub use engine::{Engine, Isolation};
+pub use keys::KeyStore;
+pub use members::MemberStore;
+pub use money::MoneyStore;
+pub use money::nodes::NodeStore;
+pub use provider_requests::ProviderRequestStore;
+pub use sessions::SessionStore;
 pub use store::SqlStore;
+pub use usage::UsageStore;
 
 pub(crate) use crate::columns::{from_db, to_db};

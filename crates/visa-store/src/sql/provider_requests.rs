@@ -3,8 +3,10 @@
 //! submission instead of paying for a second one.
 
 use super::db::{Db, params};
+use super::{Engine, SqlStore};
 use crate::model::*;
 use crate::{StoreError, StoreResult};
+use async_trait::async_trait;
 
 pub(crate) fn start(conn: &dyn Db, execution_id: i64) -> StoreResult<()> {
     // Kept as long as the Idempotency-Key that made it. An expired one of the same key
@@ -52,4 +54,41 @@ pub(crate) fn forget(conn: &dyn Db, execution_id: i64) -> StoreResult<()> {
         params![execution_id],
     )
     .map(drop)
+}
+
+/// Provider requests a call may resume after a crash. Part of the store (`crate::Store`).
+#[async_trait]
+pub trait ProviderRequestStore: Send + Sync {
+    /// Records, before a queue-style tool submits, that a submission is under way under the
+    /// execution's key, Idempotency-Key and request fingerprint, so that a retry meeting it
+    /// waits for it instead of submitting (and paying) again. `Conflict` when the key already
+    /// names a live provider request.
+    async fn start_provider_request(&self, execution_id: i64) -> StoreResult<()>;
+    /// Completes the record with the provider's request id.
+    async fn remember_provider_request(&self, execution_id: i64, provider_ref: &str) -> StoreResult<()>;
+    /// The provider request an earlier attempt of the same request (same key, Idempotency-Key
+    /// and fingerprint) started and did not finish, to resume instead of submitting again.
+    async fn provider_request_to_resume(&self, execution_id: i64) -> StoreResult<Option<ProviderRequest>>;
+    /// Forgets it once the request finished for good.
+    async fn forget_provider_request(&self, execution_id: i64) -> StoreResult<()>;
+}
+
+#[async_trait]
+impl<E: Engine> ProviderRequestStore for SqlStore<E> {
+    async fn start_provider_request(&self, execution_id: i64) -> StoreResult<()> {
+        self.write_locking(move |conn| start(conn, execution_id)).await
+    }
+
+    async fn remember_provider_request(&self, execution_id: i64, provider_ref: &str) -> StoreResult<()> {
+        let provider_ref = provider_ref.to_owned();
+        self.write_locking(move |conn| remember(conn, execution_id, &provider_ref)).await
+    }
+
+    async fn provider_request_to_resume(&self, execution_id: i64) -> StoreResult<Option<ProviderRequest>> {
+        self.read(move |conn| to_resume(conn, execution_id)).await
+    }
+
+    async fn forget_provider_request(&self, execution_id: i64) -> StoreResult<()> {
+        self.write_locking(move |conn| forget(conn, execution_id)).await
+    }
 }

@@ -5,9 +5,11 @@
 use super::audit;
 use super::db::{Db, Row, params};
 use super::members::{end_all_but, ensure_may_touch, member_target, require_member};
+use super::{Engine, SqlStore};
 use super::{from_db, to_db};
 use crate::model::*;
 use crate::{StoreError, StoreResult};
+use async_trait::async_trait;
 use serde_json::{Value, json};
 use visa_core::role::Role;
 use visa_core::secret::SecretHash;
@@ -112,6 +114,67 @@ pub(crate) fn sweep(conn: &dyn Db, now: Timestamp, limit: u32) -> StoreResult<us
         "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at <= ?1 LIMIT ?2)",
         params![to_db(now), limit],
     )
+}
+
+/// Members' sessions: opened, listed, ended. Part of the store (`crate::Store`).
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Ends one session (sign-out), audited as `session.ended` with `audit`'s actor, IP and
+    /// user agent; ending one that is gone already is not an error (and audits nothing).
+    async fn end_session(&self, token_hash: SecretHash, audit: AuditContext) -> StoreResult<()>;
+    /// Opens a session where `audit` says (IP, user agent), audited as `session.created` by
+    /// its actor (the member signing in, or the operator who created the account).
+    async fn create_session(&self, new: NewSession, audit: AuditContext) -> StoreResult<()>;
+    /// The member's live sessions, oldest first; `current` marks the one with that token.
+    async fn list_sessions(
+        &self,
+        account_id: AccountId,
+        member_id: MemberId,
+        current: Option<SecretHash>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<SessionRecord>>;
+    /// Ends some of a member's sessions (audited as `session.ended`) and says how many;
+    /// `Forbidden` for an owner's unless `caller` is an owner.
+    async fn end_sessions(
+        &self,
+        account_id: AccountId,
+        member_id: MemberId,
+        which: SessionsToEnd,
+        caller: visa_core::role::Role,
+        audit: AuditContext,
+    ) -> StoreResult<u64>;
+}
+
+#[async_trait]
+impl<E: Engine> SessionStore for SqlStore<E> {
+    async fn end_session(&self, token_hash: SecretHash, ctx: AuditContext) -> StoreResult<()> {
+        self.write(move |conn| end_by_token(conn, &token_hash, &ctx)).await
+    }
+
+    async fn create_session(&self, new: NewSession, ctx: AuditContext) -> StoreResult<()> {
+        self.write(move |conn| create(conn, &new, &ctx)).await
+    }
+
+    async fn list_sessions(
+        &self,
+        account_id: AccountId,
+        member_id: MemberId,
+        current: Option<SecretHash>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        self.read(move |conn| list(conn, account_id, member_id, current.as_ref(), now)).await
+    }
+
+    async fn end_sessions(
+        &self,
+        account_id: AccountId,
+        member_id: MemberId,
+        which: SessionsToEnd,
+        caller: Role,
+        ctx: AuditContext,
+    ) -> StoreResult<u64> {
+        self.write(move |conn| end(conn, account_id, member_id, &which, caller, &ctx)).await
+    }
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@
 //! stay exact, and a minute query over old data shows each hour (or day) in its first minute.
 
 use super::db::{Db, Dialect, params};
+use super::{Engine, SqlStore};
 use crate::StoreResult;
 use crate::model::{AccountId, DaySpend, KeyId, SecretId, UsageCount};
+use async_trait::async_trait;
 use std::collections::BTreeMap;
 use visa_core::money::Micros;
 
@@ -159,6 +161,38 @@ pub(crate) fn of_key(
         row.charged = Micros(micros);
     }
     Ok(rows.into_values().collect())
+}
+
+/// Usage counts and spend per day. Part of the store (`crate::Store`).
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// Adds request counts (coalesced by the caller) to the per-minute usage table.
+    async fn record_usage(&self, counts: Vec<UsageCount>) -> StoreResult<()>;
+    /// Usage of a key's secrets in `[since_minute, until_minute)`, one row per secret and minute
+    /// with requests or charges, charges included.
+    async fn key_usage(&self, key_id: KeyId, since_minute: i64, until_minute: i64) -> StoreResult<Vec<UsageCount>>;
+    /// What each key of the account spent on each UTC day from `since_day` (days since the
+    /// epoch) on, from the per-day counters the money path keeps: one row per key and day
+    /// with a charge, oldest day first.
+    async fn account_spend(&self, account_id: AccountId, since_day: i64) -> StoreResult<Vec<DaySpend>>;
+}
+
+#[async_trait]
+impl<E: Engine> UsageStore for SqlStore<E> {
+    async fn record_usage(&self, counts: Vec<UsageCount>) -> StoreResult<()> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        self.write_locking(move |conn| record(conn, &counts)).await
+    }
+
+    async fn key_usage(&self, key_id: KeyId, since_minute: i64, until_minute: i64) -> StoreResult<Vec<UsageCount>> {
+        self.read(move |conn| of_key(conn, key_id, since_minute, until_minute)).await
+    }
+
+    async fn account_spend(&self, account_id: AccountId, since_day: i64) -> StoreResult<Vec<DaySpend>> {
+        self.read(move |conn| account_spend(conn, account_id, since_day)).await
+    }
 }
 
 #[cfg(test)]

@@ -19,8 +19,12 @@ use super::{from_db, to_db};
 use crate::audit::execution_snapshot;
 use crate::model::*;
 use crate::rules;
-use crate::{Refusal, StoreError, StoreResult};
+use crate::sql::{Engine, SqlStore};
+use crate::{Durability, Hold, Refusal, StoreError, StoreResult};
+use async_trait::async_trait;
+use batch::Step;
 use visa_core::money::Micros;
+use visa_core::pagination::{Page, PageRequest};
 use visa_core::policy::{CidrAllowlist, ToolGrant};
 
 /// Whether node `$node` (a placeholder) still holds its lease by the database's clock, as an
@@ -618,4 +622,107 @@ fn forget_record(conn: &dyn Db, key_id: KeyId, idempotency_key: &[u8], execution
         params![key_id, idempotency_key],
     )?;
     conn.execute("DELETE FROM execution_responses WHERE execution_id = ?1", params![execution_id]).map(drop)
+}
+
+/// The money path: a paid call's hold and settlement, executions read back, the operator's reconcile. Part of the store (`crate::Store`).
+#[async_trait]
+pub trait MoneyStore: Send + Sync {
+    /// In one transaction: look up the Idempotency-Key; if new, check the key's daily and
+    /// total caps and the account's available balance, place the hold and record the key.
+    ///
+    /// Every outcome but `Started` is returned only once it is durable (a replay may be
+    /// reading an answer that was not on disk yet). `Started` may be returned as soon as the
+    /// hold commits (every later transaction sees it), so the tool can start meanwhile: its
+    /// `Hold` carries what `finish_execution` needs to answer only once the hold is durable.
+    /// Concurrent begins with one Idempotency-Key yield exactly one `Started`; the others see
+    /// `InFlight` or the replay, never an error from the unique index.
+    async fn begin_execution(&self, start: ExecutionStart) -> StoreResult<BeginOutcome>;
+    /// In one transaction: capture or void the hold of a `running` execution (or of one
+    /// reclaimed into `reconcile_required` that no operator decided yet) and store the
+    /// answer; refused once it has ended otherwise. Answers once the finish and the hold are
+    /// durable. The same finish sent again (its first COMMIT landed but the answer was lost)
+    /// answers the recorded execution and changes nothing.
+    async fn finish_execution(&self, hold: &Hold, finish: Finish, now: Timestamp) -> StoreResult<ExecutionRecord>;
+    /// A begin whose answer never came back (the store went away during its COMMIT): if it
+    /// placed its hold, void it and free its Idempotency-Key, for the call never ran. `true`
+    /// when there was such a hold. Called only by the node that sent the begin, with the
+    /// begin's `public_id`.
+    async fn abandon_execution(&self, public_id: &str, now: Timestamp) -> StoreResult<bool>;
+    async fn get_execution(&self, filter: ExecutionFilter, public_id: &str) -> StoreResult<Option<ExecutionRecord>>;
+    async fn list_executions(&self, filter: ExecutionFilter, page: PageRequest) -> StoreResult<Page<ExecutionRecord>>;
+    /// A running execution whose outcome could not be recorded for a reason a retry will not
+    /// cure (not an outage): it becomes `reconcile_required`, its hold kept, for an operator.
+    /// `false` if it was not running.
+    async fn require_reconcile(&self, public_id: &str) -> StoreResult<bool>;
+    /// Captures or voids a `reconcile_required` execution. Under an `OperatorRequest` a retry
+    /// is answered with the reconciled execution instead of a refusal.
+    async fn reconcile_execution(
+        &self,
+        public_id: &str,
+        decision: Reconcile,
+        audit: AuditContext,
+        request: Option<OperatorRequest>,
+    ) -> StoreResult<ExecutionRecord>;
+}
+
+#[async_trait]
+impl<E: Engine> MoneyStore for SqlStore<E> {
+    async fn begin_execution(&self, start: ExecutionStart) -> StoreResult<BeginOutcome> {
+        let (done, durable) = self.engine.write_money(Step::Begin(start)).await?;
+        let outcome = done.begun()?;
+        if matches!(outcome, BeginOutcome::Started(_)) {
+            return Ok(outcome.map_started(|execution| Hold::new(execution, durable)));
+        }
+        durable.wait().await?;
+        Ok(outcome.map_started(|execution| Hold::new(execution, Durability::done())))
+    }
+
+    async fn finish_execution(&self, hold: &Hold, finish: Finish, now: Timestamp) -> StoreResult<ExecutionRecord> {
+        let step = Step::Finish { execution: hold.execution.clone(), finish, now };
+        let finished = match self.engine.write_money(step).await {
+            Ok((done, durable)) => durable.wait().await.and_then(|()| done.finished()),
+            Err(e) => Err(e),
+        };
+        // Resolved long before (the hold's fsync ran first); a failed one taints what followed.
+        let held = hold.durable().await;
+        held.and(finished)
+    }
+
+    async fn abandon_execution(&self, public_id: &str, now: Timestamp) -> StoreResult<bool> {
+        let public_id = public_id.to_owned();
+        self.write_locking(move |conn| abandon(conn, &public_id, now)).await
+    }
+
+    async fn get_execution(&self, filter: ExecutionFilter, public_id: &str) -> StoreResult<Option<ExecutionRecord>> {
+        let public_id = public_id.to_owned();
+        self.read(move |conn| read::get(conn, &filter, &public_id)).await
+    }
+
+    async fn list_executions(&self, filter: ExecutionFilter, page: PageRequest) -> StoreResult<Page<ExecutionRecord>> {
+        self.read(move |conn| read::list(conn, &filter, page)).await
+    }
+
+    async fn require_reconcile(&self, public_id: &str) -> StoreResult<bool> {
+        let public_id = public_id.to_owned();
+        self.write_locking(move |conn| require_reconcile(conn, &public_id)).await
+    }
+
+    async fn reconcile_execution(
+        &self,
+        public_id: &str,
+        decision: Reconcile,
+        ctx: AuditContext,
+        request: Option<OperatorRequest>,
+    ) -> StoreResult<ExecutionRecord> {
+        let public_id = public_id.to_owned();
+        self.write(move |conn| {
+            if crate::sql::operator_requests::replay(conn, request.as_ref())?.is_some() {
+                return execution_by_public_id(conn, &public_id);
+            }
+            let done = reconcile(conn, &public_id, &decision, &ctx)?;
+            crate::sql::operator_requests::remember(conn, request.as_ref(), &public_id, None, ctx.now)?;
+            Ok(done)
+        })
+        .await
+    }
 }

@@ -4,8 +4,10 @@
 
 use crate::model::*;
 use crate::sql::db::{ClockSql, Db, params};
+use crate::sql::{Engine, SqlStore};
 use crate::sql::{from_db, to_db};
 use crate::{StoreError, StoreResult};
+use async_trait::async_trait;
 
 /// The executions `node` began that are still running, begun before `before`, oldest first
 /// (at most `limit`).
@@ -76,4 +78,64 @@ pub(crate) fn reclaim_expired_nodes(conn: &dyn Db) -> StoreResult<u64> {
         params![],
     )
     .map(|n| n as u64)
+}
+
+/// Nodes and their leases. Part of the store (`crate::Store`). Each server process registers
+/// as a node and renews its lease while it lives; every execution records the node running it.
+/// A call whose node's lease expired lost its outcome (the node crashed or lost the store) and
+/// becomes `reconcile_required`; a call of a live node is never touched, whoever restarts.
+/// Leases are kept by the database's clock, never a node's: a node with a wrong clock can
+/// neither take another's calls nor keep its own past their lease. A begin refuses
+/// (`NodeLeaseLost`) when its node's lease is not live; a reclaimed call that no operator
+/// decided yet may still be finished by the call that placed it (its node woke up).
+#[async_trait]
+pub trait NodeStore: Send + Sync {
+    /// The public ids of the executions `node` began before `before` that are still running,
+    /// oldest first, at most `limit`: for the node's own sweep of calls that no task of its
+    /// process tracks any more (a bug ended one without settling it), which it then abandons.
+    async fn running_on_node(&self, node: NodeId, before: Timestamp, limit: u32) -> StoreResult<Vec<String>>;
+    /// Registers a node (named for operators, e.g. `host:pid`, started at `now` by its own
+    /// clock) holding a lease for `lease` from the database's now. SQLite: one process per
+    /// database (the data-dir lock), so a node that registers proves every earlier one gone and
+    /// their leases end now.
+    async fn register_node(&self, name: &str, now: Timestamp, lease: time::Duration) -> StoreResult<NodeId>;
+    /// Extends the node's lease to the database's now + `lease`; `false` if it had expired
+    /// (its running calls are, or will be, `reconcile_required`; it must register again).
+    async fn renew_node(&self, node: NodeId, lease: time::Duration) -> StoreResult<bool>;
+    /// Ends the node's lease now: it stopped cleanly, with nothing running.
+    async fn release_node(&self, node: NodeId) -> StoreResult<()>;
+    /// Turns the running executions of every node whose lease expired into
+    /// `reconcile_required` (rows from before leases existed count as such a node), once;
+    /// says how many. Any live node may call it, at start and periodically.
+    async fn reclaim_expired_nodes(&self) -> StoreResult<u64>;
+    /// The database's clock, which leases are kept by (a node compares its own with it).
+    async fn database_clock(&self) -> StoreResult<Timestamp>;
+}
+
+#[async_trait]
+impl<E: Engine> NodeStore for SqlStore<E> {
+    async fn running_on_node(&self, node: NodeId, before: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
+        self.read(move |conn| running_on_node(conn, node, before, limit)).await
+    }
+
+    async fn register_node(&self, name: &str, now: Timestamp, lease: time::Duration) -> StoreResult<NodeId> {
+        let name = name.to_owned();
+        self.engine.write_lease(move |conn| register_node(conn, &name, now, lease)).await
+    }
+
+    async fn renew_node(&self, node: NodeId, lease: time::Duration) -> StoreResult<bool> {
+        self.engine.write_lease(move |conn| renew_node(conn, node, lease)).await
+    }
+
+    async fn release_node(&self, node: NodeId) -> StoreResult<()> {
+        self.engine.write_lease(move |conn| release_node(conn, node)).await
+    }
+
+    async fn reclaim_expired_nodes(&self) -> StoreResult<u64> {
+        self.engine.write_lease(reclaim_expired_nodes).await
+    }
+
+    async fn database_clock(&self) -> StoreResult<Timestamp> {
+        self.engine.write_lease(database_clock).await
+    }
 }
