@@ -5,7 +5,7 @@
 
 use crate::mock_provider::{MockProvider, provider_secret};
 use std::fmt::Display;
-use visa_server::catalog::Catalog;
+use visa_server::tools::catalog::Catalog;
 
 /// One `[[tools]]` table: its fields in order, then its adapter's.
 #[derive(Clone)]

@@ -567,7 +567,7 @@ pub mod mock_provider {
 
     /// A `chat` tool (alias `gpt-mock`) metered at $0.15 / $0.60 per million tokens over `mock`,
     /// its secret (`CHAT_SECRET`) named `key_var`, and the flat `echo`.
-    pub fn chat_catalog(mock: &MockProvider, key_var: &str) -> visa_server::catalog::Catalog {
+    pub fn chat_catalog(mock: &MockProvider, key_var: &str) -> visa_server::tools::catalog::Catalog {
         use crate::catalog::{TestTool, catalog};
         let chat = TestTool::chat("chat", mock, key_var)
             .set("aliases", r#"["gpt-mock"]"#)

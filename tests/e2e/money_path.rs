@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use visa_e2e::TestApp;
 use visa_e2e::catalog::TestTool;
 use visa_e2e::mock_provider::MockProvider;
-use visa_server::catalog::Catalog;
+use visa_server::tools::catalog::Catalog;
 
 /// $0.15 / $0.60 per million tokens, at most $1 a call; a flat-priced chat tool; a fal tool at
 /// 2 cents an image holding for at most 4, timing out after `fal_timeout_ms`. No sandbox samples.

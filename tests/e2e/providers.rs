@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use visa_e2e::TestApp;
 use visa_e2e::catalog::TestTool;
 use visa_e2e::mock_provider::MockProvider;
-use visa_server::catalog::Catalog;
+use visa_server::tools::catalog::Catalog;
 
 /// A catalog with a metered chat tool and a flat http tool pointing at `mock`, their provider
 /// key named `key_var` and given as `secret` (none: the tools are not configured).

@@ -1,7 +1,7 @@
 //! What `visa-cli serve` can set (`ServeConfig`), with the defaults, and the check that refuses
 //! a configuration that would break a guarantee before anything is opened.
 
-use crate::catalog::Catalog;
+use crate::tools::catalog::Catalog;
 use crate::{auth, clock, tls, trust};
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -5,13 +5,12 @@
 //! resource), `dashboard`, `openai` — call the use cases in `app` (the paid call's money path
 //! is `app::paid_call`), which take and return the wire shapes of `wire`; below them `auth`
 //! (who is calling), `tools` (running a tool) and `visa_store::Store` (persistence). `error`
-//! maps every refusal to the one envelope; `catalog` loads the tool catalog; `state` is what
+//! maps every refusal to the one envelope; `tools::catalog` loads the tool catalog; `state` is what
 //! handlers share; `config`, `startup`, `background` and `signals` run the process.
 
 pub mod app;
 pub mod auth;
 pub mod background;
-pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod connections;

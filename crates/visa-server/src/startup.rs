@@ -3,10 +3,10 @@
 //! HTTPS with the connection guard; on shutdown drain requests and paid calls, then give the
 //! lease up.
 
-use crate::catalog::Catalog;
 use crate::config::ServeConfig;
 use crate::signals::{Signal, Signals};
 use crate::state::{AppState, SharedState};
+use crate::tools::catalog::Catalog;
 use crate::{
     DATABASE_FILE, auth, background, connections, dashboard, data_dir, error, extract, lease, openai, routes, tls,
 };

@@ -3,8 +3,8 @@
 
 use crate::ServeConfig;
 use crate::auth::key_cache::KeyCache;
-use crate::catalog::Catalog;
 use crate::clock::Clock;
+use crate::tools::catalog::Catalog;
 use crate::usage::LastUsed;
 use std::sync::Arc;
 use time::OffsetDateTime;

@@ -4,7 +4,7 @@
 use crate::cli::ServeArgs;
 use anyhow::{Context, anyhow};
 use visa_core::key::Environment;
-use visa_server::catalog::Catalog;
+use visa_server::tools::catalog::Catalog;
 use visa_server::{ServeConfig, Server};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {

@@ -16,11 +16,11 @@
 //!    only once it is on disk.
 
 use crate::auth::tool_key::denied;
-use crate::catalog::Tool;
 use crate::error::{ApiError, ApiResult};
 use crate::in_flight::Tracked;
 use crate::metrics::PaidOutcome;
 use crate::state::AppState;
+use crate::tools::catalog::Tool;
 use crate::tools::stream::ChatStream;
 use crate::tools::{self, Plan, ToolOutput, UpstreamFailure};
 use crate::wire::execute::Receipt;

@@ -12,10 +12,10 @@
 use super::OpenAiError;
 use crate::app::paid_call::{self as execution, Answer};
 use crate::auth::tool_key;
-use crate::catalog::Tool;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ClientIp, RawJsonBody, idempotency_key_header};
 use crate::state::SharedState;
+use crate::tools::catalog::Tool;
 use crate::tools::stream::ChatStream;
 use crate::wire::execute::Receipt;
 use axum::body::Body;

@@ -4,10 +4,10 @@
 
 use super::OpenAiError;
 use crate::auth::tool_key;
-use crate::catalog::Tool;
 use crate::error::ApiError;
 use crate::extract::ClientIp;
 use crate::state::SharedState;
+use crate::tools::catalog::Tool;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;

@@ -7,10 +7,10 @@
 
 use crate::app::paid_call::{self as execution, Answer};
 use crate::auth::tool_key;
-use crate::catalog::Tool;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ClientIp, RawJsonBody, idempotency_key_header};
 use crate::state::SharedState;
+use crate::tools::catalog::Tool;
 use crate::wire::execute::{ExecuteRequest, ExecutionResponse, Receipt, Usage};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;

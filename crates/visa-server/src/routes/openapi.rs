@@ -10,8 +10,8 @@
 //! The test suite checks the document with a third-party validator and fuzzes the live server
 //! against it (`tests/e2e/openapi_fuzz.rs`).
 
-use crate::catalog::Catalog;
 use crate::state::SharedState;
+use crate::tools::catalog::Catalog;
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};

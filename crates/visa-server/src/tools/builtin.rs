@@ -4,8 +4,8 @@
 //! message back (a first OpenAI-compatible call without any provider key), streamed or not.
 
 use super::UpstreamFailure;
+use super::catalog::Builtin;
 use super::stream::{ChatStream, event};
-use crate::catalog::Builtin;
 use crate::error::ApiError;
 use serde_json::{Value, json};
 use std::time::Duration;

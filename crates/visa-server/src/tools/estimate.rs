@@ -4,7 +4,7 @@
 //! o-series families, `cl100k_base` for every other model, an approximation for non-OpenAI
 //! models), priced at the tool's rates, at least its minimum and never above the hold.
 
-use crate::catalog::Tool;
+use super::catalog::Tool;
 use serde_json::Value;
 use tiktoken_rs::CoreBPE;
 use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};

@@ -4,9 +4,9 @@
 //! (durably) as soon as the provider gives it, even after the call timed out, so a retry with
 //! the same Idempotency-Key resumes polling that request instead of paying for a second one.
 
+use super::catalog::Tool;
 use super::upstream::Upstream;
 use super::{Plan, ToolOutput, UpstreamFailure};
-use crate::catalog::Tool;
 use crate::error::ApiError;
 use axum::http::{Method, Uri};
 use serde_json::Value;

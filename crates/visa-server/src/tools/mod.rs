@@ -1,16 +1,19 @@
-//! Running a tool: input checks that happen before any money is held, the hold a call needs,
-//! then the adapter call under the tool's timeout. In the preview environment a tool answers
-//! from its catalog sandbox sample instead of calling a provider.
+//! The tools: the catalog that names them and their adapters (`catalog`), and running one —
+//! input checks that happen before any money is held, the hold a call needs, then the adapter
+//! call under the tool's timeout. In the preview environment a tool answers from its catalog
+//! sandbox sample instead of calling a provider. An adapter is this folder's concern alone: its
+//! module, its `AdapterSpec` variant in `catalog.rs`, its arms here.
 
 mod builtin;
+pub mod catalog;
 mod estimate;
 mod fal;
 mod provider;
 pub mod stream;
 pub mod upstream;
 
-use crate::catalog::{AdapterSpec, Builtin, Tool};
 use crate::error::ApiError;
+use catalog::{AdapterSpec, Builtin, Tool};
 use serde_json::Value;
 use visa_core::ErrorCode;
 use visa_core::money::Micros;

@@ -7,10 +7,10 @@
 //! a 2xx that is not a readable result is a final 502 with nothing charged. The provider secret comes
 //! from the environment variable the catalog names (read once, at load), never from the request.
 
+use super::catalog::{ProviderSecret, Tool};
 use super::stream::ChatStream;
 use super::upstream::{Answer, Upstream};
 use super::{Plan, ToolOutput, UpstreamFailure};
-use crate::catalog::{ProviderSecret, Tool};
 use crate::error::ApiError;
 use axum::http::{Method, Uri};
 use serde_json::Value;

@@ -287,9 +287,6 @@ pub trait MemberStore: Send + Sync {
         keep: SecretHash,
         audit: AuditContext,
     ) -> StoreResult<(Member, u64)>;
-    /// The account and member behind a live session token.
-    async fn session_principal(&self, token_hash: SecretHash, now: Timestamp)
-    -> StoreResult<Option<(Account, Member)>>;
     /// The member who signs in with this login (invitations pending under it do not count).
     async fn member_by_login(&self, login: &str) -> StoreResult<Option<Member>>;
     /// The member with this pending invitation, if any (expired or not).
@@ -340,20 +337,6 @@ impl<E: Engine> MemberStore for SqlStore<E> {
         ctx: AuditContext,
     ) -> StoreResult<(Member, u64)> {
         self.write(move |conn| change_password(conn, account_id, member_id, &password_hash, &keep, &ctx)).await
-    }
-
-    async fn session_principal(
-        &self,
-        token_hash: SecretHash,
-        now: Timestamp,
-    ) -> StoreResult<Option<(Account, Member)>> {
-        self.read(move |conn| {
-            let Some(member) = session_member(conn, &token_hash, now)? else {
-                return Ok(None);
-            };
-            Ok(super::accounts::account_where(conn, "id = ?1", member.account_id)?.map(|account| (account, member)))
-        })
-        .await
     }
 
     async fn member_by_login(&self, login: &str) -> StoreResult<Option<Member>> {

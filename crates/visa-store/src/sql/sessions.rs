@@ -119,6 +119,9 @@ pub(crate) fn sweep(conn: &dyn Db, now: Timestamp, limit: u32) -> StoreResult<us
 /// Members' sessions: opened, listed, ended. Part of the store (`crate::Store`).
 #[async_trait]
 pub trait SessionStore: Send + Sync {
+    /// The account and member behind a live session token.
+    async fn session_principal(&self, token_hash: SecretHash, now: Timestamp)
+    -> StoreResult<Option<(Account, Member)>>;
     /// Ends one session (sign-out), audited as `session.ended` with `audit`'s actor, IP and
     /// user agent; ending one that is gone already is not an error (and audits nothing).
     async fn end_session(&self, token_hash: SecretHash, audit: AuditContext) -> StoreResult<()>;
@@ -147,6 +150,20 @@ pub trait SessionStore: Send + Sync {
 
 #[async_trait]
 impl<E: Engine> SessionStore for SqlStore<E> {
+    async fn session_principal(
+        &self,
+        token_hash: SecretHash,
+        now: Timestamp,
+    ) -> StoreResult<Option<(Account, Member)>> {
+        self.read(move |conn| {
+            let Some(member) = super::members::session_member(conn, &token_hash, now)? else {
+                return Ok(None);
+            };
+            Ok(super::accounts::account_where(conn, "id = ?1", member.account_id)?.map(|account| (account, member)))
+        })
+        .await
+    }
+
     async fn end_session(&self, token_hash: SecretHash, ctx: AuditContext) -> StoreResult<()> {
         self.write(move |conn| end_by_token(conn, &token_hash, &ctx)).await
     }
