@@ -13,6 +13,7 @@ mod envelope;
 mod execute_auth;
 mod idempotency;
 mod keys;
+mod mcp;
 mod members;
 mod metrics;
 mod money;

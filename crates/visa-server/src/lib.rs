@@ -2,7 +2,7 @@
 //! start the same server in-process on port 0.
 //!
 //! Layout (docs/architecture.md): the surfaces — `routes` (the JSON API, one module per
-//! resource), `dashboard`, `openai` — call the use cases in `app` (the paid call's money path
+//! resource), `dashboard`, `openai`, `mcp` — call the use cases in `app` (the paid call's money path
 //! is `app::paid_call`), which take and return the wire shapes of `wire`; below them `auth`
 //! (who is calling), `tools` (running a tool) and `visa_store::Store` (persistence). `error`
 //! maps every refusal to the one envelope; `tools::catalog` loads the tool catalog; `state` is what
@@ -21,6 +21,7 @@ pub mod error;
 pub mod extract;
 pub mod in_flight;
 pub mod lease;
+pub mod mcp;
 pub mod metrics;
 pub mod openai;
 pub mod ratelimit;

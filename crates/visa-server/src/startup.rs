@@ -8,7 +8,7 @@ use crate::signals::{Signal, Signals};
 use crate::state::{AppState, SharedState};
 use crate::tools::catalog::Catalog;
 use crate::{
-    DATABASE_FILE, auth, background, connections, dashboard, data_dir, error, extract, lease, openai, routes, tls,
+    DATABASE_FILE, auth, background, connections, dashboard, data_dir, error, extract, lease, mcp, openai, routes, tls,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -127,13 +127,14 @@ impl Server {
     }
 }
 
-/// Every surface on one router — the JSON API, the dashboard, the OpenAI surface — with what
+/// Every surface on one router — the JSON API, the dashboard, the OpenAI and MCP surfaces — with what
 /// all requests go through: the route's label for metrics, the error envelope for unknown
 /// routes and wrong methods, the client's address, the request counters.
 pub fn app(state: SharedState) -> axum::Router {
     let (api, _) = routes::api().split_for_parts();
     api.merge(dashboard::router())
         .merge(openai::router())
+        .merge(mcp::router(state.clone()))
         .route_layer(axum::middleware::from_fn(routes::metrics::tag_route))
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::not_found)

@@ -18,8 +18,9 @@ pub fn routes() -> OpenApiRouter<SharedState> {
 }
 
 /// (name, title, text) of each served document.
-const DOCS: [(&str, &str, &str); 12] = [
+const DOCS: [(&str, &str, &str); 14] = [
     ("openai", "OpenAI-compatible surface: SDKs, streaming, retries", include_str!("../../../../docs/openai.md")),
+    ("mcp", "MCP server: paid tools for agents, charged once", include_str!("../../../../docs/mcp.md")),
     ("money", "The money path: holds, captures, idempotency, retention", include_str!("../../../../docs/money.md")),
     ("errors", "Error envelope and every error code", include_str!("../../../../docs/errors.md")),
     ("tools", "Tool catalog, prices and adapters", include_str!("../../../../docs/tools.md")),
@@ -31,6 +32,7 @@ const DOCS: [(&str, &str, &str); 12] = [
     ("deploy", "Many nodes on PostgreSQL", include_str!("../../../../docs/deploy.md")),
     ("postgres", "The PostgreSQL backend", include_str!("../../../../docs/postgres.md")),
     ("decisions", "Design decisions", include_str!("../../../../docs/decisions.md")),
+    ("architecture", "How the code is laid out", include_str!("../../../../docs/architecture.md")),
 ];
 
 const MARKDOWN: &str = "text/markdown; charset=utf-8";
@@ -61,6 +63,8 @@ pub async fn llms_txt() -> impl IntoResponse {
          - `GET /v1/api/balance`, `GET /v1/api/spend`, `GET /v1/api/executions[/{id}]`: what the key spent.\n\
          - `POST /v1/openai/chat/completions`, `GET /v1/openai/models`: the OpenAI-compatible surface (set the SDK's \
          `base_url` to `<server>/v1/openai`; streaming supported).\n\
+         - `<server>/v1/mcp`: an MCP server (Streamable HTTP) with the key as a bearer token: `tools/list` shows \
+         what the key may run and its price, `tools/call` is a paid call charged once.\n\
          - Control plane (keys, members, audit, admin keys): session tokens and admin keys; see the OpenAPI document.\n\n\
          ## Docs\n\n\
          - [OpenAPI document](/openapi.json): every route, field and status.\n",

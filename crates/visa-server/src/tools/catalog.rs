@@ -118,6 +118,35 @@ impl AdapterSpec {
         }
     }
 
+    /// The JSON Schema of a call's input, as MCP's `tools/list` states it: what the adapter
+    /// reads (a chat's `messages`, an image's `prompt`, the `sleep` builtin's `ms`), any object
+    /// where it passes the input on as it is.
+    pub fn input_schema(&self) -> serde_json::Value {
+        match self {
+            Self::OpenaiChat { .. } | Self::Builtin { name: Builtin::EchoChat } => serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "messages": { "type": "array", "items": { "type": "object" }, "description": "The conversation, as OpenAI's chat completions take it" },
+                    "max_tokens": { "type": "integer", "minimum": 1 }
+                },
+                "required": ["messages"]
+            }),
+            Self::FalQueue { .. } => serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "prompt": { "type": "string" },
+                    "num_images": { "type": "integer", "minimum": 1 }
+                },
+                "required": ["prompt"]
+            }),
+            Self::Builtin { name: Builtin::Sleep } => serde_json::json!({
+                "type": "object",
+                "properties": { "ms": { "type": "integer", "minimum": 0 } }
+            }),
+            Self::Builtin { .. } | Self::Http { .. } => serde_json::json!({ "type": "object" }),
+        }
+    }
+
     /// The environment variable holding the provider secret, if the adapter needs one.
     pub fn secret_env(&self) -> Option<&str> {
         match self {

@@ -1,0 +1,69 @@
+//! The MCP surface, `/v1/mcp`: agents that speak the Model Context Protocol (Streamable HTTP,
+//! through the official Rust SDK, `rmcp`) list the paid tools their Visa key may run and call
+//! them, each call one paid call on the same money path as execute (`app::paid_call`), charged
+//! once per Idempotency-Key. A tool key is the credential (`Authorization: Bearer` or
+//! `X-Api-Key`), checked here before rmcp sees the request; sessions and admin keys are refused.
+//!
+//! - `server.rs`: `tools/list` and `tools/call`;
+//! - `answer.rs`: a call's result and its refusals, in MCP's words (docs/mcp.md).
+
+mod answer;
+mod server;
+
+use crate::auth::{SESSION_TOKEN_PREFIX, bearer_token, tool_key};
+use crate::error::ApiError;
+use crate::extract::ClientIp;
+use crate::state::SharedState;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use server::{Caller, Server};
+use visa_core::ErrorCode;
+
+/// Where MCP clients connect.
+pub const PATH: &str = "/v1/mcp";
+
+/// The MCP endpoint over `state`. A key, not the `Host`, admits a request, so rmcp's
+/// loopback-only `Host` check (against DNS rebinding of a local server) is off.
+pub fn router(state: SharedState) -> Router<SharedState> {
+    let mcp = Server { state: state.clone() };
+    let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
+    let service = StreamableHttpService::new(move || Ok(mcp.clone()), LocalSessionManager::default().into(), config);
+    Router::new().nest_service(PATH, service).layer(axum::middleware::from_fn_with_state(state, authenticate))
+}
+
+/// Admits a tool key (every check of execute: revoked, expired, CIDR, approval) and hands it
+/// to the server; a missing or wrong one is 401 with `WWW-Authenticate`, a session or an admin
+/// key 403 naming why.
+async fn authenticate(
+    State(state): State<SharedState>,
+    ClientIp(ip): ClientIp,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let admin = format!("{}_admin_", state.brand);
+    if bearer_token(request.headers()).is_some_and(|t| t.starts_with(SESSION_TOKEN_PREFIX) || t.starts_with(&admin)) {
+        let message =
+            "MCP takes a tool key (Authorization: Bearer <brand>_live_…): sessions and admin keys cannot run tools";
+        return ApiError::new(ErrorCode::Forbidden, message).into_response();
+    }
+    match tool_key::authenticate(&state, request.headers(), ip).await {
+        Ok(key) => {
+            request.extensions_mut().insert(Caller { key, ip });
+            next.run(request).await
+        }
+        Err(error) => {
+            let mut response = error.into_response();
+            if response.status() == axum::http::StatusCode::UNAUTHORIZED {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"visa-keys\""));
+            }
+            response
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The MCP server of one request (`rmcp::ServerHandler`): `tools/list` answers the tools the
+//! calling key may run, with their price in `_meta`; `tools/call` is one paid call on the money
+//! path (`app::paid_call`), worded by `answer::ToolResult`. The caller was authenticated before
+//! the request reached rmcp (`super::authenticate`), and is read from the HTTP request's parts.
+
+use super::answer::{ToolResult, meta_key, refusal};
+use crate::app::paid_call::{self, Answer};
+use crate::error::ApiError;
+use crate::state::SharedState;
+use crate::tools::catalog::Tool;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult, PaginatedRequestParams,
+    ResultType, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::{ErrorData as McpError, ServerHandler};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::net::IpAddr;
+use std::sync::Arc;
+use visa_store::AuthRecord;
+
+/// Who is calling: the tool key `super::authenticate` accepted, and from where.
+#[derive(Clone)]
+pub struct Caller {
+    pub key: Arc<AuthRecord>,
+    pub ip: IpAddr,
+}
+
+/// One MCP server over the shared state (rmcp makes one per session, or per request).
+#[derive(Clone)]
+pub struct Server {
+    pub state: SharedState,
+}
+
+fn caller(context: &RequestContext<RoleServer>) -> Result<Caller, McpError> {
+    context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Caller>())
+        .cloned()
+        .ok_or_else(|| McpError::internal_error("the caller was not authenticated", None))
+}
+
+/// The tool as MCP lists it: its id, what it does, its input's JSON Schema, and its price.
+fn listed(tool: &Tool) -> rmcp::model::Tool {
+    let schema = match tool.adapter.input_schema() {
+        Value::Object(schema) => schema,
+        _ => serde_json::Map::new(),
+    };
+    let mut price = json!({ "max_micros": tool.max_price.to_string() });
+    if tool.tokens.is_none() {
+        price["per_call_micros"] = json!(tool.price.to_string());
+    }
+    let mut listed = rmcp::model::Tool::new(tool.id.clone(), tool.description.clone(), Arc::new(schema));
+    listed.meta = Some(rmcp::model::MetaObject(serde_json::Map::from_iter([(meta_key("price"), price)])));
+    listed
+}
+
+/// The call's Idempotency-Key, 16 bytes: the client's (`_meta` `dev.visakeys/idempotency_key`,
+/// else the HTTP `Idempotency-Key` header), else one derived from the MCP session and the
+/// JSON-RPC request id, so that a request delivered twice in a session is answered from its
+/// record; with neither (a stateless request), the call is its own.
+fn idempotency_key(request: &CallToolRequestParams, context: &RequestContext<RoleServer>) -> [u8; 16] {
+    let parts = context.extensions.get::<axum::http::request::Parts>();
+    let header = |name: &str| parts.and_then(|p| p.headers.get(name)).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // rmcp hands the request's `_meta` to the context (and may leave a copy in the params).
+    let given = [Some(&context.meta), request.meta.as_ref()]
+        .into_iter()
+        .flatten()
+        .find_map(|meta| meta.0.0.get(&meta_key("idempotency_key")))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| header("idempotency-key"));
+    let source = match (given, header("mcp-session-id")) {
+        (Some(given), _) => format!("key\0{given}"),
+        (None, Some(session)) => format!("session\0{session}\0{}", context.id),
+        (None, None) => return *uuid::Uuid::new_v4().as_bytes(),
+    };
+    let digest = Sha256::new().chain_update(b"visa-mcp-idempotency\0").chain_update(source).finalize();
+    let mut key = [0; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
+/// A stored answer's bytes as the tool result they are: complete (rmcp leaves the result type
+/// out for clients of revisions that have none).
+fn result_of(body: &[u8]) -> Result<CallToolResult, McpError> {
+    let mut result: CallToolResult = serde_json::from_slice(body)
+        .map_err(|e| McpError::internal_error(format!("a stored answer is not a tool result: {e}"), None))?;
+    result.result_type = Some(ResultType::COMPLETE);
+    Ok(result)
+}
+
+impl Server {
+    async fn call(
+        &self,
+        request: CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let Caller { key, ip } = caller(context)?;
+        let state = self.state.clone();
+        let refused = |error: ApiError| result_of(&serde_json::to_vec(&refusal(&error)).unwrap_or_default());
+        let tool = match paid_call::authorize(&state, &key, &request.name, ip) {
+            Ok(tool) => tool.clone(),
+            Err(error) => return refused(error),
+        };
+        let input = Value::Object(request.arguments.clone().unwrap_or_default());
+        let surface: Arc<dyn Answer> = Arc::new(ToolResult);
+        let call =
+            match paid_call::prepare(&state, &key, tool, input, (surface, idempotency_key(&request, context)), ip) {
+                Ok(call) => call,
+                Err(error) => return refused(error),
+            };
+        // Detached: once the hold may be placed, the outcome is recorded whatever the client does.
+        let answer = crate::detached::detached(async move { paid_call::execute(&state, call).await }).await;
+        let counts = &self.state.request_counts;
+        counts.record(key.key.id, key.secret_id, self.state.now(), paid_call::error_code_of(&answer).as_deref());
+        match answer {
+            Ok(response) => {
+                let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                    .await
+                    .map_err(|e| McpError::internal_error(format!("an answer could not be read: {e}"), None))?;
+                result_of(&body)
+            }
+            Err(error) => refused(error),
+        }
+    }
+}
+
+impl ServerHandler for Server {
+    fn get_info(&self) -> ServerConfig {
+        let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
+        info.server_info = Implementation::new("visa-keys", env!("CARGO_PKG_VERSION"));
+        info.instructions = Some(
+            "Paid tools, charged to this key's account: each call holds at most the tool's max price, \
+             captures what it cost, and is charged once per Idempotency-Key."
+                .into(),
+        );
+        info
+    }
+
+    async fn list_tools(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let Caller { key, ip } = caller(&context)?;
+        let gate = key.gate(self.state.now());
+        let tools = self
+            .state
+            .catalog
+            .tools()
+            .iter()
+            .filter(|tool| gate.check_identity(self.state.now(), ip).is_ok() && gate.check_tool(&tool.id).is_ok())
+            .map(|tool| listed(tool))
+            .collect();
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        self.call(request, &context).await.map(CallToolResponse::from)
+    }
+}

@@ -1,0 +1,164 @@
+//! The MCP surface with the official `mcp` Python SDK as the client (`tests/python/mcp_client.py`,
+//! pinned in `tests/python/requirements.txt`), against the real server: `tools/list` filtered by
+//! the key, `tools/call` charged once to the micro, the same request delivered twice charged once,
+//! a forbidden tool refused as a tool error; and the credentials MCP refuses, over plain HTTP.
+
+use serde_json::{Value, json};
+use visa_e2e::TestApp;
+use visa_e2e::catalog::{TestTool, catalog};
+
+/// A cent a call.
+const CALL_MICROS: i64 = 10_000;
+
+async fn app() -> TestApp {
+    let tools = [TestTool::builtin("echo", "echo"), TestTool::builtin("slow", "sleep")];
+    let catalog = catalog(&tools, "", None);
+    TestApp::spawn_with(|c| c.catalog = catalog).await
+}
+
+/// Runs the SDK script in `mode` and returns what it printed.
+async fn sdk(app: &TestApp, key: &str, mode: &str) -> Value {
+    let python = visa_e2e::python_venv().join("bin/python");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/mcp_client.py");
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .args([&app.url("/v1/mcp"), key, mode, "slow"])
+        .output()
+        .await
+        .expect("the venv's python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{mode}: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("{mode} printed {stdout}"))
+}
+
+fn charge(result: &Value) -> (&str, &str) {
+    let meta = &result["meta"];
+    (
+        meta["dev.visakeys/execution_id"].as_str().unwrap_or_default(),
+        meta["dev.visakeys/charged_micros"].as_str().unwrap_or_default(),
+    )
+}
+
+async fn calls_are_charged_once(mode: &str) {
+    let app = app().await;
+    let session = app.account("octocat", true, 1_000).await;
+    let (_, key) = app.key(&session, json!({ "label": "agent", "allowed_tools": ["echo"] })).await;
+    let before = app.balance_micros(&session).await;
+    let out = sdk(&app, &key, mode).await;
+
+    let tools = out["tools"].as_array().unwrap();
+    assert_eq!(tools.len(), 1, "only the tools the key may run: {tools:?}");
+    assert_eq!(tools[0]["name"], "echo");
+    assert_eq!(tools[0]["input_schema"]["type"], "object");
+    assert_eq!(tools[0]["meta"]["dev.visakeys/price"], json!({ "max_micros": "10000", "per_call_micros": "10000" }));
+
+    let (first, again, other) = (&out["first"], &out["again"], &out["other"]);
+    assert_eq!(first["is_error"], false, "{first}");
+    assert_eq!(first["structured"], json!({ "n": 1 }), "the tool's output");
+    assert_eq!(charge(first).1, CALL_MICROS.to_string());
+    assert!(!charge(first).0.is_empty(), "{first}");
+    assert_eq!(first["meta"]["dev.visakeys/receipt"]["execution_id"], charge(first).0);
+    assert_eq!(charge(again), charge(first), "delivered twice: answered from its record");
+    assert_eq!(other["structured"], json!({ "n": 2 }));
+    assert_ne!(charge(other).0, charge(first).0);
+
+    let forbidden = &out["forbidden"];
+    assert_eq!(forbidden["is_error"], true, "{forbidden}");
+    assert_eq!(forbidden["structured"]["error_code"], "TOOL_NOT_PERMITTED");
+    assert_eq!(forbidden["structured"]["retryable"], false);
+
+    assert_eq!(app.balance_micros(&session).await, before - 2 * CALL_MICROS, "two calls charged, once each");
+    let executions = app.get("/v1/api/executions", &session).await.assert_ok(200)["executions"].clone();
+    assert_eq!(executions.as_array().unwrap().len(), 2);
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sdk_session_lists_the_keys_tools_and_is_charged_once_per_call() {
+    calls_are_charged_once("legacy").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_newest_revision_without_sessions_is_charged_once_per_call() {
+    calls_are_charged_once("auto").await;
+}
+
+/// Before rmcp sees a request: no key is 401 with `WWW-Authenticate`; a session or an admin key
+/// is 403 naming why; a revoked key is 401.
+#[tokio::test]
+async fn mcp_takes_a_live_tool_key_and_nothing_else() {
+    let app = app().await;
+    let (session, id, key) = app.funded_key("octocat").await;
+    let initialize = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "test", "version": "1" } } });
+    let client = reqwest::Client::new();
+    let post = |credential: Option<String>| {
+        let mut request =
+            client.post(app.url("/v1/mcp")).header("accept", "application/json, text/event-stream").json(&initialize);
+        if let Some(credential) = credential {
+            request = request.bearer_auth(credential);
+        }
+        request.send()
+    };
+    let none = post(None).await.unwrap();
+    assert_eq!(none.status(), 401);
+    assert!(none.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+    assert_eq!(post(Some(session.clone())).await.unwrap().status(), 403, "a session is not a tool key");
+    let admin = app.post("/v1/api/admin-keys", &session, json!({ "label": "ci" })).await.assert_ok(201)["key"].clone();
+    assert_eq!(post(Some(admin.as_str().unwrap().to_owned())).await.unwrap().status(), 403, "nor is an admin key");
+    assert_eq!(post(Some(key.clone())).await.unwrap().status(), 200);
+    app.delete(&format!("/v1/api/keys/{id}"), &session).await.assert_ok(200);
+    assert_eq!(post(Some(key)).await.unwrap().status(), 401, "a revoked key");
+}
+
+/// The body of an MCP answer: JSON, or the last `data:` of its server-sent events (the first
+/// may be an empty priming event).
+fn rpc_body(text: &str) -> Value {
+    let mut data = text.lines().filter_map(|line| line.strip_prefix("data:")).map(str::trim).filter(|d| !d.is_empty());
+    let json = data.next_back().unwrap_or(text).trim();
+    serde_json::from_str(json).unwrap_or_else(|_| panic!("not a JSON-RPC answer: {text}"))
+}
+
+/// A `tools/call` delivered twice in one session (the same JSON-RPC id, no Idempotency-Key) is
+/// answered from its record: one execution, one charge. The same id in another session is
+/// another call.
+#[tokio::test]
+async fn a_request_delivered_twice_in_a_session_is_charged_once() {
+    let app = app().await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    let client = reqwest::Client::new();
+    let send = |session_id: Option<String>, body: Value| {
+        let mut request = client
+            .post(app.url("/v1/mcp"))
+            .bearer_auth(&key)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&body);
+        if let Some(id) = session_id {
+            request = request.header("mcp-session-id", id);
+        }
+        request.send()
+    };
+    let open = || async {
+        let initialize = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "raw", "version": "1" } } });
+        let answer = send(None, initialize).await.unwrap();
+        assert_eq!(answer.status(), 200);
+        let id = answer.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+        assert!(send(Some(id.clone()), initialized).await.unwrap().status().is_success());
+        id
+    };
+    let call = json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": { "name": "echo", "arguments": { "n": 7 } } });
+    let execution = |answer: Value| answer["result"]["_meta"]["dev.visakeys/execution_id"].as_str().unwrap().to_owned();
+    let first_session = open().await;
+    let first = rpc_body(&send(Some(first_session.clone()), call.clone()).await.unwrap().text().await.unwrap());
+    let again = rpc_body(&send(Some(first_session), call.clone()).await.unwrap().text().await.unwrap());
+    assert_eq!(first["result"]["structuredContent"], json!({ "n": 7 }), "{first}");
+    assert_eq!(execution(again), execution(first.clone()), "redelivered: answered from its record");
+    let other = rpc_body(&send(Some(open().await), call).await.unwrap().text().await.unwrap());
+    assert_ne!(execution(other), execution(first), "the same id in another session is another call");
+    assert_eq!(app.balance_micros(&session).await, before - 2 * CALL_MICROS);
+}
