@@ -31,7 +31,7 @@ pub const PATH: &str = "/v1/mcp";
 /// loopback-only `Host` check (against DNS rebinding of a local server) is off.
 pub fn router(state: SharedState) -> Router<SharedState> {
     let mcp = Server { state: state.clone() };
-    let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
+    let config = StreamableHttpServerConfig::default().disable_allowed_hosts().with_json_response(true);
     let service = StreamableHttpService::new(move || Ok(mcp.clone()), LocalSessionManager::default().into(), config);
     Router::new().nest_service(PATH, service).layer(axum::middleware::from_fn_with_state(state, authenticate))
 }

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Benchmarks a paid call over MCP against the same call over execute, in one run on one server
+# (production, durable SQLite): `POST /v1/api/tools/echo/execute` (bench/execute.lua), then an
+# MCP `tools/call` of `echo` (bench/mcp.lua: the 2026-07-28 revision, no session, a fresh
+# Idempotency-Key in `_meta` per call), each spread over the same keys. Ends with `ledger verify`.
+# Usage: bench/mcp.sh [seconds per run, default 15] [connections, default 64]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-15}
+CONNECTIONS=${2:-64}
+KEYS=${VISA_BENCH_KEY_COUNT:-64}
+VISA_PORT=18092
+source bench/lib.sh
+cargo build --release -q -p visa-cli
+
+export VISA_OPERATOR_TOKEN=bench-operator-token-0123456789
+VISA_LOG=warn target/release/visa-cli serve --listen "127.0.0.1:$VISA_PORT" --data-dir "$work/data" & pids+=($!)
+wait_for_port "$VISA_PORT"
+api="http://127.0.0.1:$VISA_PORT"
+create_keys "$api" "$KEYS" echo
+
+echo "machine: $(nproc) cores; ${DURATION}s per run, $CONNECTIONS connections, $KEYS keys"
+execute=$(run_wrk bench/execute.lua "$api" execute_echo "$work/keys")
+echo "$execute"
+mcp=$(run_wrk bench/mcp.lua "$api" mcp_echo "$work/keys")
+echo "$mcp"
+echo "ledger after the run: $(target/release/visa-cli ledger verify --data-dir "$work/data")"
+awk -v e="$(field "$execute" req_per_s)" -v m="$(field "$mcp" req_per_s)" \
+  'BEGIN { printf "mcp/execute = %.1f%% (target >= 70%%)\n", 100*m/e }'
