@@ -35,6 +35,7 @@ use visa_e2e::catalog::TestTool;
 use visa_e2e::mock_provider::MockProvider;
 use visa_server::app::paid_call::{self as execution, Begun, Running};
 use visa_server::clock::Clock;
+use visa_server::mcp::ToolResult;
 use visa_server::routes::execute::Envelope;
 use visa_server::state::AppState;
 use visa_server::tools::catalog::Catalog;
@@ -482,15 +483,15 @@ impl Sim {
             Ok(record) => execution::authorize(&state, &record, tool, ip).map(|t| (record.clone(), t.clone())),
             Err(e) => Err(e),
         };
+        // Half the Idempotency-Keys are MCP's (an odd key): its calls run the same money path in
+        // MCP's words, and a reused key is a request delivered again, in the same words.
+        let over_mcp = idem & 1 == 1;
+        let surface: Arc<dyn execution::Answer> = if over_mcp { Arc::new(ToolResult) } else { Arc::new(Envelope) };
+        if over_mcp {
+            self.count("calls over MCP");
+        }
         let prepared = authorized.and_then(|(record, tool_def)| {
-            execution::prepare(
-                &state,
-                &record,
-                tool_def,
-                input(tool, variant),
-                (Arc::new(Envelope) as Arc<dyn execution::Answer>, idem.to_be_bytes()),
-                ip,
-            )
+            execution::prepare(&state, &record, tool_def, input(tool, variant), (surface, idem.to_be_bytes()), ip)
         });
         if let Some(expected) = at_auth {
             let got = match prepared {
@@ -540,6 +541,9 @@ impl Sim {
             )),
             (expected, Begun::Answered(answer)) => {
                 let got = answer_of(answer);
+                if over_mcp && got.replayed {
+                    self.count("MCP requests delivered again, answered from their record");
+                }
                 self.compare(expected, got)
             }
         }
@@ -749,7 +753,7 @@ impl Sim {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-                (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+                (status, as_envelope(serde_json::from_slice::<Value>(&bytes).unwrap()))
             }
             Err(e) => (e.0.code.status(), e.body()),
         };
@@ -1151,6 +1155,18 @@ fn answer_of(answer: visa_server::error::ApiResult<axum::response::Response>) ->
     }
 }
 
+/// An answer in MCP's words as the execute envelope the checks read: a refusal's
+/// `structuredContent` is the envelope's fields; a success's charge is in its `_meta`.
+fn as_envelope(body: Value) -> Value {
+    if body.get("structuredContent").is_none() {
+        return body;
+    }
+    if body["isError"] == json!(true) {
+        return body["structuredContent"].clone();
+    }
+    json!({ "success": true, "usage": { "charged_micros": body["_meta"]["dev.visakeys/charged_micros"] } })
+}
+
 /// A random UUID v4, as a client would send.
 fn new_idempotency_key(rng: &mut StdRng) -> u128 {
     uuid::Builder::from_random_bytes(rng.r#gen()).into_uuid().as_u128()
@@ -1192,10 +1208,21 @@ async fn the_money_path_holds_under_random_histories() {
     lines.sort();
     println!("simulation: {} seeds x {steps} steps; {}", seeds.len(), lines.join(", "));
     // The run must have exercised what it claims to.
-    let needed = ["holds placed", "captures", "voids", "restarts", "reconciles", "clock moves", "RATE_LIMITED"];
-    for needed in
-        needed.into_iter().chain(["pauses past the lease", "reclaimed calls finished by their node on waking"])
-    {
+    let needed = [
+        "holds placed",
+        "captures",
+        "voids",
+        "restarts",
+        "reconciles",
+        "clock moves",
+        "RATE_LIMITED",
+        "calls over MCP",
+    ];
+    for needed in needed.into_iter().chain([
+        "pauses past the lease",
+        "reclaimed calls finished by their node on waking",
+        "MCP requests delivered again, answered from their record",
+    ]) {
         assert!(
             totals.get(needed).copied().unwrap_or(0) > 0 || seeds.len() < 4,
             "no {needed} in {} seeds",

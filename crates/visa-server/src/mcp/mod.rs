@@ -14,6 +14,7 @@ use crate::auth::{SESSION_TOKEN_PREFIX, bearer_token, tool_key};
 use crate::error::ApiError;
 use crate::extract::ClientIp;
 use crate::state::SharedState;
+pub use answer::ToolResult;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
