@@ -483,3 +483,51 @@ fn a_node_waking_after_an_operators_decision_never_answers_200_for_the_call() {
     assert_eq!(balance_micros(cluster.url(1), &t.session), before, "the operator captured nothing");
     cluster.ledger_verifies();
 }
+
+/// One MCP request to a node, as a client of the 2025-06-18 revision sends it (with the session
+/// header once it has one): the status, the session id answered, and the JSON-RPC answer.
+fn mcp(url: &str, key: &str, session: Option<&str>, body: Value) -> (u16, Option<String>, Value) {
+    let mut request = reqwest::blocking::Client::new()
+        .post(format!("{url}/v1/mcp"))
+        .bearer_auth(key)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&body)
+        .timeout(Duration::from_secs(30));
+    if let Some(session) = session {
+        request = request.header("mcp-session-id", session);
+    }
+    let response = request.send().unwrap();
+    let status = response.status().as_u16();
+    let session = response.headers().get("mcp-session-id").map(|v| v.to_str().unwrap().to_owned());
+    let text = response.text().unwrap();
+    let json =
+        text.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim).rfind(|d| !d.is_empty()).unwrap_or(&text);
+    (status, session, serde_json::from_str(json.trim()).unwrap_or(Value::Null))
+}
+
+/// An MCP session opened on one node continues on the other (its state is in the database):
+/// a `tools/call` there succeeds without a new `initialize`, and the same request delivered
+/// again to the first node is answered from its record — one execution, one charge.
+#[test]
+fn an_mcp_session_opened_on_one_node_continues_on_the_other() {
+    let cluster = Cluster::start(2, false, 3);
+    let t = tenant(&cluster.nodes[0], "agent", 1_000);
+    let initialize = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "nodes", "version": "1" } } });
+    let (status, session, _) = mcp(cluster.url(0), &t.key, None, initialize);
+    assert_eq!(status, 200);
+    let session = session.expect("a session id");
+    let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    assert!(mcp(cluster.url(0), &t.key, Some(&session), initialized).0 < 300);
+    let before = balance_micros(cluster.url(0), &t.session);
+    let call = json!({ "jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": { "name": "echo", "arguments": { "n": 5 } } });
+    let (status, _, there) = mcp(cluster.url(1), &t.key, Some(&session), call.clone());
+    assert_eq!(status, 200, "{there}");
+    assert_eq!(there["result"]["structuredContent"], json!({ "n": 5 }), "{there}");
+    let (_, _, again) = mcp(cluster.url(0), &t.key, Some(&session), call);
+    let execution = |answer: &Value| answer["result"]["_meta"]["dev.visakeys/execution_id"].clone();
+    assert_eq!(execution(&again), execution(&there), "redelivered to the first node: answered from its record");
+    assert_eq!(balance_micros(cluster.url(1), &t.session), before - PRICE_MICROS, "charged once");
+    cluster.ledger_verifies();
+}

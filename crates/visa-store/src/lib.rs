@@ -23,8 +23,8 @@ pub mod verify;
 
 pub use model::*;
 pub use sql::{
-    AccountStore, AdminKeyStore, AuditStore, KeyStore, MemberStore, MoneyStore, NodeStore, ProviderRequestStore,
-    SessionStore, UsageStore,
+    AccountStore, AdminKeyStore, AuditStore, KeyStore, McpSessionStore, MemberStore, MoneyStore, NodeStore,
+    ProviderRequestStore, SessionStore, UsageStore,
 };
 pub use sqlite::SqliteStore;
 
@@ -296,6 +296,7 @@ pub trait Store:
     + MoneyStore
     + NodeStore
     + ProviderRequestStore
+    + McpSessionStore
     + Send
     + Sync
     + 'static

@@ -5,10 +5,12 @@
 //! `X-Api-Key`), checked here before rmcp sees the request; sessions and admin keys are refused.
 //!
 //! - `server.rs`: `tools/list` and `tools/call`;
-//! - `answer.rs`: a call's result and its refusals, in MCP's words (docs/mcp.md).
+//! - `answer.rs`: a call's result and its refusals, in MCP's words (docs/mcp.md);
+//! - `sessions.rs`: sessions kept in the database, continued on any node.
 
 mod answer;
 mod server;
+mod sessions;
 
 use crate::auth::{SESSION_TOKEN_PREFIX, bearer_token, tool_key};
 use crate::error::ApiError;
@@ -23,16 +25,19 @@ use axum::response::{IntoResponse, Response};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use server::{Caller, Server};
+use std::sync::Arc;
 use visa_core::ErrorCode;
 
 /// Where MCP clients connect.
 pub const PATH: &str = "/v1/mcp";
 
 /// The MCP endpoint over `state`. A key, not the `Host`, admits a request, so rmcp's
-/// loopback-only `Host` check (against DNS rebinding of a local server) is off.
+/// loopback-only `Host` check (against DNS rebinding of a local server) is off. Sessions are
+/// kept in the database (`sessions`), so any node continues them.
 pub fn router(state: SharedState) -> Router<SharedState> {
     let mcp = Server { state: state.clone() };
-    let config = StreamableHttpServerConfig::default().disable_allowed_hosts().with_json_response(true);
+    let mut config = StreamableHttpServerConfig::default().disable_allowed_hosts().with_json_response(true);
+    config.session_store = Some(Arc::new(sessions::DatabaseSessions { state: state.clone() }));
     let service = StreamableHttpService::new(move || Ok(mcp.clone()), LocalSessionManager::default().into(), config);
     Router::new().nest_service(PATH, service).layer(axum::middleware::from_fn_with_state(state, authenticate))
 }
