@@ -1,7 +1,8 @@
 //! The MCP surface with the official `mcp` Python SDK as the client (`tests/python/mcp_client.py`,
 //! pinned in `tests/python/requirements.txt`), against the real server: `tools/list` filtered by
 //! the key, `tools/call` charged once to the micro, the same request delivered twice charged once,
-//! a forbidden tool refused as a tool error; and the credentials MCP refuses, over plain HTTP.
+//! a forbidden tool and a cap reached refused as tool errors; and the credentials MCP refuses,
+//! over plain HTTP.
 
 use serde_json::{Value, json};
 use visa_e2e::TestApp;
@@ -42,7 +43,9 @@ fn charge(result: &Value) -> (&str, &str) {
 async fn calls_are_charged_once(mode: &str) {
     let app = app().await;
     let session = app.account("octocat", true, 1_000).await;
-    let (_, key) = app.key(&session, json!({ "label": "agent", "allowed_tools": ["echo"] })).await;
+    // A 4-cent daily cap: the first, the other and two more calls, then a refusal.
+    let (_, key) =
+        app.key(&session, json!({ "label": "agent", "allowed_tools": ["echo"], "daily_cap_cents": 4 })).await;
     let before = app.balance_micros(&session).await;
     let out = sdk(&app, &key, mode).await;
 
@@ -67,9 +70,15 @@ async fn calls_are_charged_once(mode: &str) {
     assert_eq!(forbidden["structured"]["error_code"], "TOOL_NOT_PERMITTED");
     assert_eq!(forbidden["structured"]["retryable"], false);
 
-    assert_eq!(app.balance_micros(&session).await, before - 2 * CALL_MICROS, "two calls charged, once each");
+    let capped = &out["capped"];
+    assert_eq!(capped["is_error"], true, "{capped}");
+    assert_eq!(capped["structured"]["error_code"], "RATE_LIMITED");
+    assert!(capped["text"][0].as_str().unwrap().contains("daily cap"), "{capped}");
+    assert!(capped["structured"]["retry_after"].as_u64().is_some_and(|s| s > 0), "until midnight: {capped}");
+
+    assert_eq!(app.balance_micros(&session).await, before - 4 * CALL_MICROS, "four calls charged, once each");
     let executions = app.get("/v1/api/executions", &session).await.assert_ok(200)["executions"].clone();
-    assert_eq!(executions.as_array().unwrap().len(), 2);
+    assert_eq!(executions.as_array().unwrap().len(), 4);
     assert!(app.verify_ledger().await.is_empty());
 }
 

@@ -3,7 +3,8 @@
 Usage: mcp_client.py URL KEY MODE FORBIDDEN_TOOL
 MODE is the SDK's connection mode: `legacy` (initialize, a session) or `auto` (the newest
 revision the server supports). Prints one JSON object: what `tools/list` answered, and each
-`tools/call` result as the SDK decoded it, for the Rust test to check against the ledger.
+`tools/call` result as the SDK decoded it (the last, `capped`, the first call the key's daily
+cap refused), for the Rust test to check against the ledger.
 """
 
 import asyncio
@@ -39,6 +40,13 @@ async def main(url, key, mode, forbidden):
         out["again"] = result(await client.call_tool("echo", {"n": 1}, meta=once))
         out["other"] = result(await client.call_tool("echo", {"n": 2}))
         out["forbidden"] = result(await client.call_tool(forbidden, {}))
+        # Calls until the key's daily cap refuses one (the test gives the key a small cap).
+        out["capped"] = None
+        for n in range(10, 20):
+            r = result(await client.call_tool("echo", {"n": n}))
+            if r["is_error"]:
+                out["capped"] = r
+                break
     print(json.dumps(out))
 
 
