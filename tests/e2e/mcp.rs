@@ -44,7 +44,7 @@ async fn calls_are_charged_once(mode: &str) {
     let app = app().await;
     let session = app.account("octocat", true, 1_000).await;
     // A 4-cent daily cap: the first, the other and two more calls, then a refusal.
-    let (_, key) =
+    let (id, key) =
         app.key(&session, json!({ "label": "agent", "allowed_tools": ["echo"], "daily_cap_cents": 4 })).await;
     let before = app.balance_micros(&session).await;
     let out = sdk(&app, &key, mode).await;
@@ -79,6 +79,12 @@ async fn calls_are_charged_once(mode: &str) {
     assert_eq!(app.balance_micros(&session).await, before - 4 * CALL_MICROS, "four calls charged, once each");
     let executions = app.get("/v1/api/executions", &session).await.assert_ok(200)["executions"].clone();
     assert_eq!(executions.as_array().unwrap().len(), 4);
+    // Every call is in the key's usage, refusals by their code, as on execute.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await; // the per-second usage flush
+    let usage =
+        app.get(&format!("/v1/api/keys/{id}/usage"), &session).await.assert_ok(200)["secrets"][0]["totals"].clone();
+    assert_eq!(usage["requests"], 7, "{usage}");
+    assert_eq!(usage["errors"], json!({ "TOOL_NOT_PERMITTED": 1, "RATE_LIMITED": 1 }), "{usage}");
     assert!(app.verify_ledger().await.is_empty());
 }
 

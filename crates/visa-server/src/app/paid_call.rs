@@ -522,8 +522,23 @@ fn refused(refusal: HoldRefusal, state: &AppState, day_number: i64, tool: &str, 
     }
 }
 
+/// Counts the answer a key was given, for its usage: a success, or an error by its code.
+pub fn record_answer(state: &AppState, key: &AuthRecord, answer: &ApiResult<Response>) {
+    state.request_counts.record(key.key.id, key.secret_id, state.now(), error_code_of(answer).as_deref());
+}
+
+/// An Idempotency-Key in the store's 16 bytes, derived from a surface's own text (a client's
+/// longer key, a session and a request id); `tag` keeps the surfaces' keys apart.
+pub fn derived_idempotency_key(tag: &[u8], text: &str) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new().chain_update(tag).chain_update(text).finalize();
+    let mut key = [0; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
 /// The `error_code` of an answer, if it is an error (stored replays of errors included).
-pub fn error_code_of(answer: &ApiResult<Response>) -> Option<String> {
+fn error_code_of(answer: &ApiResult<Response>) -> Option<String> {
     match answer {
         Err(error) => Some(error.0.code.as_str().to_owned()),
         Ok(response) if response.status().is_success() => None,

@@ -51,10 +51,9 @@ async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let admin = format!("{}_admin_", state.brand);
-    if bearer_token(request.headers()).is_some_and(|t| t.starts_with(SESSION_TOKEN_PREFIX) || t.starts_with(&admin)) {
-        let message =
-            "MCP takes a tool key (Authorization: Bearer <brand>_live_…): sessions and admin keys cannot run tools";
+    // (An admin key is refused by `tool_key::authenticate` itself, as on execute.)
+    if bearer_token(request.headers()).is_some_and(|t| t.starts_with(SESSION_TOKEN_PREFIX)) {
+        let message = "MCP takes a tool key (Authorization: Bearer <brand>_live_…): a session cannot run tools";
         return ApiError::new(ErrorCode::Forbidden, message).into_response();
     }
     match tool_key::authenticate(&state, request.headers(), ip).await {

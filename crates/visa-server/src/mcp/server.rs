@@ -5,7 +5,6 @@
 
 use super::answer::{ToolResult, meta_key, refusal};
 use crate::app::paid_call::{self, Answer};
-use crate::error::ApiError;
 use crate::state::SharedState;
 use crate::tools::catalog::Tool;
 use rmcp::model::{
@@ -15,7 +14,6 @@ use rmcp::model::{
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 use std::sync::Arc;
 use visa_store::AuthRecord;
@@ -77,17 +75,14 @@ fn idempotency_key(request: &CallToolRequestParams, context: &RequestContext<Rol
         (None, Some(session)) => format!("session\0{session}\0{}", context.id),
         (None, None) => return *uuid::Uuid::new_v4().as_bytes(),
     };
-    let digest = Sha256::new().chain_update(b"visa-mcp-idempotency\0").chain_update(source).finalize();
-    let mut key = [0; 16];
-    key.copy_from_slice(&digest[..16]);
-    key
+    paid_call::derived_idempotency_key(b"visa-mcp-idempotency\0", &source)
 }
 
-/// A stored answer's bytes as the tool result they are: complete (rmcp leaves the result type
-/// out for clients of revisions that have none).
-fn result_of(body: &[u8]) -> Result<CallToolResult, McpError> {
-    let mut result: CallToolResult = serde_json::from_slice(body)
-        .map_err(|e| McpError::internal_error(format!("a stored answer is not a tool result: {e}"), None))?;
+/// An answer as the tool result it is (a stored answer's bytes, or a refusal in MCP's words):
+/// complete (rmcp leaves the result type out for clients of revisions that have none).
+fn result_of(answer: Result<CallToolResult, serde_json::Error>) -> Result<CallToolResult, McpError> {
+    let mut result =
+        answer.map_err(|e| McpError::internal_error(format!("an answer is not a tool result: {e}"), None))?;
     result.result_type = Some(ResultType::COMPLETE);
     Ok(result)
 }
@@ -99,31 +94,26 @@ impl Server {
         context: &RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let Caller { key, ip } = caller(context)?;
-        let state = self.state.clone();
-        let refused = |error: ApiError| result_of(&serde_json::to_vec(&refusal(&error)).unwrap_or_default());
-        let tool = match paid_call::authorize(&state, &key, &request.name, ip) {
-            Ok(tool) => tool.clone(),
-            Err(error) => return refused(error),
+        let answer = async {
+            let state = self.state.clone();
+            let tool = paid_call::authorize(&state, &key, &request.name, ip)?.clone();
+            let input = Value::Object(request.arguments.clone().unwrap_or_default());
+            let surface: Arc<dyn Answer> = Arc::new(ToolResult);
+            let call =
+                paid_call::prepare(&state, &key, tool, input, (surface, idempotency_key(&request, context)), ip)?;
+            // Detached: once the hold may be placed, the outcome is recorded whatever the client does.
+            crate::detached::detached(async move { paid_call::execute(&state, call).await }).await
         };
-        let input = Value::Object(request.arguments.clone().unwrap_or_default());
-        let surface: Arc<dyn Answer> = Arc::new(ToolResult);
-        let call =
-            match paid_call::prepare(&state, &key, tool, input, (surface, idempotency_key(&request, context)), ip) {
-                Ok(call) => call,
-                Err(error) => return refused(error),
-            };
-        // Detached: once the hold may be placed, the outcome is recorded whatever the client does.
-        let answer = crate::detached::detached(async move { paid_call::execute(&state, call).await }).await;
-        let counts = &self.state.request_counts;
-        counts.record(key.key.id, key.secret_id, self.state.now(), paid_call::error_code_of(&answer).as_deref());
+        let answer = answer.await;
+        paid_call::record_answer(&self.state, &key, &answer);
         match answer {
             Ok(response) => {
                 let body = axum::body::to_bytes(response.into_body(), usize::MAX)
                     .await
                     .map_err(|e| McpError::internal_error(format!("an answer could not be read: {e}"), None))?;
-                result_of(&body)
+                result_of(serde_json::from_slice(&body))
             }
-            Err(error) => refused(error),
+            Err(error) => result_of(serde_json::from_value(refusal(&error))),
         }
     }
 }
@@ -145,14 +135,15 @@ impl ServerHandler for Server {
         _: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        let Caller { key, ip } = caller(&context)?;
+        // (The key's identity — revoked, expired, source address — was checked as it came in.)
+        let Caller { key, .. } = caller(&context)?;
         let gate = key.gate(self.state.now());
         let tools = self
             .state
             .catalog
             .tools()
             .iter()
-            .filter(|tool| gate.check_identity(self.state.now(), ip).is_ok() && gate.check_tool(&tool.id).is_ok())
+            .filter(|tool| gate.check_tool(&tool.id).is_ok())
             .map(|tool| listed(tool))
             .collect();
         Ok(ListToolsResult::with_all_items(tools))

@@ -25,7 +25,6 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::Value;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 use std::sync::Arc;
 use visa_core::ErrorCode;
@@ -48,8 +47,7 @@ pub async fn completions(
         let ClientIp(client_ip) = client_ip?;
         let key = tool_key::authenticate(&state, &headers, client_ip).await.map_err(execution::execute_path_error)?;
         let answer = complete(state.clone(), &key, &headers, body?, client_ip).await;
-        let code = execution::error_code_of(&answer);
-        state.request_counts.record(key.key.id, key.secret_id, state.now(), code.as_deref());
+        execution::record_answer(&state, &key, &answer);
         answer
     };
     match answer.await {
@@ -136,10 +134,7 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<[u8; 16]>> {
     if text.is_empty() || text.len() > MAX_IDEMPOTENCY_KEY || !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return Err(ApiError::invalid("Idempotency-Key must be 1 to 255 printable ASCII characters"));
     }
-    let digest = Sha256::new().chain_update(b"visa-openai-idempotency\0").chain_update(text).finalize();
-    let mut key = [0; 16];
-    key.copy_from_slice(&digest[..16]);
-    Ok(Some(key))
+    Ok(Some(execution::derived_idempotency_key(b"visa-openai-idempotency\0", text)))
 }
 
 /// This surface's words: the provider's chat completion under the `model` name the caller

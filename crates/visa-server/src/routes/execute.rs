@@ -48,7 +48,7 @@ pub async fn execute(
 ) -> ApiResult<Response> {
     let key = tool_key::authenticate(&state, &headers, client_ip).await.map_err(execution::execute_path_error)?;
     let answer = execute_with_key(state.clone(), &key, tool_name, headers, body, client_ip).await;
-    state.request_counts.record(key.key.id, key.secret_id, state.now(), execution::error_code_of(&answer).as_deref());
+    execution::record_answer(&state, &key, &answer);
     answer
 }
 
