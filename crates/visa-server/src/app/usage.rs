@@ -5,11 +5,11 @@
 use crate::auth::Reader;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::wire::keys::key_not_found;
 use crate::wire::rfc3339;
 use crate::wire::usage::{MAX_RANGE_DAYS, SecretUsage, UsageBucket, UsageCounts, UsageQuery, UsageResponse};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
-use visa_core::ErrorCode;
 use visa_core::id::KeyId;
 use visa_core::money::Micros;
 
@@ -35,11 +35,10 @@ fn finish((mut counts, charged): (UsageCounts, Micros)) -> UsageCounts {
 /// A key's usage, for a session of its account or the key itself (any other id is "not
 /// found", like another account's).
 pub async fn usage(state: &AppState, reader: &Reader, id: KeyId, query: UsageQuery) -> ApiResult<UsageResponse> {
-    let not_found = || ApiError::new(ErrorCode::KeyNotFound, "no such key");
     if reader.key_id().is_some_and(|own| own != id) {
-        return Err(not_found());
+        return Err(key_not_found());
     }
-    let key = state.store.get_key(reader.account_id(), id).await?.ok_or_else(not_found)?;
+    let key = state.store.get_key(reader.account_id(), id).await?.ok_or_else(key_not_found)?;
     let granularity = query.granularity.unwrap_or_default();
     let bucket_minutes = granularity.minutes();
     let until = parse_time("until", query.until.as_deref(), state.now())?;

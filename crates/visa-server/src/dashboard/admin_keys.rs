@@ -6,7 +6,7 @@ use super::layout;
 use super::session::{Browser, Submitted};
 use crate::app;
 use crate::state::SharedState;
-use crate::wire::admin_keys::{AdminKeyView, CreateAdminKeyRequest, admin_key_id};
+use crate::wire::admin_keys::{ADMIN_KEY_NOT_FOUND, AdminKeyView, CreateAdminKeyRequest, admin_key_id};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -90,7 +90,7 @@ pub async fn confirm_revoke(State(state): State<SharedState>, browser: Browser, 
         Err(e) => return layout::refused(&state, &browser, PATH, e),
     };
     let Some(key) = listed.admin_keys.iter().find(|k| k.id.to_string() == id) else {
-        let missing = crate::error::ApiError::new(visa_core::ErrorCode::KeyNotFound, "no such admin key");
+        let missing = crate::error::ApiError::new(visa_core::ErrorCode::KeyNotFound, ADMIN_KEY_NOT_FOUND);
         return layout::refused(&state, &browser, PATH, missing);
     };
     let message = html! { "Revoke the admin key " strong { (key.label) } "? Automation using it is refused at once." };

@@ -10,7 +10,9 @@ use super::session::{self, Browser, Submitted};
 use crate::app;
 use crate::auth::Origin;
 use crate::state::SharedState;
-use crate::wire::members::{AcceptInviteRequest, ChangeRoleRequest, InviteRequest, MemberView, member_id};
+use crate::wire::members::{
+    AcceptInviteRequest, ChangeRoleRequest, InviteRequest, MEMBER_NOT_FOUND, MemberView, member_id,
+};
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -131,7 +133,7 @@ pub async fn confirm_remove(State(state): State<SharedState>, browser: Browser, 
         Err(e) => return layout::refused(&state, &browser, PATH, e),
     };
     let Some(member) = listed.members.iter().find(|m| m.id.to_string() == id) else {
-        let missing = crate::error::ApiError::new(visa_core::ErrorCode::MemberNotFound, "no such member");
+        let missing = crate::error::ApiError::new(visa_core::ErrorCode::MemberNotFound, MEMBER_NOT_FOUND);
         return layout::refused(&state, &browser, PATH, missing);
     };
     let message = html! {

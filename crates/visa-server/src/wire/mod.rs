@@ -84,12 +84,10 @@ pub struct ListQuery {
 
 impl ListQuery {
     /// The cursors and limit of a request's query string (`limit=100`, `starting_after=12`).
-    fn from_uri_query(query: &str) -> ApiResult<Self> {
+    fn from_uri_query(text: &str) -> ApiResult<Self> {
         let uri: axum::http::Uri =
-            format!("/?{query}").parse().map_err(|_| ApiError::invalid("invalid query string"))?;
-        Query::<ListQuery>::try_from_uri(&uri)
-            .map(|Query(q)| q)
-            .map_err(|e| ApiError::invalid(format!("invalid query string: {}", e.body_text())))
+            format!("/?{text}").parse().map_err(|_| ApiError::invalid("invalid query string"))?;
+        query(Query::<ListQuery>::try_from_uri(&uri))
     }
 
     pub fn page(&self) -> ApiResult<PageRequest> {
