@@ -1,7 +1,7 @@
 //! The money path of one paid call, in one place: from an authenticated key and a parsed
 //! request to its recorded outcome, whatever surface it came through (`Answer`: how each words
-//! its answers). `routes::execute` and `openai::chat` call it; the money-path simulation
-//! (`tests/e2e/simulation.rs`) drives the same steps one at a time, against any store.
+//! its answers). `routes::execute`, `openai::chat` and `mcp::server` call it; the money-path
+//! simulation (`tests/e2e/simulation.rs`) drives the same steps one at a time, against any store.
 //!
 //! 1. [`authorize`]: the tool exists and this key may run it (the contract's order of checks);
 //! 2. [`prepare`]: the tool's plan (the request sent upstream and the hold that bounds it,

@@ -12,6 +12,7 @@ mod answer;
 mod server;
 mod sessions;
 
+use crate::app::paid_call;
 use crate::auth::{SESSION_TOKEN_PREFIX, bearer_token, tool_key};
 use crate::error::ApiError;
 use crate::extract::ClientIp;
@@ -56,7 +57,7 @@ async fn authenticate(
         let message = "MCP takes a tool key (Authorization: Bearer <brand>_live_…): a session cannot run tools";
         return ApiError::new(ErrorCode::Forbidden, message).into_response();
     }
-    match tool_key::authenticate(&state, request.headers(), ip).await {
+    match tool_key::authenticate(&state, request.headers(), ip).await.map_err(paid_call::execute_path_error) {
         Ok(key) => {
             request.extensions_mut().insert(Caller { key, ip });
             next.run(request).await
