@@ -18,6 +18,7 @@ mod members;
 mod metrics;
 mod money;
 mod money_path;
+mod oauth;
 mod openai;
 mod openai_sdk;
 mod openapi_fuzz;

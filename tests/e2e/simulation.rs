@@ -347,7 +347,8 @@ impl Sim {
 
     fn new_secret(&self) -> (String, NewSecret) {
         let raw = RawKey::generate(&self.config.brand, self.mode());
-        let secret = NewSecret { hash: self.state().hasher.hash(raw.expose()), key_prefix: raw.prefix() };
+        let secret =
+            NewSecret { hash: self.state().hasher.hash(raw.expose()), key_prefix: raw.prefix(), expires_at: None };
         (raw.expose().to_owned(), secret)
     }
 
@@ -479,7 +480,7 @@ impl Sim {
         let state = self.node(node);
         // Authentication and authorization see the key as it is now.
         let at_auth = self.expect_auth(key, &raw, tool);
-        let authorized = match tool_key::authenticate(&state, &headers, ip).await {
+        let authorized = match tool_key::authenticate(&state, &headers, ip, tool_key::Audience::Api).await {
             Ok(record) => execution::authorize(&state, &record, tool, ip).map(|t| (record.clone(), t.clone())),
             Err(e) => Err(e),
         };

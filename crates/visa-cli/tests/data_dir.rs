@@ -8,6 +8,8 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Runs `visa-cli serve` expecting it to exit with an error within 10 s; returns its stderr.
@@ -92,33 +94,38 @@ fn a_server_that_cannot_bind_leaves_nothing_behind() {
 
 /// `threads` clients making paid calls (each must succeed) until stopped.
 struct Load {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<usize>>,
+    stop: Arc<AtomicBool>,
+    calls: Arc<AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Load {
     fn start(server: &ServerProcess, key: &str, threads: usize) -> Self {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stop, calls) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
         let threads = (0..threads)
             .map(|_| {
-                let (url, key, stop) = (server.url.clone(), key.to_owned(), stop.clone());
+                let (url, key, stop, calls) = (server.url.clone(), key.to_owned(), stop.clone(), calls.clone());
                 std::thread::spawn(move || {
-                    let mut done = 0;
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    while !stop.load(Ordering::Relaxed) {
                         assert_eq!(execute(&url, &key, &uuid::Uuid::new_v4().to_string(), 0).0, 200);
-                        done += 1;
+                        calls.fetch_add(1, Ordering::Relaxed);
                     }
-                    done
                 })
             })
             .collect();
-        Self { stop, threads }
+        Self { stop, calls, threads }
+    }
+
+    /// How many calls the clients made so far.
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::Relaxed)
     }
 
     /// Stops the clients; how many calls they made.
     fn stop(self) -> usize {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.threads.into_iter().map(|t| t.join().unwrap()).sum()
+        self.stop.store(true, Ordering::Relaxed);
+        self.threads.into_iter().for_each(|t| t.join().unwrap());
+        self.calls.load(Ordering::Relaxed)
     }
 }
 
@@ -130,10 +137,15 @@ fn ledger_verify_during_load_never_cries_wolf() {
     let Tenant { key, .. } = tenant(&server, "loaded", 1_000_000);
     let load = Load::start(&server, &key, 6);
     let data_dir = server.data_dir();
-    for _ in 0..15 {
+    // At least 15 verifies, and as many more as it takes for 50 calls to land among them (a
+    // fast machine verifies quicker than the clients' first calls).
+    let mut verifies = 0;
+    while verifies < 15 || load.calls() <= 50 {
         let output = server.cli(&["ledger", "verify", "--data-dir", data_dir.to_str().unwrap()], None, None);
         let out = assert_success(&output);
         assert!(out.contains("ledger ok"), "{out}");
+        verifies += 1;
+        assert!(verifies < 1_000, "the load made {} calls in {verifies} verifies", load.calls());
     }
     let as_json =
         json(&server.cli(&["ledger", "verify", "--data-dir", data_dir.to_str().unwrap(), "--json"], None, None));

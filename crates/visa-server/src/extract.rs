@@ -253,3 +253,27 @@ pub async fn resolve_client(State(state): State<SharedState>, mut request: Reque
     }
     response
 }
+
+/// This server's origin as the client reached it (`https://host[:port]` or `http://…`): the
+/// scheme from `ViaHttps`, the authority from `Host` (or HTTP/2's `:authority`). The OAuth
+/// issuer and the MCP resource URL are named from it. An authority with characters no host
+/// name has is refused (400), so nothing foreign is written into a URL we answer.
+#[derive(Debug, Clone)]
+pub struct PublicOrigin(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PublicOrigin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let https = parts.extensions.get::<ViaHttps>().is_some_and(|v| v.0);
+        let host = match single_header(&parts.headers, "host")? {
+            Some(host) => host.to_owned(),
+            None => parts.uri.authority().map(|a| a.to_string()).unwrap_or_default(),
+        };
+        let valid = |c: char| c.is_ascii_alphanumeric() || ".-:[]".contains(c);
+        if host.is_empty() || !host.chars().all(valid) {
+            return Err(ApiError::invalid("the Host header must name this server"));
+        }
+        Ok(PublicOrigin(format!("{}://{}", if https { "https" } else { "http" }, host.to_ascii_lowercase())))
+    }
+}

@@ -23,6 +23,7 @@ pub mod in_flight;
 pub mod lease;
 pub mod mcp;
 pub mod metrics;
+pub mod oauth;
 pub mod openai;
 pub mod ratelimit;
 pub mod routes;

@@ -8,7 +8,8 @@ use crate::signals::{Signal, Signals};
 use crate::state::{AppState, SharedState};
 use crate::tools::catalog::Catalog;
 use crate::{
-    DATABASE_FILE, auth, background, connections, dashboard, data_dir, error, extract, lease, mcp, openai, routes, tls,
+    DATABASE_FILE, auth, background, connections, dashboard, data_dir, error, extract, lease, mcp, oauth, openai,
+    routes, tls,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -127,7 +128,8 @@ impl Server {
     }
 }
 
-/// Every surface on one router — the JSON API, the dashboard, the OpenAI and MCP surfaces — with what
+/// Every surface on one router — the JSON API, the dashboard, the OpenAI and MCP surfaces and
+/// MCP's OAuth — with what
 /// all requests go through: the route's label for metrics, the error envelope for unknown
 /// routes and wrong methods, the client's address, the request counters.
 pub fn app(state: SharedState) -> axum::Router {
@@ -135,6 +137,7 @@ pub fn app(state: SharedState) -> axum::Router {
     api.merge(dashboard::router())
         .merge(openai::router())
         .merge(mcp::router(state.clone()))
+        .merge(oauth::router())
         .route_layer(axum::middleware::from_fn(routes::metrics::tag_route))
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::not_found)

@@ -23,7 +23,7 @@ pub mod verify;
 
 pub use model::*;
 pub use sql::{
-    AccountStore, AdminKeyStore, AuditStore, KeyStore, McpSessionStore, MemberStore, MoneyStore, NodeStore,
+    AccountStore, AdminKeyStore, AuditStore, KeyStore, McpSessionStore, MemberStore, MoneyStore, NodeStore, OAuthStore,
     ProviderRequestStore, SessionStore, UsageStore,
 };
 pub use sqlite::SqliteStore;
@@ -295,6 +295,7 @@ pub trait Store:
     + UsageStore
     + MoneyStore
     + NodeStore
+    + OAuthStore
     + ProviderRequestStore
     + McpSessionStore
     + Send

@@ -66,8 +66,19 @@ pub struct NewMember {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Actor {
     Operator,
-    Member { id: MemberId, login: String },
-    AdminKey { id: AdminKeyId, label: String },
+    Member {
+        id: MemberId,
+        login: String,
+    },
+    AdminKey {
+        id: AdminKeyId,
+        label: String,
+    },
+    /// An OAuth client acting on the grant a member approved (it redeems a code, refreshes).
+    OAuthClient {
+        id: i64,
+        name: String,
+    },
 }
 
 /// Who is changing something, from where, and when: every control-plane mutation of the
@@ -109,6 +120,8 @@ pub struct AuditFilter {
 pub enum RevokeCause {
     Requested,
     Leaked,
+    /// An OAuth code or refresh token was presented a second time: someone else may hold it.
+    OAuthReplay,
 }
 
 /// A session to open. Where it was opened (IP, user agent) and who opened it (the member
@@ -219,6 +232,8 @@ impl KeyRecord {
 pub struct NewSecret {
     pub hash: SecretHash,
     pub key_prefix: String,
+    /// When it stops working by itself (an OAuth access token); `None`: when the key does.
+    pub expires_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone)]
@@ -298,6 +313,9 @@ pub struct AuthRecord {
     pub secret_id: SecretId,
     pub secret_hash: SecretHash,
     pub account_approved: bool,
+    /// For the key an OAuth consent minted: the one resource (MCP URL) its tokens are
+    /// accepted at; `None` for a key created as a key (accepted on every surface).
+    pub oauth_resource: Option<String>,
 }
 
 impl AuthRecord {
@@ -613,4 +631,86 @@ pub struct AdminKeyRecord {
     pub key_prefix: String,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+}
+
+/// An OAuth client that registered itself (RFC 7591): a public client (PKCE, no secret).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuthClient {
+    /// The row's id (the audit log's actor id).
+    pub id: i64,
+    pub client_id: String,
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    /// The optional RFC 7591 fields it sent (client_uri, logo_uri, …), answered back as sent.
+    pub metadata: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewOAuthClient {
+    pub client_id: String,
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub metadata: serde_json::Value,
+}
+
+/// A member's consent: the key it mints (its policy the member chose), for which client, at
+/// which resource, and the authorization code that hands it over.
+#[derive(Debug, Clone)]
+pub struct OAuthApproval {
+    pub key: NewKey,
+    pub client: i64,
+    pub member_id: MemberId,
+    pub resource: String,
+    pub code: SecretHash,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub code_expires_at: Timestamp,
+}
+
+/// An authorization code as redeemed: what it was issued for, and whether this was its first
+/// presentation (a code works once).
+#[derive(Debug, Clone)]
+pub struct RedeemedCode {
+    pub key_id: KeyId,
+    pub account_id: AccountId,
+    pub client: i64,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub resource: String,
+    pub expires_at: Timestamp,
+    pub first_use: bool,
+}
+
+/// The tokens a redemption or a refresh issues: the access token (a secret of the grant's key,
+/// ending by itself) and the refresh token's hash.
+#[derive(Debug, Clone)]
+pub struct OAuthTokens {
+    pub access: NewSecret,
+    pub refresh: SecretHash,
+}
+
+/// What a refresh token did.
+#[derive(Debug, Clone)]
+pub enum Refreshed {
+    /// New tokens for the grant's key; the old refresh token and access token ended.
+    Tokens(Box<KeyRecord>),
+    /// Not a refresh token of this client (or of any).
+    Unknown,
+    /// Already used once: the grant's key (this one) is now revoked, since someone else may
+    /// hold the token.
+    Replayed(KeyId),
+    /// The grant's key is revoked or expired.
+    Ended,
+}
+
+/// A connected client as the dashboard lists it: the grant's key (its spend and last use), the
+/// client, who approved it and when.
+#[derive(Debug, Clone)]
+pub struct OAuthGrant {
+    pub key: KeyRecord,
+    pub client: OAuthClient,
+    pub approved_by: String,
+    pub resource: String,
+    pub created_at: Timestamp,
 }

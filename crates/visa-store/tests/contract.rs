@@ -61,7 +61,7 @@ async fn fixture_with(credit: Micros, daily_cap_cents: i64) -> Fixture {
         rate_limit_per_second: 100,
         idempotency_optional: false,
     };
-    let secret = NewSecret { hash: SecretHash([1; 32]), key_prefix: "VisaKey_live_x...".into() };
+    let secret = NewSecret { hash: SecretHash([1; 32]), key_prefix: "VisaKey_live_x...".into(), expires_at: None };
     let key = store
         .create_key(NewKey { account_id: account, environment: Environment::Production, policy, secret }, ctx)
         .await

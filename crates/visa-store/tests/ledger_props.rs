@@ -130,7 +130,8 @@ async fn world() -> World {
             rate_limit_per_second: 100,
             idempotency_optional: false,
         };
-        let secret = NewSecret { hash: SecretHash([i as u8; 32]), key_prefix: "VisaKey_live_x...".into() };
+        let secret =
+            NewSecret { hash: SecretHash([i as u8; 32]), key_prefix: "VisaKey_live_x...".into(), expires_at: None };
         let new = NewKey { account_id: accounts[account], environment: Environment::Production, policy, secret };
         let key = store.create_key(new, operator()).await.unwrap();
         keys.push((key.id, account, key.secrets[0].id));
@@ -252,7 +253,11 @@ impl World {
                 let mut hash = [0xA0; 32];
                 hash[..8].copy_from_slice(&self.counter.to_be_bytes());
                 let rotation = Rotation {
-                    secret: NewSecret { hash: SecretHash(hash), key_prefix: "VisaKey_live_y...".into() },
+                    secret: NewSecret {
+                        hash: SecretHash(hash),
+                        key_prefix: "VisaKey_live_y...".into(),
+                        expires_at: None,
+                    },
                     old_secrets_end: now() + time::Duration::hours(1),
                 };
                 let rotated =

@@ -24,7 +24,7 @@ pub async fn create(state: &AppState, caller: &Session, req: CreateAdminKeyReque
     }
     let label = KeyLabel::parse(&req.label)?;
     let raw = RawKey::generate(&state.brand, KeyMode { kind: KeyKind::Admin, environment: state.environment });
-    let secret = NewSecret { hash: state.hasher.hash(raw.expose()), key_prefix: raw.prefix() };
+    let secret = NewSecret { hash: state.hasher.hash(raw.expose()), key_prefix: raw.prefix(), expires_at: None };
     let audit = caller.audit(state);
     let key = state.store.create_admin_key(caller.account.id, label, state.environment, secret, audit).await?;
     tracing::info!(admin_key_id = %key.id, account = %caller.account.login, "admin key created");

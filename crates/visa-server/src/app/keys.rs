@@ -19,12 +19,23 @@ use visa_core::policy::{
     clamp_cap_cents, parse_expires_at, parse_rate_limit,
 };
 use visa_core::role::Permission;
-use visa_store::{KeyPatch, KeyPolicy, KeyRecord, NewKey, NewSecret, RevokeCause, Rotation};
+use visa_store::{KeyPatch, KeyPolicy, KeyRecord, NewKey, NewSecret, RevokeCause, Rotation, Timestamp};
 
 pub async fn create(state: &AppState, caller: &Session, req: CreateKeyRequest) -> ApiResult<KeyWithSecretResponse> {
     caller.require(Permission::ManageKeys)?;
     let now = state.now();
-    let policy = KeyPolicy {
+    let policy = policy_of(state, req, now)?;
+    let (raw, secret) = mint_secret(state, None);
+    let new = NewKey { account_id: caller.account.id, environment: state.environment, policy, secret };
+    let key = state.store.create_key(new, caller.audit(state)).await?;
+    tracing::info!(key_id = %key.id, account = %key.owner, "key created");
+    Ok(KeyWithSecretResponse { success: true, raw_key: raw.expose().to_owned(), key: KeyView::new(&key, now) })
+}
+
+/// A new key's policy, read from the request as the API reads it (defaults, clamps, checks):
+/// for keys created as keys and for the keys OAuth consents mint (`super::oauth`).
+pub(crate) fn policy_of(state: &AppState, req: CreateKeyRequest, now: Timestamp) -> ApiResult<KeyPolicy> {
+    Ok(KeyPolicy {
         label: KeyLabel::parse(&req.label)?,
         grant: ToolGrant::new(parse_scope(req.tool_scope)?, resolve_tools(state, req.allowed_tools)?)?,
         allowed_cidrs: parse_cidrs(req.allowed_cidrs)?.unwrap_or_default(),
@@ -38,12 +49,7 @@ pub async fn create(state: &AppState, caller: &Session, req: CreateKeyRequest) -
             .transpose()?
             .unwrap_or(DEFAULT_RATE_LIMIT_PER_SECOND),
         idempotency_optional: req.idempotency.as_deref().map(parse_idempotency).transpose()?.unwrap_or(false),
-    };
-    let (raw, secret) = mint_secret(state);
-    let new = NewKey { account_id: caller.account.id, environment: state.environment, policy, secret };
-    let key = state.store.create_key(new, caller.audit(state)).await?;
-    tracing::info!(key_id = %key.id, account = %key.owner, "key created");
-    Ok(KeyWithSecretResponse { success: true, raw_key: raw.expose().to_owned(), key: KeyView::new(&key, now) })
+    })
 }
 
 pub async fn list(state: &AppState, caller: &Session, page: PageRequest) -> ApiResult<KeyListResponse> {
@@ -140,7 +146,7 @@ pub async fn rotate(
     }
     let audit = caller.audit(state);
     let now = audit.now;
-    let (raw, secret) = mint_secret(state);
+    let (raw, secret) = mint_secret(state, None);
     let rotation = Rotation { secret, old_secrets_end: now + time::Duration::seconds(i64::from(grace)) };
     let key = state
         .store
@@ -152,9 +158,11 @@ pub async fn rotate(
     Ok(KeyWithSecretResponse { success: true, raw_key: raw.expose().to_owned(), key: KeyView::new(&key, now) })
 }
 
-fn mint_secret(state: &AppState) -> (RawKey, NewSecret) {
+/// A new tool key secret (the raw key, shown once, and what is stored), ending by itself at
+/// `expires_at` if given (an OAuth access token).
+pub(crate) fn mint_secret(state: &AppState, expires_at: Option<Timestamp>) -> (RawKey, NewSecret) {
     let raw = RawKey::generate(&state.brand, KeyMode::tool(state.environment));
-    let secret = NewSecret { hash: state.hasher.hash(raw.expose()), key_prefix: raw.prefix() };
+    let secret = NewSecret { hash: state.hasher.hash(raw.expose()), key_prefix: raw.prefix(), expires_at };
     (raw, secret)
 }
 

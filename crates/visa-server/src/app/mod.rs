@@ -10,6 +10,7 @@ pub mod balance;
 pub mod executions;
 pub mod keys;
 pub mod members;
+pub mod oauth;
 pub mod operator;
 pub mod paid_call;
 pub mod sessions;

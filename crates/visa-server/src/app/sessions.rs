@@ -75,6 +75,7 @@ pub fn current(caller: &Session) -> CurrentSession {
         Actor::AdminKey { label, .. } => ("admin_key", label.clone()),
         Actor::Member { login, .. } => ("session", login.clone()),
         Actor::Operator => ("operator", String::new()),
+        Actor::OAuthClient { name, .. } => ("oauth_client", name.clone()),
     };
     CurrentSession {
         success: true,

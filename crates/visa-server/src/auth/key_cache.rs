@@ -184,6 +184,7 @@ mod tests {
             secret_id: visa_store::SecretId::new(1),
             secret_hash: SecretHash([7; 32]),
             account_approved: true,
+            oauth_resource: None,
         })
     }
 

@@ -235,7 +235,7 @@ impl FromRequestParts<SharedState> for Reader {
             return Ok(Reader::Session(session.account));
         }
         let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await?;
-        tool_key::authenticate(state, &parts.headers, ip).await.map(Reader::Key)
+        tool_key::authenticate(state, &parts.headers, ip, tool_key::Audience::Api).await.map(Reader::Key)
     }
 }
 

@@ -2,7 +2,8 @@
 //! missing → AUTH_REQUIRED; malformed or bad checksum → AUTH_INVALID (no database read);
 //! other environment → KEY_ENVIRONMENT_MISMATCH (no database read); unknown, revoked or
 //! rotated-out secret → AUTH_INVALID; expired → KEY_EXPIRED; source IP outside the
-//! allowlist → KEY_SOURCE_IP_DENIED. Tool checks follow in the execute handler.
+//! allowlist → KEY_SOURCE_IP_DENIED. An OAuth access token presented anywhere but the MCP
+//! resource it was issued for → AUTH_INVALID. Tool checks follow in the execute handler.
 
 use crate::error::ApiError;
 use crate::extract::single_header;
@@ -36,11 +37,21 @@ fn invalid_key() -> ApiError {
     ApiError::new(ErrorCode::AuthInvalid, "the API key is not recognized")
 }
 
-/// Authenticates the request's tool key and checks its expiry and source IP.
+/// Where a key is presented. A key minted by an OAuth consent is an access token for one MCP
+/// resource, accepted there alone (RFC 8707's audience), never on the API or the OpenAI surface.
+#[derive(Debug, Clone, Copy)]
+pub enum Audience<'a> {
+    Api,
+    /// The MCP endpoint, by its URL as the client reached it.
+    Mcp(&'a str),
+}
+
+/// Authenticates the request's tool key and checks its audience, expiry and source IP.
 pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     client_ip: IpAddr,
+    audience: Audience<'_>,
 ) -> Result<Arc<AuthRecord>, ApiError> {
     let text = presented_key(headers)?
         .ok_or_else(|| ApiError::new(ErrorCode::AuthRequired, "send the key in the X-Api-Key header"))?;
@@ -55,6 +66,14 @@ pub async fn authenticate(
         return Err(ApiError::new(ErrorCode::Forbidden, "admin keys manage the account; they cannot execute tools"));
     }
     let record = lookup(state, &raw).await?;
+    if let Some(resource) = &record.oauth_resource
+        && !matches!(audience, Audience::Mcp(at) if at == resource)
+    {
+        return Err(ApiError::new(
+            ErrorCode::AuthInvalid,
+            "this OAuth access token is accepted only by the MCP endpoint it was issued for",
+        ));
+    }
     let now = state.now();
     record.gate(now).check_identity(now, client_ip).map_err(|d| denied(d, "", client_ip))?;
     state.last_used.record(record.key.id, record.secret_id, now, client_ip);

@@ -20,7 +20,7 @@ use visa_core::pagination::PageRequest;
 pub use super::paths::AUDIT as PATH;
 
 /// The actions the server records, offered in the filter.
-const ACTIONS: [&str; 18] = [
+const ACTIONS: [&str; 22] = [
     "account.approval_changed",
     "account.created",
     "account.credited",
@@ -29,6 +29,7 @@ const ACTIONS: [&str; 18] = [
     "key.created",
     "key.revoked",
     "key.revoked_leaked",
+    "key.revoked_oauth_replay",
     "key.rotated",
     "key.secret_revoked",
     "key.updated",
@@ -37,6 +38,9 @@ const ACTIONS: [&str; 18] = [
     "member.password_changed",
     "member.removed",
     "member.role_changed",
+    "oauth.approved",
+    "oauth.refreshed",
+    "oauth.tokens_issued",
     "session.created",
     "session.ended",
 ];

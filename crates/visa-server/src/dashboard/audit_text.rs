@@ -39,6 +39,7 @@ fn actor(entry: &AuditEntryView) -> String {
     match (entry.actor.kind.as_str(), &entry.actor.name) {
         ("operator", _) => "The operator".into(),
         ("admin_key", Some(name)) => format!("Admin key “{name}”"),
+        ("oauth_client", Some(name)) => format!("Application “{name}”"),
         (_, Some(name)) => name.clone(),
         (kind, None) => kind.to_owned(),
     }
@@ -60,6 +61,10 @@ pub fn sentence(entry: &AuditEntryView, names: &Names) -> String {
         "key.revoked" => format!("revoked {target}"),
         "key.revoked_leaked" => format!("revoked {target}, reported leaked"),
         "key.secret_revoked" => format!("revoked a secret of {target}"),
+        "key.revoked_oauth_replay" => format!("revoked {target}: an OAuth code or refresh token was used twice"),
+        "oauth.approved" => format!("connected an application with {target}"),
+        "oauth.tokens_issued" => format!("received its first tokens for {target}"),
+        "oauth.refreshed" => format!("refreshed its tokens for {target}"),
         "member.invited" => format!("invited {target}"),
         "member.joined" => "joined the account".to_owned(),
         "member.password_changed" => "changed their password".to_owned(),

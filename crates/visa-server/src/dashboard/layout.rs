@@ -16,25 +16,27 @@ use maud::{DOCTYPE, Markup, html};
 use visa_core::key::Environment;
 use visa_store::Actor;
 
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
 /// The navigation bar's pages, in order: (path, title).
-const NAV: [(&str, &str); 5] = [
+const NAV: [(&str, &str); 6] = [
     ("/dashboard/keys", "Keys"),
     (paths::SPEND, "Spend"),
     (paths::AUDIT, "Audit log"),
     (paths::MEMBERS, "Members"),
     (paths::ADMIN_KEYS, "Admin keys"),
+    (paths::CONNECTED, "Connected apps"),
 ];
 
 /// Headers of every dashboard response: nothing cached (a page may show a raw key once), no
 /// framing, no referrer to other sites (`same-origin`: with `no-referrer` browsers send
-/// `Origin: null` on our own forms), the strict policy above.
+/// `Origin: null` on our own forms), the strict policy above unless the page set its own
+/// (the OAuth consent page widens `form-action` to the application's redirect URI).
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(CSP));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

@@ -197,7 +197,7 @@ pub async fn accept(
     }
     let request = AcceptInviteRequest { invite_token: form.invite_token, password: form.password };
     match app::sessions::accept_invite(&state, &origin, request).await {
-        Ok(opened) => session::signed_in(&state, &opened.session_token, &extensions),
+        Ok(opened) => session::signed_in(&state, &opened.session_token, &extensions, ""),
         Err(e) => {
             let status = StatusCode::from_u16(e.0.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
             (status, accept_page(&state, Some(&e.0.message))).into_response()

@@ -11,7 +11,8 @@
 //!   names the pages the navigation bar links to;
 //! - one module per page: `sign_in.rs`, `keys.rs` (the table, creating), `key.rs` (a key),
 //!   `usage.rs` (a key's traffic chart), `spend.rs` (balance, spend, executions), `audit.rs`,
-//!   `members.rs` (and accepting an invitation), `admin_keys.rs`.
+//!   `members.rs` (and accepting an invitation), `admin_keys.rs`, `oauth.rs` (MCP's OAuth
+//!   consent and the connected applications).
 
 mod admin_keys;
 mod audit;
@@ -24,6 +25,7 @@ mod key_filter;
 mod keys;
 mod layout;
 mod members;
+mod oauth;
 mod paths;
 mod policy;
 mod session;
@@ -61,6 +63,8 @@ pub fn router() -> Router<SharedState> {
         .route("/dashboard/members/{id}/remove", get(members::confirm_remove).post(members::remove))
         .route(members::ACCEPT, get(members::accept_form).post(members::accept))
         .route(admin_keys::PATH, get(admin_keys::list).post(admin_keys::create))
+        .route(oauth::AUTHORIZE_PATH, get(oauth::authorize).post(oauth::decide))
+        .route(oauth::PATH, get(oauth::connected))
         .route("/dashboard/admin-keys/{id}/revoke", get(admin_keys::confirm_revoke).post(admin_keys::revoke))
         .route("/dashboard/style.css", get(layout::stylesheet))
         .route("/dashboard/app.js", get(layout::script))

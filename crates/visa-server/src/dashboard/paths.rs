@@ -5,3 +5,4 @@ pub const SPEND: &str = "/dashboard/spend";
 pub const AUDIT: &str = "/dashboard/audit";
 pub const MEMBERS: &str = "/dashboard/members";
 pub const ADMIN_KEYS: &str = "/dashboard/admin-keys";
+pub const CONNECTED: &str = "/dashboard/connected";

@@ -94,10 +94,35 @@ pub fn set_cookie(token: &str, max_age: time::Duration, https: bool) -> HeaderVa
 }
 
 /// The answer that opens a browser session (signed in, or an invitation accepted): the cookie
-/// holding `session_token`, and the way to the member's home page.
-pub fn signed_in(state: &crate::state::AppState, session_token: &str, extensions: &axum::http::Extensions) -> Response {
+/// holding `session_token`, and the way to `next` (the page that sent the browser to sign in)
+/// if it is a dashboard page, else to the member's home page.
+pub fn signed_in(
+    state: &crate::state::AppState,
+    session_token: &str,
+    extensions: &axum::http::Extensions,
+    next: &str,
+) -> Response {
     let cookie = set_cookie(session_token, state.session_ttl, https(extensions));
-    ([(header::SET_COOKIE, cookie)], Redirect::to(super::HOME)).into_response()
+    ([(header::SET_COOKIE, cookie)], Redirect::to(dashboard_page(next).unwrap_or(super::HOME))).into_response()
+}
+
+/// `path` if it is one of our dashboard's pages: a path under `/dashboard/` (so never another
+/// site, nor a scheme), without control characters.
+pub fn dashboard_page(path: &str) -> Option<&str> {
+    let ours = path.starts_with("/dashboard/") && !path.chars().any(char::is_control);
+    ours.then_some(path)
+}
+
+/// The sign-in page, coming back to the page `parts` asked for when it is one to come back to.
+fn sign_in_redirect(parts: &Parts) -> Redirect {
+    let wanted = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or_default();
+    match dashboard_page(wanted).filter(|_| parts.method == axum::http::Method::GET) {
+        Some(next) => {
+            let next: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
+            Redirect::to(&format!("/dashboard/sign-in?next={next}"))
+        }
+        None => Redirect::to("/dashboard/sign-in"),
+    }
 }
 
 /// The `Set-Cookie` that ends it in the browser.
@@ -109,12 +134,12 @@ impl FromRequestParts<SharedState> for Browser {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Response> {
-        let sign_in = || Redirect::to("/dashboard/sign-in").into_response();
-        let token = token(&parts.headers).ok_or_else(sign_in)?.to_owned();
+        let sign_in = sign_in_redirect(parts);
+        let Some(token) = token(&parts.headers).map(str::to_owned) else { return Err(sign_in.into_response()) };
         let origin = Origin::from_request_parts(parts, state).await.map_err(IntoResponse::into_response)?;
         let session = match Session::of_session_token(state, &token, origin).await {
             Ok(Some(session)) => session,
-            Ok(None) => return Err(sign_in()),
+            Ok(None) => return Err(sign_in.into_response()),
             Err(e) => return Err(e.into_response()),
         };
         Ok(Browser { session, csrf: csrf_token(&token) })

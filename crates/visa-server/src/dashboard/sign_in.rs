@@ -9,7 +9,7 @@ use crate::app::sessions;
 use crate::auth::Origin;
 use crate::error::ApiError;
 use crate::state::SharedState;
-use axum::extract::{Form, State};
+use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
@@ -21,9 +21,19 @@ use visa_store::Actor;
 pub struct SignIn {
     login: String,
     password: String,
+    /// The dashboard page to go back to (an OAuth consent, a link followed while signed out).
+    #[serde(default)]
+    next: String,
 }
 
-fn sign_in_page(state: &SharedState, login: &str, error: Option<&str>) -> Markup {
+/// The sign-in page's query: where to go once signed in.
+#[derive(Deserialize)]
+pub struct Next {
+    #[serde(default)]
+    next: String,
+}
+
+fn sign_in_page(state: &SharedState, login: &str, next: &str, error: Option<&str>) -> Markup {
     layout::bare(
         state,
         "Sign in",
@@ -35,14 +45,15 @@ fn sign_in_page(state: &SharedState, login: &str, error: Option<&str>) -> Markup
                 input #login name="login" type="text" autocomplete="username" required value=(login);
                 label for="password" { "Password" }
                 input #password name="password" type="password" autocomplete="current-password" required;
+                @if let Some(next) = session::dashboard_page(next) { input type="hidden" name="next" value=(next); }
                 button type="submit" { "Sign in" }
             }
         },
     )
 }
 
-pub async fn form(State(state): State<SharedState>) -> Markup {
-    sign_in_page(&state, "", None)
+pub async fn form(State(state): State<SharedState>, Query(Next { next }): Query<Next>) -> Markup {
+    sign_in_page(&state, "", &next, None)
 }
 
 pub async fn submit(
@@ -52,7 +63,8 @@ pub async fn submit(
     extensions: axum::http::Extensions,
     Form(form): Form<SignIn>,
 ) -> Response {
-    let refused = |status: StatusCode, message: &str| (status, sign_in_page(&state, &form.login, Some(message)));
+    let refused =
+        |status: StatusCode, message: &str| (status, sign_in_page(&state, &form.login, &form.next, Some(message)));
     if !session::same_origin(&request_headers) {
         return refused(StatusCode::FORBIDDEN, "This form came from another site.").into_response();
     }
@@ -71,7 +83,7 @@ pub async fn submit(
         Ok(opened) => opened,
         Err(e) => return e.into_response(),
     };
-    session::signed_in(&state, &opened.session_token, &extensions)
+    session::signed_in(&state, &opened.session_token, &extensions, &form.next)
 }
 
 pub async fn sign_out(State(state): State<SharedState>, Submitted { browser, .. }: Submitted) -> Response {

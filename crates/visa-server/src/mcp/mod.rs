@@ -15,7 +15,7 @@ mod sessions;
 use crate::app::paid_call;
 use crate::auth::{SESSION_TOKEN_PREFIX, bearer_token, tool_key};
 use crate::error::ApiError;
-use crate::extract::ClientIp;
+use crate::extract::{ClientIp, PublicOrigin};
 use crate::state::SharedState;
 pub use answer::ToolResult;
 use axum::Router;
@@ -43,12 +43,19 @@ pub fn router(state: SharedState) -> Router<SharedState> {
     Router::new().nest_service(PATH, service).layer(axum::middleware::from_fn_with_state(state, authenticate))
 }
 
-/// Admits a tool key (every check of execute: revoked, expired, CIDR, approval) and hands it
-/// to the server; a missing or wrong one is 401 with `WWW-Authenticate`, a session or an admin
-/// key 403 naming why.
+/// This server's MCP URL as the client reached it: the OAuth resource its tokens are bound to.
+pub fn resource_url(origin: &PublicOrigin) -> String {
+    format!("{}{PATH}", origin.0)
+}
+
+/// Admits a tool key, or an OAuth access token issued for this resource (every check of
+/// execute: revoked, expired, CIDR, approval), and hands it to the server; a missing or wrong
+/// one is 401 with `WWW-Authenticate` naming the protected-resource metadata (RFC 9728 §5.1),
+/// a session or an admin key 403 naming why.
 async fn authenticate(
     State(state): State<SharedState>,
     ClientIp(ip): ClientIp,
+    origin: PublicOrigin,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -57,7 +64,11 @@ async fn authenticate(
         let message = "MCP takes a tool key (Authorization: Bearer <brand>_live_…): a session cannot run tools";
         return ApiError::new(ErrorCode::Forbidden, message).into_response();
     }
-    match tool_key::authenticate(&state, request.headers(), ip).await.map_err(paid_call::execute_path_error) {
+    let resource = resource_url(&origin);
+    match tool_key::authenticate(&state, request.headers(), ip, tool_key::Audience::Mcp(&resource))
+        .await
+        .map_err(paid_call::execute_path_error)
+    {
         Ok(key) => {
             request.extensions_mut().insert(Caller { key, ip });
             next.run(request).await
@@ -65,9 +76,11 @@ async fn authenticate(
         Err(error) => {
             let mut response = error.into_response();
             if response.status() == axum::http::StatusCode::UNAUTHORIZED {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"visa-keys\""));
+                let metadata = crate::oauth::resource_metadata_url(&origin);
+                let challenge = format!("Bearer realm=\"visa-keys\", resource_metadata=\"{metadata}\"");
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+                }
             }
             response
         }

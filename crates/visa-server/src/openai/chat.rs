@@ -45,7 +45,9 @@ pub async fn completions(
 ) -> Response {
     let answer = async {
         let ClientIp(client_ip) = client_ip?;
-        let key = tool_key::authenticate(&state, &headers, client_ip).await.map_err(execution::execute_path_error)?;
+        let key = tool_key::authenticate(&state, &headers, client_ip, tool_key::Audience::Api)
+            .await
+            .map_err(execution::execute_path_error)?;
         let answer = complete(state.clone(), &key, &headers, body?, client_ip).await;
         execution::record_answer(&state, &key, &answer);
         answer

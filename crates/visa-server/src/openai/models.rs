@@ -33,7 +33,7 @@ async fn key_of(
     client_ip: Result<ClientIp, ApiError>,
 ) -> Result<std::sync::Arc<AuthRecord>, ApiError> {
     let ClientIp(ip) = client_ip?;
-    tool_key::authenticate(state, headers, ip).await
+    tool_key::authenticate(state, headers, ip, tool_key::Audience::Api).await
 }
 
 pub async fn list(

@@ -46,7 +46,9 @@ pub async fn execute(
     headers: HeaderMap,
     body: RawJsonBody,
 ) -> ApiResult<Response> {
-    let key = tool_key::authenticate(&state, &headers, client_ip).await.map_err(execution::execute_path_error)?;
+    let key = tool_key::authenticate(&state, &headers, client_ip, tool_key::Audience::Api)
+        .await
+        .map_err(execution::execute_path_error)?;
     let answer = execute_with_key(state.clone(), &key, tool_name, headers, body, client_ip).await;
     execution::record_answer(&state, &key, &answer);
     answer

@@ -8,11 +8,11 @@ use visa_store::{Actor, AuditEntry, AuditFilter};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ActorView {
-    /// `member`, `admin_key` or `operator`.
+    /// `member`, `admin_key`, `oauth_client` (an application acting on a grant) or `operator`.
     #[serde(rename = "type")]
     pub kind: String,
     pub id: Option<i64>,
-    /// The member's login or the admin key's label.
+    /// The member's login, the admin key's label or the application's name.
     pub name: Option<String>,
 }
 
@@ -40,6 +40,9 @@ impl From<&AuditEntry> for AuditEntryView {
             }
             Actor::AdminKey { id, label } => {
                 ActorView { kind: "admin_key".into(), id: Some(id.get()), name: Some(label.clone()) }
+            }
+            Actor::OAuthClient { id, name } => {
+                ActorView { kind: "oauth_client".into(), id: Some(*id), name: Some(name.clone()) }
             }
         };
         Self {

@@ -96,8 +96,8 @@ pub(crate) fn require_key(conn: &dyn Db, account_id: AccountId, key_id: KeyId) -
 
 fn insert_secret(conn: &dyn Db, key_id: KeyId, secret: &NewSecret, now: Timestamp) -> StoreResult<()> {
     conn.execute(
-        "INSERT INTO key_secrets (key_id, hash, key_prefix, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![key_id, secret.hash.0, secret.key_prefix, to_db(now)],
+        "INSERT INTO key_secrets (key_id, hash, key_prefix, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![key_id, secret.hash.0, secret.key_prefix, to_db(now), secret.expires_at.map(to_db)],
     )?;
     Ok(())
 }
@@ -226,6 +226,7 @@ pub(crate) fn revoke(
     let action = match cause {
         RevokeCause::Requested => "key.revoked",
         RevokeCause::Leaked => "key.revoked_leaked",
+        RevokeCause::OAuthReplay => "key.revoked_oauth_replay",
     };
     audited_key_change(conn, ctx, action, &before)
 }
@@ -258,6 +259,18 @@ pub(crate) fn rotate(
     rotation: &Rotation,
     ctx: &AuditContext,
 ) -> StoreResult<KeyRecord> {
+    rotate_as(conn, account_id, key_id, rotation, ctx, "key.rotated")
+}
+
+/// A rotation audited as `action` (an OAuth grant's tokens are issued by rotating its key).
+pub(crate) fn rotate_as(
+    conn: &dyn Db,
+    account_id: AccountId,
+    key_id: KeyId,
+    rotation: &Rotation,
+    ctx: &AuditContext,
+    action: &str,
+) -> StoreResult<KeyRecord> {
     let key = require_key(conn, account_id, key_id)?;
     if key.revoked_at.is_some() {
         return Err(StoreError::Refused(Refusal::KeyRevoked));
@@ -278,13 +291,14 @@ pub(crate) fn rotate(
         )
     }?;
     insert_secret(conn, key_id, &rotation.secret, ctx.now)?;
-    audited_key_change(conn, ctx, "key.rotated", &key)
+    audited_key_change(conn, ctx, action, &key)
 }
 
 pub(crate) fn by_secret(conn: &dyn Db, hash: &SecretHash) -> StoreResult<Option<AuthRecord>> {
     let found = conn.query_row(
-        "SELECT s.id, s.hash, s.key_id, k.account_id, a.approved FROM key_secrets s \
-             JOIN keys k ON k.id = s.key_id JOIN accounts a ON a.id = k.account_id WHERE s.hash = ?1",
+        "SELECT s.id, s.hash, s.key_id, k.account_id, a.approved, g.resource FROM key_secrets s \
+             JOIN keys k ON k.id = s.key_id JOIN accounts a ON a.id = k.account_id \
+             LEFT JOIN oauth_grants g ON g.key_id = s.key_id WHERE s.hash = ?1",
         params![hash.0],
         |r| {
             Ok((
@@ -293,15 +307,16 @@ pub(crate) fn by_secret(conn: &dyn Db, hash: &SecretHash) -> StoreResult<Option<
                 r.get::<KeyId>(2)?,
                 r.get::<AccountId>(3)?,
                 r.get::<bool>(4)?,
+                r.get::<Option<String>>(5)?,
             ))
         },
     )?;
-    let Some((secret_id, stored, key_id, account_id, account_approved)) = found else {
+    let Some((secret_id, stored, key_id, account_id, account_approved, oauth_resource)) = found else {
         return Ok(None);
     };
     let secret_hash = SecretHash(stored.try_into().map_err(|_| StoreError::Internal("bad secret hash".into()))?);
     let key = require_key(conn, account_id, key_id)?;
-    Ok(Some(AuthRecord { key, secret_id, secret_hash, account_approved }))
+    Ok(Some(AuthRecord { key, secret_id, secret_hash, account_approved, oauth_resource }))
 }
 
 pub(crate) fn record_use(conn: &dyn Db, uses: &[KeyUse]) -> StoreResult<()> {

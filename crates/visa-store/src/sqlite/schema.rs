@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_idempotency_optional.sql"),
     include_str!("migrations/0009_money_checks.sql"),
     include_str!("migrations/0010_mcp_sessions.sql"),
+    include_str!("migrations/0011_oauth.sql"),
 ];
 
 /// Brings the database up to the newest schema, one transaction per migration.
