@@ -17,19 +17,20 @@ async fn app() -> TestApp {
     TestApp::spawn_with(|c| c.catalog = catalog).await
 }
 
+/// Runs `tests/python/<script>` with `args` and returns the JSON it printed.
+async fn python(script: &str, args: &[&str]) -> Value {
+    let python = visa_e2e::python_venv().join("bin/python");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join(script);
+    let out =
+        tokio::process::Command::new(python).arg(&script).args(args).output().await.expect("the venv's python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}: {}\n{stdout}", script.display(), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("{} printed {stdout}", script.display()))
+}
+
 /// Runs the SDK script in `mode` and returns what it printed.
 async fn sdk(app: &TestApp, key: &str, mode: &str) -> Value {
-    let python = visa_e2e::python_venv().join("bin/python");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/mcp_client.py");
-    let out = tokio::process::Command::new(python)
-        .arg(script)
-        .args([&app.url("/v1/mcp"), key, mode, "slow"])
-        .output()
-        .await
-        .expect("the venv's python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{mode}: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("{mode} printed {stdout}"))
+    python("mcp_client.py", &[&app.url("/v1/mcp"), key, mode, "slow"]).await
 }
 
 fn charge(result: &Value) -> (&str, &str) {
@@ -176,4 +177,60 @@ async fn a_request_delivered_twice_in_a_session_is_charged_once() {
     let other = rpc_body(&send(Some(open().await), call).await.unwrap().text().await.unwrap());
     assert_ne!(execution(other), execution(first), "the same id in another session is another call");
     assert_eq!(app.balance_micros(&session).await, before - 2 * CALL_MICROS);
+}
+
+/// A long call with the SDK: progress notifications while it runs (the client asked for them);
+/// a call the client abandons runs to its end and is charged once, and its retry with the same
+/// Idempotency-Key is answered from its record — in a session and without one.
+async fn a_long_call_reports_progress_and_an_abandoned_one_is_charged_once(mode: &str) {
+    let app = app().await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    let out = python("mcp_progress.py", &[&app.url("/v1/mcp"), &key, mode]).await;
+    let progress = out["progress"].as_array().unwrap();
+    assert!(progress.len() >= 2, "a notification a second for 2.5 s: {out}");
+    assert_eq!(progress[0]["progress"], 1.0);
+    assert!(progress[0]["message"].as_str().unwrap().starts_with("slow: running"), "{out}");
+    assert_eq!(out["long"]["is_error"], false, "{out}");
+    assert_eq!(out["abandoned"], true, "the client gave up on the call: {out}");
+    assert_eq!(out["again"]["is_error"], false, "{out}");
+    // The abandoned call ran on and settled; its retry did not run again.
+    let executions = app.get("/v1/api/executions", &session).await.assert_ok(200)["executions"].clone();
+    let executions = executions.as_array().unwrap();
+    assert_eq!(executions.len(), 2, "the long call and the abandoned one: {executions:?}");
+    assert!(executions.iter().all(|e| e["state"] == "succeeded"), "{executions:?}");
+    assert_eq!(charge(&out["again"]).0, executions[0]["id"].as_str().unwrap(), "the retry is the abandoned call");
+    assert_eq!(app.balance_micros(&session).await, before - 2 * CALL_MICROS);
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_call_in_a_session_reports_progress_and_an_abandoned_one_is_charged_once() {
+    a_long_call_reports_progress_and_an_abandoned_one_is_charged_once("legacy").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_call_without_a_session_reports_progress_and_an_abandoned_one_is_charged_once() {
+    a_long_call_reports_progress_and_an_abandoned_one_is_charged_once("auto").await;
+}
+
+/// Through the SDK: a preview key on a preview server runs the sandbox, free; a revoked key
+/// cannot connect.
+#[tokio::test]
+async fn the_sdk_runs_a_preview_key_free_and_cannot_use_a_revoked_one() {
+    let app = TestApp::spawn_preview().await;
+    let (session, id, key) = app.funded_key("octocat").await;
+    assert!(key.starts_with("VisaKey_test_"), "a preview key");
+    let before = app.balance_micros(&session).await;
+    let out = python("mcp_once.py", &[&app.url("/v1/mcp"), &key]).await;
+    assert!(out["tools"].as_array().unwrap().iter().any(|t| t == "echo"), "{out}");
+    assert_eq!(out["result"]["is_error"], false, "{out}");
+    assert_eq!(charge(&out["result"]).1, "0", "the sandbox is free: {out}");
+    assert_eq!(app.balance_micros(&session).await, before);
+
+    app.delete(&format!("/v1/api/keys/{id}"), &session).await.assert_ok(200);
+    let out = python("mcp_once.py", &[&app.url("/v1/mcp"), &key]).await;
+    assert!(out["error"].is_string(), "the SDK cannot connect: {out}");
+    let statuses = out["statuses"].as_array().unwrap();
+    assert!(!statuses.is_empty() && statuses.iter().all(|s| s == 401), "every request refused: {out}");
 }

@@ -9,7 +9,7 @@ use crate::state::SharedState;
 use crate::tools::catalog::Tool;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult, PaginatedRequestParams,
-    ResultType, ServerCapabilities, ServerConfig,
+    ProgressNotificationParam, ResultType, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler};
@@ -87,6 +87,31 @@ fn result_of(answer: Result<CallToolResult, serde_json::Error>) -> Result<CallTo
     Ok(result)
 }
 
+/// How often a long call tells a client that asked (a `progressToken`) that it is still running.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Awaits `running`; if the client sent a `progressToken`, a progress notification every
+/// second meanwhile (the seconds it has run, and what runs), so that a client waiting on a
+/// long call (a fal queue) knows it is alive. A notification the client cannot receive (it
+/// went away) changes nothing: the call runs to its end.
+async fn with_progress<T>(running: impl Future<Output = T>, tool: &str, context: &RequestContext<RoleServer>) -> T {
+    let Some(token) = context.meta.get_progress_token() else { return running.await };
+    let mut running = std::pin::pin!(running);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+    let mut seconds = 0u32;
+    loop {
+        tokio::select! {
+            done = &mut running => return done,
+            _ = ticks.tick() => {
+                seconds += 1;
+                let note = ProgressNotificationParam::new(token.clone(), f64::from(seconds))
+                    .with_message(format!("{tool}: running for {seconds} s"));
+                let _ = context.peer.notify_progress(note).await;
+            }
+        }
+    }
+}
+
 impl Server {
     async fn call(
         &self,
@@ -101,8 +126,10 @@ impl Server {
             let surface: Arc<dyn Answer> = Arc::new(ToolResult);
             let call =
                 paid_call::prepare(&state, &key, tool, input, (surface, idempotency_key(&request, context)), ip)?;
-            // Detached: once the hold may be placed, the outcome is recorded whatever the client does.
-            crate::detached::detached(async move { paid_call::execute(&state, call).await }).await
+            // Detached: once the hold may be placed, the outcome is recorded whatever the client
+            // does (hangs up, or cancels: rmcp drops this future, the call runs on and settles).
+            let running = crate::detached::detached(async move { paid_call::execute(&state, call).await });
+            with_progress(running, &request.name, context).await
         };
         let answer = answer.await;
         paid_call::record_answer(&self.state, &key, &answer);
