@@ -3,6 +3,10 @@
 # (production, durable SQLite): `POST /v1/api/tools/echo/execute` (bench/execute.lua), then an
 # MCP `tools/call` of `echo` (bench/mcp.lua: the 2026-07-28 revision, no session, a fresh
 # Idempotency-Key in `_meta` per call), each spread over the same keys. Ends with `ledger verify`.
+# Two more runs measure what MCP itself costs a request, without the money path: an MCP
+# `tools/list` (bench/mcp-list.lua: our key check and rmcp) against execute's cheapest answer,
+# a well-formed key whose checksum fails (401, no database read). Their difference in time per
+# request is added to execute's to give the most MCP can do on this machine with this SDK.
 # Usage: bench/mcp.sh [seconds per run, default 15] [connections, default 64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +28,14 @@ execute=$(run_wrk bench/execute.lua "$api" execute_echo "$work/keys")
 echo "$execute"
 mcp=$(run_wrk bench/mcp.lua "$api" mcp_echo "$work/keys")
 echo "$mcp"
+list=$(run_wrk bench/mcp-list.lua "$api" mcp_tools_list "$work/keys")
+echo "$list"
+refused=$(run_wrk bench/execute.lua "$api" execute_refused_401)
+echo "$refused"
 echo "ledger after the run: $(target/release/visa-cli ledger verify --data-dir "$work/data")"
 awk -v e="$(field "$execute" req_per_s)" -v m="$(field "$mcp" req_per_s)" \
-  'BEGIN { printf "mcp/execute = %.1f%% (target >= 70%%)\n", 100*m/e }'
+  -v l="$(field "$list" req_per_s)" -v r="$(field "$refused" req_per_s)" 'BEGIN {
+    mcp_cost = 1e6/l - 1e6/r; bound = 1e6/(1e6/e + mcp_cost)
+    printf "mcp/execute = %.1f%% (target >= 70%%)\n", 100*m/e
+    printf "MCP costs %.0f us a request more than execute'"'"'s cheapest answer: at most %.0f calls/s = %.1f%% of execute; mcp at %.1f%% of that bound\n", mcp_cost, bound, 100*bound/e, 100*m/bound
+  }'

@@ -43,8 +43,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Server::start(config).await?.run_until_signal(signals).await
 }
 
+/// The log, at `VISA_LOG`'s level (`info` by default). rmcp's service loop reports each answer
+/// it could not deliver to an MCP client that left (a hang-up, a cancelled request) as an
+/// error; the call itself ran on and was recorded, so those lines are dropped unless
+/// `VISA_LOG` names `rmcp` itself (e.g. `info,rmcp=debug`).
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VISA_LOG").unwrap_or_else(|_| "info".into());
+    let directives = std::env::var("VISA_LOG").unwrap_or_else(|_| "info".into());
+    let directives = if directives.contains("rmcp") { directives } else { format!("{directives},rmcp::service=off") };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|_| "info".into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }

@@ -64,7 +64,8 @@ pub async fn llms_txt() -> impl IntoResponse {
          - `POST /v1/openai/chat/completions`, `GET /v1/openai/models`: the OpenAI-compatible surface (set the SDK's \
          `base_url` to `<server>/v1/openai`; streaming supported).\n\
          - `<server>/v1/mcp`: an MCP server (Streamable HTTP) with the key as a bearer token: `tools/list` shows \
-         what the key may run and its price, `tools/call` is a paid call charged once.\n\
+         what the key may run and its price, `tools/call` is a paid call charged once; a client without a key signs \
+         in over OAuth (`/.well-known/oauth-protected-resource/v1/mcp`) and a member approves its caps.\n\
          - Control plane (keys, members, audit, admin keys): session tokens and admin keys; see the OpenAPI document.\n\n\
          ## Docs\n\n\
          - [OpenAPI document](/openapi.json): every route, field and status.\n",
