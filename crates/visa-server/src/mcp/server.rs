@@ -3,13 +3,13 @@
 //! path (`app::paid_call`), worded by `answer::ToolResult`. The caller was authenticated before
 //! the request reached rmcp (`super::authenticate`), and is read from the HTTP request's parts.
 
-use super::answer::{ToolResult, meta_key, refusal};
+use super::answer::{self, ToolResult, meta_key};
 use crate::app::paid_call::{self, Answer};
 use crate::state::SharedState;
 use crate::tools::catalog::Tool;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult, PaginatedRequestParams,
-    ProgressNotificationParam, ResultType, ServerCapabilities, ServerConfig,
+    ProgressNotificationParam, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler};
@@ -78,13 +78,9 @@ fn idempotency_key(request: &CallToolRequestParams, context: &RequestContext<Rol
     paid_call::derived_idempotency_key(b"visa-mcp-idempotency\0", &source)
 }
 
-/// An answer as the tool result it is (a stored answer's bytes, or a refusal in MCP's words):
-/// complete (rmcp leaves the result type out for clients of revisions that have none).
+/// An answer as the tool result it is, or an internal error if it is not one.
 fn result_of(answer: Result<CallToolResult, serde_json::Error>) -> Result<CallToolResult, McpError> {
-    let mut result =
-        answer.map_err(|e| McpError::internal_error(format!("an answer is not a tool result: {e}"), None))?;
-    result.result_type = Some(ResultType::COMPLETE);
-    Ok(result)
+    answer.map_err(|e| McpError::internal_error(format!("an answer is not a tool result: {e}"), None))
 }
 
 /// How often a long call tells a client that asked (a `progressToken`) that it is still running.
@@ -138,9 +134,9 @@ impl Server {
                 let body = axum::body::to_bytes(response.into_body(), usize::MAX)
                     .await
                     .map_err(|e| McpError::internal_error(format!("an answer could not be read: {e}"), None))?;
-                result_of(serde_json::from_slice(&body))
+                result_of(answer::from_bytes(&body))
             }
-            Err(error) => result_of(serde_json::from_value(refusal(&error))),
+            Err(error) => result_of(answer::refused(&error)),
         }
     }
 }
