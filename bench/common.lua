@@ -37,3 +37,25 @@ function done(summary, latency, requests)
   io.write(string.format("RESULT req_per_s=%.0f p50_ms=%.2f p99_ms=%.2f requests=%d non_2xx_or_errors=%d\n",
     summary.requests / seconds, latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.requests, errors))
 end
+
+-- An MCP request at the newest revision (2026-07-28: no session, the protocol's metadata in
+-- every request's `_meta`), as bench/mcp.lua and bench/mcp-list.lua send it. `params` is the
+-- JSON of the request's other params, ending with a comma when not empty; `meta` the JSON of
+-- extra `_meta` members, starting with a comma when not empty; `name` the `Mcp-Name` header.
+mcp_counter = 0
+function mcp_request(method, params, meta, name)
+  mcp_counter = mcp_counter + 1
+  local key = keys[(mcp_counter % #keys) + 1]
+  local body = '{"jsonrpc":"2.0","id":' .. mcp_counter .. ',"method":"' .. method .. '","params":{' .. params ..
+    '"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",' ..
+    '"io.modelcontextprotocol/clientInfo":{"name":"wrk","version":"1"},' ..
+    '"io.modelcontextprotocol/clientCapabilities":{}' .. meta .. '}}}'
+  return wrk.format("POST", "/v1/mcp", {
+    ["Content-Type"] = "application/json",
+    ["Accept"] = "application/json, text/event-stream",
+    ["Authorization"] = "Bearer " .. key,
+    ["MCP-Protocol-Version"] = "2026-07-28",
+    ["Mcp-Method"] = method,
+    ["Mcp-Name"] = name,
+  }, body)
+end

@@ -43,6 +43,14 @@ pub fn router(state: SharedState) -> Router<SharedState> {
     Router::new().nest_service(PATH, service).layer(axum::middleware::from_fn_with_state(state, authenticate))
 }
 
+/// Where the MCP endpoint's protected-resource metadata is (RFC 9728; `crate::oauth` serves it).
+pub const RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resource";
+
+/// The protected-resource metadata of the MCP endpoint, as `WWW-Authenticate` names it.
+pub fn resource_metadata_url(origin: &PublicOrigin) -> String {
+    format!("{}{RESOURCE_METADATA}{PATH}", origin.0)
+}
+
 /// This server's MCP URL as the client reached it: the OAuth resource its tokens are bound to.
 pub fn resource_url(origin: &PublicOrigin) -> String {
     format!("{}{PATH}", origin.0)
@@ -76,7 +84,7 @@ async fn authenticate(
         Err(error) => {
             let mut response = error.into_response();
             if response.status() == axum::http::StatusCode::UNAUTHORIZED {
-                let metadata = crate::oauth::resource_metadata_url(&origin);
+                let metadata = resource_metadata_url(&origin);
                 let challenge = format!("Bearer realm=\"visa-keys\", resource_metadata=\"{metadata}\"");
                 if let Ok(value) = HeaderValue::from_str(&challenge) {
                     response.headers_mut().insert(header::WWW_AUTHENTICATE, value);

@@ -25,17 +25,11 @@ use serde_json::{Value, json};
 pub const AUTHORIZE_PATH: &str = "/dashboard/oauth/authorize";
 const TOKEN_PATH: &str = "/oauth/token";
 const REGISTER_PATH: &str = "/oauth/register";
-const RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resource";
-
-/// The protected-resource metadata of the MCP endpoint, as `WWW-Authenticate` names it.
-pub fn resource_metadata_url(origin: &PublicOrigin) -> String {
-    format!("{}{RESOURCE_METADATA}{}", origin.0, mcp::PATH)
-}
 
 pub fn router() -> Router<SharedState> {
     Router::new()
-        .route(RESOURCE_METADATA, get(resource_metadata))
-        .route(&format!("{RESOURCE_METADATA}{}", mcp::PATH), get(resource_metadata))
+        .route(mcp::RESOURCE_METADATA, get(resource_metadata))
+        .route(&format!("{}{}", mcp::RESOURCE_METADATA, mcp::PATH), get(resource_metadata))
         .route("/.well-known/oauth-authorization-server", get(server_metadata))
         .route(REGISTER_PATH, post(register))
         .route(TOKEN_PATH, post(token))

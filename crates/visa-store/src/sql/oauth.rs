@@ -15,14 +15,15 @@ use visa_core::secret::SecretHash;
 
 const CLIENT_COLUMNS: &str = "c.id, c.client_id, c.client_name, c.redirect_uris, c.metadata, c.created_at";
 
-fn client_from_row(row: &Row) -> StoreResult<OAuthClient> {
+/// The client whose `CLIENT_COLUMNS` start at column `first` of `row`.
+fn client_at(row: &Row, first: usize) -> StoreResult<OAuthClient> {
     Ok(OAuthClient {
-        id: row.get(0)?,
-        client_id: row.get(1)?,
-        name: row.get(2)?,
-        redirect_uris: serde_json::from_str(&row.get::<String>(3)?).unwrap_or_default(),
-        metadata: serde_json::from_str(&row.get::<String>(4)?).unwrap_or_default(),
-        created_at: from_db(row.get(5)?),
+        id: row.get(first)?,
+        client_id: row.get(first + 1)?,
+        name: row.get(first + 2)?,
+        redirect_uris: serde_json::from_str(&row.get::<String>(first + 3)?).unwrap_or_default(),
+        metadata: serde_json::from_str(&row.get::<String>(first + 4)?).unwrap_or_default(),
+        created_at: from_db(row.get(first + 5)?),
     })
 }
 
@@ -45,7 +46,7 @@ fn register(conn: &dyn Db, new: &NewOAuthClient, now: Timestamp) -> StoreResult<
 
 fn client(conn: &dyn Db, client_id: &str) -> StoreResult<Option<OAuthClient>> {
     let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients c WHERE c.client_id = ?1");
-    conn.query_row(&sql, params![client_id], client_from_row)
+    conn.query_row(&sql, params![client_id], |row| client_at(row, 0))
 }
 
 fn grant_target(key_id: KeyId) -> String {
@@ -177,15 +178,7 @@ fn grants(conn: &dyn Db, account_id: AccountId) -> StoreResult<Vec<OAuthGrant>> 
          JOIN members m ON m.id = g.member_id WHERE k.account_id = ?1 ORDER BY g.key_id DESC"
     );
     let rows = conn.query_map(&sql, params![account_id], |r| {
-        let client = OAuthClient {
-            id: r.get(4)?,
-            client_id: r.get(5)?,
-            name: r.get(6)?,
-            redirect_uris: serde_json::from_str(&r.get::<String>(7)?).unwrap_or_default(),
-            metadata: serde_json::from_str(&r.get::<String>(8)?).unwrap_or_default(),
-            created_at: from_db(r.get(9)?),
-        };
-        Ok((r.get::<KeyId>(0)?, r.get::<String>(1)?, from_db(r.get(2)?), r.get::<String>(3)?, client))
+        Ok((r.get::<KeyId>(0)?, r.get::<String>(1)?, from_db(r.get(2)?), r.get::<String>(3)?, client_at(r, 4)?))
     })?;
     rows.into_iter()
         .map(|(key_id, resource, created_at, approved_by, client)| {
