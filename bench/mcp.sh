@@ -6,7 +6,9 @@
 # Two more runs measure what MCP itself costs a request, without the money path: an MCP
 # `tools/list` (bench/mcp-list.lua: our key check and rmcp) against execute's cheapest answer,
 # a well-formed key whose checksum fails (401, no database read). Their difference in time per
-# request is added to execute's to give the most MCP can do on this machine with this SDK.
+# request is added to execute's to give the most MCP can do on this machine with this SDK. Each
+# run also reports the server's CPU time per request (from /proc), steadier than calls/s on
+# shared cores.
 # Usage: bench/mcp.sh [seconds per run, default 15] [connections, default 64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,23 +21,38 @@ cargo build --release -q -p visa-cli
 
 export VISA_OPERATOR_TOKEN=bench-operator-token-0123456789
 VISA_LOG=warn target/release/visa-cli serve --listen "127.0.0.1:$VISA_PORT" --data-dir "$work/data" & pids+=($!)
+server=$!
 wait_for_port "$VISA_PORT"
+
+# measure SCRIPT LABEL [KEYS_FILE]: run_wrk's line plus the server's CPU time per request.
+measure() {
+  local before after out
+  quiesce "$server"
+  before=$(awk '{ print $14 + $15 }' "/proc/$server/stat")
+  out=$(run_wrk "$1" "$api" "$2" "${3:-}")
+  after=$(awk '{ print $14 + $15 }' "/proc/$server/stat")
+  awk -v b="$before" -v a="$after" -v n="$(field "$out" requests)" -v hz="$(getconf CLK_TCK)" -v out="$out" \
+    'BEGIN { printf "%s server_cpu_us=%.1f\n", out, (a - b) * 1e6 / hz / n }'
+}
 api="http://127.0.0.1:$VISA_PORT"
 create_keys "$api" "$KEYS" echo
 
 echo "machine: $(nproc) cores; ${DURATION}s per run, $CONNECTIONS connections, $KEYS keys"
-execute=$(run_wrk bench/execute.lua "$api" execute_echo "$work/keys")
+execute=$(measure bench/execute.lua execute_echo "$work/keys")
 echo "$execute"
-mcp=$(run_wrk bench/mcp.lua "$api" mcp_echo "$work/keys")
+mcp=$(measure bench/mcp.lua mcp_echo "$work/keys")
 echo "$mcp"
-list=$(run_wrk bench/mcp-list.lua "$api" mcp_tools_list "$work/keys")
+list=$(measure bench/mcp-list.lua mcp_tools_list "$work/keys")
 echo "$list"
-refused=$(run_wrk bench/execute.lua "$api" execute_refused_401)
+refused=$(measure bench/execute.lua execute_refused_401)
 echo "$refused"
 echo "ledger after the run: $(target/release/visa-cli ledger verify --data-dir "$work/data")"
 awk -v e="$(field "$execute" req_per_s)" -v m="$(field "$mcp" req_per_s)" \
-  -v l="$(field "$list" req_per_s)" -v r="$(field "$refused" req_per_s)" 'BEGIN {
+  -v l="$(field "$list" req_per_s)" -v r="$(field "$refused" req_per_s)" \
+  -v ec="$(field "$execute" server_cpu_us)" -v mc="$(field "$mcp" server_cpu_us)" \
+  -v lc="$(field "$list" server_cpu_us)" -v rc="$(field "$refused" server_cpu_us)" 'BEGIN {
     mcp_cost = 1e6/l - 1e6/r; bound = 1e6/(1e6/e + mcp_cost)
     printf "mcp/execute = %.1f%% (target >= 70%%)\n", 100*m/e
     printf "MCP costs %.0f us a request more than execute'"'"'s cheapest answer: at most %.0f calls/s = %.1f%% of execute; mcp at %.1f%% of that bound\n", mcp_cost, bound, 100*bound/e, 100*m/bound
+    printf "server CPU per request: execute %.0f us, mcp %.0f us (%.2fx); MCP itself (tools/list %.0f - 401 %.0f) %.0f us\n", ec, mc, mc/ec, lc, rc, lc - rc
   }'

@@ -5,6 +5,12 @@
 
 use clap::Parser;
 
+/// mimalloc instead of the C library's allocator: a request allocates many small, short-lived
+/// objects (JSON trees, rmcp's messages), and glibc's `malloc` and `free` were a quarter of the
+/// server's CPU on the MCP path (bench/README.md, "MCP").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     // Help and version go to stdout with exit 0; parse errors, whole, to stderr with exit 2.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
