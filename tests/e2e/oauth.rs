@@ -365,3 +365,29 @@ async fn codes_and_refresh_tokens_work_once_and_a_replay_revokes_the_grant() {
         token_request(&app, &[("grant_type", "password"), ("client_id", client_id.as_str())]).await;
     assert_eq!((status, unsupported["error"].as_str()), (400, Some("unsupported_grant_type")));
 }
+
+/// Registration is open, so a flood of it from one address is refused before it writes
+/// anything: it shares the address's budget of unauthenticated attempts with sign-in.
+#[tokio::test]
+async fn a_flood_of_registrations_from_one_address_is_throttled() {
+    let limits = visa_server::auth::throttle::SignInLimits {
+        per_ip: visa_server::ratelimit::Rate::per_minute(1, 3),
+        per_login: visa_server::ratelimit::Rate::per_minute(1, 3),
+    };
+    let app = TestApp::spawn_with(|c| {
+        c.catalog = catalog(&[TestTool::builtin("echo", "echo")], "", None);
+        c.sign_in_limits = limits;
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(register(&app, json!({ "redirect_uris": [REDIRECT] })).await.0, 201);
+    }
+    let answer =
+        client().post(app.url("/oauth/register")).json(&json!({ "redirect_uris": [REDIRECT] })).send().await.unwrap();
+    assert_eq!(answer.status(), 429);
+    let wait: u64 = answer.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let body: Value = answer.json().await.unwrap();
+    assert!(body["error_description"].as_str().unwrap().contains("too many registrations"), "{body}");
+    assert_eq!(app.sql_value("SELECT COUNT(*) FROM oauth_clients"), 3, "nothing written for the refused one");
+}

@@ -47,11 +47,14 @@ pub struct OAuthError {
     pub status: StatusCode,
     pub error: &'static str,
     pub description: String,
+    /// Seconds to wait before trying again (a throttled registration), sent as `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
-    fn new(error: &'static str, description: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, error, description: description.into() }
+    /// A 400 with `error` and its description.
+    pub fn new(error: &'static str, description: impl Into<String>) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, error, description: description.into(), retry_after: None }
     }
 
     fn grant(description: impl Into<String>) -> Self {
@@ -61,7 +64,7 @@ impl OAuthError {
     fn store(error: StoreError) -> Self {
         let error = ApiError::from(error).0;
         let status = StatusCode::from_u16(error.code.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        Self { status, error: "temporarily_unavailable", description: error.message }
+        Self { status, error: "temporarily_unavailable", description: error.message, retry_after: error.retry_after }
     }
 }
 
@@ -88,7 +91,19 @@ fn metadata_error(description: impl Into<String>) -> OAuthError {
 /// Dynamic client registration (RFC 7591): any client may register; what it may do is decided
 /// by the member who approves it. Public clients only: whatever endpoint authentication a
 /// client asks for, it is registered with `none` (RFC 7591 §3.2.1 lets the server say so).
-pub async fn register(state: &AppState, body: Value) -> Result<Value, OAuthError> {
+/// Open to anyone, so each registration takes a token from its address's budget of
+/// unauthenticated attempts (the sign-in throttle's, 30 a minute by default): a flood of
+/// registrations is refused with 429 before it writes anything.
+pub async fn register(state: &AppState, ip: std::net::IpAddr, body: Value) -> Result<Value, OAuthError> {
+    state.sign_in.attempt(ip, None).map_err(|e| OAuthError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        error: "temporarily_unavailable",
+        description: format!(
+            "too many registrations and sign-ins from this address; retry in {} s",
+            e.0.retry_after.unwrap_or(1)
+        ),
+        retry_after: e.0.retry_after,
+    })?;
     let Value::Object(body) = body else { return Err(metadata_error("the body must be a JSON object")) };
     let uris: Vec<String> = match body.get("redirect_uris") {
         Some(Value::Array(uris)) if !uris.is_empty() && uris.len() <= MAX_REDIRECT_URIS => uris
@@ -382,6 +397,7 @@ pub async fn token(
         status: StatusCode::UNAUTHORIZED,
         error: "invalid_client",
         description: "this client is not registered".into(),
+        retry_after: None,
     })?;
     if request.resource.as_deref().is_some_and(|r| r != resource_here) {
         return Err(OAuthError::new("invalid_target", "resource must name this server's MCP endpoint"));

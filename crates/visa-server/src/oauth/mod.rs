@@ -9,7 +9,7 @@
 
 use crate::app::oauth::{self, OAuthError, TokenRequest};
 use crate::auth::Origin;
-use crate::extract::PublicOrigin;
+use crate::extract::{ClientIp, PublicOrigin};
 use crate::mcp;
 use crate::state::SharedState;
 use axum::Json;
@@ -43,6 +43,9 @@ impl IntoResponse for OAuthError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"visa-keys\""));
+        }
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         no_store(response)
     }
@@ -83,13 +86,14 @@ async fn server_metadata(origin: PublicOrigin) -> Json<Value> {
 }
 
 /// RFC 7591 §3: 201 with the client's registration.
-async fn register(State(state): State<SharedState>, body: Bytes) -> Result<Response, OAuthError> {
-    let body: Value = serde_json::from_slice(&body).map_err(|e| OAuthError {
-        status: StatusCode::BAD_REQUEST,
-        error: "invalid_client_metadata",
-        description: format!("the body is not JSON: {e}"),
-    })?;
-    let client = oauth::register(&state, body).await?;
+async fn register(
+    State(state): State<SharedState>,
+    ClientIp(ip): ClientIp,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let body: Value = serde_json::from_slice(&body)
+        .map_err(|e| OAuthError::new("invalid_client_metadata", format!("the body is not JSON: {e}")))?;
+    let client = oauth::register(&state, ip, body).await?;
     Ok(no_store((StatusCode::CREATED, Json(client)).into_response()))
 }
 
@@ -104,15 +108,11 @@ async fn token(
     let mut fields = serde_json::Map::new();
     for (name, value) in url::form_urlencoded::parse(&body) {
         if fields.insert(name.clone().into_owned(), Value::String(value.into_owned())).is_some() {
-            return Err(invalid_request(format!("{name} is sent more than once")));
+            return Err(OAuthError::new("invalid_request", format!("{name} is sent more than once")));
         }
     }
     let request: TokenRequest =
-        serde_json::from_value(Value::Object(fields)).map_err(|e| invalid_request(e.to_string()))?;
+        serde_json::from_value(Value::Object(fields)).map_err(|e| OAuthError::new("invalid_request", e.to_string()))?;
     let tokens = oauth::token(&state, &client, request, &mcp::resource_url(&origin)).await?;
     Ok(no_store(Json(tokens).into_response()))
-}
-
-fn invalid_request(description: String) -> OAuthError {
-    OAuthError { status: StatusCode::BAD_REQUEST, error: "invalid_request", description }
 }
