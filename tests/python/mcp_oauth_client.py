@@ -21,6 +21,7 @@ import httpx2
 from mcp import Client
 from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider, TokenStorage
 from mcp.client.streamable_http import streamable_http_client
+from mcp_results import result
 from mcp.shared.auth import OAuthClientMetadata
 
 META = "dev.visakeys"
@@ -75,14 +76,6 @@ class Callback:
         if "error" in self.params:
             raise RuntimeError(f"authorization refused: {self.params}")
         return AuthorizationCodeResult(code=self.params["code"], state=self.params.get("state"))
-
-
-def result(r):
-    return {
-        "is_error": bool(r.is_error),
-        "structured": r.structured_content,
-        "meta": dict(r.meta or {}),
-    }
 
 
 async def main(url):

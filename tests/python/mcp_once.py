@@ -13,6 +13,7 @@ import sys
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp_results import result
 
 
 async def main(url, key):
@@ -28,8 +29,7 @@ async def main(url, key):
         async with Client(streamable_http_client(url, http_client=http)) as client:
             tools = [t.name for t in (await client.list_tools()).tools]
             r = await client.call_tool("echo", {"hello": "preview"})
-            out = {"tools": tools, "result": {"is_error": bool(r.is_error), "structured": r.structured_content,
-                                               "meta": dict(r.meta or {})}}
+            out = {"tools": tools, "result": result(r)}
     except BaseException as e:  # an ExceptionGroup from the SDK's task group, or one error
         out = {"error": repr(e), "statuses": statuses}
     print(json.dumps(out))

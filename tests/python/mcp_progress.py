@@ -16,12 +16,9 @@ import anyio
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp_results import result
 
 META = "dev.visakeys"
-
-
-def result(r):
-    return {"is_error": bool(r.is_error), "structured": r.structured_content, "meta": dict(r.meta or {})}
 
 
 async def main(url, key, mode):

@@ -654,12 +654,12 @@ pub struct NewOAuthClient {
     pub metadata: serde_json::Value,
 }
 
-/// A member's consent: the key it mints (its policy the member chose), for which client, at
-/// which resource, and the authorization code that hands it over.
+/// A member's consent: the key it mints (its policy the member chose), for which client (as
+/// the consent page read it), at which resource, and the authorization code that hands it over.
 #[derive(Debug, Clone)]
 pub struct OAuthApproval {
     pub key: NewKey,
-    pub client: i64,
+    pub client: OAuthClient,
     pub member_id: MemberId,
     pub resource: String,
     pub code: SecretHash,

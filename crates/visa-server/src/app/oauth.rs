@@ -195,6 +195,11 @@ pub enum AuthorizeRefusal {
     Redirect(String),
 }
 
+/// `redirect_uri` carrying an error back to the client (RFC 6749 §4.1.2.1), with its `state`.
+fn error_redirect(redirect_uri: &str, error: &str, description: &str, state: Option<&str>) -> String {
+    redirect_to(redirect_uri, &[("error", Some(error)), ("error_description", Some(description)), ("state", state)])
+}
+
 /// `redirect_uri` with `pairs` added to its query.
 fn redirect_to(redirect_uri: &str, pairs: &[(&str, Option<&str>)]) -> String {
     let mut url = url::Url::parse(redirect_uri).expect("a registered redirect URI parses");
@@ -232,10 +237,7 @@ pub async fn check_authorize(
         }
     };
     let refuse = |error: &str, description: &str| {
-        AuthorizeRefusal::Redirect(redirect_to(
-            &redirect_uri,
-            &[("error", Some(error)), ("error_description", Some(description)), ("state", params.state.as_deref())],
-        ))
+        AuthorizeRefusal::Redirect(error_redirect(&redirect_uri, error, description, params.state.as_deref()))
     };
     if params.response_type.as_deref() != Some("code") {
         return Err(refuse("unsupported_response_type", "only response_type=code is supported"));
@@ -291,10 +293,9 @@ pub async fn approve(state: &AppState, caller: &Session, request: &Authorize, co
         return Err(ApiError::invalid(format!("the grant lasts 1 to {MAX_GRANT_DAYS} days")));
     }
     let now = state.now();
-    let expires_at = (now + Duration::days(consent.days)).format(&time::format_description::well_known::Rfc3339);
     let label: String =
         format!("MCP: {}", request.client.name).chars().take(visa_core::policy::MAX_LABEL_CHARS).collect();
-    let policy = super::keys::policy_of(
+    let mut policy = super::keys::policy_of(
         state,
         CreateKeyRequest {
             label,
@@ -303,19 +304,20 @@ pub async fn approve(state: &AppState, caller: &Session, request: &Authorize, co
             daily_cap_cents: consent.daily_cap_cents,
             total_cap_cents: Some(consent.total_cap_cents),
             allowed_cidrs: None,
-            expires_at: Some(expires_at.map_err(|_| ApiError::invalid("the expiry cannot be written"))?),
+            expires_at: None,
             read_only: None,
             rate_limit_per_second: None,
             idempotency: None,
         },
         now,
     )?;
+    policy.expires_at = Some(now + Duration::days(consent.days));
     // The key's first secret is never shown and never works: its access tokens come with the code.
     let (_, secret) = super::keys::mint_secret(state, Some(now));
     let code = random_token("visa_code");
     let approval = OAuthApproval {
         key: NewKey { account_id: caller.account.id, environment: state.environment, policy, secret },
-        client: request.client.id,
+        client: request.client.clone(),
         member_id: *member_id,
         resource: request.resource.clone(),
         code: state.hasher.hash(&code),
@@ -330,15 +332,8 @@ pub async fn approve(state: &AppState, caller: &Session, request: &Authorize, co
 
 /// The member declines: the client hears `access_denied`.
 pub fn deny(request: &Authorize) -> String {
-    let description = "the member declined the request";
-    redirect_to(
-        &request.redirect_uri,
-        &[
-            ("error", Some("access_denied")),
-            ("error_description", Some(description)),
-            ("state", request.state.as_deref()),
-        ],
-    )
+    let declined = "the member declined the request";
+    error_redirect(&request.redirect_uri, "access_denied", declined, request.state.as_deref())
 }
 
 /// The account's connected applications (its OAuth grants), newest first.
@@ -475,7 +470,7 @@ pub async fn token(
             ));
         }
     };
-    // The previous access token ended (or, on a replay, the whole key): no node may keep it.
+    // The previous access token ended: no node may keep it.
     state.keys.invalidate_key(key.id);
     tracing::info!(key_id = %key.id, client = %client.client_id, "OAuth tokens issued");
     Ok(TokenResponse {

@@ -10,6 +10,7 @@
 //!   spend), each revoked by revoking its key.
 
 use super::layout;
+use super::policy::dollars_field;
 use super::session::{Browser, Submitted};
 use crate::app::oauth::{self, Authorize, AuthorizeParams, AuthorizeRefusal, Consent};
 use crate::error::ApiError;
@@ -126,7 +127,6 @@ fn consent_page(
         ("scope", Some(&*request.requested_tools.join(" "))),
         ("resource", Some(request.resource.as_str())),
     ];
-    let total = format_cents_as_dollars(oauth::DEFAULT_TOTAL_CAP_CENTS);
     let body = html! {
         p.consent {
             strong { (client.name) } " asks to run paid tools of " strong { (browser.session.account.login) }
@@ -149,7 +149,7 @@ fn consent_page(
                 label for="daily_cap" { "Daily cap (dollars)" }
                 input #daily_cap name="daily_cap" type="text" inputmode="decimal" placeholder="10.00";
                 label for="total_cap" { "Total cap (dollars)" }
-                input #total_cap name="total_cap" type="text" inputmode="decimal" required value=(total.trim_start_matches('$'));
+                input #total_cap name="total_cap" type="text" inputmode="decimal" required value=(dollars_field(Some(oauth::DEFAULT_TOTAL_CAP_CENTS)));
                 label for="days" { "Days until the grant ends" }
                 input #days name="days" type="number" min="1" max=(oauth::MAX_GRANT_DAYS) required value=(oauth::DEFAULT_GRANT_DAYS);
                 button type="submit" name="decision" value="approve" { "Approve" }

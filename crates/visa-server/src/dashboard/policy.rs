@@ -73,7 +73,8 @@ impl Policy {
     }
 }
 
-fn dollars_field(cents: Option<i64>) -> String {
+/// A field's value in dollars (`12.50`, no sign), empty for none.
+pub fn dollars_field(cents: Option<i64>) -> String {
     cents.map(|c| format_cents_as_dollars(c).trim_start_matches('$').to_owned()).unwrap_or_default()
 }
 

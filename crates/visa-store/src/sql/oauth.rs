@@ -59,7 +59,7 @@ fn approve(conn: &dyn Db, approval: &OAuthApproval, ctx: &AuditContext) -> Store
     let key = keys::create(conn, &approval.key, ctx)?;
     conn.execute(
         "INSERT INTO oauth_grants (key_id, client_id, member_id, resource, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![key.id, approval.client, approval.member_id, approval.resource, to_db(ctx.now)],
+        params![key.id, approval.client.id, approval.member_id, approval.resource, to_db(ctx.now)],
     )?;
     conn.execute(
         "INSERT INTO oauth_codes (hash, key_id, redirect_uri, code_challenge, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -71,10 +71,11 @@ fn approve(conn: &dyn Db, approval: &OAuthApproval, ctx: &AuditContext) -> Store
             to_db(approval.code_expires_at)
         ],
     )?;
-    let client: String = conn
-        .query_row("SELECT client_id FROM oauth_clients WHERE id = ?1", params![approval.client], |r| r.get(0))?
-        .unwrap_or_default();
-    let after = json!({ "client_id": client, "redirect_uri": approval.redirect_uri, "resource": approval.resource });
+    let after = json!({
+        "client_id": approval.client.client_id,
+        "redirect_uri": approval.redirect_uri,
+        "resource": approval.resource,
+    });
     audit::record(conn, key.account_id, ctx, "oauth.approved", &grant_target(key.id), json!(null), after)?;
     Ok(key)
 }
