@@ -18,12 +18,13 @@ run_wrk() {
     | grep RESULT | sed "s/^RESULT/$3/"
 }
 
-# create_keys API COUNT TOOL: an approved account with $10M and COUNT keys for TOOL (caps and
-# rate limits high enough to measure the money path, not the limiter), one per line in $work/keys.
+# create_keys API COUNT TOOL [LOGIN]: an approved account (LOGIN, default bench) with $10M and
+# COUNT keys for TOOL (caps and rate limits high enough to measure the money path, not the
+# limiter), one per line in $work/keys.
 create_keys() {
   local session
   session=$(curl -fsS "$1/v1/operator/accounts" -H "Authorization: Bearer $VISA_OPERATOR_TOKEN" -H 'Content-Type: application/json' \
-    -d '{"login":"bench","approved":true,"credit_cents":1000000000}' | sed -E 's/.*"session_token":"([^"]+)".*/\1/')
+    -d "{\"login\":\"${4:-bench}\",\"approved\":true,\"credit_cents\":1000000000}" | sed -E 's/.*"session_token":"([^"]+)".*/\1/')
   for _ in $(seq "$2"); do
     curl -fsS "$1/v1/api/keys" -H "Authorization: Bearer $session" -H 'Content-Type: application/json' \
       -d "{\"label\":\"bench\",\"allowed_tools\":[\"$3\"],\"daily_cap_cents\":100000000,\"rate_limit_per_second\":100000}" \
