@@ -12,6 +12,7 @@ use crate::model::*;
 use crate::{Refusal, StoreError, StoreResult};
 use async_trait::async_trait;
 use serde_json::Value;
+use std::collections::HashMap;
 use visa_core::key::Environment;
 use visa_core::money::Micros;
 use visa_core::pagination::{Page, PageRequest};
@@ -61,33 +62,50 @@ fn key_from_row(row: &Row) -> StoreResult<KeyRecord> {
     })
 }
 
-fn secret_from_row(row: &Row) -> StoreResult<SecretRecord> {
+/// The secret whose columns start at column `first` of `row`.
+fn secret_at(row: &Row, first: usize) -> StoreResult<SecretRecord> {
     Ok(SecretRecord {
-        id: row.get(0)?,
-        key_prefix: row.get(1)?,
-        created_at: from_db(row.get(2)?),
-        expires_at: row.get::<Option<i64>>(3)?.map(from_db),
-        revoked_at: row.get::<Option<i64>>(4)?.map(from_db),
-        last_used_at: row.get::<Option<i64>>(5)?.map(from_db),
-        last_used_ip: row.get::<Option<String>>(6)?.and_then(|ip| ip.parse().ok()),
+        id: row.get(first)?,
+        key_prefix: row.get(first + 1)?,
+        created_at: from_db(row.get(first + 2)?),
+        expires_at: row.get::<Option<i64>>(first + 3)?.map(from_db),
+        revoked_at: row.get::<Option<i64>>(first + 4)?.map(from_db),
+        last_used_at: row.get::<Option<i64>>(first + 5)?.map(from_db),
+        last_used_ip: row.get::<Option<String>>(first + 6)?.and_then(|ip| ip.parse().ok()),
     })
 }
 
-fn with_secrets(conn: &dyn Db, mut key: KeyRecord) -> StoreResult<KeyRecord> {
-    key.secrets = conn.query_map(
-        "SELECT id, key_prefix, created_at, expires_at, revoked_at, last_used_at, last_used_ip \
-         FROM key_secrets WHERE key_id = ?1 ORDER BY id DESC",
-        params![key.id],
-        secret_from_row,
-    )?;
-    Ok(key)
+/// The account's keys that `filter` (a condition on `k`, whose first parameter is the account)
+/// selects, in `order`, each with its secrets: two statements whatever their number.
+pub(crate) fn keys_where(
+    conn: &dyn Db,
+    filter: &str,
+    order: &str,
+    params: &[super::Value],
+) -> StoreResult<Vec<KeyRecord>> {
+    let sql = format!("SELECT {KEY_COLUMNS} FROM {KEY_TABLES} WHERE k.account_id = ?1 AND {filter} {order}");
+    let mut keys = conn.query_map(&sql, params, key_from_row)?;
+    if keys.is_empty() {
+        return Ok(keys);
+    }
+    let sql = format!(
+        "SELECT x.key_id, x.id, x.key_prefix, x.created_at, x.expires_at, x.revoked_at, x.last_used_at, \
+         x.last_used_ip FROM key_secrets x WHERE x.key_id IN (SELECT k.id FROM keys k WHERE k.account_id = ?1 AND \
+         {filter} {order}) ORDER BY x.id DESC"
+    );
+    let mut secrets: HashMap<KeyId, Vec<SecretRecord>> = HashMap::new();
+    for (key_id, secret) in conn.query_map(&sql, params, |r| Ok((r.get::<KeyId>(0)?, secret_at(r, 1)?)))? {
+        secrets.entry(key_id).or_default().push(secret);
+    }
+    for key in &mut keys {
+        key.secrets = secrets.remove(&key.id).unwrap_or_default();
+    }
+    Ok(keys)
 }
 
 /// One of the account's keys, with its secrets; `None` for another account's key.
 pub(crate) fn load_key(conn: &dyn Db, account_id: AccountId, key_id: KeyId) -> StoreResult<Option<KeyRecord>> {
-    let sql = format!("SELECT {KEY_COLUMNS} FROM {KEY_TABLES} WHERE k.id = ?1 AND k.account_id = ?2");
-    let key = conn.query_row(&sql, params![key_id, account_id], key_from_row)?;
-    key.map(|k| with_secrets(conn, k)).transpose()
+    Ok(keys_where(conn, "k.id = ?2", "", params![account_id, key_id])?.pop())
 }
 
 pub(crate) fn require_key(conn: &dyn Db, account_id: AccountId, key_id: KeyId) -> StoreResult<KeyRecord> {
@@ -183,15 +201,8 @@ pub(crate) fn create(conn: &dyn Db, new: &NewKey, ctx: &AuditContext) -> StoreRe
 
 pub(crate) fn list(conn: &dyn Db, account_id: AccountId, page: PageRequest) -> StoreResult<Page<KeyRecord>> {
     let (op, order, cursor) = page.id_bounds();
-    let sql = format!(
-        "SELECT {KEY_COLUMNS} FROM {KEY_TABLES} \
-         WHERE k.account_id = ?1 AND k.id {op} ?2 ORDER BY k.id {order} LIMIT ?3"
-    );
-    let rows = conn
-        .query_map(&sql, params![account_id, cursor, page.fetch_limit()], key_from_row)?
-        .into_iter()
-        .map(|k| with_secrets(conn, k))
-        .collect::<StoreResult<Vec<_>>>()?;
+    let (filter, order) = (format!("k.id {op} ?2"), format!("ORDER BY k.id {order} LIMIT ?3"));
+    let rows = keys_where(conn, &filter, &order, params![account_id, cursor, page.fetch_limit()])?;
     Ok(Page::cut(&page, rows, |k| k.id.get()))
 }
 

@@ -11,6 +11,7 @@ use crate::StoreResult;
 use crate::model::*;
 use async_trait::async_trait;
 use serde_json::json;
+use std::collections::HashMap;
 use visa_core::secret::SecretHash;
 
 const CLIENT_COLUMNS: &str = "c.id, c.client_id, c.client_name, c.redirect_uris, c.metadata, c.created_at";
@@ -181,9 +182,12 @@ fn grants(conn: &dyn Db, account_id: AccountId) -> StoreResult<Vec<OAuthGrant>> 
     let rows = conn.query_map(&sql, params![account_id], |r| {
         Ok((r.get::<KeyId>(0)?, r.get::<String>(1)?, from_db(r.get(2)?), r.get::<String>(3)?, client_at(r, 4)?))
     })?;
+    let granted = "k.id IN (SELECT key_id FROM oauth_grants)";
+    let mut keys: HashMap<KeyId, KeyRecord> =
+        keys::keys_where(conn, granted, "", params![account_id])?.into_iter().map(|k| (k.id, k)).collect();
     rows.into_iter()
         .map(|(key_id, resource, created_at, approved_by, client)| {
-            let key = keys::require_key(conn, account_id, key_id)?;
+            let key = keys.remove(&key_id).ok_or(crate::StoreError::NotFound)?;
             Ok(OAuthGrant { key, client, approved_by, resource, created_at })
         })
         .collect()
