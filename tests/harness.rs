@@ -470,6 +470,13 @@ pub fn node_sdk() -> std::path::PathBuf {
     dir
 }
 
+/// The JSON-RPC `initialize` an MCP client opens with (as `client`, at the protocol revision
+/// the tests speak), for tests that talk to `/v1/mcp` without an SDK.
+pub fn mcp_initialize(client: &str) -> Value {
+    json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": client, "version": "1" } } })
+}
+
 #[path = "browser.rs"]
 pub mod browser;
 

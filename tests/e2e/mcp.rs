@@ -105,8 +105,7 @@ async fn the_newest_revision_without_sessions_is_charged_once_per_call() {
 async fn mcp_takes_a_live_tool_key_and_nothing_else() {
     let app = app().await;
     let (session, id, key) = app.funded_key("octocat").await;
-    let initialize = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "test", "version": "1" } } });
+    let initialize = visa_e2e::mcp_initialize("test");
     let client = reqwest::Client::new();
     let post = |credential: Option<String>| {
         let mut request =
@@ -157,9 +156,7 @@ async fn a_request_delivered_twice_in_a_session_is_charged_once() {
         request.send()
     };
     let open = || async {
-        let initialize = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "raw", "version": "1" } } });
-        let answer = send(None, initialize).await.unwrap();
+        let answer = send(None, visa_e2e::mcp_initialize("raw")).await.unwrap();
         assert_eq!(answer.status(), 200);
         let id = answer.headers()["mcp-session-id"].to_str().unwrap().to_owned();
         let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });

@@ -31,8 +31,7 @@ fn client() -> reqwest::Client {
 
 /// An MCP `initialize` with `token`: its status and `WWW-Authenticate`.
 async fn mcp_status(app: &TestApp, token: &str) -> (u16, String) {
-    let initialize = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "raw", "version": "1" } } });
+    let initialize = visa_e2e::mcp_initialize("raw");
     let answer = client()
         .post(app.url("/v1/mcp"))
         .bearer_auth(token)
