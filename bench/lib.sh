@@ -35,14 +35,8 @@ create_keys() {
 # create_account_keys API COUNT TOOL: COUNT approved accounts with $10M each and one key for TOOL
 # apiece (as create_keys), one key per line in $work/keys.
 create_account_keys() {
-  local session n
-  for n in $(seq "$2"); do
-    session=$(curl -fsS "$1/v1/operator/accounts" -H "Authorization: Bearer $VISA_OPERATOR_TOKEN" -H 'Content-Type: application/json' \
-      -d "{\"login\":\"bench-$n\",\"approved\":true,\"credit_cents\":1000000000}" | sed -E 's/.*"session_token":"([^"]+)".*/\1/')
-    curl -fsS "$1/v1/api/keys" -H "Authorization: Bearer $session" -H 'Content-Type: application/json' \
-      -d "{\"label\":\"bench\",\"allowed_tools\":[\"$3\"],\"daily_cap_cents\":100000000,\"rate_limit_per_second\":100000}" \
-      | sed -E 's/.*"key":"([^"]+)".*/\1\n/' >> "$work/keys"
-  done
+  local n
+  for n in $(seq "$2"); do create_keys "$1" 1 "$3" "bench-$n"; done
 }
 
 field() { echo "$1" | sed -E "s/.*$2=([0-9.]+).*/\1/"; }

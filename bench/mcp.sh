@@ -55,9 +55,12 @@ awk -v e="$(field "$execute" req_per_s)" -v m="$(field "$mcp" req_per_s)" \
   -v l="$(field "$list" req_per_s)" -v r="$(field "$refused" req_per_s)" \
   -v ec="$(field "$execute" server_cpu_us)" -v mc="$(field "$mcp" server_cpu_us)" \
   -v lc="$(field "$list" server_cpu_us)" -v rc="$(field "$refused" server_cpu_us)" \
-  -v u="$(field "$unknown" req_per_s)" -v uc="$(field "$unknown" server_cpu_us)" 'BEGIN {
-    mcp_cost = 1e6/l - 1e6/r; bound = 1e6/(1e6/e + mcp_cost)
-    call_cost = 1e6/u - 1e6/r; call_bound = 1e6/(1e6/e + call_cost)
+  -v u="$(field "$unknown" req_per_s)" -v uc="$(field "$unknown" server_cpu_us)" '
+  # The most a paid call over MCP does if MCP adds `cost` µs to each of execute'"'"'s calls.
+  function bound_of(cost) { return 1e6/(1e6/e + cost) }
+  BEGIN {
+    mcp_cost = 1e6/l - 1e6/r; bound = bound_of(mcp_cost)
+    call_cost = 1e6/u - 1e6/r; call_bound = bound_of(call_cost)
     printf "mcp/execute = %.1f%% (target >= 70%%)\n", 100*m/e
     printf "MCP costs %.0f us a request more than execute'"'"'s cheapest answer: at most %.0f calls/s = %.1f%% of execute; mcp at %.1f%% of that bound\n", mcp_cost, bound, 100*bound/e, 100*m/bound
     printf "a tools/call refused before any money (unknown tool) costs %.0f us more than that answer: at most %.0f calls/s = %.1f%% of execute (the floor of a paid call over rmcp); mcp at %.1f%% of it\n", call_cost, call_bound, 100*call_bound/e, 100*m/call_bound
