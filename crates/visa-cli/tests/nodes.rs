@@ -209,10 +209,12 @@ fn the_rate_limit_holds_with_load_spread_over_two_nodes() {
     let cluster = Cluster::start(2, false, 3);
     let urls: Arc<Vec<String>> = Arc::new(cluster.nodes.iter().map(|n| n.url.clone()).collect());
     let t = tenant(&cluster.nodes[0], "paced", 100_000);
-    let rate = 20;
+    // A rate eight callers exceed even on a loaded 2-core runner with debug builds (CI once
+    // measured 20 calls/s offered here): the test proves nothing unless some calls are limited.
+    let rate = 5;
     let (raw, _) = key(&urls[0], &t.session, json!({ "label": "paced", "rate_limit_per_second": rate }));
     let (admitted, limited) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let run_for = Duration::from_secs(3);
+    let run_for = Duration::from_secs(4);
     let started = Instant::now();
     {
         let (urls, admitted, limited) = (urls.clone(), admitted.clone(), limited.clone());
@@ -235,7 +237,7 @@ fn the_rate_limit_holds_with_load_spread_over_two_nodes() {
         "{admitted} admitted ({} limited) in {elapsed:.2} s; the limit allows {allowed:.0}",
         limited.load(Ordering::SeqCst)
     );
-    assert!(limited.load(Ordering::SeqCst) > 0, "the load exceeded the rate");
+    assert!(limited.load(Ordering::SeqCst) > 0, "the load never exceeded the rate, so nothing was tested");
     assert!(admitted <= allowed * 1.10, "{admitted} admitted over two nodes, the limit allows {allowed:.0}");
     assert!(admitted >= f64::from(rate) * elapsed * 0.90, "{admitted} admitted: the limit should not starve the key");
 }
