@@ -47,6 +47,8 @@ id_type! {
     AdminKeyId;
     /// A member's session.
     SessionId;
+    /// A webhook endpoint of an account.
+    WebhookId;
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ pub enum Permission {
     ManageKeys,
     /// Invite members, change their roles, remove them; mint and revoke admin keys.
     ManageMembers,
+    /// Create, change, rotate and delete webhook endpoints, replay and test their events.
+    ManageWebhooks,
     /// Grant or take away the owner role; revoke leaked keys across the account by raw value.
     Own,
 }
@@ -47,12 +49,12 @@ impl Role {
     }
 
     /// The permission table: viewers read; developers also manage keys; admins also manage
-    /// members and admin keys; owners everything.
+    /// members, admin keys and webhooks; owners everything.
     pub fn allows(self, permission: Permission) -> bool {
         let least = match permission {
             Permission::Read => Role::Viewer,
             Permission::ManageKeys => Role::Developer,
-            Permission::ManageMembers => Role::Admin,
+            Permission::ManageMembers | Permission::ManageWebhooks => Role::Admin,
             Permission::Own => Role::Owner,
         };
         self <= least
@@ -73,13 +75,13 @@ mod tests {
     fn each_role_has_exactly_its_permissions() {
         use Permission::*;
         let table = [
-            (Role::Owner, [true, true, true, true]),
-            (Role::Admin, [true, true, true, false]),
-            (Role::Developer, [true, true, false, false]),
-            (Role::Viewer, [true, false, false, false]),
+            (Role::Owner, [true, true, true, true, true]),
+            (Role::Admin, [true, true, true, true, false]),
+            (Role::Developer, [true, true, false, false, false]),
+            (Role::Viewer, [true, false, false, false, false]),
         ];
         for (role, expected) in table {
-            let got = [Read, ManageKeys, ManageMembers, Own].map(|p| role.allows(p));
+            let got = [Read, ManageKeys, ManageMembers, ManageWebhooks, Own].map(|p| role.allows(p));
             assert_eq!(got, expected, "{role}");
         }
     }

@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod columns;
+pub mod events;
 pub mod metrics;
 pub mod model;
 pub mod postgres;
@@ -24,7 +25,7 @@ pub mod verify;
 pub use model::*;
 pub use sql::{
     AccountStore, AdminKeyStore, AuditStore, KeyStore, McpSessionStore, MemberStore, MoneyStore, NodeStore, OAuthStore,
-    ProviderRequestStore, SessionStore, UsageStore,
+    ProviderRequestStore, SessionStore, UsageStore, WebhookStore,
 };
 pub use sqlite::SqliteStore;
 
@@ -298,6 +299,7 @@ pub trait Store:
     + OAuthStore
     + ProviderRequestStore
     + McpSessionStore
+    + WebhookStore
     + Send
     + Sync
     + 'static

@@ -11,7 +11,7 @@ use visa_core::secret::SecretHash;
 
 pub type Timestamp = OffsetDateTime;
 
-pub use visa_core::id::{AccountId, AdminKeyId, KeyId, MemberId, SecretId, SessionId};
+pub use visa_core::id::{AccountId, AdminKeyId, KeyId, MemberId, SecretId, SessionId, WebhookId};
 
 pub use crate::rules::HoldRefusal;
 
@@ -713,4 +713,106 @@ pub struct OAuthGrant {
     pub approved_by: String,
     pub resource: String,
     pub created_at: Timestamp,
+}
+
+/// A webhook endpoint of an account. Its signing secret is never stored: it is derived from
+/// the server's webhook key and `secret_salt` (and, during a rotation's overlap, also from
+/// `previous_salt` until `previous_until`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookEndpoint {
+    pub id: WebhookId,
+    pub account_id: AccountId,
+    pub url: String,
+    /// The event types it receives (`*`: all).
+    pub events: Vec<String>,
+    pub description: String,
+    pub enabled: bool,
+    /// Why the server disabled it (`gone`: it answered 410; `failing`: it failed for days).
+    pub disabled_reason: Option<String>,
+    pub secret_salt: Vec<u8>,
+    pub previous_salt: Option<Vec<u8>>,
+    pub previous_until: Option<Timestamp>,
+    /// Since when every attempt to it has failed (cleared by a delivery).
+    pub failing_since: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+impl WebhookEndpoint {
+    /// Whether it receives events of `kind`.
+    pub fn wants(&self, kind: &str) -> bool {
+        self.events.iter().any(|e| e == "*" || e == kind)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewWebhook {
+    pub account_id: AccountId,
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: String,
+    pub secret_salt: Vec<u8>,
+}
+
+/// A change to an endpoint: each `Some` field replaces the stored one. Enabling it again
+/// clears the reason the server disabled it.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookPatch {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+/// A delivery a node has leased and now attempts: the event's bytes and where they go.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub delivery_id: i64,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// The event's id, sent as `webhook-id` on every attempt.
+    pub event_id: String,
+    pub event_type: String,
+    pub payload: String,
+    pub endpoint: WebhookEndpoint,
+}
+
+/// What one attempt got, as the delivery log keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptLog {
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub latency_ms: u64,
+    /// The first KB of the answer.
+    pub response: String,
+}
+
+/// What follows an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptNext {
+    Delivered,
+    RetryAt(Timestamp),
+    /// The schedule is spent: the delivery failed.
+    GiveUp,
+    /// The endpoint answered 410 Gone: it is disabled, and its pending deliveries with it.
+    Gone,
+}
+
+/// One logged attempt, as `GET /v1/api/webhooks/:id/deliveries` lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookAttempt {
+    pub id: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub attempt: u32,
+    pub log: AttemptLog,
+    pub created_at: Timestamp,
+}
+
+/// Which events `replay` sends an endpoint again.
+#[derive(Debug, Clone)]
+pub enum Replay {
+    /// This one (by its `webhook-id`), whatever became of it.
+    Event(String),
+    /// Every delivery to it that failed, of events since then.
+    FailedSince(Timestamp),
 }

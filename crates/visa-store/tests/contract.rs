@@ -11,6 +11,9 @@
 //!
 //! The rate limit: one budget per key, however many nodes share the database.
 //!
+//! Webhooks: an event is written with its cause, only for the endpoints that want it; a
+//! delivery is leased by one node at a time, and an attempt's outcome decides what follows.
+//!
 //! A COMMIT whose answer was lost: a finish sent again changes nothing and answers what was
 //! recorded; a begin whose answer was lost is abandoned, voiding its hold and freeing its
 //! Idempotency-Key, and only that one.
@@ -506,4 +509,121 @@ async fn account_spend_is_the_captures_per_key_and_day() {
     assert_eq!(from_today.len(), 1);
     let another = AccountId::new(f.account.get() + 1);
     assert!(f.store.account_spend(another, 0).await.unwrap().is_empty(), "another account sees nothing");
+}
+
+fn key_policy(label: &str) -> KeyPolicy {
+    KeyPolicy {
+        label: KeyLabel::parse(label).unwrap(),
+        grant: ToolGrant::new(None, None).unwrap(),
+        allowed_cidrs: CidrAllowlist::default(),
+        daily_cap_cents: 100,
+        total_cap_cents: None,
+        expires_at: None,
+        read_only: false,
+        rate_limit_per_second: 100,
+        idempotency_optional: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhook_events_go_with_their_cause_to_the_endpoints_that_want_them_one_node_at_a_time() {
+    let f = fixture().await;
+    let now = OffsetDateTime::now_utc();
+    let ctx = AuditContext { actor: Actor::Operator, ip: None, user_agent: None, now };
+    let store = f.store.clone();
+    let new_key = |label: &'static str, n: u8| {
+        let prefix = format!("VisaKey_live_{n}...");
+        let secret = NewSecret { hash: SecretHash([n + 40; 32]), key_prefix: prefix, expires_at: None };
+        NewKey { account_id: f.account, environment: Environment::Production, policy: key_policy(label), secret }
+    };
+    let endpoint = |events: &[&str], url: &str| NewWebhook {
+        account_id: f.account,
+        url: url.into(),
+        events: events.iter().map(|e| e.to_string()).collect(),
+        description: String::new(),
+        secret_salt: vec![7; 16],
+    };
+    let (a, b) = (NodeId(1), NodeId(2));
+    let lease = now + Duration::seconds(30);
+
+    // The fixture's key was created before any endpoint: nothing was written for it.
+    assert!(store.claim_webhook_deliveries(a, now, lease, 100).await.unwrap().is_empty());
+    let created =
+        store.create_webhook(endpoint(&["key.created"], "https://a.example/hook"), ctx.clone()).await.unwrap();
+    let revoked_only =
+        store.create_webhook(endpoint(&["key.revoked"], "https://b.example/hook"), ctx.clone()).await.unwrap();
+    let all = store.create_webhook(endpoint(&["*"], "https://c.example/hook"), ctx.clone()).await.unwrap();
+
+    let mut keys = vec![];
+    for (label, n) in [("one", 1), ("two", 2), ("three", 3)] {
+        keys.push(store.create_key(new_key(label, n), ctx.clone()).await.unwrap());
+    }
+    // Three key.created events, each to `created` and `all`: six deliveries, claimed by two
+    // nodes at once, each by exactly one of them.
+    let (first, second) = tokio::join!(
+        store.claim_webhook_deliveries(a, now, lease, 100),
+        store.claim_webhook_deliveries(b, now, lease, 100)
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    let mut claimed: Vec<(i64, WebhookId, String)> =
+        first.iter().chain(&second).map(|d| (d.delivery_id, d.endpoint.id, d.event_type.clone())).collect();
+    claimed.sort();
+    assert_eq!(claimed.len(), 6, "{claimed:?}");
+    claimed.dedup_by_key(|c| c.0);
+    assert_eq!(claimed.len(), 6, "a delivery was leased twice");
+    assert!(claimed.iter().all(|(_, to, kind)| kind == "key.created" && (*to == created.id || *to == all.id)));
+    let due = first.iter().chain(&second).find(|d| d.endpoint.id == all.id).unwrap().clone();
+    let payload: serde_json::Value = serde_json::from_str(&due.payload).unwrap();
+    assert_eq!(payload["type"], "key.created");
+    assert!(payload["data"]["key_prefix"].as_str().unwrap().starts_with("VisaKey_live_"), "{payload}");
+    assert!(due.event_id.starts_with("msg_"));
+    // Leased: no one else takes them until the lease ends.
+    assert!(store.claim_webhook_deliveries(a, now, lease, 100).await.unwrap().is_empty());
+
+    // A revocation reaches `revoked_only` and `all`; revoking again fires nothing more.
+    store.revoke_key(f.account, keys[0].id, RevokeCause::Leaked, ctx.clone()).await.unwrap();
+    store.revoke_key(f.account, keys[0].id, RevokeCause::Requested, ctx.clone()).await.unwrap();
+    let revocations = store.claim_webhook_deliveries(a, now, lease, 100).await.unwrap();
+    let mut to: Vec<WebhookId> = revocations.iter().map(|d| d.endpoint.id).collect();
+    to.sort();
+    assert_eq!(to, [revoked_only.id, all.id]);
+    let payload: serde_json::Value = serde_json::from_str(&revocations[0].payload).unwrap();
+    assert_eq!((payload["type"].as_str(), payload["data"]["reason"].as_str()), (Some("key.revoked"), Some("leaked")));
+
+    // A failed attempt comes due again at its retry; a delivered one never; a 410 disables.
+    let log = |status: u16| AttemptLog { status: Some(status), error: None, latency_ms: 3, response: "no".into() };
+    let later = now + Duration::seconds(5);
+    store.record_webhook_attempt(&due, log(500), AttemptNext::RetryAt(later), now).await.unwrap();
+    assert!(store.claim_webhook_deliveries(a, now, lease, 100).await.unwrap().is_empty());
+    let again = store.claim_webhook_deliveries(b, later, later + Duration::seconds(30), 100).await.unwrap();
+    assert_eq!(again.iter().map(|d| (d.delivery_id, d.attempts)).collect::<Vec<_>>(), [(due.delivery_id, 1)]);
+    store.record_webhook_attempt(&again[0], log(200), AttemptNext::Delivered, later).await.unwrap();
+    let attempts = store.list_webhook_attempts(f.account, all.id, 10).await.unwrap();
+    assert_eq!(
+        attempts.iter().map(|a| (a.attempt, a.log.status)).collect::<Vec<_>>(),
+        [(2, Some(200)), (1, Some(500))]
+    );
+    assert_eq!(attempts[0].event_id, due.event_id);
+
+    let gone = revocations.iter().find(|d| d.endpoint.id == revoked_only.id).unwrap();
+    store.record_webhook_attempt(gone, log(410), AttemptNext::Gone, now).await.unwrap();
+    let disabled = store.get_webhook(f.account, revoked_only.id).await.unwrap();
+    assert_eq!((disabled.enabled, disabled.disabled_reason.as_deref()), (false, Some("gone")));
+    store.revoke_key(f.account, keys[1].id, RevokeCause::Requested, ctx.clone()).await.unwrap();
+    let after = store
+        .claim_webhook_deliveries(a, later + Duration::minutes(1), lease + Duration::minutes(1), 100)
+        .await
+        .unwrap();
+    assert!(after.iter().all(|d| d.endpoint.id != revoked_only.id), "a disabled endpoint gets nothing: {after:?}");
+    assert!(after.iter().any(|d| d.event_type == "key.revoked" && d.endpoint.id == all.id), "{after:?}");
+    // The first claims' leases ended unrecorded (their node died): another node takes them.
+    let handed_on = after.iter().filter(|d| d.event_type == "key.created").count();
+    assert_eq!(handed_on, 5, "{after:?}");
+
+    // Replaying the delivered event sends it again, with the same id.
+    let replayed = store.replay_webhook(f.account, all.id, Replay::Event(due.event_id.clone()), later).await.unwrap();
+    assert_eq!(replayed, 1);
+    let resent =
+        store.claim_webhook_deliveries(b, later + Duration::hours(1), lease + Duration::hours(1), 100).await.unwrap();
+    assert!(resent.iter().any(|d| d.event_id == due.event_id), "{resent:?}");
 }

@@ -136,6 +136,7 @@ fn permission_description(permission: Permission) -> &'static str {
         Permission::Read => "read this account",
         Permission::ManageKeys => "manage keys (developer or above)",
         Permission::ManageMembers => "manage members or admin keys (admin or above)",
+        Permission::ManageWebhooks => "manage webhooks (admin or above)",
         Permission::Own => "do this (owners only)",
     }
 }

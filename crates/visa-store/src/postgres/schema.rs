@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_no_money_foreign_keys.sql"),
     include_str!("migrations/0005_mcp_sessions.sql"),
     include_str!("migrations/0006_oauth.sql"),
+    include_str!("migrations/0007_webhooks.sql"),
 ];
 
 /// The advisory lock nodes migrate under ("visa" and 1).

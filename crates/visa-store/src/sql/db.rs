@@ -204,8 +204,8 @@ macro_rules! id_values {
         }
     )*};
 }
-use visa_core::id::{AccountId, AdminKeyId, KeyId, MemberId, SecretId, SessionId};
-id_values!(AccountId, KeyId, SecretId, MemberId, AdminKeyId, SessionId);
+use visa_core::id::{AccountId, AdminKeyId, KeyId, MemberId, SecretId, SessionId, WebhookId};
+id_values!(AccountId, KeyId, SecretId, MemberId, AdminKeyId, SessionId, WebhookId);
 
 impl ToValue for bool {
     fn to_value(&self) -> Value {
@@ -273,7 +273,7 @@ macro_rules! narrow_integers {
         }
     )*};
 }
-narrow_integers!(u16, u32);
+narrow_integers!(u16, u32, u64);
 
 impl FromValue for bool {
     fn from_value(value: &Value) -> Option<Self> {

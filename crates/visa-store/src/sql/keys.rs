@@ -4,10 +4,11 @@
 use super::db::corrupt;
 use super::db::{Db, Row, params};
 use super::{Engine, SqlStore};
-use super::{audit, auth_version};
+use super::{audit, auth_version, webhooks};
 use super::{from_db, to_db};
 use crate::audit::key_snapshot;
 use crate::columns::{cidrs_from_db, cidrs_to_db, grant_from_db, grant_to_db};
+use crate::events;
 use crate::model::*;
 use crate::{Refusal, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -196,6 +197,7 @@ pub(crate) fn create(conn: &dyn Db, new: &NewKey, ctx: &AuditContext) -> StoreRe
     insert_secret(conn, key_id, &new.secret, ctx.now)?;
     let key = require_key(conn, new.account_id, key_id)?;
     audit::record(conn, key.account_id, ctx, "key.created", &key_target(key_id), Value::Null, key_snapshot(&key))?;
+    webhooks::emit(conn, key.account_id, events::KEY_CREATED, events::key(&key), ctx.now)?;
     Ok(key)
 }
 
@@ -239,7 +241,11 @@ pub(crate) fn revoke(
         RevokeCause::Leaked => "key.revoked_leaked",
         RevokeCause::OAuthReplay => "key.revoked_oauth_replay",
     };
-    audited_key_change(conn, ctx, action, &before)
+    let after = audited_key_change(conn, ctx, action, &before)?;
+    if before.revoked_at.is_none() {
+        webhooks::emit(conn, after.account_id, events::KEY_REVOKED, events::key_revoked(&after, cause), ctx.now)?;
+    }
+    Ok(after)
 }
 
 pub(crate) fn revoke_secret(

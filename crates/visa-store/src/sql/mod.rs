@@ -1,6 +1,6 @@
 //! The SQL every SQL backend runs, written once: one module per resource (accounts, keys,
 //! admin keys, members, sessions, audit, usage, the money path, provider and operator
-//! requests) over the `Db` interface, and the `Store` implementation (`SqlStore`) over any
+//! requests, webhooks) over the `Db` interface, and the `Store` implementation (`SqlStore`) over any
 //! `Engine`. A backend (`crate::sqlite`, `crate::postgres`) is an `Engine`: connections,
 //! transactions, its schema and its error codes, and nothing of the product's rules.
 
@@ -20,6 +20,7 @@ mod provider_requests;
 mod sessions;
 mod store;
 mod usage;
+pub(crate) mod webhooks;
 
 pub use accounts::AccountStore;
 pub use admin_keys::AdminKeyStore;
@@ -37,5 +38,6 @@ pub use provider_requests::ProviderRequestStore;
 pub use sessions::SessionStore;
 pub use store::SqlStore;
 pub use usage::UsageStore;
+pub use webhooks::WebhookStore;
 
 pub(crate) use crate::columns::{from_db, to_db};

@@ -3,7 +3,7 @@
 //! `write_locking`, `read`). Each resource's operations are a trait declared and implemented
 //! beside its SQL (`super::keys::KeyStore`, …); here only what concerns the whole store.
 
-use super::{Db, Engine, Isolation, auth_version, mcp_sessions, members, money, oauth, sessions, usage};
+use super::{Db, Engine, Isolation, auth_version, mcp_sessions, members, money, oauth, sessions, usage, webhooks};
 use crate::model::*;
 use crate::{Store, StoreResult};
 use async_trait::async_trait;
@@ -84,7 +84,8 @@ impl<E: Engine> Store for SqlStore<E> {
             let logins = sessions::sweep(conn, now, limit)?
                 .max(members::sweep_invitations(conn, now, limit)?)
                 .max(mcp_sessions::sweep(conn, now, limit)?)
-                .max(oauth::sweep(conn, now, limit)?) as u64;
+                .max(oauth::sweep(conn, now, limit)?)
+                .max(webhooks::sweep(conn, now, limit)?) as u64;
             let hours = usage::roll_up(conn, minute(retention.usage_minutes), usage::Bucket::Hour, limit)?;
             let days = usage::roll_up(conn, minute(retention.usage_hours), usage::Bucket::Day, limit)?;
             Ok(expired.max(logins).max(hours).max(days))
