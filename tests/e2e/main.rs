@@ -28,3 +28,4 @@ mod simulation;
 mod tls;
 mod trust;
 mod usage;
+mod webhooks;

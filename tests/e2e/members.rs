@@ -197,6 +197,9 @@ async fn the_last_owner_can_be_neither_demoted_nor_removed() {
 
     app.patch(&me, &owner, json!({ "role": "admin" })).await.assert_error(409, "LAST_OWNER");
     app.delete(&me, &owner).await.assert_error(409, "LAST_OWNER");
+    // An invitation to the owner role is not an owner until accepted (it may never be).
+    app.post("/v1/api/members", &owner, json!({ "login": "invited", "role": "owner" })).await.assert_ok(201);
+    app.patch(&me, &owner, json!({ "role": "developer" })).await.assert_error(409, "LAST_OWNER");
 
     // With a second owner, the first may step down; then the second is the last one.
     let (second_id, second) = app.member(&owner, "second", "owner").await;

@@ -104,6 +104,15 @@ pub struct ServeArgs {
     /// A reverse proxy whose X-Forwarded-For / X-Forwarded-Proto are believed (repeatable).
     #[arg(long = "trusted-proxy", value_name = "CIDR", env = "VISA_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Private addresses webhooks may reach, over plain HTTP too (repeatable; e.g. 127.0.0.0/8
+    /// for a receiver on this machine). Everything else is refused unless public and HTTPS.
+    #[arg(
+        long = "webhook-allow-private",
+        value_name = "CIDR",
+        env = "VISA_WEBHOOK_ALLOW_PRIVATE",
+        value_delimiter = ','
+    )]
+    pub webhook_allow_private: Vec<ipnet::IpNet>,
     /// Networks that may use plain HTTP (repeatable; default loopback). Everyone else needs
     /// HTTPS, directly or through a trusted proxy.
     #[arg(long = "local-network", value_name = "CIDR", env = "VISA_LOCAL_NETWORKS", value_delimiter = ',')]

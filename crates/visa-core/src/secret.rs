@@ -41,15 +41,20 @@ impl SecretHasher {
 
     pub fn hash(&self, secret: &str) -> SecretHash {
         let digest: [u8; 32] = match &self.pepper {
-            Some(pepper) => {
-                let mut mac = Hmac::<Sha256>::new_from_slice(pepper).expect("HMAC takes any key length");
-                mac.update(secret.as_bytes());
-                mac.finalize().into_bytes().into()
-            }
+            Some(pepper) => hmac_sha256(pepper, &[secret.as_bytes()]),
             None => Sha256::digest(secret.as_bytes()).into(),
         };
         SecretHash(digest)
     }
+}
+
+/// HMAC-SHA256 under `key` of `parts`, one after the other.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]

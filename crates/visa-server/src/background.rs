@@ -1,7 +1,7 @@
 //! What a server does besides answering requests, each loop until the server stops: renewing
 //! its node lease (and reclaiming dead nodes' calls), following key changes into the cache,
-//! the retention sweep (with the sweep of untracked calls), and flushing last-used times and
-//! usage counts. `start` spawns them; the loops themselves live with what they keep.
+//! the retention sweep (with the sweep of untracked calls), delivering webhooks, and flushing
+//! last-used times and usage counts. `start` spawns them; the loops themselves live with what they keep.
 
 use crate::state::SharedState;
 use crate::{auth, in_flight, lease};
@@ -20,6 +20,7 @@ pub fn start(
     lease_stopped: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(sweep_retention(state.clone(), sweep_interval, stopped.clone()));
+    tokio::spawn(crate::webhooks::deliver::run(state.clone(), stopped.clone()));
     let (cache, stopped) = (state.clone(), stopped.clone());
     tokio::spawn(async move { auth::key_cache::follow_changes(cache.store.as_ref(), &cache.keys, stopped).await });
     let state = state.clone();

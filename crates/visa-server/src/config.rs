@@ -24,6 +24,10 @@ pub struct ServeConfig {
     pub operator_token: Option<String>,
     /// From `VISA_KEY_PEPPER`: secrets are then stored as HMAC-SHA256 instead of SHA-256.
     pub pepper: Option<Vec<u8>>,
+    /// From `VISA_WEBHOOK_KEY`: what webhook secrets are derived from (else the operator token).
+    pub webhook_key: Option<String>,
+    /// Private networks webhooks may reach (`--webhook-allow-private`).
+    pub webhook_allow_private: Vec<ipnet::IpNet>,
     pub session_ttl: Duration,
     /// How long a cached key is kept at most. Changes reach the cache sooner: at once from
     /// this node, within `auth::key_cache::FRESHNESS` from any other.
@@ -70,6 +74,8 @@ impl ServeConfig {
             brand: DEFAULT_BRAND.to_owned(),
             operator_token: None,
             pepper: None,
+            webhook_key: None,
+            webhook_allow_private: Vec::new(),
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             key_cache_ttl: Duration::from_secs(60),
             idempotency_ttl: Duration::from_secs(24 * 3600),

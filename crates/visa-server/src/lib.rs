@@ -6,7 +6,8 @@
 //! is `app::paid_call`), which take and return the wire shapes of `wire`; below them `auth`
 //! (who is calling), `tools` (running a tool) and `visa_store::Store` (persistence). `error`
 //! maps every refusal to the one envelope; `tools::catalog` loads the tool catalog; `state` is what
-//! handlers share; `config`, `startup`, `background` and `signals` run the process.
+//! handlers share; `config`, `startup`, `background` and `signals` run the process; `webhooks` delivers the
+//! store's outbox of events.
 
 pub mod app;
 pub mod auth;
@@ -34,6 +35,7 @@ pub mod tls;
 pub mod tools;
 pub mod trust;
 pub mod usage;
+pub mod webhooks;
 pub mod wire;
 
 pub use config::ServeConfig;

@@ -42,6 +42,8 @@ pub struct AppState {
     /// The paid calls this process is running (shutdown drains them; the sweep ends the
     /// running calls of this node that no task tracks).
     pub in_flight: crate::in_flight::InFlight,
+    /// Signs and sends webhook deliveries.
+    pub webhooks: crate::webhooks::deliver::Deliverer,
 }
 
 impl AppState {
@@ -83,6 +85,11 @@ impl AppState {
             sign_in: crate::auth::throttle::SignInThrottle::new(config.sign_in_limits),
             in_flight: Default::default(),
             node,
+            webhooks: crate::webhooks::deliver::Deliverer::new(
+                crate::webhooks::signing::WebhookKey::new(config.webhook_key.as_deref(), operator_token),
+                crate::webhooks::ssrf::Destinations::new(config.webhook_allow_private.clone()),
+            )
+            .map_err(|e| anyhow::anyhow!("cannot build the webhook HTTP client: {e}"))?,
         })
     }
 

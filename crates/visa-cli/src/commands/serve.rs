@@ -18,6 +18,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.brand = args.brand;
     config.trust.trusted_proxies = args.trusted_proxies;
+    config.webhook_allow_private = args.webhook_allow_private;
     config.tls = args.tls_cert.zip(args.tls_key).map(|(cert, key)| visa_server::tls::TlsFiles { cert, key });
     if !args.local_networks.is_empty() {
         config.trust.local_networks = args.local_networks;
@@ -38,6 +39,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.database = Some(database);
     }
     config.operator_token = std::env::var("VISA_OPERATOR_TOKEN").ok().filter(|t| !t.is_empty());
+    config.webhook_key = std::env::var("VISA_WEBHOOK_KEY").ok().filter(|k| !k.is_empty());
     config.pepper = std::env::var("VISA_KEY_PEPPER").ok().filter(|p| !p.is_empty()).map(String::into_bytes);
     let signals = visa_server::Signals::install()?;
     Server::start(config).await?.run_until_signal(signals).await

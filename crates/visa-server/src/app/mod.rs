@@ -16,3 +16,4 @@ pub mod paid_call;
 pub mod sessions;
 pub mod spend;
 pub mod usage;
+pub mod webhooks;

@@ -18,9 +18,10 @@ pub fn routes() -> OpenApiRouter<SharedState> {
 }
 
 /// (name, title, text) of each served document.
-const DOCS: [(&str, &str, &str); 14] = [
+const DOCS: [(&str, &str, &str); 15] = [
     ("openai", "OpenAI-compatible surface: SDKs, streaming, retries", include_str!("../../../../docs/openai.md")),
     ("mcp", "MCP server: paid tools for agents, charged once", include_str!("../../../../docs/mcp.md")),
+    ("webhooks", "Signed webhooks: events, retries, verifying", include_str!("../../../../docs/webhooks.md")),
     ("money", "The money path: holds, captures, idempotency, retention", include_str!("../../../../docs/money.md")),
     ("errors", "Error envelope and every error code", include_str!("../../../../docs/errors.md")),
     ("tools", "Tool catalog, prices and adapters", include_str!("../../../../docs/tools.md")),

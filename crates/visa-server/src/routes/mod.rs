@@ -20,6 +20,7 @@ pub mod sessions;
 pub mod spend;
 pub mod tools;
 pub mod usage;
+pub mod webhooks;
 
 use crate::state::SharedState;
 use utoipa::OpenApi;
@@ -39,6 +40,7 @@ pub fn api() -> OpenApiRouter<SharedState> {
         .merge(usage::routes())
         .merge(leaks::routes())
         .merge(admin_keys::routes())
+        .merge(webhooks::routes())
         .merge(members::routes())
         .merge(audit::routes())
         .merge(tools::routes())

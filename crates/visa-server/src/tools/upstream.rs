@@ -58,6 +58,15 @@ impl Opened {
     }
 }
 
+/// The TLS of every outgoing connection: ring, the webpki roots, safe protocol versions.
+pub fn client_tls() -> Result<rustls::ClientConfig, rustls::Error> {
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// Cloning shares the connection pool.
 #[derive(Clone)]
 pub struct Upstream {
@@ -66,11 +75,7 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new() -> Result<Self, rustls::Error> {
-        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = client_tls()?;
         let mut tcp = HttpConnector::new();
         tcp.set_nodelay(true);
         tcp.enforce_http(false);

@@ -14,6 +14,7 @@ pub mod schema;
 pub mod sessions;
 pub mod spend;
 pub mod usage;
+pub mod webhooks;
 
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{FromRequestParts, Query};

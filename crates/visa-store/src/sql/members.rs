@@ -171,11 +171,12 @@ pub(crate) fn ensure_may_touch(caller: Role, roles: &[Role]) -> StoreResult<()> 
     Ok(())
 }
 
-/// Refuses to leave the account without an owner.
+/// Refuses to leave the account without an owner (one who has joined: an invitation to the
+/// owner role, which may never be accepted, does not count).
 fn ensure_other_owner(conn: &dyn Db, member: &Member) -> StoreResult<()> {
     let owners: i64 = conn
         .query_row(
-            "SELECT COUNT(*) FROM members WHERE account_id = ?1 AND role = 'owner' AND id != ?2",
+            "SELECT COUNT(*) FROM members WHERE account_id = ?1 AND role = 'owner' AND id != ?2 AND invite_hash IS NULL",
             params![member.account_id, member.id],
             |r| r.get(0),
         )?

@@ -341,6 +341,20 @@ impl<E: Engine> WebhookStore for SqlStore<E> {
         lease_until: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<DueDelivery>> {
+        // Looked for first without writing (this runs every half second on every node).
+        let any_due = self
+            .read(move |conn| {
+                conn.query_row(
+                    "SELECT 1 FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= ?1 \
+                     AND (leased_until IS NULL OR leased_until <= ?1) LIMIT 1",
+                    params![to_db(now)],
+                    |row| row.get::<i64>(0),
+                )
+            })
+            .await?;
+        if any_due.is_none() {
+            return Ok(vec![]);
+        }
         self.write_locking(move |conn| {
             // Where writers run concurrently, a row another node is leasing right now is skipped.
             let lock = if conn.dialect().single_writer() { "" } else { "FOR UPDATE OF d SKIP LOCKED" };

@@ -1,0 +1,184 @@
+//! Webhooks end to end: endpoints created over the API, events fired by real causes (a key
+//! created, a key revoked, `test`), delivered to a local receiver that verifies every
+//! signature with the Standard Webhooks reference library (`tests/python/webhook_receiver.py`),
+//! retried on failure with the same `webhook-id`, signed by both secrets during a rotation,
+//! an endpoint disabled by a 410, and loopback refused without the operator's allowance.
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use visa_e2e::TestApp;
+
+/// The Python receiver, running until dropped.
+struct Receiver {
+    child: std::process::Child,
+    port: u16,
+    http: reqwest::Client,
+}
+
+impl Receiver {
+    fn start() -> Self {
+        use std::io::BufRead;
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/webhook_receiver.py");
+        let mut child = std::process::Command::new(visa_e2e::python_venv().join("bin/python"))
+            .arg(script)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the venv's python runs");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("the port");
+        Self { child, port: line.trim().parse().expect("a port"), http: reqwest::Client::new() }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    async fn control(&self, path: &str, body: Value) {
+        let sent = self.http.post(format!("http://127.0.0.1:{}{path}", self.port)).json(&body).send().await;
+        assert!(sent.expect("the receiver answers").status().is_success());
+    }
+
+    async fn received(&self) -> Vec<Value> {
+        let got = self.http.get(format!("http://127.0.0.1:{}/received", self.port)).send().await.expect("received");
+        got.json().await.expect("a JSON list")
+    }
+
+    /// Waits (at most 10 s) until `count` deliveries arrived; all of them.
+    async fn until(&self, count: usize) -> Vec<Value> {
+        for _ in 0..200 {
+            let got = self.received().await;
+            if got.len() >= count {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{count} deliveries expected: {:?}", self.received().await);
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn spawn_allowing_loopback() -> TestApp {
+    TestApp::spawn_with(|c| c.webhook_allow_private = vec!["127.0.0.0/8".parse().unwrap()]).await
+}
+
+#[tokio::test]
+async fn events_of_real_causes_arrive_signed_once_each_and_failures_are_retried_with_the_same_id() {
+    let app = spawn_allowing_loopback().await;
+    let receiver = Receiver::start();
+    let session = app.account("hooked", true, 1_000).await;
+    let created = app
+        .post("/v1/api/webhooks", &session, json!({ "url": receiver.url(), "events": ["*"], "description": "ops" }))
+        .await;
+    let created = created.assert_ok(201).clone();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"), "{created}");
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!((created["enabled"].clone(), created["events"].clone()), (json!(true), json!(["*"])));
+    // The secret is shown once: never in a read.
+    let read = app.get(&format!("/v1/api/webhooks/{id}"), &session).await;
+    assert!(!read.assert_ok(200).to_string().contains(&secret));
+    receiver.control("/secrets", json!({ "secrets": [secret] })).await;
+
+    // Three causes: a test, a key created, the key revoked.
+    let test = app.post(&format!("/v1/api/webhooks/{id}/test"), &session, json!({})).await;
+    let test_id = test.assert_ok(200)["event_id"].as_str().unwrap().to_owned();
+    let (key_id, _) = app.key(&session, json!({ "label": "watched", "daily_cap_cents": 100 })).await;
+    app.delete(&format!("/v1/api/keys/{key_id}"), &session).await.assert_ok(200);
+    let got = receiver.until(3).await;
+    let mut types: Vec<&str> = got.iter().map(|d| d["type"].as_str().unwrap()).collect();
+    types.sort();
+    assert_eq!(types, ["key.created", "key.revoked", "webhook.test"], "{got:?}");
+    assert!(got.iter().all(|d| d["verified_by"] == json!([0])), "every signature verifies: {got:?}");
+    assert!(got.iter().any(|d| d["id"] == json!(test_id)));
+    let revoked = got.iter().find(|d| d["type"] == "key.revoked").unwrap();
+    assert_eq!(revoked["body"]["data"]["key_id"], json!(key_id));
+    assert_eq!(revoked["body"]["data"]["label"], "watched");
+    assert_eq!(revoked["body"]["data"]["reason"], "revoked");
+    assert!(revoked["body"]["timestamp"].as_str().unwrap().ends_with('Z'));
+    let log = app.get(&format!("/v1/api/webhooks/{id}/deliveries"), &session).await;
+    let log = log.assert_ok(200)["deliveries"].as_array().unwrap().clone();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert!(log.iter().all(|a| a["status"] == json!(200) && a["attempt"] == json!(1)), "{log:?}");
+
+    // The receiver fails: the attempt is logged, and once due again (5 s on the server's clock)
+    // the same event comes with the same id.
+    receiver.control("/answer", json!({ "status": 503, "retry_after": 1 })).await;
+    let failing = app.post(&format!("/v1/api/webhooks/{id}/test"), &session, json!({})).await;
+    let failing_id = failing.assert_ok(200)["event_id"].as_str().unwrap().to_owned();
+    receiver.until(4).await;
+    receiver.control("/answer", json!({ "status": 200 })).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(receiver.received().await.len(), 4, "not due again before its retry");
+    app.clock.advance(time::Duration::seconds(6));
+    let got = receiver.until(5).await;
+    let same: Vec<&Value> = got.iter().filter(|d| d["id"] == json!(failing_id)).collect();
+    assert_eq!(same.len(), 2, "{got:?}");
+    let log = app.get(&format!("/v1/api/webhooks/{id}/deliveries"), &session).await;
+    let attempts: Vec<(Value, Value)> = log.assert_ok(200)["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["event_id"] == json!(failing_id))
+        .map(|a| (a["attempt"].clone(), a["status"].clone()))
+        .collect();
+    assert_eq!(attempts, [(json!(2), json!(200)), (json!(1), json!(503))]);
+
+    // A rotation: for a day deliveries carry both signatures, each verifying on its own.
+    let rotated = app.post(&format!("/v1/api/webhooks/{id}/rotate-secret"), &session, json!({})).await;
+    let new_secret = rotated.assert_ok(200)["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, secret);
+    receiver.control("/secrets", json!({ "secrets": [secret, new_secret] })).await;
+    app.post(&format!("/v1/api/webhooks/{id}/test"), &session, json!({})).await.assert_ok(200);
+    let got = receiver.until(6).await;
+    assert_eq!(got[5]["verified_by"], json!([0, 1]), "{:?}", got[5]);
+
+    // A 410 disables the endpoint.
+    receiver.control("/answer", json!({ "status": 410 })).await;
+    app.post(&format!("/v1/api/webhooks/{id}/test"), &session, json!({})).await.assert_ok(200);
+    receiver.until(7).await;
+    let mut disabled = json!(null);
+    for _ in 0..100 {
+        disabled = app.get(&format!("/v1/api/webhooks/{id}"), &session).await.assert_ok(200).clone();
+        if disabled["enabled"] == json!(false) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!((disabled["enabled"].clone(), disabled["disabled_reason"].clone()), (json!(false), json!("gone")));
+}
+
+#[tokio::test]
+async fn endpoints_are_managed_by_admins_and_read_by_everyone_and_loopback_needs_the_operators_allowance() {
+    let strict = TestApp::spawn().await;
+    let session = strict.account("careful", true, 0).await;
+    let refused =
+        strict.post("/v1/api/webhooks", &session, json!({ "url": "http://127.0.0.1:9/hook", "events": ["*"] })).await;
+    assert!(refused.assert_error(400, "INVALID_REQUEST")["error"].as_str().unwrap().contains("webhook-allow-private"));
+    let https_loopback = json!({ "url": "https://127.0.0.1:9/hook", "events": ["*"] });
+    strict.post("/v1/api/webhooks", &session, https_loopback).await.assert_error(400, "INVALID_REQUEST");
+    let unknown = json!({ "url": "https://93.184.216.34/hook", "events": ["key.exploded"] });
+    strict.post("/v1/api/webhooks", &session, unknown).await.assert_error(400, "INVALID_REQUEST");
+
+    let app = spawn_allowing_loopback().await;
+    let owner = app.account("team", true, 0).await;
+    let (_, developer) = app.member(&owner, "dev", "developer").await;
+    let body = json!({ "url": "http://127.0.0.1:9/hook", "events": ["key.created"] });
+    app.post("/v1/api/webhooks", &developer, body.clone()).await.assert_error(403, "FORBIDDEN");
+    let id = app.post("/v1/api/webhooks", &owner, body).await.assert_ok(201)["id"].as_i64().unwrap();
+    let listed = app.get("/v1/api/webhooks", &developer).await;
+    assert_eq!(listed.assert_ok(200)["webhooks"][0]["id"], json!(id));
+    let path = format!("/v1/api/webhooks/{id}");
+    app.patch(&path, &developer, json!({ "enabled": false })).await.assert_error(403, "FORBIDDEN");
+    let changed = app.patch(&path, &owner, json!({ "events": ["key.revoked", "key.created"], "enabled": false })).await;
+    assert_eq!(changed.assert_ok(200)["events"], json!(["key.created", "key.revoked"]));
+    assert_eq!(app.audit(&owner, "?action=webhook.updated").await.len(), 1);
+    app.delete(&path, &owner).await.assert_ok(200);
+    app.get(&path, &owner).await.assert_error(404, "NOT_FOUND");
+    app.get("/v1/api/webhooks/abc", &owner).await.assert_error(404, "NOT_FOUND");
+}
