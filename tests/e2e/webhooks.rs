@@ -182,3 +182,57 @@ async fn endpoints_are_managed_by_admins_and_read_by_everyone_and_loopback_needs
     app.get(&path, &owner).await.assert_error(404, "NOT_FOUND");
     app.get("/v1/api/webhooks/abc", &owner).await.assert_error(404, "NOT_FOUND");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_racing_calls_that_cross_a_low_balance_threshold_fire_it_once_and_a_credit_rearms_it() {
+    let app = spawn_allowing_loopback().await;
+    let receiver = Receiver::start();
+    let session = app.account("spender", true, 100).await;
+    // The owner sets the thresholds; a developer may not.
+    let (_, developer) = app.member(&session, "dev", "developer").await;
+    let thresholds = json!({ "low_balance_thresholds_cents": [80] });
+    app.patch("/v1/api/account", &developer, thresholds.clone()).await.assert_error(403, "FORBIDDEN");
+    assert_eq!(
+        app.get("/v1/api/account", &developer).await.assert_ok(200)["low_balance_thresholds_cents"],
+        json!([1000])
+    );
+    let set = app.patch("/v1/api/account", &session, thresholds).await;
+    assert_eq!(set.assert_ok(200)["low_balance_thresholds_cents"], json!([80]));
+    let bad = json!({ "low_balance_thresholds_cents": [0] });
+    app.patch("/v1/api/account", &session, bad).await.assert_error(400, "INVALID_REQUEST");
+    let created =
+        app.post("/v1/api/webhooks", &session, json!({ "url": receiver.url(), "events": ["balance.low"] })).await;
+    let secret = created.assert_ok(201)["secret"].as_str().unwrap().to_owned();
+    receiver.control("/secrets", json!({ "secrets": [secret] })).await;
+    let (_, key) = app.key(&session, json!({ "label": "racer", "daily_cap_cents": 10_000 })).await;
+
+    // $1.00 and 50 calls of 1 cent at once: the balance passes under 80 cents exactly once.
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            let (app, key) = (&app, key.clone());
+            async move { app.execute(&key, "echo", json!({})).await.status.as_u16() }
+        })
+        .collect();
+    let statuses = futures::future::join_all(calls).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let got = receiver.until(1).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let got_now = receiver.received().await;
+    assert_eq!(got_now.len(), 1, "one crossing, one event: {got_now:?}");
+    assert_eq!(got[0]["type"], "balance.low");
+    assert_eq!(got[0]["verified_by"], json!([0]));
+    assert_eq!(got[0]["body"]["data"]["threshold_cents"], 80);
+    assert!(got[0]["body"]["data"]["available_cents"].as_i64().unwrap() < 80, "{:?}", got[0]);
+
+    // A credit lifts the balance over 80 again: the next fall under it fires again.
+    app.post("/v1/operator/accounts/spender/credits", visa_e2e::OPERATOR_TOKEN, json!({ "amount_cents": 40 }))
+        .await
+        .assert_ok(200);
+    for _ in 0..15 {
+        app.execute(&key, "echo", json!({})).await.assert_ok(200);
+    }
+    let got = receiver.until(2).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1]["body"]["data"]["threshold_cents"], 80);
+    assert!(app.verify_ledger().await.is_empty());
+}

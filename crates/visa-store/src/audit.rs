@@ -73,7 +73,12 @@ pub fn admin_key_snapshot(key: &AdminKeyRecord) -> Value {
 }
 
 pub fn account_snapshot(account: &Account) -> Value {
-    json!({ "login": account.login, "approved": account.approved, "balance_micros": account.balance.0 })
+    json!({
+        "login": account.login,
+        "approved": account.approved,
+        "balance_micros": account.balance.0,
+        "low_balance_thresholds_cents": account.low_balance_thresholds_cents,
+    })
 }
 
 pub fn execution_snapshot(e: &ExecutionRecord) -> Value {

@@ -4,14 +4,25 @@
 
 use crate::model::{KeyRecord, RevokeCause};
 use serde_json::{Value, json};
+use visa_core::money::Micros;
 
 /// Sent by `POST /v1/api/webhooks/:id/test`, to that endpoint only.
 pub const WEBHOOK_TEST: &str = "webhook.test";
 pub const KEY_CREATED: &str = "key.created";
 pub const KEY_REVOKED: &str = "key.revoked";
+pub const BALANCE_LOW: &str = "balance.low";
 
 /// Every type an endpoint may subscribe to (`*` subscribes to all).
-pub const TYPES: &[&str] = &[KEY_CREATED, KEY_REVOKED, WEBHOOK_TEST];
+pub const TYPES: &[&str] = &[BALANCE_LOW, KEY_CREATED, KEY_REVOKED, WEBHOOK_TEST];
+
+/// `balance.low`: the threshold the available balance fell under, and where it is now.
+pub fn balance_low(threshold_cents: i64, available: Micros) -> Value {
+    json!({
+        "threshold_cents": threshold_cents,
+        "available_cents": available.cents_floor(),
+        "available_micros": available.0,
+    })
+}
 
 /// A key as events name it.
 pub fn key(key: &KeyRecord) -> Value {

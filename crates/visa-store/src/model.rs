@@ -25,6 +25,8 @@ pub struct Account {
     /// Money reserved by holds of running executions.
     pub held: Micros,
     pub created_at: Timestamp,
+    /// The available balances (cents) under which `balance.low` fires, once per crossing.
+    pub low_balance_thresholds_cents: Vec<i64>,
 }
 
 /// A new account and its first member, the owner, who has the account's login.

@@ -178,8 +178,39 @@ impl Settlement {
     }
 }
 
+/// Low-balance alerts (docs/webhooks.md): the thresholds (cents) that a drop of the available
+/// balance from `before` to `after` crosses downward and that have not fired since the balance
+/// was last lifted above them. Each fires `balance.low` once.
+pub fn low_balance_crossed(thresholds: &[i64], fired: &[i64], before: Micros, after: Micros) -> Vec<i64> {
+    thresholds
+        .iter()
+        .copied()
+        .filter(|t| !fired.contains(t))
+        .filter(|t| Micros::from_cents(*t).is_some_and(|at| before >= at && after < at))
+        .collect()
+}
+
+/// The thresholds still fired when the available balance is `available`: one it has reached
+/// again (a credit) is re-armed.
+pub fn low_balance_fired_after(fired: &[i64], available: Micros) -> Vec<i64> {
+    fired.iter().copied().filter(|t| Micros::from_cents(*t).is_some_and(|at| available < at)).collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_low_balance_threshold_fires_once_per_downward_crossing_and_rearms_at_or_above_it() {
+        use super::{low_balance_crossed, low_balance_fired_after};
+        let m = |cents: i64| Micros(cents * 10_000);
+        assert_eq!(low_balance_crossed(&[1000, 500], &[], m(1200), m(400)), [1000, 500]);
+        assert_eq!(low_balance_crossed(&[1000, 500], &[1000], m(1200), m(400)), [500]);
+        assert_eq!(low_balance_crossed(&[1000], &[], m(1000), m(999)), [1000], "from exactly the threshold");
+        assert!(low_balance_crossed(&[1000], &[], m(999), m(10)).is_empty(), "already under it");
+        assert!(low_balance_crossed(&[1000], &[], m(2000), m(1000)).is_empty(), "not under it");
+        assert_eq!(low_balance_fired_after(&[1000, 500], m(700)), [1000]);
+        assert!(low_balance_fired_after(&[1000, 500], m(1000)).is_empty());
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -4,6 +4,7 @@
 //! wire shapes of `crate::wire`, ids already parsed), checks the caller's permission, runs the
 //! store operation and what follows it (the key cache told of a change), and returns the wire
 //! answer or a refusal (`ApiError`, which each surface renders in its own shape).
+pub mod account;
 pub mod admin_keys;
 pub mod audit;
 pub mod balance;

@@ -3,6 +3,7 @@
 //! router and the document at once (`api`). `crate::startup::app` serves it beside the other
 //! surfaces.
 
+pub mod account;
 pub mod admin_keys;
 pub mod audit;
 pub mod balance;
@@ -41,6 +42,7 @@ pub fn api() -> OpenApiRouter<SharedState> {
         .merge(leaks::routes())
         .merge(admin_keys::routes())
         .merge(webhooks::routes())
+        .merge(account::routes())
         .merge(members::routes())
         .merge(audit::routes())
         .merge(tools::routes())

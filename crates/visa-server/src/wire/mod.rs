@@ -3,6 +3,7 @@
 //! states it, timestamps as RFC 3339, and the JSON Schema of the input rules (`schema`). The
 //! use cases (`crate::app`) take and return these; the surfaces only bind them to HTTP.
 
+pub mod account;
 pub mod admin_keys;
 pub mod audit;
 pub mod balance;

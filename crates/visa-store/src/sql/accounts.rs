@@ -14,7 +14,8 @@ use serde_json::Value;
 use visa_core::money::Micros;
 use visa_core::role::Role;
 
-const ACCOUNT_COLUMNS: &str = "id, login, approved, balance_micros, held_micros, created_at";
+const ACCOUNT_COLUMNS: &str =
+    "id, login, approved, balance_micros, held_micros, created_at, low_balance_thresholds, low_balance_fired";
 
 fn account_from_row(row: &Row) -> StoreResult<Account> {
     Ok(Account {
@@ -24,7 +25,34 @@ fn account_from_row(row: &Row) -> StoreResult<Account> {
         balance: Micros(row.get(3)?),
         held: Micros(row.get(4)?),
         created_at: from_db(row.get(5)?),
+        low_balance_thresholds_cents: cents_list(&row.get::<String>(6)?)?,
     })
+}
+
+/// A stored list of cents (`low_balance_thresholds`, `low_balance_fired`).
+pub(crate) fn cents_list(text: &str) -> StoreResult<Vec<i64>> {
+    serde_json::from_str(text).map_err(|_| super::db::corrupt("list of low-balance thresholds"))
+}
+
+/// The thresholds that stay fired once the available balance is what it now is: a credit that
+/// lifts it to a threshold or above re-arms it (`rules::low_balance_fired_after`).
+fn rearm_low_balance(conn: &dyn Db, account_id: AccountId) -> StoreResult<()> {
+    let Some((fired, available)) = conn.query_row(
+        "SELECT low_balance_fired, balance_micros - held_micros FROM accounts WHERE id = ?1",
+        params![account_id],
+        |row| Ok((cents_list(&row.get::<String>(0)?)?, Micros(row.get(1)?))),
+    )?
+    else {
+        return Ok(());
+    };
+    let still = crate::rules::low_balance_fired_after(&fired, available);
+    if still != fired {
+        conn.execute(
+            "UPDATE accounts SET low_balance_fired = ?2 WHERE id = ?1",
+            params![account_id, serde_json::to_string(&still).expect("integers serialize")],
+        )?;
+    }
+    Ok(())
 }
 
 pub(crate) fn account_where(conn: &dyn Db, clause: &str, value: impl super::ToValue) -> StoreResult<Option<Account>> {
@@ -58,7 +86,7 @@ fn credit(conn: &dyn Db, account_id: AccountId, amount: Micros, now: Timestamp) 
         "UPDATE accounts SET balance_micros = balance_micros + ?2 WHERE id = ?1",
         params![account_id, amount.0],
     )?;
-    Ok(())
+    rearm_low_balance(conn, account_id)
 }
 
 fn account_target(id: AccountId) -> String {
@@ -134,10 +162,44 @@ pub trait AccountStore: Send + Sync {
         request: Option<OperatorRequest>,
     ) -> StoreResult<Account>;
     async fn account_by_id(&self, account_id: AccountId) -> StoreResult<Option<Account>>;
+    /// Sets the account's low-balance thresholds (cents); those the available balance is already
+    /// under count as fired (they fire after the next credit lifts it above them and it falls again).
+    async fn set_low_balance_thresholds(
+        &self,
+        account_id: AccountId,
+        thresholds_cents: Vec<i64>,
+        audit: AuditContext,
+    ) -> StoreResult<Account>;
 }
 
 #[async_trait]
 impl<E: Engine> AccountStore for SqlStore<E> {
+    async fn set_low_balance_thresholds(
+        &self,
+        account_id: AccountId,
+        thresholds_cents: Vec<i64>,
+        ctx: AuditContext,
+    ) -> StoreResult<Account> {
+        self.write_locking(move |conn| {
+            if !conn.dialect().single_writer() {
+                conn.query("SELECT id FROM accounts WHERE id = ?1 FOR UPDATE", params![account_id])?;
+            }
+            let before = account_where(conn, "id = ?1", account_id)?.ok_or(StoreError::NotFound)?;
+            let available = Micros(before.balance.0 - before.held.0);
+            let fired = crate::rules::low_balance_fired_after(&thresholds_cents, available);
+            let json = |cents: &[i64]| serde_json::to_string(cents).expect("integers serialize");
+            conn.execute(
+                "UPDATE accounts SET low_balance_thresholds = ?2, low_balance_fired = ?3 WHERE id = ?1",
+                params![account_id, json(&thresholds_cents), json(&fired)],
+            )?;
+            let after = account_where(conn, "id = ?1", account_id)?.ok_or(StoreError::NotFound)?;
+            let (old, new) = (account_snapshot(&before), account_snapshot(&after));
+            audit::record(conn, account_id, &ctx, "account.updated", &account_target(account_id), old, new)?;
+            Ok(after)
+        })
+        .await
+    }
+
     async fn create_account(&self, new: NewAccount, ctx: AuditContext) -> StoreResult<(Account, Member)> {
         self.write(move |conn| create(conn, &new, &ctx)).await
     }

@@ -55,3 +55,8 @@ CREATE TABLE webhook_attempts (
     created_at   BIGINT NOT NULL
 );
 CREATE INDEX webhook_attempts_by_endpoint ON webhook_attempts(endpoint_id, id);
+
+-- Low-balance alerts: the thresholds (cents) under which the available balance fires
+-- `balance.low`, and those that fired and wait for a credit to lift the balance above them.
+ALTER TABLE accounts ADD COLUMN low_balance_thresholds TEXT NOT NULL DEFAULT '[1000]';
+ALTER TABLE accounts ADD COLUMN low_balance_fired TEXT NOT NULL DEFAULT '[]';

@@ -132,7 +132,12 @@ pub(crate) fn run(db: &dyn BatchDb, steps: &[Step]) -> StoreResult<Vec<StoreResu
     let mut rooms = Rooms::default();
     let mut admitted = vec![];
     for (i, start, held, id) in fresh {
-        if held.recorded.is_some() || held.resumable_request.is_some() {
+        // A retried Idempotency-Key, and a hold that would fire `balance.low` (rare: once per
+        // crossing), are answered by the per-call path after the batch.
+        if held.recorded.is_some()
+            || held.resumable_request.is_some()
+            || !rooms.low_balance_crossed(start, &held).is_empty()
+        {
             alone.insert(i);
             continue;
         }
@@ -297,7 +302,7 @@ impl<'s> Lock<'s> {
 /// one statement, in order; and beside it (`ID_COLUMN`) the id the execution will have if its
 /// hold is admitted, so that the batch's answers never wait on its write's rows (a COMMIT
 /// whose answer was lost but that committed still answers every step).
-const ID_COLUMN: usize = 25;
+const ID_COLUMN: usize = 27;
 
 static HOLD_STATES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let one = HOLD_STATE

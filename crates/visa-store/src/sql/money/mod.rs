@@ -180,6 +180,9 @@ struct HoldState {
     /// The request hash of a provider request (a queue submission an earlier attempt left to
     /// resume) that the Idempotency-Key still names.
     resumable_request: Option<Vec<u8>>,
+    /// The account's low-balance thresholds and those that fired (cents).
+    low_balance_thresholds: Vec<i64>,
+    low_balance_fired: Vec<i64>,
     /// The database's clock (`RateClock::Database`).
     database_clock: i64,
 }
@@ -209,7 +212,8 @@ static HOLD_STATE: ClockSql = ClockSql::new(
                k.daily_cap_cents, k.total_cap_cents, a.balance_micros - a.held_micros, \
                ks.latest_day, ks.spent_total_micros, ks.held_total_micros, \
                COALESCE(d.spent_micros, 0), COALESCE(d.held_micros, 0), ks.rate_tat_micros, \
-               r.execution_id, r.expires_at, e.request_hash, e.state, x.status, x.body, p.request_hash, {clock} \
+               r.execution_id, r.expires_at, e.request_hash, e.state, x.status, x.body, p.request_hash, \
+               a.low_balance_thresholds, a.low_balance_fired, {clock} \
              FROM keys k JOIN key_spend ks ON ks.key_id = k.id JOIN accounts a ON a.id = k.account_id \
              LEFT JOIN key_secrets s ON s.id = ?2 AND s.key_id = k.id \
              LEFT JOIN key_days d ON d.key_id = k.id \
@@ -253,7 +257,9 @@ fn hold_state_from_row(row: &Row, key_id: KeyId) -> StoreResult<HoldState> {
         rate_tat: row.get(16)?,
         recorded,
         resumable_request: row.get(23)?,
-        database_clock: row.get(24)?,
+        low_balance_thresholds: super::accounts::cents_list(&row.get::<String>(24)?)?,
+        low_balance_fired: super::accounts::cents_list(&row.get::<String>(25)?)?,
+        database_clock: row.get(26)?,
     })
 }
 
@@ -299,10 +305,11 @@ pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginO
     let outcome = match existing_outcome(conn, start, held.recorded.take())? {
         Some(outcome) => outcome,
         None if held.resumable_request_differs(start) => BeginOutcome::Mismatch,
-        None => match rooms.admit(start, &held) {
-            Err(refusal) => BeginOutcome::Refused(refusal),
-            Ok(day) => {
+        None => match (rooms.low_balance_crossed(start, &held), rooms.admit(start, &held)) {
+            (_, Err(refusal)) => BeginOutcome::Refused(refusal),
+            (crossed, Ok(day)) => {
                 place_hold(conn, start, day, tat)?;
+                fire_low_balance(conn, start, &held, &crossed)?;
                 let id = conn.insert(
                     "INSERT INTO executions (public_id, account_id, key_id, secret_id, idempotency_key, request_hash, \
                      tool, state, sandbox, day_number, hold_micros, created_at, node_id) \
@@ -335,6 +342,26 @@ pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginO
     };
     conn.execute("UPDATE key_spend SET rate_tat_micros = ?2 WHERE key_id = ?1", params![start.key_id, tat])?;
     Ok(outcome)
+}
+
+/// Fires `balance.low` for each threshold (cents) the hold `start` just took the account's
+/// available balance under, and marks them fired until a credit lifts the balance again.
+fn fire_low_balance(conn: &dyn Db, start: &ExecutionStart, held: &HoldState, crossed: &[i64]) -> StoreResult<()> {
+    if crossed.is_empty() {
+        return Ok(());
+    }
+    let mut fired = held.low_balance_fired.clone();
+    fired.extend_from_slice(crossed);
+    conn.execute(
+        "UPDATE accounts SET low_balance_fired = ?2 WHERE id = ?1",
+        params![start.account_id, serde_json::to_string(&fired).expect("integers serialize")],
+    )?;
+    let available = Micros(held.available - start.hold.0);
+    for threshold in crossed {
+        let data = crate::events::balance_low(*threshold, available);
+        super::webhooks::emit(conn, start.account_id, crate::events::BALANCE_LOW, data, start.now)?;
+    }
+    Ok(())
 }
 
 /// The record of a call whose hold was placed as execution `id`, counting on `day`.

@@ -59,6 +59,19 @@ fn key_room<'r>(keys: &'r mut HashMap<KeyId, KeyRoom>, start: &ExecutionStart, h
 }
 
 impl Rooms {
+    /// The low-balance thresholds (cents) the hold would take its account's available balance
+    /// under, as it stands after the holds admitted before it (none for a sandbox call).
+    pub fn low_balance_crossed(&mut self, start: &ExecutionStart, held: &HoldState) -> Vec<i64> {
+        if start.sandbox {
+            return vec![];
+        }
+        let account =
+            self.accounts.entry(start.account_id).or_insert(AccountRoom { available: held.available, held_added: 0 });
+        let before = Micros(account.available);
+        let after = Micros(account.available - start.hold.0);
+        rules::low_balance_crossed(&held.low_balance_thresholds, &held.low_balance_fired, before, after)
+    }
+
     /// The key's rate-limit turn: the call is admitted (the key's state moves on) or refused
     /// with the seconds after which one would be.
     pub fn take_turn(&mut self, start: &ExecutionStart, held: &HoldState) -> Result<(), u64> {
