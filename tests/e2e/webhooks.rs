@@ -236,3 +236,45 @@ async fn fifty_racing_calls_that_cross_a_low_balance_threshold_fire_it_once_and_
     assert_eq!(got[1]["body"]["data"]["threshold_cents"], 80);
     assert!(app.verify_ledger().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_calls_past_a_keys_daily_cap_send_one_threshold_alert_and_one_cap_reached() {
+    let app = spawn_allowing_loopback().await;
+    let receiver = Receiver::start();
+    let session = app.account("capped", true, 10_000).await;
+    let created = app.post("/v1/api/webhooks", &session, json!({ "url": receiver.url(), "events": ["*"] })).await;
+    let secret = created.assert_ok(201)["secret"].as_str().unwrap().to_owned();
+    receiver.control("/secrets", json!({ "secrets": [secret] })).await;
+    let (key_id, key) = app.key(&session, json!({ "label": "ten-cents", "daily_cap_cents": 10 })).await;
+    receiver.until(1).await; // key.created
+
+    // 20 calls of 1 cent at once against a 10-cent day: 10 run, 10 are refused by the cap.
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let (app, key) = (&app, key.clone());
+            async move { app.execute(&key, "echo", json!({})).await.status.as_u16() }
+        })
+        .collect();
+    let mut statuses = futures::future::join_all(calls).await;
+    statuses.sort();
+    assert_eq!(statuses, [[200; 10], [429; 10]].concat());
+    app.execute(&key, "echo", json!({})).await.assert_error(429, "RATE_LIMITED");
+    let got = receiver.until(3).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let got_now = receiver.received().await;
+    assert_eq!(got_now.len(), 3, "one threshold alert and one cap reached: {got_now:?}");
+    let of = |kind: &str| got.iter().find(|d| d["type"] == kind).unwrap_or_else(|| panic!("{kind}: {got:?}")).clone();
+    let threshold = of("key.cap.threshold");
+    assert_eq!(threshold["body"]["data"]["key_id"], json!(key_id));
+    assert_eq!(threshold["body"]["data"]["cap"], "daily");
+    assert_eq!(threshold["body"]["data"]["cap_cents"], 10);
+    assert_eq!(threshold["body"]["data"]["percent"], 80);
+    assert!(threshold["body"]["data"]["day"].as_str().unwrap().starts_with("20"), "{threshold}");
+    let reached = of("key.cap.reached");
+    assert_eq!(
+        (reached["body"]["data"]["cap"].clone(), reached["body"]["data"]["label"].clone()),
+        (json!("daily"), json!("ten-cents"))
+    );
+    assert!(got.iter().all(|d| d["verified_by"] == json!([0])));
+    assert!(app.verify_ledger().await.is_empty());
+}

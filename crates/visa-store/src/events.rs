@@ -3,6 +3,7 @@
 //! `key_id`, `label` and `key_prefix`; money by `*_cents` and `*_micros`.
 
 use crate::model::{KeyRecord, RevokeCause};
+use crate::rules::{CAP_ALERT_PERCENT, Cap, CapAlert};
 use serde_json::{Value, json};
 use visa_core::money::Micros;
 
@@ -11,9 +12,38 @@ pub const WEBHOOK_TEST: &str = "webhook.test";
 pub const KEY_CREATED: &str = "key.created";
 pub const KEY_REVOKED: &str = "key.revoked";
 pub const BALANCE_LOW: &str = "balance.low";
+pub const KEY_CAP_THRESHOLD: &str = "key.cap.threshold";
+pub const KEY_CAP_REACHED: &str = "key.cap.reached";
 
 /// Every type an endpoint may subscribe to (`*` subscribes to all).
-pub const TYPES: &[&str] = &[BALANCE_LOW, KEY_CREATED, KEY_REVOKED, WEBHOOK_TEST];
+pub const TYPES: &[&str] = &[BALANCE_LOW, KEY_CAP_REACHED, KEY_CAP_THRESHOLD, KEY_CREATED, KEY_REVOKED, WEBHOOK_TEST];
+
+/// `key.cap.threshold` (the key's captured and held spend passed 80 % of a cap) or
+/// `key.cap.reached` (a call was refused by it): the key, which cap, its amount and, for the
+/// daily cap, the UTC day (days since 1970-01-01 as a date).
+pub fn cap_alert(key: &KeyRecord, alert: CapAlert, day: i64) -> (&'static str, Value) {
+    let mut data = self::key(key);
+    let (cap, cents) = match alert.cap() {
+        Cap::Daily => ("daily", Some(key.policy.daily_cap_cents)),
+        Cap::Total => ("total", key.policy.total_cap_cents),
+    };
+    data["cap"] = json!(cap);
+    data["cap_cents"] = json!(cents);
+    if alert.cap() == Cap::Daily {
+        let date = time::Date::from_julian_day(UNIX_EPOCH_JULIAN_DAY + day as i32).ok().map(|d| d.to_string());
+        data["day"] = json!(date);
+    }
+    match alert {
+        CapAlert::Threshold(_) => {
+            data["percent"] = json!(CAP_ALERT_PERCENT);
+            (KEY_CAP_THRESHOLD, data)
+        }
+        CapAlert::Reached(_) => (KEY_CAP_REACHED, data),
+    }
+}
+
+/// 1970-01-01 as a Julian day.
+const UNIX_EPOCH_JULIAN_DAY: i32 = 2_440_588;
 
 /// `balance.low`: the threshold the available balance fell under, and where it is now.
 pub fn balance_low(threshold_cents: i64, available: Micros) -> Value {

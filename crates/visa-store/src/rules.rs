@@ -153,6 +153,84 @@ pub fn cap_refusal(state: &CapState, hold: Micros) -> Option<HoldRefusal> {
     }
 }
 
+/// Which cap an alert is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cap {
+    Daily,
+    Total,
+}
+
+/// A cap alert (docs/webhooks.md): the key's spend (captured and held) passed
+/// `CAP_ALERT_PERCENT` of a cap, or a call was refused by it. Each is sent once per key and
+/// cap (and UTC day, for the daily cap): `ALERT_THRESHOLD` and `ALERT_REACHED` are the bits
+/// that record it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapAlert {
+    Threshold(Cap),
+    Reached(Cap),
+}
+
+pub const CAP_ALERT_PERCENT: i64 = 80;
+pub const ALERT_THRESHOLD: i64 = 1;
+pub const ALERT_REACHED: i64 = 2;
+
+impl CapAlert {
+    pub fn cap(self) -> Cap {
+        match self {
+            CapAlert::Threshold(cap) | CapAlert::Reached(cap) => cap,
+        }
+    }
+
+    /// Whether this is the alert of a hold refused with `refusal`.
+    pub fn refused(&self, refusal: &HoldRefusal) -> bool {
+        matches!(
+            (self, refusal),
+            (CapAlert::Reached(Cap::Daily), HoldRefusal::DailyCap)
+                | (CapAlert::Reached(Cap::Total), HoldRefusal::TotalCap)
+        )
+    }
+
+    pub fn bit(self) -> i64 {
+        match self {
+            CapAlert::Threshold(_) => ALERT_THRESHOLD,
+            CapAlert::Reached(_) => ALERT_REACHED,
+        }
+    }
+}
+
+/// The cap alerts a hold of `hold` sets off, given the alerts already sent (`day_alerts` for
+/// the daily cap on the hold's day, `total_alerts` for the total cap): `Reached` if the hold is
+/// refused by that cap, else `Threshold` for each cap whose 80 % it passes.
+pub fn cap_alerts(state: &CapState, hold: Micros, day_alerts: i64, total_alerts: i64) -> Vec<CapAlert> {
+    let unsent = |alert: CapAlert| {
+        let sent = match alert.cap() {
+            Cap::Daily => day_alerts,
+            Cap::Total => total_alerts,
+        };
+        sent & alert.bit() == 0
+    };
+    let candidates = match cap_refusal(state, hold) {
+        Some(HoldRefusal::DailyCap) => vec![CapAlert::Reached(Cap::Daily)],
+        Some(HoldRefusal::TotalCap) => vec![CapAlert::Reached(Cap::Total)],
+        Some(_) => vec![],
+        None => {
+            let passes = |used: i64, cap_cents: i64| {
+                let at = cap_cents.saturating_mul(MICROS_PER_CENT).saturating_mul(CAP_ALERT_PERCENT) / 100;
+                used < at && used.saturating_add(hold.0) >= at
+            };
+            let mut passed = vec![];
+            if passes(state.spent_day.0 + state.held_day.0, state.daily_cap_cents) {
+                passed.push(CapAlert::Threshold(Cap::Daily));
+            }
+            if state.total_cap_cents.is_some_and(|cap| passes(state.spent_total.0 + state.held_total.0, cap)) {
+                passed.push(CapAlert::Threshold(Cap::Total));
+            }
+            passed
+        }
+    };
+    candidates.into_iter().filter(|a| unsent(*a)).collect()
+}
+
 /// How a provider's reported cost settles a hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settlement {
@@ -198,6 +276,33 @@ pub fn low_balance_fired_after(fired: &[i64], available: Micros) -> Vec<i64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cap_alert_is_set_off_by_passing_80_percent_or_by_a_refusal_and_only_once() {
+        use super::{Cap, CapAlert, CapState, cap_alerts};
+        let cents = |c: i64| Micros(c * 10_000);
+        let state = |day_used: i64, total_used: i64| CapState {
+            daily_cap_cents: 100,
+            total_cap_cents: Some(1_000),
+            spent_day: cents(day_used),
+            held_day: Micros::ZERO,
+            spent_total: cents(total_used),
+            held_total: Micros::ZERO,
+            available: Some(cents(1_000_000)),
+        };
+        assert_eq!(cap_alerts(&state(79, 79), cents(1), 0, 0), [CapAlert::Threshold(Cap::Daily)]);
+        assert!(cap_alerts(&state(78, 78), cents(1), 0, 0).is_empty(), "79 % is not 80 %");
+        assert!(cap_alerts(&state(80, 80), cents(1), 0, 0).is_empty(), "already past it");
+        assert!(cap_alerts(&state(79, 79), cents(1), 1, 0).is_empty(), "already sent today");
+        assert_eq!(cap_alerts(&state(100, 100), cents(1), 1, 0), [CapAlert::Reached(Cap::Daily)]);
+        assert!(cap_alerts(&state(100, 100), cents(1), 3, 0).is_empty());
+        assert_eq!(
+            cap_alerts(&state(0, 799), cents(1), 0, 0),
+            [CapAlert::Threshold(Cap::Total)],
+            "the total cap's own 80 %"
+        );
+        assert_eq!(cap_alerts(&state(0, 1_000), cents(1), 0, 0), [CapAlert::Reached(Cap::Total)]);
+    }
+
     #[test]
     fn a_low_balance_threshold_fires_once_per_downward_crossing_and_rearms_at_or_above_it() {
         use super::{low_balance_crossed, low_balance_fired_after};

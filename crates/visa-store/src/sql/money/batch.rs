@@ -132,11 +132,12 @@ pub(crate) fn run(db: &dyn BatchDb, steps: &[Step]) -> StoreResult<Vec<StoreResu
     let mut rooms = Rooms::default();
     let mut admitted = vec![];
     for (i, start, held, id) in fresh {
-        // A retried Idempotency-Key, and a hold that would fire `balance.low` (rare: once per
-        // crossing), are answered by the per-call path after the batch.
+        // A retried Idempotency-Key, and a hold that would send an alert (`balance.low`, a cap
+        // alert: rare, once per crossing), are answered by the per-call path after the batch.
         if held.recorded.is_some()
             || held.resumable_request.is_some()
             || !rooms.low_balance_crossed(start, &held).is_empty()
+            || !rooms.cap_alerts(start, &held).1.is_empty()
         {
             alone.insert(i);
             continue;
@@ -302,7 +303,7 @@ impl<'s> Lock<'s> {
 /// one statement, in order; and beside it (`ID_COLUMN`) the id the execution will have if its
 /// hold is admitted, so that the batch's answers never wait on its write's rows (a COMMIT
 /// whose answer was lost but that committed still answers every step).
-const ID_COLUMN: usize = 27;
+const ID_COLUMN: usize = 29;
 
 static HOLD_STATES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let one = HOLD_STATE

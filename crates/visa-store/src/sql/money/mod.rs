@@ -18,7 +18,7 @@ use super::db::{ClockSql, Db, Row, corrupt, params};
 use super::{from_db, to_db};
 use crate::audit::execution_snapshot;
 use crate::model::*;
-use crate::rules;
+use crate::rules::{self, Cap, CapAlert};
 use crate::sql::{Engine, SqlStore};
 use crate::{Durability, Hold, Refusal, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -183,6 +183,9 @@ struct HoldState {
     /// The account's low-balance thresholds and those that fired (cents).
     low_balance_thresholds: Vec<i64>,
     low_balance_fired: Vec<i64>,
+    /// The cap alerts already sent (`rules::CapAlert` bits): for the read day, and in total.
+    day_alerts: i64,
+    total_alerts: i64,
     /// The database's clock (`RateClock::Database`).
     database_clock: i64,
 }
@@ -213,7 +216,7 @@ static HOLD_STATE: ClockSql = ClockSql::new(
                ks.latest_day, ks.spent_total_micros, ks.held_total_micros, \
                COALESCE(d.spent_micros, 0), COALESCE(d.held_micros, 0), ks.rate_tat_micros, \
                r.execution_id, r.expires_at, e.request_hash, e.state, x.status, x.body, p.request_hash, \
-               a.low_balance_thresholds, a.low_balance_fired, {clock} \
+               a.low_balance_thresholds, a.low_balance_fired, COALESCE(d.alerts, 0), ks.alerts, {clock} \
              FROM keys k JOIN key_spend ks ON ks.key_id = k.id JOIN accounts a ON a.id = k.account_id \
              LEFT JOIN key_secrets s ON s.id = ?2 AND s.key_id = k.id \
              LEFT JOIN key_days d ON d.key_id = k.id \
@@ -259,7 +262,9 @@ fn hold_state_from_row(row: &Row, key_id: KeyId) -> StoreResult<HoldState> {
         resumable_request: row.get(23)?,
         low_balance_thresholds: super::accounts::cents_list(&row.get::<String>(24)?)?,
         low_balance_fired: super::accounts::cents_list(&row.get::<String>(25)?)?,
-        database_clock: row.get(26)?,
+        day_alerts: row.get(26)?,
+        total_alerts: row.get(27)?,
+        database_clock: row.get(28)?,
     })
 }
 
@@ -305,12 +310,22 @@ pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginO
     let outcome = match existing_outcome(conn, start, held.recorded.take())? {
         Some(outcome) => outcome,
         None if held.resumable_request_differs(start) => BeginOutcome::Mismatch,
-        None => match (rooms.low_balance_crossed(start, &held), rooms.admit(start, &held)) {
-            (_, Err(refusal)) => BeginOutcome::Refused(refusal),
-            (crossed, Ok(day)) => {
-                place_hold(conn, start, day, tat)?;
-                fire_low_balance(conn, start, &held, &crossed)?;
-                let id = conn.insert(
+        None => {
+            match (rooms.low_balance_crossed(start, &held), rooms.cap_alerts(start, &held), rooms.admit(start, &held)) {
+                (_, (day, alerts), Err(refusal)) => {
+                    fire_cap_alerts(conn, start, day, alerts.into_iter().filter(|a| a.refused(&refusal)))?;
+                    BeginOutcome::Refused(refusal)
+                }
+                (crossed, (_, alerts), Ok(day)) => {
+                    place_hold(conn, start, day, tat)?;
+                    fire_low_balance(conn, start, &held, &crossed)?;
+                    fire_cap_alerts(
+                        conn,
+                        start,
+                        day,
+                        alerts.into_iter().filter(|a| matches!(a, CapAlert::Threshold(_))),
+                    )?;
+                    let id = conn.insert(
                     "INSERT INTO executions (public_id, account_id, key_id, secret_id, idempotency_key, request_hash, \
                      tool, state, sandbox, day_number, hold_micros, created_at, node_id) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?11, ?12) RETURNING id",
@@ -329,16 +344,22 @@ pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginO
                         start.node.0
                     ],
                 )?;
-                let execution = started(start, id, day);
-                conn.execute(
-                    "INSERT INTO idempotency_records (key_id, idempotency_key, execution_id, expires_at) \
+                    let execution = started(start, id, day);
+                    conn.execute(
+                        "INSERT INTO idempotency_records (key_id, idempotency_key, execution_id, expires_at) \
                      VALUES (?1, ?2, ?3, ?4)",
-                    params![start.key_id, start.idempotency_key[..], execution.id, to_db(start.idempotency_expires_at)],
-                )?;
-                ledger(conn, &execution, &[(LedgerKind::Hold, start.hold)], start.now)?;
-                return Ok(BeginOutcome::Started(execution));
+                        params![
+                            start.key_id,
+                            start.idempotency_key[..],
+                            execution.id,
+                            to_db(start.idempotency_expires_at)
+                        ],
+                    )?;
+                    ledger(conn, &execution, &[(LedgerKind::Hold, start.hold)], start.now)?;
+                    return Ok(BeginOutcome::Started(execution));
+                }
             }
-        },
+        }
     };
     conn.execute("UPDATE key_spend SET rate_tat_micros = ?2 WHERE key_id = ?1", params![start.key_id, tat])?;
     Ok(outcome)
@@ -360,6 +381,39 @@ fn fire_low_balance(conn: &dyn Db, start: &ExecutionStart, held: &HoldState, cro
     for threshold in crossed {
         let data = crate::events::balance_low(*threshold, available);
         super::webhooks::emit(conn, start.account_id, crate::events::BALANCE_LOW, data, start.now)?;
+    }
+    Ok(())
+}
+
+/// Sends the cap alerts `alerts` of the key of `start` (the hold counting, or refused, on
+/// `day`) and records them sent, so each goes once per key and cap (and day).
+fn fire_cap_alerts(
+    conn: &dyn Db,
+    start: &ExecutionStart,
+    day: i64,
+    alerts: impl Iterator<Item = CapAlert>,
+) -> StoreResult<()> {
+    let alerts: Vec<CapAlert> = alerts.collect();
+    if alerts.is_empty() {
+        return Ok(());
+    }
+    for alert in &alerts {
+        match alert.cap() {
+            Cap::Daily => conn.execute(
+                "INSERT INTO key_days (key_id, day_number, alerts) VALUES (?1, ?2, ?3) ON CONFLICT (key_id, day_number) \
+                 DO UPDATE SET alerts = key_days.alerts | excluded.alerts",
+                params![start.key_id, day, alert.bit()],
+            )?,
+            Cap::Total => conn.execute(
+                "UPDATE key_spend SET alerts = alerts | ?2 WHERE key_id = ?1",
+                params![start.key_id, alert.bit()],
+            )?,
+        };
+    }
+    let key = super::keys::require_key(conn, start.account_id, start.key_id)?;
+    for alert in alerts {
+        let (kind, data) = crate::events::cap_alert(&key, alert, day);
+        super::webhooks::emit(conn, start.account_id, kind, data, start.now)?;
     }
     Ok(())
 }

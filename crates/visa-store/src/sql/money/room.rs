@@ -65,8 +65,7 @@ impl Rooms {
         if start.sandbox {
             return vec![];
         }
-        let account =
-            self.accounts.entry(start.account_id).or_insert(AccountRoom { available: held.available, held_added: 0 });
+        let account = self.account_room(start, held);
         let before = Micros(account.available);
         let after = Micros(account.available - start.hold.0);
         rules::low_balance_crossed(&held.low_balance_thresholds, &held.low_balance_fired, before, after)
@@ -98,13 +97,34 @@ impl Rooms {
             read_only: held.read_only,
         };
         gate.admit(start.now, start.client_ip, &start.tool).map_err(HoldRefusal::Denied)?;
-        let account = (!start.sandbox).then(|| {
-            &mut *self
-                .accounts
-                .entry(start.account_id)
-                .or_insert(AccountRoom { available: held.available, held_added: 0 })
-        });
-        let available = account.as_ref().map(|a| Micros(a.available));
+        let (day, caps) = self.cap_state(start, held);
+        if let Some(refusal) = rules::cap_refusal(&caps, start.hold) {
+            return Err(refusal);
+        }
+        let hold = start.hold.0;
+        let (spent_day, held_day) = (caps.spent_day.0, caps.held_day.0);
+        let key = key_room(&mut self.keys, start, held);
+        key.latest_day = day;
+        key.held_total += hold;
+        key.held_added += hold;
+        key.days.insert(day, (spent_day, held_day + hold));
+        *key.held_added_by_day.entry(day).or_default() += hold;
+        if !start.sandbox {
+            let account = self.account_room(start, held);
+            account.available -= hold;
+            account.held_added += hold;
+        }
+        Ok(day)
+    }
+
+    fn account_room(&mut self, start: &ExecutionStart, held: &HoldState) -> &mut AccountRoom {
+        self.accounts.entry(start.account_id).or_insert(AccountRoom { available: held.available, held_added: 0 })
+    }
+
+    /// The hold's day and the caps it is decided against: the key's counters as read plus the
+    /// holds admitted before it, the account's available balance (none for a sandbox call).
+    fn cap_state(&mut self, start: &ExecutionStart, held: &HoldState) -> (i64, rules::CapState) {
+        let available = (!start.sandbox).then(|| Micros(self.account_room(start, held).available));
         let key = key_room(&mut self.keys, start, held);
         let day = rules::hold_day(start.day_number, key.latest_day);
         // The day is the read's or one an earlier hold of this transaction counted on.
@@ -118,19 +138,15 @@ impl Rooms {
             held_total: Micros(key.held_total),
             available,
         };
-        if let Some(refusal) = rules::cap_refusal(&caps, start.hold) {
-            return Err(refusal);
-        }
-        let hold = start.hold.0;
-        key.latest_day = day;
-        key.held_total += hold;
-        key.held_added += hold;
-        key.days.insert(day, (spent_day, held_day + hold));
-        *key.held_added_by_day.entry(day).or_default() += hold;
-        if let Some(account) = account {
-            account.available -= hold;
-            account.held_added += hold;
-        }
-        Ok(day)
+        (day, caps)
+    }
+
+    /// The cap alerts the hold would set off (`rules::cap_alerts`), with the alerts the read
+    /// found already sent (on a day other than the read's, none were).
+    pub fn cap_alerts(&mut self, start: &ExecutionStart, held: &HoldState) -> (i64, Vec<rules::CapAlert>) {
+        let (day, caps) = self.cap_state(start, held);
+        let read_day = rules::hold_day(start.day_number, held.latest_day);
+        let day_alerts = if day == read_day { held.day_alerts } else { 0 };
+        (day, rules::cap_alerts(&caps, start.hold, day_alerts, held.total_alerts))
     }
 }

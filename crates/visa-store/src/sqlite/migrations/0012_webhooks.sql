@@ -60,3 +60,8 @@ CREATE INDEX webhook_attempts_by_endpoint ON webhook_attempts(endpoint_id, id);
 -- `balance.low`, and those that fired and wait for a credit to lift the balance above them.
 ALTER TABLE accounts ADD COLUMN low_balance_thresholds TEXT NOT NULL DEFAULT '[1000]';
 ALTER TABLE accounts ADD COLUMN low_balance_fired TEXT NOT NULL DEFAULT '[]';
+
+-- Cap alerts already sent (bit 1: passed 80 % of the cap, bit 2: a call refused by it): the
+-- daily cap's per key and day, the total cap's per key.
+ALTER TABLE key_days ADD COLUMN alerts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE key_spend ADD COLUMN alerts INTEGER NOT NULL DEFAULT 0;
