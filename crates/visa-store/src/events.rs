@@ -2,7 +2,7 @@
 //! and its `data` (docs/webhooks.md has the catalog with sample payloads). Keys are named by
 //! `key_id`, `label` and `key_prefix`; money by `*_cents` and `*_micros`.
 
-use crate::model::{KeyRecord, RevokeCause};
+use crate::model::{KeyId, KeyRecord, RevokeCause};
 use crate::rules::{CAP_ALERT_PERCENT, Cap, CapAlert};
 use serde_json::{Value, json};
 use visa_core::money::Micros;
@@ -12,11 +12,33 @@ pub const WEBHOOK_TEST: &str = "webhook.test";
 pub const KEY_CREATED: &str = "key.created";
 pub const KEY_REVOKED: &str = "key.revoked";
 pub const BALANCE_LOW: &str = "balance.low";
+pub const EXECUTION_RECONCILE_REQUIRED: &str = "execution.reconcile_required";
 pub const KEY_CAP_THRESHOLD: &str = "key.cap.threshold";
 pub const KEY_CAP_REACHED: &str = "key.cap.reached";
 
 /// Every type an endpoint may subscribe to (`*` subscribes to all).
-pub const TYPES: &[&str] = &[BALANCE_LOW, KEY_CAP_REACHED, KEY_CAP_THRESHOLD, KEY_CREATED, KEY_REVOKED, WEBHOOK_TEST];
+pub const TYPES: &[&str] = &[
+    BALANCE_LOW,
+    EXECUTION_RECONCILE_REQUIRED,
+    KEY_CAP_REACHED,
+    KEY_CAP_THRESHOLD,
+    KEY_CREATED,
+    KEY_REVOKED,
+    WEBHOOK_TEST,
+];
+
+/// `execution.reconcile_required`: a call whose outcome could not be recorded waits for an
+/// operator, its hold kept; the execution id is also the support id its caller was given.
+pub fn reconcile_required(public_id: &str, key_id: KeyId, tool: &str, hold: Micros) -> Value {
+    json!({
+        "execution_id": public_id,
+        "support_id": public_id,
+        "key_id": key_id,
+        "tool": tool,
+        "hold_cents": hold.cents_ceil(),
+        "hold_micros": hold.0,
+    })
+}
 
 /// `key.cap.threshold` (the key's captured and held spend passed 80 % of a cap) or
 /// `key.cap.reached` (a call was refused by it): the key, which cap, its amount and, for the

@@ -627,3 +627,46 @@ async fn webhook_events_go_with_their_cause_to_the_endpoints_that_want_them_one_
         store.claim_webhook_deliveries(b, later + Duration::hours(1), lease + Duration::hours(1), 100).await.unwrap();
     assert!(resent.iter().any(|d| d.event_id == due.event_id), "{resent:?}");
 }
+
+/// Both ways a call comes to wait for an operator send `execution.reconcile_required` with it,
+/// once: its node's lease ended (a bulk reclaim), or its outcome could not be recorded.
+#[tokio::test]
+async fn a_call_left_for_an_operator_is_announced_once_in_the_same_transaction() {
+    let mut f = fixture().await;
+    let t0 = OffsetDateTime::now_utc();
+    let ctx = AuditContext { actor: Actor::Operator, ip: None, user_agent: None, now: t0 };
+    let hook = NewWebhook {
+        account_id: f.account,
+        url: "https://ops.example/hook".into(),
+        events: vec!["execution.reconcile_required".into()],
+        description: String::new(),
+        secret_salt: vec![1; 16],
+    };
+    f.store.create_webhook(hook, ctx).await.unwrap();
+    let node = f.store.register_node("a:1", t0, LEASE).await.unwrap();
+    let unrecorded = f.begin(node, t0).await;
+    let lost = f.begin(node, t0).await;
+    assert!(f.store.require_reconcile(&unrecorded.execution.public_id).await.unwrap());
+    assert!(!f.store.require_reconcile(&unrecorded.execution.public_id).await.unwrap());
+    f.store.release_node(node).await.unwrap();
+    assert_eq!(f.store.reclaim_expired_nodes().await.unwrap(), 1, "the other call");
+    assert_eq!(f.store.reclaim_expired_nodes().await.unwrap(), 0);
+    let due = f
+        .store
+        .claim_webhook_deliveries(NodeId(9), t0 + Duration::hours(1), t0 + Duration::hours(2), 10)
+        .await
+        .unwrap();
+    let mut announced: Vec<String> = due
+        .iter()
+        .map(|d| {
+            let payload: serde_json::Value = serde_json::from_str(&d.payload).unwrap();
+            assert_eq!(payload["type"], "execution.reconcile_required");
+            assert_eq!(payload["data"]["hold_micros"], 10_000);
+            payload["data"]["support_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    announced.sort();
+    let mut expected = vec![unrecorded.execution.public_id.clone(), lost.execution.public_id.clone()];
+    expected.sort();
+    assert_eq!(announced, expected);
+}

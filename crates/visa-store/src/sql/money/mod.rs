@@ -636,11 +636,31 @@ pub(crate) fn abandon(conn: &dyn Db, public_id: &str, now: Timestamp) -> StoreRe
 
 /// A running execution whose outcome cannot be recorded: an operator decides it (the hold stays).
 pub(crate) fn require_reconcile(conn: &dyn Db, public_id: &str) -> StoreResult<bool> {
-    let changed = conn.execute(
-        "UPDATE executions SET state = 'reconcile_required' WHERE public_id = ?1 AND state = 'running'",
+    let rows = conn.query(
+        &format!(
+            "UPDATE executions SET state = 'reconcile_required' WHERE public_id = ?1 AND state = 'running' \
+             RETURNING {RECONCILE_EVENT_COLUMNS}"
+        ),
         params![public_id],
     )?;
-    Ok(changed == 1)
+    if !rows.is_empty() {
+        announce_reconcile(conn, &rows, nodes::database_clock(conn)?)?;
+    }
+    Ok(rows.len() == 1)
+}
+
+/// What `announce_reconcile` reads of each execution that became `reconcile_required`.
+const RECONCILE_EVENT_COLUMNS: &str = "public_id, account_id, key_id, tool, hold_micros";
+
+/// Sends `execution.reconcile_required` for each execution of `rows` (`RECONCILE_EVENT_COLUMNS`),
+/// in the transaction that moved it there.
+fn announce_reconcile(conn: &dyn Db, rows: &[Row], now: Timestamp) -> StoreResult<()> {
+    for row in rows {
+        let (public_id, account_id, key_id): (String, AccountId, KeyId) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        let data = crate::events::reconcile_required(&public_id, key_id, &row.get::<String>(3)?, Micros(row.get(4)?));
+        super::webhooks::emit(conn, account_id, crate::events::EXECUTION_RECONCILE_REQUIRED, data, now)?;
+    }
+    Ok(())
 }
 
 /// Records the outcome first (it refuses an execution that already ended), then moves the money.

@@ -72,12 +72,20 @@ pub(crate) fn reclaim_expired_nodes(conn: &dyn Db) -> StoreResult<u64> {
     conn.execute(EXPIRED.get(conn.dialect()), params![])?;
     // Also calls a reclaimed node began before it learnt it was reclaimed (a begin checks
     // that its node is live, but the reclaim may commit between that check and its commit).
-    conn.execute(
-        "UPDATE executions SET state = 'reconcile_required' WHERE state = 'running' AND \
-         (node_id IS NULL OR node_id IN (SELECT id FROM nodes WHERE reclaimed_at IS NOT NULL))",
+    let rows = conn.query(
+        &format!(
+            "UPDATE executions SET state = 'reconcile_required' WHERE state = 'running' AND \
+             (node_id IS NULL OR node_id IN (SELECT id FROM nodes WHERE reclaimed_at IS NOT NULL)) \
+             RETURNING {}",
+            super::RECONCILE_EVENT_COLUMNS
+        ),
         params![],
-    )
-    .map(|n| n as u64)
+    )?;
+    if !rows.is_empty() {
+        let now = database_clock(conn)?;
+        super::announce_reconcile(conn, &rows, now)?;
+    }
+    Ok(rows.len() as u64)
 }
 
 /// Nodes and their leases. Part of the store (`crate::Store`). Each server process registers
