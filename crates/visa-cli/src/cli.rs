@@ -43,6 +43,9 @@ pub enum Command {
     /// Members of the account and their roles (owner, admin, developer, viewer).
     #[command(subcommand)]
     Members(MembersCommand),
+    /// Webhook endpoints: signed events (low balance, caps, keys) sent to your HTTPS URL.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// The account's audit log: who changed what, from where.
     Audit(AuditArgs),
     /// List the tool catalog with prices.
@@ -286,6 +289,55 @@ pub enum AdminKeysCommand {
     List,
     /// Revoke an admin key.
     Revoke { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Register an endpoint; prints its signing secret once.
+    Create {
+        url: String,
+        /// An event type to send (repeatable), or `*` for all (the default).
+        #[arg(long = "event", value_name = "TYPE")]
+        events: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List the account's endpoints.
+    List,
+    /// Show one endpoint.
+    Get { id: i64 },
+    /// Change an endpoint's URL, events, description, or turn it off and on.
+    Update {
+        id: i64,
+        #[arg(long)]
+        url: Option<String>,
+        /// Replaces the event types (repeatable).
+        #[arg(long = "event", value_name = "TYPE")]
+        events: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Delete an endpoint.
+    Delete { id: i64 },
+    /// A new signing secret, printed once; the old one keeps signing for 24 hours.
+    RotateSecret { id: i64 },
+    /// The endpoint's last delivery attempts.
+    Deliveries { id: i64 },
+    /// Send one event again (--event-id), or every failed delivery since a time (--since).
+    Replay {
+        id: i64,
+        #[arg(long, required_unless_present = "since", conflicts_with = "since")]
+        event_id: Option<String>,
+        /// RFC 3339, e.g. 2026-12-01T00:00:00Z.
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Send the endpoint a `webhook.test` event.
+    Test { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[test]
@@ -388,7 +389,7 @@ fn sessions_and_password_through_the_cli() {
 
 #[test]
 fn serve_reads_a_config_file_under_the_environment_and_the_flags() {
-    let dirs = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
     let file = dirs.path().join("visa.toml");
     std::fs::write(
         &file,
@@ -434,4 +435,70 @@ fn a_new_password_follows_the_one_rule_in_the_cli_and_the_api() {
     assert!(body["error"].as_str().unwrap().contains("a password must be 8 to 256 characters"), "{body}");
     let ok = server.cli(&["operator", "accounts", "create", "pat", "--password-stdin"], Some("eight-88\n"), None);
     assert_success(&ok);
+}
+
+/// A receiver that answers every request 200 and counts them.
+fn counting_receiver() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = [0u8; 65_536];
+            let _ = stream.read(&mut buffer);
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn webhooks_through_the_cli() {
+    let strict = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
+    let created = json(&strict.cli(&["operator", "accounts", "create", "hooks", "--json"], None, None));
+    let session = created["session_token"].as_str().unwrap().to_owned();
+    let refused = strict.cli(&["webhooks", "create", "http://127.0.0.1:9/hook"], None, Some(&session));
+    assert_one_line_error(&refused, "webhook-allow-private");
+
+    let server = ServerProcess::start(&["--webhook-allow-private", "127.0.0.0/8"], Some(OPERATOR_TOKEN));
+    let created = json(&server.cli(&["operator", "accounts", "create", "hooks", "--json"], None, None));
+    let session = created["session_token"].as_str().unwrap().to_owned();
+    let (port, received) = counting_receiver();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let secret =
+        assert_success(&server.cli(&["webhooks", "create", &url, "--event", "key.created"], None, Some(&session)));
+    assert!(secret.trim().starts_with("whsec_"), "{secret}");
+    let listed = assert_success(&server.cli(&["webhooks", "list"], None, Some(&session)));
+    assert!(listed.contains(&url) && listed.contains("key.created") && listed.contains("enabled"), "{listed}");
+    assert!(!listed.contains(secret.trim()), "the secret is shown once");
+
+    let sent = assert_success(&server.cli(&["webhooks", "test", "1"], None, Some(&session)));
+    assert!(sent.contains("msg_"), "{sent}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while received.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the test event never arrived");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut log = String::new();
+    while !log.contains("200") {
+        assert!(std::time::Instant::now() < deadline, "no delivery logged: {log}");
+        std::thread::sleep(Duration::from_millis(50));
+        log = assert_success(&server.cli(&["webhooks", "deliveries", "1"], None, Some(&session)));
+    }
+    assert!(log.contains("webhook.test"), "{log}");
+
+    let disabled = assert_success(&server.cli(&["webhooks", "update", "1", "--disable"], None, Some(&session)));
+    assert!(disabled.contains("disabled"), "{disabled}");
+    let rotated = assert_success(&server.cli(&["webhooks", "rotate-secret", "1"], None, Some(&session)));
+    assert!(rotated.trim().starts_with("whsec_") && rotated.trim() != secret.trim(), "{rotated}");
+    assert_one_line_error(
+        &server.cli(&["webhooks", "replay", "1", "--event-id", "msg_nope"], None, Some(&session)),
+        "NOT_FOUND",
+    );
+    assert_success(&server.cli(&["webhooks", "delete", "1"], None, Some(&session)));
+    assert_one_line_error(&server.cli(&["webhooks", "get", "1"], None, Some(&session)), "NOT_FOUND");
 }

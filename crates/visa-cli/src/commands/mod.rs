@@ -11,6 +11,7 @@ mod operator;
 mod serve;
 mod sessions;
 mod tools;
+mod webhooks;
 
 use crate::cli::{Cli, Command};
 use crate::output::print_json;
@@ -31,6 +32,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => keys::run(command, json).await,
         Command::AdminKeys(command) => admin_keys::run(command, json).await,
         Command::Members(command) => members::run(command, json).await,
+        Command::Webhooks(command) => webhooks::run(command, json).await,
         Command::Audit(args) => audit::run(args, json).await,
         Command::Tools => tools::run(json).await,
         Command::Operator(command) => operator::run(command, json).await,
