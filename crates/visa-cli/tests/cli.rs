@@ -437,25 +437,6 @@ fn a_new_password_follows_the_one_rule_in_the_cli_and_the_api() {
     assert_success(&ok);
 }
 
-/// A receiver that answers every request 200 and counts them.
-fn counting_receiver() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = count.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buffer = [0u8; 65_536];
-            let _ = stream.read(&mut buffer);
-            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-        }
-    });
-    (port, count)
-}
-
 #[test]
 fn webhooks_through_the_cli() {
     let strict = ServerProcess::start(&[], Some(OPERATOR_TOKEN));
@@ -467,8 +448,8 @@ fn webhooks_through_the_cli() {
     let server = ServerProcess::start(&["--webhook-allow-private", "127.0.0.0/8"], Some(OPERATOR_TOKEN));
     let created = json(&server.cli(&["operator", "accounts", "create", "hooks", "--json"], None, None));
     let session = created["session_token"].as_str().unwrap().to_owned();
-    let (port, received) = counting_receiver();
-    let url = format!("http://127.0.0.1:{port}/hook");
+    let receiver = WebhookReceiver::start();
+    let url = receiver.url();
     let secret =
         assert_success(&server.cli(&["webhooks", "create", &url, "--event", "key.created"], None, Some(&session)));
     assert!(secret.trim().starts_with("whsec_"), "{secret}");
@@ -479,7 +460,7 @@ fn webhooks_through_the_cli() {
     let sent = assert_success(&server.cli(&["webhooks", "test", "1"], None, Some(&session)));
     assert!(sent.contains("msg_"), "{sent}");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while received.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+    while receiver.requests().is_empty() {
         assert!(std::time::Instant::now() < deadline, "the test event never arrived");
         std::thread::sleep(Duration::from_millis(50));
     }

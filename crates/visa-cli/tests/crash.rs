@@ -288,3 +288,47 @@ fn a_reconciled_queue_call_is_never_resumed() {
     ledger_verifies(&server);
     drop(runtime);
 }
+
+/// The outbox survives `kill -9`: an event committed with its cause, whose delivery failed
+/// (nothing listened yet), is delivered by the restarted server once its retry is due.
+#[test]
+fn a_webhook_event_committed_before_a_kill_9_is_delivered_after_the_restart() {
+    let allow = ["--webhook-allow-private", "127.0.0.0/8"];
+    let mut server = ServerProcess::start(&allow, Some(OPERATOR_TOKEN));
+    let t = tenant(&server, "hooked", 1_000);
+    // A port nothing listens on yet: the first attempt is refused and retried 5 s later.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let client = reqwest::blocking::Client::new();
+    let endpoint = json!({ "url": format!("http://127.0.0.1:{port}/hook"), "events": ["key.created"] });
+    let created = client.post(format!("{}/v1/api/webhooks", server.url)).bearer_auth(&t.session).json(&endpoint).send();
+    assert_eq!(created.unwrap().status().as_u16(), 201);
+    let key = client
+        .post(format!("{}/v1/api/keys", server.url))
+        .bearer_auth(&t.session)
+        .json(&json!({ "label": "late" }))
+        .send();
+    assert_eq!(key.unwrap().status().as_u16(), 201);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let event_id = loop {
+        let log = get(&server.url, "/v1/api/webhooks/1/deliveries", &t.session);
+        if let Some(attempt) = log["deliveries"].as_array().and_then(|a| a.first()) {
+            assert!(attempt["status"].is_null() && attempt["error"].is_string(), "{attempt}");
+            break attempt["event_id"].as_str().unwrap().to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "the first attempt was never made");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    server.kill_9();
+
+    let receiver = WebhookReceiver::on(port);
+    let server = ServerProcess::start_in(server.dirs.clone(), &allow, Some(OPERATOR_TOKEN));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while receiver.requests().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the committed event was never delivered after the restart");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let delivered = receiver.requests().concat();
+    assert!(delivered.contains(&format!("webhook-id: {event_id}")), "{delivered}");
+    assert!(delivered.contains("key.created"), "{delivered}");
+    ledger_verifies(&server);
+}

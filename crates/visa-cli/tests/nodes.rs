@@ -533,3 +533,37 @@ fn an_mcp_session_opened_on_one_node_continues_on_the_other() {
     assert_eq!(balance_micros(cluster.url(1), &t.session), before - PRICE_MICROS, "charged once");
     cluster.ledger_verifies();
 }
+
+/// Two nodes deliver one outbox: every event reaches the receiver, none twice (each delivery
+/// is leased by one node at a time), whichever node wrote it.
+#[test]
+fn webhook_events_written_on_two_nodes_are_each_delivered_once() {
+    let cluster = Cluster::start(2, false, 3);
+    let t = tenant(&cluster.nodes[0], "hooks", 1_000);
+    let receiver = WebhookReceiver::start();
+    let endpoint = json!({ "url": receiver.url(), "events": ["webhook.test"] });
+    assert_eq!(
+        send(reqwest::Method::POST, format!("{}/v1/api/webhooks", cluster.nodes[0].url), &t.session, Some(endpoint)).0,
+        201
+    );
+    let mut sent = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        let url = format!("{}/v1/api/webhooks/1/test", cluster.nodes[i % 2].url);
+        let (status, body) = send(reqwest::Method::POST, url, &t.session, Some(json!({})));
+        assert_eq!(status, 200, "{body}");
+        sent.insert(body["event_id"].as_str().unwrap().to_owned());
+    }
+    let started = Instant::now();
+    while receiver.requests().len() < sent.len() {
+        assert!(started.elapsed() < Duration::from_secs(20), "{} of 40 delivered", receiver.requests().len());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    let ids: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.lines().find_map(|l| l.strip_prefix("webhook-id: ")).unwrap_or_default().trim().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 40, "each event once, none twice: {ids:?}");
+    assert_eq!(ids.into_iter().collect::<std::collections::BTreeSet<_>>(), sent);
+}

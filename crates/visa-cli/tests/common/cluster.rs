@@ -37,7 +37,11 @@ impl Cluster {
             Some(proxy) => proxy.rewrite(&database_url),
             None => database_url.clone(),
         };
-        let flags = vec!["--database".to_owned(), node_url, "--node-lease".to_owned(), format!("{lease_s}s")];
+        // Webhooks may reach a receiver on this machine.
+        let flags =
+            ["--database", &node_url, "--node-lease", &format!("{lease_s}s"), "--webhook-allow-private", "127.0.0.0/8"]
+                .map(str::to_owned)
+                .to_vec();
         let mut cluster = Self { nodes: vec![], database_url, proxy, flags };
         for _ in 0..count {
             let node = cluster.spawn(Arc::new(tempfile::tempdir().unwrap()));

@@ -260,3 +260,42 @@ pub fn race<T: Send + 'static>(calls: usize, call: impl Fn(usize) -> T + Send + 
         .collect();
     threads.into_iter().map(|t| t.join().unwrap()).collect()
 }
+
+/// A webhook receiver on a loopback port: it answers every request 200 and keeps each one
+/// (head and body, as text). `on` binds a port chosen earlier (a receiver that comes up late).
+pub struct WebhookReceiver {
+    pub port: u16,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl WebhookReceiver {
+    pub fn start() -> Self {
+        Self::on(0)
+    }
+
+    pub fn on(port: u16) -> Self {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let kept = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut buffer = vec![0u8; 65_536];
+                let read = stream.read(&mut buffer).unwrap_or(0);
+                kept.lock().unwrap().push(String::from_utf8_lossy(&buffer[..read]).into_owned());
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            }
+        });
+        Self { port, requests }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
