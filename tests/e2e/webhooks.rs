@@ -278,3 +278,35 @@ async fn racing_calls_past_a_keys_daily_cap_send_one_threshold_alert_and_one_cap
     assert!(got.iter().all(|d| d["verified_by"] == json!([0])));
     assert!(app.verify_ledger().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_key_is_announced_a_week_and_a_day_before_it_expires_and_again_after_a_new_expiry() {
+    let app = TestApp::spawn_with(|c| {
+        c.webhook_allow_private = vec!["127.0.0.0/8".parse().unwrap()];
+        c.sweep_interval = Duration::from_millis(100);
+    })
+    .await;
+    let receiver = Receiver::start();
+    let session = app.account("expiring", true, 100).await;
+    let created =
+        app.post("/v1/api/webhooks", &session, json!({ "url": receiver.url(), "events": ["key.expiring"] })).await;
+    let secret = created.assert_ok(201)["secret"].as_str().unwrap().to_owned();
+    receiver.control("/secrets", json!({ "secrets": [secret] })).await;
+    let expires_at = visa_e2e::rfc3339_in(3 * 86_400);
+    let (key_id, _) = app.key(&session, json!({ "label": "short", "expires_at": expires_at })).await;
+    let got = receiver.until(1).await;
+    assert_eq!(got[0]["body"]["data"]["key_id"], json!(key_id));
+    assert_eq!(got[0]["body"]["data"]["days_before"], 7);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().await.len(), 1, "once per notice");
+    // Two and a half days later (on the server's clock), the day's notice.
+    app.clock.advance(time::Duration::hours(60));
+    let got = receiver.until(2).await;
+    assert_eq!(got[1]["body"]["data"]["days_before"], 1);
+    // A new expiry re-arms the notices.
+    let later = json!({ "expires_at": visa_e2e::rfc3339_in(3 * 86_400 + 5 * 86_400) });
+    app.patch(&format!("/v1/api/keys/{key_id}"), &session, later).await.assert_ok(200);
+    let got = receiver.until(3).await;
+    assert_eq!(got[2]["body"]["data"]["days_before"], 7, "{:?}", got[2]);
+    assert!(got.iter().all(|d| d["verified_by"] == json!([0])));
+}

@@ -11,6 +11,7 @@ use visa_core::money::Micros;
 pub const WEBHOOK_TEST: &str = "webhook.test";
 pub const KEY_CREATED: &str = "key.created";
 pub const KEY_REVOKED: &str = "key.revoked";
+pub const KEY_EXPIRING: &str = "key.expiring";
 pub const BALANCE_LOW: &str = "balance.low";
 pub const EXECUTION_RECONCILE_REQUIRED: &str = "execution.reconcile_required";
 pub const KEY_CAP_THRESHOLD: &str = "key.cap.threshold";
@@ -23,6 +24,7 @@ pub const TYPES: &[&str] = &[
     KEY_CAP_REACHED,
     KEY_CAP_THRESHOLD,
     KEY_CREATED,
+    KEY_EXPIRING,
     KEY_REVOKED,
     WEBHOOK_TEST,
 ];
@@ -79,6 +81,14 @@ pub fn balance_low(threshold_cents: i64, available: Micros) -> Value {
 /// A key as events name it.
 pub fn key(key: &KeyRecord) -> Value {
     json!({ "key_id": key.id, "label": key.policy.label.as_str(), "key_prefix": key.key_prefix() })
+}
+
+/// `key.expiring`: the key, when it expires, and which notice this is (7 or 1 days before).
+pub fn key_expiring(key: &KeyRecord, days_before: i64) -> Value {
+    let mut data = self::key(key);
+    data["expires_at"] = crate::audit::time(key.policy.expires_at);
+    data["days_before"] = json!(days_before);
+    data
 }
 
 /// `key.revoked`: the key and why: `revoked` by a member or an admin key, `leaked` when its raw

@@ -131,7 +131,9 @@ fn write_policy(conn: &dyn Db, key_id: KeyId, policy: &KeyPolicy) -> StoreResult
     conn.execute(
         "UPDATE keys SET label = ?2, tool_scope = ?3, allowed_tools = ?4, allowed_cidrs = ?5, daily_cap_cents = ?6, \
          total_cap_cents = ?7, expires_at = ?8, read_only = ?9, rate_limit_per_second = ?10, \
-         idempotency_optional = ?11 WHERE id = ?1",
+         idempotency_optional = ?11, \
+         expiry_alerts = CASE WHEN COALESCE(expires_at, -1) = COALESCE(CAST(?8 AS BIGINT), -1) THEN expiry_alerts ELSE 0 END \
+         WHERE id = ?1",
         params![
             key_id,
             policy.label.as_str(),
@@ -199,6 +201,31 @@ pub(crate) fn create(conn: &dyn Db, new: &NewKey, ctx: &AuditContext) -> StoreRe
     audit::record(conn, key.account_id, ctx, "key.created", &key_target(key_id), Value::Null, key_snapshot(&key))?;
     webhooks::emit(conn, key.account_id, events::KEY_CREATED, events::key(&key), ctx.now)?;
     Ok(key)
+}
+
+/// Sends `key.expiring` for live keys that expire within a week (bit 1) or a day (bit 2) of
+/// `now` and were not told so yet for their current expiry (a change of `expires_at` re-arms
+/// them): the nearer notice only, if both are due. At most `limit` keys; how many. Where
+/// writers run concurrently, a key another node is announcing is skipped.
+pub(crate) fn announce_expiring(conn: &dyn Db, now: Timestamp, limit: u32) -> StoreResult<usize> {
+    let (week, day) = (to_db(now + time::Duration::days(7)), to_db(now + time::Duration::days(1)));
+    let lock = if conn.dialect().single_writer() { "" } else { "FOR UPDATE SKIP LOCKED" };
+    let due = conn.query_map(
+        &format!(
+            "SELECT id, account_id, expires_at FROM keys WHERE revoked_at IS NULL AND expires_at > ?1 \
+             AND ((expires_at <= ?2 AND expiry_alerts & 1 = 0) OR (expires_at <= ?3 AND expiry_alerts & 2 = 0)) \
+             ORDER BY id LIMIT ?4 {lock}"
+        ),
+        params![to_db(now), week, day, limit],
+        |row| Ok((row.get::<KeyId>(0)?, row.get::<AccountId>(1)?, row.get::<i64>(2)?)),
+    )?;
+    for (key_id, account_id, expires_at) in &due {
+        let (sent, days) = if *expires_at <= day { (3, 1) } else { (1, 7) };
+        conn.execute("UPDATE keys SET expiry_alerts = expiry_alerts | ?2 WHERE id = ?1", params![key_id, sent])?;
+        let key = require_key(conn, *account_id, *key_id)?;
+        webhooks::emit(conn, *account_id, events::KEY_EXPIRING, events::key_expiring(&key, days), now)?;
+    }
+    Ok(due.len())
 }
 
 pub(crate) fn list(conn: &dyn Db, account_id: AccountId, page: PageRequest) -> StoreResult<Page<KeyRecord>> {
@@ -356,6 +383,8 @@ pub(crate) fn record_use(conn: &dyn Db, uses: &[KeyUse]) -> StoreResult<()> {
 #[async_trait]
 pub trait KeyStore: Send + Sync {
     async fn create_key(&self, new: NewKey, audit: AuditContext) -> StoreResult<KeyRecord>;
+    /// Sends `key.expiring` for keys a week or a day from their expiry (`announce_expiring`).
+    async fn announce_expiring_keys(&self, now: Timestamp, limit: u32) -> StoreResult<usize>;
     async fn get_key(&self, account_id: AccountId, key_id: KeyId) -> StoreResult<Option<KeyRecord>>;
     async fn list_keys(&self, account_id: AccountId, page: PageRequest) -> StoreResult<Page<KeyRecord>>;
     async fn update_key(
@@ -397,6 +426,10 @@ pub trait KeyStore: Send + Sync {
 
 #[async_trait]
 impl<E: Engine> KeyStore for SqlStore<E> {
+    async fn announce_expiring_keys(&self, now: Timestamp, limit: u32) -> StoreResult<usize> {
+        self.write_locking(move |conn| announce_expiring(conn, now, limit)).await
+    }
+
     async fn create_key(&self, new: NewKey, ctx: AuditContext) -> StoreResult<KeyRecord> {
         self.write_credentials(move |conn| create(conn, &new, &ctx)).await
     }

@@ -65,3 +65,6 @@ ALTER TABLE accounts ADD COLUMN low_balance_fired TEXT NOT NULL DEFAULT '[]';
 -- daily cap's per key and day, the total cap's per key.
 ALTER TABLE key_days ADD COLUMN alerts BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE key_spend ADD COLUMN alerts BIGINT NOT NULL DEFAULT 0;
+
+-- Expiry alerts already sent for the key's current expiry (bit 1: a week before, bit 2: a day).
+ALTER TABLE keys ADD COLUMN expiry_alerts BIGINT NOT NULL DEFAULT 0;
