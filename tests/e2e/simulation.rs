@@ -13,7 +13,10 @@
 //! past a cap or the balance and none refused that fitted, each Idempotency-Key started at
 //! most once while its record lives, every answer as the model predicts, charge ≤ hold, and a
 //! preview server never contacting the provider; the ledger is verified every few steps, and
-//! at the end every hold must have ended.
+//! at the end every hold must have ended and the webhook outbox must hold exactly the alerts
+//! the model expects: one `balance.low` per crossing of an account's threshold, one
+//! `key.cap.threshold` per key, cap (and day) whose 80 % a hold passed, one `key.cap.reached`
+//! per key, cap (and day) that refused a call.
 //!
 //! `VISA_SIM_SEEDS` (default 48) seeds of `VISA_SIM_STEPS` (default 200) steps run in CI; a
 //! failure prints its seed, replayable with `VISA_SIM_SEED=<seed>` (add `VISA_SIM_TRACE=1` to
@@ -139,6 +142,10 @@ struct AccountModel {
     approved: bool,
     balance: i64,
     held: i64,
+    /// Its one low-balance threshold (cents), and whether it fired since the last credit
+    /// that lifted the available balance to it.
+    low_threshold: i64,
+    low_fired: bool,
 }
 
 /// What the model predicts a `begin` answers.
@@ -236,6 +243,8 @@ struct Sim {
     pending: Vec<Pending>,
     provider_calls_at_start: usize,
     stats: HashMap<&'static str, usize>,
+    /// The webhook alerts the model expects in the outbox, counted by what they name.
+    alerts: std::collections::BTreeMap<String, usize>,
 }
 
 impl Sim {
@@ -306,15 +315,35 @@ impl Sim {
             pending: vec![],
             provider_calls_at_start: 0,
             stats: HashMap::new(),
+            alerts: Default::default(),
         };
         let now = sim.now();
         sim.open(now).await;
         sim.provider_calls_at_start = sim.provider_calls();
-        for (n, credit) in [(0, 30_000i64), (1, 200_000)] {
+        for (n, credit, low_threshold) in [(0, 30_000i64, 2), (1, 200_000, 15)] {
             let login = format!("sim{n}");
             let new = NewAccount { login: login.clone(), password_hash: None, approved: true, credit: Micros(credit) };
-            let (account, _) = sim.state().store.create_account(new, audit(sim.now())).await.unwrap();
-            sim.accounts.push(AccountModel { id: account.id, login, approved: true, balance: credit, held: 0 });
+            let store = sim.state().store.clone();
+            let (account, _) = store.create_account(new, audit(sim.now())).await.unwrap();
+            store.set_low_balance_thresholds(account.id, vec![low_threshold], audit(sim.now())).await.unwrap();
+            let hook = NewWebhook {
+                account_id: account.id,
+                url: "https://alerts.example/hook".into(),
+                events: vec!["balance.low".into(), "key.cap.threshold".into(), "key.cap.reached".into()],
+                description: String::new(),
+                secret_salt: vec![n; 16],
+            };
+            store.create_webhook(hook, audit(sim.now())).await.unwrap();
+            let model = AccountModel {
+                id: account.id,
+                login,
+                approved: true,
+                balance: credit,
+                held: 0,
+                low_threshold,
+                low_fired: false,
+            };
+            sim.accounts.push(model);
         }
         for (account, daily, total) in [(0, 5, Some(12)), (0, 100, None), (1, 3, Some(8))] {
             sim.create_key(account, daily, total).await;
@@ -519,6 +548,7 @@ impl Sim {
         let hold = call.start.hold.0;
         let prepared_at = call.start.now;
         let expected = self.expect_store(key, &raw, tool, idem, request, hold);
+        let (placed_alerts, refused_alert) = self.expected_alerts(key, hold);
         // A record past its retention whose execution ended is purged by this begin, whatever
         // it answers: a clock stepped back later does not revive it.
         let now = self.now();
@@ -531,6 +561,13 @@ impl Sim {
         match (expected, execution::begin(&state, call).await) {
             (Expect::Started, Begun::Started(running)) => {
                 self.count("holds placed");
+                for alert in placed_alerts {
+                    if alert.starts_with("balance.low/") {
+                        let account = self.keys[key].account;
+                        self.accounts[account].low_fired = true;
+                    }
+                    self.alert(alert);
+                }
                 if node == 1 {
                     self.count("holds placed by the second node");
                 }
@@ -542,6 +579,11 @@ impl Sim {
             )),
             (expected, Begun::Answered(answer)) => {
                 let got = answer_of(answer);
+                if let Some(alert) = refused_alert
+                    .filter(|_| expected == Expect::Status(429, "RATE_LIMITED") && got.code == "RATE_LIMITED")
+                {
+                    self.alert(alert);
+                }
                 if over_mcp && got.replayed {
                     self.count("MCP requests delivered again, answered from their record");
                 }
@@ -607,6 +649,78 @@ impl Sim {
             k.total_cap_cents.is_some_and(|cap| k.spent_total + k.held_total + hold > cap * MICROS_PER_CENT);
         let over_balance = !self.preview && account.balance - account.held < hold;
         if over_daily || over_total || over_balance { Expect::Status(429, "RATE_LIMITED") } else { Expect::Started }
+    }
+
+    /// The alerts a hold of `hold` on `key` sends if it is placed (`.0`), and the one its
+    /// refusal by a cap sends (`.1`), as `rules` says and the model counts them.
+    fn expected_alerts(&self, key: usize, hold: i64) -> (Vec<String>, Option<String>) {
+        let k = &self.keys[key];
+        let day = rules::hold_day(rules::utc_day_number(self.now()), k.latest_day);
+        let date = time::Date::from_julian_day(2_440_588 + day as i32).unwrap();
+        let (spent_day, held_day) = k.days.get(&day).copied().unwrap_or_default();
+        let (day_used, total_used) = (spent_day + held_day, k.spent_total + k.held_total);
+        let account = &self.accounts[k.account];
+        let refused = if day_used + hold > k.daily_cap_cents * MICROS_PER_CENT {
+            Some(format!("key.cap.reached/{}/daily/{date}", k.id))
+        } else if k.total_cap_cents.is_some_and(|cap| total_used + hold > cap * MICROS_PER_CENT) {
+            Some(format!("key.cap.reached/{}/total", k.id))
+        } else {
+            None
+        };
+        let passes = |used: i64, cap: i64| {
+            let at = cap * MICROS_PER_CENT * rules::CAP_ALERT_PERCENT / 100;
+            used < at && used + hold >= at
+        };
+        let mut placed = vec![];
+        if passes(day_used, k.daily_cap_cents) {
+            placed.push(format!("key.cap.threshold/{}/daily/{date}", k.id));
+        }
+        if k.total_cap_cents.is_some_and(|cap| passes(total_used, cap)) {
+            placed.push(format!("key.cap.threshold/{}/total", k.id));
+        }
+        let available = account.balance - account.held;
+        let at = account.low_threshold * MICROS_PER_CENT;
+        if !self.preview && !account.low_fired && available >= at && available - hold < at {
+            placed.push(format!("balance.low/{}/{}", account.id, account.low_threshold));
+        }
+        (placed, refused)
+    }
+
+    /// Counts an alert the store must have sent: a cap alert once per what it names, a
+    /// low-balance alert once per crossing.
+    fn alert(&mut self, alert: String) {
+        if alert.starts_with("balance.low/") {
+            *self.alerts.entry(alert).or_default() += 1;
+        } else {
+            self.alerts.insert(alert, 1);
+        }
+    }
+
+    /// The outbox against the model: every alert it expects, once, and nothing else.
+    async fn check_alerts(&mut self) {
+        let far = self.now() + time::Duration::days(3650);
+        let due = self.state().store.claim_webhook_deliveries(NodeId(i64::MAX), far, far, 1_000_000).await.unwrap();
+        let mut found: std::collections::BTreeMap<String, usize> = Default::default();
+        for delivery in due {
+            let payload: Value = serde_json::from_str(&delivery.payload).unwrap();
+            let data = &payload["data"];
+            let name = match delivery.event_type.as_str() {
+                "balance.low" => format!("balance.low/{}/{}", delivery.endpoint.account_id, data["threshold_cents"]),
+                kind @ ("key.cap.threshold" | "key.cap.reached") => match data["cap"].as_str() {
+                    Some("daily") => format!("{kind}/{}/daily/{}", data["key_id"], data["day"].as_str().unwrap_or("?")),
+                    _ => format!("{kind}/{}/total", data["key_id"]),
+                },
+                other => format!("unexpected {other}"),
+            };
+            *found.entry(name).or_default() += 1;
+        }
+        for (name, n) in &found {
+            let what = if name.starts_with("balance.low") { "low-balance alerts" } else { "cap alerts" };
+            *self.stats.entry(what).or_default() += n;
+        }
+        if found != self.alerts {
+            self.fail(format!("the outbox holds {found:?}; the model expects {:?}", self.alerts));
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -853,6 +967,10 @@ impl Sim {
         let login = self.accounts[account].login.clone();
         self.state().store.credit_account(&login, Micros(micros), audit(self.now()), None).await.unwrap();
         self.accounts[account].balance += micros;
+        let a = &mut self.accounts[account];
+        if a.balance - a.held >= a.low_threshold * MICROS_PER_CENT {
+            a.low_fired = false;
+        }
         self.count("credits");
     }
 
@@ -1125,6 +1243,7 @@ impl Sim {
         }
         self.check().await;
         self.verify().await;
+        self.check_alerts().await;
         for a in &self.accounts {
             if a.held != 0 {
                 self.fail(format!("account {} still holds {}", a.login, a.held));
@@ -1218,6 +1337,8 @@ async fn the_money_path_holds_under_random_histories() {
         "clock moves",
         "RATE_LIMITED",
         "calls over MCP",
+        "low-balance alerts",
+        "cap alerts",
     ];
     for needed in needed.into_iter().chain([
         "pauses past the lease",

@@ -4,20 +4,20 @@
 use crate::auth::Session;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::wire::account::{AccountView, UpdateAccountRequest};
+use crate::wire::account::{AccountSettings, UpdateAccountSettings};
 use visa_core::role::Permission;
 
 /// The most thresholds an account keeps, and the largest one ($1M).
 const MAX_THRESHOLDS: usize = 10;
 const MAX_THRESHOLD_CENTS: i64 = 100_000_000;
 
-pub async fn get(state: &AppState, caller: &Session) -> ApiResult<AccountView> {
+pub async fn get(state: &AppState, caller: &Session) -> ApiResult<AccountSettings> {
     caller.require(Permission::Read)?;
     let account = state.store.account_by_id(caller.account.id).await?.ok_or_else(|| ApiError::invalid("no account"))?;
-    Ok(AccountView::from(&account))
+    Ok(AccountSettings::from(&account))
 }
 
-pub async fn update(state: &AppState, caller: &Session, req: UpdateAccountRequest) -> ApiResult<AccountView> {
+pub async fn update(state: &AppState, caller: &Session, req: UpdateAccountSettings) -> ApiResult<AccountSettings> {
     caller.require(Permission::Own)?;
     let Some(mut thresholds) = req.low_balance_thresholds_cents else {
         return get(state, caller).await;
@@ -30,5 +30,5 @@ pub async fn update(state: &AppState, caller: &Session, req: UpdateAccountReques
     thresholds.sort_unstable_by(|a, b| b.cmp(a));
     thresholds.dedup();
     let account = state.store.set_low_balance_thresholds(caller.account.id, thresholds, caller.audit(state)).await?;
-    Ok(AccountView::from(&account))
+    Ok(AccountSettings::from(&account))
 }

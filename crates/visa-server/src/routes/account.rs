@@ -5,7 +5,7 @@ use crate::auth::Session;
 use crate::error::ApiResult;
 use crate::extract::JsonBody;
 use crate::state::SharedState;
-use crate::wire::account::{AccountView, UpdateAccountRequest};
+use crate::wire::account::{AccountSettings, UpdateAccountSettings};
 use axum::Json;
 use axum::extract::State;
 use utoipa_axum::router::OpenApiRouter;
@@ -16,19 +16,19 @@ pub fn routes() -> OpenApiRouter<SharedState> {
     OpenApiRouter::new().routes(routes!(get, update))
 }
 
-#[utoipa::path(get, path = "/v1/api/account", tag = "account", responses((status = 200, body = AccountView)),
+#[utoipa::path(get, path = "/v1/api/account", tag = "account", responses((status = 200, body = AccountSettings)),
     security(("session" = [])))]
-pub async fn get(State(state): State<SharedState>, session: Session) -> ApiResult<Json<AccountView>> {
+pub async fn get(State(state): State<SharedState>, session: Session) -> ApiResult<Json<AccountSettings>> {
     Ok(Json(app::account::get(&state, &session).await?))
 }
 
-#[utoipa::path(patch, path = "/v1/api/account", tag = "account", request_body = UpdateAccountRequest,
-    responses((status = 200, body = AccountView), (status = 400, body = crate::wire::ErrorBody),
+#[utoipa::path(patch, path = "/v1/api/account", tag = "account", request_body = UpdateAccountSettings,
+    responses((status = 200, body = AccountSettings), (status = 400, body = crate::wire::ErrorBody),
         (status = 403, body = crate::wire::ErrorBody)), security(("session" = [])))]
 pub async fn update(
     State(state): State<SharedState>,
     session: Session,
-    JsonBody(req): JsonBody<UpdateAccountRequest>,
-) -> ApiResult<Json<AccountView>> {
+    JsonBody(req): JsonBody<UpdateAccountSettings>,
+) -> ApiResult<Json<AccountSettings>> {
     Ok(Json(app::account::update(&state, &session, req).await?))
 }

@@ -5,7 +5,7 @@ use utoipa::ToSchema;
 use visa_store::Account;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AccountView {
+pub struct AccountSettings {
     pub success: bool,
     pub login: String,
     pub approved: bool,
@@ -13,7 +13,7 @@ pub struct AccountView {
     pub low_balance_thresholds_cents: Vec<i64>,
 }
 
-impl From<&Account> for AccountView {
+impl From<&Account> for AccountSettings {
     fn from(a: &Account) -> Self {
         Self {
             success: true,
@@ -26,7 +26,7 @@ impl From<&Account> for AccountView {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateAccountRequest {
+pub struct UpdateAccountSettings {
     /// At most 10 amounts in cents, each from 1 to 100,000,000; `[]` turns the alerts off.
     pub low_balance_thresholds_cents: Option<Vec<i64>>,
 }
