@@ -13,13 +13,16 @@ use std::path::Path;
 use std::process::Command;
 use visa_e2e::{OPERATOR_TOKEN, TestApp};
 
-/// The operations that can end the fuzzer's own session (its id is a small integer a fuzzer
-/// will try).
-const SESSION_ENDING: [&str; 4] = [
+/// The operations that can end the fuzzer's own session, or take its rights away (its member
+/// id is a small integer a fuzzer will try, and once the fuzzer has made other owners — an
+/// owner may — the owner it signs in as may rightly be demoted).
+const SESSION_ENDING: [&str; 6] = [
     "DELETE /v1/api/sessions/current",
     "DELETE /v1/api/sessions/{id}",
     "DELETE /v1/api/members/{id}/sessions",
     "POST /v1/api/sessions/current/password",
+    "PATCH /v1/api/members/{id}",
+    "DELETE /v1/api/members/{id}",
 ];
 
 #[tokio::test(flavor = "multi_thread")]
