@@ -146,6 +146,8 @@ struct AccountModel {
     /// that lifted the available balance to it.
     low_threshold: i64,
     low_fired: bool,
+    /// Whether `balance.depleted` fired since the last credit.
+    depleted_fired: bool,
 }
 
 /// What the model predicts a `begin` answers.
@@ -329,7 +331,9 @@ impl Sim {
             let hook = NewWebhook {
                 account_id: account.id,
                 url: "https://alerts.example/hook".into(),
-                events: vec!["balance.low".into(), "key.cap.threshold".into(), "key.cap.reached".into()],
+                events: ["balance.low", "balance.depleted", "key.cap.threshold", "key.cap.reached"]
+                    .map(String::from)
+                    .to_vec(),
                 description: String::new(),
                 secret_salt: vec![n; 16],
             };
@@ -342,6 +346,7 @@ impl Sim {
                 held: 0,
                 low_threshold,
                 low_fired: false,
+                depleted_fired: false,
             };
             sim.accounts.push(model);
         }
@@ -582,6 +587,10 @@ impl Sim {
                 if let Some(alert) = refused_alert
                     .filter(|_| expected == Expect::Status(429, "RATE_LIMITED") && got.code == "RATE_LIMITED")
                 {
+                    if alert.starts_with("balance.depleted/") {
+                        let account = self.keys[key].account;
+                        self.accounts[account].depleted_fired = true;
+                    }
                     self.alert(alert);
                 }
                 if over_mcp && got.replayed {
@@ -664,6 +673,8 @@ impl Sim {
             Some(format!("key.cap.reached/{}/daily/{date}", k.id))
         } else if k.total_cap_cents.is_some_and(|cap| total_used + hold > cap * MICROS_PER_CENT) {
             Some(format!("key.cap.reached/{}/total", k.id))
+        } else if !self.preview && !account.depleted_fired && account.balance - account.held < hold {
+            Some(format!("balance.depleted/{}", account.id))
         } else {
             None
         };
@@ -689,7 +700,7 @@ impl Sim {
     /// Counts an alert the store must have sent: a cap alert once per what it names, a
     /// low-balance alert once per crossing.
     fn alert(&mut self, alert: String) {
-        if alert.starts_with("balance.low/") {
+        if alert.starts_with("balance.") {
             *self.alerts.entry(alert).or_default() += 1;
         } else {
             self.alerts.insert(alert, 1);
@@ -706,6 +717,7 @@ impl Sim {
             let data = &payload["data"];
             let name = match delivery.event_type.as_str() {
                 "balance.low" => format!("balance.low/{}/{}", delivery.endpoint.account_id, data["threshold_cents"]),
+                "balance.depleted" => format!("balance.depleted/{}", delivery.endpoint.account_id),
                 kind @ ("key.cap.threshold" | "key.cap.reached") => match data["cap"].as_str() {
                     Some("daily") => format!("{kind}/{}/daily/{}", data["key_id"], data["day"].as_str().unwrap_or("?")),
                     _ => format!("{kind}/{}/total", data["key_id"]),
@@ -715,7 +727,11 @@ impl Sim {
             *found.entry(name).or_default() += 1;
         }
         for (name, n) in &found {
-            let what = if name.starts_with("balance.low") { "low-balance alerts" } else { "cap alerts" };
+            let what = match name.split('/').next() {
+                Some("balance.low") => "low-balance alerts",
+                Some("balance.depleted") => "depleted-balance alerts",
+                _ => "cap alerts",
+            };
             *self.stats.entry(what).or_default() += n;
         }
         if found != self.alerts {
@@ -971,6 +987,7 @@ impl Sim {
         if a.balance - a.held >= a.low_threshold * MICROS_PER_CENT {
             a.low_fired = false;
         }
+        a.depleted_fired = false;
         self.count("credits");
     }
 
@@ -1338,6 +1355,7 @@ async fn the_money_path_holds_under_random_histories() {
         "RATE_LIMITED",
         "calls over MCP",
         "low-balance alerts",
+        "depleted-balance alerts",
         "cap alerts",
     ];
     for needed in needed.into_iter().chain([

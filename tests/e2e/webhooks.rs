@@ -63,6 +63,20 @@ impl Drop for Receiver {
     }
 }
 
+/// The endpoint's delivery log once it holds `count` attempts (an attempt is recorded just
+/// after the receiver answered it), waiting at most 10 s.
+async fn delivery_log(app: &TestApp, session: &str, id: i64, count: usize) -> Vec<Value> {
+    for _ in 0..200 {
+        let log = app.get(&format!("/v1/api/webhooks/{id}/deliveries"), session).await;
+        let log = log.assert_ok(200)["deliveries"].as_array().unwrap().clone();
+        if log.len() >= count {
+            return log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the delivery log never held {count} attempts");
+}
+
 async fn spawn_allowing_loopback() -> TestApp {
     TestApp::spawn_with(|c| c.webhook_allow_private = vec!["127.0.0.0/8".parse().unwrap()]).await
 }
@@ -101,8 +115,7 @@ async fn events_of_real_causes_arrive_signed_once_each_and_failures_are_retried_
     assert_eq!(revoked["body"]["data"]["label"], "watched");
     assert_eq!(revoked["body"]["data"]["reason"], "revoked");
     assert!(revoked["body"]["timestamp"].as_str().unwrap().ends_with('Z'));
-    let log = app.get(&format!("/v1/api/webhooks/{id}/deliveries"), &session).await;
-    let log = log.assert_ok(200)["deliveries"].as_array().unwrap().clone();
+    let log = delivery_log(&app, &session, id, 3).await;
     assert_eq!(log.len(), 3, "{log:?}");
     assert!(log.iter().all(|a| a["status"] == json!(200) && a["attempt"] == json!(1)), "{log:?}");
 
@@ -119,10 +132,8 @@ async fn events_of_real_causes_arrive_signed_once_each_and_failures_are_retried_
     let got = receiver.until(5).await;
     let same: Vec<&Value> = got.iter().filter(|d| d["id"] == json!(failing_id)).collect();
     assert_eq!(same.len(), 2, "{got:?}");
-    let log = app.get(&format!("/v1/api/webhooks/{id}/deliveries"), &session).await;
-    let attempts: Vec<(Value, Value)> = log.assert_ok(200)["deliveries"]
-        .as_array()
-        .unwrap()
+    let attempts: Vec<(Value, Value)> = delivery_log(&app, &session, id, 5)
+        .await
         .iter()
         .filter(|a| a["event_id"] == json!(failing_id))
         .map(|a| (a["attempt"].clone(), a["status"].clone()))
@@ -309,4 +320,41 @@ async fn a_key_is_announced_a_week_and_a_day_before_it_expires_and_again_after_a
     let got = receiver.until(3).await;
     assert_eq!(got[2]["body"]["data"]["days_before"], 7, "{:?}", got[2]);
     assert!(got.iter().all(|d| d["verified_by"] == json!([0])));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_calls_past_the_balance_send_one_depleted_alert_until_a_credit() {
+    let app = spawn_allowing_loopback().await;
+    let receiver = Receiver::start();
+    let session = app.account("broke", true, 5).await;
+    let hook = json!({ "url": receiver.url(), "events": ["balance.depleted"] });
+    let secret =
+        app.post("/v1/api/webhooks", &session, hook).await.assert_ok(201)["secret"].as_str().unwrap().to_owned();
+    receiver.control("/secrets", json!({ "secrets": [secret] })).await;
+    let (_, key) = app.key(&session, json!({ "label": "spender", "daily_cap_cents": 10_000 })).await;
+    // 5 cents and 12 calls of 1 cent at once: 5 run, 7 are refused for want of balance.
+    let calls: Vec<_> = (0..12)
+        .map(|_| {
+            let (app, key) = (&app, key.clone());
+            async move { app.execute(&key, "echo", json!({})).await.status.as_u16() }
+        })
+        .collect();
+    let mut statuses = futures::future::join_all(calls).await;
+    statuses.sort();
+    assert_eq!(statuses, [[200; 5].as_slice(), [429; 7].as_slice()].concat());
+    let got = receiver.until(1).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(receiver.received().await.len(), 1, "one depletion, one event");
+    assert_eq!(got[0]["type"], "balance.depleted");
+    assert_eq!(got[0]["body"]["data"]["available_micros"], 0);
+    // A credit re-arms it: spent again, refused again, sent again.
+    app.post("/v1/operator/accounts/broke/credits", visa_e2e::OPERATOR_TOKEN, json!({ "amount_cents": 2 }))
+        .await
+        .assert_ok(200);
+    for _ in 0..2 {
+        app.execute(&key, "echo", json!({})).await.assert_ok(200);
+    }
+    app.execute(&key, "echo", json!({})).await.assert_error(429, "RATE_LIMITED");
+    receiver.until(2).await;
+    assert!(app.verify_ledger().await.is_empty());
 }

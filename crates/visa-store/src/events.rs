@@ -13,12 +13,14 @@ pub const KEY_CREATED: &str = "key.created";
 pub const KEY_REVOKED: &str = "key.revoked";
 pub const KEY_EXPIRING: &str = "key.expiring";
 pub const BALANCE_LOW: &str = "balance.low";
+pub const BALANCE_DEPLETED: &str = "balance.depleted";
 pub const EXECUTION_RECONCILE_REQUIRED: &str = "execution.reconcile_required";
 pub const KEY_CAP_THRESHOLD: &str = "key.cap.threshold";
 pub const KEY_CAP_REACHED: &str = "key.cap.reached";
 
 /// Every type an endpoint may subscribe to (`*` subscribes to all).
 pub const TYPES: &[&str] = &[
+    BALANCE_DEPLETED,
     BALANCE_LOW,
     EXECUTION_RECONCILE_REQUIRED,
     KEY_CAP_REACHED,
@@ -68,6 +70,15 @@ pub fn cap_alert(key: &KeyRecord, alert: CapAlert, day: i64) -> (&'static str, V
 
 /// 1970-01-01 as a Julian day.
 const UNIX_EPOCH_JULIAN_DAY: i32 = 2_440_588;
+
+/// `balance.depleted`: a call was refused because the available balance could not hold it.
+pub fn balance_depleted(available: Micros, hold: Micros) -> Value {
+    json!({
+        "available_cents": available.cents_floor(),
+        "available_micros": available.0,
+        "refused_hold_micros": hold.0,
+    })
+}
 
 /// `balance.low`: the threshold the available balance fell under, and where it is now.
 pub fn balance_low(threshold_cents: i64, available: Micros) -> Value {

@@ -268,6 +268,10 @@ pub fn low_balance_crossed(thresholds: &[i64], fired: &[i64], before: Micros, af
         .collect()
 }
 
+/// In an account's fired list, `balance.depleted`: a call was refused for want of balance (a
+/// threshold is at least 1 cent, so 0 is free). Any credit re-arms it.
+pub const DEPLETED: i64 = 0;
+
 /// The thresholds still fired when the available balance is `available`: one it has reached
 /// again (a credit) is re-armed.
 pub fn low_balance_fired_after(fired: &[i64], available: Micros) -> Vec<i64> {
@@ -313,6 +317,7 @@ mod tests {
         assert!(low_balance_crossed(&[1000], &[], m(999), m(10)).is_empty(), "already under it");
         assert!(low_balance_crossed(&[1000], &[], m(2000), m(1000)).is_empty(), "not under it");
         assert_eq!(low_balance_fired_after(&[1000, 500], m(700)), [1000]);
+        assert!(low_balance_fired_after(&[super::DEPLETED], m(0)).is_empty(), "any credit re-arms depletion");
         assert!(low_balance_fired_after(&[1000, 500], m(1000)).is_empty());
     }
 

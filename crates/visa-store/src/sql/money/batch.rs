@@ -138,6 +138,7 @@ pub(crate) fn run(db: &dyn BatchDb, steps: &[Step]) -> StoreResult<Vec<StoreResu
             || held.resumable_request.is_some()
             || !rooms.low_balance_crossed(start, &held).is_empty()
             || !rooms.cap_alerts(start, &held).1.is_empty()
+            || rooms.depletes(start, &held)
         {
             alone.insert(i);
             continue;

@@ -311,9 +311,13 @@ pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginO
         Some(outcome) => outcome,
         None if held.resumable_request_differs(start) => BeginOutcome::Mismatch,
         None => {
+            let depletes = rooms.depletes(start, &held);
             match (rooms.low_balance_crossed(start, &held), rooms.cap_alerts(start, &held), rooms.admit(start, &held)) {
                 (_, (day, alerts), Err(refusal)) => {
                     fire_cap_alerts(conn, start, day, alerts.into_iter().filter(|a| a.refused(&refusal)))?;
+                    if depletes && refusal == HoldRefusal::Balance {
+                        fire_depleted(conn, start, &held)?;
+                    }
                     BeginOutcome::Refused(refusal)
                 }
                 (crossed, (_, alerts), Ok(day)) => {
@@ -383,6 +387,19 @@ fn fire_low_balance(conn: &dyn Db, start: &ExecutionStart, held: &HoldState, cro
         super::webhooks::emit(conn, start.account_id, crate::events::BALANCE_LOW, data, start.now)?;
     }
     Ok(())
+}
+
+/// Sends `balance.depleted` (a call of the account was refused for want of balance) and
+/// records it sent until a credit.
+fn fire_depleted(conn: &dyn Db, start: &ExecutionStart, held: &HoldState) -> StoreResult<()> {
+    let mut fired = held.low_balance_fired.clone();
+    fired.push(rules::DEPLETED);
+    conn.execute(
+        "UPDATE accounts SET low_balance_fired = ?2 WHERE id = ?1",
+        params![start.account_id, serde_json::to_string(&fired).expect("integers serialize")],
+    )?;
+    let data = crate::events::balance_depleted(Micros(held.available), start.hold);
+    super::webhooks::emit(conn, start.account_id, crate::events::BALANCE_DEPLETED, data, start.now)
 }
 
 /// Sends the cap alerts `alerts` of the key of `start` (the hold counting, or refused, on

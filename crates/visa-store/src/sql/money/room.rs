@@ -141,6 +141,15 @@ impl Rooms {
         (day, caps)
     }
 
+    /// Whether the hold would be refused for want of balance while `balance.depleted` is armed.
+    pub fn depletes(&mut self, start: &ExecutionStart, held: &HoldState) -> bool {
+        if start.sandbox || held.low_balance_fired.contains(&rules::DEPLETED) {
+            return false;
+        }
+        let (_, caps) = self.cap_state(start, held);
+        rules::cap_refusal(&caps, start.hold) == Some(HoldRefusal::Balance)
+    }
+
     /// The cap alerts the hold would set off (`rules::cap_alerts`), with the alerts the read
     /// found already sent (on a day other than the read's, none were).
     pub fn cap_alerts(&mut self, start: &ExecutionStart, held: &HoldState) -> (i64, Vec<rules::CapAlert>) {
