@@ -43,7 +43,7 @@ pub struct AppState {
     /// running calls of this node that no task tracks).
     pub in_flight: crate::in_flight::InFlight,
     /// Signs and sends webhook deliveries.
-    pub webhooks: crate::webhooks::deliver::Deliverer,
+    pub webhooks: crate::webhooks::client::Deliverer,
 }
 
 impl AppState {
@@ -85,7 +85,7 @@ impl AppState {
             sign_in: crate::auth::throttle::SignInThrottle::new(config.sign_in_limits),
             in_flight: Default::default(),
             node,
-            webhooks: crate::webhooks::deliver::Deliverer::new(
+            webhooks: crate::webhooks::client::Deliverer::new(
                 crate::webhooks::signing::WebhookKey::new(config.webhook_key.as_deref(), operator_token),
                 crate::webhooks::ssrf::Destinations::new(config.webhook_allow_private.clone()),
             )

@@ -5,8 +5,10 @@
 //!   and the Standard Webhooks headers;
 //! - `schedule`: when a failed attempt is tried again;
 //! - `ssrf`: which addresses an endpoint may reach, checked where the connection is made;
+//! - `client`: one attempt of a delivery, and what follows from its answer;
 //! - `deliver`: the loop that leases due deliveries, attempts them and records each attempt.
 
+pub mod client;
 pub mod deliver;
 pub mod schedule;
 pub mod signing;
