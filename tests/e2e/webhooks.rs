@@ -77,6 +77,12 @@ async fn delivery_log(app: &TestApp, session: &str, id: i64, count: usize) -> Ve
     panic!("the delivery log never held {count} attempts");
 }
 
+/// `count` echo calls of `key` sent at once; their statuses.
+async fn race_echo(app: &TestApp, key: &str, count: usize) -> Vec<u16> {
+    let calls = (0..count).map(|_| async move { app.execute(key, "echo", json!({})).await.status.as_u16() });
+    futures::future::join_all(calls).await
+}
+
 async fn spawn_allowing_loopback() -> TestApp {
     TestApp::spawn_with(|c| c.webhook_allow_private = vec!["127.0.0.0/8".parse().unwrap()]).await
 }
@@ -218,13 +224,7 @@ async fn fifty_racing_calls_that_cross_a_low_balance_threshold_fire_it_once_and_
     let (_, key) = app.key(&session, json!({ "label": "racer", "daily_cap_cents": 10_000 })).await;
 
     // $1.00 and 50 calls of 1 cent at once: the balance passes under 80 cents exactly once.
-    let calls: Vec<_> = (0..50)
-        .map(|_| {
-            let (app, key) = (&app, key.clone());
-            async move { app.execute(&key, "echo", json!({})).await.status.as_u16() }
-        })
-        .collect();
-    let statuses = futures::future::join_all(calls).await;
+    let statuses = race_echo(&app, &key, 50).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let got = receiver.until(1).await;
     tokio::time::sleep(Duration::from_millis(1_200)).await;
@@ -260,13 +260,7 @@ async fn racing_calls_past_a_keys_daily_cap_send_one_threshold_alert_and_one_cap
     receiver.until(1).await; // key.created
 
     // 20 calls of 1 cent at once against a 10-cent day: 10 run, 10 are refused by the cap.
-    let calls: Vec<_> = (0..20)
-        .map(|_| {
-            let (app, key) = (&app, key.clone());
-            async move { app.execute(&key, "echo", json!({})).await.status.as_u16() }
-        })
-        .collect();
-    let mut statuses = futures::future::join_all(calls).await;
+    let mut statuses = race_echo(&app, &key, 20).await;
     statuses.sort();
     assert_eq!(statuses, [[200; 10], [429; 10]].concat());
     app.execute(&key, "echo", json!({})).await.assert_error(429, "RATE_LIMITED");
@@ -333,13 +327,7 @@ async fn racing_calls_past_the_balance_send_one_depleted_alert_until_a_credit() 
     receiver.control("/secrets", json!({ "secrets": [secret] })).await;
     let (_, key) = app.key(&session, json!({ "label": "spender", "daily_cap_cents": 10_000 })).await;
     // 5 cents and 12 calls of 1 cent at once: 5 run, 7 are refused for want of balance.
-    let calls: Vec<_> = (0..12)
-        .map(|_| {
-            let (app, key) = (&app, key.clone());
-            async move { app.execute(&key, "echo", json!({})).await.status.as_u16() }
-        })
-        .collect();
-    let mut statuses = futures::future::join_all(calls).await;
+    let mut statuses = race_echo(&app, &key, 12).await;
     statuses.sort();
     assert_eq!(statuses, [[200; 5].as_slice(), [429; 7].as_slice()].concat());
     let got = receiver.until(1).await;

@@ -47,12 +47,15 @@ fn rearm_low_balance(conn: &dyn Db, account_id: AccountId) -> StoreResult<()> {
     };
     let still = crate::rules::low_balance_fired_after(&fired, available);
     if still != fired {
-        conn.execute(
-            "UPDATE accounts SET low_balance_fired = ?2 WHERE id = ?1",
-            params![account_id, serde_json::to_string(&still).expect("integers serialize")],
-        )?;
+        write_low_balance_fired(conn, account_id, &still)?;
     }
     Ok(())
+}
+
+/// Stores which low-balance alerts (thresholds in cents, `rules::DEPLETED`) have fired.
+pub(crate) fn write_low_balance_fired(conn: &dyn Db, account_id: AccountId, fired: &[i64]) -> StoreResult<()> {
+    let fired = serde_json::to_string(fired).expect("integers serialize");
+    conn.execute("UPDATE accounts SET low_balance_fired = ?2 WHERE id = ?1", params![account_id, fired]).map(drop)
 }
 
 pub(crate) fn account_where(conn: &dyn Db, clause: &str, value: impl super::ToValue) -> StoreResult<Option<Account>> {

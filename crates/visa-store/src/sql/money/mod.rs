@@ -377,10 +377,7 @@ fn fire_low_balance(conn: &dyn Db, start: &ExecutionStart, held: &HoldState, cro
     }
     let mut fired = held.low_balance_fired.clone();
     fired.extend_from_slice(crossed);
-    conn.execute(
-        "UPDATE accounts SET low_balance_fired = ?2 WHERE id = ?1",
-        params![start.account_id, serde_json::to_string(&fired).expect("integers serialize")],
-    )?;
+    super::accounts::write_low_balance_fired(conn, start.account_id, &fired)?;
     let available = Micros(held.available - start.hold.0);
     for threshold in crossed {
         let data = crate::events::balance_low(*threshold, available);
@@ -394,10 +391,7 @@ fn fire_low_balance(conn: &dyn Db, start: &ExecutionStart, held: &HoldState, cro
 fn fire_depleted(conn: &dyn Db, start: &ExecutionStart, held: &HoldState) -> StoreResult<()> {
     let mut fired = held.low_balance_fired.clone();
     fired.push(rules::DEPLETED);
-    conn.execute(
-        "UPDATE accounts SET low_balance_fired = ?2 WHERE id = ?1",
-        params![start.account_id, serde_json::to_string(&fired).expect("integers serialize")],
-    )?;
+    super::accounts::write_low_balance_fired(conn, start.account_id, &fired)?;
     let data = crate::events::balance_depleted(Micros(held.available), start.hold);
     super::webhooks::emit(conn, start.account_id, crate::events::BALANCE_DEPLETED, data, start.now)
 }
