@@ -15,8 +15,9 @@
 //! preview server never contacting the provider; the ledger is verified every few steps, and
 //! at the end every hold must have ended and the webhook outbox must hold exactly the alerts
 //! the model expects: one `balance.low` per crossing of an account's threshold, one
-//! `key.cap.threshold` per key, cap (and day) whose 80 % a hold passed, one `key.cap.reached`
-//! per key, cap (and day) that refused a call.
+//! `key.cap.threshold` per key, cap (and day) whose alert percentage (50, 80 or 100, changed
+//! with the caps) a hold passed, one `key.cap.reached` per key, cap (and day) that refused a
+//! call.
 //!
 //! `VISA_SIM_SEEDS` (default 48) seeds of `VISA_SIM_STEPS` (default 200) steps run in CI; a
 //! failure prints its seed, replayable with `VISA_SIM_SEED=<seed>` (add `VISA_SIM_TRACE=1` to
@@ -48,6 +49,8 @@ use visa_store::*;
 
 const TTL_MINUTES: i64 = 60;
 const CLIENT: [u8; 4] = [127, 0, 0, 1];
+/// The cap alert percentages keys are given (and changed to).
+const ALERT_PERCENTS: [u8; 3] = [50, 80, 100];
 
 /// The store under test, on the backend `VISA_TEST_DATABASE` names (opened again after
 /// every simulated crash).
@@ -127,6 +130,8 @@ struct KeyModel {
     echo_only: bool,
     daily_cap_cents: i64,
     total_cap_cents: Option<i64>,
+    /// The share of a cap whose passing sends `key.cap.threshold`.
+    cap_alert_percent: u8,
     latest_day: i64,
     days: HashMap<i64, (i64, i64)>,
     spent_total: i64,
@@ -388,6 +393,7 @@ impl Sim {
 
     async fn create_key(&mut self, account: usize, daily: i64, total: Option<i64>) {
         let (raw, secret) = self.new_secret();
+        let cap_alert_percent = ALERT_PERCENTS[self.rng.gen_range(0..ALERT_PERCENTS.len())];
         let policy = KeyPolicy {
             label: KeyLabel::parse("sim").unwrap(),
             grant: ToolGrant::new(None, None).unwrap(),
@@ -398,6 +404,7 @@ impl Sim {
             read_only: false,
             rate_limit_per_second: 1_000_000,
             idempotency_optional: false,
+            cap_alert_percent,
         };
         let environment = if self.preview { Environment::Preview } else { Environment::Production };
         let new = NewKey { account_id: self.accounts[account].id, environment, policy, secret };
@@ -412,6 +419,7 @@ impl Sim {
             echo_only: false,
             daily_cap_cents: daily,
             total_cap_cents: total,
+            cap_alert_percent,
             latest_day: 0,
             days: HashMap::new(),
             spent_total: 0,
@@ -679,7 +687,7 @@ impl Sim {
             None
         };
         let passes = |used: i64, cap: i64| {
-            let at = cap * MICROS_PER_CENT * rules::CAP_ALERT_PERCENT / 100;
+            let at = cap * MICROS_PER_CENT * i64::from(k.cap_alert_percent) / 100;
             used < at && used + hold >= at
         };
         let mut placed = vec![];
@@ -961,12 +969,18 @@ impl Sim {
 
     async fn set_caps(&mut self, key: usize, daily: i64, total: Option<i64>) {
         let k = &self.keys[key];
-        let patch = KeyPatch { daily_cap_cents: Some(daily), total_cap_cents: Some(total), ..Default::default() };
+        let percent = ALERT_PERCENTS[self.rng.gen_range(0..ALERT_PERCENTS.len())];
+        let patch = KeyPatch {
+            daily_cap_cents: Some(daily),
+            total_cap_cents: Some(total),
+            cap_alert_percent: Some(percent),
+            ..Default::default()
+        };
         let account = self.accounts[k.account].id;
         self.state().store.update_key(account, k.id, patch, audit(self.now())).await.unwrap();
         self.nodes().iter().for_each(|node| node.keys.invalidate_key(k.id));
         let k = &mut self.keys[key];
-        (k.daily_cap_cents, k.total_cap_cents) = (daily, total);
+        (k.daily_cap_cents, k.total_cap_cents, k.cap_alert_percent) = (daily, total, percent);
     }
 
     async fn change_caps(&mut self) {

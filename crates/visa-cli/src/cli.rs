@@ -234,6 +234,10 @@ pub struct CreateKeyArgs {
     /// frameworks that cannot set a header per call; their retries may then be charged twice).
     #[arg(long, value_parser = ["required", "optional"])]
     pub idempotency: Option<String>,
+    /// The percent of a cap whose passing sends the `key.cap.threshold` webhook (1 to 100,
+    /// default 80).
+    #[arg(long)]
+    pub cap_alert_percent: Option<u8>,
 }
 
 #[derive(Debug, Args)]
@@ -279,6 +283,9 @@ pub struct UpdateKeyArgs {
     /// Whether the OpenAI-compatible surface requires an Idempotency-Key from this key.
     #[arg(long, value_parser = ["required", "optional"])]
     pub idempotency: Option<String>,
+    /// The percent of a cap whose passing sends the `key.cap.threshold` webhook (1 to 100).
+    #[arg(long)]
+    pub cap_alert_percent: Option<u8>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -356,6 +356,17 @@ mod login_tests {
     }
 }
 
+/// The share of a cap (percent) whose passing sends `key.cap.threshold` (docs/webhooks.md).
+pub const DEFAULT_CAP_ALERT_PERCENT: u8 = 80;
+
+/// A key's cap alert percentage: 1 to 100.
+pub fn parse_cap_alert_percent(percent: i64) -> Result<u8, Rejection> {
+    u8::try_from(percent)
+        .ok()
+        .filter(|p| (1..=100).contains(p))
+        .ok_or_else(|| Rejection::invalid("cap_alert_percent must be 1 to 100"))
+}
+
 pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 100;
 pub const MAX_RATE_LIMIT_PER_SECOND: u32 = 100_000;
 

@@ -53,6 +53,7 @@ pub fn key_snapshot(key: &KeyRecord) -> Value {
         "read_only": p.read_only,
         "rate_limit_per_second": p.rate_limit_per_second,
         "idempotency": idempotency_name(p.idempotency_optional),
+        "cap_alert_percent": p.cap_alert_percent,
         "environment": key.environment.as_str(),
         "revoked_at": time(key.revoked_at),
         "secrets": secrets,

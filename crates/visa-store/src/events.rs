@@ -3,7 +3,7 @@
 //! `key_id`, `label` and `key_prefix`; money by `*_cents` and `*_micros`.
 
 use crate::model::{KeyId, KeyRecord, RevokeCause};
-use crate::rules::{CAP_ALERT_PERCENT, Cap, CapAlert};
+use crate::rules::{Cap, CapAlert};
 use serde_json::{Value, json};
 use visa_core::money::Micros;
 
@@ -44,7 +44,7 @@ pub fn reconcile_required(public_id: &str, key_id: KeyId, tool: &str, hold: Micr
     })
 }
 
-/// `key.cap.threshold` (the key's captured and held spend passed 80 % of a cap) or
+/// `key.cap.threshold` (the key's captured and held spend passed its alert percentage of a cap) or
 /// `key.cap.reached` (a call was refused by it): the key, which cap, its amount and, for the
 /// daily cap, the UTC day (days since 1970-01-01 as a date).
 pub fn cap_alert(key: &KeyRecord, alert: CapAlert, day: i64) -> (&'static str, Value) {
@@ -61,7 +61,7 @@ pub fn cap_alert(key: &KeyRecord, alert: CapAlert, day: i64) -> (&'static str, V
     }
     match alert {
         CapAlert::Threshold(_) => {
-            data["percent"] = json!(CAP_ALERT_PERCENT);
+            data["percent"] = json!(key.policy.cap_alert_percent);
             (KEY_CAP_THRESHOLD, data)
         }
         CapAlert::Reached(_) => (KEY_CAP_REACHED, data),

@@ -81,6 +81,9 @@ pub enum Actor {
         id: i64,
         name: String,
     },
+    /// The server itself, acting on a rule (it disables a webhook endpoint that has failed for
+    /// five days in a row).
+    System,
 }
 
 /// Who is changing something, from where, and when: every control-plane mutation of the
@@ -193,6 +196,8 @@ pub struct KeyPolicy {
     /// Whether the OpenAI-compatible surface takes this key's calls without an
     /// Idempotency-Key (an SDK's retries may then be charged twice).
     pub idempotency_optional: bool,
+    /// The share of a cap (1 to 100 %) whose passing sends `key.cap.threshold`.
+    pub cap_alert_percent: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -259,6 +264,7 @@ pub struct KeyPatch {
     pub read_only: Option<bool>,
     pub rate_limit_per_second: Option<u32>,
     pub idempotency_optional: Option<bool>,
+    pub cap_alert_percent: Option<u8>,
 }
 
 /// How a key's `idempotency_optional` is named on the API, the CLI, the dashboard and in the
@@ -297,6 +303,9 @@ impl KeyPolicy {
         }
         if let Some(optional) = patch.idempotency_optional {
             self.idempotency_optional = optional;
+        }
+        if let Some(percent) = patch.cap_alert_percent {
+            self.cap_alert_percent = percent;
         }
     }
 }

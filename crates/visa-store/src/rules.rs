@@ -160,8 +160,8 @@ pub enum Cap {
     Total,
 }
 
-/// A cap alert (docs/webhooks.md): the key's spend (captured and held) passed
-/// `CAP_ALERT_PERCENT` of a cap, or a call was refused by it. Each is sent once per key and
+/// A cap alert (docs/webhooks.md): the key's spend (captured and held) passed its alert
+/// percentage of a cap, or a call was refused by it. Each is sent once per key and
 /// cap (and UTC day, for the daily cap): `ALERT_THRESHOLD` and `ALERT_REACHED` are the bits
 /// that record it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,7 +170,6 @@ pub enum CapAlert {
     Reached(Cap),
 }
 
-pub const CAP_ALERT_PERCENT: i64 = 80;
 pub const ALERT_THRESHOLD: i64 = 1;
 pub const ALERT_REACHED: i64 = 2;
 
@@ -198,14 +197,21 @@ impl CapAlert {
     }
 }
 
-/// The cap alerts a hold of `hold` sets off, given the alerts already sent (`day_alerts` for
-/// the daily cap on the hold's day, `total_alerts` for the total cap): `Reached` if the hold is
-/// refused by that cap, else `Threshold` for each cap whose 80 % it passes.
-pub fn cap_alerts(state: &CapState, hold: Micros, day_alerts: i64, total_alerts: i64) -> Vec<CapAlert> {
+/// The cap alerts already sent (`CapAlert` bits): for the daily cap on the hold's day, and
+/// for the total cap.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SentAlerts {
+    pub day: i64,
+    pub total: i64,
+}
+
+/// The cap alerts a hold of `hold` sets off, given those already `sent`: `Reached` if the hold
+/// is refused by that cap, else `Threshold` for each cap whose `percent` it passes.
+pub fn cap_alerts(state: &CapState, hold: Micros, percent: i64, sent: SentAlerts) -> Vec<CapAlert> {
     let unsent = |alert: CapAlert| {
         let sent = match alert.cap() {
-            Cap::Daily => day_alerts,
-            Cap::Total => total_alerts,
+            Cap::Daily => sent.day,
+            Cap::Total => sent.total,
         };
         sent & alert.bit() == 0
     };
@@ -215,7 +221,7 @@ pub fn cap_alerts(state: &CapState, hold: Micros, day_alerts: i64, total_alerts:
         Some(_) => vec![],
         None => {
             let passes = |used: i64, cap_cents: i64| {
-                let at = cap_cents.saturating_mul(MICROS_PER_CENT).saturating_mul(CAP_ALERT_PERCENT) / 100;
+                let at = cap_cents.saturating_mul(MICROS_PER_CENT).saturating_mul(percent) / 100;
                 used < at && used.saturating_add(hold.0) >= at
             };
             let mut passed = vec![];
@@ -281,8 +287,8 @@ pub fn low_balance_fired_after(fired: &[i64], available: Micros) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn a_cap_alert_is_set_off_by_passing_80_percent_or_by_a_refusal_and_only_once() {
-        use super::{Cap, CapAlert, CapState, cap_alerts};
+    fn a_cap_alert_is_set_off_by_passing_its_percent_or_by_a_refusal_and_only_once() {
+        use super::{Cap, CapAlert, CapState, SentAlerts, cap_alerts};
         let cents = |c: i64| Micros(c * 10_000);
         let state = |day_used: i64, total_used: i64| CapState {
             daily_cap_cents: 100,
@@ -293,18 +299,24 @@ mod tests {
             held_total: Micros::ZERO,
             available: Some(cents(1_000_000)),
         };
-        assert_eq!(cap_alerts(&state(79, 79), cents(1), 0, 0), [CapAlert::Threshold(Cap::Daily)]);
-        assert!(cap_alerts(&state(78, 78), cents(1), 0, 0).is_empty(), "79 % is not 80 %");
-        assert!(cap_alerts(&state(80, 80), cents(1), 0, 0).is_empty(), "already past it");
-        assert!(cap_alerts(&state(79, 79), cents(1), 1, 0).is_empty(), "already sent today");
-        assert_eq!(cap_alerts(&state(100, 100), cents(1), 1, 0), [CapAlert::Reached(Cap::Daily)]);
-        assert!(cap_alerts(&state(100, 100), cents(1), 3, 0).is_empty());
+        let none = SentAlerts::default();
+        let sent = |day: i64| SentAlerts { day, total: 0 };
+        assert_eq!(cap_alerts(&state(79, 79), cents(1), 80, none), [CapAlert::Threshold(Cap::Daily)]);
+        assert!(cap_alerts(&state(78, 78), cents(1), 80, none).is_empty(), "79 % is not 80 %");
+        assert!(cap_alerts(&state(80, 80), cents(1), 80, none).is_empty(), "already past it");
+        assert!(cap_alerts(&state(79, 79), cents(1), 80, sent(1)).is_empty(), "already sent today");
+        assert_eq!(cap_alerts(&state(100, 100), cents(1), 80, sent(1)), [CapAlert::Reached(Cap::Daily)]);
+        assert!(cap_alerts(&state(100, 100), cents(1), 80, sent(3)).is_empty());
         assert_eq!(
-            cap_alerts(&state(0, 799), cents(1), 0, 0),
+            cap_alerts(&state(0, 799), cents(1), 80, none),
             [CapAlert::Threshold(Cap::Total)],
             "the total cap's own 80 %"
         );
-        assert_eq!(cap_alerts(&state(0, 1_000), cents(1), 0, 0), [CapAlert::Reached(Cap::Total)]);
+        assert_eq!(cap_alerts(&state(0, 1_000), cents(1), 80, none), [CapAlert::Reached(Cap::Total)]);
+        // The key's own percentage: 50 % of the day is 50 cents; 100 % is the last cent under the cap.
+        assert_eq!(cap_alerts(&state(49, 49), cents(1), 50, none), [CapAlert::Threshold(Cap::Daily)]);
+        assert!(cap_alerts(&state(79, 79), cents(1), 50, none).is_empty());
+        assert_eq!(cap_alerts(&state(99, 99), cents(1), 100, none), [CapAlert::Threshold(Cap::Daily)]);
     }
 
     #[test]

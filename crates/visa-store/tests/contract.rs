@@ -21,6 +21,7 @@
 use time::{Duration, OffsetDateTime};
 use visa_core::key::Environment;
 use visa_core::money::Micros;
+use visa_core::pagination::PageRequest;
 use visa_core::policy::{CidrAllowlist, KeyLabel, ToolGrant};
 use visa_core::secret::SecretHash;
 use visa_store::*;
@@ -63,6 +64,7 @@ async fn fixture_with(credit: Micros, daily_cap_cents: i64) -> Fixture {
         read_only: false,
         rate_limit_per_second: 100,
         idempotency_optional: false,
+        cap_alert_percent: 80,
     };
     let secret = NewSecret { hash: SecretHash([1; 32]), key_prefix: "VisaKey_live_x...".into(), expires_at: None };
     let key = store
@@ -522,6 +524,7 @@ fn key_policy(label: &str) -> KeyPolicy {
         read_only: false,
         rate_limit_per_second: 100,
         idempotency_optional: false,
+        cap_alert_percent: 80,
     }
 }
 
@@ -626,6 +629,60 @@ async fn webhook_events_go_with_their_cause_to_the_endpoints_that_want_them_one_
     let resent =
         store.claim_webhook_deliveries(b, later + Duration::hours(1), lease + Duration::hours(1), 100).await.unwrap();
     assert!(resent.iter().any(|d| d.event_id == due.event_id), "{resent:?}");
+}
+
+/// An endpoint whose every attempt failed for five days in a row is disabled by the server,
+/// audited as its own act; a delivery in between starts the count again.
+#[tokio::test]
+async fn an_endpoint_failing_for_five_days_in_a_row_is_disabled_with_an_audit_entry() {
+    let f = fixture().await;
+    let t0 = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let ctx = AuditContext { actor: Actor::Operator, ip: None, user_agent: None, now: t0 };
+    let store = f.store.clone();
+    let new = NewWebhook {
+        account_id: f.account,
+        url: "https://down.example/hook".into(),
+        events: vec!["*".into()],
+        description: String::new(),
+        secret_salt: vec![9; 16],
+    };
+    let hook = store.create_webhook(new, ctx).await.unwrap();
+    let log = |status: u16| AttemptLog { status: Some(status), error: None, latency_ms: 1, response: String::new() };
+    // One attempt at `at`, of a test event sent then, answered `status`.
+    let attempt = |at: OffsetDateTime, status: u16| {
+        let store = store.clone();
+        async move {
+            store.send_webhook_event(f.account, hook.id, "webhook.test", serde_json::json!({}), at).await.unwrap();
+            let due = store.claim_webhook_deliveries(NodeId(1), at, at + Duration::minutes(1), 100).await.unwrap();
+            for delivery in &due {
+                let next =
+                    if status == 200 { AttemptNext::Delivered } else { AttemptNext::RetryAt(at + Duration::days(30)) };
+                store.record_webhook_attempt(delivery, log(status), next, at).await.unwrap();
+            }
+            store.get_webhook(f.account, hook.id).await.unwrap()
+        }
+    };
+    let failing = attempt(t0, 500).await;
+    assert_eq!((failing.enabled, failing.failing_since), (true, Some(t0)));
+    // A delivery after four days of failures starts the count again.
+    assert!(attempt(t0 + Duration::days(4), 500).await.enabled);
+    let delivered = attempt(t0 + Duration::days(4) + Duration::hours(1), 200).await;
+    assert_eq!(delivered.failing_since, None);
+    let since = t0 + Duration::days(5);
+    assert!(attempt(since, 500).await.enabled);
+    let still = attempt(since + Duration::days(5) - Duration::seconds(1), 503).await;
+    assert!(still.enabled, "five days less a second");
+    let disabled = attempt(since + Duration::days(5), 503).await;
+    assert_eq!((disabled.enabled, disabled.disabled_reason.as_deref()), (false, Some("failing")));
+    let filter = AuditFilter { action: Some("webhook.disabled".into()), ..Default::default() };
+    let audit = store.list_audit(f.account, filter, PageRequest::parse(None, None, None).unwrap()).await.unwrap();
+    assert_eq!(audit.items.len(), 1, "{:?}", audit.items);
+    assert_eq!(audit.items[0].actor, Actor::System);
+    assert_eq!(audit.items[0].changes["disabled_reason"]["after"], "failing");
+    // Disabled: nothing more is leased to it until an owner enables it again.
+    let later = since + Duration::days(6);
+    store.send_webhook_event(f.account, hook.id, "webhook.test", serde_json::json!({}), later).await.unwrap();
+    assert!(store.claim_webhook_deliveries(NodeId(1), later, later, 100).await.unwrap().is_empty());
 }
 
 /// Both ways a call comes to wait for an operator send `execution.reconcile_required` with it,

@@ -108,6 +108,9 @@ fn create_body(args: CreateKeyArgs) -> anyhow::Result<Value> {
     if let Some(idempotency) = args.idempotency {
         body.insert("idempotency".into(), json!(idempotency));
     }
+    if let Some(percent) = args.cap_alert_percent {
+        body.insert("cap_alert_percent".into(), json!(percent));
+    }
     Ok(Value::Object(body))
 }
 
@@ -144,9 +147,12 @@ fn update_body(args: UpdateKeyArgs) -> anyhow::Result<Value> {
     if let Some(idempotency) = args.idempotency {
         body.insert("idempotency".into(), json!(idempotency));
     }
+    if let Some(percent) = args.cap_alert_percent {
+        body.insert("cap_alert_percent".into(), json!(percent));
+    }
     if body.is_empty() {
         bail!(
-            "nothing to update: pass at least one of --label, --tools, --all-tools, --daily-cap, --total-cap, --cidr, --any-cidr, --expires, --read-only, --rate-limit, --idempotency"
+            "nothing to update: pass at least one of --label, --tools, --all-tools, --daily-cap, --total-cap, --cidr, --any-cidr, --expires, --read-only, --rate-limit, --idempotency, --cap-alert-percent"
         );
     }
     Ok(Value::Object(body))
@@ -214,6 +220,7 @@ fn print_key(key: &Value) {
         ("read only", field(key, "read_only")),
         ("rate limit", format!("{}/s", field(key, "rate_limit_per_second"))),
         ("idempotency", field(key, "idempotency")),
+        ("cap alert", format!("{}%", field(key, "cap_alert_percent"))),
         ("expires", field(key, "expires_at")),
         ("created", field(key, "created_at")),
         ("last used", format!("{} from {}", field(key, "last_used_at"), field(key, "last_used_ip"))),

@@ -15,8 +15,8 @@ use visa_core::id::{KeyId, SecretId};
 use visa_core::key::{KeyMode, RawKey};
 use visa_core::pagination::PageRequest;
 use visa_core::policy::{
-    CidrAllowlist, DEFAULT_DAILY_CAP_CENTS, DEFAULT_RATE_LIMIT_PER_SECOND, KeyLabel, ToolGrant, ToolScope,
-    clamp_cap_cents, parse_expires_at, parse_rate_limit,
+    CidrAllowlist, DEFAULT_CAP_ALERT_PERCENT, DEFAULT_DAILY_CAP_CENTS, DEFAULT_RATE_LIMIT_PER_SECOND, KeyLabel,
+    ToolGrant, ToolScope, clamp_cap_cents, parse_cap_alert_percent, parse_expires_at, parse_rate_limit,
 };
 use visa_core::role::Permission;
 use visa_store::{KeyPatch, KeyPolicy, KeyRecord, NewKey, NewSecret, RevokeCause, Rotation, Timestamp};
@@ -49,6 +49,11 @@ pub(crate) fn policy_of(state: &AppState, req: CreateKeyRequest, now: Timestamp)
             .transpose()?
             .unwrap_or(DEFAULT_RATE_LIMIT_PER_SECOND),
         idempotency_optional: req.idempotency.as_deref().map(parse_idempotency).transpose()?.unwrap_or(false),
+        cap_alert_percent: req
+            .cap_alert_percent
+            .map(parse_cap_alert_percent)
+            .transpose()?
+            .unwrap_or(DEFAULT_CAP_ALERT_PERCENT),
     })
 }
 
@@ -89,6 +94,9 @@ pub async fn update(state: &AppState, caller: &Session, id: KeyId, req: UpdateKe
         idempotency_optional: not_null("idempotency", req.idempotency)?
             .as_deref()
             .map(parse_idempotency)
+            .transpose()?,
+        cap_alert_percent: not_null("cap_alert_percent", req.cap_alert_percent)?
+            .map(parse_cap_alert_percent)
             .transpose()?,
     };
     let key = state

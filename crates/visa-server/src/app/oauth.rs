@@ -308,6 +308,7 @@ pub async fn approve(state: &AppState, caller: &Session, request: &Authorize, co
             read_only: None,
             rate_limit_per_second: None,
             idempotency: None,
+            cap_alert_percent: None,
         },
         now,
     )?;

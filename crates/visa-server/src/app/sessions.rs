@@ -76,6 +76,7 @@ pub fn current(caller: &Session) -> CurrentSession {
         Actor::Member { login, .. } => ("session", login.clone()),
         Actor::Operator => ("operator", String::new()),
         Actor::OAuthClient { name, .. } => ("oauth_client", name.clone()),
+        Actor::System => ("system", String::new()),
     };
     CurrentSession {
         success: true,

@@ -160,6 +160,7 @@ mod tests {
             read_only: false,
             rate_limit_per_second: 1,
             idempotency_optional: false,
+            cap_alert_percent: 80,
         };
         let now = time::OffsetDateTime::now_utc();
         let key = KeyRecord {

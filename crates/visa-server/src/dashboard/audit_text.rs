@@ -38,6 +38,7 @@ impl Names {
 fn actor(entry: &AuditEntryView) -> String {
     match (entry.actor.kind.as_str(), &entry.actor.name) {
         ("operator", _) => "The operator".into(),
+        ("system", _) => "Visa Keys".into(),
         ("admin_key", Some(name)) => format!("Admin key “{name}”"),
         ("oauth_client", Some(name)) => format!("Application “{name}”"),
         (_, Some(name)) => name.clone(),

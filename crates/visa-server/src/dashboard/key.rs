@@ -121,6 +121,7 @@ fn policy_table(key: &KeyView) -> Markup {
             dt { "Rate limit" } dd { (layout::count(key.rate_limit_per_second, "request")) " per second" }
             dt { "Read-only" } dd { @if key.read_only { "yes" } @else { "no" } }
             dt { "Idempotency-Key" } dd { (key.idempotency) }
+            dt { "Cap alert" } dd { "at " (key.cap_alert_percent) " % of a cap" }
         }
     }
 }

@@ -22,6 +22,7 @@ pub struct Policy {
     read_only: bool,
     rate_limit_per_second: Option<i64>,
     idempotency_optional: bool,
+    cap_alert_percent: Option<i64>,
 }
 
 impl Policy {
@@ -38,6 +39,7 @@ impl Policy {
             read_only: fields.checked("read_only"),
             rate_limit_per_second: fields.integer("rate_limit", "Rate limit")?,
             idempotency_optional: fields.checked("idempotency_optional"),
+            cap_alert_percent: fields.integer("cap_alert_percent", "Cap alert")?,
         })
     }
 
@@ -53,6 +55,7 @@ impl Policy {
             read_only: Some(self.read_only),
             rate_limit_per_second: self.rate_limit_per_second,
             idempotency: Some(idempotency_name(self.idempotency_optional).to_owned()),
+            cap_alert_percent: self.cap_alert_percent,
         }
     }
 
@@ -69,6 +72,7 @@ impl Policy {
             read_only: Some(Some(self.read_only)),
             rate_limit_per_second: self.rate_limit_per_second.map(Some),
             idempotency: Some(Some(idempotency_name(self.idempotency_optional).to_owned())),
+            cap_alert_percent: self.cap_alert_percent.map(Some),
         }
     }
 }
@@ -102,6 +106,9 @@ pub fn form(state: &AppState, action: &str, csrf: &str, key: Option<&KeyView>, s
             label for="total_cap" { "Total cap (dollars, empty for none)" }
             input #total_cap name="total_cap" type="text" inputmode="decimal"
                 value=(dollars_field(key.and_then(|k| k.total_cap_cents)));
+            label for="cap_alert_percent" { "Cap alert (percent of a cap whose passing sends key.cap.threshold)" }
+            input #cap_alert_percent name="cap_alert_percent" type="number" min="1" max="100" placeholder="80"
+                value=[key.map(|k| k.cap_alert_percent)];
             label for="allowed_cidrs" { "Allowed source networks (CIDR, one per line; empty for any)" }
             textarea #allowed_cidrs name="allowed_cidrs" rows="2" { (key.map(|k| k.allowed_cidrs.join("\n")).unwrap_or_default()) }
             label for="expires_at" { "Expires (UTC, empty for never)" }

@@ -8,7 +8,8 @@ use visa_store::{Actor, AuditEntry, AuditFilter};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ActorView {
-    /// `member`, `admin_key`, `oauth_client` (an application acting on a grant) or `operator`.
+    /// `member`, `admin_key`, `oauth_client` (an application acting on a grant), `operator`, or
+    /// `system` (the server acting on a rule, e.g. disabling a failing webhook endpoint).
     #[serde(rename = "type")]
     pub kind: String,
     pub id: Option<i64>,
@@ -44,6 +45,7 @@ impl From<&AuditEntry> for AuditEntryView {
             Actor::OAuthClient { id, name } => {
                 ActorView { kind: "oauth_client".into(), id: Some(*id), name: Some(name.clone()) }
             }
+            Actor::System => ActorView { kind: "system".into(), id: None, name: None },
         };
         Self {
             id: e.id,

@@ -35,6 +35,8 @@ pub struct KeyView {
     /// `required`, or `optional`: the OpenAI-compatible surface takes this key's calls without
     /// an Idempotency-Key (an SDK's automatic retries may then be charged twice).
     pub idempotency: String,
+    /// The share of a cap (percent) whose passing sends `key.cap.threshold` (docs/webhooks.md).
+    pub cap_alert_percent: u8,
     /// `active`, `revoked` or `expired`.
     pub status: String,
     pub created_at: String,
@@ -108,6 +110,7 @@ impl KeyView {
             read_only: p.read_only,
             rate_limit_per_second: p.rate_limit_per_second,
             idempotency: idempotency_name(p.idempotency_optional).into(),
+            cap_alert_percent: p.cap_alert_percent,
             status: status.into(),
             created_at: rfc3339(key.created_at),
             revoked_at: key.revoked_at.map(rfc3339),
@@ -179,6 +182,9 @@ pub struct CreateKeyRequest {
     /// `required` (default) or `optional` (see `KeyView.idempotency`).
     #[schema(schema_with = super::schema::idempotency_or_null)]
     pub idempotency: Option<String>,
+    /// The share of a cap whose passing sends `key.cap.threshold`: 1 to 100 (default 80).
+    #[schema(schema_with = super::schema::percent_or_null)]
+    pub cap_alert_percent: Option<i64>,
 }
 
 /// Every field is optional; an absent field is left as it is. `null` clears the nullable
@@ -218,6 +224,9 @@ pub struct UpdateKeyRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(schema_with = super::schema::idempotency)]
     pub idempotency: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(schema_with = super::schema::percent)]
+    pub cap_alert_percent: Option<Option<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]

@@ -58,6 +58,11 @@ pub fn rate_limit() -> Object {
     ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(MAX_RATE_LIMIT_PER_SECOND)).build()
 }
 
+/// `parse_cap_alert_percent`: 1 to 100.
+pub fn percent() -> Object {
+    ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(100)).build()
+}
+
 /// `CidrAllowlist::parse`: IPv4 or IPv6 networks or bare addresses.
 pub fn cidrs() -> utoipa::openapi::schema::Array {
     ArrayBuilder::new().items(string().description(Some("e.g. 10.0.0.0/8, 2001:db8::/32 or 192.0.2.7"))).build()
@@ -143,6 +148,10 @@ pub fn cap_cents_or_null() -> Object {
 
 pub fn rate_limit_or_null() -> Object {
     nullable(rate_limit())
+}
+
+pub fn percent_or_null() -> Object {
+    nullable(percent())
 }
 
 pub fn instant_or_null() -> Object {

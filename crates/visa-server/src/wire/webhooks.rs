@@ -21,6 +21,9 @@ pub struct WebhookView {
     pub enabled: bool,
     /// `gone` (it answered 410) or `failing` (it failed for 5 days), when the server disabled it.
     pub disabled_reason: Option<String>,
+    /// Since when every attempt has failed (none delivered since); after 5 days of it the
+    /// server disables the endpoint.
+    pub failing_since: Option<String>,
     pub created_at: String,
 }
 
@@ -33,6 +36,7 @@ impl From<&WebhookEndpoint> for WebhookView {
             description: e.description.clone(),
             enabled: e.enabled,
             disabled_reason: e.disabled_reason.clone(),
+            failing_since: e.failing_since.map(rfc3339),
             created_at: rfc3339(e.created_at),
         }
     }

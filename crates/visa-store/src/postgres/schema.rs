@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_mcp_sessions.sql"),
     include_str!("migrations/0006_oauth.sql"),
     include_str!("migrations/0007_webhooks.sql"),
+    include_str!("migrations/0008_alert_settings.sql"),
 ];
 
 /// The advisory lock nodes migrate under ("visa" and 1).

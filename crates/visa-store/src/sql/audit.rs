@@ -36,6 +36,7 @@ pub(crate) fn record(
         Actor::Member { id, login } => ("member", Some(id.get()), Some(login.as_str())),
         Actor::AdminKey { id, label } => ("admin_key", Some(id.get()), Some(label.as_str())),
         Actor::OAuthClient { id, name } => ("oauth_client", Some(*id), Some(name.as_str())),
+        Actor::System => ("system", None, None),
     };
     conn.execute(
         "INSERT INTO audit_log (account_id, actor_type, actor_id, actor_label, action, target, changes, ip, user_agent, created_at) \
@@ -67,6 +68,7 @@ fn entry_from_row(row: &Row) -> StoreResult<AuditEntry> {
         ("member", Some(id)) => Actor::Member { id: MemberId::new(id), login: label },
         ("admin_key", Some(id)) => Actor::AdminKey { id: AdminKeyId::new(id), label },
         ("oauth_client", Some(id)) => Actor::OAuthClient { id, name: label },
+        ("system", None) => Actor::System,
         _ => Actor::Operator,
     };
     Ok(AuditEntry {

@@ -186,7 +186,7 @@ macro_rules! integer_values {
         }
     )*};
 }
-integer_values!(i64, i32, u16, u32, u64, usize);
+integer_values!(i64, i32, u8, u16, u32, u64, usize);
 
 /// Typed ids bind and read as the integers they wrap.
 macro_rules! id_values {
@@ -273,7 +273,7 @@ macro_rules! narrow_integers {
         }
     )*};
 }
-narrow_integers!(u16, u32, u64);
+narrow_integers!(u8, u16, u32, u64);
 
 impl FromValue for bool {
     fn from_value(value: &Value) -> Option<Self> {

@@ -71,6 +71,26 @@ fn target(id: WebhookId) -> String {
     format!("webhook:{id}")
 }
 
+/// An endpoint whose every attempt has failed for this long is disabled.
+pub const WEBHOOK_FAILING_DAYS: i64 = 5;
+
+/// Disables an endpoint for `reason` (`gone`: it answered 410; `failing`: for
+/// `WEBHOOK_FAILING_DAYS` in a row), audited as the server's own act. Its pending deliveries
+/// wait: an owner who enables it again resumes them.
+fn disable(conn: &dyn Db, account_id: AccountId, id: WebhookId, reason: &str, now: Timestamp) -> StoreResult<()> {
+    let before = load(conn, account_id, id)?;
+    if !before.enabled {
+        return Ok(());
+    }
+    conn.execute(
+        "UPDATE webhook_endpoints SET enabled = ?2, disabled_reason = ?3 WHERE id = ?1",
+        params![id, false, reason],
+    )?;
+    let after = load(conn, account_id, id)?;
+    let ctx = AuditContext { actor: Actor::System, ip: None, user_agent: None, now };
+    audit::record(conn, account_id, &ctx, "webhook.disabled", &target(id), snapshot(&before), snapshot(&after))
+}
+
 /// Writes an event of `kind` for the account's enabled endpoints that want it, with `data`, in
 /// the caller's transaction; nothing if none wants it.
 pub(crate) fn emit(conn: &dyn Db, account_id: AccountId, kind: &str, data: Value, now: Timestamp) -> StoreResult<()> {
@@ -408,6 +428,7 @@ impl<E: Engine> WebhookStore for SqlStore<E> {
         now: Timestamp,
     ) -> StoreResult<()> {
         let (id, endpoint, attempt) = (delivery.delivery_id, delivery.endpoint.id, delivery.attempts + 1);
+        let account_id = delivery.endpoint.account_id;
         self.write(move |conn| {
             let at = to_db(now);
             conn.execute(
@@ -429,17 +450,16 @@ impl<E: Engine> WebhookStore for SqlStore<E> {
                 AttemptNext::Delivered => {
                     conn.execute("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ?1", params![endpoint])?;
                 }
-                AttemptNext::Gone => {
-                    conn.execute(
-                        "UPDATE webhook_endpoints SET enabled = ?2, disabled_reason = 'gone' WHERE id = ?1",
-                        params![endpoint, false],
-                    )?;
-                }
+                AttemptNext::Gone => disable(conn, account_id, endpoint, "gone", now)?,
                 AttemptNext::RetryAt(_) | AttemptNext::GiveUp => {
                     conn.execute(
                         "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, ?2) WHERE id = ?1",
                         params![endpoint, at],
                     )?;
+                    let failing_since = load(conn, account_id, endpoint)?.failing_since;
+                    if failing_since.is_some_and(|since| now - since >= time::Duration::days(WEBHOOK_FAILING_DAYS)) {
+                        disable(conn, account_id, endpoint, "failing", now)?;
+                    }
                 }
             }
             Ok(())

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_mcp_sessions.sql"),
     include_str!("migrations/0011_oauth.sql"),
     include_str!("migrations/0012_webhooks.sql"),
+    include_str!("migrations/0013_alert_settings.sql"),
 ];
 
 /// Brings the database up to the newest schema, one transaction per migration.

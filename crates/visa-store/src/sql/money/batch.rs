@@ -304,7 +304,7 @@ impl<'s> Lock<'s> {
 /// one statement, in order; and beside it (`ID_COLUMN`) the id the execution will have if its
 /// hold is admitted, so that the batch's answers never wait on its write's rows (a COMMIT
 /// whose answer was lost but that committed still answers every step).
-const ID_COLUMN: usize = 29;
+const ID_COLUMN: usize = 30;
 
 static HOLD_STATES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let one = HOLD_STATE

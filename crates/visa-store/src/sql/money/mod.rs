@@ -186,6 +186,8 @@ struct HoldState {
     /// The cap alerts already sent (`rules::CapAlert` bits): for the read day, and in total.
     day_alerts: i64,
     total_alerts: i64,
+    /// The key's cap alert percentage.
+    cap_alert_percent: i64,
     /// The database's clock (`RateClock::Database`).
     database_clock: i64,
 }
@@ -216,7 +218,7 @@ static HOLD_STATE: ClockSql = ClockSql::new(
                ks.latest_day, ks.spent_total_micros, ks.held_total_micros, \
                COALESCE(d.spent_micros, 0), COALESCE(d.held_micros, 0), ks.rate_tat_micros, \
                r.execution_id, r.expires_at, e.request_hash, e.state, x.status, x.body, p.request_hash, \
-               a.low_balance_thresholds, a.low_balance_fired, COALESCE(d.alerts, 0), ks.alerts, {clock} \
+               a.low_balance_thresholds, a.low_balance_fired, COALESCE(d.alerts, 0), ks.alerts, k.cap_alert_percent, {clock} \
              FROM keys k JOIN key_spend ks ON ks.key_id = k.id JOIN accounts a ON a.id = k.account_id \
              LEFT JOIN key_secrets s ON s.id = ?2 AND s.key_id = k.id \
              LEFT JOIN key_days d ON d.key_id = k.id \
@@ -264,7 +266,8 @@ fn hold_state_from_row(row: &Row, key_id: KeyId) -> StoreResult<HoldState> {
         low_balance_fired: super::accounts::cents_list(&row.get::<String>(25)?)?,
         day_alerts: row.get(26)?,
         total_alerts: row.get(27)?,
-        database_clock: row.get(28)?,
+        cap_alert_percent: row.get(28)?,
+        database_clock: row.get(29)?,
     })
 }
 

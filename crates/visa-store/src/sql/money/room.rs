@@ -156,6 +156,7 @@ impl Rooms {
         let (day, caps) = self.cap_state(start, held);
         let read_day = rules::hold_day(start.day_number, held.latest_day);
         let day_alerts = if day == read_day { held.day_alerts } else { 0 };
-        (day, rules::cap_alerts(&caps, start.hold, day_alerts, held.total_alerts))
+        let sent = rules::SentAlerts { day: day_alerts, total: held.total_alerts };
+        (day, rules::cap_alerts(&caps, start.hold, held.cap_alert_percent, sent))
     }
 }
