@@ -17,10 +17,16 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Self {
+        Self::start_on(0)
+    }
+
+    /// A receiver on `port` (any free one for 0).
+    fn start_on(port: u16) -> Self {
         use std::io::BufRead;
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/webhook_receiver.py");
         let mut child = std::process::Command::new(visa_e2e::python_venv().join("bin/python"))
             .arg(script)
+            .arg(port.to_string())
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("the venv's python runs");
@@ -345,4 +351,153 @@ async fn racing_calls_past_the_balance_send_one_depleted_alert_until_a_credit() 
     app.execute(&key, "echo", json!({})).await.assert_error(429, "RATE_LIMITED");
     receiver.until(2).await;
     assert!(app.verify_ledger().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_receiver_down_for_two_hours_gets_every_event_once_it_is_back_each_id_once() {
+    let app = spawn_allowing_loopback().await;
+    let receiver = Receiver::start();
+    let session = app.account("outage", true, 1_000).await;
+    let created = app.post("/v1/api/webhooks", &session, json!({ "url": receiver.url(), "events": ["*"] })).await;
+    let created = created.assert_ok(201).clone();
+    let (id, secret) = (created["id"].as_i64().unwrap(), created["secret"].as_str().unwrap().to_owned());
+    // The receiver goes down (its port refuses connections), and five events happen.
+    let port = receiver.port;
+    drop(receiver);
+    for _ in 0..3 {
+        app.post(&format!("/v1/api/webhooks/{id}/test"), &session, json!({})).await.assert_ok(200);
+    }
+    let (key_id, _) = app.key(&session, json!({ "label": "during-outage" })).await;
+    app.delete(&format!("/v1/api/keys/{key_id}"), &session).await.assert_ok(200);
+    // Two hours on the server's clock, in steps past each retry (5 s, 5 min, 30 min, each
+    // with up to 10 % jitter): four failed attempts of each event, logged with why.
+    delivery_log(&app, &session, id, 5).await;
+    for (step, attempts) in [(6, 10), (6 * 60, 15), (34 * 60, 20), (80 * 60, 20)] {
+        app.clock.advance(time::Duration::seconds(step));
+        let log = delivery_log(&app, &session, id, attempts).await;
+        assert_eq!(log.len(), attempts, "attempts after the step of {step} s: {log:?}");
+        assert!(log.iter().all(|a| a["status"].is_null() && a["error"].as_str().unwrap().contains("reach")), "{log:?}");
+    }
+    // Back up on the same port; the next retry (2 h after the fourth) delivers each event once.
+    let receiver = Receiver::start_on(port);
+    receiver.control("/secrets", json!({ "secrets": [secret] })).await;
+    app.clock.advance(time::Duration::hours(1));
+    let got = receiver.until(5).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let got_now = receiver.received().await;
+    let mut ids: Vec<&str> = got_now.iter().map(|d| d["id"].as_str().unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((got_now.len(), ids.len()), (5, 5), "each event once: {got_now:?}");
+    assert!(got.iter().all(|d| d["verified_by"] == json!([0])), "{got:?}");
+    let mut types: Vec<&str> = got_now.iter().map(|d| d["type"].as_str().unwrap()).collect();
+    types.sort();
+    assert_eq!(types, ["key.created", "key.revoked", "webhook.test", "webhook.test", "webhook.test"]);
+    let log = delivery_log(&app, &session, id, 25).await;
+    let delivered: Vec<&Value> = log.iter().filter(|a| a["status"] == json!(200)).collect();
+    assert_eq!(delivered.len(), 5, "{log:?}");
+    assert!(delivered.iter().all(|a| a["attempt"] == json!(5)), "{delivered:?}");
+    let endpoint = app.get(&format!("/v1/api/webhooks/{id}"), &session).await;
+    assert_eq!(endpoint.assert_ok(200)["failing_since"], json!(null), "a delivery ends the failing streak");
+}
+
+#[tokio::test]
+async fn a_name_that_resolves_to_loopback_at_delivery_is_refused_and_nothing_is_sent() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start();
+    let session = app.account("rebound", true, 0).await;
+    // Created while its name pointed at a public address (a literal one here)...
+    let hook = json!({ "url": "https://93.184.216.34/hook", "events": ["*"] });
+    let id = app.post("/v1/api/webhooks", &session, hook).await.assert_ok(201)["id"].as_i64().unwrap();
+    // ...the name now resolves to loopback (DNS rebinding), where the receiver listens; then
+    // the literal loopback address itself.
+    for (n, url) in [format!("http://localhost:{}/hook", receiver.port), receiver.url()].iter().enumerate() {
+        app.sql_execute(&format!("UPDATE webhook_endpoints SET url = '{url}' WHERE id = {id}"));
+        app.post(&format!("/v1/api/webhooks/{id}/test"), &session, json!({})).await.assert_ok(200);
+        let log = delivery_log(&app, &session, id, n + 1).await;
+        let error = log[0]["error"].as_str().unwrap_or_default();
+        assert!(log[0]["status"].is_null() && error.contains("may not reach"), "{url}: {log:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(receiver.received().await.is_empty(), "nothing reached loopback");
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_for_five_days_is_disabled_by_the_server_with_an_audit_entry() {
+    let app = spawn_allowing_loopback().await;
+    let receiver = Receiver::start();
+    receiver.control("/answer", json!({ "status": 500 })).await;
+    let session = app.account("flaky", true, 0).await;
+    let created = app.post("/v1/api/webhooks", &session, json!({ "url": receiver.url(), "events": ["*"] })).await;
+    let id = created.assert_ok(201)["id"].as_i64().unwrap();
+    receiver.control("/secrets", json!({ "secrets": [created.assert_ok(201)["secret"]] })).await;
+    let path = format!("/v1/api/webhooks/{id}");
+    app.post(&format!("{path}/test"), &session, json!({})).await.assert_ok(200);
+    delivery_log(&app, &session, id, 1).await;
+    let failing = app.get(&path, &session).await.assert_ok(200).clone();
+    assert!(failing["failing_since"].is_string() && failing["enabled"] == json!(true), "{failing}");
+    // Five days on, the next failure disables it: by the server, audited as such.
+    app.clock.advance(time::Duration::days(5) + time::Duration::minutes(1));
+    let mut endpoint = json!(null);
+    for _ in 0..200 {
+        endpoint = app.get(&path, &session).await.assert_ok(200).clone();
+        if endpoint["enabled"] == json!(false) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!((endpoint["enabled"].clone(), endpoint["disabled_reason"].clone()), (json!(false), json!("failing")));
+    let audit = app.audit(&session, "?action=webhook.disabled").await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0]["actor"]["type"], "system");
+    assert_eq!(audit[0]["changes"]["enabled"], json!({ "before": true, "after": false }));
+    // Nothing more is attempted while disabled; enabling it again resumes and delivers.
+    let attempts = delivery_log(&app, &session, id, 2).await.len();
+    receiver.control("/answer", json!({ "status": 200 })).await;
+    app.clock.advance(time::Duration::hours(12));
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(delivery_log(&app, &session, id, attempts).await.len(), attempts);
+    app.patch(&path, &session, json!({ "enabled": true })).await.assert_ok(200);
+    app.clock.advance(time::Duration::hours(12));
+    let log = delivery_log(&app, &session, id, attempts + 1).await;
+    assert_eq!(log[0]["status"], json!(200), "{log:?}");
+}
+
+#[tokio::test]
+async fn a_keys_own_cap_alert_percent_decides_when_its_threshold_alert_fires() {
+    let app = spawn_allowing_loopback().await;
+    let receiver = Receiver::start();
+    let session = app.account("halfway", true, 1_000).await;
+    let hook = json!({ "url": receiver.url(), "events": ["key.cap.threshold"] });
+    let secret =
+        app.post("/v1/api/webhooks", &session, hook).await.assert_ok(201)["secret"].as_str().unwrap().to_owned();
+    receiver.control("/secrets", json!({ "secrets": [secret] })).await;
+    for bad in [0, 101, -5] {
+        let body = json!({ "label": "bad", "cap_alert_percent": bad });
+        app.post("/v1/api/keys", &session, body).await.assert_error(400, "INVALID_REQUEST");
+    }
+    let (key_id, key) =
+        app.key(&session, json!({ "label": "half", "daily_cap_cents": 10, "cap_alert_percent": 50 })).await;
+    let read = app.get(&format!("/v1/api/keys/{key_id}"), &session).await;
+    assert_eq!(read.assert_ok(200)["cap_alert_percent"], 50);
+    // 4 cents of 10: under half. The fifth cent reaches it.
+    for _ in 0..4 {
+        app.execute(&key, "echo", json!({})).await.assert_ok(200);
+    }
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert!(receiver.received().await.is_empty());
+    app.execute(&key, "echo", json!({})).await.assert_ok(200);
+    let got = receiver.until(1).await;
+    assert_eq!(
+        (got[0]["body"]["data"]["percent"].clone(), got[0]["body"]["data"]["cap"].clone()),
+        (json!(50), json!("daily"))
+    );
+    // Changed to 100 %: a new day's alert waits for the last cent (checked in `rules`); a PATCH
+    // out of range is refused and changes nothing.
+    let path = format!("/v1/api/keys/{key_id}");
+    app.patch(&path, &session, json!({ "cap_alert_percent": 0 })).await.assert_error(400, "INVALID_REQUEST");
+    let changed = app.patch(&path, &session, json!({ "cap_alert_percent": 100 })).await;
+    assert_eq!(changed.assert_ok(200)["cap_alert_percent"], 100);
+    let audit = app.audit(&session, "?action=key.updated").await;
+    assert_eq!(audit[0]["changes"]["cap_alert_percent"], json!({ "before": 50, "after": 100 }));
 }

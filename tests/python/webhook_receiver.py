@@ -4,7 +4,8 @@ and keeps what it received. Control (JSON over HTTP on the same port):
   POST /secrets  {"secrets": ["whsec_..", ..]}   the secrets to verify with
   POST /answer   {"status": 200, "retry_after": null}  what deliveries are answered
   GET  /received  every delivery: {"id", "type", "body", "verified_by": [secret indexes]}
-Prints the port it listens on, then serves until killed."""
+Listens on the port given as its argument (any free one without), prints it, then serves until
+killed."""
 
 import json
 import sys
@@ -66,6 +67,6 @@ class Handler(BaseHTTPRequestHandler):
         self.answer(status if verified_by else 401, {"ok": bool(verified_by)}, extra)
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 0), Handler)
 print(server.server_address[1], flush=True)
 server.serve_forever()
