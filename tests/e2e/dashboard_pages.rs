@@ -447,6 +447,7 @@ async fn every_page_fits_a_phone_screen() {
             "/dashboard/audit",
             "/dashboard/members",
             "/dashboard/admin-keys",
+            "/dashboard/webhooks",
         ] {
             goto(&browser, &app, page).await;
             let widths = browser

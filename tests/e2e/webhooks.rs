@@ -501,3 +501,130 @@ async fn a_keys_own_cap_alert_percent_decides_when_its_threshold_alert_fires() {
     let audit = app.audit(&session, "?action=key.updated").await;
     assert_eq!(audit[0]["changes"]["cap_alert_percent"], json!({ "before": 50, "after": 100 }));
 }
+
+/// The rows of the delivery log on the page the browser shows, reloading it (at most 10 s)
+/// until `done` says they are what the test waits for (`what`).
+async fn log_rows_until(
+    browser: &visa_e2e::browser::Browser,
+    what: &str,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    use fantoccini::Locator;
+    for _ in 0..100 {
+        browser.client.refresh().await.unwrap();
+        let mut rows = vec![];
+        for row in browser.client.find_all(Locator::Css("table.deliveries tbody tr")).await.unwrap() {
+            rows.push(row.text().await.unwrap());
+        }
+        if done(&rows) {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the delivery log never showed {what}: {}", visa_e2e::browser::text(browser).await);
+}
+
+#[tokio::test]
+async fn the_dashboard_manages_endpoints_and_shows_each_attempt_and_why_an_endpoint_was_disabled() {
+    use fantoccini::Locator;
+    use visa_e2e::browser::*;
+    let app = spawn_allowing_loopback().await;
+    let receiver = Receiver::start();
+    let owner = app.account("acme", true, 1_000).await;
+    app.member(&owner, "ada", "admin").await;
+    app.member(&owner, "vic", "viewer").await;
+    let browser = browser().await;
+    sign_in(&browser, &app, "ada", "ada-password-1").await;
+
+    // Added in the browser: the secret is shown once.
+    follow(&browser, "Webhooks").await;
+    assert!(text(&browser).await.contains("No endpoints."));
+    fill(&browser, "#webhook-url", &receiver.url()).await;
+    fill(&browser, "#webhook-description", "ops pager").await;
+    click_and_wait(&browser, "Add endpoint").await;
+    let secret = value_of(&browser, "#webhook-secret").await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    receiver.control("/secrets", json!({ "secrets": [secret] })).await;
+    let listed = app.get("/v1/api/webhooks", &owner).await.assert_ok(200)["webhooks"].clone();
+    let id = listed[0]["id"].as_i64().unwrap();
+    assert_eq!((listed[0]["events"].clone(), listed[0]["description"].clone()), (json!(["*"]), json!("ops pager")));
+    follow(&browser, "The endpoint and its deliveries").await;
+    assert!(!browser.client.source().await.unwrap().contains(&secret), "the secret is shown once");
+
+    // A test event, delivered and logged; then one the receiver refuses, and its replay.
+    click_and_wait(&browser, "Send test event").await;
+    let rows = log_rows_until(&browser, "a delivery", |rows| rows.len() == 1).await;
+    assert!(rows[0].contains("webhook.test") && rows[0].contains("HTTP 200"), "{rows:?}");
+    receiver.control("/answer", json!({ "status": 500 })).await;
+    click_and_wait(&browser, "Send test event").await;
+    let rows = log_rows_until(&browser, "a second attempt", |rows| rows.len() == 2).await;
+    assert!(rows[0].contains("HTTP 500") && rows[0].contains("\"ok\": true"), "the answer's start: {rows:?}");
+    assert!(text(&browser).await.contains("Failing since"), "{}", text(&browser).await);
+    let failed = receiver.received().await.last().unwrap()["id"].as_str().unwrap().to_owned();
+    receiver.control("/answer", json!({ "status": 200 })).await;
+    let replay = format!("//tr[contains(., '{failed}')]//button[text()='Replay']");
+    navigate_by(&browser, Locator::XPath(&replay), "Replay").await;
+    let rows = log_rows_until(&browser, "the replay", |rows| rows.len() == 3).await;
+    assert!(rows[0].contains(&failed) && rows[0].contains("HTTP 200"), "{rows:?}");
+    assert_eq!(receiver.received().await.iter().filter(|d| d["id"] == json!(failed)).count(), 2, "the same id again");
+    assert!(!text(&browser).await.contains("Failing since"), "a delivery ends the failing streak");
+    screenshot(&browser, "webhook-deliveries").await;
+
+    // Disabled and enabled again; the secret rotated (the new one shown once).
+    click_and_wait(&browser, "Disable").await;
+    assert!(text(&browser).await.contains("Disabled (by a member)"));
+    assert_eq!(app.get(&format!("/v1/api/webhooks/{id}"), &owner).await.assert_ok(200)["enabled"], false);
+    click_and_wait(&browser, "Enable").await;
+    click_and_wait(&browser, "Rotate secret").await;
+    let rotated = value_of(&browser, "#webhook-secret").await;
+    assert!(rotated.starts_with("whsec_") && rotated != secret);
+
+    // Five days of failures: the server disabled it, and the page says why.
+    receiver.control("/answer", json!({ "status": 503 })).await;
+    app.post(&format!("/v1/api/webhooks/{id}/test"), &owner, json!({})).await.assert_ok(200);
+    delivery_log(&app, &owner, id, 4).await;
+    app.clock.advance(time::Duration::days(5) + time::Duration::minutes(1));
+    follow(&browser, "The endpoint and its deliveries").await;
+    for _ in 0..100 {
+        if text(&browser).await.contains("every attempt failed for 5 days") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        browser.client.refresh().await.unwrap();
+    }
+    assert!(text(&browser).await.contains("Disabled (every attempt failed for 5 days)"), "{}", text(&browser).await);
+    follow(&browser, "Webhooks").await;
+    assert!(rows_text(&browser, "table.webhooks").await.contains("every attempt failed for 5 days"));
+    screenshot(&browser, "webhooks").await;
+
+    // A viewer sees the endpoints and the log, and no control.
+    click_and_wait(&browser, "Sign out").await;
+    sign_in(&browser, &app, "vic", "vic-password-1").await;
+    follow(&browser, "Webhooks").await;
+    assert!(!text(&browser).await.contains("Add an endpoint"));
+    browser.client.goto(&app.url(&format!("/dashboard/webhooks/{id}"))).await.unwrap();
+    let page = text(&browser).await;
+    assert!(page.contains("Delivery log") && !page.contains("Send test event") && !page.contains("Replay"), "{page}");
+    click_and_wait(&browser, "Sign out").await;
+
+    // Deleted after a confirmation; every change audited with the browser's user agent.
+    sign_in(&browser, &app, "ada", "ada-password-1").await;
+    browser.client.goto(&app.url(&format!("/dashboard/webhooks/{id}"))).await.unwrap();
+    follow(&browser, "Delete endpoint…").await;
+    click_and_wait(&browser, "Delete endpoint").await;
+    assert!(text(&browser).await.contains("No endpoints."));
+    app.get(&format!("/v1/api/webhooks/{id}"), &owner).await.assert_error(404, "NOT_FOUND");
+    let agent = browser.client.execute("return navigator.userAgent", vec![]).await.unwrap();
+    for action in ["webhook.created", "webhook.updated", "webhook.secret_rotated", "webhook.deleted"] {
+        let entries = app.audit(&owner, &format!("?action={action}")).await;
+        let entry = entries.first().unwrap_or_else(|| panic!("no {action} entry"));
+        assert_eq!(entry["user_agent"], agent, "{action}: {entry}");
+    }
+    browser.client.clone().close().await.unwrap();
+}
+
+/// The text of the table `css`.
+async fn rows_text(browser: &visa_e2e::browser::Browser, css: &str) -> String {
+    let table = browser.client.find(fantoccini::Locator::Css(css)).await.unwrap();
+    table.text().await.unwrap()
+}

@@ -20,13 +20,14 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
                    frame-ancestors 'none'; base-uri 'none'";
 
 /// The navigation bar's pages, in order: (path, title).
-const NAV: [(&str, &str); 6] = [
+const NAV: [(&str, &str); 7] = [
     ("/dashboard/keys", "Keys"),
     (paths::SPEND, "Spend"),
     (paths::AUDIT, "Audit log"),
     (paths::MEMBERS, "Members"),
     (paths::ADMIN_KEYS, "Admin keys"),
     (paths::CONNECTED, "Connected apps"),
+    (paths::WEBHOOKS, "Webhooks"),
 ];
 
 /// Headers of every dashboard response: nothing cached (a page may show a raw key once), no

@@ -12,7 +12,8 @@
 //! - one module per page: `sign_in.rs`, `keys.rs` (the table, creating), `key.rs` (a key),
 //!   `usage.rs` (a key's traffic chart), `spend.rs` (balance, spend, executions), `audit.rs`,
 //!   `members.rs` (and accepting an invitation), `admin_keys.rs`, `oauth.rs` (MCP's OAuth
-//!   consent and the connected applications).
+//!   consent and the connected applications), `webhooks.rs` (endpoints and their delivery
+//!   log).
 
 mod admin_keys;
 mod audit;
@@ -32,6 +33,7 @@ mod session;
 mod sign_in;
 mod spend;
 mod usage;
+mod webhooks;
 
 use crate::state::SharedState;
 use axum::Router;
@@ -66,6 +68,14 @@ pub fn router() -> Router<SharedState> {
         .route(oauth::AUTHORIZE_PATH, get(oauth::authorize).post(oauth::decide))
         .route(oauth::PATH, get(oauth::connected))
         .route("/dashboard/admin-keys/{id}/revoke", get(admin_keys::confirm_revoke).post(admin_keys::revoke))
+        .route(webhooks::PATH, get(webhooks::list).post(webhooks::create))
+        .route("/dashboard/webhooks/{id}", get(webhooks::show))
+        .route("/dashboard/webhooks/{id}/test", post(webhooks::test))
+        .route("/dashboard/webhooks/{id}/enable", post(webhooks::enable))
+        .route("/dashboard/webhooks/{id}/disable", post(webhooks::disable))
+        .route("/dashboard/webhooks/{id}/replay", post(webhooks::replay))
+        .route("/dashboard/webhooks/{id}/rotate-secret", post(webhooks::rotate))
+        .route("/dashboard/webhooks/{id}/delete", get(webhooks::confirm_delete).post(webhooks::delete))
         .route("/dashboard/style.css", get(layout::stylesheet))
         .route("/dashboard/app.js", get(layout::script))
         .layer(axum::middleware::from_fn(layout::security_headers))

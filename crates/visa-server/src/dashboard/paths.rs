@@ -6,3 +6,4 @@ pub const AUDIT: &str = "/dashboard/audit";
 pub const MEMBERS: &str = "/dashboard/members";
 pub const ADMIN_KEYS: &str = "/dashboard/admin-keys";
 pub const CONNECTED: &str = "/dashboard/connected";
+pub const WEBHOOKS: &str = "/dashboard/webhooks";
