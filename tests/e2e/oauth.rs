@@ -20,9 +20,17 @@ const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
 async fn app() -> TestApp {
+    app_with(|_| {}).await
+}
+
+async fn app_with(adjust: impl FnOnce(&mut visa_server::config::ServeConfig)) -> TestApp {
     let tools = [TestTool::builtin("echo", "echo"), TestTool::builtin("slow", "sleep")];
     let catalog = catalog(&tools, "", None);
-    TestApp::spawn_with(|c| c.catalog = catalog).await
+    TestApp::spawn_with(|c| {
+        c.catalog = catalog;
+        adjust(c);
+    })
+    .await
 }
 
 fn client() -> reqwest::Client {
@@ -322,11 +330,14 @@ async fn the_consent_page_refuses_what_it_cannot_trust() {
 }
 
 /// A code works once, with its verifier; a second presentation of a code or of a refresh token
-/// revokes the grant (someone else may hold it).
+/// revokes the grant (someone else may hold it), announced as `key.revoked` (`leaked`); the
+/// tokens a refresh ends are not announced as ended secrets.
 #[tokio::test]
 async fn codes_and_refresh_tokens_work_once_and_a_replay_revokes_the_grant() {
-    let app = app().await;
+    let app = app_with(|c| c.sweep_interval = std::time::Duration::from_millis(100)).await;
     let owner = app.account("octocat", true, 1_000).await;
+    let hook = json!({ "url": "https://93.184.216.34/hook", "events": ["key.revoked"] });
+    app.post("/v1/api/webhooks", &owner, hook).await.assert_ok(201);
     let client_id = registered(&app).await;
 
     let code = approve(&app, &owner, &client_id).await;
@@ -359,6 +370,13 @@ async fn codes_and_refresh_tokens_work_once_and_a_replay_revokes_the_grant() {
     assert_eq!(mcp_status(&app, fresh["access_token"].as_str().unwrap()).await.0, 401, "the grant is revoked");
     let revoked = app.audit(&owner, "").await.into_iter().filter(|e| e["action"] == "key.revoked_oauth_replay").count();
     assert_eq!(revoked, 2, "both replays revoked their grants, audited");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let announced = |reason: &str| {
+        app.sql_value(&format!(
+            "SELECT COUNT(*) FROM webhook_events WHERE type = 'key.revoked' AND payload LIKE '%\"reason\":\"{reason}\"%'"
+        ))
+    };
+    assert_eq!((announced("leaked"), announced("secret_ended")), (2, 0), "grants revoked, and no token announced");
 
     let (status, unsupported) =
         token_request(&app, &[("grant_type", "password"), ("client_id", client_id.as_str())]).await;

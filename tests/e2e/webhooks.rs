@@ -628,3 +628,53 @@ async fn rows_text(browser: &visa_e2e::browser::Browser, css: &str) -> String {
     let table = browser.client.find(fantoccini::Locator::Css(css)).await.unwrap();
     table.text().await.unwrap()
 }
+
+#[tokio::test]
+async fn an_old_secret_that_stops_working_is_announced_once_when_its_grace_ends_or_it_is_revoked() {
+    let app = TestApp::spawn_with(|c| {
+        c.webhook_allow_private = vec!["127.0.0.0/8".parse().unwrap()];
+        c.sweep_interval = Duration::from_millis(100);
+    })
+    .await;
+    let receiver = Receiver::start();
+    let session = app.account("rotating", true, 100).await;
+    let hook = json!({ "url": receiver.url(), "events": ["key.revoked"] });
+    let secret =
+        app.post("/v1/api/webhooks", &session, hook).await.assert_ok(201)["secret"].as_str().unwrap().to_owned();
+    receiver.control("/secrets", json!({ "secrets": [secret] })).await;
+    let (key_id, _) = app.key(&session, json!({ "label": "rotated" })).await;
+    let path = format!("/v1/api/keys/{key_id}");
+    let prefix_of = |key: &Value, n: usize| key["secrets"][n]["key_prefix"].as_str().unwrap().to_owned();
+
+    // A rotation with an hour's grace: nothing until the hour has passed on the server's clock.
+    let rotated = app.post(&format!("{path}/rotate"), &session, json!({ "grace_period_seconds": 3_600 })).await;
+    let rotated = rotated.assert_ok(200).clone();
+    let (newest, old) = (prefix_of(&rotated, 0), prefix_of(&rotated, 1));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(receiver.received().await.is_empty(), "the old secret still works");
+    app.clock.advance(time::Duration::minutes(61));
+    let got = receiver.until(1).await;
+    let data = &got[0]["body"]["data"];
+    assert_eq!((data["reason"].clone(), data["key_id"].clone()), (json!("secret_ended"), json!(key_id)));
+    assert_eq!(
+        (data["ended_key_prefix"].as_str(), data["key_prefix"].as_str()),
+        (Some(old.as_str()), Some(newest.as_str()))
+    );
+
+    // Another rotation whose old secret is revoked early: announced by the revocation, once.
+    let again = app.post(&format!("{path}/rotate"), &session, json!({ "grace_period_seconds": 86_400 })).await;
+    let again = again.assert_ok(200).clone();
+    let old_id = again["secrets"][1]["id"].as_i64().unwrap();
+    app.post(&format!("{path}/secrets/{old_id}/revoke"), &session, json!({})).await.assert_ok(200);
+    let got = receiver.until(2).await;
+    assert_eq!(got[1]["body"]["data"]["ended_key_prefix"].as_str(), Some(prefix_of(&again, 1).as_str()));
+    // Revoking the key is its own event; its secrets are not announced again, nor the first
+    // one after its grace would have ended.
+    app.delete(&path, &session).await.assert_ok(200);
+    let got = receiver.until(3).await;
+    assert_eq!(got[2]["body"]["data"]["reason"], "revoked");
+    app.clock.advance(time::Duration::days(2));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(receiver.received().await.len(), 3, "each end once: {:?}", receiver.received().await);
+    assert!(receiver.received().await.iter().all(|d| d["verified_by"] == json!([0])));
+}

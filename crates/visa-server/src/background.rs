@@ -45,7 +45,8 @@ const SWEEP_BATCH: u32 = 1_000;
 /// Retention: every `interval`, deletes in bounded batches what the Idempotency-Key window no
 /// longer keeps and rolls old usage up (docs/money.md, "Retention"), until nothing more is due;
 /// ends this node's running calls that no task tracks any more (`in_flight`); and announces
-/// the keys a week or a day from expiry (`key.expiring`).
+/// the keys a week or a day from expiry (`key.expiring`) and old secrets whose rotation grace
+/// ended (`key.revoked`, reason `secret_ended`).
 async fn sweep_retention(state: SharedState, interval: Duration, mut stopped: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(interval);
     loop {
@@ -54,8 +55,8 @@ async fn sweep_retention(state: SharedState, interval: Duration, mut stopped: wa
             _ = stopped.changed() => return,
         }
         in_flight::sweep_untracked(state.store.as_ref(), state.node.id(), &state.in_flight, &state.clock).await;
-        if let Err(e) = state.store.announce_expiring_keys(state.now(), SWEEP_BATCH).await {
-            tracing::warn!(error = %e, "keys about to expire could not be announced; retrying at the next tick");
+        if let Err(e) = state.store.announce_key_events(state.now(), SWEEP_BATCH).await {
+            tracing::warn!(error = %e, "keys about to expire or ended secrets could not be announced; retrying at the next tick");
         }
         loop {
             match state.store.sweep_expired(state.now(), state.retention, SWEEP_BATCH).await {

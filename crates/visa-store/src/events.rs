@@ -102,6 +102,16 @@ pub fn key_expiring(key: &KeyRecord, days_before: i64) -> Value {
     data
 }
 
+/// `key.revoked` with reason `secret_ended`: one old secret of the key (`ended_key_prefix`)
+/// stopped working — its rotation's grace ended, or it was revoked early — while the key and
+/// its newest secret go on.
+pub fn secret_ended(key: &KeyRecord, ended_prefix: &str) -> Value {
+    let mut data = self::key(key);
+    data["reason"] = json!("secret_ended");
+    data["ended_key_prefix"] = json!(ended_prefix);
+    data
+}
+
 /// `key.revoked`: the key and why: `revoked` by a member or an admin key, `leaked` when its raw
 /// value was reported or a used OAuth refresh token came back (someone else may hold it).
 pub fn key_revoked(revoked: &KeyRecord, cause: RevokeCause) -> Value {

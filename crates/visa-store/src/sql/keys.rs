@@ -116,8 +116,17 @@ pub(crate) fn require_key(conn: &dyn Db, account_id: AccountId, key_id: KeyId) -
 
 fn insert_secret(conn: &dyn Db, key_id: KeyId, secret: &NewSecret, now: Timestamp) -> StoreResult<()> {
     conn.execute(
-        "INSERT INTO key_secrets (key_id, hash, key_prefix, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![key_id, secret.hash.0, secret.key_prefix, to_db(now), secret.expires_at.map(to_db)],
+        // A secret that ends by itself (an OAuth access token) is never announced ending.
+        "INSERT INTO key_secrets (key_id, hash, key_prefix, created_at, expires_at, end_announced) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            key_id,
+            secret.hash.0,
+            secret.key_prefix,
+            to_db(now),
+            secret.expires_at.map(to_db),
+            secret.expires_at.is_some()
+        ],
     )?;
     Ok(())
 }
@@ -231,6 +240,43 @@ pub(crate) fn announce_expiring(conn: &dyn Db, now: Timestamp, limit: u32) -> St
     Ok(due.len())
 }
 
+/// Sends `key.revoked` (reason `secret_ended`) for old secrets of live keys that stopped
+/// working (a rotation's grace ended, or one was revoked early) and were not announced yet;
+/// those of OAuth grants (tokens that end every hour) are only marked. At most `limit`, or
+/// only the secret `only`; how many. Where writers run concurrently, a secret another node is
+/// announcing is skipped.
+fn announce_ended_secrets(conn: &dyn Db, now: Timestamp, limit: u32, only: Option<SecretId>) -> StoreResult<usize> {
+    let lock = if conn.dialect().single_writer() { "" } else { "FOR UPDATE OF s SKIP LOCKED" };
+    let ended = conn.query_map(
+        &format!(
+            "SELECT s.id, k.id, k.account_id, s.key_prefix, \
+             EXISTS (SELECT 1 FROM oauth_grants g WHERE g.key_id = k.id) \
+             FROM key_secrets s JOIN keys k ON k.id = s.key_id \
+             WHERE NOT s.end_announced AND (s.revoked_at IS NOT NULL OR s.expires_at IS NOT NULL) \
+             AND (s.revoked_at IS NOT NULL OR s.expires_at <= ?1) AND k.revoked_at IS NULL \
+             AND (CAST(?3 AS BIGINT) IS NULL OR s.id = ?3) ORDER BY s.id LIMIT ?2 {lock}"
+        ),
+        params![to_db(now), limit, only],
+        |row| {
+            Ok((
+                row.get::<SecretId>(0)?,
+                row.get::<KeyId>(1)?,
+                row.get::<AccountId>(2)?,
+                row.get::<String>(3)?,
+                row.get::<bool>(4)?,
+            ))
+        },
+    )?;
+    for (secret_id, key_id, account_id, prefix, oauth) in &ended {
+        conn.execute("UPDATE key_secrets SET end_announced = ?2 WHERE id = ?1", params![secret_id, true])?;
+        if !oauth {
+            let key = require_key(conn, *account_id, *key_id)?;
+            webhooks::emit(conn, *account_id, events::KEY_REVOKED, events::secret_ended(&key, prefix), now)?;
+        }
+    }
+    Ok(ended.len())
+}
+
 pub(crate) fn list(conn: &dyn Db, account_id: AccountId, page: PageRequest) -> StoreResult<Page<KeyRecord>> {
     let (op, order, cursor) = page.id_bounds();
     let (filter, order) = (format!("k.id {op} ?2"), format!("ORDER BY k.id {order} LIMIT ?3"));
@@ -262,9 +308,10 @@ pub(crate) fn revoke(
     let before = require_key(conn, account_id, key_id)?;
     let at = to_db(ctx.now);
     conn.execute("UPDATE keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1", params![key_id, at])?;
+    // The key's own `key.revoked` covers its secrets: none is announced ending after it.
     conn.execute(
-        "UPDATE key_secrets SET revoked_at = COALESCE(revoked_at, ?2) WHERE key_id = ?1",
-        params![key_id, at],
+        "UPDATE key_secrets SET revoked_at = COALESCE(revoked_at, ?2), end_announced = ?3 WHERE key_id = ?1",
+        params![key_id, at, true],
     )?;
     let action = match cause {
         RevokeCause::Requested => "key.revoked",
@@ -296,7 +343,9 @@ pub(crate) fn revoke_secret(
         "UPDATE key_secrets SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
         params![secret_id, to_db(ctx.now)],
     )?;
-    audited_key_change(conn, ctx, "key.secret_revoked", &key)
+    let after = audited_key_change(conn, ctx, "key.secret_revoked", &key)?;
+    announce_ended_secrets(conn, ctx.now, 1, Some(secret_id))?;
+    Ok(after)
 }
 
 pub(crate) fn rotate(
@@ -386,8 +435,10 @@ pub(crate) fn record_use(conn: &dyn Db, uses: &[KeyUse]) -> StoreResult<()> {
 #[async_trait]
 pub trait KeyStore: Send + Sync {
     async fn create_key(&self, new: NewKey, audit: AuditContext) -> StoreResult<KeyRecord>;
-    /// Sends `key.expiring` for keys a week or a day from their expiry (`announce_expiring`).
-    async fn announce_expiring_keys(&self, now: Timestamp, limit: u32) -> StoreResult<usize>;
+    /// What time alone makes happen to keys, announced: `key.expiring` for keys a week or a day
+    /// from their expiry (`announce_expiring`), `key.revoked` for old secrets whose rotation
+    /// grace ended (`announce_ended_secrets`). At most `limit` of each; how many in all.
+    async fn announce_key_events(&self, now: Timestamp, limit: u32) -> StoreResult<usize>;
     async fn get_key(&self, account_id: AccountId, key_id: KeyId) -> StoreResult<Option<KeyRecord>>;
     async fn list_keys(&self, account_id: AccountId, page: PageRequest) -> StoreResult<Page<KeyRecord>>;
     async fn update_key(
@@ -429,8 +480,11 @@ pub trait KeyStore: Send + Sync {
 
 #[async_trait]
 impl<E: Engine> KeyStore for SqlStore<E> {
-    async fn announce_expiring_keys(&self, now: Timestamp, limit: u32) -> StoreResult<usize> {
-        self.write_locking(move |conn| announce_expiring(conn, now, limit)).await
+    async fn announce_key_events(&self, now: Timestamp, limit: u32) -> StoreResult<usize> {
+        self.write_locking(move |conn| {
+            Ok(announce_expiring(conn, now, limit)? + announce_ended_secrets(conn, now, limit, None)?)
+        })
+        .await
     }
 
     async fn create_key(&self, new: NewKey, ctx: AuditContext) -> StoreResult<KeyRecord> {

@@ -27,3 +27,13 @@ ALTER TABLE audit_log_v3 RENAME TO audit_log;
 CREATE INDEX audit_by_account ON audit_log(account_id, id);
 CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+
+-- `key.revoked` with reason `secret_ended` when an old secret of a rotation stops working
+-- (docs/webhooks.md): once per secret. Secrets already ended, and those of OAuth grants (their
+-- access tokens end every hour), count as told.
+ALTER TABLE key_secrets ADD COLUMN end_announced INTEGER NOT NULL DEFAULT 0;
+UPDATE key_secrets SET end_announced = 1
+    WHERE revoked_at IS NOT NULL OR expires_at <= CAST(strftime('%s', 'now') AS INTEGER) * 1000000
+       OR key_id IN (SELECT key_id FROM oauth_grants);
+CREATE INDEX key_secrets_ending ON key_secrets(id)
+    WHERE NOT end_announced AND (revoked_at IS NOT NULL OR expires_at IS NOT NULL);
