@@ -20,11 +20,12 @@ run_wrk() {
 
 # create_keys API COUNT TOOL [LOGIN]: an approved account (LOGIN, default bench) with $10M and
 # COUNT keys for TOOL (caps and rate limits high enough to measure the money path, not the
-# limiter), one per line in $work/keys.
+# limiter), one per line in $work/keys; the account's session token in $work/session.
 create_keys() {
   local session
   session=$(curl -fsS "$1/v1/operator/accounts" -H "Authorization: Bearer $VISA_OPERATOR_TOKEN" -H 'Content-Type: application/json' \
     -d "{\"login\":\"${4:-bench}\",\"approved\":true,\"credit_cents\":1000000000}" | sed -E 's/.*"session_token":"([^"]+)".*/\1/')
+  echo "$session" > "$work/session"
   for _ in $(seq "$2"); do
     curl -fsS "$1/v1/api/keys" -H "Authorization: Bearer $session" -H 'Content-Type: application/json' \
       -d "{\"label\":\"bench\",\"allowed_tools\":[\"$3\"],\"daily_cap_cents\":100000000,\"rate_limit_per_second\":100000}" \

@@ -1155,6 +1155,7 @@ impl Sim {
             operator_requests: time::Duration::minutes(TTL_MINUTES),
             usage_minutes: time::Duration::days(7),
             usage_hours: time::Duration::days(90),
+            webhook_log: time::Duration::days(30),
         };
         while self.state().store.sweep_expired(now, retention, 50).await.unwrap() >= 50 {}
         let execs = &self.execs;

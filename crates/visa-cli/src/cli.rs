@@ -142,6 +142,9 @@ pub struct ServeArgs {
     /// How long usage is kept per hour before it is rolled up per day, e.g. 90d.
     #[arg(long, default_value = "90d", env = "VISA_USAGE_HOUR_RETENTION", value_parser = parse_duration_seconds)]
     pub usage_hour_retention: u64,
+    /// How long webhook delivery attempts (and delivered events) are kept, e.g. 30d.
+    #[arg(long, default_value = "30d", env = "VISA_WEBHOOK_LOG_RETENTION", value_parser = parse_duration_seconds)]
+    pub webhook_log_retention: u64,
     /// Sign-ins (and invitation acceptances) a minute from one client IP, with a burst of two
     /// thirds of it; raise it for many people behind one NAT.
     #[arg(long, default_value_t = 30, env = "VISA_SIGN_INS_PER_IP", value_parser = clap::value_parser!(u32).range(1..))]

@@ -55,6 +55,8 @@ pub struct ServeConfig {
     pub usage_minute_retention: Duration,
     /// Usage is kept per hour this long (90 days by default), then rolled up per day.
     pub usage_hour_retention: Duration,
+    /// Webhook delivery attempts (and delivered events) are kept this long (30 days by default).
+    pub webhook_log_retention: Duration,
     /// How fast sign-ins and invitation acceptances may come, per client IP and per login.
     pub sign_in_limits: auth::throttle::SignInLimits,
     /// The database; `None`: SQLite in the data dir.
@@ -89,6 +91,7 @@ impl ServeConfig {
             sweep_interval: Duration::from_secs(10),
             usage_minute_retention: Duration::from_secs(7 * 24 * 3600),
             usage_hour_retention: Duration::from_secs(90 * 24 * 3600),
+            webhook_log_retention: Duration::from_secs(30 * 24 * 3600),
             sign_in_limits: Default::default(),
             node_lease: Duration::from_secs(30),
             database: None,

@@ -78,6 +78,7 @@ impl AppState {
                 usage_minutes: time::Duration::try_from(config.usage_minute_retention)
                     .unwrap_or(time::Duration::days(7)),
                 usage_hours: time::Duration::try_from(config.usage_hour_retention).unwrap_or(time::Duration::days(90)),
+                webhook_log: time::Duration::try_from(config.webhook_log_retention).unwrap_or(time::Duration::days(30)),
             },
             clock: config.clock.clone(),
             metrics,

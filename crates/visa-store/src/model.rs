@@ -608,6 +608,8 @@ pub struct Retention {
     pub usage_minutes: time::Duration,
     /// Usage is kept per hour this long, then per day (kept for good: one row per secret-day).
     pub usage_hours: time::Duration,
+    /// Webhook attempts, and events whose deliveries all ended, are kept this long.
+    pub webhook_log: time::Duration,
 }
 
 /// Requests of one key secret in one UTC minute (minutes since the Unix epoch; a rolled-up

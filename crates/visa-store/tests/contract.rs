@@ -683,6 +683,22 @@ async fn an_endpoint_failing_for_five_days_in_a_row_is_disabled_with_an_audit_en
     let later = since + Duration::days(6);
     store.send_webhook_event(f.account, hook.id, "webhook.test", serde_json::json!({}), later).await.unwrap();
     assert!(store.claim_webhook_deliveries(NodeId(1), later, later, 100).await.unwrap().is_empty());
+
+    // The log is kept for its retention: 30 days on, the attempts older than that are gone.
+    let retention = Retention {
+        operator_requests: Duration::days(1),
+        usage_minutes: Duration::days(7),
+        usage_hours: Duration::days(90),
+        webhook_log: Duration::days(30),
+    };
+    assert_eq!(store.list_webhook_attempts(f.account, hook.id, 100).await.unwrap().len(), 6);
+    store.sweep_expired(t0 + Duration::days(36), retention, 1_000).await.unwrap();
+    let kept = store.list_webhook_attempts(f.account, hook.id, 100).await.unwrap();
+    let newest = since + Duration::days(5);
+    let kept_at: Vec<OffsetDateTime> = kept.iter().map(|a| a.created_at).collect();
+    assert_eq!(kept_at, [newest, newest - Duration::seconds(1)]);
+    store.sweep_expired(t0 + Duration::days(41), retention, 1_000).await.unwrap();
+    assert!(store.list_webhook_attempts(f.account, hook.id, 100).await.unwrap().is_empty());
 }
 
 /// Both ways a call comes to wait for an operator send `execution.reconcile_required` with it,

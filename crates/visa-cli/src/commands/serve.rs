@@ -27,6 +27,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.node_lease = std::time::Duration::from_secs(args.node_lease);
     config.usage_minute_retention = std::time::Duration::from_secs(args.usage_minute_retention);
     config.usage_hour_retention = std::time::Duration::from_secs(args.usage_hour_retention);
+    config.webhook_log_retention = std::time::Duration::from_secs(args.webhook_log_retention);
     config.max_connections = args.max_connections;
     config.max_connections_per_ip = args.max_connections_per_ip;
     config.sign_in_limits =

@@ -85,7 +85,7 @@ impl<E: Engine> Store for SqlStore<E> {
                 .max(members::sweep_invitations(conn, now, limit)?)
                 .max(mcp_sessions::sweep(conn, now, limit)?)
                 .max(oauth::sweep(conn, now, limit)?)
-                .max(webhooks::sweep(conn, now, limit)?) as u64;
+                .max(webhooks::sweep(conn, now - retention.webhook_log, limit)?) as u64;
             let hours = usage::roll_up(conn, minute(retention.usage_minutes), usage::Bucket::Hour, limit)?;
             let days = usage::roll_up(conn, minute(retention.usage_hours), usage::Bucket::Day, limit)?;
             Ok(expired.max(logins).max(hours).max(days))

@@ -16,9 +16,6 @@ use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-/// How long the delivery log and delivered events are kept.
-pub const WEBHOOK_LOG_DAYS: i64 = 30;
-
 const ENDPOINT_COLUMNS: &str = "id, account_id, url, events, description, enabled, disabled_reason, secret_salt, \
     previous_salt, previous_until, failing_since, created_at";
 
@@ -134,9 +131,10 @@ fn enqueue(
     Ok(Some(public_id))
 }
 
-/// Forgets attempts, and events whose deliveries all ended, older than `WEBHOOK_LOG_DAYS`.
-pub(crate) fn sweep(conn: &dyn Db, now: Timestamp, limit: u32) -> StoreResult<usize> {
-    let before = to_db(now - time::Duration::days(WEBHOOK_LOG_DAYS));
+/// Forgets attempts, and events whose deliveries all ended, from before `before` (the
+/// retention of the delivery log, `Retention::webhook_log`).
+pub(crate) fn sweep(conn: &dyn Db, before: Timestamp, limit: u32) -> StoreResult<usize> {
+    let before = to_db(before);
     let attempts = conn.execute(
         "DELETE FROM webhook_attempts WHERE id IN (SELECT id FROM webhook_attempts WHERE created_at <= ?1 LIMIT ?2)",
         params![before, limit],
