@@ -678,3 +678,29 @@ async fn an_old_secret_that_stops_working_is_announced_once_when_its_grace_ends_
     assert_eq!(receiver.received().await.len(), 3, "each end once: {:?}", receiver.received().await);
     assert!(receiver.received().await.iter().all(|d| d["verified_by"] == json!([0])));
 }
+
+#[tokio::test]
+async fn a_call_whose_outcome_cannot_be_recorded_is_announced_for_an_operator() {
+    let app = spawn_allowing_loopback().await;
+    let receiver = Receiver::start();
+    let session = app.account("stuck", true, 100).await;
+    let hook = json!({ "url": receiver.url(), "events": ["execution.reconcile_required"] });
+    let secret =
+        app.post("/v1/api/webhooks", &session, hook).await.assert_ok(201)["secret"].as_str().unwrap().to_owned();
+    receiver.control("/secrets", json!({ "secrets": [secret] })).await;
+    let (key_id, key) = app.key(&session, json!({ "label": "unlucky" })).await;
+    // The store refuses the outcome's write: the call is left for an operator, its hold kept.
+    app.fail_writes_to("execution_responses");
+    let answer = app.execute(&key, "echo", json!({})).await;
+    app.writes_work_again("execution_responses");
+    let refused = answer.assert_error(503, "IDEMPOTENCY_UNAVAILABLE").clone();
+    let got = receiver.until(1).await;
+    let data = &got[0]["body"]["data"];
+    assert_eq!(got[0]["type"], "execution.reconcile_required");
+    assert_eq!(data["key_id"], json!(key_id));
+    assert_eq!((data["tool"].as_str(), data["hold_micros"].as_i64()), (Some("echo"), Some(10_000)), "{data}");
+    assert_eq!(data["execution_id"], refused["receipt"]["execution_id"], "{refused}");
+    assert_eq!(data["support_id"], data["execution_id"]);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(receiver.received().await.len(), 1, "once");
+}
