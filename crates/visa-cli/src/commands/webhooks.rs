@@ -93,6 +93,9 @@ fn print_endpoints(endpoints: Option<&[Value]>) {
         .map(|e| {
             let events: Vec<&str> = e["events"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
             let state = match (e["enabled"].as_bool(), e["disabled_reason"].as_str()) {
+                (Some(true), _) if e["failing_since"].is_string() => {
+                    format!("failing since {}", field(e, "failing_since"))
+                }
                 (Some(true), _) => "enabled".to_owned(),
                 (_, Some(reason)) => format!("disabled ({reason})"),
                 _ => "disabled".to_owned(),
