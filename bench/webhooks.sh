@@ -10,7 +10,8 @@
 #             thresholds: the holds decide alerts and, at a steady state, none fires (each fires
 #             once per crossing, or per key, cap and day), so nothing more is written.
 # Each runs ROUNDS times, interleaved (before, plain, alerted, before, …), each server on its own
-# fresh SQLite data dir; the median round of each is compared.
+# fresh SQLite data dir (with VISA_BENCH_DATABASE=postgres, its own database of one throwaway
+# PostgreSQL cluster, bench/pg/cluster.sh); the median round of each is compared.
 # Usage: bench/webhooks.sh [seconds per run, default 15] [connections, default 64] [rounds, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,13 @@ ROUNDS=${3:-3}
 KEYS=${VISA_BENCH_KEY_COUNT:-64}
 BEFORE=${VISA_BENCH_BEFORE:-ce6bb32}
 source bench/lib.sh
+database=()
+if [ "${VISA_BENCH_DATABASE:-sqlite}" = postgres ]; then
+  source bench/pg/cluster.sh
+  pg_psql -c "CREATE DATABASE bench_before" -c "CREATE DATABASE bench_plain" -c "CREATE DATABASE bench_alerted"
+fi
+# database_of NAME: the serve arguments of NAME's database (none: SQLite in its data dir).
+database_of() { [ -n "${pg_url:-}" ] && echo "--database" "${pg_url/\/visa\?//bench_$1?}"; true; }
 cargo build --release -q -p visa-cli
 
 # The server as it was before webhooks, built once per revision beside this tree's target dir.
@@ -32,10 +40,13 @@ fi
 
 export VISA_OPERATOR_TOKEN=bench-operator-token-0123456789
 declare -A port=([before]=18094 [plain]=18095 [alerted]=18096)
-VISA_LOG=warn "$before_bin" serve --listen "127.0.0.1:${port[before]}" --data-dir "$work/before-data" & pids+=($!)
+# shellcheck disable=SC2046 # database_of's words are the arguments
+VISA_LOG=warn "$before_bin" serve --listen "127.0.0.1:${port[before]}" --data-dir "$work/before-data" $(database_of before) \
+  & pids+=($!)
 for name in plain alerted; do
+  # shellcheck disable=SC2046
   VISA_LOG=warn target/release/visa-cli serve --listen "127.0.0.1:${port[$name]}" --data-dir "$work/$name-data" \
-    --webhook-allow-private 127.0.0.0/8 & pids+=($!)
+    $(database_of "$name") --webhook-allow-private 127.0.0.0/8 & pids+=($!)
 done
 for name in before plain alerted; do
   wait_for_port "${port[$name]}"
@@ -50,7 +61,7 @@ curl -fsS -X PATCH "$alerted/v1/api/account" -H "Authorization: Bearer $session"
 curl -fsS "$alerted/v1/api/webhooks" -H "Authorization: Bearer $session" -H 'Content-Type: application/json' \
   -d '{"url":"http://127.0.0.1:9/hook","events":["*"]}' >/dev/null
 
-echo "machine: $(nproc) cores; ${DURATION}s per run, $CONNECTIONS connections, $KEYS keys, $ROUNDS rounds; before = $BEFORE"
+echo "machine: $(nproc) cores; ${DURATION}s per run, $CONNECTIONS connections, $KEYS keys, $ROUNDS rounds; before = $BEFORE; ${VISA_BENCH_DATABASE:-sqlite}"
 results=""
 for round in $(seq "$ROUNDS"); do
   for name in before plain alerted; do
@@ -60,7 +71,8 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 for name in before plain alerted; do
-  echo "ledger of $name: $("$([ "$name" = before ] && echo "$before_bin" || echo target/release/visa-cli)" ledger verify --data-dir "$work/$name-data" 2>&1 | tail -1)"
+  # shellcheck disable=SC2046
+  echo "ledger of $name: $("$([ "$name" = before ] && echo "$before_bin" || echo target/release/visa-cli)" ledger verify --data-dir "$work/$name-data" $(database_of "$name") 2>&1 | tail -1)"
 done
 events=$(curl -fsS "$alerted/v1/api/webhooks" -H "Authorization: Bearer $session" | grep -o '"id":[0-9]*' | head -1 | cut -d: -f2)
 echo "alerted endpoint's delivery log (attempts): $(curl -fsS "$alerted/v1/api/webhooks/$events/deliveries" -H "Authorization: Bearer $session" | grep -o '"attempt"' | wc -l)"

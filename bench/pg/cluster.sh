@@ -10,7 +10,8 @@ pg_port=$(( 20000 + RANDOM % 20000 ))
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 mkdir -p "$pg_dir"; chmod 755 "$work" "$pg_dir"
 [ "$(id -u)" = 0 ] && chown postgres "$pg_dir"
-stop_pg() { as_pg "$pg_bin/pg_ctl" -D "$pg_dir/db" -m immediate stop >/dev/null 2>&1 || true; cleanup; }
+# The nodes stop before their database, which then goes with the work dir.
+stop_pg() { stop_processes; as_pg "$pg_bin/pg_ctl" -D "$pg_dir/db" -m immediate stop >/dev/null 2>&1 || true; cleanup; }
 trap stop_pg EXIT
 as_pg "$pg_bin/initdb" -D "$pg_dir/db" -U postgres --auth=trust >/dev/null
 as_pg "$pg_bin/pg_ctl" -D "$pg_dir/db" -l "$pg_dir/log" \
