@@ -39,6 +39,16 @@ impl Receiver {
         format!("http://127.0.0.1:{}/hook", self.port)
     }
 
+    /// An endpoint of the session's account to this receiver, for `events`, whose secret the
+    /// receiver then verifies with: (its id, the secret).
+    async fn subscribe(&self, app: &TestApp, session: &str, events: &[&str]) -> (i64, String) {
+        let created = app.post("/v1/api/webhooks", session, json!({ "url": self.url(), "events": events })).await;
+        let created = created.assert_ok(201);
+        let secret = created["secret"].as_str().expect("the secret, once").to_owned();
+        self.control("/secrets", json!({ "secrets": [secret] })).await;
+        (created["id"].as_i64().expect("an id"), secret)
+    }
+
     async fn control(&self, path: &str, body: Value) {
         let sent = self.http.post(format!("http://127.0.0.1:{}{path}", self.port)).json(&body).send().await;
         assert!(sent.expect("the receiver answers").status().is_success());
@@ -223,10 +233,7 @@ async fn fifty_racing_calls_that_cross_a_low_balance_threshold_fire_it_once_and_
     assert_eq!(set.assert_ok(200)["low_balance_thresholds_cents"], json!([80]));
     let bad = json!({ "low_balance_thresholds_cents": [0] });
     app.patch("/v1/api/account", &session, bad).await.assert_error(400, "INVALID_REQUEST");
-    let created =
-        app.post("/v1/api/webhooks", &session, json!({ "url": receiver.url(), "events": ["balance.low"] })).await;
-    let secret = created.assert_ok(201)["secret"].as_str().unwrap().to_owned();
-    receiver.control("/secrets", json!({ "secrets": [secret] })).await;
+    receiver.subscribe(&app, &session, &["balance.low"]).await;
     let (_, key) = app.key(&session, json!({ "label": "racer", "daily_cap_cents": 10_000 })).await;
 
     // $1.00 and 50 calls of 1 cent at once: the balance passes under 80 cents exactly once.
@@ -259,9 +266,7 @@ async fn racing_calls_past_a_keys_daily_cap_send_one_threshold_alert_and_one_cap
     let app = spawn_allowing_loopback().await;
     let receiver = Receiver::start();
     let session = app.account("capped", true, 10_000).await;
-    let created = app.post("/v1/api/webhooks", &session, json!({ "url": receiver.url(), "events": ["*"] })).await;
-    let secret = created.assert_ok(201)["secret"].as_str().unwrap().to_owned();
-    receiver.control("/secrets", json!({ "secrets": [secret] })).await;
+    receiver.subscribe(&app, &session, &["*"]).await;
     let (key_id, key) = app.key(&session, json!({ "label": "ten-cents", "daily_cap_cents": 10 })).await;
     receiver.until(1).await; // key.created
 
@@ -299,10 +304,7 @@ async fn a_key_is_announced_a_week_and_a_day_before_it_expires_and_again_after_a
     .await;
     let receiver = Receiver::start();
     let session = app.account("expiring", true, 100).await;
-    let created =
-        app.post("/v1/api/webhooks", &session, json!({ "url": receiver.url(), "events": ["key.expiring"] })).await;
-    let secret = created.assert_ok(201)["secret"].as_str().unwrap().to_owned();
-    receiver.control("/secrets", json!({ "secrets": [secret] })).await;
+    receiver.subscribe(&app, &session, &["key.expiring"]).await;
     let expires_at = visa_e2e::rfc3339_in(3 * 86_400);
     let (key_id, _) = app.key(&session, json!({ "label": "short", "expires_at": expires_at })).await;
     let got = receiver.until(1).await;
@@ -327,10 +329,7 @@ async fn racing_calls_past_the_balance_send_one_depleted_alert_until_a_credit() 
     let app = spawn_allowing_loopback().await;
     let receiver = Receiver::start();
     let session = app.account("broke", true, 5).await;
-    let hook = json!({ "url": receiver.url(), "events": ["balance.depleted"] });
-    let secret =
-        app.post("/v1/api/webhooks", &session, hook).await.assert_ok(201)["secret"].as_str().unwrap().to_owned();
-    receiver.control("/secrets", json!({ "secrets": [secret] })).await;
+    receiver.subscribe(&app, &session, &["balance.depleted"]).await;
     let (_, key) = app.key(&session, json!({ "label": "spender", "daily_cap_cents": 10_000 })).await;
     // 5 cents and 12 calls of 1 cent at once: 5 run, 7 are refused for want of balance.
     let mut statuses = race_echo(&app, &key, 12).await;
@@ -358,9 +357,7 @@ async fn a_receiver_down_for_two_hours_gets_every_event_once_it_is_back_each_id_
     let app = spawn_allowing_loopback().await;
     let receiver = Receiver::start();
     let session = app.account("outage", true, 1_000).await;
-    let created = app.post("/v1/api/webhooks", &session, json!({ "url": receiver.url(), "events": ["*"] })).await;
-    let created = created.assert_ok(201).clone();
-    let (id, secret) = (created["id"].as_i64().unwrap(), created["secret"].as_str().unwrap().to_owned());
+    let (id, secret) = receiver.subscribe(&app, &session, &["*"]).await;
     // The receiver goes down (its port refuses connections), and five events happen.
     let port = receiver.port;
     drop(receiver);
@@ -428,9 +425,7 @@ async fn an_endpoint_failing_for_five_days_is_disabled_by_the_server_with_an_aud
     let receiver = Receiver::start();
     receiver.control("/answer", json!({ "status": 500 })).await;
     let session = app.account("flaky", true, 0).await;
-    let created = app.post("/v1/api/webhooks", &session, json!({ "url": receiver.url(), "events": ["*"] })).await;
-    let id = created.assert_ok(201)["id"].as_i64().unwrap();
-    receiver.control("/secrets", json!({ "secrets": [created.assert_ok(201)["secret"]] })).await;
+    let (id, _) = receiver.subscribe(&app, &session, &["*"]).await;
     let path = format!("/v1/api/webhooks/{id}");
     app.post(&format!("{path}/test"), &session, json!({})).await.assert_ok(200);
     delivery_log(&app, &session, id, 1).await;
@@ -468,10 +463,7 @@ async fn a_keys_own_cap_alert_percent_decides_when_its_threshold_alert_fires() {
     let app = spawn_allowing_loopback().await;
     let receiver = Receiver::start();
     let session = app.account("halfway", true, 1_000).await;
-    let hook = json!({ "url": receiver.url(), "events": ["key.cap.threshold"] });
-    let secret =
-        app.post("/v1/api/webhooks", &session, hook).await.assert_ok(201)["secret"].as_str().unwrap().to_owned();
-    receiver.control("/secrets", json!({ "secrets": [secret] })).await;
+    receiver.subscribe(&app, &session, &["key.cap.threshold"]).await;
     for bad in [0, 101, -5] {
         let body = json!({ "label": "bad", "cap_alert_percent": bad });
         app.post("/v1/api/keys", &session, body).await.assert_error(400, "INVALID_REQUEST");
@@ -638,10 +630,7 @@ async fn an_old_secret_that_stops_working_is_announced_once_when_its_grace_ends_
     .await;
     let receiver = Receiver::start();
     let session = app.account("rotating", true, 100).await;
-    let hook = json!({ "url": receiver.url(), "events": ["key.revoked"] });
-    let secret =
-        app.post("/v1/api/webhooks", &session, hook).await.assert_ok(201)["secret"].as_str().unwrap().to_owned();
-    receiver.control("/secrets", json!({ "secrets": [secret] })).await;
+    receiver.subscribe(&app, &session, &["key.revoked"]).await;
     let (key_id, _) = app.key(&session, json!({ "label": "rotated" })).await;
     let path = format!("/v1/api/keys/{key_id}");
     let prefix_of = |key: &Value, n: usize| key["secrets"][n]["key_prefix"].as_str().unwrap().to_owned();
@@ -684,10 +673,7 @@ async fn a_call_whose_outcome_cannot_be_recorded_is_announced_for_an_operator() 
     let app = spawn_allowing_loopback().await;
     let receiver = Receiver::start();
     let session = app.account("stuck", true, 100).await;
-    let hook = json!({ "url": receiver.url(), "events": ["execution.reconcile_required"] });
-    let secret =
-        app.post("/v1/api/webhooks", &session, hook).await.assert_ok(201)["secret"].as_str().unwrap().to_owned();
-    receiver.control("/secrets", json!({ "secrets": [secret] })).await;
+    receiver.subscribe(&app, &session, &["execution.reconcile_required"]).await;
     let (key_id, key) = app.key(&session, json!({ "label": "unlucky" })).await;
     // The store refuses the outcome's write: the call is left for an operator, its hold kept.
     app.fail_writes_to("execution_responses");
