@@ -74,6 +74,8 @@ async fn calls_are_charged_once(mode: &str) {
     let capped = &out["capped"];
     assert_eq!(capped["is_error"], true, "{capped}");
     assert_eq!(capped["structured"]["error_code"], "RATE_LIMITED");
+    assert_eq!(capped["structured"]["limit"], "key_daily_cap", "{capped}");
+    assert!(capped["structured"]["resets_at"].as_str().is_some_and(|at| at.ends_with("T00:00:00Z")), "{capped}");
     assert!(capped["text"][0].as_str().unwrap().contains("daily cap"), "{capped}");
     assert!(capped["structured"]["retry_after"].as_u64().is_some_and(|s| s > 0), "until midnight: {capped}");
 

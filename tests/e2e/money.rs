@@ -3,6 +3,7 @@
 
 use futures::future::join_all;
 use serde_json::{Value, json};
+use time::format_description::well_known::Rfc3339;
 use visa_e2e::{OPERATOR_TOKEN, TestApp};
 
 const CENT: i64 = 10_000;
@@ -61,6 +62,11 @@ async fn sixty_racing_calls_against_a_ten_cent_daily_cap() {
         let retry_after = body["retry_after"].as_i64().unwrap();
         assert!((retry_after - to_midnight).abs() <= 5, "{retry_after} vs {to_midnight}");
         assert_eq!(reply.headers["retry-after"].to_str().unwrap(), retry_after.to_string());
+        // Which limit, and when it resets: the next midnight UTC.
+        assert_eq!(body["limit"], "key_daily_cap");
+        let resets_at = time::OffsetDateTime::parse(body["resets_at"].as_str().unwrap(), &Rfc3339).unwrap();
+        assert_eq!(resets_at.unix_timestamp().rem_euclid(86_400), 0, "{body}");
+        assert!((resets_at.unix_timestamp() - (now + to_midnight)).abs() <= 5, "{body}");
         // Retryable, but not by an SDK's prompt retry (it would wait until midnight), unless
         // midnight is within the minute a prompt retry may wait.
         let prompt_retry = retry_after <= 60;
@@ -85,6 +91,7 @@ async fn total_cap_is_not_retryable() {
         let body = reply.assert_error(429, "RATE_LIMITED");
         assert_eq!(body["retryable"], false);
         assert!(body.get("retry_after").is_none());
+        assert_eq!((body["limit"].as_str(), body.get("resets_at")), (Some("key_total_cap"), None), "{body}");
         assert_eq!(reply.headers["x-should-retry"], "false");
     }
     assert_eq!(app.get(&format!("/v1/api/keys/{id}"), &session).await.body["spent_total_cents"], 3);
@@ -104,7 +111,9 @@ async fn the_balance_never_goes_below_zero() {
         join_all((0..30).map(|i| app.execute(if i % 2 == 0 { &key } else { &other }, "echo", json!({ "i": i })))).await;
     assert_eq!(replies.iter().filter(|r| r.status == 200).count(), 5);
     for reply in replies.iter().filter(|r| r.status != 200) {
-        assert_eq!(reply.assert_error(429, "RATE_LIMITED")["retryable"], false);
+        let body = reply.assert_error(429, "RATE_LIMITED");
+        assert_eq!(body["retryable"], false);
+        assert_eq!((body["limit"].as_str(), body.get("resets_at")), (Some("account_balance"), None), "{body}");
     }
     assert_eq!(app.balance_micros(&session).await, 0);
     // Credit makes it spendable again.
@@ -154,6 +163,10 @@ async fn per_key_rate_limit() {
         let body = reply.assert_error(429, "RATE_LIMITED");
         assert_eq!(body["retryable"], true);
         assert_eq!(body["retry_after"], 1);
+        assert_eq!(body["limit"], "key_rate");
+        let resets_at = time::OffsetDateTime::parse(body["resets_at"].as_str().unwrap(), &Rfc3339).unwrap();
+        let in_seconds = (resets_at - time::OffsetDateTime::now_utc()).whole_seconds();
+        assert!((0..=2).contains(&in_seconds), "resets within the second: {body}");
         assert!(reply.headers.contains_key("retry-after"));
         assert!(!reply.headers.contains_key("x-should-retry"), "an SDK may retry a rate limit");
     }

@@ -89,7 +89,10 @@ async fn the_sdk_raises_its_typed_errors_with_our_codes() {
     let (_, capped) = app.key(&session, json!({ "label": "capped", "daily_cap_cents": 1 })).await;
     let before = app.balance_micros(&session).await;
     let reached = sdk(&app, "capped", &capped, None).await;
-    assert_eq!(reached["refused"], json!({ "class": "RateLimitError", "status": 429, "code": "RATE_LIMITED" }));
+    assert_eq!(
+        reached["refused"],
+        json!({ "class": "RateLimitError", "status": 429, "code": "RATE_LIMITED", "limit": "key_daily_cap" })
+    );
     let succeeded = reached["succeeded"].as_i64().unwrap();
     assert!(succeeded >= 1, "{reached}");
     assert_eq!(app.balance_micros(&session).await, before - succeeded * CALL_MICROS);
@@ -117,7 +120,10 @@ async fn racing_sdk_calls_never_spend_past_the_cap() {
     // than the charge it settles to, so the race may end with room for more. One call at a
     // time, the key is then used up to what one more call's hold needs, and no further.
     let rest = sdk(&app, "capped", &capped, None).await;
-    assert_eq!(rest["refused"], json!({ "class": "RateLimitError", "status": 429, "code": "RATE_LIMITED" }));
+    assert_eq!(
+        rest["refused"],
+        json!({ "class": "RateLimitError", "status": 429, "code": "RATE_LIMITED", "limit": "key_daily_cap" })
+    );
     let spent = raced_spend + rest["succeeded"].as_i64().unwrap() * CALL_MICROS;
     assert!(spent <= 10_000, "a 1-cent cap: {spent} micros");
     assert_eq!(app.balance_micros(&session).await, before - spent);
@@ -162,12 +168,14 @@ async fn the_node_sdk_never_waits_on_a_refusal_it_cannot_fix_by_retrying() {
     let now = app.clock.now().unix_timestamp();
     app.clock.advance(time::Duration::seconds(43_200 - now.rem_euclid(86_400)));
 
-    for (key, status, code) in
-        [(&daily, 429, "RATE_LIMITED"), (&total, 429, "RATE_LIMITED"), (&revoked, 401, "AUTH_INVALID")]
-    {
+    for (key, status, code, limit) in [
+        (&daily, 429, "RATE_LIMITED", json!("key_daily_cap")),
+        (&total, 429, "RATE_LIMITED", json!("key_total_cap")),
+        (&revoked, 401, "AUTH_INVALID", json!(null)),
+    ] {
         let refused = node_sdk(&app, "refused", key).await;
         assert_eq!((refused["ok"].as_bool(), refused["status"].as_u64()), (Some(false), Some(status)), "{refused}");
-        assert_eq!(refused["code"], code, "{refused}");
+        assert_eq!((&refused["code"], &refused["limit"]), (&json!(code), &limit), "{refused}");
         assert!(refused["elapsed_ms"].as_u64().unwrap() < 2_000, "answered within 2 s: {refused}");
     }
     // One request each reached the server (the SDK did not retry), and nothing reached the provider.

@@ -160,6 +160,8 @@ struct AccountModel {
 enum Expect {
     Started,
     Status(u16, &'static str),
+    /// 429 `RATE_LIMITED`, naming the limit that refused.
+    Refused(&'static str),
     Replay,
 }
 
@@ -539,7 +541,7 @@ impl Sim {
         if let Some(expected) = at_auth {
             let got = match prepared {
                 Ok(_) => self.fail(format!("key {key} {tool}: authenticated, the model expected {expected:?}")),
-                Err(e) => Answer { status: e.0.code.status(), code: e.0.code.as_str(), replayed: false },
+                Err(e) => answer_of(Err(e)),
             };
             return self.compare(expected, got);
         }
@@ -592,8 +594,8 @@ impl Sim {
             )),
             (expected, Begun::Answered(answer)) => {
                 let got = answer_of(answer);
-                if let Some(alert) = refused_alert
-                    .filter(|_| expected == Expect::Status(429, "RATE_LIMITED") && got.code == "RATE_LIMITED")
+                if let Some(alert) =
+                    refused_alert.filter(|_| matches!(expected, Expect::Refused(_)) && got.code == "RATE_LIMITED")
                 {
                     if alert.starts_with("balance.depleted/") {
                         let account = self.keys[key].account;
@@ -612,6 +614,11 @@ impl Sim {
     fn compare(&mut self, expected: Expect, got: Answer) {
         match &expected {
             Expect::Status(status, code) if got.status == *status && got.code == *code => self.count(code),
+            Expect::Refused(limit)
+                if (got.status, got.code, got.limit.as_deref()) == (429, "RATE_LIMITED", Some(*limit)) =>
+            {
+                self.count(limit)
+            }
             Expect::Replay if got.replayed => self.count("replays"),
             _ => self.fail(format!("the model expected {expected:?}, the server answered {got:?}")),
         }
@@ -665,7 +672,15 @@ impl Sim {
         let over_total =
             k.total_cap_cents.is_some_and(|cap| k.spent_total + k.held_total + hold > cap * MICROS_PER_CENT);
         let over_balance = !self.preview && account.balance - account.held < hold;
-        if over_daily || over_total || over_balance { Expect::Status(429, "RATE_LIMITED") } else { Expect::Started }
+        if over_daily {
+            Expect::Refused("key_daily_cap")
+        } else if over_total {
+            Expect::Refused("key_total_cap")
+        } else if over_balance {
+            Expect::Refused("account_balance")
+        } else {
+            Expect::Started
+        }
     }
 
     /// The alerts a hold of `hold` on `key` sends if it is placed (`.0`), and the one its
@@ -1294,15 +1309,20 @@ impl Sim {
 struct Answer {
     status: u16,
     code: &'static str,
+    /// The limit a refusal names.
+    limit: Option<String>,
     replayed: bool,
 }
 
 fn answer_of(answer: visa_server::error::ApiResult<axum::response::Response>) -> Answer {
     match answer {
-        Err(e) => Answer { status: e.0.code.status(), code: e.0.code.as_str(), replayed: false },
+        Err(e) => {
+            let limit = e.0.details.as_ref().and_then(|d| d.get("limit")).and_then(Value::as_str).map(str::to_owned);
+            Answer { status: e.0.code.status(), code: e.0.code.as_str(), limit, replayed: false }
+        }
         Ok(response) => {
             let replayed = response.headers().contains_key(execution::REPLAYED_HEADER);
-            Answer { status: response.status().as_u16(), code: "", replayed }
+            Answer { status: response.status().as_u16(), code: "", limit: None, replayed }
         }
     }
 }
@@ -1367,7 +1387,9 @@ async fn the_money_path_holds_under_random_histories() {
         "restarts",
         "reconciles",
         "clock moves",
-        "RATE_LIMITED",
+        "key_daily_cap",
+        "key_total_cap",
+        "account_balance",
         "calls over MCP",
         "low-balance alerts",
         "depleted-balance alerts",

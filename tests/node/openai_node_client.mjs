@@ -23,6 +23,8 @@ if (scenario === 'refused') {
       ok: false,
       status: error.status ?? null,
       code: error.code ?? null,
+      // The `error` object of OpenAI's shape, where our `limit` rides along.
+      limit: error.error?.limit ?? null,
       type: error.constructor.name,
       elapsed_ms: Date.now() - started,
     }));

@@ -36,7 +36,15 @@ def summary(completion):
 
 
 def refusal(error):
-    return {"class": type(error).__name__, "status": getattr(error, "status_code", None), "code": getattr(error, "code", None)}
+    # `body` is the `error` object of OpenAI's shape, where our `limit` rides along.
+    body = getattr(error, "body", None)
+    limit = body.get("limit") if isinstance(body, dict) else None
+    return {
+        "class": type(error).__name__,
+        "status": getattr(error, "status_code", None),
+        "code": getattr(error, "code", None),
+        "limit": limit,
+    }
 
 
 def main():

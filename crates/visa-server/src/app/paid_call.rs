@@ -24,7 +24,7 @@ use crate::tools::catalog::Tool;
 use crate::tools::stream::ChatStream;
 use crate::tools::{self, Plan, ToolOutput, UpstreamFailure};
 use crate::wire::execute::Receipt;
-use crate::wire::rfc3339;
+use crate::wire::{Limit, rfc3339};
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
@@ -495,30 +495,44 @@ fn reconcile_required(execution: &ExecutionRecord) -> ApiError {
     ApiError(error.0.with_detail("support_id", json!(execution.public_id)).with_detail("receipt", receipt))
 }
 
+/// A hold's refusal in the API's words. A limit's refusal names it (`limit`, docs/errors.md)
+/// and, where the limit resets by itself, when (`resets_at`).
 fn refused(refusal: HoldRefusal, state: &AppState, day_number: i64, tool: &str, client_ip: IpAddr) -> ApiError {
     let not_retryable = |mut error: ApiError| {
         error.0.retryable = false;
         error
     };
-    match refusal {
+    let now = state.now().unix_timestamp();
+    let (error, limit, resets_at) = match refusal {
         HoldRefusal::RateLimited { retry_after } => {
-            ApiError::new(ErrorCode::RateLimited, "the key's request rate limit is reached")
-                .with_retry_after(retry_after)
+            let error = ApiError::new(ErrorCode::RateLimited, "the key's request rate limit is reached")
+                .with_retry_after(retry_after);
+            (error, Limit::KeyRate, Some(now + retry_after as i64))
         }
         HoldRefusal::DailyCap => {
             let midnight = (day_number + 1) * 86_400;
-            let seconds = (midnight - state.now().unix_timestamp()).max(1) as u64;
-            ApiError::new(ErrorCode::RateLimited, "the key's daily cap is reached; it resets at 00:00 UTC")
-                .with_retry_after(seconds)
+            let seconds = (midnight - now).max(1) as u64;
+            let error = ApiError::new(ErrorCode::RateLimited, "the key's daily cap is reached; it resets at 00:00 UTC")
+                .with_retry_after(seconds);
+            (error, Limit::KeyDailyCap, Some(midnight))
         }
         HoldRefusal::TotalCap => {
-            not_retryable(ApiError::new(ErrorCode::RateLimited, "the key's total cap is reached; raise it to continue"))
+            let error = ApiError::new(ErrorCode::RateLimited, "the key's total cap is reached; raise it to continue");
+            (not_retryable(error), Limit::KeyTotalCap, None)
         }
-        HoldRefusal::Balance => not_retryable(ApiError::new(
-            ErrorCode::RateLimited,
-            "the account's available balance does not cover this call; add credit to continue",
-        )),
-        HoldRefusal::Denied(denial) => denied(denial, tool, client_ip),
+        HoldRefusal::Balance => {
+            let error = ApiError::new(
+                ErrorCode::RateLimited,
+                "the account's available balance does not cover this call; add credit to continue",
+            );
+            (not_retryable(error), Limit::AccountBalance, None)
+        }
+        HoldRefusal::Denied(denial) => return denied(denial, tool, client_ip),
+    };
+    let error = ApiError(error.0.with_detail("limit", json!(limit.as_str())));
+    match resets_at.and_then(|at| time::OffsetDateTime::from_unix_timestamp(at).ok()) {
+        Some(at) => ApiError(error.0.with_detail("resets_at", json!(rfc3339(at)))),
+        None => error,
     }
 }
 

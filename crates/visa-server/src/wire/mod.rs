@@ -39,6 +39,34 @@ pub struct ErrorBody {
     pub retryable: bool,
     /// Seconds to wait before retrying; also sent as `Retry-After`.
     pub retry_after: Option<u64>,
+    /// On a refusal by a limit (`RATE_LIMITED`): which one.
+    #[schema(schema_with = schema::limit)]
+    pub limit: Option<String>,
+    /// When that limit lets a call through again by itself (RFC 3339): the daily cap at 00:00
+    /// UTC, the rate limit when it has room; absent for the total cap and the balance.
+    pub resets_at: Option<String>,
+}
+
+/// The limit that refused a call: what `limit` names on a refusal (docs/errors.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    KeyDailyCap,
+    KeyTotalCap,
+    AccountBalance,
+    KeyRate,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 4] = [Limit::KeyDailyCap, Limit::KeyTotalCap, Limit::AccountBalance, Limit::KeyRate];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::KeyDailyCap => "key_daily_cap",
+            Limit::KeyTotalCap => "key_total_cap",
+            Limit::AccountBalance => "account_balance",
+            Limit::KeyRate => "key_rate",
+        }
+    }
 }
 
 /// What every list answer carries besides its items:

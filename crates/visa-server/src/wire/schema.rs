@@ -58,6 +58,11 @@ pub fn rate_limit() -> Object {
     ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(MAX_RATE_LIMIT_PER_SECOND)).build()
 }
 
+/// `Limit`: the limit a refusal names.
+pub fn limit() -> Object {
+    nullable(string().enum_values(Some(super::Limit::ALL.map(super::Limit::as_str))).build())
+}
+
 /// `parse_cap_alert_percent`: 1 to 100.
 pub fn percent() -> Object {
     ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(100)).build()
