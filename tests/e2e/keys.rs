@@ -424,3 +424,81 @@ async fn instants_at_the_edge_of_the_calendar_are_refused_or_answered_never_a_pa
     let usage = app.get(&path, &session).await;
     assert!(matches!(usage.status.as_u16(), 200 | 400), "{}: {}", usage.status, usage.body);
 }
+
+/// `GET /v1/api/key`: a key asks what it may still spend, and the answer is exactly what the
+/// next call's hold may take, whichever limit bounds it; the balance itself is not shown.
+#[tokio::test]
+async fn a_key_asks_its_own_budget_and_it_is_what_the_next_call_may_take() {
+    let app = TestApp::spawn().await;
+    let session = app.account("asker", true, 1_000).await;
+    let budget = |key: String| {
+        let app = &app;
+        async move { app.get("/v1/api/key", &key).await.assert_ok(200).clone() }
+    };
+    // The daily cap bounds it: 10 cents, 3 spent.
+    let (daily_id, daily) =
+        app.key(&session, json!({ "label": "daily", "daily_cap_cents": 10, "allowed_tools": ["echo"] })).await;
+    for _ in 0..3 {
+        app.execute(&daily, "echo", json!({})).await.assert_ok(200);
+    }
+    let b = budget(daily.clone()).await;
+    assert_eq!((b["object"].as_str(), b["key_id"].as_i64()), (Some("key_budget"), Some(daily_id)), "{b}");
+    assert_eq!((b["label"].as_str(), b["allowed_tools"].clone()), (Some("daily"), json!(["echo"])));
+    assert_eq!((b["spent_today_cents"].as_i64(), b["spent_total_micros"].as_str()), (Some(3), Some("30000")));
+    assert_eq!((b["spendable_micros"].as_str(), b["spendable_cents"].as_i64()), (Some("70000"), Some(7)), "{b}");
+    assert_eq!(b["limited_by"], "key_daily_cap");
+    assert!(b["resets_at"].as_str().unwrap().ends_with("T00:00:00Z"), "{b}");
+    assert!(b.get("balance_micros").is_none() && !b.to_string().contains("1000000"), "no balance shown: {b}");
+    // Spent to exactly what it said: the next call is refused by that limit, and it says zero.
+    for _ in 0..7 {
+        app.execute(&daily, "echo", json!({})).await.assert_ok(200);
+    }
+    assert_eq!(
+        app.execute(&daily, "echo", json!({})).await.assert_error(429, "RATE_LIMITED")["limit"],
+        "key_daily_cap"
+    );
+    assert_eq!(budget(daily).await["spendable_micros"], "0");
+
+    // The total cap bounds it, and does not reset.
+    let (_, total) = app.key(&session, json!({ "label": "total", "daily_cap_cents": 100, "total_cap_cents": 5 })).await;
+    for _ in 0..3 {
+        app.execute(&total, "echo", json!({})).await.assert_ok(200);
+    }
+    let b = budget(total).await;
+    assert_eq!(
+        (b["spendable_cents"].as_i64(), b["limited_by"].as_str(), b["resets_at"].clone()),
+        (Some(2), Some("key_total_cap"), json!(null))
+    );
+
+    // The account's balance bounds it: 4 cents left on an account of its own.
+    let poor = app.account("poor", true, 4).await;
+    let (_, key) = app.key(&poor, json!({ "label": "big", "daily_cap_cents": 1_000 })).await;
+    let b = budget(key.clone()).await;
+    assert_eq!((b["spendable_cents"].as_i64(), b["limited_by"].as_str()), (Some(4), Some("account_balance")), "{b}");
+    for _ in 0..4 {
+        app.execute(&key, "echo", json!({})).await.assert_ok(200);
+    }
+    assert_eq!(
+        app.execute(&key, "echo", json!({})).await.assert_error(429, "RATE_LIMITED")["limit"],
+        "account_balance"
+    );
+
+    // A session is told where to look instead; no credential is 401.
+    let refused = app.get("/v1/api/key", &session).await;
+    assert!(refused.assert_error(403, "FORBIDDEN")["error"].as_str().unwrap().contains("/v1/api/keys/{id}"));
+    app.call(Method::GET, "/v1/api/key", None, None, &[]).await.assert_error(401, "AUTH_REQUIRED");
+}
+
+/// On a preview server no account money moves: only the key's caps bound it.
+#[tokio::test]
+async fn a_preview_keys_budget_is_its_caps_alone() {
+    let app = TestApp::spawn_preview().await;
+    let session = app.account("tester", true, 0).await;
+    let (_, key) = app.key(&session, json!({ "label": "sandbox", "daily_cap_cents": 10 })).await;
+    let b = app.get("/v1/api/key", &key).await.assert_ok(200).clone();
+    assert_eq!(
+        (b["spendable_cents"].as_i64(), b["limited_by"].as_str(), b["environment"].as_str()),
+        (Some(10), Some("key_daily_cap"), Some("preview")),
+        "{b}"
+    );
+}

@@ -153,6 +153,28 @@ pub fn cap_refusal(state: &CapState, hold: Micros) -> Option<HoldRefusal> {
     }
 }
 
+/// What a key may still hold now, and the limit that bounds it: the least of its daily cap's
+/// room, its total cap's room and the account's available balance (no balance in preview),
+/// never below zero. A hold fits exactly when it is at most this (`cap_refusal`); the bound is
+/// named as the refusal it would give (`DailyCap`, `TotalCap` or `Balance`), ties going to the
+/// limit `cap_refusal` checks first.
+pub fn spendable(state: &CapState) -> (Micros, HoldRefusal) {
+    let room = |used: Micros, cap_cents: i64| cap_cents.saturating_mul(MICROS_PER_CENT).saturating_sub(used.0).max(0);
+    let mut bound = (room(Micros(state.spent_day.0 + state.held_day.0), state.daily_cap_cents), HoldRefusal::DailyCap);
+    if let Some(cap) = state.total_cap_cents {
+        let total = room(Micros(state.spent_total.0 + state.held_total.0), cap);
+        if total < bound.0 {
+            bound = (total, HoldRefusal::TotalCap);
+        }
+    }
+    if let Some(available) = state.available
+        && available.0.max(0) < bound.0
+    {
+        bound = (available.0.max(0), HoldRefusal::Balance);
+    }
+    (Micros(bound.0), bound.1)
+}
+
 /// Which cap an alert is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cap {
@@ -317,6 +339,36 @@ mod tests {
         assert_eq!(cap_alerts(&state(49, 49), cents(1), 50, none), [CapAlert::Threshold(Cap::Daily)]);
         assert!(cap_alerts(&state(79, 79), cents(1), 50, none).is_empty());
         assert_eq!(cap_alerts(&state(99, 99), cents(1), 100, none), [CapAlert::Threshold(Cap::Daily)]);
+    }
+
+    #[test]
+    fn what_a_key_may_spend_is_the_least_room_and_exactly_what_a_hold_may_take() {
+        use super::{CapState, HoldRefusal, cap_refusal, spendable};
+        let cents = |c: i64| Micros(c * 10_000);
+        let state = |day: i64, total: Option<i64>, available: Option<i64>| CapState {
+            daily_cap_cents: 100,
+            total_cap_cents: total,
+            spent_day: cents(day),
+            held_day: Micros(1),
+            spent_total: cents(50),
+            held_total: Micros(1),
+            available: available.map(cents),
+        };
+        assert_eq!(spendable(&state(30, None, None)), (Micros(cents(70).0 - 1), HoldRefusal::DailyCap));
+        assert_eq!(spendable(&state(30, Some(60), None)), (Micros(cents(10).0 - 1), HoldRefusal::TotalCap));
+        assert_eq!(spendable(&state(30, Some(60), Some(5))), (cents(5), HoldRefusal::Balance));
+        assert_eq!(spendable(&state(100, None, Some(5))), (Micros::ZERO, HoldRefusal::DailyCap), "over: zero");
+        // Exactly the largest hold that fits, whichever limit bounds it.
+        for s in [
+            state(30, None, None),
+            state(30, Some(60), None),
+            state(30, Some(60), Some(5)),
+            state(99, Some(51), Some(3)),
+        ] {
+            let (room, bound) = spendable(&s);
+            assert_eq!(cap_refusal(&s, room), None, "{s:?}");
+            assert_eq!(cap_refusal(&s, Micros(room.0 + 1)), Some(bound), "{s:?}");
+        }
     }
 
     #[test]

@@ -2,23 +2,27 @@
 //! keys, and end one old secret early. Another account's key id answers KEY_NOT_FOUND, never
 //! FORBIDDEN; every change is audited and drops the key from the node's cache.
 
-use crate::auth::Session;
+use crate::app::paid_call;
+use crate::auth::{Reader, Session};
 use crate::error::{ApiError, ApiResult, not_found_as};
 use crate::state::AppState;
-use crate::wire::ListPage;
 use crate::wire::keys::{
-    CreateKeyRequest, KEY_NOT_FOUND, KeyListResponse, KeyResponse, KeyView, KeyWithSecretResponse, MAX_GRACE_SECONDS,
-    RevokeResponse, RotateKeyRequest, UpdateKeyRequest, key_not_found,
+    CreateKeyRequest, KEY_NOT_FOUND, KeyBudget, KeyListResponse, KeyResponse, KeyView, KeyWithSecretResponse,
+    MAX_GRACE_SECONDS, RevokeResponse, RotateKeyRequest, UpdateKeyRequest, key_not_found,
 };
+use crate::wire::{Limit, ListPage, rfc3339};
 use visa_core::ErrorCode;
 use visa_core::id::{KeyId, SecretId};
+use visa_core::key::Environment;
 use visa_core::key::{KeyMode, RawKey};
+use visa_core::money::Micros;
 use visa_core::pagination::PageRequest;
 use visa_core::policy::{
     CidrAllowlist, DEFAULT_CAP_ALERT_PERCENT, DEFAULT_DAILY_CAP_CENTS, DEFAULT_RATE_LIMIT_PER_SECOND, KeyLabel,
     ToolGrant, ToolScope, clamp_cap_cents, parse_cap_alert_percent, parse_expires_at, parse_rate_limit,
 };
 use visa_core::role::Permission;
+use visa_store::rules;
 use visa_store::{KeyPatch, KeyPolicy, KeyRecord, NewKey, NewSecret, RevokeCause, Rotation, Timestamp};
 
 pub async fn create(state: &AppState, caller: &Session, req: CreateKeyRequest) -> ApiResult<KeyWithSecretResponse> {
@@ -54,6 +58,69 @@ pub(crate) fn policy_of(state: &AppState, req: CreateKeyRequest, now: Timestamp)
             .map(parse_cap_alert_percent)
             .transpose()?
             .unwrap_or(DEFAULT_CAP_ALERT_PERCENT),
+    })
+}
+
+/// What the calling tool key may still spend (`GET /v1/api/key`): read fresh from the store,
+/// decided by `rules::spendable` as the hold decides. A session is refused: it reads a key at
+/// `/v1/api/keys/{id}`.
+pub async fn budget(state: &AppState, reader: &Reader) -> ApiResult<KeyBudget> {
+    let Reader::Key(record) = reader else {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "GET /v1/api/key is a tool key's view of itself: send the key; a session reads /v1/api/keys/{id}",
+        ));
+    };
+    let key = state.store.get_key(record.key.account_id, record.key.id).await?.ok_or_else(key_not_found)?;
+    let now = state.now();
+    let day = rules::hold_day(rules::utc_day_number(now), key.latest_day);
+    let (spent_day, held_day) =
+        if key.latest_day == day { (key.spent_day, key.held_day) } else { (Micros::ZERO, Micros::ZERO) };
+    let available = match state.environment {
+        Environment::Preview => None,
+        Environment::Production => {
+            let account = state.store.account_by_id(key.account_id).await?.ok_or_else(key_not_found)?;
+            Some(account.balance.checked_sub(account.held).unwrap_or_default())
+        }
+    };
+    let p = &key.policy;
+    let caps = rules::CapState {
+        daily_cap_cents: p.daily_cap_cents,
+        total_cap_cents: p.total_cap_cents,
+        spent_day,
+        held_day,
+        spent_total: key.spent_total,
+        held_total: key.held_total,
+        available,
+    };
+    let (spendable, bound) = rules::spendable(&caps);
+    let limited_by = Limit::of(&bound).unwrap_or(Limit::KeyDailyCap);
+    let resets_at = (limited_by == Limit::KeyDailyCap)
+        .then(|| time::OffsetDateTime::from_unix_timestamp(paid_call::next_midnight(day)).ok())
+        .flatten()
+        .map(rfc3339);
+    Ok(KeyBudget {
+        success: true,
+        object: "key_budget".into(),
+        key_id: key.id.get(),
+        label: p.label.as_str().to_owned(),
+        key_prefix: key.key_prefix().to_owned(),
+        environment: key.environment.as_str().to_owned(),
+        tool_scope: p.grant.scope().as_str().to_owned(),
+        allowed_tools: p.grant.tools().to_vec(),
+        daily_cap_cents: p.daily_cap_cents,
+        total_cap_cents: p.total_cap_cents,
+        expires_at: p.expires_at.map(rfc3339),
+        rate_limit_per_second: p.rate_limit_per_second,
+        spent_today_micros: spent_day.to_string(),
+        spent_today_cents: spent_day.cents_ceil(),
+        held_today_micros: held_day.to_string(),
+        spent_total_micros: key.spent_total.to_string(),
+        spent_total_cents: key.spent_total.cents_ceil(),
+        spendable_micros: spendable.to_string(),
+        spendable_cents: spendable.cents_floor(),
+        limited_by: limited_by.as_str().to_owned(),
+        resets_at,
     })
 }
 

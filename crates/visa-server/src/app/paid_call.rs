@@ -503,37 +503,46 @@ fn refused(refusal: HoldRefusal, state: &AppState, day_number: i64, tool: &str, 
         error
     };
     let now = state.now().unix_timestamp();
-    let (error, limit, resets_at) = match refusal {
+    let (error, resets_at) = match refusal {
         HoldRefusal::RateLimited { retry_after } => {
             let error = ApiError::new(ErrorCode::RateLimited, "the key's request rate limit is reached")
                 .with_retry_after(retry_after);
-            (error, Limit::KeyRate, Some(now + retry_after as i64))
+            (error, Some(now + retry_after as i64))
         }
         HoldRefusal::DailyCap => {
-            let midnight = (day_number + 1) * 86_400;
+            let midnight = next_midnight(day_number);
             let seconds = (midnight - now).max(1) as u64;
             let error = ApiError::new(ErrorCode::RateLimited, "the key's daily cap is reached; it resets at 00:00 UTC")
                 .with_retry_after(seconds);
-            (error, Limit::KeyDailyCap, Some(midnight))
+            (error, Some(midnight))
         }
         HoldRefusal::TotalCap => {
             let error = ApiError::new(ErrorCode::RateLimited, "the key's total cap is reached; raise it to continue");
-            (not_retryable(error), Limit::KeyTotalCap, None)
+            (not_retryable(error), None)
         }
         HoldRefusal::Balance => {
             let error = ApiError::new(
                 ErrorCode::RateLimited,
                 "the account's available balance does not cover this call; add credit to continue",
             );
-            (not_retryable(error), Limit::AccountBalance, None)
+            (not_retryable(error), None)
         }
         HoldRefusal::Denied(denial) => return denied(denial, tool, client_ip),
     };
-    let error = ApiError(error.0.with_detail("limit", json!(limit.as_str())));
-    match resets_at.and_then(|at| time::OffsetDateTime::from_unix_timestamp(at).ok()) {
-        Some(at) => ApiError(error.0.with_detail("resets_at", json!(rfc3339(at)))),
-        None => error,
+    let mut error = error.0;
+    if let Some(limit) = Limit::of(&refusal) {
+        error = error.with_detail("limit", json!(limit.as_str()));
     }
+    if let Some(at) = resets_at.and_then(|at| time::OffsetDateTime::from_unix_timestamp(at).ok()) {
+        error = error.with_detail("resets_at", json!(rfc3339(at)));
+    }
+    ApiError(error)
+}
+
+/// When the UTC day after `day_number` (days since 1970-01-01) begins, in Unix seconds: when a
+/// daily cap counted on that day resets.
+pub fn next_midnight(day_number: i64) -> i64 {
+    (day_number + 1) * 86_400
 }
 
 /// Counts the answer a key was given, for its usage: a success, or an error by its code.

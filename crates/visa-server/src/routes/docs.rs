@@ -56,11 +56,14 @@ pub async fn llms_txt() -> impl IntoResponse {
          - Retry when the error envelope says `\"retryable\": true`, after `retry_after` seconds (also the \
          `Retry-After` header), with the same Idempotency-Key. Do not retry `\"retryable\": false`.\n\
          - Errors are always `{\"success\": false, \"error\", \"error_code\", \"retryable\", \"retry_after\"?}` \
-         (OpenAI's `{\"error\": {...}}` shape on `/v1/openai`).\n\n\
+         (OpenAI's `{\"error\": {...}}` shape on `/v1/openai`). A 429 names the limit that refused (`limit`: \
+         `key_daily_cap`, `key_total_cap`, `account_balance`, `key_rate`) and, where it resets, `resets_at`.\n\n\
          ## Routes\n\n\
          - `GET /v1/api/tools`: the catalog with prices.\n\
          - `POST /v1/api/tools/{tool}/execute` with body `{\"input\": {...}}`: run a paid tool; the answer has \
          `result`, `usage.charged_cents`, a `receipt` and `execution_id`.\n\
+         - `GET /v1/api/key`: what this key may still spend now (`spendable_micros`) and which limit bounds it \
+         (`limited_by`: `key_daily_cap`, `key_total_cap`, `account_balance`; `resets_at` for the daily cap).\n\
          - `GET /v1/api/balance`, `GET /v1/api/spend`, `GET /v1/api/executions[/{id}]`: what the key spent.\n\
          - `POST /v1/openai/chat/completions`, `GET /v1/openai/models`: the OpenAI-compatible surface (set the SDK's \
          `base_url` to `<server>/v1/openai`; streaming supported).\n\

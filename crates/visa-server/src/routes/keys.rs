@@ -2,13 +2,13 @@
 //! registered with its OpenAPI operation.
 
 use crate::app;
-use crate::auth::Session;
+use crate::auth::{Reader, Session};
 use crate::error::ApiResult;
 use crate::extract::{JsonBody, OptionalJsonBody};
 use crate::state::SharedState;
 use crate::wire::ListQuery;
 use crate::wire::keys::{
-    CreateKeyRequest, KeyListResponse, KeyResponse, KeyWithSecretResponse, RevokeResponse, RotateKeyRequest,
+    CreateKeyRequest, KeyBudget, KeyListResponse, KeyResponse, KeyWithSecretResponse, RevokeResponse, RotateKeyRequest,
     UpdateKeyRequest, key_id, secret_id,
 };
 use axum::Json;
@@ -24,6 +24,15 @@ pub fn routes() -> OpenApiRouter<SharedState> {
         .routes(routes!(get, update, revoke))
         .routes(routes!(rotate))
         .routes(routes!(revoke_secret))
+        .routes(routes!(budget))
+}
+
+#[utoipa::path(get, path = "/v1/api/key", tag = "keys",
+    responses((status = 200, body = KeyBudget), (status = 401, body = crate::wire::ErrorBody),
+        (status = 403, body = crate::wire::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn budget(State(state): State<SharedState>, reader: Reader) -> ApiResult<Json<KeyBudget>> {
+    Ok(Json(app::keys::budget(&state, &reader).await?))
 }
 
 #[utoipa::path(post, path = "/v1/api/keys", tag = "keys", request_body = CreateKeyRequest,

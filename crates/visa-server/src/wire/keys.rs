@@ -252,3 +252,41 @@ pub fn key_id(text: &str) -> ApiResult<KeyId> {
 pub fn secret_id(text: &str) -> ApiResult<SecretId> {
     super::path_id(text, ErrorCode::KeyNotFound, KEY_NOT_FOUND).map(SecretId::new)
 }
+
+/// `GET /v1/api/key`: what a tool key may still spend, asked by the key itself. The account's
+/// balance is not shown, only how far it bounds this key (`spendable_micros`, `limited_by`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyBudget {
+    pub success: bool,
+    /// Always `key_budget`.
+    pub object: String,
+    pub key_id: i64,
+    pub label: String,
+    pub key_prefix: String,
+    /// `production` or `preview`.
+    pub environment: String,
+    /// `restricted` or `all_supported_tools`.
+    pub tool_scope: String,
+    pub allowed_tools: Vec<String>,
+    pub daily_cap_cents: i64,
+    pub total_cap_cents: Option<i64>,
+    pub expires_at: Option<String>,
+    pub rate_limit_per_second: u32,
+    /// Captured today (UTC), and held by calls still running.
+    pub spent_today_micros: String,
+    pub spent_today_cents: i64,
+    pub held_today_micros: String,
+    pub spent_total_micros: String,
+    pub spent_total_cents: i64,
+    /// What the key may still hold now: the least of its daily cap's room, its total cap's room
+    /// and the account's available balance. A call whose hold is at most this is not refused by
+    /// a cap or the balance.
+    pub spendable_micros: String,
+    pub spendable_cents: i64,
+    /// The limit that bounds `spendable_micros`: `key_daily_cap`, `key_total_cap` or
+    /// `account_balance` (the names of refusals, docs/errors.md).
+    #[schema(schema_with = super::schema::limit)]
+    pub limited_by: String,
+    /// When the daily cap resets (RFC 3339, 00:00 UTC), when it is what bounds the key.
+    pub resets_at: Option<String>,
+}

@@ -59,6 +59,18 @@ pub enum Limit {
 impl Limit {
     pub const ALL: [Limit; 4] = [Limit::KeyDailyCap, Limit::KeyTotalCap, Limit::AccountBalance, Limit::KeyRate];
 
+    /// The limit a hold's refusal is about (none for a key the hold found changed).
+    pub fn of(refusal: &visa_store::HoldRefusal) -> Option<Limit> {
+        use visa_store::HoldRefusal;
+        match refusal {
+            HoldRefusal::DailyCap => Some(Limit::KeyDailyCap),
+            HoldRefusal::TotalCap => Some(Limit::KeyTotalCap),
+            HoldRefusal::Balance => Some(Limit::AccountBalance),
+            HoldRefusal::RateLimited { .. } => Some(Limit::KeyRate),
+            HoldRefusal::Denied(_) => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Limit::KeyDailyCap => "key_daily_cap",
