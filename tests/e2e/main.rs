@@ -9,6 +9,7 @@ mod config;
 mod connections;
 mod dashboard;
 mod dashboard_pages;
+mod end_users;
 mod envelope;
 mod execute_auth;
 mod idempotency;

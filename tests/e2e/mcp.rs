@@ -136,6 +136,35 @@ fn rpc_body(text: &str) -> Value {
     serde_json::from_str(json).unwrap_or_else(|_| panic!("not a JSON-RPC answer: {text}"))
 }
 
+/// A raw JSON-RPC message to `/v1/mcp` with `key`, in `session` if given.
+async fn mcp_post(app: &TestApp, key: &str, session: Option<&str>, body: Value) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(app.url("/v1/mcp"))
+        .bearer_auth(key)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&body);
+    if let Some(id) = session {
+        request = request.header("mcp-session-id", id);
+    }
+    request.send().await.unwrap()
+}
+
+/// A session opened with `key` (initialize, then initialized): its id.
+async fn mcp_session(app: &TestApp, key: &str) -> String {
+    let answer = mcp_post(app, key, None, visa_e2e::mcp_initialize("raw")).await;
+    assert_eq!(answer.status(), 200);
+    let id = answer.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    assert!(mcp_post(app, key, Some(&id), initialized).await.status().is_success());
+    id
+}
+
+/// A `tools/call` in `session`, its JSON-RPC answer.
+async fn mcp_call(app: &TestApp, key: &str, session: &str, call: &Value) -> Value {
+    rpc_body(&mcp_post(app, key, Some(session), call.clone()).await.text().await.unwrap())
+}
+
 /// A `tools/call` delivered twice in one session (the same JSON-RPC id, no Idempotency-Key) is
 /// answered from its record: one execution, one charge. The same id in another session is
 /// another call.
@@ -144,38 +173,40 @@ async fn a_request_delivered_twice_in_a_session_is_charged_once() {
     let app = app().await;
     let (session, _, key) = app.funded_key("octocat").await;
     let before = app.balance_micros(&session).await;
-    let client = reqwest::Client::new();
-    let send = |session_id: Option<String>, body: Value| {
-        let mut request = client
-            .post(app.url("/v1/mcp"))
-            .bearer_auth(&key)
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-06-18")
-            .json(&body);
-        if let Some(id) = session_id {
-            request = request.header("mcp-session-id", id);
-        }
-        request.send()
-    };
-    let open = || async {
-        let answer = send(None, visa_e2e::mcp_initialize("raw")).await.unwrap();
-        assert_eq!(answer.status(), 200);
-        let id = answer.headers()["mcp-session-id"].to_str().unwrap().to_owned();
-        let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
-        assert!(send(Some(id.clone()), initialized).await.unwrap().status().is_success());
-        id
-    };
     let call = json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call",
         "params": { "name": "echo", "arguments": { "n": 7 } } });
     let execution = |answer: Value| answer["result"]["_meta"]["dev.visakeys/execution_id"].as_str().unwrap().to_owned();
-    let first_session = open().await;
-    let first = rpc_body(&send(Some(first_session.clone()), call.clone()).await.unwrap().text().await.unwrap());
-    let again = rpc_body(&send(Some(first_session), call.clone()).await.unwrap().text().await.unwrap());
+    let first_session = mcp_session(&app, &key).await;
+    let first = mcp_call(&app, &key, &first_session, &call).await;
+    let again = mcp_call(&app, &key, &first_session, &call).await;
     assert_eq!(first["result"]["structuredContent"], json!({ "n": 7 }), "{first}");
     assert_eq!(execution(again), execution(first.clone()), "redelivered: answered from its record");
-    let other = rpc_body(&send(Some(open().await), call).await.unwrap().text().await.unwrap());
+    let other = mcp_call(&app, &key, &mcp_session(&app, &key).await, &call).await;
     assert_ne!(execution(other), execution(first), "the same id in another session is another call");
     assert_eq!(app.balance_micros(&session).await, before - 2 * CALL_MICROS);
+}
+
+/// A call names its end user in `_meta` (`dev.visakeys/end_user`): kept on the execution and in
+/// the receipt; one of 129 characters is refused as a tool error, nothing charged.
+#[tokio::test]
+async fn a_call_names_its_end_user_in_meta() {
+    let app = app().await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let mcp = mcp_session(&app, &key).await;
+    let call = |id: i64, user: Value| {
+        json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": { "name": "echo", "arguments": {}, "_meta": { "dev.visakeys/end_user": user } } })
+    };
+    let done = mcp_call(&app, &key, &mcp, &call(1, json!("agent-user-9"))).await;
+    let meta = &done["result"]["_meta"];
+    assert_eq!(meta["dev.visakeys/receipt"]["end_user"], "agent-user-9", "{done}");
+    let id = meta["dev.visakeys/execution_id"].as_str().unwrap();
+    assert_eq!(app.get(&format!("/v1/api/executions/{id}"), &session).await.assert_ok(200)["end_user"], "agent-user-9");
+    let before = app.balance_micros(&session).await;
+    let refused = mcp_call(&app, &key, &mcp, &call(2, json!("x".repeat(129)))).await;
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
+    assert_eq!(refused["result"]["structuredContent"]["error_code"], "INVALID_REQUEST");
+    assert_eq!(app.balance_micros(&session).await, before);
 }
 
 /// A long call with the SDK: progress notifications while it runs (the client asked for them);

@@ -364,6 +364,7 @@ async fn the_nodes_sweep_voids_a_running_call_no_task_tracks() {
         now,
         day_number: now.unix_timestamp().div_euclid(86_400),
         idempotency_expires_at: now + time::Duration::hours(24),
+        end_user: None,
     };
     let begun = beside.begin_execution(start).await.unwrap();
     assert!(matches!(begun, BeginOutcome::Started(_)));

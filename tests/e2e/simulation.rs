@@ -536,7 +536,7 @@ impl Sim {
             self.count("calls over MCP");
         }
         let prepared = authorized.and_then(|(record, tool_def)| {
-            execution::prepare(&state, &record, tool_def, input(tool, variant), (surface, idem.to_be_bytes()), ip)
+            execution::prepare(&state, &record, tool_def, input(tool, variant), (surface, idem.to_be_bytes(), None), ip)
         });
         if let Some(expected) = at_auth {
             let got = match prepared {

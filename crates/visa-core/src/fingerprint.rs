@@ -15,6 +15,18 @@ pub fn request_fingerprint(method: &str, tool: &str, body: &Value) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// A request's fingerprint with the end user it is made for (a header on execute): the same
+/// body for another end user is another request. Without an end user the fingerprint is
+/// `request_fingerprint`'s alone, as it was before end users existed.
+pub fn with_end_user(fingerprint: [u8; 32], end_user: Option<&str>) -> [u8; 32] {
+    match end_user {
+        None => fingerprint,
+        Some(user) => {
+            Sha256::new().chain_update(fingerprint).chain_update(b"\nend_user\n").chain_update(user).finalize().into()
+        }
+    }
+}
+
 /// Feeds what serde_json writes straight into the hash (no intermediate string).
 struct Hashing<'a>(&'a mut Sha256);
 

@@ -39,6 +39,35 @@ impl KeyLabel {
     }
 }
 
+/// The most characters an end user's id may have.
+pub const MAX_END_USER_CHARS: usize = 128;
+
+/// The end user a paid call is made for (docs/end-users.md): an id the caller chooses, 1 to 128
+/// printable characters, kept exactly as sent (never trimmed or cut), with no control or
+/// invisible formatting characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EndUser(String);
+
+impl EndUser {
+    pub fn parse(text: &str) -> Result<Self, Rejection> {
+        let chars = text.chars().count();
+        if chars == 0 || chars > MAX_END_USER_CHARS {
+            return Err(Rejection::invalid(format!(
+                "the end user must be 1 to {MAX_END_USER_CHARS} characters (it is {chars}); it is never cut"
+            )));
+        }
+        if text.chars().any(|c| c.is_control() || is_display_spoofing(c)) {
+            return Err(Rejection::invalid("the end user must not contain control or invisible formatting characters"));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Unicode format characters that change how text around them displays without showing
 /// themselves: bidi embeddings, overrides and isolates, zero-width spaces and joiners, marks.
 fn is_display_spoofing(c: char) -> bool {
@@ -205,6 +234,18 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use time::macros::datetime;
+
+    #[test]
+    fn an_end_user_is_kept_as_sent_up_to_128_characters() {
+        let at_most = "é".repeat(MAX_END_USER_CHARS);
+        assert_eq!(EndUser::parse(&at_most).unwrap().as_str(), at_most);
+        assert_eq!(EndUser::parse(" user 7 ").unwrap().as_str(), " user 7 ", "never trimmed");
+        for bad in ["", "a\nb", "tab\there", "zero\u{200B}width"] {
+            assert!(EndUser::parse(bad).is_err(), "{bad:?}");
+        }
+        let over = "x".repeat(MAX_END_USER_CHARS + 1);
+        assert!(EndUser::parse(&over).unwrap_err().message.contains("129"));
+    }
 
     #[test]
     fn labels() {

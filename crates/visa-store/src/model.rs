@@ -12,6 +12,7 @@ use visa_core::secret::SecretHash;
 pub type Timestamp = OffsetDateTime;
 
 pub use visa_core::id::{AccountId, AdminKeyId, KeyId, MemberId, SecretId, SessionId, WebhookId};
+pub use visa_core::policy::EndUser;
 
 pub use crate::rules::HoldRefusal;
 
@@ -451,6 +452,8 @@ pub struct ExecutionRecord {
     pub finished_at: Option<Timestamp>,
     /// UTC day of the hold: the daily-cap bucket it counts in.
     pub day_number: i64,
+    /// The end user the call was made for, as its caller named it.
+    pub end_user: Option<EndUser>,
 }
 
 /// The clock a key's rate limit counts in. Every node's calls move one rate-limit state, so
@@ -491,6 +494,8 @@ pub struct ExecutionStart {
     /// UTC day number of `now`; the hold counts on this day or the key's latest, if later.
     pub day_number: i64,
     pub idempotency_expires_at: Timestamp,
+    /// The end user the call is made for, if its caller named one.
+    pub end_user: Option<EndUser>,
 }
 
 /// A server process sharing the store, known by the lease it renews (`Store::register_node`).

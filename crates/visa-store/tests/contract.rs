@@ -109,6 +109,7 @@ impl Fixture {
             now,
             day_number: now.unix_timestamp().div_euclid(86_400),
             idempotency_expires_at: now + Duration::hours(24),
+            end_user: None,
         }
     }
 

@@ -292,6 +292,7 @@ impl World {
             now: now(),
             day_number: self.day,
             idempotency_expires_at: now() + time::Duration::hours(24),
+            end_user: None,
         };
         let before = self.store.get_key(self.accounts[account], key_id).await.unwrap().unwrap();
         match self.store.begin_execution(start).await.unwrap() {

@@ -34,10 +34,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 use visa_core::ErrorCode;
-use visa_core::fingerprint::request_fingerprint;
+use visa_core::fingerprint::{request_fingerprint, with_end_user};
 use visa_core::key::Environment;
 use visa_core::money::Micros;
-use visa_core::policy::truncate_for_message;
+use visa_core::policy::{EndUser, truncate_for_message};
 use visa_store::rules::{self, utc_day_number};
 use visa_store::{AuthRecord, BeginOutcome, ExecutionRecord, ExecutionStart, Finish, Hold, HoldRefusal, StoreError};
 
@@ -112,17 +112,19 @@ pub struct PaidCall {
     pub surface: Arc<dyn Answer>,
 }
 
-/// Plans the call. Nothing is recorded yet, so a refusal here costs nothing.
+/// Plans the call, made for `end_user` if its caller named one (docs/end-users.md). Nothing is
+/// recorded yet, so a refusal here costs nothing.
 pub fn prepare(
     state: &AppState,
     key: &AuthRecord,
     tool: Arc<Tool>,
     input: Value,
-    (surface, idempotency_key): (Arc<dyn Answer>, [u8; 16]),
+    (surface, idempotency_key, end_user): (Arc<dyn Answer>, [u8; 16], Option<EndUser>),
     client_ip: IpAddr,
 ) -> ApiResult<PaidCall> {
     let sandbox = state.environment == Environment::Preview;
-    let request_hash = request_fingerprint(surface.route(), &tool.id, &input);
+    let request_hash =
+        with_end_user(request_fingerprint(surface.route(), &tool.id, &input), end_user.as_ref().map(EndUser::as_str));
     let Plan { hold, request } = tools::plan(&tool, input, sandbox)?;
     let now = state.now();
     let start = ExecutionStart {
@@ -143,6 +145,7 @@ pub fn prepare(
         now,
         day_number: utc_day_number(now),
         idempotency_expires_at: now + state.idempotency_ttl,
+        end_user,
     };
     Ok(PaidCall { tool, request, start, surface })
 }
@@ -324,12 +327,8 @@ impl Running {
                 overage = settlement.overage;
                 let charged = settlement.to_account(execution.sandbox);
                 let receipt_id = format!("rcpt_{}", Uuid::new_v4().simple());
-                let receipt = (charged > Micros::ZERO).then(|| Receipt {
-                    id: receipt_id.clone(),
-                    execution_id: execution.public_id.clone(),
-                    charged_micros: charged.to_string(),
-                    created_at: rfc3339(now),
-                });
+                let receipt =
+                    (charged > Micros::ZERO).then(|| Receipt::of(execution, receipt_id.clone(), charged, now));
                 let body = surface.success(&tool, execution, output.result, charged, receipt);
                 (
                     Finish::Capture { reported: output.cost, receipt_id, status: 200, body: body.clone() },

@@ -5,6 +5,7 @@
 
 use super::answer::{self, ToolResult, meta_key};
 use crate::app::paid_call::{self, Answer};
+use crate::error::{ApiError, ApiResult};
 use crate::state::SharedState;
 use crate::tools::catalog::Tool;
 use rmcp::model::{
@@ -16,6 +17,7 @@ use rmcp::{ErrorData as McpError, ServerHandler};
 use serde_json::{Value, json};
 use std::net::IpAddr;
 use std::sync::Arc;
+use visa_core::policy::EndUser;
 use visa_store::AuthRecord;
 
 /// Who is calling: the tool key `super::authenticate` accepted, and from where.
@@ -59,14 +61,29 @@ fn listed(tool: &Tool) -> rmcp::model::Tool {
 /// else the HTTP `Idempotency-Key` header), else one derived from the MCP session and the
 /// JSON-RPC request id, so that a request delivered twice in a session is answered from its
 /// record; with neither (a stateless request), the call is its own.
+/// A member of the request's `_meta` (rmcp hands it to the context, and may leave a copy in the
+/// params).
+fn meta<'a>(
+    request: &'a CallToolRequestParams,
+    context: &'a RequestContext<RoleServer>,
+    name: &str,
+) -> Option<&'a Value> {
+    [Some(&context.meta), request.meta.as_ref()].into_iter().flatten().find_map(|meta| meta.0.0.get(&meta_key(name)))
+}
+
+/// The end user the call is made for: `_meta` `dev.visakeys/end_user`, if sent.
+fn end_user(request: &CallToolRequestParams, context: &RequestContext<RoleServer>) -> ApiResult<Option<EndUser>> {
+    match meta(request, context, "end_user") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(user)) => Ok(Some(EndUser::parse(user)?)),
+        Some(_) => Err(ApiError::invalid(format!("_meta {} must be a string", meta_key("end_user")))),
+    }
+}
+
 fn idempotency_key(request: &CallToolRequestParams, context: &RequestContext<RoleServer>) -> [u8; 16] {
     let parts = context.extensions.get::<axum::http::request::Parts>();
     let header = |name: &str| parts.and_then(|p| p.headers.get(name)).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    // rmcp hands the request's `_meta` to the context (and may leave a copy in the params).
-    let given = [Some(&context.meta), request.meta.as_ref()]
-        .into_iter()
-        .flatten()
-        .find_map(|meta| meta.0.0.get(&meta_key("idempotency_key")))
+    let given = meta(request, context, "idempotency_key")
         .and_then(Value::as_str)
         .map(str::to_owned)
         .or_else(|| header("idempotency-key"));
@@ -120,8 +137,8 @@ impl Server {
             let tool = paid_call::authorize(&state, &key, &request.name, ip)?.clone();
             let input = Value::Object(request.arguments.clone().unwrap_or_default());
             let surface: Arc<dyn Answer> = Arc::new(ToolResult);
-            let call =
-                paid_call::prepare(&state, &key, tool, input, (surface, idempotency_key(&request, context)), ip)?;
+            let request_of = (surface, idempotency_key(&request, context), end_user(&request, context)?);
+            let call = paid_call::prepare(&state, &key, tool, input, request_of, ip)?;
             // Detached: once the hold may be placed, the outcome is recorded whatever the client
             // does (hangs up, or cancels: rmcp drops this future, the call runs on and settles).
             let running = crate::detached::detached(async move { paid_call::execute(&state, call).await });

@@ -29,6 +29,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use visa_core::ErrorCode;
 use visa_core::money::Micros;
+use visa_core::policy::EndUser;
 use visa_core::policy::truncate_for_message;
 use visa_store::{AuthRecord, ExecutionRecord};
 
@@ -65,7 +66,13 @@ async fn complete(
     body: RawJsonBody,
     client_ip: IpAddr,
 ) -> ApiResult<Response> {
-    let request: Value = body.parse()?;
+    let mut request: Value = body.parse()?;
+    // OpenAI's `user` names the end user; it is ours to keep, never the provider's.
+    let end_user = match request.as_object_mut().and_then(|fields| fields.remove("user")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(user)) => Some(EndUser::parse(&user)?),
+        Some(_) => return Err(ApiError::invalid("user must be a string: the end user this call is made for")),
+    };
     let Some(model) = request.get("model").and_then(Value::as_str).map(str::to_owned) else {
         return Err(ApiError::invalid(
             "model is required: the id of a chat tool this key may use (GET /v1/openai/models)",
@@ -95,7 +102,7 @@ async fn complete(
         (None, None)
     };
     let surface: Arc<dyn Answer> = Arc::new(Completion { model, stream: stream.clone() });
-    let mut call = execution::prepare(&state, key, tool, request, (surface, idempotency_key), client_ip)?;
+    let mut call = execution::prepare(&state, key, tool, request, (surface, idempotency_key, end_user), client_ip)?;
     if streamed {
         // The provider streams to us, with its usage report at the end, whatever the caller asked.
         call.request["stream"] = Value::Bool(true);

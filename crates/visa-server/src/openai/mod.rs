@@ -177,6 +177,7 @@ mod tests {
             created_at: time::OffsetDateTime::UNIX_EPOCH,
             finished_at: None,
             day_number: 0,
+            end_user: None,
         }
     }
 
@@ -185,12 +186,7 @@ mod tests {
     #[test]
     fn a_completion_keeps_its_members_and_ends_with_the_charge() {
         let completion = json!({"id": "c1", "model": "upstream-model", "visa": "forged", "choices": [], "usage": {}});
-        let receipt = Receipt {
-            id: "rcpt-7".into(),
-            execution_id: "exec-7".into(),
-            charged_micros: "450".into(),
-            created_at: "1970-01-01T00:00:00Z".into(),
-        };
+        let receipt = Receipt::of(&execution(), "rcpt-7".into(), Micros(450), time::OffsetDateTime::UNIX_EPOCH);
         let body = completion_body(completion, "gpt-mock", &execution(), Micros(450), Some(receipt));
         let text = String::from_utf8(body).unwrap();
         assert_eq!(

@@ -18,10 +18,11 @@ pub fn routes() -> OpenApiRouter<SharedState> {
 }
 
 /// (name, title, text) of each served document.
-const DOCS: [(&str, &str, &str); 15] = [
+const DOCS: [(&str, &str, &str); 16] = [
     ("openai", "OpenAI-compatible surface: SDKs, streaming, retries", include_str!("../../../../docs/openai.md")),
     ("mcp", "MCP server: paid tools for agents, charged once", include_str!("../../../../docs/mcp.md")),
     ("webhooks", "Signed webhooks: events, retries, verifying", include_str!("../../../../docs/webhooks.md")),
+    ("end-users", "End users: attributing a call to one of your users", include_str!("../../../../docs/end-users.md")),
     ("money", "The money path: holds, captures, idempotency, retention", include_str!("../../../../docs/money.md")),
     ("errors", "Error envelope and every error code", include_str!("../../../../docs/errors.md")),
     ("tools", "Tool catalog, prices and adapters", include_str!("../../../../docs/tools.md")),
@@ -61,7 +62,9 @@ pub async fn llms_txt() -> impl IntoResponse {
          ## Routes\n\n\
          - `GET /v1/api/tools`: the catalog with prices.\n\
          - `POST /v1/api/tools/{tool}/execute` with body `{\"input\": {...}}`: run a paid tool; the answer has \
-         `result`, `usage.charged_cents`, a `receipt` and `execution_id`.\n\
+         `result`, `usage.charged_cents`, a `receipt` and `execution_id`. `X-Visa-End-User: <id>` names the end \
+         user the call is made for (OpenAI's `user`, MCP's `_meta` `dev.visakeys/end_user`): kept on the execution \
+         and its receipt, never sent to the provider.\n\
          - `GET /v1/api/key`: what this key may still spend now (`spendable_micros`) and which limit bounds it \
          (`limited_by`: `key_daily_cap`, `key_total_cap`, `account_balance`; `resets_at` for the daily cap).\n\
          - `GET /v1/api/balance`, `GET /v1/api/spend`, `GET /v1/api/executions[/{id}]`: what the key spent.\n\

@@ -22,6 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 use visa_core::money::Micros;
+use visa_core::policy::EndUser;
 use visa_store::{AuthRecord, ExecutionRecord};
 
 /// This resource's routes, each registered with its OpenAPI operation (`super::api`).
@@ -31,6 +32,7 @@ pub fn routes() -> OpenApiRouter<SharedState> {
 
 #[utoipa::path(post, path = "/v1/api/tools/{tool}/execute", tag = "tools", request_body = ExecuteRequest,
     params(("tool" = String, Path, description = "Tool id or alias"),
+           ("X-Visa-End-User" = Option<String>, Header, description = "The end user this call is made for (1 to 128 characters, kept as sent; docs/end-users.md)"),
            ("Idempotency-Key" = String, Header, pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-4[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|\"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-4[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\")$",
             description = "A UUID, reused on retries of one logical call (also as an RFC 8941 string, `\"<uuid>\"`)")),
     responses((status = 200, body = ExecutionResponse, description = "Executed (or replayed: header Idempotent-Replayed: true)"),
@@ -65,11 +67,23 @@ async fn execute_with_key(
     let tool = execution::authorize(&state, key, &tool_name, client_ip)?.clone();
     let idempotency_key = idempotency_key(&headers)?;
     let input = parse_input(&body)?;
-    let request = (Arc::new(Envelope) as Arc<dyn Answer>, *idempotency_key.as_bytes());
+    let request = (Arc::new(Envelope) as Arc<dyn Answer>, *idempotency_key.as_bytes(), end_user(&headers)?);
     let call = execution::prepare(&state, key, tool, input, request, client_ip)?;
     // Detached: once the hold may be placed, the outcome must be recorded whatever the client does.
     crate::detached::detached(async move { execution::execute(&state, call).await }).await
 }
+
+/// The end user a call is made for: the `X-Visa-End-User` header, if sent (UTF-8, checked by
+/// `EndUser::parse`: 1 to 128 characters, never cut).
+fn end_user(headers: &HeaderMap) -> ApiResult<Option<EndUser>> {
+    let Some(value) = headers.get(END_USER_HEADER) else { return Ok(None) };
+    let text = std::str::from_utf8(value.as_bytes())
+        .map_err(|_| ApiError::invalid(format!("{END_USER_HEADER} must be UTF-8 text")))?;
+    Ok(Some(EndUser::parse(text)?))
+}
+
+/// The header naming the end user a call on execute is made for.
+pub const END_USER_HEADER: &str = "x-visa-end-user";
 
 /// The `Idempotency-Key` header: a UUID version 4 in its hyphenated form, any case.
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Uuid> {

@@ -36,6 +36,28 @@ pub struct Receipt {
     pub execution_id: String,
     pub charged_micros: String,
     pub created_at: String,
+    /// The end user the call was made for, when its caller named one (docs/end-users.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_user: Option<String>,
+}
+
+impl Receipt {
+    /// The receipt of `execution`, charged `charged` under receipt `id` at `at`: the one shape
+    /// of a receipt, in a fresh answer and in the executions list.
+    pub fn of(
+        execution: &visa_store::ExecutionRecord,
+        id: String,
+        charged: visa_core::money::Micros,
+        at: time::OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            execution_id: execution.public_id.clone(),
+            charged_micros: charged.to_string(),
+            created_at: super::rfc3339(at),
+            end_user: execution.end_user.as_ref().map(|u| u.as_str().to_owned()),
+        }
+    }
 }
 
 /// The success envelope of a paid call, plus `execution_id`.

@@ -32,18 +32,18 @@ pub struct ExecutionView {
     pub charged_micros: String,
     pub charged_cents: i64,
     pub receipt: Option<super::execute::Receipt>,
+    /// The end user the call was made for, as its caller named it (docs/end-users.md).
+    pub end_user: Option<String>,
     pub created_at: String,
     pub finished_at: Option<String>,
 }
 
 impl From<&ExecutionRecord> for ExecutionView {
     fn from(e: &ExecutionRecord) -> Self {
-        let receipt = e.receipt_id.as_ref().map(|id| super::execute::Receipt {
-            id: id.clone(),
-            execution_id: e.public_id.clone(),
-            charged_micros: e.charged.to_string(),
-            created_at: rfc3339(e.finished_at.unwrap_or(e.created_at)),
-        });
+        let receipt = e
+            .receipt_id
+            .as_ref()
+            .map(|id| super::execute::Receipt::of(e, id.clone(), e.charged, e.finished_at.unwrap_or(e.created_at)));
         Self {
             id: e.public_id.clone(),
             seq: e.id,
@@ -56,6 +56,7 @@ impl From<&ExecutionRecord> for ExecutionView {
             charged_micros: e.charged.to_string(),
             charged_cents: e.charged.cents_ceil(),
             receipt,
+            end_user: e.end_user.as_ref().map(|u| u.as_str().to_owned()),
             created_at: rfc3339(e.created_at),
             finished_at: e.finished_at.map(rfc3339),
         }

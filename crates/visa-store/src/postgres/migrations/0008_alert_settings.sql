@@ -16,3 +16,7 @@ UPDATE key_secrets SET end_announced = TRUE
        OR key_id IN (SELECT key_id FROM oauth_grants);
 CREATE INDEX key_secrets_ending ON key_secrets(id)
     WHERE NOT end_announced AND (revoked_at IS NOT NULL OR expires_at IS NOT NULL);
+
+-- The end user a paid call was made for (docs/end-users.md): kept on the execution and in its
+-- receipt, as the caller sent it.
+ALTER TABLE executions ADD COLUMN end_user TEXT;

@@ -448,6 +448,7 @@ fn write_params(rooms: &Rooms, admitted: &[Admitted], ends: &[End]) -> Vec<Value
         Array::Blobs(freed.iter().map(|end| end.idempotency_key.clone()).collect()),
         ints(freed.iter().map(|end| end.execution.id).collect()),
         ints(admitted.iter().map(|a| a.id).collect()),
+        Array::Texts(starts().map(|s| s.end_user.as_ref().map(|u| u.as_str().to_owned())).collect()),
     ]
     .to_vec()
 }
@@ -469,11 +470,12 @@ const WRITE: &str = "WITH \
   ac AS (UPDATE accounts a SET held_micros = a.held_micros + u.held, balance_micros = a.balance_micros - u.charged \
     FROM unnest(?13::bigint[], ?14::bigint[], ?15::bigint[]) AS u(id, held, charged) WHERE a.id = u.id), \
   ex AS (INSERT INTO executions (id, public_id, account_id, key_id, secret_id, idempotency_key, request_hash, tool, \
-      state, sandbox, day_number, hold_micros, created_at, node_id) \
-    SELECT id, public_id, account_id, key_id, secret_id, idem, hash, tool, 'running', sandbox, day, hold, created, node \
+      state, sandbox, day_number, hold_micros, created_at, node_id, end_user) \
+    SELECT id, public_id, account_id, key_id, secret_id, idem, hash, tool, 'running', sandbox, day, hold, created, node, \
+      end_user \
     FROM unnest(?42::bigint[], ?16::text[], ?17::bigint[], ?18::bigint[], ?19::bigint[], ?20::bytea[], ?21::bytea[], \
-      ?22::text[], ?23::boolean[], ?24::bigint[], ?25::bigint[], ?26::bigint[], ?27::bigint[]) \
-      AS u(id, public_id, account_id, key_id, secret_id, idem, hash, tool, sandbox, day, hold, created, node) \
+      ?22::text[], ?23::boolean[], ?24::bigint[], ?25::bigint[], ?26::bigint[], ?27::bigint[], ?43::text[]) \
+      AS u(id, public_id, account_id, key_id, secret_id, idem, hash, tool, sandbox, day, hold, created, node, end_user) \
     RETURNING id, account_id, key_id, idempotency_key, sandbox, hold_micros, created_at), \
   ir AS (INSERT INTO idempotency_records (key_id, idempotency_key, execution_id, expires_at) \
     SELECT ex.key_id, ex.idempotency_key, ex.id, u.expires \

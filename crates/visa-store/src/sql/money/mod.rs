@@ -47,7 +47,7 @@ pub(crate) mod retention;
 mod room;
 
 const EXECUTION_COLUMNS: &str = "id, public_id, account_id, key_id, tool, state, sandbox, hold_micros, charged_micros, \
-    receipt_id, created_at, finished_at, day_number";
+    receipt_id, created_at, finished_at, day_number, end_user";
 
 fn execution_from_row(row: &Row) -> StoreResult<ExecutionRecord> {
     let state: String = row.get(5)?;
@@ -65,6 +65,10 @@ fn execution_from_row(row: &Row) -> StoreResult<ExecutionRecord> {
         created_at: from_db(row.get(10)?),
         finished_at: row.get::<Option<i64>>(11)?.map(from_db),
         day_number: row.get(12)?,
+        end_user: row
+            .get::<Option<String>>(13)?
+            .map(|text| EndUser::parse(&text).map_err(|_| super::db::corrupt("end user")))
+            .transpose()?,
     })
 }
 
@@ -334,8 +338,8 @@ pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginO
                     )?;
                     let id = conn.insert(
                     "INSERT INTO executions (public_id, account_id, key_id, secret_id, idempotency_key, request_hash, \
-                     tool, state, sandbox, day_number, hold_micros, created_at, node_id) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?11, ?12) RETURNING id",
+                     tool, state, sandbox, day_number, hold_micros, created_at, node_id, end_user) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
                     params![
                         start.public_id,
                         start.account_id,
@@ -348,7 +352,8 @@ pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginO
                         day,
                         start.hold.0,
                         to_db(start.now),
-                        start.node.0
+                        start.node.0,
+                        start.end_user.as_ref().map(EndUser::as_str)
                     ],
                 )?;
                     let execution = started(start, id, day);
@@ -448,6 +453,7 @@ fn started(start: &ExecutionStart, id: i64, day: i64) -> ExecutionRecord {
         created_at: start.now,
         finished_at: None,
         day_number: day,
+        end_user: start.end_user.clone(),
     }
 }
 

@@ -1,0 +1,88 @@
+//! End users (docs/end-users.md): a paid call names the end user it is made for — the
+//! `X-Visa-End-User` header on execute, OpenAI's `user` on the OpenAI surface, `_meta` on MCP
+//! (`mcp.rs`) — and it is kept on the execution and in its receipt exactly as sent, never cut
+//! (129 characters are refused, nothing charged), part of the request an Idempotency-Key
+//! names, and never sent to the provider.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use visa_e2e::TestApp;
+use visa_e2e::mock_provider::{MockProvider, chat_catalog};
+
+/// An echo call made for `end_user` with `idempotency_key`.
+async fn echo_for(app: &TestApp, key: &str, end_user: &str, idempotency_key: &str) -> visa_e2e::Reply {
+    let headers = [("X-Api-Key", key), ("Idempotency-Key", idempotency_key), ("X-Visa-End-User", end_user)];
+    app.call(Method::POST, "/v1/api/tools/echo/execute", None, Some(json!({ "input": {} })), &headers).await
+}
+
+#[tokio::test]
+async fn the_end_user_of_a_call_is_kept_as_sent_and_is_part_of_its_request() {
+    let app = TestApp::spawn().await;
+    let (session, _, key) = app.funded_key("platform").await;
+    let before = app.balance_micros(&session).await;
+    let first = uuid::Uuid::new_v4().to_string();
+    let done = echo_for(&app, &key, "customer-42", &first).await;
+    let done = done.assert_ok(200).clone();
+    assert_eq!(done["receipt"]["end_user"], "customer-42", "{done}");
+    let execution = app.get(&format!("/v1/api/executions/{}", done["execution_id"].as_str().unwrap()), &session).await;
+    assert_eq!(execution.assert_ok(200)["end_user"], "customer-42");
+    assert_eq!(execution.body["receipt"]["end_user"], "customer-42");
+
+    // The same Idempotency-Key: for the same end user a replay, for another a different request.
+    let replay = echo_for(&app, &key, "customer-42", &first).await;
+    assert_eq!(replay.assert_ok(200)["execution_id"], done["execution_id"]);
+    echo_for(&app, &key, "customer-43", &first).await.assert_error(409, "IDEMPOTENT_REPLAY");
+
+    // 128 characters (not bytes) are kept as sent; 129 are refused, not cut. (HTTP itself drops
+    // a header value's leading and trailing spaces; inner ones are kept.)
+    let longest = format!("user {}", "é".repeat(123));
+    let kept = echo_for(&app, &key, &longest, &uuid::Uuid::new_v4().to_string()).await;
+    assert_eq!(kept.assert_ok(200)["receipt"]["end_user"], json!(longest));
+    let charged_so_far = app.balance_micros(&session).await;
+    for refused in ["é".repeat(129), "tab\there".to_owned()] {
+        let answer = echo_for(&app, &key, &refused, &uuid::Uuid::new_v4().to_string()).await;
+        assert!(answer.assert_error(400, "INVALID_REQUEST")["error"].as_str().unwrap().contains("end user"));
+    }
+    assert_eq!(app.balance_micros(&session).await, charged_so_far, "nothing charged for a refused end user");
+    assert_eq!(before - charged_so_far, 2 * 10_000, "two calls charged");
+    // Without the header a call has no end user (and its receipt no member for it).
+    let plain = app.execute(&key, "echo", json!({})).await;
+    assert!(plain.assert_ok(200)["receipt"].get("end_user").is_none(), "{}", plain.body);
+    let listed = app.get("/v1/api/executions?limit=1", &session).await;
+    assert_eq!(listed.assert_ok(200)["executions"][0]["end_user"], json!(null));
+}
+
+#[tokio::test]
+async fn openais_user_names_the_end_user_and_never_reaches_the_provider() {
+    let mock = MockProvider::start().await;
+    let catalog = chat_catalog(&mock, "VISA_TEST_END_USER_KEY");
+    let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
+    let (session, _, key) = app.funded_key("platform").await;
+    let body = json!({ "model": "chat", "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 50, "user": "end-user-7" });
+    let headers = [("Authorization", format!("Bearer {key}")), ("Idempotency-Key", uuid::Uuid::new_v4().to_string())];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let completion = app.call(Method::POST, "/v1/openai/chat/completions", None, Some(body), &headers).await;
+    assert_eq!(completion.status.as_u16(), 200, "{}", completion.body);
+    let completion = completion.body.clone();
+    assert_eq!(completion["visa"]["receipt"]["end_user"], "end-user-7", "{completion}");
+    let sent: Value = mock.behaviour.last_body.lock().unwrap().clone();
+    assert!(sent.get("user").is_none() && sent["messages"][0]["content"] == "hi", "the provider got no user: {sent}");
+    let execution = app
+        .get(&format!("/v1/api/executions/{}", completion["visa"]["execution_id"].as_str().unwrap()), &session)
+        .await;
+    assert_eq!(execution.assert_ok(200)["end_user"], "end-user-7");
+    // A user that is not a string, or too long, is refused in OpenAI's shape.
+    for user in [json!(7), json!("u".repeat(129))] {
+        let body = json!({ "model": "chat", "messages": [{ "role": "user", "content": "hi" }], "user": user });
+        let headers =
+            [("Authorization", format!("Bearer {key}")), ("Idempotency-Key", uuid::Uuid::new_v4().to_string())];
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let refused = app.call(Method::POST, "/v1/openai/chat/completions", None, Some(body), &headers).await;
+        assert_eq!(
+            (refused.status.as_u16(), refused.body["error"]["code"].as_str()),
+            (400, Some("INVALID_REQUEST")),
+            "{}",
+            refused.body
+        );
+    }
+}
