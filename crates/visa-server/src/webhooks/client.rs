@@ -111,8 +111,7 @@ impl Deliverer {
             .headers()
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| schedule::retry_after(v, std::time::SystemTime::now()));
         let mut body = response.into_body();
         let mut head = Vec::new();
         while head.len() < LOGGED_ANSWER {

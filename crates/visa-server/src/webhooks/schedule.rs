@@ -32,6 +32,16 @@ pub fn after_failure(attempt: u32, now: Timestamp, jitter: f64, retry_after: Opt
     AttemptNext::RetryAt(now + wait)
 }
 
+/// An endpoint's `Retry-After` (RFC 9110 §10.2.3): seconds, or an HTTP date, as how long to
+/// wait from `now` (a date already past asks for nothing). Anything else is ignored.
+pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    match value.parse::<u64>() {
+        Ok(seconds) => Some(Duration::from_secs(seconds)),
+        Err(_) => httpdate::parse_http_date(value).ok().map(|at| at.duration_since(now).unwrap_or_default()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +61,16 @@ mod tests {
         assert_eq!(after_failure(GAPS.len() as u32 + 1, now, 0.0, None), AttemptNext::GiveUp);
         assert_eq!(wait(after_failure(1, now, 0.0, None), now), Duration::from_secs(5));
         assert_eq!(wait(after_failure(1, now, 0.999, None), now), Duration::from_secs_f64(5.0 * 1.0999));
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_an_http_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // Wed, 21 Oct 2015 07:28:00 GMT
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now), Some(Duration::ZERO), "already past");
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-5", now), None);
     }
 
     #[test]
