@@ -86,3 +86,30 @@ async fn openais_user_names_the_end_user_and_never_reaches_the_provider() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_key_that_requires_an_end_user_refuses_calls_without_one_and_charges_nothing() {
+    let mock = MockProvider::start().await;
+    let catalog = chat_catalog(&mock, "VISA_TEST_END_USER_KEY_2");
+    let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
+    let (session, _, _) = app.funded_key("platform").await;
+    let (id, key) = app.key(&session, json!({ "label": "shared", "end_user": "required" })).await;
+    assert_eq!(app.get(&format!("/v1/api/keys/{id}"), &session).await.assert_ok(200)["end_user"], "required");
+    let before = app.balance_micros(&session).await;
+    let refused = app.execute(&key, "echo", json!({})).await;
+    assert!(refused.assert_error(400, "INVALID_REQUEST")["error"].as_str().unwrap().contains("requires an end user"));
+    let body = json!({ "model": "chat", "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 50 });
+    let headers = [("Authorization", format!("Bearer {key}")), ("Idempotency-Key", uuid::Uuid::new_v4().to_string())];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let openai = app.call(Method::POST, "/v1/openai/chat/completions", None, Some(body), &headers).await;
+    assert_eq!((openai.status.as_u16(), openai.body["error"]["code"].as_str()), (400, Some("INVALID_REQUEST")));
+    assert_eq!((app.balance_micros(&session).await, mock.calls()), (before, 0), "nothing held, nothing sent");
+    // Named, it runs; made optional again, a call without one runs too.
+    echo_for(&app, &key, "customer-1", &uuid::Uuid::new_v4().to_string()).await.assert_ok(200);
+    app.patch(&format!("/v1/api/keys/{id}"), &session, json!({ "end_user": "optional" })).await.assert_ok(200);
+    app.execute(&key, "echo", json!({})).await.assert_ok(200);
+    let bad = json!({ "end_user": "sometimes" });
+    app.patch(&format!("/v1/api/keys/{id}"), &session, bad).await.assert_error(400, "INVALID_REQUEST");
+    let audit = app.audit(&session, "?action=key.updated").await;
+    assert_eq!(audit[0]["changes"]["end_user"], json!({ "before": "required", "after": "optional" }));
+}

@@ -407,6 +407,7 @@ impl Sim {
             rate_limit_per_second: 1_000_000,
             idempotency_optional: false,
             cap_alert_percent,
+            end_user_required: false,
         };
         let environment = if self.preview { Environment::Preview } else { Environment::Production };
         let new = NewKey { account_id: self.accounts[account].id, environment, policy, secret };

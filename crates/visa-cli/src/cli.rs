@@ -241,6 +241,9 @@ pub struct CreateKeyArgs {
     /// default 80).
     #[arg(long)]
     pub cap_alert_percent: Option<u8>,
+    /// `required`: every paid call must name its end user (X-Visa-End-User, OpenAI's `user`).
+    #[arg(long, value_parser = ["required", "optional"])]
+    pub end_user: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -289,6 +292,9 @@ pub struct UpdateKeyArgs {
     /// The percent of a cap whose passing sends the `key.cap.threshold` webhook (1 to 100).
     #[arg(long)]
     pub cap_alert_percent: Option<u8>,
+    /// `required`: every paid call must name its end user (X-Visa-End-User, OpenAI's `user`).
+    #[arg(long, value_parser = ["required", "optional"])]
+    pub end_user: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

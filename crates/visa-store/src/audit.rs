@@ -54,6 +54,7 @@ pub fn key_snapshot(key: &KeyRecord) -> Value {
         "rate_limit_per_second": p.rate_limit_per_second,
         "idempotency": idempotency_name(p.idempotency_optional),
         "cap_alert_percent": p.cap_alert_percent,
+        "end_user": end_user_rule_name(p.end_user_required),
         "environment": key.environment.as_str(),
         "revoked_at": time(key.revoked_at),
         "secrets": secrets,

@@ -199,6 +199,8 @@ pub struct KeyPolicy {
     pub idempotency_optional: bool,
     /// The share of a cap (1 to 100 %) whose passing sends `key.cap.threshold`.
     pub cap_alert_percent: u8,
+    /// Whether every paid call must name its end user (docs/end-users.md).
+    pub end_user_required: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -266,6 +268,13 @@ pub struct KeyPatch {
     pub rate_limit_per_second: Option<u32>,
     pub idempotency_optional: Option<bool>,
     pub cap_alert_percent: Option<u8>,
+    pub end_user_required: Option<bool>,
+}
+
+/// How a key's `end_user_required` is named on the API, the CLI and in the audit log:
+/// `required`, or `optional` (the default).
+pub fn end_user_rule_name(required: bool) -> &'static str {
+    if required { "required" } else { "optional" }
 }
 
 /// How a key's `idempotency_optional` is named on the API, the CLI, the dashboard and in the
@@ -307,6 +316,9 @@ impl KeyPolicy {
         }
         if let Some(percent) = patch.cap_alert_percent {
             self.cap_alert_percent = percent;
+        }
+        if let Some(required) = patch.end_user_required {
+            self.end_user_required = required;
         }
     }
 }

@@ -65,6 +65,7 @@ async fn fixture_with(credit: Micros, daily_cap_cents: i64) -> Fixture {
         rate_limit_per_second: 100,
         idempotency_optional: false,
         cap_alert_percent: 80,
+        end_user_required: false,
     };
     let secret = NewSecret { hash: SecretHash([1; 32]), key_prefix: "VisaKey_live_x...".into(), expires_at: None };
     let key = store
@@ -526,6 +527,7 @@ fn key_policy(label: &str) -> KeyPolicy {
         rate_limit_per_second: 100,
         idempotency_optional: false,
         cap_alert_percent: 80,
+        end_user_required: false,
     }
 }
 

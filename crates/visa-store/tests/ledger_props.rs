@@ -130,6 +130,7 @@ async fn world() -> World {
             rate_limit_per_second: 100,
             idempotency_optional: false,
             cap_alert_percent: 80,
+            end_user_required: false,
         };
         let secret =
             NewSecret { hash: SecretHash([i as u8; 32]), key_prefix: "VisaKey_live_x...".into(), expires_at: None };

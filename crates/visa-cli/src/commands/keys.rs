@@ -111,6 +111,9 @@ fn create_body(args: CreateKeyArgs) -> anyhow::Result<Value> {
     if let Some(percent) = args.cap_alert_percent {
         body.insert("cap_alert_percent".into(), json!(percent));
     }
+    if let Some(rule) = args.end_user {
+        body.insert("end_user".into(), json!(rule));
+    }
     Ok(Value::Object(body))
 }
 
@@ -150,9 +153,12 @@ fn update_body(args: UpdateKeyArgs) -> anyhow::Result<Value> {
     if let Some(percent) = args.cap_alert_percent {
         body.insert("cap_alert_percent".into(), json!(percent));
     }
+    if let Some(rule) = args.end_user {
+        body.insert("end_user".into(), json!(rule));
+    }
     if body.is_empty() {
         bail!(
-            "nothing to update: pass at least one of --label, --tools, --all-tools, --daily-cap, --total-cap, --cidr, --any-cidr, --expires, --read-only, --rate-limit, --idempotency, --cap-alert-percent"
+            "nothing to update: pass at least one of --label, --tools, --all-tools, --daily-cap, --total-cap, --cidr, --any-cidr, --expires, --read-only, --rate-limit, --idempotency, --cap-alert-percent, --end-user"
         );
     }
     Ok(Value::Object(body))
@@ -221,6 +227,7 @@ fn print_key(key: &Value) {
         ("rate limit", format!("{}/s", field(key, "rate_limit_per_second"))),
         ("idempotency", field(key, "idempotency")),
         ("cap alert", format!("{}%", field(key, "cap_alert_percent"))),
+        ("end user", field(key, "end_user")),
         ("expires", field(key, "expires_at")),
         ("created", field(key, "created_at")),
         ("last used", format!("{} from {}", field(key, "last_used_at"), field(key, "last_used_ip"))),

@@ -58,6 +58,7 @@ pub(crate) fn policy_of(state: &AppState, req: CreateKeyRequest, now: Timestamp)
             .map(parse_cap_alert_percent)
             .transpose()?
             .unwrap_or(DEFAULT_CAP_ALERT_PERCENT),
+        end_user_required: req.end_user.as_deref().map(parse_end_user_rule).transpose()?.unwrap_or(false),
     })
 }
 
@@ -165,6 +166,7 @@ pub async fn update(state: &AppState, caller: &Session, id: KeyId, req: UpdateKe
         cap_alert_percent: not_null("cap_alert_percent", req.cap_alert_percent)?
             .map(parse_cap_alert_percent)
             .transpose()?,
+        end_user_required: not_null("end_user", req.end_user)?.as_deref().map(parse_end_user_rule).transpose()?,
     };
     let key = state
         .store
@@ -247,6 +249,15 @@ fn parse_idempotency(text: &str) -> ApiResult<bool> {
         "required" => Ok(false),
         "optional" => Ok(true),
         _ => Err(ApiError::invalid("idempotency must be required or optional")),
+    }
+}
+
+/// `required` or `optional`, as `end_user_required`.
+fn parse_end_user_rule(text: &str) -> ApiResult<bool> {
+    match text {
+        "required" => Ok(true),
+        "optional" => Ok(false),
+        _ => Err(ApiError::invalid("end_user must be required or optional")),
     }
 }
 

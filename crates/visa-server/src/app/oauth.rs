@@ -309,6 +309,7 @@ pub async fn approve(state: &AppState, caller: &Session, request: &Authorize, co
             rate_limit_per_second: None,
             idempotency: None,
             cap_alert_percent: None,
+            end_user: None,
         },
         now,
     )?;

@@ -122,6 +122,12 @@ pub fn prepare(
     (surface, idempotency_key, end_user): (Arc<dyn Answer>, [u8; 16], Option<EndUser>),
     client_ip: IpAddr,
 ) -> ApiResult<PaidCall> {
+    if end_user.is_none() && key.key.policy.end_user_required {
+        return Err(ApiError::invalid(
+            "this key requires an end user: name it (X-Visa-End-User on execute, user on the OpenAI surface, \
+             _meta dev.visakeys/end_user on MCP)",
+        ));
+    }
     let sandbox = state.environment == Environment::Preview;
     let request_hash =
         with_end_user(request_fingerprint(surface.route(), &tool.id, &input), end_user.as_ref().map(EndUser::as_str));

@@ -161,6 +161,7 @@ mod tests {
             rate_limit_per_second: 1,
             idempotency_optional: false,
             cap_alert_percent: 80,
+            end_user_required: false,
         };
         let now = time::OffsetDateTime::now_utc();
         let key = KeyRecord {

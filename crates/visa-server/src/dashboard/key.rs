@@ -122,6 +122,7 @@ fn policy_table(key: &KeyView) -> Markup {
             dt { "Read-only" } dd { @if key.read_only { "yes" } @else { "no" } }
             dt { "Idempotency-Key" } dd { (key.idempotency) }
             dt { "Cap alert" } dd { "at " (key.cap_alert_percent) " % of a cap" }
+            dt { "End user" } dd { (key.end_user) }
         }
     }
 }

@@ -143,7 +143,7 @@ mod tests {
             "id": id, "label": label, "owner": "o", "key_prefix": "p", "environment": "production",
             "tool_scope": "restricted", "allowed_tools": ["echo"], "allowed_cidrs": [], "daily_cap_cents": 100,
             "total_cap_cents": null, "expires_at": expires, "read_only": false, "rate_limit_per_second": 10, "idempotency": "required",
-            "cap_alert_percent": 80,
+            "cap_alert_percent": 80, "end_user": "optional",
             "status": status, "created_at": "2026-12-01T00:00:00Z", "revoked_at": null,
             "last_used_at": last_used, "last_used_ip": null, "spent_today_cents": id, "spent_total_cents": 10 - id,
             "secrets": []

@@ -8,7 +8,7 @@ use crate::state::AppState;
 use crate::wire::keys::{CreateKeyRequest, KeyView, UpdateKeyRequest};
 use maud::{Markup, html};
 use visa_core::money::format_cents_as_dollars;
-use visa_store::idempotency_name;
+use visa_store::{end_user_rule_name, idempotency_name};
 
 /// The policy as typed in the form.
 pub struct Policy {
@@ -23,6 +23,7 @@ pub struct Policy {
     rate_limit_per_second: Option<i64>,
     idempotency_optional: bool,
     cap_alert_percent: Option<i64>,
+    end_user_required: bool,
 }
 
 impl Policy {
@@ -40,6 +41,7 @@ impl Policy {
             rate_limit_per_second: fields.integer("rate_limit", "Rate limit")?,
             idempotency_optional: fields.checked("idempotency_optional"),
             cap_alert_percent: fields.integer("cap_alert_percent", "Cap alert")?,
+            end_user_required: fields.checked("end_user_required"),
         })
     }
 
@@ -56,6 +58,7 @@ impl Policy {
             rate_limit_per_second: self.rate_limit_per_second,
             idempotency: Some(idempotency_name(self.idempotency_optional).to_owned()),
             cap_alert_percent: self.cap_alert_percent,
+            end_user: Some(end_user_rule_name(self.end_user_required).to_owned()),
         }
     }
 
@@ -73,6 +76,7 @@ impl Policy {
             rate_limit_per_second: self.rate_limit_per_second.map(Some),
             idempotency: Some(Some(idempotency_name(self.idempotency_optional).to_owned())),
             cap_alert_percent: self.cap_alert_percent.map(Some),
+            end_user: Some(Some(end_user_rule_name(self.end_user_required).to_owned())),
         }
     }
 }
@@ -120,6 +124,10 @@ pub fn form(state: &AppState, action: &str, csrf: &str, key: Option<&KeyView>, s
             label {
                 input name="idempotency_optional" type="checkbox" value="on" checked[key.is_some_and(|k| k.idempotency == "optional")];
                 " Idempotency-Key optional on the OpenAI-compatible surface (for frameworks that cannot set a header per call; their retries may be charged twice)"
+            }
+            label {
+                input name="end_user_required" type="checkbox" value="on" checked[key.is_some_and(|k| k.end_user == "required")];
+                " End user required (every paid call must name the end user it is made for)"
             }
             button type="submit" { (submit) }
         }

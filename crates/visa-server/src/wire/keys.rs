@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use visa_core::ErrorCode;
 use visa_core::id::{KeyId, SecretId};
-use visa_store::{KeyRecord, SecretRecord, idempotency_name};
+use visa_store::{KeyRecord, SecretRecord, end_user_rule_name, idempotency_name};
 
 pub const MAX_GRACE_SECONDS: u32 = 604_800;
 
@@ -37,6 +37,8 @@ pub struct KeyView {
     pub idempotency: String,
     /// The share of a cap (percent) whose passing sends `key.cap.threshold` (docs/webhooks.md).
     pub cap_alert_percent: u8,
+    /// `required`: every paid call must name its end user (docs/end-users.md); or `optional`.
+    pub end_user: String,
     /// `active`, `revoked` or `expired`.
     pub status: String,
     pub created_at: String,
@@ -111,6 +113,7 @@ impl KeyView {
             rate_limit_per_second: p.rate_limit_per_second,
             idempotency: idempotency_name(p.idempotency_optional).into(),
             cap_alert_percent: p.cap_alert_percent,
+            end_user: end_user_rule_name(p.end_user_required).into(),
             status: status.into(),
             created_at: rfc3339(key.created_at),
             revoked_at: key.revoked_at.map(rfc3339),
@@ -180,11 +183,14 @@ pub struct CreateKeyRequest {
     #[schema(schema_with = super::schema::rate_limit_or_null)]
     pub rate_limit_per_second: Option<i64>,
     /// `required` (default) or `optional` (see `KeyView.idempotency`).
-    #[schema(schema_with = super::schema::idempotency_or_null)]
+    #[schema(schema_with = super::schema::required_or_optional_or_null)]
     pub idempotency: Option<String>,
     /// The share of a cap whose passing sends `key.cap.threshold`: 1 to 100 (default 80).
     #[schema(schema_with = super::schema::percent_or_null)]
     pub cap_alert_percent: Option<i64>,
+    /// `optional` (default) or `required`: every paid call must name its end user.
+    #[schema(schema_with = super::schema::required_or_optional_or_null)]
+    pub end_user: Option<String>,
 }
 
 /// Every field is optional; an absent field is left as it is. `null` clears the nullable
@@ -222,11 +228,14 @@ pub struct UpdateKeyRequest {
     #[schema(schema_with = super::schema::rate_limit)]
     pub rate_limit_per_second: Option<Option<i64>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(schema_with = super::schema::idempotency)]
+    #[schema(schema_with = super::schema::required_or_optional)]
     pub idempotency: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(schema_with = super::schema::percent)]
     pub cap_alert_percent: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(schema_with = super::schema::required_or_optional)]
+    pub end_user: Option<Option<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]

@@ -164,12 +164,13 @@ pub fn instant_or_null() -> Object {
 }
 
 /// A key's `idempotency`: `required` (default) or `optional` (OpenAI surface only).
-pub fn idempotency() -> Object {
+/// A key's `idempotency` and `end_user` rules.
+pub fn required_or_optional() -> Object {
     string().enum_values(Some(["required", "optional"])).build()
 }
 
-pub fn idempotency_or_null() -> Object {
-    nullable(idempotency())
+pub fn required_or_optional_or_null() -> Object {
+    nullable(required_or_optional())
 }
 
 pub fn tool_scope_or_null() -> Object {

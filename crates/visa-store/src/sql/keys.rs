@@ -23,7 +23,8 @@ use visa_core::secret::SecretHash;
 const KEY_COLUMNS: &str = "k.id, k.account_id, a.login, k.environment, k.label, k.tool_scope, k.allowed_tools, \
     k.allowed_cidrs, k.daily_cap_cents, k.total_cap_cents, k.expires_at, k.read_only, k.created_at, k.revoked_at, \
     k.last_used_at, k.last_used_ip, s.latest_day, COALESCE(d.spent_micros, 0), s.spent_total_micros, k.rate_limit_per_second, \
-    COALESCE(d.held_micros, 0), s.held_total_micros, k.idempotency_optional, k.cap_alert_percent";
+    COALESCE(d.held_micros, 0), s.held_total_micros, k.idempotency_optional, k.cap_alert_percent, \
+    k.end_user_required";
 
 /// The tables `KEY_COLUMNS` reads from.
 const KEY_TABLES: &str = "keys k JOIN key_spend s ON s.key_id = k.id JOIN accounts a ON a.id = k.account_id \
@@ -50,6 +51,7 @@ fn key_from_row(row: &Row) -> StoreResult<KeyRecord> {
             rate_limit_per_second: row.get(19)?,
             idempotency_optional: row.get(22)?,
             cap_alert_percent: row.get(23)?,
+            end_user_required: row.get(24)?,
         },
         created_at: from_db(row.get(12)?),
         revoked_at: row.get::<Option<i64>>(13)?.map(from_db),
@@ -141,7 +143,7 @@ fn write_policy(conn: &dyn Db, key_id: KeyId, policy: &KeyPolicy) -> StoreResult
     conn.execute(
         "UPDATE keys SET label = ?2, tool_scope = ?3, allowed_tools = ?4, allowed_cidrs = ?5, daily_cap_cents = ?6, \
          total_cap_cents = ?7, expires_at = ?8, read_only = ?9, rate_limit_per_second = ?10, \
-         idempotency_optional = ?11, cap_alert_percent = ?12, \
+         idempotency_optional = ?11, cap_alert_percent = ?12, end_user_required = ?13, \
          expiry_alerts = CASE WHEN COALESCE(expires_at, -1) = COALESCE(CAST(?8 AS BIGINT), -1) THEN expiry_alerts ELSE 0 END \
          WHERE id = ?1",
         params![
@@ -156,7 +158,8 @@ fn write_policy(conn: &dyn Db, key_id: KeyId, policy: &KeyPolicy) -> StoreResult
             policy.read_only,
             policy.rate_limit_per_second,
             policy.idempotency_optional,
-            policy.cap_alert_percent
+            policy.cap_alert_percent,
+            policy.end_user_required
         ],
     )?;
     Ok(())
@@ -189,7 +192,8 @@ pub(crate) fn create(conn: &dyn Db, new: &NewKey, ctx: &AuditContext) -> StoreRe
     let key_id = KeyId::new(conn.insert(
         "INSERT INTO keys (account_id, environment, label, tool_scope, allowed_tools, allowed_cidrs, daily_cap_cents, \
          total_cap_cents, expires_at, read_only, created_at, rate_limit_per_second, idempotency_optional, \
-         cap_alert_percent) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id",
+         cap_alert_percent, end_user_required) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) RETURNING id",
         params![
             new.account_id,
             new.environment.as_str(),
@@ -204,7 +208,8 @@ pub(crate) fn create(conn: &dyn Db, new: &NewKey, ctx: &AuditContext) -> StoreRe
             to_db(ctx.now),
             p.rate_limit_per_second,
             p.idempotency_optional,
-            p.cap_alert_percent
+            p.cap_alert_percent,
+            p.end_user_required
         ],
     )?);
     conn.execute("INSERT INTO key_spend (key_id) VALUES (?1)", params![key_id])?;

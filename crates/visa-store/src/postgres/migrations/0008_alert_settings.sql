@@ -20,3 +20,6 @@ CREATE INDEX key_secrets_ending ON key_secrets(id)
 -- The end user a paid call was made for (docs/end-users.md): kept on the execution and in its
 -- receipt, as the caller sent it.
 ALTER TABLE executions ADD COLUMN end_user TEXT;
+
+-- A key may require every paid call to name its end user (docs/end-users.md).
+ALTER TABLE keys ADD COLUMN end_user_required BOOLEAN NOT NULL DEFAULT FALSE;
