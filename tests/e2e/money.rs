@@ -396,3 +396,85 @@ async fn the_nodes_sweep_voids_a_running_call_no_task_tracks() {
     assert_eq!(balance["held_micros"], "0");
     assert_eq!(app.balance_micros(&session).await, before - 2 * CENT, "the slow call and the retry");
 }
+
+/// The rows of a CSV export: its header, then each row as a map by column.
+async fn export_csv(
+    app: &TestApp,
+    query: &str,
+    bearer: &str,
+) -> (Vec<String>, Vec<std::collections::HashMap<String, String>>) {
+    let reply = reqwest::Client::new()
+        .get(app.url(&format!("/v1/api/spend/export.csv{query}")))
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .unwrap();
+    let status = reply.status();
+    let csv_type = reply.headers()["content-type"].to_str().unwrap().starts_with("text/csv");
+    let text = reply.text().await.unwrap();
+    assert_eq!((status.as_u16(), csv_type), (200, true), "{text}");
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    let rows =
+        reader.records().map(|r| header.iter().cloned().zip(r.unwrap().iter().map(str::to_owned)).collect()).collect();
+    (header, rows)
+}
+
+/// The CSV export holds exactly the executions list, page after page past its page size, failed
+/// and zero-charge calls and end users (with a comma and a quote) included; a key exports only
+/// its own; a range with nothing in it is a header alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_csv_export_is_the_executions_list_whatever_its_size() {
+    let app = TestApp::spawn().await;
+    let (session, _, _) = app.funded_key("exporter").await;
+    let roomy = json!({ "label": "bulk", "daily_cap_cents": 100_000, "rate_limit_per_second": 100_000 });
+    let (_, key) = app.key(&session, roomy).await;
+    let (_, other) = app.key(&session, json!({ "label": "other" })).await;
+    for round in 0..33 {
+        let calls = (0..32).map(|i| {
+            let (app, key) = (&app, &key);
+            async move { app.execute(key, "echo", json!({ "round": round, "i": i })).await.status.as_u16() }
+        });
+        assert!(futures::future::join_all(calls).await.iter().all(|s| *s == 200));
+    }
+    for status in [500, 400] {
+        app.execute(&other, "fail", json!({ "status": status })).await;
+    }
+    let headers = [
+        ("X-Api-Key", other.as_str()),
+        ("Idempotency-Key", "0b6c2b8e-6d5a-4d8e-9b1a-3f2f4e5d6c7b"),
+        ("X-Visa-End-User", "acme, \"inc\""),
+    ];
+    app.call(reqwest::Method::POST, "/v1/api/tools/echo/execute", None, Some(json!({ "input": {} })), &headers)
+        .await
+        .assert_ok(200);
+
+    let listed: Vec<Value> = app
+        .walk_pages("/v1/api/executions?limit=100", &session)
+        .await
+        .iter()
+        .flat_map(|page| page["executions"].as_array().unwrap().clone())
+        .collect();
+    assert_eq!(listed.len(), 33 * 32 + 3);
+    let (header, rows) = export_csv(&app, "", &session).await;
+    assert_eq!(header[..3], ["execution_id", "created_at", "finished_at"]);
+    assert_eq!(rows.len(), listed.len(), "one row per execution");
+    for (row, execution) in rows.iter().zip(&listed) {
+        assert_eq!(row["execution_id"], execution["id"].as_str().unwrap());
+        assert_eq!(row["charged_micros"], execution["charged_micros"].as_str().unwrap());
+        assert_eq!(row["state"], execution["state"].as_str().unwrap());
+        assert_eq!(row["end_user"], execution["end_user"].as_str().unwrap_or(""));
+    }
+    assert_eq!(rows[0]["end_user"], "acme, \"inc\"", "quoted as CSV quotes");
+    assert_eq!(rows.iter().filter(|r| r["charged_micros"] == "0").count(), 2, "failed calls are rows too");
+    // A key exports its own; a range in the future has no rows; a backwards range is refused.
+    let (_, own) = export_csv(&app, "", &other).await;
+    assert_eq!(own.len(), 3);
+    let later = format!("?from={}&to={}", visa_e2e::rfc3339_in(3_600), visa_e2e::rfc3339_in(7_200));
+    let (_, none) = export_csv(&app, &later, &session).await;
+    assert!(none.is_empty());
+    let backwards =
+        format!("/v1/api/spend/export.csv?from={}&to={}", visa_e2e::rfc3339_in(60), visa_e2e::rfc3339_in(0));
+    app.get(&backwards, &session).await.assert_error(400, "INVALID_REQUEST");
+    app.get("/v1/api/spend/export.csv?from=yesterday", &session).await.assert_error(400, "INVALID_REQUEST");
+}

@@ -613,6 +613,9 @@ pub struct ExecutionFilter {
     pub account_id: Option<AccountId>,
     pub key_id: Option<KeyId>,
     pub state: Option<ExecutionState>,
+    /// Created at or after this, and before `created_before`.
+    pub created_from: Option<Timestamp>,
+    pub created_before: Option<Timestamp>,
 }
 
 /// What the retention sweep keeps (`Store::sweep_expired`); Idempotency-Key records carry

@@ -37,13 +37,15 @@ pub async fn list(
         (Some(asked), Some(own)) if asked != own => Some(KeyId::new(0)),
         (asked, own) => own.or(asked),
     };
-    let filter = ExecutionFilter { account_id: Some(reader.account_id()), key_id, state: query.state()? };
+    let filter =
+        ExecutionFilter { account_id: Some(reader.account_id()), key_id, state: query.state()?, ..Default::default() };
     list_page(state, filter, page).await
 }
 
 /// One execution by its public id.
 pub async fn get(state: &AppState, reader: &Reader, id: &str) -> ApiResult<ExecutionResponse> {
-    let filter = ExecutionFilter { account_id: Some(reader.account_id()), key_id: reader.key_id(), state: None };
+    let filter =
+        ExecutionFilter { account_id: Some(reader.account_id()), key_id: reader.key_id(), ..Default::default() };
     let execution = state.store.get_execution(filter, id).await?.ok_or_else(execution_not_found)?;
     Ok(ExecutionResponse { success: true, execution: ExecutionView::from(&execution) })
 }

@@ -67,7 +67,8 @@ pub async fn llms_txt() -> impl IntoResponse {
          and its receipt, never sent to the provider.\n\
          - `GET /v1/api/key`: what this key may still spend now (`spendable_micros`) and which limit bounds it \
          (`limited_by`: `key_daily_cap`, `key_total_cap`, `account_balance`; `resets_at` for the daily cap).\n\
-         - `GET /v1/api/balance`, `GET /v1/api/spend`, `GET /v1/api/executions[/{id}]`: what the key spent.\n\
+         - `GET /v1/api/balance`, `GET /v1/api/spend`, `GET /v1/api/executions[/{id}]`: what the key spent; \
+         `GET /v1/api/spend/export.csv?from=&to=`: every execution of a time range as CSV.\n\
          - `POST /v1/openai/chat/completions`, `GET /v1/openai/models`: the OpenAI-compatible surface (set the SDK's \
          `base_url` to `<server>/v1/openai`; streaming supported).\n\
          - `<server>/v1/mcp`: an MCP server (Streamable HTTP) with the key as a bearer token: `tools/list` shows \

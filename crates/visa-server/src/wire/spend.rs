@@ -65,3 +65,50 @@ pub fn date_of(day_number: i64) -> String {
     let day = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(day_number);
     day.date().to_string()
 }
+
+/// `GET /v1/api/spend/export.csv`: the executions created in `[from, to)`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// RFC 3339; default 30 days before `to`.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub from: Option<String>,
+    /// RFC 3339, exclusive; default now.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub to: Option<String>,
+}
+
+/// The export's columns, in order (docs/end-users.md, "Spend export").
+pub const EXPORT_COLUMNS: [&str; 12] = [
+    "execution_id",
+    "created_at",
+    "finished_at",
+    "key_id",
+    "tool",
+    "state",
+    "sandbox",
+    "end_user",
+    "held_micros",
+    "charged_micros",
+    "charged_cents",
+    "receipt_id",
+];
+
+/// One execution as a row of the export, in `EXPORT_COLUMNS`' order.
+pub fn export_row(e: &visa_store::ExecutionRecord) -> [String; 12] {
+    [
+        e.public_id.clone(),
+        super::rfc3339(e.created_at),
+        e.finished_at.map(super::rfc3339).unwrap_or_default(),
+        e.key_id.to_string(),
+        e.tool.clone(),
+        e.state.as_str().to_owned(),
+        e.sandbox.to_string(),
+        e.end_user.as_ref().map(|u| u.as_str().to_owned()).unwrap_or_default(),
+        e.hold.to_string(),
+        e.charged.to_string(),
+        e.charged.cents_ceil().to_string(),
+        e.receipt_id.clone().unwrap_or_default(),
+    ]
+}

@@ -23,6 +23,14 @@ fn filter_sql(filter: &ExecutionFilter) -> (String, Vec<Value>) {
         values.push(Value::Text(state.as_str().into()));
         clauses.push(format!("state = ?{}", values.len()));
     }
+    if let Some(from) = filter.created_from {
+        values.push(Value::Int(crate::columns::to_db(from)));
+        clauses.push(format!("created_at >= ?{}", values.len()));
+    }
+    if let Some(before) = filter.created_before {
+        values.push(Value::Int(crate::columns::to_db(before)));
+        clauses.push(format!("created_at < ?{}", values.len()));
+    }
     (clauses.iter().map(|c| format!(" AND {c}")).collect(), values)
 }
 
