@@ -73,7 +73,7 @@ pub fn export(
     };
     let header = csv_line(EXPORT_COLUMNS);
     let pages = futures::stream::try_unfold(Some(Cursor::Start), move |cursor| {
-        let (state, filter) = (state.clone(), filter.clone());
+        let state = state.clone();
         async move {
             let Some(cursor) = cursor else { return Ok(None) };
             let page = state
