@@ -34,7 +34,7 @@ use std::sync::atomic::Ordering;
 use time::OffsetDateTime;
 use visa_core::key::{Environment, KeyMode, RawKey};
 use visa_core::money::{MICROS_PER_CENT, Micros};
-use visa_core::policy::{CidrAllowlist, KeyLabel, ToolGrant, ToolScope};
+use visa_core::policy::{CidrAllowlist, EndUser, KeyLabel, ToolGrant, ToolScope};
 use visa_e2e::catalog::TestTool;
 use visa_e2e::mock_provider::MockProvider;
 use visa_server::app::paid_call::{self as execution, Begun, Running};
@@ -165,8 +165,17 @@ enum Expect {
     Replay,
 }
 
+/// The end user a request variant is made for: none for an even variant, one of three for an
+/// odd one. A variant and the next differ in their end user alone half the time (`input` reads
+/// `variant / 2`), so reusing an Idempotency-Key for another end user is exercised: it must be
+/// a different request.
+fn end_user(variant: u64) -> Option<EndUser> {
+    (variant % 2 == 1).then(|| EndUser::parse(&format!("end user {}", variant / 2 % 3)).unwrap())
+}
+
 /// One request variant per (tool, number): the same number is the same request.
 fn input(tool: &str, variant: u64) -> Value {
+    let variant = variant / 2;
     match tool {
         "chat" => {
             let mut body = json!({ "messages": [{ "role": "user", "content": format!("question {variant}") }] });
@@ -537,7 +546,14 @@ impl Sim {
             self.count("calls over MCP");
         }
         let prepared = authorized.and_then(|(record, tool_def)| {
-            execution::prepare(&state, &record, tool_def, input(tool, variant), (surface, idem.to_be_bytes(), None), ip)
+            execution::prepare(
+                &state,
+                &record,
+                tool_def,
+                input(tool, variant),
+                (surface, idem.to_be_bytes(), end_user(variant)),
+                ip,
+            )
         });
         if let Some(expected) = at_auth {
             let got = match prepared {
@@ -577,6 +593,15 @@ impl Sim {
         match (expected, execution::begin(&state, call).await) {
             (Expect::Started, Begun::Started(running)) => {
                 self.count("holds placed");
+                if running.hold.execution.end_user != end_user(variant) {
+                    self.fail(format!(
+                        "key {key} {tool}: the execution's end user is {:?}",
+                        running.hold.execution.end_user
+                    ));
+                }
+                if end_user(variant).is_some() {
+                    self.count("holds for an end user");
+                }
                 for alert in placed_alerts {
                     if alert.starts_with("balance.low/") {
                         let account = self.keys[key].account;
@@ -1395,6 +1420,8 @@ async fn the_money_path_holds_under_random_histories() {
         "low-balance alerts",
         "depleted-balance alerts",
         "cap alerts",
+        "holds for an end user",
+        "IDEMPOTENT_REPLAY",
     ];
     for needed in needed.into_iter().chain([
         "pauses past the lease",
