@@ -44,7 +44,14 @@ async fn spend_shows_the_balance_what_each_key_spent_and_every_execution_with_it
     for n in 0..3 {
         receipt = app.execute(&batch, "echo", json!({ "n": n })).await.assert_ok(200)["receipt"]["id"].clone();
     }
-    app.execute(&agent, "echo", json!({ "n": 9 })).await.assert_ok(200);
+    // The agent's call is made for one of its end users.
+    let headers = [
+        ("X-Api-Key", agent.as_str()),
+        ("Idempotency-Key", "5f0c8f0e-3b7a-4c1e-9f2d-6a1b2c3d4e5f"),
+        ("X-Visa-End-User", "customer-42"),
+    ];
+    let body = Some(json!({ "input": { "n": 9 } }));
+    app.call(reqwest::Method::POST, "/v1/api/tools/echo/execute", None, body, &headers).await.assert_ok(200);
     app.member(&owner, "ada", "viewer").await;
     let browser = browser().await;
     sign_in(&browser, &app, "ada", "ada-password-1").await;
@@ -69,6 +76,10 @@ async fn spend_shows_the_balance_what_each_key_spent_and_every_execution_with_it
     let executions = rows(&browser, "table.executions").await;
     assert_eq!(executions.len(), 4, "{executions:?}");
     assert!(executions[0].contains("succeeded") && executions[0].contains("support-agent"), "{executions:?}");
+    assert!(
+        executions[0].contains("customer-42") && !executions[1].contains("customer"),
+        "the end user: {executions:?}"
+    );
     screenshot(&browser, "spend").await;
     choose(&browser, "#state", "voided").await;
     click_and_wait(&browser, "Filter").await;

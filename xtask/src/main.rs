@@ -54,7 +54,8 @@ fn cargo_test(root: &Path, args: &[String], venv: &Path, postgres: &Postgres, ba
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root)
-        .args(["test", "--workspace"])
+        // Every test binary runs even after one fails, so a run reports every failure at once.
+        .args(["test", "--workspace", "--no-fail-fast"])
         .args(args)
         .env("VISA_TEST_DATABASE", backend)
         .env("VISA_TEST_POSTGRES_URL", &postgres.url)

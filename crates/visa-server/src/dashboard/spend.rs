@@ -234,7 +234,8 @@ pub(super) fn executions_table(list: &[ExecutionView], labels: &BTreeMap<i64, St
             caption { "Executions, newest first" }
             thead { tr {
                 th scope="col" { "Execution" } th scope="col" { "State" } th scope="col" { "Tool" }
-                th scope="col" { "Charged" } th scope="col" { "Key" } th scope="col" { "Started" }
+                th scope="col" { "Charged" } th scope="col" { "Key" } th scope="col" { "End user" }
+                th scope="col" { "Started" }
             } }
             tbody {
                 @for e in list {
@@ -244,6 +245,7 @@ pub(super) fn executions_table(list: &[ExecutionView], labels: &BTreeMap<i64, St
                         td { (e.tool) }
                         td.num { (dollars(e.charged_cents)) }
                         td { a href={ "/dashboard/keys/" (e.key_id) } { (key_name(labels, e.key_id)) } }
+                        td.wrap { (e.end_user.as_deref().unwrap_or("")) }
                         td { (layout::when(&e.created_at)) }
                     }
                 }
@@ -280,6 +282,7 @@ pub async fn execution(State(state): State<SharedState>, browser: Browser, Path(
             dt { "State" } dd { (e.state) @if e.sandbox { " (sandbox: nothing charged)" } }
             dt { "Tool" } dd { (e.tool) }
             dt { "Key" } dd { a href={ "/dashboard/keys/" (e.key_id) } { "key " (e.key_id) } }
+            dt { "End user" } dd.wrap { (e.end_user.as_deref().unwrap_or("none named")) }
             dt { "Held" } dd { (e.held_micros) " micros" }
             dt { "Charged" } dd { (e.charged_micros) " micros (" (dollars(e.charged_cents)) ")" }
             dt { "Started" } dd { (layout::when(&e.created_at)) }
@@ -291,6 +294,7 @@ pub async fn execution(State(state): State<SharedState>, browser: Browser, Path(
                 dl.receipt {
                     dt { "Receipt" } dd { code { (receipt.id) } }
                     dt { "Charged" } dd { (receipt.charged_micros) " micros" }
+                    @if let Some(user) = &receipt.end_user { dt { "End user" } dd.wrap { (user) } }
                     dt { "Issued" } dd { (layout::when(&receipt.created_at)) }
                 }
             }
