@@ -9,6 +9,14 @@ use serde_json::{Value, json};
 use visa_e2e::TestApp;
 use visa_e2e::mock_provider::{MockProvider, chat_catalog};
 
+/// A chat completion on the OpenAI surface with a fresh Idempotency-Key.
+async fn chat(app: &TestApp, key: &str, body: Value) -> visa_e2e::Reply {
+    let idempotency_key = uuid::Uuid::new_v4().to_string();
+    let headers = [("Authorization", format!("Bearer {key}")), ("Idempotency-Key", idempotency_key)];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    app.call(Method::POST, "/v1/openai/chat/completions", None, Some(body), &headers).await
+}
+
 /// An echo call made for `end_user` with `idempotency_key`.
 async fn echo_for(app: &TestApp, key: &str, end_user: &str, idempotency_key: &str) -> visa_e2e::Reply {
     let headers = [("X-Api-Key", key), ("Idempotency-Key", idempotency_key), ("X-Visa-End-User", end_user)];
@@ -59,9 +67,7 @@ async fn openais_user_names_the_end_user_and_never_reaches_the_provider() {
     let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
     let (session, _, key) = app.funded_key("platform").await;
     let body = json!({ "model": "chat", "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 50, "user": "end-user-7" });
-    let headers = [("Authorization", format!("Bearer {key}")), ("Idempotency-Key", uuid::Uuid::new_v4().to_string())];
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let completion = app.call(Method::POST, "/v1/openai/chat/completions", None, Some(body), &headers).await;
+    let completion = chat(&app, &key, body).await;
     assert_eq!(completion.status.as_u16(), 200, "{}", completion.body);
     let completion = completion.body.clone();
     assert_eq!(completion["visa"]["receipt"]["end_user"], "end-user-7", "{completion}");
@@ -74,10 +80,7 @@ async fn openais_user_names_the_end_user_and_never_reaches_the_provider() {
     // A user that is not a string, or too long, is refused in OpenAI's shape.
     for user in [json!(7), json!("u".repeat(129))] {
         let body = json!({ "model": "chat", "messages": [{ "role": "user", "content": "hi" }], "user": user });
-        let headers =
-            [("Authorization", format!("Bearer {key}")), ("Idempotency-Key", uuid::Uuid::new_v4().to_string())];
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        let refused = app.call(Method::POST, "/v1/openai/chat/completions", None, Some(body), &headers).await;
+        let refused = chat(&app, &key, body).await;
         assert_eq!(
             (refused.status.as_u16(), refused.body["error"]["code"].as_str()),
             (400, Some("INVALID_REQUEST")),
@@ -99,9 +102,7 @@ async fn a_key_that_requires_an_end_user_refuses_calls_without_one_and_charges_n
     let refused = app.execute(&key, "echo", json!({})).await;
     assert!(refused.assert_error(400, "INVALID_REQUEST")["error"].as_str().unwrap().contains("requires an end user"));
     let body = json!({ "model": "chat", "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 50 });
-    let headers = [("Authorization", format!("Bearer {key}")), ("Idempotency-Key", uuid::Uuid::new_v4().to_string())];
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let openai = app.call(Method::POST, "/v1/openai/chat/completions", None, Some(body), &headers).await;
+    let openai = chat(&app, &key, body).await;
     assert_eq!((openai.status.as_u16(), openai.body["error"]["code"].as_str()), (400, Some("INVALID_REQUEST")));
     assert_eq!((app.balance_micros(&session).await, mock.calls()), (before, 0), "nothing held, nothing sent");
     // Named, it runs; made optional again, a call without one runs too.
