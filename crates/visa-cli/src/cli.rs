@@ -52,6 +52,8 @@ pub enum Command {
     Tools,
     /// Show the account's balance (session, or a key in VISA_API_KEY).
     Balance,
+    /// Show what the key in VISA_API_KEY may still spend now, and which limit bounds it.
+    Budget,
     /// List, show and (as the operator) reconcile paid executions.
     #[command(subcommand)]
     Executions(ExecutionsCommand),

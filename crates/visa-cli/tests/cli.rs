@@ -142,6 +142,12 @@ fn newcomer_flow_through_the_cli() {
     assert!(usage.contains("1 requests, 1 ok") && usage.contains('█') && usage.contains("$0.01"), "{usage}");
     let balance = assert_success(&server.cli(&["balance"], None, None));
     assert!(balance.contains("balance $99.99"), "{balance}");
+    // The key asks its own budget: its daily cap (50 cents) less the cent it spent.
+    let budget = server.cli_command(&["budget"], None).env("VISA_API_KEY", &second_key).output().unwrap();
+    let budget = assert_success(&budget);
+    assert!(budget.contains("spendable $0.49") && budget.contains("limited by key_daily_cap"), "{budget}");
+    let without = server.cli(&["budget"], None, None);
+    assert!(!without.status.success() && String::from_utf8_lossy(&without.stderr).contains("VISA_API_KEY"));
 
     // The quickstart's `VISA_KEY=$(visa-cli keys create … | head -1)`: a reader that closes
     // early ends the command quietly (it used to panic with "failed printing to stdout").

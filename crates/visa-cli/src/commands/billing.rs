@@ -1,4 +1,4 @@
-//! `visa-cli balance` and `visa-cli executions list|get|reconcile`.
+//! `visa-cli balance`, `visa-cli budget` (a key's own) and `visa-cli executions list|get|reconcile`.
 
 use crate::cli::ExecutionsCommand;
 use crate::output::{field, print_table};
@@ -24,6 +24,31 @@ pub async fn balance(json: bool) -> anyhow::Result<()> {
             micros_as_dollars(body, "balance_micros"),
             micros_as_dollars(body, "available_micros"),
             micros_as_dollars(body, "held_micros")
+        );
+    });
+    Ok(())
+}
+
+/// `GET /v1/api/key`: what the key in `VISA_API_KEY` may still spend.
+pub async fn budget(json: bool) -> anyhow::Result<()> {
+    if std::env::var("VISA_API_KEY").ok().filter(|k| !k.is_empty()).is_none() {
+        anyhow::bail!("visa-cli budget reads a key's own budget: set VISA_API_KEY to the key");
+    }
+    let answer = settings::reader_client()?.send(Method::GET, "/v1/api/key", None).await?;
+    super::show(&answer, json, |body| {
+        let resets = body["resets_at"].as_str().map(|at| format!(", resets {at}")).unwrap_or_default();
+        println!(
+            "key {} ({})  spendable {}  limited by {}{resets}",
+            field(body, "key_id"),
+            field(body, "label"),
+            micros_as_dollars(body, "spendable_micros"),
+            field(body, "limited_by")
+        );
+        println!(
+            "spent today {} (held {})  in total {}",
+            micros_as_dollars(body, "spent_today_micros"),
+            micros_as_dollars(body, "held_today_micros"),
+            micros_as_dollars(body, "spent_total_micros")
         );
     });
     Ok(())
