@@ -50,6 +50,24 @@ impl TestTool {
         Self::new(id, &fields, &adapter)
     }
 
+    /// Embeddings at $0.02 per million input tokens (a micro at least), holding at most 10 cents.
+    pub fn embeddings(id: &str, mock: &MockProvider, var: &str) -> Self {
+        let (base, var) = (format!("{:?}", mock.base_url), format!("{var:?}"));
+        let adapter = [
+            ("type", "\"openai_embeddings\""),
+            ("base_url", &base),
+            ("model", "\"mock-embed\""),
+            ("api_key_env", &var),
+        ];
+        let fields = [
+            ("price_micros", "1"),
+            ("input_micros_per_mtok", "20000"),
+            ("max_price_micros", "100000"),
+            ("timeout_ms", "5000"),
+        ];
+        Self::new(id, &fields, &adapter)
+    }
+
     /// 2 cents an image, holding for at most 4, through the mock's fal queue (polled every 10 ms).
     pub fn fal(id: &str, mock: &MockProvider, var: &str) -> Self {
         let (base, var) = (format!("\"{}/fal\"", mock.base_url), format!("{var:?}"));

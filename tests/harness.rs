@@ -547,6 +547,7 @@ pub mod mock_provider {
             let app = axum::Router::new()
                 .route("/v1/chat/completions", post(chat))
                 .route("/v1/echo", post(echo))
+                .route("/v1/embeddings", post(embeddings))
                 .route("/v1/fal/test-app", post(fal_submit))
                 .route("/v1/fal/test-app/requests/{id}/status", axum::routing::get(fal_status))
                 .route("/v1/fal/test-app/requests/{id}", axum::routing::get(fal_result))
@@ -620,6 +621,27 @@ pub mod mock_provider {
         let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
         response.headers_mut().insert("content-type", "application/json".parse().unwrap());
         Some(response)
+    }
+
+    /// One embedding of three numbers per input, and `prompt_tokens` tokens of usage.
+    async fn embeddings(
+        State(b): State<Arc<Behaviour>>,
+        headers: HeaderMap,
+        axum::Json(body): axum::Json<Value>,
+    ) -> Response {
+        if let Some(failure) = record(&b, &headers, &body).await {
+            return failure;
+        }
+        let inputs = body["input"].as_array().map_or(1, Vec::len);
+        let data: Vec<Value> = (0..inputs)
+            .map(|i| json!({ "object": "embedding", "index": i, "embedding": [0.25, -0.5, i as f64] }))
+            .collect();
+        let tokens = b.prompt_tokens.load(Ordering::SeqCst);
+        axum::Json(json!({
+            "object": "list", "data": data, "model": body["model"],
+            "usage": { "prompt_tokens": tokens, "total_tokens": tokens }
+        }))
+        .into_response()
     }
 
     async fn chat(

@@ -122,8 +122,8 @@ async fn refusals_are_openai_errors_and_nothing_reaches_the_provider() {
     assert_eq!(chat(&app, &key, hello("chat"), Some("k6")).await.status.as_u16(), 200);
     assert_eq!(mock.calls(), 2);
     assert_eq!(app.balance_micros(&session).await, before - 450);
-    // Unknown routes under the surface answer in its shape too.
-    let nowhere = app.call(Method::GET, "/v1/openai/embeddings", Some(&key), None, &[]).await;
+    // Unknown routes under the surface answer in its shape too (images are not served yet).
+    let nowhere = app.call(Method::GET, "/v1/openai/images/generations", Some(&key), None, &[]).await;
     assert_openai_error(&nowhere, 404, "NOT_FOUND", "not_found_error");
 }
 

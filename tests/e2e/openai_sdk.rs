@@ -213,3 +213,54 @@ async fn the_node_sdk_makes_a_first_call_without_a_provider_key() {
     assert_eq!(echoed["visa"]["charged_micros"], "10000", "{echoed}");
     assert_eq!(app.balance_micros(&session).await, before - 20_000);
 }
+
+/// Embeddings through the SDK's `client.embeddings.create`: held by counting the input, metered
+/// from the provider's `usage.prompt_tokens`, charged once per Idempotency-Key; an input its
+/// max price cannot pay for is refused before anything is held or sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn embeddings_are_held_by_their_input_metered_by_usage_and_charged_once() {
+    use visa_e2e::catalog::{TestTool, catalog};
+    let mock = MockProvider::start().await;
+    mock.behaviour.prompt_tokens.store(2, Ordering::SeqCst);
+    let var = "VISA_TEST_SDK_EMBED_KEY";
+    // 100 micros a token, at most 10 cents a call (1,000 tokens).
+    let embed = TestTool::embeddings("embed", &mock, var).set("input_micros_per_mtok", 100_000_000);
+    let tools = [embed, TestTool::chat("chat", &mock, var)];
+    let catalog = catalog(&tools, var, Some(visa_e2e::mock_provider::CHAT_SECRET));
+    let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+
+    let out = sdk(&app, "embeddings", &key, None).await;
+    assert_eq!((out["count"].as_u64(), out["model"].as_str()), (Some(2), Some("embed")), "{out}");
+    assert_eq!(out["vectors"][1], json!([0.25, -0.5, 1.0]));
+    assert_eq!(out["same_again"], true, "the retry is the first answer: {out}");
+    // Two tokens at 100 micros, once; the hold was the input's 10 bytes' worth.
+    assert_eq!(out["visa"]["charged_micros"], "200", "{out}");
+    assert_eq!((mock.calls(), app.balance_micros(&session).await), (1, before - 200));
+    let sent = mock.behaviour.last_body.lock().unwrap().clone();
+    assert_eq!((sent["model"].as_str(), sent["input"].clone()), (Some("mock-embed"), json!(["hello", "world"])));
+    let models = reqwest::Client::new().get(app.url("/v1/openai/models")).bearer_auth(&key).send().await.unwrap();
+    let models: Value = models.json().await.unwrap();
+    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"embed") && ids.contains(&"chat"), "{models}");
+
+    // Refused before anything is held: too large for its max price, a chat model, a bad input.
+    let post = |body: Value| {
+        let request = reqwest::Client::new().post(app.url("/v1/openai/embeddings")).bearer_auth(&key);
+        request.header("Idempotency-Key", uuid::Uuid::new_v4().to_string()).json(&body).send()
+    };
+    for (body, status, code) in [
+        (json!({ "model": "embed", "input": "x".repeat(1_001) }), 400, "INVALID_REQUEST"),
+        (json!({ "model": "chat", "input": "hello" }), 404, "TOOL_NOT_FOUND"),
+        (json!({ "model": "embed", "input": [] }), 400, "INVALID_REQUEST"),
+        (json!({ "model": "embed", "input": "hi", "tools": [] }), 400, "INVALID_REQUEST"),
+    ] {
+        let answer = post(body.clone()).await.unwrap();
+        let answer_status = answer.status().as_u16();
+        let error: Value = answer.json().await.unwrap();
+        assert_eq!((answer_status, error["error"]["code"].as_str()), (status, Some(code)), "{body}: {error}");
+    }
+    assert_eq!((mock.calls(), app.balance_micros(&session).await), (1, before - 200), "nothing more");
+    assert!(app.verify_ledger().await.is_empty());
+}

@@ -53,6 +53,22 @@ def main():
     c = client(base_url, key)
     if scenario == "plain":
         out = summary(create(c, model=arg or "chat"))
+    elif scenario == "embeddings":
+        # Twice with one Idempotency-Key: the second answer is the first's record.
+        headers = {"Idempotency-Key": str(uuid.uuid4())}
+        runs = [
+            c.embeddings.create(model=arg or "embed", input=["hello", "world"], encoding_format="float", extra_headers=headers)
+            for _ in range(2)
+        ]
+        first = runs[0]
+        out = {
+            "count": len(first.data),
+            "vectors": [d.embedding for d in first.data],
+            "model": first.model,
+            "prompt_tokens": first.usage.prompt_tokens,
+            "visa": (first.model_extra or {}).get("visa"),
+            "same_again": runs[1].model_dump() == first.model_dump(),
+        }
     elif scenario == "same_key_twice":
         k = str(uuid.uuid4())
         out = {"first": summary(create(c, idempotency_key=k)), "second": summary(create(c, idempotency_key=k))}

@@ -9,11 +9,10 @@
 //! stored as the first 16 bytes of its SHA-256 (scoped per API key, like every key). A key
 //! created with `idempotency: "optional"` may omit it; each such call is then a new call.
 
-use super::OpenAiError;
+use super::call;
 use crate::app::paid_call::{self as execution, Answer};
-use crate::auth::tool_key;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ClientIp, RawJsonBody, idempotency_key_header};
+use crate::extract::{ClientIp, RawJsonBody};
 use crate::state::SharedState;
 use crate::tools::catalog::Tool;
 use crate::tools::stream::ChatStream;
@@ -21,22 +20,14 @@ use crate::wire::execute::Receipt;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures::StreamExt;
 use serde_json::Value;
 use serde_json::json;
 use std::net::IpAddr;
 use std::sync::Arc;
-use visa_core::ErrorCode;
 use visa_core::money::Micros;
-use visa_core::policy::EndUser;
-use visa_core::policy::truncate_for_message;
 use visa_store::{AuthRecord, ExecutionRecord};
-
-const MAX_IDEMPOTENCY_KEY: usize = 255;
-const MISSING_KEY: &str = "send an Idempotency-Key header with every chat completion, the same on every retry of one \
-    call: with the OpenAI SDKs, pass extra_headers={\"Idempotency-Key\": str(uuid4())} (Python) or \
-    { headers: { \"Idempotency-Key\": randomUUID() } } (Node) per call; the SDK reuses it on its own retries";
 
 pub async fn completions(
     State(state): State<SharedState>,
@@ -44,19 +35,7 @@ pub async fn completions(
     headers: HeaderMap,
     body: Result<RawJsonBody, ApiError>,
 ) -> Response {
-    let answer = async {
-        let ClientIp(client_ip) = client_ip?;
-        let key = tool_key::authenticate(&state, &headers, client_ip, tool_key::Audience::Api)
-            .await
-            .map_err(execution::execute_path_error)?;
-        let answer = complete(state.clone(), &key, &headers, body?, client_ip).await;
-        execution::record_answer(&state, &key, &answer);
-        answer
-    };
-    match answer.await {
-        Ok(response) => response,
-        Err(error) => OpenAiError(error).into_response(),
-    }
+    call::serve(state, client_ip, headers, body, complete).await
 }
 
 async fn complete(
@@ -67,32 +46,11 @@ async fn complete(
     client_ip: IpAddr,
 ) -> ApiResult<Response> {
     let mut request: Value = body.parse()?;
-    // OpenAI's `user` names the end user; it is ours to keep, never the provider's.
-    let end_user = match request.as_object_mut().and_then(|fields| fields.remove("user")) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(user)) => Some(EndUser::parse(&user)?),
-        Some(_) => return Err(ApiError::invalid("user must be a string: the end user this call is made for")),
-    };
-    let Some(model) = request.get("model").and_then(Value::as_str).map(str::to_owned) else {
-        return Err(ApiError::invalid(
-            "model is required: the id of a chat tool this key may use (GET /v1/openai/models)",
-        ));
-    };
-    let tool = execution::authorize(&state, key, &model, client_ip)?.clone();
-    if !tool.adapter.is_chat() {
-        return Err(ApiError::new(
-            ErrorCode::ToolNotFound,
-            format!("'{}' is not a chat model (tool '{}' is not a chat tool)", truncate_for_message(&model), tool.id),
-        ));
-    }
+    let end_user = call::end_user(&mut request)?;
+    let (model, tool) = call::model_tool(&state, key, &request, client_ip, "chat")?;
     let streamed = request.get("stream").and_then(Value::as_bool) == Some(true);
     let include_usage = request["stream_options"]["include_usage"].as_bool() == Some(true);
-    let idempotency_key = match idempotency_key(headers)? {
-        Some(key) => key,
-        // The key opted out: each call is its own (a retry is a new call).
-        None if key.key.policy.idempotency_optional => *uuid::Uuid::new_v4().as_bytes(),
-        None => return Err(ApiError::invalid(MISSING_KEY)),
-    };
+    let idempotency_key = call::idempotency_key(headers, key)?;
     // A streamed call's events reach the response through this channel (a plain call has none).
     let (stream, events) = if streamed {
         let (sender, events) = tokio::sync::mpsc::unbounded_channel();
@@ -134,16 +92,6 @@ async fn complete(
         },
         answer = &mut finished => answer,
     }
-}
-
-/// The `Idempotency-Key`, if sent: 1 to 255 printable ASCII characters, hashed to the store's
-/// 16 bytes.
-fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<[u8; 16]>> {
-    let Some(text) = idempotency_key_header(headers)? else { return Ok(None) };
-    if text.is_empty() || text.len() > MAX_IDEMPOTENCY_KEY || !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        return Err(ApiError::invalid("Idempotency-Key must be 1 to 255 printable ASCII characters"));
-    }
-    Ok(Some(execution::derived_idempotency_key(b"visa-openai-idempotency\0", text)))
 }
 
 /// This surface's words: the provider's chat completion under the `model` name the caller

@@ -5,12 +5,16 @@
 //! shaping its answers), so keys, policy, caps, balance, rate limit, hold, metering, ledger,
 //! Idempotency-Key and audit are exactly the execute route's.
 //!
+//! - `call.rs`: what every paid call here shares (the key, the Idempotency-Key, `user`, `model`);
 //! - `chat.rs`: `POST /v1/openai/chat/completions`;
+//! - `embeddings.rs`: `POST /v1/openai/embeddings` (`openai_embeddings` tools);
 //! - `models.rs`: `GET /v1/openai/models` and `/models/{id}`, the chat tools a key may use;
 //! - here: OpenAI's error shape (`{"error": {"message", "type", "code", "param"}}`, `code`
 //!   being our `error_code`) and the completion body a call answers and stores for replays.
 
+mod call;
 mod chat;
+mod embeddings;
 mod models;
 
 use crate::error::ApiError;
@@ -29,6 +33,7 @@ use visa_store::ExecutionRecord;
 pub fn router() -> Router<SharedState> {
     Router::new()
         .route("/v1/openai/chat/completions", post(chat::completions).fallback(method_not_allowed))
+        .route("/v1/openai/embeddings", post(embeddings::create).fallback(method_not_allowed))
         .route("/v1/openai/models", get(models::list).fallback(method_not_allowed))
         .route("/v1/openai/models/{id}", get(models::get).fallback(method_not_allowed))
         .route("/v1/openai/{*rest}", any(|| async { OpenAiError(ApiError::new(ErrorCode::NotFound, "no such route")) }))

@@ -1,4 +1,5 @@
-//! `GET /v1/openai/models` and `GET /v1/openai/models/{id}`: the chat tools (`openai_chat`, `echo_chat`)
+//! `GET /v1/openai/models` and `GET /v1/openai/models/{id}`: the chat tools (`openai_chat`,
+//! `echo_chat`) and embeddings tools (`openai_embeddings`)
 //! this key may use, in OpenAI's list shape, so `client.models.list()` shows what a key can
 //! call. A tool the key may not use is not found, as on execute.
 
@@ -20,11 +21,11 @@ fn model(tool: &Tool) -> Value {
     json!({ "id": tool.id, "object": "model", "created": 0, "owned_by": "visa-keys", "description": tool.description })
 }
 
-/// The chat tools `key` may use.
+/// The chat and embeddings tools `key` may use.
 fn usable<'a>(state: &'a SharedState, key: &AuthRecord) -> impl Iterator<Item = &'a std::sync::Arc<Tool>> {
     let gate = key.gate(state.now());
     let tools = state.catalog.tools().iter();
-    tools.filter(move |t| t.adapter.is_chat() && gate.check_tool(&t.id).is_ok())
+    tools.filter(move |t| (t.adapter.is_chat() || t.adapter.is_embeddings()) && gate.check_tool(&t.id).is_ok())
 }
 
 async fn key_of(

@@ -66,6 +66,13 @@ pub enum AdapterSpec {
         model: String,
         api_key_env: String,
     },
+    /// OpenAI's embeddings API (`{base_url}/embeddings`), metered by the input tokens the
+    /// provider reports (`input_micros_per_mtok`; `price_micros` is the minimum).
+    OpenaiEmbeddings {
+        base_url: String,
+        model: String,
+        api_key_env: String,
+    },
     FalQueue {
         base_url: String,
         app: String,
@@ -109,10 +116,16 @@ impl AdapterSpec {
         matches!(self, Self::OpenaiChat { .. } | Self::Builtin { name: Builtin::EchoChat })
     }
 
+    /// Whether the tool answers embeddings requests (the OpenAI surface's embedding models).
+    pub fn is_embeddings(&self) -> bool {
+        matches!(self, Self::OpenaiEmbeddings { .. })
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Builtin { .. } => "builtin",
             Self::OpenaiChat { .. } => "openai_chat",
+            Self::OpenaiEmbeddings { .. } => "openai_embeddings",
             Self::FalQueue { .. } => "fal_queue",
             Self::Http { .. } => "http",
         }
@@ -130,6 +143,16 @@ impl AdapterSpec {
                     "max_tokens": { "type": "integer", "minimum": 1 }
                 },
                 "required": ["messages"]
+            }),
+            Self::OpenaiEmbeddings { .. } => serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "input": {
+                        "description": "Text to embed: a string or an array of strings (or of token arrays)",
+                        "anyOf": [{ "type": "string" }, { "type": "array" }]
+                    }
+                },
+                "required": ["input"]
             }),
             Self::FalQueue { .. } => serde_json::json!({
                 "type": "object",
@@ -151,7 +174,9 @@ impl AdapterSpec {
     pub fn secret_env(&self) -> Option<&str> {
         match self {
             Self::Builtin { .. } => None,
-            Self::OpenaiChat { api_key_env, .. } | Self::FalQueue { api_key_env, .. } => Some(api_key_env),
+            Self::OpenaiChat { api_key_env, .. }
+            | Self::OpenaiEmbeddings { api_key_env, .. }
+            | Self::FalQueue { api_key_env, .. } => Some(api_key_env),
             Self::Http { api_key_env, .. } => api_key_env.as_deref(),
         }
     }
@@ -328,7 +353,16 @@ fn validate(spec: ToolSpec, secret_of: &dyn Fn(&str) -> Option<String>) -> Resul
         (_, _, AdapterSpec::OpenaiChat { .. }) => {
             return Err(fail("input_micros_per_mtok/output_micros_per_mtok", "must be set together"));
         }
-        _ => return Err(fail("input_micros_per_mtok", "is only for openai_chat tools")),
+        (Some(i), None, AdapterSpec::OpenaiEmbeddings { .. }) if i >= 0 => {
+            Some(TokenPrice { input_micros_per_mtok: i, output_micros_per_mtok: 0 })
+        }
+        (_, _, AdapterSpec::OpenaiEmbeddings { .. }) => {
+            return Err(fail(
+                "input_micros_per_mtok",
+                "must be set, not negative, for openai_embeddings tools (and output_micros_per_mtok not at all)",
+            ));
+        }
+        _ => return Err(fail("input_micros_per_mtok", "is only for openai_chat and openai_embeddings tools")),
     };
     let is_chat = matches!(spec.adapter, AdapterSpec::OpenaiChat { .. });
     if !is_chat && (spec.image_input_tokens.is_some() || spec.max_output_tokens.is_some()) {
@@ -374,7 +408,7 @@ fn validate(spec: ToolSpec, secret_of: &dyn Fn(&str) -> Option<String>) -> Resul
 fn headers(adapter: &AdapterSpec, secret: Option<&ProviderSecret>) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
     let (fixed, scheme) = match adapter {
         AdapterSpec::Builtin { .. } => return Ok(vec![]),
-        AdapterSpec::OpenaiChat { .. } => (None, "Bearer"),
+        AdapterSpec::OpenaiChat { .. } | AdapterSpec::OpenaiEmbeddings { .. } => (None, "Bearer"),
         AdapterSpec::FalQueue { .. } => (None, "Key"),
         AdapterSpec::Http { headers, .. } => (Some(headers), "Bearer"),
     };
@@ -396,10 +430,11 @@ fn endpoint(adapter: &AdapterSpec) -> Result<Option<Uri>, &'static str> {
     let parse = |text: &str, field| upstream::parse_url(text).ok_or(field);
     match adapter {
         AdapterSpec::Builtin { .. } => Ok(None),
-        AdapterSpec::OpenaiChat { base_url, .. } => {
+        AdapterSpec::OpenaiChat { base_url, .. } | AdapterSpec::OpenaiEmbeddings { base_url, .. } => {
             let base = base_url.trim_end_matches('/');
             parse(base, "adapter.base_url")?;
-            parse(&format!("{base}/chat/completions"), "adapter.base_url").map(Some)
+            let path = if adapter.is_embeddings() { "embeddings" } else { "chat/completions" };
+            parse(&format!("{base}/{path}"), "adapter.base_url").map(Some)
         }
         // Its URLs name the provider's request, so they are built per call; the submit URL is
         // checked here, so a bad one stops the server instead of failing paid calls.

@@ -95,6 +95,7 @@ pub fn plan(tool: &Tool, input: Value, sandbox: bool) -> Result<Plan, ApiError> 
     }
     match &tool.adapter {
         AdapterSpec::OpenaiChat { model, .. } => provider::chat_plan(tool, model, input),
+        AdapterSpec::OpenaiEmbeddings { model, .. } => provider::embeddings_plan(tool, model, input),
         AdapterSpec::FalQueue { per_output_image: true, count_field, .. } => {
             fal::plan_per_image(tool, count_field, input)
         }
@@ -151,13 +152,18 @@ pub async fn run(
                 }
                 None => provider::run_chat(upstream, tool, endpoint, request, ctx.execution.hold).await,
             },
+            (AdapterSpec::OpenaiEmbeddings { .. }, Some(endpoint)) => {
+                provider::run_embeddings(upstream, tool, endpoint, request, ctx.execution.hold).await
+            }
             (AdapterSpec::Http { .. }, Some(endpoint)) => {
                 provider::post_json(upstream, tool, endpoint, request).await.map(flat)
             }
-            // The catalog gives every chat and http tool its endpoint; a tool built otherwise has none.
-            (AdapterSpec::OpenaiChat { .. } | AdapterSpec::Http { .. }, None) => {
-                Err(UpstreamFailure::retryable("the tool has no provider URL"))
-            }
+            // The catalog gives every chat, embeddings and http tool its endpoint; a tool built
+            // otherwise has none.
+            (
+                AdapterSpec::OpenaiChat { .. } | AdapterSpec::OpenaiEmbeddings { .. } | AdapterSpec::Http { .. },
+                None,
+            ) => Err(UpstreamFailure::retryable("the tool has no provider URL")),
             (AdapterSpec::FalQueue { base_url, app, per_output_image, poll_interval_ms, .. }, _) => {
                 let queue = fal::FalQueue {
                     upstream,
@@ -209,6 +215,13 @@ fn generated_sample(tool: &Tool) -> Value {
             "model": model,
             "choices": [{ "index": 0, "finish_reason": "stop", "message": { "role": "assistant", "content": note } }],
             "usage": { "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0 },
+        }),
+        AdapterSpec::OpenaiEmbeddings { model, .. } => serde_json::json!({
+            "object": "list",
+            "model": model,
+            "data": [{ "object": "embedding", "index": 0, "embedding": [0.0, 0.0, 0.0] }],
+            "usage": { "prompt_tokens": 0, "total_tokens": 0 },
+            "sandbox": note,
         }),
         AdapterSpec::FalQueue { .. } => serde_json::json!({
             "images": [{ "url": "https://example.invalid/sandbox.png", "width": 1024, "height": 1024, "content_type": "image/png" }],

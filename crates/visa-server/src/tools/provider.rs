@@ -280,6 +280,82 @@ pub fn chat_plan(tool: &Tool, model: &str, input: Value) -> Result<Plan, ApiErro
     Ok(Plan { hold, request: Value::Object(body) })
 }
 
+/// The fields an embeddings request may carry: none of them changes what it costs beyond the
+/// input the hold counts.
+const EMBEDDINGS_FIELDS: [&str; 4] = ["input", "model", "encoding_format", "dimensions"];
+
+/// The embeddings request sent upstream (the caller's, with the catalog's model) and its hold:
+/// the input's tokens counted from above — a string's bytes (no tokenizer in use has a token
+/// shorter than a byte), a token array's length — at the tool's input price, at least its
+/// `price_micros`. An input the tool's `max_price` cannot pay for is refused before anything
+/// is held.
+pub fn embeddings_plan(tool: &Tool, model: &str, input: Value) -> Result<Plan, ApiError> {
+    let Value::Object(mut body) = input else {
+        return Err(ApiError::invalid("input must be a JSON object"));
+    };
+    if let Some(field) = body.keys().find(|k| !EMBEDDINGS_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::invalid(format!(
+            "input.{} is not supported for embeddings",
+            truncate_for_message(field)
+        )));
+    }
+    let tokens = match body.get("input") {
+        Some(Value::String(text)) if !text.is_empty() => text.len() as u64,
+        Some(Value::Array(items)) if !items.is_empty() => {
+            let mut tokens = 0u64;
+            for item in items {
+                tokens = tokens.saturating_add(match item {
+                    Value::String(text) if !text.is_empty() => text.len() as u64,
+                    Value::Number(n) if n.is_u64() => 1,
+                    Value::Array(ids) if !ids.is_empty() && ids.iter().all(Value::is_u64) => ids.len() as u64,
+                    _ => return Err(ApiError::invalid(EMBEDDINGS_INPUT)),
+                });
+            }
+            tokens
+        }
+        _ => return Err(ApiError::invalid(EMBEDDINGS_INPUT)),
+    };
+    body.insert("model".into(), Value::String(model.to_owned()));
+    let hold = match tool.tokens {
+        Some(price) => price.cost(tokens, 0).max(tool.price),
+        None => tool.max_price,
+    };
+    if hold > tool.max_price {
+        return Err(ApiError::invalid(format!(
+            "the input is too large for tool '{}': up to {tokens} tokens could cost more than its max price of {} micros",
+            tool.id, tool.max_price
+        )));
+    }
+    Ok(Plan { hold, request: Value::Object(body) })
+}
+
+const EMBEDDINGS_INPUT: &str = "input.input must be a non-empty string, or a non-empty array of non-empty strings, \
+    token ids or arrays of token ids";
+
+/// An embeddings call: the provider's answer, metered from its `usage.prompt_tokens` at the
+/// tool's input price (at least `price_micros`); an answer without usage costs its hold.
+pub async fn run_embeddings(
+    upstream: &Upstream,
+    tool: &Tool,
+    endpoint: &Uri,
+    request: &Value,
+    hold: Micros,
+) -> Result<ToolOutput, UpstreamFailure> {
+    let answer = post_json(upstream, tool, endpoint, request).await?;
+    if !answer["data"].is_array() {
+        return Err(UpstreamFailure::unreadable(
+            "the provider's embeddings answer has no data; nothing was charged, and this Idempotency-Key will not run \
+             again (use a new one to retry)",
+        ));
+    }
+    let cost = match (tool.tokens, answer["usage"]["prompt_tokens"].as_u64()) {
+        (None, _) => tool.price,
+        (Some(price), Some(tokens)) => price.cost(tokens, 0).max(tool.price),
+        (Some(_), None) => hold,
+    };
+    Ok(ToolOutput { result: answer, cost })
+}
+
 /// How many bytes `value` takes as JSON, counted as serde_json writes it (nothing is kept).
 fn encoded_len(value: &impl serde::Serialize) -> u64 {
     struct Count(u64);
