@@ -114,3 +114,28 @@ async fn a_key_that_requires_an_end_user_refuses_calls_without_one_and_charges_n
     let audit = app.audit(&session, "?action=key.updated").await;
     assert_eq!(audit[0]["changes"]["end_user"], json!({ "before": "required", "after": "optional" }));
 }
+
+/// A tool whose catalog entry says `pass_end_user = true` sends the end user upstream as
+/// OpenAI's `user`, from every surface (here execute's header and the OpenAI surface's field).
+#[tokio::test]
+async fn a_tool_may_pass_the_end_user_on_when_its_catalog_entry_says_so() {
+    use visa_e2e::catalog::{TestTool, catalog};
+    let mock = MockProvider::start().await;
+    let var = "VISA_TEST_END_USER_KEY_3";
+    let tools = [TestTool::chat("chat", &mock, var).set("pass_end_user", true), TestTool::builtin("echo", "echo")];
+    let catalog = catalog(&tools, var, Some(visa_e2e::mock_provider::CHAT_SECRET));
+    let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
+    let (_, _, key) = app.funded_key("platform").await;
+    let body = json!({ "model": "chat", "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 50, "user": "end-user-8" });
+    assert_eq!(chat(&app, &key, body).await.status.as_u16(), 200);
+    assert_eq!(mock.behaviour.last_body.lock().unwrap()["user"], "end-user-8");
+    let input = json!({ "input": { "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 50 } });
+    let idempotency_key = uuid::Uuid::new_v4().to_string();
+    let headers =
+        [("X-Api-Key", key.as_str()), ("Idempotency-Key", idempotency_key.as_str()), ("X-Visa-End-User", "end-user-9")];
+    app.call(Method::POST, "/v1/api/tools/chat/execute", None, Some(input.clone()), &headers).await.assert_ok(200);
+    assert_eq!(mock.behaviour.last_body.lock().unwrap()["user"], "end-user-9");
+    // Without an end user, nothing is sent for it.
+    app.execute(&key, "chat", input["input"].clone()).await.assert_ok(200);
+    assert!(mock.behaviour.last_body.lock().unwrap().get("user").is_none());
+}

@@ -131,7 +131,11 @@ pub fn prepare(
     let sandbox = state.environment == Environment::Preview;
     let request_hash =
         with_end_user(request_fingerprint(surface.route(), &tool.id, &input), end_user.as_ref().map(EndUser::as_str));
-    let Plan { hold, request } = tools::plan(&tool, input, sandbox)?;
+    let Plan { hold, mut request } = tools::plan(&tool, input, sandbox)?;
+    // The end user goes upstream only where the catalog says so (OpenAI's `user`).
+    if let (true, Some(user), Some(fields)) = (tool.pass_end_user, &end_user, request.as_object_mut()) {
+        fields.insert("user".into(), Value::String(user.as_str().to_owned()));
+    }
     let now = state.now();
     let start = ExecutionStart {
         node: state.node.id(),

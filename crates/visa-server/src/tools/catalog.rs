@@ -40,6 +40,10 @@ struct ToolSpec {
     max_output_tokens: Option<u64>,
     timeout_ms: Option<u64>,
     sandbox: Option<toml::Value>,
+    /// openai_chat and openai_embeddings only: send the call's end user upstream as OpenAI's
+    /// `user` (for providers that use it to monitor abuse); by default it is never sent.
+    #[serde(default)]
+    pass_end_user: bool,
     adapter: AdapterSpec,
 }
 
@@ -201,6 +205,8 @@ pub struct Tool {
     pub timeout: Duration,
     /// The deterministic answer given in the preview environment.
     pub sandbox: Option<Value>,
+    /// Whether the call's end user goes upstream as OpenAI's `user`.
+    pub pass_end_user: bool,
     pub adapter: AdapterSpec,
     /// The URL each call POSTs to (`openai_chat`: `{base_url}/chat/completions`; `http`: its
     /// `url`), parsed once at start rather than on every paid call.
@@ -359,7 +365,7 @@ fn validate(spec: ToolSpec, secret_of: &dyn Fn(&str) -> Option<String>) -> Resul
         (_, _, AdapterSpec::OpenaiEmbeddings { .. }) => {
             return Err(fail(
                 "input_micros_per_mtok",
-                "must be set, not negative, for openai_embeddings tools (and output_micros_per_mtok not at all)",
+                "must not be negative, and openai_embeddings tools take no output_micros_per_mtok",
             ));
         }
         _ => return Err(fail("input_micros_per_mtok", "is only for openai_chat and openai_embeddings tools")),
@@ -376,6 +382,11 @@ fn validate(spec: ToolSpec, secret_of: &dyn Fn(&str) -> Option<String>) -> Resul
         && (spec.price_micros == 0 || count_field.is_empty())
     {
         return Err(fail("price_micros/count_field", "must be set (a positive price per image and a field name)"));
+    }
+    if spec.pass_end_user
+        && !matches!(spec.adapter, AdapterSpec::OpenaiChat { .. } | AdapterSpec::OpenaiEmbeddings { .. })
+    {
+        return Err(fail("pass_end_user", "is only for openai_chat and openai_embeddings tools"));
     }
     let timeout_ms = spec.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
     if !(1..=600_000).contains(&timeout_ms) {
@@ -397,6 +408,7 @@ fn validate(spec: ToolSpec, secret_of: &dyn Fn(&str) -> Option<String>) -> Resul
         max_price: Micros(max_price),
         timeout: Duration::from_millis(timeout_ms),
         sandbox,
+        pass_end_user: spec.pass_end_user,
         adapter: spec.adapter,
         endpoint,
         secret,
@@ -502,6 +514,23 @@ mod tests {
             assert!(err.contains("'h'") && err.contains("adapter.headers"), "{bad}: {err}");
         }
         assert_eq!(Catalog::from_toml(&http("\"x-team\" = \"visa\"")).unwrap().resolve("h").unwrap().headers.len(), 1);
+        // Passing the end user on is for OpenAI's APIs only; embeddings need their input price.
+        let err = Catalog::from_toml(&tool("pass_end_user = true")).unwrap_err();
+        assert!(err.contains("'t'") && err.contains("pass_end_user"), "{err}");
+        let embed = |extra: &str| {
+            format!(
+                "[[tools]]\nid = \"e\"\nprice_micros = 1\n{extra}\nadapter = {{ type = \"openai_embeddings\", \
+                 base_url = \"https://api.openai.com/v1\", model = \"m\", api_key_env = \"K\" }}\n"
+            )
+        };
+        let flat = Catalog::from_toml(&embed("")).unwrap();
+        assert!(flat.resolve("e").unwrap().tokens.is_none(), "without token prices, a flat price");
+        let err = Catalog::from_toml(&embed("input_micros_per_mtok = 20000\noutput_micros_per_mtok = 1")).unwrap_err();
+        assert!(err.contains("input_micros_per_mtok"), "{err}");
+        let good = Catalog::from_toml(&embed("input_micros_per_mtok = 20000\npass_end_user = true")).unwrap();
+        let e = good.resolve("e").unwrap();
+        assert_eq!(e.endpoint.as_ref().map(|u| u.to_string()).as_deref(), Some("https://api.openai.com/v1/embeddings"));
+        assert!(e.pass_end_user && e.adapter.is_embeddings() && !e.adapter.is_chat());
     }
 
     #[test]
