@@ -457,6 +457,16 @@ pub enum ExecutionsCommand {
     },
     /// Show one execution.
     Get { id: String },
+    /// Every execution created in a time range as CSV, to standard output (a session, or a key
+    /// in VISA_API_KEY for its own).
+    Export {
+        /// RFC 3339; default 30 days before --to.
+        #[arg(long)]
+        from: Option<String>,
+        /// RFC 3339, exclusive; default now.
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Settle an execution whose outcome a crash lost (operator token).
     Reconcile {
         id: String,

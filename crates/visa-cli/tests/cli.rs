@@ -158,6 +158,25 @@ fn newcomer_flow_through_the_cli() {
 
     let executions = assert_success(&server.cli(&["executions", "list"], None, None));
     assert!(executions.contains("succeeded") && executions.contains("echo"), "{executions}");
+    // The CSV export, streamed to standard output: a header and the one call.
+    let csv = assert_success(&server.cli(&["executions", "export"], None, None));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("execution_id,created_at,") && lines.len() == 2, "{csv}");
+    assert!(lines[1].contains(",echo,succeeded,") && lines[1].contains(",10000,"), "{csv}");
+    let later = assert_success(&server.cli(
+        &["executions", "export", "--from", "2999-01-01T00:00:00+00:00", "--to", "2999-01-02T00:00:00Z"],
+        None,
+        None,
+    ));
+    assert_eq!(later.lines().count(), 1, "a header alone: {later}");
+    let backwards = server.cli(
+        &["executions", "export", "--from", "2999-01-02T00:00:00Z", "--to", "2999-01-01T00:00:00Z"],
+        None,
+        None,
+    );
+    assert!(
+        !backwards.status.success() && String::from_utf8_lossy(&backwards.stderr).contains("from must be before to")
+    );
     let data_dir = server.data_dir();
     let verified =
         assert_success(&server.cli(&["ledger", "verify", "--data-dir", data_dir.to_str().unwrap()], None, None));

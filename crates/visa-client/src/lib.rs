@@ -142,6 +142,35 @@ impl Client {
         Err(ClientError::Api(Box::new(parse_error(status, body, retry_after_header))))
     }
 
+    /// GETs `path` and copies the answer's body to `out` as it arrives (an export of any size);
+    /// a refusal is the API's error, as from `send`.
+    pub async fn download(&self, path: &str, out: &mut impl std::io::Write) -> Result<u64, ClientError> {
+        let mut request = self.http.get(format!("{}{path}", self.base_url));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(format!("cannot reach {}: {}", self.base_url, without_url(&e))))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.map_err(|e| ClientError::Transport(without_url(&e)))?;
+            let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+            return Err(ClientError::Api(Box::new(parse_error(status, body, None))));
+        }
+        let mut written = 0u64;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| ClientError::Transport(format!("the download broke off: {}", without_url(&e))))?
+        {
+            out.write_all(&chunk).map_err(|e| ClientError::Transport(format!("cannot write the download: {e}")))?;
+            written += chunk.len() as u64;
+        }
+        Ok(written)
+    }
+
     /// Executes a tool, retrying retryable failures with the same Idempotency-Key.
     pub async fn execute(
         &self,

@@ -7,6 +7,11 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use visa_core::money::{Micros, format_cents_as_dollars};
 
+/// `text` for a query string: an RFC 3339 instant's `+` and `:` escaped.
+fn urlencoding(text: &str) -> String {
+    text.replace('%', "%25").replace('+', "%2B").replace(':', "%3A")
+}
+
 /// A decimal-string micros field as dollars, rounded up to the cent.
 fn micros_as_dollars(value: &Value, name: &str) -> String {
     value[name]
@@ -76,6 +81,15 @@ pub async fn executions(command: ExecutionsCommand, json: bool) -> anyhow::Resul
             let sent = client.send(Method::GET, &path, None).await;
             let answer = if operator { sent.map_err(settings::operator_failure)? } else { sent? };
             super::show(&answer, json, print_list);
+        }
+        ExecutionsCommand::Export { from, to } => {
+            let query: Vec<String> = [("from", from), ("to", to)]
+                .into_iter()
+                .filter_map(|(name, value)| value.map(|v| format!("{name}={}", urlencoding(&v))))
+                .collect();
+            let path = format!("/v1/api/spend/export.csv?{}", query.join("&"));
+            let stdout = std::io::stdout();
+            settings::reader_client()?.download(&path, &mut stdout.lock()).await?;
         }
         ExecutionsCommand::Get { id } => {
             let answer =
