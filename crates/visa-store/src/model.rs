@@ -232,6 +232,11 @@ impl KeyRecord {
         if self.latest_day >= day_number { self.spent_day } else { Micros::ZERO }
     }
 
+    /// Held by running calls on that same day (as `spent_on`).
+    pub fn held_on(&self, day_number: i64) -> Micros {
+        if self.latest_day >= day_number { self.held_day } else { Micros::ZERO }
+    }
+
     /// The prefix of the newest secret, which is what the owner currently deploys.
     pub fn key_prefix(&self) -> &str {
         self.secrets.first().map(|s| s.key_prefix.as_str()).unwrap_or("")

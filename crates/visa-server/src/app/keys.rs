@@ -15,7 +15,6 @@ use visa_core::ErrorCode;
 use visa_core::id::{KeyId, SecretId};
 use visa_core::key::Environment;
 use visa_core::key::{KeyMode, RawKey};
-use visa_core::money::Micros;
 use visa_core::pagination::PageRequest;
 use visa_core::policy::{
     CidrAllowlist, DEFAULT_CAP_ALERT_PERCENT, DEFAULT_DAILY_CAP_CENTS, DEFAULT_RATE_LIMIT_PER_SECOND, KeyLabel,
@@ -74,9 +73,9 @@ pub async fn budget(state: &AppState, reader: &Reader) -> ApiResult<KeyBudget> {
     };
     let key = state.store.get_key(record.key.account_id, record.key.id).await?.ok_or_else(key_not_found)?;
     let now = state.now();
-    let day = rules::hold_day(rules::utc_day_number(now), key.latest_day);
-    let (spent_day, held_day) =
-        if key.latest_day == day { (key.spent_day, key.held_day) } else { (Micros::ZERO, Micros::ZERO) };
+    let today = rules::utc_day_number(now);
+    let (spent_day, held_day) = (key.spent_on(today), key.held_on(today));
+    let day = rules::hold_day(today, key.latest_day);
     let available = match state.environment {
         Environment::Preview => None,
         Environment::Production => {

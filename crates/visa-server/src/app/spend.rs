@@ -71,7 +71,7 @@ pub fn export(
         created_before: Some(to),
         ..Default::default()
     };
-    let header = csv_line(EXPORT_COLUMNS);
+    let header = csv_lines([EXPORT_COLUMNS]);
     let pages = futures::stream::try_unfold(Some(Cursor::Start), move |cursor| {
         let state = state.clone();
         async move {
@@ -81,7 +81,7 @@ pub fn export(
                 .list_executions(filter, PageRequest { limit: EXPORT_PAGE, cursor })
                 .await
                 .map_err(|e| std::io::Error::other(format!("the export could not read its executions: {e}")))?;
-            let rows: Vec<u8> = page.items.iter().flat_map(|e| csv_line(export_row(e))).collect();
+            let rows = csv_lines(page.items.iter().map(export_row));
             let next = page.items.last().filter(|_| page.has_more).map(|e| Cursor::StartingAfter(e.id));
             Ok(Some((Bytes::from(rows), next)))
         }
@@ -89,10 +89,13 @@ pub fn export(
     Ok(futures::stream::once(async move { Ok(Bytes::from(header)) }).chain(pages))
 }
 
-/// One CSV line (RFC 4180: fields quoted where they must be, CRLF-free `\n` endings).
-fn csv_line<I: IntoIterator<Item = T>, T: AsRef<[u8]>>(fields: I) -> Vec<u8> {
+/// CSV lines, one per record, written by one writer (RFC 4180: fields quoted where they must
+/// be, `\n` endings).
+fn csv_lines<R: IntoIterator<Item = T>, T: AsRef<[u8]>>(records: impl IntoIterator<Item = R>) -> Vec<u8> {
     let mut writer = csv::Writer::from_writer(Vec::new());
-    // Writing to memory cannot fail.
-    let _ = writer.write_record(fields);
+    for record in records {
+        // Writing to memory cannot fail.
+        let _ = writer.write_record(record);
+    }
     writer.into_inner().unwrap_or_default()
 }

@@ -9,7 +9,7 @@ use crate::auth::tool_key;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ClientIp, RawJsonBody, idempotency_key_header};
 use crate::state::SharedState;
-use crate::tools::catalog::Tool;
+use crate::tools::catalog::{AdapterSpec, Tool};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -72,14 +72,14 @@ pub fn end_user(request: &mut Value) -> ApiResult<Option<EndUser>> {
     }
 }
 
-/// The tool `model` names, if the key may use it and it is of the `kind` this route serves
-/// (`chat`: `AdapterSpec::is_chat`; `embeddings`: `AdapterSpec::is_embeddings`).
+/// The tool `model` names, if the key may use it and `serves` it (a `kind` of tool:
+/// `AdapterSpec::is_chat`, `AdapterSpec::is_embeddings`).
 pub fn model_tool(
     state: &SharedState,
     key: &AuthRecord,
     request: &Value,
     client_ip: IpAddr,
-    kind: &str,
+    (kind, serves): (&str, fn(&AdapterSpec) -> bool),
 ) -> ApiResult<(String, Arc<Tool>)> {
     let Some(model) = request.get("model").and_then(Value::as_str).map(str::to_owned) else {
         return Err(ApiError::invalid(format!(
@@ -87,8 +87,7 @@ pub fn model_tool(
         )));
     };
     let tool = execution::authorize(state, key, &model, client_ip)?.clone();
-    let fits = if kind == "embeddings" { tool.adapter.is_embeddings() } else { tool.adapter.is_chat() };
-    if !fits {
+    if !serves(&tool.adapter) {
         return Err(ApiError::new(
             ErrorCode::ToolNotFound,
             format!(

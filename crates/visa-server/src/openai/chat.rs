@@ -14,7 +14,7 @@ use crate::app::paid_call::{self as execution, Answer};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ClientIp, RawJsonBody};
 use crate::state::SharedState;
-use crate::tools::catalog::Tool;
+use crate::tools::catalog::{AdapterSpec, Tool};
 use crate::tools::stream::ChatStream;
 use crate::wire::execute::Receipt;
 use axum::body::Body;
@@ -47,7 +47,7 @@ async fn complete(
 ) -> ApiResult<Response> {
     let mut request: Value = body.parse()?;
     let end_user = call::end_user(&mut request)?;
-    let (model, tool) = call::model_tool(&state, key, &request, client_ip, "chat")?;
+    let (model, tool) = call::model_tool(&state, key, &request, client_ip, ("chat", AdapterSpec::is_chat))?;
     let streamed = request.get("stream").and_then(Value::as_bool) == Some(true);
     let include_usage = request["stream_options"]["include_usage"].as_bool() == Some(true);
     let idempotency_key = call::idempotency_key(headers, key)?;

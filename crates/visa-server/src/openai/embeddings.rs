@@ -9,7 +9,7 @@ use crate::app::paid_call::{self as execution, Answer};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ClientIp, RawJsonBody};
 use crate::state::SharedState;
-use crate::tools::catalog::Tool;
+use crate::tools::catalog::{AdapterSpec, Tool};
 use crate::wire::execute::Receipt;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -38,7 +38,7 @@ async fn embed(
 ) -> ApiResult<Response> {
     let mut request: Value = body.parse()?;
     let end_user = call::end_user(&mut request)?;
-    let (model, tool) = call::model_tool(&state, key, &request, client_ip, "embeddings")?;
+    let (model, tool) = call::model_tool(&state, key, &request, client_ip, ("embeddings", AdapterSpec::is_embeddings))?;
     let idempotency_key = call::idempotency_key(headers, key)?;
     let surface: Arc<dyn Answer> = Arc::new(Embeddings { model });
     let paid = execution::prepare(&state, key, tool, request, (surface, idempotency_key, end_user), client_ip)?;

@@ -150,10 +150,14 @@ pub async fn run(
                 Some(stream) => {
                     provider::stream_chat(upstream, tool, endpoint, request, ctx.execution.hold, stream).await
                 }
-                None => provider::run_chat(upstream, tool, endpoint, request, ctx.execution.hold).await,
+                None => {
+                    let cost = |answer: &Value| provider::chat_cost(tool, answer, ctx.execution.hold);
+                    provider::run_openai(upstream, tool, endpoint, request, "choices", cost).await
+                }
             },
             (AdapterSpec::OpenaiEmbeddings { .. }, Some(endpoint)) => {
-                provider::run_embeddings(upstream, tool, endpoint, request, ctx.execution.hold).await
+                let cost = |answer: &Value| provider::embeddings_cost(tool, answer, ctx.execution.hold);
+                provider::run_openai(upstream, tool, endpoint, request, "data", cost).await
             }
             (AdapterSpec::Http { .. }, Some(endpoint)) => {
                 provider::post_json(upstream, tool, endpoint, request).await.map(flat)

@@ -332,28 +332,15 @@ pub fn embeddings_plan(tool: &Tool, model: &str, input: Value) -> Result<Plan, A
 const EMBEDDINGS_INPUT: &str = "input.input must be a non-empty string, or a non-empty array of non-empty strings, \
     token ids or arrays of token ids";
 
-/// An embeddings call: the provider's answer, metered from its `usage.prompt_tokens` at the
-/// tool's input price (at least `price_micros`); an answer without usage costs its hold.
-pub async fn run_embeddings(
-    upstream: &Upstream,
-    tool: &Tool,
-    endpoint: &Uri,
-    request: &Value,
-    hold: Micros,
-) -> Result<ToolOutput, UpstreamFailure> {
-    let answer = post_json(upstream, tool, endpoint, request).await?;
-    if !answer["data"].is_array() {
-        return Err(UpstreamFailure::unreadable(
-            "the provider's embeddings answer has no data; nothing was charged, and this Idempotency-Key will not run \
-             again (use a new one to retry)",
-        ));
-    }
-    let cost = match (tool.tokens, answer["usage"]["prompt_tokens"].as_u64()) {
+/// What an embeddings call costs: the reported `usage.prompt_tokens` at the tool's input price,
+/// at least `price_micros`; a flat-priced tool costs its price; a metered answer without usage
+/// costs its hold.
+pub fn embeddings_cost(tool: &Tool, answer: &Value, hold: Micros) -> Micros {
+    match (tool.tokens, answer["usage"]["prompt_tokens"].as_u64()) {
         (None, _) => tool.price,
         (Some(price), Some(tokens)) => price.cost(tokens, 0).max(tool.price),
         (Some(_), None) => hold,
-    };
-    Ok(ToolOutput { result: answer, cost })
+    }
 }
 
 /// How many bytes `value` takes as JSON, counted as serde_json writes it (nothing is kept).
@@ -551,21 +538,25 @@ fn relay_event(event: &[u8], stream: &ChatStream, usage: &mut Value) -> Relayed 
     Relayed::More
 }
 
-pub async fn run_chat(
+/// A call of one of OpenAI's APIs (a chat completion, embeddings): the provider's answer, which
+/// must carry the array `member` (`choices`, `data`), priced by `cost` (`chat_cost`,
+/// `embeddings_cost`).
+pub async fn run_openai(
     upstream: &Upstream,
     tool: &Tool,
     endpoint: &Uri,
     request: &Value,
-    hold: Micros,
+    member: &str,
+    cost: impl FnOnce(&Value) -> Micros,
 ) -> Result<ToolOutput, UpstreamFailure> {
     let answer = post_json(upstream, tool, endpoint, request).await?;
-    if !answer["choices"].is_array() {
-        return Err(UpstreamFailure::unreadable(
-            "the provider's chat answer has no choices; nothing was charged, and this Idempotency-Key will not run \
-             again (use a new one to retry)",
-        ));
+    if !answer[member].is_array() {
+        return Err(UpstreamFailure::unreadable(format!(
+            "the provider's answer has no {member}; nothing was charged, and this Idempotency-Key will not run again \
+             (use a new one to retry)"
+        )));
     }
-    let cost = chat_cost(tool, &answer, hold);
+    let cost = cost(&answer);
     Ok(ToolOutput { result: answer, cost })
 }
 

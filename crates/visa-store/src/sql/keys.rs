@@ -252,6 +252,8 @@ pub(crate) fn announce_expiring(conn: &dyn Db, now: Timestamp, limit: u32) -> St
 /// announcing is skipped.
 fn announce_ended_secrets(conn: &dyn Db, now: Timestamp, limit: u32, only: Option<SecretId>) -> StoreResult<usize> {
     let lock = if conn.dialect().single_writer() { "" } else { "FOR UPDATE OF s SKIP LOCKED" };
+    // The first condition on the secret repeats the partial index's own (`key_secrets_ending`),
+    // so both backends read the few rows it holds; the second is the one that decides.
     let ended = conn.query_map(
         &format!(
             "SELECT s.id, k.id, k.account_id, s.key_prefix, \

@@ -450,12 +450,15 @@ impl<E: Engine> WebhookStore for SqlStore<E> {
                 }
                 AttemptNext::Gone => disable(conn, account_id, endpoint, "gone", now)?,
                 AttemptNext::RetryAt(_) | AttemptNext::GiveUp => {
-                    conn.execute(
-                        "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, ?2) WHERE id = ?1",
+                    let failing_since = conn.query_row(
+                        "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, ?2) WHERE id = ?1 \
+                         RETURNING failing_since",
                         params![endpoint, at],
+                        |row| row.get::<i64>(0),
                     )?;
-                    let failing_since = load(conn, account_id, endpoint)?.failing_since;
-                    if failing_since.is_some_and(|since| now - since >= time::Duration::days(WEBHOOK_FAILING_DAYS)) {
+                    if failing_since
+                        .is_some_and(|since| now - from_db(since) >= time::Duration::days(WEBHOOK_FAILING_DAYS))
+                    {
                         disable(conn, account_id, endpoint, "failing", now)?;
                     }
                 }
