@@ -9,8 +9,10 @@
 //! restarts (a crash between any two durable steps), reconciles and retention sweeps.
 //!
 //! After every step the store is compared with a small reference model: every account's
-//! balance and holds, every key's counters (in total and on its latest day), no hold placed
-//! past a cap or the balance and none refused that fitted, each Idempotency-Key started at
+//! balance and holds, every key's counters (in total and on its latest day) and each of its end
+//! users' (calls name one of three end users half the time; keys get caps on each end user
+//! with their caps), no hold placed past a cap — the key's or its end user's — or the balance
+//! and none refused that fitted, each Idempotency-Key started at
 //! most once while its record lives, every answer as the model predicts, charge ≤ hold, and a
 //! preview server never contacting the provider; the ledger is verified every few steps, and
 //! at the end every hold must have ended and the webhook outbox must hold exactly the alerts
@@ -101,6 +103,7 @@ struct ExecModel {
     day: i64,
     sandbox: bool,
     state: ExecState,
+    end_user: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +141,17 @@ struct KeyModel {
     held_total: i64,
     /// Ordered, so that a seed picks the same record on every run.
     idem: std::collections::BTreeMap<u128, IdemRecord>,
+    /// The key's caps on each end user (cents), and each end user's counters.
+    end_user_caps: EndUserCaps,
+    users: HashMap<String, UserModel>,
+}
+
+/// One end user's counters of one key: per day (captured, held) and in total.
+#[derive(Debug, Clone, Default)]
+struct UserModel {
+    days: HashMap<i64, (i64, i64)>,
+    spent_total: i64,
+    held_total: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -417,6 +431,7 @@ impl Sim {
             idempotency_optional: false,
             cap_alert_percent,
             end_user_required: false,
+            end_user_caps: EndUserCaps::default(),
         };
         let environment = if self.preview { Environment::Preview } else { Environment::Production };
         let new = NewKey { account_id: self.accounts[account].id, environment, policy, secret };
@@ -437,6 +452,8 @@ impl Sim {
             spent_total: 0,
             held_total: 0,
             idem: Default::default(),
+            end_user_caps: EndUserCaps::default(),
+            users: HashMap::new(),
         });
     }
 
@@ -579,8 +596,9 @@ impl Sim {
         }
         let hold = call.start.hold.0;
         let prepared_at = call.start.now;
-        let expected = self.expect_store(key, &raw, tool, idem, request, hold);
-        let (placed_alerts, refused_alert) = self.expected_alerts(key, hold);
+        let user = end_user(variant).map(|u| u.as_str().to_owned());
+        let expected = self.expect_store(key, &raw, tool, (idem, request), hold, user.as_deref());
+        let (placed_alerts, refused_alert) = self.expected_alerts(key, hold, user.as_deref());
         // A record past its retention whose execution ended is purged by this begin, whatever
         // it answers: a clock stepped back later does not revive it.
         let now = self.now();
@@ -673,7 +691,15 @@ impl Sim {
 
     /// What the hold's transaction must decide: the Idempotency-Key's record first, then the
     /// key as it is now (a change since authentication wins), then the caps and the balance.
-    fn expect_store(&self, key: usize, raw: &str, tool: &str, idem: u128, request: u64, hold: i64) -> Expect {
+    fn expect_store(
+        &self,
+        key: usize,
+        raw: &str,
+        tool: &str,
+        (idem, request): (u128, u64),
+        hold: i64,
+        user: Option<&str>,
+    ) -> Expect {
         let now = self.now();
         let k = &self.keys[key];
         if let Some(record) = k.idem.get(&idem) {
@@ -702,6 +728,8 @@ impl Sim {
             Expect::Refused("key_daily_cap")
         } else if over_total {
             Expect::Refused("key_total_cap")
+        } else if let Some(limit) = self.over_end_user_cap(key, user, hold) {
+            Expect::Refused(limit)
         } else if over_balance {
             Expect::Refused("account_balance")
         } else {
@@ -709,9 +737,26 @@ impl Sim {
         }
     }
 
-    /// The alerts a hold of `hold` on `key` sends if it is placed (`.0`), and the one its
-    /// refusal by a cap sends (`.1`), as `rules` says and the model counts them.
-    fn expected_alerts(&self, key: usize, hold: i64) -> (Vec<String>, Option<String>) {
+    /// The key's cap on each end user that a hold of `hold` for `user` exceeds, if any: the
+    /// daily one first.
+    fn over_end_user_cap(&self, key: usize, user: Option<&str>, hold: i64) -> Option<&'static str> {
+        let k = &self.keys[key];
+        let u = k.users.get(user?).cloned().unwrap_or_default();
+        let day = rules::hold_day(rules::utc_day_number(self.now()), k.latest_day);
+        let (spent_day, held_day) = u.days.get(&day).copied().unwrap_or_default();
+        let over = |used: i64, cap: Option<i64>| cap.is_some_and(|cap| used + hold > cap * MICROS_PER_CENT);
+        if over(spent_day + held_day, k.end_user_caps.daily_cents) {
+            Some("end_user_daily_cap")
+        } else if over(u.spent_total + u.held_total, k.end_user_caps.total_cents) {
+            Some("end_user_total_cap")
+        } else {
+            None
+        }
+    }
+
+    /// The alerts a hold of `hold` on `key` for `user` sends if it is placed (`.0`), and the
+    /// one its refusal by a cap sends (`.1`), as `rules` says and the model counts them.
+    fn expected_alerts(&self, key: usize, hold: i64, user: Option<&str>) -> (Vec<String>, Option<String>) {
         let k = &self.keys[key];
         let day = rules::hold_day(rules::utc_day_number(self.now()), k.latest_day);
         let date = time::Date::from_julian_day(2_440_588 + day as i32).unwrap();
@@ -722,6 +767,9 @@ impl Sim {
             Some(format!("key.cap.reached/{}/daily/{date}", k.id))
         } else if k.total_cap_cents.is_some_and(|cap| total_used + hold > cap * MICROS_PER_CENT) {
             Some(format!("key.cap.reached/{}/total", k.id))
+        } else if self.over_end_user_cap(key, user, hold).is_some() {
+            // An end user's cap sends no alert, and the balance is not reached.
+            None
         } else if !self.preview && !account.depleted_fired && account.balance - account.held < hold {
             Some(format!("balance.depleted/{}", account.id))
         } else {
@@ -807,10 +855,16 @@ impl Sim {
                 running.hold.execution.day_number, running.hold.execution.hold
             ));
         }
+        let end_user = running.hold.execution.end_user.as_ref().map(|u| u.as_str().to_owned());
         let k = &mut self.keys[key];
         k.latest_day = day;
         k.days.entry(day).or_default().1 += hold;
         k.held_total += hold;
+        if let Some(user) = &end_user {
+            let u = k.users.entry(user.clone()).or_default();
+            u.days.entry(day).or_default().1 += hold;
+            u.held_total += hold;
+        }
         if !self.preview {
             self.accounts[k.account].held += hold;
         }
@@ -823,6 +877,7 @@ impl Sim {
             day,
             sandbox: self.preview,
             state: ExecState::Running,
+            end_user,
         });
         let expires_at = at + time::Duration::minutes(TTL_MINUTES);
         self.keys[key].idem.insert(idem, IdemRecord { request, exec, expires_at });
@@ -990,6 +1045,14 @@ impl Sim {
         day.1 -= e.hold;
         k.spent_total += charged;
         k.held_total -= e.hold;
+        if let Some(user) = &e.end_user {
+            let u = k.users.get_mut(user).expect("an end user's hold counted it");
+            let day = u.days.entry(e.day).or_default();
+            day.0 += charged;
+            day.1 -= e.hold;
+            u.spent_total += charged;
+            u.held_total -= e.hold;
+        }
         if !e.sandbox {
             let account = &mut self.accounts[k.account];
             account.held -= e.hold;
@@ -1011,10 +1074,17 @@ impl Sim {
     async fn set_caps(&mut self, key: usize, daily: i64, total: Option<i64>) {
         let k = &self.keys[key];
         let percent = ALERT_PERCENTS[self.rng.gen_range(0..ALERT_PERCENTS.len())];
+        // Caps on each end user, mostly under the key's own: one end user meets them first.
+        let end_user_caps = EndUserCaps {
+            daily_cents: [None, Some(1), Some(2), Some(5)][self.rng.gen_range(0..4)],
+            total_cents: [None, Some(3), Some(10)][self.rng.gen_range(0..3)],
+        };
         let patch = KeyPatch {
             daily_cap_cents: Some(daily),
             total_cap_cents: Some(total),
             cap_alert_percent: Some(percent),
+            end_user_daily_cap_cents: Some(end_user_caps.daily_cents),
+            end_user_total_cap_cents: Some(end_user_caps.total_cents),
             ..Default::default()
         };
         let account = self.accounts[k.account].id;
@@ -1022,6 +1092,7 @@ impl Sim {
         self.nodes().iter().for_each(|node| node.keys.invalidate_key(k.id));
         let k = &mut self.keys[key];
         (k.daily_cap_cents, k.total_cap_cents, k.cap_alert_percent) = (daily, total, percent);
+        k.end_user_caps = end_user_caps;
     }
 
     async fn change_caps(&mut self) {
@@ -1283,6 +1354,18 @@ impl Sim {
                     "key {index}: store (spent, held, day, spent_day, held_day) {got:?}, model {want:?}"
                 ));
             }
+            for (user, u) in &k.users {
+                let stored =
+                    store.end_user_spend(k.id, EndUser::parse(user).unwrap(), k.latest_day).await.unwrap();
+                let day = u.days.get(&k.latest_day).copied().unwrap_or_default();
+                let got = (stored.spent_total.0, stored.held_total.0, stored.spent_day.0, stored.held_day.0);
+                let want = (u.spent_total, u.held_total, day.0, day.1);
+                if got != want {
+                    self.fail(format!(
+                        "key {index}, {user}: store (spent, held, spent_day, held_day) {got:?}, model {want:?}"
+                    ));
+                }
+            }
         }
         if self.preview && self.provider_calls() != self.provider_calls_at_start {
             self.fail("a preview server contacted the provider");
@@ -1421,6 +1504,8 @@ async fn the_money_path_holds_under_random_histories() {
         "depleted-balance alerts",
         "cap alerts",
         "holds for an end user",
+        "end_user_daily_cap",
+        "end_user_total_cap",
         "IDEMPOTENT_REPLAY",
     ];
     for needed in needed.into_iter().chain([

@@ -55,6 +55,8 @@ pub fn key_snapshot(key: &KeyRecord) -> Value {
         "idempotency": idempotency_name(p.idempotency_optional),
         "cap_alert_percent": p.cap_alert_percent,
         "end_user": end_user_rule_name(p.end_user_required),
+        "end_user_daily_cap_cents": p.end_user_caps.daily_cents,
+        "end_user_total_cap_cents": p.end_user_caps.total_cents,
         "environment": key.environment.as_str(),
         "revoked_at": time(key.revoked_at),
         "secrets": secrets,

@@ -201,6 +201,24 @@ pub struct KeyPolicy {
     pub cap_alert_percent: u8,
     /// Whether every paid call must name its end user (docs/end-users.md).
     pub end_user_required: bool,
+    /// What each end user of the key may spend, per UTC day and in total (docs/end-users.md).
+    pub end_user_caps: EndUserCaps,
+}
+
+/// What one end user of a key spent and holds, on one UTC day and in total.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndUserSpend {
+    pub spent_day: Micros,
+    pub held_day: Micros,
+    pub spent_total: Micros,
+    pub held_total: Micros,
+}
+
+/// A key's caps on each of its end users, in cents; `None` is no such cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndUserCaps {
+    pub daily_cents: Option<i64>,
+    pub total_cents: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -274,6 +292,8 @@ pub struct KeyPatch {
     pub idempotency_optional: Option<bool>,
     pub cap_alert_percent: Option<u8>,
     pub end_user_required: Option<bool>,
+    pub end_user_daily_cap_cents: Option<Option<i64>>,
+    pub end_user_total_cap_cents: Option<Option<i64>>,
 }
 
 /// How a key's `end_user_required` is named on the API, the CLI and in the audit log:
@@ -324,6 +344,12 @@ impl KeyPolicy {
         }
         if let Some(required) = patch.end_user_required {
             self.end_user_required = required;
+        }
+        if let Some(cap) = patch.end_user_daily_cap_cents {
+            self.end_user_caps.daily_cents = cap;
+        }
+        if let Some(cap) = patch.end_user_total_cap_cents {
+            self.end_user_caps.total_cents = cap;
         }
     }
 }

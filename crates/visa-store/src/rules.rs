@@ -122,6 +122,22 @@ pub struct CapState {
     pub held_total: Micros,
     /// The account's balance less its holds; `None` when no account money moves (preview).
     pub available: Option<Micros>,
+    /// The call's end user's counters under the key's end-user caps; `None` when the call
+    /// names no end user.
+    pub end_user: Option<EndUserState>,
+}
+
+/// One end user's counters of one key, and the key's caps on each end user (cents, `None`:
+/// no such cap), as the hold's transaction read them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EndUserState {
+    pub daily_cap_cents: Option<i64>,
+    pub total_cap_cents: Option<i64>,
+    /// Captured and held on the hold's day.
+    pub spent_day: Micros,
+    pub held_day: Micros,
+    pub spent_total: Micros,
+    pub held_total: Micros,
 }
 
 /// Why a hold was refused. Nothing was recorded.
@@ -133,38 +149,53 @@ pub enum HoldRefusal {
     },
     DailyCap,
     TotalCap,
+    /// The key's cap on each end user, per UTC day, is reached by this end user.
+    EndUserDailyCap,
+    /// The key's cap on each end user, in total, is reached by this end user.
+    EndUserTotalCap,
     Balance,
     /// The key, its secret or its account changed after the request was authenticated.
     Denied(Denial),
 }
 
-/// Why a hold of `hold` does not fit, if it does not: the daily cap, then the total cap, then
-/// the balance.
-pub fn cap_refusal(state: &CapState, hold: Micros) -> Option<HoldRefusal> {
-    let over = |used: Micros, cap_cents: i64| used.0.saturating_add(hold.0) > cap_cents.saturating_mul(MICROS_PER_CENT);
-    if over(Micros(state.spent_day.0 + state.held_day.0), state.daily_cap_cents) {
-        Some(HoldRefusal::DailyCap)
-    } else if state.total_cap_cents.is_some_and(|cap| over(Micros(state.spent_total.0 + state.held_total.0), cap)) {
-        Some(HoldRefusal::TotalCap)
-    } else if state.available.is_some_and(|available| available < hold) {
-        Some(HoldRefusal::Balance)
-    } else {
-        None
-    }
+/// The caps a hold is checked against, in the order they are checked, each as (what is used,
+/// the cap in cents, the refusal it gives): the key's daily and total caps, then its caps on
+/// the call's end user. The balance comes after them all.
+fn caps(state: &CapState) -> impl Iterator<Item = (i64, i64, HoldRefusal)> {
+    let used = |spent: Micros, held: Micros| spent.0.saturating_add(held.0);
+    let key = [
+        Some((used(state.spent_day, state.held_day), state.daily_cap_cents, HoldRefusal::DailyCap)),
+        state.total_cap_cents.map(|cap| (used(state.spent_total, state.held_total), cap, HoldRefusal::TotalCap)),
+    ];
+    let end_user = state.end_user.map_or([None, None], |u| {
+        [
+            u.daily_cap_cents.map(|cap| (used(u.spent_day, u.held_day), cap, HoldRefusal::EndUserDailyCap)),
+            u.total_cap_cents.map(|cap| (used(u.spent_total, u.held_total), cap, HoldRefusal::EndUserTotalCap)),
+        ]
+    });
+    key.into_iter().chain(end_user).flatten()
 }
 
-/// What a key may still hold now, and the limit that bounds it: the least of its daily cap's
-/// room, its total cap's room and the account's available balance (no balance in preview),
-/// never below zero. A hold fits exactly when it is at most this (`cap_refusal`); the bound is
-/// named as the refusal it would give (`DailyCap`, `TotalCap` or `Balance`), ties going to the
-/// limit `cap_refusal` checks first.
+/// Why a hold of `hold` does not fit, if it does not: the key's daily cap, its total cap, its
+/// caps on the end user (daily, then total), then the balance.
+pub fn cap_refusal(state: &CapState, hold: Micros) -> Option<HoldRefusal> {
+    let over = |used: i64, cap_cents: i64| used.saturating_add(hold.0) > cap_cents.saturating_mul(MICROS_PER_CENT);
+    caps(state).find(|(used, cap, _)| over(*used, *cap)).map(|(_, _, refusal)| refusal).or_else(|| {
+        state.available.is_some_and(|available| available < hold).then_some(HoldRefusal::Balance)
+    })
+}
+
+/// What a key may still hold now, and the limit that bounds it: the least of its caps' room
+/// (the end user's too, when the call names one) and the account's available balance (no
+/// balance in preview), never below zero. A hold fits exactly when it is at most this
+/// (`cap_refusal`); the bound is named as the refusal it would give, ties going to the limit
+/// `cap_refusal` checks first.
 pub fn spendable(state: &CapState) -> (Micros, HoldRefusal) {
-    let room = |used: Micros, cap_cents: i64| cap_cents.saturating_mul(MICROS_PER_CENT).saturating_sub(used.0).max(0);
-    let mut bound = (room(Micros(state.spent_day.0 + state.held_day.0), state.daily_cap_cents), HoldRefusal::DailyCap);
-    if let Some(cap) = state.total_cap_cents {
-        let total = room(Micros(state.spent_total.0 + state.held_total.0), cap);
-        if total < bound.0 {
-            bound = (total, HoldRefusal::TotalCap);
+    let room = |used: i64, cap_cents: i64| cap_cents.saturating_mul(MICROS_PER_CENT).saturating_sub(used).max(0);
+    let mut bound = (i64::MAX, HoldRefusal::DailyCap);
+    for (used, cap, refusal) in caps(state) {
+        if room(used, cap) < bound.0 {
+            bound = (room(used, cap), refusal);
         }
     }
     if let Some(available) = state.available
@@ -320,6 +351,7 @@ mod tests {
             spent_total: cents(total_used),
             held_total: Micros::ZERO,
             available: Some(cents(1_000_000)),
+            end_user: None,
         };
         let none = SentAlerts::default();
         let sent = |day: i64| SentAlerts { day, total: 0 };
@@ -353,6 +385,7 @@ mod tests {
             spent_total: cents(50),
             held_total: Micros(1),
             available: available.map(cents),
+            end_user: None,
         };
         assert_eq!(spendable(&state(30, None, None)), (Micros(cents(70).0 - 1), HoldRefusal::DailyCap));
         assert_eq!(spendable(&state(30, Some(60), None)), (Micros(cents(10).0 - 1), HoldRefusal::TotalCap));
@@ -437,6 +470,7 @@ mod tests {
             spent_total: Micros(used_total),
             held_total: Micros(0),
             available: available.map(Micros),
+            end_user: None,
         }
     }
 

@@ -27,6 +27,9 @@ pub struct LedgerFacts {
     pub by_key: Vec<LedgerSum<i64>>,
     /// Ledger sums by key and the day of the entry's execution.
     pub by_key_day: Vec<LedgerSum<(i64, i64)>>,
+    /// Ledger sums by key, end user and the day of the entry's execution, of the executions
+    /// that name an end user.
+    pub by_end_user_day: Vec<LedgerSum<(i64, String, i64)>>,
     /// Ledger sums by execution.
     pub by_execution: Vec<LedgerSum<i64>>,
     /// `(id, balance, held)` of every account.
@@ -35,6 +38,10 @@ pub struct LedgerFacts {
     pub key_totals: Vec<(i64, i64, i64)>,
     /// `(key, day, spent, held)` of every key-day counter.
     pub key_days: Vec<(i64, i64, i64, i64)>,
+    /// `(key, end user, day, spent, held)` of every end user's day counter.
+    pub end_user_days: Vec<(i64, String, i64, i64, i64)>,
+    /// `(key, end user, spent, held)` of every end user's total.
+    pub end_user_totals: Vec<(i64, String, i64, i64)>,
     /// `(id, state, sandbox, hold, charged)` of every execution.
     pub executions: Vec<(i64, String, bool, i64, i64)>,
     /// `(what, how many)` of the rows naming a row that does not exist (`sql::DANGLING`).
@@ -130,12 +137,53 @@ pub fn check(facts: &LedgerFacts) -> Vec<String> {
             mismatch("execution charge", id, *charged, t.capture);
         }
     }
+    check_end_users(facts, &mut problems);
     for (what, count) in &facts.dangling {
         if *count != 0 {
             problems.push(format!("{what}: {count}"));
         }
     }
     problems
+}
+
+/// An end user's counters (per key, per day and in total) against the ledger of the
+/// executions naming that end user.
+fn check_end_users(facts: &LedgerFacts, problems: &mut Vec<String>) {
+    let mut mismatch = |what: String, stored: i64, derived: i64| {
+        if stored != derived {
+            problems.push(format!("{what}: stored {stored}, ledger says {derived}"));
+        }
+    };
+    let mut days = group(&facts.by_end_user_day);
+    let mut totals: HashMap<(i64, String), Totals> = HashMap::new();
+    for ((key, user, _), t) in &days {
+        let total = totals.entry((*key, user.clone())).or_default();
+        total.hold += t.hold;
+        total.capture += t.capture;
+        total.release += t.release;
+        total.void += t.void;
+    }
+    for (key, user, day, spent, held) in &facts.end_user_days {
+        let t = days.remove(&(*key, user.clone(), *day)).unwrap_or_default();
+        mismatch(format!("end user {user:?} of key {key} spent on day {day}"), *spent, t.capture);
+        mismatch(format!("end user {user:?} of key {key} held on day {day}"), *held, t.open());
+    }
+    let mut orphans: Vec<_> = days.into_iter().collect();
+    orphans.sort_by(|a, b| a.0.cmp(&b.0));
+    for ((key, user, day), t) in orphans {
+        mismatch(format!("end user {user:?} of key {key} spent on day {day} (no counters)"), 0, t.capture);
+        mismatch(format!("end user {user:?} of key {key} held on day {day} (no counters)"), 0, t.open());
+    }
+    for (key, user, spent, held) in &facts.end_user_totals {
+        let t = totals.remove(&(*key, user.clone())).unwrap_or_default();
+        mismatch(format!("end user {user:?} of key {key} spent in total"), *spent, t.capture);
+        mismatch(format!("end user {user:?} of key {key} held in total"), *held, t.open());
+    }
+    let mut orphans: Vec<_> = totals.into_iter().collect();
+    orphans.sort_by(|a, b| a.0.cmp(&b.0));
+    for ((key, user), t) in orphans {
+        mismatch(format!("end user {user:?} of key {key} spent in total (no counters)"), 0, t.capture);
+    }
 }
 
 /// The queries a SQL backend reads `LedgerFacts` with (the same SQL on SQLite and PostgreSQL,
@@ -154,12 +202,20 @@ pub mod sql {
              GROUP BY l.key_id, e.day_number, l.kind"
         )
     }
+    pub fn by_end_user_day() -> String {
+        format!(
+            "SELECT l.key_id, e.end_user, e.day_number, {SUM} WHERE l.key_id IS NOT NULL AND e.end_user IS NOT NULL \
+             GROUP BY l.key_id, e.end_user, e.day_number, l.kind"
+        )
+    }
     pub fn by_execution() -> String {
         format!("SELECT l.execution_id, {SUM} WHERE l.execution_id IS NOT NULL GROUP BY l.execution_id, l.kind")
     }
     pub const ACCOUNTS: &str = "SELECT id, balance_micros, held_micros FROM accounts";
     pub const KEY_TOTALS: &str = "SELECT key_id, spent_total_micros, held_total_micros FROM key_spend";
     pub const KEY_DAYS: &str = "SELECT key_id, day_number, spent_micros, held_micros FROM key_days";
+    pub const END_USER_DAYS: &str = "SELECT key_id, end_user, day_number, spent_micros, held_micros FROM end_user_days";
+    pub const END_USER_TOTALS: &str = "SELECT key_id, end_user, spent_micros, held_micros FROM end_user_totals";
     pub const EXECUTIONS: &str = "SELECT id, state, sandbox, hold_micros, charged_micros FROM executions";
     /// The money path's references, which PostgreSQL does not enforce by foreign key.
     pub const DANGLING: &str = "\

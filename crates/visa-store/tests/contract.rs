@@ -66,6 +66,7 @@ async fn fixture_with(credit: Micros, daily_cap_cents: i64) -> Fixture {
         idempotency_optional: false,
         cap_alert_percent: 80,
         end_user_required: false,
+        end_user_caps: Default::default(),
     };
     let secret = NewSecret { hash: SecretHash([1; 32]), key_prefix: "VisaKey_live_x...".into(), expires_at: None };
     let key = store
@@ -528,6 +529,7 @@ fn key_policy(label: &str) -> KeyPolicy {
         idempotency_optional: false,
         cap_alert_percent: 80,
         end_user_required: false,
+        end_user_caps: Default::default(),
     }
 }
 

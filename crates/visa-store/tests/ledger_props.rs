@@ -131,6 +131,7 @@ async fn world() -> World {
             idempotency_optional: false,
             cap_alert_percent: 80,
             end_user_required: false,
+            end_user_caps: Default::default(),
         };
         let secret =
             NewSecret { hash: SecretHash([i as u8; 32]), key_prefix: "VisaKey_live_x...".into(), expires_at: None };

@@ -7,7 +7,7 @@ use crate::auth::{Reader, Session};
 use crate::error::{ApiError, ApiResult, not_found_as};
 use crate::state::AppState;
 use crate::wire::keys::{
-    CreateKeyRequest, KEY_NOT_FOUND, KeyBudget, KeyListResponse, KeyResponse, KeyView, KeyWithSecretResponse,
+    BudgetQuery, CreateKeyRequest, EndUserBudget, KEY_NOT_FOUND, KeyBudget, KeyListResponse, KeyResponse, KeyView, KeyWithSecretResponse,
     MAX_GRACE_SECONDS, RevokeResponse, RotateKeyRequest, UpdateKeyRequest, key_not_found,
 };
 use crate::wire::{Limit, ListPage, rfc3339};
@@ -22,7 +22,7 @@ use visa_core::policy::{
 };
 use visa_core::role::Permission;
 use visa_store::rules;
-use visa_store::{KeyPatch, KeyPolicy, KeyRecord, NewKey, NewSecret, RevokeCause, Rotation, Timestamp};
+use visa_store::{EndUser, EndUserCaps, KeyPatch, KeyPolicy, KeyRecord, NewKey, NewSecret, RevokeCause, Rotation, Timestamp};
 
 pub async fn create(state: &AppState, caller: &Session, req: CreateKeyRequest) -> ApiResult<KeyWithSecretResponse> {
     caller.require(Permission::ManageKeys)?;
@@ -58,19 +58,24 @@ pub(crate) fn policy_of(state: &AppState, req: CreateKeyRequest, now: Timestamp)
             .transpose()?
             .unwrap_or(DEFAULT_CAP_ALERT_PERCENT),
         end_user_required: req.end_user.as_deref().map(parse_end_user_rule).transpose()?.unwrap_or(false),
+        end_user_caps: EndUserCaps {
+            daily_cents: req.end_user_daily_cap_cents.map(clamp_cap_cents),
+            total_cents: req.end_user_total_cap_cents.map(clamp_cap_cents),
+        },
     })
 }
 
-/// What the calling tool key may still spend (`GET /v1/api/key`): read fresh from the store,
-/// decided by `rules::spendable` as the hold decides. A session is refused: it reads a key at
-/// `/v1/api/keys/{id}`.
-pub async fn budget(state: &AppState, reader: &Reader) -> ApiResult<KeyBudget> {
+/// What the calling tool key may still spend (`GET /v1/api/key`), for one of its end users if
+/// `?end_user=` names one: read fresh from the store, decided by `rules::spendable` as the hold
+/// decides. A session is refused: it reads a key at `/v1/api/keys/{id}`.
+pub async fn budget(state: &AppState, reader: &Reader, query: BudgetQuery) -> ApiResult<KeyBudget> {
     let Reader::Key(record) = reader else {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
             "GET /v1/api/key is a tool key's view of itself: send the key; a session reads /v1/api/keys/{id}",
         ));
     };
+    let end_user = query.end_user.as_deref().map(EndUser::parse).transpose()?;
     let key = state.store.get_key(record.key.account_id, record.key.id).await?.ok_or_else(key_not_found)?;
     let now = state.now();
     let today = rules::utc_day_number(now);
@@ -84,6 +89,10 @@ pub async fn budget(state: &AppState, reader: &Reader) -> ApiResult<KeyBudget> {
         }
     };
     let p = &key.policy;
+    let end_user = match end_user {
+        None => None,
+        Some(user) => Some((state.store.end_user_spend(key.id, user.clone(), day).await?, user)),
+    };
     let caps = rules::CapState {
         daily_cap_cents: p.daily_cap_cents,
         total_cap_cents: p.total_cap_cents,
@@ -92,10 +101,18 @@ pub async fn budget(state: &AppState, reader: &Reader) -> ApiResult<KeyBudget> {
         spent_total: key.spent_total,
         held_total: key.held_total,
         available,
+        end_user: end_user.as_ref().map(|(spend, _)| rules::EndUserState {
+            daily_cap_cents: p.end_user_caps.daily_cents,
+            total_cap_cents: p.end_user_caps.total_cents,
+            spent_day: spend.spent_day,
+            held_day: spend.held_day,
+            spent_total: spend.spent_total,
+            held_total: spend.held_total,
+        }),
     };
     let (spendable, bound) = rules::spendable(&caps);
     let limited_by = Limit::of(&bound).unwrap_or(Limit::KeyDailyCap);
-    let resets_at = (limited_by == Limit::KeyDailyCap)
+    let resets_at = matches!(limited_by, Limit::KeyDailyCap | Limit::EndUserDailyCap)
         .then(|| time::OffsetDateTime::from_unix_timestamp(paid_call::next_midnight(day)).ok())
         .flatten()
         .map(rfc3339);
@@ -117,6 +134,16 @@ pub async fn budget(state: &AppState, reader: &Reader) -> ApiResult<KeyBudget> {
         held_today_micros: held_day.to_string(),
         spent_total_micros: key.spent_total.to_string(),
         spent_total_cents: key.spent_total.cents_ceil(),
+        end_user: end_user.map(|(spend, user)| EndUserBudget {
+            id: user.as_str().to_owned(),
+            daily_cap_cents: p.end_user_caps.daily_cents,
+            total_cap_cents: p.end_user_caps.total_cents,
+            spent_today_micros: spend.spent_day.to_string(),
+            spent_today_cents: spend.spent_day.cents_ceil(),
+            held_today_micros: spend.held_day.to_string(),
+            spent_total_micros: spend.spent_total.to_string(),
+            spent_total_cents: spend.spent_total.cents_ceil(),
+        }),
         spendable_micros: spendable.to_string(),
         spendable_cents: spendable.cents_floor(),
         limited_by: limited_by.as_str().to_owned(),
@@ -166,6 +193,8 @@ pub async fn update(state: &AppState, caller: &Session, id: KeyId, req: UpdateKe
             .map(parse_cap_alert_percent)
             .transpose()?,
         end_user_required: not_null("end_user", req.end_user)?.as_deref().map(parse_end_user_rule).transpose()?,
+        end_user_daily_cap_cents: req.end_user_daily_cap_cents.map(|cap| cap.map(clamp_cap_cents)),
+        end_user_total_cap_cents: req.end_user_total_cap_cents.map(|cap| cap.map(clamp_cap_cents)),
     };
     let key = state
         .store

@@ -303,13 +303,7 @@ pub async fn approve(state: &AppState, caller: &Session, request: &Authorize, co
             tool_scope: None,
             daily_cap_cents: consent.daily_cap_cents,
             total_cap_cents: Some(consent.total_cap_cents),
-            allowed_cidrs: None,
-            expires_at: None,
-            read_only: None,
-            rate_limit_per_second: None,
-            idempotency: None,
-            cap_alert_percent: None,
-            end_user: None,
+            ..CreateKeyRequest::default()
         },
         now,
     )?;

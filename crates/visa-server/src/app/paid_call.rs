@@ -249,6 +249,8 @@ fn answered_outcome(outcome: &BeginOutcome) -> Option<PaidOutcome> {
             HoldRefusal::RateLimited { .. } => "rate_limit",
             HoldRefusal::DailyCap => "daily_cap",
             HoldRefusal::TotalCap => "total_cap",
+            HoldRefusal::EndUserDailyCap => "end_user_daily_cap",
+            HoldRefusal::EndUserTotalCap => "end_user_total_cap",
             HoldRefusal::Balance => "balance",
             HoldRefusal::Denied(_) => "denied",
         }),
@@ -512,21 +514,29 @@ fn refused(refusal: HoldRefusal, state: &AppState, day_number: i64, tool: &str, 
         error
     };
     let now = state.now().unix_timestamp();
+    // A daily cap lets calls through again at the next 00:00 UTC.
+    let daily = |message: &'static str| {
+        let midnight = next_midnight(day_number);
+        let error = ApiError::new(ErrorCode::RateLimited, message).with_retry_after((midnight - now).max(1) as u64);
+        (error, Some(midnight))
+    };
     let (error, resets_at) = match refusal {
         HoldRefusal::RateLimited { retry_after } => {
             let error = ApiError::new(ErrorCode::RateLimited, "the key's request rate limit is reached")
                 .with_retry_after(retry_after);
             (error, Some(now + retry_after as i64))
         }
-        HoldRefusal::DailyCap => {
-            let midnight = next_midnight(day_number);
-            let seconds = (midnight - now).max(1) as u64;
-            let error = ApiError::new(ErrorCode::RateLimited, "the key's daily cap is reached; it resets at 00:00 UTC")
-                .with_retry_after(seconds);
-            (error, Some(midnight))
-        }
+        HoldRefusal::DailyCap => daily("the key's daily cap is reached; it resets at 00:00 UTC"),
         HoldRefusal::TotalCap => {
             let error = ApiError::new(ErrorCode::RateLimited, "the key's total cap is reached; raise it to continue");
+            (not_retryable(error), None)
+        }
+        HoldRefusal::EndUserDailyCap => daily("this end user's daily cap on the key is reached; it resets at 00:00 UTC"),
+        HoldRefusal::EndUserTotalCap => {
+            let error = ApiError::new(
+                ErrorCode::RateLimited,
+                "this end user's total cap on the key is reached; the key's owner can raise it",
+            );
             (not_retryable(error), None)
         }
         HoldRefusal::Balance => {

@@ -162,6 +162,7 @@ mod tests {
             idempotency_optional: false,
             cap_alert_percent: 80,
             end_user_required: false,
+            end_user_caps: Default::default(),
         };
         let now = time::OffsetDateTime::now_utc();
         let key = KeyRecord {

@@ -24,6 +24,8 @@ pub struct Policy {
     idempotency_optional: bool,
     cap_alert_percent: Option<i64>,
     end_user_required: bool,
+    end_user_daily_cap_cents: Option<i64>,
+    end_user_total_cap_cents: Option<i64>,
 }
 
 impl Policy {
@@ -42,6 +44,8 @@ impl Policy {
             idempotency_optional: fields.checked("idempotency_optional"),
             cap_alert_percent: fields.integer("cap_alert_percent", "Cap alert")?,
             end_user_required: fields.checked("end_user_required"),
+            end_user_daily_cap_cents: fields.cents("end_user_daily_cap", "Daily cap per end user")?,
+            end_user_total_cap_cents: fields.cents("end_user_total_cap", "Total cap per end user")?,
         })
     }
 
@@ -59,10 +63,12 @@ impl Policy {
             idempotency: Some(idempotency_name(self.idempotency_optional).to_owned()),
             cap_alert_percent: self.cap_alert_percent,
             end_user: Some(end_user_rule_name(self.end_user_required).to_owned()),
+            end_user_daily_cap_cents: self.end_user_daily_cap_cents,
+            end_user_total_cap_cents: self.end_user_total_cap_cents,
         }
     }
 
-    /// Every field as the form shows it: an emptied total cap or expiry removes it.
+    /// Every field as the form shows it: an emptied total cap, end-user cap or expiry removes it.
     pub fn into_update(self) -> UpdateKeyRequest {
         UpdateKeyRequest {
             label: Some(Some(self.label)),
@@ -77,6 +83,8 @@ impl Policy {
             idempotency: Some(Some(idempotency_name(self.idempotency_optional).to_owned())),
             cap_alert_percent: self.cap_alert_percent.map(Some),
             end_user: Some(Some(end_user_rule_name(self.end_user_required).to_owned())),
+            end_user_daily_cap_cents: Some(self.end_user_daily_cap_cents),
+            end_user_total_cap_cents: Some(self.end_user_total_cap_cents),
         }
     }
 }
@@ -129,6 +137,12 @@ pub fn form(state: &AppState, action: &str, csrf: &str, key: Option<&KeyView>, s
                 input name="end_user_required" type="checkbox" value="on" checked[key.is_some_and(|k| k.end_user == "required")];
                 " End user required (every paid call must name the end user it is made for)"
             }
+            label for="end_user_daily_cap" { "Daily cap per end user (dollars, empty for none)" }
+            input #end_user_daily_cap name="end_user_daily_cap" type="text" inputmode="decimal"
+                value=(dollars_field(key.and_then(|k| k.end_user_daily_cap_cents)));
+            label for="end_user_total_cap" { "Total cap per end user (dollars, empty for none)" }
+            input #end_user_total_cap name="end_user_total_cap" type="text" inputmode="decimal"
+                value=(dollars_field(key.and_then(|k| k.end_user_total_cap_cents)));
             button type="submit" { (submit) }
         }
     }

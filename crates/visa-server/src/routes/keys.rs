@@ -8,11 +8,11 @@ use crate::extract::{JsonBody, OptionalJsonBody};
 use crate::state::SharedState;
 use crate::wire::ListQuery;
 use crate::wire::keys::{
-    CreateKeyRequest, KeyBudget, KeyListResponse, KeyResponse, KeyWithSecretResponse, RevokeResponse, RotateKeyRequest,
+    BudgetQuery, CreateKeyRequest, KeyBudget, KeyListResponse, KeyResponse, KeyWithSecretResponse, RevokeResponse, RotateKeyRequest,
     UpdateKeyRequest, key_id, secret_id,
 };
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -27,12 +27,16 @@ pub fn routes() -> OpenApiRouter<SharedState> {
         .routes(routes!(budget))
 }
 
-#[utoipa::path(get, path = "/v1/api/key", tag = "keys",
+#[utoipa::path(get, path = "/v1/api/key", tag = "keys", params(BudgetQuery),
     responses((status = 200, body = KeyBudget), (status = 401, body = crate::wire::ErrorBody),
         (status = 403, body = crate::wire::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn budget(State(state): State<SharedState>, reader: Reader) -> ApiResult<Json<KeyBudget>> {
-    Ok(Json(app::keys::budget(&state, &reader).await?))
+pub async fn budget(
+    State(state): State<SharedState>,
+    reader: Reader,
+    query: Result<Query<BudgetQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<KeyBudget>> {
+    Ok(Json(app::keys::budget(&state, &reader, crate::wire::query(query)?).await?))
 }
 
 #[utoipa::path(post, path = "/v1/api/keys", tag = "keys", request_body = CreateKeyRequest,

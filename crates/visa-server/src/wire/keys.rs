@@ -39,6 +39,10 @@ pub struct KeyView {
     pub cap_alert_percent: u8,
     /// `required`: every paid call must name its end user (docs/end-users.md); or `optional`.
     pub end_user: String,
+    /// What each end user of the key may spend per UTC day, in cents; null: no such cap.
+    pub end_user_daily_cap_cents: Option<i64>,
+    /// What each end user of the key may spend in total, in cents; null: no such cap.
+    pub end_user_total_cap_cents: Option<i64>,
     /// `active`, `revoked` or `expired`.
     pub status: String,
     pub created_at: String,
@@ -114,6 +118,8 @@ impl KeyView {
             idempotency: idempotency_name(p.idempotency_optional).into(),
             cap_alert_percent: p.cap_alert_percent,
             end_user: end_user_rule_name(p.end_user_required).into(),
+            end_user_daily_cap_cents: p.end_user_caps.daily_cents,
+            end_user_total_cap_cents: p.end_user_caps.total_cents,
             status: status.into(),
             created_at: rfc3339(key.created_at),
             revoked_at: key.revoked_at.map(rfc3339),
@@ -191,10 +197,17 @@ pub struct CreateKeyRequest {
     /// `optional` (default) or `required`: every paid call must name its end user.
     #[schema(schema_with = super::schema::required_or_optional_or_null)]
     pub end_user: Option<String>,
+    /// What each end user of the key may spend per UTC day (clamped as the caps); null or
+    /// omitted: no such cap.
+    #[schema(schema_with = super::schema::cap_cents_or_null)]
+    pub end_user_daily_cap_cents: Option<i64>,
+    /// What each end user of the key may spend in total; null or omitted: no such cap.
+    #[schema(schema_with = super::schema::cap_cents_or_null)]
+    pub end_user_total_cap_cents: Option<i64>,
 }
 
 /// Every field is optional; an absent field is left as it is. `null` clears the nullable
-/// fields (`total_cap_cents`, `expires_at`) and is refused for the others.
+/// fields (`total_cap_cents`, `expires_at`, the end-user caps) and is refused for the others.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyRequest {
@@ -236,6 +249,14 @@ pub struct UpdateKeyRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(schema_with = super::schema::required_or_optional)]
     pub end_user: Option<Option<String>>,
+    /// null clears the cap on each end user per day.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(schema_with = super::schema::cap_cents_or_null)]
+    pub end_user_daily_cap_cents: Option<Option<i64>>,
+    /// null clears the cap on each end user in total.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(schema_with = super::schema::cap_cents_or_null)]
+    pub end_user_total_cap_cents: Option<Option<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -287,15 +308,43 @@ pub struct KeyBudget {
     pub held_today_micros: String,
     pub spent_total_micros: String,
     pub spent_total_cents: i64,
-    /// What the key may still hold now: the least of its daily cap's room, its total cap's room
-    /// and the account's available balance. A call whose hold is at most this is not refused by
-    /// a cap or the balance.
+    /// Asked with `?end_user=`: that end user's spend under the key's caps on each end user.
+    pub end_user: Option<EndUserBudget>,
+    /// What the key may still hold now (for the end user asked about, if any): the least of its
+    /// caps' room and the account's available balance. A call whose hold is at most this is not
+    /// refused by a cap or the balance.
     pub spendable_micros: String,
     pub spendable_cents: i64,
-    /// The limit that bounds `spendable_micros`: `key_daily_cap`, `key_total_cap` or
-    /// `account_balance` (the names of refusals, docs/errors.md).
+    /// The limit that bounds `spendable_micros`: `key_daily_cap`, `key_total_cap`,
+    /// `end_user_daily_cap`, `end_user_total_cap` or `account_balance` (the names of refusals,
+    /// docs/errors.md).
     #[schema(schema_with = super::schema::limit)]
     pub limited_by: String,
-    /// When the daily cap resets (RFC 3339, 00:00 UTC), when it is what bounds the key.
+    /// When the daily cap resets (RFC 3339, 00:00 UTC), when a daily cap is what bounds the key.
     pub resets_at: Option<String>,
+}
+
+/// `GET /v1/api/key?end_user=`: the budget of one end user of the key.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetQuery {
+    /// An end user of the key (as calls name it: 1 to 128 printable characters).
+    pub end_user: Option<String>,
+}
+
+/// One end user of a key, in `KeyBudget`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EndUserBudget {
+    /// The end user, as calls name it.
+    pub id: String,
+    /// The key's caps on each end user (cents); null: no such cap.
+    pub daily_cap_cents: Option<i64>,
+    pub total_cap_cents: Option<i64>,
+    /// Captured today (UTC) for this end user, and held by its calls still running.
+    pub spent_today_micros: String,
+    pub spent_today_cents: i64,
+    pub held_today_micros: String,
+    pub spent_total_micros: String,
+    pub spent_total_cents: i64,
 }

@@ -52,12 +52,21 @@ pub struct ErrorBody {
 pub enum Limit {
     KeyDailyCap,
     KeyTotalCap,
+    EndUserDailyCap,
+    EndUserTotalCap,
     AccountBalance,
     KeyRate,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 4] = [Limit::KeyDailyCap, Limit::KeyTotalCap, Limit::AccountBalance, Limit::KeyRate];
+    pub const ALL: [Limit; 6] = [
+        Limit::KeyDailyCap,
+        Limit::KeyTotalCap,
+        Limit::EndUserDailyCap,
+        Limit::EndUserTotalCap,
+        Limit::AccountBalance,
+        Limit::KeyRate,
+    ];
 
     /// The limit a hold's refusal is about (none for a key the hold found changed).
     pub fn of(refusal: &visa_store::HoldRefusal) -> Option<Limit> {
@@ -65,6 +74,8 @@ impl Limit {
         match refusal {
             HoldRefusal::DailyCap => Some(Limit::KeyDailyCap),
             HoldRefusal::TotalCap => Some(Limit::KeyTotalCap),
+            HoldRefusal::EndUserDailyCap => Some(Limit::EndUserDailyCap),
+            HoldRefusal::EndUserTotalCap => Some(Limit::EndUserTotalCap),
             HoldRefusal::Balance => Some(Limit::AccountBalance),
             HoldRefusal::RateLimited { .. } => Some(Limit::KeyRate),
             HoldRefusal::Denied(_) => None,
@@ -75,6 +86,8 @@ impl Limit {
         match self {
             Limit::KeyDailyCap => "key_daily_cap",
             Limit::KeyTotalCap => "key_total_cap",
+            Limit::EndUserDailyCap => "end_user_daily_cap",
+            Limit::EndUserTotalCap => "end_user_total_cap",
             Limit::AccountBalance => "account_balance",
             Limit::KeyRate => "key_rate",
         }

@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_oauth.sql"),
     include_str!("migrations/0007_webhooks.sql"),
     include_str!("migrations/0008_alert_settings.sql"),
+    include_str!("migrations/0009_end_user_caps.sql"),
 ];
 
 /// The advisory lock nodes migrate under ("visa" and 1).

@@ -24,7 +24,7 @@ const KEY_COLUMNS: &str = "k.id, k.account_id, a.login, k.environment, k.label, 
     k.allowed_cidrs, k.daily_cap_cents, k.total_cap_cents, k.expires_at, k.read_only, k.created_at, k.revoked_at, \
     k.last_used_at, k.last_used_ip, s.latest_day, COALESCE(d.spent_micros, 0), s.spent_total_micros, k.rate_limit_per_second, \
     COALESCE(d.held_micros, 0), s.held_total_micros, k.idempotency_optional, k.cap_alert_percent, \
-    k.end_user_required";
+    k.end_user_required, k.end_user_daily_cap_cents, k.end_user_total_cap_cents";
 
 /// The tables `KEY_COLUMNS` reads from.
 const KEY_TABLES: &str = "keys k JOIN key_spend s ON s.key_id = k.id JOIN accounts a ON a.id = k.account_id \
@@ -52,6 +52,7 @@ fn key_from_row(row: &Row) -> StoreResult<KeyRecord> {
             idempotency_optional: row.get(22)?,
             cap_alert_percent: row.get(23)?,
             end_user_required: row.get(24)?,
+            end_user_caps: EndUserCaps { daily_cents: row.get(25)?, total_cents: row.get(26)? },
         },
         created_at: from_db(row.get(12)?),
         revoked_at: row.get::<Option<i64>>(13)?.map(from_db),
@@ -144,6 +145,7 @@ fn write_policy(conn: &dyn Db, key_id: KeyId, policy: &KeyPolicy) -> StoreResult
         "UPDATE keys SET label = ?2, tool_scope = ?3, allowed_tools = ?4, allowed_cidrs = ?5, daily_cap_cents = ?6, \
          total_cap_cents = ?7, expires_at = ?8, read_only = ?9, rate_limit_per_second = ?10, \
          idempotency_optional = ?11, cap_alert_percent = ?12, end_user_required = ?13, \
+         end_user_daily_cap_cents = ?14, end_user_total_cap_cents = ?15, \
          expiry_alerts = CASE WHEN COALESCE(expires_at, -1) = COALESCE(CAST(?8 AS BIGINT), -1) THEN expiry_alerts ELSE 0 END \
          WHERE id = ?1",
         params![
@@ -159,7 +161,9 @@ fn write_policy(conn: &dyn Db, key_id: KeyId, policy: &KeyPolicy) -> StoreResult
             policy.rate_limit_per_second,
             policy.idempotency_optional,
             policy.cap_alert_percent,
-            policy.end_user_required
+            policy.end_user_required,
+            policy.end_user_caps.daily_cents,
+            policy.end_user_caps.total_cents
         ],
     )?;
     Ok(())
@@ -192,8 +196,8 @@ pub(crate) fn create(conn: &dyn Db, new: &NewKey, ctx: &AuditContext) -> StoreRe
     let key_id = KeyId::new(conn.insert(
         "INSERT INTO keys (account_id, environment, label, tool_scope, allowed_tools, allowed_cidrs, daily_cap_cents, \
          total_cap_cents, expires_at, read_only, created_at, rate_limit_per_second, idempotency_optional, \
-         cap_alert_percent, end_user_required) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) RETURNING id",
+         cap_alert_percent, end_user_required, end_user_daily_cap_cents, end_user_total_cap_cents) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) RETURNING id",
         params![
             new.account_id,
             new.environment.as_str(),
@@ -209,7 +213,9 @@ pub(crate) fn create(conn: &dyn Db, new: &NewKey, ctx: &AuditContext) -> StoreRe
             p.rate_limit_per_second,
             p.idempotency_optional,
             p.cap_alert_percent,
-            p.end_user_required
+            p.end_user_required,
+            p.end_user_caps.daily_cents,
+            p.end_user_caps.total_cents
         ],
     )?);
     conn.execute("INSERT INTO key_spend (key_id) VALUES (?1)", params![key_id])?;
@@ -448,6 +454,9 @@ pub trait KeyStore: Send + Sync {
     async fn announce_key_events(&self, now: Timestamp, limit: u32) -> StoreResult<usize>;
     async fn get_key(&self, account_id: AccountId, key_id: KeyId) -> StoreResult<Option<KeyRecord>>;
     async fn list_keys(&self, account_id: AccountId, page: PageRequest) -> StoreResult<Page<KeyRecord>>;
+    /// What one end user of a key spent and holds on `day_number` (the day a hold would count
+    /// on) and in total; zero for an end user the key never served.
+    async fn end_user_spend(&self, key_id: KeyId, end_user: EndUser, day_number: i64) -> StoreResult<EndUserSpend>;
     async fn update_key(
         &self,
         account_id: AccountId,
@@ -504,6 +513,28 @@ impl<E: Engine> KeyStore for SqlStore<E> {
 
     async fn list_keys(&self, account_id: AccountId, page: PageRequest) -> StoreResult<Page<KeyRecord>> {
         self.read(move |conn| list(conn, account_id, page)).await
+    }
+
+    async fn end_user_spend(&self, key_id: KeyId, end_user: EndUser, day_number: i64) -> StoreResult<EndUserSpend> {
+        self.read(move |conn| {
+            let spend = conn.query_row(
+                "SELECT COALESCE(d.spent_micros, 0), COALESCE(d.held_micros, 0), t.spent_micros, t.held_micros \
+                 FROM end_user_totals t LEFT JOIN end_user_days d \
+                   ON d.key_id = t.key_id AND d.end_user = t.end_user AND d.day_number = ?3 \
+                 WHERE t.key_id = ?1 AND t.end_user = ?2",
+                params![key_id, end_user.as_str(), day_number],
+                |r| {
+                    Ok(EndUserSpend {
+                        spent_day: Micros(r.get(0)?),
+                        held_day: Micros(r.get(1)?),
+                        spent_total: Micros(r.get(2)?),
+                        held_total: Micros(r.get(3)?),
+                    })
+                },
+            )?;
+            Ok(spend.unwrap_or_default())
+        })
+        .await
     }
 
     async fn update_key(

@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_oauth.sql"),
     include_str!("migrations/0012_webhooks.sql"),
     include_str!("migrations/0013_alert_settings.sql"),
+    include_str!("migrations/0014_end_user_caps.sql"),
 ];
 
 /// Brings the database up to the newest schema, one transaction per migration.

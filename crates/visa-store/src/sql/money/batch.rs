@@ -304,7 +304,7 @@ impl<'s> Lock<'s> {
 /// one statement, in order; and beside it (`ID_COLUMN`) the id the execution will have if its
 /// hold is admitted, so that the batch's answers never wait on its write's rows (a COMMIT
 /// whose answer was lost but that committed still answers every step).
-const ID_COLUMN: usize = 30;
+const ID_COLUMN: usize = 36;
 
 static HOLD_STATES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let one = HOLD_STATE
@@ -313,10 +313,11 @@ static HOLD_STATES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         .replace("?2", "u.secret_id")
         .replace("?3", "u.now")
         .replace("?4", "u.day")
-        .replace("?5", "u.idempotency_key");
+        .replace("?5", "u.idempotency_key")
+        .replace("?6", "u.end_user");
     format!(
-        "SELECT h.*, nextval('executions_id_seq') FROM unnest(?1::bigint[], ?2::bigint[], ?3::bigint[], ?4::bigint[], ?5::bytea[]) \
-         WITH ORDINALITY AS u(key_id, secret_id, now, day, idempotency_key, ord) \
+        "SELECT h.*, nextval('executions_id_seq') FROM unnest(?1::bigint[], ?2::bigint[], ?3::bigint[], ?4::bigint[], ?5::bytea[], ?6::text[]) \
+         WITH ORDINALITY AS u(key_id, secret_id, now, day, idempotency_key, end_user, ord) \
          LEFT JOIN LATERAL ({one}) h ON true ORDER BY u.ord"
     )
 });
@@ -329,6 +330,7 @@ fn hold_states_params(begins: &[(usize, &ExecutionStart)]) -> Vec<Value> {
         ints(&|s| to_db(s.now)),
         ints(&|s| s.day_number),
         Array::Blobs(begins.iter().map(|(_, s)| s.idempotency_key.to_vec()).collect()),
+        Array::Texts(begins.iter().map(|(_, s)| s.end_user.as_ref().map(|u| u.as_str().to_owned())).collect()),
     ]
     .to_vec()
 }
@@ -377,6 +379,14 @@ fn write_params(rooms: &Rooms, admitted: &[Admitted], ends: &[End]) -> Vec<Value
             days.entry((*key_id, *day)).or_default().held += held;
         }
     }
+    // An end user's counters per day and in total (the total's "day" is `None`).
+    let mut end_users: BTreeMap<(KeyId, &str, Option<i64>), DayMove> = BTreeMap::new();
+    for ((key_id, user), room) in &rooms.end_users {
+        for (day, held) in &room.held_added_by_day {
+            end_users.entry((*key_id, user, Some(*day))).or_default().held += held;
+            end_users.entry((*key_id, user, None)).or_default().held += held;
+        }
+    }
     for (account_id, room) in &rooms.accounts {
         accounts.entry(*account_id).or_default().0 += room.held_added;
     }
@@ -390,6 +400,14 @@ fn write_params(rooms: &Rooms, admitted: &[Admitted], ends: &[End]) -> Vec<Value
         day.held -= e.hold.0;
         day.spent += ending.charged.0;
         day.settled = true;
+        if let Some(user) = &e.end_user {
+            for day in [Some(e.day_number), None] {
+                let counters = end_users.entry((e.key_id, user.as_str(), day)).or_default();
+                counters.held -= e.hold.0;
+                counters.spent += ending.charged.0;
+                counters.settled = true;
+            }
+        }
         if !e.sandbox {
             let account = accounts.entry(e.account_id).or_default();
             account.0 -= e.hold.0;
@@ -405,6 +423,18 @@ fn write_params(rooms: &Rooms, admitted: &[Admitted], ends: &[End]) -> Vec<Value
     let answered: Vec<_> = ends.iter().filter_map(|end| Some((end.execution.id, end.done.answer?))).collect();
     let freed: Vec<&End> = ends.iter().filter(|end| end.done.answer.is_none()).collect();
     let starts = || admitted.iter().map(|a| a.start);
+    // An end user's rows a settlement ends a hold on exist (updated); the others may not yet.
+    let end_user_rows = |settled: bool, daily: bool| -> Vec<_> {
+        end_users.iter().filter(|((_, _, day), m)| m.settled == settled && day.is_some() == daily).collect()
+    };
+    let (new_user_days, settled_user_days) = (end_user_rows(false, true), end_user_rows(true, true));
+    let (new_user_totals, settled_user_totals) = (end_user_rows(false, false), end_user_rows(true, false));
+    let user_keys = |rows: &[(&(KeyId, &str, Option<i64>), &DayMove)]| ints(rows.iter().map(|((k, _, _), _)| k.get()).collect());
+    let user_names =
+        |rows: &[(&(KeyId, &str, Option<i64>), &DayMove)]| Array::Texts(rows.iter().map(|((_, u, _), _)| Some(u.to_string())).collect());
+    let user_days = |rows: &[(&(KeyId, &str, Option<i64>), &DayMove)]| ints(rows.iter().map(|((_, _, d), _)| d.unwrap_or(0)).collect());
+    let user_held = |rows: &[(&(KeyId, &str, Option<i64>), &DayMove)]| ints(rows.iter().map(|(_, m)| m.held).collect());
+    let user_spent = |rows: &[(&(KeyId, &str, Option<i64>), &DayMove)]| ints(rows.iter().map(|(_, m)| m.spent).collect());
     params![
         ints(keys.keys().map(|id| id.get()).collect()),
         Array::Ints(keys.values().map(|k| k.latest_day).collect()),
@@ -449,6 +479,22 @@ fn write_params(rooms: &Rooms, admitted: &[Admitted], ends: &[End]) -> Vec<Value
         ints(freed.iter().map(|end| end.execution.id).collect()),
         ints(admitted.iter().map(|a| a.id).collect()),
         Array::Texts(starts().map(|s| s.end_user.as_ref().map(|u| u.as_str().to_owned())).collect()),
+        user_keys(&new_user_days),
+        user_names(&new_user_days),
+        user_days(&new_user_days),
+        user_held(&new_user_days),
+        user_keys(&settled_user_days),
+        user_names(&settled_user_days),
+        user_days(&settled_user_days),
+        user_held(&settled_user_days),
+        user_spent(&settled_user_days),
+        user_keys(&new_user_totals),
+        user_names(&new_user_totals),
+        user_held(&new_user_totals),
+        user_keys(&settled_user_totals),
+        user_names(&settled_user_totals),
+        user_held(&settled_user_totals),
+        user_spent(&settled_user_totals),
     ]
     .to_vec()
 }
@@ -486,6 +532,18 @@ const WRITE: &str = "WITH \
       ?34::boolean[], ?35::bigint[])), \
   rs AS (INSERT INTO execution_responses (execution_id, status, body) \
     SELECT * FROM unnest(?36::bigint[], ?37::bigint[], ?38::bytea[])), \
+  un AS (INSERT INTO end_user_days (key_id, end_user, day_number, held_micros) \
+    SELECT * FROM unnest(?44::bigint[], ?45::text[], ?46::bigint[], ?47::bigint[]) \
+    ON CONFLICT (key_id, end_user, day_number) DO UPDATE SET held_micros = end_user_days.held_micros + excluded.held_micros), \
+  uu AS (UPDATE end_user_days d SET held_micros = d.held_micros + u.held, spent_micros = d.spent_micros + u.spent \
+    FROM unnest(?48::bigint[], ?49::text[], ?50::bigint[], ?51::bigint[], ?52::bigint[]) AS u(key_id, end_user, day, held, spent) \
+    WHERE d.key_id = u.key_id AND d.end_user = u.end_user AND d.day_number = u.day), \
+  tn AS (INSERT INTO end_user_totals (key_id, end_user, held_micros) \
+    SELECT * FROM unnest(?53::bigint[], ?54::text[], ?55::bigint[]) \
+    ON CONFLICT (key_id, end_user) DO UPDATE SET held_micros = end_user_totals.held_micros + excluded.held_micros), \
+  tu AS (UPDATE end_user_totals t SET held_micros = t.held_micros + u.held, spent_micros = t.spent_micros + u.spent \
+    FROM unnest(?56::bigint[], ?57::text[], ?58::bigint[], ?59::bigint[]) AS u(key_id, end_user, held, spent) \
+    WHERE t.key_id = u.key_id AND t.end_user = u.end_user), \
   fr AS (DELETE FROM idempotency_records r USING unnest(?39::bigint[], ?40::bytea[], ?41::bigint[]) AS u(key_id, idem, id) \
     WHERE r.key_id = u.key_id AND r.idempotency_key = u.idem AND r.execution_id = u.id) \
 SELECT COUNT(*) FROM ex";

@@ -192,6 +192,8 @@ struct HoldState {
     total_alerts: i64,
     /// The key's cap alert percentage.
     cap_alert_percent: i64,
+    /// The key's caps on each end user, and the call's end user's counters (zero without one).
+    end_user: rules::EndUserState,
     /// The database's clock (`RateClock::Database`).
     database_clock: i64,
 }
@@ -207,7 +209,14 @@ impl HoldState {
 fn hold_state(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<HoldState> {
     conn.query_row(
         HOLD_STATE.get(conn.dialect()),
-        params![start.key_id, start.secret_id, to_db(start.now), start.day_number, start.idempotency_key[..]],
+        params![
+            start.key_id,
+            start.secret_id,
+            to_db(start.now),
+            start.day_number,
+            start.idempotency_key[..],
+            start.end_user.as_ref().map(EndUser::as_str)
+        ],
         |row| hold_state_from_row(row, start.key_id),
     )?
     .ok_or(StoreError::NotFound)
@@ -222,7 +231,9 @@ static HOLD_STATE: ClockSql = ClockSql::new(
                ks.latest_day, ks.spent_total_micros, ks.held_total_micros, \
                COALESCE(d.spent_micros, 0), COALESCE(d.held_micros, 0), ks.rate_tat_micros, \
                r.execution_id, r.expires_at, e.request_hash, e.state, x.status, x.body, p.request_hash, \
-               a.low_balance_thresholds, a.low_balance_fired, COALESCE(d.alerts, 0), ks.alerts, k.cap_alert_percent, {clock} \
+               a.low_balance_thresholds, a.low_balance_fired, COALESCE(d.alerts, 0), ks.alerts, k.cap_alert_percent, \
+               k.end_user_daily_cap_cents, k.end_user_total_cap_cents, COALESCE(ud.spent_micros, 0), \
+               COALESCE(ud.held_micros, 0), COALESCE(ut.spent_micros, 0), COALESCE(ut.held_micros, 0), {clock} \
              FROM keys k JOIN key_spend ks ON ks.key_id = k.id JOIN accounts a ON a.id = k.account_id \
              LEFT JOIN key_secrets s ON s.id = ?2 AND s.key_id = k.id \
              LEFT JOIN key_days d ON d.key_id = k.id \
@@ -231,6 +242,9 @@ static HOLD_STATE: ClockSql = ClockSql::new(
              LEFT JOIN executions e ON e.id = r.execution_id \
              LEFT JOIN execution_responses x ON x.execution_id = r.execution_id \
              LEFT JOIN provider_requests p ON p.key_id = k.id AND p.idempotency_key = ?5 AND p.expires_at > ?3 \
+             LEFT JOIN end_user_days ud ON ud.key_id = k.id AND ud.end_user = ?6 \
+               AND ud.day_number = CASE WHEN ks.latest_day > ?4 THEN ks.latest_day ELSE ?4 END \
+             LEFT JOIN end_user_totals ut ON ut.key_id = k.id AND ut.end_user = ?6 \
              WHERE k.id = ?1",
 );
 
@@ -271,7 +285,15 @@ fn hold_state_from_row(row: &Row, key_id: KeyId) -> StoreResult<HoldState> {
         day_alerts: row.get(26)?,
         total_alerts: row.get(27)?,
         cap_alert_percent: row.get(28)?,
-        database_clock: row.get(29)?,
+        end_user: rules::EndUserState {
+            daily_cap_cents: row.get(29)?,
+            total_cap_cents: row.get(30)?,
+            spent_day: Micros(row.get(31)?),
+            held_day: Micros(row.get(32)?),
+            spent_total: Micros(row.get(33)?),
+            held_total: Micros(row.get(34)?),
+        },
+        database_clock: row.get(35)?,
     })
 }
 
@@ -470,12 +492,31 @@ fn place_hold(conn: &dyn Db, start: &ExecutionStart, day: i64, tat: i64) -> Stor
          ON CONFLICT (key_id, day_number) DO UPDATE SET held_micros = key_days.held_micros + excluded.held_micros",
         params![start.key_id, day, start.hold.0],
     )?;
+    if let Some(user) = &start.end_user {
+        hold_end_user(conn, start.key_id, user, day, start.hold.0)?;
+    }
     if !start.sandbox {
         conn.execute(
             "UPDATE accounts SET held_micros = held_micros + ?2 WHERE id = ?1",
             params![start.account_id, start.hold.0],
         )?;
     }
+    Ok(())
+}
+
+/// Counts a hold of `hold` on an end user's counters of a key, on `day` and in total (the
+/// rows are made by an end user's first hold).
+fn hold_end_user(conn: &dyn Db, key: KeyId, user: &EndUser, day: i64, hold: i64) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO end_user_days (key_id, end_user, day_number, held_micros) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (key_id, end_user, day_number) DO UPDATE SET held_micros = end_user_days.held_micros + excluded.held_micros",
+        params![key, user.as_str(), day, hold],
+    )?;
+    conn.execute(
+        "INSERT INTO end_user_totals (key_id, end_user, held_micros) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (key_id, end_user) DO UPDATE SET held_micros = end_user_totals.held_micros + excluded.held_micros",
+        params![key, user.as_str(), hold],
+    )?;
     Ok(())
 }
 
@@ -515,6 +556,18 @@ fn settle(conn: &dyn Db, e: &ExecutionRecord, reported: Micros, voided: bool, no
          WHERE key_id = ?1 AND day_number = ?2",
         params![e.key_id, e.day_number, hold, charged.0],
     )?;
+    if let Some(user) = &e.end_user {
+        conn.execute(
+            "UPDATE end_user_days SET held_micros = held_micros - ?4, spent_micros = spent_micros + ?5 \
+             WHERE key_id = ?1 AND end_user = ?2 AND day_number = ?3",
+            params![e.key_id, user.as_str(), e.day_number, hold, charged.0],
+        )?;
+        conn.execute(
+            "UPDATE end_user_totals SET held_micros = held_micros - ?3, spent_micros = spent_micros + ?4 \
+             WHERE key_id = ?1 AND end_user = ?2",
+            params![e.key_id, user.as_str(), hold, charged.0],
+        )?;
+    }
     if !e.sandbox {
         conn.execute(
             "UPDATE accounts SET held_micros = held_micros - ?2, balance_micros = balance_micros - ?3 WHERE id = ?1",

@@ -64,10 +64,18 @@ pub(crate) fn verify(conn: &dyn Db) -> StoreResult<Vec<String>> {
         by_key: conn.query_map(&sql::by_key(), &[], one)?,
         by_key_day: conn
             .query_map(&sql::by_key_day(), &[], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?, r.get(3)?, r.get(4)?)))?,
+        by_end_user_day: conn.query_map(&sql::by_end_user_day(), &[], |r| {
+            Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?, r.get(4)?, r.get(5)?))
+        })?,
         by_execution: conn.query_map(&sql::by_execution(), &[], one)?,
         accounts: conn.query_map(sql::ACCOUNTS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?,
         key_totals: conn.query_map(sql::KEY_TOTALS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?,
         key_days: conn.query_map(sql::KEY_DAYS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?,
+        end_user_days: conn.query_map(sql::END_USER_DAYS, &[], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?,
+        end_user_totals: conn
+            .query_map(sql::END_USER_TOTALS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?,
         executions: conn
             .query_map(sql::EXECUTIONS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?,
         dangling: conn.query_map(sql::DANGLING, &[], |r| Ok((r.get(0)?, r.get(1)?)))?,

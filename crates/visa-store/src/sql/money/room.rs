@@ -11,11 +11,22 @@ use crate::sql::to_db;
 use std::collections::{BTreeMap, HashMap};
 use visa_core::money::Micros;
 
-/// The room of every key and account a transaction has decided holds on so far.
+/// The room of every key, end user and account a transaction has decided holds on so far.
 #[derive(Default)]
 pub(super) struct Rooms {
     pub keys: HashMap<KeyId, KeyRoom>,
+    pub end_users: HashMap<(KeyId, String), EndUserRoom>,
     pub accounts: HashMap<AccountId, AccountRoom>,
+}
+
+/// An end user's counters of one key as read, and what the transaction's admitted holds added.
+pub(super) struct EndUserRoom {
+    spent_total: i64,
+    held_total: i64,
+    /// Per day: captured and held, as read plus what was added.
+    days: HashMap<i64, (i64, i64)>,
+    /// Held by the admitted holds, per day (their sum is what the total gained).
+    pub held_added_by_day: BTreeMap<i64, i64>,
 }
 
 /// A key's counters as read, and what the transaction's admitted holds added to them.
@@ -56,6 +67,25 @@ fn key_room<'r>(keys: &'r mut HashMap<KeyId, KeyRoom>, start: &ExecutionStart, h
     let read_day = rules::hold_day(start.day_number, held.latest_day);
     room.days.entry(read_day).or_insert((held.spent_day, held.held_day));
     room
+}
+
+/// The room of the call's end user, from what the hold's transaction read if this is the first
+/// call of that end user there; `None` when the call names none.
+fn end_user_room<'r>(
+    end_users: &'r mut HashMap<(KeyId, String), EndUserRoom>,
+    start: &ExecutionStart,
+    held: &HoldState,
+) -> Option<&'r mut EndUserRoom> {
+    let user = start.end_user.as_ref()?;
+    let room = end_users.entry((start.key_id, user.as_str().to_owned())).or_insert_with(|| EndUserRoom {
+        spent_total: held.end_user.spent_total.0,
+        held_total: held.end_user.held_total.0,
+        days: HashMap::new(),
+        held_added_by_day: BTreeMap::new(),
+    });
+    let read_day = rules::hold_day(start.day_number, held.latest_day);
+    room.days.entry(read_day).or_insert((held.end_user.spent_day.0, held.end_user.held_day.0));
+    Some(room)
 }
 
 impl Rooms {
@@ -109,6 +139,12 @@ impl Rooms {
         key.held_added += hold;
         key.days.insert(day, (spent_day, held_day + hold));
         *key.held_added_by_day.entry(day).or_default() += hold;
+        if let Some(user) = end_user_room(&mut self.end_users, start, held) {
+            user.held_total += hold;
+            let (spent_day, held_day) = user.days.get(&day).copied().unwrap_or_default();
+            user.days.insert(day, (spent_day, held_day + hold));
+            *user.held_added_by_day.entry(day).or_default() += hold;
+        }
         if !start.sandbox {
             let account = self.account_room(start, held);
             account.available -= hold;
@@ -129,14 +165,27 @@ impl Rooms {
         let day = rules::hold_day(start.day_number, key.latest_day);
         // The day is the read's or one an earlier hold of this transaction counted on.
         let (spent_day, held_day) = key.days.get(&day).copied().unwrap_or((held.spent_day, held.held_day));
+        let (spent_total, held_total) = (key.spent_total, key.held_total);
+        let end_user = end_user_room(&mut self.end_users, start, held).map(|user| {
+            // A day the read did not read (an earlier hold moved the key's day on) starts empty.
+            let (spent_day, held_day) = user.days.get(&day).copied().unwrap_or_default();
+            rules::EndUserState {
+                spent_day: Micros(spent_day),
+                held_day: Micros(held_day),
+                spent_total: Micros(user.spent_total),
+                held_total: Micros(user.held_total),
+                ..held.end_user
+            }
+        });
         let caps = rules::CapState {
             daily_cap_cents: held.daily_cap_cents,
             total_cap_cents: held.total_cap_cents,
             spent_day: Micros(spent_day),
             held_day: Micros(held_day),
-            spent_total: Micros(key.spent_total),
-            held_total: Micros(key.held_total),
+            spent_total: Micros(spent_total),
+            held_total: Micros(held_total),
             available,
+            end_user,
         };
         (day, caps)
     }
