@@ -139,3 +139,103 @@ async fn a_tool_may_pass_the_end_user_on_when_its_catalog_entry_says_so() {
     app.execute(&key, "chat", input["input"].clone()).await.assert_ok(200);
     assert!(mock.behaviour.last_body.lock().unwrap().get("user").is_none());
 }
+
+/// A key's caps on each of its end users (docs/end-users.md): an end user spends at most the
+/// daily cap per UTC day and the total cap in all, refused with 429 naming the limit on
+/// execute and on the OpenAI surface (nothing sent upstream); the key's other end users, and
+/// calls naming none, are not held back; the key reports an end user's budget; clearing a cap
+/// lifts it, audited.
+#[tokio::test]
+async fn each_end_user_of_a_key_spends_at_most_the_keys_caps_on_end_users() {
+    let mock = MockProvider::start().await;
+    let catalog = chat_catalog(&mock, "VISA_TEST_END_USER_KEY_4");
+    let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
+    let (session, _, _) = app.funded_key("platform").await;
+    let fields = json!({
+        "label": "shared", "daily_cap_cents": 100, "end_user_daily_cap_cents": 3, "end_user_total_cap_cents": 5,
+    });
+    let (id, key) = app.key(&session, fields).await;
+    let view = app.get(&format!("/v1/api/keys/{id}"), &session).await.assert_ok(200).clone();
+    assert_eq!((&view["end_user_daily_cap_cents"], &view["end_user_total_cap_cents"]), (&json!(3), &json!(5)));
+    // Noon UTC on the server's clock, so the daily refusal's wait is exactly 12 hours.
+    let now = app.clock.now().unix_timestamp();
+    app.clock.advance(time::Duration::seconds(43_200 - now.rem_euclid(86_400)));
+    let call = |user: &'static str| {
+        let (app, key) = (&app, key.clone());
+        async move { echo_for(app, &key, user, &uuid::Uuid::new_v4().to_string()).await }
+    };
+    for _ in 0..3 {
+        call("alice").await.assert_ok(200);
+    }
+    let refused = call("alice").await;
+    let body = refused.assert_error(429, "RATE_LIMITED").clone();
+    assert_eq!(
+        (&body["limit"], &body["retry_after"], &body["retryable"]),
+        (&json!("end_user_daily_cap"), &json!(43_200), &json!(true))
+    );
+    assert!(body["resets_at"].as_str().unwrap().ends_with("T00:00:00Z"), "{body}");
+    call("bob").await.assert_ok(200);
+    app.execute(&key, "echo", json!({})).await.assert_ok(200);
+    // OpenAI's `user` is the same end user: refused in OpenAI's shape, the provider never asked.
+    let chat_body =
+        json!({ "model": "chat", "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 5, "user": "alice" });
+    let openai = chat(&app, &key, chat_body).await;
+    assert_eq!(openai.status.as_u16(), 429, "{}", openai.body);
+    assert_eq!(
+        (&openai.body["error"]["code"], &openai.body["error"]["limit"]),
+        (&json!("RATE_LIMITED"), &json!("end_user_daily_cap"))
+    );
+    assert_eq!(mock.calls(), 0);
+    let budget = |user: &'static str| {
+        let (app, key) = (&app, key.clone());
+        async move { app.get(&format!("/v1/api/key?end_user={user}"), &key).await.assert_ok(200).clone() }
+    };
+    let b = budget("alice").await;
+    assert_eq!(
+        (&b["end_user"]["id"], &b["end_user"]["spent_today_cents"], &b["end_user"]["daily_cap_cents"]),
+        (&json!("alice"), &json!(3), &json!(3)),
+        "{b}"
+    );
+    assert_eq!((&b["spendable_cents"], &b["limited_by"]), (&json!(0), &json!("end_user_daily_cap")), "{b}");
+    let b = budget("carol").await;
+    assert_eq!(
+        (&b["spendable_cents"], &b["limited_by"], &b["end_user"]["spent_total_cents"]),
+        (&json!(3), &json!("end_user_daily_cap"), &json!(0)),
+        "an end user never seen has the whole room: {b}"
+    );
+    assert_eq!(
+        app.get("/v1/api/key", &key).await.assert_ok(200)["end_user"],
+        json!(null),
+        "no end user asked, none shown"
+    );
+    let long = "x".repeat(129);
+    app.get(&format!("/v1/api/key?end_user={long}"), &key).await.assert_error(400, "INVALID_REQUEST");
+
+    // The next day the daily cap has room again, but the total cap (5) lets only 2 more through,
+    // and it does not reset.
+    app.clock.advance(time::Duration::days(1));
+    for _ in 0..2 {
+        call("alice").await.assert_ok(200);
+    }
+    let body = call("alice").await.assert_error(429, "RATE_LIMITED").clone();
+    assert_eq!(
+        (&body["limit"], body.get("resets_at"), &body["retryable"]),
+        (&json!("end_user_total_cap"), None, &json!(false)),
+        "{body}"
+    );
+    let b = budget("alice").await;
+    assert_eq!(
+        (&b["end_user"]["spent_total_cents"], &b["limited_by"], &b["resets_at"]),
+        (&json!(5), &json!("end_user_total_cap"), &json!(null)),
+        "{b}"
+    );
+
+    // Cleared, the total cap no longer holds her back; the change is audited.
+    app.patch(&format!("/v1/api/keys/{id}"), &session, json!({ "end_user_total_cap_cents": null }))
+        .await
+        .assert_ok(200);
+    call("alice").await.assert_ok(200);
+    let audit = app.audit(&session, "?action=key.updated").await;
+    assert_eq!(audit[0]["changes"]["end_user_total_cap_cents"], json!({ "before": 5, "after": null }));
+    assert!(app.verify_ledger().await.is_empty());
+}

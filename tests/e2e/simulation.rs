@@ -1355,8 +1355,7 @@ impl Sim {
                 ));
             }
             for (user, u) in &k.users {
-                let stored =
-                    store.end_user_spend(k.id, EndUser::parse(user).unwrap(), k.latest_day).await.unwrap();
+                let stored = store.end_user_spend(k.id, EndUser::parse(user).unwrap(), k.latest_day).await.unwrap();
                 let day = u.days.get(&k.latest_day).copied().unwrap_or_default();
                 let got = (stored.spent_total.0, stored.held_total.0, stored.spent_day.0, stored.held_day.0);
                 let want = (u.spent_total, u.held_total, day.0, day.1);

@@ -53,7 +53,11 @@ pub enum Command {
     /// Show the account's balance (session, or a key in VISA_API_KEY).
     Balance,
     /// Show what the key in VISA_API_KEY may still spend now, and which limit bounds it.
-    Budget,
+    Budget {
+        /// For this end user of the key (its spend under the key's caps on each end user).
+        #[arg(long)]
+        end_user: Option<String>,
+    },
     /// List, show and (as the operator) reconcile paid executions.
     #[command(subcommand)]
     Executions(ExecutionsCommand),
@@ -246,6 +250,12 @@ pub struct CreateKeyArgs {
     /// `required`: every paid call must name its end user (X-Visa-End-User, OpenAI's `user`).
     #[arg(long, value_parser = ["required", "optional"])]
     pub end_user: Option<String>,
+    /// What each end user of the key may spend per UTC day, in dollars (default: no such cap).
+    #[arg(long)]
+    pub end_user_daily_cap: Option<String>,
+    /// What each end user of the key may spend in total, in dollars (default: no such cap).
+    #[arg(long)]
+    pub end_user_total_cap: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -297,6 +307,12 @@ pub struct UpdateKeyArgs {
     /// `required`: every paid call must name its end user (X-Visa-End-User, OpenAI's `user`).
     #[arg(long, value_parser = ["required", "optional"])]
     pub end_user: Option<String>,
+    /// What each end user may spend per UTC day, in dollars, or `none` to remove the cap.
+    #[arg(long)]
+    pub end_user_daily_cap: Option<String>,
+    /// What each end user may spend in total, in dollars, or `none` to remove the cap.
+    #[arg(long)]
+    pub end_user_total_cap: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -148,6 +148,44 @@ fn newcomer_flow_through_the_cli() {
     assert!(budget.contains("spendable $0.49") && budget.contains("limited by key_daily_cap"), "{budget}");
     let without = server.cli(&["budget"], None, None);
     assert!(!without.status.success() && String::from_utf8_lossy(&without.stderr).contains("VISA_API_KEY"));
+    // A cap on each end user, set from the CLI; a call made for one ("team a/b+c": the query
+    // is encoded), then that end user's budget.
+    let capped = json(&server.cli(
+        &["keys", "update", &second_id, "--end-user-daily-cap", "0.20", "--end-user-total-cap", "1", "--json"],
+        None,
+        None,
+    ));
+    assert_eq!(
+        (capped["end_user_daily_cap_cents"].as_i64(), capped["end_user_total_cap_cents"].as_i64()),
+        (Some(20), Some(100))
+    );
+    let response = reqwest::blocking::Client::new()
+        .post(format!("{}/v1/api/tools/echo/execute", server.url))
+        .header("X-Api-Key", &second_key)
+        .header("Idempotency-Key", "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5e")
+        .header("X-Visa-End-User", "team a/b+c")
+        .json(&serde_json::json!({ "input": { "hi": 2 } }))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let budget = server
+        .cli_command(&["budget", "--end-user", "team a/b+c"], None)
+        .env("VISA_API_KEY", &second_key)
+        .output()
+        .unwrap();
+    let budget = assert_success(&budget);
+    assert!(budget.contains("spendable $0.19") && budget.contains("limited by end_user_daily_cap"), "{budget}");
+    assert!(
+        budget.contains("end user team a/b+c: spent today $0.01")
+            && budget.contains("caps $0.20 a day, $1.00 in total"),
+        "{budget}"
+    );
+    let cleared =
+        json(&server.cli(&["keys", "update", &second_id, "--end-user-total-cap", "none", "--json"], None, None));
+    assert_eq!(
+        (cleared["end_user_daily_cap_cents"].as_i64(), cleared["end_user_total_cap_cents"].as_i64()),
+        (Some(20), None)
+    );
 
     // The quickstart's `VISA_KEY=$(visa-cli keys create … | head -1)`: a reader that closes
     // early ends the command quietly (it used to panic with "failed printing to stdout").
@@ -158,11 +196,12 @@ fn newcomer_flow_through_the_cli() {
 
     let executions = assert_success(&server.cli(&["executions", "list"], None, None));
     assert!(executions.contains("succeeded") && executions.contains("echo"), "{executions}");
-    // The CSV export, streamed to standard output: a header and the one call.
+    // The CSV export, streamed to standard output: a header and the two calls, newest first.
     let csv = assert_success(&server.cli(&["executions", "export"], None, None));
     let lines: Vec<&str> = csv.lines().collect();
-    assert!(lines[0].starts_with("execution_id,created_at,") && lines.len() == 2, "{csv}");
-    assert!(lines[1].contains(",echo,succeeded,") && lines[1].contains(",10000,"), "{csv}");
+    assert!(lines[0].starts_with("execution_id,created_at,") && lines.len() == 3, "{csv}");
+    assert!(lines[1].contains(",echo,succeeded,false,team a/b+c,10000,"), "{csv}");
+    assert!(lines[2].contains(",echo,succeeded,false,,10000,"), "{csv}");
     let later = assert_success(&server.cli(
         &["executions", "export", "--from", "2999-01-01T00:00:00+00:00", "--to", "2999-01-02T00:00:00Z"],
         None,

@@ -23,13 +23,26 @@ struct Answer {
 }
 
 fn execute(url: &str, key: &str, tool: &str, idem: &str, input: Value) -> reqwest::Result<Answer> {
-    let response = reqwest::blocking::Client::new()
+    execute_for(url, key, tool, idem, input, None)
+}
+
+/// A call made for an end user (`X-Visa-End-User`), if one is named.
+fn execute_for(
+    url: &str,
+    key: &str,
+    tool: &str,
+    idem: &str,
+    input: Value,
+    end_user: Option<&str>,
+) -> reqwest::Result<Answer> {
+    let mut request = reqwest::blocking::Client::new()
         .post(format!("{url}/v1/api/tools/{tool}/execute"))
         .header("X-Api-Key", key)
-        .header("Idempotency-Key", idem)
-        .json(&json!({ "input": input }))
-        .timeout(Duration::from_secs(30))
-        .send()?;
+        .header("Idempotency-Key", idem);
+    if let Some(user) = end_user {
+        request = request.header("X-Visa-End-User", user);
+    }
+    let response = request.json(&json!({ "input": input })).timeout(Duration::from_secs(30)).send()?;
     let status = response.status().as_u16();
     let body = response.text()?;
     let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
@@ -140,6 +153,51 @@ fn one_hot_key_at_64_connections_over_two_nodes_spends_exactly_its_cap() {
     };
     assert_eq!(admitted.iter().sum::<i64>(), 300, "exactly the cap's calls: {admitted:?}");
     assert_eq!(before - balance_micros(&urls[1], &t.session), 300 * PRICE_MICROS, "exactly the cap's spend");
+    cluster.ledger_verifies();
+}
+
+/// One key serving three end users, with a 10-cent cap on each end user per day, over two
+/// nodes: 60 racing calls of one end user are admitted exactly 10 times, refused after with
+/// `limit: end_user_daily_cap`, while the other end users' calls racing beside them all spend;
+/// the key then reports each end user's spend (`GET /v1/api/key?end_user=`).
+#[test]
+fn sixty_racing_calls_of_one_end_user_over_two_nodes_spend_exactly_its_cap() {
+    let cluster = Cluster::start(2, false, 3);
+    let urls: Arc<Vec<String>> = Arc::new(cluster.nodes.iter().map(|n| n.url.clone()).collect());
+    let t = tenant(&cluster.nodes[0], "platform", 100_000);
+    let fields = json!({ "label": "shared", "daily_cap_cents": 1000, "end_user_daily_cap_cents": 10 });
+    let (shared, _) = key(&urls[0], &t.session, fields);
+    let answers = {
+        let (urls, shared) = (urls.clone(), shared.clone());
+        // Calls 0..60 are alice's; 60..64 bob's and 64..68 carol's, racing with hers.
+        race(68, move |i| {
+            let user = match i {
+                0..60 => "alice",
+                60..64 => "bob",
+                _ => "carol",
+            };
+            let idem = uuid::Uuid::new_v4().to_string();
+            (user, execute_for(&urls[i % 2], &shared, "echo", &idem, json!({}), Some(user)).unwrap())
+        })
+    };
+    let admitted = |who: &str| answers.iter().filter(|(user, a)| *user == who && a.status == 200).count();
+    assert_eq!(admitted("alice"), 10, "a 10-cent cap on each end user admits exactly ten 1-cent calls of one");
+    assert_eq!((admitted("bob"), admitted("carol")), (4, 4), "the key's other end users still spend");
+    for (_, refused) in answers.iter().filter(|(_, a)| a.status != 200) {
+        let body: Value = serde_json::from_str(&refused.body).unwrap();
+        assert_eq!((refused.status, body["error_code"].as_str()), (429, Some("RATE_LIMITED")), "{body}");
+        assert_eq!(body["limit"], "end_user_daily_cap", "{body}");
+        assert!(body["resets_at"].as_str().is_some_and(|at| at.ends_with("T00:00:00Z")), "{body}");
+    }
+    for (user, cents, limit) in [("alice", 10, "end_user_daily_cap"), ("bob", 4, "end_user_daily_cap")] {
+        let url = format!("{}/v1/api/key?end_user={user}", urls[1]);
+        let (status, budget) = send(reqwest::Method::GET, url, &shared, None);
+        assert_eq!(status, 200, "{budget}");
+        assert_eq!(budget["end_user"]["id"], user);
+        assert_eq!(budget["end_user"]["spent_today_cents"], cents, "{budget}");
+        assert_eq!(budget["spendable_cents"], 10 - cents, "{budget}");
+        assert_eq!(budget["limited_by"], limit, "{budget}");
+    }
     cluster.ledger_verifies();
 }
 

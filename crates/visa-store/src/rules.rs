@@ -180,9 +180,10 @@ fn caps(state: &CapState) -> impl Iterator<Item = (i64, i64, HoldRefusal)> {
 /// caps on the end user (daily, then total), then the balance.
 pub fn cap_refusal(state: &CapState, hold: Micros) -> Option<HoldRefusal> {
     let over = |used: i64, cap_cents: i64| used.saturating_add(hold.0) > cap_cents.saturating_mul(MICROS_PER_CENT);
-    caps(state).find(|(used, cap, _)| over(*used, *cap)).map(|(_, _, refusal)| refusal).or_else(|| {
-        state.available.is_some_and(|available| available < hold).then_some(HoldRefusal::Balance)
-    })
+    caps(state)
+        .find(|(used, cap, _)| over(*used, *cap))
+        .map(|(_, _, refusal)| refusal)
+        .or_else(|| state.available.is_some_and(|available| available < hold).then_some(HoldRefusal::Balance))
 }
 
 /// What a key may still hold now, and the limit that bounds it: the least of its caps' room
@@ -502,12 +503,32 @@ mod tests {
         fn a_hold_fits_exactly_when_every_limit_holds(
             daily in 1i64..1000, total in proptest::option::of(1i64..1000), used_day in 0i64..10_000_000,
             used_total in 0i64..10_000_000, available in proptest::option::of(0i64..10_000_000), hold in 0i64..10_000_000,
+            user in proptest::option::of((
+                proptest::option::of(0i64..1000), proptest::option::of(0i64..1000), 0i64..10_000_000, 0i64..10_000_000,
+            )),
         ) {
-            let s = state(daily, total, used_day, used_total.max(used_day), available);
+            let mut s = state(daily, total, used_day, used_total.max(used_day), available);
+            s.end_user = user.map(|(daily, total, day, all)| EndUserState {
+                daily_cap_cents: daily,
+                total_cap_cents: total,
+                spent_day: Micros(day / 2),
+                held_day: Micros(day - day / 2),
+                spent_total: Micros(all.max(day)),
+                held_total: Micros::ZERO,
+            });
+            let under = |used: i64, cap: Option<i64>| cap.is_none_or(|c| used + hold <= c * MICROS_PER_CENT);
             let fits = used_day + hold <= daily * MICROS_PER_CENT
-                && total.is_none_or(|t| used_total.max(used_day) + hold <= t * MICROS_PER_CENT)
+                && under(used_total.max(used_day), total)
+                && user.is_none_or(|(daily, total, day, all)| under(day, daily) && under(all.max(day), total))
                 && available.is_none_or(|a| a >= hold);
             prop_assert_eq!(cap_refusal(&s, Micros(hold)).is_none(), fits);
+            // What `spendable` says fits is exactly the largest hold that does (when one does:
+            // past a cap already, none does, and it says zero).
+            let (room, bound) = spendable(&s);
+            if cap_refusal(&s, Micros::ZERO).is_none() {
+                prop_assert_eq!(cap_refusal(&s, room), None);
+            }
+            prop_assert_eq!(cap_refusal(&s, Micros(room.0 + 1)), Some(bound));
         }
     }
 }

@@ -7,9 +7,19 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use visa_core::money::{Micros, format_cents_as_dollars};
 
-/// `text` for a query string: an RFC 3339 instant's `+` and `:` escaped.
-fn urlencoding(text: &str) -> String {
-    text.replace('%', "%25").replace('+', "%2B").replace(':', "%3A")
+/// `path` with the query of `pairs` that have a value, each encoded for a URL.
+fn with_query(path: &str, pairs: &[(&str, Option<&str>)]) -> String {
+    let mut url = reqwest::Url::parse("http://server").expect("a constant URL");
+    url.set_path(path);
+    for (name, value) in pairs {
+        if let Some(value) = value {
+            url.query_pairs_mut().append_pair(name, value);
+        }
+    }
+    match url.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    }
 }
 
 /// A decimal-string micros field as dollars, rounded up to the cent.
@@ -34,12 +44,14 @@ pub async fn balance(json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `GET /v1/api/key`: what the key in `VISA_API_KEY` may still spend.
-pub async fn budget(json: bool) -> anyhow::Result<()> {
+/// `GET /v1/api/key`: what the key in `VISA_API_KEY` may still spend, for one of its end users
+/// if one is named.
+pub async fn budget(end_user: Option<String>, json: bool) -> anyhow::Result<()> {
     if std::env::var("VISA_API_KEY").ok().filter(|k| !k.is_empty()).is_none() {
         anyhow::bail!("visa-cli budget reads a key's own budget: set VISA_API_KEY to the key");
     }
-    let answer = settings::reader_client()?.send(Method::GET, "/v1/api/key", None).await?;
+    let path = with_query("/v1/api/key", &[("end_user", end_user.as_deref())]);
+    let answer = settings::reader_client()?.send(Method::GET, &path, None).await?;
     super::show(&answer, json, |body| {
         let resets = body["resets_at"].as_str().map(|at| format!(", resets {at}")).unwrap_or_default();
         println!(
@@ -55,6 +67,19 @@ pub async fn budget(json: bool) -> anyhow::Result<()> {
             micros_as_dollars(body, "held_today_micros"),
             micros_as_dollars(body, "spent_total_micros")
         );
+        let user = &body["end_user"];
+        if user.is_object() {
+            let cap = |name: &str| user[name].as_i64().map_or("none".to_owned(), format_cents_as_dollars);
+            println!(
+                "end user {}: spent today {} (held {})  in total {}  caps {} a day, {} in total",
+                field(user, "id"),
+                micros_as_dollars(user, "spent_today_micros"),
+                micros_as_dollars(user, "held_today_micros"),
+                micros_as_dollars(user, "spent_total_micros"),
+                cap("daily_cap_cents"),
+                cap("total_cap_cents")
+            );
+        }
     });
     Ok(())
 }
@@ -83,11 +108,7 @@ pub async fn executions(command: ExecutionsCommand, json: bool) -> anyhow::Resul
             super::show(&answer, json, print_list);
         }
         ExecutionsCommand::Export { from, to } => {
-            let query: Vec<String> = [("from", from), ("to", to)]
-                .into_iter()
-                .filter_map(|(name, value)| value.map(|v| format!("{name}={}", urlencoding(&v))))
-                .collect();
-            let path = format!("/v1/api/spend/export.csv?{}", query.join("&"));
+            let path = with_query("/v1/api/spend/export.csv", &[("from", from.as_deref()), ("to", to.as_deref())]);
             let stdout = std::io::stdout();
             settings::reader_client()?.download(&path, &mut stdout.lock()).await?;
         }

@@ -114,6 +114,12 @@ fn create_body(args: CreateKeyArgs) -> anyhow::Result<Value> {
     if let Some(rule) = args.end_user {
         body.insert("end_user".into(), json!(rule));
     }
+    if let Some(cap) = args.end_user_daily_cap {
+        body.insert("end_user_daily_cap_cents".into(), json!(super::cents("--end-user-daily-cap", &cap)?));
+    }
+    if let Some(cap) = args.end_user_total_cap {
+        body.insert("end_user_total_cap_cents".into(), json!(super::cents("--end-user-total-cap", &cap)?));
+    }
     Ok(Value::Object(body))
 }
 
@@ -131,9 +137,15 @@ fn update_body(args: UpdateKeyArgs) -> anyhow::Result<Value> {
     if let Some(cap) = args.daily_cap {
         body.insert("daily_cap_cents".into(), json!(super::cents("--daily-cap", &cap)?));
     }
-    if let Some(cap) = args.total_cap {
-        let cents = if cap == "none" { Value::Null } else { json!(super::cents("--total-cap", &cap)?) };
-        body.insert("total_cap_cents".into(), cents);
+    for (field, flag, cap) in [
+        ("total_cap_cents", "--total-cap", args.total_cap),
+        ("end_user_daily_cap_cents", "--end-user-daily-cap", args.end_user_daily_cap),
+        ("end_user_total_cap_cents", "--end-user-total-cap", args.end_user_total_cap),
+    ] {
+        if let Some(cap) = cap {
+            let cents = if cap == "none" { Value::Null } else { json!(super::cents(flag, &cap)?) };
+            body.insert(field.into(), cents);
+        }
     }
     if !args.cidrs.is_empty() || args.any_cidr {
         body.insert("allowed_cidrs".into(), json!(args.cidrs));
@@ -158,7 +170,7 @@ fn update_body(args: UpdateKeyArgs) -> anyhow::Result<Value> {
     }
     if body.is_empty() {
         bail!(
-            "nothing to update: pass at least one of --label, --tools, --all-tools, --daily-cap, --total-cap, --cidr, --any-cidr, --expires, --read-only, --rate-limit, --idempotency, --cap-alert-percent, --end-user"
+            "nothing to update: pass at least one of --label, --tools, --all-tools, --daily-cap, --total-cap, --cidr, --any-cidr, --expires, --read-only, --rate-limit, --idempotency, --cap-alert-percent, --end-user, --end-user-daily-cap, --end-user-total-cap"
         );
     }
     Ok(Value::Object(body))
@@ -228,6 +240,14 @@ fn print_key(key: &Value) {
         ("idempotency", field(key, "idempotency")),
         ("cap alert", format!("{}%", field(key, "cap_alert_percent"))),
         ("end user", field(key, "end_user")),
+        (
+            "end user caps",
+            format!(
+                "{} a day, {} in total",
+                dollars(key, "end_user_daily_cap_cents"),
+                dollars(key, "end_user_total_cap_cents")
+            ),
+        ),
         ("expires", field(key, "expires_at")),
         ("created", field(key, "created_at")),
         ("last used", format!("{} from {}", field(key, "last_used_at"), field(key, "last_used_ip"))),

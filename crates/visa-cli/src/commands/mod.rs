@@ -37,7 +37,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Tools => tools::run(json).await,
         Command::Operator(command) => operator::run(command, json).await,
         Command::Balance => billing::balance(json).await,
-        Command::Budget => billing::budget(json).await,
+        Command::Budget { end_user } => billing::budget(end_user, json).await,
         Command::Executions(command) => billing::executions(command, json).await,
         Command::Ledger(command) => ledger::run(command, json).await,
         Command::Backup { database, file } => ledger::backup(&database, &file, json),

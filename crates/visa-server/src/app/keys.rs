@@ -7,8 +7,8 @@ use crate::auth::{Reader, Session};
 use crate::error::{ApiError, ApiResult, not_found_as};
 use crate::state::AppState;
 use crate::wire::keys::{
-    BudgetQuery, CreateKeyRequest, EndUserBudget, KEY_NOT_FOUND, KeyBudget, KeyListResponse, KeyResponse, KeyView, KeyWithSecretResponse,
-    MAX_GRACE_SECONDS, RevokeResponse, RotateKeyRequest, UpdateKeyRequest, key_not_found,
+    BudgetQuery, CreateKeyRequest, EndUserBudget, KEY_NOT_FOUND, KeyBudget, KeyListResponse, KeyResponse, KeyView,
+    KeyWithSecretResponse, MAX_GRACE_SECONDS, RevokeResponse, RotateKeyRequest, UpdateKeyRequest, key_not_found,
 };
 use crate::wire::{Limit, ListPage, rfc3339};
 use visa_core::ErrorCode;
@@ -22,7 +22,9 @@ use visa_core::policy::{
 };
 use visa_core::role::Permission;
 use visa_store::rules;
-use visa_store::{EndUser, EndUserCaps, KeyPatch, KeyPolicy, KeyRecord, NewKey, NewSecret, RevokeCause, Rotation, Timestamp};
+use visa_store::{
+    EndUser, EndUserCaps, KeyPatch, KeyPolicy, KeyRecord, NewKey, NewSecret, RevokeCause, Rotation, Timestamp,
+};
 
 pub async fn create(state: &AppState, caller: &Session, req: CreateKeyRequest) -> ApiResult<KeyWithSecretResponse> {
     caller.require(Permission::ManageKeys)?;

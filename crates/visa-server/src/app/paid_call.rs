@@ -531,7 +531,9 @@ fn refused(refusal: HoldRefusal, state: &AppState, day_number: i64, tool: &str, 
             let error = ApiError::new(ErrorCode::RateLimited, "the key's total cap is reached; raise it to continue");
             (not_retryable(error), None)
         }
-        HoldRefusal::EndUserDailyCap => daily("this end user's daily cap on the key is reached; it resets at 00:00 UTC"),
+        HoldRefusal::EndUserDailyCap => {
+            daily("this end user's daily cap on the key is reached; it resets at 00:00 UTC")
+        }
         HoldRefusal::EndUserTotalCap => {
             let error = ApiError::new(
                 ErrorCode::RateLimited,

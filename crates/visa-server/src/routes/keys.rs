@@ -8,8 +8,8 @@ use crate::extract::{JsonBody, OptionalJsonBody};
 use crate::state::SharedState;
 use crate::wire::ListQuery;
 use crate::wire::keys::{
-    BudgetQuery, CreateKeyRequest, KeyBudget, KeyListResponse, KeyResponse, KeyWithSecretResponse, RevokeResponse, RotateKeyRequest,
-    UpdateKeyRequest, key_id, secret_id,
+    BudgetQuery, CreateKeyRequest, KeyBudget, KeyListResponse, KeyResponse, KeyWithSecretResponse, RevokeResponse,
+    RotateKeyRequest, UpdateKeyRequest, key_id, secret_id,
 };
 use axum::Json;
 use axum::extract::{Path, Query, State};

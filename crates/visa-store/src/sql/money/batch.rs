@@ -16,7 +16,7 @@
 use super::room::Rooms;
 use super::{Concluded, HOLD_STATE, concluded, ending, hold_state_from_row, started};
 use crate::model::*;
-use crate::sql::db::{ClockSql, Db, Row, params};
+use crate::sql::db::{ClockSql, Db, Row, ToValue, params};
 use crate::sql::{Array, Dialect, Value, to_db};
 use crate::{Refusal, StoreError, StoreResult};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -423,18 +423,6 @@ fn write_params(rooms: &Rooms, admitted: &[Admitted], ends: &[End]) -> Vec<Value
     let answered: Vec<_> = ends.iter().filter_map(|end| Some((end.execution.id, end.done.answer?))).collect();
     let freed: Vec<&End> = ends.iter().filter(|end| end.done.answer.is_none()).collect();
     let starts = || admitted.iter().map(|a| a.start);
-    // An end user's rows a settlement ends a hold on exist (updated); the others may not yet.
-    let end_user_rows = |settled: bool, daily: bool| -> Vec<_> {
-        end_users.iter().filter(|((_, _, day), m)| m.settled == settled && day.is_some() == daily).collect()
-    };
-    let (new_user_days, settled_user_days) = (end_user_rows(false, true), end_user_rows(true, true));
-    let (new_user_totals, settled_user_totals) = (end_user_rows(false, false), end_user_rows(true, false));
-    let user_keys = |rows: &[(&(KeyId, &str, Option<i64>), &DayMove)]| ints(rows.iter().map(|((k, _, _), _)| k.get()).collect());
-    let user_names =
-        |rows: &[(&(KeyId, &str, Option<i64>), &DayMove)]| Array::Texts(rows.iter().map(|((_, u, _), _)| Some(u.to_string())).collect());
-    let user_days = |rows: &[(&(KeyId, &str, Option<i64>), &DayMove)]| ints(rows.iter().map(|((_, _, d), _)| d.unwrap_or(0)).collect());
-    let user_held = |rows: &[(&(KeyId, &str, Option<i64>), &DayMove)]| ints(rows.iter().map(|(_, m)| m.held).collect());
-    let user_spent = |rows: &[(&(KeyId, &str, Option<i64>), &DayMove)]| ints(rows.iter().map(|(_, m)| m.spent).collect());
     params![
         ints(keys.keys().map(|id| id.get()).collect()),
         Array::Ints(keys.values().map(|k| k.latest_day).collect()),
@@ -479,24 +467,38 @@ fn write_params(rooms: &Rooms, admitted: &[Admitted], ends: &[End]) -> Vec<Value
         ints(freed.iter().map(|end| end.execution.id).collect()),
         ints(admitted.iter().map(|a| a.id).collect()),
         Array::Texts(starts().map(|s| s.end_user.as_ref().map(|u| u.as_str().to_owned())).collect()),
-        user_keys(&new_user_days),
-        user_names(&new_user_days),
-        user_days(&new_user_days),
-        user_held(&new_user_days),
-        user_keys(&settled_user_days),
-        user_names(&settled_user_days),
-        user_days(&settled_user_days),
-        user_held(&settled_user_days),
-        user_spent(&settled_user_days),
-        user_keys(&new_user_totals),
-        user_names(&new_user_totals),
-        user_held(&new_user_totals),
-        user_keys(&settled_user_totals),
-        user_names(&settled_user_totals),
-        user_held(&settled_user_totals),
-        user_spent(&settled_user_totals),
     ]
-    .to_vec()
+    .iter()
+    .cloned()
+    // An end user's rows that a settlement ends a hold on exist (updated); the others may not
+    // yet (inserted or added to): per day, then in total.
+    .chain([(true, false), (true, true), (false, false), (false, true)].into_iter().flat_map(|(daily, settled)| {
+        let rows: Vec<_> =
+            end_users.iter().filter(|((_, _, day), m)| m.settled == settled && day.is_some() == daily).collect();
+        end_user_columns(&rows, daily, settled)
+    }))
+    .collect()
+}
+
+/// An end user's counters of a key on a day (`None`: in total), and what the batch moves them by.
+type EndUserMove<'a> = (&'a (KeyId, &'a str, Option<i64>), &'a DayMove);
+
+/// The write's arrays for end users' rows: key, end user, the day (daily rows), held, and
+/// spent (settled rows).
+fn end_user_columns(rows: &[EndUserMove], daily: bool, settled: bool) -> Vec<Value> {
+    let ints = |f: &dyn Fn(&EndUserMove) -> i64| Array::Ints(rows.iter().map(|r| Some(f(r))).collect()).to_value();
+    let mut columns = vec![
+        ints(&|((key, _, _), _)| key.get()),
+        Array::Texts(rows.iter().map(|((_, user, _), _)| Some(user.to_string())).collect()).to_value(),
+    ];
+    if daily {
+        columns.push(ints(&|((_, _, day), _)| day.unwrap_or_default()));
+    }
+    columns.push(ints(&|(_, m)| m.held));
+    if settled {
+        columns.push(ints(&|(_, m)| m.spent));
+    }
+    columns
 }
 
 /// The batch's one write (see `write`). Every part runs whether or not the result reads it.

@@ -71,9 +71,8 @@ pub(crate) fn verify(conn: &dyn Db) -> StoreResult<Vec<String>> {
         accounts: conn.query_map(sql::ACCOUNTS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?,
         key_totals: conn.query_map(sql::KEY_TOTALS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?,
         key_days: conn.query_map(sql::KEY_DAYS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?,
-        end_user_days: conn.query_map(sql::END_USER_DAYS, &[], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?,
+        end_user_days: conn
+            .query_map(sql::END_USER_DAYS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?,
         end_user_totals: conn
             .query_map(sql::END_USER_TOTALS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?,
         executions: conn
