@@ -176,6 +176,57 @@ fn caps(state: &CapState) -> impl Iterator<Item = (i64, i64, HoldRefusal)> {
     key.into_iter().chain(end_user).flatten()
 }
 
+/// A limit that refuses calls, as the API names it (`limit` on a refusal, docs/errors.md) and
+/// as spend analytics count refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Limit {
+    KeyDailyCap,
+    KeyTotalCap,
+    EndUserDailyCap,
+    EndUserTotalCap,
+    AccountBalance,
+    KeyRate,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 6] = [
+        Limit::KeyDailyCap,
+        Limit::KeyTotalCap,
+        Limit::EndUserDailyCap,
+        Limit::EndUserTotalCap,
+        Limit::AccountBalance,
+        Limit::KeyRate,
+    ];
+
+    /// The limit a hold's refusal is about (none for a key the hold found changed).
+    pub fn of(refusal: &HoldRefusal) -> Option<Limit> {
+        match refusal {
+            HoldRefusal::DailyCap => Some(Limit::KeyDailyCap),
+            HoldRefusal::TotalCap => Some(Limit::KeyTotalCap),
+            HoldRefusal::EndUserDailyCap => Some(Limit::EndUserDailyCap),
+            HoldRefusal::EndUserTotalCap => Some(Limit::EndUserTotalCap),
+            HoldRefusal::Balance => Some(Limit::AccountBalance),
+            HoldRefusal::RateLimited { .. } => Some(Limit::KeyRate),
+            HoldRefusal::Denied(_) => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::KeyDailyCap => "key_daily_cap",
+            Limit::KeyTotalCap => "key_total_cap",
+            Limit::EndUserDailyCap => "end_user_daily_cap",
+            Limit::EndUserTotalCap => "end_user_total_cap",
+            Limit::AccountBalance => "account_balance",
+            Limit::KeyRate => "key_rate",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Limit> {
+        Self::ALL.into_iter().find(|l| l.as_str() == text)
+    }
+}
+
 /// Why a hold of `hold` does not fit, if it does not: the key's daily cap, its total cap, its
 /// caps on the end user (daily, then total), then the balance.
 pub fn cap_refusal(state: &CapState, hold: Micros) -> Option<HoldRefusal> {

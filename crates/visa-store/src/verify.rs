@@ -44,9 +44,17 @@ pub struct LedgerFacts {
     pub end_user_totals: Vec<(i64, String, i64, i64)>,
     /// `(id, state, sandbox, hold, charged)` of every execution.
     pub executions: Vec<(i64, String, bool, i64, i64)>,
+    /// Spend analytics' rows of ended calls as stored, and as the executions say they must be
+    /// (`sql::ROLLUPS`, `sql::ROLLUPS_FROM_EXECUTIONS`).
+    pub rollups: Vec<Rollup>,
+    pub rollups_from_executions: Vec<Rollup>,
     /// `(what, how many)` of the rows naming a row that does not exist (`sql::DANGLING`).
     pub dangling: Vec<(String, i64)>,
 }
+
+/// One rollup row of ended calls: (table, account, hour or day, key, tool or end user), and
+/// (calls, charged micros).
+pub type Rollup = ((String, i64, i64, i64, String), (i64, i64));
 
 /// Ledger totals of one owner (account, key, key-day or execution), by entry kind.
 #[derive(Default, Clone, Copy)]
@@ -138,6 +146,16 @@ pub fn check(facts: &LedgerFacts) -> Vec<String> {
         }
     }
     check_end_users(facts, &mut problems);
+    let mut derived: HashMap<_, _> = facts.rollups_from_executions.iter().cloned().collect();
+    for (row, stored) in &facts.rollups {
+        let want = derived.remove(row).unwrap_or_default();
+        if *stored != want {
+            problems.push(format!("{row:?} (calls, charged): stored {stored:?}, the executions say {want:?}"));
+        }
+    }
+    for (row, want) in derived {
+        problems.push(format!("{row:?} (calls, charged): no row, the executions say {want:?}"));
+    }
     for (what, count) in &facts.dangling {
         if *count != 0 {
             problems.push(format!("{what}: {count}"));
@@ -217,6 +235,21 @@ pub mod sql {
     pub const END_USER_DAYS: &str = "SELECT key_id, end_user, day_number, spent_micros, held_micros FROM end_user_days";
     pub const END_USER_TOTALS: &str = "SELECT key_id, end_user, spent_micros, held_micros FROM end_user_totals";
     pub const EXECUTIONS: &str = "SELECT id, state, sandbox, hold_micros, charged_micros FROM executions";
+    /// Spend analytics' rows of ended calls (`Rollup`).
+    pub const ROLLUPS: &str = "\
+        SELECT 'spend_hours', account_id, hour, key_id, tool, calls, charged_micros FROM spend_hours \
+            WHERE outcome = 'ended' \
+        UNION ALL SELECT 'spend_end_user_days', account_id, day_number, key_id, end_user, calls, charged_micros \
+            FROM spend_end_user_days WHERE outcome = 'ended'";
+    /// What they must be, from the executions that ended.
+    pub const ROLLUPS_FROM_EXECUTIONS: &str = "\
+        SELECT 'spend_hours', account_id, created_at / 3600000000, key_id, tool, COUNT(*), \
+            CAST(SUM(charged_micros) AS BIGINT) FROM executions WHERE state NOT IN ('running', 'reconcile_required') \
+            GROUP BY account_id, created_at / 3600000000, key_id, tool \
+        UNION ALL SELECT 'spend_end_user_days', account_id, created_at / 86400000000, key_id, end_user, COUNT(*), \
+            CAST(SUM(charged_micros) AS BIGINT) FROM executions \
+            WHERE state NOT IN ('running', 'reconcile_required') AND end_user IS NOT NULL \
+            GROUP BY account_id, created_at / 86400000000, key_id, end_user";
     /// The money path's references, which PostgreSQL does not enforce by foreign key.
     pub const DANGLING: &str = "\
         SELECT 'executions naming an account that does not exist', COUNT(*) FROM executions e \

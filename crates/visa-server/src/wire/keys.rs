@@ -330,6 +330,7 @@ pub struct KeyBudget {
 #[serde(deny_unknown_fields)]
 pub struct BudgetQuery {
     /// An end user of the key (as calls name it: 1 to 128 printable characters).
+    #[param(min_length = 1, max_length = 128)]
     pub end_user: Option<String>,
 }
 

@@ -48,51 +48,7 @@ pub struct ErrorBody {
 }
 
 /// The limit that refused a call: what `limit` names on a refusal (docs/errors.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    KeyDailyCap,
-    KeyTotalCap,
-    EndUserDailyCap,
-    EndUserTotalCap,
-    AccountBalance,
-    KeyRate,
-}
-
-impl Limit {
-    pub const ALL: [Limit; 6] = [
-        Limit::KeyDailyCap,
-        Limit::KeyTotalCap,
-        Limit::EndUserDailyCap,
-        Limit::EndUserTotalCap,
-        Limit::AccountBalance,
-        Limit::KeyRate,
-    ];
-
-    /// The limit a hold's refusal is about (none for a key the hold found changed).
-    pub fn of(refusal: &visa_store::HoldRefusal) -> Option<Limit> {
-        use visa_store::HoldRefusal;
-        match refusal {
-            HoldRefusal::DailyCap => Some(Limit::KeyDailyCap),
-            HoldRefusal::TotalCap => Some(Limit::KeyTotalCap),
-            HoldRefusal::EndUserDailyCap => Some(Limit::EndUserDailyCap),
-            HoldRefusal::EndUserTotalCap => Some(Limit::EndUserTotalCap),
-            HoldRefusal::Balance => Some(Limit::AccountBalance),
-            HoldRefusal::RateLimited { .. } => Some(Limit::KeyRate),
-            HoldRefusal::Denied(_) => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Limit::KeyDailyCap => "key_daily_cap",
-            Limit::KeyTotalCap => "key_total_cap",
-            Limit::EndUserDailyCap => "end_user_daily_cap",
-            Limit::EndUserTotalCap => "end_user_total_cap",
-            Limit::AccountBalance => "account_balance",
-            Limit::KeyRate => "key_rate",
-        }
-    }
-}
+pub use visa_store::rules::Limit;
 
 /// What every list answer carries besides its items:
 /// `{success, object: "list", <items>, limit, has_more, next_cursor, previous_cursor}`.

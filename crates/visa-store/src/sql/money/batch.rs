@@ -13,9 +13,11 @@
 //! a retried Idempotency-Key (a record or a provider request exists, or an earlier step of the
 //! batch used it), a settlement of a call that is no longer running. docs/postgres.md.
 
+use super::rollup::{self, Counted};
 use super::room::Rooms;
 use super::{Concluded, HOLD_STATE, concluded, ending, hold_state_from_row, started};
 use crate::model::*;
+use crate::rules::Limit;
 use crate::sql::db::{ClockSql, Db, Row, ToValue, params};
 use crate::sql::{Array, Dialect, Value, to_db};
 use crate::{Refusal, StoreError, StoreResult};
@@ -131,6 +133,7 @@ pub(crate) fn run(db: &dyn BatchDb, steps: &[Step]) -> StoreResult<Vec<StoreResu
     }
     let mut rooms = Rooms::default();
     let mut admitted = vec![];
+    let mut counts = rollup::Counts::default();
     for (i, start, held, id) in fresh {
         // A retried Idempotency-Key, and a hold that would send an alert (`balance.low`, a cap
         // alert: rare, once per crossing), are answered by the per-call path after the batch.
@@ -149,10 +152,19 @@ pub(crate) fn run(db: &dyn BatchDb, steps: &[Step]) -> StoreResult<Vec<StoreResu
         };
         match decided {
             Ok(day) => admitted.push(Admitted { step: i, start, day, id }),
-            Err(refusal) => answers[i] = Some(Ok(Done::Begun(BeginOutcome::Refused(refusal)))),
+            Err(refusal) => {
+                if let Some(limit) = Limit::of(&refusal) {
+                    counts.add(Counted::refused(start, limit));
+                }
+                answers[i] = Some(Ok(Done::Begun(BeginOutcome::Refused(refusal))))
+            }
         }
     }
-    let write_params = write_params(&rooms, &admitted, &ends);
+    for end in &ends {
+        counts.add(Counted::ended(end.execution, end.done.record.charged));
+    }
+    let mut write_params = write_params(&rooms, &admitted, &ends);
+    write_params.extend(counts.params());
     if alone.is_empty() {
         db.commit_with(Some((WRITE, &write_params)))?;
     } else {
@@ -362,7 +374,8 @@ struct DayMove {
 
 /// Every write of the batch, one statement: the key, day and account counters by their sums,
 /// the new executions with their Idempotency-Key records, the ledger's entries, the stored
-/// answers and the keys freed by retryable voids (`WRITE`, which returns the new executions'
+/// answers, the keys freed by retryable voids and (`?60` on, `rollup::Counts::params`) the
+/// spend analytics' counts (`WRITE`, which returns the new executions'
 /// public and row ids): its parameters.
 fn write_params(rooms: &Rooms, admitted: &[Admitted], ends: &[End]) -> Vec<Value> {
     let mut keys: BTreeMap<KeyId, KeyMove> = BTreeMap::new();
@@ -546,6 +559,15 @@ const WRITE: &str = "WITH \
   tu AS (UPDATE end_user_totals t SET held_micros = t.held_micros + u.held, spent_micros = t.spent_micros + u.spent \
     FROM unnest(?56::bigint[], ?57::text[], ?58::bigint[], ?59::bigint[]) AS u(key_id, end_user, held, spent) \
     WHERE t.key_id = u.key_id AND t.end_user = u.end_user), \
+  sh AS (INSERT INTO spend_hours (account_id, hour, key_id, tool, outcome, calls, charged_micros) \
+    SELECT * FROM unnest(?60::bigint[], ?61::bigint[], ?62::bigint[], ?63::text[], ?64::text[], ?65::bigint[], ?66::bigint[]) \
+    ON CONFLICT (account_id, hour, key_id, tool, outcome) DO UPDATE SET calls = spend_hours.calls + excluded.calls, \
+      charged_micros = spend_hours.charged_micros + excluded.charged_micros), \
+  se AS (INSERT INTO spend_end_user_days (account_id, day_number, key_id, end_user, outcome, calls, charged_micros) \
+    SELECT * FROM unnest(?67::bigint[], ?68::bigint[], ?69::bigint[], ?70::text[], ?71::text[], ?72::bigint[], ?73::bigint[]) \
+    ON CONFLICT (account_id, day_number, key_id, end_user, outcome) DO UPDATE SET \
+      calls = spend_end_user_days.calls + excluded.calls, \
+      charged_micros = spend_end_user_days.charged_micros + excluded.charged_micros), \
   fr AS (DELETE FROM idempotency_records r USING unnest(?39::bigint[], ?40::bytea[], ?41::bigint[]) AS u(key_id, idem, id) \
     WHERE r.key_id = u.key_id AND r.idempotency_key = u.idem AND r.execution_id = u.id) \
 SELECT COUNT(*) FROM ex";

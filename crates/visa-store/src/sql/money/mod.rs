@@ -44,6 +44,7 @@ pub(crate) mod batch;
 pub(crate) mod nodes;
 pub(crate) mod read;
 pub(crate) mod retention;
+mod rollup;
 mod room;
 
 const EXECUTION_COLUMNS: &str = "id, public_id, account_id, key_id, tool, state, sandbox, hold_micros, charged_micros, \
@@ -333,6 +334,7 @@ pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginO
     let mut held = hold_state(conn, start)?;
     let mut rooms = room::Rooms::default();
     if let Err(retry_after) = rooms.take_turn(start, &held) {
+        rollup::count(conn, rollup::Counted::refused(start, rules::Limit::KeyRate))?;
         return Ok(BeginOutcome::Refused(HoldRefusal::RateLimited { retry_after }));
     }
     let tat = rooms.keys[&start.key_id].rate_tat;
@@ -346,6 +348,9 @@ pub(crate) fn begin(conn: &dyn Db, start: &ExecutionStart) -> StoreResult<BeginO
                     fire_cap_alerts(conn, start, day, alerts.into_iter().filter(|a| a.refused(&refusal)))?;
                     if depletes && refusal == HoldRefusal::Balance {
                         fire_depleted(conn, start, &held)?;
+                    }
+                    if let Some(limit) = rules::Limit::of(&refusal) {
+                        rollup::count(conn, rollup::Counted::refused(start, limit))?;
                     }
                     BeginOutcome::Refused(refusal)
                 }
@@ -741,6 +746,7 @@ fn conclude(conn: &dyn Db, e: &ExecutionRecord, finish: &Finish, now: Timestamp)
     let done = concluded(e, finish, now);
     record_outcome(conn, e, &done, now)?;
     settle(conn, e, done.reported, done.voided, now)?;
+    rollup::count(conn, rollup::Counted::ended(e, done.record.charged))?;
     if done.answer.is_none() {
         free_idempotency_key(conn, e.id)?;
     }

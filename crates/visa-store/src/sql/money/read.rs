@@ -55,6 +55,10 @@ pub(crate) fn list(conn: &dyn Db, filter: &ExecutionFilter, page: PageRequest) -
     Ok(Page::cut(&page, rows, |e| e.id))
 }
 
+fn rollup(r: &Row) -> StoreResult<crate::verify::Rollup> {
+    Ok(((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?), (r.get(5)?, r.get(6)?)))
+}
+
 /// What `verify::check` recomputes, read in the caller's snapshot.
 pub(crate) fn verify(conn: &dyn Db) -> StoreResult<Vec<String>> {
     use crate::verify::sql;
@@ -77,6 +81,8 @@ pub(crate) fn verify(conn: &dyn Db) -> StoreResult<Vec<String>> {
             .query_map(sql::END_USER_TOTALS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?,
         executions: conn
             .query_map(sql::EXECUTIONS, &[], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?,
+        rollups: conn.query_map(sql::ROLLUPS, &[], rollup)?,
+        rollups_from_executions: conn.query_map(sql::ROLLUPS_FROM_EXECUTIONS, &[], rollup)?,
         dangling: conn.query_map(sql::DANGLING, &[], |r| Ok((r.get(0)?, r.get(1)?)))?,
     };
     Ok(crate::verify::check(&facts))

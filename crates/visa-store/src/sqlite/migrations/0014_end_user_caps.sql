@@ -34,3 +34,39 @@ INSERT INTO end_user_days (key_id, end_user, day_number, spent_micros, held_micr
     GROUP BY e.key_id, e.end_user, e.day_number;
 INSERT INTO end_user_totals (key_id, end_user, spent_micros, held_micros)
     SELECT key_id, end_user, SUM(spent_micros), SUM(held_micros) FROM end_user_days GROUP BY key_id, end_user;
+
+-- Spend analytics (docs/analytics.md): every call that ended and every call a limit refused,
+-- counted per account, hour the call was made (hours since 1970), key, tool and outcome
+-- (`ended`, or the limit that refused it: `key_daily_cap`, …), with what the account was
+-- charged. Written by the transaction that ends or refuses the call, so they are exact;
+-- `ledger verify` recomputes the ended calls' rows from the executions. The spend series
+-- and the dashboard's overview read these, never the executions.
+CREATE TABLE spend_hours (
+    account_id      INTEGER NOT NULL,
+    hour            INTEGER NOT NULL,
+    key_id          INTEGER NOT NULL,
+    tool            TEXT NOT NULL,
+    outcome         TEXT NOT NULL,
+    calls           INTEGER NOT NULL DEFAULT 0,
+    charged_micros  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (account_id, hour, key_id, tool, outcome)
+) WITHOUT ROWID;
+-- The same for the calls that name an end user, per UTC day.
+CREATE TABLE spend_end_user_days (
+    account_id      INTEGER NOT NULL,
+    day_number      INTEGER NOT NULL,
+    key_id          INTEGER NOT NULL,
+    end_user        TEXT NOT NULL,
+    outcome         TEXT NOT NULL,
+    calls           INTEGER NOT NULL DEFAULT 0,
+    charged_micros  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (account_id, day_number, key_id, end_user, outcome)
+) WITHOUT ROWID;
+INSERT INTO spend_hours (account_id, hour, key_id, tool, outcome, calls, charged_micros)
+    SELECT account_id, created_at / 3600000000, key_id, tool, 'ended', COUNT(*), SUM(charged_micros)
+    FROM executions WHERE state NOT IN ('running', 'reconcile_required')
+    GROUP BY account_id, created_at / 3600000000, key_id, tool;
+INSERT INTO spend_end_user_days (account_id, day_number, key_id, end_user, outcome, calls, charged_micros)
+    SELECT account_id, created_at / 86400000000, key_id, end_user, 'ended', COUNT(*), SUM(charged_micros)
+    FROM executions WHERE state NOT IN ('running', 'reconcile_required') AND end_user IS NOT NULL
+    GROUP BY account_id, created_at / 86400000000, key_id, end_user;
