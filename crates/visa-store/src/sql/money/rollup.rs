@@ -81,11 +81,14 @@ pub(super) fn count(conn: &dyn Db, call: Counted) -> crate::StoreResult<()> {
     Ok(())
 }
 
-/// Calls counted together (a batch's), summed by the rows they move.
+/// A rollup row: account, hour or day, key, tool or end user, outcome.
+type Row<'a> = (AccountId, i64, KeyId, &'a str, &'static str);
+
+/// Calls counted together (a batch's), summed by the rows they move: (calls, charged micros).
 #[derive(Default)]
 pub(super) struct Counts<'a> {
-    hours: BTreeMap<(AccountId, i64, KeyId, &'a str, &'static str), (i64, i64)>,
-    end_users: BTreeMap<(AccountId, i64, KeyId, &'a str, &'static str), (i64, i64)>,
+    hours: BTreeMap<Row<'a>, (i64, i64)>,
+    end_users: BTreeMap<Row<'a>, (i64, i64)>,
 }
 
 impl<'a> Counts<'a> {
@@ -106,10 +109,10 @@ impl<'a> Counts<'a> {
     pub fn params(&self) -> Vec<Value> {
         let mut values = vec![];
         for rows in [&self.hours, &self.end_users] {
-            let ints = |f: &dyn Fn(&(AccountId, i64, KeyId, &str, &str), &(i64, i64)) -> i64| {
+            let ints = |f: &dyn Fn(&Row, &(i64, i64)) -> i64| {
                 Array::Ints(rows.iter().map(|(k, v)| Some(f(k, v))).collect()).to_value()
             };
-            let texts = |f: &dyn Fn(&(AccountId, i64, KeyId, &str, &str)) -> String| {
+            let texts = |f: &dyn Fn(&Row) -> String| {
                 Array::Texts(rows.keys().map(|k| Some(f(k))).collect()).to_value()
             };
             values.extend([
