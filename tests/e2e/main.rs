@@ -4,6 +4,7 @@
 //! server once instead of once per area. Run one area with `cargo test -p visa-e2e <area>::`.
 
 mod accounts;
+mod analytics;
 mod audit;
 mod config;
 mod connections;

@@ -673,6 +673,60 @@ pub struct DaySpend {
     pub spent: Micros,
 }
 
+/// The buckets of a spend series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    Hour,
+    Day,
+}
+
+impl Granularity {
+    pub fn hours(self) -> i64 {
+        match self {
+            Granularity::Hour => 1,
+            Granularity::Day => 24,
+        }
+    }
+}
+
+/// What a spend series is split by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesGroup {
+    None,
+    Key,
+    Tool,
+    /// Per UTC day only (`spend_end_user_days`).
+    EndUser,
+}
+
+/// A spend series to read: an account's (or one of its keys') calls in the buckets from
+/// `from_bucket` (inclusive) to `to_bucket` (exclusive), counted in hours or days since 1970.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesRequest {
+    pub account_id: AccountId,
+    pub key_id: Option<KeyId>,
+    pub granularity: Granularity,
+    pub group: SeriesGroup,
+    pub from_bucket: i64,
+    pub to_bucket: i64,
+}
+
+/// The outcome a spend series counts a call that ended under (succeeded, failed or voided);
+/// a refused call is counted under the name of the limit that refused it (`rules::Limit`).
+pub const ENDED_OUTCOME: &str = "ended";
+
+/// One bucket of a spend series, for one group and outcome (`ended`, or the limit that
+/// refused the calls): how many calls, and what the account was charged for them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesRow {
+    pub bucket: i64,
+    /// The key id, tool or end user; `None` for an ungrouped series.
+    pub group: Option<String>,
+    pub outcome: String,
+    pub calls: i64,
+    pub charged: Micros,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UsageCount {
     pub key_id: KeyId,

@@ -1,15 +1,19 @@
-//! `GET /v1/api/spend?days=N`: what the account spent per UTC day over the last N days (1 to
-//! 366, default 30), split by key, from the per-day counters the money path keeps in the same
-//! transaction as each capture, so it always agrees with the ledger. A key sees only its own
-//! spend. The dashboard's spend charts read it. `GET /v1/api/spend/export.csv`: every execution
-//! of a time range as CSV, streamed.
+//! An account's spend read back. `GET /v1/api/spend?days=N`: per UTC day over the last N days
+//! (1 to 366, default 30), split by key, from the per-day counters the money path keeps in the
+//! same transaction as each capture, so it always agrees with the ledger; the dashboard's spend
+//! charts read it. `GET /v1/api/spend/series`: calls, charges and refusals per hour or day by
+//! key, tool or end user, from the rollups the money path writes. `GET
+//! /v1/api/spend/export.csv`: every execution of a time range as CSV, streamed. A key sees only
+//! its own spend.
 
 use crate::auth::Reader;
 use crate::error::{ApiError, ApiResult};
 use crate::state::{AppState, SharedState};
 use crate::wire::parse_rfc3339;
+use crate::wire::rfc3339;
 use crate::wire::spend::{
-    DaySpendView, EXPORT_COLUMNS, ExportQuery, KeySpend, SpendQuery, SpendResponse, date_of, export_row,
+    DaySpendView, EXPORT_COLUMNS, ExportQuery, KeySpend, SeriesBucket, SeriesQuery, SeriesResponse, SpendQuery,
+    SpendResponse, date_of, export_row,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -18,6 +22,7 @@ use visa_core::money::Micros;
 use visa_core::pagination::{Cursor, PageRequest};
 use visa_store::ExecutionFilter;
 use visa_store::rules::utc_day_number;
+use visa_store::{Granularity, SeriesGroup, SeriesRequest, SeriesRow};
 
 pub async fn spend(state: &AppState, reader: &Reader, query: SpendQuery) -> ApiResult<SpendResponse> {
     let days = query.days_back()?;
@@ -41,6 +46,105 @@ pub async fn spend(state: &AppState, reader: &Reader, query: SpendQuery) -> ApiR
         })
         .collect();
     Ok(SpendResponse { success: true, object: "spend".into(), since: date_of(since_day), days })
+}
+
+/// The most buckets a series answers: 31 days of hours, or 366 days.
+const MAX_HOURS: i64 = 31 * 24;
+const MAX_DAYS: i64 = 366;
+
+/// A spend series (`GET /v1/api/spend/series`): the calls that ended, their charges and the
+/// calls refused by each limit, per hour or UTC day, split by key, tool or end user, read from
+/// the rollups the money path writes in the transactions that end or refuse the calls. A key
+/// sees only its own calls.
+pub async fn series(state: &AppState, reader: &Reader, query: SeriesQuery) -> ApiResult<SeriesResponse> {
+    let granularity = match query.granularity.as_deref() {
+        None | Some("day") => Granularity::Day,
+        Some("hour") => Granularity::Hour,
+        Some(_) => return Err(ApiError::invalid("granularity must be hour or day")),
+    };
+    let group = match query.group_by.as_deref() {
+        None | Some("none") => SeriesGroup::None,
+        Some("key") => SeriesGroup::Key,
+        Some("tool") => SeriesGroup::Tool,
+        Some("end_user") => SeriesGroup::EndUser,
+        Some(_) => return Err(ApiError::invalid("group_by must be none, key, tool or end_user")),
+    };
+    if group == SeriesGroup::EndUser && granularity == Granularity::Hour {
+        return Err(ApiError::invalid("a series by end user is counted per UTC day: use granularity=day"));
+    }
+    let (default_span, most) = match granularity {
+        Granularity::Day => (time::Duration::days(DEFAULT_DAYS), MAX_DAYS),
+        Granularity::Hour => (time::Duration::hours(24), MAX_HOURS),
+    };
+    let to = parse_rfc3339("to", query.to.as_deref())?.unwrap_or_else(|| state.now());
+    let from = parse_rfc3339("from", query.from.as_deref())?.unwrap_or(to - default_span);
+    if from >= to {
+        return Err(ApiError::invalid("from must be before to"));
+    }
+    let seconds = 3_600 * granularity.hours();
+    let from_bucket = from.unix_timestamp().div_euclid(seconds);
+    // Rounded up: a `to` inside a bucket (now, by default) includes that bucket.
+    let nanos = i128::from(seconds) * 1_000_000_000;
+    let to_bucket = ((to.unix_timestamp_nanos() + nanos - 1).div_euclid(nanos) as i64).max(from_bucket + 1);
+    if to_bucket - from_bucket > most {
+        return Err(ApiError::invalid(format!("a series spans at most {most} buckets of its granularity")));
+    }
+    let request = SeriesRequest {
+        account_id: reader.account_id(),
+        key_id: reader.key_id(),
+        granularity,
+        group,
+        from_bucket,
+        to_bucket,
+    };
+    let rows = state.store.spend_series(request).await?;
+    let start =
+        |bucket: i64| time::OffsetDateTime::from_unix_timestamp(bucket * seconds).map(rfc3339).unwrap_or_default();
+    Ok(SeriesResponse {
+        success: true,
+        object: "spend_series".into(),
+        granularity: if granularity == Granularity::Hour { "hour" } else { "day" }.into(),
+        group_by: query.group_by.unwrap_or_else(|| "none".into()),
+        from: start(from_bucket),
+        to: start(to_bucket),
+        buckets: buckets(rows).into_iter().map(|((bucket, group), b)| b.view(start(bucket), group)).collect(),
+    })
+}
+
+/// What one bucket of one group sums to.
+#[derive(Default)]
+pub struct BucketSums {
+    pub calls: i64,
+    pub charged: Micros,
+    pub refusals: BTreeMap<String, i64>,
+}
+
+impl BucketSums {
+    fn view(self, start: String, group: Option<String>) -> SeriesBucket {
+        SeriesBucket {
+            start,
+            group,
+            calls: self.calls,
+            charged_micros: self.charged.to_string(),
+            charged_cents: self.charged.cents_ceil(),
+            refusals: self.refusals,
+        }
+    }
+}
+
+/// A series' rows (one per outcome) gathered per bucket and group.
+pub fn buckets(rows: Vec<SeriesRow>) -> BTreeMap<(i64, Option<String>), BucketSums> {
+    let mut buckets: BTreeMap<(i64, Option<String>), BucketSums> = BTreeMap::new();
+    for row in rows {
+        let sums = buckets.entry((row.bucket, row.group)).or_default();
+        if row.outcome == visa_store::ENDED_OUTCOME {
+            sums.calls += row.calls;
+            sums.charged = sums.charged.checked_add(row.charged).unwrap_or(Micros(i64::MAX));
+        } else {
+            *sums.refusals.entry(row.outcome).or_default() += row.calls;
+        }
+    }
+    buckets
 }
 
 /// The export's range when no `from` is given: this many days before `to`.

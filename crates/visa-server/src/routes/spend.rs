@@ -4,7 +4,7 @@ use crate::app;
 use crate::auth::Reader;
 use crate::error::ApiResult;
 use crate::state::SharedState;
-use crate::wire::spend::{ExportQuery, SpendQuery, SpendResponse};
+use crate::wire::spend::{ExportQuery, SeriesQuery, SeriesResponse, SpendQuery, SpendResponse};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 /// This resource's routes, each registered with its OpenAPI operation (`super::api`).
 pub fn routes() -> OpenApiRouter<SharedState> {
-    OpenApiRouter::new().routes(routes!(spend)).routes(routes!(export))
+    OpenApiRouter::new().routes(routes!(spend)).routes(routes!(export)).routes(routes!(series))
 }
 
 #[utoipa::path(get, path = "/v1/api/spend/export.csv", tag = "billing", params(ExportQuery),
@@ -45,4 +45,16 @@ pub async fn spend(
     query: Result<Query<SpendQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<SpendResponse>> {
     Ok(Json(app::spend::spend(&state, &reader, crate::wire::query(query)?).await?))
+}
+
+#[utoipa::path(get, path = "/v1/api/spend/series", tag = "billing", params(SeriesQuery),
+    responses((status = 200, body = SeriesResponse), (status = 400, body = crate::wire::ErrorBody),
+        (status = 401, body = crate::wire::ErrorBody)),
+    security(("session" = []), ("api_key" = [])))]
+pub async fn series(
+    State(state): State<SharedState>,
+    reader: Reader,
+    query: Result<Query<SeriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<SeriesResponse>> {
+    Ok(Json(app::spend::series(&state, &reader, crate::wire::query(query)?).await?))
 }

@@ -112,3 +112,54 @@ pub fn export_row(e: &visa_store::ExecutionRecord) -> [String; 12] {
         e.receipt_id.clone().unwrap_or_default(),
     ]
 }
+
+/// `GET /v1/api/spend/series`: calls, charges and refusals over time (docs/analytics.md).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesQuery {
+    /// RFC 3339; default 30 days (`day`) or 24 hours (`hour`) before `to`. Rounded down to its bucket.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub from: Option<String>,
+    /// RFC 3339, exclusive; default now. Rounded up to its bucket.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub to: Option<String>,
+    /// `hour` or `day` (default; UTC days).
+    #[param(value_type = Option<String>, pattern = "^(hour|day)$")]
+    pub granularity: Option<String>,
+    /// `none` (default), `key`, `tool` or `end_user` (by day only).
+    #[param(value_type = Option<String>, pattern = "^(none|key|tool|end_user)$")]
+    pub group_by: Option<String>,
+}
+
+/// One bucket of the series, for one group: the calls that ended (succeeded, failed or voided,
+/// by when they were made) with what the account was charged, and the calls refused by each
+/// limit. Buckets and groups without any call are left out.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SeriesBucket {
+    /// The bucket's first instant (RFC 3339, UTC).
+    pub start: String,
+    /// The key id, tool or end user; null when not grouped.
+    pub group: Option<String>,
+    pub calls: i64,
+    /// Decimal string of micros.
+    pub charged_micros: String,
+    /// Micros rounded up to whole cents.
+    pub charged_cents: i64,
+    /// Refused calls by the limit that refused them (`key_daily_cap`, … as `limit` on a refusal).
+    pub refusals: std::collections::BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SeriesResponse {
+    pub success: bool,
+    /// Always `spend_series`.
+    pub object: String,
+    pub granularity: String,
+    pub group_by: String,
+    /// The first bucket's start and the end of the last (RFC 3339).
+    pub from: String,
+    pub to: String,
+    /// Oldest first, then by group.
+    pub buckets: Vec<SeriesBucket>,
+}

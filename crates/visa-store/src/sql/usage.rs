@@ -1,6 +1,8 @@
 //! Request counts per key secret over time (`usage_minutes`): adding the counts the server
 //! flushes about once a second, reading them back with the charges of the same minutes, and
-//! rolling old minutes up into hours and old hours into days so the table stays bounded.
+//! rolling old minutes up into hours and old hours into days so the table stays bounded. And
+//! spend read back for analytics: per day from the keys' day counters, and as series from the
+//! rollups the money path writes (`money::rollup`).
 //!
 //! A rolled-up bucket is an ordinary row at the bucket's first minute: hour and day queries
 //! stay exact, and a minute query over old data shows each hour (or day) in its first minute.
@@ -8,7 +10,7 @@
 use super::db::{Db, Dialect, params};
 use super::{Engine, SqlStore};
 use crate::StoreResult;
-use crate::model::{AccountId, DaySpend, KeyId, SecretId, UsageCount};
+use crate::model::{AccountId, DaySpend, KeyId, SecretId, SeriesGroup, SeriesRequest, SeriesRow, UsageCount};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use visa_core::money::Micros;
@@ -114,6 +116,38 @@ pub(crate) fn account_spend(conn: &dyn Db, account_id: AccountId, since_day: i64
     rows.iter().map(|r| Ok(DaySpend { day_number: r.get(0)?, key_id: r.get(1)?, spent: Micros(r.get(2)?) })).collect()
 }
 
+/// A spend series from the rollups the money path writes (`spend_hours`, and
+/// `spend_end_user_days` for end users, by day), one row per bucket, group and outcome.
+pub(crate) fn series(conn: &dyn Db, request: &SeriesRequest) -> StoreResult<Vec<SeriesRow>> {
+    let (table, bucket, group) = match request.group {
+        SeriesGroup::EndUser => ("spend_end_user_days", "day_number", "end_user"),
+        SeriesGroup::None => ("spend_hours", "hour", "CAST(NULL AS TEXT)"),
+        SeriesGroup::Key => ("spend_hours", "hour", "CAST(key_id AS TEXT)"),
+        SeriesGroup::Tool => ("spend_hours", "hour", "tool"),
+    };
+    let per = if table == "spend_hours" { request.granularity.hours() } else { 1 };
+    let (from, to) = (request.from_bucket * per, request.to_bucket * per);
+    let key = if request.key_id.is_some() { " AND key_id = ?4" } else { "" };
+    let sql = format!(
+        "SELECT {bucket} / {per}, {group}, outcome, CAST(SUM(calls) AS BIGINT), CAST(SUM(charged_micros) AS BIGINT) \
+         FROM {table} WHERE account_id = ?1 AND {bucket} >= ?2 AND {bucket} < ?3{key} \
+         GROUP BY {bucket} / {per}, {group}, outcome ORDER BY 1, 2, 3"
+    );
+    let mut values = params![request.account_id, from, to].to_vec();
+    if let Some(key) = request.key_id {
+        values.push(super::db::ToValue::to_value(&key));
+    }
+    conn.query_map(&sql, &values, |r| {
+        Ok(SeriesRow {
+            bucket: r.get(0)?,
+            group: r.get(1)?,
+            outcome: r.get(2)?,
+            calls: r.get(3)?,
+            charged: Micros(r.get(4)?),
+        })
+    })
+}
+
 pub(crate) fn of_key(
     conn: &dyn Db,
     key_id: KeyId,
@@ -175,6 +209,9 @@ pub trait UsageStore: Send + Sync {
     /// epoch) on, from the per-day counters the money path keeps: one row per key and day
     /// with a charge, oldest day first.
     async fn account_spend(&self, account_id: AccountId, since_day: i64) -> StoreResult<Vec<DaySpend>>;
+    /// A spend series (calls, charges and refusals by limit, per bucket and group), read from
+    /// the rollups the money path keeps, never from the executions.
+    async fn spend_series(&self, request: SeriesRequest) -> StoreResult<Vec<SeriesRow>>;
 }
 
 #[async_trait]
@@ -192,6 +229,10 @@ impl<E: Engine> UsageStore for SqlStore<E> {
 
     async fn account_spend(&self, account_id: AccountId, since_day: i64) -> StoreResult<Vec<DaySpend>> {
         self.read(move |conn| account_spend(conn, account_id, since_day)).await
+    }
+
+    async fn spend_series(&self, request: SeriesRequest) -> StoreResult<Vec<SeriesRow>> {
+        self.read(move |conn| series(conn, &request)).await
     }
 }
 

@@ -10,8 +10,7 @@ use crate::rules::Limit;
 use std::collections::BTreeMap;
 use visa_core::money::Micros;
 
-/// The outcome of a call that ended (succeeded, failed or voided), beside the limits' names.
-pub const ENDED: &str = "ended";
+use crate::model::ENDED_OUTCOME as ENDED;
 
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
 
@@ -112,9 +111,7 @@ impl<'a> Counts<'a> {
             let ints = |f: &dyn Fn(&Row, &(i64, i64)) -> i64| {
                 Array::Ints(rows.iter().map(|(k, v)| Some(f(k, v))).collect()).to_value()
             };
-            let texts = |f: &dyn Fn(&Row) -> String| {
-                Array::Texts(rows.keys().map(|k| Some(f(k))).collect()).to_value()
-            };
+            let texts = |f: &dyn Fn(&Row) -> String| Array::Texts(rows.keys().map(|k| Some(f(k))).collect()).to_value();
             values.extend([
                 ints(&|k, _| k.0.get()),
                 ints(&|k, _| k.1),
