@@ -52,6 +52,8 @@ pub enum Command {
     Tools,
     /// Show the account's balance (session, or a key in VISA_API_KEY).
     Balance,
+    /// Spend over time: calls, charges and refusals per day (or hour), by key, tool or end user.
+    Spend(SpendArgs),
     /// Show what the key in VISA_API_KEY may still spend now, and which limit bounds it.
     Budget {
         /// For this end user of the key (its spend under the key's caps on each end user).
@@ -515,6 +517,22 @@ pub struct DatabaseArgs {
     /// A shared PostgreSQL database instead of the data dir's SQLite file.
     #[arg(long = "database", value_name = "URL", env = "VISA_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SpendArgs {
+    /// Split by `key`, `tool` or `end-user` (per day only); default: not split.
+    #[arg(long, value_parser = ["none", "key", "tool", "end-user"], default_value = "none")]
+    pub by: String,
+    /// How far back: `7d`, `24h`, … (default 30d; at most 366 days, or 31 days of hours).
+    #[arg(long, default_value = "30d", value_parser = parse_duration_seconds)]
+    pub since: u64,
+    /// `day` (default) or `hour`.
+    #[arg(long, value_parser = ["hour", "day"], default_value = "day")]
+    pub granularity: String,
+    /// Print CSV (a header row, then one row per bucket and group) instead of a table.
+    #[arg(long)]
+    pub csv: bool,
 }
 
 /// `30s`, `10m`, `2h`, `1d`, or plain seconds.

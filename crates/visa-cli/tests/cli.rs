@@ -180,6 +180,20 @@ fn newcomer_flow_through_the_cli() {
             && budget.contains("caps $0.20 a day, $1.00 in total"),
         "{budget}"
     );
+    // Spend over time: today's two calls, by tool and by end user, as a table and as CSV.
+    let by_tool = assert_success(&server.cli(&["spend", "--by", "tool", "--since", "7d"], None, None));
+    assert!(
+        by_tool.contains("TOOL")
+            && by_tool.lines().any(|l| l.contains("echo") && l.contains(" 2 ") && l.contains("$0.02")),
+        "{by_tool}"
+    );
+    let csv = assert_success(&server.cli(&["spend", "--by", "end-user", "--csv"], None, None));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("start,group,calls,charged_micros,charged_cents,key_daily_cap,"), "{csv}");
+    assert_eq!(lines.len(), 2, "one end user named: {csv}");
+    assert!(lines[1].contains(",team a/b+c,1,10000,1,0,0,0,0,0,0"), "{csv}");
+    let bad = server.cli(&["spend", "--since", "soon"], None, None);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("not a duration"));
     let cleared =
         json(&server.cli(&["keys", "update", &second_id, "--end-user-total-cap", "none", "--json"], None, None));
     assert_eq!(

@@ -198,6 +198,17 @@ impl Limit {
         Limit::KeyRate,
     ];
 
+    /// Every limit's name (`as_str`), in `ALL`'s order.
+    pub const ALL_NAMES: [&'static str; 6] = {
+        let mut names = [""; 6];
+        let mut i = 0;
+        while i < 6 {
+            names[i] = Self::ALL[i].as_str();
+            i += 1;
+        }
+        names
+    };
+
     /// The limit a hold's refusal is about (none for a key the hold found changed).
     pub fn of(refusal: &HoldRefusal) -> Option<Limit> {
         match refusal {
@@ -211,7 +222,7 @@ impl Limit {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Limit::KeyDailyCap => "key_daily_cap",
             Limit::KeyTotalCap => "key_total_cap",

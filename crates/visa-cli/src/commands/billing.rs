@@ -7,21 +7,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use visa_core::money::{Micros, format_cents_as_dollars};
 
-/// `path` with the query of `pairs` that have a value, each encoded for a URL.
-fn with_query(path: &str, pairs: &[(&str, Option<&str>)]) -> String {
-    let mut url = reqwest::Url::parse("http://server").expect("a constant URL");
-    url.set_path(path);
-    for (name, value) in pairs {
-        if let Some(value) = value {
-            url.query_pairs_mut().append_pair(name, value);
-        }
-    }
-    match url.query() {
-        Some(query) => format!("{path}?{query}"),
-        None => path.to_owned(),
-    }
-}
-
 /// A decimal-string micros field as dollars, rounded up to the cent.
 fn micros_as_dollars(value: &Value, name: &str) -> String {
     value[name]
@@ -50,7 +35,7 @@ pub async fn budget(end_user: Option<String>, json: bool) -> anyhow::Result<()> 
     if std::env::var("VISA_API_KEY").ok().filter(|k| !k.is_empty()).is_none() {
         anyhow::bail!("visa-cli budget reads a key's own budget: set VISA_API_KEY to the key");
     }
-    let path = with_query("/v1/api/key", &[("end_user", end_user.as_deref())]);
+    let path = super::with_query("/v1/api/key", &[("end_user", end_user.as_deref())]);
     let answer = settings::reader_client()?.send(Method::GET, &path, None).await?;
     super::show(&answer, json, |body| {
         let resets = body["resets_at"].as_str().map(|at| format!(", resets {at}")).unwrap_or_default();
@@ -108,7 +93,8 @@ pub async fn executions(command: ExecutionsCommand, json: bool) -> anyhow::Resul
             super::show(&answer, json, print_list);
         }
         ExecutionsCommand::Export { from, to } => {
-            let path = with_query("/v1/api/spend/export.csv", &[("from", from.as_deref()), ("to", to.as_deref())]);
+            let path =
+                super::with_query("/v1/api/spend/export.csv", &[("from", from.as_deref()), ("to", to.as_deref())]);
             let stdout = std::io::stdout();
             settings::reader_client()?.download(&path, &mut stdout.lock()).await?;
         }

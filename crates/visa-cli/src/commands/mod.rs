@@ -10,6 +10,7 @@ mod members;
 mod operator;
 mod serve;
 mod sessions;
+mod spend;
 mod tools;
 mod webhooks;
 
@@ -37,6 +38,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Tools => tools::run(json).await,
         Command::Operator(command) => operator::run(command, json).await,
         Command::Balance => billing::balance(json).await,
+        Command::Spend(args) => spend::run(args, json).await,
         Command::Budget { end_user } => billing::budget(end_user, json).await,
         Command::Executions(command) => billing::executions(command, json).await,
         Command::Ledger(command) => ledger::run(command, json).await,
@@ -50,6 +52,21 @@ fn show(answer: &Answer, json: bool, readable: impl FnOnce(&serde_json::Value)) 
         print_json(&answer.body);
     } else {
         readable(&answer.body);
+    }
+}
+
+/// `path` with the query of `pairs` that have a value, each encoded for a URL.
+pub(super) fn with_query(path: &str, pairs: &[(&str, Option<&str>)]) -> String {
+    let mut url = reqwest::Url::parse("http://server").expect("a constant URL");
+    url.set_path(path);
+    for (name, value) in pairs {
+        if let Some(value) = value {
+            url.query_pairs_mut().append_pair(name, value);
+        }
+    }
+    match url.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
     }
 }
 
