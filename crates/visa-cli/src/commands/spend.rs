@@ -72,7 +72,7 @@ fn micros(bucket: &Value) -> Micros {
 fn print_csv(buckets: &[Value]) -> anyhow::Result<()> {
     let mut out = csv::Writer::from_writer(std::io::stdout().lock());
     let mut header = vec!["start", "group", "calls", "charged_micros", "charged_cents"];
-    header.extend(LIMITS.iter().map(|limit| *limit));
+    header.extend(LIMITS);
     out.write_record(&header)?;
     for b in buckets {
         let mut row = vec![
