@@ -29,7 +29,8 @@ async fn a_member_signs_in_sees_the_accounts_keys_and_signs_out() {
     screenshot(&browser, "sign-in-refused").await;
 
     sign_in(&browser, &app, "dana", "dana-password-1").await;
-    assert_eq!(browser.client.current_url().await.unwrap().path(), "/dashboard/keys");
+    assert_eq!(browser.client.current_url().await.unwrap().path(), "/dashboard/overview", "the first page");
+    follow(&browser, "Keys").await;
     let page = text(&browser).await;
     for expected in ["nightly-batch", "support-agent", "Production: live keys", "dana", "admin", "Sign out", "echo"] {
         assert!(page.contains(expected), "{expected:?} missing from the keys page: {page}");
@@ -93,6 +94,7 @@ async fn a_preview_server_says_so_on_every_page() {
     browser.client.goto(&app.url("/dashboard/sign-in")).await.unwrap();
     assert!(text(&browser).await.contains("Preview server"), "on the sign-in page");
     sign_in(&browser, &app, "pat", "pat-password-1").await;
+    follow(&browser, "Keys").await;
     let page = text(&browser).await;
     assert!(page.contains("Preview server") && page.contains("No keys yet."), "{page}");
     // A call counts toward the key's caps but charges nothing: the page never calls it spend.
@@ -122,6 +124,7 @@ async fn a_key_is_created_edited_rotated_and_revoked_in_the_browser_as_through_t
     app.member(&owner, "vic", "viewer").await;
     let browser = browser().await;
     sign_in(&browser, &app, "dev", "dev-password-1").await;
+    follow(&browser, "Keys").await;
     let user_agent = browser.client.execute("return navigator.userAgent", vec![]).await.unwrap();
     let user_agent = user_agent.as_str().unwrap().to_owned();
 

@@ -101,6 +101,80 @@ async fn spend_shows_the_balance_what_each_key_spent_and_every_execution_with_it
     browser.client.clone().close().await.unwrap();
 }
 
+/// The overview is the first page after sign-in: the balance, spend per day stacked by tool,
+/// the top keys and end users, refusals by limit and the keys to watch, all from the API.
+#[tokio::test]
+async fn the_overview_is_the_first_page_and_sums_the_last_30_days() {
+    let app = TestApp::spawn().await;
+    let owner = app.account("acme", true, 10_000).await;
+    // Noon UTC, so yesterday and today are whole days on the server's clock.
+    let now = app.clock.now().unix_timestamp();
+    app.clock.advance(time::Duration::seconds(43_200 - now.rem_euclid(86_400)));
+    let fields = json!({ "label": "nightly-batch", "daily_cap_cents": 5 });
+    let (batch_id, batch) = app.key(&owner, fields).await;
+    let fields = json!({ "label": "support-agent", "expires_at": rfc3339_in(3 * 86_400) });
+    let (_, agent) = app.key(&owner, fields).await;
+    let for_user = |key: &str, user: &'static str, tool: &'static str| {
+        let (app, key) = (&app, key.to_owned());
+        async move {
+            let idempotency_key = uuid::Uuid::new_v4().to_string();
+            let headers =
+                [("X-Api-Key", key.as_str()), ("Idempotency-Key", idempotency_key.as_str()), ("X-Visa-End-User", user)];
+            let body = Some(if tool == "sleep" { json!({ "input": { "ms": 1 } }) } else { json!({ "input": {} }) });
+            app.call(reqwest::Method::POST, &format!("/v1/api/tools/{tool}/execute"), None, body, &headers).await
+        }
+    };
+    // Yesterday: the agent, twice for customer-42 (echo, then sleep).
+    app.clock.advance(time::Duration::days(-1));
+    for_user(&agent, "customer-42", "echo").await.assert_ok(200);
+    for_user(&agent, "customer-42", "sleep").await.assert_ok(200);
+    app.clock.advance(time::Duration::days(1));
+    // Today: the batch up to its 5-cent daily cap (one call for customer-7), then refused.
+    for _ in 0..4 {
+        app.execute(&batch, "echo", json!({})).await.assert_ok(200);
+    }
+    for_user(&batch, "customer-7", "echo").await.assert_ok(200);
+    assert_eq!(
+        app.execute(&batch, "echo", json!({})).await.assert_error(429, "RATE_LIMITED")["limit"],
+        "key_daily_cap"
+    );
+
+    app.member(&owner, "ada", "viewer").await;
+    let browser = browser().await;
+    sign_in(&browser, &app, "ada", "ada-password-1").await;
+    assert_eq!(browser.client.current_url().await.unwrap().path(), "/dashboard/overview", "the first page");
+    let page = text(&browser).await;
+    assert!(page.contains("Overview"), "{page}");
+    assert_eq!(browser.client.find(Locator::Css("#balance")).await.unwrap().text().await.unwrap(), "$99.93");
+    assert_eq!(rows(&browser, "table.overview-tools").await, ["echo 6 $0.06", "sleep 1 $0.01"], "{page}");
+    // Two days of bars: yesterday's stacked from two tools in two colours, today's of one.
+    let chart = browser.client.find(Locator::Css("figure svg")).await.unwrap().html(false).await.unwrap();
+    let yesterday = (app.clock.now() - time::Duration::days(1)).date().to_string();
+    assert!(
+        chart.contains(&format!("{yesterday} · echo: $0.01")) && chart.contains(&format!("{yesterday} · sleep: $0.01")),
+        "{chart}"
+    );
+    assert!(
+        chart.contains(">max $0.05</text>") && chart.contains("fill=\"#3b6fb6\"") && chart.contains("fill=\"#d9822b\""),
+        "{chart}"
+    );
+    assert_eq!(rows(&browser, "table.overview-keys").await, ["nightly-batch 5 $0.05", "support-agent 2 $0.02"]);
+    assert_eq!(rows(&browser, "table.overview-end-users").await, ["customer-42 2 $0.02", "customer-7 1 $0.01"]);
+    assert_eq!(rows(&browser, "table.overview-refusals").await, ["key_daily_cap 1"]);
+    // Newest key first, as the keys list.
+    let watch = rows(&browser, "table.overview-watch").await;
+    assert_eq!(watch.len(), 2, "{watch:?}");
+    assert!(watch[0].starts_with("support-agent") && watch[0].contains("expires"), "{watch:?}");
+    assert!(
+        watch[1].starts_with("nightly-batch") && watch[1].contains("$0.05 of its $0.05 daily cap spent today"),
+        "{watch:?}"
+    );
+    let link = browser.client.find(Locator::Css("table.overview-keys a")).await.unwrap().attr("href").await.unwrap();
+    assert_eq!(link.as_deref(), Some(format!("/dashboard/keys/{batch_id}").as_str()));
+    screenshot(&browser, "overview").await;
+    browser.client.clone().close().await.unwrap();
+}
+
 /// Walks a filtered list to its last page and back with the pager's links: the filter holds on
 /// every page, and the pages together show each row exactly once, newest first.
 async fn walk_pages(
@@ -205,7 +279,7 @@ async fn members_and_admin_keys_are_managed_in_the_browser_and_audited_as_throug
     fill(&zoe, "#invite_token", &invitation).await;
     fill(&zoe, "#new-password", "zoe-chose-this-1").await;
     click_and_wait(&zoe, "Accept invitation").await;
-    assert_eq!(zoe.client.current_url().await.unwrap().path(), "/dashboard/keys");
+    assert_eq!(zoe.client.current_url().await.unwrap().path(), "/dashboard/overview");
     assert!(text(&zoe).await.contains("zoe · developer · acme"));
     // The invitation worked once.
     click_and_wait(&zoe, "Sign out").await;
@@ -341,6 +415,7 @@ async fn the_keys_table_filters_and_sorts() {
     app.member(&owner, "ada", "viewer").await;
     let browser = browser().await;
     sign_in(&browser, &app, "ada", "ada-password-1").await;
+    goto(&browser, &app, "/dashboard/keys").await;
     let labels = || async {
         let mut labels = vec![];
         for row in rows(&browser, "main table").await {
@@ -452,6 +527,7 @@ async fn every_page_fits_a_phone_screen() {
     for (width, height) in [(390, 844), (1280, 800), (1440, 900)] {
         browser.client.set_window_size(width, height).await.unwrap();
         for page in [
+            "/dashboard/overview",
             "/dashboard/keys",
             key_page.as_str(),
             "/dashboard/spend",

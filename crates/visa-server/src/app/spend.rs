@@ -57,6 +57,34 @@ const MAX_DAYS: i64 = 366;
 /// the rollups the money path writes in the transactions that end or refuse the calls. A key
 /// sees only its own calls.
 pub async fn series(state: &AppState, reader: &Reader, query: SeriesQuery) -> ApiResult<SeriesResponse> {
+    let series = read_series(state, reader, query).await?;
+    let start = |bucket: i64| {
+        time::OffsetDateTime::from_unix_timestamp(bucket * series.seconds).map(rfc3339).unwrap_or_default()
+    };
+    Ok(SeriesResponse {
+        success: true,
+        object: "spend_series".into(),
+        granularity: if series.seconds == 3_600 { "hour" } else { "day" }.into(),
+        group_by: series.group_by,
+        from: start(series.from_bucket),
+        to: start(series.to_bucket),
+        buckets: series.buckets.into_iter().map(|((bucket, group), b)| b.view(start(bucket), group)).collect(),
+    })
+}
+
+/// A spend series read, before it is put in the API's words.
+pub struct Series {
+    /// A bucket's length, and the first bucket and the one after the last (in buckets since 1970).
+    pub seconds: i64,
+    pub from_bucket: i64,
+    pub to_bucket: i64,
+    pub group_by: String,
+    /// By bucket, then group.
+    pub buckets: BTreeMap<(i64, Option<String>), BucketSums>,
+}
+
+/// The series `query` asks for (checked as `series` says).
+pub async fn read_series(state: &AppState, reader: &Reader, query: SeriesQuery) -> ApiResult<Series> {
     let granularity = match query.granularity.as_deref() {
         None | Some("day") => Granularity::Day,
         Some("hour") => Granularity::Hour,
@@ -98,16 +126,12 @@ pub async fn series(state: &AppState, reader: &Reader, query: SeriesQuery) -> Ap
         to_bucket,
     };
     let rows = state.store.spend_series(request).await?;
-    let start =
-        |bucket: i64| time::OffsetDateTime::from_unix_timestamp(bucket * seconds).map(rfc3339).unwrap_or_default();
-    Ok(SeriesResponse {
-        success: true,
-        object: "spend_series".into(),
-        granularity: if granularity == Granularity::Hour { "hour" } else { "day" }.into(),
+    Ok(Series {
+        seconds,
+        from_bucket,
+        to_bucket,
         group_by: query.group_by.unwrap_or_else(|| "none".into()),
-        from: start(from_bucket),
-        to: start(to_bucket),
-        buckets: buckets(rows).into_iter().map(|((bucket, group), b)| b.view(start(bucket), group)).collect(),
+        buckets: buckets(rows),
     })
 }
 
@@ -133,7 +157,7 @@ impl BucketSums {
 }
 
 /// A series' rows (one per outcome) gathered per bucket and group.
-pub fn buckets(rows: Vec<SeriesRow>) -> BTreeMap<(i64, Option<String>), BucketSums> {
+fn buckets(rows: Vec<SeriesRow>) -> BTreeMap<(i64, Option<String>), BucketSums> {
     let mut buckets: BTreeMap<(i64, Option<String>), BucketSums> = BTreeMap::new();
     for row in rows {
         let sums = buckets.entry((row.bucket, row.group)).or_default();

@@ -23,7 +23,7 @@ fn path_of(id: &str) -> String {
 async fn fetch(state: &SharedState, browser: &Browser, id: &str) -> Result<KeyView, Response> {
     match async { app::keys::get(state, &browser.session, key_id(id)?).await }.await {
         Ok(found) => Ok(found.key),
-        Err(e) => Err(layout::refused(state, browser, super::HOME, e)),
+        Err(e) => Err(layout::refused(state, browser, super::paths::KEYS, e)),
     }
 }
 
@@ -40,7 +40,7 @@ pub async fn show(
     let traffic = usage::section(&state, &browser, &id, &range).await;
     let calls = super::calls::section(&state, &browser, &id).await;
     let body = page_body(&state, &browser, &key, Some(html! { (calls) (traffic) }));
-    layout::page(&state, &browser, super::HOME, &format!("Key {}", key.label), body).into_response()
+    layout::page(&state, &browser, super::paths::KEYS, &format!("Key {}", key.label), body).into_response()
 }
 
 fn page_body(state: &SharedState, browser: &Browser, key: &KeyView, notice: Option<Markup>) -> Markup {
@@ -159,7 +159,7 @@ pub async fn rotate(
             let traffic = usage::section(&state, &browser, &rotated.key.id.to_string(), &usage::Range::default()).await;
             let notice = html! { (raw_key_shown_once(&rotated.raw_key, &rotated.key)) (traffic) };
             let body = page_body(&state, &browser, &rotated.key, Some(notice));
-            layout::page(&state, &browser, super::HOME, &format!("Key {} rotated", rotated.key.label), body)
+            layout::page(&state, &browser, super::paths::KEYS, &format!("Key {} rotated", rotated.key.label), body)
                 .into_response()
         }
         Err(e) => layout::refused(&state, &browser, &path, e),
@@ -187,7 +187,15 @@ pub async fn confirm_revoke(State(state): State<SharedState>, browser: Browser, 
     };
     let message = html! { "Every secret of " strong { (key.label) } " stops working at once, on every node. This cannot be undone." };
     let action = format!("{}/revoke", path_of(&id));
-    layout::confirm(&state, &browser, super::HOME, &format!("Revoke {}?", key.label), message, &action, "Revoke key")
+    layout::confirm(
+        &state,
+        &browser,
+        super::paths::KEYS,
+        &format!("Revoke {}?", key.label),
+        message,
+        &action,
+        "Revoke key",
+    )
 }
 
 pub async fn revoke(

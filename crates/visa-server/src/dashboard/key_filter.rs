@@ -111,7 +111,7 @@ impl KeyFilter {
         sorts.extend(SORTS.iter().copied());
         let orders = [("", "default"), ("asc", "ascending"), ("desc", "descending")];
         html! {
-            form.filters method="get" action=(super::HOME) {
+            form.filters method="get" action=(super::paths::KEYS) {
                 (select("status", "Status", given(&self.status), &statuses))
                 (select("tool", "Tool", given(&self.tool), &tool_options))
                 (select("environment", "Environment", given(&self.environment), &environments))
@@ -128,7 +128,7 @@ impl KeyFilter {
                     " Unused for 30 days"
                 }
                 button type="submit" { "Apply" }
-                @if self.active() { " " a href=(super::HOME) { "Clear filters" } }
+                @if self.active() { " " a href=(super::paths::KEYS) { "Clear filters" } }
             }
         }
     }

@@ -32,14 +32,14 @@ pub async fn list(
         if filter.active() { filtered(&state, &browser, &filter).await } else { paged(&state, &browser, query).await };
     let listing = match listing {
         Ok(listing) => listing,
-        Err(e) => return layout::refused(&state, &browser, super::HOME, e),
+        Err(e) => return layout::refused(&state, &browser, super::paths::KEYS, e),
     };
     let body = html! {
         @if browser.session.role.allows(Permission::ManageKeys) { p { a.action href=(NEW) { "Create key" } } }
         (filter.form(&tools))
         (listing)
     };
-    layout::page(&state, &browser, super::HOME, "Keys", body).into_response()
+    layout::page(&state, &browser, super::paths::KEYS, "Keys", body).into_response()
 }
 
 /// One page of the API's list, with its cursors.
@@ -152,7 +152,7 @@ fn pager(page: &ListPage) -> Markup {
 
 pub async fn new(State(state): State<SharedState>, browser: Browser) -> Response {
     let body = policy::form(&state, "/dashboard/keys", &browser.csrf, None, "Create key");
-    layout::page(&state, &browser, super::HOME, "Create a key", body).into_response()
+    layout::page(&state, &browser, super::paths::KEYS, "Create a key", body).into_response()
 }
 
 pub async fn create(State(state): State<SharedState>, Submitted { browser, fields }: Submitted) -> Response {
@@ -165,7 +165,7 @@ pub async fn create(State(state): State<SharedState>, Submitted { browser, field
         Err(e) => return layout::refused(&state, &browser, NEW, e),
     };
     let body = raw_key_shown_once(&created.raw_key, &created.key);
-    (StatusCode::CREATED, layout::page(&state, &browser, super::HOME, "Key created", body)).into_response()
+    (StatusCode::CREATED, layout::page(&state, &browser, super::paths::KEYS, "Key created", body)).into_response()
 }
 
 /// The one showing of a raw key (a new key, or a rotation's new secret). The page is never
@@ -179,6 +179,6 @@ pub fn raw_key_shown_once(raw_key: &str, key: &KeyView) -> Markup {
         label for="raw-key" { "Key for " (key.label) }
         input #raw-key.raw-key type="text" readonly value=(raw_key) size="64";
         button type="button" data-copy="raw-key" { "Copy key" }
-        p { a href={ "/dashboard/keys/" (key.id) } { "Go to the key" } " · " a href=(super::HOME) { "All keys" } }
+        p { a href={ "/dashboard/keys/" (key.id) } { "Go to the key" } " · " a href=(super::paths::KEYS) { "All keys" } }
     }
 }

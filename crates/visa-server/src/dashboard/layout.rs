@@ -20,8 +20,9 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
                    frame-ancestors 'none'; base-uri 'none'";
 
 /// The navigation bar's pages, in order: (path, title).
-const NAV: [(&str, &str); 7] = [
-    ("/dashboard/keys", "Keys"),
+const NAV: [(&str, &str); 8] = [
+    (paths::OVERVIEW, "Overview"),
+    (paths::KEYS, "Keys"),
     (paths::SPEND, "Spend"),
     (paths::AUDIT, "Audit log"),
     (paths::MEMBERS, "Members"),

@@ -9,7 +9,8 @@
 //!   the stylesheet;
 //! - `form.rs` reads a submitted form; `policy.rs` is a key's policy as a form; `paths.rs`
 //!   names the pages the navigation bar links to;
-//! - one module per page: `sign_in.rs`, `keys.rs` (the table, creating), `key.rs` (a key),
+//! - one module per page: `sign_in.rs`, `overview.rs` (the first page after sign-in: balance,
+//!   spend by tool, top keys and end users, refusals, keys to watch), `keys.rs` (the table, creating), `key.rs` (a key),
 //!   `usage.rs` (a key's traffic chart), `spend.rs` (balance, spend, executions), `audit.rs`,
 //!   `members.rs` (and accepting an invitation), `admin_keys.rs`, `oauth.rs` (MCP's OAuth
 //!   consent and the connected applications), `webhooks.rs` (endpoints and their delivery
@@ -27,6 +28,7 @@ mod keys;
 mod layout;
 mod members;
 mod oauth;
+mod overview;
 mod paths;
 mod policy;
 mod session;
@@ -41,14 +43,14 @@ use axum::response::Redirect;
 use axum::routing::{get, post};
 
 /// Where a signed-in member lands.
-const HOME: &str = "/dashboard/keys";
+const HOME: &str = paths::OVERVIEW;
 
 pub fn router() -> Router<SharedState> {
     Router::new()
         .route("/dashboard", get(|| async { Redirect::to(HOME) }))
         .route("/dashboard/sign-in", get(sign_in::form).post(sign_in::submit))
         .route("/dashboard/sign-out", post(sign_in::sign_out))
-        .route("/dashboard/keys", get(keys::list).post(keys::create))
+        .route(paths::KEYS, get(keys::list).post(keys::create))
         .route("/dashboard/keys/new", get(keys::new))
         .route("/dashboard/keys/{id}", get(key::show).post(key::update))
         .route("/dashboard/keys/{id}/rotate", post(key::rotate))
@@ -56,6 +58,7 @@ pub fn router() -> Router<SharedState> {
         .route("/dashboard/keys/{id}/calls", get(calls::fragment))
         .route("/dashboard/keys/{id}/revoke", get(key::confirm_revoke).post(key::revoke))
         .route("/dashboard/keys/{id}/secrets/{secret_id}/revoke", post(key::revoke_secret))
+        .route(overview::PATH, get(overview::show))
         .route(spend::PATH, get(spend::show))
         .route("/dashboard/executions/{id}", get(spend::execution))
         .route(audit::PATH, get(audit::show))

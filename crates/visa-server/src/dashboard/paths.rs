@@ -1,6 +1,8 @@
 //! The paths of the dashboard's pages that the navigation bar (`layout`) and the pages
 //! themselves both name, so that neither imports the other.
 
+pub const OVERVIEW: &str = "/dashboard/overview";
+pub const KEYS: &str = "/dashboard/keys";
 pub const SPEND: &str = "/dashboard/spend";
 pub const AUDIT: &str = "/dashboard/audit";
 pub const MEMBERS: &str = "/dashboard/members";

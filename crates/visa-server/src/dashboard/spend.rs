@@ -103,11 +103,11 @@ pub(super) async fn key_labels(state: &SharedState, browser: &Browser) -> BTreeM
     }
 }
 
-fn key_name(labels: &BTreeMap<i64, String>, id: i64) -> String {
+pub(super) fn key_name(labels: &BTreeMap<i64, String>, id: i64) -> String {
     labels.get(&id).cloned().unwrap_or_else(|| format!("key {id}"))
 }
 
-fn balance_section(balance: &BalanceResponse) -> Markup {
+pub(super) fn balance_section(balance: &BalanceResponse) -> Markup {
     html! {
         h2 { "Balance" }
         dl.balance {
