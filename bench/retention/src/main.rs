@@ -4,7 +4,12 @@
 //! tenth of the run and at the end, the database's size by table and index (SQLite's `dbstat`),
 //! so the part retention bounds and the part kept for good can be read apart.
 //!
-//! Usage: visa-bench-retention DATA_DIR [CALLS] [DAYS] [CONNECTIONS]
+//! Each call is made for one of 1,000 end users (each always through the same key), so the
+//! end users' rollups grow as a platform's would. With `--overview` (bench/overview.sh) it
+//! then times the dashboard's overview page on the account it filled, against a reference
+//! read of the same server (`GET /v1/api/balance`).
+//!
+//! Usage: visa-bench-retention DATA_DIR [CALLS] [DAYS] [CONNECTIONS] [--overview]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +19,9 @@ use visa_server::{DATABASE_FILE, ServeConfig, Server};
 
 const OPERATOR_TOKEN: &str = "bench-operator-token-0123456789";
 const KEYS: usize = 64;
+const PASSWORD: &str = "bench-password-0123";
+/// The end users calls are made for; each always goes through the same key.
+const END_USERS: u64 = 1_000;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -24,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
     let calls: u64 = args.get(2).map_or(Ok(1_000_000), |a| a.parse())?;
     let days: u64 = args.get(3).map_or(Ok(3), |a| a.parse())?;
     let connections: usize = args.get(4).map_or(Ok(64), |a| a.parse())?;
+    let overview = args.iter().any(|a| a == "--overview");
 
     let clock = Clock::manual();
     let mut config = ServeConfig::new("127.0.0.1:0".parse()?, data_dir.clone());
@@ -77,9 +86,11 @@ async fn main() -> anyhow::Result<()> {
                     if i >= calls {
                         return;
                     }
+                    let end_user = i % END_USERS;
                     let answer = client
                         .post(format!("{api}/v1/api/tools/echo/execute"))
-                        .header("X-Api-Key", &keys[i as usize % KEYS])
+                        .header("X-Api-Key", &keys[end_user as usize % KEYS])
+                        .header("X-Visa-End-User", format!("customer-{end_user}"))
                         .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
                         .header("Content-Type", "application/json")
                         .body(r#"{"input":{"hello":"world"}}"#)
@@ -110,6 +121,19 @@ async fn main() -> anyhow::Result<()> {
     // Let the last sweeps run at the final simulated instant, then stop cleanly.
     tokio::time::sleep(Duration::from_secs(2)).await;
     ticker.abort();
+    if overview {
+        // A fresh session: the first one ended days ago on the simulated clock.
+        let signed_in: serde_json::Value = client
+            .post(format!("{api}/v1/api/sessions"))
+            .json(&serde_json::json!({ "login": "bench", "password": PASSWORD }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let fresh = signed_in["session_token"].as_str().ok_or_else(|| anyhow::anyhow!("no session: {signed_in}"))?;
+        time_overview(&client, &api, fresh).await?;
+    }
     server.shutdown().await?;
     println!(
         "{calls} calls in {:.0} s ({:.0} req/s), {} failed",
@@ -121,11 +145,46 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Times the dashboard's overview (signed in with the account's session cookie) and, as the
+/// reference, `GET /v1/api/balance` (one small read through the same stack), 30 times each
+/// after a warm-up, one request at a time.
+async fn time_overview(client: &reqwest::Client, api: &str, session: &str) -> anyhow::Result<()> {
+    let cookie = format!("visa_session={session}");
+    let mut timings = vec![];
+    for (name, path, cookie) in [
+        ("overview", "/dashboard/overview", Some(cookie.as_str())),
+        ("reference (GET /v1/api/balance)", "/v1/api/balance", None),
+    ] {
+        let mut took = vec![];
+        for round in 0..35 {
+            let mut request = client.get(format!("{api}{path}"));
+            request = match cookie {
+                Some(cookie) => request.header("Cookie", cookie),
+                None => request.bearer_auth(session),
+            };
+            let started = Instant::now();
+            let page = request.send().await?.error_for_status()?.text().await?;
+            if round >= 5 {
+                took.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            if name == "overview" && round == 0 && !page.contains("Top end users") {
+                anyhow::bail!("the overview did not render: {page}");
+            }
+        }
+        took.sort_by(f64::total_cmp);
+        let (median, p95, max) = (took[took.len() / 2], took[took.len() * 95 / 100], took[took.len() - 1]);
+        println!("{name}: median {median:.1} ms, p95 {p95:.1} ms, max {max:.1} ms ({} requests)", took.len());
+        timings.push(median);
+    }
+    println!("overview / reference (medians): {:.1}x", timings[0] / timings[1].max(0.001));
+    Ok(())
+}
+
 async fn create_keys(client: &reqwest::Client, api: &str) -> anyhow::Result<Vec<String>> {
     let account: serde_json::Value = client
         .post(format!("{api}/v1/operator/accounts"))
         .bearer_auth(OPERATOR_TOKEN)
-        .json(&serde_json::json!({ "login": "bench", "approved": true, "credit_cents": 1_000_000_000 }))
+        .json(&serde_json::json!({ "login": "bench", "password": PASSWORD, "approved": true, "credit_cents": 1_000_000_000 }))
         .send()
         .await?
         .error_for_status()?
