@@ -601,3 +601,64 @@ async fn echo_chat_answers_without_any_provider() {
     assert!(ids.contains(&"echo-chat"), "{ids:?}");
     assert!(app.verify_ledger().await.is_empty());
 }
+
+/// A Responses API call over the raw wire.
+async fn respond(app: &TestApp, key: &str, body: Value) -> visa_e2e::Reply {
+    let idempotency_key = uuid::Uuid::new_v4().to_string();
+    let headers = [("Authorization", format!("Bearer {key}")), ("Idempotency-Key", idempotency_key)];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    app.call(Method::POST, "/v1/openai/responses", None, Some(body), &headers).await
+}
+
+/// The Responses API refuses what it cannot serve from a chat provider — state kept between
+/// calls, OpenAI's own tools, unknown members — in OpenAI's shape, before anything is held or
+/// sent; `user` is the end user (kept, and capped, never sent upstream); a method other than
+/// POST is 405.
+#[tokio::test]
+async fn the_responses_api_refuses_what_a_chat_provider_cannot_serve_and_names_the_end_user() {
+    let mock = MockProvider::start().await;
+    let app = app(&mock, "VISA_TEST_RESPONSES_WIRE_KEY").await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    for (member, value, says) in [
+        ("previous_response_id", json!("resp_1"), "keeps no conversation state"),
+        ("tools", json!([{ "type": "web_search" }]), "only function tools"),
+        ("input", json!([{ "type": "file_search_call", "id": "x" }]), "not supported"),
+        ("background", json!(true), "background is not supported"),
+        ("frobnicate", json!(1), "frobnicate is not supported"),
+    ] {
+        let mut body = json!({ "model": "chat", "input": "hello" });
+        body[member] = value;
+        let refused = respond(&app, &key, body).await;
+        assert_openai_error(&refused, 400, "INVALID_REQUEST", "invalid_request_error");
+        assert!(refused.body["error"]["message"].as_str().unwrap().contains(says), "{member}: {}", refused.body);
+    }
+    assert_eq!((mock.calls(), app.balance_micros(&session).await), (0, before), "nothing sent, nothing held");
+    let wrong =
+        app.call(Method::GET, "/v1/openai/responses", None, None, &[("Authorization", &format!("Bearer {key}"))]).await;
+    assert_openai_error(&wrong, 405, "METHOD_NOT_ALLOWED", "invalid_request_error");
+
+    // `user` is the end user: on the execution and its receipt, capped, never upstream.
+    let (_, capped) = app.key(&session, json!({ "label": "per-user", "end_user_total_cap_cents": 1 })).await;
+    let body = json!({ "model": "chat", "input": "hello", "user": "customer-9", "max_output_tokens": 100 });
+    let done = respond(&app, &capped, body.clone()).await;
+    assert_eq!(done.status.as_u16(), 200, "{}", done.body);
+    assert_eq!(
+        (&done.body["object"], &done.body["visa"]["receipt"]["end_user"]),
+        (&json!("response"), &json!("customer-9"))
+    );
+    assert!(mock.behaviour.last_body.lock().unwrap().get("user").is_none(), "the end user stays here");
+    // Until her 1-cent cap refuses her (each call is charged what it held, 100 output tokens' worth).
+    let mut refused = respond(&app, &capped, body.clone()).await;
+    for _ in 0..200 {
+        if refused.status.as_u16() != 200 {
+            break;
+        }
+        refused = respond(&app, &capped, body.clone()).await;
+    }
+    assert_openai_error(&refused, 429, "RATE_LIMITED", "rate_limit_error");
+    assert_eq!(refused.body["error"]["limit"], "end_user_total_cap");
+    let other = json!({ "model": "chat", "input": "hello", "user": "customer-10", "max_output_tokens": 100 });
+    assert_eq!(respond(&app, &capped, other).await.status.as_u16(), 200, "another end user still spends");
+    assert!(app.verify_ledger().await.is_empty());
+}

@@ -11,11 +11,15 @@ use visa_e2e::mock_provider::{MockProvider, chat_catalog};
 
 /// Runs one scenario of the SDK script and returns what it printed.
 async fn sdk(app: &TestApp, scenario: &str, key: &str, arg: Option<&str>) -> Value {
+    script(scenario, &app.url("/v1/openai"), key, arg).await
+}
+
+/// Runs one scenario of the SDK script against `base_url`.
+async fn script(scenario: &str, base_url: &str, key: &str, arg: Option<&str>) -> Value {
     let python = visa_e2e::python_venv().join("bin/python");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/openai_sdk_client.py");
-    let base_url = app.url("/v1/openai");
     let mut command = tokio::process::Command::new(python);
-    command.arg(script).args([scenario, &base_url, key]).args(arg);
+    command.arg(script).args([scenario, base_url, key]).args(arg);
     let out = command.output().await.expect("the venv's python runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{scenario}: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
@@ -262,5 +266,138 @@ async fn embeddings_are_held_by_their_input_metered_by_usage_and_charged_once() 
         assert_eq!((answer_status, error["error"]["code"].as_str()), (status, Some(code)), "{body}: {error}");
     }
     assert_eq!((mock.calls(), app.balance_micros(&session).await), (1, before - 200), "nothing more");
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+/// The Responses API through the official SDK (`client.responses.create`): a paid call of a chat
+/// tool, translated for a provider that offers only chat completions — plain, streamed with its
+/// typed events, with a function tool and its output sent back — metered from the provider's
+/// usage, charged once per Idempotency-Key (a retry replays the answer or the recorded stream),
+/// refused by a limit in OpenAI's shape.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_responses_api_is_one_paid_call_plain_streamed_and_with_tools() {
+    let mock = MockProvider::start().await;
+    let app = app(&mock, "VISA_TEST_SDK_KEY_RESPONSES").await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+
+    let plain = sdk(&app, "responses", &key, None).await;
+    assert_eq!(
+        (&plain["text"], &plain["status"], &plain["model"]),
+        (&json!("hi from the mock"), &json!("completed"), &json!("chat")),
+        "{plain}"
+    );
+    assert!(plain["id"].as_str().unwrap().starts_with("resp_"), "{plain}");
+    assert_eq!(plain["usage"], json!({ "input": 1000, "output": 500 }));
+    assert_eq!(
+        (&plain["visa"]["charged_micros"], &plain["same_again"]),
+        (&json!(CALL_MICROS.to_string()), &json!(true))
+    );
+    assert_eq!((mock.calls(), app.balance_micros(&session).await), (1, before - CALL_MICROS), "charged once");
+    let sent = mock.behaviour.last_body.lock().unwrap().clone();
+    assert_eq!(
+        sent["messages"],
+        json!([{ "role": "system", "content": "be brief" }, { "role": "user", "content": "hello" }])
+    );
+    assert!(
+        sent["max_tokens"].as_u64().is_some_and(|limit| limit <= 1000),
+        "max_output_tokens bounds the hold: {sent}"
+    );
+
+    let streamed = sdk(&app, "responses_stream", &key, None).await;
+    let runs = streamed["runs"].as_array().unwrap();
+    assert_eq!(runs[0], runs[1], "the same Idempotency-Key replays the recorded stream");
+    assert_eq!(
+        (&runs[0]["text"], &runs[0]["final_text"], &runs[0]["output_tokens"]),
+        (&json!("hi from the mock"), &json!("hi from the mock"), &json!(500))
+    );
+    assert_eq!(
+        runs[0]["types"],
+        json!([
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed"
+        ])
+    );
+    assert_eq!((mock.calls(), app.balance_micros(&session).await), (2, before - 2 * CALL_MICROS));
+
+    // The provider calls the function (and says a word); its output goes back as a tool message.
+    let tool_call = json!({
+        "id": "chatcmpl-tool", "object": "chat.completion", "model": "mock-model",
+        "choices": [{ "index": 0, "finish_reason": "tool_calls", "message": { "role": "assistant", "content": "It is sunny.",
+            "tool_calls": [{ "id": "call_7", "type": "function", "function": { "name": "weather", "arguments": "{\"city\":\"Paris\"}" } }] } }],
+        "usage": { "prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500 },
+    });
+    *mock.behaviour.raw_answer.lock().unwrap() = Some((200, tool_call.to_string()));
+    let tool = sdk(&app, "responses_tool", &key, None).await;
+    *mock.behaviour.raw_answer.lock().unwrap() = None;
+    assert_eq!(
+        (&tool["name"], &tool["arguments"], &tool["call_id"]),
+        (&json!("weather"), &json!("{\"city\":\"Paris\"}"), &json!("call_7"))
+    );
+    assert_eq!(tool["answer"], "It is sunny.");
+    let sent = mock.behaviour.last_body.lock().unwrap().clone();
+    assert_eq!(sent["tools"][0]["function"]["name"], "weather", "{sent}");
+    assert_eq!(sent["messages"][1]["tool_calls"][0]["id"], "call_7", "{sent}");
+    assert_eq!(sent["messages"][2], json!({ "role": "tool", "tool_call_id": "call_7", "content": "sunny" }));
+    assert_eq!((mock.calls(), app.balance_micros(&session).await), (4, before - 4 * CALL_MICROS));
+
+    // Refused by a limit (a 1-cent daily cap, after the calls it covers): OpenAI's shape with our
+    // code and the limit; the refused call reaches no provider.
+    let (_, capped) = app.key(&session, json!({ "label": "capped", "daily_cap_cents": 1 })).await;
+    let refused = sdk(&app, "responses_refused", &capped, None).await;
+    assert_eq!(
+        (&refused["status"], &refused["code"], &refused["limit"]),
+        (&json!(429), &json!("RATE_LIMITED"), &json!("key_daily_cap")),
+        "{refused}"
+    );
+    let covered = refused["succeeded"].as_u64().unwrap() as usize;
+    assert!(covered >= 1, "{refused}");
+    assert_eq!(mock.calls(), 4 + covered);
+    assert!(app.verify_ledger().await.is_empty());
+}
+
+/// The OpenAI Agents SDK with its default model settings runs an agent against Visa Keys: only
+/// `OPENAI_BASE_URL` and `OPENAI_API_KEY` point it here, and its default model (whatever this
+/// version of the SDK says it is) names a chat tool by alias. It calls the Responses API, with no
+/// Idempotency-Key, so the key allows that (`idempotency: optional`, docs/openai.md).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agents_sdk_runs_an_agent_with_its_default_model_settings() {
+    let default_model = script("agents_default_model", "http://127.0.0.1:9/v1", "unused", None).await;
+    let default_model = default_model["model"].as_str().unwrap().to_owned();
+    let mock = MockProvider::start().await;
+    let var = "VISA_TEST_SDK_KEY_AGENTS";
+    let chat = visa_e2e::catalog::TestTool::chat("chat", &mock, var)
+        .set("aliases", format!("[{default_model:?}]"))
+        .set("max_output_tokens", 4096);
+    let catalog = visa_e2e::catalog::catalog(&[chat], var, Some(visa_e2e::mock_provider::CHAT_SECRET));
+    let app = TestApp::spawn_with(|c| c.catalog = catalog).await;
+    let session = app.account("agents", true, 1_000).await;
+    let (_, key) = app.key(&session, json!({ "label": "agent", "idempotency": "optional" })).await;
+
+    let ran = sdk(&app, "agents", &key, None).await;
+    assert_eq!(
+        (&ran["final_output"], &ran["model"], &ran["responses"]),
+        (&json!("hi from the mock"), &json!(default_model), &json!(1)),
+        "{ran}"
+    );
+    let sent = mock.behaviour.last_body.lock().unwrap().clone();
+    assert_eq!(
+        sent["messages"],
+        json!([{ "role": "system", "content": "You are brief." }, { "role": "user", "content": "hello" }]),
+        "{sent}"
+    );
+    let executions = app.get("/v1/api/executions", &session).await.assert_ok(200)["executions"].clone();
+    assert_eq!(executions.as_array().unwrap().len(), 1, "one paid call: {executions}");
+    assert_eq!(
+        (&executions[0]["state"], &executions[0]["charged_micros"]),
+        (&json!("succeeded"), &json!(CALL_MICROS.to_string()))
+    );
     assert!(app.verify_ledger().await.is_empty());
 }

@@ -90,6 +90,81 @@ def main():
                     usage = {"prompt": chunk.usage.prompt_tokens, "completion": chunk.usage.completion_tokens}
             runs.append({"content": content, "usage": usage, "models": sorted(models)})
         out = {"runs": runs}
+    elif scenario == "responses":
+        # The Responses API, plain: twice with one Idempotency-Key (the second is the record).
+        headers = {"Idempotency-Key": str(uuid.uuid4())}
+        runs = [
+            c.responses.create(model=arg or "chat", instructions="be brief", input="hello", max_output_tokens=1000,
+                               extra_headers=headers)
+            for _ in range(2)
+        ]
+        first = runs[0]
+        out = {
+            "id": first.id,
+            "status": first.status,
+            "model": first.model,
+            "text": first.output_text,
+            "usage": {"input": first.usage.input_tokens, "output": first.usage.output_tokens},
+            "visa": (first.model_extra or {}).get("visa"),
+            "same_again": runs[1].model_dump() == first.model_dump(),
+        }
+    elif scenario == "responses_stream":
+        # Streamed: the typed events, then the same Idempotency-Key again (the recorded stream).
+        headers = {"Idempotency-Key": str(uuid.uuid4())}
+        runs = []
+        for _ in range(2):
+            events = c.responses.create(model="chat", input=[{"role": "user", "content": "hello"}], stream=True,
+                                        extra_headers=headers)
+            types, text, final = [], "", None
+            for event in events:
+                types.append(event.type)
+                if event.type == "response.output_text.delta":
+                    text += event.delta
+                if event.type == "response.completed":
+                    final = event.response
+            runs.append({"types": types, "text": text, "final_id": final.id, "final_text": final.output_text,
+                         "output_tokens": final.usage.output_tokens})
+        out = {"runs": runs}
+    elif scenario == "responses_tool":
+        # A function tool: the model calls it; its output goes back as a function_call_output.
+        tools = [{"type": "function", "name": "weather", "description": "the weather in a city",
+                  "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+        headers = {"Idempotency-Key": str(uuid.uuid4())}
+        called = c.responses.create(model="chat", input="weather in Paris?", tools=tools, extra_headers=headers)
+        call = [item for item in called.output if item.type == "function_call"][0]
+        follow_up = [{"role": "user", "content": "weather in Paris?"},
+                     {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+                     {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}]
+        headers = {"Idempotency-Key": str(uuid.uuid4())}
+        answered = c.responses.create(model="chat", input=follow_up, tools=tools, extra_headers=headers)
+        out = {"name": call.name, "arguments": call.arguments, "call_id": call.call_id, "answer": answered.output_text}
+    elif scenario == "responses_refused":
+        # Calls until a limit refuses one: OpenAI's shape with our code and the limit, no retry.
+        c = client(base_url, key, retries=0)
+        done = 0
+        while True:
+            try:
+                c.responses.create(model="chat", input="hello", extra_headers={"Idempotency-Key": str(uuid.uuid4())})
+                done += 1
+            except openai.APIStatusError as e:
+                out = {"succeeded": done, **refusal(e)}
+                break
+    elif scenario == "agents_default_model":
+        from agents.models import get_default_model
+        out = {"model": get_default_model()}
+    elif scenario == "agents":
+        # The OpenAI Agents SDK with its default model settings: only OPENAI_BASE_URL and
+        # OPENAI_API_KEY point it here (its traces, sent to OpenAI by default, are off).
+        import os
+        os.environ["OPENAI_BASE_URL"] = base_url
+        os.environ["OPENAI_API_KEY"] = key
+        from agents import Agent, Runner, set_tracing_disabled
+        from agents.models import get_default_model
+        set_tracing_disabled(True)
+        agent = Agent(name="assistant", instructions="You are brief.")
+        result = Runner.run_sync(agent, "hello")
+        out = {"final_output": result.final_output, "model": get_default_model(),
+               "responses": len(result.raw_responses)}
     elif scenario == "models":
         out = {"ids": [m.id for m in c.models.list()]}
     elif scenario == "errors":

@@ -470,9 +470,9 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
             (error["retryable"].as_bool().unwrap_or(false), error["retry_after"].as_u64())
         })
     };
-    // A recorded stream starts with an event, or (nothing but the usage was streamed) with
-    // its `: visa` comment; JSON starts with `{`.
-    let streamed = body.starts_with(b"data:") || body.starts_with(b": ");
+    // A recorded stream starts with an event (named, on the Responses API), or (nothing but the
+    // usage was streamed) with its `: visa` comment; JSON starts with `{`.
+    let streamed = body.starts_with(b"data:") || body.starts_with(b"event:") || body.starts_with(b": ");
     let content_type = if streamed { "text/event-stream" } else { "application/json" };
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;

@@ -8,6 +8,7 @@
 //! - `call.rs`: what every paid call here shares (the key, the Idempotency-Key, `user`, `model`);
 //! - `chat.rs`: `POST /v1/openai/chat/completions`;
 //! - `embeddings.rs`: `POST /v1/openai/embeddings` (`openai_embeddings` tools);
+//! - `responses/`: `POST /v1/openai/responses`, the Responses API over the chat tools;
 //! - `models.rs`: `GET /v1/openai/models` and `/models/{id}`, the chat tools a key may use;
 //! - here: OpenAI's error shape (`{"error": {"message", "type", "code", "param"}}`, `code`
 //!   being our `error_code`) and the completion body a call answers and stores for replays.
@@ -16,10 +17,12 @@ mod call;
 mod chat;
 mod embeddings;
 mod models;
+mod responses;
 
 use crate::error::ApiError;
 use crate::state::SharedState;
-use crate::tools::stream::{ChatStream, event};
+use crate::tools::stream::ChatStream;
+pub use crate::tools::stream::event;
 use crate::wire::execute::{Receipt, Usage};
 use axum::Router;
 use axum::http::StatusCode;
@@ -34,6 +37,7 @@ pub fn router() -> Router<SharedState> {
     Router::new()
         .route("/v1/openai/chat/completions", post(chat::completions).fallback(method_not_allowed))
         .route("/v1/openai/embeddings", post(embeddings::create).fallback(method_not_allowed))
+        .route("/v1/openai/responses", post(responses::create).fallback(method_not_allowed))
         .route("/v1/openai/models", get(models::list).fallback(method_not_allowed))
         .route("/v1/openai/models/{id}", get(models::get).fallback(method_not_allowed))
         .route("/v1/openai/{*rest}", any(|| async { OpenAiError(ApiError::new(ErrorCode::NotFound, "no such route")) }))
@@ -138,10 +142,35 @@ pub fn completion_body(
     if !members.get("created").is_some_and(Value::is_u64) {
         members.insert("created".to_owned(), execution.created_at.unix_timestamp().into());
     }
-    let body = Charged { completion: &members, visa: Charge::new(execution, charged, receipt) };
+    charged_body(&members, execution, charged, receipt)
+}
+
+/// An answer's members followed by the charge in `visa`, as bytes.
+pub fn charged_body(
+    members: &serde_json::Map<String, Value>,
+    execution: &ExecutionRecord,
+    charged: Micros,
+    receipt: Option<Receipt>,
+) -> Vec<u8> {
+    let body = Charged { completion: members, visa: Charge::new(execution, charged, receipt) };
     // Sized for a typical completion, so the encoder rarely grows it.
     let mut bytes = Vec::with_capacity(1024);
     serde_json::to_writer(&mut bytes, &body).map_or_else(|_| Vec::new(), |()| bytes)
+}
+
+/// A stream's charge as the comment that ends it (`: visa {...}`, ignored by SSE clients, read
+/// by people and tests), with how it was metered if it was metered from the stream.
+pub fn charge_comment(
+    execution: &ExecutionRecord,
+    charged: Micros,
+    receipt: Option<Receipt>,
+    metered: Option<&'static str>,
+) -> Vec<u8> {
+    let visa = Charge { metered, ..Charge::new(execution, charged, receipt) };
+    let mut comment = b": visa ".to_vec();
+    comment.extend_from_slice(&serde_json::to_vec(&visa).unwrap_or_default());
+    comment.extend_from_slice(b"\n\n");
+    comment
 }
 
 /// What a streamed completion stores for replays: the events its caller received, then a
@@ -153,11 +182,8 @@ pub fn stream_body(
     charged: Micros,
     receipt: Option<Receipt>,
 ) -> Vec<u8> {
-    let visa = Charge { metered: Some(stream.metered().as_str()), ..Charge::new(execution, charged, receipt) };
     let mut body = stream.recorded();
-    body.extend_from_slice(b": visa ");
-    body.extend_from_slice(&serde_json::to_vec(&visa).unwrap_or_default());
-    body.extend_from_slice(b"\n\n");
+    body.extend_from_slice(&charge_comment(execution, charged, receipt, Some(stream.metered().as_str())));
     body.extend_from_slice(&event(b"[DONE]"));
     body
 }
