@@ -662,3 +662,59 @@ async fn the_responses_api_refuses_what_a_chat_provider_cannot_serve_and_names_t
     assert_eq!(respond(&app, &capped, other).await.status.as_u16(), 200, "another end user still spends");
     assert!(app.verify_ledger().await.is_empty());
 }
+
+/// A streamed Responses call reaches its caller piece by piece as the provider streams (the
+/// first text long before the provider is done), ends with `response.completed` carrying the
+/// provider's usage and then the charge, and a provider cut after the first text is charged an
+/// estimate of what was delivered, the response completed with what came.
+#[tokio::test]
+async fn a_responses_stream_delivers_each_piece_as_the_provider_sends_it() {
+    let mock = MockProvider::start().await;
+    let app = app(&mock, "VISA_TEST_RESPONSES_STREAM_KEY").await;
+    let (session, _, key) = app.funded_key("octocat").await;
+    let before = app.balance_micros(&session).await;
+    mock.behaviour.stream_delay_ms.store(250, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let mut response = reqwest::Client::new()
+        .post(app.url("/v1/openai/responses"))
+        .bearer_auth(&key)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({ "model": "chat", "input": "hello", "stream": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let (mut text, mut first_delta) = (String::new(), None);
+    while let Some(piece) = response.chunk().await.unwrap() {
+        text.push_str(&String::from_utf8_lossy(&piece));
+        if first_delta.is_none() && text.contains("response.output_text.delta") {
+            first_delta = Some(started.elapsed());
+        }
+    }
+    let (first, total) = (first_delta.expect("a delta"), started.elapsed());
+    // Nine provider events 250 ms apart: the first text after the second, the end after all.
+    assert!(total >= std::time::Duration::from_millis(2_000), "{total:?}");
+    assert!(first + std::time::Duration::from_millis(1_000) < total, "first text at {first:?}, the end at {total:?}");
+    let completed = text.find("event: response.completed").expect("completed");
+    assert!(text[completed..].contains("\"output_tokens\":500") && text.contains(": visa "), "{text}");
+    assert!(text.find("event: response.output_text.done").unwrap() < completed);
+    assert_eq!(app.balance_micros(&session).await, before - 450, "metered from the provider's usage");
+
+    // Cut after the first text: an estimate of what was delivered, the response completed with it.
+    mock.behaviour.stream_delay_ms.store(0, Ordering::SeqCst);
+    mock.behaviour.stream_cut.store(true, Ordering::SeqCst);
+    let cut = reqwest::Client::new()
+        .post(app.url("/v1/openai/responses"))
+        .bearer_auth(&key)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({ "model": "chat", "input": "hello", "stream": true }))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(cut.contains("\"text\":\"tok0 tok1 \"") && cut.contains("\"metered\":\"estimated\""), "{cut}");
+    assert!(cut.contains("event: response.completed"), "{cut}");
+    assert!(app.verify_ledger().await.is_empty());
+}

@@ -304,12 +304,15 @@ async fn the_responses_api_is_one_paid_call_plain_streamed_and_with_tools() {
         "max_output_tokens bounds the hold: {sent}"
     );
 
+    // Streamed: the provider's chunks become the typed events as they come (one delta per
+    // chunk of text), completed with the provider's usage; the same key replays the stream.
     let streamed = sdk(&app, "responses_stream", &key, None).await;
+    assert_eq!(mock.behaviour.last_body.lock().unwrap()["stream"], json!(true), "the provider streams to us");
     let runs = streamed["runs"].as_array().unwrap();
     assert_eq!(runs[0], runs[1], "the same Idempotency-Key replays the recorded stream");
     assert_eq!(
         (&runs[0]["text"], &runs[0]["final_text"], &runs[0]["output_tokens"]),
-        (&json!("hi from the mock"), &json!("hi from the mock"), &json!(500))
+        (&json!("tok0 tok1 tok2 tok3 "), &json!("tok0 tok1 tok2 tok3 "), &json!(500))
     );
     assert_eq!(
         runs[0]["types"],
@@ -318,6 +321,9 @@ async fn the_responses_api_is_one_paid_call_plain_streamed_and_with_tools() {
             "response.in_progress",
             "response.output_item.added",
             "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.delta",
             "response.output_text.delta",
             "response.output_text.done",
             "response.content_part.done",

@@ -99,3 +99,34 @@ pub fn model_tool(
     }
     Ok((model, tool))
 }
+
+/// The answer to a paid call: with `events` (a streamed call's), the event stream as soon as the
+/// first event comes (the provider is streaming); otherwise — or when the call answers before
+/// any event (a refusal, a failure, a replay) — `finished`'s answer as it is.
+pub async fn answer(
+    events: Option<tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>>,
+    mut finished: impl std::future::Future<Output = ApiResult<Response>> + Unpin,
+) -> ApiResult<Response> {
+    use axum::body::Body;
+    use axum::http::{HeaderValue, header};
+    use futures::StreamExt;
+    let Some(mut events) = events else {
+        return finished.await;
+    };
+    tokio::select! {
+        biased;
+        first = events.recv() => match first {
+            Some(first) => {
+                let rest = futures::stream::unfold(events, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+                let body = futures::stream::once(async move { first }).chain(rest).map(Ok::<_, std::convert::Infallible>);
+                let mut response = Response::new(Body::from_stream(body));
+                let headers = response.headers_mut();
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                Ok(response)
+            }
+            None => finished.await,
+        },
+        answer = &mut finished => answer,
+    }
+}

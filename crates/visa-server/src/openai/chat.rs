@@ -17,11 +17,9 @@ use crate::state::SharedState;
 use crate::tools::catalog::{AdapterSpec, Tool};
 use crate::tools::stream::ChatStream;
 use crate::wire::execute::Receipt;
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::HeaderMap;
 use axum::response::Response;
-use futures::StreamExt;
 use serde_json::Value;
 use serde_json::json;
 use std::net::IpAddr;
@@ -70,28 +68,8 @@ async fn complete(
     drop(stream);
     // Detached, as on execute: once the hold may be placed, the outcome is recorded whatever
     // the client does (a streamed call included: it is read to its end and settled).
-    let mut finished = crate::detached::detached(async move { execution::execute(&state, call).await });
-    let Some(mut events) = events else {
-        return finished.await;
-    };
-    // The first event means the provider is streaming: answer with the event stream. An answer
-    // before any event (a refusal, a failure, a replay) is sent as it is.
-    tokio::select! {
-        biased;
-        first = events.recv() => match first {
-            Some(first) => {
-                let rest = futures::stream::unfold(events, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
-                let body = futures::stream::once(async move { first }).chain(rest).map(Ok::<_, std::convert::Infallible>);
-                let mut response = Response::new(Body::from_stream(body));
-                let headers = response.headers_mut();
-                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                Ok(response)
-            }
-            None => finished.await,
-        },
-        answer = &mut finished => answer,
-    }
+    let finished = crate::detached::detached(async move { execution::execute(&state, call).await });
+    call::answer(events, finished).await
 }
 
 /// This surface's words: the provider's chat completion under the `model` name the caller

@@ -5,7 +5,7 @@
 
 use super::UpstreamFailure;
 use super::catalog::Builtin;
-use super::stream::{ChatStream, event};
+use super::stream::ChatStream;
 use crate::error::ApiError;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -75,10 +75,10 @@ pub fn stream_echo_chat(input: &Value, stream: &ChatStream) {
     let finish = json!([{ "index": 0, "delta": {}, "finish_reason": "stop" }]);
     // The finish is content too (it releases nothing held back), but delivers no more text.
     for (choices, delivered) in [(answer, text.as_str()), (finish, "")] {
-        stream.relay(event(&serde_json::to_vec(&stream.chunk(id, choices)).unwrap_or_default()), Some(delivered));
+        stream.relay_chunk(&stream.chunk(id, choices), Some(delivered));
     }
     if let Some(usage) = stream.no_usage_chunk(id) {
-        stream.relay(event(&serde_json::to_vec(&usage).unwrap_or_default()), None);
+        stream.relay_chunk(&usage, None);
     }
 }
 

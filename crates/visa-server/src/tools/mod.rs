@@ -125,7 +125,7 @@ pub async fn run(
         if let (Some(stream), AdapterSpec::OpenaiChat { .. }) = (ctx.stream, &tool.adapter) {
             let sample = tool.sandbox.clone().unwrap_or_else(|| generated_sample(tool));
             for chunk in sandbox_chunks(&sample, stream) {
-                stream.forward(stream::event(&serde_json::to_vec(&chunk).unwrap_or_default()));
+                stream.forward_chunk(&chunk);
             }
             return Ok(flat(Value::Null));
         }

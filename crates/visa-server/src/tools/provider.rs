@@ -534,7 +534,7 @@ fn relay_event(event: &[u8], stream: &ChatStream, usage: &mut Value) -> Relayed 
     }
     let chunk = Value::Object(chunk);
     let content = chunk_content(&chunk);
-    stream.relay(super::stream::event(&serde_json::to_vec(&chunk).unwrap_or_default()), content.as_deref());
+    stream.relay_chunk(&chunk, content.as_deref());
     Relayed::More
 }
 

@@ -16,8 +16,8 @@
 //! the provider is read to its end, its usage metered and the call settled.
 
 use bytes::Bytes;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// How a streamed call's charge was measured (the `metered` member of its `: visa` comment).
@@ -39,6 +39,12 @@ impl Metered {
     }
 }
 
+/// Writes a chat completion's chunks as the events of another API's stream (the Responses
+/// API's, `openai::responses`): zero or more events per chunk, in order.
+pub trait ChunkWriter: Send + Sync {
+    fn events(&self, chunk: &serde_json::Value) -> Vec<Bytes>;
+}
+
 pub struct ChatStream {
     /// Whether the caller asked for the final usage chunk (`stream_options.include_usage`);
     /// the provider is always asked for it, so the call can be metered.
@@ -55,6 +61,8 @@ pub struct ChatStream {
     /// The output text delivered (content, refusals, tool calls), for an estimate.
     output_text: Mutex<String>,
     estimated: AtomicBool,
+    /// How chunks reach the caller: as chat chunks (`None`), or as another API's events.
+    writer: Option<Arc<dyn ChunkWriter>>,
 }
 
 impl ChatStream {
@@ -69,6 +77,45 @@ impl ChatStream {
             content_delivered: AtomicBool::new(false),
             output_text: Mutex::default(),
             estimated: AtomicBool::new(false),
+            writer: None,
+        }
+    }
+
+    /// The same stream, its chunks written by `writer` instead of as chat chunks.
+    pub fn with_writer(mut self, writer: Arc<dyn ChunkWriter>) -> Self {
+        self.writer = Some(writer);
+        self
+    }
+
+    /// A chat chunk's events as the caller reads them.
+    fn written(&self, chunk: &serde_json::Value) -> Vec<Bytes> {
+        match &self.writer {
+            Some(writer) => writer.events(chunk),
+            None => vec![event(&serde_json::to_vec(chunk).unwrap_or_default())],
+        }
+    }
+
+    /// Passes a chat chunk on (`relay`), written as the caller reads it: `content` (its output
+    /// text, if it carries any) counts once, with its first event.
+    pub fn relay_chunk(&self, chunk: &serde_json::Value, content: Option<&str>) {
+        let mut content = content;
+        let events = self.written(chunk);
+        if events.is_empty()
+            && let Some(output) = content.take()
+        {
+            // Nothing to send for it (a writer keeping it for later): its text still counts.
+            self.output_text.lock().unwrap_or_else(|e| e.into_inner()).push_str(output);
+            self.content_delivered.store(true, Ordering::SeqCst);
+        }
+        for bytes in events {
+            self.relay(bytes, content.take());
+        }
+    }
+
+    /// Sends a chat chunk made here (a preview sample) at once, written as the caller reads it.
+    pub fn forward_chunk(&self, chunk: &serde_json::Value) {
+        for bytes in self.written(chunk) {
+            self.forward(bytes);
         }
     }
 

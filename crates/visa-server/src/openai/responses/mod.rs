@@ -3,9 +3,11 @@
 //! and as one paid call on the same money path (`call`): the request is translated to the chat
 //! request it stands for (`request`), held from its `max_output_tokens`, metered from the
 //! provider's `usage`, and the chat completion is answered as a response object (`output`) —
-//! or, with `stream: true`, as the response's typed events, sent once the provider has
-//! answered (not token by token). The answer stored for replays is what the caller received.
+//! or, with `stream: true`, as the response's typed events as the provider's chunks arrive
+//! (`events`), ended by `response.completed` once the call is settled. The answer stored for
+//! replays is what the caller received.
 
+mod events;
 mod output;
 mod request;
 
@@ -15,11 +17,12 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ClientIp, RawJsonBody};
 use crate::state::SharedState;
 use crate::tools::catalog::{AdapterSpec, Tool};
+use crate::tools::stream::ChatStream;
 use crate::wire::execute::Receipt;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::net::IpAddr;
 use std::sync::Arc;
 use visa_core::money::Micros;
@@ -47,24 +50,47 @@ async fn respond(
     let streamed = request.get("stream").and_then(Value::as_bool) == Some(true);
     let idempotency_key = call::idempotency_key(headers, key)?;
     let chat = request::chat_request(&request)?;
-    let surface: Arc<dyn Answer> = Arc::new(Responses { model, streamed, echo: output::Echo::of(&request) });
-    let paid = execution::prepare(&state, key, tool, chat, (surface, idempotency_key, end_user), client_ip)?;
-    // Detached, as on execute: once the hold may be placed, the outcome is recorded.
-    crate::detached::detached(async move { execution::execute(&state, paid).await }).await
+    let echo = output::Echo::of(&request);
+    // A streamed call's events reach the response through this channel (a plain call has none),
+    // written by `events::Writer` from the chunks the provider streams.
+    let (stream, events) = if streamed {
+        let (sender, events) = tokio::sync::mpsc::unbounded_channel();
+        let created = state.now().unix_timestamp();
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let writer = Arc::new(events::Writer::new(id, model.clone(), created, echo.clone()));
+        let stream = ChatStream::new(true, model.clone(), created, sender).with_writer(writer.clone());
+        (Some((Arc::new(stream), writer)), Some(events))
+    } else {
+        (None, None)
+    };
+    let surface: Arc<dyn Answer> = Arc::new(Responses { model, echo, stream: stream.clone() });
+    let mut call = execution::prepare(&state, key, tool, chat, (surface, idempotency_key, end_user), client_ip)?;
+    if streamed {
+        // The provider streams to us, with its usage report at the end.
+        call.request["stream"] = Value::Bool(true);
+        call.request["stream_options"] = json!({ "include_usage": true });
+    }
+    // The call holds the only other handle: once it ends, `events` ends too.
+    drop(stream);
+    // Detached, as on execute: once the hold may be placed, the outcome is recorded whatever
+    // the client does (a streamed call included: it is read to its end and settled).
+    let finished = crate::detached::detached(async move { execution::execute(&state, call).await });
+    call::answer(events, finished).await
 }
 
 /// This surface's words: the chat completion as a response object under the model name the
 /// caller used (or its events), with the charge in `visa`; refusals in OpenAI's error shape.
 struct Responses {
     model: String,
-    streamed: bool,
     echo: output::Echo,
+    /// With `stream: true`: where the events go, and what writes them.
+    stream: Option<(Arc<ChatStream>, Arc<events::Writer>)>,
 }
 
 impl Answer for Responses {
     fn route(&self) -> &'static str {
         // A streamed request and a plain one are different requests under one Idempotency-Key.
-        if self.streamed { "POST openai/responses stream" } else { "POST openai/responses" }
+        if self.stream.is_some() { "POST openai/responses stream" } else { "POST openai/responses" }
     }
 
     fn success(
@@ -75,25 +101,34 @@ impl Answer for Responses {
         charged: Micros,
         receipt: Option<Receipt>,
     ) -> Vec<u8> {
+        if let Some((stream, writer)) = &self.stream {
+            // What the caller received, then the response completed (sent to a caller still
+            // reading: `paid_call::finish_stream`) and the charge.
+            let mut body = stream.recorded();
+            for event in writer.completed() {
+                body.extend_from_slice(&event);
+            }
+            body.extend_from_slice(&super::charge_comment(
+                execution,
+                charged,
+                receipt,
+                Some(stream.metered().as_str()),
+            ));
+            return body;
+        }
         let id = execution.public_id.replace('-', "");
         let created = execution.created_at.unix_timestamp();
-        let response = output::response(&result, &id, &self.model, created, &self.echo);
-        if !self.streamed {
-            let Value::Object(members) = response else { return Vec::new() };
-            return super::charged_body(&members, execution, charged, receipt);
-        }
-        let mut body = Vec::with_capacity(4096);
-        for event in output::events(&response) {
-            body.extend_from_slice(b"event: ");
-            body.extend_from_slice(event["type"].as_str().unwrap_or_default().as_bytes());
-            body.push(b'\n');
-            body.extend_from_slice(&super::event(&serde_json::to_vec(&event).unwrap_or_default()));
-        }
-        body.extend_from_slice(&super::charge_comment(execution, charged, receipt, None));
-        body
+        let Value::Object(members) = output::response(&result, &id, &self.model, created, &self.echo) else {
+            return Vec::new();
+        };
+        super::charged_body(&members, execution, charged, receipt)
     }
 
     fn failure(&self, error: &ApiError) -> Value {
         super::error_body(error)
+    }
+
+    fn stream(&self) -> Option<&ChatStream> {
+        self.stream.as_ref().map(|(stream, _)| stream.as_ref())
     }
 }

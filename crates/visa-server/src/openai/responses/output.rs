@@ -1,7 +1,6 @@
 //! A chat completion as the Responses API's answer: its message as a `message` output item with
 //! `output_text`, its tool calls as `function_call` items, its usage as input and output tokens,
-//! `incomplete` when it stopped at the output limit; and the same answer as the typed events of
-//! a streamed response (`response.created` … `response.completed`).
+//! `incomplete` when it stopped at the output limit (a stream's events are `events.rs`).
 
 use serde_json::{Value, json};
 
@@ -101,77 +100,12 @@ pub fn response(completion: &Value, id: &str, model: &str, created: i64, echo: &
     })
 }
 
-/// The typed events of `response` streamed: created and in progress (no output yet), each
-/// output item added, its text or arguments in one delta and done, the item done, completed.
-pub fn events(response: &Value) -> Vec<Value> {
-    let mut events = vec![];
-    let mut push = |mut event: Value| {
-        event["sequence_number"] = json!(events.len());
-        events.push(event);
-    };
-    let mut started = response.clone();
-    started["status"] = json!("in_progress");
-    started["output"] = json!([]);
-    started["usage"] = Value::Null;
-    push(json!({ "type": "response.created", "response": started }));
-    push(json!({ "type": "response.in_progress", "response": started }));
-    for (index, item) in response["output"].as_array().into_iter().flatten().enumerate() {
-        let id = &item["id"];
-        let mut added = item.clone();
-        added["status"] = json!("in_progress");
-        match item["type"].as_str() {
-            Some("function_call") => {
-                added["arguments"] = json!("");
-                push(json!({ "type": "response.output_item.added", "output_index": index, "item": added }));
-                let arguments = &item["arguments"];
-                push(
-                    json!({ "type": "response.function_call_arguments.delta", "item_id": id, "output_index": index, "delta": arguments }),
-                );
-                push(
-                    json!({ "type": "response.function_call_arguments.done", "item_id": id, "output_index": index, "arguments": arguments }),
-                );
-            }
-            _ => {
-                added["content"] = json!([]);
-                push(json!({ "type": "response.output_item.added", "output_index": index, "item": added }));
-                for (part_index, part) in item["content"].as_array().into_iter().flatten().enumerate() {
-                    let at = |kind: &str| json!({ "type": kind, "item_id": id, "output_index": index, "content_index": part_index });
-                    let mut empty = part.clone();
-                    let text_member = if part["type"] == "refusal" { "refusal" } else { "text" };
-                    empty[text_member] = json!("");
-                    let mut event = at("response.content_part.added");
-                    event["part"] = empty;
-                    push(event);
-                    let (delta, done) = if text_member == "refusal" {
-                        ("response.refusal.delta", "response.refusal.done")
-                    } else {
-                        ("response.output_text.delta", "response.output_text.done")
-                    };
-                    let mut event = at(delta);
-                    event["delta"] = part[text_member].clone();
-                    push(event);
-                    let mut event = at(done);
-                    event[text_member] = part[text_member].clone();
-                    push(event);
-                    let mut event = at("response.content_part.done");
-                    event["part"] = part.clone();
-                    push(event);
-                }
-            }
-        }
-        push(json!({ "type": "response.output_item.done", "output_index": index, "item": item }));
-    }
-    let kind = if response["status"] == "incomplete" { "response.incomplete" } else { "response.completed" };
-    push(json!({ "type": kind, "response": response }));
-    events
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_completion_with_text_and_a_tool_call_is_a_response_and_its_events() {
+    fn a_completion_with_text_and_a_tool_call_is_a_response() {
         let completion = json!({
             "choices": [{ "finish_reason": "tool_calls", "message": { "role": "assistant", "content": "looking",
                 "tool_calls": [{ "id": "call_1", "type": "function", "function": { "name": "look", "arguments": "{}" } }] } }],
@@ -188,25 +122,6 @@ mod tests {
         );
         assert_eq!(response["output"][1]["call_id"], "call_1");
         assert_eq!((&response["usage"]["input_tokens"], &response["usage"]["total_tokens"]), (&json!(10), &json!(15)));
-        let kinds: Vec<String> = events(&response).iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect();
-        assert_eq!(
-            kinds,
-            [
-                "response.created",
-                "response.in_progress",
-                "response.output_item.added",
-                "response.content_part.added",
-                "response.output_text.delta",
-                "response.output_text.done",
-                "response.content_part.done",
-                "response.output_item.done",
-                "response.output_item.added",
-                "response.function_call_arguments.delta",
-                "response.function_call_arguments.done",
-                "response.output_item.done",
-                "response.completed",
-            ]
-        );
         let cut = json!({ "choices": [{ "finish_reason": "length", "message": { "content": "abc" } }], "usage": {} });
         let cut = super::response(&cut, "x2", "chat", 7, &Echo::default());
         assert_eq!(
