@@ -1,6 +1,6 @@
 //! A deterministic, model-based simulation of the money path (in the spirit of TigerBeetle's
 //! VOPR). A seeded run drives the real execution flow (`visa_server::app::paid_call`: authorize,
-//! plan, hold, run, settle) over the store contract (`visa_store::Store`, whichever backend
+//! plan, hold, run, settle) in the words of execute, MCP and the Responses API, over the store contract (`visa_store::Store`, whichever backend
 //! `store_for` opens) and a scripted local provider, one step at a time, through random
 //! sequences of calls, retries with the same and other Idempotency-Keys, provider successes,
 //! failures, timeouts, garbage, errors inside a 200 and bills past the hold, clock moves
@@ -558,9 +558,21 @@ impl Sim {
         // Half the Idempotency-Keys are MCP's (an odd key): its calls run the same money path in
         // MCP's words, and a reused key is a request delivered again, in the same words.
         let over_mcp = idem & 1 == 1;
-        let surface: Arc<dyn execution::Answer> = if over_mcp { Arc::new(ToolResult) } else { Arc::new(Envelope) };
+        // A chat call under some of the even keys goes over the Responses API (its chat request
+        // given already: the translation is the handler's), the money path in its words.
+        let over_responses = !over_mcp && tool == "chat" && idem & 2 == 2;
+        let surface: Arc<dyn execution::Answer> = if over_mcp {
+            Arc::new(ToolResult)
+        } else if over_responses {
+            visa_server::openai::responses_surface("chat")
+        } else {
+            Arc::new(Envelope)
+        };
         if over_mcp {
             self.count("calls over MCP");
+        }
+        if over_responses {
+            self.count("calls over the Responses API");
         }
         let prepared = authorized.and_then(|(record, tool_def)| {
             execution::prepare(
@@ -1435,9 +1447,17 @@ fn answer_of(answer: visa_server::error::ApiResult<axum::response::Response>) ->
     }
 }
 
-/// An answer in MCP's words as the execute envelope the checks read: a refusal's
-/// `structuredContent` is the envelope's fields; a success's charge is in its `_meta`.
+/// An answer in MCP's or the Responses API's words as the execute envelope the checks read: a
+/// refusal's `structuredContent` (MCP) or `error` object (OpenAI's shape) is the envelope's
+/// fields; a success's charge is in its `_meta` (MCP) or `visa` (Responses).
 fn as_envelope(body: Value) -> Value {
+    if body["object"] == json!("response") {
+        return json!({ "success": true, "usage": { "charged_micros": body["visa"]["charged_micros"] } });
+    }
+    if body["error"].is_object() {
+        let error = &body["error"];
+        return json!({ "success": false, "error_code": error["code"], "retryable": error["retryable"] });
+    }
     if body.get("structuredContent").is_none() {
         return body;
     }
@@ -1499,6 +1519,7 @@ async fn the_money_path_holds_under_random_histories() {
         "key_total_cap",
         "account_balance",
         "calls over MCP",
+        "calls over the Responses API",
         "low-balance alerts",
         "depleted-balance alerts",
         "cap alerts",

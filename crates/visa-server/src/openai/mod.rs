@@ -19,6 +19,8 @@ mod embeddings;
 mod models;
 mod responses;
 
+pub use responses::surface as responses_surface;
+
 use crate::error::ApiError;
 use crate::state::SharedState;
 use crate::tools::stream::ChatStream;

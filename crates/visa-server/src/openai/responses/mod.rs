@@ -78,6 +78,12 @@ async fn respond(
     call::answer(events, finished).await
 }
 
+/// The Responses API's words for a plain (not streamed) call of `model`, given its chat request
+/// already: what the money-path simulation drives beside execute and MCP.
+pub fn surface(model: &str) -> Arc<dyn Answer> {
+    Arc::new(Responses { model: model.to_owned(), echo: output::Echo::default(), stream: None })
+}
+
 /// This surface's words: the chat completion as a response object under the model name the
 /// caller used (or its events), with the charge in `visa`; refusals in OpenAI's error shape.
 struct Responses {
