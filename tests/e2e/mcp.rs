@@ -187,7 +187,8 @@ async fn a_request_delivered_twice_in_a_session_is_charged_once() {
 }
 
 /// A call names its end user in `_meta` (`dev.visakeys/end_user`): kept on the execution and in
-/// the receipt; one of 129 characters is refused as a tool error, nothing charged.
+/// the receipt; one of 129 characters is refused as a tool error, nothing charged; the key's
+/// caps on each end user apply as on execute.
 #[tokio::test]
 async fn a_call_names_its_end_user_in_meta() {
     let app = app().await;
@@ -207,6 +208,21 @@ async fn a_call_names_its_end_user_in_meta() {
     assert_eq!(refused["result"]["isError"], true, "{refused}");
     assert_eq!(refused["result"]["structuredContent"]["error_code"], "INVALID_REQUEST");
     assert_eq!(app.balance_micros(&session).await, before);
+
+    // A key's cap on each end user holds over MCP too: the tool error names the limit.
+    let (_, capped) = app.key(&session, json!({ "label": "per-user", "end_user_daily_cap_cents": 1 })).await;
+    let mcp = mcp_session(&app, &capped).await;
+    let first = mcp_call(&app, &capped, &mcp, &call(3, json!("agent-user-9"))).await;
+    assert!(first["result"]["isError"] != json!(true), "{first}");
+    let over = mcp_call(&app, &capped, &mcp, &call(4, json!("agent-user-9"))).await;
+    let body = &over["result"]["structuredContent"];
+    assert_eq!(
+        (&over["result"]["isError"], &body["error_code"], &body["limit"]),
+        (&json!(true), &json!("RATE_LIMITED"), &json!("end_user_daily_cap")),
+        "{over}"
+    );
+    let other = mcp_call(&app, &capped, &mcp, &call(5, json!("agent-user-10"))).await;
+    assert!(other["result"]["isError"] != json!(true), "another end user still spends: {other}");
 }
 
 /// A long call with the SDK: progress notifications while it runs (the client asked for them);
