@@ -8,7 +8,7 @@
 use super::chart::{self, Axes, PLOT, WIDTH};
 use super::layout;
 use super::session::Browser;
-use super::spend::{balance_section, key_labels, key_name};
+use super::spend::{balance_section, key_name};
 use crate::app;
 use crate::app::spend::BucketSums;
 use crate::auth::Reader;
@@ -63,7 +63,7 @@ pub async fn show(State(state): State<SharedState>, browser: Browser) -> Respons
         Ok(listed) => listed.keys,
         Err(e) => return layout::refused(&state, &browser, PATH, e),
     };
-    let labels = key_labels(&state, &browser).await;
+    let labels: BTreeMap<i64, String> = keys.iter().map(|k| (k.id, k.label.clone())).collect();
     let first_day = from.date();
     let body = html! {
         (balance_section(&balance))

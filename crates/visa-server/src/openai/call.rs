@@ -100,10 +100,28 @@ pub fn model_tool(
     Ok((model, tool))
 }
 
+/// Runs a prepared paid call and answers it. Detached, as on execute: once the hold may be
+/// placed, the outcome is recorded whatever the client does — a streamed call (`events` set:
+/// the surface's stream sends into it) included, whose provider is asked to stream with its
+/// usage report at the end whatever the caller asked, and which is read to its end and settled.
+/// The caller has dropped its own handle on the stream: once the call ends, `events` ends too.
+pub async fn run(
+    state: SharedState,
+    mut call: execution::PaidCall,
+    events: Option<tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>>,
+) -> ApiResult<Response> {
+    if events.is_some() {
+        call.request["stream"] = Value::Bool(true);
+        call.request["stream_options"] = serde_json::json!({ "include_usage": true });
+    }
+    let finished = crate::detached::detached(async move { execution::execute(&state, call).await });
+    answer(events, finished).await
+}
+
 /// The answer to a paid call: with `events` (a streamed call's), the event stream as soon as the
 /// first event comes (the provider is streaming); otherwise — or when the call answers before
 /// any event (a refusal, a failure, a replay) — `finished`'s answer as it is.
-pub async fn answer(
+async fn answer(
     events: Option<tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>>,
     mut finished: impl std::future::Future<Output = ApiResult<Response>> + Unpin,
 ) -> ApiResult<Response> {

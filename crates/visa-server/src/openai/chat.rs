@@ -21,7 +21,6 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::Value;
-use serde_json::json;
 use std::net::IpAddr;
 use std::sync::Arc;
 use visa_core::money::Micros;
@@ -58,18 +57,10 @@ async fn complete(
         (None, None)
     };
     let surface: Arc<dyn Answer> = Arc::new(Completion { model, stream: stream.clone() });
-    let mut call = execution::prepare(&state, key, tool, request, (surface, idempotency_key, end_user), client_ip)?;
-    if streamed {
-        // The provider streams to us, with its usage report at the end, whatever the caller asked.
-        call.request["stream"] = Value::Bool(true);
-        call.request["stream_options"] = json!({ "include_usage": true });
-    }
-    // The call holds the only other handle: once it ends, `events` ends too.
+    let call = execution::prepare(&state, key, tool, request, (surface, idempotency_key, end_user), client_ip)?;
+    // The call holds the only other handle on the stream.
     drop(stream);
-    // Detached, as on execute: once the hold may be placed, the outcome is recorded whatever
-    // the client does (a streamed call included: it is read to its end and settled).
-    let finished = crate::detached::detached(async move { execution::execute(&state, call).await });
-    call::answer(events, finished).await
+    call::run(state, call, events).await
 }
 
 /// This surface's words: the provider's chat completion under the `model` name the caller

@@ -42,8 +42,7 @@ async fn embed(
     let idempotency_key = call::idempotency_key(headers, key)?;
     let surface: Arc<dyn Answer> = Arc::new(Embeddings { model });
     let paid = execution::prepare(&state, key, tool, request, (surface, idempotency_key, end_user), client_ip)?;
-    // Detached, as on execute: once the hold may be placed, the outcome is recorded.
-    crate::detached::detached(async move { execution::execute(&state, paid).await }).await
+    call::run(state, paid, None).await
 }
 
 /// This surface's words for an embedding: the provider's answer under the caller's model name,

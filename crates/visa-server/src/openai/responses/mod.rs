@@ -22,7 +22,7 @@ use crate::wire::execute::Receipt;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::net::IpAddr;
 use std::sync::Arc;
 use visa_core::money::Micros;
@@ -64,18 +64,10 @@ async fn respond(
         (None, None)
     };
     let surface: Arc<dyn Answer> = Arc::new(Responses { model, echo, stream: stream.clone() });
-    let mut call = execution::prepare(&state, key, tool, chat, (surface, idempotency_key, end_user), client_ip)?;
-    if streamed {
-        // The provider streams to us, with its usage report at the end.
-        call.request["stream"] = Value::Bool(true);
-        call.request["stream_options"] = json!({ "include_usage": true });
-    }
-    // The call holds the only other handle: once it ends, `events` ends too.
+    let call = execution::prepare(&state, key, tool, chat, (surface, idempotency_key, end_user), client_ip)?;
+    // The call holds the only other handles on the stream and its writer.
     drop(stream);
-    // Detached, as on execute: once the hold may be placed, the outcome is recorded whatever
-    // the client does (a streamed call included: it is read to its end and settled).
-    let finished = crate::detached::detached(async move { execution::execute(&state, call).await });
-    call::answer(events, finished).await
+    call::run(state, call, events).await
 }
 
 /// The Responses API's words for a plain (not streamed) call of `model`, given its chat request
