@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use visa_core::policy::truncate_for_message;
 
 /// Members taken over as they are.
-const SAME: &[&str] = &["model", "temperature", "top_p", "parallel_tool_calls", "metadata", "top_logprobs"];
+const SAME: &[&str] = &["model", "temperature", "top_p", "parallel_tool_calls", "metadata"];
 /// Members accepted that change nothing here.
 const IGNORED: &[&str] = &[
     "stream",
@@ -58,6 +58,11 @@ pub fn chat_request(request: &Value) -> ApiResult<Value> {
             },
             "input" => {}
             "max_output_tokens" => drop(chat.insert("max_tokens".into(), value.clone())),
+            // Chat completions take `top_logprobs` only with `logprobs` on.
+            "top_logprobs" => {
+                chat.insert("top_logprobs".into(), value.clone());
+                chat.insert("logprobs".into(), Value::Bool(true));
+            }
             "tools" => drop(chat.insert("tools".into(), tools(value)?)),
             "tool_choice" => drop(chat.insert("tool_choice".into(), tool_choice(value)?)),
             "text" => text(value, &mut chat)?,
@@ -231,6 +236,7 @@ mod tests {
     fn a_responses_request_becomes_the_chat_request_it_stands_for() {
         let request = json!({
             "model": "chat", "instructions": "be brief", "max_output_tokens": 50, "store": false, "include": [],
+            "top_logprobs": 2,
             "reasoning": { "effort": "none" }, "text": { "verbosity": "low" },
             "input": [
                 { "role": "user", "content": [{ "type": "input_text", "text": "what is on this?" },
@@ -246,7 +252,7 @@ mod tests {
         assert_eq!(
             chat,
             json!({
-                "model": "chat", "max_tokens": 50, "verbosity": "low",
+                "model": "chat", "max_tokens": 50, "verbosity": "low", "top_logprobs": 2, "logprobs": true,
                 "tools": [{ "type": "function", "function": { "name": "look", "parameters": { "type": "object" }, "strict": true } }],
                 "tool_choice": { "type": "function", "function": { "name": "look" } },
                 "messages": [
